@@ -1,0 +1,990 @@
+/*
+ * agent.c - see agent.h.
+ *
+ * One ROUTER socket on ipc://PATH serves every client. Each client (keyed by
+ * its ZeroMQ routing id) has a session: an id-mint lease, its waiters, and,
+ * for workers, its invocations. Libpmesh keeps a session alive with pings from
+ * a side thread; a session silent for client_timeout is closed (waiters
+ * dropped, invocations re-queued), which is how dead workers are detected.
+ *
+ * Requests are validated (wire.c) before anything changes; every refusal is a
+ * typed error reply, a counter and (rate-limited) a log line.
+ */
+#include "agent.h"
+
+#include "log.h"
+#include "store.h"
+#include "timer.h"
+#include "wire.h"
+#include "workers.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+/* How often idle sessions are swept; a quarter of the shortest allowed
+ * client_timeout keeps detection within ~1.25x the timeout. */
+#define S_SWEEP_MS 50
+/* Messages handled per poll wake-up before timers get a turn. */
+#define S_BATCH 512
+/* Largest list page, whatever the client asks: bounds reply size. */
+#define S_MAX_PAGE 10000
+/* Outgoing queue per client: large, because a burst of async replies to one
+ * client must not be dropped while it is merely busy. */
+#define S_SNDHWM 1000000
+
+typedef struct s_session s_session_t;
+typedef struct s_waiter s_waiter_t;
+typedef struct s_then s_then_t;
+
+struct s_session {
+    char key[2 * 256 + 1]; /* hex of the routing id */
+    uint8_t rid[256];
+    size_t rid_len;
+    uint64_t id;
+    char mint[PM_WIRE_MAX_NAME];
+    size_t mint_len;
+    int64_t last_seen; /* monotonic ms */
+    int pinged;        /* has a keep-alive thread: silence means death */
+    s_waiter_t *waiters;
+    size_t n_waiters;
+};
+
+struct s_waiter {
+    pm_watch_t watch;
+    pm_timer_t timer;
+    pm_agent_t *agent;
+    s_session_t *session;
+    uint64_t req_id;
+    s_waiter_t *next, *prev;
+};
+
+struct s_then {
+    pm_watch_t watch;
+    pm_agent_t *agent;
+    s_then_t *next, *prev;
+    char *function;
+    char target[];
+};
+
+typedef struct s_op_counts {
+    uint64_t ok, err;
+} s_op_counts_t;
+
+struct pm_agent {
+    char *node;
+    char *socket_path;
+    char space[128];
+    size_t max_value_bytes;
+    int64_t client_timeout;
+    size_t max_waiters;
+    uint32_t list_limit;
+    void *ctx;
+    void *router;
+    int sigfd;
+    pm_store_t *store;
+    pm_workers_t *workers;
+    pm_timers_t *timers; /* waiters' wait timeouts, monotonic ms */
+    zhashx_t *sessions;  /* key -> s_session_t (owned) */
+    zhashx_t *by_id;     /* "%llx" session id -> s_session_t (borrowed) */
+    s_then_t *thens;     /* every registered continuation, for cleanup */
+    uint64_t next_session;
+    uint64_t next_seq;
+    int64_t started_mono;
+    int64_t started_real;
+    int64_t last_sweep;
+    int stopping;
+    s_op_counts_t ops[PM_MSG_TYPE_COUNT];
+    uint64_t bad_frames;
+    uint64_t replies_dropped;
+    uint64_t sessions_expired;
+    uint64_t waiters_timed_out;
+};
+
+/* ---- clocks and ids ------------------------------------------------------- */
+
+static int64_t
+s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+s_real_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+s_base36(uint64_t v, char *out)
+{
+    char tmp[16];
+    int n = 0;
+    do {
+        tmp[n++] = "0123456789abcdefghijklmnopqrstuvwxyz"[v % 36];
+        v /= 36;
+    } while (v);
+    for (int i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = 0;
+}
+
+/* ---- logging of bad input, rate-limited ----------------------------------- */
+
+static void
+s_bad_frame(pm_agent_t *self, const char *why)
+{
+    self->bad_frames++;
+    /* The first ten, then one in a thousand: a flood must not become a
+     * log flood. */
+    if (self->bad_frames <= 10 || self->bad_frames % 1000 == 0)
+        pm_log_warn("PM-CLIENT-BAD-FRAME", "%s (bad frames so far: %llu)", why,
+                    (unsigned long long) self->bad_frames);
+}
+
+/* ---- sending -------------------------------------------------------------- */
+
+static void
+s_free_buf(void *data, void *hint)
+{
+    (void) hint;
+    free(data);
+}
+
+static void
+s_send(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
+{
+    size_t len;
+    uint8_t *buf = pm_wire_encode(m, &len);
+    if (!buf) {
+        self->replies_dropped++;
+        return;
+    }
+    zmq_msg_t body;
+    zmq_msg_init_data(&body, buf, len, s_free_buf, NULL);
+    if (zmq_send(self->router, s->rid, s->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_msg_send(&body, self->router, ZMQ_DONTWAIT) < 0) {
+        /* Unroutable (client gone) or its queue is full: drop, count. */
+        zmq_msg_close(&body);
+        self->replies_dropped++;
+    }
+}
+
+static void
+s_workers_send(void *arg, void *who, const pm_msg_t *m)
+{
+    s_send(arg, who, m);
+}
+
+static void
+s_reply_err(pm_agent_t *self, s_session_t *s, uint64_t req_id, int err, const char *message)
+{
+    pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = req_id, .err = err,
+                  .message = message ? message : pm_strerror(err)};
+    s_send(self, s, &r);
+}
+
+static void
+s_view(const pm_prom_t *p, pm_wire_promise_t *v)
+{
+    memset(v, 0, sizeof *v);
+    v->id = p->id;
+    v->state = p->state;
+    if (p->state == PM_STATE_RESOLVED) {
+        v->value = p->data;
+        v->value_len = p->data_len;
+    } else if (p->data) {
+        v->reason = (const char *) p->data;
+    }
+    v->created_ms = p->created_ms;
+    v->settled_ms = p->settled_ms;
+    v->timeout_at_ms = p->timeout_at;
+    v->heartbeat_ms = p->heartbeat_ms;
+    v->heartbeat_at_ms = p->state == PM_STATE_PENDING ? p->heartbeat_at : 0;
+    if (p->extra) {
+        v->key = p->extra->key;
+        v->label_count = p->extra->label_count;
+        v->labels = p->extra->labels;
+    }
+}
+
+static void
+s_reply_promise(pm_agent_t *self, s_session_t *s, uint64_t req_id, const pm_prom_t *p)
+{
+    pm_wire_promise_t v;
+    s_view(p, &v);
+    pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = req_id, .promise = &v, .id = p->id};
+    s_send(self, s, &r);
+}
+
+static void
+s_reply_ok(pm_agent_t *self, s_session_t *s, uint64_t req_id)
+{
+    pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = req_id};
+    s_send(self, s, &r);
+}
+
+/* ---- sessions ------------------------------------------------------------- */
+
+static void s_waiter_free(pm_agent_t *self, s_waiter_t *w);
+
+static s_session_t *
+s_session_get(pm_agent_t *self, const uint8_t *rid, size_t len, int64_t now)
+{
+    char key[2 * 256 + 1];
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        key[2 * i] = hex[rid[i] >> 4];
+        key[2 * i + 1] = hex[rid[i] & 15];
+    }
+    key[2 * len] = 0;
+    s_session_t *s = zhashx_lookup(self->sessions, key);
+    if (s) {
+        s->last_seen = now;
+        return s;
+    }
+    s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    memcpy(s->key, key, 2 * len + 1);
+    memcpy(s->rid, rid, len);
+    s->rid_len = len;
+    s->id = ++self->next_session;
+    char n36[16];
+    s_base36(s->id, n36);
+    s->mint_len = (size_t) snprintf(s->mint, sizeof s->mint, "%s~c%s-", self->space, n36);
+    s->last_seen = now;
+    zhashx_insert(self->sessions, s->key, s);
+    char idk[24];
+    snprintf(idk, sizeof idk, "%llx", (unsigned long long) s->id);
+    zhashx_insert(self->by_id, idk, s);
+    return s;
+}
+
+static void
+s_session_close(pm_agent_t *self, s_session_t *s, const char *why)
+{
+    while (s->waiters)
+        s_waiter_free(self, s->waiters);
+    if (pm_workers_is_worker(self->workers, s)) {
+        pm_log_info("PM-WORKER-GONE", "worker session %llu closed: %s",
+                    (unsigned long long) s->id, why);
+        pm_workers_forget(self->workers, s);
+    }
+    char idk[24];
+    snprintf(idk, sizeof idk, "%llx", (unsigned long long) s->id);
+    zhashx_delete(self->by_id, idk);
+    zhashx_delete(self->sessions, s->key); /* frees s */
+}
+
+static void
+s_session_destructor(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+/* Closes sessions silent for client_timeout. A session without a keep-alive
+ * thread that still has waiters is kept: its awaits end by their own timeout
+ * or by settlement. */
+static void
+s_sweep(pm_agent_t *self, int64_t now)
+{
+    zlistx_t *dead = NULL;
+    for (s_session_t *s = zhashx_first(self->sessions); s; s = zhashx_next(self->sessions)) {
+        if (now - s->last_seen < self->client_timeout)
+            continue;
+        if (!s->pinged && (s->n_waiters || pm_workers_is_worker(self->workers, s)))
+            continue;
+        if (!dead)
+            dead = zlistx_new();
+        zlistx_add_end(dead, s);
+    }
+    if (!dead)
+        return;
+    for (s_session_t *s = zlistx_first(dead); s; s = zlistx_next(dead)) {
+        if (s->pinged || s->n_waiters)
+            pm_log_info("PM-CLIENT-EXPIRED", "session %llu silent for %lld ms; closed",
+                        (unsigned long long) s->id, (long long) (now - s->last_seen));
+        self->sessions_expired++;
+        s_session_close(self, s, "expired");
+    }
+    zlistx_destroy(&dead);
+}
+
+/* ---- waiters -------------------------------------------------------------- */
+
+static void
+s_waiter_free(pm_agent_t *self, s_waiter_t *w)
+{
+    pm_watch_cancel(&w->watch);
+    pm_timers_cancel(self->timers, &w->timer);
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        w->session->waiters = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->session->n_waiters--;
+    free(w);
+}
+
+static void
+s_waiter_fired(pm_watch_t *watch, pm_prom_t *p)
+{
+    s_waiter_t *w = (s_waiter_t *) watch;
+    pm_agent_t *self = w->agent;
+    s_reply_promise(self, w->session, w->req_id, p);
+    s_waiter_free(self, w);
+}
+
+/* ---- continuations -------------------------------------------------------- */
+
+static void
+s_then_unlink(pm_agent_t *self, s_then_t *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        self->thens = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+}
+
+static void
+s_then_fired(pm_watch_t *watch, pm_prom_t *p)
+{
+    s_then_t *t = (s_then_t *) watch;
+    pm_agent_t *self = t->agent;
+    s_then_unlink(self, t);
+    if (p->state == PM_STATE_RESOLVED) {
+        int err = pm_workers_invoke(self->workers, t->function, p->data, p->data_len, t->target);
+        if (err != PM_OK)
+            pm_log(PM_LOG_ERROR, "PM-INVOKE-FAILED", t->target, "%s", pm_err_name(err));
+    } else {
+        /* The chain stops here: say which link failed and why. */
+        char why[512];
+        int n = snprintf(why, sizeof why, "%s %s: %s", p->id, pm_state_name(p->state),
+                         p->data ? (const char *) p->data : "");
+        if (n >= (int) sizeof why)
+            n = sizeof why - 1;
+        pm_store_settle(self->store, t->target, PM_STATE_REJECTED, why, (size_t) n, s_real_ms(),
+                        NULL);
+    }
+    free(t->function);
+    free(t);
+}
+
+/* ---- requests ------------------------------------------------------------- */
+
+static int
+s_minted_by(const s_session_t *s, const char *id)
+{
+    return strncmp(id, s->mint, s->mint_len) == 0 && id[s->mint_len] &&
+           !strchr(id + s->mint_len, '~');
+}
+
+static void
+s_mint(pm_agent_t *self, char *out, size_t cap)
+{
+    char n36[16];
+    s_base36(++self->next_seq, n36);
+    snprintf(out, cap, "%s~%s", self->space, n36);
+}
+
+static int
+s_do_create(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t now)
+{
+    char id[PM_WIRE_MAX_NAME + 1];
+    if (m->id) {
+        if (!s_minted_by(s, m->id))
+            return PM_ERR_BAD_REQUEST;
+        snprintf(id, sizeof id, "%s", m->id);
+    } else {
+        s_mint(self, id, sizeof id);
+    }
+    pm_create_args_t a = {.id = id,
+                          .timeout_ms = m->timeout_ms,
+                          .heartbeat_ms = m->heartbeat_ms,
+                          .key = m->key,
+                          .label_count = m->label_count,
+                          .labels = m->labels};
+    pm_prom_t *p;
+    int created;
+    int err = pm_store_create(self->store, &a, now, &p, &created);
+    if (err)
+        return err;
+    pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .id = p->id, .created = created};
+    s_send(self, s, &r);
+    return PM_OK;
+}
+
+static int
+s_do_settle(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t now)
+{
+    const void *data;
+    size_t len;
+    if (m->state == PM_STATE_RESOLVED) {
+        data = m->value;
+        len = m->value_len;
+    } else if (m->state == PM_STATE_REJECTED || m->state == PM_STATE_CANCELED) {
+        data = m->reason && *m->reason ? m->reason
+                                       : (m->state == PM_STATE_CANCELED ? "canceled" : "rejected");
+        len = strlen(data);
+    } else {
+        return PM_ERR_BAD_REQUEST;
+    }
+    if (len > self->max_value_bytes)
+        return PM_ERR_VALUE_TOO_LARGE;
+    int err = pm_store_settle(self->store, m->id, m->state, data, len, now, NULL);
+    if (err)
+        return err;
+    s_reply_ok(self, s, m->req_id);
+    return PM_OK;
+}
+
+static int
+s_do_await(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t mono)
+{
+    pm_prom_t *p = pm_store_get(self->store, m->id);
+    if (!p)
+        return PM_ERR_NOT_FOUND;
+    if (p->state != PM_STATE_PENDING) {
+        s_reply_promise(self, s, m->req_id, p);
+        return PM_OK;
+    }
+    if (m->timeout_ms == 0) {
+        s_reply_err(self, s, m->req_id, PM_ERR_WAIT_TIMEOUT, NULL);
+        return PM_OK; /* a poll, not a failure */
+    }
+    if (s->n_waiters >= self->max_waiters)
+        return PM_ERR_LIMIT;
+    s_waiter_t *w = calloc(1, sizeof *w);
+    if (!w)
+        return PM_ERR_INTERNAL;
+    w->agent = self;
+    w->session = s;
+    w->req_id = m->req_id;
+    w->next = s->waiters;
+    if (s->waiters)
+        s->waiters->prev = w;
+    s->waiters = w;
+    s->n_waiters++;
+    pm_store_watch(p, &w->watch, s_waiter_fired);
+    if (m->timeout_ms > 0)
+        pm_timers_set(self->timers, &w->timer, mono + m->timeout_ms);
+    return PM_OK;
+}
+
+static int
+s_do_then(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t now)
+{
+    if (!m->function || !*m->function)
+        return PM_ERR_BAD_REQUEST;
+    pm_prom_t *p = pm_store_get(self->store, m->id);
+    if (!p)
+        return PM_ERR_NOT_FOUND;
+    char id[PM_WIRE_MAX_NAME + 1];
+    if (m->new_id) {
+        if (!s_minted_by(s, m->new_id))
+            return PM_ERR_BAD_REQUEST;
+        snprintf(id, sizeof id, "%s", m->new_id);
+    } else {
+        s_mint(self, id, sizeof id);
+    }
+    size_t idlen = strlen(id);
+    s_then_t *t = calloc(1, sizeof *t + idlen + 1);
+    if (!t)
+        return PM_ERR_INTERNAL;
+    memcpy(t->target, id, idlen + 1);
+    t->function = strdup(m->function);
+    t->agent = self;
+    pm_create_args_t a = {.id = id, .timeout_ms = m->timeout_ms};
+    pm_prom_t *q;
+    int err = t->function ? pm_store_create(self->store, &a, now, &q, NULL) : PM_ERR_INTERNAL;
+    if (err) {
+        free(t->function);
+        free(t);
+        return err;
+    }
+    pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .id = id, .created = 1};
+    s_send(self, s, &r);
+    t->next = self->thens;
+    if (self->thens)
+        self->thens->prev = t;
+    self->thens = t;
+    if (p->state == PM_STATE_PENDING)
+        pm_store_watch(p, &t->watch, s_then_fired);
+    else
+        s_then_fired(&t->watch, p);
+    return PM_OK;
+}
+
+static int
+s_do_list(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
+{
+    if (m->state < 0 || m->state > PM_STATE_TIMEDOUT)
+        return PM_ERR_BAD_REQUEST;
+    pm_list_filter_t f = {.state = m->state,
+                          .prefix = m->prefix,
+                          .limit = m->limit ? m->limit : self->list_limit,
+                          .cursor = m->cursor};
+    if (f.limit > S_MAX_PAGE)
+        f.limit = S_MAX_PAGE;
+    if (m->label_count) {
+        f.label_key = m->labels[0].key;
+        f.label_value = *m->labels[0].value ? m->labels[0].value : NULL;
+    }
+    const pm_prom_t **found = malloc(f.limit * sizeof *found);
+    pm_wire_promise_t *views = malloc(f.limit * sizeof *views);
+    if (!found || !views) {
+        free(found);
+        free(views);
+        return PM_ERR_INTERNAL;
+    }
+    char cursor[PM_WIRE_MAX_NAME + 32];
+    size_t n = pm_store_list(self->store, &f, found, cursor, sizeof cursor);
+    for (size_t i = 0; i < n; i++)
+        s_view(found[i], &views[i]);
+    pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .promises = views,
+                  .promise_count = n, .cursor = cursor};
+    s_send(self, s, &r);
+    free(found);
+    free(views);
+    return PM_OK;
+}
+
+static void
+s_do_status(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
+{
+    json_t *promises = json_object();
+    for (int st = PM_STATE_PENDING; st <= PM_STATE_TIMEDOUT; st++)
+        json_object_set_new(promises, pm_state_name(st),
+                            json_integer((json_int_t) pm_store_count(self->store, st)));
+    json_object_set_new(promises, "total", json_integer((json_int_t) pm_store_count(self->store, 0)));
+    json_t *ops = json_object();
+    for (int t = PM_MSG_HELLO; t < PM_MSG_TYPE_COUNT; t++) {
+        if (t == PM_MSG_REPLY || t == PM_MSG_INVOKE)
+            continue;
+        json_object_set_new(ops, pm_wire_type_name(t),
+                            json_pack("{s:I,s:I}", "ok", (json_int_t) self->ops[t].ok, "error",
+                                      (json_int_t) self->ops[t].err));
+    }
+    pm_workers_stats_t ws;
+    pm_workers_stats(self->workers, &ws);
+    size_t waiters = 0;
+    for (s_session_t *x = zhashx_first(self->sessions); x; x = zhashx_next(self->sessions))
+        waiters += x->n_waiters;
+    json_t *o = json_pack(
+        "{s:s,s:s,s:s,s:I,s:o,s:o,s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
+        "s:{s:I,s:I}}",
+        "node", self->node, "version", PMESH_VERSION, "id_space", self->space, "uptime_ms",
+        (json_int_t) (s_mono_ms() - self->started_mono), "promises", promises, "ops", ops,
+        "clients", "sessions", (json_int_t) zhashx_size(self->sessions), "waiters",
+        (json_int_t) waiters, "workers", (json_int_t) ws.workers, "expired",
+        (json_int_t) self->sessions_expired, "invocations", "queued", (json_int_t) ws.queued,
+        "inflight", (json_int_t) ws.inflight, "invoked", (json_int_t) ws.invoked, "dispatched",
+        (json_int_t) ws.dispatched, "completed", (json_int_t) ws.completed, "failed",
+        (json_int_t) ws.failed, "retried", (json_int_t) ws.retried, "dropped",
+        (json_int_t) ws.dropped, "not_holder", (json_int_t) ws.not_holder, "errors",
+        "bad_frames", (json_int_t) self->bad_frames, "replies_dropped",
+        (json_int_t) self->replies_dropped);
+    char *json = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .json = json ? json : "{}"};
+    s_send(self, s, &r);
+    free(json);
+}
+
+static int
+s_handle(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t now, int64_t mono)
+{
+    switch (m->type) {
+    case PM_MSG_HELLO: {
+        pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .node = self->node,
+                      .mint_prefix = s->mint, .session = s->id};
+        s_send(self, s, &r);
+        return PM_OK;
+    }
+    case PM_MSG_CREATE:
+        return s_do_create(self, s, m, now);
+    case PM_MSG_SETTLE:
+        return s_do_settle(self, s, m, now);
+    case PM_MSG_HEARTBEAT: {
+        int err = pm_store_heartbeat(self->store, m->id, now, NULL);
+        if (!err)
+            s_reply_ok(self, s, m->req_id);
+        return err;
+    }
+    case PM_MSG_GET: {
+        pm_prom_t *p = pm_store_get(self->store, m->id);
+        if (!p)
+            return PM_ERR_NOT_FOUND;
+        s_reply_promise(self, s, m->req_id, p);
+        return PM_OK;
+    }
+    case PM_MSG_AWAIT:
+        return s_do_await(self, s, m, mono);
+    case PM_MSG_THEN:
+        return s_do_then(self, s, m, now);
+    case PM_MSG_LIST:
+        return s_do_list(self, s, m);
+    case PM_MSG_STATUS:
+        s_do_status(self, s, m);
+        return PM_OK;
+    case PM_MSG_REGISTER: {
+        int err = pm_workers_register(self->workers, s, m->functions, m->function_count,
+                                      m->concurrency);
+        if (!err)
+            s_reply_ok(self, s, m->req_id);
+        return err;
+    }
+    case PM_MSG_RESULT: {
+        int err = pm_workers_result(self->workers, s, m, now);
+        if (err == PM_ERR_NOT_HOLDER)
+            pm_log_warn("PM-WORKER-NOT-HOLDER", "session %llu answered invocation %s it does "
+                        "not hold", (unsigned long long) s->id, m->invocation_id);
+        if (!err)
+            s_reply_ok(self, s, m->req_id);
+        return err;
+    }
+    case PM_MSG_PING: {
+        char idk[24];
+        snprintf(idk, sizeof idk, "%llx", (unsigned long long) m->session);
+        s_session_t *target = zhashx_lookup(self->by_id, idk);
+        if (target) {
+            target->last_seen = mono;
+            target->pinged = 1;
+        }
+        return PM_OK; /* pings are never answered */
+    }
+    case PM_MSG_BYE:
+        return PM_OK; /* the caller closes the session */
+    default:
+        return PM_ERR_BAD_REQUEST; /* replies and invocations do not flow this way */
+    }
+}
+
+static void
+s_on_message(pm_agent_t *self, zmq_msg_t *rid, zmq_msg_t *body)
+{
+    int64_t mono = s_mono_ms();
+    s_session_t *s = s_session_get(self, zmq_msg_data(rid), zmq_msg_size(rid), mono);
+    if (!s)
+        return;
+    pm_msg_t m;
+    int err = pm_wire_decode(zmq_msg_data(body), zmq_msg_size(body), &m);
+    if (err) {
+        char why[96];
+        snprintf(why, sizeof why, "%s frame of %zu bytes from session %llu", pm_err_name(err),
+                 zmq_msg_size(body), (unsigned long long) s->id);
+        s_bad_frame(self, why);
+        s_reply_err(self, s, m.req_id, err,
+                    err == PM_ERR_BAD_VERSION ? "unsupported envelope version" : "malformed frame");
+        pm_wire_release(&m);
+        return;
+    }
+    if (self->stopping && m.type != PM_MSG_PING && m.type != PM_MSG_BYE) {
+        s_reply_err(self, s, m.req_id, PM_ERR_AGENT_SHUTTING_DOWN, NULL);
+        pm_wire_release(&m);
+        return;
+    }
+    err = s_handle(self, s, &m, s_real_ms(), mono);
+    if (m.type < PM_MSG_TYPE_COUNT) {
+        if (err)
+            self->ops[m.type].err++;
+        else
+            self->ops[m.type].ok++;
+    }
+    if (err) {
+        if (err == PM_ERR_BAD_REQUEST)
+            s_bad_frame(self, "invalid request");
+        s_reply_err(self, s, m.req_id, err, NULL);
+    }
+    if (m.type == PM_MSG_BYE)
+        s_session_close(self, s, "said bye");
+    pm_wire_release(&m);
+}
+
+/* ---- the loop ------------------------------------------------------------- */
+
+static void
+s_drain_router(pm_agent_t *self)
+{
+    for (int i = 0; i < S_BATCH; i++) {
+        zmq_msg_t rid, body;
+        zmq_msg_init(&rid);
+        if (zmq_msg_recv(&rid, self->router, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&rid);
+            return;
+        }
+        zmq_msg_init(&body);
+        int ok = zmq_msg_more(&rid) && zmq_msg_recv(&body, self->router, 0) >= 0;
+        int extra = 0;
+        while (ok && zmq_msg_more(&body)) { /* more than one body frame: drain and refuse */
+            zmq_msg_t junk;
+            zmq_msg_init(&junk);
+            zmq_msg_recv(&junk, self->router, 0);
+            extra = zmq_msg_more(&junk);
+            zmq_msg_close(&junk);
+            if (!extra)
+                break;
+        }
+        if (!ok || zmq_msg_more(&body) || extra)
+            s_bad_frame(self, "unexpected frame count");
+        else
+            s_on_message(self, &rid, &body);
+        zmq_msg_close(&body);
+        zmq_msg_close(&rid);
+    }
+}
+
+static void
+s_fire_waiter_timeouts(pm_agent_t *self, int64_t mono)
+{
+    pm_timer_t *t;
+    while ((t = pm_timers_pop_due(self->timers, mono))) {
+        s_waiter_t *w = pm_container_of(t, s_waiter_t, timer);
+        self->waiters_timed_out++;
+        s_reply_err(self, w->session, w->req_id, PM_ERR_WAIT_TIMEOUT, NULL);
+        s_waiter_free(self, w);
+    }
+}
+
+static long
+s_poll_timeout(pm_agent_t *self, int64_t real, int64_t mono)
+{
+    int64_t t = S_SWEEP_MS;
+    int64_t d = pm_store_next_deadline(self->store);
+    if (d != INT64_MAX && d - real < t)
+        t = d - real;
+    pm_timer_t *w = pm_timers_peek(self->timers);
+    if (w && w->at - mono < t)
+        t = w->at - mono;
+    return t < 0 ? 0 : t;
+}
+
+int
+pm_agent_run(pm_agent_t *self)
+{
+    zmq_pollitem_t items[2] = {{self->router, 0, ZMQ_POLLIN, 0}, {NULL, self->sigfd, ZMQ_POLLIN, 0}};
+    pm_log_info("PM-AGENT-READY", "node %s serving ipc://%s (id space %s)", self->node,
+                self->socket_path, self->space);
+    while (!self->stopping) {
+        long timeout = s_poll_timeout(self, s_real_ms(), s_mono_ms());
+        int rc = zmq_poll(items, 2, timeout);
+        if (rc < 0 && errno != EINTR) {
+            pm_log_error("PM-AGENT-POLL", "zmq_poll: %s", zmq_strerror(errno));
+            break;
+        }
+        if (items[0].revents & ZMQ_POLLIN)
+            s_drain_router(self);
+        if (items[1].revents & ZMQ_POLLIN) {
+            struct signalfd_siginfo si;
+            if (read(self->sigfd, &si, sizeof si) == sizeof si) {
+                pm_log_info("PM-AGENT-STOPPING", "signal %u: shutting down", si.ssi_signo);
+                self->stopping = 1;
+            }
+        }
+        pm_store_tick(self->store, s_real_ms());
+        int64_t mono = s_mono_ms();
+        s_fire_waiter_timeouts(self, mono);
+        if (mono - self->last_sweep >= S_SWEEP_MS) {
+            s_sweep(self, mono);
+            self->last_sweep = mono;
+        }
+    }
+    /* Every pending await hears that we are going, rather than hanging. */
+    size_t told = 0;
+    for (s_session_t *s = zhashx_first(self->sessions); s; s = zhashx_next(self->sessions))
+        while (s->waiters) {
+            s_reply_err(self, s, s->waiters->req_id, PM_ERR_AGENT_SHUTTING_DOWN, NULL);
+            s_waiter_free(self, s->waiters);
+            told++;
+        }
+    pm_log_info("PM-AGENT-STOPPED", "told %zu waiters; bye", told);
+    return 0;
+}
+
+/* ---- setup ---------------------------------------------------------------- */
+
+static int
+s_mkdirs(const char *path)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return 0;
+}
+
+/* A socket file left by a dead agent is removed; one that answers belongs to
+ * a live agent and is not stolen. */
+static int
+s_claim_path(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return 0;
+    if (!S_ISSOCK(st.st_mode)) {
+        pm_log_error("PM-AGENT-SOCKET", "%s exists and is not a socket", path);
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    int live = fd >= 0 && connect(fd, (struct sockaddr *) &sa, sizeof sa) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (live) {
+        pm_log_error("PM-AGENT-SOCKET", "another agent is serving %s", path);
+        return -1;
+    }
+    unlink(path);
+    return 0;
+}
+
+pm_agent_t *
+pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
+{
+    if (strlen(socket_path) >= sizeof(((struct sockaddr_un *) 0)->sun_path)) {
+        pm_log_error("PM-AGENT-SOCKET", "socket path too long (%zu bytes, max %zu): %s",
+                     strlen(socket_path), sizeof(((struct sockaddr_un *) 0)->sun_path) - 1,
+                     socket_path);
+        return NULL;
+    }
+    pm_agent_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->sigfd = -1;
+    self->node = strdup(node);
+    self->socket_path = strdup(socket_path);
+    self->max_value_bytes = (size_t) cfg->max_value_bytes;
+    self->client_timeout = cfg->client_timeout;
+    self->max_waiters = (size_t) cfg->max_waiters_per_client;
+    self->list_limit = (uint32_t) cfg->list_limit;
+    self->started_mono = self->last_sweep = s_mono_ms();
+    self->started_real = s_real_ms();
+
+    /* The id space: node name plus a random boot tag, so ids stay unique
+     * across restarts without any state on disk. */
+    uint64_t boot = 0;
+    if (getrandom(&boot, sizeof boot, 0) != sizeof boot)
+        boot = (uint64_t) self->started_real ^ ((uint64_t) getpid() << 32);
+    char b36[16];
+    s_base36(boot & 0xffffffffffULL, b36);
+    snprintf(self->space, sizeof self->space, "%s-%s", node, b36);
+
+    pm_store_limits_t limits = {.max_value_bytes = self->max_value_bytes,
+                                .max_labels = (size_t) cfg->max_labels,
+                                .max_id_bytes = PM_WIRE_MAX_NAME};
+    self->store = pm_store_new(&limits);
+    self->timers = pm_timers_new();
+    self->sessions = zhashx_new();
+    self->by_id = zhashx_new();
+    if (!self->store || !self->timers || !self->sessions || !self->by_id)
+        goto fail;
+    zhashx_set_destructor(self->sessions, s_session_destructor);
+    self->workers = pm_workers_new(self->store, self->space, s_workers_send, self);
+    if (!self->workers)
+        goto fail;
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    self->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (self->sigfd < 0)
+        goto fail;
+
+    if (s_mkdirs(socket_path) < 0) {
+        pm_log_error("PM-AGENT-SOCKET", "cannot create the directory of %s: %s", socket_path,
+                     strerror(errno));
+        goto fail;
+    }
+    if (s_claim_path(socket_path) < 0)
+        goto fail;
+    self->ctx = zmq_ctx_new();
+    self->router = zmq_socket(self->ctx, ZMQ_ROUTER);
+    int one = 1, zero = 0, hwm = S_SNDHWM;
+    int64_t maxmsg = (int64_t) self->max_value_bytes + 64 * 1024;
+    zmq_setsockopt(self->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(self->router, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(self->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(self->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    /* Frames larger than the largest legal request are cut off by libzmq
+     * before they are buffered. */
+    zmq_setsockopt(self->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    char ep[4200];
+    snprintf(ep, sizeof ep, "ipc://%s", socket_path);
+    mode_t old = umask(0117); /* socket file 0660 from the start */
+    int rc = zmq_bind(self->router, ep);
+    umask(old);
+    if (rc < 0) {
+        pm_log_error("PM-AGENT-SOCKET", "cannot bind %s: %s", ep, zmq_strerror(errno));
+        goto fail;
+    }
+    chmod(socket_path, 0660);
+    return self;
+fail:
+    pm_agent_destroy(&self);
+    return NULL;
+}
+
+void
+pm_agent_destroy(pm_agent_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pm_agent_t *self = *self_p;
+    if (self->sessions) {
+        s_session_t *s;
+        while ((s = zhashx_first(self->sessions)))
+            s_session_close(self, s, "agent stopping");
+    }
+    while (self->thens) {
+        s_then_t *t = self->thens;
+        pm_watch_cancel(&t->watch);
+        s_then_unlink(self, t);
+        free(t->function);
+        free(t);
+    }
+    pm_workers_destroy(&self->workers);
+    zhashx_destroy(&self->by_id);
+    zhashx_destroy(&self->sessions);
+    pm_timers_destroy(&self->timers);
+    pm_store_destroy(&self->store);
+    if (self->router) {
+        zmq_close(self->router);
+        unlink(self->socket_path);
+    }
+    if (self->ctx)
+        zmq_ctx_term(self->ctx);
+    if (self->sigfd >= 0)
+        close(self->sigfd);
+    free(self->node);
+    free(self->socket_path);
+    free(self);
+    *self_p = NULL;
+}

@@ -1,0 +1,981 @@
+/*
+ * client.c - libpmesh: see pmesh.h.
+ *
+ * One DEALER socket per client. Request ids carry the operation in their low
+ * four bits, so a reply can be typed without a table of outstanding requests.
+ * Blocking calls and pm_recv share one receive path: replies that are not the
+ * one a blocking call waits for are queued for pm_recv.
+ *
+ * Two side channels keep waits honest: a keep-alive thread pings the agent
+ * with the session id (so the agent notices a dead client or worker), and a
+ * socket monitor reports when the connection to the agent drops (so a wait on
+ * a dead agent fails with PM_ERR_UNREACHABLE instead of hanging).
+ */
+#include "pmesh.h"
+#include "wire.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <zmq.h>
+
+/* How long a blocking call (other than await) waits for its reply before it
+ * calls the agent unreachable. Generous: a loaded agent on a busy node is
+ * slow, not gone. */
+#define S_CALL_TIMEOUT_MS 30000
+/* How long connect waits for the hello reply. */
+#define S_CONNECT_TIMEOUT_MS 3000
+/* Keep-alive period: a quarter of the agent's shortest client_timeout
+ * (default 2 s) so one lost ping never expires a live session. */
+#define S_PING_MS 400
+#define S_OP_BITS 4
+
+typedef struct s_queue {
+    void **items;
+    size_t head, n, cap;
+} s_queue_t;
+
+struct pm_client {
+    void *ctx;
+    void *sock;
+    void *monitor;
+    char endpoint[4200];
+    char node[128];
+    char mint[PM_WIRE_MAX_NAME];
+    uint64_t session;
+    uint64_t next_req;
+    uint64_t next_mint;
+    int lost;
+    char last_error[512];
+    s_queue_t results;     /* pm_result_t * */
+    s_queue_t invocations; /* pm_invocation_t * (workers) */
+    pthread_t pinger;
+    int pinger_running;
+    void *pinger_ctl; /* inproc PAIR: any message stops the pinger */
+};
+
+struct pm_worker {
+    pm_client_t *client;
+};
+
+/* ---- small things --------------------------------------------------------- */
+
+static int
+s_push(s_queue_t *q, void *item)
+{
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 16;
+        void **items = malloc(cap * sizeof *items);
+        if (!items)
+            return -1;
+        for (size_t i = 0; i < q->n; i++)
+            items[i] = q->items[(q->head + i) % q->cap];
+        free(q->items);
+        q->items = items;
+        q->cap = cap;
+        q->head = 0;
+    }
+    q->items[(q->head + q->n++) % q->cap] = item;
+    return 0;
+}
+
+static void *
+s_pop(s_queue_t *q)
+{
+    if (!q->n)
+        return NULL;
+    void *item = q->items[q->head];
+    q->head = (q->head + 1) % q->cap;
+    q->n--;
+    return item;
+}
+
+static int64_t
+s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static char *
+s_dup(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+static void
+s_set_error(pm_client_t *self, int err, const char *message)
+{
+    snprintf(self->last_error, sizeof self->last_error, "%s",
+             message && *message ? message : pm_strerror(err));
+}
+
+const char *
+pm_client_last_error(pm_client_t *self)
+{
+    return self->last_error;
+}
+
+const char *
+pm_client_node(pm_client_t *self)
+{
+    return self->node;
+}
+
+/* ---- owned copies of wire data -------------------------------------------- */
+
+void
+pm_promise_destroy(pm_promise_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pm_promise_t *p = *self_p;
+    free(p->id);
+    free(p->value);
+    free(p->reason);
+    free(p->idempotency_key);
+    for (size_t i = 0; i < p->label_count; i++) {
+        free((char *) p->labels[i].key);
+        free((char *) p->labels[i].value);
+    }
+    free(p->labels);
+    free(p);
+    *self_p = NULL;
+}
+
+static pm_promise_t *
+s_promise_copy(const pm_wire_promise_t *w)
+{
+    pm_promise_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->id = s_dup(w->id);
+    p->state = (pm_state_t) w->state;
+    p->value = malloc(w->value_len + 1);
+    if (p->value) {
+        if (w->value_len)
+            memcpy(p->value, w->value, w->value_len);
+        p->value[w->value_len] = 0;
+    }
+    p->value_len = w->value_len;
+    p->reason = s_dup(w->reason);
+    p->created_ms = w->created_ms;
+    p->settled_ms = w->settled_ms;
+    p->timeout_at_ms = w->timeout_at_ms;
+    p->heartbeat_ms = w->heartbeat_ms;
+    p->heartbeat_at_ms = w->heartbeat_at_ms;
+    p->idempotency_key = s_dup(w->key);
+    if (w->label_count) {
+        p->labels = calloc(w->label_count, sizeof *p->labels);
+        if (p->labels) {
+            for (size_t i = 0; i < w->label_count; i++) {
+                p->labels[i].key = s_dup(w->labels[i].key);
+                p->labels[i].value = s_dup(w->labels[i].value);
+            }
+            p->label_count = w->label_count;
+        }
+    }
+    if (!p->id || !p->value || !p->reason || !p->idempotency_key ||
+        (w->label_count && !p->labels)) {
+        pm_promise_destroy(&p);
+        return NULL;
+    }
+    return p;
+}
+
+void
+pm_promise_list_destroy(pm_promise_list_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pm_promise_list_t *l = *self_p;
+    for (size_t i = 0; i < l->count; i++)
+        pm_promise_destroy(&l->items[i]);
+    free(l->items);
+    free(l->cursor);
+    free(l);
+    *self_p = NULL;
+}
+
+void
+pm_result_destroy(pm_result_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pm_result_t *r = *self_p;
+    free(r->message);
+    free(r->id);
+    pm_promise_destroy(&r->promise);
+    free(r);
+    *self_p = NULL;
+}
+
+void
+pm_invocation_destroy(pm_invocation_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pm_invocation_t *inv = *self_p;
+    free(inv->invocation_id);
+    free(inv->function);
+    free(inv->input);
+    free(inv->target_id);
+    free(inv);
+    *self_p = NULL;
+}
+
+/* ---- sending and receiving ------------------------------------------------ */
+
+static void
+s_free_buf(void *data, void *hint)
+{
+    (void) hint;
+    free(data);
+}
+
+static int
+s_send(pm_client_t *self, pm_msg_t *m, pm_op_t op, uint64_t *req_id_p)
+{
+    if (self->lost) {
+        s_set_error(self, PM_ERR_UNREACHABLE, "connection to the agent was lost");
+        return PM_ERR_UNREACHABLE;
+    }
+    m->req_id = (++self->next_req << S_OP_BITS) | (uint64_t) op;
+    size_t len;
+    uint8_t *buf = pm_wire_encode(m, &len);
+    if (!buf)
+        return PM_ERR_INTERNAL;
+    zmq_msg_t msg;
+    zmq_msg_init_data(&msg, buf, len, s_free_buf, NULL);
+    if (zmq_msg_send(&msg, self->sock, 0) < 0) {
+        zmq_msg_close(&msg);
+        s_set_error(self, PM_ERR_UNREACHABLE, zmq_strerror(errno));
+        return PM_ERR_UNREACHABLE;
+    }
+    if (req_id_p)
+        *req_id_p = m->req_id;
+    return PM_OK;
+}
+
+/* Turns a decoded message into a queued result or invocation. */
+static void
+s_accept(pm_client_t *self, const pm_msg_t *m)
+{
+    if (m->type == PM_MSG_INVOKE) {
+        pm_invocation_t *inv = calloc(1, sizeof *inv);
+        if (!inv)
+            return;
+        inv->invocation_id = s_dup(m->invocation_id);
+        inv->function = s_dup(m->function);
+        inv->target_id = s_dup(m->target_id);
+        inv->input = malloc(m->value_len + 1);
+        if (inv->input) {
+            if (m->value_len)
+                memcpy(inv->input, m->value, m->value_len);
+            inv->input[m->value_len] = 0;
+        }
+        inv->input_len = m->value_len;
+        inv->attempt = m->attempt;
+        if (!inv->invocation_id || !inv->function || !inv->target_id || !inv->input ||
+            s_push(&self->invocations, inv) != 0)
+            pm_invocation_destroy(&inv);
+        return;
+    }
+    if (m->type != PM_MSG_REPLY)
+        return; /* nothing else is meant for clients */
+    pm_result_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return;
+    r->req_id = m->req_id;
+    r->op = (pm_op_t) (m->req_id & ((1u << S_OP_BITS) - 1));
+    r->err = m->err;
+    r->message = s_dup(m->message);
+    r->id = m->id ? s_dup(m->id) : NULL;
+    if (m->promise)
+        r->promise = s_promise_copy(m->promise);
+    if (s_push(&self->results, r) != 0)
+        pm_result_destroy(&r);
+}
+
+/* Receives what is there (waiting up to timeout_ms for the first message;
+ * < 0 forever). Returns PM_OK when something was accepted, PM_ERR_WAIT_TIMEOUT
+ * if nothing came, PM_ERR_UNREACHABLE if the connection dropped. Replies that
+ * a caller wants raw (list, hello, status) go to *raw when raw_req matches. */
+static int
+s_pump(pm_client_t *self, int64_t timeout_ms, uint64_t raw_req, pm_msg_t *raw, int *got_raw)
+{
+    zmq_pollitem_t items[2] = {{self->sock, 0, ZMQ_POLLIN, 0}, {self->monitor, 0, ZMQ_POLLIN, 0}};
+    int rc = zmq_poll(items, self->monitor ? 2 : 1, (long) timeout_ms);
+    if (rc < 0)
+        return errno == EINTR ? PM_ERR_WAIT_TIMEOUT : PM_ERR_UNREACHABLE;
+    if (self->monitor && (items[1].revents & ZMQ_POLLIN)) {
+        zmq_msg_t ev;
+        zmq_msg_init(&ev);
+        while (zmq_msg_recv(&ev, self->monitor, ZMQ_DONTWAIT) >= 0) {
+            if (zmq_msg_size(&ev) >= 2 &&
+                ((uint16_t *) zmq_msg_data(&ev))[0] == ZMQ_EVENT_DISCONNECTED)
+                self->lost = 1;
+        }
+        zmq_msg_close(&ev);
+    }
+    int got = 0;
+    if (items[0].revents & ZMQ_POLLIN) {
+        for (;;) {
+            zmq_msg_t msg;
+            zmq_msg_init(&msg);
+            if (zmq_msg_recv(&msg, self->sock, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&msg);
+                break;
+            }
+            pm_msg_t m;
+            if (pm_wire_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), &m) == PM_OK) {
+                if (raw && !*got_raw && m.type == PM_MSG_REPLY && m.req_id == raw_req) {
+                    *raw = m; /* the caller releases it */
+                    *got_raw = 1;
+                    zmq_msg_close(&msg); /* protobuf-c copied what it decoded */
+                    return PM_OK;
+                }
+                s_accept(self, &m);
+            }
+            pm_wire_release(&m);
+            zmq_msg_close(&msg);
+            got = 1;
+        }
+    }
+    if (!got && self->lost) {
+        s_set_error(self, PM_ERR_UNREACHABLE, "connection to the agent was lost");
+        return PM_ERR_UNREACHABLE;
+    }
+    return got ? PM_OK : PM_ERR_WAIT_TIMEOUT;
+}
+
+/* Takes the queued result for req_id, if there. */
+static pm_result_t *
+s_take(pm_client_t *self, uint64_t req_id)
+{
+    s_queue_t *q = &self->results;
+    for (size_t i = 0; i < q->n; i++) {
+        size_t at = (q->head + i) % q->cap;
+        pm_result_t *r = q->items[at];
+        if (r->req_id != req_id)
+            continue;
+        for (size_t j = i; j + 1 < q->n; j++)
+            q->items[(q->head + j) % q->cap] = q->items[(q->head + j + 1) % q->cap];
+        q->n--;
+        return r;
+    }
+    return NULL;
+}
+
+/* Waits for the reply to req_id. timeout_ms < 0: forever (still failing if
+ * the connection drops). */
+static int
+s_wait(pm_client_t *self, uint64_t req_id, int64_t timeout_ms, pm_result_t **out)
+{
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : s_now_ms() + timeout_ms;
+    for (;;) {
+        pm_result_t *r = s_take(self, req_id);
+        if (r) {
+            *out = r;
+            if (r->err)
+                s_set_error(self, r->err, r->message);
+            return r->err;
+        }
+        int64_t left = deadline == INT64_MAX ? 1000 : deadline - s_now_ms();
+        if (left <= 0) {
+            s_set_error(self, PM_ERR_UNREACHABLE, "no reply from the agent in time");
+            return PM_ERR_UNREACHABLE;
+        }
+        int rc = s_pump(self, left > 1000 ? 1000 : left, 0, NULL, NULL);
+        if (rc == PM_ERR_UNREACHABLE)
+            return rc;
+    }
+}
+
+/* Sends m and waits for its reply; frees the result unless out is given. */
+static int
+s_call(pm_client_t *self, pm_msg_t *m, pm_op_t op, int64_t timeout_ms, pm_result_t **out)
+{
+    uint64_t req;
+    int err = s_send(self, m, op, &req);
+    if (err)
+        return err;
+    pm_result_t *r = NULL;
+    err = s_wait(self, req, timeout_ms, &r);
+    if (out)
+        *out = r;
+    else
+        pm_result_destroy(&r);
+    return err;
+}
+
+/* Like s_call, for replies read field by field (hello, list, status): *raw
+ * must be released with pm_wire_release when PM_OK. */
+static int
+s_call_raw(pm_client_t *self, pm_msg_t *m, pm_op_t op, int64_t timeout_ms, pm_msg_t *raw)
+{
+    uint64_t req;
+    int err = s_send(self, m, op, &req);
+    if (err)
+        return err;
+    int64_t deadline = s_now_ms() + timeout_ms;
+    int got = 0;
+    while (!got) {
+        int64_t left = deadline - s_now_ms();
+        if (left <= 0) {
+            s_set_error(self, PM_ERR_UNREACHABLE, "no reply from the agent in time");
+            return PM_ERR_UNREACHABLE;
+        }
+        int rc = s_pump(self, left, req, raw, &got);
+        if (rc == PM_ERR_UNREACHABLE)
+            return rc;
+    }
+    if (raw->err) {
+        s_set_error(self, raw->err, raw->message);
+        err = raw->err;
+        pm_wire_release(raw);
+    }
+    return err;
+}
+
+/* ---- keep-alive ----------------------------------------------------------- */
+
+typedef struct s_pinger_args {
+    void *ctx;
+    char endpoint[4200];
+    uint64_t session;
+    char ctl[64];
+} s_pinger_args_t;
+
+static void *
+s_pinger(void *arg)
+{
+    s_pinger_args_t *a = arg;
+    void *ctl = zmq_socket(a->ctx, ZMQ_PAIR);
+    zmq_connect(ctl, a->ctl);
+    void *sock = zmq_socket(a->ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_connect(sock, a->endpoint);
+    pm_msg_t m = {.type = PM_MSG_PING, .session = a->session};
+    size_t len;
+    uint8_t *buf = pm_wire_encode(&m, &len);
+    zmq_pollitem_t item = {ctl, 0, ZMQ_POLLIN, 0};
+    for (;;) {
+        if (buf)
+            zmq_send(sock, buf, len, ZMQ_DONTWAIT);
+        if (zmq_poll(&item, 1, S_PING_MS) != 0)
+            break; /* told to stop, or the context is going */
+    }
+    free(buf);
+    zmq_close(sock);
+    zmq_close(ctl);
+    free(a);
+    return NULL;
+}
+
+static void
+s_pinger_start(pm_client_t *self)
+{
+    s_pinger_args_t *a = calloc(1, sizeof *a);
+    if (!a)
+        return;
+    a->ctx = self->ctx;
+    a->session = self->session;
+    snprintf(a->endpoint, sizeof a->endpoint, "%s", self->endpoint);
+    snprintf(a->ctl, sizeof a->ctl, "inproc://pm-pinger-%p", (void *) self);
+    self->pinger_ctl = zmq_socket(self->ctx, ZMQ_PAIR);
+    zmq_bind(self->pinger_ctl, a->ctl);
+    if (pthread_create(&self->pinger, NULL, s_pinger, a) == 0)
+        self->pinger_running = 1;
+    else
+        free(a);
+}
+
+/* ---- connection ----------------------------------------------------------- */
+
+int
+pm_client_connect(const char *socket_path, pm_client_t **client_p)
+{
+    *client_p = NULL;
+    if (!socket_path || !*socket_path)
+        socket_path = getenv("PMESH_SOCKET");
+    if (!socket_path || !*socket_path)
+        socket_path = PMESH_DEFAULT_SOCKET;
+    struct stat st;
+    if (stat(socket_path, &st) < 0 || !S_ISSOCK(st.st_mode))
+        return PM_ERR_UNREACHABLE; /* nothing listens there: say so at once */
+    pm_client_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return PM_ERR_INTERNAL;
+    snprintf(self->endpoint, sizeof self->endpoint, "ipc://%s", socket_path);
+    self->ctx = zmq_ctx_new();
+    self->sock = zmq_socket(self->ctx, ZMQ_DEALER);
+    int zero = 0, hwm = 1000000;
+    zmq_setsockopt(self->sock, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(self->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(self->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    char mon[64];
+    snprintf(mon, sizeof mon, "inproc://pm-monitor-%p", (void *) self);
+    if (zmq_socket_monitor(self->sock, mon, ZMQ_EVENT_DISCONNECTED) == 0) {
+        self->monitor = zmq_socket(self->ctx, ZMQ_PAIR);
+        zmq_connect(self->monitor, mon);
+    }
+    if (zmq_connect(self->sock, self->endpoint) < 0) {
+        pm_client_destroy(&self);
+        return PM_ERR_UNREACHABLE;
+    }
+    pm_msg_t hello = {.type = PM_MSG_HELLO, .client_name = "libpmesh"};
+    pm_msg_t r;
+    int err = s_call_raw(self, &hello, 0, S_CONNECT_TIMEOUT_MS, &r);
+    if (err) {
+        pm_client_destroy(&self);
+        return err == PM_ERR_INTERNAL ? err : PM_ERR_UNREACHABLE;
+    }
+    snprintf(self->node, sizeof self->node, "%s", r.node);
+    snprintf(self->mint, sizeof self->mint, "%s", r.mint_prefix);
+    self->session = r.session;
+    pm_wire_release(&r);
+    s_pinger_start(self);
+    *client_p = self;
+    return PM_OK;
+}
+
+void
+pm_client_destroy(pm_client_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pm_client_t *self = *self_p;
+    if (self->session && !self->lost) {
+        pm_msg_t bye = {.type = PM_MSG_BYE};
+        s_send(self, &bye, 0, NULL);
+    }
+    if (self->pinger_running) {
+        zmq_send(self->pinger_ctl, "", 0, 0);
+        pthread_join(self->pinger, NULL);
+    }
+    if (self->pinger_ctl)
+        zmq_close(self->pinger_ctl);
+    void *r;
+    while ((r = s_pop(&self->results)))
+        pm_result_destroy((pm_result_t **) &r);
+    while ((r = s_pop(&self->invocations)))
+        pm_invocation_destroy((pm_invocation_t **) &r);
+    free(self->results.items);
+    free(self->invocations.items);
+    if (self->monitor) {
+        zmq_socket_monitor(self->sock, NULL, 0);
+        zmq_close(self->monitor);
+    }
+    if (self->sock) {
+        /* Let the bye go out: linger briefly for it alone. */
+        int linger = 100;
+        zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger);
+        zmq_close(self->sock);
+    }
+    if (self->ctx)
+        zmq_ctx_term(self->ctx);
+    free(self);
+    *self_p = NULL;
+}
+
+/* ---- asynchronous interface ----------------------------------------------- */
+
+static void
+s_mint(pm_client_t *self, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s%llx", self->mint, (unsigned long long) ++self->next_mint);
+}
+
+int
+pm_send_create(pm_client_t *self, const pm_create_opts_t *opts, char **id_p, uint64_t *req_id_p)
+{
+    pm_create_opts_t none = {0};
+    if (!opts)
+        opts = &none;
+    char id[PM_WIRE_MAX_NAME + 32] = "";
+    int keyed = opts->idempotency_key && *opts->idempotency_key;
+    if (!keyed)
+        s_mint(self, id, sizeof id);
+    pm_msg_t m = {.type = PM_MSG_CREATE,
+                  .id = keyed ? NULL : id,
+                  .timeout_ms = opts->timeout_ms,
+                  .heartbeat_ms = opts->heartbeat_ms,
+                  .key = opts->idempotency_key,
+                  .label_count = opts->label_count,
+                  .labels = opts->labels};
+    if (opts->timeout_ms < 0 || opts->heartbeat_ms < 0)
+        return PM_ERR_BAD_REQUEST;
+    int err = s_send(self, &m, PM_OP_CREATE, req_id_p);
+    if (!err && id_p)
+        *id_p = keyed ? NULL : strdup(id);
+    return err;
+}
+
+static int
+s_send_settle(pm_client_t *self, pm_op_t op, const char *id, int state, const void *value,
+              size_t len, const char *reason, uint64_t *req_id_p)
+{
+    if (!id)
+        return PM_ERR_BAD_REQUEST;
+    pm_msg_t m = {.type = PM_MSG_SETTLE,
+                  .id = id,
+                  .state = state,
+                  .value = value,
+                  .value_len = value ? len : 0,
+                  .reason = reason};
+    return s_send(self, &m, op, req_id_p);
+}
+
+int
+pm_send_resolve(pm_client_t *self, const char *id, const void *value, size_t len,
+                uint64_t *req_id_p)
+{
+    return s_send_settle(self, PM_OP_RESOLVE, id, PM_STATE_RESOLVED, value, len, NULL, req_id_p);
+}
+
+int
+pm_send_reject(pm_client_t *self, const char *id, const char *reason, uint64_t *req_id_p)
+{
+    return s_send_settle(self, PM_OP_REJECT, id, PM_STATE_REJECTED, NULL, 0, reason, req_id_p);
+}
+
+int
+pm_send_cancel(pm_client_t *self, const char *id, uint64_t *req_id_p)
+{
+    return s_send_settle(self, PM_OP_CANCEL, id, PM_STATE_CANCELED, NULL, 0, NULL, req_id_p);
+}
+
+int
+pm_send_get(pm_client_t *self, const char *id, uint64_t *req_id_p)
+{
+    if (!id)
+        return PM_ERR_BAD_REQUEST;
+    pm_msg_t m = {.type = PM_MSG_GET, .id = id};
+    return s_send(self, &m, PM_OP_GET, req_id_p);
+}
+
+int
+pm_send_await(pm_client_t *self, const char *id, int64_t timeout_ms, uint64_t *req_id_p)
+{
+    if (!id)
+        return PM_ERR_BAD_REQUEST;
+    pm_msg_t m = {.type = PM_MSG_AWAIT, .id = id, .timeout_ms = timeout_ms < 0 ? -1 : timeout_ms};
+    return s_send(self, &m, PM_OP_AWAIT, req_id_p);
+}
+
+int
+pm_send_then(pm_client_t *self, const char *id, const char *function, int64_t timeout_ms,
+             char **new_id_p, uint64_t *req_id_p)
+{
+    if (!id || !function || timeout_ms < 0)
+        return PM_ERR_BAD_REQUEST;
+    char nid[PM_WIRE_MAX_NAME + 32];
+    s_mint(self, nid, sizeof nid);
+    pm_msg_t m = {.type = PM_MSG_THEN,
+                  .id = id,
+                  .function = function,
+                  .new_id = nid,
+                  .timeout_ms = timeout_ms};
+    int err = s_send(self, &m, PM_OP_THEN, req_id_p);
+    if (!err && new_id_p)
+        *new_id_p = strdup(nid);
+    return err;
+}
+
+int
+pm_recv(pm_client_t *self, int timeout_ms, pm_result_t **result_p)
+{
+    *result_p = NULL;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : s_now_ms() + timeout_ms;
+    for (;;) {
+        pm_result_t *r = s_pop(&self->results);
+        if (r) {
+            *result_p = r;
+            return PM_OK;
+        }
+        int64_t left = deadline == INT64_MAX ? 1000 : deadline - s_now_ms();
+        if (left < 0)
+            return PM_ERR_WAIT_TIMEOUT;
+        int rc = s_pump(self, left > 1000 ? 1000 : left, 0, NULL, NULL);
+        if (rc == PM_ERR_UNREACHABLE)
+            return rc;
+        if (rc == PM_ERR_WAIT_TIMEOUT && deadline != INT64_MAX && s_now_ms() >= deadline &&
+            !self->results.n)
+            return PM_ERR_WAIT_TIMEOUT;
+    }
+}
+
+/* ---- blocking calls ------------------------------------------------------- */
+
+int
+pm_create(pm_client_t *self, const pm_create_opts_t *opts, char **id_p, int *created_p)
+{
+    *id_p = NULL;
+    pm_create_opts_t none = {0};
+    if (!opts)
+        opts = &none;
+    if (opts->timeout_ms < 0 || opts->heartbeat_ms < 0)
+        return PM_ERR_BAD_REQUEST;
+    /* The agent mints the id: a blocking call waits for the reply anyway. */
+    pm_msg_t m = {.type = PM_MSG_CREATE,
+                  .timeout_ms = opts->timeout_ms,
+                  .heartbeat_ms = opts->heartbeat_ms,
+                  .key = opts->idempotency_key,
+                  .label_count = opts->label_count,
+                  .labels = opts->labels};
+    pm_msg_t r;
+    int err = s_call_raw(self, &m, PM_OP_CREATE, S_CALL_TIMEOUT_MS, &r);
+    if (err)
+        return err;
+    *id_p = s_dup(r.id);
+    if (created_p)
+        *created_p = r.created;
+    pm_wire_release(&r);
+    return *id_p ? PM_OK : PM_ERR_INTERNAL;
+}
+
+int
+pm_resolve(pm_client_t *self, const char *id, const void *value, size_t len)
+{
+    pm_msg_t m = {.type = PM_MSG_SETTLE, .id = id, .state = PM_STATE_RESOLVED,
+                  .value = value, .value_len = value ? len : 0};
+    return id ? s_call(self, &m, PM_OP_RESOLVE, S_CALL_TIMEOUT_MS, NULL) : PM_ERR_BAD_REQUEST;
+}
+
+int
+pm_reject(pm_client_t *self, const char *id, const char *reason)
+{
+    pm_msg_t m = {.type = PM_MSG_SETTLE, .id = id, .state = PM_STATE_REJECTED, .reason = reason};
+    return id ? s_call(self, &m, PM_OP_REJECT, S_CALL_TIMEOUT_MS, NULL) : PM_ERR_BAD_REQUEST;
+}
+
+int
+pm_cancel(pm_client_t *self, const char *id)
+{
+    pm_msg_t m = {.type = PM_MSG_SETTLE, .id = id, .state = PM_STATE_CANCELED};
+    return id ? s_call(self, &m, PM_OP_CANCEL, S_CALL_TIMEOUT_MS, NULL) : PM_ERR_BAD_REQUEST;
+}
+
+int
+pm_heartbeat(pm_client_t *self, const char *id)
+{
+    pm_msg_t m = {.type = PM_MSG_HEARTBEAT, .id = id};
+    return id ? s_call(self, &m, PM_OP_HEARTBEAT, S_CALL_TIMEOUT_MS, NULL) : PM_ERR_BAD_REQUEST;
+}
+
+static int
+s_promise_call(pm_client_t *self, pm_msg_t *m, pm_op_t op, int64_t timeout_ms,
+               pm_promise_t **promise_p)
+{
+    *promise_p = NULL;
+    pm_result_t *r = NULL;
+    int err = s_call(self, m, op, timeout_ms, &r);
+    if (!err) {
+        if (r->promise) {
+            *promise_p = r->promise;
+            r->promise = NULL;
+        } else {
+            err = PM_ERR_INTERNAL;
+        }
+    }
+    pm_result_destroy(&r);
+    return err;
+}
+
+int
+pm_get(pm_client_t *self, const char *id, pm_promise_t **promise_p)
+{
+    pm_msg_t m = {.type = PM_MSG_GET, .id = id};
+    if (!id)
+        return PM_ERR_BAD_REQUEST;
+    return s_promise_call(self, &m, PM_OP_GET, S_CALL_TIMEOUT_MS, promise_p);
+}
+
+int
+pm_await(pm_client_t *self, const char *id, int64_t timeout_ms, pm_promise_t **promise_p)
+{
+    if (!id)
+        return PM_ERR_BAD_REQUEST;
+    pm_msg_t m = {.type = PM_MSG_AWAIT, .id = id, .timeout_ms = timeout_ms < 0 ? -1 : timeout_ms};
+    /* The agent ends the wait itself; our own limit only guards against a
+     * vanished agent, so it is the wait plus the ordinary call timeout. */
+    int64_t limit = timeout_ms < 0 ? -1 : timeout_ms + S_CALL_TIMEOUT_MS;
+    return s_promise_call(self, &m, PM_OP_AWAIT, limit, promise_p);
+}
+
+int
+pm_then(pm_client_t *self, const char *id, const char *function, int64_t timeout_ms,
+        char **new_id_p)
+{
+    *new_id_p = NULL;
+    uint64_t req;
+    char *nid = NULL;
+    int err = pm_send_then(self, id, function, timeout_ms, &nid, &req);
+    if (err)
+        return err;
+    pm_result_t *r = NULL;
+    err = s_wait(self, req, S_CALL_TIMEOUT_MS, &r);
+    pm_result_destroy(&r);
+    if (err)
+        free(nid);
+    else
+        *new_id_p = nid;
+    return err;
+}
+
+int
+pm_list(pm_client_t *self, const pm_list_opts_t *opts, pm_promise_list_t **list_p)
+{
+    *list_p = NULL;
+    pm_list_opts_t none = {0};
+    if (!opts)
+        opts = &none;
+    pm_label_t label = {opts->label_key, opts->label_value ? opts->label_value : ""};
+    pm_msg_t m = {.type = PM_MSG_LIST,
+                  .state = opts->state,
+                  .prefix = opts->prefix,
+                  .limit = opts->limit,
+                  .cursor = opts->cursor,
+                  .label_count = opts->label_key && *opts->label_key ? 1 : 0,
+                  .labels = &label};
+    pm_msg_t r;
+    int err = s_call_raw(self, &m, PM_OP_LIST, S_CALL_TIMEOUT_MS, &r);
+    if (err)
+        return err;
+    pm_promise_list_t *l = calloc(1, sizeof *l);
+    if (l) {
+        l->items = calloc(r.promise_count ? r.promise_count : 1, sizeof *l->items);
+        l->cursor = s_dup(r.cursor);
+    }
+    if (!l || !l->items || !l->cursor) {
+        pm_promise_list_destroy(&l);
+        pm_wire_release(&r);
+        return PM_ERR_INTERNAL;
+    }
+    for (size_t i = 0; i < r.promise_count; i++)
+        if ((l->items[l->count] = s_promise_copy(&r.promises[i])))
+            l->count++;
+    pm_wire_release(&r);
+    *list_p = l;
+    return PM_OK;
+}
+
+int
+pm_status(pm_client_t *self, char **json_p)
+{
+    *json_p = NULL;
+    pm_msg_t m = {.type = PM_MSG_STATUS};
+    pm_msg_t r;
+    int err = s_call_raw(self, &m, PM_OP_STATUS, S_CALL_TIMEOUT_MS, &r);
+    if (err)
+        return err;
+    *json_p = s_dup(r.json);
+    pm_wire_release(&r);
+    return *json_p ? PM_OK : PM_ERR_INTERNAL;
+}
+
+/* ---- workers -------------------------------------------------------------- */
+
+int
+pm_worker_new(const char *socket_path, const char *const *functions, size_t function_count,
+              int concurrency, pm_worker_t **worker_p)
+{
+    *worker_p = NULL;
+    if (!functions || !function_count || concurrency < 1)
+        return PM_ERR_BAD_REQUEST;
+    pm_worker_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return PM_ERR_INTERNAL;
+    int err = pm_client_connect(socket_path, &self->client);
+    if (!err) {
+        pm_msg_t m = {.type = PM_MSG_REGISTER,
+                      .functions = functions,
+                      .function_count = function_count,
+                      .concurrency = (uint32_t) concurrency};
+        err = s_call(self->client, &m, 0, S_CALL_TIMEOUT_MS, NULL);
+    }
+    if (err) {
+        pm_worker_destroy(&self);
+        return err;
+    }
+    *worker_p = self;
+    return PM_OK;
+}
+
+void
+pm_worker_destroy(pm_worker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pm_client_destroy(&(*self_p)->client);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+int
+pm_worker_next(pm_worker_t *self, int timeout_ms, pm_invocation_t **invocation_p)
+{
+    *invocation_p = NULL;
+    pm_client_t *c = self->client;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : s_now_ms() + timeout_ms;
+    for (;;) {
+        pm_invocation_t *inv = s_pop(&c->invocations);
+        if (inv) {
+            *invocation_p = inv;
+            return PM_OK;
+        }
+        int64_t left = deadline == INT64_MAX ? 1000 : deadline - s_now_ms();
+        if (left < 0)
+            return PM_ERR_WAIT_TIMEOUT;
+        int rc = s_pump(c, left > 1000 ? 1000 : left, 0, NULL, NULL);
+        if (rc == PM_ERR_UNREACHABLE)
+            return rc;
+        /* Stray acknowledgements (none expected) are dropped here. */
+        pm_result_t *r;
+        while ((r = s_pop(&c->results)))
+            pm_result_destroy(&r);
+        if (rc == PM_ERR_WAIT_TIMEOUT && deadline != INT64_MAX && s_now_ms() >= deadline &&
+            !c->invocations.n)
+            return PM_ERR_WAIT_TIMEOUT;
+    }
+}
+
+static int
+s_answer(pm_worker_t *self, const pm_invocation_t *inv, int ok, const void *value, size_t len,
+         const char *reason)
+{
+    if (!inv)
+        return PM_ERR_BAD_REQUEST;
+    pm_msg_t m = {.type = PM_MSG_RESULT,
+                  .invocation_id = inv->invocation_id,
+                  .ok = ok,
+                  .value = value,
+                  .value_len = value ? len : 0,
+                  .reason = reason};
+    return s_call(self->client, &m, 0, S_CALL_TIMEOUT_MS, NULL);
+}
+
+int
+pm_worker_complete(pm_worker_t *self, const pm_invocation_t *inv, const void *value, size_t len)
+{
+    return s_answer(self, inv, 1, value, len, NULL);
+}
+
+int
+pm_worker_fail(pm_worker_t *self, const pm_invocation_t *inv, const char *reason)
+{
+    return s_answer(self, inv, 0, NULL, 0, reason ? reason : "failed");
+}
+
+void *
+pm_worker_socket(pm_worker_t *self)
+{
+    return self->client->sock;
+}

@@ -1,0 +1,80 @@
+/*
+ * config.h - the agent's configuration: one YAML file read into one plain,
+ * validated struct, with every key also settable from a command-line flag.
+ *
+ * One table in config.c drives parsing, flags, defaults, --help and printing;
+ * adding a key is one row there plus one field here (field name = key name).
+ * pmeshd calls pm_config_load for the file, then pm_config_set for each flag,
+ * so flags win.
+ *
+ * Ownership: the struct owns every string and list in it; pm_config_destroy
+ * frees them. Callers read the fields directly and never write them.
+ */
+#ifndef PM_CONFIG_H
+#define PM_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* A list of strings; the list owns items[0..len-1] and the array. */
+typedef struct pm_config_list {
+    char **items;
+    size_t len;
+} pm_config_list_t;
+
+typedef struct pm_config {
+    char *node;                     /* NULL: pmeshd uses $NODE_NAME, else the hostname */
+    char *socket;                   /* NULL: pmeshd uses $PMESH_SOCKET, else the default */
+    int log_level;                  /* enum pm_log_level in log.h */
+    int log_format;                 /* enum pm_log_format in log.h */
+    int64_t max_value_bytes;        /* largest promise value accepted */
+    int64_t client_timeout;         /* milliseconds of silence before a session is closed */
+    int64_t max_waiters_per_client; /* awaits one client may hold at once */
+    int64_t max_labels;             /* labels per promise */
+    int64_t list_limit;             /* default page size of list */
+    pm_config_list_t seeds;         /* mesh seeds */
+    uint64_t set_by_flag;           /* private: one bit per key already set by pm_config_set */
+} pm_config_t;
+
+/* A config holding every default. Caller owns it; NULL if out of memory. */
+pm_config_t *pm_config_new(void);
+
+/* Frees the config and everything in it; sets *self_p to NULL. NULL-safe. */
+void pm_config_destroy(pm_config_t **self_p);
+
+/* Reads the YAML file at path over self. 0 ok; -1 with a one-line message
+ * "path:line:col: key: problem" in err, and self unchanged. An empty file is
+ * valid and changes nothing; keys absent from the file keep their values. */
+int pm_config_load(pm_config_t *self, const char *path, char *err, size_t errlen);
+
+/* Sets one key from a flag (key spelled with '_' or '-'). 0 ok; -1 with
+ * "--key-name: problem" in err, and self unchanged. A boolean takes value NULL
+ * as true. A list's first set replaces its items, later sets append; an empty
+ * value clears the list. An empty value unsets a string that has no default. */
+int pm_config_set(pm_config_t *self, const char *key, const char *value, char *err,
+                  size_t errlen);
+
+/* 1 if key (with '_' or '-') names a config key, else 0. */
+int pm_config_is_key(const char *key);
+
+/* 1 if the flag --key needs a value; 0 for a boolean (may appear bare) or an
+ * unknown key. */
+int pm_config_key_takes_value(const char *key);
+
+/* Writes the effective config as commented YAML that pm_config_load reads back
+ * to an equal config. */
+void pm_config_print(const pm_config_t *self, FILE *out);
+
+/* Writes one line per key: "--key-name TYPE  doc (default X; range)". */
+void pm_config_help(FILE *out);
+
+/* Parses an integer, optionally with a binary size unit: "1048576", "64KiB",
+ * "1MiB", "2GiB", "1TiB", "-1". 0 ok; -1 malformed; -2 does not fit int64. */
+int pm_config_parse_int(const char *text, int64_t *out);
+
+/* Parses "true" or "false". 0 ok, -1 anything else. */
+int pm_config_parse_bool(const char *text, bool *out);
+
+#endif

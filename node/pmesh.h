@@ -1,0 +1,240 @@
+/*
+ * pmesh.h - the C client library of pmesh (libpmesh).
+ *
+ * A function talks to the pmesh agent on its node over a ZeroMQ socket at a
+ * filesystem path. This header is everything a function, a worker or the
+ * `pmesh` CLI needs: blocking calls, an asynchronous interface that keeps many
+ * requests in flight on one connection, and the worker API.
+ *
+ * Ownership: every `**` out-argument hands the caller a value it must free
+ * with the matching *_destroy or free(); `const` arguments are borrowed for
+ * the duration of the call only.
+ */
+#ifndef PMESH_H
+#define PMESH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PMESH_VERSION "0.1.0"
+
+/* Where clients connect when neither an explicit path nor $PMESH_SOCKET is set. */
+#define PMESH_DEFAULT_SOCKET "/run/pmesh/agent.sock"
+
+/* One error enum for agent, library, CLI and wire. 0 is success; every error is
+ * negative so functions can return "int: 0 ok, negative pm_err". */
+typedef enum pm_err {
+    PM_OK = 0,
+    PM_ERR_INTERNAL = -1,            /* unexpected failure (a bug or a failed syscall) */
+    PM_ERR_NOT_FOUND = -2,           /* no promise with that id */
+    PM_ERR_ALREADY_SETTLED = -3,     /* settled before with a different outcome */
+    PM_ERR_TIMED_OUT = -4,           /* the promise timed out; it cannot be settled now */
+    PM_ERR_VALUE_TOO_LARGE = -5,     /* value over the agent's max_value_bytes */
+    PM_ERR_BAD_REQUEST = -6,         /* malformed or invalid request */
+    PM_ERR_AGENT_SHUTTING_DOWN = -7, /* the agent is stopping */
+    PM_ERR_WAIT_TIMEOUT = -8,        /* a wait ended while the promise is still pending */
+    PM_ERR_UNREACHABLE = -9,         /* the agent cannot be reached */
+    PM_ERR_BAD_VERSION = -10,        /* envelope version not spoken by the receiver */
+    PM_ERR_NOT_HOLDER = -11,         /* worker answered an invocation it does not hold */
+    PM_ERR_LIMIT = -12,              /* a per-client or per-promise limit was reached */
+    PM_ERR_OWNER_LOST = -13,         /* the promise's owner died and nobody took over */
+    PM_ERR_NO_SESSION = -14,         /* request needs a session (hello) first */
+} pm_err;
+
+/* Stable upper-case name of an error ("NOT_FOUND"); never NULL. */
+const char *pm_err_name(int err);
+/* Human message for an error; never NULL. */
+const char *pm_strerror(int err);
+
+typedef enum pm_state {
+    PM_STATE_PENDING = 1,
+    PM_STATE_RESOLVED = 2,
+    PM_STATE_REJECTED = 3,
+    PM_STATE_CANCELED = 4,
+    PM_STATE_TIMEDOUT = 5,
+} pm_state_t;
+
+/* "pending", "resolved", ...; "unknown" for anything else. */
+const char *pm_state_name(int state);
+/* Parses a state name; returns the state or 0 if the name is unknown. */
+int pm_state_parse(const char *name);
+
+/* Parses a duration: "250ms", "30s", "5m", "2h" (also a bare number of
+ * milliseconds). Returns 0 and sets *ms, or -1 on malformed input. */
+int pm_parse_duration(const char *text, int64_t *ms);
+
+typedef struct pm_label {
+    const char *key;
+    const char *value;
+} pm_label_t;
+
+/* A promise as the agent reports it. Owned by whoever received it; free with
+ * pm_promise_destroy, which frees every string and buffer inside. */
+typedef struct pm_promise {
+    char *id;
+    pm_state_t state;
+    uint8_t *value; /* resolved value (NUL-terminated copy for convenience) */
+    size_t value_len;
+    char *reason;            /* why it was rejected / canceled / timed out; "" otherwise */
+    int64_t created_ms;      /* unix milliseconds */
+    int64_t settled_ms;      /* 0 while pending */
+    int64_t timeout_at_ms;   /* 0: no timeout */
+    int64_t heartbeat_ms;    /* 0: no heartbeat required */
+    int64_t heartbeat_at_ms; /* next heartbeat deadline, 0 if none */
+    char *idempotency_key;   /* "" if none */
+    size_t label_count;
+    pm_label_t *labels; /* strings owned by the promise */
+} pm_promise_t;
+
+void pm_promise_destroy(pm_promise_t **self_p);
+
+typedef struct pm_promise_list {
+    size_t count;
+    pm_promise_t **items;
+    char *cursor; /* pass to the next pm_list for the next page; "" on the last page */
+} pm_promise_list_t;
+
+void pm_promise_list_destroy(pm_promise_list_t **self_p);
+
+typedef struct pm_create_opts {
+    int64_t timeout_ms;          /* 0: none */
+    int64_t heartbeat_ms;        /* 0: none */
+    const char *idempotency_key; /* NULL: none */
+    size_t label_count;
+    const pm_label_t *labels;
+} pm_create_opts_t;
+
+typedef struct pm_list_opts {
+    int state;                 /* 0: any */
+    const char *prefix;        /* NULL: any */
+    const char *label_key;     /* NULL: any; with label_value */
+    const char *label_value;
+    uint32_t limit;            /* 0: the agent's default page */
+    const char *cursor;        /* NULL or "": first page */
+} pm_list_opts_t;
+
+/* ---- connection ---------------------------------------------------------- */
+
+typedef struct pm_client pm_client_t;
+
+/* Connects to the agent at socket_path (NULL: $PMESH_SOCKET, else
+ * PMESH_DEFAULT_SOCKET) and opens a session. Returns PM_ERR_UNREACHABLE if no
+ * agent answers within a few seconds. */
+int pm_client_connect(const char *socket_path, pm_client_t **client_p);
+/* Closes the session (outstanding awaits are dropped by the agent) and frees. */
+void pm_client_destroy(pm_client_t **self_p);
+/* The agent's node name; borrowed. */
+const char *pm_client_node(pm_client_t *self);
+/* Message of the last failed call on this client (the agent's words); borrowed. */
+const char *pm_client_last_error(pm_client_t *self);
+
+/* ---- blocking calls: each returns PM_OK or a pm_err ----------------------- */
+
+/* Creates a promise; *id_p gets its id (caller frees). With an idempotency key
+ * that matches an existing promise, *id_p is that promise's id and
+ * *created_p (if not NULL) is set to 0. */
+int pm_create(pm_client_t *self, const pm_create_opts_t *opts, char **id_p, int *created_p);
+int pm_resolve(pm_client_t *self, const char *id, const void *value, size_t len);
+int pm_reject(pm_client_t *self, const char *id, const char *reason);
+int pm_cancel(pm_client_t *self, const char *id);
+int pm_heartbeat(pm_client_t *self, const char *id);
+int pm_get(pm_client_t *self, const char *id, pm_promise_t **promise_p);
+/* Waits until the promise settles (any state) and returns it in *promise_p.
+ * timeout_ms < 0 waits forever; PM_ERR_WAIT_TIMEOUT if it is still pending. */
+int pm_await(pm_client_t *self, const char *id, int64_t timeout_ms, pm_promise_t **promise_p);
+/* Chains `function` on promise id: returns the new promise's id at once in
+ * *new_id_p (caller frees). timeout_ms (0: none) bounds the new promise. */
+int pm_then(pm_client_t *self, const char *id, const char *function, int64_t timeout_ms,
+            char **new_id_p);
+int pm_list(pm_client_t *self, const pm_list_opts_t *opts, pm_promise_list_t **list_p);
+/* One line of JSON describing the agent; caller frees *json_p. */
+int pm_status(pm_client_t *self, char **json_p);
+
+/* ---- asynchronous interface ------------------------------------------------
+ * pm_send_* queue a request and return at once with its request id; replies
+ * come back from pm_recv in any order. Blocking calls may be mixed in: they
+ * leave other replies queued for pm_recv. */
+
+typedef enum pm_op {
+    PM_OP_CREATE = 1,
+    PM_OP_RESOLVE,
+    PM_OP_REJECT,
+    PM_OP_CANCEL,
+    PM_OP_HEARTBEAT,
+    PM_OP_GET,
+    PM_OP_AWAIT,
+    PM_OP_THEN,
+    PM_OP_LIST,
+    PM_OP_STATUS,
+} pm_op_t;
+
+typedef struct pm_result {
+    uint64_t req_id;
+    pm_op_t op;
+    int err;               /* PM_OK or a pm_err */
+    char *message;         /* "" on success */
+    char *id;              /* create / then: the id */
+    pm_promise_t *promise; /* get / await (and settles): the promise, or NULL */
+} pm_result_t;
+
+void pm_result_destroy(pm_result_t **self_p);
+
+/* Without an idempotency key the id is minted locally and returned at once in
+ * *id_p (if not NULL; caller frees), so it can be used in further requests
+ * before the reply arrives. */
+int pm_send_create(pm_client_t *self, const pm_create_opts_t *opts, char **id_p,
+                   uint64_t *req_id_p);
+int pm_send_resolve(pm_client_t *self, const char *id, const void *value, size_t len,
+                    uint64_t *req_id_p);
+int pm_send_reject(pm_client_t *self, const char *id, const char *reason, uint64_t *req_id_p);
+int pm_send_cancel(pm_client_t *self, const char *id, uint64_t *req_id_p);
+int pm_send_get(pm_client_t *self, const char *id, uint64_t *req_id_p);
+int pm_send_await(pm_client_t *self, const char *id, int64_t timeout_ms, uint64_t *req_id_p);
+int pm_send_then(pm_client_t *self, const char *id, const char *function, int64_t timeout_ms,
+                 char **new_id_p, uint64_t *req_id_p);
+/* Next reply. PM_ERR_WAIT_TIMEOUT if none arrives within timeout_ms (< 0:
+ * forever). */
+int pm_recv(pm_client_t *self, int timeout_ms, pm_result_t **result_p);
+
+/* ---- workers ------------------------------------------------------------- */
+
+typedef struct pm_worker pm_worker_t;
+
+typedef struct pm_invocation {
+    char *invocation_id;
+    char *function;
+    uint8_t *input;
+    size_t input_len;
+    char *target_id; /* the promise the result settles */
+    uint32_t attempt;
+} pm_invocation_t;
+
+void pm_invocation_destroy(pm_invocation_t **self_p);
+
+/* Connects and registers to serve `functions` with at most `concurrency`
+ * invocations in flight at once. A background thread keeps the worker's
+ * session alive while invocations run. */
+int pm_worker_new(const char *socket_path, const char *const *functions, size_t function_count,
+                  int concurrency, pm_worker_t **worker_p);
+void pm_worker_destroy(pm_worker_t **self_p);
+/* Next invocation; PM_ERR_WAIT_TIMEOUT if none within timeout_ms (0: just
+ * poll; < 0: forever). */
+int pm_worker_next(pm_worker_t *self, int timeout_ms, pm_invocation_t **invocation_p);
+/* Answers an invocation: its target resolves with value / rejects with reason. */
+int pm_worker_complete(pm_worker_t *self, const pm_invocation_t *inv, const void *value,
+                       size_t len);
+int pm_worker_fail(pm_worker_t *self, const pm_invocation_t *inv, const char *reason);
+/* The ZeroMQ socket behind the worker, to put in a zmq_poll set next to other
+ * file descriptors (ZMQ_POLLIN means pm_worker_next(self, 0, ..) may have
+ * work). Borrowed: do not read, write or close it. */
+void *pm_worker_socket(pm_worker_t *self);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

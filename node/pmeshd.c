@@ -1,0 +1,166 @@
+/*
+ * pmeshd.c - the agent's entry point: flags and config file into one
+ * pm_config_t, logging, signals, then the reactor (agent.c).
+ *
+ * Exit codes: 0 clean shutdown, 64 usage error, 78 configuration error (bad
+ * file or flag value, before anything is bound), 1 could not start.
+ */
+#include "agent.h"
+#include "config.h"
+#include "log.h"
+#include "pmesh.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define EX_USAGE 64
+#define EX_CONFIG 78
+
+static void
+s_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: pmeshd [--config FILE] [--check] [--KEY VALUE]...\n"
+            "\n"
+            "The pmesh agent: owns the promises created on this node and serves functions\n"
+            "over a ZeroMQ socket at a filesystem path.\n"
+            "\n"
+            "  --config FILE   read settings from a YAML file (flags override it)\n"
+            "  --check         validate the configuration, print the effective config, exit\n"
+            "  --help          this text\n"
+            "  --version       print the version\n"
+            "\n"
+            "Every configuration key is also a flag:\n");
+    pm_config_help(out);
+}
+
+/* Finds --config FILE / --config=FILE anywhere in argv. */
+static const char *
+s_config_path(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            return argv[i + 1];
+        if (strncmp(argv[i], "--config=", 9) == 0)
+            return argv[i] + 9;
+    }
+    return NULL;
+}
+
+int
+main(int argc, char **argv)
+{
+    int check = 0;
+    char err[512];
+    pm_config_t *cfg = pm_config_new();
+    if (!cfg)
+        return 1;
+    const char *path = s_config_path(argc, argv);
+    if (path && pm_config_load(cfg, path, err, sizeof err) != 0) {
+        fprintf(stderr, "pmeshd: %s\n", err);
+        pm_config_destroy(&cfg);
+        return EX_CONFIG;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            s_usage(stdout);
+            pm_config_destroy(&cfg);
+            return 0;
+        }
+        if (strcmp(arg, "--version") == 0) {
+            printf("pmeshd %s\n", PMESH_VERSION);
+            pm_config_destroy(&cfg);
+            return 0;
+        }
+        if (strcmp(arg, "--check") == 0) {
+            check = 1;
+            continue;
+        }
+        if (strcmp(arg, "--config") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(arg, "--config=", 9) == 0)
+            continue;
+        if (strncmp(arg, "--", 2) != 0) {
+            fprintf(stderr, "pmeshd: unexpected argument '%s' (see --help)\n", arg);
+            pm_config_destroy(&cfg);
+            return EX_USAGE;
+        }
+        char key[128];
+        const char *value = NULL;
+        const char *eq = strchr(arg + 2, '=');
+        size_t klen = eq ? (size_t) (eq - arg - 2) : strlen(arg + 2);
+        snprintf(key, sizeof key, "%.*s", (int) klen, arg + 2);
+        if (!pm_config_is_key(key)) {
+            fprintf(stderr, "pmeshd: unknown flag '--%s' (see --help)\n", key);
+            pm_config_destroy(&cfg);
+            return EX_USAGE;
+        }
+        if (eq)
+            value = eq + 1;
+        else if (pm_config_key_takes_value(key)) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "pmeshd: --%s needs a value\n", key);
+                pm_config_destroy(&cfg);
+                return EX_USAGE;
+            }
+            value = argv[++i];
+        }
+        if (pm_config_set(cfg, key, value, err, sizeof err) != 0) {
+            fprintf(stderr, "pmeshd: %s\n", err);
+            pm_config_destroy(&cfg);
+            return EX_CONFIG;
+        }
+    }
+
+    /* Resolve what the config leaves to the environment. */
+    char host[256] = "";
+    const char *node = cfg->node;
+    if (!node || !*node)
+        node = getenv("NODE_NAME");
+    if (!node || !*node) {
+        gethostname(host, sizeof host - 1);
+        node = host;
+    }
+    const char *socket_path = cfg->socket;
+    if (!socket_path || !*socket_path)
+        socket_path = getenv("PMESH_SOCKET");
+    if (!socket_path || !*socket_path)
+        socket_path = PMESH_DEFAULT_SOCKET;
+    if (!*node || strlen(node) > 63 || strspn(node, "abcdefghijklmnopqrstuvwxyz"
+                                                    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+                                           strlen(node)) {
+        fprintf(stderr, "pmeshd: node name '%s' must be 1-63 of [A-Za-z0-9._-]\n", node);
+        pm_config_destroy(&cfg);
+        return EX_CONFIG;
+    }
+    if (check) {
+        fprintf(stdout, "# pmeshd %s: configuration is valid\n# node: %s, socket: %s\n",
+                PMESH_VERSION, node, socket_path);
+        pm_config_print(cfg, stdout);
+        pm_config_destroy(&cfg);
+        return 0;
+    }
+
+    pm_log_setup(cfg->log_level, cfg->log_format, node);
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    pm_agent_t *agent = pm_agent_new(cfg, node, socket_path);
+    pm_config_destroy(&cfg);
+    if (!agent)
+        return 1;
+    int rc = pm_agent_run(agent);
+    pm_agent_destroy(&agent);
+    return rc;
+}

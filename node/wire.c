@@ -1,0 +1,506 @@
+/*
+ * wire.c - see wire.h. Builds protobuf-c messages on the stack from pm_msg_t
+ * and packs them; unpacks and maps back, checking every field's size first.
+ * protobuf-c's unpack returns NULL on malformed input, which is how truncated
+ * frames and garbage are caught.
+ */
+#include "wire.h"
+
+#include "pmesh.pb-c.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Labels per message and functions per worker: bounded so a hostile frame
+ * cannot make the decoder allocate without limit. */
+#define S_MAX_LABELS 256
+#define S_MAX_FUNCTIONS 64
+
+typedef struct s_priv {
+    Pmesh__Envelope *env;
+    void **allocs;
+    size_t n_allocs;
+} s_priv_t;
+
+static const char *s_type_names[PM_MSG_TYPE_COUNT] = {
+    "none", "hello", "create", "settle", "heartbeat", "get", "await", "then",
+    "list", "status", "register", "invoke", "result", "ping", "bye", "reply"};
+
+const char *
+pm_wire_type_name(pm_msg_type_t type)
+{
+    return type < PM_MSG_TYPE_COUNT ? s_type_names[type] : "unknown";
+}
+
+/* protobuf-c wants char * for strings it will not modify when packing. */
+static char *
+s_str(const char *s)
+{
+    return (char *) (s ? s : "");
+}
+
+/* ---- encode --------------------------------------------------------------- */
+
+static Pmesh__Label *
+s_labels_out(const pm_label_t *in, size_t n, Pmesh__Label *store, Pmesh__Label **ptrs)
+{
+    for (size_t i = 0; i < n; i++) {
+        pmesh__label__init(&store[i]);
+        store[i].key = s_str(in[i].key);
+        store[i].value = s_str(in[i].value);
+        ptrs[i] = &store[i];
+    }
+    return store;
+}
+
+static size_t
+s_promise_labels(const pm_wire_promise_t *p)
+{
+    return p->label_count;
+}
+
+static void
+s_promise_out(const pm_wire_promise_t *in, Pmesh__Promise *out, Pmesh__Label *lstore,
+              Pmesh__Label **lptrs)
+{
+    pmesh__promise__init(out);
+    out->id = s_str(in->id);
+    out->state = (Pmesh__State) in->state;
+    out->value.data = (uint8_t *) in->value;
+    out->value.len = in->value ? in->value_len : 0;
+    out->reason = s_str(in->reason);
+    out->created_ms = (uint64_t) in->created_ms;
+    out->settled_ms = (uint64_t) in->settled_ms;
+    out->timeout_at_ms = (uint64_t) in->timeout_at_ms;
+    out->heartbeat_ms = (uint64_t) in->heartbeat_ms;
+    out->heartbeat_at_ms = (uint64_t) in->heartbeat_at_ms;
+    out->idempotency_key = s_str(in->key);
+    out->n_labels = in->label_count;
+    out->labels = lptrs;
+    s_labels_out(in->labels, in->label_count, lstore, lptrs);
+}
+
+uint8_t *
+pm_wire_encode(const pm_msg_t *m, size_t *len)
+{
+    Pmesh__Envelope env = PMESH__ENVELOPE__INIT;
+    env.version = PM_WIRE_VERSION;
+    env.req_id = m->req_id;
+
+    Pmesh__Hello hello = PMESH__HELLO__INIT;
+    Pmesh__Create create = PMESH__CREATE__INIT;
+    Pmesh__Settle settle = PMESH__SETTLE__INIT;
+    Pmesh__Target target = PMESH__TARGET__INIT;
+    Pmesh__Await await = PMESH__AWAIT__INIT;
+    Pmesh__Then then = PMESH__THEN__INIT;
+    Pmesh__List list = PMESH__LIST__INIT;
+    Pmesh__Label label = PMESH__LABEL__INIT;
+    Pmesh__Empty empty = PMESH__EMPTY__INIT;
+    Pmesh__Register reg = PMESH__REGISTER__INIT;
+    Pmesh__Invoke invoke = PMESH__INVOKE__INIT;
+    Pmesh__InvokeResult result = PMESH__INVOKE_RESULT__INIT;
+    Pmesh__Ping ping = PMESH__PING__INIT;
+    Pmesh__Reply reply = PMESH__REPLY__INIT;
+    Pmesh__Promise one = PMESH__PROMISE__INIT;
+
+    /* Scratch for labels and promise lists, freed before returning. */
+    void *scratch = NULL;
+    Pmesh__Label *lstore = NULL;
+    Pmesh__Label **lptrs = NULL;
+    Pmesh__Promise *pstore = NULL;
+    Pmesh__Promise **pptrs = NULL;
+    size_t nlabels = m->label_count;
+    if (m->promise)
+        nlabels += s_promise_labels(m->promise);
+    for (size_t i = 0; i < m->promise_count; i++)
+        nlabels += s_promise_labels(&m->promises[i]);
+    size_t bytes = nlabels * (sizeof(Pmesh__Label) + sizeof(Pmesh__Label *)) +
+                   m->promise_count * (sizeof(Pmesh__Promise) + sizeof(Pmesh__Promise *));
+    if (bytes) {
+        scratch = malloc(bytes);
+        if (!scratch)
+            return NULL;
+        lstore = scratch;
+        pstore = (Pmesh__Promise *) (lstore + nlabels);
+        lptrs = (Pmesh__Label **) (pstore + m->promise_count);
+        pptrs = (Pmesh__Promise **) (lptrs + nlabels);
+    }
+    size_t lused = 0;
+
+    switch (m->type) {
+    case PM_MSG_HELLO:
+        env.body_case = PMESH__ENVELOPE__BODY_HELLO;
+        env.hello = &hello;
+        hello.client_name = s_str(m->client_name);
+        break;
+    case PM_MSG_CREATE:
+        env.body_case = PMESH__ENVELOPE__BODY_CREATE;
+        env.create = &create;
+        create.id = s_str(m->id);
+        create.timeout_ms = (uint64_t) m->timeout_ms;
+        create.heartbeat_ms = (uint64_t) m->heartbeat_ms;
+        create.idempotency_key = s_str(m->key);
+        create.n_labels = m->label_count;
+        create.labels = lptrs;
+        s_labels_out(m->labels, m->label_count, lstore, lptrs);
+        lused += m->label_count;
+        break;
+    case PM_MSG_SETTLE:
+        env.body_case = PMESH__ENVELOPE__BODY_SETTLE;
+        env.settle = &settle;
+        settle.id = s_str(m->id);
+        settle.kind = (Pmesh__State) m->state;
+        settle.value.data = (uint8_t *) m->value;
+        settle.value.len = m->value ? m->value_len : 0;
+        settle.reason = s_str(m->reason);
+        break;
+    case PM_MSG_HEARTBEAT:
+    case PM_MSG_GET:
+        env.body_case = m->type == PM_MSG_GET ? PMESH__ENVELOPE__BODY_GET
+                                              : PMESH__ENVELOPE__BODY_HEARTBEAT;
+        env.get = &target; /* same union slot type for both */
+        target.id = s_str(m->id);
+        break;
+    case PM_MSG_AWAIT:
+        env.body_case = PMESH__ENVELOPE__BODY_AWAIT;
+        env.await = &await;
+        await.id = s_str(m->id);
+        await.timeout_ms = m->timeout_ms;
+        break;
+    case PM_MSG_THEN:
+        env.body_case = PMESH__ENVELOPE__BODY_THEN;
+        env.then = &then;
+        then.id = s_str(m->id);
+        then.function = s_str(m->function);
+        then.new_id = s_str(m->new_id);
+        then.timeout_ms = (uint64_t) m->timeout_ms;
+        break;
+    case PM_MSG_LIST:
+        env.body_case = PMESH__ENVELOPE__BODY_LIST;
+        env.list = &list;
+        list.state = (Pmesh__State) m->state;
+        list.prefix = s_str(m->prefix);
+        list.limit = m->limit;
+        list.cursor = s_str(m->cursor);
+        if (m->label_count) {
+            label.key = s_str(m->labels[0].key);
+            label.value = s_str(m->labels[0].value);
+            list.label = &label;
+        }
+        break;
+    case PM_MSG_STATUS:
+    case PM_MSG_BYE:
+        env.body_case = m->type == PM_MSG_STATUS ? PMESH__ENVELOPE__BODY_STATUS
+                                                 : PMESH__ENVELOPE__BODY_BYE;
+        env.status = &empty;
+        break;
+    case PM_MSG_REGISTER:
+        env.body_case = PMESH__ENVELOPE__BODY_REGISTER;
+        env.register_ = &reg;
+        reg.n_functions = m->function_count;
+        reg.functions = (char **) m->functions;
+        reg.concurrency = m->concurrency;
+        break;
+    case PM_MSG_INVOKE:
+        env.body_case = PMESH__ENVELOPE__BODY_INVOKE;
+        env.invoke = &invoke;
+        invoke.invocation_id = s_str(m->invocation_id);
+        invoke.function = s_str(m->function);
+        invoke.input.data = (uint8_t *) m->value;
+        invoke.input.len = m->value ? m->value_len : 0;
+        invoke.target_id = s_str(m->target_id);
+        invoke.attempt = m->attempt;
+        break;
+    case PM_MSG_RESULT:
+        env.body_case = PMESH__ENVELOPE__BODY_RESULT;
+        env.result = &result;
+        result.invocation_id = s_str(m->invocation_id);
+        result.ok = m->ok != 0;
+        result.value.data = (uint8_t *) m->value;
+        result.value.len = m->value ? m->value_len : 0;
+        result.reason = s_str(m->reason);
+        break;
+    case PM_MSG_PING:
+        env.body_case = PMESH__ENVELOPE__BODY_PING;
+        env.ping = &ping;
+        ping.session = m->session;
+        break;
+    case PM_MSG_REPLY:
+        env.body_case = PMESH__ENVELOPE__BODY_REPLY;
+        env.reply = &reply;
+        reply.err = m->err;
+        reply.message = s_str(m->message);
+        reply.id = s_str(m->id);
+        reply.cursor = s_str(m->cursor);
+        reply.json = s_str(m->json);
+        reply.node = s_str(m->node);
+        reply.mint_prefix = s_str(m->mint_prefix);
+        reply.session = m->session;
+        reply.created = m->created != 0;
+        if (m->promise) {
+            s_promise_out(m->promise, &one, lstore + lused, lptrs + lused);
+            lused += m->promise->label_count;
+            reply.promise = &one;
+        }
+        reply.n_promises = m->promise_count;
+        reply.promises = pptrs;
+        for (size_t i = 0; i < m->promise_count; i++) {
+            s_promise_out(&m->promises[i], &pstore[i], lstore + lused, lptrs + lused);
+            lused += m->promises[i].label_count;
+            pptrs[i] = &pstore[i];
+        }
+        break;
+    default:
+        free(scratch);
+        return NULL;
+    }
+    size_t n = pmesh__envelope__get_packed_size(&env);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (buf)
+        *len = pmesh__envelope__pack(&env, buf);
+    free(scratch);
+    return buf;
+}
+
+/* ---- decode --------------------------------------------------------------- */
+
+static void *
+s_alloc(s_priv_t *pv, size_t bytes)
+{
+    void **a = realloc(pv->allocs, (pv->n_allocs + 1) * sizeof *a);
+    if (!a)
+        return NULL;
+    pv->allocs = a;
+    void *p = calloc(1, bytes ? bytes : 1);
+    if (p)
+        pv->allocs[pv->n_allocs++] = p;
+    return p;
+}
+
+static int
+s_name_ok(const char *s)
+{
+    return strlen(s) <= PM_WIRE_MAX_NAME;
+}
+
+static const char *
+s_opt(const char *s)
+{
+    return s && *s ? s : NULL;
+}
+
+static int
+s_labels_in(s_priv_t *pv, Pmesh__Label **in, size_t n, const pm_label_t **out)
+{
+    if (n > S_MAX_LABELS)
+        return -1;
+    pm_label_t *l = s_alloc(pv, n * sizeof *l);
+    if (!l)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!s_name_ok(in[i]->key) || !s_name_ok(in[i]->value))
+            return -1;
+        l[i].key = in[i]->key;
+        l[i].value = in[i]->value;
+    }
+    *out = l;
+    return 0;
+}
+
+static int
+s_promise_in(s_priv_t *pv, const Pmesh__Promise *in, pm_wire_promise_t *out)
+{
+    out->id = in->id;
+    out->state = in->state;
+    out->value = in->value.data;
+    out->value_len = in->value.len;
+    out->reason = in->reason;
+    out->created_ms = (int64_t) in->created_ms;
+    out->settled_ms = (int64_t) in->settled_ms;
+    out->timeout_at_ms = (int64_t) in->timeout_at_ms;
+    out->heartbeat_ms = (int64_t) in->heartbeat_ms;
+    out->heartbeat_at_ms = (int64_t) in->heartbeat_at_ms;
+    out->key = in->idempotency_key;
+    out->label_count = in->n_labels;
+    return s_labels_in(pv, in->labels, in->n_labels, &out->labels);
+}
+
+static int
+s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
+{
+    switch (env->body_case) {
+    case PMESH__ENVELOPE__BODY_HELLO:
+        m->type = PM_MSG_HELLO;
+        m->client_name = env->hello->client_name;
+        return s_name_ok(m->client_name) ? 0 : -1;
+    case PMESH__ENVELOPE__BODY_CREATE:
+        m->type = PM_MSG_CREATE;
+        m->id = s_opt(env->create->id);
+        m->timeout_ms = (int64_t) env->create->timeout_ms;
+        m->heartbeat_ms = (int64_t) env->create->heartbeat_ms;
+        m->key = s_opt(env->create->idempotency_key);
+        m->label_count = env->create->n_labels;
+        if (m->timeout_ms < 0 || m->heartbeat_ms < 0)
+            return -1;
+        if ((m->id && !s_name_ok(m->id)) || (m->key && !s_name_ok(m->key)))
+            return -1;
+        return s_labels_in(pv, env->create->labels, env->create->n_labels, &m->labels);
+    case PMESH__ENVELOPE__BODY_SETTLE:
+        m->type = PM_MSG_SETTLE;
+        m->id = env->settle->id;
+        m->state = env->settle->kind;
+        m->value = env->settle->value.data;
+        m->value_len = env->settle->value.len;
+        m->reason = env->settle->reason;
+        return s_name_ok(m->id) ? 0 : -1;
+    case PMESH__ENVELOPE__BODY_HEARTBEAT:
+        m->type = PM_MSG_HEARTBEAT;
+        m->id = env->heartbeat->id;
+        return s_name_ok(m->id) ? 0 : -1;
+    case PMESH__ENVELOPE__BODY_GET:
+        m->type = PM_MSG_GET;
+        m->id = env->get->id;
+        return s_name_ok(m->id) ? 0 : -1;
+    case PMESH__ENVELOPE__BODY_AWAIT:
+        m->type = PM_MSG_AWAIT;
+        m->id = env->await->id;
+        m->timeout_ms = env->await->timeout_ms;
+        return s_name_ok(m->id) ? 0 : -1;
+    case PMESH__ENVELOPE__BODY_THEN:
+        m->type = PM_MSG_THEN;
+        m->id = env->then->id;
+        m->function = env->then->function;
+        m->new_id = s_opt(env->then->new_id);
+        m->timeout_ms = (int64_t) env->then->timeout_ms;
+        if (m->timeout_ms < 0)
+            return -1;
+        return s_name_ok(m->id) && s_name_ok(m->function) && (!m->new_id || s_name_ok(m->new_id))
+                   ? 0
+                   : -1;
+    case PMESH__ENVELOPE__BODY_LIST:
+        m->type = PM_MSG_LIST;
+        m->state = env->list->state;
+        m->prefix = s_opt(env->list->prefix);
+        m->limit = env->list->limit;
+        m->cursor = s_opt(env->list->cursor);
+        if ((m->prefix && !s_name_ok(m->prefix)) ||
+            (m->cursor && strlen(m->cursor) > PM_WIRE_MAX_NAME + 32))
+            return -1;
+        if (env->list->label) {
+            m->label_count = 1;
+            Pmesh__Label *one[1] = {env->list->label};
+            return s_labels_in(pv, one, 1, &m->labels);
+        }
+        return 0;
+    case PMESH__ENVELOPE__BODY_STATUS:
+        m->type = PM_MSG_STATUS;
+        return 0;
+    case PMESH__ENVELOPE__BODY_BYE:
+        m->type = PM_MSG_BYE;
+        return 0;
+    case PMESH__ENVELOPE__BODY_REGISTER:
+        m->type = PM_MSG_REGISTER;
+        m->function_count = env->register_->n_functions;
+        m->functions = (const char *const *) env->register_->functions;
+        m->concurrency = env->register_->concurrency;
+        if (m->function_count > S_MAX_FUNCTIONS)
+            return -1;
+        for (size_t i = 0; i < m->function_count; i++)
+            if (!s_name_ok(m->functions[i]))
+                return -1;
+        return 0;
+    case PMESH__ENVELOPE__BODY_INVOKE:
+        m->type = PM_MSG_INVOKE;
+        m->invocation_id = env->invoke->invocation_id;
+        m->function = env->invoke->function;
+        m->value = env->invoke->input.data;
+        m->value_len = env->invoke->input.len;
+        m->target_id = env->invoke->target_id;
+        m->attempt = env->invoke->attempt;
+        return s_name_ok(m->invocation_id) && s_name_ok(m->function) && s_name_ok(m->target_id)
+                   ? 0
+                   : -1;
+    case PMESH__ENVELOPE__BODY_RESULT:
+        m->type = PM_MSG_RESULT;
+        m->invocation_id = env->result->invocation_id;
+        m->ok = env->result->ok;
+        m->value = env->result->value.data;
+        m->value_len = env->result->value.len;
+        m->reason = env->result->reason;
+        return s_name_ok(m->invocation_id) ? 0 : -1;
+    case PMESH__ENVELOPE__BODY_PING:
+        m->type = PM_MSG_PING;
+        m->session = env->ping->session;
+        return 0;
+    case PMESH__ENVELOPE__BODY_REPLY: {
+        const Pmesh__Reply *r = env->reply;
+        m->type = PM_MSG_REPLY;
+        m->err = r->err;
+        m->message = r->message;
+        m->id = s_opt(r->id);
+        m->cursor = r->cursor;
+        m->json = r->json;
+        m->node = r->node;
+        m->mint_prefix = r->mint_prefix;
+        m->session = r->session;
+        m->created = r->created;
+        if (r->promise) {
+            pm_wire_promise_t *p = s_alloc(pv, sizeof *p);
+            if (!p || s_promise_in(pv, r->promise, p) != 0)
+                return -1;
+            m->promise = p;
+        }
+        if (r->n_promises) {
+            pm_wire_promise_t *ps = s_alloc(pv, r->n_promises * sizeof *ps);
+            if (!ps)
+                return -1;
+            for (size_t i = 0; i < r->n_promises; i++)
+                if (s_promise_in(pv, r->promises[i], &ps[i]) != 0)
+                    return -1;
+            m->promises = ps;
+            m->promise_count = r->n_promises;
+        }
+        return 0;
+    }
+    default:
+        return -1;
+    }
+}
+
+int
+pm_wire_decode(const void *buf, size_t len, pm_msg_t *m)
+{
+    memset(m, 0, sizeof *m);
+    if (len > PM_WIRE_MAX_FRAME)
+        return PM_ERR_BAD_REQUEST;
+    Pmesh__Envelope *env = pmesh__envelope__unpack(NULL, len, buf);
+    if (!env)
+        return PM_ERR_BAD_REQUEST;
+    s_priv_t *pv = calloc(1, sizeof *pv);
+    if (!pv) {
+        pmesh__envelope__free_unpacked(env, NULL);
+        return PM_ERR_INTERNAL;
+    }
+    pv->env = env;
+    m->priv = pv;
+    m->req_id = env->req_id;
+    if (env->version != PM_WIRE_VERSION)
+        return PM_ERR_BAD_VERSION;
+    if (s_decode_body(pv, env, m) != 0)
+        return PM_ERR_BAD_REQUEST;
+    return PM_OK;
+}
+
+void
+pm_wire_release(pm_msg_t *m)
+{
+    s_priv_t *pv = m->priv;
+    if (!pv)
+        return;
+    for (size_t i = 0; i < pv->n_allocs; i++)
+        free(pv->allocs[i]);
+    free(pv->allocs);
+    pmesh__envelope__free_unpacked(pv->env, NULL);
+    free(pv);
+    m->priv = NULL;
+}

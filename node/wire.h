@@ -1,0 +1,115 @@
+/*
+ * wire.h - the one module that touches the protobuf envelope. Everyone else
+ * builds and reads pm_msg_t, a flat struct whose fields are used according to
+ * its type. Decoding validates the envelope version and every size before the
+ * caller sees anything.
+ */
+#ifndef PM_WIRE_H
+#define PM_WIRE_H
+
+#include "pmesh.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Version 1: the only one so far. A receiver refuses any other with
+ * PM_ERR_BAD_VERSION so mixed versions fail loudly, not subtly. */
+#define PM_WIRE_VERSION 1
+
+/* Largest envelope accepted from anyone: the largest value (64 MiB cap of
+ * max_value_bytes) plus room for the rest of the message. */
+#define PM_WIRE_MAX_FRAME (64 * 1024 * 1024 + 64 * 1024)
+
+/* Ids, function names, keys and labels: short strings. 256 bytes leaves room
+ * for a node name (63), a boot tag and a sequence with plenty to spare. */
+#define PM_WIRE_MAX_NAME 256
+
+typedef enum pm_msg_type {
+    PM_MSG_NONE = 0,
+    PM_MSG_HELLO,
+    PM_MSG_CREATE,
+    PM_MSG_SETTLE,
+    PM_MSG_HEARTBEAT,
+    PM_MSG_GET,
+    PM_MSG_AWAIT,
+    PM_MSG_THEN,
+    PM_MSG_LIST,
+    PM_MSG_STATUS,
+    PM_MSG_REGISTER,
+    PM_MSG_INVOKE,
+    PM_MSG_RESULT,
+    PM_MSG_PING,
+    PM_MSG_BYE,
+    PM_MSG_REPLY,
+    PM_MSG_TYPE_COUNT
+} pm_msg_type_t;
+
+/* A promise on the wire; every pointer is borrowed. */
+typedef struct pm_wire_promise {
+    const char *id;
+    int state;
+    const uint8_t *value;
+    size_t value_len;
+    const char *reason;
+    int64_t created_ms, settled_ms, timeout_at_ms, heartbeat_ms, heartbeat_at_ms;
+    const char *key;
+    size_t label_count;
+    const pm_label_t *labels;
+} pm_wire_promise_t;
+
+typedef struct pm_msg {
+    pm_msg_type_t type;
+    uint64_t req_id;
+    /* requests */
+    const char *id;            /* create (optional), settle, heartbeat, get, await, then */
+    const char *new_id;        /* then (optional) */
+    const char *function;      /* then, invoke */
+    int state;                 /* settle: the outcome; list: filter */
+    const uint8_t *value;      /* settle value, invoke input, result value */
+    size_t value_len;
+    const char *reason;        /* settle, result */
+    int64_t timeout_ms;        /* create, await (< 0: none), then */
+    int64_t heartbeat_ms;      /* create */
+    const char *key;           /* create */
+    size_t label_count;        /* create labels; list: 0 or 1 (the filter) */
+    const pm_label_t *labels;
+    const char *prefix;        /* list */
+    uint32_t limit;            /* list */
+    const char *cursor;        /* list; reply */
+    size_t function_count;     /* register */
+    const char *const *functions;
+    uint32_t concurrency;      /* register */
+    const char *invocation_id; /* invoke, result */
+    const char *target_id;     /* invoke */
+    uint32_t attempt;          /* invoke */
+    int ok;                    /* result */
+    uint64_t session;          /* ping; hello reply */
+    const char *client_name;   /* hello */
+    /* replies */
+    int err;
+    const char *message;
+    const pm_wire_promise_t *promise;
+    size_t promise_count;
+    const pm_wire_promise_t *promises;
+    const char *json;
+    const char *node;
+    const char *mint_prefix;
+    int created;
+    /* decoder state: owned by the message, freed by pm_wire_release */
+    void *priv;
+} pm_msg_t;
+
+/* Encodes msg; returns a malloc'd buffer (caller frees) and its size in *len,
+ * or NULL when out of memory. */
+uint8_t *pm_wire_encode(const pm_msg_t *msg, size_t *len);
+
+/* Decodes and validates buf into *msg, whose pointers borrow from storage
+ * that pm_wire_release frees. Returns PM_OK, PM_ERR_BAD_VERSION or
+ * PM_ERR_BAD_REQUEST (malformed, unknown type, oversize field). On error
+ * msg->req_id is still set when it could be read, so the caller can answer. */
+int pm_wire_decode(const void *buf, size_t len, pm_msg_t *msg);
+void pm_wire_release(pm_msg_t *msg);
+
+const char *pm_wire_type_name(pm_msg_type_t type);
+
+#endif

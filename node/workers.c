@@ -1,0 +1,421 @@
+/*
+ * workers.c - see workers.h.
+ *
+ * Tables: functions by name (each with its FIFO of queued invocations and the
+ * workers serving it), workers by session handle, invocations by id. Counts
+ * are small (functions and workers per node), so worker lists are arrays.
+ */
+#include "workers.h"
+
+#include "log.h"
+
+#include <czmq.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct s_inv s_inv_t;
+typedef struct s_worker s_worker_t;
+
+typedef struct s_func {
+    char *name;
+    s_worker_t **workers;
+    size_t n_workers;
+    size_t rr; /* round-robin cursor over workers */
+    s_inv_t *head, *tail;
+} s_func_t;
+
+struct s_worker {
+    void *who;
+    uint32_t concurrency;
+    uint32_t inflight;
+    s_func_t **funcs;
+    size_t n_funcs;
+    s_inv_t *held; /* invocations sent to this worker */
+};
+
+struct s_inv {
+    char *id;
+    s_func_t *func;
+    uint8_t *input;
+    size_t input_len;
+    char *target;
+    uint32_t attempt;
+    s_worker_t *worker; /* NULL while queued */
+    s_inv_t *next, *prev; /* queue or worker's held list */
+};
+
+struct pm_workers {
+    pm_store_t *store;
+    char *space;
+    uint64_t next_inv;
+    pm_workers_send_fn *send;
+    void *arg;
+    zhashx_t *funcs;   /* name -> s_func_t */
+    zhashx_t *workers; /* "%p" of who -> s_worker_t */
+    zhashx_t *invs;    /* id -> s_inv_t */
+    pm_workers_stats_t stats;
+};
+
+static void
+s_inv_free(s_inv_t **inv_p)
+{
+    s_inv_t *inv = *inv_p;
+    if (!inv)
+        return;
+    free(inv->id);
+    free(inv->input);
+    free(inv->target);
+    free(inv);
+    *inv_p = NULL;
+}
+
+static void
+s_func_destroy(void **item)
+{
+    s_func_t *f = *item;
+    while (f->head) {
+        s_inv_t *inv = f->head;
+        f->head = inv->next;
+        s_inv_free(&inv);
+    }
+    free(f->workers);
+    free(f->name);
+    free(f);
+    *item = NULL;
+}
+
+static void
+s_worker_destroy(void **item)
+{
+    s_worker_t *w = *item;
+    while (w->held) {
+        s_inv_t *inv = w->held;
+        w->held = inv->next;
+        s_inv_free(&inv);
+    }
+    free(w->funcs);
+    free(w);
+    *item = NULL;
+}
+
+pm_workers_t *
+pm_workers_new(pm_store_t *store, const char *id_space, pm_workers_send_fn *send, void *arg)
+{
+    pm_workers_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->store = store;
+    self->space = strdup(id_space);
+    self->send = send;
+    self->arg = arg;
+    self->funcs = zhashx_new();
+    self->workers = zhashx_new();
+    self->invs = zhashx_new(); /* borrows: invocations are owned by queues / workers */
+    zhashx_set_destructor(self->funcs, s_func_destroy);
+    zhashx_set_destructor(self->workers, s_worker_destroy);
+    return self;
+}
+
+void
+pm_workers_destroy(pm_workers_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pm_workers_t *self = *self_p;
+    zhashx_destroy(&self->invs);
+    zhashx_destroy(&self->workers);
+    zhashx_destroy(&self->funcs);
+    free(self->space);
+    free(self);
+    *self_p = NULL;
+}
+
+static void
+s_key(void *who, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%p", who);
+}
+
+static s_worker_t *
+s_worker_of(pm_workers_t *self, void *who)
+{
+    char k[32];
+    s_key(who, k, sizeof k);
+    return zhashx_lookup(self->workers, k);
+}
+
+static s_func_t *
+s_func_get(pm_workers_t *self, const char *name, int create)
+{
+    s_func_t *f = zhashx_lookup(self->funcs, name);
+    if (f || !create)
+        return f;
+    f = calloc(1, sizeof *f);
+    f->name = strdup(name);
+    zhashx_insert(self->funcs, name, f);
+    return f;
+}
+
+/* ---- queues --------------------------------------------------------------- */
+
+static void
+s_push(s_inv_t **head, s_inv_t **tail, s_inv_t *inv, int front)
+{
+    inv->prev = inv->next = NULL;
+    if (!*head) {
+        *head = *tail = inv;
+    } else if (front) {
+        inv->next = *head;
+        (*head)->prev = inv;
+        *head = inv;
+    } else {
+        inv->prev = *tail;
+        (*tail)->next = inv;
+        *tail = inv;
+    }
+}
+
+static void
+s_unlink(s_inv_t **head, s_inv_t **tail, s_inv_t *inv)
+{
+    if (inv->prev)
+        inv->prev->next = inv->next;
+    else
+        *head = inv->next;
+    if (inv->next)
+        inv->next->prev = inv->prev;
+    else if (tail)
+        *tail = inv->prev;
+    inv->next = inv->prev = NULL;
+}
+
+static void
+s_forget_inv(pm_workers_t *self, s_inv_t *inv)
+{
+    zhashx_delete(self->invs, inv->id);
+    s_inv_free(&inv);
+}
+
+/* Hands queued invocations of f to workers with free slots. */
+static void
+s_dispatch(pm_workers_t *self, s_func_t *f)
+{
+    while (f->head && f->n_workers) {
+        s_inv_t *inv = f->head;
+        pm_prom_t *target = pm_store_get(self->store, inv->target);
+        if (!target || target->state != PM_STATE_PENDING) {
+            s_unlink(&f->head, &f->tail, inv);
+            self->stats.queued--;
+            self->stats.dropped++;
+            s_forget_inv(self, inv);
+            continue;
+        }
+        s_worker_t *w = NULL;
+        for (size_t i = 0; i < f->n_workers; i++) {
+            s_worker_t *c = f->workers[(f->rr + i) % f->n_workers];
+            if (c->inflight < c->concurrency) {
+                w = c;
+                f->rr = (f->rr + i + 1) % f->n_workers;
+                break;
+            }
+        }
+        if (!w)
+            return;
+        s_unlink(&f->head, &f->tail, inv);
+        self->stats.queued--;
+        s_push(&w->held, NULL, inv, 1);
+        inv->worker = w;
+        w->inflight++;
+        self->stats.inflight++;
+        self->stats.dispatched++;
+        inv->attempt++;
+        pm_msg_t m = {.type = PM_MSG_INVOKE,
+                      .invocation_id = inv->id,
+                      .function = f->name,
+                      .value = inv->input,
+                      .value_len = inv->input_len,
+                      .target_id = inv->target,
+                      .attempt = inv->attempt};
+        self->send(self->arg, w->who, &m);
+    }
+}
+
+static void
+s_dispatch_worker(pm_workers_t *self, s_worker_t *w)
+{
+    for (size_t i = 0; i < w->n_funcs && w->inflight < w->concurrency; i++)
+        s_dispatch(self, w->funcs[i]);
+}
+
+/* ---- operations ----------------------------------------------------------- */
+
+int
+pm_workers_register(pm_workers_t *self, void *who, const char *const *functions, size_t n,
+                    uint32_t concurrency)
+{
+    if (n == 0 || concurrency == 0)
+        return PM_ERR_BAD_REQUEST;
+    for (size_t i = 0; i < n; i++)
+        if (!functions[i][0])
+            return PM_ERR_BAD_REQUEST;
+    s_worker_t *w = s_worker_of(self, who);
+    if (!w) {
+        w = calloc(1, sizeof *w);
+        if (!w)
+            return PM_ERR_INTERNAL;
+        w->who = who;
+        char k[32];
+        s_key(who, k, sizeof k);
+        zhashx_insert(self->workers, k, w);
+        self->stats.workers++;
+    }
+    w->concurrency = concurrency;
+    for (size_t i = 0; i < n; i++) {
+        s_func_t *f = s_func_get(self, functions[i], 1);
+        int known = 0;
+        for (size_t j = 0; j < w->n_funcs; j++)
+            known |= w->funcs[j] == f;
+        if (known)
+            continue;
+        s_func_t **fs = realloc(w->funcs, (w->n_funcs + 1) * sizeof *fs);
+        s_worker_t **ws = realloc(f->workers, (f->n_workers + 1) * sizeof *ws);
+        if (fs)
+            w->funcs = fs;
+        if (ws)
+            f->workers = ws;
+        if (!fs || !ws)
+            return PM_ERR_INTERNAL;
+        w->funcs[w->n_funcs++] = f;
+        f->workers[f->n_workers++] = w;
+        pm_log_info("PM-WORKER-REGISTERED", "function %s concurrency %u", f->name, concurrency);
+    }
+    s_dispatch_worker(self, w);
+    return PM_OK;
+}
+
+int
+pm_workers_invoke(pm_workers_t *self, const char *function, const uint8_t *input, size_t len,
+                  const char *target_id)
+{
+    s_inv_t *inv = calloc(1, sizeof *inv);
+    if (!inv)
+        return PM_ERR_INTERNAL;
+    char id[PM_WIRE_MAX_NAME + 32];
+    snprintf(id, sizeof id, "%s~i%llx", self->space, (unsigned long long) ++self->next_inv);
+    inv->id = strdup(id);
+    inv->target = strdup(target_id);
+    inv->input = malloc(len ? len : 1);
+    if (!inv->id || !inv->target || !inv->input) {
+        s_inv_free(&inv);
+        return PM_ERR_INTERNAL;
+    }
+    if (len)
+        memcpy(inv->input, input, len);
+    inv->input_len = len;
+    inv->func = s_func_get(self, function, 1);
+    zhashx_insert(self->invs, inv->id, inv);
+    s_push(&inv->func->head, &inv->func->tail, inv, 0);
+    self->stats.queued++;
+    self->stats.invoked++;
+    if (!inv->func->n_workers)
+        pm_log(PM_LOG_DEBUG, "PM-INVOKE-WAITING", target_id, "no worker serves %s yet",
+               function);
+    s_dispatch(self, inv->func);
+    return PM_OK;
+}
+
+static void
+s_release(pm_workers_t *self, s_inv_t *inv)
+{
+    s_worker_t *w = inv->worker;
+    s_unlink(&w->held, NULL, inv);
+    inv->worker = NULL;
+    w->inflight--;
+    self->stats.inflight--;
+}
+
+int
+pm_workers_result(pm_workers_t *self, void *who, const pm_msg_t *r, int64_t now)
+{
+    s_inv_t *inv = zhashx_lookup(self->invs, r->invocation_id);
+    if (!inv || !inv->worker || inv->worker->who != who) {
+        self->stats.not_holder++;
+        return PM_ERR_NOT_HOLDER;
+    }
+    s_worker_t *w = inv->worker;
+    s_release(self, inv);
+    int err;
+    if (r->ok) {
+        self->stats.completed++;
+        err = pm_store_settle(self->store, inv->target, PM_STATE_RESOLVED, r->value,
+                              r->value_len, now, NULL);
+        if (err == PM_ERR_VALUE_TOO_LARGE) {
+            char why[160];
+            snprintf(why, sizeof why, "VALUE_TOO_LARGE: %s returned %zu bytes",
+                     inv->func->name, r->value_len);
+            err = pm_store_settle(self->store, inv->target, PM_STATE_REJECTED, why,
+                                  strlen(why), now, NULL);
+        }
+    } else {
+        self->stats.failed++;
+        const char *why = r->reason && *r->reason ? r->reason : "worker failed";
+        err = pm_store_settle(self->store, inv->target, PM_STATE_REJECTED, why, strlen(why),
+                              now, NULL);
+    }
+    if (err != PM_OK && err != PM_ERR_ALREADY_SETTLED && err != PM_ERR_TIMED_OUT &&
+        err != PM_ERR_NOT_FOUND)
+        pm_log(PM_LOG_WARN, "PM-INVOKE-SETTLE-FAILED", inv->target, "%s", pm_err_name(err));
+    s_forget_inv(self, inv);
+    s_dispatch_worker(self, w);
+    return PM_OK;
+}
+
+void
+pm_workers_forget(pm_workers_t *self, void *who)
+{
+    s_worker_t *w = s_worker_of(self, who);
+    if (!w)
+        return;
+    for (size_t i = 0; i < w->n_funcs; i++) {
+        s_func_t *f = w->funcs[i];
+        for (size_t j = 0; j < f->n_workers; j++)
+            if (f->workers[j] == w) {
+                f->workers[j] = f->workers[--f->n_workers];
+                break;
+            }
+        f->rr = 0;
+    }
+    while (w->held) {
+        s_inv_t *inv = w->held;
+        s_release(self, inv);
+        s_push(&inv->func->head, &inv->func->tail, inv, 1);
+        self->stats.queued++;
+        self->stats.retried++;
+        pm_log(PM_LOG_WARN, "PM-INVOKE-RETRY", inv->target,
+               "worker gone mid-invocation of %s; re-queued (attempt %u)", inv->func->name,
+               inv->attempt);
+    }
+    s_func_t **funcs = w->funcs;
+    size_t n = w->n_funcs;
+    w->funcs = NULL;
+    w->n_funcs = 0;
+    char k[32];
+    s_key(who, k, sizeof k);
+    zhashx_delete(self->workers, k);
+    self->stats.workers--;
+    for (size_t i = 0; i < n; i++)
+        s_dispatch(self, funcs[i]);
+    free(funcs);
+}
+
+int
+pm_workers_is_worker(pm_workers_t *self, void *who)
+{
+    return s_worker_of(self, who) != NULL;
+}
+
+void
+pm_workers_stats(pm_workers_t *self, pm_workers_stats_t *out)
+{
+    *out = self->stats;
+}

@@ -1,0 +1,290 @@
+# lib.sh - helpers for pmesh integration tests. Source it from a test:
+#
+#   . "$(dirname "$0")/lib.sh"
+#   start_agent 1
+#   run "$PMESH" create;  expect_eq "create exits 0" 0 "$RC"
+#   ...
+#   finish
+#
+# Every test gets its own temp dir ($TMP). Every process a test starts goes
+# through start_agent or bg, which remember its PID; the EXIT trap stops
+# those PIDs (and any PIDs a test command appended to $TMP/child.pids), never
+# anything found by name, then removes $TMP.
+#
+# Assertions print "ok - NAME" or "not ok - NAME" (TAP-like) and count;
+# finish prints "N passed, N failed" and exits non-zero if anything failed.
+
+set -euo pipefail
+
+BUILD=${BUILD:-build}
+if [ ! -x "$BUILD/bin/pmesh" ] || [ ! -x "$BUILD/bin/pmeshd" ]; then
+    echo "lib.sh: no $BUILD/bin/pmesh or $BUILD/bin/pmeshd; build first (make BUILD=$BUILD)" >&2
+    exit 1
+fi
+BIN=$(cd "$BUILD/bin" && pwd)
+PMESH=$BIN/pmesh
+PMESHD=$BIN/pmeshd
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/pmesh-test.XXXXXX")
+# Commands a test runs may write their own PIDs here (one per line) so that
+# cleanup can stop them, e.g. a worker command that sleeps.
+CHILD_PIDS=$TMP/child.pids
+: >"$CHILD_PIDS"
+# Upper bound on any single foreground command, so a hang fails a check
+# instead of stalling the suite.
+CMD_TIMEOUT=${CMD_TIMEOUT:-30}
+
+PIDS=()
+PASSED=0
+FAILED=0
+FINISHED=0
+
+_lib_cleanup() {
+    local rc=$? pid
+    trap - EXIT
+    local all=("${PIDS[@]}")
+    while read -r pid; do
+        [ -n "$pid" ] && all+=("$pid")
+    done <"$CHILD_PIDS" 2>/dev/null || true
+    for pid in "${all[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    # Give them up to 3 s to finish, then make sure.
+    local i
+    for i in $(seq 30); do
+        local alive=0
+        for pid in "${all[@]}"; do
+            kill -0 "$pid" 2>/dev/null && alive=1
+        done
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${all[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    if [ "$FINISHED" = 0 ]; then
+        echo "not ok - test script stopped early (exit $rc)"
+        FAILED=$((FAILED + 1))
+        echo "$PASSED passed, $FAILED failed"
+        _lib_dump_logs
+        rc=1
+    elif [ "$FAILED" -gt 0 ]; then
+        _lib_dump_logs
+    fi
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap _lib_cleanup EXIT
+trap 'echo "# error: line $LINENO: $BASH_COMMAND" >&2' ERR
+
+# The tail of every log, to explain a failure.
+_lib_dump_logs() {
+    local f
+    for f in "$TMP"/*.log; do
+        [ -s "$f" ] || continue
+        echo "# --- tail of $(basename "$f")"
+        tail -n 20 "$f" | sed 's/^/#   /'
+    done
+}
+
+# ---- assertions --------------------------------------------------------------
+
+ok() {
+    PASSED=$((PASSED + 1))
+    echo "ok - $1"
+}
+
+not_ok() {
+    FAILED=$((FAILED + 1))
+    echo "not ok - $1"
+    shift
+    local line
+    for line in "$@"; do
+        echo "#   $line"
+    done
+}
+
+# check NAME CMD...: ok if CMD exits 0.
+check() {
+    local name=$1
+    shift
+    local rc=0
+    timeout -k 2 "$CMD_TIMEOUT" "$@" >"$TMP/check.out" 2>"$TMP/check.err" || rc=$?
+    if [ "$rc" = 0 ]; then
+        ok "$name"
+    else
+        not_ok "$name" "command: $*" "exit $rc" "stderr: $(head -c 300 "$TMP/check.err")"
+    fi
+}
+
+# expect_eq NAME EXPECTED ACTUAL
+expect_eq() {
+    if [ "$2" == "$3" ]; then
+        ok "$1"
+    else
+        not_ok "$1" "expected: $(printf '%q' "$2")" "got:      $(printf '%q' "$3")"
+    fi
+}
+
+# expect_ne NAME UNEXPECTED ACTUAL
+expect_ne() {
+    if [ "$2" != "$3" ]; then
+        ok "$1"
+    else
+        not_ok "$1" "expected anything but: $(printf '%q' "$2")"
+    fi
+}
+
+# expect_match NAME ERE ACTUAL
+expect_match() {
+    if [[ $3 =~ $2 ]]; then
+        ok "$1"
+    else
+        not_ok "$1" "expected to match: $2" "got: $(printf '%q' "$3")"
+    fi
+}
+
+# expect_no_match NAME ERE ACTUAL
+expect_no_match() {
+    if [[ $3 =~ $2 ]]; then
+        not_ok "$1" "expected not to match: $2" "got: $(printf '%q' "$3")"
+    else
+        ok "$1"
+    fi
+}
+
+# expect_lt NAME A B: ok if integer A < integer B.
+expect_lt() {
+    if [ "$2" -lt "$3" ]; then
+        ok "$1"
+    else
+        not_ok "$1" "expected $2 < $3"
+    fi
+}
+
+# run CMD...: runs CMD (bounded by CMD_TIMEOUT) and sets RC, OUT, ERR. The
+# raw output stays in $TMP/run.out and $TMP/run.err for byte comparisons.
+run() {
+    RC=0
+    timeout -k 2 "$CMD_TIMEOUT" "$@" >"$TMP/run.out" 2>"$TMP/run.err" || RC=$?
+    OUT=$(cat "$TMP/run.out")
+    ERR=$(cat "$TMP/run.err")
+}
+
+# run_in FILE CMD...: like run, with FILE on stdin.
+run_in() {
+    local in=$1
+    shift
+    RC=0
+    timeout -k 2 "$CMD_TIMEOUT" "$@" <"$in" >"$TMP/run.out" 2>"$TMP/run.err" || RC=$?
+    OUT=$(cat "$TMP/run.out")
+    ERR=$(cat "$TMP/run.err")
+}
+
+# finish: prints the summary and exits (the EXIT trap then cleans up).
+finish() {
+    FINISHED=1
+    echo "$PASSED passed, $FAILED failed"
+    if [ "$FAILED" = 0 ]; then
+        exit 0
+    fi
+    exit 1
+}
+
+# ---- time and JSON --------------------------------------------------------------
+
+now_ms() {
+    echo $(($(date +%s%N) / 1000000))
+}
+
+# json_get JSON PATH: the value at a dotted path ("labels.team"), strings
+# bare, other values as JSON; "<absent>" if missing; "<bad json>" if JSON
+# does not parse.
+json_get() {
+    python3 -c '
+import json, sys
+try:
+    v = json.loads(sys.argv[1])
+except Exception:
+    print("<bad json>"); sys.exit(0)
+for part in sys.argv[2].split("."):
+    if isinstance(v, dict) and part in v:
+        v = v[part]
+    else:
+        print("<absent>"); sys.exit(0)
+print(v if isinstance(v, str) else json.dumps(v))
+' "$1" "$2"
+}
+
+# ---- processes -------------------------------------------------------------------
+
+# wait_for SECONDS CMD...: polls CMD until it succeeds; 1 if it never does.
+wait_for() {
+    local deadline=$(($(now_ms) + $1 * 1000))
+    shift
+    while ! "$@" >/dev/null 2>&1; do
+        [ "$(now_ms)" -lt "$deadline" ] || return 1
+        sleep 0.05
+    done
+}
+
+alive() {
+    kill -0 "$1" 2>/dev/null
+}
+
+# wait_exit PID SECONDS: waits for a process started by bg to exit and sets
+# RC to its exit status; RC=timeout if it is still running after SECONDS.
+wait_exit() {
+    local pid=$1 deadline=$(($(now_ms) + $2 * 1000))
+    while alive "$pid"; do
+        if [ "$(now_ms)" -ge "$deadline" ]; then
+            RC=timeout
+            return 0
+        fi
+        sleep 0.05
+    done
+    RC=0
+    wait "$pid" 2>/dev/null || RC=$?
+}
+
+# bg NAME CMD...: starts CMD in the background with stdout in $TMP/NAME.out
+# and stderr in $TMP/NAME.log; sets BG_PID and remembers it for cleanup.
+bg() {
+    local name=$1
+    shift
+    "$@" >"$TMP/$name.out" 2>"$TMP/$name.log" &
+    BG_PID=$!
+    PIDS+=("$BG_PID")
+}
+
+# start_agent N [PMESHD FLAGS...]: starts pmeshd as node test-N on its own
+# socket ($TMP/agent.sock for N=1, $TMP/agent-N.sock otherwise), waits until
+# `pmesh status` answers, and sets AGENT_PID and AGENT_SOCK.
+start_agent() {
+    local n=$1
+    shift
+    local sock=$TMP/agent.sock
+    [ "$n" = 1 ] || sock=$TMP/agent-$n.sock
+    bg "agent-$n" "$PMESHD" --socket "$sock" --node "test-$n" "$@"
+    AGENT_PID=$BG_PID
+    AGENT_SOCK=$sock
+    if ! wait_for 10 "$PMESH" --socket "$sock" status; then
+        echo "lib.sh: agent test-$n did not come up on $sock" >&2
+        _lib_dump_logs >&2
+        return 1
+    fi
+}
+
+# start_worker NAME CMD...: starts `pmesh worker -v ...` (CMD is the worker's
+# arguments after "worker"), waits until it says it is serving, and sets
+# WORKER_PID. Its stderr is $TMP/NAME.log.
+start_worker() {
+    local name=$1
+    shift
+    bg "$name" "$PMESH" worker -v "$@"
+    WORKER_PID=$BG_PID
+    if ! wait_for 10 grep -q "serving" "$TMP/$name.log"; then
+        echo "lib.sh: worker $name did not start" >&2
+        cat "$TMP/$name.log" >&2
+        return 1
+    fi
+}
