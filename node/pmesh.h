@@ -230,7 +230,11 @@ int pm_worker_complete(pm_worker_t *self, const pm_invocation_t *inv, const void
 int pm_worker_fail(pm_worker_t *self, const pm_invocation_t *inv, const char *reason);
 /* The ZeroMQ socket behind the worker, to put in a zmq_poll set next to other
  * file descriptors (ZMQ_POLLIN means pm_worker_next(self, 0, ..) may have
- * work). Borrowed: do not read, write or close it. */
+ * work). Invocations that arrive while pm_worker_complete / pm_worker_fail
+ * wait for their acknowledgement are queued inside the library, not on the
+ * socket: call pm_worker_next(self, 0, ..) after each answer (and whenever a
+ * slot frees) until it returns PM_ERR_WAIT_TIMEOUT, not only on ZMQ_POLLIN.
+ * Borrowed: do not read, write or close it. */
 void *pm_worker_socket(pm_worker_t *self);
 
 #ifdef __cplusplus

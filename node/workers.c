@@ -162,7 +162,12 @@ static void
 s_push(s_inv_t **head, s_inv_t **tail, s_inv_t *inv, int front)
 {
     inv->prev = inv->next = NULL;
-    if (!*head) {
+    if (!tail) { /* a list without a tail: push at the front */
+        inv->next = *head;
+        if (*head)
+            (*head)->prev = inv;
+        *head = inv;
+    } else if (!*head) {
         *head = *tail = inv;
     } else if (front) {
         inv->next = *head;
