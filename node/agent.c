@@ -13,6 +13,7 @@
 #include "agent.h"
 
 #include "log.h"
+#include "mesh.h"
 #include "store.h"
 #include "timer.h"
 #include "wire.h"
@@ -57,12 +58,13 @@ struct s_session {
     size_t mint_len;
     int64_t last_seen; /* monotonic ms */
     int pinged;        /* has a keep-alive thread: silence means death */
+    char *peer;        /* set for another agent's session: replies go over the mesh */
     s_waiter_t *waiters;
     size_t n_waiters;
 };
 
 struct s_waiter {
-    pm_watch_t watch;
+    pm_watch_t watch; /* on a local promise, or on an s_rwait_t's list */
     pm_timer_t timer;
     pm_agent_t *agent;
     s_session_t *session;
@@ -77,6 +79,41 @@ struct s_then {
     char *function;
     char target[];
 };
+
+/* A request relayed to the owner of its promise; answered when the owner's
+ * reply comes back, the owner is lost, or forward_timeout passes. */
+typedef enum { S_RELAY_OP = 1, S_RELAY_SUB, S_RELAY_FIRE } s_relay_kind_t;
+
+typedef struct s_relay {
+    pm_timer_t timer;
+    uint64_t id;      /* req_id on the mesh */
+    s_relay_kind_t kind;
+    uint64_t session; /* S_RELAY_OP: whom to answer */
+    uint64_t req_id;  /* S_RELAY_OP: the client's req_id */
+    char node[PM_WIRE_MAX_NAME + 1];
+    char pid[];       /* S_RELAY_SUB: the promise subscribed to */
+} s_relay_t;
+
+/* Local awaits of one remote promise: one subscription at the owner. */
+typedef struct s_rwait {
+    pm_watch_t *watches; /* s_waiter_t.watch */
+    uint64_t relay;      /* the subscription's relay id */
+    char id[];
+} s_rwait_t;
+
+/* An invocation this agent placed on another member's workers; kept until
+ * its target settles so it can be placed again if that member dies. */
+typedef struct s_deleg {
+    pm_watch_t watch; /* on the target promise */
+    pm_agent_t *agent;
+    char node[PM_WIRE_MAX_NAME + 1];
+    char *function;
+    uint8_t *input;
+    size_t input_len;
+    char *inv_id;
+    struct s_deleg *next, *prev;
+    char target[];
+} s_deleg_t;
 
 typedef struct s_op_counts {
     uint64_t ok, err;
@@ -96,6 +133,15 @@ struct pm_agent {
     pm_store_t *store;
     pm_workers_t *workers;
     pm_timers_t *timers; /* waiters' wait timeouts, monotonic ms */
+    pm_mesh_t *mesh;     /* NULL: single node */
+    int64_t forward_timeout;
+    zhashx_t *relays;    /* "%llx" relay id -> s_relay_t (owned) */
+    pm_timers_t *relay_timers;
+    uint64_t next_relay;
+    zhashx_t *rwaits;    /* promise id -> s_rwait_t (owned) */
+    s_deleg_t *delegs;
+    uint64_t next_deleg;
+    uint64_t relayed, relay_timeouts, owner_lost;
     zhashx_t *sessions;  /* key -> s_session_t (owned) */
     zhashx_t *by_id;     /* "%llx" session id -> s_session_t (borrowed) */
     s_then_t *thens;     /* every registered continuation, for cleanup */
@@ -169,6 +215,12 @@ s_free_buf(void *data, void *hint)
 static void
 s_send(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
 {
+    if (s->peer) {
+        pm_msg_t copy = *m;
+        if (pm_mesh_send(self->mesh, s->peer, &copy) != 0)
+            self->replies_dropped++;
+        return;
+    }
     size_t len;
     uint8_t *buf = pm_wire_encode(m, &len);
     if (!buf) {
@@ -295,8 +347,34 @@ s_session_close(pm_agent_t *self, s_session_t *s, const char *why)
 static void
 s_session_destructor(void **item)
 {
-    free(*item);
+    s_session_t *s = *item;
+    free(s->peer);
+    free(s);
     *item = NULL;
+}
+
+/* The session standing for another agent: its requests are served like a
+ * client's, its replies go back over the mesh. */
+static s_session_t *
+s_peer_session(pm_agent_t *self, const char *node)
+{
+    char key[PM_WIRE_MAX_NAME + 8];
+    snprintf(key, sizeof key, "peer:%s", node);
+    s_session_t *s = zhashx_lookup(self->sessions, key);
+    if (s)
+        return s;
+    s = calloc(1, sizeof *s);
+    if (!s || !(s->peer = strdup(node))) {
+        free(s);
+        return NULL;
+    }
+    snprintf(s->key, sizeof s->key, "%s", key);
+    s->id = ++self->next_session;
+    zhashx_insert(self->sessions, s->key, s);
+    char idk[24];
+    snprintf(idk, sizeof idk, "%llx", (unsigned long long) s->id);
+    zhashx_insert(self->by_id, idk, s);
+    return s;
 }
 
 /* Closes sessions silent for client_timeout. A session without a keep-alive
@@ -307,7 +385,7 @@ s_sweep(pm_agent_t *self, int64_t now)
 {
     zlistx_t *dead = NULL;
     for (s_session_t *s = zhashx_first(self->sessions); s; s = zhashx_next(self->sessions)) {
-        if (now - s->last_seen < self->client_timeout)
+        if (s->peer || now - s->last_seen < self->client_timeout)
             continue;
         if (!s->pinged && (s->n_waiters || pm_workers_is_worker(self->workers, s)))
             continue;
@@ -366,6 +444,9 @@ s_then_unlink(pm_agent_t *self, s_then_t *t)
         t->next->prev = t->prev;
 }
 
+static void s_invoke(pm_agent_t *self, const char *function, const uint8_t *input, size_t len,
+                     const char *target);
+
 static void
 s_then_fired(pm_watch_t *watch, pm_prom_t *p)
 {
@@ -373,9 +454,7 @@ s_then_fired(pm_watch_t *watch, pm_prom_t *p)
     pm_agent_t *self = t->agent;
     s_then_unlink(self, t);
     if (p->state == PM_STATE_RESOLVED) {
-        int err = pm_workers_invoke(self->workers, t->function, p->data, p->data_len, t->target);
-        if (err != PM_OK)
-            pm_log(PM_LOG_ERROR, "PM-INVOKE-FAILED", t->target, "%s", pm_err_name(err));
+        s_invoke(self, t->function, p->data, p->data_len, t->target);
     } else {
         /* The chain stops here: say which link failed and why. */
         char why[512];
@@ -458,6 +537,32 @@ s_do_settle(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t now)
     return PM_OK;
 }
 
+/* A waiter for session s, not yet linked to anything. */
+static s_waiter_t *
+s_waiter_new(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t mono, int *err)
+{
+    if (s->n_waiters >= self->max_waiters) {
+        *err = PM_ERR_LIMIT;
+        return NULL;
+    }
+    s_waiter_t *w = calloc(1, sizeof *w);
+    if (!w) {
+        *err = PM_ERR_INTERNAL;
+        return NULL;
+    }
+    w->agent = self;
+    w->session = s;
+    w->req_id = m->req_id;
+    w->next = s->waiters;
+    if (s->waiters)
+        s->waiters->prev = w;
+    s->waiters = w;
+    s->n_waiters++;
+    if (m->timeout_ms > 0)
+        pm_timers_set(self->timers, &w->timer, mono + m->timeout_ms);
+    return w;
+}
+
 static int
 s_do_await(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t mono)
 {
@@ -472,23 +577,434 @@ s_do_await(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t mono)
         s_reply_err(self, s, m->req_id, PM_ERR_WAIT_TIMEOUT, NULL);
         return PM_OK; /* a poll, not a failure */
     }
-    if (s->n_waiters >= self->max_waiters)
-        return PM_ERR_LIMIT;
-    s_waiter_t *w = calloc(1, sizeof *w);
-    if (!w)
-        return PM_ERR_INTERNAL;
-    w->agent = self;
-    w->session = s;
-    w->req_id = m->req_id;
-    w->next = s->waiters;
-    if (s->waiters)
-        s->waiters->prev = w;
-    s->waiters = w;
-    s->n_waiters++;
-    pm_store_watch(p, &w->watch, s_waiter_fired);
-    if (m->timeout_ms > 0)
-        pm_timers_set(self->timers, &w->timer, mono + m->timeout_ms);
+    int err = PM_OK;
+    s_waiter_t *w = s_waiter_new(self, s, m, mono, &err);
+    if (w)
+        pm_store_watch(p, &w->watch, s_waiter_fired);
+    return err;
+}
+
+/* ---- the mesh: relays, subscriptions, placement ---------------------------- */
+
+static void
+s_relay_destructor(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+static void
+s_rwait_destructor(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+static s_relay_t *
+s_relay_new(pm_agent_t *self, s_relay_kind_t kind, const char *node, const char *pid)
+{
+    size_t plen = pid ? strlen(pid) : 0;
+    s_relay_t *r = calloc(1, sizeof *r + plen + 1);
+    if (!r)
+        return NULL;
+    r->id = ++self->next_relay;
+    r->kind = kind;
+    snprintf(r->node, sizeof r->node, "%s", node);
+    if (pid)
+        memcpy(r->pid, pid, plen + 1);
+    char k[24];
+    snprintf(k, sizeof k, "%llx", (unsigned long long) r->id);
+    zhashx_insert(self->relays, k, r);
+    if (kind != S_RELAY_SUB) /* a subscription lasts as long as the promise is pending */
+        pm_timers_set(self->relay_timers, &r->timer, s_mono_ms() + self->forward_timeout);
+    return r;
+}
+
+static void
+s_relay_free(pm_agent_t *self, s_relay_t *r)
+{
+    pm_timers_cancel(self->relay_timers, &r->timer);
+    char k[24];
+    snprintf(k, sizeof k, "%llx", (unsigned long long) r->id);
+    zhashx_delete(self->relays, k);
+}
+
+/* Sends m to node as relay r (m's req_id becomes the relay's). */
+static int
+s_relay_send(pm_agent_t *self, s_relay_t *r, const pm_msg_t *m)
+{
+    pm_msg_t copy = *m;
+    copy.req_id = r->id;
+    if (pm_mesh_send(self->mesh, r->node, &copy) != 0) {
+        s_relay_free(self, r);
+        return PM_ERR_OWNER_LOST;
+    }
+    self->relayed++;
     return PM_OK;
+}
+
+/* Relays a client's request to the promise's owner; the owner's reply goes
+ * back to the client with the client's req_id. */
+static int
+s_forward(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, const char *node)
+{
+    s_relay_t *r = s_relay_new(self, S_RELAY_OP, node, NULL);
+    if (!r)
+        return PM_ERR_INTERNAL;
+    r->session = s->id;
+    r->req_id = m->req_id;
+    return s_relay_send(self, r, m);
+}
+
+/* Answers every local waiter of a remote promise with the owner's reply (or
+ * with err when reply is NULL), and forgets the subscription. */
+static void
+s_rwait_finish(pm_agent_t *self, const char *pid, const pm_msg_t *reply, int err)
+{
+    s_rwait_t *rw = zhashx_lookup(self->rwaits, pid);
+    if (!rw)
+        return;
+    while (rw->watches) {
+        s_waiter_t *w = pm_container_of(rw->watches, s_waiter_t, watch);
+        if (reply) {
+            pm_msg_t copy = *reply;
+            copy.req_id = w->req_id;
+            copy.from = NULL;
+            s_send(self, w->session, &copy);
+        } else {
+            s_reply_err(self, w->session, w->req_id, err, NULL);
+        }
+        s_waiter_free(self, w);
+    }
+    zhashx_delete(self->rwaits, pid);
+}
+
+/* An await on a promise another member owns: one subscription there, however
+ * many local waiters there are. */
+static int
+s_remote_await(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, const char *node,
+               int64_t mono)
+{
+    if (m->timeout_ms == 0)
+        return s_forward(self, s, m, node); /* a poll: the owner answers at once */
+    s_rwait_t *rw = zhashx_lookup(self->rwaits, m->id);
+    if (!rw) {
+        size_t n = strlen(m->id);
+        rw = calloc(1, sizeof *rw + n + 1);
+        if (!rw)
+            return PM_ERR_INTERNAL;
+        memcpy(rw->id, m->id, n + 1);
+        s_relay_t *r = s_relay_new(self, S_RELAY_SUB, node, m->id);
+        pm_msg_t sub = {.type = PM_MSG_AWAIT, .id = m->id, .timeout_ms = -1};
+        int err = r ? s_relay_send(self, r, &sub) : PM_ERR_INTERNAL;
+        if (err) {
+            free(rw);
+            return err;
+        }
+        rw->relay = r->id;
+        zhashx_insert(self->rwaits, rw->id, rw);
+    }
+    int err = PM_OK;
+    s_waiter_t *w = s_waiter_new(self, s, m, mono, &err);
+    if (w)
+        pm_watch_link(&rw->watches, &w->watch, NULL);
+    return err;
+}
+
+/* A reply from another agent to one of our relays. */
+static void
+s_on_peer_reply(pm_agent_t *self, const char *from, pm_msg_t *m)
+{
+    char k[24];
+    snprintf(k, sizeof k, "%llx", (unsigned long long) m->req_id);
+    s_relay_t *r = zhashx_lookup(self->relays, k);
+    if (!r || strcmp(r->node, from) != 0)
+        return; /* late (timed out) or not ours: nothing waits for it */
+    if (r->kind == S_RELAY_OP) {
+        char idk[24];
+        snprintf(idk, sizeof idk, "%llx", (unsigned long long) r->session);
+        s_session_t *s = zhashx_lookup(self->by_id, idk);
+        if (s) {
+            pm_msg_t copy = *m;
+            copy.req_id = r->req_id;
+            copy.from = NULL;
+            s_send(self, s, &copy);
+        }
+    } else if (r->kind == S_RELAY_SUB) {
+        s_rwait_finish(self, r->pid, m, 0);
+    } else if (m->err && m->err != PM_ERR_ALREADY_SETTLED && m->err != PM_ERR_TIMED_OUT) {
+        pm_log_warn("PM-RELAY-FAILED", "%s answered %s to a relayed settle", from,
+                    pm_err_name(m->err));
+    }
+    s_relay_free(self, r);
+}
+
+static void
+s_relay_expired(pm_agent_t *self, s_relay_t *r)
+{
+    self->relay_timeouts++;
+    if (r->kind == S_RELAY_OP) {
+        char idk[24], why[PM_WIRE_MAX_NAME + 64];
+        snprintf(idk, sizeof idk, "%llx", (unsigned long long) r->session);
+        snprintf(why, sizeof why, "owner %s did not answer in time", r->node);
+        s_session_t *s = zhashx_lookup(self->by_id, idk);
+        if (s)
+            s_reply_err(self, s, r->req_id, PM_ERR_UNREACHABLE, why);
+    } else {
+        pm_log_warn("PM-RELAY-TIMEOUT", "settle relayed to %s was not acknowledged", r->node);
+    }
+    s_relay_free(self, r);
+}
+
+/* Settles a target wherever it lives (invocation results). */
+static int
+s_settle_anywhere(void *arg, const char *target, int state, const void *data, size_t len)
+{
+    pm_agent_t *self = arg;
+    const char *node = NULL;
+    pm_route_t route = self->mesh ? pm_mesh_route(self->mesh, target, &node) : PM_ROUTE_LOCAL;
+    if (route == PM_ROUTE_LOCAL)
+        return pm_store_settle(self->store, target, state, data, len, s_real_ms(), NULL);
+    if (route != PM_ROUTE_REMOTE)
+        return route == PM_ROUTE_LOST ? PM_ERR_OWNER_LOST : PM_ERR_NOT_FOUND;
+    s_relay_t *r = s_relay_new(self, S_RELAY_FIRE, node, NULL);
+    if (!r)
+        return PM_ERR_INTERNAL;
+    pm_msg_t m = {.type = PM_MSG_SETTLE, .id = target, .state = state};
+    if (state == PM_STATE_RESOLVED) {
+        m.value = data;
+        m.value_len = len;
+    } else {
+        m.reason = data; /* reasons are NUL-terminated text */
+    }
+    char reason[1024];
+    if (state != PM_STATE_RESOLVED) {
+        snprintf(reason, sizeof reason, "%.*s", (int) len, (const char *) data);
+        m.reason = reason;
+    }
+    return s_relay_send(self, r, &m);
+}
+
+static int
+s_target_pending(void *arg, const char *target)
+{
+    pm_agent_t *self = arg;
+    pm_prom_t *p = pm_store_get(self->store, target);
+    if (p)
+        return p->state == PM_STATE_PENDING;
+    return 1; /* another agent's promise: its owner refuses a late result */
+}
+
+static void
+s_deleg_unlink(pm_agent_t *self, s_deleg_t *d)
+{
+    pm_watch_cancel(&d->watch);
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        self->delegs = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+}
+
+static void
+s_deleg_free(s_deleg_t *d)
+{
+    free(d->function);
+    free(d->input);
+    free(d->inv_id);
+    free(d);
+}
+
+static void
+s_deleg_done(pm_watch_t *watch, pm_prom_t *p)
+{
+    (void) p;
+    s_deleg_t *d = (s_deleg_t *) watch;
+    s_deleg_unlink(d->agent, d);
+    s_deleg_free(d);
+}
+
+/* Places an invocation on member `node`; kept until its target settles. */
+static int
+s_delegate(pm_agent_t *self, const char *node, const char *function, const uint8_t *input,
+           size_t len, const char *target)
+{
+    pm_prom_t *q = pm_store_get(self->store, target);
+    if (!q || q->state != PM_STATE_PENDING)
+        return -1; /* only the owner of the target places; others queue */
+    size_t tlen = strlen(target);
+    s_deleg_t *d = calloc(1, sizeof *d + tlen + 1);
+    if (!d)
+        return -1;
+    memcpy(d->target, target, tlen + 1);
+    d->agent = self;
+    snprintf(d->node, sizeof d->node, "%s", node);
+    d->function = strdup(function);
+    d->input = malloc(len ? len : 1);
+    char iid[PM_WIRE_MAX_NAME + 32];
+    snprintf(iid, sizeof iid, "%s~d%llx", self->space, (unsigned long long) ++self->next_deleg);
+    d->inv_id = strdup(iid);
+    if (!d->function || !d->input || !d->inv_id) {
+        s_deleg_free(d);
+        return -1;
+    }
+    if (len)
+        memcpy(d->input, input, len);
+    d->input_len = len;
+    pm_msg_t m = {.type = PM_MSG_INVOKE, .invocation_id = iid, .function = function,
+                  .value = input, .value_len = len, .target_id = target, .attempt = 1};
+    if (pm_mesh_send(self->mesh, node, &m) != 0) {
+        s_deleg_free(d);
+        return -1;
+    }
+    pm_store_watch(q, &d->watch, s_deleg_done);
+    d->next = self->delegs;
+    if (self->delegs)
+        self->delegs->prev = d;
+    self->delegs = d;
+    pm_log_debug("PM-INVOKE-PLACED", "%s for %s placed on %s", function, target, node);
+    return 0;
+}
+
+/* Runs function on input to settle target: on a local worker if one serves
+ * it, else on the member with the most free capacity for it, else queued
+ * here until some worker serves it. */
+static void
+s_invoke(pm_agent_t *self, const char *function, const uint8_t *input, size_t len,
+         const char *target)
+{
+    if (self->mesh && !pm_workers_serves(self->workers, function)) {
+        const char *node = pm_mesh_place(self->mesh, function);
+        if (node && s_delegate(self, node, function, input, len, target) == 0)
+            return;
+    }
+    int err = pm_workers_invoke(self->workers, function, input, len, target);
+    if (err != PM_OK)
+        pm_log(PM_LOG_ERROR, "PM-INVOKE-FAILED", target, "%s", pm_err_name(err));
+}
+
+static int
+s_take_unserved(void *arg, const char *function, const uint8_t *input, size_t len,
+                const char *target)
+{
+    pm_agent_t *self = arg;
+    const char *node = pm_mesh_place(self->mesh, function);
+    return node && s_delegate(self, node, function, input, len, target) == 0;
+}
+
+/* Mesh hook: a message from another agent. */
+static void s_dispatch(pm_agent_t *self, s_session_t *s, pm_msg_t *m);
+
+static void
+s_on_peer_message(void *arg, const char *from, pm_msg_t *m)
+{
+    pm_agent_t *self = arg;
+    if (m->type == PM_MSG_REPLY) {
+        s_on_peer_reply(self, from, m);
+    } else if (m->type == PM_MSG_INVOKE) {
+        int err = pm_workers_invoke(self->workers, m->function, m->value, m->value_len,
+                                    m->target_id);
+        if (err)
+            pm_log(PM_LOG_ERROR, "PM-INVOKE-FAILED", m->target_id, "%s", pm_err_name(err));
+    } else {
+        s_session_t *s = s_peer_session(self, from);
+        if (s)
+            s_dispatch(self, s, m);
+    }
+}
+
+/* Mesh hook: a member came, changed or went. */
+static void
+s_on_member(void *arg, pm_mesh_event_t ev, const char *name)
+{
+    pm_agent_t *self = arg;
+    if (ev != PM_MESH_DOWN) {
+        pm_workers_offer_unserved(self->workers, s_take_unserved, self);
+        return;
+    }
+    /* Everything that waited on that member ends now, with a typed error. */
+    zlistx_t *gone = zlistx_new();
+    for (s_relay_t *r = zhashx_first(self->relays); r; r = zhashx_next(self->relays))
+        if (strcmp(r->node, name) == 0)
+            zlistx_add_end(gone, r);
+    size_t n = zlistx_size(gone);
+    for (s_relay_t *r = zlistx_first(gone); r; r = zlistx_next(gone)) {
+        if (r->kind == S_RELAY_OP) {
+            char idk[24];
+            snprintf(idk, sizeof idk, "%llx", (unsigned long long) r->session);
+            s_session_t *s = zhashx_lookup(self->by_id, idk);
+            if (s)
+                s_reply_err(self, s, r->req_id, PM_ERR_OWNER_LOST, NULL);
+        } else if (r->kind == S_RELAY_SUB) {
+            s_rwait_finish(self, r->pid, NULL, PM_ERR_OWNER_LOST);
+        }
+        s_relay_free(self, r);
+    }
+    zlistx_destroy(&gone);
+    self->owner_lost += n;
+    char key[PM_WIRE_MAX_NAME + 8];
+    snprintf(key, sizeof key, "peer:%s", name);
+    s_session_t *peer = zhashx_lookup(self->sessions, key);
+    if (peer)
+        s_session_close(self, peer, "member down");
+    /* Invocations placed there run again elsewhere (at-least-once; the target
+     * still settles once). */
+    s_deleg_t *redo = NULL;
+    for (s_deleg_t *d = self->delegs, *next; d; d = next) {
+        next = d->next;
+        if (strcmp(d->node, name) != 0)
+            continue;
+        s_deleg_unlink(self, d);
+        d->next = redo;
+        redo = d;
+    }
+    while (redo) {
+        s_deleg_t *d = redo;
+        redo = d->next;
+        pm_log(PM_LOG_WARN, "PM-INVOKE-RETRY", d->target, "%s was placed on %s, which is down; "
+               "placing it again", d->function, name);
+        s_invoke(self, d->function, d->input, d->input_len, d->target);
+        s_deleg_free(d);
+    }
+    if (n)
+        pm_log_warn("PM-OWNER-LOST", "%zu request(s) waiting on %s failed with OWNER_LOST", n,
+                    name);
+}
+
+/* Routes a client's request on a promise that may live elsewhere. Returns 1
+ * when handled here (relayed or refused in *err), 0 when it is local. */
+static int
+s_route(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t mono, int *err)
+{
+    const char *node = NULL;
+    switch (pm_mesh_route(self->mesh, m->id, &node)) {
+    case PM_ROUTE_LOCAL:
+        return 0;
+    case PM_ROUTE_LOST:
+        *err = PM_ERR_OWNER_LOST;
+        return 1;
+    case PM_ROUTE_UNKNOWN:
+        *err = PM_ERR_NOT_FOUND;
+        return 1;
+    case PM_ROUTE_REMOTE:
+        break;
+    }
+    if (m->type == PM_MSG_AWAIT) {
+        *err = s_remote_await(self, s, m, node, mono);
+        return 1;
+    }
+    if (m->type == PM_MSG_THEN && m->new_id) {
+        /* The caller minted the new id in the owner's space under its own
+         * lease: <owner space>~<lease><n>. */
+        size_t olen = (size_t) (strchr(m->id, '~') - m->id);
+        if (strncmp(m->new_id, m->id, olen + 1) != 0 || !s_minted_by(s, m->new_id + olen + 1)) {
+            *err = PM_ERR_BAD_REQUEST;
+            return 1;
+        }
+    }
+    *err = s_forward(self, s, m, node);
+    return 1;
 }
 
 static int
@@ -501,7 +1017,14 @@ s_do_then(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t now)
         return PM_ERR_NOT_FOUND;
     char id[PM_WIRE_MAX_NAME + 1];
     if (m->new_id) {
-        if (!s_minted_by(s, m->new_id))
+        /* A peer relays ids its client minted in our space under the peer's
+         * lease (<our space>~<their space>~...); a local client mints under
+         * its own lease. Either way the id cannot clash with ours. */
+        size_t sl = strlen(self->space);
+        int ok = s->peer ? strncmp(m->new_id, self->space, sl) == 0 && m->new_id[sl] == '~' &&
+                               strchr(m->new_id + sl + 1, '~') != NULL
+                         : s_minted_by(s, m->new_id);
+        if (!ok)
             return PM_ERR_BAD_REQUEST;
         snprintf(id, sizeof id, "%s", m->new_id);
     } else {
@@ -604,6 +1127,18 @@ s_do_status(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
         (json_int_t) ws.dropped, "not_holder", (json_int_t) ws.not_holder, "errors",
         "bad_frames", (json_int_t) self->bad_frames, "replies_dropped",
         (json_int_t) self->replies_dropped);
+    if (o && self->mesh) {
+        char *ms = pm_mesh_stats_json(self->mesh);
+        json_t *mj = ms ? json_loads(ms, 0, NULL) : NULL;
+        free(ms);
+        if (mj) {
+            json_object_set_new(mj, "relayed", json_integer((json_int_t) self->relayed));
+            json_object_set_new(mj, "relay_timeouts",
+                                json_integer((json_int_t) self->relay_timeouts));
+            json_object_set_new(mj, "owner_lost", json_integer((json_int_t) self->owner_lost));
+            json_object_set_new(o, "mesh", mj);
+        }
+    }
     char *json = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .json = json ? json : "{}"};
@@ -614,6 +1149,12 @@ s_do_status(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
 static int
 s_handle(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t now, int64_t mono)
 {
+    int routed_err;
+    if (self->mesh && !s->peer &&
+        (m->type == PM_MSG_SETTLE || m->type == PM_MSG_HEARTBEAT || m->type == PM_MSG_GET ||
+         m->type == PM_MSG_AWAIT || m->type == PM_MSG_THEN) &&
+        s_route(self, s, m, mono, &routed_err))
+        return routed_err;
     switch (m->type) {
     case PM_MSG_HELLO: {
         pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .node = self->node,
@@ -655,7 +1196,7 @@ s_handle(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t now, int64
         return err;
     }
     case PM_MSG_RESULT: {
-        int err = pm_workers_result(self->workers, s, m, now);
+        int err = pm_workers_result(self->workers, s, m);
         if (err == PM_ERR_NOT_HOLDER)
             pm_log_warn("PM-WORKER-NOT-HOLDER", "session %llu answered invocation %s it does "
                         "not hold", (unsigned long long) s->id, m->invocation_id);
@@ -675,9 +1216,45 @@ s_handle(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t now, int64
     }
     case PM_MSG_BYE:
         return PM_OK; /* the caller closes the session */
+    case PM_MSG_MEMBERS: {
+        char *json = self->mesh ? pm_mesh_members_json(self->mesh) : NULL;
+        char solo[512];
+        if (!json)
+            snprintf(solo, sizeof solo, "[{\"node\":\"%s\",\"endpoint\":\"\",\"state\":"
+                     "\"alive\",\"incarnation\":0,\"last_heard_ms_ago\":0,\"self\":true,"
+                     "\"functions\":[]}]", self->node);
+        pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .json = json ? json : solo};
+        s_send(self, s, &r);
+        free(json);
+        return PM_OK;
+    }
     default:
         return PM_ERR_BAD_REQUEST; /* replies and invocations do not flow this way */
     }
+}
+
+/* Serves one decoded request from session s (a client or a peer agent). */
+static void
+s_dispatch(pm_agent_t *self, s_session_t *s, pm_msg_t *m)
+{
+    if (self->stopping && m->type != PM_MSG_PING && m->type != PM_MSG_BYE) {
+        s_reply_err(self, s, m->req_id, PM_ERR_AGENT_SHUTTING_DOWN, NULL);
+        return;
+    }
+    int err = s_handle(self, s, m, s_real_ms(), s_mono_ms());
+    if (m->type < PM_MSG_TYPE_COUNT) {
+        if (err)
+            self->ops[m->type].err++;
+        else
+            self->ops[m->type].ok++;
+    }
+    if (err) {
+        if (err == PM_ERR_BAD_REQUEST)
+            s_bad_frame(self, "invalid request");
+        s_reply_err(self, s, m->req_id, err, NULL);
+    }
+    if (m->type == PM_MSG_BYE && !s->peer)
+        s_session_close(self, s, "said bye");
 }
 
 static void
@@ -696,28 +1273,9 @@ s_on_message(pm_agent_t *self, zmq_msg_t *rid, zmq_msg_t *body)
         s_bad_frame(self, why);
         s_reply_err(self, s, m.req_id, err,
                     err == PM_ERR_BAD_VERSION ? "unsupported envelope version" : "malformed frame");
-        pm_wire_release(&m);
-        return;
+    } else {
+        s_dispatch(self, s, &m);
     }
-    if (self->stopping && m.type != PM_MSG_PING && m.type != PM_MSG_BYE) {
-        s_reply_err(self, s, m.req_id, PM_ERR_AGENT_SHUTTING_DOWN, NULL);
-        pm_wire_release(&m);
-        return;
-    }
-    err = s_handle(self, s, &m, s_real_ms(), mono);
-    if (m.type < PM_MSG_TYPE_COUNT) {
-        if (err)
-            self->ops[m.type].err++;
-        else
-            self->ops[m.type].ok++;
-    }
-    if (err) {
-        if (err == PM_ERR_BAD_REQUEST)
-            s_bad_frame(self, "invalid request");
-        s_reply_err(self, s, m.req_id, err, NULL);
-    }
-    if (m.type == PM_MSG_BYE)
-        s_session_close(self, s, "said bye");
     pm_wire_release(&m);
 }
 
@@ -776,24 +1334,38 @@ s_poll_timeout(pm_agent_t *self, int64_t real, int64_t mono)
     pm_timer_t *w = pm_timers_peek(self->timers);
     if (w && w->at - mono < t)
         t = w->at - mono;
+    pm_timer_t *r = pm_timers_peek(self->relay_timers);
+    if (r && r->at - mono < t)
+        t = r->at - mono;
+    if (self->mesh) {
+        int64_t mt = pm_mesh_timeout(self->mesh);
+        if (mt < t)
+            t = mt;
+    }
     return t < 0 ? 0 : t;
 }
 
 int
 pm_agent_run(pm_agent_t *self)
 {
-    zmq_pollitem_t items[2] = {{self->router, 0, ZMQ_POLLIN, 0}, {NULL, self->sigfd, ZMQ_POLLIN, 0}};
+    zmq_pollitem_t items[3] = {{self->router, 0, ZMQ_POLLIN, 0},
+                               {NULL, self->sigfd, ZMQ_POLLIN, 0},
+                               {self->mesh ? pm_mesh_socket(self->mesh) : NULL, 0, ZMQ_POLLIN, 0}};
+    int n_items = self->mesh ? 3 : 2;
+    pm_fn_cap_t caps[256];
     pm_log_info("PM-AGENT-READY", "node %s serving ipc://%s (id space %s)", self->node,
                 self->socket_path, self->space);
     while (!self->stopping) {
         long timeout = s_poll_timeout(self, s_real_ms(), s_mono_ms());
-        int rc = zmq_poll(items, 2, timeout);
+        int rc = zmq_poll(items, n_items, timeout);
         if (rc < 0 && errno != EINTR) {
             pm_log_error("PM-AGENT-POLL", "zmq_poll: %s", zmq_strerror(errno));
             break;
         }
         if (items[0].revents & ZMQ_POLLIN)
             s_drain_router(self);
+        if (self->mesh && (items[2].revents & ZMQ_POLLIN))
+            pm_mesh_readable(self->mesh);
         if (items[1].revents & ZMQ_POLLIN) {
             struct signalfd_siginfo si;
             if (read(self->sigfd, &si, sizeof si) == sizeof si) {
@@ -804,6 +1376,14 @@ pm_agent_run(pm_agent_t *self)
         pm_store_tick(self->store, s_real_ms());
         int64_t mono = s_mono_ms();
         s_fire_waiter_timeouts(self, mono);
+        pm_timer_t *t;
+        while ((t = pm_timers_pop_due(self->relay_timers, mono)))
+            s_relay_expired(self, pm_container_of(t, s_relay_t, timer));
+        if (self->mesh) {
+            size_t n = pm_workers_caps(self->workers, caps, sizeof caps / sizeof caps[0]);
+            pm_mesh_set_functions(self->mesh, caps, n);
+            pm_mesh_tick(self->mesh);
+        }
         if (mono - self->last_sweep >= S_SWEEP_MS) {
             s_sweep(self, mono);
             self->last_sweep = mono;
@@ -817,6 +1397,17 @@ pm_agent_run(pm_agent_t *self)
             s_waiter_free(self, s->waiters);
             told++;
         }
+    for (s_relay_t *r = zhashx_first(self->relays); r; r = zhashx_next(self->relays)) {
+        char idk[24];
+        snprintf(idk, sizeof idk, "%llx", (unsigned long long) r->session);
+        s_session_t *s = r->kind == S_RELAY_OP ? zhashx_lookup(self->by_id, idk) : NULL;
+        if (s) {
+            s_reply_err(self, s, r->req_id, PM_ERR_AGENT_SHUTTING_DOWN, NULL);
+            told++;
+        }
+    }
+    if (self->mesh)
+        pm_mesh_leave(self->mesh); /* peers mark us left at once, no suspicion */
     pm_log_info("PM-AGENT-STOPPED", "told %zu waiters; bye", told);
     return 0;
 }
@@ -906,9 +1497,17 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
     if (!self->store || !self->timers || !self->sessions || !self->by_id)
         goto fail;
     zhashx_set_destructor(self->sessions, s_session_destructor);
-    self->workers = pm_workers_new(self->store, self->space, s_workers_send, self);
-    if (!self->workers)
+    pm_workers_hooks_t hooks = {.send = s_workers_send, .settle = s_settle_anywhere,
+                                .pending = s_target_pending};
+    self->workers = pm_workers_new(self->space, &hooks, self);
+    self->relays = zhashx_new();
+    self->rwaits = zhashx_new();
+    self->relay_timers = pm_timers_new();
+    if (!self->workers || !self->relays || !self->rwaits || !self->relay_timers)
         goto fail;
+    zhashx_set_destructor(self->relays, s_relay_destructor);
+    zhashx_set_destructor(self->rwaits, s_rwait_destructor);
+    self->forward_timeout = cfg->forward_timeout;
 
     sigset_t set;
     sigemptyset(&set);
@@ -946,6 +1545,12 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
         goto fail;
     }
     chmod(socket_path, 0660);
+    if (cfg->bind && *cfg->bind) {
+        pm_mesh_hooks_t mh = {.message = s_on_peer_message, .member = s_on_member};
+        self->mesh = pm_mesh_new(self->ctx, cfg, node, self->space, &mh, self);
+        if (!self->mesh)
+            goto fail;
+    }
     return self;
 fail:
     pm_agent_destroy(&self);
@@ -970,7 +1575,16 @@ pm_agent_destroy(pm_agent_t **self_p)
         free(t->function);
         free(t);
     }
+    while (self->delegs) {
+        s_deleg_t *d = self->delegs;
+        s_deleg_unlink(self, d);
+        s_deleg_free(d);
+    }
     pm_workers_destroy(&self->workers);
+    pm_mesh_destroy(&self->mesh);
+    zhashx_destroy(&self->relays);
+    zhashx_destroy(&self->rwaits);
+    pm_timers_destroy(&self->relay_timers);
     zhashx_destroy(&self->by_id);
     zhashx_destroy(&self->sessions);
     pm_timers_destroy(&self->timers);

@@ -51,6 +51,10 @@ extern char **environ;
 /* Upper bound on --concurrency: one pipe triple per child must fit in the
  * process's file descriptor budget with room to spare. */
 #define S_MAX_CONCURRENCY 256
+/* The worker loop wakes at least this often: the library learns that the
+ * agent went away on a socket monitor we cannot poll, and only tells us when
+ * we call pm_worker_next; a second is soon enough to exit and be restarted. */
+#define S_TICK_MS 1000
 
 static const char *s_socket; /* --socket; NULL lets the library pick */
 static bool s_verbose;
@@ -69,6 +73,7 @@ static const char s_usage_text[] =
     "  worker FUNCTION[,FUNCTION..] [--concurrency N] [-v] -- CMD [ARG...]\n"
     "  status                      print the agent's status as JSON\n"
     "  --help | --version\n"
+    "Options may follow the arguments; put -- before a VALUE or REASON that starts with -.\n"
     "DUR is 250ms, 30s, 5m or 2h. The socket is --socket, else $PMESH_SOCKET, else\n"
     PMESH_DEFAULT_SOCKET ".\n"
     "Exit: 0 ok; 1 rejected/canceled/timed out or refused; 2 await timed out while\n"
@@ -350,9 +355,8 @@ s_common(const char *cmd, const s_args_t *a, int min_pos, int max_pos)
         return s_usage_error("%s: missing argument", cmd);
     if (a->pos_count > max_pos)
         return s_usage_error("%s: unexpected argument '%s'", cmd, a->pos[max_pos]);
-    for (int i = 0; i < a->pos_count && i < 1; i++)
-        if (!*a->pos[i])
-            return s_usage_error("%s: empty argument", cmd);
+    if (a->pos_count > 0 && !*a->pos[0])
+        return s_usage_error("%s: empty id or function", cmd);
     return -1;
 }
 
@@ -575,7 +579,7 @@ s_cmd_await(int argc, char **argv)
     int err = pm_await(client, a.pos[0], timeout_ms, &p);
     if (err == PM_ERR_WAIT_TIMEOUT) {
         fprintf(stderr, "pmesh: WAIT_TIMEOUT: %s is still pending after %s\n", a.pos[0],
-                s_opt(&a, "timeout"));
+                s_opt(&a, "timeout") ? s_opt(&a, "timeout") : "the wait");
         rc = S_EXIT_PENDING;
         goto out;
     }
@@ -889,9 +893,18 @@ s_child_done(s_pool_t *pool, s_child_t *c, int status, const char *spawn_error)
         reason = why;
     }
 
+    char refused[256];
     int err = reason ? pm_worker_fail(pool->worker, c->inv, reason)
                      : pm_worker_complete(pool->worker, c->inv, c->out.data ? c->out.data : "",
                                           c->out.len);
+    if (!reason && (err == PM_ERR_VALUE_TOO_LARGE || err == PM_ERR_BAD_REQUEST)) {
+        /* The agent will not take this result; the target must still settle,
+         * so reject it with why rather than leave it pending forever. */
+        snprintf(refused, sizeof refused, "result of %zu bytes refused: %s: %s", c->out.len,
+                 pm_err_name(err), pm_strerror(err));
+        reason = refused;
+        err = pm_worker_fail(pool->worker, c->inv, reason);
+    }
     if (err == PM_OK) {
         if (reason)
             s_log_invocation(c, "failed", reason);
@@ -1109,6 +1122,12 @@ s_pool_run(s_pool_t *pool, int wake_rd)
         }
         if (pool->stopping && pool->active == 0)
             break;
+        /* The library may already hold invocations that arrived while it
+         * waited for something else (the ack of a result): those will never
+         * make the socket readable again, so ask before sleeping. */
+        s_pool_take(pool);
+        if (pool->stopping && pool->active == 0)
+            break;
 
         memset(owner, 0, max_items * sizeof *owner);
         int n = 0;
@@ -1136,7 +1155,7 @@ s_pool_run(s_pool_t *pool, int wake_rd)
                 items[n++] = (zmq_pollitem_t) { .fd = c->err_fd, .events = ZMQ_POLLIN };
             }
         }
-        if (zmq_poll(items, n, -1) < 0) {
+        if (zmq_poll(items, n, S_TICK_MS) < 0) {
             if (errno == EINTR)
                 continue;
             fprintf(stderr, "pmesh worker: zmq_poll: %s\n", zmq_strerror(errno));

@@ -676,8 +676,20 @@ pm_send_then(pm_client_t *self, const char *id, const char *function, int64_t ti
 {
     if (!id || !function || timeout_ms < 0)
         return PM_ERR_BAD_REQUEST;
-    char nid[PM_WIRE_MAX_NAME + 32];
-    s_mint(self, nid, sizeof nid);
+    /* The new promise lives where `id` lives (that is what pipelining
+     * means), so it is minted in the owner's id space: under our lease
+     * directly when our agent owns it, else as <owner space>~<our lease><n>,
+     * which no other minter can produce. */
+    char nid[2 * PM_WIRE_MAX_NAME + 32];
+    const char *tilde = strchr(id, '~');
+    const char *mine = strchr(self->mint, '~');
+    size_t olen = tilde ? (size_t) (tilde - id) : 0;
+    if (!tilde || !mine || ((size_t) (mine - self->mint) == olen &&
+                            strncmp(id, self->mint, olen) == 0))
+        s_mint(self, nid, sizeof nid);
+    else
+        snprintf(nid, sizeof nid, "%.*s~%s%llx", (int) olen, id, self->mint,
+                 (unsigned long long) ++self->next_mint);
     pm_msg_t m = {.type = PM_MSG_THEN,
                   .id = id,
                   .function = function,

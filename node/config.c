@@ -78,8 +78,40 @@ static const s_key_t s_keys[] = {
     /* 10000: one page must fit in one reply frame of modest size. */
     {.key = "list_limit", .type = S_INT, .offset = S_AT(list_limit), .def = "100", .min = 1,
      .max = 10000, .doc = "default page size of list"},
-    {.key = "seeds", .type = S_LIST, .offset = S_AT(seeds), .meta = "HOST:PORT",
-     .doc = "mesh seed (host:port) to join through"},
+    {.key = "bind", .type = S_STRING, .offset = S_AT(bind), .meta = "ENDPOINT",
+     .doc = "mesh endpoint to listen on, e.g. tcp://127.0.0.2:7480; unset: single node"},
+    {.key = "advertise", .type = S_STRING, .offset = S_AT(advertise), .meta = "ENDPOINT",
+     .doc = "mesh endpoint peers should dial; default the bind endpoint"},
+    {.key = "seeds", .type = S_LIST, .offset = S_AT(seeds), .meta = "ENDPOINT",
+     .doc = "mesh seed tcp://HOST:PORT to join through (flag --seed, repeatable); a HOST "
+            "that resolves to several addresses joins them all"},
+    /* 30 s: a Kubernetes headless service changes as pods come and go; a
+     * lookup per half minute is cheap and bounds how stale the seed set is. */
+    {.key = "seed_refresh", .type = S_DURATION, .offset = S_AT(seed_refresh), .def = "30s",
+     .min = 1000, .max = 3600 * 1000, .doc = "how often seed host names are resolved again"},
+    /* 200 ms with an 80 ms ack timeout: detection p99 under ~1.5 s with the
+     * default suspicion (mesh/swim.c has the math); ~5 small messages per
+     * second per agent whatever the mesh size. */
+    {.key = "probe_interval", .type = S_DURATION, .offset = S_AT(probe_interval), .def = "200ms",
+     .min = 20, .max = 60000, .doc = "SWIM probe period"},
+    {.key = "probe_timeout", .type = S_DURATION, .offset = S_AT(probe_timeout), .def = "80ms",
+     .min = 5, .max = 60000, .doc = "SWIM direct-probe ack timeout (less than probe_interval)"},
+    {.key = "indirect_checks", .type = S_INT, .offset = S_AT(indirect_checks), .def = "3",
+     .min = 0, .max = 16, .doc = "SWIM relays asked to probe a member that missed a direct probe"},
+    {.key = "suspicion_mult", .type = S_INT, .offset = S_AT(suspicion_mult), .def = "3",
+     .min = 1, .max = 100,
+     .doc = "SWIM suspicion timeout, in probe periods times max(1, log10 N)"},
+    {.key = "gossip_interval", .type = S_DURATION, .offset = S_AT(gossip_interval),
+     .def = "100ms", .min = 10, .max = 60000,
+     .doc = "SWIM gossip round period while updates are waiting to spread"},
+    {.key = "sync_interval", .type = S_DURATION, .offset = S_AT(sync_interval), .def = "10s",
+     .min = 100, .max = 3600 * 1000, .doc = "SWIM full state sync with one random member"},
+    /* 10 s: longer than suspicion + death verdict, so a relayed request to an
+     * owner that dies fails with OWNER_LOST first; this only catches a
+     * reply lost in a restart. */
+    {.key = "forward_timeout", .type = S_DURATION, .offset = S_AT(forward_timeout),
+     .def = "10s", .min = 100, .max = 600000,
+     .doc = "how long an operation relayed to a promise's owner may take"},
 };
 
 #define S_NKEYS (sizeof s_keys / sizeof s_keys[0])

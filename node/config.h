@@ -34,7 +34,17 @@ typedef struct pm_config {
     int64_t max_waiters_per_client; /* awaits one client may hold at once */
     int64_t max_labels;             /* labels per promise */
     int64_t list_limit;             /* default page size of list */
-    pm_config_list_t seeds;         /* mesh seeds */
+    char *bind;                     /* mesh endpoint to listen on; NULL: no mesh */
+    char *advertise;                /* mesh endpoint peers dial; NULL: bind */
+    pm_config_list_t seeds;         /* mesh seeds: tcp://HOST:PORT, HOST re-resolved */
+    int64_t seed_refresh;           /* ms between DNS re-resolutions of seeds */
+    int64_t probe_interval;         /* SWIM: ms between probes */
+    int64_t probe_timeout;          /* SWIM: ms to wait for a direct ack */
+    int64_t indirect_checks;        /* SWIM: relays asked when a direct probe fails */
+    int64_t suspicion_mult;         /* SWIM: suspicion timeout in probe periods (x log N) */
+    int64_t gossip_interval;        /* SWIM: ms between gossip rounds while updates wait */
+    int64_t sync_interval;          /* SWIM: ms between full state syncs */
+    int64_t forward_timeout;        /* ms an operation relayed to an owner may take */
     uint64_t set_by_flag;           /* private: one bit per key already set by pm_config_set */
 } pm_config_t;
 

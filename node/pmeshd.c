@@ -97,6 +97,8 @@ main(int argc, char **argv)
         const char *eq = strchr(arg + 2, '=');
         size_t klen = eq ? (size_t) (eq - arg - 2) : strlen(arg + 2);
         snprintf(key, sizeof key, "%.*s", (int) klen, arg + 2);
+        if (strcmp(key, "seed") == 0) /* --seed is repeatable; the key is the list */
+            snprintf(key, sizeof key, "seeds");
         if (!pm_config_is_key(key)) {
             fprintf(stderr, "pmeshd: unknown flag '--%s' (see --help)\n", key);
             pm_config_destroy(&cfg);

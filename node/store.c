@@ -186,14 +186,20 @@ s_tell(pm_store_t *self, pm_store_event_t ev, const pm_prom_t *p)
 /* ---- watches and settling ------------------------------------------------- */
 
 void
-pm_store_watch(pm_prom_t *p, pm_watch_t *w, pm_watch_fn *fn)
+pm_watch_link(pm_watch_t **head, pm_watch_t *w, pm_watch_fn *fn)
 {
     w->fn = fn;
-    w->next = p->watches;
-    if (p->watches)
-        p->watches->pprev = &w->next;
-    w->pprev = &p->watches;
-    p->watches = w;
+    w->next = *head;
+    if (*head)
+        (*head)->pprev = &w->next;
+    w->pprev = head;
+    *head = w;
+}
+
+void
+pm_store_watch(pm_prom_t *p, pm_watch_t *w, pm_watch_fn *fn)
+{
+    pm_watch_link(&p->watches, w, fn);
 }
 
 void

@@ -101,6 +101,8 @@ int pm_store_heartbeat(pm_store_t *self, const char *id, int64_t now, pm_prom_t 
 pm_prom_t *pm_store_get(pm_store_t *self, const char *id);
 /* Links w on pending promise p; fn runs when p settles. */
 void pm_store_watch(pm_prom_t *p, pm_watch_t *w, pm_watch_fn *fn);
+/* Links w on any list of watches (for owners that keep their own lists). */
+void pm_watch_link(pm_watch_t **head, pm_watch_t *w, pm_watch_fn *fn);
 /* Unlinks w if linked; safe to call twice. */
 void pm_watch_cancel(pm_watch_t *w);
 

@@ -18,13 +18,14 @@
 
 typedef struct s_priv {
     Pmesh__Envelope *env;
+    Pmesh__Meta *meta;
     void **allocs;
     size_t n_allocs;
 } s_priv_t;
 
 static const char *s_type_names[PM_MSG_TYPE_COUNT] = {
     "none", "hello", "create", "settle", "heartbeat", "get", "await", "then",
-    "list", "status", "register", "invoke", "result", "ping", "bye", "reply"};
+    "list", "status", "register", "invoke", "result", "ping", "bye", "swim", "members", "reply"};
 
 const char *
 pm_wire_type_name(pm_msg_type_t type)
@@ -80,12 +81,55 @@ s_promise_out(const pm_wire_promise_t *in, Pmesh__Promise *out, Pmesh__Label *ls
     s_labels_out(in->labels, in->label_count, lstore, lptrs);
 }
 
+/* Builds the Swim body in one scratch block (freed by the caller). */
+static long
+s_swim_out(const pm_swim_msg_t *in, Pmesh__Envelope *env, void **scratch_p)
+{
+    if (!in)
+        return -1;
+    size_t n = in->update_count;
+    char *block = malloc(sizeof(Pmesh__Swim) + n * (sizeof(Pmesh__SwimUpdate) +
+                                                     sizeof(Pmesh__SwimUpdate *)) + 1);
+    if (!block)
+        return -1;
+    *scratch_p = block;
+    Pmesh__Swim *sw = (Pmesh__Swim *) block;
+    Pmesh__SwimUpdate *us = (Pmesh__SwimUpdate *) (sw + 1);
+    Pmesh__SwimUpdate **ups = (Pmesh__SwimUpdate **) (us + n);
+    pmesh__swim__init(sw);
+    sw->type = in->type;
+    sw->from_name = s_str(in->from_name);
+    sw->from_endpoint = s_str(in->from_endpoint);
+    sw->from_incarnation = in->from_incarnation;
+    sw->seq = in->seq;
+    sw->target_name = s_str(in->target_name);
+    sw->target_endpoint = s_str(in->target_endpoint);
+    sw->n_updates = n;
+    sw->updates = ups;
+    for (size_t i = 0; i < n; i++) {
+        const pm_swim_update_t *u = &in->updates[i];
+        pmesh__swim_update__init(&us[i]);
+        us[i].name = s_str(u->name);
+        us[i].endpoint = s_str(u->endpoint);
+        us[i].incarnation = u->incarnation;
+        us[i].state = u->state;
+        us[i].meta.data = (uint8_t *) u->meta;
+        us[i].meta.len = u->meta ? u->meta_len : 0;
+        us[i].from = s_str(u->from);
+        ups[i] = &us[i];
+    }
+    env->body_case = PMESH__ENVELOPE__BODY_SWIM;
+    env->swim = sw;
+    return 0;
+}
+
 uint8_t *
 pm_wire_encode(const pm_msg_t *m, size_t *len)
 {
     Pmesh__Envelope env = PMESH__ENVELOPE__INIT;
     env.version = PM_WIRE_VERSION;
     env.req_id = m->req_id;
+    env.from = s_str(m->from);
 
     Pmesh__Hello hello = PMESH__HELLO__INIT;
     Pmesh__Create create = PMESH__CREATE__INIT;
@@ -126,6 +170,8 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         pptrs = (Pmesh__Promise **) (lptrs + nlabels);
     }
     size_t lused = 0;
+    void *scratch_swim = NULL;
+    long buf_len = 0;
 
     switch (m->type) {
     case PM_MSG_HELLO:
@@ -220,6 +266,18 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         result.value.len = m->value ? m->value_len : 0;
         result.reason = s_str(m->reason);
         break;
+    case PM_MSG_MEMBERS:
+        env.body_case = PMESH__ENVELOPE__BODY_MEMBERS;
+        env.members = &empty;
+        break;
+    case PM_MSG_SWIM: {
+        buf_len = s_swim_out(m->swim, &env, &scratch_swim);
+        if (buf_len < 0) {
+            free(scratch);
+            return NULL;
+        }
+        break;
+    }
     case PM_MSG_PING:
         env.body_case = PMESH__ENVELOPE__BODY_PING;
         env.ping = &ping;
@@ -254,11 +312,13 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         free(scratch);
         return NULL;
     }
+    (void) buf_len;
     size_t n = pmesh__envelope__get_packed_size(&env);
     uint8_t *buf = malloc(n ? n : 1);
     if (buf)
         *len = pmesh__envelope__pack(&env, buf);
     free(scratch);
+    free(scratch_swim);
     return buf;
 }
 
@@ -323,6 +383,43 @@ s_promise_in(s_priv_t *pv, const Pmesh__Promise *in, pm_wire_promise_t *out)
     out->key = in->idempotency_key;
     out->label_count = in->n_labels;
     return s_labels_in(pv, in->labels, in->n_labels, &out->labels);
+}
+
+static int
+s_swim_in(s_priv_t *pv, const Pmesh__Swim *in, pm_msg_t *m)
+{
+    if (in->n_updates > PM_SWIM_MAX_MEMBERS || !s_name_ok(in->from_name) ||
+        !s_name_ok(in->from_endpoint) || !s_name_ok(in->target_name) ||
+        !s_name_ok(in->target_endpoint))
+        return -1;
+    pm_swim_msg_t *sw = s_alloc(pv, sizeof *sw);
+    pm_swim_update_t *us = s_alloc(pv, in->n_updates * sizeof *us);
+    if (!sw || !us)
+        return -1;
+    sw->type = (pm_swim_msg_type_t) in->type;
+    sw->from_name = in->from_name;
+    sw->from_endpoint = in->from_endpoint;
+    sw->from_incarnation = in->from_incarnation;
+    sw->seq = in->seq;
+    sw->target_name = in->target_name;
+    sw->target_endpoint = in->target_endpoint;
+    for (size_t i = 0; i < in->n_updates; i++) {
+        const Pmesh__SwimUpdate *u = in->updates[i];
+        if (!s_name_ok(u->name) || !s_name_ok(u->endpoint) || !s_name_ok(u->from) ||
+            u->meta.len > PM_SWIM_META_MAX)
+            return -1;
+        us[i].name = u->name;
+        us[i].endpoint = u->endpoint;
+        us[i].incarnation = u->incarnation;
+        us[i].state = (pm_swim_state_t) u->state;
+        us[i].meta = u->meta.data;
+        us[i].meta_len = u->meta.len;
+        us[i].from = u->from;
+    }
+    sw->update_count = in->n_updates;
+    sw->updates = us;
+    m->swim = sw;
+    return 0;
 }
 
 static int
@@ -428,6 +525,12 @@ s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
         m->value_len = env->result->value.len;
         m->reason = env->result->reason;
         return s_name_ok(m->invocation_id) ? 0 : -1;
+    case PMESH__ENVELOPE__BODY_MEMBERS:
+        m->type = PM_MSG_MEMBERS;
+        return 0;
+    case PMESH__ENVELOPE__BODY_SWIM:
+        m->type = PM_MSG_SWIM;
+        return s_swim_in(pv, env->swim, m);
     case PMESH__ENVELOPE__BODY_PING:
         m->type = PM_MSG_PING;
         m->session = env->ping->session;
@@ -484,6 +587,9 @@ pm_wire_decode(const void *buf, size_t len, pm_msg_t *m)
     pv->env = env;
     m->priv = pv;
     m->req_id = env->req_id;
+    m->from = env->from && *env->from ? env->from : NULL;
+    if (m->from && !s_name_ok(m->from))
+        return PM_ERR_BAD_REQUEST;
     if (env->version != PM_WIRE_VERSION)
         return PM_ERR_BAD_VERSION;
     if (s_decode_body(pv, env, m) != 0)
@@ -500,7 +606,94 @@ pm_wire_release(pm_msg_t *m)
     for (size_t i = 0; i < pv->n_allocs; i++)
         free(pv->allocs[i]);
     free(pv->allocs);
-    pmesh__envelope__free_unpacked(pv->env, NULL);
+    if (pv->env)
+        pmesh__envelope__free_unpacked(pv->env, NULL);
     free(pv);
     m->priv = NULL;
+}
+
+/* ---- member metadata ------------------------------------------------------ */
+
+uint8_t *
+pm_wire_meta_encode(const pm_meta_t *in, size_t *len)
+{
+    Pmesh__Meta meta = PMESH__META__INIT;
+    meta.id_space = s_str(in->id_space);
+    Pmesh__FunctionCap *caps = calloc(in->fn_count + 1, sizeof *caps);
+    Pmesh__FunctionCap **ptrs = calloc(in->fn_count + 1, sizeof *ptrs);
+    uint8_t *buf = NULL;
+    if (!caps || !ptrs)
+        goto out;
+    for (size_t i = 0; i < in->fn_count; i++) {
+        pmesh__function_cap__init(&caps[i]);
+        caps[i].name = s_str(in->fns[i].name);
+        caps[i].free = in->fns[i].free;
+        caps[i].total = in->fns[i].total;
+        ptrs[i] = &caps[i];
+    }
+    meta.n_functions = in->fn_count;
+    meta.functions = ptrs;
+    meta.n_spaces = in->space_count;
+    meta.spaces = (char **) in->spaces;
+    size_t n = pmesh__meta__get_packed_size(&meta);
+    buf = malloc(n ? n : 1);
+    if (buf)
+        *len = pmesh__meta__pack(&meta, buf);
+out:
+    free(caps);
+    free(ptrs);
+    return buf;
+}
+
+int
+pm_wire_meta_decode(const void *buf, size_t len, pm_meta_t *out)
+{
+    memset(out, 0, sizeof *out);
+    Pmesh__Meta *meta = pmesh__meta__unpack(NULL, len, buf);
+    if (!meta)
+        return PM_ERR_BAD_REQUEST;
+    s_priv_t *pv = calloc(1, sizeof *pv);
+    if (!pv) {
+        pmesh__meta__free_unpacked(meta, NULL);
+        return PM_ERR_INTERNAL;
+    }
+    pv->meta = meta;
+    out->priv = pv;
+    if (!s_name_ok(meta->id_space) || meta->n_functions > S_MAX_FUNCTIONS * 4 ||
+        meta->n_spaces > S_MAX_FUNCTIONS)
+        return PM_ERR_BAD_REQUEST;
+    pm_fn_cap_t *fns = s_alloc(pv, meta->n_functions * sizeof *fns);
+    if (!fns)
+        return PM_ERR_INTERNAL;
+    for (size_t i = 0; i < meta->n_functions; i++) {
+        if (!s_name_ok(meta->functions[i]->name))
+            return PM_ERR_BAD_REQUEST;
+        fns[i].name = meta->functions[i]->name;
+        fns[i].free = meta->functions[i]->free;
+        fns[i].total = meta->functions[i]->total;
+    }
+    for (size_t i = 0; i < meta->n_spaces; i++)
+        if (!s_name_ok(meta->spaces[i]))
+            return PM_ERR_BAD_REQUEST;
+    out->id_space = meta->id_space;
+    out->fns = fns;
+    out->fn_count = meta->n_functions;
+    out->spaces = (const char *const *) meta->spaces;
+    out->space_count = meta->n_spaces;
+    return PM_OK;
+}
+
+void
+pm_wire_meta_release(pm_meta_t *meta)
+{
+    s_priv_t *pv = meta->priv;
+    if (!pv)
+        return;
+    for (size_t i = 0; i < pv->n_allocs; i++)
+        free(pv->allocs[i]);
+    free(pv->allocs);
+    if (pv->meta)
+        pmesh__meta__free_unpacked(pv->meta, NULL);
+    free(pv);
+    meta->priv = NULL;
 }

@@ -8,6 +8,7 @@
 #define PM_WIRE_H
 
 #include "pmesh.h"
+#include "swim.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -40,6 +41,8 @@ typedef enum pm_msg_type {
     PM_MSG_RESULT,
     PM_MSG_PING,
     PM_MSG_BYE,
+    PM_MSG_SWIM,    /* agent <-> agent membership */
+    PM_MSG_MEMBERS, /* client asks for the member table (reply json) */
     PM_MSG_REPLY,
     PM_MSG_TYPE_COUNT
 } pm_msg_type_t;
@@ -60,6 +63,8 @@ typedef struct pm_wire_promise {
 typedef struct pm_msg {
     pm_msg_type_t type;
     uint64_t req_id;
+    const char *from;          /* mesh traffic: the sending agent's node name */
+    const pm_swim_msg_t *swim; /* swim */
     /* requests */
     const char *id;            /* create (optional), settle, heartbeat, get, await, then */
     const char *new_id;        /* then (optional) */
@@ -111,5 +116,28 @@ int pm_wire_decode(const void *buf, size_t len, pm_msg_t *msg);
 void pm_wire_release(pm_msg_t *msg);
 
 const char *pm_wire_type_name(pm_msg_type_t type);
+
+/* ---- member metadata: what gossip carries about an agent ---------------- */
+
+typedef struct pm_fn_cap {
+    const char *name;
+    uint32_t free;  /* slots free now */
+    uint32_t total; /* slots in all */
+} pm_fn_cap_t;
+
+typedef struct pm_meta {
+    const char *id_space;       /* where the member mints new ids */
+    size_t fn_count;
+    const pm_fn_cap_t *fns;
+    size_t space_count;         /* id spaces it serves */
+    const char *const *spaces;
+    void *priv;                 /* decoder state */
+} pm_meta_t;
+
+/* Packs meta; caller frees the buffer. NULL when out of memory. */
+uint8_t *pm_wire_meta_encode(const pm_meta_t *meta, size_t *len);
+/* Unpacks and validates; pointers borrow until pm_wire_meta_release. */
+int pm_wire_meta_decode(const void *buf, size_t len, pm_meta_t *meta);
+void pm_wire_meta_release(pm_meta_t *meta);
 
 #endif

@@ -45,10 +45,9 @@ struct s_inv {
 };
 
 struct pm_workers {
-    pm_store_t *store;
     char *space;
     uint64_t next_inv;
-    pm_workers_send_fn *send;
+    pm_workers_hooks_t hooks;
     void *arg;
     zhashx_t *funcs;   /* name -> s_func_t */
     zhashx_t *workers; /* "%p" of who -> s_worker_t */
@@ -99,14 +98,13 @@ s_worker_destroy(void **item)
 }
 
 pm_workers_t *
-pm_workers_new(pm_store_t *store, const char *id_space, pm_workers_send_fn *send, void *arg)
+pm_workers_new(const char *id_space, const pm_workers_hooks_t *hooks, void *arg)
 {
     pm_workers_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
-    self->store = store;
     self->space = strdup(id_space);
-    self->send = send;
+    self->hooks = *hooks;
     self->arg = arg;
     self->funcs = zhashx_new();
     self->workers = zhashx_new();
@@ -207,8 +205,7 @@ s_dispatch(pm_workers_t *self, s_func_t *f)
 {
     while (f->head && f->n_workers) {
         s_inv_t *inv = f->head;
-        pm_prom_t *target = pm_store_get(self->store, inv->target);
-        if (!target || target->state != PM_STATE_PENDING) {
+        if (!self->hooks.pending(self->arg, inv->target)) {
             s_unlink(&f->head, &f->tail, inv);
             self->stats.queued--;
             self->stats.dropped++;
@@ -241,7 +238,7 @@ s_dispatch(pm_workers_t *self, s_func_t *f)
                       .value_len = inv->input_len,
                       .target_id = inv->target,
                       .attempt = inv->attempt};
-        self->send(self->arg, w->who, &m);
+        self->hooks.send(self->arg, w->who, &m);
     }
 }
 
@@ -340,7 +337,7 @@ s_release(pm_workers_t *self, s_inv_t *inv)
 }
 
 int
-pm_workers_result(pm_workers_t *self, void *who, const pm_msg_t *r, int64_t now)
+pm_workers_result(pm_workers_t *self, void *who, const pm_msg_t *r)
 {
     s_inv_t *inv = zhashx_lookup(self->invs, r->invocation_id);
     if (!inv || !inv->worker || inv->worker->who != who) {
@@ -352,20 +349,19 @@ pm_workers_result(pm_workers_t *self, void *who, const pm_msg_t *r, int64_t now)
     int err;
     if (r->ok) {
         self->stats.completed++;
-        err = pm_store_settle(self->store, inv->target, PM_STATE_RESOLVED, r->value,
-                              r->value_len, now, NULL);
+        err = self->hooks.settle(self->arg, inv->target, PM_STATE_RESOLVED, r->value,
+                                 r->value_len);
         if (err == PM_ERR_VALUE_TOO_LARGE) {
             char why[160];
             snprintf(why, sizeof why, "VALUE_TOO_LARGE: %s returned %zu bytes",
                      inv->func->name, r->value_len);
-            err = pm_store_settle(self->store, inv->target, PM_STATE_REJECTED, why,
-                                  strlen(why), now, NULL);
+            err = self->hooks.settle(self->arg, inv->target, PM_STATE_REJECTED, why,
+                                     strlen(why));
         }
     } else {
         self->stats.failed++;
         const char *why = r->reason && *r->reason ? r->reason : "worker failed";
-        err = pm_store_settle(self->store, inv->target, PM_STATE_REJECTED, why, strlen(why),
-                              now, NULL);
+        err = self->hooks.settle(self->arg, inv->target, PM_STATE_REJECTED, why, strlen(why));
     }
     if (err != PM_OK && err != PM_ERR_ALREADY_SETTLED && err != PM_ERR_TIMED_OUT &&
         err != PM_ERR_NOT_FOUND)
@@ -423,4 +419,47 @@ void
 pm_workers_stats(pm_workers_t *self, pm_workers_stats_t *out)
 {
     *out = self->stats;
+}
+
+int
+pm_workers_serves(pm_workers_t *self, const char *function)
+{
+    s_func_t *f = s_func_get(self, function, 0);
+    return f && f->n_workers > 0;
+}
+
+void
+pm_workers_offer_unserved(pm_workers_t *self, pm_workers_take_fn *take, void *arg)
+{
+    for (s_func_t *f = zhashx_first(self->funcs); f; f = zhashx_next(self->funcs)) {
+        if (f->n_workers)
+            continue;
+        for (s_inv_t *inv = f->head; inv;) {
+            s_inv_t *next = inv->next;
+            if (take(arg, f->name, inv->input, inv->input_len, inv->target)) {
+                s_unlink(&f->head, &f->tail, inv);
+                self->stats.queued--;
+                s_forget_inv(self, inv);
+            }
+            inv = next;
+        }
+    }
+}
+
+size_t
+pm_workers_caps(pm_workers_t *self, pm_fn_cap_t *out, size_t cap)
+{
+    size_t n = 0;
+    for (s_func_t *f = zhashx_first(self->funcs); f && n < cap; f = zhashx_next(self->funcs)) {
+        if (!f->n_workers)
+            continue;
+        uint32_t total = 0, used = 0;
+        for (size_t i = 0; i < f->n_workers; i++) {
+            total += f->workers[i]->concurrency;
+            used += f->workers[i]->inflight;
+        }
+        out[n++] = (pm_fn_cap_t){.name = f->name, .free = used < total ? total - used : 0,
+                                 .total = total};
+    }
+    return n;
 }

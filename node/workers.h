@@ -19,8 +19,18 @@
 
 typedef struct pm_workers pm_workers_t;
 
-/* Sends msg to the worker whose session handle is `who`. */
-typedef void(pm_workers_send_fn)(void *arg, void *who, const pm_msg_t *msg);
+/* What the worker table needs from its owner: sending to a worker session,
+ * settling a target (which may live on another agent), and whether a target
+ * still waits for a result (true when unknown). */
+typedef struct pm_workers_hooks {
+    void (*send)(void *arg, void *who, const pm_msg_t *msg);
+    int (*settle)(void *arg, const char *target, int state, const void *data, size_t len);
+    int (*pending)(void *arg, const char *target);
+} pm_workers_hooks_t;
+
+/* Offered a queued invocation nobody here serves; returns 1 to take it. */
+typedef int(pm_workers_take_fn)(void *arg, const char *function, const uint8_t *input,
+                                 size_t len, const char *target);
 
 typedef struct pm_workers_stats {
     uint64_t invoked;   /* invocations created */
@@ -36,8 +46,7 @@ typedef struct pm_workers_stats {
 } pm_workers_stats_t;
 
 /* id_space prefixes invocation ids. Caller owns the result. */
-pm_workers_t *pm_workers_new(pm_store_t *store, const char *id_space, pm_workers_send_fn *send,
-                             void *arg);
+pm_workers_t *pm_workers_new(const char *id_space, const pm_workers_hooks_t *hooks, void *arg);
 void pm_workers_destroy(pm_workers_t **self_p);
 
 /* Session `who` serves these functions with `concurrency` slots. Registering
@@ -49,11 +58,19 @@ int pm_workers_invoke(pm_workers_t *self, const char *function, const uint8_t *i
                       const char *target_id);
 /* A worker's answer. PM_ERR_NOT_HOLDER if `who` does not hold that invocation
  * (unknown, already answered, or given to another worker). */
-int pm_workers_result(pm_workers_t *self, void *who, const pm_msg_t *result, int64_t now);
+int pm_workers_result(pm_workers_t *self, void *who, const pm_msg_t *result);
 /* Session `who` is gone: its invocations go back to their queues. */
 void pm_workers_forget(pm_workers_t *self, void *who);
 /* Whether `who` is a registered worker. */
 int pm_workers_is_worker(pm_workers_t *self, void *who);
 void pm_workers_stats(pm_workers_t *self, pm_workers_stats_t *out);
+/* Whether a local worker serves function. */
+int pm_workers_serves(pm_workers_t *self, const char *function);
+/* Offers every queued invocation of a function no local worker serves to
+ * take (for placement on another member); taken ones leave the queue. */
+void pm_workers_offer_unserved(pm_workers_t *self, pm_workers_take_fn *take, void *arg);
+/* Fills out[0..cap) with each served function's free and total slots;
+ * returns how many. Names are borrowed. */
+size_t pm_workers_caps(pm_workers_t *self, pm_fn_cap_t *out, size_t cap);
 
 #endif

@@ -1,0 +1,651 @@
+/*
+ * mesh.c - see mesh.h.
+ *
+ * Every member announces in its gossip metadata the id spaces it serves and
+ * the functions its workers serve with their free capacity. From that this
+ * module keeps two tables: peers by name, and owners by id space. A space
+ * whose owner died or left is remembered as lost (with R = 1 nobody takes
+ * over), so operations on it fail with OWNER_LOST rather than NOT_FOUND.
+ */
+#include "mesh.h"
+
+#include "log.h"
+#include "swim.h"
+#include "transport.h"
+
+#include <czmq.h>
+#include <jansson.h>
+#include <netdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <zmq.h>
+
+/* Capacity changes with every invocation; gossiping each change would flood
+ * the mesh, so metadata is republished at most this often. */
+#define S_META_PERIOD_MS 500
+/* Message kinds counted: envelope types, plus one per SWIM message type. */
+#define S_KINDS (PM_MSG_TYPE_COUNT + PM_SWIM_MSG_TYPES)
+
+typedef struct s_peer {
+    char *name;
+    char *endpoint;
+    int state; /* pm_swim_state_t */
+    pm_fn_cap_t *fns;
+    size_t n_fns;
+    char **spaces;
+    size_t n_spaces;
+} s_peer_t;
+
+struct pm_mesh {
+    char *node;
+    char *space;
+    char *advertise;
+    pm_swim_t *swim;
+    pm_transport_t *transport;
+    zhashx_t *peers;  /* name -> s_peer_t (owned) */
+    zhashx_t *owners; /* space -> name (strdup'd) */
+    zhashx_t *lost;   /* space -> "" : owners dead or gone */
+    pm_mesh_hooks_t hooks;
+    void *arg;
+    char **seeds;
+    size_t n_seeds;
+    int64_t seed_refresh;
+    uint64_t next_resolve;
+    pm_fn_cap_t *fns; /* ours, published */
+    size_t n_fns;
+    int meta_dirty;
+    uint64_t meta_at;
+    int left;
+    uint64_t sent[S_KINDS], recv[S_KINDS];
+    uint64_t sent_bytes[S_KINDS], recv_bytes[S_KINDS];
+    uint64_t unknown_peer, bad_frames;
+};
+
+static uint64_t
+s_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+static const char *
+s_kind_name(size_t k, char *buf, size_t cap)
+{
+    if (k < PM_MSG_TYPE_COUNT)
+        return pm_wire_type_name((pm_msg_type_t) k);
+    snprintf(buf, cap, "swim_%s", pm_swim_msg_type_name((int) (k - PM_MSG_TYPE_COUNT)));
+    return buf;
+}
+
+static size_t
+s_kind(const pm_msg_t *m)
+{
+    if (m->type == PM_MSG_SWIM && m->swim && m->swim->type < PM_SWIM_MSG_TYPES)
+        return PM_MSG_TYPE_COUNT + m->swim->type;
+    return m->type < PM_MSG_TYPE_COUNT ? m->type : 0;
+}
+
+/* ---- peers ---------------------------------------------------------------- */
+
+static void
+s_peer_clear_meta(s_peer_t *p)
+{
+    for (size_t i = 0; i < p->n_fns; i++)
+        free((char *) p->fns[i].name);
+    free(p->fns);
+    for (size_t i = 0; i < p->n_spaces; i++)
+        free(p->spaces[i]);
+    free(p->spaces);
+    p->fns = NULL;
+    p->spaces = NULL;
+    p->n_fns = p->n_spaces = 0;
+}
+
+static void
+s_peer_destroy(void **item)
+{
+    s_peer_t *p = *item;
+    s_peer_clear_meta(p);
+    free(p->name);
+    free(p->endpoint);
+    free(p);
+    *item = NULL;
+}
+
+static void
+s_free_str(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+/* Reads a member's metadata into its peer record and the owners table. */
+static void
+s_peer_meta(pm_mesh_t *self, s_peer_t *p, const pm_swim_member_t *m)
+{
+    pm_meta_t meta;
+    if (!m->meta_len)
+        return;
+    if (pm_wire_meta_decode(m->meta, m->meta_len, &meta) != PM_OK) {
+        pm_wire_meta_release(&meta);
+        self->bad_frames++;
+        pm_log_warn("PM-MESH-BAD-META", "member %s sent metadata that does not decode", p->name);
+        return;
+    }
+    s_peer_clear_meta(p);
+    p->fns = calloc(meta.fn_count + 1, sizeof *p->fns);
+    p->spaces = calloc(meta.space_count + 1, sizeof *p->spaces);
+    if (p->fns)
+        for (size_t i = 0; i < meta.fn_count; i++) {
+            p->fns[i] = meta.fns[i];
+            p->fns[i].name = strdup(meta.fns[i].name);
+            p->n_fns++;
+        }
+    if (p->spaces)
+        for (size_t i = 0; i < meta.space_count; i++) {
+            p->spaces[p->n_spaces++] = strdup(meta.spaces[i]);
+            if (strcmp(meta.spaces[i], self->space) != 0)
+                zhashx_update(self->owners, meta.spaces[i], strdup(p->name));
+        }
+    pm_wire_meta_release(&meta);
+}
+
+static void
+s_on_swim_event(pm_swim_event_t ev, const pm_swim_member_t *m, void *arg)
+{
+    pm_mesh_t *self = arg;
+    s_peer_t *p = zhashx_lookup(self->peers, m->name);
+    if (!p && ev != PM_SWIM_EV_REMOVED) {
+        p = calloc(1, sizeof *p);
+        if (!p)
+            return;
+        p->name = strdup(m->name);
+        p->endpoint = strdup(m->endpoint);
+        zhashx_insert(self->peers, m->name, p);
+    }
+    if (!p)
+        return;
+    int was_up = p->state == PM_SWIM_ALIVE || p->state == PM_SWIM_SUSPECT;
+    if (strcmp(p->endpoint, m->endpoint) != 0) {
+        pm_transport_forget(self->transport, p->endpoint);
+        free(p->endpoint);
+        p->endpoint = strdup(m->endpoint);
+    }
+    switch (ev) {
+    case PM_SWIM_EV_JOINED:
+    case PM_SWIM_EV_ALIVE:
+    case PM_SWIM_EV_META:
+        p->state = m->state;
+        s_peer_meta(self, p, m);
+        if (ev != PM_SWIM_EV_META || !was_up)
+            pm_log_info("PM-PEER-UP", "member %s at %s is %s (incarnation %llu)", m->name,
+                        m->endpoint, pm_swim_state_name(m->state),
+                        (unsigned long long) m->incarnation);
+        if (self->hooks.member)
+            self->hooks.member(self->arg, was_up ? PM_MESH_CHANGED : PM_MESH_UP, m->name);
+        break;
+    case PM_SWIM_EV_SUSPECT:
+        p->state = PM_SWIM_SUSPECT;
+        pm_log_warn("PM-PEER-SUSPECT", "member %s is suspected of having failed", m->name);
+        break;
+    case PM_SWIM_EV_DEAD:
+    case PM_SWIM_EV_LEFT:
+        p->state = m->state;
+        pm_log_warn(ev == PM_SWIM_EV_DEAD ? "PM-PEER-DEAD" : "PM-PEER-LEFT",
+                    "member %s is %s; its %zu id space(s) are lost", m->name,
+                    ev == PM_SWIM_EV_DEAD ? "dead" : "gone", p->n_spaces);
+        for (size_t i = 0; i < p->n_spaces; i++) {
+            const char *owner = zhashx_lookup(self->owners, p->spaces[i]);
+            if (owner && strcmp(owner, p->name) == 0) {
+                zhashx_delete(self->owners, p->spaces[i]);
+                zhashx_update(self->lost, p->spaces[i], strdup(""));
+            }
+        }
+        /* What is queued for it would reach a restarted agent at the same
+         * endpoint as stale traffic: drop it with the channel. */
+        pm_transport_forget(self->transport, p->endpoint);
+        if (was_up && self->hooks.member)
+            self->hooks.member(self->arg, PM_MESH_DOWN, m->name);
+        break;
+    case PM_SWIM_EV_REMOVED:
+        zhashx_delete(self->peers, m->name);
+        break;
+    }
+}
+
+/* ---- sending -------------------------------------------------------------- */
+
+static void
+s_count_out(pm_mesh_t *self, const pm_msg_t *m, size_t len)
+{
+    size_t k = s_kind(m);
+    self->sent[k]++;
+    self->sent_bytes[k] += len;
+}
+
+static void
+s_send_swim(const char *endpoint, const pm_swim_msg_t *sw, void *arg)
+{
+    pm_mesh_t *self = arg;
+    if (strcmp(endpoint, self->advertise) == 0)
+        return;
+    pm_msg_t m = {.type = PM_MSG_SWIM, .from = self->node, .swim = sw};
+    size_t len;
+    uint8_t *buf = pm_wire_encode(&m, &len);
+    if (!buf)
+        return;
+    s_count_out(self, &m, len);
+    pm_transport_send(self->transport, endpoint, buf, len);
+}
+
+int
+pm_mesh_send(pm_mesh_t *self, const char *node, pm_msg_t *m)
+{
+    s_peer_t *p = zhashx_lookup(self->peers, node);
+    if (!p)
+        return -1;
+    m->from = self->node;
+    size_t len;
+    uint8_t *buf = pm_wire_encode(m, &len);
+    if (!buf)
+        return -1;
+    s_count_out(self, m, len);
+    return pm_transport_send(self->transport, p->endpoint, buf, len);
+}
+
+/* ---- metadata ------------------------------------------------------------- */
+
+static void
+s_publish_meta(pm_mesh_t *self, uint64_t now)
+{
+    const char *spaces[1] = {self->space};
+    pm_meta_t meta = {.id_space = self->space,
+                      .fns = self->fns,
+                      .fn_count = self->n_fns,
+                      .spaces = spaces,
+                      .space_count = 1};
+    size_t len;
+    uint8_t *buf = pm_wire_meta_encode(&meta, &len);
+    if (!buf)
+        return;
+    if (len > PM_SWIM_META_MAX)
+        pm_log_warn("PM-MESH-META-TOO-BIG", "metadata of %zu bytes exceeds %d; not published",
+                    len, PM_SWIM_META_MAX);
+    else
+        pm_swim_set_meta(self->swim, buf, len, now);
+    free(buf);
+    self->meta_dirty = 0;
+    self->meta_at = now;
+}
+
+void
+pm_mesh_set_functions(pm_mesh_t *self, const pm_fn_cap_t *fns, size_t n)
+{
+    int same = n == self->n_fns;
+    for (size_t i = 0; same && i < n; i++)
+        same = strcmp(fns[i].name, self->fns[i].name) == 0 && fns[i].free == self->fns[i].free &&
+               fns[i].total == self->fns[i].total;
+    if (same)
+        return;
+    for (size_t i = 0; i < self->n_fns; i++)
+        free((char *) self->fns[i].name);
+    free(self->fns);
+    self->fns = calloc(n + 1, sizeof *self->fns);
+    self->n_fns = 0;
+    for (size_t i = 0; self->fns && i < n; i++) {
+        self->fns[i] = fns[i];
+        self->fns[i].name = strdup(fns[i].name);
+        self->n_fns++;
+    }
+    self->meta_dirty = 1;
+}
+
+/* ---- seeds ---------------------------------------------------------------- */
+
+/* tcp://HOST:PORT -> every tcp://ADDR:PORT HOST resolves to. DNS is looked
+ * up in the reactor: a cluster resolver answers in milliseconds, and this
+ * runs once per seed_refresh. */
+static void
+s_resolve_seeds(pm_mesh_t *self, uint64_t now)
+{
+    self->next_resolve = now + (uint64_t) self->seed_refresh;
+    for (size_t i = 0; i < self->n_seeds; i++) {
+        const char *seed = self->seeds[i];
+        const char *hostp = strncmp(seed, "tcp://", 6) == 0 ? seed + 6 : seed;
+        const char *colon = strrchr(hostp, ':');
+        if (!colon || colon == hostp) {
+            pm_log_warn("PM-MESH-SEED", "seed '%s' is not tcp://HOST:PORT; ignored", seed);
+            continue;
+        }
+        char host[256], port[16];
+        snprintf(host, sizeof host, "%.*s", (int) (colon - hostp), hostp);
+        snprintf(port, sizeof port, "%s", colon + 1);
+        struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM,
+                                 .ai_flags = AI_NUMERICSERV};
+        struct addrinfo *res = NULL;
+        int rc = getaddrinfo(host, port, &hints, &res);
+        if (rc != 0) {
+            pm_log_warn("PM-MESH-SEED", "cannot resolve seed %s: %s", seed, gai_strerror(rc));
+            continue;
+        }
+        for (struct addrinfo *a = res; a; a = a->ai_next) {
+            char ip[64], ep[128];
+            if (getnameinfo(a->ai_addr, a->ai_addrlen, ip, sizeof ip, NULL, 0, NI_NUMERICHOST))
+                continue;
+            snprintf(ep, sizeof ep, "tcp://%s:%s", ip, port);
+            if (strcmp(ep, self->advertise) != 0)
+                pm_swim_join(self->swim, ep, now);
+        }
+        freeaddrinfo(res);
+    }
+}
+
+/* ---- receiving ------------------------------------------------------------ */
+
+void
+pm_mesh_readable(pm_mesh_t *self)
+{
+    size_t len;
+    uint8_t *buf;
+    for (int i = 0; i < 1024 && (buf = pm_transport_recv(self->transport, &len)); i++) {
+        pm_msg_t m;
+        int err = pm_wire_decode(buf, len, &m);
+        if (err || !m.from) {
+            self->bad_frames++;
+            if (self->bad_frames <= 10 || self->bad_frames % 1000 == 0)
+                pm_log_warn("PM-PEER-BAD-FRAME", "%s frame of %zu bytes on the mesh port "
+                            "(bad frames so far: %llu)", err ? pm_err_name(err) : "anonymous",
+                            len, (unsigned long long) self->bad_frames);
+        } else {
+            size_t k = s_kind(&m);
+            self->recv[k]++;
+            self->recv_bytes[k] += len;
+            if (m.type == PM_MSG_SWIM) {
+                if (strcmp(m.swim->from_name, m.from) != 0)
+                    self->bad_frames++;
+                else
+                    pm_swim_receive(self->swim, m.swim, s_now());
+            } else if (!pm_mesh_is_up(self, m.from)) {
+                self->unknown_peer++;
+                if (self->unknown_peer <= 10 || self->unknown_peer % 1000 == 0)
+                    pm_log_warn("PM-PEER-UNKNOWN", "%s from %s, which is not a live member; "
+                                "dropped", pm_wire_type_name(m.type), m.from);
+            } else if (self->hooks.message) {
+                self->hooks.message(self->arg, m.from, &m);
+            }
+        }
+        pm_wire_release(&m);
+        free(buf);
+    }
+}
+
+/* ---- queries -------------------------------------------------------------- */
+
+pm_route_t
+pm_mesh_route(pm_mesh_t *self, const char *id, const char **node)
+{
+    const char *tilde = strchr(id, '~');
+    if (!tilde)
+        return PM_ROUTE_UNKNOWN;
+    char space[PM_WIRE_MAX_NAME + 1];
+    size_t n = (size_t) (tilde - id);
+    if (n > PM_WIRE_MAX_NAME)
+        return PM_ROUTE_UNKNOWN;
+    memcpy(space, id, n);
+    space[n] = 0;
+    if (strcmp(space, self->space) == 0)
+        return PM_ROUTE_LOCAL;
+    const char *owner = zhashx_lookup(self->owners, space);
+    if (owner && pm_mesh_is_up(self, owner)) {
+        *node = owner;
+        return PM_ROUTE_REMOTE;
+    }
+    if (owner || zhashx_lookup(self->lost, space))
+        return PM_ROUTE_LOST;
+    return PM_ROUTE_UNKNOWN;
+}
+
+int
+pm_mesh_is_up(pm_mesh_t *self, const char *node)
+{
+    s_peer_t *p = zhashx_lookup(self->peers, node);
+    return p && (p->state == PM_SWIM_ALIVE || p->state == PM_SWIM_SUSPECT);
+}
+
+const char *
+pm_mesh_place(pm_mesh_t *self, const char *function)
+{
+    s_peer_t *best = NULL;
+    uint32_t best_free = 0;
+    int best_total = 0;
+    for (s_peer_t *p = zhashx_first(self->peers); p; p = zhashx_next(self->peers)) {
+        if (p->state != PM_SWIM_ALIVE)
+            continue;
+        for (size_t i = 0; i < p->n_fns; i++) {
+            if (strcmp(p->fns[i].name, function) != 0)
+                continue;
+            /* Most free slots wins; with none free anywhere, any server will
+             * queue it, so still prefer one over waiting for nobody. */
+            if (!best || p->fns[i].free > best_free ||
+                (p->fns[i].free == best_free && (int) p->fns[i].total > best_total)) {
+                best = p;
+                best_free = p->fns[i].free;
+                best_total = (int) p->fns[i].total;
+            }
+        }
+    }
+    return best ? best->name : NULL;
+}
+
+size_t
+pm_mesh_alive(pm_mesh_t *self)
+{
+    return pm_swim_count(self->swim, PM_SWIM_ALIVE);
+}
+
+char *
+pm_mesh_members_json(pm_mesh_t *self)
+{
+    json_t *arr = json_array();
+    uint64_t now = s_now();
+    for (size_t i = 0; i < pm_swim_size(self->swim); i++) {
+        pm_swim_member_t m;
+        if (pm_swim_member_at(self->swim, i, &m) != 0)
+            continue;
+        json_t *fns = json_array();
+        const pm_fn_cap_t *caps = self->fns;
+        size_t n = self->n_fns;
+        s_peer_t *p = m.is_self ? NULL : zhashx_lookup(self->peers, m.name);
+        if (p) {
+            caps = p->fns;
+            n = p->n_fns;
+        }
+        for (size_t j = 0; j < n; j++)
+            json_array_append_new(fns, json_pack("{s:s,s:i,s:i}", "name", caps[j].name, "free",
+                                                 (int) caps[j].free, "total",
+                                                 (int) caps[j].total));
+        json_array_append_new(
+            arr, json_pack("{s:s,s:s,s:s,s:I,s:I,s:b,s:o}", "node", m.name, "endpoint",
+                           m.endpoint, "state", pm_swim_state_name(m.state), "incarnation",
+                           (json_int_t) m.incarnation, "last_heard_ms_ago",
+                           m.is_self ? 0 : m.last_heard_ms ? (json_int_t) (now - m.last_heard_ms) : -1,
+                           "self", m.is_self, "functions", fns));
+    }
+    char *s = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    return s;
+}
+
+char *
+pm_mesh_stats_json(pm_mesh_t *self)
+{
+    json_t *sent = json_object(), *recv = json_object();
+    uint64_t bytes_out = 0, bytes_in = 0;
+    char buf[64];
+    for (size_t k = 1; k < S_KINDS; k++) {
+        bytes_out += self->sent_bytes[k];
+        bytes_in += self->recv_bytes[k];
+        if (self->sent[k])
+            json_object_set_new(sent, s_kind_name(k, buf, sizeof buf),
+                                json_pack("{s:I,s:I}", "messages", (json_int_t) self->sent[k],
+                                          "bytes", (json_int_t) self->sent_bytes[k]));
+        if (self->recv[k])
+            json_object_set_new(recv, s_kind_name(k, buf, sizeof buf),
+                                json_pack("{s:I,s:I}", "messages", (json_int_t) self->recv[k],
+                                          "bytes", (json_int_t) self->recv_bytes[k]));
+    }
+    pm_swim_stats_t ss;
+    pm_swim_stats(self->swim, &ss);
+    pm_transport_stats_t ts;
+    pm_transport_stats(self->transport, &ts);
+    json_t *o = json_pack(
+        "{s:{s:I,s:I,s:I,s:I},s:o,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+        "members", "alive", (json_int_t) pm_swim_count(self->swim, PM_SWIM_ALIVE), "suspect",
+        (json_int_t) pm_swim_count(self->swim, PM_SWIM_SUSPECT), "dead",
+        (json_int_t) pm_swim_count(self->swim, PM_SWIM_DEAD), "left",
+        (json_int_t) pm_swim_count(self->swim, PM_SWIM_LEFT), "sent", sent, "received", recv,
+        "bytes_sent", (json_int_t) bytes_out, "bytes_received", (json_int_t) bytes_in,
+        "incarnation", (json_int_t) pm_swim_incarnation(self->swim), "local_health",
+        (json_int_t) pm_swim_health(self->swim), "suspicions", (json_int_t) ss.suspicions,
+        "deaths_declared", (json_int_t) ss.deaths, "refutations", (json_int_t) ss.refutations,
+        "dropped_stale", (json_int_t) ss.dropped_stale, "dropped_invalid",
+        (json_int_t) ss.dropped_invalid, "bad_frames", (json_int_t) (self->bad_frames + ts.bad_in),
+        "unknown_peer", (json_int_t) self->unknown_peer, "dropped_out",
+        (json_int_t) ts.dropped_out);
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+void *
+pm_mesh_socket(pm_mesh_t *self)
+{
+    return pm_transport_socket(self->transport);
+}
+
+void
+pm_mesh_tick(pm_mesh_t *self)
+{
+    uint64_t now = s_now();
+    if (self->meta_dirty && now - self->meta_at >= S_META_PERIOD_MS)
+        s_publish_meta(self, now);
+    if (self->n_seeds && now >= self->next_resolve)
+        s_resolve_seeds(self, now);
+    pm_swim_tick(self->swim, now);
+}
+
+int64_t
+pm_mesh_timeout(pm_mesh_t *self)
+{
+    uint64_t now = s_now();
+    uint64_t at = pm_swim_next_deadline(self->swim);
+    if (self->meta_dirty && self->meta_at + S_META_PERIOD_MS < at)
+        at = self->meta_at + S_META_PERIOD_MS;
+    if (self->n_seeds && self->next_resolve < at)
+        at = self->next_resolve;
+    return at <= now ? 0 : (int64_t) (at - now);
+}
+
+void
+pm_mesh_leave(pm_mesh_t *self)
+{
+    if (self->left)
+        return;
+    self->left = 1;
+    pm_swim_leave(self->swim, s_now());
+}
+
+pm_mesh_t *
+pm_mesh_new(void *ctx, const pm_config_t *cfg, const char *node, const char *space,
+            const pm_mesh_hooks_t *hooks, void *arg)
+{
+    pm_mesh_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->node = strdup(node);
+    self->space = strdup(space);
+    self->advertise = strdup(cfg->advertise && *cfg->advertise ? cfg->advertise : cfg->bind);
+    self->hooks = *hooks;
+    self->arg = arg;
+    self->seed_refresh = cfg->seed_refresh;
+    self->peers = zhashx_new();
+    self->owners = zhashx_new();
+    self->lost = zhashx_new();
+    zhashx_set_destructor(self->peers, s_peer_destroy);
+    zhashx_set_destructor(self->owners, s_free_str);
+    zhashx_set_destructor(self->lost, s_free_str);
+    self->seeds = calloc(cfg->seeds.len + 1, sizeof *self->seeds);
+    for (size_t i = 0; self->seeds && i < cfg->seeds.len; i++)
+        self->seeds[self->n_seeds++] = strdup(cfg->seeds.items[i]);
+    self->transport =
+        pm_transport_new(ctx, cfg->bind, (int64_t) cfg->max_value_bytes + PM_WIRE_MAX_FRAME / 64);
+    if (!self->transport) {
+        pm_mesh_destroy(&self);
+        return NULL;
+    }
+    pm_swim_config_t sc;
+    pm_swim_config_defaults(&sc);
+    sc.probe_interval_ms = (uint32_t) cfg->probe_interval;
+    sc.probe_timeout_ms = (uint32_t) cfg->probe_timeout;
+    sc.indirect_checks = (uint32_t) cfg->indirect_checks;
+    sc.suspicion_mult = (uint32_t) cfg->suspicion_mult;
+    sc.gossip_interval_ms = (uint32_t) cfg->gossip_interval;
+    sc.sync_interval_ms = (uint32_t) cfg->sync_interval;
+    /* Start above any incarnation an earlier run of this node used, so a
+     * restart is never mistaken for stale news. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    sc.incarnation = (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+    const char *why = NULL;
+    if (pm_swim_config_check(&sc, &why) != 0) {
+        pm_log_error("PM-MESH-CONFIG", "membership settings refused: %s", why ? why : "?");
+        pm_mesh_destroy(&self);
+        return NULL;
+    }
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
+        seed = sc.incarnation;
+    self->swim = pm_swim_new(node, self->advertise, &sc, seed, s_send_swim, s_on_swim_event, self);
+    if (!self->swim) {
+        pm_log_error("PM-MESH-CONFIG", "cannot start membership for %s at %s", node,
+                     self->advertise);
+        pm_mesh_destroy(&self);
+        return NULL;
+    }
+    uint64_t now = s_now();
+    s_publish_meta(self, now);
+    if (self->n_seeds)
+        s_resolve_seeds(self, now);
+    pm_log_info("PM-MESH-UP", "node %s in the mesh at %s (listening on %s), %zu seed(s)", node,
+                self->advertise, cfg->bind, self->n_seeds);
+    return self;
+}
+
+void
+pm_mesh_destroy(pm_mesh_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pm_mesh_t *self = *self_p;
+    pm_swim_destroy(&self->swim);
+    pm_transport_destroy(&self->transport);
+    zhashx_destroy(&self->peers);
+    zhashx_destroy(&self->owners);
+    zhashx_destroy(&self->lost);
+    for (size_t i = 0; i < self->n_seeds; i++)
+        free(self->seeds[i]);
+    free(self->seeds);
+    for (size_t i = 0; i < self->n_fns; i++)
+        free((char *) self->fns[i].name);
+    free(self->fns);
+    free(self->node);
+    free(self->space);
+    free(self->advertise);
+    free(self);
+    *self_p = NULL;
+}

@@ -1,0 +1,78 @@
+/*
+ * mesh.h - this agent's place in the mesh: membership (SWIM, swim.c) over the
+ * transport (transport.c), what every member serves (id spaces, functions and
+ * free capacity, carried in gossip metadata), routing of a promise id to its
+ * owner, and placement of an invocation on a member. Knows nothing of the
+ * promise store: the agent asks it where things go and hands it messages.
+ * Owned by the reactor thread.
+ */
+#ifndef PM_MESH_H
+#define PM_MESH_H
+
+#include "config.h"
+#include "wire.h"
+
+#include <stdint.h>
+
+typedef struct pm_mesh pm_mesh_t;
+
+typedef enum pm_route {
+    PM_ROUTE_LOCAL = 0, /* this agent owns it */
+    PM_ROUTE_REMOTE,    /* a live (or only suspected) member owns it */
+    PM_ROUTE_LOST,      /* its owner is dead or left, and nobody took over */
+    PM_ROUTE_UNKNOWN,   /* no member ever announced that id space */
+} pm_route_t;
+
+typedef enum pm_mesh_event {
+    PM_MESH_UP = 1,     /* a member joined or came back */
+    PM_MESH_DOWN,       /* a member is dead or left: its spaces are lost */
+    PM_MESH_CHANGED,    /* a member's functions or capacity changed */
+} pm_mesh_event_t;
+
+typedef struct pm_mesh_hooks {
+    /* A non-membership message from peer `from` (decoded; borrowed). */
+    void (*message)(void *arg, const char *from, pm_msg_t *msg);
+    /* A member changed; `name` is borrowed. */
+    void (*member)(void *arg, pm_mesh_event_t ev, const char *name);
+} pm_mesh_hooks_t;
+
+/* Binds cfg->bind, starts SWIM and joins cfg->seeds. space is this agent's id
+ * space. NULL on failure (logged). Caller owns the mesh. */
+pm_mesh_t *pm_mesh_new(void *ctx, const pm_config_t *cfg, const char *node, const char *space,
+                       const pm_mesh_hooks_t *hooks, void *arg);
+/* Announces a graceful leave (if not done yet) and frees. */
+void pm_mesh_destroy(pm_mesh_t **self_p);
+/* The inbound socket for zmq_poll. Borrowed. */
+void *pm_mesh_socket(pm_mesh_t *self);
+/* Handles everything waiting on the inbound socket. */
+void pm_mesh_readable(pm_mesh_t *self);
+/* Drives timers (probes, suspicion, gossip, seed refresh). */
+void pm_mesh_tick(pm_mesh_t *self);
+/* Milliseconds until pm_mesh_tick is next needed. */
+int64_t pm_mesh_timeout(pm_mesh_t *self);
+
+/* Sends msg to member `node` (msg->from is set here). 0, or -1 if the node is
+ * unknown or the frame was dropped. */
+int pm_mesh_send(pm_mesh_t *self, const char *node, pm_msg_t *msg);
+/* Where the promise with this id lives; *node (borrowed, valid until the
+ * next tick) names the owner for PM_ROUTE_REMOTE. */
+pm_route_t pm_mesh_route(pm_mesh_t *self, const char *id, const char **node);
+/* The alive member (not this agent) with the most free slots for function,
+ * or NULL if none serves it. Borrowed. */
+const char *pm_mesh_place(pm_mesh_t *self, const char *function);
+/* Whether member `node` is alive (or suspect). */
+int pm_mesh_is_up(pm_mesh_t *self, const char *node);
+/* Publishes this agent's functions and capacity (gossiped, rate-limited). */
+void pm_mesh_set_functions(pm_mesh_t *self, const pm_fn_cap_t *fns, size_t n);
+/* Tells the mesh we are going: peers mark us left without suspicion. */
+void pm_mesh_leave(pm_mesh_t *self);
+
+/* Member table as a JSON array (caller frees). */
+char *pm_mesh_members_json(pm_mesh_t *self);
+/* Counters as a JSON object (caller frees): members by state, messages and
+ * bytes by type in and out. */
+char *pm_mesh_stats_json(pm_mesh_t *self);
+/* Alive members including self. */
+size_t pm_mesh_alive(pm_mesh_t *self);
+
+#endif

@@ -1,0 +1,181 @@
+/*
+ * transport.c - see transport.h.
+ */
+#include "transport.h"
+
+#include "log.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+/* Frames queued per peer before sends are dropped: a peer that is suspect
+ * keeps its requests queued until the verdict; beyond this it is a flood. */
+#define S_PEER_HWM 100000
+/* Reconnect quickly: a restarted peer should get its queue within ~100 ms. */
+#define S_RECONNECT_MS 100
+
+struct pm_transport {
+    void *ctx;
+    void *router;
+    int64_t max_frame;
+    zhashx_t *peers; /* endpoint -> DEALER socket */
+    pm_transport_stats_t stats;
+};
+
+static void
+s_close_socket(void **item)
+{
+    zmq_close(*item);
+    *item = NULL;
+}
+
+pm_transport_t *
+pm_transport_new(void *ctx, const char *bind, int64_t max_frame)
+{
+    pm_transport_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->ctx = ctx;
+    self->max_frame = max_frame;
+    self->peers = zhashx_new();
+    zhashx_set_destructor(self->peers, s_close_socket);
+    self->router = zmq_socket(ctx, ZMQ_ROUTER);
+    int zero = 0, hwm = S_PEER_HWM;
+    zmq_setsockopt(self->router, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(self->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(self->router, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame);
+    if (zmq_bind(self->router, bind) < 0) {
+        pm_log_error("PM-MESH-BIND", "cannot bind %s: %s", bind, zmq_strerror(errno));
+        pm_transport_destroy(&self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+pm_transport_destroy(pm_transport_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pm_transport_t *self = *self_p;
+    zhashx_destroy(&self->peers);
+    if (self->router)
+        zmq_close(self->router);
+    free(self);
+    *self_p = NULL;
+}
+
+void *
+pm_transport_socket(pm_transport_t *self)
+{
+    return self->router;
+}
+
+static void *
+s_peer(pm_transport_t *self, const char *endpoint)
+{
+    void *sock = zhashx_lookup(self->peers, endpoint);
+    if (sock)
+        return sock;
+    sock = zmq_socket(self->ctx, ZMQ_DEALER);
+    if (!sock)
+        return NULL;
+    int zero = 0, hwm = S_PEER_HWM, rc = S_RECONNECT_MS;
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(sock, ZMQ_RECONNECT_IVL, &rc, sizeof rc);
+    if (zmq_connect(sock, endpoint) < 0) {
+        pm_log_warn("PM-MESH-CONNECT", "cannot connect to %s: %s", endpoint,
+                    zmq_strerror(errno));
+        zmq_close(sock);
+        return NULL;
+    }
+    zhashx_insert(self->peers, endpoint, sock);
+    return sock;
+}
+
+static void
+s_free_buf(void *data, void *hint)
+{
+    (void) hint;
+    free(data);
+}
+
+int
+pm_transport_send(pm_transport_t *self, const char *endpoint, uint8_t *buf, size_t len)
+{
+    void *sock = s_peer(self, endpoint);
+    if (!sock) {
+        free(buf);
+        self->stats.dropped_out++;
+        return -1;
+    }
+    zmq_msg_t msg;
+    zmq_msg_init_data(&msg, buf, len, s_free_buf, NULL);
+    if (zmq_msg_send(&msg, sock, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&msg);
+        self->stats.dropped_out++;
+        return -1;
+    }
+    self->stats.frames_out++;
+    self->stats.bytes_out += len;
+    return 0;
+}
+
+uint8_t *
+pm_transport_recv(pm_transport_t *self, size_t *len)
+{
+    for (;;) {
+        zmq_msg_t id, body;
+        zmq_msg_init(&id);
+        if (zmq_msg_recv(&id, self->router, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&id);
+            return NULL;
+        }
+        int more = zmq_msg_more(&id);
+        zmq_msg_close(&id);
+        if (!more) {
+            self->stats.bad_in++;
+            continue;
+        }
+        zmq_msg_init(&body);
+        zmq_msg_recv(&body, self->router, 0);
+        int extra = zmq_msg_more(&body);
+        while (zmq_msg_more(&body)) { /* one body frame only: drain the rest */
+            zmq_msg_close(&body);
+            zmq_msg_init(&body);
+            zmq_msg_recv(&body, self->router, 0);
+        }
+        if (extra) {
+            zmq_msg_close(&body);
+            self->stats.bad_in++;
+            continue;
+        }
+        size_t n = zmq_msg_size(&body);
+        uint8_t *buf = malloc(n ? n : 1);
+        if (buf)
+            memcpy(buf, zmq_msg_data(&body), n);
+        zmq_msg_close(&body);
+        if (!buf)
+            continue;
+        self->stats.frames_in++;
+        self->stats.bytes_in += n;
+        *len = n;
+        return buf;
+    }
+}
+
+void
+pm_transport_forget(pm_transport_t *self, const char *endpoint)
+{
+    zhashx_delete(self->peers, endpoint);
+}
+
+void
+pm_transport_stats(const pm_transport_t *self, pm_transport_stats_t *out)
+{
+    *out = self->stats;
+}
