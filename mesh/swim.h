@@ -36,6 +36,8 @@ extern "C" {
 #define PM_SWIM_MAX_PIGGYBACK 64 /* updates on a ping/ack/ping-req/nack/gossip */
 #define PM_SWIM_MAX_MEMBERS 4096 /* members tracked, and updates in a sync message */
 
+typedef struct pm_swim pm_swim_t;
+
 typedef enum pm_swim_state {
     PM_SWIM_ALIVE = 1,
     PM_SWIM_SUSPECT = 2,

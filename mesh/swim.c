@@ -1,0 +1,1624 @@
+/*
+ * swim.c - SWIM membership with Lifeguard, as a pure state machine.
+ *
+ * Owns the member table (self included), the one probe in flight, the
+ * ping-req relays this node serves, the suspicion timers, the queue of
+ * updates waiting to be piggybacked, and the seed list. Everything is driven
+ * by pm_swim_tick / pm_swim_receive with the caller's clock; nothing here
+ * blocks, sleeps, reads a clock or touches a socket.
+ *
+ * The protocol follows SWIM (Das, Gupta, Motivala 2002) with the Lifeguard
+ * extensions (Dadgar et al. 2018) as hashicorp/memberlist implements them:
+ * local health scales the probe period, relays nack, suspicion timeouts
+ * start long and shrink with independent confirmations, and a probe of a
+ * suspect carries the suspicion so the suspect can refute at once. Two
+ * additions: a node that hears a suspicion probes that member next (so the
+ * independent confirmations, or the refutation, arrive within about two
+ * periods), and a node that hears from a member it holds suspect/dead/left
+ * tells that member directly, so it can refute.
+ *
+ * ---- Defaults and the detection-time math -------------------------------
+ *
+ * Target: with 5 members, a SIGKILLed member is dead at every survivor
+ * within ~1.5 s of the kill, p99. With period I = probe_interval = 200 ms,
+ * probe_timeout = 80 ms, suspicion_mult = 3, suspicion_max_mult = 6:
+ *
+ *   1. First probe. Each of the 4 survivors probes the victim once per
+ *      round of 4 periods, rounds reshuffled, so its next probe of the
+ *      victim lands at a random point up to 7 periods away (mean residual
+ *      ~2.3 I). The earliest of 4 independent such times exceeds 3 I with
+ *      probability ~1% (0.31^4), so: first probe <= 3 I = 600 ms, p99.
+ *   2. That probe fails: no ack by probe_timeout, ping-req through 3 relays,
+ *      no ack by the end of the period: suspect at +1 I = 800 ms.
+ *   3. Suspicion timeout. min = suspicion_mult * max(1, log10 N) * I =
+ *      3 * 1 * 200 = 600 ms for N <= 10; max = 6 * min = 3.6 s; Lifeguard
+ *      expects k = suspicion_mult - 2 = 1 independent confirmation to drive
+ *      it from max to min. The survivors hear the suspicion by gossip within
+ *      milliseconds, probe the victim at their next period start (<= 1 I)
+ *      and fail at the end of it (+1 I), so the confirmation reaches the
+ *      first suspecter within ~2 I = 400 ms < min: the timer runs min.
+ *      Dead at 800 + 600 = 1.4 s, p99.
+ *   4. The death is gossiped at once to gossip_nodes = 3 random members;
+ *      the other survivors' own timers (started within ms of the first,
+ *      also confirmed) expire within a gossip hop anyway: +~5 ms.
+ *   The unit test measures this over 200 seeded runs (tests/unit/test_swim.c).
+ *
+ * Why not 500 ms periods: step 1 alone would be 1.5 s p99 (3 * 500).
+ * What it costs: 5 probes/s per member (ping + ack, ~10 small messages/s
+ * sent per member), independent of N. A member paused for less than the
+ * suspicion minimum (600 ms) is never declared dead: it reads the
+ * suspicion on resume and refutes before any timer can expire (the earliest
+ * is 1 I + min = 800 ms after it stopped answering). Under 20% message loss
+ * a single failed probe starts a 3.6 s timer, which the refutation beats.
+ *
+ * Everything scales: min suspicion grows with log10 N past 10 members, and
+ * each update is retransmitted retransmit_mult * ceil(log2(N+1)) times.
+ */
+#include "swim.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Ping-reqs this node serves at once; more are refused (and counted) so a
+ * flood of ping-reqs cannot grow memory. A relay lives one probe period, and
+ * a healthy mesh sends each node about indirect_checks of them per failed
+ * probe, so 64 is far above normal load. */
+#define S_MAX_RELAYS 64
+/* Seed endpoints remembered; the oldest is forgotten past this. DNS for a
+ * headless service returns one per agent, and a handful is plenty. */
+#define S_MAX_SEEDS 32
+/* Fixed per-update overhead assumed when filling the piggyback byte budget
+ * (incarnation, state, field tags); the encoder's real overhead is smaller. */
+#define S_UPDATE_OVERHEAD 32
+
+typedef struct {
+    uint64_t start; /* when the suspicion began, our clock */
+    uint64_t min;   /* timeout once k confirmations are in */
+    uint64_t max;   /* timeout with no confirmation */
+    uint32_t k;     /* confirmations wanted */
+    uint32_t n;     /* confirmations seen */
+    uint32_t from_count;
+    char **from; /* k + 1 names: who raised it, then each confirmer */
+} s_susp_t;
+
+typedef struct {
+    char *name;
+    char *endpoint;
+    uint64_t incarnation;
+    pm_swim_state_t state;
+    uint8_t *meta;
+    size_t meta_len;
+    uint64_t state_since;
+    uint64_t last_heard;
+    uint64_t notified_at; /* last time we told it its own record */
+    bool notified;
+    bool is_self;
+    s_susp_t *susp; /* non-NULL exactly while suspect */
+} s_member_t;
+
+/* A queued update: a snapshot, so it survives the member's removal. */
+typedef struct {
+    char *name;
+    char *endpoint;
+    char *from;
+    uint64_t incarnation;
+    pm_swim_state_t state;
+    uint8_t *meta;
+    size_t meta_len;
+    uint32_t transmits;
+    uint64_t id; /* enqueue order: higher is newer */
+} s_bcast_t;
+
+typedef struct {
+    uint64_t local_seq;  /* seq of our ping to the target */
+    uint64_t origin_seq; /* seq the origin is waiting on */
+    uint64_t nack_at;
+    uint64_t expire_at;
+    char *origin_endpoint;
+    bool nack_sent;
+} s_relay_t;
+
+typedef enum { S_PICK_LIVE, S_PICK_ALIVE, S_PICK_DEAD } s_pick_t;
+
+struct pm_swim {
+    pm_swim_config_t cfg;
+    pm_swim_send_fn *send;
+    pm_swim_event_fn *event;
+    void *arg;
+    uint64_t rng;
+    uint64_t seq;
+    bool started;
+    uint64_t now;
+
+    s_member_t **members; /* also the probe order (randomized round-robin) */
+    size_t count;
+    size_t cap;
+    s_member_t *self;
+    size_t probe_index;
+    s_member_t **pick; /* scratch for random selections, cap entries */
+
+    struct {
+        bool active;
+        bool acked;
+        bool indirect_sent;
+        char *target;
+        uint64_t target_inc;
+        uint64_t seq;
+        uint64_t ack_at; /* direct ack deadline: then ping-req */
+        uint64_t end_at; /* end of period: then suspect */
+        uint32_t expected_nacks;
+        uint32_t nacks;
+    } probe;
+    uint64_t next_probe_at;
+    char *urgent; /* a member just reported suspect: probe it next */
+
+    s_relay_t relays[S_MAX_RELAYS];
+    size_t relay_count;
+
+    s_bcast_t **bcasts;
+    size_t bcast_count;
+    size_t bcast_cap;
+    uint64_t bcast_id;
+    uint64_t last_gossip_at;
+    bool gossip_now; /* we originated an update: gossip without pacing */
+
+    uint64_t next_sync_at;
+    char *seeds[S_MAX_SEEDS];
+    size_t seed_count;
+    uint64_t next_join_at;
+
+    uint32_t health;
+    pm_swim_stats_t stats;
+
+    pm_swim_update_t *scratch; /* outgoing update arrays */
+    size_t scratch_cap;
+    size_t picked[PM_SWIM_MAX_PIGGYBACK];
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static uint64_t
+s_rand(pm_swim_t *s)
+{
+    /* splitmix64: tiny, full period, good enough to pick probe targets */
+    uint64_t z = (s->rng += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static size_t
+s_rand_below(pm_swim_t *s, size_t n)
+{
+    return n ? (size_t) (s_rand(s) % n) : 0;
+}
+
+static void *
+s_xalloc(size_t size)
+{
+    void *p = calloc(1, size ? size : 1);
+    assert(p); /* out of memory is not a condition this daemon recovers from */
+    return p;
+}
+
+static char *
+s_xstrdup(const char *str)
+{
+    size_t len = strlen(str);
+    char *p = s_xalloc(len + 1);
+    memcpy(p, str, len);
+    return p;
+}
+
+static uint8_t *
+s_xmemdup(const void *src, size_t len)
+{
+    if (len == 0)
+        return NULL;
+    uint8_t *p = s_xalloc(len);
+    memcpy(p, src, len);
+    return p;
+}
+
+static bool
+s_streq(const char *a, const char *b)
+{
+    return strcmp(a, b) == 0;
+}
+
+static bool
+s_empty(const char *str)
+{
+    return str == NULL || *str == '\0';
+}
+
+/* 0 if str is an acceptable name/endpoint: 1..max printable-ASCII-or-UTF-8 bytes. */
+static int
+s_check_str(const char *str, size_t max, bool required)
+{
+    if (str == NULL)
+        return required ? -1 : 0;
+    size_t len = strnlen(str, max + 1);
+    if (len > max || (required && len == 0))
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char) str[i];
+        if (c < 0x20 || c == 0x7f)
+            return -1;
+    }
+    return 0;
+}
+
+static uint32_t
+s_ceil_log2(uint64_t x)
+{
+    uint32_t bits = 0;
+    while (bits < 63 && (1ULL << bits) < x)
+        bits++;
+    return bits;
+}
+
+/* ---------------------------------------------------------------- members */
+
+static s_member_t *
+s_find(const pm_swim_t *s, const char *name)
+{
+    for (size_t i = 0; i < s->count; i++)
+        if (s_streq(s->members[i]->name, name))
+            return s->members[i];
+    return NULL;
+}
+
+static bool
+s_live(const s_member_t *m)
+{
+    return m->state == PM_SWIM_ALIVE || m->state == PM_SWIM_SUSPECT;
+}
+
+/* Members not known to have failed or left, self included: the N of the
+ * formulas. */
+static size_t
+s_live_count(const pm_swim_t *s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->count; i++)
+        if (s->members[i]->is_self || s_live(s->members[i]))
+            n++;
+    return n;
+}
+
+static bool
+s_has_live_peer(const pm_swim_t *s)
+{
+    for (size_t i = 0; i < s->count; i++)
+        if (!s->members[i]->is_self && s_live(s->members[i]))
+            return true;
+    return false;
+}
+
+static void
+s_view(const s_member_t *m, pm_swim_member_t *out)
+{
+    out->name = m->name;
+    out->endpoint = m->endpoint;
+    out->incarnation = m->incarnation;
+    out->state = m->state;
+    out->meta = m->meta;
+    out->meta_len = m->meta_len;
+    out->state_since_ms = m->state_since;
+    out->last_heard_ms = m->last_heard;
+    out->is_self = m->is_self;
+}
+
+static void
+s_emit(pm_swim_t *s, pm_swim_event_t ev, const s_member_t *m)
+{
+    if (s->event == NULL || m->is_self)
+        return;
+    pm_swim_member_t view;
+    s_view(m, &view);
+    s->event(ev, &view, s->arg);
+}
+
+static void
+s_susp_free(s_susp_t **susp_p)
+{
+    s_susp_t *susp = *susp_p;
+    if (susp == NULL)
+        return;
+    for (uint32_t i = 0; i < susp->from_count; i++)
+        free(susp->from[i]);
+    free(susp->from);
+    free(susp);
+    *susp_p = NULL;
+}
+
+static void
+s_member_free(s_member_t **m_p)
+{
+    s_member_t *m = *m_p;
+    if (m == NULL)
+        return;
+    s_susp_free(&m->susp);
+    free(m->name);
+    free(m->endpoint);
+    free(m->meta);
+    free(m);
+    *m_p = NULL;
+}
+
+static void
+s_reserve(pm_swim_t *s, size_t want)
+{
+    if (want <= s->cap)
+        return;
+    size_t cap = s->cap ? s->cap * 2 : 16;
+    while (cap < want)
+        cap *= 2;
+    s->members = realloc(s->members, cap * sizeof *s->members);
+    s->pick = realloc(s->pick, cap * sizeof *s->pick);
+    assert(s->members && s->pick);
+    s->cap = cap;
+}
+
+/* Adds a member at a random place in the probe order (as memberlist does),
+ * so a newcomer is probed within one round wherever the round is. */
+static s_member_t *
+s_member_add(pm_swim_t *s, const char *name, const char *endpoint, uint64_t inc,
+             const uint8_t *meta, size_t meta_len)
+{
+    s_reserve(s, s->count + 1);
+    s_member_t *m = s_xalloc(sizeof *m);
+    m->name = s_xstrdup(name);
+    m->endpoint = s_xstrdup(endpoint);
+    m->incarnation = inc;
+    m->state = PM_SWIM_ALIVE;
+    m->meta = s_xmemdup(meta, meta_len);
+    m->meta_len = meta_len;
+    m->state_since = s->now;
+    size_t at = s_rand_below(s, s->count + 1);
+    s->members[s->count] = s->members[at];
+    s->members[at] = m;
+    s->count++;
+    return m;
+}
+
+static void
+s_member_remove(pm_swim_t *s, size_t i)
+{
+    s_member_t *m = s->members[i];
+    memmove(&s->members[i], &s->members[i + 1], (s->count - i - 1) * sizeof *s->members);
+    s->count--;
+    if (i < s->probe_index)
+        s->probe_index--;
+    s_member_free(&m);
+}
+
+/* Fills s->pick with up to k distinct random members (never self, never
+ * `exclude`) of the kind asked for; returns how many. */
+static size_t
+s_pick_random(pm_swim_t *s, size_t k, const char *exclude, s_pick_t kind)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->count; i++) {
+        s_member_t *m = s->members[i];
+        if (m->is_self || (exclude && s_streq(m->name, exclude)))
+            continue;
+        bool ok = kind == S_PICK_LIVE    ? s_live(m)
+                  : kind == S_PICK_ALIVE ? m->state == PM_SWIM_ALIVE
+                                         : m->state == PM_SWIM_DEAD;
+        if (ok)
+            s->pick[n++] = m;
+    }
+    if (k > n)
+        k = n;
+    for (size_t i = 0; i < k; i++) {
+        size_t j = i + s_rand_below(s, n - i);
+        s_member_t *tmp = s->pick[i];
+        s->pick[i] = s->pick[j];
+        s->pick[j] = tmp;
+    }
+    return k;
+}
+
+/* ---------------------------------------------------------------- timing */
+
+static uint64_t
+s_probe_period(const pm_swim_t *s)
+{
+    return (uint64_t) s->cfg.probe_interval_ms * (s->health + 1);
+}
+
+static uint64_t
+s_probe_timeout(const pm_swim_t *s)
+{
+    return (uint64_t) s->cfg.probe_timeout_ms * (s->health + 1);
+}
+
+static void
+s_health_add(pm_swim_t *s, int delta)
+{
+    int64_t h = (int64_t) s->health + delta;
+    if (h < 0)
+        h = 0;
+    if (h > (int64_t) s->cfg.max_local_health)
+        h = s->cfg.max_local_health;
+    s->health = (uint32_t) h;
+}
+
+/* Lifeguard: the timeout runs from max down to min as confirmations come in,
+ * following log(n + 1) / log(k + 1) (memberlist's remainingSuspicionTime). */
+static uint64_t
+s_susp_deadline(const s_susp_t *susp)
+{
+    uint64_t timeout = susp->min;
+    if (susp->k > 0 && susp->n < susp->k) {
+        double frac = log((double) susp->n + 1.0) / log((double) susp->k + 1.0);
+        double raw = (double) susp->max - frac * (double) (susp->max - susp->min);
+        timeout = (uint64_t) floor(raw);
+        if (timeout < susp->min)
+            timeout = susp->min;
+    }
+    return susp->start + timeout;
+}
+
+static s_susp_t *
+s_susp_new(pm_swim_t *s, const char *from)
+{
+    s_susp_t *susp = s_xalloc(sizeof *susp);
+    size_t n = s_live_count(s);
+    uint32_t k = s->cfg.suspicion_mult - 2;
+    /* n counts self and the suspect, who cannot confirm. */
+    if (n < 2 || n - 2 < k)
+        k = 0;
+    double scale = n > 10 ? log10((double) n) : 1.0;
+    susp->min = (uint64_t) (s->cfg.suspicion_mult * scale * s->cfg.probe_interval_ms);
+    susp->max = (uint64_t) s->cfg.suspicion_max_mult * susp->min;
+    susp->k = k;
+    susp->start = s->now;
+    susp->from = s_xalloc((k + 1) * sizeof *susp->from);
+    susp->from[0] = s_xstrdup(from);
+    susp->from_count = 1;
+    return susp;
+}
+
+/* Counts `from` as an independent confirmation; true if it was new. */
+static bool
+s_susp_confirm(s_susp_t *susp, const char *from)
+{
+    if (susp->n >= susp->k)
+        return false;
+    for (uint32_t i = 0; i < susp->from_count; i++)
+        if (s_streq(susp->from[i], from))
+            return false;
+    susp->from[susp->from_count++] = s_xstrdup(from);
+    susp->n++;
+    return true;
+}
+
+/* ---------------------------------------------------------------- broadcast queue */
+
+static void
+s_bcast_free(s_bcast_t **b_p)
+{
+    s_bcast_t *b = *b_p;
+    if (b == NULL)
+        return;
+    free(b->name);
+    free(b->endpoint);
+    free(b->from);
+    free(b->meta);
+    free(b);
+    *b_p = NULL;
+}
+
+static void
+s_bcast_remove(pm_swim_t *s, size_t i)
+{
+    s_bcast_free(&s->bcasts[i]);
+    s->bcasts[i] = s->bcasts[--s->bcast_count];
+}
+
+/* Queues the member's current record for dissemination, replacing any older
+ * queued update about the same member (newest wins, as in memberlist). */
+static void
+s_enqueue(pm_swim_t *s, const s_member_t *m, const char *from)
+{
+    for (size_t i = 0; i < s->bcast_count; i++)
+        if (s_streq(s->bcasts[i]->name, m->name)) {
+            s_bcast_remove(s, i);
+            break;
+        }
+    if (s->bcast_count == s->bcast_cap) {
+        s->bcast_cap = s->bcast_cap ? s->bcast_cap * 2 : 16;
+        s->bcasts = realloc(s->bcasts, s->bcast_cap * sizeof *s->bcasts);
+        assert(s->bcasts);
+    }
+    s_bcast_t *b = s_xalloc(sizeof *b);
+    b->name = s_xstrdup(m->name);
+    b->endpoint = s_xstrdup(m->endpoint);
+    b->from = from ? s_xstrdup(from) : NULL;
+    b->incarnation = m->incarnation;
+    b->state = m->state;
+    /* Only an alive record's meta means anything to a receiver. */
+    if (m->state == PM_SWIM_ALIVE) {
+        b->meta = s_xmemdup(m->meta, m->meta_len);
+        b->meta_len = m->meta_len;
+    }
+    b->id = ++s->bcast_id;
+    s->bcasts[s->bcast_count++] = b;
+}
+
+static size_t
+s_update_size(const pm_swim_update_t *u)
+{
+    return strlen(u->name) + strlen(u->endpoint) + (u->from ? strlen(u->from) : 0) + u->meta_len +
+           S_UPDATE_OVERHEAD;
+}
+
+static void
+s_bcast_view(const s_bcast_t *b, pm_swim_update_t *u)
+{
+    u->name = b->name;
+    u->endpoint = b->endpoint;
+    u->incarnation = b->incarnation;
+    u->state = b->state;
+    u->meta = b->meta;
+    u->meta_len = b->meta_len;
+    u->from = b->from;
+}
+
+static void
+s_record_view(const s_member_t *m, pm_swim_update_t *u, const char *from)
+{
+    u->name = m->name;
+    u->endpoint = m->endpoint;
+    u->incarnation = m->incarnation;
+    u->state = m->state;
+    u->meta = m->state == PM_SWIM_ALIVE ? m->meta : NULL;
+    u->meta_len = m->state == PM_SWIM_ALIVE ? m->meta_len : 0;
+    u->from = from;
+}
+
+static int
+s_bcast_cmp(const void *a, const void *b)
+{
+    const s_bcast_t *x = *(s_bcast_t *const *) a;
+    const s_bcast_t *y = *(s_bcast_t *const *) b;
+    /* least transmitted first; among equals, newest first */
+    if (x->transmits != y->transmits)
+        return x->transmits < y->transmits ? -1 : 1;
+    return x->id > y->id ? -1 : x->id < y->id ? 1 : 0;
+}
+
+static void
+s_scratch_reserve(pm_swim_t *s, size_t want)
+{
+    if (want <= s->scratch_cap)
+        return;
+    size_t cap = s->scratch_cap ? s->scratch_cap : 16;
+    while (cap < want)
+        cap *= 2;
+    s->scratch = realloc(s->scratch, cap * sizeof *s->scratch);
+    assert(s->scratch);
+    s->scratch_cap = cap;
+}
+
+/* ---------------------------------------------------------------- sending */
+
+/* Sends one message, with `extra` (if any) first and then as many queued
+ * updates as fit, least-sent and newest first. Sync messages instead carry
+ * the whole table. */
+static void
+s_send(pm_swim_t *s, const char *endpoint, pm_swim_msg_type_t type, uint64_t seq,
+       const char *target_name, const char *target_endpoint, const pm_swim_update_t *extra)
+{
+    pm_swim_msg_t msg = {
+        .type = type,
+        .from_name = s->self->name,
+        .from_endpoint = s->self->endpoint,
+        .from_incarnation = s->self->incarnation,
+        .seq = seq,
+        .target_name = target_name,
+        .target_endpoint = target_endpoint,
+    };
+    size_t picked = 0;
+    if (type == PM_SWIM_MSG_SYNC_REQ || type == PM_SWIM_MSG_SYNC_RESP) {
+        s_scratch_reserve(s, s->count);
+        for (size_t i = 0; i < s->count; i++)
+            s_record_view(s->members[i], &s->scratch[i], NULL);
+        msg.update_count = s->count;
+    } else {
+        s_scratch_reserve(s, s->cfg.max_piggyback + 1);
+        size_t n = 0, bytes = 0;
+        if (extra) {
+            s->scratch[n++] = *extra;
+            bytes += s_update_size(extra);
+        }
+        if (s->bcast_count > 1)
+            qsort(s->bcasts, s->bcast_count, sizeof *s->bcasts, s_bcast_cmp);
+        for (size_t i = 0; i < s->bcast_count && n < s->cfg.max_piggyback; i++) {
+            pm_swim_update_t u;
+            s_bcast_view(s->bcasts[i], &u);
+            if (extra && s_streq(u.name, extra->name))
+                continue;
+            size_t size = s_update_size(&u);
+            if (bytes + size > s->cfg.piggyback_bytes)
+                continue;
+            s->scratch[n++] = u;
+            bytes += size;
+            s->picked[picked++] = i;
+        }
+        msg.update_count = n;
+    }
+    msg.updates = msg.update_count ? s->scratch : NULL;
+    s->send(endpoint, &msg, s->arg);
+    s->stats.sent[type]++;
+
+    if (picked) {
+        uint32_t limit = s->cfg.retransmit_mult * s_ceil_log2(s_live_count(s) + 1);
+        /* picked[] is ascending; remove from the back so indices stay valid */
+        for (size_t j = picked; j-- > 0;) {
+            size_t i = s->picked[j];
+            if (++s->bcasts[i]->transmits >= limit)
+                s_bcast_remove(s, i);
+        }
+    }
+}
+
+/* Tells member m (at `endpoint`) what we hold about it, at most once per
+ * probe interval: a member we think suspect, dead or left, or whose messages
+ * we drop as stale, learns it and can refute. */
+static void
+s_notify(pm_swim_t *s, s_member_t *m, const char *endpoint)
+{
+    if (m->notified && s->now < m->notified_at + s->cfg.probe_interval_ms)
+        return;
+    m->notified = true;
+    m->notified_at = s->now;
+    pm_swim_update_t u;
+    s_record_view(m, &u, s->self->name);
+    s_send(s, endpoint, PM_SWIM_MSG_GOSSIP, 0, NULL, NULL, &u);
+}
+
+/* ---------------------------------------------------------------- state changes */
+
+/* Raises self's incarnation above `inc` and re-asserts self's state. */
+static void
+s_refute(pm_swim_t *s, uint64_t inc)
+{
+    s_member_t *me = s->self;
+    me->incarnation = (inc > me->incarnation ? inc : me->incarnation) + 1;
+    s->stats.refutations++;
+    /* Lifeguard: having to refute hints that we are the slow one. */
+    s_health_add(s, 1);
+    s_enqueue(s, me, NULL);
+    s->gossip_now = true;
+    if (!s_has_live_peer(s))
+        s->next_join_at = s->now;
+}
+
+static void
+s_update_self(pm_swim_t *s, const pm_swim_update_t *u)
+{
+    s_member_t *me = s->self;
+    if (u->incarnation < me->incarnation) {
+        if (u->state != PM_SWIM_ALIVE)
+            s->stats.stale_updates++;
+        return;
+    }
+    if (me->state == PM_SWIM_LEFT) {
+        /* We are leaving: only a rumor that contradicts it needs an answer. */
+        if (u->state != PM_SWIM_LEFT || u->incarnation > me->incarnation)
+            s_refute(s, u->incarnation);
+        return;
+    }
+    if (u->state == PM_SWIM_ALIVE) {
+        /* Someone holds a newer alive for us than we do (we restarted and
+         * lost our incarnation): get above it. */
+        if (u->incarnation > me->incarnation)
+            s_refute(s, u->incarnation);
+        return;
+    }
+    s_refute(s, u->incarnation);
+}
+
+static void
+s_clear_urgent(pm_swim_t *s, const s_member_t *m)
+{
+    if (s->urgent && s_streq(s->urgent, m->name)) {
+        free(s->urgent);
+        s->urgent = NULL;
+    }
+}
+
+static void
+s_on_alive(pm_swim_t *s, const pm_swim_update_t *u)
+{
+    s_member_t *m = s_find(s, u->name);
+    if (m == NULL) {
+        if (s->count >= PM_SWIM_MAX_MEMBERS)
+            return;
+        m = s_member_add(s, u->name, u->endpoint, u->incarnation, u->meta, u->meta_len);
+        s_emit(s, PM_SWIM_EV_JOINED, m);
+        s_enqueue(s, m, NULL);
+        return;
+    }
+    if (u->incarnation <= m->incarnation) {
+        if (u->incarnation < m->incarnation)
+            s->stats.stale_updates++;
+        return;
+    }
+    pm_swim_state_t prev = m->state;
+    bool changed = !s_streq(m->endpoint, u->endpoint) || m->meta_len != u->meta_len ||
+                   (u->meta_len && memcmp(m->meta, u->meta, u->meta_len) != 0);
+    m->incarnation = u->incarnation;
+    if (changed) {
+        free(m->endpoint);
+        m->endpoint = s_xstrdup(u->endpoint);
+        free(m->meta);
+        m->meta = s_xmemdup(u->meta, u->meta_len);
+        m->meta_len = u->meta_len;
+    }
+    s_susp_free(&m->susp);
+    s_clear_urgent(s, m);
+    if (prev != PM_SWIM_ALIVE) {
+        m->state = PM_SWIM_ALIVE;
+        m->state_since = s->now;
+        s_emit(s, PM_SWIM_EV_ALIVE, m);
+    }
+    if (changed)
+        s_emit(s, PM_SWIM_EV_META, m);
+    s_enqueue(s, m, NULL);
+}
+
+/* Returns true if the suspicion was news to us (new state or new confirmation). */
+static bool
+s_on_suspect(pm_swim_t *s, const pm_swim_update_t *u, const char *from)
+{
+    s_member_t *m = s_find(s, u->name);
+    if (m == NULL)
+        return false;
+    if (u->incarnation < m->incarnation) {
+        s->stats.stale_updates++;
+        return false;
+    }
+    if (m->state == PM_SWIM_DEAD || m->state == PM_SWIM_LEFT)
+        return false;
+    if (m->state == PM_SWIM_SUSPECT) {
+        if (u->incarnation > m->incarnation)
+            m->incarnation = u->incarnation;
+        if (!s_susp_confirm(m->susp, from))
+            return false;
+        /* Re-gossip so the confirmation reaches the others too. */
+        s_enqueue(s, m, from);
+        return true;
+    }
+    m->incarnation = u->incarnation;
+    m->state = PM_SWIM_SUSPECT;
+    m->state_since = s->now;
+    m->susp = s_susp_new(s, from);
+    s_emit(s, PM_SWIM_EV_SUSPECT, m);
+    s_enqueue(s, m, from);
+    if (!s_streq(from, s->self->name)) {
+        /* Probe it next: our probe either confirms the suspicion (Lifeguard
+         * wants independent confirmations) or carries it to the suspect,
+         * which then refutes. */
+        free(s->urgent);
+        s->urgent = s_xstrdup(m->name);
+    }
+    return true;
+}
+
+static bool
+s_on_dead(pm_swim_t *s, const pm_swim_update_t *u, const char *from)
+{
+    s_member_t *m = s_find(s, u->name);
+    if (m == NULL)
+        return false;
+    if (u->incarnation < m->incarnation) {
+        s->stats.stale_updates++;
+        return false;
+    }
+    if (m->state == PM_SWIM_DEAD || m->state == PM_SWIM_LEFT) {
+        m->incarnation = u->incarnation;
+        return false;
+    }
+    m->incarnation = u->incarnation;
+    m->state = PM_SWIM_DEAD;
+    m->state_since = s->now;
+    s_susp_free(&m->susp);
+    s_clear_urgent(s, m);
+    s_emit(s, PM_SWIM_EV_DEAD, m);
+    s_enqueue(s, m, from);
+    return true;
+}
+
+static void
+s_on_left(pm_swim_t *s, const pm_swim_update_t *u)
+{
+    s_member_t *m = s_find(s, u->name);
+    if (m == NULL)
+        return;
+    if (u->incarnation < m->incarnation) {
+        s->stats.stale_updates++;
+        return;
+    }
+    if (m->state == PM_SWIM_LEFT) {
+        m->incarnation = u->incarnation;
+        return;
+    }
+    m->incarnation = u->incarnation;
+    m->state = PM_SWIM_LEFT;
+    m->state_since = s->now;
+    s_susp_free(&m->susp);
+    s_clear_urgent(s, m);
+    s_emit(s, PM_SWIM_EV_LEFT, m);
+    s_enqueue(s, m, NULL);
+}
+
+/* Applies one received update. In a full sync a remote "dead" only makes us
+ * suspect (memberlist does the same): a sync from a stale or partitioned
+ * peer then costs a refutation, not a false death. */
+static void
+s_merge(pm_swim_t *s, const pm_swim_update_t *u, const char *sender, bool sync)
+{
+    if (s_streq(u->name, s->self->name)) {
+        s_update_self(s, u);
+        return;
+    }
+    const char *from = s_empty(u->from) ? sender : u->from;
+    switch (u->state) {
+    case PM_SWIM_ALIVE:
+        s_on_alive(s, u);
+        break;
+    case PM_SWIM_SUSPECT:
+        s_on_suspect(s, u, from);
+        break;
+    case PM_SWIM_DEAD:
+        if (sync)
+            s_on_suspect(s, u, sender);
+        else
+            s_on_dead(s, u, from);
+        break;
+    case PM_SWIM_LEFT:
+        s_on_left(s, u);
+        break;
+    }
+}
+
+/* ---------------------------------------------------------------- probing */
+
+static s_member_t *
+s_next_target(pm_swim_t *s)
+{
+    if (s->urgent) {
+        s_member_t *m = s_find(s, s->urgent);
+        free(s->urgent);
+        s->urgent = NULL;
+        if (m && m->state == PM_SWIM_SUSPECT)
+            return m;
+    }
+    for (size_t tries = 0; tries <= s->count; tries++) {
+        if (s->probe_index >= s->count) {
+            /* End of a round: reshuffle (SWIM's randomized round-robin). */
+            for (size_t i = s->count; i > 1; i--) {
+                size_t j = s_rand_below(s, i);
+                s_member_t *tmp = s->members[i - 1];
+                s->members[i - 1] = s->members[j];
+                s->members[j] = tmp;
+            }
+            s->probe_index = 0;
+        }
+        s_member_t *m = s->members[s->probe_index++];
+        if (!m->is_self && s_live(m))
+            return m;
+    }
+    return NULL;
+}
+
+static void
+s_probe_start(pm_swim_t *s)
+{
+    uint64_t period = s_probe_period(s);
+    s->next_probe_at = s->now + period;
+    s_member_t *m = s_next_target(s);
+    if (m == NULL)
+        return;
+    free(s->probe.target);
+    s->probe.target = s_xstrdup(m->name);
+    s->probe.target_inc = m->incarnation;
+    s->probe.active = true;
+    s->probe.acked = false;
+    s->probe.indirect_sent = false;
+    s->probe.seq = ++s->seq;
+    s->probe.ack_at = s->now + s_probe_timeout(s);
+    s->probe.end_at = s->now + period;
+    s->probe.expected_nacks = 0;
+    s->probe.nacks = 0;
+    s->stats.probes++;
+    /* Buddy system: a suspect hears it is suspected from whoever probes it. */
+    pm_swim_update_t buddy;
+    s_record_view(m, &buddy, s->self->name);
+    s_send(s, m->endpoint, PM_SWIM_MSG_PING, s->probe.seq, m->name, NULL,
+           m->state == PM_SWIM_SUSPECT ? &buddy : NULL);
+}
+
+static void
+s_probe_indirect(pm_swim_t *s)
+{
+    s->probe.indirect_sent = true;
+    s_member_t *target = s_find(s, s->probe.target);
+    if (target == NULL)
+        return;
+    size_t n = s_pick_random(s, s->cfg.indirect_checks, target->name, S_PICK_ALIVE);
+    for (size_t i = 0; i < n; i++)
+        s_send(s, s->pick[i]->endpoint, PM_SWIM_MSG_PING_REQ, s->probe.seq, target->name,
+               target->endpoint, NULL);
+    s->probe.expected_nacks = (uint32_t) n;
+}
+
+static void
+s_probe_fail(pm_swim_t *s)
+{
+    s->probe.active = false;
+    s->stats.probes_failed++;
+    /* Lifeguard: relays that nacked were reachable and could not reach the
+     * target either, which speaks for the target being down; each missing
+     * nack speaks for us being the problem. With no relays, any failure
+     * counts against us. */
+    if (s->probe.expected_nacks > 0)
+        s_health_add(s, (int) (s->probe.expected_nacks - s->probe.nacks));
+    else
+        s_health_add(s, 1);
+    pm_swim_update_t u = {
+        .name = s->probe.target,
+        .endpoint = "",
+        .incarnation = s->probe.target_inc,
+        .state = PM_SWIM_SUSPECT,
+    };
+    if (s_on_suspect(s, &u, s->self->name)) {
+        s->stats.suspicions++;
+        s->gossip_now = true;
+    }
+}
+
+static void
+s_probe_tick(pm_swim_t *s)
+{
+    if (s->probe.active && !s->probe.acked && !s->probe.indirect_sent &&
+        s->now >= s->probe.ack_at)
+        s_probe_indirect(s);
+    if (s->probe.active && s->now >= s->probe.end_at) {
+        if (s->probe.acked)
+            s->probe.active = false;
+        else
+            s_probe_fail(s);
+    }
+    if (!s->probe.active && s->self->state != PM_SWIM_LEFT && s->now >= s->next_probe_at)
+        s_probe_start(s);
+}
+
+/* ---------------------------------------------------------------- relays */
+
+static void
+s_relay_remove(pm_swim_t *s, size_t i)
+{
+    free(s->relays[i].origin_endpoint);
+    s->relays[i] = s->relays[--s->relay_count];
+}
+
+static void
+s_relay_tick(pm_swim_t *s)
+{
+    for (size_t i = 0; i < s->relay_count;) {
+        s_relay_t *r = &s->relays[i];
+        if (!r->nack_sent && s->now >= r->nack_at) {
+            r->nack_sent = true;
+            s_send(s, r->origin_endpoint, PM_SWIM_MSG_NACK, r->origin_seq, NULL, NULL, NULL);
+        }
+        if (s->now >= r->expire_at)
+            s_relay_remove(s, i);
+        else
+            i++;
+    }
+}
+
+static void
+s_handle_ping_req(pm_swim_t *s, const pm_swim_msg_t *msg)
+{
+    if (s_streq(msg->target_name, s->self->name)) {
+        s_send(s, msg->from_endpoint, PM_SWIM_MSG_ACK, msg->seq, NULL, NULL, NULL);
+        return;
+    }
+    if (s->relay_count == S_MAX_RELAYS) {
+        s->stats.relays_dropped++;
+        return;
+    }
+    s_relay_t *r = &s->relays[s->relay_count++];
+    r->local_seq = ++s->seq;
+    r->origin_seq = msg->seq;
+    r->origin_endpoint = s_xstrdup(msg->from_endpoint);
+    /* Nack at 80% of the probe timeout (Lifeguard), so the nack reaches the
+     * origin well before its period ends; keep forwarding a late ack until a
+     * whole period has passed. */
+    r->nack_at = s->now + (uint64_t) s->cfg.probe_timeout_ms * 8 / 10;
+    r->expire_at = s->now + s->cfg.probe_interval_ms;
+    r->nack_sent = false;
+    s_send(s, msg->target_endpoint, PM_SWIM_MSG_PING, r->local_seq, msg->target_name, NULL,
+           NULL);
+}
+
+static void
+s_handle_ack(pm_swim_t *s, const pm_swim_msg_t *msg)
+{
+    if (s->probe.active && !s->probe.acked && msg->seq == s->probe.seq) {
+        s->probe.acked = true;
+        s_health_add(s, -1);
+        return;
+    }
+    for (size_t i = 0; i < s->relay_count; i++)
+        if (s->relays[i].local_seq == msg->seq) {
+            s_send(s, s->relays[i].origin_endpoint, PM_SWIM_MSG_ACK, s->relays[i].origin_seq,
+                   NULL, NULL, NULL);
+            s_relay_remove(s, i);
+            return;
+        }
+}
+
+/* ---------------------------------------------------------------- other timers */
+
+static void
+s_suspicion_tick(pm_swim_t *s)
+{
+    for (size_t i = 0; i < s->count; i++) {
+        s_member_t *m = s->members[i];
+        if (m->state != PM_SWIM_SUSPECT || s->now < s_susp_deadline(m->susp))
+            continue;
+        pm_swim_update_t u = {
+            .name = m->name,
+            .endpoint = m->endpoint,
+            .incarnation = m->incarnation,
+            .state = PM_SWIM_DEAD,
+        };
+        if (s_on_dead(s, &u, s->self->name)) {
+            s->stats.deaths++;
+            s->gossip_now = true;
+        }
+    }
+}
+
+static void
+s_gossip_tick(pm_swim_t *s)
+{
+    if (s->bcast_count == 0) {
+        s->gossip_now = false;
+        return;
+    }
+    if (!s->gossip_now && s->now < s->last_gossip_at + s->cfg.gossip_interval_ms)
+        return;
+    s->gossip_now = false;
+    s->last_gossip_at = s->now;
+    size_t n = s_pick_random(s, s->cfg.gossip_nodes, NULL, S_PICK_LIVE);
+    for (size_t i = 0; i < n && s->bcast_count > 0; i++)
+        s_send(s, s->pick[i]->endpoint, PM_SWIM_MSG_GOSSIP, 0, NULL, NULL, NULL);
+}
+
+static void
+s_sync_tick(pm_swim_t *s)
+{
+    if (s->now < s->next_sync_at)
+        return;
+    s->next_sync_at = s->now + s->cfg.sync_interval_ms;
+    if (s->self->state == PM_SWIM_LEFT)
+        return;
+    if (s_pick_random(s, 1, NULL, S_PICK_ALIVE) == 1)
+        s_send(s, s->pick[0]->endpoint, PM_SWIM_MSG_SYNC_REQ, 0, NULL, NULL, NULL);
+    /* Also try one member we hold dead (Serf's reconnect): this is how a
+     * healed partition finds its other half. */
+    if (s_pick_random(s, 1, NULL, S_PICK_DEAD) == 1)
+        s_send(s, s->pick[0]->endpoint, PM_SWIM_MSG_SYNC_REQ, 0, NULL, NULL, NULL);
+}
+
+static void
+s_join_tick(pm_swim_t *s)
+{
+    if (s->seed_count == 0 || s->self->state == PM_SWIM_LEFT || s->now < s->next_join_at)
+        return;
+    s->next_join_at = s->now + s->cfg.join_retry_ms;
+    if (s_has_live_peer(s))
+        return;
+    for (size_t i = 0; i < s->seed_count; i++)
+        s_send(s, s->seeds[i], PM_SWIM_MSG_SYNC_REQ, 0, NULL, NULL, NULL);
+}
+
+static void
+s_gc_tick(pm_swim_t *s)
+{
+    for (size_t i = 0; i < s->count;) {
+        s_member_t *m = s->members[i];
+        if (!m->is_self && !s_live(m) && s->now >= m->state_since + s->cfg.gc_interval_ms) {
+            s_emit(s, PM_SWIM_EV_REMOVED, m);
+            s_member_remove(s, i);
+        } else
+            i++;
+    }
+}
+
+static void
+s_clock(pm_swim_t *s, uint64_t now)
+{
+    if (!s->started) {
+        s->started = true;
+        s->now = now;
+        /* Random phases, so a mesh started at once does not probe in lockstep. */
+        s->next_probe_at = now + s_rand_below(s, s->cfg.probe_interval_ms);
+        s->next_sync_at = now + s->cfg.sync_interval_ms / 2 + s_rand_below(s, s->cfg.sync_interval_ms);
+        s->next_join_at = now + s->cfg.join_retry_ms;
+        return;
+    }
+    if (now > s->now)
+        s->now = now;
+}
+
+/* ---------------------------------------------------------------- validation */
+
+static int
+s_check_update(const pm_swim_update_t *u)
+{
+    if (s_check_str(u->name, PM_SWIM_NAME_MAX, true) != 0 ||
+        s_check_str(u->endpoint, PM_SWIM_ENDPOINT_MAX, true) != 0 ||
+        s_check_str(u->from, PM_SWIM_NAME_MAX, false) != 0)
+        return -1;
+    if (u->state < PM_SWIM_ALIVE || u->state > PM_SWIM_LEFT)
+        return -1;
+    if (u->meta_len > PM_SWIM_META_MAX || (u->meta_len > 0 && u->meta == NULL))
+        return -1;
+    return 0;
+}
+
+static int
+s_check_msg(const pm_swim_msg_t *msg)
+{
+    if (msg == NULL || msg->type < PM_SWIM_MSG_PING || msg->type > PM_SWIM_MSG_SYNC_RESP)
+        return -1;
+    if (s_check_str(msg->from_name, PM_SWIM_NAME_MAX, true) != 0 ||
+        s_check_str(msg->from_endpoint, PM_SWIM_ENDPOINT_MAX, true) != 0)
+        return -1;
+    bool ping_req = msg->type == PM_SWIM_MSG_PING_REQ;
+    if (s_check_str(msg->target_name, PM_SWIM_NAME_MAX, ping_req) != 0 ||
+        s_check_str(msg->target_endpoint, PM_SWIM_ENDPOINT_MAX, ping_req) != 0)
+        return -1;
+    bool sync = msg->type == PM_SWIM_MSG_SYNC_REQ || msg->type == PM_SWIM_MSG_SYNC_RESP;
+    size_t max = sync ? PM_SWIM_MAX_MEMBERS : PM_SWIM_MAX_PIGGYBACK;
+    if (msg->update_count > max || (msg->update_count > 0 && msg->updates == NULL))
+        return -1;
+    for (size_t i = 0; i < msg->update_count; i++)
+        if (s_check_update(&msg->updates[i]) != 0)
+            return -1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- public API */
+
+void
+pm_swim_config_defaults(pm_swim_config_t *cfg)
+{
+    assert(cfg);
+    *cfg = (pm_swim_config_t) {
+        /* See the detection-time math at the top of this file. */
+        .probe_interval_ms = 200,
+        /* Loopback RTT is ~60 us and a cross-node one well under 1 ms; 80 ms
+         * tolerates a busy agent and leaves 120 ms of the period for the
+         * indirect probe and its nacks (relays nack at 64 ms). */
+        .probe_timeout_ms = 80,
+        /* SWIM's k: three independent paths make a lost packet on one of
+         * them an unlikely cause of suspicion (memberlist default). */
+        .indirect_checks = 3,
+        /* min suspicion 3 periods (600 ms): longer than a probe period plus
+         * a gossip hop, so a live suspect hears and refutes in time; k = 1
+         * confirmation to reach it. */
+        .suspicion_mult = 3,
+        /* With no confirmation a suspicion runs 6 x min = 3.6 s (memberlist's
+         * default factor): a lone false suspicion under heavy loss has
+         * seconds to be refuted. */
+        .suspicion_max_mult = 6,
+        /* 3 * ceil(log2(N+1)): 9 sends at N=5, 18 at N=32; with fan-out 3
+         * that reaches everyone with overwhelming probability. */
+        .retransmit_mult = 3,
+        /* Updates go out at least every 100 ms while any are queued (and at
+         * once when we originate one), not only on the 200 ms probes. */
+        .gossip_interval_ms = 100,
+        .gossip_nodes = 3,
+        /* Full state exchange repairs whatever gossip missed; memberlist's
+         * LAN default is 30 s, ours is smaller because the mesh is small. */
+        .sync_interval_ms = 10000,
+        .join_retry_ms = 1000,
+        /* Long enough for a death or leave to reach everyone and for a
+         * healed partition to be found again by reconnect syncs. */
+        .gc_interval_ms = 30000,
+        /* Lifeguard's default: a starved node stretches its period up to 9x. */
+        .max_local_health = 8,
+        .max_piggyback = 8,
+        /* Room for two full 4 KiB metadata records plus small updates. */
+        .piggyback_bytes = 16384,
+        .leave_fanout = 6,
+        .incarnation = 0,
+    };
+}
+
+int
+pm_swim_config_check(const pm_swim_config_t *cfg, const char **why)
+{
+    const char *reason = NULL;
+    if (cfg == NULL)
+        reason = "no configuration";
+    else if (cfg->probe_interval_ms < 10 || cfg->probe_interval_ms > 60000)
+        reason = "probe_interval must be 10 ms .. 60 s";
+    else if (cfg->probe_timeout_ms < 1 || cfg->probe_timeout_ms >= cfg->probe_interval_ms)
+        reason = "probe_timeout must be at least 1 ms and less than probe_interval";
+    else if (cfg->indirect_checks > 16)
+        reason = "indirect_checks must be 0 .. 16";
+    else if (cfg->suspicion_mult < 2 || cfg->suspicion_mult > 16)
+        reason = "suspicion_mult must be 2 .. 16";
+    else if (cfg->suspicion_max_mult < 1 || cfg->suspicion_max_mult > 100)
+        reason = "suspicion_max_mult must be 1 .. 100";
+    else if (cfg->retransmit_mult < 1 || cfg->retransmit_mult > 100)
+        reason = "retransmit_mult must be 1 .. 100";
+    else if (cfg->gossip_interval_ms < 1 || cfg->gossip_nodes < 1 || cfg->gossip_nodes > 64)
+        reason = "gossip_interval must be >= 1 ms and gossip_nodes 1 .. 64";
+    else if (cfg->sync_interval_ms < 1 || cfg->join_retry_ms < 1 || cfg->gc_interval_ms < 1)
+        reason = "sync_interval, join_retry and gc_interval must be >= 1 ms";
+    else if (cfg->max_local_health > 100)
+        reason = "max_local_health must be 0 .. 100";
+    else if (cfg->max_piggyback < 1 || cfg->max_piggyback > PM_SWIM_MAX_PIGGYBACK - 1)
+        reason = "max_piggyback must be 1 .. 63";
+    else if (cfg->piggyback_bytes <
+             PM_SWIM_META_MAX + PM_SWIM_ENDPOINT_MAX + 2 * PM_SWIM_NAME_MAX + S_UPDATE_OVERHEAD)
+        reason = "piggyback_bytes must hold one full update (4,830 bytes)";
+    else if (cfg->leave_fanout > 64)
+        reason = "leave_fanout must be 0 .. 64";
+    if (why)
+        *why = reason;
+    return reason ? -1 : 0;
+}
+
+pm_swim_t *
+pm_swim_new(const char *self_name, const char *self_endpoint, const pm_swim_config_t *cfg,
+            uint64_t seed, pm_swim_send_fn *send, pm_swim_event_fn *event, void *arg)
+{
+    assert(send);
+    pm_swim_config_t defaults;
+    if (cfg == NULL) {
+        pm_swim_config_defaults(&defaults);
+        cfg = &defaults;
+    }
+    if (s_check_str(self_name, PM_SWIM_NAME_MAX, true) != 0 ||
+        s_check_str(self_endpoint, PM_SWIM_ENDPOINT_MAX, true) != 0 ||
+        pm_swim_config_check(cfg, NULL) != 0)
+        return NULL;
+    pm_swim_t *s = s_xalloc(sizeof *s);
+    s->cfg = *cfg;
+    s->send = send;
+    s->event = event;
+    s->arg = arg;
+    s->rng = seed;
+    s->seq = s_rand(s) >> 16; /* a fresh start does not reuse a predecessor's seqs */
+    s->self = s_member_add(s, self_name, self_endpoint, cfg->incarnation, NULL, 0);
+    s->self->is_self = true;
+    return s;
+}
+
+void
+pm_swim_destroy(pm_swim_t **self_p)
+{
+    assert(self_p);
+    pm_swim_t *s = *self_p;
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->count; i++)
+        s_member_free(&s->members[i]);
+    free(s->members);
+    free(s->pick);
+    for (size_t i = 0; i < s->bcast_count; i++)
+        s_bcast_free(&s->bcasts[i]);
+    free(s->bcasts);
+    for (size_t i = 0; i < s->relay_count; i++)
+        free(s->relays[i].origin_endpoint);
+    for (size_t i = 0; i < s->seed_count; i++)
+        free(s->seeds[i]);
+    free(s->probe.target);
+    free(s->urgent);
+    free(s->scratch);
+    free(s);
+    *self_p = NULL;
+}
+
+void
+pm_swim_tick(pm_swim_t *s, uint64_t now_ms)
+{
+    assert(s);
+    s_clock(s, now_ms);
+    s_relay_tick(s);
+    s_probe_tick(s);
+    s_suspicion_tick(s);
+    s_gossip_tick(s);
+    s_sync_tick(s);
+    s_join_tick(s);
+    s_gc_tick(s);
+}
+
+static uint64_t
+s_min(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+uint64_t
+pm_swim_next_deadline(const pm_swim_t *s)
+{
+    assert(s);
+    if (!s->started)
+        return 0;
+    bool leaving = s->self->state == PM_SWIM_LEFT;
+    uint64_t t = s->next_sync_at;
+    if (s->probe.active) {
+        if (!s->probe.acked && !s->probe.indirect_sent)
+            t = s_min(t, s->probe.ack_at);
+        t = s_min(t, s->probe.end_at);
+    } else if (!leaving)
+        t = s_min(t, s->next_probe_at);
+    for (size_t i = 0; i < s->relay_count; i++) {
+        if (!s->relays[i].nack_sent)
+            t = s_min(t, s->relays[i].nack_at);
+        t = s_min(t, s->relays[i].expire_at);
+    }
+    if (s->bcast_count > 0)
+        t = s_min(t, s->gossip_now ? s->now : s->last_gossip_at + s->cfg.gossip_interval_ms);
+    if (s->seed_count > 0 && !leaving)
+        t = s_min(t, s->next_join_at);
+    for (size_t i = 0; i < s->count; i++) {
+        const s_member_t *m = s->members[i];
+        if (m->state == PM_SWIM_SUSPECT)
+            t = s_min(t, s_susp_deadline(m->susp));
+        else if (!m->is_self && !s_live(m))
+            t = s_min(t, m->state_since + s->cfg.gc_interval_ms);
+    }
+    return t;
+}
+
+int
+pm_swim_receive(pm_swim_t *s, const pm_swim_msg_t *msg, uint64_t now_ms)
+{
+    assert(s);
+    s_clock(s, now_ms);
+    if (s_check_msg(msg) != 0) {
+        s->stats.dropped_invalid++;
+        return -1;
+    }
+    if (s_streq(msg->from_name, s->self->name) ||
+        (msg->type == PM_SWIM_MSG_PING && !s_empty(msg->target_name) &&
+         !s_streq(msg->target_name, s->self->name))) {
+        s->stats.dropped_misdirected++;
+        return -1;
+    }
+    s_member_t *sender = s_find(s, msg->from_name);
+    if (sender && msg->from_incarnation < sender->incarnation) {
+        s->stats.dropped_stale++;
+        s_notify(s, sender, msg->from_endpoint);
+        return -1;
+    }
+    s->stats.received[msg->type]++;
+    if (sender)
+        sender->last_heard = s->now;
+
+    bool sync = msg->type == PM_SWIM_MSG_SYNC_REQ || msg->type == PM_SWIM_MSG_SYNC_RESP;
+    for (size_t i = 0; i < msg->update_count; i++)
+        s_merge(s, &msg->updates[i], msg->from_name, sync);
+
+    /* The sender speaks at an incarnation we hold suspect, dead or left:
+     * tell it, so it refutes. */
+    sender = s_find(s, msg->from_name);
+    if (sender && sender->state != PM_SWIM_ALIVE &&
+        sender->incarnation >= msg->from_incarnation)
+        s_notify(s, sender, msg->from_endpoint);
+
+    switch (msg->type) {
+    case PM_SWIM_MSG_PING:
+        s_send(s, msg->from_endpoint, PM_SWIM_MSG_ACK, msg->seq, NULL, NULL, NULL);
+        break;
+    case PM_SWIM_MSG_ACK:
+        s_handle_ack(s, msg);
+        break;
+    case PM_SWIM_MSG_PING_REQ:
+        s_handle_ping_req(s, msg);
+        break;
+    case PM_SWIM_MSG_NACK:
+        if (s->probe.active && msg->seq == s->probe.seq &&
+            s->probe.nacks < s->probe.expected_nacks)
+            s->probe.nacks++;
+        break;
+    case PM_SWIM_MSG_SYNC_REQ:
+        s_send(s, msg->from_endpoint, PM_SWIM_MSG_SYNC_RESP, msg->seq, NULL, NULL, NULL);
+        break;
+    case PM_SWIM_MSG_GOSSIP:
+    case PM_SWIM_MSG_SYNC_RESP:
+        break;
+    }
+    return 0;
+}
+
+int
+pm_swim_join(pm_swim_t *s, const char *endpoint, uint64_t now_ms)
+{
+    assert(s);
+    if (s_check_str(endpoint, PM_SWIM_ENDPOINT_MAX, true) != 0)
+        return -1;
+    s_clock(s, now_ms);
+    if (s_streq(endpoint, s->self->endpoint))
+        return 0; /* seed lists often include ourselves */
+    bool known = false;
+    for (size_t i = 0; i < s->seed_count && !known; i++)
+        known = s_streq(s->seeds[i], endpoint);
+    if (!known) {
+        if (s->seed_count == S_MAX_SEEDS) {
+            free(s->seeds[0]);
+            memmove(&s->seeds[0], &s->seeds[1], (S_MAX_SEEDS - 1) * sizeof s->seeds[0]);
+            s->seed_count--;
+        }
+        s->seeds[s->seed_count++] = s_xstrdup(endpoint);
+    }
+    if (s->self->state != PM_SWIM_LEFT)
+        s_send(s, endpoint, PM_SWIM_MSG_SYNC_REQ, 0, NULL, NULL, NULL);
+    s->next_join_at = s->now + s->cfg.join_retry_ms;
+    return 0;
+}
+
+void
+pm_swim_leave(pm_swim_t *s, uint64_t now_ms)
+{
+    assert(s);
+    s_clock(s, now_ms);
+    s_member_t *me = s->self;
+    if (me->state == PM_SWIM_LEFT)
+        return;
+    me->incarnation++;
+    me->state = PM_SWIM_LEFT;
+    me->state_since = s->now;
+    s->probe.active = false;
+    s_enqueue(s, me, NULL);
+    pm_swim_update_t u;
+    s_record_view(me, &u, NULL);
+    size_t n = s_pick_random(s, s->cfg.leave_fanout, NULL, S_PICK_LIVE);
+    for (size_t i = 0; i < n; i++)
+        s_send(s, s->pick[i]->endpoint, PM_SWIM_MSG_GOSSIP, 0, NULL, NULL, &u);
+    s->last_gossip_at = s->now;
+}
+
+int
+pm_swim_set_meta(pm_swim_t *s, const void *meta, size_t len, uint64_t now_ms)
+{
+    assert(s);
+    if (len > PM_SWIM_META_MAX || (len > 0 && meta == NULL))
+        return -1;
+    s_clock(s, now_ms);
+    s_member_t *me = s->self;
+    free(me->meta);
+    me->meta = s_xmemdup(meta, len);
+    me->meta_len = len;
+    me->incarnation++;
+    s_enqueue(s, me, NULL);
+    s->gossip_now = true;
+    return 0;
+}
+
+size_t
+pm_swim_size(const pm_swim_t *s)
+{
+    assert(s);
+    return s->count;
+}
+
+int
+pm_swim_member_at(const pm_swim_t *s, size_t i, pm_swim_member_t *out)
+{
+    assert(s && out);
+    if (i >= s->count)
+        return -1;
+    s_view(s->members[i], out);
+    return 0;
+}
+
+int
+pm_swim_lookup(const pm_swim_t *s, const char *name, pm_swim_member_t *out)
+{
+    assert(s && out);
+    const s_member_t *m = name ? s_find(s, name) : NULL;
+    if (m == NULL)
+        return -1;
+    s_view(m, out);
+    return 0;
+}
+
+size_t
+pm_swim_count(const pm_swim_t *s, pm_swim_state_t state)
+{
+    assert(s);
+    size_t n = 0;
+    for (size_t i = 0; i < s->count; i++)
+        if (s->members[i]->state == state)
+            n++;
+    return n;
+}
+
+uint64_t
+pm_swim_incarnation(const pm_swim_t *s)
+{
+    assert(s);
+    return s->self->incarnation;
+}
+
+uint32_t
+pm_swim_health(const pm_swim_t *s)
+{
+    assert(s);
+    return s->health;
+}
+
+uint64_t
+pm_swim_probe_period(const pm_swim_t *s)
+{
+    assert(s);
+    return s_probe_period(s);
+}
+
+void
+pm_swim_stats(const pm_swim_t *s, pm_swim_stats_t *out)
+{
+    assert(s && out);
+    *out = s->stats;
+}
+
+const char *
+pm_swim_state_name(int state)
+{
+    switch (state) {
+    case PM_SWIM_ALIVE: return "alive";
+    case PM_SWIM_SUSPECT: return "suspect";
+    case PM_SWIM_DEAD: return "dead";
+    case PM_SWIM_LEFT: return "left";
+    default: return "unknown";
+    }
+}
+
+const char *
+pm_swim_msg_type_name(int type)
+{
+    switch (type) {
+    case PM_SWIM_MSG_PING: return "ping";
+    case PM_SWIM_MSG_ACK: return "ack";
+    case PM_SWIM_MSG_PING_REQ: return "ping-req";
+    case PM_SWIM_MSG_NACK: return "nack";
+    case PM_SWIM_MSG_GOSSIP: return "gossip";
+    case PM_SWIM_MSG_SYNC_REQ: return "sync-req";
+    case PM_SWIM_MSG_SYNC_RESP: return "sync-resp";
+    default: return "unknown";
+    }
+}
+
+const char *
+pm_swim_event_name(int event)
+{
+    switch (event) {
+    case PM_SWIM_EV_JOINED: return "joined";
+    case PM_SWIM_EV_ALIVE: return "alive";
+    case PM_SWIM_EV_SUSPECT: return "suspect";
+    case PM_SWIM_EV_DEAD: return "dead";
+    case PM_SWIM_EV_LEFT: return "left";
+    case PM_SWIM_EV_META: return "meta";
+    case PM_SWIM_EV_REMOVED: return "removed";
+    default: return "unknown";
+    }
+}
