@@ -42,8 +42,12 @@ LIB_OBJ   := $(call obj,$(LIB_SRC)) $(BUILD)/obj/gen/pmesh.pb-c.o
 AGENT_OBJ := $(call obj,$(AGENT_SRC))
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
+# Benchmark and test helper programs: tests/bench/NAME.c -> $(BUILD)/bin/NAME
+EXTRA_BIN := $(patsubst tests/bench/%.c,$(BUILD)/bin/%,$(filter-out tests/bench/pmesh_bench.c \
+               tests/bench/zmq_rtt.c,$(wildcard tests/bench/*.c)))
+
 all: $(BUILD)/bin/pmeshd $(BUILD)/bin/pmesh $(BUILD)/lib/libpmesh.a $(BUILD)/lib/libpmesh.so \
-     $(BUILD)/lib/pkgconfig/pmesh.pc $(BUILD)/bin/pmesh-bench $(BUILD)/bin/zmq-rtt
+     $(BUILD)/lib/pkgconfig/pmesh.pc $(BUILD)/bin/pmesh-bench $(BUILD)/bin/zmq-rtt $(EXTRA_BIN)
 
 $(GEN_C) $(GEN_H): proto/pmesh.proto
 	@mkdir -p $(BUILD)/gen
