@@ -110,6 +110,31 @@ s_index_put(s_index_t *ix, pm_prom_t *p, s_keyof_fn *keyof)
     return 0;
 }
 
+/* Backward-shift deletion keeps linear probing free of tombstones. */
+static void
+s_index_del(s_index_t *ix, const pm_prom_t *p, s_keyof_fn *keyof)
+{
+    if (!ix->cap)
+        return;
+    size_t mask = ix->cap - 1;
+    size_t i = s_hash(keyof(p)) & mask;
+    while (ix->slots[i] && ix->slots[i] != p)
+        i = (i + 1) & mask;
+    if (!ix->slots[i])
+        return;
+    ix->slots[i] = NULL;
+    ix->n--;
+    for (size_t j = (i + 1) & mask; ix->slots[j]; j = (j + 1) & mask) {
+        size_t home = s_hash(keyof(ix->slots[j])) & mask;
+        /* Move slot j back to i if its home is not in (i, j]. */
+        if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
+            ix->slots[i] = ix->slots[j];
+            ix->slots[j] = NULL;
+            i = j;
+        }
+    }
+}
+
 /* ---- lifecycle ------------------------------------------------------------ */
 
 pm_store_t *
@@ -317,6 +342,8 @@ s_strdup_limited(const char *s, size_t max)
 static int
 s_arm(pm_store_t *self, pm_prom_t *p)
 {
+    if (p->passive)
+        return 0;
     int64_t at = p->timeout_at;
     if (p->heartbeat_at && (!at || p->heartbeat_at < at))
         at = p->heartbeat_at;
@@ -367,13 +394,16 @@ pm_store_create(pm_store_t *self, const pm_create_args_t *a, int64_t now, pm_pro
     memcpy(p->id, a->id, id_len + 1);
     p->id_len = (uint16_t) id_len;
     p->state = PM_STATE_PENDING;
-    p->created_ms = now;
+    p->passive = a->passive != 0;
+    p->created_ms = a->created_ms ? a->created_ms : now;
     p->seq = self->next_seq++;
-    if (a->timeout_ms)
+    if (a->timeout_at)
+        p->timeout_at = a->timeout_at;
+    else if (a->timeout_ms)
         p->timeout_at = now + a->timeout_ms;
     if (a->heartbeat_ms) {
         p->heartbeat_ms = a->heartbeat_ms;
-        p->heartbeat_at = now + a->heartbeat_ms;
+        p->heartbeat_at = a->heartbeat_at ? a->heartbeat_at : now + a->heartbeat_ms;
     }
     if ((a->key && *a->key) || a->label_count) {
         p->extra = calloc(1, sizeof *p->extra);
@@ -524,4 +554,102 @@ size_t
 pm_store_count(const pm_store_t *self, int state)
 {
     return state ? self->counts[state] : self->total;
+}
+
+/* ---- restoring, activation, retention ------------------------------------- */
+
+int
+pm_store_apply_settle(pm_store_t *self, const char *id, int state, const void *data, size_t len,
+                      int64_t at)
+{
+    if (state < PM_STATE_RESOLVED || state > PM_STATE_TIMEDOUT)
+        return PM_ERR_BAD_REQUEST;
+    pm_prom_t *p = pm_store_get(self, id);
+    if (!p)
+        return PM_ERR_NOT_FOUND;
+    if (p->state == PM_STATE_PENDING)
+        return s_settle(self, p, state, data, len, at);
+    return s_same_outcome(p, state, data, len) ? PM_OK : PM_ERR_ALREADY_SETTLED;
+}
+
+int
+pm_store_apply_heartbeat(pm_store_t *self, const char *id, int64_t at)
+{
+    pm_prom_t *p = pm_store_get(self, id);
+    if (!p)
+        return PM_ERR_NOT_FOUND;
+    if (p->state != PM_STATE_PENDING)
+        return PM_ERR_ALREADY_SETTLED;
+    p->heartbeat_at = at;
+    if (s_arm(self, p) != 0)
+        return PM_ERR_INTERNAL;
+    s_tell(self, PM_STORE_HEARTBEAT, p);
+    return PM_OK;
+}
+
+size_t
+pm_store_activate(pm_store_t *self, const char *prefix)
+{
+    size_t n = 0, plen = strlen(prefix);
+    for (pm_prom_t *p = self->oldest; p; p = p->newer) {
+        if (!p->passive || strncmp(p->id, prefix, plen) != 0)
+            continue;
+        p->passive = 0;
+        if (p->state == PM_STATE_PENDING && s_arm(self, p) != 0)
+            abort(); /* out of memory while taking over: nothing sane remains */
+        n++;
+    }
+    return n;
+}
+
+static void
+s_drop(pm_store_t *self, pm_prom_t *p)
+{
+    s_tell(self, PM_STORE_DROPPED, p);
+    s_index_del(&self->by_id, p, s_id_of);
+    if (pm_prom_key(p))
+        s_index_del(&self->by_key, p, pm_prom_key);
+    if (p->older)
+        p->older->newer = p->newer;
+    else
+        self->oldest = p->newer;
+    if (p->newer)
+        p->newer->older = p->older;
+    else
+        self->newest = p->older;
+    self->counts[p->state]--;
+    self->total--;
+    s_prom_free(p);
+}
+
+int
+pm_store_drop(pm_store_t *self, const char *id)
+{
+    pm_prom_t *p = pm_store_get(self, id);
+    if (!p)
+        return PM_ERR_NOT_FOUND;
+    if (p->state == PM_STATE_PENDING)
+        return PM_ERR_BAD_REQUEST;
+    s_drop(self, p);
+    return PM_OK;
+}
+
+size_t
+pm_store_expire(pm_store_t *self, int64_t before, size_t max)
+{
+    size_t n = 0;
+    for (pm_prom_t *p = self->oldest, *next; p && n < max; p = next) {
+        next = p->newer;
+        if (p->state != PM_STATE_PENDING && p->settled_ms < before && !p->watches) {
+            s_drop(self, p);
+            n++;
+        }
+    }
+    return n;
+}
+
+pm_prom_t *
+pm_store_oldest(pm_store_t *self)
+{
+    return self->oldest;
 }

@@ -40,6 +40,7 @@ typedef struct pm_prom_extra {
 struct pm_prom {
     pm_timer_t timer;       /* earliest of timeout_at and heartbeat_at */
     uint8_t state;          /* pm_state_t */
+    uint8_t passive;        /* a replica of another owner's promise: no timers fire */
     uint16_t id_len;
     uint32_t data_len;
     int64_t created_ms;     /* unix ms */
@@ -59,6 +60,12 @@ typedef struct pm_create_args {
     const char *id;  /* required; minted by the caller */
     int64_t timeout_ms;
     int64_t heartbeat_ms;
+    /* Restoring (WAL replay, replication): the original times, absolute;
+     * 0 means "compute from now". */
+    int64_t created_ms;
+    int64_t timeout_at;
+    int64_t heartbeat_at;
+    int passive;     /* a replica: kept, never fires */
     const char *key;
     size_t label_count;
     const pm_label_t *labels;
@@ -68,6 +75,7 @@ typedef enum pm_store_event {
     PM_STORE_CREATED = 1,
     PM_STORE_SETTLED,
     PM_STORE_HEARTBEAT,
+    PM_STORE_DROPPED,
 } pm_store_event_t;
 
 /* Told about every change after it happened. */
@@ -95,6 +103,24 @@ int pm_store_create(pm_store_t *self, const pm_create_args_t *args, int64_t now,
  * before this returns (or, when called from a watch, right after it). */
 int pm_store_settle(pm_store_t *self, const char *id, int state, const void *data, size_t len,
                     int64_t now, pm_prom_t **out);
+/* Restoring: settles id with any final state (TIMEDOUT included) at time at.
+ * Same outcome again: PM_OK. Watches fire as for pm_store_settle. */
+int pm_store_apply_settle(pm_store_t *self, const char *id, int state, const void *data,
+                          size_t len, int64_t at);
+/* Restoring: sets the heartbeat deadline of a pending promise. */
+int pm_store_apply_heartbeat(pm_store_t *self, const char *id, int64_t at);
+/* Makes every passive promise whose id starts with prefix active (its timers
+ * armed); returns how many. Deadlines already past fire on the next tick. */
+size_t pm_store_activate(pm_store_t *self, const char *prefix);
+/* Removes a settled promise. PM_ERR_NOT_FOUND, or PM_ERR_BAD_REQUEST if it
+ * is pending. */
+int pm_store_drop(pm_store_t *self, const char *id);
+/* Drops up to max settled promises settled before `before`; returns how
+ * many. Visits promises oldest first. */
+size_t pm_store_expire(pm_store_t *self, int64_t before, size_t max);
+/* The oldest promise (iterate with ->newer), or NULL. */
+pm_prom_t *pm_store_oldest(pm_store_t *self);
+
 /* Extends the heartbeat deadline of a pending promise that has one. */
 int pm_store_heartbeat(pm_store_t *self, const char *id, int64_t now, pm_prom_t **out);
 /* The promise with that id, or NULL. Borrowed. */

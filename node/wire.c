@@ -19,13 +19,14 @@
 typedef struct s_priv {
     Pmesh__Envelope *env;
     Pmesh__Meta *meta;
+    Pmesh__Record *rec;
     void **allocs;
     size_t n_allocs;
 } s_priv_t;
 
 static const char *s_type_names[PM_MSG_TYPE_COUNT] = {
     "none", "hello", "create", "settle", "heartbeat", "get", "await", "then",
-    "list", "status", "register", "invoke", "result", "ping", "bye", "swim", "members", "reply"};
+    "list", "status", "register", "invoke", "result", "ping", "bye", "swim", "members", "replicate", "replicate_ack", "reply"};
 
 const char *
 pm_wire_type_name(pm_msg_type_t type)
@@ -172,6 +173,9 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
     size_t lused = 0;
     void *scratch_swim = NULL;
     long buf_len = 0;
+    Pmesh__Replicate repl = PMESH__REPLICATE__INIT;
+    Pmesh__ReplicateAck rack = PMESH__REPLICATE_ACK__INIT;
+    ProtobufCBinaryData *recs = NULL;
 
     switch (m->type) {
     case PM_MSG_HELLO:
@@ -270,6 +274,35 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         env.body_case = PMESH__ENVELOPE__BODY_MEMBERS;
         env.members = &empty;
         break;
+    case PM_MSG_REPLICATE:
+        env.body_case = PMESH__ENVELOPE__BODY_REPLICATE;
+        env.replicate = &repl;
+        repl.space = s_str(m->space);
+        repl.epoch = m->epoch;
+        repl.lsn = m->lsn;
+        repl.full = m->full != 0;
+        repl.n_records = m->record_count;
+        if (m->record_count) {
+            recs = malloc(m->record_count * sizeof *recs);
+            if (!recs) {
+                free(scratch);
+                return NULL;
+            }
+            for (size_t i = 0; i < m->record_count; i++) {
+                recs[i].data = (uint8_t *) m->records[i].data;
+                recs[i].len = m->records[i].len;
+            }
+        }
+        repl.records = recs;
+        break;
+    case PM_MSG_REPLICATE_ACK:
+        env.body_case = PMESH__ENVELOPE__BODY_REPLICATE_ACK;
+        env.replicate_ack = &rack;
+        rack.space = s_str(m->space);
+        rack.lsn = m->lsn;
+        rack.fenced = m->fenced != 0;
+        rack.epoch = m->epoch;
+        break;
     case PM_MSG_SWIM: {
         buf_len = s_swim_out(m->swim, &env, &scratch_swim);
         if (buf_len < 0) {
@@ -319,6 +352,7 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         *len = pmesh__envelope__pack(&env, buf);
     free(scratch);
     free(scratch_swim);
+    free(recs);
     return buf;
 }
 
@@ -528,6 +562,33 @@ s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
     case PMESH__ENVELOPE__BODY_MEMBERS:
         m->type = PM_MSG_MEMBERS;
         return 0;
+    case PMESH__ENVELOPE__BODY_REPLICATE: {
+        const Pmesh__Replicate *r = env->replicate;
+        m->type = PM_MSG_REPLICATE;
+        m->space = r->space;
+        m->epoch = r->epoch;
+        m->lsn = r->lsn;
+        m->full = r->full;
+        if (!s_name_ok(m->space) || !*m->space)
+            return -1;
+        pm_bytes_t *b = s_alloc(pv, r->n_records * sizeof *b);
+        if (!b)
+            return -1;
+        for (size_t i = 0; i < r->n_records; i++) {
+            b[i].data = r->records[i].data;
+            b[i].len = r->records[i].len;
+        }
+        m->records = b;
+        m->record_count = r->n_records;
+        return 0;
+    }
+    case PMESH__ENVELOPE__BODY_REPLICATE_ACK:
+        m->type = PM_MSG_REPLICATE_ACK;
+        m->space = env->replicate_ack->space;
+        m->lsn = env->replicate_ack->lsn;
+        m->fenced = env->replicate_ack->fenced;
+        m->epoch = env->replicate_ack->epoch;
+        return s_name_ok(m->space) ? 0 : -1;
     case PMESH__ENVELOPE__BODY_SWIM:
         m->type = PM_MSG_SWIM;
         return s_swim_in(pv, env->swim, m);
@@ -635,6 +696,8 @@ pm_wire_meta_encode(const pm_meta_t *in, size_t *len)
     meta.functions = ptrs;
     meta.n_spaces = in->space_count;
     meta.spaces = (char **) in->spaces;
+    meta.n_epochs = in->epochs ? in->space_count : 0;
+    meta.epochs = (uint64_t *) in->epochs;
     size_t n = pmesh__meta__get_packed_size(&meta);
     buf = malloc(n ? n : 1);
     if (buf)
@@ -680,13 +743,22 @@ pm_wire_meta_decode(const void *buf, size_t len, pm_meta_t *out)
     out->fn_count = meta->n_functions;
     out->spaces = (const char *const *) meta->spaces;
     out->space_count = meta->n_spaces;
+    out->epochs = meta->n_epochs == meta->n_spaces ? meta->epochs : NULL;
     return PM_OK;
 }
+
+static void s_priv_free(s_priv_t *pv);
 
 void
 pm_wire_meta_release(pm_meta_t *meta)
 {
-    s_priv_t *pv = meta->priv;
+    s_priv_free(meta->priv);
+    meta->priv = NULL;
+}
+
+static void
+s_priv_free(s_priv_t *pv)
+{
     if (!pv)
         return;
     for (size_t i = 0; i < pv->n_allocs; i++)
@@ -694,6 +766,76 @@ pm_wire_meta_release(pm_meta_t *meta)
     free(pv->allocs);
     if (pv->meta)
         pmesh__meta__free_unpacked(pv->meta, NULL);
+    if (pv->rec)
+        pmesh__record__free_unpacked(pv->rec, NULL);
     free(pv);
-    meta->priv = NULL;
+}
+
+/* ---- records -------------------------------------------------------------- */
+
+uint8_t *
+pm_wire_rec_encode(const pm_rec_t *in, size_t *len)
+{
+    Pmesh__Record rec = PMESH__RECORD__INIT;
+    Pmesh__Promise p = PMESH__PROMISE__INIT;
+    size_t nl = in->promise.label_count;
+    Pmesh__Label *ls = calloc(nl + 1, sizeof *ls);
+    Pmesh__Label **lp = calloc(nl + 1, sizeof *lp);
+    uint8_t *buf = NULL;
+    if (!ls || !lp)
+        goto out;
+    rec.kind = (uint32_t) in->kind;
+    if (in->promise.id) {
+        s_promise_out(&in->promise, &p, ls, lp);
+        rec.promise = &p;
+    }
+    rec.function = s_str(in->function);
+    rec.target = s_str(in->target);
+    rec.generation = in->generation;
+    rec.space = s_str(in->space);
+    size_t n = pmesh__record__get_packed_size(&rec);
+    buf = malloc(n ? n : 1);
+    if (buf)
+        *len = pmesh__record__pack(&rec, buf);
+out:
+    free(ls);
+    free(lp);
+    return buf;
+}
+
+int
+pm_wire_rec_decode(const void *buf, size_t len, pm_rec_t *out)
+{
+    memset(out, 0, sizeof *out);
+    Pmesh__Record *rec = pmesh__record__unpack(NULL, len, buf);
+    if (!rec)
+        return PM_ERR_BAD_REQUEST;
+    s_priv_t *pv = calloc(1, sizeof *pv);
+    if (!pv) {
+        pmesh__record__free_unpacked(rec, NULL);
+        return PM_ERR_INTERNAL;
+    }
+    pv->rec = rec;
+    out->priv = pv;
+    out->kind = (int) rec->kind;
+    out->function = s_opt(rec->function);
+    out->target = s_opt(rec->target);
+    out->generation = rec->generation;
+    out->space = s_opt(rec->space);
+    if (out->kind < PM_REC_CREATE || out->kind > PM_REC_DROP)
+        return PM_ERR_BAD_REQUEST;
+    if (rec->promise && s_promise_in(pv, rec->promise, &out->promise) != 0)
+        return PM_ERR_BAD_REQUEST;
+    if (out->kind != PM_REC_GENERATION && (!rec->promise || !*rec->promise->id))
+        return PM_ERR_BAD_REQUEST;
+    if (out->kind == PM_REC_THEN && (!out->function || !out->target))
+        return PM_ERR_BAD_REQUEST;
+    return PM_OK;
+}
+
+void
+pm_wire_rec_release(pm_rec_t *rec)
+{
+    s_priv_free(rec->priv);
+    rec->priv = NULL;
 }

@@ -25,6 +25,11 @@
  * for a node name (63), a boot tag and a sequence with plenty to spare. */
 #define PM_WIRE_MAX_NAME 256
 
+typedef struct pm_bytes {
+    const uint8_t *data;
+    size_t len;
+} pm_bytes_t;
+
 typedef enum pm_msg_type {
     PM_MSG_NONE = 0,
     PM_MSG_HELLO,
@@ -43,6 +48,8 @@ typedef enum pm_msg_type {
     PM_MSG_BYE,
     PM_MSG_SWIM,    /* agent <-> agent membership */
     PM_MSG_MEMBERS, /* client asks for the member table (reply json) */
+    PM_MSG_REPLICATE,     /* owner -> backup: records of a space */
+    PM_MSG_REPLICATE_ACK, /* backup -> owner */
     PM_MSG_REPLY,
     PM_MSG_TYPE_COUNT
 } pm_msg_type_t;
@@ -90,6 +97,14 @@ typedef struct pm_msg {
     int ok;                    /* result */
     uint64_t session;          /* ping; hello reply */
     const char *client_name;   /* hello */
+    /* replication */
+    const char *space;
+    uint64_t epoch;
+    uint64_t lsn;
+    size_t record_count;
+    const pm_bytes_t *records;
+    int full;
+    int fenced;
     /* replies */
     int err;
     const char *message;
@@ -131,6 +146,7 @@ typedef struct pm_meta {
     const pm_fn_cap_t *fns;
     size_t space_count;         /* id spaces it serves */
     const char *const *spaces;
+    const uint64_t *epochs;     /* epoch of each space (NULL: all 1) */
     void *priv;                 /* decoder state */
 } pm_meta_t;
 
@@ -139,5 +155,32 @@ uint8_t *pm_wire_meta_encode(const pm_meta_t *meta, size_t *len);
 /* Unpacks and validates; pointers borrow until pm_wire_meta_release. */
 int pm_wire_meta_decode(const void *buf, size_t len, pm_meta_t *meta);
 void pm_wire_meta_release(pm_meta_t *meta);
+
+/* ---- records: one state change, in the WAL and on its way to backups ---- */
+
+typedef enum pm_rec_kind {
+    PM_REC_CREATE = 1,     /* promise: the whole promise */
+    PM_REC_SETTLE = 2,     /* promise: id, state, value or reason, settled_ms */
+    PM_REC_HEARTBEAT = 3,  /* promise: id, heartbeat_at_ms */
+    PM_REC_THEN = 4,       /* promise.id = p, function, target = q */
+    PM_REC_GENERATION = 5, /* generation, space: this agent started again */
+    PM_REC_DROP = 6,       /* promise.id: dropped after retention */
+} pm_rec_kind_t;
+
+typedef struct pm_rec {
+    int kind;
+    pm_wire_promise_t promise;
+    const char *function;
+    const char *target;
+    uint64_t generation;
+    const char *space;
+    void *priv;
+} pm_rec_t;
+
+/* Packs a record; caller frees. */
+uint8_t *pm_wire_rec_encode(const pm_rec_t *rec, size_t *len);
+/* Unpacks and validates; pointers borrow until pm_wire_rec_release. */
+int pm_wire_rec_decode(const void *buf, size_t len, pm_rec_t *rec);
+void pm_wire_rec_release(pm_rec_t *rec);
 
 #endif
