@@ -10,6 +10,7 @@
  *
  * Nothing but the documented output goes to stdout.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -791,11 +792,11 @@ s_close(int *fd)
     *fd = -1;
 }
 
-static int
+/* F_GETFL/F_SETFL on a pipe end we just made cannot fail. */
+static void
 s_set_nonblock(int fd)
 {
-    int flags = fcntl(fd, F_GETFL);
-    return flags < 0 ? -1 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
 /* Reads what is there now; closes the pipe at EOF or on error. */
@@ -974,13 +975,7 @@ s_child_start(s_pool_t *pool, pm_invocation_t **inv_p)
     for (int i = 0; i < pool->concurrency && !c; i++)
         if (!pool->slots[i].inv)
             c = &pool->slots[i];
-    if (!c) {
-        /* The agent sent more than the concurrency it was told: run nothing
-         * rather than overcommit; the invocation is retried elsewhere. */
-        fprintf(stderr, "pmesh worker: no free slot for invocation %s\n", (*inv_p)->invocation_id);
-        pm_invocation_destroy(inv_p);
-        return;
-    }
+    assert(c); /* callers take work only while a slot is free */
     *c = (s_child_t) { .inv = *inv_p, .in_fd = -1, .out_fd = -1, .err_fd = -1 };
     *inv_p = NULL;
     c->started_ms = s_now_ms();
@@ -1051,12 +1046,9 @@ s_child_start(s_pool_t *pool, pm_invocation_t **inv_p)
     c->out_fd = out[0];
     c->err_fd = err[0];
     in[1] = out[0] = err[0] = -1;
-    if (s_set_nonblock(c->in_fd) != 0 || s_set_nonblock(c->out_fd) != 0
-        || s_set_nonblock(c->err_fd) != 0) {
-        /* Cannot happen on a pipe we just made; if it does, a blocking pipe
-         * could stall the loop, so give up on the input rather than risk it. */
-        s_close(&c->in_fd);
-    }
+    s_set_nonblock(c->in_fd);
+    s_set_nonblock(c->out_fd);
+    s_set_nonblock(c->err_fd);
     if (c->inv->input_len == 0)
         s_close(&c->in_fd);
     if (s_verbose)
@@ -1260,6 +1252,13 @@ s_cmd_worker(int argc, char **argv)
         rc = s_usage_error("worker: bad function list '%s'", a.pos[0]);
         goto out;
     }
+    /* A child's pipes must not land on fd 0, 1 or 2 of this process, or
+     * dup2-ing them into place in the child would shuffle them. */
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd) {
+            rc = s_fail(NULL, PM_ERR_INTERNAL);
+            goto out;
+        }
     pool.concurrency = (int) concurrency;
     pool.cmd = a.rest;
     pool.slots = calloc(concurrency, sizeof *pool.slots);

@@ -166,7 +166,7 @@ expect_lt() {
 run() {
     RC=0
     timeout -k 2 "$CMD_TIMEOUT" "$@" >"$TMP/run.out" 2>"$TMP/run.err" || RC=$?
-    OUT=$(cat "$TMP/run.out")
+    OUT=$(tr -d '\000' <"$TMP/run.out")
     ERR=$(cat "$TMP/run.err")
 }
 
@@ -176,7 +176,7 @@ run_in() {
     shift
     RC=0
     timeout -k 2 "$CMD_TIMEOUT" "$@" <"$in" >"$TMP/run.out" 2>"$TMP/run.err" || RC=$?
-    OUT=$(cat "$TMP/run.out")
+    OUT=$(tr -d '\000' <"$TMP/run.out")
     ERR=$(cat "$TMP/run.err")
 }
 
