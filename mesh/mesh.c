@@ -256,6 +256,19 @@ pm_mesh_send(pm_mesh_t *self, const char *node, pm_msg_t *m)
     return pm_transport_send(self->transport, p->endpoint, buf, len);
 }
 
+int
+pm_mesh_send_raw(pm_mesh_t *self, const char *node, int type, uint8_t *buf, size_t len)
+{
+    s_peer_t *p = zhashx_lookup(self->peers, node);
+    if (!p) {
+        free(buf);
+        return -1;
+    }
+    pm_msg_t m = {.type = (pm_msg_type_t) type};
+    s_count_out(self, &m, len);
+    return pm_transport_send(self->transport, p->endpoint, buf, len);
+}
+
 /* ---- metadata ------------------------------------------------------------- */
 
 static void

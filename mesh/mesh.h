@@ -54,6 +54,9 @@ int64_t pm_mesh_timeout(pm_mesh_t *self);
 /* Sends msg to member `node` (msg->from is set here). 0, or -1 if the node is
  * unknown or the frame was dropped. */
 int pm_mesh_send(pm_mesh_t *self, const char *node, pm_msg_t *msg);
+/* Sends an already encoded frame (its `from` must be this node) to member
+ * node; type is for the counters. 0, or -1 as pm_mesh_send. */
+int pm_mesh_send_raw(pm_mesh_t *self, const char *node, int type, uint8_t *buf, size_t len);
 /* Where the promise with this id lives; *node (borrowed, valid until the
  * next tick) names the owner for PM_ROUTE_REMOTE. */
 pm_route_t pm_mesh_route(pm_mesh_t *self, const char *id, const char **node);

@@ -13,8 +13,9 @@
  * Ownership: the instance owns every member record. Strings and buffers handed
  * to the callbacks, and the pm_swim_member_t views returned by lookups, are
  * borrowed: valid until the callback returns, or until the next call that
- * takes a non-const pm_swim_t. Callbacks must not call back into the same
- * instance. Messages passed to pm_swim_receive are borrowed for the call.
+ * takes a non-const pm_swim_t. Callbacks may call the const getters of the
+ * instance but nothing that takes a non-const pm_swim_t. Messages passed to
+ * pm_swim_receive are borrowed for the call.
  *
  * Not thread-safe: one owner (the agent's reactor thread) drives it.
  */

@@ -12,6 +12,7 @@
  */
 #include "agent.h"
 
+#include "journal.h"
 #include "log.h"
 #include "mesh.h"
 #include "store.h"
@@ -72,11 +73,14 @@ struct s_waiter {
     s_waiter_t *next, *prev;
 };
 
+/* A continuation: watches p until p settles, then watches its target q until
+ * q settles (so a snapshot can still name it while its invocation runs). */
 struct s_then {
     pm_watch_t watch;
     pm_agent_t *agent;
     s_then_t *next, *prev;
     char *function;
+    char *source;
     char target[];
 };
 
@@ -122,7 +126,7 @@ typedef struct s_op_counts {
 struct pm_agent {
     char *node;
     char *socket_path;
-    char space[128];
+    char space[128]; /* node (<= 63) + "-" + boot tag */
     size_t max_value_bytes;
     int64_t client_timeout;
     size_t max_waiters;
@@ -134,6 +138,10 @@ struct pm_agent {
     pm_workers_t *workers;
     pm_timers_t *timers; /* waiters' wait timeouts, monotonic ms */
     pm_mesh_t *mesh;     /* NULL: single node */
+    pm_journal_t *journal; /* NULL: no data dir */
+    uint64_t generation;
+    int64_t retention;
+    int64_t next_expire, next_compact;
     int64_t forward_timeout;
     zhashx_t *relays;    /* "%llx" relay id -> s_relay_t (owned) */
     pm_timers_t *relay_timers;
@@ -215,6 +223,19 @@ s_free_buf(void *data, void *hint)
 static void
 s_send(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
 {
+    if (self->journal && m->type == PM_MSG_REPLY && pm_journal_must_hold(self->journal)) {
+        /* Acknowledge nothing before the records it acknowledges are durable. */
+        pm_msg_t copy = *m;
+        if (s->peer)
+            copy.from = self->node;
+        size_t len;
+        uint8_t *buf = pm_wire_encode(&copy, &len);
+        if (buf)
+            pm_journal_hold(self->journal, s->id, s->peer, buf, len);
+        else
+            self->replies_dropped++;
+        return;
+    }
     if (s->peer) {
         pm_msg_t copy = *m;
         if (pm_mesh_send(self->mesh, s->peer, &copy) != 0)
@@ -237,6 +258,28 @@ s_send(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
     }
 }
 
+/* The journal releases a held message. */
+static void
+s_journal_send(void *arg, uint64_t session, const char *peer, uint8_t *buf, size_t len)
+{
+    pm_agent_t *self = arg;
+    if (peer) {
+        if (!self->mesh || pm_mesh_send_raw(self->mesh, peer, PM_MSG_REPLY, buf, len) != 0)
+            self->replies_dropped++;
+        return;
+    }
+    char idk[24];
+    snprintf(idk, sizeof idk, "%llx", (unsigned long long) session);
+    s_session_t *s = zhashx_lookup(self->by_id, idk);
+    zmq_msg_t body;
+    zmq_msg_init_data(&body, buf, len, s_free_buf, NULL);
+    if (!s || zmq_send(self->router, s->rid, s->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_msg_send(&body, self->router, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&body);
+        self->replies_dropped++;
+    }
+}
+
 static void
 s_workers_send(void *arg, void *who, const pm_msg_t *m)
 {
@@ -252,34 +295,10 @@ s_reply_err(pm_agent_t *self, s_session_t *s, uint64_t req_id, int err, const ch
 }
 
 static void
-s_view(const pm_prom_t *p, pm_wire_promise_t *v)
-{
-    memset(v, 0, sizeof *v);
-    v->id = p->id;
-    v->state = p->state;
-    if (p->state == PM_STATE_RESOLVED) {
-        v->value = p->data;
-        v->value_len = p->data_len;
-    } else if (p->data) {
-        v->reason = (const char *) p->data;
-    }
-    v->created_ms = p->created_ms;
-    v->settled_ms = p->settled_ms;
-    v->timeout_at_ms = p->timeout_at;
-    v->heartbeat_ms = p->heartbeat_ms;
-    v->heartbeat_at_ms = p->state == PM_STATE_PENDING ? p->heartbeat_at : 0;
-    if (p->extra) {
-        v->key = p->extra->key;
-        v->label_count = p->extra->label_count;
-        v->labels = p->extra->labels;
-    }
-}
-
-static void
 s_reply_promise(pm_agent_t *self, s_session_t *s, uint64_t req_id, const pm_prom_t *p)
 {
     pm_wire_promise_t v;
-    s_view(p, &v);
+    pm_journal_view(p, &v);
     pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = req_id, .promise = &v, .id = p->id};
     s_send(self, s, &r);
 }
@@ -317,9 +336,11 @@ s_session_get(pm_agent_t *self, const uint8_t *rid, size_t len, int64_t now)
     memcpy(s->rid, rid, len);
     s->rid_len = len;
     s->id = ++self->next_session;
-    char n36[16];
+    char n36[16], g36[16];
     s_base36(s->id, n36);
-    s->mint_len = (size_t) snprintf(s->mint, sizeof s->mint, "%s~c%s-", self->space, n36);
+    s_base36(self->generation, g36);
+    /* The generation keeps leases of this run apart from the last run's. */
+    s->mint_len = (size_t) snprintf(s->mint, sizeof s->mint, "%s~c%s.%s-", self->space, g36, n36);
     s->last_seen = now;
     zhashx_insert(self->sessions, s->key, s);
     char idk[24];
@@ -434,6 +455,14 @@ s_waiter_fired(pm_watch_t *watch, pm_prom_t *p)
 /* ---- continuations -------------------------------------------------------- */
 
 static void
+s_then_free(s_then_t *t)
+{
+    free(t->function);
+    free(t->source);
+    free(t);
+}
+
+static void
 s_then_unlink(pm_agent_t *self, s_then_t *t)
 {
     if (t->prev)
@@ -447,12 +476,21 @@ s_then_unlink(pm_agent_t *self, s_then_t *t)
 static void s_invoke(pm_agent_t *self, const char *function, const uint8_t *input, size_t len,
                      const char *target);
 
+/* The continuation's target settled: nothing more to remember. */
+static void
+s_then_done(pm_watch_t *watch, pm_prom_t *q)
+{
+    (void) q;
+    s_then_t *t = (s_then_t *) watch;
+    s_then_unlink(t->agent, t);
+    s_then_free(t);
+}
+
 static void
 s_then_fired(pm_watch_t *watch, pm_prom_t *p)
 {
     s_then_t *t = (s_then_t *) watch;
     pm_agent_t *self = t->agent;
-    s_then_unlink(self, t);
     if (p->state == PM_STATE_RESOLVED) {
         s_invoke(self, t->function, p->data, p->data_len, t->target);
     } else {
@@ -465,8 +503,13 @@ s_then_fired(pm_watch_t *watch, pm_prom_t *p)
         pm_store_settle(self->store, t->target, PM_STATE_REJECTED, why, (size_t) n, s_real_ms(),
                         NULL);
     }
-    free(t->function);
-    free(t);
+    pm_prom_t *q = pm_store_get(self->store, t->target);
+    if (q && q->state == PM_STATE_PENDING) {
+        pm_store_watch(q, &t->watch, s_then_done);
+        return;
+    }
+    s_then_unlink(self, t);
+    s_then_free(t);
 }
 
 /* ---- requests ------------------------------------------------------------- */
@@ -481,9 +524,10 @@ s_minted_by(const s_session_t *s, const char *id)
 static void
 s_mint(pm_agent_t *self, char *out, size_t cap)
 {
-    char n36[16];
+    char n36[16], g36[16];
     s_base36(++self->next_seq, n36);
-    snprintf(out, cap, "%s~%s", self->space, n36);
+    s_base36(self->generation, g36);
+    snprintf(out, cap, "%s~%s.%s", self->space, g36, n36);
 }
 
 static int
@@ -582,6 +626,81 @@ s_do_await(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t mono)
     if (w)
         pm_store_watch(p, &w->watch, s_waiter_fired);
     return err;
+}
+
+/* ---- durability ------------------------------------------------------------ */
+
+static void
+s_store_changed(void *arg, pm_store_event_t ev, const pm_prom_t *p)
+{
+    pm_agent_t *self = arg;
+    pm_journal_store_event(self->journal, ev, p);
+}
+
+static int
+s_snapshot_thens(void *arg, pm_journal_t *j)
+{
+    pm_agent_t *self = arg;
+    for (s_then_t *t = self->thens; t; t = t->next)
+        pm_journal_snapshot_then(j, t->source, t->function, t->target);
+    return 0;
+}
+
+static void s_then_fired(pm_watch_t *watch, pm_prom_t *p);
+
+/* Continuations from the WAL whose target still waits: chained again on a
+ * pending source; run again (at-least-once) when the source had resolved, as
+ * their invocation may have been lost with the last run; rejected when the
+ * source failed. */
+static size_t
+s_restore_thens(pm_agent_t *self, const pm_journal_state_t *st)
+{
+    for (size_t i = 0; i < st->then_count; i++) {
+        const pm_journal_then_t *jt = &st->thens[i];
+        size_t n = strlen(jt->q);
+        s_then_t *t = calloc(1, sizeof *t + n + 1);
+        if (!t)
+            continue;
+        memcpy(t->target, jt->q, n + 1);
+        t->agent = self;
+        t->function = strdup(jt->function);
+        t->source = strdup(jt->p);
+        if (!t->function || !t->source) {
+            s_then_free(t);
+            continue;
+        }
+        t->next = self->thens;
+        if (self->thens)
+            self->thens->prev = t;
+        self->thens = t;
+        pm_prom_t *p = pm_store_get(self->store, jt->p);
+        if (p && p->state == PM_STATE_PENDING) {
+            pm_store_watch(p, &t->watch, s_then_fired);
+        } else if (p) {
+            s_then_fired(&t->watch, p);
+        } else {
+            const char *why = "source promise is gone";
+            pm_store_settle(self->store, t->target, PM_STATE_REJECTED, why, strlen(why),
+                            s_real_ms(), NULL);
+        }
+    }
+    return st->then_count;
+}
+
+/* Once a second: drop promises past retention; now and then, compact. */
+static void
+s_housekeeping(pm_agent_t *self, int64_t mono)
+{
+    if (mono < self->next_expire)
+        return;
+    self->next_expire = mono + 1000;
+    /* Bounded per pass so a large backlog never stalls the reactor. */
+    pm_store_expire(self->store, s_real_ms() - self->retention, 100000);
+    if (self->journal && mono >= self->next_compact) {
+        self->next_compact = mono + 5000;
+        pm_journal_maybe_compact(self->journal, self->store, self->space, self->generation,
+                                 s_snapshot_thens, self);
+    }
 }
 
 /* ---- the mesh: relays, subscriptions, placement ---------------------------- */
@@ -1036,15 +1155,18 @@ s_do_then(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t now)
         return PM_ERR_INTERNAL;
     memcpy(t->target, id, idlen + 1);
     t->function = strdup(m->function);
+    t->source = strdup(p->id);
     t->agent = self;
     pm_create_args_t a = {.id = id, .timeout_ms = m->timeout_ms};
     pm_prom_t *q;
-    int err = t->function ? pm_store_create(self->store, &a, now, &q, NULL) : PM_ERR_INTERNAL;
+    int err = t->function && t->source ? pm_store_create(self->store, &a, now, &q, NULL)
+                                       : PM_ERR_INTERNAL;
     if (err) {
-        free(t->function);
-        free(t);
+        s_then_free(t);
         return err;
     }
+    if (self->journal)
+        pm_journal_then(self->journal, p->id, t->function, t->target);
     pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .id = id, .created = 1};
     s_send(self, s, &r);
     t->next = self->thens;
@@ -1083,7 +1205,7 @@ s_do_list(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
     char cursor[PM_WIRE_MAX_NAME + 32];
     size_t n = pm_store_list(self->store, &f, found, cursor, sizeof cursor);
     for (size_t i = 0; i < n; i++)
-        s_view(found[i], &views[i]);
+        pm_journal_view(found[i], &views[i]);
     pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .promises = views,
                   .promise_count = n, .cursor = cursor};
     s_send(self, s, &r);
@@ -1139,6 +1261,15 @@ s_do_status(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
             json_object_set_new(o, "mesh", mj);
         }
     }
+    if (o && self->journal) {
+        char *ws = pm_journal_stats_json(self->journal);
+        json_t *wj = ws ? json_loads(ws, 0, NULL) : NULL;
+        free(ws);
+        if (wj)
+            json_object_set_new(o, "wal", wj);
+    }
+    if (o)
+        json_object_set_new(o, "generation", json_integer((json_int_t) self->generation));
     char *json = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .json = json ? json : "{}"};
@@ -1158,7 +1289,8 @@ s_handle(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t now, int64
     switch (m->type) {
     case PM_MSG_HELLO: {
         pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .node = self->node,
-                      .mint_prefix = s->mint, .session = s->id};
+                      .mint_prefix = s->mint, .session = s->id,
+                      .max_value = self->max_value_bytes};
         s_send(self, s, &r);
         return PM_OK;
     }
@@ -1348,10 +1480,19 @@ s_poll_timeout(pm_agent_t *self, int64_t real, int64_t mono)
 int
 pm_agent_run(pm_agent_t *self)
 {
-    zmq_pollitem_t items[3] = {{self->router, 0, ZMQ_POLLIN, 0},
+    zmq_pollitem_t items[4] = {{self->router, 0, ZMQ_POLLIN, 0},
                                {NULL, self->sigfd, ZMQ_POLLIN, 0},
-                               {self->mesh ? pm_mesh_socket(self->mesh) : NULL, 0, ZMQ_POLLIN, 0}};
-    int n_items = self->mesh ? 3 : 2;
+                               {NULL, -1, 0, 0},
+                               {NULL, -1, 0, 0}};
+    int n_items = 2, mesh_item = -1, wal_item = -1;
+    if (self->mesh) {
+        items[n_items] = (zmq_pollitem_t){pm_mesh_socket(self->mesh), 0, ZMQ_POLLIN, 0};
+        mesh_item = n_items++;
+    }
+    if (self->journal && pm_journal_socket(self->journal)) {
+        items[n_items] = (zmq_pollitem_t){pm_journal_socket(self->journal), 0, ZMQ_POLLIN, 0};
+        wal_item = n_items++;
+    }
     pm_fn_cap_t caps[256];
     pm_log_info("PM-AGENT-READY", "node %s serving ipc://%s (id space %s)", self->node,
                 self->socket_path, self->space);
@@ -1364,8 +1505,10 @@ pm_agent_run(pm_agent_t *self)
         }
         if (items[0].revents & ZMQ_POLLIN)
             s_drain_router(self);
-        if (self->mesh && (items[2].revents & ZMQ_POLLIN))
+        if (mesh_item >= 0 && (items[mesh_item].revents & ZMQ_POLLIN))
             pm_mesh_readable(self->mesh);
+        if (wal_item >= 0 && (items[wal_item].revents & ZMQ_POLLIN))
+            pm_journal_readable(self->journal);
         if (items[1].revents & ZMQ_POLLIN) {
             struct signalfd_siginfo si;
             if (read(self->sigfd, &si, sizeof si) == sizeof si) {
@@ -1384,6 +1527,9 @@ pm_agent_run(pm_agent_t *self)
             pm_mesh_set_functions(self->mesh, caps, n);
             pm_mesh_tick(self->mesh);
         }
+        s_housekeeping(self, mono);
+        if (self->journal)
+            pm_journal_flush(self->journal);
         if (mono - self->last_sweep >= S_SWEEP_MS) {
             s_sweep(self, mono);
             self->last_sweep = mono;
@@ -1478,15 +1624,6 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
     self->started_mono = self->last_sweep = s_mono_ms();
     self->started_real = s_real_ms();
 
-    /* The id space: node name plus a random boot tag, so ids stay unique
-     * across restarts without any state on disk. */
-    uint64_t boot = 0;
-    if (getrandom(&boot, sizeof boot, 0) != sizeof boot)
-        boot = (uint64_t) self->started_real ^ ((uint64_t) getpid() << 32);
-    char b36[16];
-    s_base36(boot & 0xffffffffffULL, b36);
-    snprintf(self->space, sizeof self->space, "%s-%s", node, b36);
-
     pm_store_limits_t limits = {.max_value_bytes = self->max_value_bytes,
                                 .max_labels = (size_t) cfg->max_labels,
                                 .max_id_bytes = PM_WIRE_MAX_NAME};
@@ -1494,9 +1631,47 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
     self->timers = pm_timers_new();
     self->sessions = zhashx_new();
     self->by_id = zhashx_new();
-    if (!self->store || !self->timers || !self->sessions || !self->by_id)
+    self->ctx = zmq_ctx_new();
+    if (!self->store || !self->timers || !self->sessions || !self->by_id || !self->ctx)
         goto fail;
     zhashx_set_destructor(self->sessions, s_session_destructor);
+
+    /* With a data dir the id space is the one the WAL remembers, and each
+     * start is a new generation (so ids minted now never repeat old ones);
+     * without one, a random boot tag makes the space new on every start. */
+    pm_journal_state_t st = {0};
+    self->generation = 1;
+    self->retention = cfg->retention;
+    if (cfg->data_dir && *cfg->data_dir) {
+        char err[512];
+        self->journal = pm_journal_open(cfg->data_dir, cfg->fsync, self->ctx, s_journal_send,
+                                        self, err, sizeof err);
+        if (!self->journal) {
+            pm_log_error("PM-WAL-OPEN", "%s", err);
+            goto fail;
+        }
+        if (pm_journal_replay(self->journal, self->store, &st, err, sizeof err) != 0) {
+            pm_log_error("PM-WAL-CORRUPT", "refusing to start: %s", err);
+            pm_journal_state_free(&st);
+            goto fail;
+        }
+        self->generation = st.generation + 1;
+    }
+    if (st.space[0]) {
+        snprintf(self->space, sizeof self->space, "%.100s", st.space);
+    } else {
+        uint64_t boot = 0;
+        if (getrandom(&boot, sizeof boot, 0) != sizeof boot)
+            boot = (uint64_t) self->started_real ^ ((uint64_t) getpid() << 32);
+        char b36[16];
+        s_base36(boot & 0xffffffffffULL, b36);
+        snprintf(self->space, sizeof self->space, "%s-%s", node, b36);
+    }
+    if (self->journal) {
+        pm_journal_generation(self->journal, self->space, self->generation);
+        pm_store_set_listener(self->store, s_store_changed, self);
+    }
+
     pm_workers_hooks_t hooks = {.send = s_workers_send, .settle = s_settle_anywhere,
                                 .pending = s_target_pending};
     self->workers = pm_workers_new(self->space, &hooks, self);
@@ -1508,6 +1683,15 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
     zhashx_set_destructor(self->relays, s_relay_destructor);
     zhashx_set_destructor(self->rwaits, s_rwait_destructor);
     self->forward_timeout = cfg->forward_timeout;
+    if (self->journal) {
+        size_t n = s_restore_thens(self, &st);
+        pm_log_info("PM-AGENT-RECOVERED", "generation %llu of id space %s: %zu promises "
+                    "(%zu pending), %zu continuations, %llu records in %lld ms",
+                    (unsigned long long) self->generation, self->space,
+                    pm_store_count(self->store, 0), pm_store_count(self->store, PM_STATE_PENDING),
+                    n, (unsigned long long) st.records, (long long) st.recovery_ms);
+        pm_journal_state_free(&st);
+    }
 
     sigset_t set;
     sigemptyset(&set);
@@ -1524,10 +1708,12 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
     }
     if (s_claim_path(socket_path) < 0)
         goto fail;
-    self->ctx = zmq_ctx_new();
     self->router = zmq_socket(self->ctx, ZMQ_ROUTER);
     int one = 1, zero = 0, hwm = S_SNDHWM;
-    int64_t maxmsg = (int64_t) self->max_value_bytes + 64 * 1024;
+    /* Frames up to 4x the value limit are read and refused with
+     * VALUE_TOO_LARGE; beyond that libzmq cuts the connection before
+     * buffering (libpmesh refuses such values itself, knowing the limit). */
+    int64_t maxmsg = 4 * (int64_t) self->max_value_bytes + 64 * 1024;
     zmq_setsockopt(self->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(self->router, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(self->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
@@ -1572,14 +1758,14 @@ pm_agent_destroy(pm_agent_t **self_p)
         s_then_t *t = self->thens;
         pm_watch_cancel(&t->watch);
         s_then_unlink(self, t);
-        free(t->function);
-        free(t);
+        s_then_free(t);
     }
     while (self->delegs) {
         s_deleg_t *d = self->delegs;
         s_deleg_unlink(self, d);
         s_deleg_free(d);
     }
+    pm_journal_close(&self->journal); /* releases what it held while the sockets live */
     pm_workers_destroy(&self->workers);
     pm_mesh_destroy(&self->mesh);
     zhashx_destroy(&self->relays);

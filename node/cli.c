@@ -30,6 +30,8 @@
 #include <zmq.h>
 
 #include "pjson.h"
+
+#include <jansson.h>
 #include "pmesh.h"
 
 extern char **environ;
@@ -73,6 +75,7 @@ static const char s_usage_text[] =
     "  list [--state S] [--prefix P] [--label K=V] [--limit N] [--cursor C]\n"
     "  worker FUNCTION[,FUNCTION..] [--concurrency N] [-v] -- CMD [ARG...]\n"
     "  status                      print the agent's status as JSON\n"
+    "  members [--json]            print the mesh members as a table (or JSON)\n"
     "  --help | --version\n"
     "Options may follow the arguments; put -- before a VALUE or REASON that starts with -.\n"
     "DUR is 250ms, 30s, 5m or 2h. The socket is --socket, else $PMESH_SOCKET, else\n"
@@ -739,6 +742,78 @@ out:
     return rc;
 }
 
+/* `pmesh members`: the member table, one line per member. */
+static int
+s_cmd_members(int argc, char **argv)
+{
+    static const s_spec_t specs[] = { S_COMMON_SPECS, { "json", 0, false }, { NULL, 0, false } };
+    s_args_t a;
+    int rc = s_parse(argc, argv, specs, false, &a);
+    if (rc)
+        return rc;
+    pm_client_t *client = NULL;
+    char *json = NULL;
+    json_t *arr = NULL;
+    if ((rc = s_common("members", &a, 0, 0)) >= 0)
+        goto out;
+    if ((rc = s_connect(&client)) != 0)
+        goto out;
+    int err = pm_members(client, &json);
+    if (err != PM_OK) {
+        rc = s_fail(client, err);
+        goto out;
+    }
+    if (s_opt(&a, "json")) {
+        rc = s_print_line(json);
+        goto out;
+    }
+    arr = json_loads(json, 0, NULL);
+    if (!json_is_array(arr)) {
+        fputs("pmesh: members: the agent sent something that is not a list\n", stderr);
+        rc = S_EXIT_REFUSED;
+        goto out;
+    }
+    printf("%-20s %-26s %-8s %14s %11s  %s\n", "NODE", "ENDPOINT", "STATE", "INCARNATION",
+           "LAST-HEARD", "FUNCTIONS");
+    size_t i;
+    json_t *m;
+    json_array_foreach(arr, i, m) {
+        char heard[32], fns[512] = "";
+        json_int_t ago = json_integer_value(json_object_get(m, "last_heard_ms_ago"));
+        if (json_is_true(json_object_get(m, "self")))
+            snprintf(heard, sizeof heard, "self");
+        else if (ago < 0)
+            snprintf(heard, sizeof heard, "never");
+        else
+            snprintf(heard, sizeof heard, "%lldms ago", (long long) ago);
+        size_t j;
+        json_t *f;
+        size_t used = 0;
+        json_array_foreach(json_object_get(m, "functions"), j, f) {
+            int n = snprintf(fns + used, sizeof fns - used, "%s%s(%lld/%lld)", used ? "," : "",
+                             json_string_value(json_object_get(f, "name")),
+                             (long long) json_integer_value(json_object_get(f, "free")),
+                             (long long) json_integer_value(json_object_get(f, "total")));
+            if (n < 0 || (size_t) n >= sizeof fns - used)
+                break;
+            used += (size_t) n;
+        }
+        printf("%-20s %-26s %-8s %14lld %11s  %s\n",
+               json_string_value(json_object_get(m, "node")),
+               json_string_value(json_object_get(m, "endpoint")),
+               json_string_value(json_object_get(m, "state")),
+               (long long) json_integer_value(json_object_get(m, "incarnation")), heard,
+               used ? fns : "-");
+    }
+    rc = S_EXIT_OK;
+out:
+    json_decref(arr);
+    free(json);
+    pm_client_destroy(&client);
+    s_args_free(&a);
+    return rc;
+}
+
 /* ---- worker ------------------------------------------------------------------
  * One zmq_poll loop: the worker socket (only while a slot is free), a
  * self-pipe that signal handlers write to, and for every running child its
@@ -1368,6 +1443,8 @@ main(int argc, char **argv)
         return s_cmd_worker(sub_argc, sub_argv);
     if (strcmp(cmd, "status") == 0)
         return s_cmd_status(sub_argc, sub_argv);
+    if (strcmp(cmd, "members") == 0)
+        return s_cmd_members(sub_argc, sub_argv);
     if (strcmp(cmd, "help") == 0) {
         fputs(s_usage_text, stdout);
         return S_EXIT_OK;

@@ -47,6 +47,7 @@ struct pm_client {
     char node[128];
     char mint[PM_WIRE_MAX_NAME];
     uint64_t session;
+    uint64_t max_value; /* the agent's limit (0: unknown) */
     uint64_t next_req;
     uint64_t next_mint;
     int lost;
@@ -244,6 +245,13 @@ s_send(pm_client_t *self, pm_msg_t *m, pm_op_t op, uint64_t *req_id_p)
     if (self->lost) {
         s_set_error(self, PM_ERR_UNREACHABLE, "connection to the agent was lost");
         return PM_ERR_UNREACHABLE;
+    }
+    /* A value over the agent's limit is refused here: sent, it would cost a
+     * frame the agent must read only to refuse it. */
+    if (self->max_value && (m->value_len > self->max_value ||
+                            (m->reason && strlen(m->reason) > self->max_value))) {
+        s_set_error(self, PM_ERR_VALUE_TOO_LARGE, "value is larger than the agent accepts");
+        return PM_ERR_VALUE_TOO_LARGE;
     }
     m->req_id = (++self->next_req << S_OP_BITS) | (uint64_t) op;
     size_t len;
@@ -540,6 +548,7 @@ pm_client_connect(const char *socket_path, pm_client_t **client_p)
     snprintf(self->node, sizeof self->node, "%s", r.node);
     snprintf(self->mint, sizeof self->mint, "%s", r.mint_prefix);
     self->session = r.session;
+    self->max_value = r.max_value;
     pm_wire_release(&r);
     s_pinger_start(self);
     *client_p = self;
@@ -879,11 +888,11 @@ pm_list(pm_client_t *self, const pm_list_opts_t *opts, pm_promise_list_t **list_
     return PM_OK;
 }
 
-int
-pm_status(pm_client_t *self, char **json_p)
+static int
+s_json_call(pm_client_t *self, pm_msg_type_t type, char **json_p)
 {
     *json_p = NULL;
-    pm_msg_t m = {.type = PM_MSG_STATUS};
+    pm_msg_t m = {.type = type};
     pm_msg_t r;
     int err = s_call_raw(self, &m, PM_OP_STATUS, S_CALL_TIMEOUT_MS, &r);
     if (err)
@@ -891,6 +900,18 @@ pm_status(pm_client_t *self, char **json_p)
     *json_p = s_dup(r.json);
     pm_wire_release(&r);
     return *json_p ? PM_OK : PM_ERR_INTERNAL;
+}
+
+int
+pm_status(pm_client_t *self, char **json_p)
+{
+    return s_json_call(self, PM_MSG_STATUS, json_p);
+}
+
+int
+pm_members(pm_client_t *self, char **json_p)
+{
+    return s_json_call(self, PM_MSG_MEMBERS, json_p);
 }
 
 /* ---- workers -------------------------------------------------------------- */

@@ -46,6 +46,8 @@ static int s_check_node(const char *value, char *msg, size_t msglen);
 /* Same order and numbers as enum pm_log_level and enum pm_log_format in log.h. */
 static const char *const s_log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const s_log_formats[] = {"text", "json", NULL};
+/* Same order and numbers as pm_fsync_mode_t in wal.h. */
+static const char *const s_fsync_modes[] = {"always", "batch", "never", NULL};
 
 #define S_AT(field) offsetof(pm_config_t, field)
 
@@ -112,6 +114,17 @@ static const s_key_t s_keys[] = {
     {.key = "forward_timeout", .type = S_DURATION, .offset = S_AT(forward_timeout),
      .def = "10s", .min = 100, .max = 600000,
      .doc = "how long an operation relayed to a promise's owner may take"},
+    {.key = "data_dir", .type = S_STRING, .offset = S_AT(data_dir), .meta = "DIR",
+     .doc = "directory of the write-ahead log; unset: promises do not survive a restart"},
+    /* batch: an acknowledgement waits for the fsync that covers it, and one
+     * fsync covers everything written while the previous one ran. */
+    {.key = "fsync", .type = S_ENUM, .offset = S_AT(fsync), .def = "batch",
+     .words = s_fsync_modes,
+     .doc = "when the WAL is forced to disk: always (each write), batch (group commit), never"},
+    /* 24 h: long enough for a human-task callback to be read back after it
+     * settled; short enough that the table does not grow without bound. */
+    {.key = "retention", .type = S_DURATION, .offset = S_AT(retention), .def = "24h",
+     .min = 1000, .max = 365LL * 24 * 3600 * 1000, .doc = "how long a settled promise is kept"},
 };
 
 #define S_NKEYS (sizeof s_keys / sizeof s_keys[0])

@@ -153,6 +153,10 @@ int pm_then(pm_client_t *self, const char *id, const char *function, int64_t tim
 int pm_list(pm_client_t *self, const pm_list_opts_t *opts, pm_promise_list_t **list_p);
 /* One line of JSON describing the agent; caller frees *json_p. */
 int pm_status(pm_client_t *self, char **json_p);
+/* The mesh members as the agent sees them: a JSON array of objects with
+ * node, endpoint, state, incarnation, last_heard_ms_ago, self, functions
+ * ([{name, free, total}]). Caller frees *json_p. */
+int pm_members(pm_client_t *self, char **json_p);
 
 /* ---- asynchronous interface ------------------------------------------------
  * pm_send_* queue a request and return at once with its request id; replies

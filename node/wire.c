@@ -328,6 +328,7 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         reply.mint_prefix = s_str(m->mint_prefix);
         reply.session = m->session;
         reply.created = m->created != 0;
+        reply.max_value = m->max_value;
         if (m->promise) {
             s_promise_out(m->promise, &one, lstore + lused, lptrs + lused);
             lused += m->promise->label_count;
@@ -608,6 +609,7 @@ s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
         m->mint_prefix = r->mint_prefix;
         m->session = r->session;
         m->created = r->created;
+        m->max_value = r->max_value;
         if (r->promise) {
             pm_wire_promise_t *p = s_alloc(pv, sizeof *p);
             if (!p || s_promise_in(pv, r->promise, p) != 0)

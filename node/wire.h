@@ -115,6 +115,7 @@ typedef struct pm_msg {
     const char *node;
     const char *mint_prefix;
     int created;
+    uint64_t max_value; /* hello reply */
     /* decoder state: owned by the message, freed by pm_wire_release */
     void *priv;
 } pm_msg_t;

@@ -1,0 +1,458 @@
+/*
+ * journal.c - see journal.h.
+ */
+#include "journal.h"
+
+#include "log.h"
+#include "wal.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Compact when the log since the last snapshot passes this and is several
+ * times what a snapshot of the live state would take: bounded disk, and the
+ * snapshot's cost is paid rarely. */
+#define S_COMPACT_MIN_BYTES (64ull * 1024 * 1024)
+#define S_COMPACT_FACTOR 4
+#define S_RECORD_ESTIMATE 128 /* bytes of a typical promise record */
+
+typedef struct s_held {
+    struct s_held *next;
+    uint64_t lsn;
+    uint64_t session;
+    char *peer;
+    uint8_t *buf;
+    size_t len;
+} s_held_t;
+
+struct pm_journal {
+    pm_wal_t *wal;
+    pm_journal_send_fn *send;
+    void *arg;
+    s_held_t *head, *tail;
+    size_t held;
+    int failed;
+    uint64_t released, snapshots;
+    int64_t recovery_ms;
+};
+
+static int64_t
+s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+pm_journal_t *
+pm_journal_open(const char *dir, int fsync_mode, void *zmq_ctx, pm_journal_send_fn *send,
+                void *arg, char *err, size_t errlen)
+{
+    pm_journal_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    self->send = send;
+    self->arg = arg;
+    self->wal = pm_wal_open(dir, (pm_fsync_mode_t) fsync_mode, zmq_ctx, err, errlen);
+    if (!self->wal) {
+        free(self);
+        return NULL;
+    }
+    return self;
+}
+
+static void
+s_release(pm_journal_t *self, uint64_t durable)
+{
+    while (self->head && self->head->lsn <= durable) {
+        s_held_t *h = self->head;
+        self->head = h->next;
+        if (!self->head)
+            self->tail = NULL;
+        self->held--;
+        self->released++;
+        self->send(self->arg, h->session, h->peer, h->buf, h->len);
+        free(h->peer);
+        free(h);
+    }
+}
+
+void
+pm_journal_close(pm_journal_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pm_journal_t *self = *self_p;
+    pm_wal_close(&self->wal); /* flushes and fsyncs what was appended */
+    if (!self->failed)
+        s_release(self, UINT64_MAX);
+    while (self->head) {
+        s_held_t *h = self->head;
+        self->head = h->next;
+        free(h->peer);
+        free(h->buf);
+        free(h);
+    }
+    free(self);
+    *self_p = NULL;
+}
+
+/* ---- records -------------------------------------------------------------- */
+
+void
+pm_journal_view(const pm_prom_t *p, pm_wire_promise_t *v)
+{
+    memset(v, 0, sizeof *v);
+    v->id = p->id;
+    v->state = p->state;
+    if (p->state == PM_STATE_RESOLVED) {
+        v->value = p->data;
+        v->value_len = p->data_len;
+    } else if (p->data) {
+        v->reason = (const char *) p->data;
+    }
+    v->created_ms = p->created_ms;
+    v->settled_ms = p->settled_ms;
+    v->timeout_at_ms = p->timeout_at;
+    v->heartbeat_ms = p->heartbeat_ms;
+    v->heartbeat_at_ms = p->state == PM_STATE_PENDING ? p->heartbeat_at : 0;
+    if (p->extra) {
+        v->key = p->extra->key;
+        v->label_count = p->extra->label_count;
+        v->labels = p->extra->labels;
+    }
+}
+
+static void
+s_append(pm_journal_t *self, const pm_rec_t *rec, int snapshot)
+{
+    size_t len;
+    uint8_t *buf = pm_wire_rec_encode(rec, &len);
+    if (!buf) {
+        self->failed = 1;
+        pm_log_error("PM-WAL-ENCODE", "out of memory encoding a record");
+        return;
+    }
+    int bad = snapshot ? pm_wal_snapshot_add(self->wal, buf, len) != 0
+                       : pm_wal_append(self->wal, buf, len) == 0;
+    if (bad && !self->failed) {
+        self->failed = 1;
+        pm_log_error("PM-WAL-IO", "cannot append to the WAL: %s; acknowledgements stop",
+                     pm_wal_error(self->wal));
+    }
+    free(buf);
+}
+
+/* A promise as records: its creation, and its outcome if it has one. */
+static void
+s_promise_records(pm_journal_t *self, const pm_prom_t *p, int snapshot)
+{
+    pm_rec_t rec = {.kind = PM_REC_CREATE};
+    pm_journal_view(p, &rec.promise);
+    if (p->state != PM_STATE_PENDING) {
+        rec.promise.state = PM_STATE_PENDING;
+        s_append(self, &rec, snapshot);
+        pm_journal_view(p, &rec.promise);
+        rec.kind = PM_REC_SETTLE;
+    }
+    s_append(self, &rec, snapshot);
+}
+
+void
+pm_journal_store_event(pm_journal_t *self, pm_store_event_t ev, const pm_prom_t *p)
+{
+    pm_rec_t rec = {0};
+    switch (ev) {
+    case PM_STORE_CREATED:
+        rec.kind = PM_REC_CREATE;
+        break;
+    case PM_STORE_SETTLED:
+        rec.kind = PM_REC_SETTLE;
+        break;
+    case PM_STORE_HEARTBEAT:
+        rec.kind = PM_REC_HEARTBEAT;
+        break;
+    case PM_STORE_DROPPED:
+        rec.kind = PM_REC_DROP;
+        break;
+    }
+    pm_journal_view(p, &rec.promise);
+    if (ev == PM_STORE_DROPPED || ev == PM_STORE_HEARTBEAT) {
+        /* Only what the record needs: the id (and the new deadline). */
+        pm_wire_promise_t v = {.id = p->id, .state = p->state,
+                               .heartbeat_at_ms = rec.promise.heartbeat_at_ms};
+        rec.promise = v;
+    }
+    s_append(self, &rec, 0);
+}
+
+void
+pm_journal_then(pm_journal_t *self, const char *p, const char *function, const char *q)
+{
+    pm_rec_t rec = {.kind = PM_REC_THEN, .function = function, .target = q};
+    rec.promise.id = p;
+    s_append(self, &rec, 0);
+}
+
+void
+pm_journal_generation(pm_journal_t *self, const char *space, uint64_t generation)
+{
+    pm_rec_t rec = {.kind = PM_REC_GENERATION, .space = space, .generation = generation};
+    s_append(self, &rec, 0);
+}
+
+void
+pm_journal_snapshot_then(pm_journal_t *self, const char *p, const char *function, const char *q)
+{
+    pm_rec_t rec = {.kind = PM_REC_THEN, .function = function, .target = q};
+    rec.promise.id = p;
+    s_append(self, &rec, 1);
+}
+
+/* ---- replay --------------------------------------------------------------- */
+
+typedef struct s_replay {
+    pm_store_t *store;
+    pm_journal_state_t *st;
+    size_t then_cap;
+    uint64_t refused;
+} s_replay_t;
+
+static int
+s_then_add(s_replay_t *r, const char *p, const char *function, const char *q)
+{
+    pm_journal_state_t *st = r->st;
+    if (st->then_count == r->then_cap) {
+        size_t cap = r->then_cap ? r->then_cap * 2 : 64;
+        pm_journal_then_t *t = realloc(st->thens, cap * sizeof *t);
+        if (!t)
+            return -1;
+        st->thens = t;
+        r->then_cap = cap;
+    }
+    pm_journal_then_t *t = &st->thens[st->then_count];
+    t->p = strdup(p);
+    t->function = strdup(function);
+    t->q = strdup(q);
+    if (!t->p || !t->function || !t->q)
+        return -1;
+    st->then_count++;
+    return 0;
+}
+
+static int
+s_replay_one(void *arg, uint64_t lsn, const uint8_t *buf, size_t len)
+{
+    (void) lsn;
+    s_replay_t *r = arg;
+    pm_rec_t rec;
+    int err = pm_wire_rec_decode(buf, len, &rec);
+    if (err) {
+        pm_wire_rec_release(&rec);
+        pm_log_error("PM-WAL-BAD-RECORD", "record at LSN %llu does not decode",
+                     (unsigned long long) lsn);
+        return -1;
+    }
+    const pm_wire_promise_t *p = &rec.promise;
+    r->st->records++;
+    switch (rec.kind) {
+    case PM_REC_GENERATION:
+        if (rec.space)
+            snprintf(r->st->space, sizeof r->st->space, "%s", rec.space);
+        if (rec.generation > r->st->generation)
+            r->st->generation = rec.generation;
+        break;
+    case PM_REC_CREATE: {
+        pm_create_args_t a = {.id = p->id,
+                              .heartbeat_ms = p->heartbeat_ms,
+                              .key = p->key,
+                              .label_count = p->label_count,
+                              .labels = p->labels,
+                              .created_ms = p->created_ms,
+                              .timeout_at = p->timeout_at_ms,
+                              .heartbeat_at = p->heartbeat_at_ms};
+        pm_prom_t *out;
+        err = pm_store_create(r->store, &a, p->created_ms, &out, NULL);
+        break;
+    }
+    case PM_REC_SETTLE:
+        if (p->state == PM_STATE_RESOLVED)
+            err = pm_store_apply_settle(r->store, p->id, p->state, p->value, p->value_len,
+                                        p->settled_ms);
+        else
+            err = pm_store_apply_settle(r->store, p->id, p->state, p->reason,
+                                        p->reason ? strlen(p->reason) : 0, p->settled_ms);
+        break;
+    case PM_REC_HEARTBEAT:
+        err = pm_store_apply_heartbeat(r->store, p->id, p->heartbeat_at_ms);
+        break;
+    case PM_REC_THEN:
+        err = s_then_add(r, p->id, rec.function, rec.target) == 0 ? PM_OK : PM_ERR_INTERNAL;
+        break;
+    case PM_REC_DROP:
+        err = pm_store_drop(r->store, p->id);
+        break;
+    }
+    if (err && err != PM_ERR_INTERNAL) {
+        /* A record that does not apply (a create of an id that exists, a
+         * settle of a dropped promise) means the log says something twice;
+         * count it, keep the state that is there. */
+        r->refused++;
+        err = PM_OK;
+    }
+    pm_wire_rec_release(&rec);
+    return err ? -1 : 0;
+}
+
+int
+pm_journal_replay(pm_journal_t *self, pm_store_t *store, pm_journal_state_t *st, char *err,
+                  size_t errlen)
+{
+    memset(st, 0, sizeof *st);
+    s_replay_t r = {.store = store, .st = st};
+    int64_t t0 = s_mono_ms();
+    if (pm_wal_replay(self->wal, s_replay_one, &r, err, errlen) != 0)
+        return -1;
+    /* Keep only the continuations whose new promise still waits. */
+    size_t keep = 0;
+    for (size_t i = 0; i < st->then_count; i++) {
+        pm_prom_t *q = pm_store_get(store, st->thens[i].q);
+        if (q && q->state == PM_STATE_PENDING) {
+            st->thens[keep++] = st->thens[i];
+        } else {
+            free((char *) st->thens[i].p);
+            free((char *) st->thens[i].function);
+            free((char *) st->thens[i].q);
+        }
+    }
+    st->then_count = keep;
+    st->recovery_ms = s_mono_ms() - t0;
+    self->recovery_ms = st->recovery_ms;
+    if (r.refused)
+        pm_log_warn("PM-WAL-REDUNDANT", "%llu record(s) did not apply (already applied)",
+                    (unsigned long long) r.refused);
+    return 0;
+}
+
+void
+pm_journal_state_free(pm_journal_state_t *st)
+{
+    for (size_t i = 0; i < st->then_count; i++) {
+        free((char *) st->thens[i].p);
+        free((char *) st->thens[i].function);
+        free((char *) st->thens[i].q);
+    }
+    free(st->thens);
+    st->thens = NULL;
+    st->then_count = 0;
+}
+
+/* ---- the gate ------------------------------------------------------------- */
+
+int
+pm_journal_must_hold(const pm_journal_t *self)
+{
+    return self->head != NULL || pm_wal_durable(self->wal) < pm_wal_appended(self->wal) ||
+           self->failed;
+}
+
+void
+pm_journal_hold(pm_journal_t *self, uint64_t session, const char *peer, uint8_t *buf, size_t len)
+{
+    s_held_t *h = calloc(1, sizeof *h);
+    if (!h || (peer && !(h->peer = strdup(peer)))) {
+        free(h);
+        free(buf);
+        return;
+    }
+    h->lsn = pm_wal_appended(self->wal);
+    h->session = session;
+    h->buf = buf;
+    h->len = len;
+    if (self->tail)
+        self->tail->next = h;
+    else
+        self->head = h;
+    self->tail = h;
+    self->held++;
+}
+
+int
+pm_journal_flush(pm_journal_t *self)
+{
+    if (self->failed)
+        return -1;
+    if (pm_wal_flush(self->wal) != 0) {
+        self->failed = 1;
+        pm_log_error("PM-WAL-IO", "cannot write the WAL: %s; acknowledgements stop",
+                     pm_wal_error(self->wal));
+        return -1;
+    }
+    s_release(self, pm_wal_durable(self->wal));
+    return 0;
+}
+
+void *
+pm_journal_socket(pm_journal_t *self)
+{
+    return pm_wal_socket(self->wal);
+}
+
+void
+pm_journal_readable(pm_journal_t *self)
+{
+    pm_wal_readable(self->wal);
+    if (!self->failed)
+        s_release(self, pm_wal_durable(self->wal));
+}
+
+/* ---- compaction ----------------------------------------------------------- */
+
+int
+pm_journal_maybe_compact(pm_journal_t *self, pm_store_t *store, const char *space,
+                         uint64_t generation, pm_journal_thens_fn *thens, void *arg)
+{
+    uint64_t log = pm_wal_log_bytes(self->wal);
+    uint64_t live = (uint64_t) pm_store_count(store, 0) * S_RECORD_ESTIMATE;
+    if (self->failed || log < S_COMPACT_MIN_BYTES || log < live * S_COMPACT_FACTOR)
+        return 0;
+    int64_t t0 = s_mono_ms();
+    if (pm_wal_snapshot_begin(self->wal) != 0)
+        goto fail;
+    pm_rec_t gen = {.kind = PM_REC_GENERATION, .space = space, .generation = generation};
+    s_append(self, &gen, 1);
+    for (pm_prom_t *p = pm_store_oldest(store); p; p = p->newer)
+        s_promise_records(self, p, 1);
+    if (thens(arg, self) != 0 || self->failed || pm_wal_snapshot_commit(self->wal) != 0)
+        goto fail;
+    self->snapshots++;
+    pm_log_info("PM-WAL-SNAPSHOT", "compacted %llu log bytes into a snapshot of %zu promises "
+                "in %lld ms", (unsigned long long) log, pm_store_count(store, 0),
+                (long long) (s_mono_ms() - t0));
+    return 1;
+fail:
+    pm_log_error("PM-WAL-SNAPSHOT", "snapshot failed: %s", pm_wal_error(self->wal));
+    return -1;
+}
+
+char *
+pm_journal_stats_json(pm_journal_t *self)
+{
+    pm_wal_stats_t ws;
+    pm_wal_stats(self->wal, &ws);
+    json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "appended",
+                          (json_int_t) pm_wal_appended(self->wal), "durable",
+                          (json_int_t) pm_wal_durable(self->wal), "fsyncs",
+                          (json_int_t) ws.fsyncs, "log_bytes",
+                          (json_int_t) pm_wal_log_bytes(self->wal), "held",
+                          (json_int_t) self->held, "snapshots", (json_int_t) self->snapshots,
+                          "recovery_ms", (json_int_t) self->recovery_ms, "recovered_records",
+                          (json_int_t) ws.records, "failed", self->failed);
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}

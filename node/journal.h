@@ -1,0 +1,98 @@
+/*
+ * journal.h - the agent's durability: every change to the store and every
+ * continuation becomes a record in the WAL (wal.c) before anything that
+ * acknowledges it leaves the agent. Replies are handed here and held until
+ * the records written before them are durable (group commit: one fsync
+ * releases everything that waited on it). On start the journal replays the
+ * WAL into the store; when the log grows it compacts it into a snapshot of
+ * the live state. Owned by the reactor thread.
+ */
+#ifndef PM_JOURNAL_H
+#define PM_JOURNAL_H
+
+#include "store.h"
+#include "wire.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pm_journal pm_journal_t;
+
+/* Delivers a released message: to local session `session` (peer == NULL) or
+ * to mesh member `peer`. buf (malloc'd, len bytes) is handed over. */
+typedef void(pm_journal_send_fn)(void *arg, uint64_t session, const char *peer, uint8_t *buf,
+                                 size_t len);
+
+/* A continuation as the journal sees it: chained on p, runs function, its
+ * result settles q. */
+typedef struct pm_journal_then {
+    const char *p;
+    const char *function;
+    const char *q;
+} pm_journal_then_t;
+
+/* What replay found besides the promises (which it put in the store). */
+typedef struct pm_journal_state {
+    char space[PM_WIRE_MAX_NAME + 1]; /* the agent's id space; "" on a new data dir */
+    uint64_t generation;              /* starts so far, this one included */
+    pm_journal_then_t *thens;         /* continuations whose q was pending */
+    size_t then_count;
+    uint64_t records;
+    int64_t recovery_ms;
+} pm_journal_state_t;
+
+/* Opens the WAL in dir (fsync: 0 always, 1 batch, 2 never). NULL with a
+ * message in err. Caller owns the journal. */
+pm_journal_t *pm_journal_open(const char *dir, int fsync_mode, void *zmq_ctx,
+                              pm_journal_send_fn *send, void *arg, char *err, size_t errlen);
+/* Stops taking records, makes what was appended durable, releases what is
+ * held and frees. */
+void pm_journal_close(pm_journal_t **self_p);
+
+/* Replays the WAL into store (which must be empty and have no listener yet)
+ * and fills *st (free with pm_journal_state_free). -1 with a message in err
+ * when the WAL cannot be trusted (corruption before its tail). */
+int pm_journal_replay(pm_journal_t *self, pm_store_t *store, pm_journal_state_t *st, char *err,
+                      size_t errlen);
+void pm_journal_state_free(pm_journal_state_t *st);
+
+/* Records a store change (use as, or from, the store listener). */
+void pm_journal_store_event(pm_journal_t *self, pm_store_event_t ev, const pm_prom_t *p);
+/* Records a continuation registration. */
+void pm_journal_then(pm_journal_t *self, const char *p, const char *function, const char *q);
+/* Records this start: space and generation. */
+void pm_journal_generation(pm_journal_t *self, const char *space, uint64_t generation);
+
+/* Whether a reply sent now must wait (records are appended, not yet
+ * durable). */
+int pm_journal_must_hold(const pm_journal_t *self);
+/* Holds an encoded message until everything appended so far is durable. */
+void pm_journal_hold(pm_journal_t *self, uint64_t session, const char *peer, uint8_t *buf,
+                     size_t len);
+/* Once per loop iteration: writes appended records, starts or completes an
+ * fsync, and releases held messages that are now durable. -1 on an I/O
+ * error (the agent must stop acknowledging). */
+int pm_journal_flush(pm_journal_t *self);
+/* The fsync thread's socket (poll for ZMQ_POLLIN), or NULL. */
+void *pm_journal_socket(pm_journal_t *self);
+void pm_journal_readable(pm_journal_t *self);
+
+/* Iterates the continuations to keep in a snapshot. */
+typedef int(pm_journal_thens_fn)(void *arg, pm_journal_t *j);
+/* Compacts when the log since the last snapshot is large: writes every
+ * promise of store, the generation, and (through thens) every pending
+ * continuation as a snapshot. Returns 1 if it compacted, 0 if not needed,
+ * -1 on error. */
+int pm_journal_maybe_compact(pm_journal_t *self, pm_store_t *store, const char *space,
+                             uint64_t generation, pm_journal_thens_fn *thens, void *arg);
+/* From inside pm_journal_thens_fn: adds one continuation to the snapshot. */
+void pm_journal_snapshot_then(pm_journal_t *self, const char *p, const char *function,
+                              const char *q);
+
+/* Fills v with a view of p (pointers borrow from p). */
+void pm_journal_view(const pm_prom_t *p, pm_wire_promise_t *v);
+
+/* Counters as a JSON object (caller frees). */
+char *pm_journal_stats_json(pm_journal_t *self);
+
+#endif
