@@ -85,7 +85,7 @@ $(BUILD)/bin/pmesh: $(call obj,node/cli.c node/pjson.c) $(BUILD)/lib/libpmesh.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/bin/%: $(BUILD)/obj/tests/bench/%.o $(BUILD)/lib/libpmesh.a
+$(BUILD)/bin/%: $(BUILD)/obj/tests/bench/%.o $(BUILD)/lib/agent.a $(BUILD)/lib/libpmesh.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -35,8 +35,16 @@ typedef struct s_peer {
     pm_fn_cap_t *fns;
     size_t n_fns;
     char **spaces;
+    uint64_t *epochs;
     size_t n_spaces;
+    char *primary;
 } s_peer_t;
+
+/* Who serves a space, and at which epoch. */
+typedef struct s_owner {
+    char *node;
+    uint64_t epoch;
+} s_owner_t;
 
 struct pm_mesh {
     char *node;
@@ -45,7 +53,10 @@ struct pm_mesh {
     pm_swim_t *swim;
     pm_transport_t *transport;
     zhashx_t *peers;  /* name -> s_peer_t (owned) */
-    zhashx_t *owners; /* space -> name (strdup'd) */
+    zhashx_t *owners; /* space -> s_owner_t: who serves it, at which epoch */
+    char **mine;      /* spaces this agent serves: its own first */
+    uint64_t *mine_epochs;
+    size_t n_mine;
     zhashx_t *lost;   /* space -> "" : owners dead or gone */
     pm_mesh_hooks_t hooks;
     void *arg;
@@ -99,8 +110,12 @@ s_peer_clear_meta(s_peer_t *p)
     for (size_t i = 0; i < p->n_spaces; i++)
         free(p->spaces[i]);
     free(p->spaces);
+    free(p->epochs);
+    free(p->primary);
     p->fns = NULL;
     p->spaces = NULL;
+    p->epochs = NULL;
+    p->primary = NULL;
     p->n_fns = p->n_spaces = 0;
 }
 
@@ -122,6 +137,35 @@ s_free_str(void **item)
     *item = NULL;
 }
 
+static void
+s_owner_destroy(void **item)
+{
+    s_owner_t *o = *item;
+    free(o->node);
+    free(o);
+    *item = NULL;
+}
+
+/* Records that node serves space at epoch, unless someone serves it at a
+ * higher epoch already. */
+static void
+s_set_owner(pm_mesh_t *self, const char *space, const char *node, uint64_t epoch)
+{
+    s_owner_t *o = zhashx_lookup(self->owners, space);
+    if (o && o->epoch > epoch)
+        return;
+    if (o && o->epoch == epoch && strcmp(o->node, node) == 0)
+        return;
+    s_owner_t *n = calloc(1, sizeof *n);
+    if (!n || !(n->node = strdup(node))) {
+        free(n);
+        return;
+    }
+    n->epoch = epoch;
+    zhashx_update(self->owners, space, n);
+    zhashx_delete(self->lost, space);
+}
+
 /* Reads a member's metadata into its peer record and the owners table. */
 static void
 s_peer_meta(pm_mesh_t *self, s_peer_t *p, const pm_swim_member_t *m)
@@ -138,17 +182,33 @@ s_peer_meta(pm_mesh_t *self, s_peer_t *p, const pm_swim_member_t *m)
     s_peer_clear_meta(p);
     p->fns = calloc(meta.fn_count + 1, sizeof *p->fns);
     p->spaces = calloc(meta.space_count + 1, sizeof *p->spaces);
+    p->epochs = calloc(meta.space_count + 1, sizeof *p->epochs);
+    p->primary = strdup(meta.id_space);
     if (p->fns)
         for (size_t i = 0; i < meta.fn_count; i++) {
             p->fns[i] = meta.fns[i];
             p->fns[i].name = strdup(meta.fns[i].name);
             p->n_fns++;
         }
-    if (p->spaces)
+    if (p->spaces && p->epochs)
         for (size_t i = 0; i < meta.space_count; i++) {
+            uint64_t epoch = meta.epochs ? meta.epochs[i] : 1;
+            p->epochs[p->n_spaces] = epoch;
             p->spaces[p->n_spaces++] = strdup(meta.spaces[i]);
-            if (strcmp(meta.spaces[i], self->space) != 0)
-                zhashx_update(self->owners, meta.spaces[i], strdup(p->name));
+            uint64_t mine;
+            if (pm_mesh_owns(self, meta.spaces[i], &mine) && mine >= epoch)
+                continue; /* ours at this epoch or a newer one */
+            if (pm_mesh_owns(self, meta.spaces[i], NULL)) {
+                /* Someone serves a space of ours at a newer epoch: it took
+                 * it over while we were cut off. Let it go. */
+                pm_log_warn("PM-SPACE-MOVED", "%s serves id space %s at epoch %llu; we had "
+                            "epoch %llu: no longer serving it", p->name, meta.spaces[i],
+                            (unsigned long long) epoch, (unsigned long long) mine);
+                pm_mesh_unclaim(self, meta.spaces[i]);
+                if (self->hooks.moved)
+                    self->hooks.moved(self->arg, meta.spaces[i]);
+            }
+            s_set_owner(self, meta.spaces[i], p->name, epoch);
         }
     pm_wire_meta_release(&meta);
 }
@@ -198,11 +258,9 @@ s_on_swim_event(pm_swim_event_t ev, const pm_swim_member_t *m, void *arg)
                     "member %s is %s; its %zu id space(s) are lost", m->name,
                     ev == PM_SWIM_EV_DEAD ? "dead" : "gone", p->n_spaces);
         for (size_t i = 0; i < p->n_spaces; i++) {
-            const char *owner = zhashx_lookup(self->owners, p->spaces[i]);
-            if (owner && strcmp(owner, p->name) == 0) {
-                zhashx_delete(self->owners, p->spaces[i]);
+            s_owner_t *owner = zhashx_lookup(self->owners, p->spaces[i]);
+            if (owner && strcmp(owner->node, p->name) == 0)
                 zhashx_update(self->lost, p->spaces[i], strdup(""));
-            }
         }
         /* What is queued for it would reach a restarted agent at the same
          * endpoint as stale traffic: drop it with the channel. */
@@ -274,12 +332,12 @@ pm_mesh_send_raw(pm_mesh_t *self, const char *node, int type, uint8_t *buf, size
 static void
 s_publish_meta(pm_mesh_t *self, uint64_t now)
 {
-    const char *spaces[1] = {self->space};
     pm_meta_t meta = {.id_space = self->space,
                       .fns = self->fns,
                       .fn_count = self->n_fns,
-                      .spaces = spaces,
-                      .space_count = 1};
+                      .spaces = (const char *const *) self->mine,
+                      .epochs = self->mine_epochs,
+                      .space_count = self->n_mine};
     size_t len;
     uint8_t *buf = pm_wire_meta_encode(&meta, &len);
     if (!buf)
@@ -409,11 +467,11 @@ pm_mesh_route(pm_mesh_t *self, const char *id, const char **node)
         return PM_ROUTE_UNKNOWN;
     memcpy(space, id, n);
     space[n] = 0;
-    if (strcmp(space, self->space) == 0)
+    if (pm_mesh_owns(self, space, NULL))
         return PM_ROUTE_LOCAL;
-    const char *owner = zhashx_lookup(self->owners, space);
-    if (owner && pm_mesh_is_up(self, owner)) {
-        *node = owner;
+    s_owner_t *owner = zhashx_lookup(self->owners, space);
+    if (owner && pm_mesh_is_up(self, owner->node)) {
+        *node = owner->node;
         return PM_ROUTE_REMOTE;
     }
     if (owner || zhashx_lookup(self->lost, space))
@@ -533,6 +591,144 @@ pm_mesh_stats_json(pm_mesh_t *self)
     return s;
 }
 
+/* ---- ownership ------------------------------------------------------------ */
+
+int
+pm_mesh_owns(pm_mesh_t *self, const char *space, uint64_t *epoch)
+{
+    for (size_t i = 0; i < self->n_mine; i++)
+        if (strcmp(self->mine[i], space) == 0) {
+            if (epoch)
+                *epoch = self->mine_epochs[i];
+            return 1;
+        }
+    return 0;
+}
+
+void
+pm_mesh_claim(pm_mesh_t *self, const char *space, uint64_t epoch)
+{
+    for (size_t i = 0; i < self->n_mine; i++)
+        if (strcmp(self->mine[i], space) == 0) {
+            self->mine_epochs[i] = epoch;
+            s_publish_meta(self, s_now());
+            return;
+        }
+    char **m = realloc(self->mine, (self->n_mine + 1) * sizeof *m);
+    if (m)
+        self->mine = m;
+    uint64_t *e = realloc(self->mine_epochs, (self->n_mine + 1) * sizeof *e);
+    if (e)
+        self->mine_epochs = e;
+    if (!m || !e || !(self->mine[self->n_mine] = strdup(space)))
+        return;
+    self->mine_epochs[self->n_mine++] = epoch;
+    zhashx_delete(self->lost, space);
+    s_publish_meta(self, s_now()); /* a takeover is news: no rate limit */
+}
+
+void
+pm_mesh_unclaim(pm_mesh_t *self, const char *space)
+{
+    for (size_t i = 0; i < self->n_mine; i++)
+        if (strcmp(self->mine[i], space) == 0) {
+            free(self->mine[i]);
+            self->mine[i] = self->mine[self->n_mine - 1];
+            self->mine_epochs[i] = self->mine_epochs[self->n_mine - 1];
+            self->n_mine--;
+            self->meta_dirty = 1;
+            return;
+        }
+}
+
+uint64_t
+pm_mesh_epoch(pm_mesh_t *self, const char *space)
+{
+    uint64_t e = 0;
+    pm_mesh_owns(self, space, &e);
+    s_owner_t *o = zhashx_lookup(self->owners, space);
+    return o && o->epoch > e ? o->epoch : e;
+}
+
+size_t
+pm_mesh_spaces_of(pm_mesh_t *self, const char *node, const char **primary,
+                  const char *const **spaces, const uint64_t **epochs)
+{
+    s_peer_t *p = zhashx_lookup(self->peers, node);
+    if (!p || !p->primary)
+        return 0;
+    *primary = p->primary;
+    *spaces = (const char *const *) p->spaces;
+    *epochs = p->epochs;
+    return p->n_spaces;
+}
+
+static uint64_t
+s_rendezvous(const char *space, const char *member)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *c = space; *c; c++)
+        h = (h ^ (uint8_t) *c) * 1099511628211ULL;
+    h = (h ^ '/') * 1099511628211ULL;
+    for (const char *c = member; *c; c++)
+        h = (h ^ (uint8_t) *c) * 1099511628211ULL;
+    h ^= h >> 33; /* finalise: FNV's low bits alone rank poorly */
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}
+
+size_t
+pm_mesh_backups(pm_mesh_t *self, const char *node, const char *primary, size_t n,
+                const char **out)
+{
+    /* Candidates: every alive member but node, this agent included. */
+    size_t got = 0;
+    uint64_t scores[16];
+    if (n > 16)
+        n = 16;
+    const char *cand_self = strcmp(node, self->node) != 0 ? self->node : NULL;
+    s_peer_t *p = zhashx_first(self->peers);
+    for (;;) {
+        const char *name = NULL;
+        if (cand_self) {
+            name = cand_self;
+            cand_self = NULL;
+        } else if (p) {
+            if (p->state == PM_SWIM_ALIVE && strcmp(p->name, node) != 0)
+                name = p->name;
+            p = zhashx_next(self->peers);
+        } else {
+            break;
+        }
+        if (!name)
+            continue;
+        uint64_t sc = s_rendezvous(primary, name);
+        /* insertion into the top-n list, highest score first */
+        size_t at = got < n ? got : n;
+        while (at > 0 && scores[at - 1] < sc) {
+            if (at < n) {
+                scores[at] = scores[at - 1];
+                out[at] = out[at - 1];
+            }
+            at--;
+        }
+        if (at < n) {
+            scores[at] = sc;
+            out[at] = name;
+            if (got < n)
+                got++;
+        }
+    }
+    return got;
+}
+
+const char *
+pm_mesh_self(pm_mesh_t *self)
+{
+    return self->node;
+}
+
 /* ---- lifecycle ------------------------------------------------------------ */
 
 void *
@@ -590,7 +786,15 @@ pm_mesh_new(void *ctx, const pm_config_t *cfg, const char *node, const char *spa
     self->owners = zhashx_new();
     self->lost = zhashx_new();
     zhashx_set_destructor(self->peers, s_peer_destroy);
-    zhashx_set_destructor(self->owners, s_free_str);
+    zhashx_set_destructor(self->owners, s_owner_destroy);
+    self->mine = calloc(1, sizeof *self->mine);
+    self->mine_epochs = calloc(1, sizeof *self->mine_epochs);
+    if (!self->mine || !self->mine_epochs || !(self->mine[0] = strdup(space))) {
+        pm_mesh_destroy(&self);
+        return NULL;
+    }
+    self->mine_epochs[0] = 1;
+    self->n_mine = 1;
     zhashx_set_destructor(self->lost, s_free_str);
     self->seeds = calloc(cfg->seeds.len + 1, sizeof *self->seeds);
     for (size_t i = 0; self->seeds && i < cfg->seeds.len; i++)
@@ -656,6 +860,10 @@ pm_mesh_destroy(pm_mesh_t **self_p)
     for (size_t i = 0; i < self->n_fns; i++)
         free((char *) self->fns[i].name);
     free(self->fns);
+    for (size_t i = 0; i < self->n_mine; i++)
+        free(self->mine[i]);
+    free(self->mine);
+    free(self->mine_epochs);
     free(self->node);
     free(self->space);
     free(self->advertise);

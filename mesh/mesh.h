@@ -34,6 +34,8 @@ typedef struct pm_mesh_hooks {
     void (*message)(void *arg, const char *from, pm_msg_t *msg);
     /* A member changed; `name` is borrowed. */
     void (*member)(void *arg, pm_mesh_event_t ev, const char *name);
+    /* A space this agent served is served elsewhere at a newer epoch. */
+    void (*moved)(void *arg, const char *space);
 } pm_mesh_hooks_t;
 
 /* Binds cfg->bind, starts SWIM and joins cfg->seeds. space is this agent's id
@@ -67,6 +69,28 @@ const char *pm_mesh_place(pm_mesh_t *self, const char *function);
 int pm_mesh_is_up(pm_mesh_t *self, const char *node);
 /* Publishes this agent's functions and capacity (gossiped, rate-limited). */
 void pm_mesh_set_functions(pm_mesh_t *self, const pm_fn_cap_t *fns, size_t n);
+/* Starts serving space at epoch (a takeover): routed here from now on,
+ * announced at once. */
+void pm_mesh_claim(pm_mesh_t *self, const char *space, uint64_t epoch);
+/* Stops serving space (it moved to a higher epoch elsewhere). */
+void pm_mesh_unclaim(pm_mesh_t *self, const char *space);
+/* Whether this agent serves space; *epoch (if not NULL) gets its epoch. */
+int pm_mesh_owns(pm_mesh_t *self, const char *space, uint64_t *epoch);
+/* The highest epoch any member announced for space (0: none). */
+uint64_t pm_mesh_epoch(pm_mesh_t *self, const char *space);
+/* Member `node`'s primary id space and every space it served, with epochs,
+ * as last announced (also after it died). Borrowed until the next tick;
+ * returns the number of spaces. */
+size_t pm_mesh_spaces_of(pm_mesh_t *self, const char *node, const char **primary,
+                         const char *const **spaces, const uint64_t **epochs);
+/* The members that back up node's spaces: the first n alive members (this
+ * agent included, node excluded) by rendezvous hash on node's primary
+ * space. Fills out with borrowed names; returns how many. */
+size_t pm_mesh_backups(pm_mesh_t *self, const char *node, const char *primary, size_t n,
+                       const char **out);
+/* This agent's node name. Borrowed. */
+const char *pm_mesh_self(pm_mesh_t *self);
+
 /* Tells the mesh we are going: peers mark us left without suspicion. */
 void pm_mesh_leave(pm_mesh_t *self);
 

@@ -15,6 +15,7 @@
 #include "journal.h"
 #include "log.h"
 #include "mesh.h"
+#include "replica.h"
 #include "store.h"
 #include "timer.h"
 #include "wire.h"
@@ -92,11 +93,21 @@ typedef struct s_relay {
     pm_timer_t timer;
     uint64_t id;      /* req_id on the mesh */
     s_relay_kind_t kind;
+    uint8_t *frame;   /* the request as sent, to send again to a new owner */
+    size_t frame_len;
+    int parked;       /* its owner died; waiting for a takeover to be announced */
     uint64_t session; /* S_RELAY_OP: whom to answer */
     uint64_t req_id;  /* S_RELAY_OP: the client's req_id */
     char node[PM_WIRE_MAX_NAME + 1];
-    char pid[];       /* S_RELAY_SUB: the promise subscribed to */
+    char pid[];       /* the promise it is about */
 } s_relay_t;
+
+/* A continuation of a space we back up: revived if we take the space over. */
+typedef struct s_rthen {
+    char *p;
+    char *function;
+    char q[];
+} s_rthen_t;
 
 /* Local awaits of one remote promise: one subscription at the owner. */
 typedef struct s_rwait {
@@ -138,7 +149,13 @@ struct pm_agent {
     pm_workers_t *workers;
     pm_timers_t *timers; /* waiters' wait timeouts, monotonic ms */
     pm_mesh_t *mesh;     /* NULL: single node */
-    pm_journal_t *journal; /* NULL: no data dir */
+    pm_journal_t *journal; /* NULL: no data dir and no replication */
+    pm_replica_t *replica; /* NULL: replicas == 1 or no mesh */
+    int replicas;
+    zhashx_t *rthens;      /* q id -> s_rthen_t: continuations of spaces we back up */
+    char *probation;       /* our space from before a restart, not yet resumed */
+    int64_t probation_until;
+    uint64_t takeovers, parked;
     uint64_t generation;
     int64_t retention;
     int64_t next_expire, next_compact;
@@ -223,15 +240,18 @@ s_free_buf(void *data, void *hint)
 static void
 s_send(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
 {
-    if (self->journal && m->type == PM_MSG_REPLY && pm_journal_must_hold(self->journal)) {
-        /* Acknowledge nothing before the records it acknowledges are durable. */
+    if (self->journal && (m->type == PM_MSG_REPLY || m->type == PM_MSG_REPLICATE_ACK) &&
+        pm_journal_must_hold(self->journal)) {
+        /* Acknowledge nothing before the records it acknowledges are durable
+         * (here, and for a reply at the backups too). */
         pm_msg_t copy = *m;
         if (s->peer)
             copy.from = self->node;
         size_t len;
         uint8_t *buf = pm_wire_encode(&copy, &len);
         if (buf)
-            pm_journal_hold(self->journal, s->id, s->peer, buf, len);
+            pm_journal_hold_ex(self->journal, s->id, s->peer, buf, len,
+                               m->type == PM_MSG_REPLICATE_ACK);
         else
             self->replies_dropped++;
         return;
@@ -647,42 +667,62 @@ s_snapshot_thens(void *arg, pm_journal_t *j)
 }
 
 static void s_then_fired(pm_watch_t *watch, pm_prom_t *p);
+static void s_revive_then(pm_agent_t *self, const char *src, const char *function,
+                          const char *q);
+static size_t s_space_of(const char *id, char *out, size_t cap);
+static void s_rthen_add(pm_agent_t *self, const char *p, const char *function, const char *q);
 
 /* Continuations from the WAL whose target still waits: chained again on a
  * pending source; run again (at-least-once) when the source had resolved, as
  * their invocation may have been lost with the last run; rejected when the
  * source failed. */
+static void
+s_revive_then(pm_agent_t *self, const char *src, const char *function, const char *q)
+{
+    size_t n = strlen(q);
+    s_then_t *t = calloc(1, sizeof *t + n + 1);
+    if (!t)
+        return;
+    memcpy(t->target, q, n + 1);
+    t->agent = self;
+    t->function = strdup(function);
+    t->source = strdup(src);
+    if (!t->function || !t->source) {
+        s_then_free(t);
+        return;
+    }
+    t->next = self->thens;
+    if (self->thens)
+        self->thens->prev = t;
+    self->thens = t;
+    pm_prom_t *p = pm_store_get(self->store, src);
+    if (p && p->state == PM_STATE_PENDING) {
+        pm_store_watch(p, &t->watch, s_then_fired);
+    } else if (p) {
+        s_then_fired(&t->watch, p);
+    } else {
+        const char *why = "source promise is gone";
+        pm_store_settle(self->store, t->target, PM_STATE_REJECTED, why, strlen(why),
+                        s_real_ms(), NULL);
+    }
+}
+
+/* Continuations from the WAL whose target still waits: those of spaces we
+ * serve are chained again on a pending source, run again (at-least-once)
+ * when the source had resolved, as their invocation may have been lost with
+ * the last run, and rejected when the source failed; the others are kept
+ * for a takeover. */
 static size_t
 s_restore_thens(pm_agent_t *self, const pm_journal_state_t *st)
 {
+    char space[PM_WIRE_MAX_NAME + 1];
     for (size_t i = 0; i < st->then_count; i++) {
         const pm_journal_then_t *jt = &st->thens[i];
-        size_t n = strlen(jt->q);
-        s_then_t *t = calloc(1, sizeof *t + n + 1);
-        if (!t)
-            continue;
-        memcpy(t->target, jt->q, n + 1);
-        t->agent = self;
-        t->function = strdup(jt->function);
-        t->source = strdup(jt->p);
-        if (!t->function || !t->source) {
-            s_then_free(t);
-            continue;
-        }
-        t->next = self->thens;
-        if (self->thens)
-            self->thens->prev = t;
-        self->thens = t;
-        pm_prom_t *p = pm_store_get(self->store, jt->p);
-        if (p && p->state == PM_STATE_PENDING) {
-            pm_store_watch(p, &t->watch, s_then_fired);
-        } else if (p) {
-            s_then_fired(&t->watch, p);
-        } else {
-            const char *why = "source promise is gone";
-            pm_store_settle(self->store, t->target, PM_STATE_REJECTED, why, strlen(why),
-                            s_real_ms(), NULL);
-        }
+        s_space_of(jt->q, space, sizeof space);
+        if (!self->mesh ? strcmp(space, self->space) == 0 : pm_mesh_owns(self->mesh, space, NULL))
+            s_revive_then(self, jt->p, jt->function, jt->q);
+        else
+            s_rthen_add(self, jt->p, jt->function, jt->q);
     }
     return st->then_count;
 }
@@ -708,7 +748,19 @@ s_housekeeping(pm_agent_t *self, int64_t mono)
 static void
 s_relay_destructor(void **item)
 {
-    free(*item);
+    s_relay_t *r = *item;
+    free(r->frame);
+    free(r);
+    *item = NULL;
+}
+
+static void
+s_rthen_destructor(void **item)
+{
+    s_rthen_t *t = *item;
+    free(t->p);
+    free(t->function);
+    free(t);
     *item = NULL;
 }
 
@@ -754,7 +806,16 @@ s_relay_send(pm_agent_t *self, s_relay_t *r, const pm_msg_t *m)
 {
     pm_msg_t copy = *m;
     copy.req_id = r->id;
-    if (pm_mesh_send(self->mesh, r->node, &copy) != 0) {
+    copy.from = self->node;
+    size_t len;
+    uint8_t *buf = pm_wire_encode(&copy, &len);
+    uint8_t *keep = buf && self->replica ? malloc(len) : NULL;
+    if (keep) {
+        memcpy(keep, buf, len);
+        r->frame = keep;
+        r->frame_len = len;
+    }
+    if (!buf || pm_mesh_send_raw(self->mesh, r->node, m->type, buf, len) != 0) {
         s_relay_free(self, r);
         return PM_ERR_OWNER_LOST;
     }
@@ -767,7 +828,7 @@ s_relay_send(pm_agent_t *self, s_relay_t *r, const pm_msg_t *m)
 static int
 s_forward(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, const char *node)
 {
-    s_relay_t *r = s_relay_new(self, S_RELAY_OP, node, NULL);
+    s_relay_t *r = s_relay_new(self, S_RELAY_OP, node, m->id);
     if (!r)
         return PM_ERR_INTERNAL;
     r->session = s->id;
@@ -862,6 +923,21 @@ static void
 s_relay_expired(pm_agent_t *self, s_relay_t *r)
 {
     self->relay_timeouts++;
+    if (r->parked) {
+        /* Nobody announced a takeover in time: the space is lost. */
+        self->owner_lost++;
+        if (r->kind == S_RELAY_OP) {
+            char idk[24];
+            snprintf(idk, sizeof idk, "%llx", (unsigned long long) r->session);
+            s_session_t *s = zhashx_lookup(self->by_id, idk);
+            if (s)
+                s_reply_err(self, s, r->req_id, PM_ERR_OWNER_LOST, NULL);
+        } else if (r->kind == S_RELAY_SUB) {
+            s_rwait_finish(self, r->pid, NULL, PM_ERR_OWNER_LOST);
+        }
+        s_relay_free(self, r);
+        return;
+    }
     if (r->kind == S_RELAY_OP) {
         char idk[24], why[PM_WIRE_MAX_NAME + 64];
         snprintf(idk, sizeof idk, "%llx", (unsigned long long) r->session);
@@ -886,7 +962,7 @@ s_settle_anywhere(void *arg, const char *target, int state, const void *data, si
         return pm_store_settle(self->store, target, state, data, len, s_real_ms(), NULL);
     if (route != PM_ROUTE_REMOTE)
         return route == PM_ROUTE_LOST ? PM_ERR_OWNER_LOST : PM_ERR_NOT_FOUND;
-    s_relay_t *r = s_relay_new(self, S_RELAY_FIRE, node, NULL);
+    s_relay_t *r = s_relay_new(self, S_RELAY_FIRE, node, target);
     if (!r)
         return PM_ERR_INTERNAL;
     pm_msg_t m = {.type = PM_MSG_SETTLE, .id = target, .state = state};
@@ -1014,6 +1090,7 @@ s_take_unserved(void *arg, const char *function, const uint8_t *input, size_t le
 
 /* Mesh hook: a message from another agent. */
 static void s_dispatch(pm_agent_t *self, s_session_t *s, pm_msg_t *m);
+static void s_on_replicate(pm_agent_t *self, const char *from, const pm_msg_t *m);
 
 static void
 s_on_peer_message(void *arg, const char *from, pm_msg_t *m)
@@ -1021,6 +1098,14 @@ s_on_peer_message(void *arg, const char *from, pm_msg_t *m)
     pm_agent_t *self = arg;
     if (m->type == PM_MSG_REPLY) {
         s_on_peer_reply(self, from, m);
+    } else if (m->type == PM_MSG_REPLICATE) {
+        s_on_replicate(self, from, m);
+    } else if (m->type == PM_MSG_REPLICATE_ACK) {
+        if (self->replica) {
+            pm_replica_ack(self->replica, from, m->space, m->lsn, m->fenced, m->epoch);
+            pm_journal_repl(self->journal, pm_replica_produced(self->replica),
+                            pm_replica_acked(self->replica));
+        }
     } else if (m->type == PM_MSG_INVOKE) {
         int err = pm_workers_invoke(self->workers, m->function, m->value, m->value_len,
                                     m->target_id);
@@ -1033,6 +1118,375 @@ s_on_peer_message(void *arg, const char *from, pm_msg_t *m)
     }
 }
 
+/* ---- replication and takeover --------------------------------------------- */
+
+static size_t
+s_space_of(const char *id, char *out, size_t cap)
+{
+    const char *t = strchr(id, '~');
+    size_t n = t ? (size_t) (t - id) : 0;
+    if (n >= cap)
+        n = 0;
+    memcpy(out, id, n);
+    out[n] = 0;
+    return n;
+}
+
+/* Journal hook: a record was written; records of spaces we serve go to the
+ * backups too. */
+static void
+s_on_record(void *arg, const pm_rec_t *rec, const uint8_t *buf, size_t len)
+{
+    pm_agent_t *self = arg;
+    if (!self->replica || rec->kind == PM_REC_GENERATION || !rec->promise.id)
+        return;
+    char space[PM_WIRE_MAX_NAME + 1];
+    if (s_space_of(rec->promise.id, space, sizeof space) && pm_mesh_owns(self->mesh, space, NULL))
+        pm_replica_record(self->replica, space, buf, len);
+}
+
+static void
+s_rthen_add(pm_agent_t *self, const char *p, const char *function, const char *q)
+{
+    if (zhashx_lookup(self->rthens, q))
+        return;
+    size_t n = strlen(q);
+    s_rthen_t *t = calloc(1, sizeof *t + n + 1);
+    if (!t)
+        return;
+    memcpy(t->q, q, n + 1);
+    t->p = strdup(p);
+    t->function = strdup(function);
+    if (!t->p || !t->function) {
+        void *item = t;
+        s_rthen_destructor(&item);
+        return;
+    }
+    zhashx_insert(self->rthens, t->q, t);
+}
+
+/* Applies one replicated record to our (passive) copy. */
+static void
+s_apply_record(pm_agent_t *self, const uint8_t *buf, size_t len)
+{
+    pm_rec_t rec;
+    if (pm_wire_rec_decode(buf, len, &rec) != PM_OK) {
+        pm_wire_rec_release(&rec);
+        s_bad_frame(self, "replicated record does not decode");
+        return;
+    }
+    const pm_wire_promise_t *p = &rec.promise;
+    switch (rec.kind) {
+    case PM_REC_CREATE: {
+        pm_create_args_t a = {.id = p->id, .heartbeat_ms = p->heartbeat_ms, .key = p->key,
+                              .label_count = p->label_count, .labels = p->labels,
+                              .created_ms = p->created_ms, .timeout_at = p->timeout_at_ms,
+                              .heartbeat_at = p->heartbeat_at_ms, .passive = 1};
+        pm_prom_t *out;
+        if (!pm_store_get(self->store, p->id))
+            pm_store_create(self->store, &a, p->created_ms, &out, NULL);
+        break;
+    }
+    case PM_REC_SETTLE:
+        if (p->state == PM_STATE_RESOLVED)
+            pm_store_apply_settle(self->store, p->id, p->state, p->value, p->value_len,
+                                  p->settled_ms);
+        else
+            pm_store_apply_settle(self->store, p->id, p->state, p->reason,
+                                  p->reason ? strlen(p->reason) : 0, p->settled_ms);
+        zhashx_delete(self->rthens, p->id); /* its continuation is done */
+        break;
+    case PM_REC_HEARTBEAT:
+        pm_store_apply_heartbeat(self->store, p->id, p->heartbeat_at_ms);
+        break;
+    case PM_REC_THEN:
+        s_rthen_add(self, p->id, rec.function, rec.target);
+        if (self->journal) /* so a restart of ours still knows it */
+            pm_journal_then(self->journal, p->id, rec.function, rec.target);
+        break;
+    case PM_REC_DROP:
+        pm_store_drop(self->store, p->id);
+        break;
+    }
+    pm_wire_rec_release(&rec);
+}
+
+/* An owner's records for us to keep. */
+static void
+s_on_replicate(pm_agent_t *self, const char *from, const pm_msg_t *m)
+{
+    uint64_t mine = 0, known = pm_mesh_epoch(self->mesh, m->space);
+    int owned = pm_mesh_owns(self->mesh, m->space, &mine);
+    s_session_t *peer = s_peer_session(self, from);
+    if ((owned && mine >= m->epoch && strcmp(from, self->node) != 0) || known > m->epoch) {
+        /* Fencing: whoever sends this lost the space to a newer epoch. */
+        pm_msg_t nack = {.type = PM_MSG_REPLICATE_ACK, .space = m->space, .fenced = 1,
+                         .epoch = known > mine ? known : mine};
+        if (peer)
+            s_send(self, peer, &nack);
+        pm_log_warn("PM-REPL-FENCED", "refused records of %s from %s at epoch %llu (we know "
+                    "epoch %llu)", m->space, from, (unsigned long long) m->epoch,
+                    (unsigned long long) nack.epoch);
+        return;
+    }
+    for (size_t i = 0; i < m->record_count; i++)
+        s_apply_record(self, m->records[i].data, m->records[i].len);
+    if (m->lsn && peer) {
+        pm_msg_t ack = {.type = PM_MSG_REPLICATE_ACK, .space = m->space, .lsn = m->lsn};
+        s_send(self, peer, &ack); /* held by the journal until durable here */
+    }
+}
+
+/* Replica hook: every record of every space we serve, for a new backup. */
+static void
+s_full_state(void *arg, pm_replica_t *r, pm_replica_add_fn *add)
+{
+    pm_agent_t *self = arg;
+    char space[PM_WIRE_MAX_NAME + 1];
+    for (pm_prom_t *p = pm_store_oldest(self->store); p; p = p->newer) {
+        if (!s_space_of(p->id, space, sizeof space) || !pm_mesh_owns(self->mesh, space, NULL))
+            continue;
+        pm_rec_t rec = {.kind = PM_REC_CREATE};
+        pm_journal_view(p, &rec.promise);
+        int settled = p->state != PM_STATE_PENDING;
+        if (settled)
+            rec.promise.state = PM_STATE_PENDING;
+        size_t len;
+        uint8_t *buf = pm_wire_rec_encode(&rec, &len);
+        if (buf)
+            add(r, space, buf, len);
+        free(buf);
+        if (settled) {
+            pm_journal_view(p, &rec.promise);
+            rec.kind = PM_REC_SETTLE;
+            if ((buf = pm_wire_rec_encode(&rec, &len)))
+                add(r, space, buf, len);
+            free(buf);
+        }
+    }
+    for (s_then_t *t = self->thens; t; t = t->next) {
+        if (!s_space_of(t->target, space, sizeof space))
+            continue;
+        pm_rec_t rec = {.kind = PM_REC_THEN, .function = t->function, .target = t->target};
+        rec.promise.id = t->source;
+        size_t len;
+        uint8_t *buf = pm_wire_rec_encode(&rec, &len);
+        if (buf)
+            add(r, space, buf, len);
+        free(buf);
+    }
+}
+
+
+/* We serve space from now on: its promises' timers run, its continuations
+ * are ours, its state goes to our backups. */
+static void
+s_take_space(pm_agent_t *self, const char *space, uint64_t epoch, const char *why)
+{
+    int64_t t0 = s_mono_ms();
+    pm_mesh_claim(self->mesh, space, epoch);
+    char prefix[PM_WIRE_MAX_NAME + 2];
+    snprintf(prefix, sizeof prefix, "%s~", space);
+    size_t n = pm_store_activate(self->store, prefix);
+    size_t nthen = 0;
+    zlistx_t *mine = zlistx_new();
+    for (s_rthen_t *t = zhashx_first(self->rthens); t; t = zhashx_next(self->rthens))
+        if (strncmp(t->q, prefix, strlen(prefix)) == 0)
+            zlistx_add_end(mine, t);
+    for (s_rthen_t *t = zlistx_first(mine); t; t = zlistx_next(mine)) {
+        s_revive_then(self, t->p, t->function, t->q);
+        zhashx_delete(self->rthens, t->q);
+        nthen++;
+    }
+    zlistx_destroy(&mine);
+    self->takeovers++;
+    if (self->replica)
+        pm_replica_resync(self->replica);
+    pm_log_warn("PM-TAKEOVER", "serving id space %s at epoch %llu (%s): %zu promises, %zu "
+                "continuations, in %lld ms", space, (unsigned long long) epoch, why, n, nthen,
+                (long long) (s_mono_ms() - t0));
+}
+
+/* A member died or left: if we are the first alive backup of its spaces,
+ * they are ours now. */
+static void
+s_maybe_take_over(pm_agent_t *self, const char *name)
+{
+    const char *primary;
+    const char *const *spaces;
+    const uint64_t *epochs;
+    size_t n = pm_mesh_spaces_of(self->mesh, name, &primary, &spaces, &epochs);
+    if (!n)
+        return;
+    const char *first[1];
+    if (pm_mesh_backups(self->mesh, name, primary, 1, first) != 1 ||
+        strcmp(first[0], self->node) != 0)
+        return;
+    /* Copy: claiming publishes metadata, which may rebuild the peer table. */
+    char **copy = calloc(n, sizeof *copy);
+    uint64_t *ep = calloc(n, sizeof *ep);
+    for (size_t i = 0; copy && ep && i < n; i++) {
+        copy[i] = strdup(spaces[i]);
+        ep[i] = epochs[i];
+    }
+    for (size_t i = 0; copy && ep && i < n; i++) {
+        if (!copy[i])
+            continue;
+        uint64_t e = pm_mesh_epoch(self->mesh, copy[i]);
+        if (ep[i] > e)
+            e = ep[i];
+        char why[PM_WIRE_MAX_NAME + 32];
+        snprintf(why, sizeof why, "%s is down", name);
+        s_take_space(self, copy[i], e + 1, why);
+    }
+    for (size_t i = 0; copy && i < n; i++)
+        free(copy[i]);
+    free(copy);
+    free(ep);
+}
+
+/* Replica hook: a backup told us a space of ours moved on. */
+static void
+s_on_fenced(void *arg, const char *space, uint64_t epoch)
+{
+    pm_agent_t *self = arg;
+    if (!pm_mesh_owns(self->mesh, space, NULL))
+        return;
+    pm_log_error("PM-FENCED", "id space %s is served elsewhere at epoch %llu: we stop "
+                 "serving it and acknowledge nothing more for it", space,
+                 (unsigned long long) epoch);
+    pm_mesh_unclaim(self->mesh, space);
+    char prefix[PM_WIRE_MAX_NAME + 2];
+    snprintf(prefix, sizeof prefix, "%s~", space);
+    pm_store_passivate(self->store, prefix, 0);
+}
+
+/* Mesh hook: a space we served is served elsewhere at a newer epoch. */
+static void
+s_on_moved(void *arg, const char *space)
+{
+    pm_agent_t *self = arg;
+    char prefix[PM_WIRE_MAX_NAME + 2];
+    snprintf(prefix, sizeof prefix, "%s~", space);
+    pm_store_passivate(self->store, prefix, 0);
+    if (self->probation && strcmp(self->probation, space) == 0) {
+        free(self->probation);
+        self->probation = NULL;
+    }
+}
+
+/* A restarted agent resumes its old space only if nobody took it over. */
+static void
+s_check_probation(pm_agent_t *self, int64_t mono)
+{
+    if (!self->probation || mono < self->probation_until)
+        return;
+    const char *node = NULL;
+    pm_route_t r = pm_mesh_route(self->mesh, self->probation, &node);
+    char id[PM_WIRE_MAX_NAME + 4];
+    snprintf(id, sizeof id, "%s~x", self->probation);
+    r = pm_mesh_route(self->mesh, id, &node);
+    if (r == PM_ROUTE_REMOTE) {
+        pm_log_info("PM-SPACE-MOVED", "id space %s was taken over by %s while we were down; "
+                    "new promises go to %s", self->probation, node, self->space);
+    } else {
+        uint64_t e = pm_mesh_epoch(self->mesh, self->probation);
+        s_take_space(self, self->probation, e + 1, "nobody took it over while we were down");
+    }
+    free(self->probation);
+    self->probation = NULL;
+}
+
+/* ---- requests waiting for a takeover -------------------------------------- */
+
+static void
+s_park(pm_agent_t *self, s_relay_t *r)
+{
+    r->parked = 1;
+    r->node[0] = 0;
+    self->parked++;
+    /* A takeover is announced within detection + one gossip round; wait up
+     * to forward_timeout for it before giving up with OWNER_LOST. */
+    pm_timers_set(self->relay_timers, &r->timer, s_mono_ms() + self->forward_timeout);
+}
+
+/* Parked requests whose space is now served somewhere go there. */
+static void
+s_unpark(pm_agent_t *self)
+{
+    zlistx_t *ready = NULL;
+    for (s_relay_t *r = zhashx_first(self->relays); r; r = zhashx_next(self->relays)) {
+        if (!r->parked)
+            continue;
+        const char *node = NULL;
+        pm_route_t route = pm_mesh_route(self->mesh, r->pid, &node);
+        if (route != PM_ROUTE_REMOTE && route != PM_ROUTE_LOCAL)
+            continue;
+        if (!ready)
+            ready = zlistx_new();
+        zlistx_add_end(ready, r);
+    }
+    if (!ready)
+        return;
+    for (s_relay_t *r = zlistx_first(ready); r; r = zlistx_next(ready)) {
+        const char *node = NULL;
+        pm_route_t route = pm_mesh_route(self->mesh, r->pid, &node);
+        if (route == PM_ROUTE_REMOTE && r->frame) {
+            uint8_t *buf = malloc(r->frame_len);
+            if (buf) {
+                memcpy(buf, r->frame, r->frame_len);
+                snprintf(r->node, sizeof r->node, "%s", node);
+                r->parked = 0;
+                pm_timers_set(self->relay_timers, &r->timer,
+                              s_mono_ms() + self->forward_timeout);
+                if (r->kind == S_RELAY_SUB)
+                    pm_timers_cancel(self->relay_timers, &r->timer);
+                pm_mesh_send_raw(self->mesh, node, PM_MSG_REPLY, buf, r->frame_len);
+                continue;
+            }
+        }
+        /* Served here now (we took it over), or cannot be re-sent: run it as
+         * if the client had asked us, with the client's own req_id. */
+        pm_msg_t m;
+        if (r->frame && pm_wire_decode(r->frame, r->frame_len, &m) == PM_OK) {
+            char idk[24];
+            snprintf(idk, sizeof idk, "%llx", (unsigned long long) r->session);
+            s_session_t *s = r->kind == S_RELAY_OP ? zhashx_lookup(self->by_id, idk) : NULL;
+            if (r->kind == S_RELAY_OP && s) {
+                m.req_id = r->req_id;
+                m.from = NULL;
+                s_dispatch(self, s, &m);
+            } else if (r->kind == S_RELAY_FIRE && m.type == PM_MSG_SETTLE) {
+                const char *data = m.state == PM_STATE_RESOLVED ? (const char *) m.value
+                                                                : m.reason;
+                size_t len = m.state == PM_STATE_RESOLVED ? m.value_len : strlen(m.reason);
+                pm_store_settle(self->store, m.id, m.state, data, len, s_real_ms(), NULL);
+            } else if (r->kind == S_RELAY_SUB) {
+                s_rwait_t *rw = zhashx_lookup(self->rwaits, r->pid);
+                pm_prom_t *p = pm_store_get(self->store, r->pid);
+                while (rw && rw->watches) {
+                    s_waiter_t *w = pm_container_of(rw->watches, s_waiter_t, watch);
+                    pm_watch_cancel(&w->watch);
+                    if (p && p->state == PM_STATE_PENDING) {
+                        pm_store_watch(p, &w->watch, s_waiter_fired);
+                    } else {
+                        if (p)
+                            s_reply_promise(self, w->session, w->req_id, p);
+                        else
+                            s_reply_err(self, w->session, w->req_id, PM_ERR_NOT_FOUND, NULL);
+                        s_waiter_free(self, w);
+                    }
+                }
+                if (rw)
+                    zhashx_delete(self->rwaits, r->pid);
+            }
+        }
+        pm_wire_release(&m);
+        s_relay_free(self, r);
+    }
+    zlistx_destroy(&ready);
+}
+
 /* Mesh hook: a member came, changed or went. */
 static void
 s_on_member(void *arg, pm_mesh_event_t ev, const char *name)
@@ -1040,15 +1494,25 @@ s_on_member(void *arg, pm_mesh_event_t ev, const char *name)
     pm_agent_t *self = arg;
     if (ev != PM_MESH_DOWN) {
         pm_workers_offer_unserved(self->workers, s_take_unserved, self);
+        if (self->replica)
+            s_unpark(self);
         return;
     }
-    /* Everything that waited on that member ends now, with a typed error. */
+    if (self->replica)
+        s_maybe_take_over(self, name);
+    /* Everything that waited on that member: with backups, it waits for
+     * the takeover; without, it ends now with a typed error. */
     zlistx_t *gone = zlistx_new();
     for (s_relay_t *r = zhashx_first(self->relays); r; r = zhashx_next(self->relays))
-        if (strcmp(r->node, name) == 0)
+        if (!r->parked && strcmp(r->node, name) == 0)
             zlistx_add_end(gone, r);
-    size_t n = zlistx_size(gone);
+    size_t n = zlistx_size(gone), lost = 0;
     for (s_relay_t *r = zlistx_first(gone); r; r = zlistx_next(gone)) {
+        if (self->replica && r->frame) {
+            s_park(self, r);
+            continue;
+        }
+        lost++;
         if (r->kind == S_RELAY_OP) {
             char idk[24];
             snprintf(idk, sizeof idk, "%llx", (unsigned long long) r->session);
@@ -1061,7 +1525,7 @@ s_on_member(void *arg, pm_mesh_event_t ev, const char *name)
         s_relay_free(self, r);
     }
     zlistx_destroy(&gone);
-    self->owner_lost += n;
+    self->owner_lost += lost;
     char key[PM_WIRE_MAX_NAME + 8];
     snprintf(key, sizeof key, "peer:%s", name);
     s_session_t *peer = zhashx_lookup(self->sessions, key);
@@ -1086,9 +1550,14 @@ s_on_member(void *arg, pm_mesh_event_t ev, const char *name)
         s_invoke(self, d->function, d->input, d->input_len, d->target);
         s_deleg_free(d);
     }
-    if (n)
-        pm_log_warn("PM-OWNER-LOST", "%zu request(s) waiting on %s failed with OWNER_LOST", n,
+    if (lost)
+        pm_log_warn("PM-OWNER-LOST", "%zu request(s) waiting on %s failed with OWNER_LOST", lost,
                     name);
+    if (n > lost)
+        pm_log_info("PM-RELAY-PARKED", "%zu request(s) waiting on %s wait for its takeover",
+                    n - lost, name);
+    if (self->replica)
+        s_unpark(self); /* we may have taken it over ourselves */
 }
 
 /* Routes a client's request on a promise that may live elsewhere. Returns 1
@@ -1101,6 +1570,44 @@ s_route(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t mono, int *
     case PM_ROUTE_LOCAL:
         return 0;
     case PM_ROUTE_LOST:
+        if (self->replica) {
+            /* Its owner died; a backup is taking over: wait for it. */
+            s_relay_kind_t kind = m->type == PM_MSG_AWAIT && m->timeout_ms ? S_RELAY_SUB
+                                                                           : S_RELAY_OP;
+            s_relay_t *r = s_relay_new(self, kind, "", m->id);
+            pm_msg_t copy = *m;
+            copy.req_id = r ? r->id : 0;
+            copy.from = self->node;
+            if (kind == S_RELAY_SUB)
+                copy.timeout_ms = -1;
+            size_t len;
+            if (r && (r->frame = pm_wire_encode(&copy, &len))) {
+                r->frame_len = len;
+                r->session = s->id;
+                r->req_id = m->req_id;
+                if (kind == S_RELAY_SUB) {
+                    s_rwait_t *rw = zhashx_lookup(self->rwaits, m->id);
+                    if (!rw) {
+                        size_t n = strlen(m->id);
+                        rw = calloc(1, sizeof *rw + n + 1);
+                        if (rw) {
+                            memcpy(rw->id, m->id, n + 1);
+                            rw->relay = r->id;
+                            zhashx_insert(self->rwaits, rw->id, rw);
+                        }
+                    }
+                    int werr = PM_OK;
+                    s_waiter_t *w = rw ? s_waiter_new(self, s, m, mono, &werr) : NULL;
+                    if (w)
+                        pm_watch_link(&rw->watches, &w->watch, NULL);
+                }
+                s_park(self, r);
+                *err = PM_OK;
+                return 1;
+            }
+            if (r)
+                s_relay_free(self, r);
+        }
         *err = PM_ERR_OWNER_LOST;
         return 1;
     case PM_ROUTE_UNKNOWN:
@@ -1267,6 +1774,18 @@ s_do_status(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
         free(ws);
         if (wj)
             json_object_set_new(o, "wal", wj);
+    }
+    if (o && self->replica) {
+        char *rs = pm_replica_stats_json(self->replica);
+        json_t *rj = rs ? json_loads(rs, 0, NULL) : NULL;
+        free(rs);
+        if (rj) {
+            json_object_set_new(rj, "takeovers", json_integer((json_int_t) self->takeovers));
+            json_object_set_new(rj, "parked", json_integer((json_int_t) self->parked));
+            json_object_set_new(rj, "replica_continuations",
+                                json_integer((json_int_t) zhashx_size(self->rthens)));
+            json_object_set_new(o, "replication", rj);
+        }
     }
     if (o)
         json_object_set_new(o, "generation", json_integer((json_int_t) self->generation));
@@ -1528,6 +2047,12 @@ pm_agent_run(pm_agent_t *self)
             pm_mesh_tick(self->mesh);
         }
         s_housekeeping(self, mono);
+        if (self->replica) {
+            s_check_probation(self, mono);
+            pm_replica_flush(self->replica);
+            pm_journal_repl(self->journal, pm_replica_produced(self->replica),
+                            pm_replica_acked(self->replica));
+        }
         if (self->journal)
             pm_journal_flush(self->journal);
         if (mono - self->last_sweep >= S_SWEEP_MS) {
@@ -1642,10 +2167,14 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
     pm_journal_state_t st = {0};
     self->generation = 1;
     self->retention = cfg->retention;
-    if (cfg->data_dir && *cfg->data_dir) {
+    self->replicas = (int) cfg->replicas;
+    int mesh_on = cfg->bind && *cfg->bind;
+    int replicated = mesh_on && self->replicas >= 2;
+    if ((cfg->data_dir && *cfg->data_dir) || replicated) {
         char err[512];
-        self->journal = pm_journal_open(cfg->data_dir, cfg->fsync, self->ctx, s_journal_send,
-                                        self, err, sizeof err);
+        const char *dir = cfg->data_dir && *cfg->data_dir ? cfg->data_dir : NULL;
+        self->journal = pm_journal_open(dir, cfg->fsync, self->ctx, s_journal_send, self, err,
+                                        sizeof err);
         if (!self->journal) {
             pm_log_error("PM-WAL-OPEN", "%s", err);
             goto fail;
@@ -1657,7 +2186,7 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
         }
         self->generation = st.generation + 1;
     }
-    if (st.space[0]) {
+    if (st.space[0] && !replicated) {
         snprintf(self->space, sizeof self->space, "%.100s", st.space);
     } else {
         uint64_t boot = 0;
@@ -1666,10 +2195,51 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
         char b36[16];
         s_base36(boot & 0xffffffffffULL, b36);
         snprintf(self->space, sizeof self->space, "%s-%s", node, b36);
+        /* With backups, our old space may have been taken over while we were
+         * down: new promises go to a new space, and the old one is resumed
+         * only if nobody announces it within takeover_grace. */
+        if (st.space[0])
+            self->probation = strdup(st.space);
     }
     if (self->journal) {
+        pm_journal_set_record_hook(self->journal, s_on_record, self);
         pm_journal_generation(self->journal, self->space, self->generation);
         pm_store_set_listener(self->store, s_store_changed, self);
+    }
+    self->rthens = zhashx_new();
+    if (!self->rthens)
+        goto fail;
+    zhashx_set_destructor(self->rthens, s_rthen_destructor);
+    if (mesh_on) {
+        pm_mesh_hooks_t mh = {.message = s_on_peer_message, .member = s_on_member,
+                              .moved = s_on_moved};
+        self->mesh = pm_mesh_new(self->ctx, cfg, node, self->space, &mh, self);
+        if (!self->mesh) {
+            pm_journal_state_free(&st);
+            goto fail;
+        }
+        for (size_t i = 0; i < st.claimed_count; i++)
+            if (!replicated)
+                pm_mesh_claim(self->mesh, st.claimed[i], pm_mesh_epoch(self->mesh,
+                                                                       st.claimed[i]) + 1);
+        if (replicated) {
+            pm_replica_hooks_t rh = {.full_state = s_full_state, .fenced = s_on_fenced};
+            self->replica = pm_replica_new(self->mesh, self->space, self->replicas, &rh, self);
+            if (!self->replica) {
+                pm_journal_state_free(&st);
+                goto fail;
+            }
+            /* Only our new space is ours until the grace period says more;
+             * a space we had taken over before is treated like our old one. */
+            char keep[PM_WIRE_MAX_NAME + 2];
+            snprintf(keep, sizeof keep, "%s~", self->space);
+            pm_store_passivate(self->store, keep, 1);
+            self->probation_until = s_mono_ms() + cfg->takeover_grace;
+            if (self->probation)
+                pm_log_info("PM-SPACE-PROBATION", "restarted: id space %s is resumed in %lld ms "
+                            "unless another agent serves it; new promises go to %s",
+                            self->probation, (long long) cfg->takeover_grace, self->space);
+        }
     }
 
     pm_workers_hooks_t hooks = {.send = s_workers_send, .settle = s_settle_anywhere,
@@ -1678,8 +2248,10 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
     self->relays = zhashx_new();
     self->rwaits = zhashx_new();
     self->relay_timers = pm_timers_new();
-    if (!self->workers || !self->relays || !self->rwaits || !self->relay_timers)
+    if (!self->workers || !self->relays || !self->rwaits || !self->relay_timers) {
+        pm_journal_state_free(&st);
         goto fail;
+    }
     zhashx_set_destructor(self->relays, s_relay_destructor);
     zhashx_set_destructor(self->rwaits, s_rwait_destructor);
     self->forward_timeout = cfg->forward_timeout;
@@ -1690,8 +2262,8 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
                     (unsigned long long) self->generation, self->space,
                     pm_store_count(self->store, 0), pm_store_count(self->store, PM_STATE_PENDING),
                     n, (unsigned long long) st.records, (long long) st.recovery_ms);
-        pm_journal_state_free(&st);
     }
+    pm_journal_state_free(&st);
 
     sigset_t set;
     sigemptyset(&set);
@@ -1731,12 +2303,6 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
         goto fail;
     }
     chmod(socket_path, 0660);
-    if (cfg->bind && *cfg->bind) {
-        pm_mesh_hooks_t mh = {.message = s_on_peer_message, .member = s_on_member};
-        self->mesh = pm_mesh_new(self->ctx, cfg, node, self->space, &mh, self);
-        if (!self->mesh)
-            goto fail;
-    }
     return self;
 fail:
     pm_agent_destroy(&self);
@@ -1766,6 +2332,9 @@ pm_agent_destroy(pm_agent_t **self_p)
         s_deleg_free(d);
     }
     pm_journal_close(&self->journal); /* releases what it held while the sockets live */
+    pm_replica_destroy(&self->replica);
+    zhashx_destroy(&self->rthens);
+    free(self->probation);
     pm_workers_destroy(&self->workers);
     pm_mesh_destroy(&self->mesh);
     zhashx_destroy(&self->relays);

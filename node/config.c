@@ -125,6 +125,17 @@ static const s_key_t s_keys[] = {
      * settled; short enough that the table does not grow without bound. */
     {.key = "retention", .type = S_DURATION, .offset = S_AT(retention), .def = "24h",
      .min = 1000, .max = 365LL * 24 * 3600 * 1000, .doc = "how long a settled promise is kept"},
+    /* 2: one backup survives any single agent's death; 1 is fate-sharing
+     * (the owner's death loses its promises: OWNER_LOST). */
+    {.key = "replicas", .type = S_INT, .offset = S_AT(replicas), .def = "2", .min = 1,
+     .max = 5, .doc = "copies of every promise: 1 = owner only (fate-sharing), 2+ = owner and "
+                      "backups that take over when it dies"},
+    /* 3 s: longer than failure detection (p99 ~1.5 s), so a space that was
+     * taken over while we were down is announced before we would resume it. */
+    {.key = "takeover_grace", .type = S_DURATION, .offset = S_AT(takeover_grace), .def = "3s",
+     .min = 0, .max = 600000,
+     .doc = "a restarted agent waits this long for news that its id space was taken over "
+            "before serving it again"},
 };
 
 #define S_NKEYS (sizeof s_keys / sizeof s_keys[0])

@@ -48,6 +48,8 @@ typedef struct pm_config {
     char *data_dir;                 /* WAL directory; NULL: nothing survives a restart */
     int fsync;                      /* 0 always, 1 batch, 2 never (pm_fsync_mode_t) */
     int64_t retention;              /* ms a settled promise is kept */
+    int64_t replicas;               /* copies of every promise (owner + backups) */
+    int64_t takeover_grace;         /* ms a restarted agent waits before resuming its space */
     uint64_t set_by_flag;           /* private: one bit per key already set by pm_config_set */
 } pm_config_t;
 

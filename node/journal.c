@@ -21,6 +21,7 @@
 typedef struct s_held {
     struct s_held *next;
     uint64_t lsn;
+    uint64_t rseq; /* replication sequence the message waits for (0: none) */
     uint64_t session;
     char *peer;
     uint8_t *buf;
@@ -28,7 +29,11 @@ typedef struct s_held {
 } s_held_t;
 
 struct pm_journal {
-    pm_wal_t *wal;
+    pm_wal_t *wal; /* NULL: no data dir; only replication gates */
+    uint64_t mem_lsn; /* records "appended" without a WAL */
+    uint64_t repl_produced, repl_acked;
+    pm_journal_record_fn *record_hook;
+    void *record_arg;
     pm_journal_send_fn *send;
     void *arg;
     s_held_t *head, *tail;
@@ -46,6 +51,18 @@ s_mono_ms(void)
     return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static uint64_t
+s_appended(const pm_journal_t *self)
+{
+    return self->wal ? pm_wal_appended(self->wal) : self->mem_lsn;
+}
+
+static uint64_t
+s_durable(const pm_journal_t *self)
+{
+    return self->wal ? pm_wal_durable(self->wal) : self->mem_lsn;
+}
+
 pm_journal_t *
 pm_journal_open(const char *dir, int fsync_mode, void *zmq_ctx, pm_journal_send_fn *send,
                 void *arg, char *err, size_t errlen)
@@ -57,6 +74,8 @@ pm_journal_open(const char *dir, int fsync_mode, void *zmq_ctx, pm_journal_send_
     }
     self->send = send;
     self->arg = arg;
+    if (!dir)
+        return self;
     self->wal = pm_wal_open(dir, (pm_fsync_mode_t) fsync_mode, zmq_ctx, err, errlen);
     if (!self->wal) {
         free(self);
@@ -68,7 +87,7 @@ pm_journal_open(const char *dir, int fsync_mode, void *zmq_ctx, pm_journal_send_
 static void
 s_release(pm_journal_t *self, uint64_t durable)
 {
-    while (self->head && self->head->lsn <= durable) {
+    while (self->head && self->head->lsn <= durable && self->head->rseq <= self->repl_acked) {
         s_held_t *h = self->head;
         self->head = h->next;
         if (!self->head)
@@ -88,8 +107,10 @@ pm_journal_close(pm_journal_t **self_p)
         return;
     pm_journal_t *self = *self_p;
     pm_wal_close(&self->wal); /* flushes and fsyncs what was appended */
-    if (!self->failed)
+    if (!self->failed) {
+        self->repl_acked = UINT64_MAX; /* going: deliver what the WAL holds */
         s_release(self, UINT64_MAX);
+    }
     while (self->head) {
         s_held_t *h = self->head;
         self->head = h->next;
@@ -135,6 +156,13 @@ s_append(pm_journal_t *self, const pm_rec_t *rec, int snapshot)
     if (!buf) {
         self->failed = 1;
         pm_log_error("PM-WAL-ENCODE", "out of memory encoding a record");
+        return;
+    }
+    if (self->record_hook && !snapshot)
+        self->record_hook(self->record_arg, rec, buf, len);
+    if (!self->wal) {
+        self->mem_lsn++;
+        free(buf);
         return;
     }
     int bad = snapshot ? pm_wal_snapshot_add(self->wal, buf, len) != 0
@@ -261,6 +289,16 @@ s_replay_one(void *arg, uint64_t lsn, const uint8_t *buf, size_t len)
     r->st->records++;
     switch (rec.kind) {
     case PM_REC_GENERATION:
+        if (rec.space && rec.generation == 0) {
+            char **c = realloc(r->st->claimed, (r->st->claimed_count + 1) * sizeof *c);
+            if (c && (c[r->st->claimed_count] = strdup(rec.space))) {
+                r->st->claimed = c;
+                r->st->claimed_count++;
+            } else if (c) {
+                r->st->claimed = c;
+            }
+            break;
+        }
         if (rec.space)
             snprintf(r->st->space, sizeof r->st->space, "%s", rec.space);
         if (rec.generation > r->st->generation)
@@ -315,7 +353,7 @@ pm_journal_replay(pm_journal_t *self, pm_store_t *store, pm_journal_state_t *st,
     memset(st, 0, sizeof *st);
     s_replay_t r = {.store = store, .st = st};
     int64_t t0 = s_mono_ms();
-    if (pm_wal_replay(self->wal, s_replay_one, &r, err, errlen) != 0)
+    if (self->wal && pm_wal_replay(self->wal, s_replay_one, &r, err, errlen) != 0)
         return -1;
     /* Keep only the continuations whose new promise still waits. */
     size_t keep = 0;
@@ -341,6 +379,11 @@ pm_journal_replay(pm_journal_t *self, pm_store_t *store, pm_journal_state_t *st,
 void
 pm_journal_state_free(pm_journal_state_t *st)
 {
+    for (size_t i = 0; i < st->claimed_count; i++)
+        free(st->claimed[i]);
+    free(st->claimed);
+    st->claimed = NULL;
+    st->claimed_count = 0;
     for (size_t i = 0; i < st->then_count; i++) {
         free((char *) st->thens[i].p);
         free((char *) st->thens[i].function);
@@ -356,12 +399,37 @@ pm_journal_state_free(pm_journal_state_t *st)
 int
 pm_journal_must_hold(const pm_journal_t *self)
 {
-    return self->head != NULL || pm_wal_durable(self->wal) < pm_wal_appended(self->wal) ||
-           self->failed;
+    return self->head != NULL || s_durable(self) < s_appended(self) ||
+           self->repl_acked < self->repl_produced || self->failed;
+}
+
+void
+pm_journal_repl(pm_journal_t *self, uint64_t produced, uint64_t acked)
+{
+    self->repl_produced = produced;
+    if (acked > self->repl_acked) {
+        self->repl_acked = acked;
+        if (!self->failed)
+            s_release(self, s_durable(self));
+    }
+}
+
+void
+pm_journal_set_record_hook(pm_journal_t *self, pm_journal_record_fn *fn, void *arg)
+{
+    self->record_hook = fn;
+    self->record_arg = arg;
 }
 
 void
 pm_journal_hold(pm_journal_t *self, uint64_t session, const char *peer, uint8_t *buf, size_t len)
+{
+    pm_journal_hold_ex(self, session, peer, buf, len, 0);
+}
+
+void
+pm_journal_hold_ex(pm_journal_t *self, uint64_t session, const char *peer, uint8_t *buf,
+                   size_t len, int wal_only)
 {
     s_held_t *h = calloc(1, sizeof *h);
     if (!h || (peer && !(h->peer = strdup(peer)))) {
@@ -369,7 +437,8 @@ pm_journal_hold(pm_journal_t *self, uint64_t session, const char *peer, uint8_t 
         free(buf);
         return;
     }
-    h->lsn = pm_wal_appended(self->wal);
+    h->lsn = s_appended(self);
+    h->rseq = wal_only ? 0 : self->repl_produced;
     h->session = session;
     h->buf = buf;
     h->len = len;
@@ -386,20 +455,20 @@ pm_journal_flush(pm_journal_t *self)
 {
     if (self->failed)
         return -1;
-    if (pm_wal_flush(self->wal) != 0) {
+    if (self->wal && pm_wal_flush(self->wal) != 0) {
         self->failed = 1;
         pm_log_error("PM-WAL-IO", "cannot write the WAL: %s; acknowledgements stop",
                      pm_wal_error(self->wal));
         return -1;
     }
-    s_release(self, pm_wal_durable(self->wal));
+    s_release(self, s_durable(self));
     return 0;
 }
 
 void *
 pm_journal_socket(pm_journal_t *self)
 {
-    return pm_wal_socket(self->wal);
+    return self->wal ? pm_wal_socket(self->wal) : NULL;
 }
 
 void
@@ -407,7 +476,7 @@ pm_journal_readable(pm_journal_t *self)
 {
     pm_wal_readable(self->wal);
     if (!self->failed)
-        s_release(self, pm_wal_durable(self->wal));
+        s_release(self, s_durable(self));
 }
 
 /* ---- compaction ----------------------------------------------------------- */
@@ -416,6 +485,8 @@ int
 pm_journal_maybe_compact(pm_journal_t *self, pm_store_t *store, const char *space,
                          uint64_t generation, pm_journal_thens_fn *thens, void *arg)
 {
+    if (!self->wal)
+        return 0;
     uint64_t log = pm_wal_log_bytes(self->wal);
     uint64_t live = (uint64_t) pm_store_count(store, 0) * S_RECORD_ESTIMATE;
     if (self->failed || log < S_COMPACT_MIN_BYTES || log < live * S_COMPACT_FACTOR)
@@ -442,13 +513,14 @@ fail:
 char *
 pm_journal_stats_json(pm_journal_t *self)
 {
-    pm_wal_stats_t ws;
-    pm_wal_stats(self->wal, &ws);
+    pm_wal_stats_t ws = {0};
+    if (self->wal)
+        pm_wal_stats(self->wal, &ws);
     json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "appended",
-                          (json_int_t) pm_wal_appended(self->wal), "durable",
-                          (json_int_t) pm_wal_durable(self->wal), "fsyncs",
+                          (json_int_t) s_appended(self), "durable",
+                          (json_int_t) s_durable(self), "fsyncs",
                           (json_int_t) ws.fsyncs, "log_bytes",
-                          (json_int_t) pm_wal_log_bytes(self->wal), "held",
+                          (json_int_t) (self->wal ? pm_wal_log_bytes(self->wal) : 0), "held",
                           (json_int_t) self->held, "snapshots", (json_int_t) self->snapshots,
                           "recovery_ms", (json_int_t) self->recovery_ms, "recovered_records",
                           (json_int_t) ws.records, "failed", self->failed);

@@ -35,14 +35,17 @@ typedef struct pm_journal_then {
 typedef struct pm_journal_state {
     char space[PM_WIRE_MAX_NAME + 1]; /* the agent's id space; "" on a new data dir */
     uint64_t generation;              /* starts so far, this one included */
+    char **claimed;                   /* spaces this agent took over (generation 0 records) */
+    size_t claimed_count;
     pm_journal_then_t *thens;         /* continuations whose q was pending */
     size_t then_count;
     uint64_t records;
     int64_t recovery_ms;
 } pm_journal_state_t;
 
-/* Opens the WAL in dir (fsync: 0 always, 1 batch, 2 never). NULL with a
- * message in err. Caller owns the journal. */
+/* Opens the WAL in dir (fsync: 0 always, 1 batch, 2 never); dir NULL: no
+ * WAL, only replication holds replies. NULL with a message in err. Caller
+ * owns the journal. */
 pm_journal_t *pm_journal_open(const char *dir, int fsync_mode, void *zmq_ctx,
                               pm_journal_send_fn *send, void *arg, char *err, size_t errlen);
 /* Stops taking records, makes what was appended durable, releases what is
@@ -60,15 +63,29 @@ void pm_journal_state_free(pm_journal_state_t *st);
 void pm_journal_store_event(pm_journal_t *self, pm_store_event_t ev, const pm_prom_t *p);
 /* Records a continuation registration. */
 void pm_journal_then(pm_journal_t *self, const char *p, const char *function, const char *q);
-/* Records this start: space and generation. */
+/* Records this start: space and generation (generation 0: space is one we
+ * took over, to serve again after a restart). */
 void pm_journal_generation(pm_journal_t *self, const char *space, uint64_t generation);
 
 /* Whether a reply sent now must wait (records are appended, not yet
  * durable). */
 int pm_journal_must_hold(const pm_journal_t *self);
-/* Holds an encoded message until everything appended so far is durable. */
+/* Holds an encoded message until everything appended so far is durable here
+ * and acknowledged by the backups. */
 void pm_journal_hold(pm_journal_t *self, uint64_t session, const char *peer, uint8_t *buf,
                      size_t len);
+/* The same; wal_only: wait for the local WAL only (a backup's own
+ * acknowledgement must not wait on its own backups: that could wait in a
+ * circle). */
+void pm_journal_hold_ex(pm_journal_t *self, uint64_t session, const char *peer, uint8_t *buf,
+                        size_t len, int wal_only);
+/* Replication watermarks: records produced for backups so far, and how far
+ * every backup has acknowledged. Releases what is now covered. */
+void pm_journal_repl(pm_journal_t *self, uint64_t produced, uint64_t acked);
+/* Called with every record appended (encoded; borrowed), e.g. to replicate. */
+typedef void(pm_journal_record_fn)(void *arg, const pm_rec_t *rec, const uint8_t *buf,
+                                    size_t len);
+void pm_journal_set_record_hook(pm_journal_t *self, pm_journal_record_fn *fn, void *arg);
 /* Once per loop iteration: writes appended records, starts or completes an
  * fsync, and releases held messages that are now durable. -1 on an I/O
  * error (the agent must stop acknowledging). */

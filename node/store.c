@@ -602,6 +602,20 @@ pm_store_activate(pm_store_t *self, const char *prefix)
     return n;
 }
 
+size_t
+pm_store_passivate(pm_store_t *self, const char *prefix, int keep)
+{
+    size_t n = 0, plen = strlen(prefix);
+    for (pm_prom_t *p = self->oldest; p; p = p->newer) {
+        if (p->passive || (strncmp(p->id, prefix, plen) == 0) == (keep != 0))
+            continue;
+        p->passive = 1;
+        pm_timers_cancel(self->timers, &p->timer);
+        n++;
+    }
+    return n;
+}
+
 static void
 s_drop(pm_store_t *self, pm_prom_t *p)
 {

@@ -112,6 +112,9 @@ int pm_store_apply_heartbeat(pm_store_t *self, const char *id, int64_t at);
 /* Makes every passive promise whose id starts with prefix active (its timers
  * armed); returns how many. Deadlines already past fire on the next tick. */
 size_t pm_store_activate(pm_store_t *self, const char *prefix);
+/* The reverse: promises under prefix become passive replicas (timers off);
+ * with keep set, every promise NOT under prefix does. */
+size_t pm_store_passivate(pm_store_t *self, const char *prefix, int keep);
 /* Removes a settled promise. PM_ERR_NOT_FOUND, or PM_ERR_BAD_REQUEST if it
  * is pending. */
 int pm_store_drop(pm_store_t *self, const char *id);

@@ -1,0 +1,334 @@
+/*
+ * replica.c - see replica.h.
+ */
+#include "replica.h"
+
+#include "log.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Records per REPLICATE message in a state transfer: big enough to move a
+ * million promises in ~1000 frames, small enough to stay far below the
+ * frame limit. */
+#define S_TRANSFER_CHUNK 1024
+#define S_MAX_BACKUPS 8
+
+typedef struct s_rec {
+    char *space;
+    uint8_t *buf;
+    size_t len;
+} s_rec_t;
+
+typedef struct s_backup {
+    char *name;
+    uint64_t acked;
+    uint64_t counts_from; /* counted once acked >= this (end of its state transfer) */
+    int counted;
+} s_backup_t;
+
+struct pm_replica {
+    pm_mesh_t *mesh;
+    char *primary;
+    int replicas;
+    pm_replica_hooks_t hooks;
+    void *arg;
+    s_rec_t *queue;
+    size_t n, cap;
+    uint64_t produced;
+    s_backup_t backups[S_MAX_BACKUPS];
+    size_t n_backups;
+    int degraded;
+    uint64_t transfers, sent_records, fenced;
+    /* during a transfer: where add() sends */
+    const char *xfer_to;
+    s_rec_t xfer[S_TRANSFER_CHUNK];
+    size_t xfer_n;
+};
+
+pm_replica_t *
+pm_replica_new(pm_mesh_t *mesh, const char *primary, int replicas,
+               const pm_replica_hooks_t *hooks, void *arg)
+{
+    pm_replica_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->mesh = mesh;
+    self->primary = strdup(primary);
+    self->replicas = replicas < 2 ? 2 : replicas > S_MAX_BACKUPS + 1 ? S_MAX_BACKUPS + 1
+                                                                      : replicas;
+    self->hooks = *hooks;
+    self->arg = arg;
+    return self;
+}
+
+static void
+s_clear_queue(pm_replica_t *self)
+{
+    for (size_t i = 0; i < self->n; i++) {
+        free(self->queue[i].space);
+        free(self->queue[i].buf);
+    }
+    self->n = 0;
+}
+
+void
+pm_replica_destroy(pm_replica_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pm_replica_t *self = *self_p;
+    s_clear_queue(self);
+    free(self->queue);
+    for (size_t i = 0; i < self->n_backups; i++)
+        free(self->backups[i].name);
+    free(self->primary);
+    free(self);
+    *self_p = NULL;
+}
+
+void
+pm_replica_record(pm_replica_t *self, const char *space, const uint8_t *rec, size_t len)
+{
+    if (self->n == self->cap) {
+        size_t cap = self->cap ? self->cap * 2 : 256;
+        s_rec_t *q = realloc(self->queue, cap * sizeof *q);
+        if (!q)
+            return;
+        self->queue = q;
+        self->cap = cap;
+    }
+    s_rec_t *r = &self->queue[self->n];
+    r->space = strdup(space);
+    r->buf = malloc(len ? len : 1);
+    if (!r->space || !r->buf) {
+        free(r->space);
+        free(r->buf);
+        return;
+    }
+    memcpy(r->buf, rec, len);
+    r->len = len;
+    self->n++;
+    self->produced++;
+}
+
+/* Sends records [from, to) of arr (all of one space) to backup `to_node`. */
+static void
+s_send_batch(pm_replica_t *self, const char *node, const s_rec_t *arr, size_t n, uint64_t lsn,
+             int full)
+{
+    pm_bytes_t stack[64];
+    pm_bytes_t *b = n <= 64 ? stack : malloc(n * sizeof *b);
+    if (!b)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        b[i].data = arr[i].buf;
+        b[i].len = arr[i].len;
+    }
+    uint64_t epoch = 1;
+    pm_mesh_owns(self->mesh, arr[0].space, &epoch);
+    pm_msg_t m = {.type = PM_MSG_REPLICATE, .space = arr[0].space, .epoch = epoch,
+                  .lsn = lsn, .records = b, .record_count = n, .full = full};
+    pm_mesh_send(self->mesh, node, &m);
+    self->sent_records += n;
+    if (b != stack)
+        free(b);
+}
+
+/* Sends arr[0..n) grouped in runs of one space; the last message of the
+ * whole carries lsn (earlier ones carry lsn too: acks are cumulative and
+ * FIFO, so an early ack of lsn can only come after the whole batch). */
+static void
+s_send_runs(pm_replica_t *self, const char *node, const s_rec_t *arr, size_t n, uint64_t lsn,
+            int full)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t j = i + 1;
+        while (j < n && strcmp(arr[j].space, arr[i].space) == 0)
+            j++;
+        s_send_batch(self, node, &arr[i], j - i, j == n ? lsn : 0, full);
+        i = j;
+    }
+}
+
+static void
+s_xfer_flush(pm_replica_t *self)
+{
+    if (!self->xfer_n)
+        return;
+    s_send_runs(self, self->xfer_to, self->xfer, self->xfer_n, 0, 1);
+    for (size_t i = 0; i < self->xfer_n; i++) {
+        free(self->xfer[i].space);
+        free(self->xfer[i].buf);
+    }
+    self->xfer_n = 0;
+}
+
+static void
+s_xfer_add(pm_replica_t *self, const char *space, const uint8_t *rec, size_t len)
+{
+    s_rec_t *r = &self->xfer[self->xfer_n];
+    r->space = strdup(space);
+    r->buf = malloc(len ? len : 1);
+    if (!r->space || !r->buf) {
+        free(r->space);
+        free(r->buf);
+        return;
+    }
+    memcpy(r->buf, rec, len);
+    r->len = len;
+    if (++self->xfer_n == S_TRANSFER_CHUNK)
+        s_xfer_flush(self);
+}
+
+/* Copies the whole state to a backup; it counts once it acknowledged it. */
+static void
+s_transfer(pm_replica_t *self, s_backup_t *b)
+{
+    self->xfer_to = b->name;
+    self->hooks.full_state(self->arg, self, s_xfer_add);
+    s_xfer_flush(self);
+    /* An empty marker carrying the watermark: acknowledged once everything
+     * before it is applied and durable at the backup. */
+    const char *space = self->primary;
+    pm_msg_t m = {.type = PM_MSG_REPLICATE, .space = space, .epoch = 1, .lsn = self->produced,
+                  .full = 1};
+    pm_mesh_owns(self->mesh, space, &m.epoch);
+    pm_mesh_send(self->mesh, b->name, &m);
+    b->counted = 0;
+    b->counts_from = self->produced;
+    self->transfers++;
+    pm_log_info("PM-REPL-TRANSFER", "copying the state to new backup %s", b->name);
+}
+
+/* Keeps backups that are alive; tops the set up from the rendezvous order. */
+static void
+s_check_backups(pm_replica_t *self)
+{
+    size_t want = (size_t) self->replicas - 1;
+    for (size_t i = 0; i < self->n_backups;) {
+        if (pm_mesh_is_up(self->mesh, self->backups[i].name)) {
+            i++;
+            continue;
+        }
+        pm_log_warn("PM-REPL-BACKUP-LOST", "backup %s is gone; choosing another",
+                    self->backups[i].name);
+        free(self->backups[i].name);
+        self->backups[i] = self->backups[--self->n_backups];
+    }
+    if (self->n_backups >= want)
+        return;
+    const char *cand[S_MAX_BACKUPS + 1];
+    size_t n = pm_mesh_backups(self->mesh, pm_mesh_self(self->mesh), self->primary,
+                               S_MAX_BACKUPS, cand);
+    for (size_t i = 0; i < n && self->n_backups < want; i++) {
+        int have = 0;
+        for (size_t j = 0; j < self->n_backups; j++)
+            have |= strcmp(self->backups[j].name, cand[i]) == 0;
+        if (have || strcmp(cand[i], pm_mesh_self(self->mesh)) == 0)
+            continue;
+        s_backup_t *b = &self->backups[self->n_backups++];
+        memset(b, 0, sizeof *b);
+        b->name = strdup(cand[i]);
+        if (!b->name) {
+            self->n_backups--;
+            continue;
+        }
+        s_transfer(self, b);
+    }
+}
+
+void
+pm_replica_flush(pm_replica_t *self)
+{
+    s_check_backups(self);
+    if (!self->n)
+        return;
+    for (size_t i = 0; i < self->n_backups; i++)
+        s_send_runs(self, self->backups[i].name, self->queue, self->n, self->produced, 0);
+    s_clear_queue(self);
+}
+
+void
+pm_replica_resync(pm_replica_t *self)
+{
+    pm_replica_flush(self);
+    for (size_t i = 0; i < self->n_backups; i++)
+        s_transfer(self, &self->backups[i]);
+}
+
+void
+pm_replica_ack(pm_replica_t *self, const char *from, const char *space, uint64_t lsn,
+               int fenced, uint64_t epoch)
+{
+    if (fenced) {
+        self->fenced++;
+        if (self->hooks.fenced)
+            self->hooks.fenced(self->arg, space, epoch);
+        return;
+    }
+    for (size_t i = 0; i < self->n_backups; i++) {
+        s_backup_t *b = &self->backups[i];
+        if (strcmp(b->name, from) != 0)
+            continue;
+        if (lsn > b->acked)
+            b->acked = lsn;
+        if (!b->counted && b->acked >= b->counts_from) {
+            b->counted = 1;
+            pm_log_info("PM-REPL-BACKUP-READY", "backup %s has the state; it counts now",
+                        b->name);
+        }
+    }
+}
+
+uint64_t
+pm_replica_produced(const pm_replica_t *self)
+{
+    return self->produced;
+}
+
+uint64_t
+pm_replica_acked(const pm_replica_t *self)
+{
+    uint64_t low = UINT64_MAX;
+    size_t counted = 0;
+    for (size_t i = 0; i < self->n_backups; i++)
+        if (self->backups[i].counted) {
+            counted++;
+            if (self->backups[i].acked < low)
+                low = self->backups[i].acked;
+        }
+    if (!counted) {
+        /* No backup holds the state yet (a lone agent, or a new backup still
+         * copying): acknowledge on local durability rather than not at all,
+         * and say so. */
+        if (!((pm_replica_t *) self)->degraded && self->n_backups == 0 && self->produced) {
+            ((pm_replica_t *) self)->degraded = 1;
+            pm_log_warn("PM-REPL-DEGRADED", "no backup available: acknowledging with local "
+                        "durability only");
+        }
+        return self->n_backups ? 0 : self->produced;
+    }
+    ((pm_replica_t *) self)->degraded = 0;
+    return low;
+}
+
+char *
+pm_replica_stats_json(pm_replica_t *self)
+{
+    json_t *bs = json_array();
+    for (size_t i = 0; i < self->n_backups; i++)
+        json_array_append_new(bs, json_pack("{s:s,s:I,s:b}", "node", self->backups[i].name,
+                                            "acked", (json_int_t) self->backups[i].acked,
+                                            "counted", self->backups[i].counted));
+    json_t *o = json_pack("{s:i,s:o,s:I,s:I,s:I,s:I,s:I}", "replicas", self->replicas,
+                          "backups", bs, "produced", (json_int_t) self->produced, "acked",
+                          (json_int_t) pm_replica_acked(self), "transfers",
+                          (json_int_t) self->transfers, "records_sent",
+                          (json_int_t) self->sent_records, "fenced", (json_int_t) self->fenced);
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}

@@ -1,0 +1,55 @@
+/*
+ * replica.h - replication of this agent's promises to its backups.
+ *
+ * Every record of a space this agent serves (the journal hands them over as
+ * they are written) goes to R-1 backups, chosen by rendezvous hashing on the
+ * agent's primary id space over the alive members, in one REPLICATE message
+ * per space per loop iteration, over the FIFO channel to each backup. The
+ * backups acknowledge; the journal holds replies until every counted backup
+ * has acknowledged the records before them. A backup that joins the set is
+ * first sent the whole state ("copies the state over") and only counts once
+ * it has acknowledged that. Knows nothing of the store: the agent supplies
+ * the full state when asked.
+ */
+#ifndef PM_REPLICA_H
+#define PM_REPLICA_H
+
+#include "mesh.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pm_replica pm_replica_t;
+
+/* Adds one record of space to a full-state transfer. */
+typedef void(pm_replica_add_fn)(pm_replica_t *r, const char *space, const uint8_t *rec,
+                                 size_t len);
+
+typedef struct pm_replica_hooks {
+    /* Emits every record of the full state of every served space. */
+    void (*full_state)(void *arg, pm_replica_t *r, pm_replica_add_fn *add);
+    /* A backup refused our records for space: it knows a newer epoch. */
+    void (*fenced)(void *arg, const char *space, uint64_t epoch);
+} pm_replica_hooks_t;
+
+/* replicas is R (>= 2). Caller owns the result. */
+pm_replica_t *pm_replica_new(pm_mesh_t *mesh, const char *primary, int replicas,
+                             const pm_replica_hooks_t *hooks, void *arg);
+void pm_replica_destroy(pm_replica_t **self_p);
+/* Queues a record of a space this agent serves (copied). */
+void pm_replica_record(pm_replica_t *self, const char *space, const uint8_t *rec, size_t len);
+/* Once per loop iteration: re-checks the backup set and sends what is queued. */
+void pm_replica_flush(pm_replica_t *self);
+/* A backup's acknowledgement. */
+void pm_replica_ack(pm_replica_t *self, const char *from, const char *space, uint64_t lsn,
+                    int fenced, uint64_t epoch);
+/* Sends the full state again to every backup (after a takeover). */
+void pm_replica_resync(pm_replica_t *self);
+/* Records produced so far, and acknowledged by every counted backup (equal
+ * to produced when no backup can be had: the mesh is too small). */
+uint64_t pm_replica_produced(const pm_replica_t *self);
+uint64_t pm_replica_acked(const pm_replica_t *self);
+/* Backups and their progress as a JSON object (caller frees). */
+char *pm_replica_stats_json(pm_replica_t *self);
+
+#endif
