@@ -32,6 +32,7 @@ struct pm_journal {
     pm_wal_t *wal; /* NULL: no data dir; only replication gates */
     uint64_t mem_lsn; /* records "appended" without a WAL */
     uint64_t repl_produced, repl_acked;
+    int snapshot_failed;
     pm_journal_record_fn *record_hook;
     void *record_arg;
     pm_journal_send_fn *send;
@@ -165,8 +166,14 @@ s_append(pm_journal_t *self, const pm_rec_t *rec, int snapshot)
         free(buf);
         return;
     }
-    int bad = snapshot ? pm_wal_snapshot_add(self->wal, buf, len) != 0
-                       : pm_wal_append(self->wal, buf, len) == 0;
+    if (snapshot) {
+        /* A failed snapshot is abandoned; the log it would replace is intact. */
+        if (pm_wal_snapshot_add(self->wal, buf, len) != 0)
+            self->snapshot_failed = 1;
+        free(buf);
+        return;
+    }
+    int bad = pm_wal_append(self->wal, buf, len) == 0;
     if (bad && !self->failed) {
         self->failed = 1;
         pm_log_error("PM-WAL-IO", "cannot append to the WAL: %s; acknowledgements stop",
@@ -492,14 +499,18 @@ pm_journal_maybe_compact(pm_journal_t *self, pm_store_t *store, const char *spac
     if (self->failed || log < S_COMPACT_MIN_BYTES || log < live * S_COMPACT_FACTOR)
         return 0;
     int64_t t0 = s_mono_ms();
+    self->snapshot_failed = 0;
     if (pm_wal_snapshot_begin(self->wal) != 0)
         goto fail;
     pm_rec_t gen = {.kind = PM_REC_GENERATION, .space = space, .generation = generation};
     s_append(self, &gen, 1);
     for (pm_prom_t *p = pm_store_oldest(store); p; p = p->newer)
         s_promise_records(self, p, 1);
-    if (thens(arg, self) != 0 || self->failed || pm_wal_snapshot_commit(self->wal) != 0)
+    if (thens(arg, self) != 0 || self->snapshot_failed ||
+        pm_wal_snapshot_commit(self->wal) != 0) {
+        pm_wal_snapshot_abort(self->wal);
         goto fail;
+    }
     self->snapshots++;
     pm_log_info("PM-WAL-SNAPSHOT", "compacted %llu log bytes into a snapshot of %zu promises "
                 "in %lld ms", (unsigned long long) log, pm_store_count(store, 0),

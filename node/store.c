@@ -17,6 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Longest timeout or heartbeat accepted: 100 years. Beyond it "now + d"
+ * could wrap, and no promise needs it. */
+#define S_MAX_DURATION (100LL * 365 * 24 * 3600 * 1000)
+
 typedef struct s_index {
     pm_prom_t **slots;
     size_t cap; /* power of two */
@@ -365,7 +369,8 @@ pm_store_create(pm_store_t *self, const pm_create_args_t *a, int64_t now, pm_pro
                 int *created)
 {
     size_t max = self->limits.max_id_bytes;
-    if (!s_valid_text(a->id, max) || a->timeout_ms < 0 || a->heartbeat_ms < 0)
+    if (!s_valid_text(a->id, max) || a->timeout_ms < 0 || a->heartbeat_ms < 0 ||
+        a->timeout_ms > S_MAX_DURATION || a->heartbeat_ms > S_MAX_DURATION)
         return PM_ERR_BAD_REQUEST;
     if (a->key && *a->key) {
         if (strlen(a->key) > max)
@@ -523,6 +528,9 @@ size_t
 pm_store_list(pm_store_t *self, const pm_list_filter_t *f, const pm_prom_t **out,
               char *next_cursor, size_t cursor_cap)
 {
+    next_cursor[0] = 0;
+    if (f->limit == 0)
+        return 0;
     pm_prom_t *p = self->oldest;
     if (f->cursor && *f->cursor) {
         char *end;

@@ -13,6 +13,7 @@
 
 #include "log.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <endian.h>
 #include <errno.h>
@@ -72,10 +73,10 @@ struct pm_wal {
     bool write_failing; /* the last write failed (logged once per episode) */
     char error[512];
 
-    int seg_fd;         /* segment appends go to */
-    uint64_t seg_base;  /* its first LSN */
-    uint64_t seg_off;   /* bytes of whole records on disk in it */
-    uint8_t *buf;       /* frames appended but not written */
+    int seg_fd;        /* segment appends go to */
+    uint64_t seg_base; /* its first LSN */
+    uint64_t seg_off;  /* bytes of whole records on disk in it */
+    uint8_t *buf;      /* frames appended but not written */
     size_t buf_len, buf_cap;
 
     uint64_t appended, written, durable;
@@ -240,8 +241,8 @@ s_find_intact(const uint8_t *map, size_t from, size_t n, uint64_t after)
 
 /* --- small helpers ---------------------------------------------------------- */
 
-static void
-s_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void s_seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void
 s_seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -502,8 +503,8 @@ s_lock(pm_wal_t *self, char *err, size_t errlen)
     }
     char pid[32];
     int len = snprintf(pid, sizeof pid, "%ld\n", (long) getpid());
-    if (ftruncate(self->lock_fd, 0) != 0 || s_pwrite_all(self->lock_fd, (uint8_t *) pid,
-                                                        (size_t) len, 0, NULL) != 0) {
+    if (ftruncate(self->lock_fd, 0) != 0 ||
+        s_pwrite_all(self->lock_fd, (uint8_t *) pid, (size_t) len, 0, NULL) != 0) {
         s_seterr(err, errlen, "write %s/LOCK: %s", self->dir, strerror(errno));
         return -1;
     }
@@ -731,8 +732,10 @@ s_seg_check(pm_wal_t *self, s_seg_t *s, bool last, char *err, size_t errlen)
             s->fresh_header = true;
             return 0;
         }
-        s_seterr(err, errlen, "%s/%s: offset 0: bad segment header (not a pmesh WAL segment, "
-                 "or its first LSN differs from the file name)", self->dir, name);
+        s_seterr(err, errlen,
+                 "%s/%s: offset 0: bad segment header (not a pmesh WAL segment, "
+                 "or its first LSN differs from the file name)",
+                 self->dir, name);
         return -1;
     }
     size_t off = S_SEG_HDR;
@@ -747,20 +750,25 @@ s_seg_check(pm_wal_t *self, s_seg_t *s, bool last, char *err, size_t errlen)
             continue;
         }
         if (crc_ok) {
-            s_seterr(err, errlen, "%s/%s: offset %zu: record has LSN %" PRIu64 ", expected %" PRIu64
-                     "; refusing to recover", self->dir, name, off, s_get64(p + off + 8), want);
+            s_seterr(err, errlen,
+                     "%s/%s: offset %zu: record has LSN %" PRIu64 ", expected %" PRIu64
+                     "; refusing to recover",
+                     self->dir, name, off, s_get64(p + off + 8), want);
             return -1;
         }
         int64_t next = s_find_intact(p, off + 1, s->m.size, want - 1);
         if (next >= 0) {
-            s_seterr(err, errlen, "%s/%s: offset %zu: corrupt record (%s) followed by a valid "
+            s_seterr(err, errlen,
+                     "%s/%s: offset %zu: corrupt record (%s) followed by a valid "
                      "record at offset %" PRId64 " (LSN %" PRIu64 "); refusing to skip it",
                      self->dir, name, off, why, next, s_get64(p + next + 8));
             return -1;
         }
         if (!last) {
-            s_seterr(err, errlen, "%s/%s: offset %zu: corrupt record (%s) in a segment that is "
-                     "not the last; refusing to recover", self->dir, name, off, why);
+            s_seterr(err, errlen,
+                     "%s/%s: offset %zu: corrupt record (%s) in a segment that is "
+                     "not the last; refusing to recover",
+                     self->dir, name, off, why);
             return -1;
         }
         s->dropped = s->m.size - off;
@@ -824,8 +832,10 @@ s_list(pm_wal_t *self, uint64_t **segs, size_t *nseg, uint64_t **snaps, size_t *
     }
     closedir(d);
     if (rc == 0) {
-        qsort(*segs, *nseg, sizeof **segs, s_cmp_u64);
-        qsort(*snaps, *nsnap, sizeof **snaps, s_cmp_u64);
+        if (*nseg)
+            qsort(*segs, *nseg, sizeof **segs, s_cmp_u64);
+        if (*nsnap)
+            qsort(*snaps, *nsnap, sizeof **snaps, s_cmp_u64);
     }
     return rc;
 }
@@ -868,7 +878,7 @@ pm_wal_replay(pm_wal_t *self, pm_wal_replay_fn *fn, void *arg, char *err, size_t
     int64_t t0 = s_now_ms();
     int rc = -1;
     uint64_t *segs = NULL, *snaps = NULL;
-    size_t nseg = 0, nsnap = 0, first = 0;
+    size_t nseg = 0, nsnap = 0, first = 0, n = 0;
     s_seg_t *ss = NULL;
     s_map_t snap = {NULL, 0};
     uint64_t L = 0, snap_count = 0;
@@ -899,12 +909,13 @@ pm_wal_replay(pm_wal_t *self, pm_wal_replay_fn *fn, void *arg, char *err, size_t
         first++;
     if (first < nseg && segs[first] > L + 1) {
         s_seg_name(name, sizeof name, segs[first]);
-        s_seterr(err, errlen, "%s: records %" PRIu64 "..%" PRIu64 " are missing: the %s ends at "
-                 "LSN %" PRIu64 " but the log resumes with %s; refusing to recover", self->dir,
-                 L + 1, segs[first] - 1, L ? "snapshot" : "empty state", L, name);
+        s_seterr(err, errlen,
+                 "%s: records %" PRIu64 "..%" PRIu64 " are missing: the %s ends at "
+                 "LSN %" PRIu64 " but the log resumes with %s; refusing to recover",
+                 self->dir, L + 1, segs[first] - 1, L ? "snapshot" : "empty state", L, name);
         goto out;
     }
-    size_t n = nseg - first;
+    n = nseg - first;
     ss = calloc(n ? n : 1, sizeof *ss);
     if (!ss) {
         s_seterr(err, errlen, "out of memory");
@@ -915,8 +926,10 @@ pm_wal_replay(pm_wal_t *self, pm_wal_replay_fn *fn, void *arg, char *err, size_t
         ss[i].base = segs[first + i];
         s_seg_name(name, sizeof name, ss[i].base);
         if (i > 0 && ss[i].base != ss[i - 1].last + 1) {
-            s_seterr(err, errlen, "%s/%s: log gap: the previous segment ends at LSN %" PRIu64
-                     "; refusing to recover", self->dir, name, ss[i - 1].last);
+            s_seterr(err, errlen,
+                     "%s/%s: log gap: the previous segment ends at LSN %" PRIu64
+                     "; refusing to recover",
+                     self->dir, name, ss[i - 1].last);
             goto out;
         }
         if (s_map(self, name, &ss[i].m, err, errlen) != 0 ||
@@ -962,9 +975,10 @@ pm_wal_replay(pm_wal_t *self, pm_wal_replay_fn *fn, void *arg, char *err, size_t
     if (tail && tail->dropped) {
         s_seg_name(name, sizeof name, tail->base);
         self->stats.dropped_bytes = tail->dropped;
-        pm_log_warn("PM-WAL-TORN", "%s/%s: torn tail at offset %zu (%s): dropped %zu bytes; "
-                    "the log ends at LSN %" PRIu64, self->dir, name, tail->good_end,
-                    tail->torn_why, tail->dropped, last);
+        pm_log_warn("PM-WAL-TORN",
+                    "%s/%s: torn tail at offset %zu (%s): dropped %zu bytes; "
+                    "the log ends at LSN %" PRIu64,
+                    self->dir, name, tail->good_end, tail->torn_why, tail->dropped, last);
     }
     if (tail && tail->last == last) {
         s_seg_name(name, sizeof name, tail->base);
@@ -1011,11 +1025,12 @@ pm_wal_replay(pm_wal_t *self, pm_wal_replay_fn *fn, void *arg, char *err, size_t
     self->log_bytes = self->stats.bytes;
     self->replayed = true;
     self->stats.recovery_ms = s_now_ms() - t0;
-    pm_log_info("PM-WAL-RECOVERED", "%s: snapshot LSN %" PRIu64 " (%" PRIu64 " records), %" PRIu64
-                " log records (%" PRIu64 " bytes), last LSN %" PRIu64 ", dropped %" PRIu64
-                " bytes, fsync %s, in %" PRId64 " ms", self->dir, L, self->stats.snapshot_records,
-                self->stats.records, self->stats.bytes, last, self->stats.dropped_bytes,
-                pm_wal_mode_name(self->mode), self->stats.recovery_ms);
+    pm_log_info(
+        "PM-WAL-RECOVERED",
+        "%s: snapshot LSN %" PRIu64 " (%" PRIu64 " records), %" PRIu64 " log records (%" PRIu64
+        " bytes), last LSN %" PRIu64 ", dropped %" PRIu64 " bytes, fsync %s, in %" PRId64 " ms",
+        self->dir, L, self->stats.snapshot_records, self->stats.records, self->stats.bytes, last,
+        self->stats.dropped_bytes, pm_wal_mode_name(self->mode), self->stats.recovery_ms);
     rc = 0;
 out:
     if (rc != 0) {
@@ -1053,6 +1068,7 @@ s_usable(pm_wal_t *self)
 uint64_t
 pm_wal_append(pm_wal_t *self, const void *rec, size_t len)
 {
+    assert(rec || !len);
     if (s_usable(self) != 0)
         return 0;
     if (len > PM_WAL_MAX_RECORD) {
@@ -1101,9 +1117,10 @@ s_write_pending(pm_wal_t *self)
     if (rc != 0) {
         int e = errno;
         if (done > 0 && ftruncate(self->seg_fd, (off_t) self->seg_off) != 0) {
-            s_fail(self, "write %s/%s at offset %" PRIu64 ": %s; cutting the partial record "
-                   "failed too: %s", self->dir, name, self->seg_off + done, strerror(e),
-                   strerror(errno));
+            s_fail(self,
+                   "write %s/%s at offset %" PRIu64 ": %s; cutting the partial record "
+                   "failed too: %s",
+                   self->dir, name, self->seg_off + done, strerror(e), strerror(errno));
             self->failed = true;
         } else
             s_fail(self, "write %s/%s at offset %" PRIu64 ": %s", self->dir, name,
@@ -1283,6 +1300,7 @@ pm_wal_snapshot_begin(pm_wal_t *self)
 int
 pm_wal_snapshot_add(pm_wal_t *self, const void *rec, size_t len)
 {
+    assert(rec || !len);
     if (self->snap_fd < 0) {
         s_fail(self, "no snapshot is being written");
         return -1;
