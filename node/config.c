@@ -136,6 +136,20 @@ static const s_key_t s_keys[] = {
      .min = 0, .max = 600000,
      .doc = "a restarted agent waits this long for news that its id space was taken over "
             "before serving it again"},
+    {.key = "http", .type = S_STRING, .offset = S_AT(http), .meta = "ADDR:PORT",
+     .doc = "serve the HTTP gateway (webhooks, REST, /metrics) here; unset: no gateway"},
+    {.key = "http_public_url", .type = S_STRING, .offset = S_AT(http_public_url), .meta = "URL",
+     .doc = "base URL outside systems use to reach this gateway (callback_url); default "
+            "http://ADDR:PORT"},
+    {.key = "token_secret_file", .type = S_STRING, .offset = S_AT(token_secret_file),
+     .meta = "PATH", .doc = "file holding the mesh's HMAC key for settle tokens (32+ bytes); "
+                            "unset: settling over HTTP is refused"},
+    /* 1024: each connection costs a few KiB; beyond this clients get 503
+     * rather than the gateway running out of descriptors. */
+    {.key = "http_max_connections", .type = S_INT, .offset = S_AT(http_max_connections),
+     .def = "1024", .min = 1, .max = 65536, .doc = "concurrent HTTP connections"},
+    {.key = "http_max_wait", .type = S_DURATION, .offset = S_AT(http_max_wait), .def = "5m",
+     .min = 0, .max = 3600 * 1000, .doc = "longest long-poll (?wait=) a GET may ask for"},
 };
 
 #define S_NKEYS (sizeof s_keys / sizeof s_keys[0])

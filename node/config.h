@@ -50,6 +50,11 @@ typedef struct pm_config {
     int64_t retention;              /* ms a settled promise is kept */
     int64_t replicas;               /* copies of every promise (owner + backups) */
     int64_t takeover_grace;         /* ms a restarted agent waits before resuming its space */
+    char *http;                     /* ADDR:PORT of the HTTP gateway; NULL: none */
+    char *http_public_url;          /* base URL outside systems call back; NULL: from http */
+    char *token_secret_file;        /* HMAC key for settle tokens; NULL: tokens disabled */
+    int64_t http_max_connections;   /* concurrent HTTP connections */
+    int64_t http_max_wait;          /* ms: longest ?wait= long-poll */
     uint64_t set_by_flag;           /* private: one bit per key already set by pm_config_set */
 } pm_config_t;
 
