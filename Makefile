@@ -14,7 +14,7 @@ else
 BUILD     ?= build/san
 endif
 CC        ?= cc
-PKGS      := libzmq libczmq libprotobuf-c yaml-0.1 jansson
+PKGS      := libzmq libczmq libprotobuf-c yaml-0.1 jansson libcurl libmicrohttpd libsodium
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)

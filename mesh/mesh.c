@@ -71,7 +71,8 @@ struct pm_mesh {
     int left;
     uint64_t sent[S_KINDS], recv[S_KINDS];
     uint64_t sent_bytes[S_KINDS], recv_bytes[S_KINDS];
-    uint64_t unknown_peer, bad_frames;
+    uint64_t unknown_peer, bad_frames, untrusted, swim_dropped;
+    uint64_t last_stranger_join;
 };
 
 static uint64_t
@@ -213,6 +214,35 @@ s_peer_meta(pm_mesh_t *self, s_peer_t *p, const pm_swim_member_t *m)
     pm_wire_meta_release(&meta);
 }
 
+/* A member is gone (dead, left, or restarted as a new process): the spaces
+ * it served are lost until someone claims them, and whatever is queued for
+ * it would reach its successor as stale traffic, so the channel goes too. */
+static void
+s_member_down(pm_mesh_t *self, s_peer_t *p, int was_up)
+{
+    for (size_t i = 0; i < p->n_spaces; i++) {
+        s_owner_t *owner = zhashx_lookup(self->owners, p->spaces[i]);
+        if (owner && strcmp(owner->node, p->name) == 0) {
+            zhashx_update(self->lost, p->spaces[i], strdup(""));
+            zhashx_delete(self->owners, p->spaces[i]);
+        }
+    }
+    pm_transport_forget(self->transport, p->endpoint);
+    if (was_up && self->hooks.member)
+        self->hooks.member(self->arg, PM_MESH_DOWN, p->name);
+}
+
+/* The primary id space a member's metadata announces ("" if none). */
+static void
+s_meta_primary(const pm_swim_member_t *m, char *out, size_t cap)
+{
+    out[0] = 0;
+    pm_meta_t meta;
+    if (m->meta_len && pm_wire_meta_decode(m->meta, m->meta_len, &meta) == PM_OK)
+        snprintf(out, cap, "%s", meta.id_space);
+    pm_wire_meta_release(&meta);
+}
+
 static void
 s_on_swim_event(pm_swim_event_t ev, const pm_swim_member_t *m, void *arg)
 {
@@ -237,7 +267,17 @@ s_on_swim_event(pm_swim_event_t ev, const pm_swim_member_t *m, void *arg)
     switch (ev) {
     case PM_SWIM_EV_JOINED:
     case PM_SWIM_EV_ALIVE:
-    case PM_SWIM_EV_META:
+    case PM_SWIM_EV_META: {
+        /* A new primary space means a new process under the same name (a
+         * restart faster than detection): what the old one owed is lost. */
+        char primary[PM_WIRE_MAX_NAME + 1];
+        s_meta_primary(m, primary, sizeof primary);
+        if (p->primary && *primary && strcmp(p->primary, primary) != 0) {
+            pm_log_warn("PM-PEER-RESTARTED", "member %s restarted (id space %s, was %s)",
+                        m->name, primary, p->primary);
+            s_member_down(self, p, was_up);
+            was_up = 0;
+        }
         p->state = m->state;
         s_peer_meta(self, p, m);
         if (ev != PM_SWIM_EV_META || !was_up)
@@ -247,6 +287,7 @@ s_on_swim_event(pm_swim_event_t ev, const pm_swim_member_t *m, void *arg)
         if (self->hooks.member)
             self->hooks.member(self->arg, was_up ? PM_MESH_CHANGED : PM_MESH_UP, m->name);
         break;
+    }
     case PM_SWIM_EV_SUSPECT:
         p->state = PM_SWIM_SUSPECT;
         pm_log_warn("PM-PEER-SUSPECT", "member %s is suspected of having failed", m->name);
@@ -257,16 +298,7 @@ s_on_swim_event(pm_swim_event_t ev, const pm_swim_member_t *m, void *arg)
         pm_log_warn(ev == PM_SWIM_EV_DEAD ? "PM-PEER-DEAD" : "PM-PEER-LEFT",
                     "member %s is %s; its %zu id space(s) are lost", m->name,
                     ev == PM_SWIM_EV_DEAD ? "dead" : "gone", p->n_spaces);
-        for (size_t i = 0; i < p->n_spaces; i++) {
-            s_owner_t *owner = zhashx_lookup(self->owners, p->spaces[i]);
-            if (owner && strcmp(owner->node, p->name) == 0)
-                zhashx_update(self->lost, p->spaces[i], strdup(""));
-        }
-        /* What is queued for it would reach a restarted agent at the same
-         * endpoint as stale traffic: drop it with the channel. */
-        pm_transport_forget(self->transport, p->endpoint);
-        if (was_up && self->hooks.member)
-            self->hooks.member(self->arg, PM_MESH_DOWN, m->name);
+        s_member_down(self, p, was_up);
         break;
     case PM_SWIM_EV_REMOVED:
         zhashx_delete(self->peers, m->name);
@@ -416,6 +448,68 @@ s_resolve_seeds(pm_mesh_t *self, uint64_t now)
 
 /* ---- receiving ------------------------------------------------------------ */
 
+static int
+s_rate_ok(uint64_t n)
+{
+    return n <= 10 || n % 1000 == 0; /* the first ten, then one in a thousand */
+}
+
+/* Hands a SWIM message to the membership state machine, after checks the
+ * state machine cannot make: the envelope's sender must be the message's,
+ * and someone who is not a live member may say only things about itself
+ * (a forged "X is dead" from outside the mesh is dropped; X would refute it
+ * anyway, but not before waiters on X had failed). */
+static void
+s_receive_swim(pm_mesh_t *self, const pm_msg_t *m)
+{
+    const pm_swim_msg_t *sw = m->swim;
+    uint64_t now = s_now();
+    if (strcmp(sw->from_name, m->from) != 0) {
+        if (s_rate_ok(++self->bad_frames))
+            pm_log_warn("PM-PEER-BAD-FRAME", "SWIM message from %s claims to be from %s; dropped",
+                        m->from, sw->from_name);
+        return;
+    }
+    int trusted = pm_mesh_is_up(self, sw->from_name);
+    pm_swim_update_t kept[PM_SWIM_MAX_PIGGYBACK];
+    pm_swim_msg_t copy = *sw;
+    if (!trusted && sw->update_count <= PM_SWIM_MAX_PIGGYBACK) {
+        size_t n = 0;
+        for (size_t i = 0; i < sw->update_count; i++) {
+            const pm_swim_update_t *u = &sw->updates[i];
+            if (u->state != PM_SWIM_ALIVE && strcmp(u->name, sw->from_name) != 0) {
+                if (s_rate_ok(++self->untrusted))
+                    pm_log_warn("PM-PEER-UNTRUSTED", "%s, not a live member, says %s is %s; "
+                                "ignored", sw->from_name, u->name,
+                                pm_swim_state_name(u->state));
+                continue;
+            }
+            kept[n++] = *u;
+        }
+        copy.updates = kept;
+        copy.update_count = n;
+        /* A stranger (a new or restarted agent): exchange full state with it
+         * now rather than at the next periodic sync. */
+        if (now - self->last_stranger_join > 500 && *sw->from_endpoint &&
+            strcmp(sw->from_endpoint, self->advertise) != 0) {
+            self->last_stranger_join = now;
+            pm_swim_join(self->swim, sw->from_endpoint, now);
+        }
+    }
+    pm_swim_stats_t before;
+    pm_swim_stats(self->swim, &before);
+    if (pm_swim_receive(self->swim, &copy, now) != 0) {
+        pm_swim_stats_t after;
+        pm_swim_stats(self->swim, &after);
+        const char *why = after.dropped_stale > before.dropped_stale     ? "stale incarnation"
+                          : after.dropped_invalid > before.dropped_invalid ? "invalid"
+                                                                           : "misdirected";
+        if (s_rate_ok(++self->swim_dropped))
+            pm_log_warn("PM-PEER-SWIM-DROPPED", "%s %s message from %s dropped",
+                        why, pm_swim_msg_type_name(sw->type), sw->from_name);
+    }
+}
+
 void
 pm_mesh_readable(pm_mesh_t *self)
 {
@@ -425,8 +519,7 @@ pm_mesh_readable(pm_mesh_t *self)
         pm_msg_t m;
         int err = pm_wire_decode(buf, len, &m);
         if (err || !m.from) {
-            self->bad_frames++;
-            if (self->bad_frames <= 10 || self->bad_frames % 1000 == 0)
+            if (s_rate_ok(++self->bad_frames))
                 pm_log_warn("PM-PEER-BAD-FRAME", "%s frame of %zu bytes on the mesh port "
                             "(bad frames so far: %llu)", err ? pm_err_name(err) : "anonymous",
                             len, (unsigned long long) self->bad_frames);
@@ -435,10 +528,7 @@ pm_mesh_readable(pm_mesh_t *self)
             self->recv[k]++;
             self->recv_bytes[k] += len;
             if (m.type == PM_MSG_SWIM) {
-                if (strcmp(m.swim->from_name, m.from) != 0)
-                    self->bad_frames++;
-                else
-                    pm_swim_receive(self->swim, m.swim, s_now());
+                s_receive_swim(self, &m);
             } else if (!pm_mesh_is_up(self, m.from)) {
                 self->unknown_peer++;
                 if (self->unknown_peer <= 10 || self->unknown_peer % 1000 == 0)
@@ -586,6 +676,7 @@ pm_mesh_stats_json(pm_mesh_t *self)
         (json_int_t) ss.dropped_invalid, "bad_frames", (json_int_t) (self->bad_frames + ts.bad_in),
         "unknown_peer", (json_int_t) self->unknown_peer, "dropped_out",
         (json_int_t) ts.dropped_out);
+    json_object_set_new(o, "untrusted_updates", json_integer((json_int_t) self->untrusted));
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;

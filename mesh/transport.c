@@ -16,6 +16,9 @@
 #define S_PEER_HWM 100000
 /* Reconnect quickly: a restarted peer should get its queue within ~100 ms. */
 #define S_RECONNECT_MS 100
+/* On close, a moment for what is queued (the leave announcement) to go out;
+ * channels to dead peers are dropped with pm_transport_forget, not lingered. */
+#define S_LINGER_MS 200
 
 struct pm_transport {
     void *ctx;
@@ -83,8 +86,8 @@ s_peer(pm_transport_t *self, const char *endpoint)
     sock = zmq_socket(self->ctx, ZMQ_DEALER);
     if (!sock)
         return NULL;
-    int zero = 0, hwm = S_PEER_HWM, rc = S_RECONNECT_MS;
-    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    int linger = S_LINGER_MS, hwm = S_PEER_HWM, rc = S_RECONNECT_MS;
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(sock, ZMQ_RECONNECT_IVL, &rc, sizeof rc);
     if (zmq_connect(sock, endpoint) < 0) {
@@ -151,7 +154,8 @@ pm_transport_recv(pm_transport_t *self, size_t *len)
         }
         if (extra) {
             zmq_msg_close(&body);
-            self->stats.bad_in++;
+            if (++self->stats.bad_in <= 10 || self->stats.bad_in % 1000 == 0)
+                pm_log_warn("PM-PEER-BAD-FRAME", "multi-part frame on the mesh port; dropped");
             continue;
         }
         size_t n = zmq_msg_size(&body);
@@ -171,6 +175,11 @@ pm_transport_recv(pm_transport_t *self, size_t *len)
 void
 pm_transport_forget(pm_transport_t *self, const char *endpoint)
 {
+    void *sock = zhashx_lookup(self->peers, endpoint);
+    if (sock) {
+        int zero = 0; /* what was queued for a dead peer must not linger */
+        zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    }
     zhashx_delete(self->peers, endpoint);
 }
 

@@ -622,7 +622,9 @@ s_waiter_new(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t mono, 
         s->waiters->prev = w;
     s->waiters = w;
     s->n_waiters++;
-    if (m->timeout_ms > 0)
+    /* A wait longer than a century is a wait without end: no timer, and no
+     * "now + timeout" that could wrap into the past. */
+    if (m->timeout_ms > 0 && m->timeout_ms < 100LL * 365 * 24 * 3600 * 1000)
         pm_timers_set(self->timers, &w->timer, mono + m->timeout_ms);
     return w;
 }
@@ -2147,6 +2149,12 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
     self->max_waiters = (size_t) cfg->max_waiters_per_client;
     self->list_limit = (uint32_t) cfg->list_limit;
     self->started_mono = self->last_sweep = s_mono_ms();
+    /* Relay ids start at a random point: a reply meant for our previous run
+     * (a peer that did not notice the restart) cannot match a relay of this
+     * one. */
+    if (getrandom(&self->next_relay, sizeof self->next_relay, 0) != sizeof self->next_relay)
+        self->next_relay = (uint64_t) s_real_ms() << 20;
+    self->next_relay >>= 1;
     self->started_real = s_real_ms();
 
     pm_store_limits_t limits = {.max_value_bytes = self->max_value_bytes,

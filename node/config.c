@@ -101,7 +101,7 @@ static const s_key_t s_keys[] = {
     {.key = "indirect_checks", .type = S_INT, .offset = S_AT(indirect_checks), .def = "3",
      .min = 0, .max = 16, .doc = "SWIM relays asked to probe a member that missed a direct probe"},
     {.key = "suspicion_mult", .type = S_INT, .offset = S_AT(suspicion_mult), .def = "3",
-     .min = 1, .max = 100,
+     .min = 2, .max = 16,
      .doc = "SWIM suspicion timeout, in probe periods times max(1, log10 N)"},
     {.key = "gossip_interval", .type = S_DURATION, .offset = S_AT(gossip_interval),
      .def = "100ms", .min = 10, .max = 60000,
@@ -150,6 +150,21 @@ static const s_key_t s_keys[] = {
      .def = "1024", .min = 1, .max = 65536, .doc = "concurrent HTTP connections"},
     {.key = "http_max_wait", .type = S_DURATION, .offset = S_AT(http_max_wait), .def = "5m",
      .min = 0, .max = 3600 * 1000, .doc = "longest long-poll (?wait=) a GET may ask for"},
+    {.key = "http_functions", .type = S_LIST, .offset = S_AT(http_functions),
+     .meta = "'NAME=URL [timeout=DUR] [retries=N]'",
+     .doc = "functions served by POSTing the input to a URL (Fission, OpenFaaS, Knative, any); "
+            "2xx body resolves, anything else rejects"},
+    {.key = "http_function_timeout", .type = S_DURATION,
+     .offset = S_AT(http_function_timeout), .def = "30s", .min = 10, .max = 3600 * 1000,
+     .doc = "time limit of one HTTP function call, unless the function sets timeout="},
+    /* 3 retries with backoff 200 ms x 2^n (+ jitter, cap 10 s): rides out a
+     * function pod's restart without holding an invocation for minutes. */
+    {.key = "http_function_retries", .type = S_INT, .offset = S_AT(http_function_retries),
+     .def = "3", .min = 0, .max = 20,
+     .doc = "retries of an HTTP function after a 5xx or a connection error"},
+    {.key = "http_function_concurrency", .type = S_INT,
+     .offset = S_AT(http_function_concurrency), .def = "256", .min = 1, .max = 4096,
+     .doc = "HTTP function calls in flight at once, per function"},
 };
 
 #define S_NKEYS (sizeof s_keys / sizeof s_keys[0])

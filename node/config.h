@@ -55,6 +55,10 @@ typedef struct pm_config {
     char *token_secret_file;        /* HMAC key for settle tokens; NULL: tokens disabled */
     int64_t http_max_connections;   /* concurrent HTTP connections */
     int64_t http_max_wait;          /* ms: longest ?wait= long-poll */
+    pm_config_list_t http_functions; /* "NAME=URL [timeout=DUR] [retries=N]" */
+    int64_t http_function_timeout;  /* ms per attempt, unless the function says */
+    int64_t http_function_retries;  /* attempts after the first, on 5xx / connection errors */
+    int64_t http_function_concurrency; /* invocations in flight per function */
     uint64_t set_by_flag;           /* private: one bit per key already set by pm_config_set */
 } pm_config_t;
 

@@ -7,6 +7,8 @@
  */
 #include "agent.h"
 #include "config.h"
+#include "http.h"
+#include "httpfn.h"
 #include "log.h"
 #include "pmesh.h"
 
@@ -142,6 +144,14 @@ main(int argc, char **argv)
         pm_config_destroy(&cfg);
         return EX_CONFIG;
     }
+    for (size_t i = 0; i < cfg->http_functions.len; i++) {
+        pm_httpfn_spec_t spec;
+        if (pm_httpfn_parse(cfg->http_functions.items[i], &spec, err, sizeof err) != 0) {
+            fprintf(stderr, "pmeshd: http_functions: %s\n", err);
+            pm_config_destroy(&cfg);
+            return EX_CONFIG;
+        }
+    }
     if (check) {
         fprintf(stdout, "# pmeshd %s: configuration is valid\n# node: %s, socket: %s\n",
                 PMESH_VERSION, node, socket_path);
@@ -159,10 +169,33 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     pm_agent_t *agent = pm_agent_new(cfg, node, socket_path);
-    pm_config_destroy(&cfg);
-    if (!agent)
+    if (!agent) {
+        pm_config_destroy(&cfg);
         return 1;
+    }
+    /* HTTP functions are served by a thread that is a worker of this agent:
+     * start it once the socket is bound, stop it before the agent goes. */
+    pm_httpfn_t *httpfn = NULL;
+    if (cfg->http_functions.len &&
+        !(httpfn = pm_httpfn_start(cfg, socket_path, err, sizeof err))) {
+        pm_log_error("PM-HTTPFN-START", "%s", err);
+        pm_config_destroy(&cfg);
+        pm_agent_destroy(&agent);
+        return 1;
+    }
+    /* The HTTP gateway is a client of this agent on its own threads. It is
+     * stopped after the agent is gone, so nothing it waits for can hang. */
+    pm_http_t *http = NULL;
+    if (cfg->http && *cfg->http && !(http = pm_http_new(cfg, socket_path))) {
+        pm_config_destroy(&cfg);
+        pm_httpfn_stop(&httpfn);
+        pm_agent_destroy(&agent);
+        return 1;
+    }
+    pm_config_destroy(&cfg);
     int rc = pm_agent_run(agent);
+    pm_httpfn_stop(&httpfn);
     pm_agent_destroy(&agent);
+    pm_http_destroy(&http);
     return rc;
 }

@@ -6,6 +6,11 @@
  * receives identity + body and sends them back; no decoding, no state.
  *
  * usage: zmq-rtt --endpoint ipc://PATH [--count N] [--warmup N] [--size BYTES]
+ *                [--burst K]
+ *
+ * With --burst K each timed exchange sends K messages back to back and waits
+ * for all K echoes: the raw-transport cost of a pipelined exchange such as a
+ * promise lifecycle (create, resolve, await: K = 3).
  *
  * Forks the echo server (child), runs the timed round trips from a DEALER in
  * the parent, checks every echo, and prints one line of key=value figures
@@ -101,50 +106,59 @@ out:
     return rc;
 }
 
-/* One round trip; returns its duration in ns, or -1 on a failed or wrong echo. */
+/* One exchange of `burst` messages; returns its duration in ns, or -1 on a
+ * failed or wrong echo. */
 static int64_t
-s_round_trip(void *dealer, const char *out, char *in, size_t size)
+s_round_trip(void *dealer, const char *out, char *in, size_t size, long burst)
 {
     int64_t t0 = s_now_ns();
-    if (zmq_send(dealer, out, size, 0) != (int)size)
-        return -1;
-    int n = zmq_recv(dealer, in, size + 1, 0);
-    int64_t t1 = s_now_ns();
-    if (n != (int)size || memcmp(in, out, size) != 0)
-        return -1;
-    return t1 - t0;
+    for (long i = 0; i < burst; i++) {
+        if (zmq_send(dealer, out, size, 0) != (int)size)
+            return -1;
+    }
+    for (long i = 0; i < burst; i++) {
+        int n = zmq_recv(dealer, in, size + 1, 0);
+        if (n != (int)size || memcmp(in, out, size) != 0)
+            return -1;
+    }
+    return s_now_ns() - t0;
 }
 
 static void
 s_usage(FILE *f)
 {
     fprintf(f, "usage: zmq-rtt --endpoint ipc://PATH [--count N] [--warmup N] [--size BYTES]\n"
-               "  Raw ZeroMQ ROUTER(echo)/DEALER round trips between two processes.\n"
-               "  defaults: --count 20000 --warmup 2000 --size 100\n");
+               "               [--burst K]\n"
+               "  Raw ZeroMQ ROUTER(echo)/DEALER round trips between two processes; with\n"
+               "  --burst K, each timed exchange is K messages sent, then K echoes received.\n"
+               "  defaults: --count 20000 --warmup 2000 --size 100 --burst 1\n");
 }
 
 int
 main(int argc, char **argv)
 {
     const char *endpoint = NULL;
-    long count = 20000, warmup = 2000, size = 100;
+    long count = 20000, warmup = 2000, size = 100, burst = 1;
     static const struct option longopts[] = {
         {"endpoint", required_argument, NULL, 'e'}, {"count", required_argument, NULL, 'n'},
         {"warmup", required_argument, NULL, 'w'},   {"size", required_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"burst", required_argument, NULL, 'b'},    {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     int c;
-    while ((c = getopt_long(argc, argv, "e:n:w:s:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "e:n:w:s:b:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'e': endpoint = optarg; break;
         case 'n': count = atol(optarg); break;
         case 'w': warmup = atol(optarg); break;
         case 's': size = atol(optarg); break;
+        case 'b': burst = atol(optarg); break;
         case 'h': s_usage(stdout); return 0;
         default: s_usage(stderr); return 2;
         }
     }
-    if (!endpoint || count < 1 || warmup < 0 || size < 1 || size > 1 << 20 || optind != argc) {
+    if (!endpoint || count < 1 || warmup < 0 || size < 1 || size > 1 << 20 || burst < 1 || burst > 1000
+        || optind != argc) {
         s_usage(stderr);
         return 2;
     }
@@ -198,14 +212,14 @@ main(int argc, char **argv)
         goto out;
     }
     for (long i = 0; i < warmup; i++) {
-        if (s_round_trip(dealer, out, in, (size_t)size) < 0) {
+        if (s_round_trip(dealer, out, in, (size_t)size, burst) < 0) {
             fprintf(stderr, "zmq-rtt: warm-up round trip %ld failed\n", i);
             goto out;
         }
     }
     int64_t t0 = s_now_ns();
     for (long i = 0; i < count; i++) {
-        samples[i] = s_round_trip(dealer, out, in, (size_t)size);
+        samples[i] = s_round_trip(dealer, out, in, (size_t)size, burst);
         if (samples[i] < 0) {
             fprintf(stderr, "zmq-rtt: round trip %ld failed\n", i);
             goto out;
@@ -218,9 +232,9 @@ main(int argc, char **argv)
     double sum = 0;
     for (long i = 0; i < count; i++)
         sum += (double)samples[i];
-    printf("zmq-rtt endpoint=%s n=%ld warmup=%ld size=%ld p50_us=%.1f p90_us=%.1f p99_us=%.1f "
+    printf("zmq-rtt endpoint=%s n=%ld warmup=%ld size=%ld burst=%ld p50_us=%.1f p90_us=%.1f p99_us=%.1f "
            "mean_us=%.1f min_us=%.1f max_us=%.1f rtt_per_s=%.0f\n",
-           endpoint, count, warmup, size, s_pct_us(samples, (size_t)count, 0.50),
+           endpoint, count, warmup, size, burst, s_pct_us(samples, (size_t)count, 0.50),
            s_pct_us(samples, (size_t)count, 0.90), s_pct_us(samples, (size_t)count, 0.99),
            sum / (double)count / 1000.0, (double)samples[0] / 1000.0,
            (double)samples[count - 1] / 1000.0, (double)count * 1e9 / (double)elapsed);

@@ -227,8 +227,9 @@ wait_for() {
     done
 }
 
+# alive PID: running (an exited child not yet reaped, a zombie, is not).
 alive() {
-    kill -0 "$1" 2>/dev/null
+    kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]
 }
 
 # wait_exit PID SECONDS: waits for a process started by bg to exit and sets

@@ -1,0 +1,121 @@
+/*
+ * http.h - the HTTP gateway of pmeshd: REST and webhooks over libmicrohttpd,
+ * served by an ordinary libpmesh client of the agent it runs beside.
+ *
+ *   POST /v1/promises                     create        -> 201 (200: idempotent repeat)
+ *   GET  /v1/promises/{id}[?wait=30s]     get / long-poll
+ *   GET  /v1/promises?state=&prefix=&label=k=v&limit=&cursor=
+ *   POST /v1/promises/{id}/resolve        {"value":".."} | {"value_b64":".."}   (token)
+ *   POST /v1/promises/{id}/reject         {"reason":".."}                      (token)
+ *   POST /v1/promises/{id}/cancel                                              (token)
+ *   POST /v1/promises/{id}/heartbeat                                           (token)
+ *   GET  /healthz  /readyz  /metrics
+ *
+ * Settling needs `Authorization: Bearer <settle token>` (token.h); reading
+ * and creating do not (see http.c for why).
+ *
+ * The request parsing and validation is one pure function,
+ * pm_http_parse_request, so the fuzzer and the tests reach it without sockets.
+ */
+#ifndef PM_HTTP_H
+#define PM_HTTP_H
+
+#include "config.h"
+#include "pmesh.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- the gateway ------------------------------------------------------------ */
+
+typedef struct pm_http pm_http_t;
+
+/* Reads what it needs from cfg (http, http_public_url, token_secret_file,
+ * http_max_connections, http_max_wait, max_value_bytes, max_labels, seeds),
+ * loads the token secret, binds cfg->http and starts serving; requests are
+ * carried out through a client of the agent at socket_path, which it
+ * connects to (and reconnects to) on its own thread. Call with SIGTERM /
+ * SIGINT blocked: the gateway's threads inherit the mask. Returns NULL with a
+ * logged reason (PM-HTTP-START) on failure. cfg is not kept. Caller owns. */
+pm_http_t *pm_http_new(const pm_config_t *cfg, const char *socket_path);
+
+/* Stops serving: answers every request still waiting with 503, stops the
+ * HTTP server and the gateway's threads, frees everything, sets *self_p to
+ * NULL. NULL-safe. Call after the agent has stopped (pm_agent_destroy), so
+ * that no request waits on an agent that will never answer. */
+void pm_http_destroy(pm_http_t **self_p);
+
+/* ---- request parsing (pure; used by the gateway, the fuzzer, the tests) ---- */
+
+typedef enum pm_http_route {
+    PM_HTTP_ROUTE_NONE = 0,
+    PM_HTTP_ROUTE_HEALTHZ,
+    PM_HTTP_ROUTE_READYZ,
+    PM_HTTP_ROUTE_METRICS,
+    PM_HTTP_ROUTE_CREATE,
+    PM_HTTP_ROUTE_LIST,
+    PM_HTTP_ROUTE_GET,
+    PM_HTTP_ROUTE_RESOLVE,
+    PM_HTTP_ROUTE_REJECT,
+    PM_HTTP_ROUTE_CANCEL,
+    PM_HTTP_ROUTE_HEARTBEAT,
+    PM_HTTP_ROUTE_COUNT
+} pm_http_route_t;
+
+/* One query argument, already percent-decoded; value may be NULL ("?wait"). */
+typedef struct pm_http_kv {
+    const char *key;
+    const char *value;
+} pm_http_kv_t;
+
+/* What the parser checks requests against. Borrowed. */
+typedef struct pm_http_policy {
+    const uint8_t *key; /* token secret; NULL: settling over HTTP is refused (403) */
+    size_t keylen;
+    size_t max_value_bytes; /* the agent's max_value_bytes */
+    size_t max_labels;      /* the agent's max_labels */
+    int64_t max_wait_ms;    /* ?wait= is capped to this */
+} pm_http_policy_t;
+
+/* A parsed, validated request. Owns every string and buffer in it; clear
+ * with pm_http_req_clear. When parsing fails, status/error/refusal/message
+ * describe the answer to send. */
+typedef struct pm_http_req {
+    pm_http_route_t route;
+    char *id;                 /* {id} of the path */
+    pm_create_opts_t create;  /* CREATE: labels and key owned by the request */
+    pm_list_opts_t list;      /* LIST: strings owned by the request */
+    int64_t wait_ms;          /* GET: long-poll, 0: none (already capped) */
+    uint8_t *value;           /* RESOLVE: decoded value (NUL-terminated) */
+    size_t value_len;
+    char *reason;             /* REJECT: NULL if none */
+    /* the refusal, when pm_http_parse_request returns -1 */
+    int status;               /* HTTP status code */
+    const char *error;        /* "BAD_REQUEST", "UNAUTHORIZED", ... */
+    const char *refusal;      /* metrics / log kind: "bad_json", "bad_token", ... */
+    const char *allow;        /* 405: the methods the path takes */
+    char message[256];
+} pm_http_req_t;
+
+/* Routes and validates one request: method ("GET"), path without the query,
+ * the decoded query arguments, the Authorization header (NULL if absent) and
+ * the body. 0 and a filled *out; -1 with out->status, error, refusal and
+ * message set. Either way call pm_http_req_clear(out) afterwards. Never
+ * aborts on any input. */
+int pm_http_parse_request(const char *method, const char *path, const pm_http_kv_t *query,
+                          size_t nquery, const char *authorization, const char *body,
+                          size_t body_len, const pm_http_policy_t *policy, pm_http_req_t *out);
+
+/* Frees what the request owns and zeroes it. */
+void pm_http_req_clear(pm_http_req_t *req);
+
+/* The HTTP status of a pm_err (404 NOT_FOUND, 409 ALREADY_SETTLED, ...). */
+int pm_http_status_of(int err);
+
+/* {"error":CODE,"message":MSG}\n. Caller frees; NULL if memory runs out. */
+char *pm_http_error_body(const char *code, const char *message);
+
+/* Stable lower-case name of a route ("resolve"), for metrics; never NULL. */
+const char *pm_http_route_name(pm_http_route_t route);
+
+#endif

@@ -1,0 +1,128 @@
+/*
+ * token.c - settle tokens (see token.h): HMAC-SHA256 from libsodium, unpadded
+ * base64url, constant-time check. No state.
+ */
+#include "token.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void
+pm_token_hmac(const uint8_t *key, size_t keylen, const void *msg, size_t msglen, uint8_t out[32])
+{
+    crypto_auth_hmacsha256_state st;
+    crypto_auth_hmacsha256_init(&st, key, keylen);
+    crypto_auth_hmacsha256_update(&st, msg, msglen);
+    crypto_auth_hmacsha256_final(&st, out);
+    sodium_memzero(&st, sizeof st);
+}
+
+/* The MAC of one promise id. */
+static void
+s_mac(const uint8_t *key, size_t keylen, const char *id, uint8_t out[32])
+{
+    crypto_auth_hmacsha256_state st;
+    crypto_auth_hmacsha256_init(&st, key, keylen);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *) PM_TOKEN_MESSAGE_PREFIX,
+                                  sizeof PM_TOKEN_MESSAGE_PREFIX - 1);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *) id, strlen(id));
+    crypto_auth_hmacsha256_final(&st, out);
+    sodium_memzero(&st, sizeof st);
+}
+
+int
+pm_token_make(const uint8_t *key, size_t keylen, const char *id, char *out, size_t cap)
+{
+    if (!key || !keylen || !id || !*id || !out || cap < PM_TOKEN_LEN + 1)
+        return -1;
+    uint8_t mac[32];
+    s_mac(key, keylen, id, mac);
+    sodium_bin2base64(out, cap, mac, sizeof mac, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    return 0;
+}
+
+int
+pm_token_check(const uint8_t *key, size_t keylen, const char *id, const char *token)
+{
+    if (!key || !keylen || !id || !*id || !token)
+        return -1;
+    /* Only the length is checked before the constant-time compare; it is
+     * public (every token has it). */
+    size_t tlen = strnlen(token, PM_TOKEN_LEN + 1);
+    if (tlen != PM_TOKEN_LEN)
+        return -1;
+    uint8_t got[32], want[32];
+    size_t n = 0;
+    if (sodium_base642bin(got, sizeof got, token, tlen, NULL, &n, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        n != sizeof got)
+        return -1;
+    s_mac(key, keylen, id, want);
+    int rc = crypto_verify_32(got, want);
+    sodium_memzero(want, sizeof want);
+    return rc == 0 ? 0 : -1;
+}
+
+int
+pm_token_load_secret(const char *path, uint8_t **key_p, size_t *len_p, char *err, size_t errlen)
+{
+    *key_p = NULL;
+    *len_p = 0;
+    if (sodium_init() < 0) {
+        snprintf(err, errlen, "libsodium failed to initialise");
+        return -1;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    uint8_t *buf = malloc(PM_TOKEN_KEY_MAX + 1);
+    size_t len = 0;
+    int rc = -1;
+    if (!buf) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto out;
+    }
+    for (;;) {
+        ssize_t n = read(fd, buf + len, PM_TOKEN_KEY_MAX + 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        len += (size_t) n;
+        if (len > PM_TOKEN_KEY_MAX) {
+            snprintf(err, errlen, "%s: larger than %d bytes; not a secret file?", path,
+                     PM_TOKEN_KEY_MAX);
+            goto out;
+        }
+    }
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+        len--;
+    if (len < PM_TOKEN_KEY_MIN) {
+        snprintf(err, errlen, "%s: %zu bytes; a token secret needs at least %d", path, len,
+                 PM_TOKEN_KEY_MIN);
+        goto out;
+    }
+    *key_p = buf;
+    *len_p = len;
+    buf = NULL;
+    rc = 0;
+out:
+    if (buf) {
+        sodium_memzero(buf, PM_TOKEN_KEY_MAX + 1);
+        free(buf);
+    }
+    close(fd);
+    return rc;
+}

@@ -1,0 +1,1295 @@
+/*
+ * chaos_load.c - the load generator, worker and invariant checker of the
+ * chaos harness (scripts/chaos, tests/chaos/). Built as $(BUILD)/bin/chaos_load
+ * (the Makefile builds every tests/bench/NAME.c).
+ *
+ *   chaos_load worker --socket S --log FILE [--delay-ms N] [--seed N]
+ *       serves `inc` (decimal input + 1) on the agent at S, reconnecting
+ *       when the agent goes away; logs every invocation it ran.
+ *   chaos_load load --sockets S1,S2,.. --log FILE [--duration-ms N]
+ *                   [--threads N] [--seed N]
+ *       creates promises, settles them from random agents as an outside
+ *       system would, builds then-chains across agents and awaits them;
+ *       logs every acknowledgement it received (the "ack log").
+ *   chaos_load check --sockets S1,.. --log FILE [--events FILE]
+ *                    [--inv FILE]... [--replicas R] [--read-wait-ms N]
+ *       reads every promise of the ack log back (from any live agent,
+ *       retrying while a takeover is in progress), checks the invariants,
+ *       prints the report and exits 1 if any is broken.
+ *
+ * The ack log has one line per event, fields separated by one space, no
+ * field ever holds a space:
+ *   WALL_MS AGENT create ID TIMEOUT_MS
+ *   WALL_MS AGENT try STATE ID VALUE        before each attempt of the one
+ *                                           outcome a promise is meant to get
+ *   WALL_MS AGENT probe STATE ID VALUE      before a deliberately conflicting
+ *                                           second settle (must be refused)
+ *   WALL_MS AGENT resolve|reject|cancel ID VALUE     acknowledged settle
+ *   WALL_MS AGENT refused STATE ID ERR      a settle answered with an error
+ *   WALL_MS AGENT then SRC FUNCTION DST     acknowledged then
+ *   WALL_MS AGENT await ID TIMEOUT WALL SETTLED_AT KIND OUTCOME VALUE
+ *       an await that ended: its wall time, when (ms after it started) the
+ *       promise's settle was acknowledged (-1: not by us), KIND await|chain
+ *   WALL_MS AGENT chain HEAD END LENGTH INPUT    all links and the head's
+ *                                                settle acknowledged
+ *   WALL_MS AGENT stale ID STATE            a read right after an
+ *                                           acknowledged settle saw STATE
+ *   WALL_MS AGENT err OP ID ERR             any other failed operation
+ * AGENT is the 1-based index of the agent the client talked to. VALUE is "-"
+ * when there is none.
+ *
+ * The events log (written by scripts/chaos): WALL_MS kill|start|stop|cont|crash K.
+ */
+#include "pmesh.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S_MAX_AGENTS 64
+/* An await may end this long after its timeout and still count as on time:
+ * detection plus a takeover plus a loaded 2-core box (the brief's 2 s). */
+#define S_AWAIT_SLACK_MS 2000
+/* An await that timed out although its settle was acknowledged this long
+ * before the timeout missed the settle (propagation never takes that long). */
+#define S_MISSED_MARGIN_MS 1000
+/* How long the load waits for an await reply beyond its timeout before it
+ * gives up and records NO_REPLY (an await that outlived its timeout). */
+#define S_AWAIT_GRACE_MS 10000
+/* After a connection to an agent failed, leave it alone this long. */
+#define S_RECONNECT_MS 300
+/* Timeout of every chain's final await. */
+#define S_CHAIN_AWAIT_MS 15000
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static int64_t
+s_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+s_sleep_ms(int64_t ms)
+{
+    if (ms <= 0)
+        return;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* xorshift64*: one per thread, seeded from --seed, so a run can be repeated. */
+static uint64_t
+s_rand(uint64_t *st)
+{
+    uint64_t x = *st;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *st = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+static int64_t
+s_below(uint64_t *st, int64_t n)
+{
+    return n <= 0 ? 0 : (int64_t) (s_rand(st) % (uint64_t) n);
+}
+
+/* Errors that mean "this connection is gone": drop the client. */
+static int
+s_conn_err(int err)
+{
+    return err == PM_ERR_UNREACHABLE || err == PM_ERR_AGENT_SHUTTING_DOWN;
+}
+
+static const char *
+s_state_tag(int state)
+{
+    return pm_state_name(state);
+}
+
+static int
+s_split_sockets(const char *list, char **out, int max)
+{
+    int n = 0;
+    char *copy = strdup(list);
+    for (char *save = NULL, *t = strtok_r(copy, ",", &save); t && n < max;
+         t = strtok_r(NULL, ",", &save))
+        out[n++] = strdup(t);
+    free(copy);
+    return n;
+}
+
+/* ---- the ack log: one write() per line, so lines of threads never mix ---- */
+
+static int s_log_fd = -1;
+
+static void
+s_logf(const char *fmt, ...)
+{
+    char line[2048];
+    int n = snprintf(line, sizeof line, "%" PRId64 " ", s_wall_ms());
+    va_list ap;
+    va_start(ap, fmt);
+    n += vsnprintf(line + n, sizeof line - (size_t) n, fmt, ap);
+    va_end(ap);
+    if (n >= (int) sizeof line - 1)
+        n = sizeof line - 2;
+    line[n++] = '\n';
+    if (write(s_log_fd, line, (size_t) n) < 0)
+        perror("chaos_load: log");
+}
+
+/* ================================================================ worker */
+
+static volatile sig_atomic_t s_stop;
+
+static void
+s_on_signal(int sig)
+{
+    (void) sig;
+    s_stop = 1;
+}
+
+static int
+s_worker_main(const char *sock, int delay_ms, uint64_t seed)
+{
+    const char *fns[] = {"inc"};
+    pm_worker_t *w = NULL;
+    uint64_t rng = seed | 1;
+    int64_t served = 0;
+    while (!s_stop) {
+        if (!w) {
+            if (pm_worker_new(sock, fns, 1, 8, &w) != PM_OK) {
+                w = NULL;
+                s_sleep_ms(200);
+                continue;
+            }
+            fprintf(stderr, "chaos worker: serving inc on %s\n", sock);
+        }
+        pm_invocation_t *inv = NULL;
+        int rc = pm_worker_next(w, 500, &inv);
+        if (rc == PM_ERR_WAIT_TIMEOUT)
+            continue;
+        if (rc != PM_OK) {
+            pm_worker_destroy(&w);
+            continue;
+        }
+        char *end = NULL;
+        errno = 0;
+        long long n = strtoll((const char *) inv->input, &end, 10);
+        char out[32];
+        int len = 0, numeric = inv->input_len && end && *end == 0 && errno == 0;
+        if (numeric)
+            len = snprintf(out, sizeof out, "%lld", n + 1);
+        /* A short random delay keeps invocations in flight long enough for
+         * a kill to land in the middle of one now and then. */
+        if (delay_ms > 0)
+            s_sleep_ms(s_below(&rng, delay_ms));
+        rc = numeric ? pm_worker_complete(w, inv, out, (size_t) len)
+                     : pm_worker_fail(w, inv, "input is not a number");
+        s_logf("inv %s %s %u %s %s %s", inv->invocation_id, inv->target_id, inv->attempt,
+               numeric ? (const char *) inv->input : "-", numeric ? out : "-", pm_err_name(rc));
+        served++;
+        pm_invocation_destroy(&inv);
+        if (s_conn_err(rc))
+            pm_worker_destroy(&w);
+    }
+    pm_worker_destroy(&w);
+    fprintf(stderr, "chaos worker: stopped after %" PRId64 " invocations\n", served);
+    return 0;
+}
+
+/* ================================================================== load */
+
+typedef struct {
+    atomic_long scenarios, creates, settles, thens, awaits, chains, conflicts_refused, errors;
+} s_totals_t;
+
+static s_totals_t s_tot;
+static char *s_socks[S_MAX_AGENTS];
+static int s_nsocks;
+static int64_t s_end_mono;
+
+typedef struct {
+    pm_client_t *c;
+    int64_t retry_at;
+} s_conn_t;
+
+typedef struct {
+    int index;
+    uint64_t rng;
+    s_conn_t conns[S_MAX_AGENTS];
+    pthread_t thread;
+} s_actor_t;
+
+static pm_client_t *
+s_client(s_actor_t *a, int k)
+{
+    s_conn_t *c = &a->conns[k];
+    if (c->c)
+        return c->c;
+    if (s_mono_ms() < c->retry_at)
+        return NULL;
+    if (pm_client_connect(s_socks[k], &c->c) != PM_OK) {
+        c->c = NULL;
+        c->retry_at = s_mono_ms() + S_RECONNECT_MS;
+    }
+    return c->c;
+}
+
+static void
+s_drop(s_actor_t *a, int k)
+{
+    pm_client_destroy(&a->conns[k].c);
+    a->conns[k].retry_at = s_mono_ms() + S_RECONNECT_MS;
+}
+
+/* A random agent we can talk to, preferably not `avoid`; -1 if none. */
+static int
+s_pick(s_actor_t *a, int avoid)
+{
+    for (int tries = 0; tries < 4 * s_nsocks; tries++) {
+        int k = (int) s_below(&a->rng, s_nsocks);
+        if (k == avoid && s_nsocks > 1 && tries < 2 * s_nsocks)
+            continue;
+        if (s_client(a, k))
+            return k;
+    }
+    return -1;
+}
+
+/* Settles id (state, value) from random agents, retrying what may not have
+ * arrived, as an outside system that holds the outcome would. Returns the
+ * monotonic time of the acknowledgement, or -1. probe: a deliberately
+ * conflicting settle (logged as probe, tried once). */
+static int64_t
+s_settle(s_actor_t *a, const char *id, int state, const char *value, int avoid, int probe)
+{
+    int tries = probe ? 1 : 4;
+    for (int t = 0; t < tries; t++) {
+        if (t)
+            s_sleep_ms(100 * t);
+        int k = s_pick(a, avoid);
+        if (k < 0)
+            continue;
+        pm_client_t *c = a->conns[k].c;
+        s_logf("%d %s %s %s %s", k + 1, probe ? "probe" : "try", s_state_tag(state), id, value);
+        int err;
+        if (state == PM_STATE_RESOLVED)
+            err = pm_resolve(c, id, value, strlen(value));
+        else if (state == PM_STATE_REJECTED)
+            err = pm_reject(c, id, value);
+        else
+            err = pm_cancel(c, id);
+        if (err == PM_OK) {
+            s_logf("%d %s %s %s", k + 1,
+                   state == PM_STATE_RESOLVED   ? "resolve"
+                   : state == PM_STATE_REJECTED ? "reject"
+                                                : "cancel",
+                   id, value);
+            atomic_fetch_add(&s_tot.settles, 1);
+            return s_mono_ms();
+        }
+        s_logf("%d refused %s %s %s", k + 1, s_state_tag(state), id, pm_err_name(err));
+        if (s_conn_err(err))
+            s_drop(a, k);
+        /* Only a lost connection or a takeover in progress is worth a retry;
+         * ALREADY_SETTLED, NOT_FOUND, TIMED_OUT are answers. */
+        if (!s_conn_err(err) && err != PM_ERR_OWNER_LOST && err != PM_ERR_INTERNAL)
+            break;
+    }
+    return -1;
+}
+
+/* Creates a promise on a random agent; caller frees. NULL if not acknowledged. */
+static char *
+s_create(s_actor_t *a, int64_t timeout_ms, int *agent)
+{
+    int k = s_pick(a, -1);
+    if (k < 0)
+        return NULL;
+    pm_create_opts_t o = {.timeout_ms = timeout_ms};
+    char *id = NULL;
+    int err = pm_create(a->conns[k].c, &o, &id, NULL);
+    if (err != PM_OK) {
+        s_logf("%d err create - %s", k + 1, pm_err_name(err));
+        atomic_fetch_add(&s_tot.errors, 1);
+        if (s_conn_err(err))
+            s_drop(a, k);
+        free(id);
+        return NULL;
+    }
+    s_logf("%d create %s %" PRId64, k + 1, id, timeout_ms);
+    atomic_fetch_add(&s_tot.creates, 1);
+    if (agent)
+        *agent = k;
+    return id;
+}
+
+/* Reads id right after an acknowledged settle: anything still pending is a
+ * read that missed an acknowledged write (logged; the checker counts it). */
+static void
+s_read_back(s_actor_t *a, const char *id)
+{
+    int k = s_pick(a, -1);
+    if (k < 0)
+        return;
+    pm_promise_t *p = NULL;
+    int err = pm_get(a->conns[k].c, id, &p);
+    if (err == PM_OK && p->state == PM_STATE_PENDING)
+        s_logf("%d stale %s pending", k + 1, id);
+    else if (err != PM_OK && err != PM_ERR_OWNER_LOST && !s_conn_err(err))
+        s_logf("%d stale %s %s", k + 1, id, pm_err_name(err));
+    if (s_conn_err(err))
+        s_drop(a, k);
+    pm_promise_destroy(&p);
+}
+
+/* Waits for the reply to req on agent k's client until limit (monotonic). */
+static int
+s_wait_reply(s_actor_t *a, int k, uint64_t req, int64_t limit, pm_result_t **out)
+{
+    *out = NULL;
+    for (;;) {
+        pm_client_t *c = a->conns[k].c;
+        if (!c)
+            return PM_ERR_UNREACHABLE;
+        int64_t left = limit - s_mono_ms();
+        if (left <= 0)
+            return -1000; /* no reply in time */
+        pm_result_t *r = NULL;
+        int rc = pm_recv(c, (int) left, &r);
+        if (rc == PM_ERR_WAIT_TIMEOUT)
+            continue;
+        if (rc != PM_OK) {
+            s_drop(a, k);
+            return rc;
+        }
+        if (r->req_id == req) {
+            *out = r;
+            return PM_OK;
+        }
+        pm_result_destroy(&r); /* a stray reply of an abandoned request */
+    }
+}
+
+static void
+s_log_await(int k, const char *id, int64_t timeout, int64_t t0, int64_t settled_at,
+            const char *kind, int rc, pm_result_t *r)
+{
+    const char *outcome, *value = "-";
+    if (rc == -1000)
+        outcome = "NO_REPLY";
+    else if (rc != PM_OK)
+        outcome = pm_err_name(rc);
+    else if (r->err != PM_OK)
+        outcome = pm_err_name(r->err);
+    else if (r->promise) {
+        outcome = s_state_tag(r->promise->state);
+        if (r->promise->state == PM_STATE_RESOLVED)
+            value = r->promise->value_len ? (const char *) r->promise->value : "-";
+        else if (r->promise->reason && *r->promise->reason && !strchr(r->promise->reason, ' '))
+            value = r->promise->reason;
+    } else
+        outcome = "EMPTY";
+    s_logf("%d await %s %" PRId64 " %" PRId64 " %" PRId64 " %s %s %s", k + 1, id, timeout,
+           s_mono_ms() - t0, settled_at >= 0 ? settled_at - t0 : -1, kind, outcome, value);
+    atomic_fetch_add(&s_tot.awaits, 1);
+}
+
+/* create, settle from another agent, read back, sometimes a conflicting
+ * second settle that must be refused. */
+static void
+s_scenario_settle(s_actor_t *a)
+{
+    int owner = -1;
+    char *id = s_create(a, 0, &owner);
+    if (!id)
+        return;
+    int64_t r = s_below(&a->rng, 10);
+    int state = r < 6 ? PM_STATE_RESOLVED : r < 9 ? PM_STATE_REJECTED : PM_STATE_CANCELED;
+    char value[256];
+    snprintf(value, sizeof value, "%s", state == PM_STATE_CANCELED ? "-" : id);
+    value[0] = state == PM_STATE_RESOLVED ? 'v' : state == PM_STATE_REJECTED ? 'r' : '-';
+    if (s_settle(a, id, state, value, owner, 0) >= 0) {
+        s_read_back(a, id);
+        if (s_below(&a->rng, 4) == 0) {
+            int other = state == PM_STATE_RESOLVED ? PM_STATE_REJECTED : PM_STATE_RESOLVED;
+            char v2[256];
+            snprintf(v2, sizeof v2, "x%s", id + 1);
+            if (s_settle(a, id, other, v2, owner, 1) < 0)
+                atomic_fetch_add(&s_tot.conflicts_refused, 1);
+        }
+    }
+    free(id);
+}
+
+/* An await from one agent on a promise another agent owns, settled from a
+ * third at a random time before or after the await's timeout. */
+static void
+s_scenario_await(s_actor_t *a)
+{
+    int owner = -1;
+    char *id = s_create(a, 0, &owner);
+    if (!id)
+        return;
+    int64_t timeout = 1000 + s_below(&a->rng, 4000);
+    int kw = s_pick(a, owner);
+    uint64_t req = 0;
+    if (kw < 0 || pm_send_await(a->conns[kw].c, id, timeout, &req) != PM_OK) {
+        if (kw >= 0)
+            s_drop(a, kw);
+        free(id);
+        return;
+    }
+    int64_t t0 = s_mono_ms(), settle_at = t0 + s_below(&a->rng, timeout * 3 / 2);
+    pm_result_t *res = NULL;
+    int rc = s_wait_reply(a, kw, req, settle_at, &res);
+    int64_t settled = -1;
+    if (rc == -1000) {
+        char value[256];
+        snprintf(value, sizeof value, "v%s", id + 1);
+        settled = s_settle(a, id, PM_STATE_RESOLVED, value, kw, 0);
+        rc = s_wait_reply(a, kw, req, t0 + timeout + S_AWAIT_GRACE_MS, &res);
+    } else {
+        /* The await ended before we settled: settle anyway (an outside
+         * system does not know about awaits). */
+        char value[256];
+        snprintf(value, sizeof value, "v%s", id + 1);
+        s_settle(a, id, PM_STATE_RESOLVED, value, kw, 0);
+    }
+    s_log_await(kw, id, timeout, t0, settled, "await", rc, res);
+    pm_result_destroy(&res);
+    free(id);
+}
+
+/* p, then(p, inc) from another agent, then(that, inc) from a third, ... (1-3
+ * links, each sent from a random agent), an await on the end from yet
+ * another, then p settled from a random agent: the end must resolve to
+ * p's value + length (or, when p is rejected, reject). */
+static void
+s_scenario_chain(s_actor_t *a)
+{
+    int owner = -1;
+    char *head = s_create(a, 0, &owner);
+    if (!head)
+        return;
+    int len = 1 + (int) s_below(&a->rng, 3);
+    char *ids[4] = {head, NULL, NULL, NULL};
+    int intact = 1;
+    for (int i = 1; i <= len && intact; i++) {
+        int k = s_pick(a, -1);
+        char *nid = NULL;
+        int err = k < 0 ? PM_ERR_UNREACHABLE : pm_then(a->conns[k].c, ids[i - 1], "inc", 0, &nid);
+        if (err == PM_OK) {
+            s_logf("%d then %s inc %s", k + 1, ids[i - 1], nid);
+            atomic_fetch_add(&s_tot.thens, 1);
+            ids[i] = nid;
+        } else {
+            s_logf("%d err then %s %s", k + 1, ids[i - 1], pm_err_name(err));
+            atomic_fetch_add(&s_tot.errors, 1);
+            if (k >= 0 && s_conn_err(err))
+                s_drop(a, k);
+            free(nid);
+            intact = 0;
+            len = i - 1;
+        }
+    }
+    const char *end = ids[len];
+    int kw = len ? s_pick(a, owner) : -1;
+    uint64_t req = 0;
+    if (kw >= 0 && pm_send_await(a->conns[kw].c, end, S_CHAIN_AWAIT_MS, &req) != PM_OK) {
+        s_drop(a, kw);
+        kw = -1;
+    }
+    int64_t t0 = s_mono_ms();
+    int reject = s_below(&a->rng, 10) == 0;
+    char value[64];
+    if (reject)
+        snprintf(value, sizeof value, "head-rejected");
+    else
+        snprintf(value, sizeof value, "%" PRId64, s_below(&a->rng, 1000000000));
+    int64_t settled = s_settle(a, head, reject ? PM_STATE_REJECTED : PM_STATE_RESOLVED, value,
+                               -1, 0);
+    if (settled >= 0 && intact && len) {
+        s_logf("%d chain %s %s %d %s", owner + 1, head, end, len, reject ? "reject" : value);
+        atomic_fetch_add(&s_tot.chains, 1);
+    }
+    if (kw >= 0) {
+        pm_result_t *res = NULL;
+        int rc = s_wait_reply(a, kw, req, t0 + S_CHAIN_AWAIT_MS + S_AWAIT_GRACE_MS, &res);
+        s_log_await(kw, end, S_CHAIN_AWAIT_MS, t0, settled, "chain", rc, res);
+        pm_result_destroy(&res);
+    }
+    for (int i = 0; i < 4; i++)
+        free(ids[i]);
+}
+
+/* A promise with a short timeout that nobody settles: it must end timed out,
+ * even when its owner dies before the deadline. */
+static void
+s_scenario_deadline(s_actor_t *a)
+{
+    char *id = s_create(a, 300 + s_below(&a->rng, 2700), NULL);
+    free(id);
+}
+
+static void *
+s_actor(void *arg)
+{
+    s_actor_t *a = arg;
+    while (!s_stop && s_mono_ms() < s_end_mono) {
+        int64_t r = s_below(&a->rng, 100);
+        if (r < 40)
+            s_scenario_settle(a);
+        else if (r < 60)
+            s_scenario_await(a);
+        else if (r < 92)
+            s_scenario_chain(a);
+        else
+            s_scenario_deadline(a);
+        atomic_fetch_add(&s_tot.scenarios, 1);
+        if (s_pick(a, -1) < 0)
+            s_sleep_ms(100); /* nobody answers: do not spin */
+    }
+    for (int k = 0; k < s_nsocks; k++)
+        pm_client_destroy(&a->conns[k].c);
+    return NULL;
+}
+
+static int
+s_load_main(int threads, int64_t duration_ms, uint64_t seed)
+{
+    s_end_mono = s_mono_ms() + duration_ms;
+    s_actor_t *actors = calloc((size_t) threads, sizeof *actors);
+    for (int i = 0; i < threads; i++) {
+        actors[i].index = i;
+        actors[i].rng = (seed + 1) * 0x9E3779B97F4A7C15ULL + (uint64_t) i * 7919 + 1;
+        pthread_create(&actors[i].thread, NULL, s_actor, &actors[i]);
+    }
+    for (int i = 0; i < threads; i++)
+        pthread_join(actors[i].thread, NULL);
+    free(actors);
+    printf("load: %ld scenarios, %ld creates, %ld settles, %ld thens, %ld awaits, %ld chains, "
+           "%ld conflicting settles refused, %ld failed operations\n",
+           atomic_load(&s_tot.scenarios), atomic_load(&s_tot.creates),
+           atomic_load(&s_tot.settles), atomic_load(&s_tot.thens), atomic_load(&s_tot.awaits),
+           atomic_load(&s_tot.chains), atomic_load(&s_tot.conflicts_refused),
+           atomic_load(&s_tot.errors));
+    return 0;
+}
+
+/* ================================================================= check */
+
+typedef struct {
+    char *id;
+    int acked;         /* acknowledged create or then */
+    int64_t timeout;   /* create's timeout (0: none) */
+    int64_t acked_at;  /* wall ms of the create/then ack */
+    int ack_state;     /* first acknowledged settle */
+    char *ack_value;
+    int64_t ack_wall;
+    int ack_conflict;  /* a second acknowledged settle with another outcome */
+    char conflict_desc[160];
+    int try_state;     /* the outcome we tried to give it (0: none) */
+    char *try_value;
+    char *then_src;    /* for a then target */
+    /* read back */
+    int read_err;
+    int read_state;
+    char *read_value;
+    int final;
+} s_rec_t;
+
+static zhashx_t *s_recs;
+static s_rec_t **s_order;
+static size_t s_nrec, s_caprec;
+
+static s_rec_t *
+s_rec(const char *id)
+{
+    s_rec_t *r = zhashx_lookup(s_recs, id);
+    if (r)
+        return r;
+    r = calloc(1, sizeof *r);
+    r->id = strdup(id);
+    zhashx_insert(s_recs, r->id, r);
+    if (s_nrec == s_caprec) {
+        s_caprec = s_caprec ? 2 * s_caprec : 4096;
+        s_order = realloc(s_order, s_caprec * sizeof *s_order);
+    }
+    s_order[s_nrec++] = r;
+    return r;
+}
+
+static int
+s_same_outcome(int s1, const char *v1, int s2, const char *v2)
+{
+    if (s1 != s2)
+        return 0;
+    if (s1 == PM_STATE_CANCELED)
+        return 1;
+    return strcmp(v1 ? v1 : "", v2 ? v2 : "") == 0;
+}
+
+typedef struct {
+    char *head, *end, *input;
+    int len;
+} s_chain_t;
+
+typedef struct {
+    int agent;
+    char *id;
+    int64_t end_wall, timeout, wall, settled_at;
+    char *kind, *outcome, *value;
+} s_await_t;
+
+typedef struct {
+    int64_t at;
+    char what[16];
+    int agent;
+} s_event_t;
+
+static s_chain_t *s_chains;
+static size_t s_nchains, s_capchains;
+static s_await_t *s_awaits;
+static size_t s_nawaits, s_capawaits;
+static s_event_t *s_events;
+static size_t s_nevents, s_capevents;
+static long s_stale, s_stale_examples_n;
+static char s_stale_examples[3][200];
+
+#define S_PUSH(arr, n, cap)                                                                        \
+    do {                                                                                           \
+        if ((n) == (cap)) {                                                                        \
+            (cap) = (cap) ? 2 * (cap) : 1024;                                                      \
+            (arr) = realloc((arr), (cap) * sizeof *(arr));                                         \
+        }                                                                                          \
+    } while (0)
+
+static int
+s_parse_state(const char *op)
+{
+    if (!strcmp(op, "resolve") || !strcmp(op, "resolved"))
+        return PM_STATE_RESOLVED;
+    if (!strcmp(op, "reject") || !strcmp(op, "rejected"))
+        return PM_STATE_REJECTED;
+    if (!strcmp(op, "cancel") || !strcmp(op, "canceled"))
+        return PM_STATE_CANCELED;
+    return pm_state_parse(op);
+}
+
+static int
+s_load_log(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "chaos check: cannot read %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        char *fld[12] = {0};
+        int n = 0;
+        for (char *save = NULL, *t = strtok_r(line, " ", &save); t && n < 12;
+             t = strtok_r(NULL, " ", &save))
+            fld[n++] = t;
+        if (n < 4)
+            continue;
+        int64_t wall = strtoll(fld[0], NULL, 10);
+        int agent = atoi(fld[1]);
+        const char *op = fld[2];
+        if (!strcmp(op, "create") && n >= 5) {
+            s_rec_t *r = s_rec(fld[3]);
+            r->acked = 1;
+            r->timeout = strtoll(fld[4], NULL, 10);
+            r->acked_at = wall;
+        } else if (!strcmp(op, "then") && n >= 6) {
+            s_rec_t *r = s_rec(fld[5]);
+            r->acked = 1;
+            r->acked_at = wall;
+            r->then_src = strdup(fld[3]);
+        } else if (!strcmp(op, "try") && n >= 6) {
+            s_rec_t *r = s_rec(fld[4]);
+            r->try_state = s_parse_state(fld[3]);
+            free(r->try_value);
+            r->try_value = strdup(fld[5]);
+        } else if ((!strcmp(op, "resolve") || !strcmp(op, "reject") || !strcmp(op, "cancel")) &&
+                   n >= 5) {
+            s_rec_t *r = s_rec(fld[3]);
+            int st = s_parse_state(op);
+            if (!r->ack_state) {
+                r->ack_state = st;
+                r->ack_value = strdup(fld[4]);
+                r->ack_wall = wall;
+            } else if (!s_same_outcome(r->ack_state, r->ack_value, st, fld[4])) {
+                r->ack_conflict = 1;
+                snprintf(r->conflict_desc, sizeof r->conflict_desc, "%s %s then %s %s (via n%d)",
+                         pm_state_name(r->ack_state), r->ack_value, pm_state_name(st), fld[4],
+                         agent);
+            }
+        } else if (!strcmp(op, "chain") && n >= 7) {
+            S_PUSH(s_chains, s_nchains, s_capchains);
+            s_chain_t *c = &s_chains[s_nchains++];
+            c->head = strdup(fld[3]);
+            c->end = strdup(fld[4]);
+            c->len = atoi(fld[5]);
+            c->input = strdup(fld[6]);
+        } else if (!strcmp(op, "await") && n >= 10) {
+            S_PUSH(s_awaits, s_nawaits, s_capawaits);
+            s_await_t *w = &s_awaits[s_nawaits++];
+            w->agent = agent;
+            w->id = strdup(fld[3]);
+            w->end_wall = wall;
+            w->timeout = strtoll(fld[4], NULL, 10);
+            w->wall = strtoll(fld[5], NULL, 10);
+            w->settled_at = strtoll(fld[6], NULL, 10);
+            w->kind = strdup(fld[7]);
+            w->outcome = strdup(fld[8]);
+            w->value = strdup(fld[9]);
+        } else if (!strcmp(op, "stale")) {
+            s_stale++;
+            if (s_stale_examples_n < 3)
+                snprintf(s_stale_examples[s_stale_examples_n++], 200, "%s read %s via n%d at %s",
+                         fld[3], n > 4 ? fld[4] : "?", agent, fld[0]);
+        }
+    }
+    fclose(f);
+    return 0;
+}
+
+static int
+s_load_events(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        s_event_t e = {0};
+        if (sscanf(line, "%" SCNd64 " %15s %d", &e.at, e.what, &e.agent) != 3)
+            continue;
+        S_PUSH(s_events, s_nevents, s_capevents);
+        s_events[s_nevents++] = e;
+    }
+    fclose(f);
+    return 0;
+}
+
+/* Whether agent k was stopped (SIGSTOP) at any moment of [from, to]. */
+static int
+s_stopped_during(int k, int64_t from, int64_t to)
+{
+    int64_t stop_at = -1;
+    for (size_t i = 0; i < s_nevents; i++) {
+        s_event_t *e = &s_events[i];
+        if (e->agent != k)
+            continue;
+        if (!strcmp(e->what, "stop"))
+            stop_at = e->at;
+        else if (!strcmp(e->what, "cont") && stop_at >= 0) {
+            if (stop_at <= to && e->at >= from)
+                return 1;
+            stop_at = -1;
+        }
+    }
+    return stop_at >= 0 && stop_at <= to;
+}
+
+/* Whether a read of r can be taken as final. */
+static int
+s_settled_expected(const s_rec_t *r, int64_t now)
+{
+    if (r->ack_state)
+        return 1;
+    if (r->timeout && r->acked_at + r->timeout + 3000 < now && !r->try_state)
+        return 1;
+    if (r->then_src) {
+        s_rec_t *src = zhashx_lookup(s_recs, r->then_src);
+        if (src && src->read_err == PM_OK && src->read_state > PM_STATE_PENDING)
+            return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    pm_client_t *c[S_MAX_AGENTS];
+    int n;
+} s_readers_t;
+
+/* Reads the promises in todo[0..n) through agent k's client, pipelined. */
+static void
+s_read_batch(s_readers_t *rd, int k, s_rec_t **todo, size_t n)
+{
+    pm_client_t *c = rd->c[k];
+    uint64_t *reqs = calloc(n, sizeof *reqs);
+    size_t sent = 0;
+    for (; sent < n; sent++) {
+        todo[sent]->read_err = PM_ERR_UNREACHABLE;
+        if (pm_send_get(c, todo[sent]->id, &reqs[sent]) != PM_OK)
+            break;
+    }
+    size_t got = 0;
+    int64_t limit = s_mono_ms() + 15000;
+    while (got < sent && s_mono_ms() < limit) {
+        pm_result_t *res = NULL;
+        int rc = pm_recv(c, 1000, &res);
+        if (rc == PM_ERR_WAIT_TIMEOUT)
+            continue;
+        if (rc != PM_OK) {
+            pm_client_destroy(&rd->c[k]);
+            break;
+        }
+        /* Request ids grow by one step per request on this client. */
+        size_t i = (size_t) ((res->req_id - reqs[0]) >> 4);
+        if (i < sent && reqs[i] == res->req_id) {
+            s_rec_t *r = todo[i];
+            r->read_err = res->err;
+            free(r->read_value);
+            r->read_value = NULL;
+            if (res->err == PM_OK && res->promise) {
+                r->read_state = res->promise->state;
+                const char *v = r->read_state == PM_STATE_RESOLVED ? (const char *) res->promise->value
+                                                                  : res->promise->reason;
+                r->read_value = strdup(v ? v : "");
+            }
+            got++;
+        }
+        pm_result_destroy(&res);
+    }
+    free(reqs);
+}
+
+static void
+s_read_all(s_readers_t *rd, int64_t wait_ms)
+{
+    int64_t deadline = s_mono_ms() + wait_ms;
+    s_rec_t **todo = malloc((s_nrec ? s_nrec : 1) * sizeof *todo);
+    int round = 0;
+    uint64_t rng = 42;
+    for (;;) {
+        size_t n = 0;
+        for (size_t i = 0; i < s_nrec; i++)
+            if (s_order[i]->acked && !s_order[i]->final)
+                todo[n++] = s_order[i];
+        if (!n)
+            break;
+        for (int k = 0; k < rd->n; k++)
+            if (!rd->c[k])
+                pm_client_connect(s_socks[k], &rd->c[k]);
+        for (size_t off = 0; off < n; off += 512) {
+            int k = -1;
+            for (int t = 0; t < 4 * rd->n && k < 0; t++) {
+                int cand = (int) s_below(&rng, rd->n);
+                if (rd->c[cand])
+                    k = cand;
+            }
+            if (k < 0)
+                break;
+            s_read_batch(rd, k, todo + off, n - off < 512 ? n - off : 512);
+        }
+        int64_t now = s_wall_ms();
+        int last = s_mono_ms() >= deadline;
+        size_t open = 0;
+        for (size_t i = 0; i < n; i++) {
+            s_rec_t *r = todo[i];
+            int ok = r->read_err == PM_OK &&
+                     (r->read_state != PM_STATE_PENDING || !s_settled_expected(r, now));
+            if (ok || last)
+                r->final = 1;
+            else
+                open++;
+        }
+        round++;
+        if (!open || last)
+            break;
+        fprintf(stderr, "chaos check: round %d: %zu promise(s) not readable or still pending; "
+                "reading them again\n", round, open);
+        s_sleep_ms(1000);
+    }
+    free(todo);
+}
+
+typedef struct {
+    long n;
+    char ex[3][400];
+} s_count_t;
+
+static void
+s_count(s_count_t *c, const char *fmt, ...)
+{
+    if (c->n < 3) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->ex[c->n], sizeof c->ex[c->n], fmt, ap);
+        va_end(ap);
+    }
+    c->n++;
+}
+
+static void
+s_print_count(const char *name, const s_count_t *c, int invariant)
+{
+    printf("  %-52s %8ld%s\n", name, c->n, invariant ? (c->n ? "   BROKEN" : "   ok") : "");
+    for (long i = 0; i < c->n && i < 3; i++)
+        printf("      e.g. %s\n", c->ex[i]);
+}
+
+static const char *
+s_read_desc(const s_rec_t *r, char *buf, size_t cap)
+{
+    if (r->read_err != PM_OK)
+        snprintf(buf, cap, "%s", pm_err_name(r->read_err));
+    else
+        snprintf(buf, cap, "%s %s", pm_state_name(r->read_state),
+                 r->read_value && *r->read_value ? r->read_value : "-");
+    return buf;
+}
+
+/* Worker invocation logs: invocations and targets invoked more than once. */
+static void
+s_count_invocations(char **files, int n, long *invocations, long *targets, long *reruns)
+{
+    zhashx_t *seen = zhashx_new();
+    for (int i = 0; i < n; i++) {
+        FILE *f = fopen(files[i], "r");
+        if (!f)
+            continue;
+        char line[1024];
+        while (fgets(line, sizeof line, f)) {
+            char inv[256], target[256];
+            if (sscanf(line, "%*s inv %255s %255s", inv, target) != 2)
+                continue;
+            (*invocations)++;
+            if (zhashx_lookup(seen, target))
+                (*reruns)++;
+            else {
+                zhashx_insert(seen, target, (void *) 1);
+                (*targets)++;
+            }
+        }
+        fclose(f);
+    }
+    zhashx_destroy(&seen);
+}
+
+static int
+s_check_main(const char *log, const char *events, char **inv_files, int ninv, int replicas,
+             int64_t read_wait_ms)
+{
+    s_recs = zhashx_new();
+    if (s_load_log(log) != 0)
+        return 2;
+    if (events)
+        s_load_events(events);
+    s_readers_t rd = {.n = s_nsocks};
+    s_read_all(&rd, read_wait_ms);
+
+    s_count_t lost_settle = {0}, two_outcomes = {0}, lost_create = {0}, stuck = {0},
+              wrong_chain = {0}, outlived = {0}, missed = {0}, deadline = {0}, unreadable = {0},
+              exempt = {0}, chain_wait_timeout = {0};
+    long acked_creates = 0, acked_thens = 0, acked_settles = 0, link_ok = 0, link_failed = 0;
+    char b1[512];
+    for (size_t i = 0; i < s_nrec; i++) {
+        s_rec_t *r = s_order[i];
+        const char *rd_s = s_read_desc(r, b1, sizeof b1);
+        if (r->acked && !r->then_src)
+            acked_creates++;
+        if (r->then_src)
+            acked_thens++;
+        if (r->ack_state)
+            acked_settles++;
+        if (r->ack_conflict)
+            s_count(&two_outcomes, "%s: acknowledged %s", r->id, r->conflict_desc);
+        if (r->ack_state) {
+            if (r->read_err != PM_OK || r->read_state == PM_STATE_PENDING) {
+                if (r->read_err == PM_ERR_OWNER_LOST && replicas < 2)
+                    s_count(&unreadable, "%s: %s (R=1)", r->id, rd_s);
+                else
+                    s_count(&lost_settle, "%s: acknowledged %s %s at %" PRId64 ", reads %s",
+                            r->id, pm_state_name(r->ack_state), r->ack_value, r->ack_wall, rd_s);
+            } else if (!s_same_outcome(r->ack_state, r->ack_value, r->read_state,
+                                       r->read_value)) {
+                s_count(&two_outcomes, "%s: acknowledged %s %s, reads %s", r->id,
+                        pm_state_name(r->ack_state), r->ack_value, rd_s);
+            }
+            continue;
+        }
+        if (!r->acked)
+            continue;
+        if (r->read_err == PM_ERR_NOT_FOUND ||
+            (r->read_err == PM_ERR_OWNER_LOST && replicas >= 2)) {
+            s_count(&lost_create, "%s: acknowledged %s at %" PRId64 ", reads %s", r->id,
+                    r->then_src ? "then" : "create", r->acked_at, rd_s);
+            continue;
+        }
+        if (r->read_err != PM_OK) {
+            s_count(&unreadable, "%s: %s", r->id, rd_s);
+            continue;
+        }
+        if (r->then_src) {
+            s_rec_t *src = zhashx_lookup(s_recs, r->then_src);
+            if (!src || src->read_err != PM_OK)
+                continue; /* judged through its source's own checks */
+            if (src->read_state == PM_STATE_PENDING)
+                continue; /* the source was never settled: nothing to run yet */
+            if (r->read_state == PM_STATE_PENDING) {
+                s_count(&stuck, "%s = then(%s, inc): source reads %s, target still pending",
+                        r->id, src->id, s_read_desc(src, b1, sizeof b1));
+            } else if (src->read_state == PM_STATE_RESOLVED &&
+                       r->read_state == PM_STATE_RESOLVED) {
+                char want[64];
+                snprintf(want, sizeof want, "%lld", strtoll(src->read_value, NULL, 10) + 1);
+                if (strcmp(want, r->read_value))
+                    s_count(&wrong_chain, "%s = then(%s = %s, inc) reads %s, expected %s", r->id,
+                            src->id, src->read_value, r->read_value, want);
+                else
+                    link_ok++;
+            } else if (src->read_state != PM_STATE_RESOLVED &&
+                       r->read_state == PM_STATE_RESOLVED) {
+                s_count(&wrong_chain, "%s = then(%s, inc) resolved (%s) although %s is %s", r->id,
+                        src->id, r->read_value, src->id, pm_state_name(src->read_state));
+            } else {
+                link_failed++;
+            }
+            continue;
+        }
+        if (r->try_state && r->read_state != PM_STATE_PENDING &&
+            !s_same_outcome(r->try_state, r->try_value, r->read_state, r->read_value) &&
+            !(r->timeout && r->read_state == PM_STATE_TIMEDOUT)) {
+            s_count(&two_outcomes, "%s: only %s %s was ever sent, reads %s", r->id,
+                    pm_state_name(r->try_state), r->try_value, b1);
+        }
+        if (!r->try_state && r->read_state != PM_STATE_PENDING &&
+            r->read_state != PM_STATE_TIMEDOUT) {
+            s_count(&two_outcomes, "%s: never settled by anyone, reads %s", r->id, b1);
+        }
+        if (r->timeout && !r->try_state && r->read_state == PM_STATE_PENDING)
+            s_count(&deadline, "%s: created at %" PRId64 " with timeout %" PRId64
+                    " ms, still pending", r->id, r->acked_at, r->timeout);
+    }
+    /* Chains end to end. */
+    long chains_done = 0, chains_failed = 0, chains_pending = 0;
+    for (size_t i = 0; i < s_nchains; i++) {
+        s_chain_t *c = &s_chains[i];
+        s_rec_t *e = zhashx_lookup(s_recs, c->end);
+        if (!e || e->read_err != PM_OK) {
+            chains_pending++;
+            continue;
+        }
+        if (e->read_state == PM_STATE_RESOLVED && strcmp(c->input, "reject")) {
+            char want[64];
+            snprintf(want, sizeof want, "%lld", strtoll(c->input, NULL, 10) + c->len);
+            if (!strcmp(want, e->read_value))
+                chains_done++;
+            else
+                s_count(&wrong_chain, "chain %s..%s (%d links, input %s) ended with %s", c->head,
+                        c->end, c->len, c->input, e->read_value);
+        } else if (e->read_state == PM_STATE_PENDING) {
+            chains_pending++;
+            s_count(&stuck, "chain %s..%s (%d links, input %s): end still pending", c->head,
+                    c->end, c->len, c->input);
+        } else if (e->read_state == PM_STATE_RESOLVED) {
+            s_count(&wrong_chain, "chain %s..%s: head rejected, end resolved %s", c->head, c->end,
+                    e->read_value);
+        } else {
+            chains_failed++;
+        }
+    }
+    /* Awaits. */
+    long awaits_value = 0, awaits_timeout = 0, awaits_other = 0;
+    for (size_t i = 0; i < s_nawaits; i++) {
+        s_await_t *w = &s_awaits[i];
+        int is_chain = !strcmp(w->kind, "chain");
+        if (w->wall > w->timeout + S_AWAIT_SLACK_MS) {
+            if (s_stopped_during(w->agent, w->end_wall - w->wall, w->end_wall))
+                s_count(&exempt, "%s via n%d: %" PRId64 " ms for a %" PRId64
+                        " ms await; n%d was stopped meanwhile", w->id, w->agent, w->wall,
+                        w->timeout, w->agent);
+            else
+                s_count(&outlived, "%s via n%d: %s after %" PRId64 " ms, timeout %" PRId64 " ms",
+                        w->id, w->agent, w->outcome, w->wall, w->timeout);
+        }
+        if (!strcmp(w->outcome, "WAIT_TIMEOUT")) {
+            awaits_timeout++;
+            if (is_chain)
+                s_count(&chain_wait_timeout, "%s via n%d: chain end still pending after %" PRId64
+                        " ms", w->id, w->agent, w->wall);
+            else if (w->settled_at >= 0 && w->settled_at < w->timeout - S_MISSED_MARGIN_MS)
+                s_count(&missed, "%s via n%d: settle acknowledged at +%" PRId64
+                        " ms, await timed out at +%" PRId64 " ms (timeout %" PRId64 ")",
+                        w->id, w->agent, w->settled_at, w->wall, w->timeout);
+        } else if (!strcmp(w->outcome, "resolved") || !strcmp(w->outcome, "rejected")) {
+            awaits_value++;
+            s_rec_t *r = zhashx_lookup(s_recs, w->id);
+            if (r && r->ack_state &&
+                !s_same_outcome(r->ack_state, r->ack_value, s_parse_state(w->outcome), w->value))
+                s_count(&two_outcomes, "%s: acknowledged %s %s, an await got %s %s", r->id,
+                        pm_state_name(r->ack_state), r->ack_value, w->outcome, w->value);
+        } else {
+            awaits_other++;
+        }
+    }
+    long kills = 0, stops = 0, crashes = 0;
+    for (size_t i = 0; i < s_nevents; i++) {
+        kills += !strcmp(s_events[i].what, "kill");
+        stops += !strcmp(s_events[i].what, "stop");
+        crashes += !strcmp(s_events[i].what, "crash");
+    }
+    long invocations = 0, targets = 0, reruns = 0;
+    s_count_invocations(inv_files, ninv, &invocations, &targets, &reruns);
+
+    printf("chaos report\n");
+    printf(" operations acknowledged\n");
+    printf("  %-52s %8ld\n", "creates", acked_creates);
+    printf("  %-52s %8ld\n", "thens", acked_thens);
+    printf("  %-52s %8ld\n", "settles (resolve/reject/cancel)", acked_settles);
+    printf("  %-52s %8zu\n", "awaits ended", s_nawaits);
+    printf("  %-52s %8ld\n", "  with a value / timed out / other (typed error)",
+           awaits_value);
+    printf("  %-52s %8ld / %ld\n", "", awaits_timeout, awaits_other);
+    printf("  %-52s %8ld\n", "total", acked_creates + acked_thens + acked_settles +
+                                          (long) s_nawaits);
+    printf("  %-52s %8zu\n", "promises read back", s_nrec);
+    printf("  %-52s %8ld\n", "chains fully acknowledged", (long) s_nchains);
+    printf("  %-52s %8ld\n", "  completed with the right value", chains_done);
+    printf("  %-52s %8ld\n", "  failed with a typed error", chains_failed);
+    printf("  %-52s %8ld\n", "continuation links ran / propagated a failure", link_ok);
+    printf("  %-52s %8ld\n", "", link_failed);
+    printf("  %-52s %8ld\n", "worker invocations", invocations);
+    printf("  %-52s %8ld\n", "  ran again (at-least-once)", reruns);
+    printf(" chaos\n");
+    printf("  %-52s %8ld\n", "agents killed (SIGKILL) and restarted", kills);
+    printf("  %-52s %8ld\n", "agents paused (SIGSTOP/SIGCONT)", stops);
+    printf(" invariants\n");
+    s_print_count("acknowledged settles lost", &lost_settle, 1);
+    s_print_count("promises with two different outcomes", &two_outcomes, 1);
+    s_print_count("acknowledged creates/thens lost", &lost_create, 1);
+    s_print_count("chains neither completed nor failed (stuck)", &stuck, 1);
+    s_print_count("chains/continuations with a wrong result", &wrong_chain, 1);
+    s_print_count("awaits that outlived their timeout (+2 s)", &outlived, 1);
+    s_print_count("awaits that missed an acknowledged settle", &missed, 1);
+    s_print_count("deadlines that never fired", &deadline, 1);
+    s_print_count("agents that exited on their own", &(s_count_t){.n = crashes}, 1);
+    printf(" for information\n");
+    s_print_count("promises unreadable at the end", &unreadable, 0);
+    s_print_count("reads right after an acked settle that missed it", &(s_count_t){.n = s_stale},
+                  0);
+    for (long i = 0; i < s_stale_examples_n; i++)
+        printf("      e.g. %s\n", s_stale_examples[i]);
+    s_print_count("chain awaits that timed out (chain slow)", &chain_wait_timeout, 0);
+    s_print_count("awaits late because their own agent was stopped", &exempt, 0);
+    long broken = lost_settle.n + two_outcomes.n + lost_create.n + stuck.n + wrong_chain.n +
+                  outlived.n + missed.n + deadline.n + crashes;
+    printf("result: %s (%ld broken invariant instance(s))\n", broken ? "FAIL" : "PASS", broken);
+    for (int k = 0; k < rd.n; k++)
+        pm_client_destroy(&rd.c[k]);
+    return broken ? 1 : 0;
+}
+
+/* ================================================================== main */
+
+static void
+s_usage(void)
+{
+    fprintf(stderr,
+            "usage: chaos_load worker --socket S --log FILE [--delay-ms N] [--seed N]\n"
+            "       chaos_load load --sockets S1,S2,.. --log FILE [--duration-ms N] "
+            "[--threads N] [--seed N]\n"
+            "       chaos_load check --sockets S1,.. --log FILE [--events FILE] [--inv FILE]... "
+            "[--replicas R] [--read-wait-ms N]\n");
+    exit(64);
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc < 2)
+        s_usage();
+    const char *cmd = argv[1], *sock = NULL, *log = NULL, *events = NULL;
+    char *inv[S_MAX_AGENTS];
+    int ninv = 0, threads = 8, delay_ms = 30, replicas = 2;
+    int64_t duration_ms = 60000, read_wait_ms = 60000;
+    uint64_t seed = 1;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v)
+            s_usage();
+        if (!strcmp(a, "--socket"))
+            sock = v;
+        else if (!strcmp(a, "--sockets"))
+            s_nsocks = s_split_sockets(v, s_socks, S_MAX_AGENTS);
+        else if (!strcmp(a, "--log"))
+            log = v;
+        else if (!strcmp(a, "--events"))
+            events = v;
+        else if (!strcmp(a, "--inv") && ninv < S_MAX_AGENTS)
+            inv[ninv++] = (char *) v;
+        else if (!strcmp(a, "--threads"))
+            threads = atoi(v);
+        else if (!strcmp(a, "--delay-ms"))
+            delay_ms = atoi(v);
+        else if (!strcmp(a, "--replicas"))
+            replicas = atoi(v);
+        else if (!strcmp(a, "--duration-ms"))
+            duration_ms = strtoll(v, NULL, 10);
+        else if (!strcmp(a, "--read-wait-ms"))
+            read_wait_ms = strtoll(v, NULL, 10);
+        else if (!strcmp(a, "--seed"))
+            seed = strtoull(v, NULL, 10);
+        else
+            s_usage();
+        i++;
+    }
+    signal(SIGTERM, s_on_signal);
+    signal(SIGINT, s_on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    if (!strcmp(cmd, "check")) {
+        if (!log || !s_nsocks)
+            s_usage();
+        return s_check_main(log, events, inv, ninv, replicas, read_wait_ms);
+    }
+    if (!log)
+        s_usage();
+    s_log_fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (s_log_fd < 0) {
+        fprintf(stderr, "chaos_load: cannot open %s: %s\n", log, strerror(errno));
+        return 1;
+    }
+    if (!strcmp(cmd, "worker")) {
+        if (!sock)
+            s_usage();
+        return s_worker_main(sock, delay_ms, seed);
+    }
+    if (!strcmp(cmd, "load")) {
+        if (!s_nsocks || threads < 1)
+            s_usage();
+        return s_load_main(threads, duration_ms, seed);
+    }
+    s_usage();
+    return 64;
+}
