@@ -456,9 +456,10 @@ s_rate_ok(uint64_t n)
 
 /* Hands a SWIM message to the membership state machine, after checks the
  * state machine cannot make: the envelope's sender must be the message's,
- * and someone who is not a live member may say only things about itself
- * (a forged "X is dead" from outside the mesh is dropped; X would refute it
- * anyway, but not before waiters on X had failed). */
+ * and someone who is not a live member may say only that others are alive,
+ * and anything about itself or about us (a forged "X is dead" from outside
+ * the mesh is dropped; X would refute it anyway, but not before waiters on X
+ * had failed). */
 static void
 s_receive_swim(pm_mesh_t *self, const pm_msg_t *m)
 {
@@ -477,7 +478,10 @@ s_receive_swim(pm_mesh_t *self, const pm_msg_t *m)
         size_t n = 0;
         for (size_t i = 0; i < sw->update_count; i++) {
             const pm_swim_update_t *u = &sw->updates[i];
-            if (u->state != PM_SWIM_ALIVE && strcmp(u->name, sw->from_name) != 0) {
+            /* A rumour about ourselves can only make us refute it: keep it
+             * (it is how the two sides of a healed partition meet again). */
+            if (u->state != PM_SWIM_ALIVE && strcmp(u->name, sw->from_name) != 0 &&
+                strcmp(u->name, self->node) != 0) {
                 if (s_rate_ok(++self->untrusted))
                     pm_log_warn("PM-PEER-UNTRUSTED", "%s, not a live member, says %s is %s; "
                                 "ignored", sw->from_name, u->name,
@@ -677,6 +681,8 @@ pm_mesh_stats_json(pm_mesh_t *self)
         "unknown_peer", (json_int_t) self->unknown_peer, "dropped_out",
         (json_int_t) ts.dropped_out);
     json_object_set_new(o, "untrusted_updates", json_integer((json_int_t) self->untrusted));
+    json_object_set_new(o, "auth_refused", json_integer((json_int_t) ts.auth_refused));
+    json_object_set_new(o, "handshakes_failed", json_integer((json_int_t) ts.handshakes_failed));
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;
@@ -890,8 +896,22 @@ pm_mesh_new(void *ctx, const pm_config_t *cfg, const char *node, const char *spa
     self->seeds = calloc(cfg->seeds.len + 1, sizeof *self->seeds);
     for (size_t i = 0; self->seeds && i < cfg->seeds.len; i++)
         self->seeds[self->n_seeds++] = strdup(cfg->seeds.items[i]);
-    self->transport =
-        pm_transport_new(ctx, cfg->bind, (int64_t) cfg->max_value_bytes + PM_WIRE_MAX_FRAME / 64);
+    pm_mesh_keys_t keys;
+    int curve = cfg->mesh_key_dir && *cfg->mesh_key_dir;
+    if (curve) {
+        char err[512];
+        if (pm_auth_load_keys(cfg->mesh_key_dir, &keys, err, sizeof err) != 0) {
+            pm_log_error("PM-MESH-KEYS", "%s", err);
+            pm_mesh_destroy(&self);
+            return NULL;
+        }
+    } else {
+        pm_log_warn("PM-MESH-INSECURE", "mesh traffic is NOT encrypted and anyone who reaches "
+                    "%s can join (--insecure); use --mesh-key-dir in production", cfg->bind);
+    }
+    self->transport = pm_transport_new(ctx, cfg->bind,
+                                       (int64_t) cfg->max_value_bytes + PM_WIRE_MAX_FRAME / 64,
+                                       curve ? &keys : NULL);
     if (!self->transport) {
         pm_mesh_destroy(&self);
         return NULL;

@@ -22,6 +22,9 @@
 
 struct pm_transport {
     void *ctx;
+    int curve;
+    pm_mesh_keys_t keys;
+    pm_auth_t *auth;
     void *router;
     int64_t max_frame;
     zhashx_t *peers; /* endpoint -> DEALER socket */
@@ -36,12 +39,21 @@ s_close_socket(void **item)
 }
 
 pm_transport_t *
-pm_transport_new(void *ctx, const char *bind, int64_t max_frame)
+pm_transport_new(void *ctx, const char *bind, int64_t max_frame, const pm_mesh_keys_t *keys)
 {
     pm_transport_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
     self->ctx = ctx;
+    if (keys) {
+        self->curve = 1;
+        self->keys = *keys;
+        self->auth = pm_auth_start(ctx, keys); /* before the server socket binds */
+        if (!self->auth) {
+            free(self);
+            return NULL;
+        }
+    }
     self->max_frame = max_frame;
     self->peers = zhashx_new();
     zhashx_set_destructor(self->peers, s_close_socket);
@@ -50,6 +62,10 @@ pm_transport_new(void *ctx, const char *bind, int64_t max_frame)
     zmq_setsockopt(self->router, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(self->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(self->router, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame);
+    if (self->curve) {
+        pm_auth_apply(self->router, &self->keys, 1);
+        pm_auth_watch(self->auth, self->router);
+    }
     if (zmq_bind(self->router, bind) < 0) {
         pm_log_error("PM-MESH-BIND", "cannot bind %s: %s", bind, zmq_strerror(errno));
         pm_transport_destroy(&self);
@@ -65,6 +81,7 @@ pm_transport_destroy(pm_transport_t **self_p)
         return;
     pm_transport_t *self = *self_p;
     zhashx_destroy(&self->peers);
+    pm_auth_stop(&self->auth); /* stops watching the router before it closes */
     if (self->router)
         zmq_close(self->router);
     free(self);
@@ -90,6 +107,8 @@ s_peer(pm_transport_t *self, const char *endpoint)
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(sock, ZMQ_RECONNECT_IVL, &rc, sizeof rc);
+    if (self->curve)
+        pm_auth_apply(sock, &self->keys, 0);
     if (zmq_connect(sock, endpoint) < 0) {
         pm_log_warn("PM-MESH-CONNECT", "cannot connect to %s: %s", endpoint,
                     zmq_strerror(errno));
@@ -187,4 +206,6 @@ void
 pm_transport_stats(const pm_transport_t *self, pm_transport_stats_t *out)
 {
     *out = self->stats;
+    out->auth_refused = pm_auth_refused(self->auth);
+    out->handshakes_failed = pm_auth_failed_handshakes(self->auth);
 }

@@ -7,6 +7,8 @@
 #ifndef PM_TRANSPORT_H
 #define PM_TRANSPORT_H
 
+#include "auth.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,11 +19,16 @@ typedef struct pm_transport_stats {
     uint64_t frames_in, bytes_in;
     uint64_t dropped_out; /* peer queue full or socket error */
     uint64_t bad_in;      /* inbound frames with the wrong shape */
+    uint64_t auth_refused;      /* peers without the mesh key (ZAP) */
+    uint64_t handshakes_failed; /* peers that failed the CURVE handshake */
 } pm_transport_stats_t;
 
-/* Binds a ROUTER at `bind` (tcp://ADDR:PORT) in ctx. NULL with errno-style
- * reason logged on failure. Caller owns the transport. */
-pm_transport_t *pm_transport_new(void *ctx, const char *bind, int64_t max_frame);
+/* Binds a ROUTER at `bind` (tcp://ADDR:PORT) in ctx; with keys, every
+ * channel is CURVE and only holders of the mesh key get in (keys NULL:
+ * plain, --insecure). NULL with the reason logged on failure. Caller owns
+ * the transport. */
+pm_transport_t *pm_transport_new(void *ctx, const char *bind, int64_t max_frame,
+                                 const pm_mesh_keys_t *keys);
 void pm_transport_destroy(pm_transport_t **self_p);
 /* The inbound socket, for zmq_poll. Borrowed. */
 void *pm_transport_socket(pm_transport_t *self);

@@ -84,6 +84,11 @@ static const s_key_t s_keys[] = {
      .doc = "mesh endpoint to listen on, e.g. tcp://127.0.0.2:7480; unset: single node"},
     {.key = "advertise", .type = S_STRING, .offset = S_AT(advertise), .meta = "ENDPOINT",
      .doc = "mesh endpoint peers should dial; default the bind endpoint"},
+    {.key = "mesh_key_dir", .type = S_STRING, .offset = S_AT(mesh_key_dir), .meta = "DIR",
+     .doc = "directory with the mesh's CURVE keypair (mesh.pub, mesh.key; pmeshd --keygen DIR "
+            "makes one): mesh traffic is encrypted and only key holders can join"},
+    {.key = "insecure", .type = S_BOOL, .offset = S_AT(insecure), .def = "false",
+     .doc = "allow a mesh without CURVE (plain text, anyone may join); for development only"},
     {.key = "seeds", .type = S_LIST, .offset = S_AT(seeds), .meta = "ENDPOINT",
      .doc = "mesh seed tcp://HOST:PORT to join through (flag --seed, repeatable); a HOST "
             "that resolves to several addresses joins them all"},

@@ -36,6 +36,8 @@ typedef struct pm_config {
     int64_t list_limit;             /* default page size of list */
     char *bind;                     /* mesh endpoint to listen on; NULL: no mesh */
     char *advertise;                /* mesh endpoint peers dial; NULL: bind */
+    char *mesh_key_dir;             /* mesh.pub + mesh.key: CURVE for the mesh */
+    bool insecure;                  /* a mesh without CURVE, knowingly */
     pm_config_list_t seeds;         /* mesh seeds: tcp://HOST:PORT, HOST re-resolved */
     int64_t seed_refresh;           /* ms between DNS re-resolutions of seeds */
     int64_t probe_interval;         /* SWIM: ms between probes */

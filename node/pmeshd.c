@@ -6,6 +6,7 @@
  * file or flag value, before anything is bound), 1 could not start.
  */
 #include "agent.h"
+#include "auth.h"
 #include "config.h"
 #include "http.h"
 #include "httpfn.h"
@@ -33,6 +34,7 @@ s_usage(FILE *out)
             "\n"
             "  --config FILE   read settings from a YAML file (flags override it)\n"
             "  --check         validate the configuration, print the effective config, exit\n"
+            "  --keygen DIR    create the mesh's CURVE keypair in DIR (mesh.pub, mesh.key)\n"
             "  --help          this text\n"
             "  --version       print the version\n"
             "\n"
@@ -82,6 +84,21 @@ main(int argc, char **argv)
         if (strcmp(arg, "--check") == 0) {
             check = 1;
             continue;
+        }
+        if (strcmp(arg, "--keygen") == 0) {
+            /* Makes the mesh's CURVE keypair (for the Kubernetes Secret). */
+            if (i + 1 >= argc) {
+                fprintf(stderr, "pmeshd: --keygen needs a directory\n");
+                pm_config_destroy(&cfg);
+                return EX_USAGE;
+            }
+            int rc = pm_auth_generate_keys(argv[i + 1], err, sizeof err);
+            if (rc != 0)
+                fprintf(stderr, "pmeshd: --keygen: %s\n", err);
+            else
+                printf("%s/mesh.pub\n%s/mesh.key\n", argv[i + 1], argv[i + 1]);
+            pm_config_destroy(&cfg);
+            return rc ? 1 : 0;
         }
         if (strcmp(arg, "--config") == 0) {
             i++;
@@ -143,6 +160,22 @@ main(int argc, char **argv)
         fprintf(stderr, "pmeshd: node name '%s' must be 1-63 of [A-Za-z0-9._-]\n", node);
         pm_config_destroy(&cfg);
         return EX_CONFIG;
+    }
+    if (cfg->bind && *cfg->bind) {
+        /* The mesh is encrypted unless the operator says otherwise. */
+        pm_mesh_keys_t keys;
+        if (cfg->mesh_key_dir && *cfg->mesh_key_dir) {
+            if (pm_auth_load_keys(cfg->mesh_key_dir, &keys, err, sizeof err) != 0) {
+                fprintf(stderr, "pmeshd: mesh_key_dir: %s\n", err);
+                pm_config_destroy(&cfg);
+                return EX_CONFIG;
+            }
+        } else if (!cfg->insecure) {
+            fprintf(stderr, "pmeshd: bind: a mesh needs --mesh-key-dir DIR (CURVE; make keys "
+                            "with pmeshd --keygen DIR), or --insecure to run it unencrypted\n");
+            pm_config_destroy(&cfg);
+            return EX_CONFIG;
+        }
     }
     for (size_t i = 0; i < cfg->http_functions.len; i++) {
         pm_httpfn_spec_t spec;

@@ -92,9 +92,9 @@ expect_lt "... concurrently: well under 200 x 1 s (took $((T2 - T0)) ms)" $((T2 
 MPORT=$((PORT + 2))
 "$PMESH" --socket "$S" status >/dev/null
 kill -TERM "$A1"; wait_exit "$A1" 10
-start_agent 1 --bind "tcp://127.0.0.1:$MPORT" --http-functions "reverse=$F/reverse"
+start_agent 1 --insecure --bind "tcp://127.0.0.1:$MPORT" --http-functions "reverse=$F/reverse"
 S1=$AGENT_SOCK
-start_agent 2 --bind "tcp://127.0.0.1:$((MPORT + 1))" --seed "tcp://127.0.0.1:$MPORT"
+start_agent 2 --insecure --bind "tcp://127.0.0.1:$((MPORT + 1))" --seed "tcp://127.0.0.1:$MPORT"
 S2=$AGENT_SOCK
 wait_for 10 sh -c "\"$PMESH\" --socket $S2 members --json | grep -q reverse" &&
     ok "gossip advertises the HTTP function to the other agent" ||

@@ -151,10 +151,12 @@ ip -n "$NS_B" link set "$VB" up
 # p1, p2 in A; p3, p4 in B; everyone seeds through p1. The agents' local
 # sockets are files, reachable from here whatever namespace the agent is in.
 NSOF=("" "$NS_A" "$NS_A" "$NS_B" "$NS_B")
+[ -f "$TMP/nskeys/mesh.key" ] || "$PMESHD" --keygen "$TMP/nskeys" >/dev/null
 for k in 1 2 3 4; do
     MESH_SOCK[$k]=$TMP/p$k.sock
     bg "p$k" ip netns exec "${NSOF[$k]}" "$PMESHD" --node "p$k" --socket "$TMP/p$k.sock" \
-        --bind "tcp://192.0.2.$k:7480" --seed "tcp://192.0.2.1:7480" --log-level info
+        --bind "tcp://192.0.2.$k:7480" --seed "tcp://192.0.2.1:7480" --log-level info \
+        --mesh-key-dir "$TMP/nskeys" --replicas 1
     MESH_PID[$k]=$BG_PID
 done
 joined=1
