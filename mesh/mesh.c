@@ -38,6 +38,8 @@ typedef struct s_peer {
     uint64_t *epochs;
     size_t n_spaces;
     char *primary;
+    char **backups;
+    size_t n_backups;
 } s_peer_t;
 
 /* Who serves a space, and at which epoch. */
@@ -55,6 +57,8 @@ struct pm_mesh {
     zhashx_t *peers;  /* name -> s_peer_t (owned) */
     zhashx_t *owners; /* space -> s_owner_t: who serves it, at which epoch */
     char **mine;      /* spaces this agent serves: its own first */
+    char **my_backups;
+    size_t n_my_backups;
     uint64_t *mine_epochs;
     size_t n_mine;
     zhashx_t *lost;   /* space -> "" : owners dead or gone */
@@ -113,6 +117,11 @@ s_peer_clear_meta(s_peer_t *p)
     free(p->spaces);
     free(p->epochs);
     free(p->primary);
+    for (size_t i = 0; i < p->n_backups; i++)
+        free(p->backups[i]);
+    free(p->backups);
+    p->backups = NULL;
+    p->n_backups = 0;
     p->fns = NULL;
     p->spaces = NULL;
     p->epochs = NULL;
@@ -185,6 +194,10 @@ s_peer_meta(pm_mesh_t *self, s_peer_t *p, const pm_swim_member_t *m)
     p->spaces = calloc(meta.space_count + 1, sizeof *p->spaces);
     p->epochs = calloc(meta.space_count + 1, sizeof *p->epochs);
     p->primary = strdup(meta.id_space);
+    p->backups = calloc(meta.backup_count + 1, sizeof *p->backups);
+    for (size_t i = 0; p->backups && i < meta.backup_count; i++)
+        if ((p->backups[p->n_backups] = strdup(meta.backups[i])))
+            p->n_backups++;
     if (p->fns)
         for (size_t i = 0; i < meta.fn_count; i++) {
             p->fns[i] = meta.fns[i];
@@ -369,7 +382,9 @@ s_publish_meta(pm_mesh_t *self, uint64_t now)
                       .fn_count = self->n_fns,
                       .spaces = (const char *const *) self->mine,
                       .epochs = self->mine_epochs,
-                      .space_count = self->n_mine};
+                      .space_count = self->n_mine,
+                      .backups = (const char *const *) self->my_backups,
+                      .backup_count = self->n_my_backups};
     size_t len;
     uint8_t *buf = pm_wire_meta_encode(&meta, &len);
     if (!buf)
@@ -820,6 +835,36 @@ pm_mesh_backups(pm_mesh_t *self, const char *node, const char *primary, size_t n
     return got;
 }
 
+void
+pm_mesh_set_backups(pm_mesh_t *self, const char *const *names, size_t n)
+{
+    int same = n == self->n_my_backups;
+    for (size_t i = 0; same && i < n; i++)
+        same = strcmp(names[i], self->my_backups[i]) == 0;
+    if (same)
+        return;
+    for (size_t i = 0; i < self->n_my_backups; i++)
+        free(self->my_backups[i]);
+    free(self->my_backups);
+    self->my_backups = calloc(n + 1, sizeof *self->my_backups);
+    self->n_my_backups = 0;
+    for (size_t i = 0; self->my_backups && i < n; i++)
+        if ((self->my_backups[self->n_my_backups] = strdup(names[i])))
+            self->n_my_backups++;
+    /* Who inherits our spaces is news worth spreading at once. */
+    s_publish_meta(self, s_now());
+}
+
+size_t
+pm_mesh_backups_of(pm_mesh_t *self, const char *node, const char **out, size_t n)
+{
+    s_peer_t *p = zhashx_lookup(self->peers, node);
+    size_t got = 0;
+    for (size_t i = 0; p && i < p->n_backups && got < n; i++)
+        out[got++] = p->backups[i];
+    return got;
+}
+
 const char *
 pm_mesh_self(pm_mesh_t *self)
 {
@@ -974,6 +1019,9 @@ pm_mesh_destroy(pm_mesh_t **self_p)
     for (size_t i = 0; i < self->n_mine; i++)
         free(self->mine[i]);
     free(self->mine);
+    for (size_t i = 0; i < self->n_my_backups; i++)
+        free(self->my_backups[i]);
+    free(self->my_backups);
     free(self->mine_epochs);
     free(self->node);
     free(self->space);

@@ -88,6 +88,12 @@ size_t pm_mesh_spaces_of(pm_mesh_t *self, const char *node, const char **primary
  * space. Fills out with borrowed names; returns how many. */
 size_t pm_mesh_backups(pm_mesh_t *self, const char *node, const char *primary, size_t n,
                        const char **out);
+/* Announces the members that hold a full copy of our spaces (in order: the
+ * first alive one takes over if we die). */
+void pm_mesh_set_backups(pm_mesh_t *self, const char *const *names, size_t n);
+/* The backups member `node` last announced (also after it died). Fills out
+ * with borrowed names; returns how many. */
+size_t pm_mesh_backups_of(pm_mesh_t *self, const char *node, const char **out, size_t n);
 /* This agent's node name. Borrowed. */
 const char *pm_mesh_self(pm_mesh_t *self);
 

@@ -183,6 +183,8 @@ s_xfer_add(pm_replica_t *self, const char *space, const uint8_t *rec, size_t len
         s_xfer_flush(self);
 }
 
+static void s_announce(pm_replica_t *self);
+
 /* Copies the whole state to a backup; it counts once it acknowledged it. */
 static void
 s_transfer(pm_replica_t *self, s_backup_t *b)
@@ -200,6 +202,7 @@ s_transfer(pm_replica_t *self, s_backup_t *b)
     b->counted = 0;
     b->counts_from = self->produced;
     self->transfers++;
+    s_announce(self); /* not an heir until it has everything */
     pm_log_info("PM-REPL-TRANSFER", "copying the state to new backup %s", b->name);
 }
 
@@ -208,6 +211,7 @@ static void
 s_check_backups(pm_replica_t *self)
 {
     size_t want = (size_t) self->replicas - 1;
+    int changed = 0;
     for (size_t i = 0; i < self->n_backups;) {
         if (pm_mesh_is_up(self->mesh, self->backups[i].name)) {
             i++;
@@ -217,7 +221,10 @@ s_check_backups(pm_replica_t *self)
                     self->backups[i].name);
         free(self->backups[i].name);
         self->backups[i] = self->backups[--self->n_backups];
+        changed = 1;
     }
+    if (changed)
+        s_announce(self);
     if (self->n_backups >= want)
         return;
     const char *cand[S_MAX_BACKUPS + 1];
@@ -279,8 +286,21 @@ pm_replica_ack(pm_replica_t *self, const char *from, const char *space, uint64_t
             b->counted = 1;
             pm_log_info("PM-REPL-BACKUP-READY", "backup %s has the state; it counts now",
                         b->name);
+            s_announce(self);
         }
     }
+}
+
+/* Tells the mesh which backups hold the whole state, in set order. */
+static void
+s_announce(pm_replica_t *self)
+{
+    const char *names[S_MAX_BACKUPS];
+    size_t n = 0;
+    for (size_t i = 0; i < self->n_backups; i++)
+        if (self->backups[i].counted)
+            names[n++] = self->backups[i].name;
+    pm_mesh_set_backups(self->mesh, names, n);
 }
 
 uint64_t

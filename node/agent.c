@@ -1143,8 +1143,11 @@ s_on_record(void *arg, const pm_rec_t *rec, const uint8_t *buf, size_t len)
     if (!self->replica || rec->kind == PM_REC_GENERATION || !rec->promise.id)
         return;
     char space[PM_WIRE_MAX_NAME + 1];
-    if (s_space_of(rec->promise.id, space, sizeof space) && pm_mesh_owns(self->mesh, space, NULL))
+    if (s_space_of(rec->promise.id, space, sizeof space) && pm_mesh_owns(self->mesh, space, NULL)) {
         pm_replica_record(self->replica, space, buf, len);
+        /* A reply held from now on waits for this record at the backups. */
+        pm_journal_repl(self->journal, pm_replica_produced(self->replica), 0);
+    }
 }
 
 static void
@@ -1320,9 +1323,21 @@ s_maybe_take_over(pm_agent_t *self, const char *name)
     size_t n = pm_mesh_spaces_of(self->mesh, name, &primary, &spaces, &epochs);
     if (!n)
         return;
-    const char *first[1];
-    if (pm_mesh_backups(self->mesh, name, primary, 1, first) != 1 ||
-        strcmp(first[0], self->node) != 0)
+    /* The heir is the first of the backups the owner announced that is
+     * still alive: only announced backups hold the whole state. */
+    const char *heirs[16];
+    size_t nh = pm_mesh_backups_of(self->mesh, name, heirs, 16);
+    const char *heir = NULL;
+    for (size_t i = 0; i < nh && !heir; i++)
+        if (strcmp(heirs[i], self->node) == 0 || pm_mesh_is_up(self->mesh, heirs[i]))
+            heir = heirs[i];
+    if (!heir) {
+        if (nh == 0)
+            pm_log_warn("PM-TAKEOVER-NONE", "%s announced no backup with its state: its "
+                        "promises are lost", name);
+        return;
+    }
+    if (strcmp(heir, self->node) != 0)
         return;
     /* Copy: claiming publishes metadata, which may rebuild the peer table. */
     char **copy = calloc(n, sizeof *copy);

@@ -700,6 +700,8 @@ pm_wire_meta_encode(const pm_meta_t *in, size_t *len)
     meta.spaces = (char **) in->spaces;
     meta.n_epochs = in->epochs ? in->space_count : 0;
     meta.epochs = (uint64_t *) in->epochs;
+    meta.n_backups = in->backup_count;
+    meta.backups = (char **) in->backups;
     size_t n = pmesh__meta__get_packed_size(&meta);
     buf = malloc(n ? n : 1);
     if (buf)
@@ -746,6 +748,13 @@ pm_wire_meta_decode(const void *buf, size_t len, pm_meta_t *out)
     out->spaces = (const char *const *) meta->spaces;
     out->space_count = meta->n_spaces;
     out->epochs = meta->n_epochs == meta->n_spaces ? meta->epochs : NULL;
+    if (meta->n_backups > S_MAX_FUNCTIONS)
+        return PM_ERR_BAD_REQUEST;
+    for (size_t i = 0; i < meta->n_backups; i++)
+        if (!s_name_ok(meta->backups[i]))
+            return PM_ERR_BAD_REQUEST;
+    out->backups = (const char *const *) meta->backups;
+    out->backup_count = meta->n_backups;
     return PM_OK;
 }
 

@@ -148,6 +148,8 @@ typedef struct pm_meta {
     size_t space_count;         /* id spaces it serves */
     const char *const *spaces;
     const uint64_t *epochs;     /* epoch of each space (NULL: all 1) */
+    size_t backup_count;        /* members with a full copy; the first takes over */
+    const char *const *backups;
     void *priv;                 /* decoder state */
 } pm_meta_t;
 

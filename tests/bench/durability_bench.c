@@ -26,8 +26,9 @@
  *       creates, counts the ones answered within hold-ms (must be 0: their
  *       records are not at the backup), SIGCONTs.
  *   ready SOCKET --since-ms EPOCH_MS [--timeout-ms 60000]
- *       Waits until the socket exists and the agent answers status; the time
- *       from since-ms (wall clock), and the agent's WAL recovery counters.
+ *       Waits until the socket listens and the agent answers status; the
+ *       time from since-ms (wall clock), and the agent's WAL recovery
+ *       counters.
  *   converge --expect N [--backups K] [--timeout-ms 30000] S1 S2 ..
  *       Waits until every agent sees N alive members (and, with K, has K
  *       backups chosen); prints each agent's node, id space and backups.
@@ -41,8 +42,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -682,6 +685,23 @@ s_cmd_gate(const s_args_t *a)
 
 /* ---- ready -------------------------------------------------------------------- */
 
+/* Whether something listens on the unix socket at path: libzmq creates the
+ * file at bind() and listens a moment later; a ZeroMQ connect that lands in
+ * between is refused and retried only after its 100 ms reconnect interval,
+ * which would be measured as recovery time. */
+static int
+s_listening(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0)
+        return 0;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    int ok = connect(fd, (struct sockaddr *) &sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
 static int
 s_cmd_ready(const s_args_t *a)
 {
@@ -696,9 +716,9 @@ s_cmd_ready(const s_args_t *a)
     for (;;) {
         struct stat st;
         /* The agent binds its socket only after replaying the WAL, and the
-         * script removed the dead agent's socket file: polling for the file
-         * avoids libzmq's 100 ms reconnect interval. */
-        if (stat(sock, &st) == 0 && S_ISSOCK(st.st_mode)) {
+         * script removed the dead agent's socket file: poll for a listening
+         * socket, then connect once. */
+        if (stat(sock, &st) == 0 && S_ISSOCK(st.st_mode) && s_listening(sock)) {
             if (sock_ms < 0)
                 sock_ms = s_wall_ms() - since;
             pm_client_t *c = NULL;

@@ -191,7 +191,8 @@ expect_eq "restarted agent: an await on another promise is not answered with P2'
 
 DNS_SOCK=$MESH_DIR/n4.sock
 bg n4-dns "$PMESHD" --node n4 --socket "$DNS_SOCK" --bind "tcp://127.0.0.4:$MESH_PORT" \
-    --seed "tcp://localhost:$MESH_PORT" --log-level info
+    --seed "tcp://localhost:$MESH_PORT" --log-level info --mesh-key-dir "$MESH_DIR/keys" \
+    --replicas 1
 MESH_PID[4]=$BG_PID
 MESH_SOCK[4]=$DNS_SOCK
 echo "n4 $BG_PID" >>"$MESH_DIR/pids"
