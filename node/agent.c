@@ -18,10 +18,12 @@
 #include "replica.h"
 #include "store.h"
 #include "timer.h"
+#include "token.h"
 #include "wire.h"
 #include "workers.h"
 
 #include <czmq.h>
+#include <sodium.h>
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
@@ -156,6 +158,8 @@ struct pm_agent {
     char *probation;       /* our space from before a restart, not yet resumed */
     int64_t probation_until;
     uint64_t takeovers, parked;
+    uint8_t *token_key;    /* settle-token secret; NULL: none configured */
+    size_t token_key_len;
     uint64_t generation;
     int64_t retention;
     int64_t next_expire, next_compact;
@@ -573,6 +577,10 @@ s_do_create(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t now)
     if (err)
         return err;
     pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .id = p->id, .created = created};
+    char token[128];
+    if (m->want_token && self->token_key &&
+        pm_token_make(self->token_key, self->token_key_len, p->id, token, sizeof token) == 0)
+        r.token = token;
     s_send(self, s, &r);
     return PM_OK;
 }
@@ -1388,6 +1396,9 @@ s_on_moved(void *arg, const char *space)
     pm_store_passivate(self->store, prefix, 0);
     if (self->probation && strcmp(self->probation, space) == 0) {
         free(self->probation);
+    if (self->token_key)
+        sodium_memzero(self->token_key, self->token_key_len);
+    free(self->token_key);
         self->probation = NULL;
     }
 }
@@ -1411,6 +1422,9 @@ s_check_probation(pm_agent_t *self, int64_t mono)
         s_take_space(self, self->probation, e + 1, "nobody took it over while we were down");
     }
     free(self->probation);
+    if (self->token_key)
+        sodium_memzero(self->token_key, self->token_key_len);
+    free(self->token_key);
     self->probation = NULL;
 }
 
@@ -2278,6 +2292,15 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
     zhashx_set_destructor(self->relays, s_relay_destructor);
     zhashx_set_destructor(self->rwaits, s_rwait_destructor);
     self->forward_timeout = cfg->forward_timeout;
+    if (cfg->token_secret_file && *cfg->token_secret_file) {
+        char err[512];
+        if (pm_token_load_secret(cfg->token_secret_file, &self->token_key, &self->token_key_len,
+                                 err, sizeof err) != 0) {
+            pm_log_error("PM-TOKEN-SECRET", "%s", err);
+            pm_journal_state_free(&st);
+            goto fail;
+        }
+    }
     if (self->journal) {
         size_t n = s_restore_thens(self, &st);
         pm_log_info("PM-AGENT-RECOVERED", "generation %llu of id space %s: %zu promises "
@@ -2358,6 +2381,9 @@ pm_agent_destroy(pm_agent_t **self_p)
     pm_replica_destroy(&self->replica);
     zhashx_destroy(&self->rthens);
     free(self->probation);
+    if (self->token_key)
+        sodium_memzero(self->token_key, self->token_key_len);
+    free(self->token_key);
     pm_workers_destroy(&self->workers);
     pm_mesh_destroy(&self->mesh);
     zhashx_destroy(&self->relays);

@@ -64,7 +64,8 @@ static bool s_verbose;
 
 static const char s_usage_text[] =
     "usage: pmesh [--socket PATH] COMMAND [ARGS]\n"
-    "  create [--timeout DUR] [--heartbeat DUR] [--key KEY] [--label K=V]...  print the new id\n"
+    "  create [--timeout DUR] [--heartbeat DUR] [--key KEY] [--label K=V]... [--token]\n"
+    "                              print the new id (--token: and its settle token below)\n"
     "  resolve ID [VALUE]          settle with VALUE (no VALUE: the bytes on stdin)\n"
     "  reject ID [REASON]\n"
     "  cancel ID\n"
@@ -413,13 +414,17 @@ s_cmd_create(int argc, char **argv)
 {
     static const s_spec_t specs[] = {
         S_COMMON_SPECS,          { "timeout", 0, true }, { "heartbeat", 0, true },
-        { "key", 0, true },      { "label", 0, true },   { NULL, 0, false },
+        { "key", 0, true },      { "label", 0, true },   { "token", 0, false },
+        { NULL, 0, false },
     };
     s_args_t a;
     int rc = s_parse(argc, argv, specs, false, &a);
     if (rc)
         return rc;
     pm_create_opts_t opts = { 0 };
+    char *token = NULL;
+    if (s_opt(&a, "token"))
+        opts.token_p = &token;
     pm_label_t *labels = NULL;
     pm_client_t *client = NULL;
     char *id = NULL;
@@ -452,8 +457,21 @@ s_cmd_create(int argc, char **argv)
     if ((rc = s_connect(&client)) != 0)
         goto out;
     int err = pm_create(client, &opts, &id, NULL);
-    rc = err == PM_OK ? s_print_line(id) : s_fail(client, err);
+    if (err == PM_OK && opts.token_p && !token) {
+        /* The promise exists; say why there is no token rather than print
+         * half of what was asked for. */
+        fprintf(stderr, "pmesh: create: %s was created, but the agent has no token secret "
+                        "(token_secret_file) to make a settle token\n", id);
+        rc = S_EXIT_REFUSED;
+    } else if (err == PM_OK) {
+        rc = s_print_line(id);
+        if (rc == S_EXIT_OK && token)
+            rc = s_print_line(token); /* second line: the settle token */
+    } else {
+        rc = s_fail(client, err);
+    }
 out:
+    free(token);
     free(id);
     pm_client_destroy(&client);
     free(labels);

@@ -750,12 +750,17 @@ pm_create(pm_client_t *self, const pm_create_opts_t *opts, char **id_p, int *cre
                   .heartbeat_ms = opts->heartbeat_ms,
                   .key = opts->idempotency_key,
                   .label_count = opts->label_count,
-                  .labels = opts->labels};
+                  .labels = opts->labels,
+                  .want_token = opts->token_p != NULL};
+    if (opts->token_p)
+        *opts->token_p = NULL;
     pm_msg_t r;
     int err = s_call_raw(self, &m, PM_OP_CREATE, S_CALL_TIMEOUT_MS, &r);
     if (err)
         return err;
     *id_p = s_dup(r.id);
+    if (opts->token_p && r.token)
+        *opts->token_p = strdup(r.token);
     if (created_p)
         *created_p = r.created;
     pm_wire_release(&r);

@@ -106,6 +106,10 @@ typedef struct pm_create_opts {
     const char *idempotency_key; /* NULL: none */
     size_t label_count;
     const pm_label_t *labels;
+    /* pm_create only: if not NULL, *token_p gets the promise's settle token
+     * for an outside system (caller frees), or NULL when the agent has no
+     * token secret configured. */
+    char **token_p;
 } pm_create_opts_t;
 
 typedef struct pm_list_opts {

@@ -190,6 +190,7 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         create.timeout_ms = (uint64_t) m->timeout_ms;
         create.heartbeat_ms = (uint64_t) m->heartbeat_ms;
         create.idempotency_key = s_str(m->key);
+        create.want_token = m->want_token != 0;
         create.n_labels = m->label_count;
         create.labels = lptrs;
         s_labels_out(m->labels, m->label_count, lstore, lptrs);
@@ -329,6 +330,7 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         reply.session = m->session;
         reply.created = m->created != 0;
         reply.max_value = m->max_value;
+        reply.token = s_str(m->token);
         if (m->promise) {
             s_promise_out(m->promise, &one, lstore + lused, lptrs + lused);
             lused += m->promise->label_count;
@@ -471,6 +473,7 @@ s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
         m->timeout_ms = (int64_t) env->create->timeout_ms;
         m->heartbeat_ms = (int64_t) env->create->heartbeat_ms;
         m->key = s_opt(env->create->idempotency_key);
+        m->want_token = env->create->want_token;
         m->label_count = env->create->n_labels;
         if (m->timeout_ms < 0 || m->heartbeat_ms < 0)
             return -1;
@@ -610,6 +613,7 @@ s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
         m->session = r->session;
         m->created = r->created;
         m->max_value = r->max_value;
+        m->token = s_opt(r->token);
         if (r->promise) {
             pm_wire_promise_t *p = s_alloc(pv, sizeof *p);
             if (!p || s_promise_in(pv, r->promise, p) != 0)

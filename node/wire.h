@@ -83,6 +83,7 @@ typedef struct pm_msg {
     int64_t timeout_ms;        /* create, await (< 0: none), then */
     int64_t heartbeat_ms;      /* create */
     const char *key;           /* create */
+    int want_token;            /* create */
     size_t label_count;        /* create labels; list: 0 or 1 (the filter) */
     const pm_label_t *labels;
     const char *prefix;        /* list */
@@ -116,6 +117,7 @@ typedef struct pm_msg {
     const char *mint_prefix;
     int created;
     uint64_t max_value; /* hello reply */
+    const char *token;  /* create reply */
     /* decoder state: owned by the message, freed by pm_wire_release */
     void *priv;
 } pm_msg_t;

@@ -794,15 +794,33 @@ s_huge_timeouts(const char *path)
     if (e)
         pmesh__envelope__free_unpacked(e, NULL);
     if (!early) {
-        s_check(s_settle(s, 33, p, PMESH__STATE__RESOLVED, (const uint8_t *) "v", 1, NULL) == 0,
-                "settle the awaited promise");
-        Pmesh__Envelope *r = NULL;
-        Pmesh__Reply *reply = s_reply_to(s, 31, 5000, &r);
-        s_check(reply && reply->err == 0 && reply->promise &&
-                    reply->promise->state == PMESH__STATE__RESOLVED,
-                "await with timeout_ms INT64_MAX: answered by the settle");
-        if (r)
-            pmesh__envelope__free_unpacked(r, NULL);
+        /* Settle, then collect both replies: the waiter is told before the
+         * settle is acknowledged, so they come in either order. */
+        Pmesh__Envelope senv = s_env(33);
+        Pmesh__Settle st = PMESH__SETTLE__INIT;
+        st.id = p;
+        st.kind = PMESH__STATE__RESOLVED;
+        st.value.data = (uint8_t *) "v";
+        st.value.len = 1;
+        senv.body_case = PMESH__ENVELOPE__BODY_SETTLE;
+        senv.settle = &st;
+        s_send_env(s, &senv);
+        int settled = 0, answered = 0;
+        for (int i = 0; i < 4 && !(settled && answered); i++) {
+            Pmesh__Envelope *x = s_recv(s, 5000);
+            if (!x)
+                break;
+            if (x->body_case == PMESH__ENVELOPE__BODY_REPLY) {
+                if (x->req_id == 33)
+                    settled = x->reply->err == 0;
+                if (x->req_id == 31)
+                    answered = x->reply->err == 0 && x->reply->promise &&
+                               x->reply->promise->state == PMESH__STATE__RESOLVED;
+            }
+            pmesh__envelope__free_unpacked(x, NULL);
+        }
+        s_check(settled, "settle the awaited promise");
+        s_check(answered, "await with timeout_ms INT64_MAX: answered by the settle");
     }
     free(p);
 

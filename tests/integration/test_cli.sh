@@ -574,4 +574,27 @@ for pid in "$EXCLAIM_PID" "$ENV_PID" "$FAIL_PID" "$QUIET_PID" "$SLOW_B" "$MULTI_
     kill -TERM "$pid" 2>/dev/null || true
 done
 
+
+# ---- create --token: the settle token an outside system uses over HTTP ----
+
+head -c 32 /dev/urandom >"$TMP/token.secret"
+start_agent 7 --token-secret-file "$TMP/token.secret"
+run "$PMESH" --socket "$AGENT_SOCK" create --token
+expect_eq "create --token exits 0" 0 "$RC"
+TID=$(sed -n 1p "$TMP/run.out")
+TOK=$(sed -n 2p "$TMP/run.out")
+expect_match "... first line: the id" "~" "$TID"
+# The token is HMAC-SHA256(secret, "pmesh-settle-v1:" + id), base64url without padding.
+WANT=$(python3 -c 'import base64,hashlib,hmac,sys
+k=open(sys.argv[1],"rb").read()
+print(base64.urlsafe_b64encode(hmac.new(k,("pmesh-settle-v1:"+sys.argv[2]).encode(),hashlib.sha256).digest()).decode().rstrip("="))' \
+    "$TMP/token.secret" "$TID")
+expect_eq "... second line: HMAC-SHA256 of the id under the agent's secret" "$WANT" "$TOK"
+run "$PMESH" --socket "$AGENT_SOCK" create --token
+expect_ne "... each promise has its own token" "$TOK" "$(sed -n 2p "$TMP/run.out")"
+start_agent 8
+run "$PMESH" --socket "$AGENT_SOCK" create --token
+expect_eq "create --token on an agent without a token secret exits 1" 1 "$RC"
+expect_match "... saying why" "token secret" "$ERR"
+
 finish
