@@ -7,6 +7,7 @@
  * whose owner died or left is remembered as lost (with R = 1 nobody takes
  * over), so operations on it fail with OWNER_LOST rather than NOT_FOUND.
  */
+#include "clock.h"
 #include "mesh.h"
 
 #include "log.h"
@@ -78,14 +79,6 @@ struct pm_mesh {
     uint64_t unknown_peer, bad_frames, untrusted, swim_dropped;
     uint64_t last_stranger_join;
 };
-
-static uint64_t
-s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
 
 static const char *
 s_kind_name(size_t k, char *buf, size_t cap)
@@ -479,7 +472,7 @@ static void
 s_receive_swim(pm_mesh_t *self, const pm_msg_t *m)
 {
     const pm_swim_msg_t *sw = m->swim;
-    uint64_t now = s_now();
+    uint64_t now = (uint64_t) pm_mono_ms();
     if (strcmp(sw->from_name, m->from) != 0) {
         if (s_rate_ok(++self->bad_frames))
             pm_log_warn("PM-PEER-BAD-FRAME", "SWIM message from %s claims to be from %s; dropped",
@@ -630,7 +623,7 @@ char *
 pm_mesh_members_json(pm_mesh_t *self)
 {
     json_t *arr = json_array();
-    uint64_t now = s_now();
+    uint64_t now = (uint64_t) pm_mono_ms();
     for (size_t i = 0; i < pm_swim_size(self->swim); i++) {
         pm_swim_member_t m;
         if (pm_swim_member_at(self->swim, i, &m) != 0)
@@ -723,7 +716,7 @@ pm_mesh_claim(pm_mesh_t *self, const char *space, uint64_t epoch)
     for (size_t i = 0; i < self->n_mine; i++)
         if (strcmp(self->mine[i], space) == 0) {
             self->mine_epochs[i] = epoch;
-            s_publish_meta(self, s_now());
+            s_publish_meta(self, (uint64_t) pm_mono_ms());
             return;
         }
     char **m = realloc(self->mine, (self->n_mine + 1) * sizeof *m);
@@ -736,7 +729,7 @@ pm_mesh_claim(pm_mesh_t *self, const char *space, uint64_t epoch)
         return;
     self->mine_epochs[self->n_mine++] = epoch;
     zhashx_delete(self->lost, space);
-    s_publish_meta(self, s_now()); /* a takeover is news: no rate limit */
+    s_publish_meta(self, (uint64_t) pm_mono_ms()); /* a takeover is news: no rate limit */
 }
 
 void
@@ -852,7 +845,7 @@ pm_mesh_set_backups(pm_mesh_t *self, const char *const *names, size_t n)
         if ((self->my_backups[self->n_my_backups] = strdup(names[i])))
             self->n_my_backups++;
     /* Who inherits our spaces is news worth spreading at once. */
-    s_publish_meta(self, s_now());
+    s_publish_meta(self, (uint64_t) pm_mono_ms());
 }
 
 size_t
@@ -882,7 +875,7 @@ pm_mesh_socket(pm_mesh_t *self)
 void
 pm_mesh_tick(pm_mesh_t *self)
 {
-    uint64_t now = s_now();
+    uint64_t now = (uint64_t) pm_mono_ms();
     if (self->meta_dirty && now - self->meta_at >= S_META_PERIOD_MS)
         s_publish_meta(self, now);
     if (self->n_seeds && now >= self->next_resolve)
@@ -893,7 +886,7 @@ pm_mesh_tick(pm_mesh_t *self)
 int64_t
 pm_mesh_timeout(pm_mesh_t *self)
 {
-    uint64_t now = s_now();
+    uint64_t now = (uint64_t) pm_mono_ms();
     uint64_t at = pm_swim_next_deadline(self->swim);
     if (self->meta_dirty && self->meta_at + S_META_PERIOD_MS < at)
         at = self->meta_at + S_META_PERIOD_MS;
@@ -908,7 +901,7 @@ pm_mesh_leave(pm_mesh_t *self)
     if (self->left)
         return;
     self->left = 1;
-    pm_swim_leave(self->swim, s_now());
+    pm_swim_leave(self->swim, (uint64_t) pm_mono_ms());
 }
 
 pm_mesh_t *
@@ -990,7 +983,7 @@ pm_mesh_new(void *ctx, const pm_config_t *cfg, const char *node, const char *spa
         pm_mesh_destroy(&self);
         return NULL;
     }
-    uint64_t now = s_now();
+    uint64_t now = (uint64_t) pm_mono_ms();
     s_publish_meta(self, now);
     if (self->n_seeds)
         s_resolve_seeds(self, now);

@@ -10,6 +10,7 @@
  * Requests are validated (wire.c) before anything changes; every refusal is a
  * typed error reply, a counter and (rate-limited) a log line.
  */
+#include "clock.h"
 #include "agent.h"
 
 #include "journal.h"
@@ -189,22 +190,6 @@ struct pm_agent {
 
 /* ---- clocks and ids ------------------------------------------------------- */
 
-static int64_t
-s_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t
-s_real_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void
 s_base36(uint64_t v, char *out)
 {
@@ -230,6 +215,15 @@ s_bad_frame(pm_agent_t *self, const char *why)
     if (self->bad_frames <= 10 || self->bad_frames % 1000 == 0)
         pm_log_warn("PM-CLIENT-BAD-FRAME", "%s (bad frames so far: %llu)", why,
                     (unsigned long long) self->bad_frames);
+}
+
+/* The session with this id, or NULL if it is gone. */
+static s_session_t *
+s_session_by_id(pm_agent_t *self, uint64_t id)
+{
+    char idk[24];
+    snprintf(idk, sizeof idk, "%llx", (unsigned long long) id);
+    return zhashx_lookup(self->by_id, idk);
 }
 
 /* ---- sending -------------------------------------------------------------- */
@@ -292,9 +286,7 @@ s_journal_send(void *arg, uint64_t session, const char *peer, uint8_t *buf, size
             self->replies_dropped++;
         return;
     }
-    char idk[24];
-    snprintf(idk, sizeof idk, "%llx", (unsigned long long) session);
-    s_session_t *s = zhashx_lookup(self->by_id, idk);
+    s_session_t *s = s_session_by_id(self, session);
     zmq_msg_t body;
     zmq_msg_init_data(&body, buf, len, s_free_buf, NULL);
     if (!s || zmq_send(self->router, s->rid, s->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
@@ -524,7 +516,7 @@ s_then_fired(pm_watch_t *watch, pm_prom_t *p)
                          p->data ? (const char *) p->data : "");
         if (n >= (int) sizeof why)
             n = sizeof why - 1;
-        pm_store_settle(self->store, t->target, PM_STATE_REJECTED, why, (size_t) n, s_real_ms(),
+        pm_store_settle(self->store, t->target, PM_STATE_REJECTED, why, (size_t) n, pm_real_ms(),
                         NULL);
     }
     pm_prom_t *q = pm_store_get(self->store, t->target);
@@ -713,7 +705,7 @@ s_revive_then(pm_agent_t *self, const char *src, const char *function, const cha
     } else {
         const char *why = "source promise is gone";
         pm_store_settle(self->store, t->target, PM_STATE_REJECTED, why, strlen(why),
-                        s_real_ms(), NULL);
+                        pm_real_ms(), NULL);
     }
 }
 
@@ -745,7 +737,7 @@ s_housekeeping(pm_agent_t *self, int64_t mono)
         return;
     self->next_expire = mono + 1000;
     /* Bounded per pass so a large backlog never stalls the reactor. */
-    pm_store_expire(self->store, s_real_ms() - self->retention, 100000);
+    pm_store_expire(self->store, pm_real_ms() - self->retention, 100000);
     if (self->journal && mono >= self->next_compact) {
         self->next_compact = mono + 5000;
         pm_journal_maybe_compact(self->journal, self->store, self->space, self->generation,
@@ -797,7 +789,7 @@ s_relay_new(pm_agent_t *self, s_relay_kind_t kind, const char *node, const char 
     snprintf(k, sizeof k, "%llx", (unsigned long long) r->id);
     zhashx_insert(self->relays, k, r);
     if (kind != S_RELAY_SUB) /* a subscription lasts as long as the promise is pending */
-        pm_timers_set(self->relay_timers, &r->timer, s_mono_ms() + self->forward_timeout);
+        pm_timers_set(self->relay_timers, &r->timer, pm_mono_ms() + self->forward_timeout);
     return r;
 }
 
@@ -911,9 +903,7 @@ s_on_peer_reply(pm_agent_t *self, const char *from, pm_msg_t *m)
     if (!r || strcmp(r->node, from) != 0)
         return; /* late (timed out) or not ours: nothing waits for it */
     if (r->kind == S_RELAY_OP) {
-        char idk[24];
-        snprintf(idk, sizeof idk, "%llx", (unsigned long long) r->session);
-        s_session_t *s = zhashx_lookup(self->by_id, idk);
+        s_session_t *s = s_session_by_id(self, r->session);
         if (s) {
             pm_msg_t copy = *m;
             copy.req_id = r->req_id;
@@ -929,6 +919,21 @@ s_on_peer_reply(pm_agent_t *self, const char *from, pm_msg_t *m)
     s_relay_free(self, r);
 }
 
+/* Ends a relay with a typed error: its client hears err, its subscribers
+ * all hear err, a relayed settle is simply dropped. */
+static void
+s_relay_fail(pm_agent_t *self, s_relay_t *r, int err)
+{
+    if (r->kind == S_RELAY_OP) {
+        s_session_t *s = s_session_by_id(self, r->session);
+        if (s)
+            s_reply_err(self, s, r->req_id, err, NULL);
+    } else if (r->kind == S_RELAY_SUB) {
+        s_rwait_finish(self, r->pid, NULL, err);
+    }
+    s_relay_free(self, r);
+}
+
 static void
 s_relay_expired(pm_agent_t *self, s_relay_t *r)
 {
@@ -936,23 +941,13 @@ s_relay_expired(pm_agent_t *self, s_relay_t *r)
     if (r->parked) {
         /* Nobody announced a takeover in time: the space is lost. */
         self->owner_lost++;
-        if (r->kind == S_RELAY_OP) {
-            char idk[24];
-            snprintf(idk, sizeof idk, "%llx", (unsigned long long) r->session);
-            s_session_t *s = zhashx_lookup(self->by_id, idk);
-            if (s)
-                s_reply_err(self, s, r->req_id, PM_ERR_OWNER_LOST, NULL);
-        } else if (r->kind == S_RELAY_SUB) {
-            s_rwait_finish(self, r->pid, NULL, PM_ERR_OWNER_LOST);
-        }
-        s_relay_free(self, r);
+        s_relay_fail(self, r, PM_ERR_OWNER_LOST);
         return;
     }
     if (r->kind == S_RELAY_OP) {
-        char idk[24], why[PM_WIRE_MAX_NAME + 64];
-        snprintf(idk, sizeof idk, "%llx", (unsigned long long) r->session);
+        char why[PM_WIRE_MAX_NAME + 64];
         snprintf(why, sizeof why, "owner %s did not answer in time", r->node);
-        s_session_t *s = zhashx_lookup(self->by_id, idk);
+        s_session_t *s = s_session_by_id(self, r->session);
         if (s)
             s_reply_err(self, s, r->req_id, PM_ERR_UNREACHABLE, why);
     } else {
@@ -969,7 +964,7 @@ s_settle_anywhere(void *arg, const char *target, int state, const void *data, si
     const char *node = NULL;
     pm_route_t route = self->mesh ? pm_mesh_route(self->mesh, target, &node) : PM_ROUTE_LOCAL;
     if (route == PM_ROUTE_LOCAL)
-        return pm_store_settle(self->store, target, state, data, len, s_real_ms(), NULL);
+        return pm_store_settle(self->store, target, state, data, len, pm_real_ms(), NULL);
     if (route != PM_ROUTE_REMOTE)
         return route == PM_ROUTE_LOST ? PM_ERR_OWNER_LOST : PM_ERR_NOT_FOUND;
     s_relay_t *r = s_relay_new(self, S_RELAY_FIRE, node, target);
@@ -1296,7 +1291,7 @@ s_full_state(void *arg, pm_replica_t *r, pm_replica_add_fn *add)
 static void
 s_take_space(pm_agent_t *self, const char *space, uint64_t epoch, const char *why)
 {
-    int64_t t0 = s_mono_ms();
+    int64_t t0 = pm_mono_ms();
     pm_mesh_claim(self->mesh, space, epoch);
     char prefix[PM_WIRE_MAX_NAME + 2];
     snprintf(prefix, sizeof prefix, "%s~", space);
@@ -1317,7 +1312,7 @@ s_take_space(pm_agent_t *self, const char *space, uint64_t epoch, const char *wh
         pm_replica_resync(self->replica);
     pm_log_warn("PM-TAKEOVER", "serving id space %s at epoch %llu (%s): %zu promises, %zu "
                 "continuations, in %lld ms", space, (unsigned long long) epoch, why, n, nthen,
-                (long long) (s_mono_ms() - t0));
+                (long long) (pm_mono_ms() - t0));
 }
 
 /* A member died or left: if we are the first alive backup of its spaces,
@@ -1396,9 +1391,6 @@ s_on_moved(void *arg, const char *space)
     pm_store_passivate(self->store, prefix, 0);
     if (self->probation && strcmp(self->probation, space) == 0) {
         free(self->probation);
-    if (self->token_key)
-        sodium_memzero(self->token_key, self->token_key_len);
-    free(self->token_key);
         self->probation = NULL;
     }
 }
@@ -1422,9 +1414,6 @@ s_check_probation(pm_agent_t *self, int64_t mono)
         s_take_space(self, self->probation, e + 1, "nobody took it over while we were down");
     }
     free(self->probation);
-    if (self->token_key)
-        sodium_memzero(self->token_key, self->token_key_len);
-    free(self->token_key);
     self->probation = NULL;
 }
 
@@ -1438,7 +1427,7 @@ s_park(pm_agent_t *self, s_relay_t *r)
     self->parked++;
     /* A takeover is announced within detection + one gossip round; wait up
      * to forward_timeout for it before giving up with OWNER_LOST. */
-    pm_timers_set(self->relay_timers, &r->timer, s_mono_ms() + self->forward_timeout);
+    pm_timers_set(self->relay_timers, &r->timer, pm_mono_ms() + self->forward_timeout);
 }
 
 /* Parked requests whose space is now served somewhere go there. */
@@ -1469,7 +1458,7 @@ s_unpark(pm_agent_t *self)
                 snprintf(r->node, sizeof r->node, "%s", node);
                 r->parked = 0;
                 pm_timers_set(self->relay_timers, &r->timer,
-                              s_mono_ms() + self->forward_timeout);
+                              pm_mono_ms() + self->forward_timeout);
                 if (r->kind == S_RELAY_SUB)
                     pm_timers_cancel(self->relay_timers, &r->timer);
                 pm_mesh_send_raw(self->mesh, node, PM_MSG_REPLY, buf, r->frame_len);
@@ -1480,9 +1469,7 @@ s_unpark(pm_agent_t *self)
          * if the client had asked us, with the client's own req_id. */
         pm_msg_t m;
         if (r->frame && pm_wire_decode(r->frame, r->frame_len, &m) == PM_OK) {
-            char idk[24];
-            snprintf(idk, sizeof idk, "%llx", (unsigned long long) r->session);
-            s_session_t *s = r->kind == S_RELAY_OP ? zhashx_lookup(self->by_id, idk) : NULL;
+            s_session_t *s = r->kind == S_RELAY_OP ? s_session_by_id(self, r->session) : NULL;
             if (r->kind == S_RELAY_OP && s) {
                 m.req_id = r->req_id;
                 m.from = NULL;
@@ -1491,7 +1478,7 @@ s_unpark(pm_agent_t *self)
                 const char *data = m.state == PM_STATE_RESOLVED ? (const char *) m.value
                                                                 : m.reason;
                 size_t len = m.state == PM_STATE_RESOLVED ? m.value_len : strlen(m.reason);
-                pm_store_settle(self->store, m.id, m.state, data, len, s_real_ms(), NULL);
+                pm_store_settle(self->store, m.id, m.state, data, len, pm_real_ms(), NULL);
             } else if (r->kind == S_RELAY_SUB) {
                 s_rwait_t *rw = zhashx_lookup(self->rwaits, r->pid);
                 pm_prom_t *p = pm_store_get(self->store, r->pid);
@@ -1544,16 +1531,7 @@ s_on_member(void *arg, pm_mesh_event_t ev, const char *name)
             continue;
         }
         lost++;
-        if (r->kind == S_RELAY_OP) {
-            char idk[24];
-            snprintf(idk, sizeof idk, "%llx", (unsigned long long) r->session);
-            s_session_t *s = zhashx_lookup(self->by_id, idk);
-            if (s)
-                s_reply_err(self, s, r->req_id, PM_ERR_OWNER_LOST, NULL);
-        } else if (r->kind == S_RELAY_SUB) {
-            s_rwait_finish(self, r->pid, NULL, PM_ERR_OWNER_LOST);
-        }
-        s_relay_free(self, r);
+        s_relay_fail(self, r, PM_ERR_OWNER_LOST);
     }
     zlistx_destroy(&gone);
     self->owner_lost += lost;
@@ -1777,7 +1755,7 @@ s_do_status(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
         "{s:s,s:s,s:s,s:I,s:o,s:o,s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
         "s:{s:I,s:I}}",
         "node", self->node, "version", PMESH_VERSION, "id_space", self->space, "uptime_ms",
-        (json_int_t) (s_mono_ms() - self->started_mono), "promises", promises, "ops", ops,
+        (json_int_t) (pm_mono_ms() - self->started_mono), "promises", promises, "ops", ops,
         "clients", "sessions", (json_int_t) zhashx_size(self->sessions), "waiters",
         (json_int_t) waiters, "workers", (json_int_t) ws.workers, "expired",
         (json_int_t) self->sessions_expired, "invocations", "queued", (json_int_t) ws.queued,
@@ -1887,9 +1865,7 @@ s_handle(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t now, int64
         return err;
     }
     case PM_MSG_PING: {
-        char idk[24];
-        snprintf(idk, sizeof idk, "%llx", (unsigned long long) m->session);
-        s_session_t *target = zhashx_lookup(self->by_id, idk);
+        s_session_t *target = s_session_by_id(self, m->session);
         if (target) {
             target->last_seen = mono;
             target->pinged = 1;
@@ -1923,7 +1899,7 @@ s_dispatch(pm_agent_t *self, s_session_t *s, pm_msg_t *m)
         s_reply_err(self, s, m->req_id, PM_ERR_AGENT_SHUTTING_DOWN, NULL);
         return;
     }
-    int err = s_handle(self, s, m, s_real_ms(), s_mono_ms());
+    int err = s_handle(self, s, m, pm_real_ms(), pm_mono_ms());
     if (m->type < PM_MSG_TYPE_COUNT) {
         if (err)
             self->ops[m->type].err++;
@@ -1942,7 +1918,7 @@ s_dispatch(pm_agent_t *self, s_session_t *s, pm_msg_t *m)
 static void
 s_on_message(pm_agent_t *self, zmq_msg_t *rid, zmq_msg_t *body)
 {
-    int64_t mono = s_mono_ms();
+    int64_t mono = pm_mono_ms();
     s_session_t *s = s_session_get(self, zmq_msg_data(rid), zmq_msg_size(rid), mono);
     if (!s)
         return;
@@ -2047,7 +2023,7 @@ pm_agent_run(pm_agent_t *self)
     pm_log_info("PM-AGENT-READY", "node %s serving ipc://%s (id space %s)", self->node,
                 self->socket_path, self->space);
     while (!self->stopping) {
-        long timeout = s_poll_timeout(self, s_real_ms(), s_mono_ms());
+        long timeout = s_poll_timeout(self, pm_real_ms(), pm_mono_ms());
         int rc = zmq_poll(items, n_items, timeout);
         if (rc < 0 && errno != EINTR) {
             pm_log_error("PM-AGENT-POLL", "zmq_poll: %s", zmq_strerror(errno));
@@ -2066,8 +2042,8 @@ pm_agent_run(pm_agent_t *self)
                 self->stopping = 1;
             }
         }
-        pm_store_tick(self->store, s_real_ms());
-        int64_t mono = s_mono_ms();
+        pm_store_tick(self->store, pm_real_ms());
+        int64_t mono = pm_mono_ms();
         s_fire_waiter_timeouts(self, mono);
         pm_timer_t *t;
         while ((t = pm_timers_pop_due(self->relay_timers, mono)))
@@ -2100,9 +2076,7 @@ pm_agent_run(pm_agent_t *self)
             told++;
         }
     for (s_relay_t *r = zhashx_first(self->relays); r; r = zhashx_next(self->relays)) {
-        char idk[24];
-        snprintf(idk, sizeof idk, "%llx", (unsigned long long) r->session);
-        s_session_t *s = r->kind == S_RELAY_OP ? zhashx_lookup(self->by_id, idk) : NULL;
+        s_session_t *s = r->kind == S_RELAY_OP ? s_session_by_id(self, r->session) : NULL;
         if (s) {
             s_reply_err(self, s, r->req_id, PM_ERR_AGENT_SHUTTING_DOWN, NULL);
             told++;
@@ -2177,14 +2151,14 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
     self->client_timeout = cfg->client_timeout;
     self->max_waiters = (size_t) cfg->max_waiters_per_client;
     self->list_limit = (uint32_t) cfg->list_limit;
-    self->started_mono = self->last_sweep = s_mono_ms();
+    self->started_mono = self->last_sweep = pm_mono_ms();
     /* Relay ids start at a random point: a reply meant for our previous run
      * (a peer that did not notice the restart) cannot match a relay of this
      * one. */
     if (getrandom(&self->next_relay, sizeof self->next_relay, 0) != sizeof self->next_relay)
-        self->next_relay = (uint64_t) s_real_ms() << 20;
+        self->next_relay = (uint64_t) pm_real_ms() << 20;
     self->next_relay >>= 1;
-    self->started_real = s_real_ms();
+    self->started_real = pm_real_ms();
 
     pm_store_limits_t limits = {.max_value_bytes = self->max_value_bytes,
                                 .max_labels = (size_t) cfg->max_labels,
@@ -2271,7 +2245,7 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
             char keep[PM_WIRE_MAX_NAME + 2];
             snprintf(keep, sizeof keep, "%s~", self->space);
             pm_store_passivate(self->store, keep, 1);
-            self->probation_until = s_mono_ms() + cfg->takeover_grace;
+            self->probation_until = pm_mono_ms() + cfg->takeover_grace;
             if (self->probation)
                 pm_log_info("PM-SPACE-PROBATION", "restarted: id space %s is resumed in %lld ms "
                             "unless another agent serves it; new promises go to %s",

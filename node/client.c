@@ -11,6 +11,7 @@
  * socket monitor reports when the connection to the agent drops (so a wait on
  * a dead agent fails with PM_ERR_UNREACHABLE instead of hanging).
  */
+#include "clock.h"
 #include "pmesh.h"
 #include "wire.h"
 
@@ -93,14 +94,6 @@ s_pop(s_queue_t *q)
     q->head = (q->head + 1) % q->cap;
     q->n--;
     return item;
-}
-
-static int64_t
-s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static char *
@@ -385,7 +378,7 @@ s_take(pm_client_t *self, uint64_t req_id)
 static int
 s_wait(pm_client_t *self, uint64_t req_id, int64_t timeout_ms, pm_result_t **out)
 {
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : s_now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : pm_mono_ms() + timeout_ms;
     for (;;) {
         pm_result_t *r = s_take(self, req_id);
         if (r) {
@@ -394,7 +387,7 @@ s_wait(pm_client_t *self, uint64_t req_id, int64_t timeout_ms, pm_result_t **out
                 s_set_error(self, r->err, r->message);
             return r->err;
         }
-        int64_t left = deadline == INT64_MAX ? 1000 : deadline - s_now_ms();
+        int64_t left = deadline == INT64_MAX ? 1000 : deadline - pm_mono_ms();
         if (left <= 0) {
             s_set_error(self, PM_ERR_UNREACHABLE, "no reply from the agent in time");
             return PM_ERR_UNREACHABLE;
@@ -431,10 +424,10 @@ s_call_raw(pm_client_t *self, pm_msg_t *m, pm_op_t op, int64_t timeout_ms, pm_ms
     int err = s_send(self, m, op, &req);
     if (err)
         return err;
-    int64_t deadline = s_now_ms() + timeout_ms;
+    int64_t deadline = pm_mono_ms() + timeout_ms;
     int got = 0;
     while (!got) {
-        int64_t left = deadline - s_now_ms();
+        int64_t left = deadline - pm_mono_ms();
         if (left <= 0) {
             s_set_error(self, PM_ERR_UNREACHABLE, "no reply from the agent in time");
             return PM_ERR_UNREACHABLE;
@@ -714,20 +707,20 @@ int
 pm_recv(pm_client_t *self, int timeout_ms, pm_result_t **result_p)
 {
     *result_p = NULL;
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : s_now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : pm_mono_ms() + timeout_ms;
     for (;;) {
         pm_result_t *r = s_pop(&self->results);
         if (r) {
             *result_p = r;
             return PM_OK;
         }
-        int64_t left = deadline == INT64_MAX ? 1000 : deadline - s_now_ms();
+        int64_t left = deadline == INT64_MAX ? 1000 : deadline - pm_mono_ms();
         if (left < 0)
             return PM_ERR_WAIT_TIMEOUT;
         int rc = s_pump(self, left > 1000 ? 1000 : left, 0, NULL, NULL);
         if (rc == PM_ERR_UNREACHABLE)
             return rc;
-        if (rc == PM_ERR_WAIT_TIMEOUT && deadline != INT64_MAX && s_now_ms() >= deadline &&
+        if (rc == PM_ERR_WAIT_TIMEOUT && deadline != INT64_MAX && pm_mono_ms() >= deadline &&
             !self->results.n)
             return PM_ERR_WAIT_TIMEOUT;
     }
@@ -962,14 +955,14 @@ pm_worker_next(pm_worker_t *self, int timeout_ms, pm_invocation_t **invocation_p
 {
     *invocation_p = NULL;
     pm_client_t *c = self->client;
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : s_now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : pm_mono_ms() + timeout_ms;
     for (;;) {
         pm_invocation_t *inv = s_pop(&c->invocations);
         if (inv) {
             *invocation_p = inv;
             return PM_OK;
         }
-        int64_t left = deadline == INT64_MAX ? 1000 : deadline - s_now_ms();
+        int64_t left = deadline == INT64_MAX ? 1000 : deadline - pm_mono_ms();
         if (left < 0)
             return PM_ERR_WAIT_TIMEOUT;
         int rc = s_pump(c, left > 1000 ? 1000 : left, 0, NULL, NULL);
@@ -979,7 +972,7 @@ pm_worker_next(pm_worker_t *self, int timeout_ms, pm_invocation_t **invocation_p
         pm_result_t *r;
         while ((r = s_pop(&c->results)))
             pm_result_destroy(&r);
-        if (rc == PM_ERR_WAIT_TIMEOUT && deadline != INT64_MAX && s_now_ms() >= deadline &&
+        if (rc == PM_ERR_WAIT_TIMEOUT && deadline != INT64_MAX && pm_mono_ms() >= deadline &&
             !c->invocations.n)
             return PM_ERR_WAIT_TIMEOUT;
     }

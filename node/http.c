@@ -171,7 +171,7 @@ typedef struct s_job {
     int counted; /* included in gw->suspended */
     int64_t t0_us;
     char *body;
-    size_t body_len, body_cap;
+    size_t body_len, body_cap, discarded;
     int body_too_big;
     pm_http_req_t req;
     /* router side */
@@ -180,7 +180,7 @@ typedef struct s_job {
     int64_t deadline_ms; /* monotonic: answer 503 if nothing came by then */
     int phase;
     int main_err, get_err, got_main, got_get;
-    char *main_msg;
+    char *main_msg, *get_msg; /* the agent's words with an error */
     char *id; /* create: the new promise's id */
     pm_promise_t *promise;
     int64_t sent_wall_ms;
@@ -302,13 +302,32 @@ pm_http_status_of(int err)
     }
 }
 
+/* A JSON string of s; bytes that would make it invalid UTF-8 (messages can
+ * quote a client's input) become '?'. */
+static json_t *
+s_safe_string(const char *s)
+{
+    size_t len = strlen(s);
+    if (pm_pjson_is_text(s, len))
+        return json_stringn(s, len);
+    char *copy = strdup(s);
+    if (!copy)
+        return NULL;
+    for (char *p = copy; *p; p++)
+        if ((unsigned char) *p >= 0x80)
+            *p = '?';
+    json_t *j = json_string(copy);
+    free(copy);
+    return j;
+}
+
 char *
 pm_http_error_body(const char *code, const char *message)
 {
     json_t *o = json_object();
     char *text = NULL;
-    if (o && json_object_set_new(o, "error", json_string(code ? code : "INTERNAL")) == 0 &&
-        json_object_set_new(o, "message", json_string(message ? message : "")) == 0)
+    if (o && json_object_set_new(o, "error", s_safe_string(code ? code : "INTERNAL")) == 0 &&
+        json_object_set_new(o, "message", s_safe_string(message ? message : "")) == 0)
         text = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!text)
@@ -617,12 +636,17 @@ s_check_query(pm_http_req_t *r, const pm_http_kv_t *query, size_t n, const char 
         int known = 0;
         for (size_t a = 0; allowed[a] && !known; a++)
             known = strcmp(k, allowed[a]) == 0;
-        if (!known)
-            return S_BAD(r, "unknown query parameter (this path takes: %s)",
-                         allowed[0] ? "see the API" : "none");
+        if (!known) {
+            char takes[96] = "";
+            for (size_t a = 0; allowed[a]; a++)
+                snprintf(takes + strlen(takes), sizeof takes - strlen(takes), "%s%s",
+                         a ? ", " : "", allowed[a]);
+            return S_BAD(r, "unknown query parameter (this path takes %s)",
+                         *takes ? takes : "none");
+        }
         for (size_t j = 0; j < i; j++)
             if (query[j].key && strcmp(query[j].key, k) == 0)
-                return S_BAD(r, "query parameter \"%s\" given twice", k);
+                return S_BAD(r, "a query parameter is given twice");
     }
     return 0;
 }
@@ -1092,8 +1116,10 @@ s_on_request(void *cls, struct MHD_Connection *conn, const char *url, const char
         size_t n = *upload_data_size;
         *upload_data_size = 0;
         if (job->body_too_big || job->body_len + n > self->max_body) {
+            /* Read on (and discard) so the 413 can be sent, but not forever. */
             job->body_too_big = 1;
-            return MHD_YES;
+            job->discarded += n;
+            return job->discarded > 4 * self->max_body ? MHD_NO : MHD_YES;
         }
         if (job->body_len + n + 1 > job->body_cap) {
             size_t cap = job->body_cap ? job->body_cap : 1024;
@@ -1180,6 +1206,7 @@ s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(job->body);
     free(job->resp);
     free(job->main_msg);
+    free(job->get_msg);
     free(job->id);
     pm_promise_destroy(&job->promise);
     free(job);
@@ -1224,20 +1251,9 @@ s_cmp_req(const void *a, const void *b)
     return a == b ? 0 : (a < b ? -1 : 1);
 }
 
-/* Hands the job back to MHD with status + body (owned). After this the
- * job must not be touched. */
-static void
-s_answer(s_job_t *job, int status, char *body)
-{
-    job->status = status;
-    free(job->resp);
-    job->resp = body;
-    job->ctype = NULL;
-    job->stage = S_BACK;
-    MHD_resume_connection(job->conn);
-}
-
-/* Like s_answer with a content type (set before the hand-back). */
+/* Hands the job back to MHD with status, body (owned) and content type
+ * (NULL: JSON). After this the job must not be touched: MHD may already be
+ * sending the answer and freeing the job. */
 static void
 s_answer_typed(s_job_t *job, int status, char *body, const char *ctype)
 {
@@ -1247,6 +1263,12 @@ s_answer_typed(s_job_t *job, int status, char *body, const char *ctype)
     job->ctype = ctype;
     job->stage = S_BACK;
     MHD_resume_connection(job->conn);
+}
+
+static void
+s_answer(s_job_t *job, int status, char *body)
+{
+    s_answer_typed(job, status, body, NULL);
 }
 
 /* Forgets every outstanding request id of the job (late replies are then
@@ -1383,7 +1405,7 @@ s_advance(pm_http_t *self, s_job_t *job)
                 return;
             }
         } else if (job->get_err) {
-            s_fail(self, job, job->get_err, job->main_msg);
+            s_fail(self, job, job->get_err, job->get_msg);
             return;
         }
         if (!job->promise) {
@@ -1446,8 +1468,9 @@ s_on_result(pm_http_t *self, pm_result_t *res)
             job->id = strdup(res->id);
     }
     if (res->err && res->message && *res->message) {
-        free(job->main_msg);
-        job->main_msg = strdup(res->message);
+        char **msg = is_get ? &job->get_msg : &job->main_msg;
+        free(*msg);
+        *msg = strdup(res->message);
     }
     if (res->promise) {
         pm_promise_destroy(&job->promise);
@@ -1871,6 +1894,8 @@ s_lost(pm_http_t *self, const char *why)
 {
     if (!self->client)
         return;
+    char reason[256]; /* why may point into the client we are about to free */
+    snprintf(reason, sizeof reason, "%s", why ? why : "");
     s_job_t *job;
     while ((job = zhashx_first(self->inflight)))
         s_fail(self, job, PM_ERR_UNREACHABLE, "the connection to the agent was lost");
@@ -1878,7 +1903,7 @@ s_lost(pm_http_t *self, const char *why)
     self->next_connect_ms = s_mono_ms() + S_RECONNECT_MS;
     if (!self->draining && !atomic_load(&self->stopping))
         pm_log_warn("PM-HTTP-AGENT-LOST", "lost the agent at %s (%s); reconnecting",
-                    self->socket_path, why ? why : "");
+                    self->socket_path, reason);
 }
 
 static void
@@ -2214,6 +2239,8 @@ pm_http_new(const pm_config_t *cfg, const char *socket_path)
                      MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* No MHD_OPTION_LISTENING_ADDRESS_REUSE: its SO_REUSEPORT would let a
+     * second agent share the port silently instead of failing to start. */
     self->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, s_on_request, self, MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &ss,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned) self->n_push, MHD_OPTION_CONNECTION_LIMIT,
@@ -2221,7 +2248,7 @@ pm_http_new(const pm_config_t *cfg, const char *socket_path)
         s_on_connection, self, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t) S_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) S_CONN_TIMEOUT_S,
         MHD_OPTION_NOTIFY_COMPLETED, s_on_completed, self, MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log,
-        self, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned) 1, MHD_OPTION_END);
+        self, MHD_OPTION_END);
     if (!self->mhd) {
         pm_log_error("PM-HTTP-START", "cannot serve HTTP on %s: %s", cfg->http,
                      errno ? strerror(errno) : "libmicrohttpd refused the options");

@@ -12,7 +12,26 @@
  *   GET  /healthz  /readyz  /metrics
  *
  * Settling needs `Authorization: Bearer <settle token>` (token.h); reading
- * and creating do not (see http.c for why).
+ * and creating do not (see http.c for why). Create answers 201 with the
+ * promise (as `pmesh get` prints it, pjson.h) plus settle_token (only if the
+ * agent has a token_secret_file) and callback_url; an idempotent repeat
+ * answers 200. Settles answer 200 with the promise after the settle. A
+ * long-poll (?wait=, capped by http_max_wait) that ends before the promise
+ * settles answers 200 with the pending promise.
+ *
+ * /healthz: 200 while the process runs. /readyz: 200 when the agent answers
+ * status, its WAL (if any) has not failed and, with a mesh, it is not alone
+ * while seeds are configured (alone is accepted 10 s after start, so a
+ * one-agent mesh whose seed is itself becomes ready); else 503 NOT_READY.
+ * /metrics: Prometheus text from the agent's status plus the gateway's own
+ * request counters, latency histogram and refusals.
+ *
+ * Errors: {"error":CODE,"message":..} with 400 BAD_REQUEST, 401
+ * UNAUTHORIZED, 403 FORBIDDEN, 404 NOT_FOUND, 405 METHOD_NOT_ALLOWED, 409
+ * ALREADY_SETTLED, 410 TIMED_OUT, 413 VALUE_TOO_LARGE, 429 LIMIT, 503
+ * (UNREACHABLE, OWNER_LOST, AGENT_SHUTTING_DOWN, LIMIT for connections over
+ * http_max_connections, NOT_READY). Every refusal is logged (PM-HTTP-*) and
+ * counted (pmesh_http_refusals_total).
  *
  * The request parsing and validation is one pure function,
  * pm_http_parse_request, so the fuzzer and the tests reach it without sockets.

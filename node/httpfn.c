@@ -7,6 +7,7 @@
  * a 5xx or a connection error waits out its backoff in a list ordered by
  * time and is started again.
  */
+#include "clock.h"
 #include "httpfn.h"
 
 #include "log.h"
@@ -65,14 +66,6 @@ struct pm_httpfn {
     s_call_t *active;  /* every call not yet answered */
     uint64_t calls, ok, failed, retries;
 };
-
-static int64_t
-s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int64_t
 pm_httpfn_backoff(int n, int64_t base_ms, int64_t cap_ms, double r)
@@ -247,8 +240,8 @@ s_schedule_retry(pm_httpfn_t *self, s_call_t *c)
 {
     uint32_t rnd = 0;
     if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd)
-        rnd = (uint32_t) s_now();
-    c->retry_at = s_now() + pm_httpfn_backoff(c->attempt, S_BACKOFF_BASE_MS, S_BACKOFF_CAP_MS,
+        rnd = (uint32_t) pm_mono_ms();
+    c->retry_at = pm_mono_ms() + pm_httpfn_backoff(c->attempt, S_BACKOFF_BASE_MS, S_BACKOFF_CAP_MS,
                                               (double) rnd / 4294967296.0);
     c->attempt++;
     self->retries++;
@@ -342,7 +335,7 @@ s_run(void *arg)
         return NULL;
     for (;;) {
         s_take_work(self);
-        int64_t now = s_now();
+        int64_t now = pm_mono_ms();
         while (self->waiting && self->waiting->retry_at <= now) {
             s_call_t *c = self->waiting;
             self->waiting = c->next;
@@ -385,7 +378,7 @@ s_run(void *arg)
         if (maxfd < 0 && running && timeout > 10)
             timeout = 10; /* curl is resolving or waiting without a socket to show */
         if (self->waiting) {
-            int64_t until = self->waiting->retry_at - s_now();
+            int64_t until = self->waiting->retry_at - pm_mono_ms();
             if (until < timeout)
                 timeout = until < 0 ? 0 : (long) until;
         }

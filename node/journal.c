@@ -1,6 +1,7 @@
 /*
  * journal.c - see journal.h.
  */
+#include "clock.h"
 #include "journal.h"
 
 #include "log.h"
@@ -43,14 +44,6 @@ struct pm_journal {
     uint64_t released, snapshots;
     int64_t recovery_ms;
 };
-
-static int64_t
-s_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static uint64_t
 s_appended(const pm_journal_t *self)
@@ -359,7 +352,7 @@ pm_journal_replay(pm_journal_t *self, pm_store_t *store, pm_journal_state_t *st,
 {
     memset(st, 0, sizeof *st);
     s_replay_t r = {.store = store, .st = st};
-    int64_t t0 = s_mono_ms();
+    int64_t t0 = pm_mono_ms();
     if (self->wal && pm_wal_replay(self->wal, s_replay_one, &r, err, errlen) != 0)
         return -1;
     /* Keep only the continuations whose new promise still waits. */
@@ -375,7 +368,7 @@ pm_journal_replay(pm_journal_t *self, pm_store_t *store, pm_journal_state_t *st,
         }
     }
     st->then_count = keep;
-    st->recovery_ms = s_mono_ms() - t0;
+    st->recovery_ms = pm_mono_ms() - t0;
     self->recovery_ms = st->recovery_ms;
     if (r.refused)
         pm_log_warn("PM-WAL-REDUNDANT", "%llu record(s) did not apply (already applied)",
@@ -498,7 +491,7 @@ pm_journal_maybe_compact(pm_journal_t *self, pm_store_t *store, const char *spac
     uint64_t live = (uint64_t) pm_store_count(store, 0) * S_RECORD_ESTIMATE;
     if (self->failed || log < S_COMPACT_MIN_BYTES || log < live * S_COMPACT_FACTOR)
         return 0;
-    int64_t t0 = s_mono_ms();
+    int64_t t0 = pm_mono_ms();
     self->snapshot_failed = 0;
     if (pm_wal_snapshot_begin(self->wal) != 0)
         goto fail;
@@ -514,7 +507,7 @@ pm_journal_maybe_compact(pm_journal_t *self, pm_store_t *store, const char *spac
     self->snapshots++;
     pm_log_info("PM-WAL-SNAPSHOT", "compacted %llu log bytes into a snapshot of %zu promises "
                 "in %lld ms", (unsigned long long) log, pm_store_count(store, 0),
-                (long long) (s_mono_ms() - t0));
+                (long long) (pm_mono_ms() - t0));
     return 1;
 fail:
     pm_log_error("PM-WAL-SNAPSHOT", "snapshot failed: %s", pm_wal_error(self->wal));
