@@ -28,6 +28,12 @@
  *       Mesh bytes sent per second per agent over the interval (every byte
  *       counted, SWIM included), with the bytes per message type. A window
  *       with membership churn is measured again (up to --retries times).
+ *   stall [--seconds S] [--tick-ms 5]
+ *       The scheduler yardstick: sleeps tick-ms at a time for S seconds (or
+ *       until SIGTERM) and counts wake-ups that came late by more than 100 ms
+ *       and 500 ms; each late one goes to stderr with its wall-clock time. An
+ *       agent suffers the same delays, so this says what a soak's verdicts
+ *       were up against.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -813,12 +819,61 @@ s_cmd_idle(int argc, char **argv)
     return 0;
 }
 
+/* ---- stall ------------------------------------------------------------------- */
+
+static int
+s_cmd_stall(int argc, char **argv)
+{
+    double seconds = 60;
+    int tick = 5;
+    static struct option opts[] = {{"seconds", 1, 0, 's'}, {"tick-ms", 1, 0, 't'}, {0, 0, 0, 0}};
+    int o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (o == 's')
+            seconds = atof(optarg);
+        else if (o == 't')
+            tick = atoi(optarg);
+        else
+            return 2;
+    }
+    if (seconds <= 0 || tick < 1) {
+        fprintf(stderr, "usage: mesh_bench stall [--seconds S] [--tick-ms MS]\n");
+        return 2;
+    }
+    struct sigaction sa = {.sa_handler = s_on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    int64_t start = s_now_ns(), end = start + (int64_t) (seconds * 1e9), last = start;
+    int64_t worst = 0;
+    long wakeups = 0, late100 = 0, late500 = 0;
+    while (!s_stop && last < end) {
+        s_sleep_ms(tick);
+        int64_t now = s_now_ns();
+        int64_t late = now - last - (int64_t) tick * 1000000;
+        last = now;
+        wakeups++;
+        if (late > worst)
+            worst = late;
+        if (late > 100000000) {
+            late100++;
+            late500 += late > 500000000;
+            fprintf(stderr, "stall at %lld: woke %lld ms late\n", (long long) s_wall_ms(),
+                    (long long) (late / 1000000));
+        }
+    }
+    printf("stall seconds=%.1f wakeups=%ld late100=%ld late500=%ld worst_ms=%lld\n",
+           (double) (last - start) / 1e9, wakeups, late100, late500,
+           (long long) (worst / 1000000));
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2) {
-        fprintf(stderr, "usage: mesh_bench worker|chain|converge|idle ...\n");
+        fprintf(stderr, "usage: mesh_bench worker|chain|converge|idle|stall ...\n");
         return 2;
     }
     const char *cmd = argv[1];
@@ -830,6 +885,8 @@ main(int argc, char **argv)
         return s_cmd_converge(argc - 1, argv + 1);
     if (strcmp(cmd, "idle") == 0)
         return s_cmd_idle(argc - 1, argv + 1);
+    if (strcmp(cmd, "stall") == 0)
+        return s_cmd_stall(argc - 1, argv + 1);
     fprintf(stderr, "mesh_bench: unknown subcommand %s\n", cmd);
     return 2;
 }
