@@ -43,7 +43,10 @@ build_meshpoke() {
     local b
     b=$(cd "$BUILD" && pwd)
     # shellcheck disable=SC2046
-    cc -std=gnu11 -O1 -Wall -Wextra -I"$SRC_DIR/node" -I"$b/gen" \
+    # Linked against the build's libpmesh: with its sanitizers when it has them.
+    local san=()
+    [ -n "${SANITIZE:-}" ] && san=(-fsanitize="$SANITIZE")
+    cc -std=gnu11 -O1 -Wall -Wextra "${san[@]}" -I"$SRC_DIR/node" -I"$b/gen" \
         "$SRC_DIR/tests/integration/meshpoke.c" "$b/lib/libpmesh.a" \
         $(pkg-config --cflags --libs libzmq libczmq libprotobuf-c jansson yaml-0.1) \
         -lpthread -lm -o "$MESHPOKE"

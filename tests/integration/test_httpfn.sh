@@ -80,12 +80,12 @@ INFL=$(json_get "$OUT" invocations.inflight)
 expect_lt "... with many of them in flight at once (inflight=$INFL)" 50 "$INFL"
 done_ok=0
 for pq in "${IDS[@]}"; do
-    run "$PMESH" --socket "$S" await "${pq##*:}" --timeout 20s
+    run "$PMESH" --socket "$S" await "${pq##*:}" --timeout 60s
     [ "$RC" = 0 ] && [ "$OUT" = v ] && done_ok=$((done_ok + 1))
 done
 T2=$(now_ms)
 expect_eq "all 200 resolved" 200 "$done_ok"
-expect_lt "... concurrently: well under 200 x 1 s (took $((T2 - T0)) ms)" $((T2 - T0)) 30000
+expect_lt "... concurrently: well under 200 x 1 s (took $((T2 - T0)) ms)" $((T2 - T0)) 90000
 
 # Placement from another agent: the HTTP function lives on agent 1, the
 # chain is created on agent 2, which has no worker for it.
