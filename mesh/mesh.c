@@ -78,6 +78,7 @@ struct pm_mesh {
     uint64_t sent_bytes[S_KINDS], recv_bytes[S_KINDS];
     uint64_t unknown_peer, bad_frames, untrusted, swim_dropped;
     uint64_t last_stranger_join;
+    uint64_t place_rng;
 };
 
 static const char *
@@ -591,26 +592,27 @@ pm_mesh_is_up(pm_mesh_t *self, const char *node)
 const char *
 pm_mesh_place(pm_mesh_t *self, const char *function)
 {
-    s_peer_t *best = NULL;
-    uint32_t best_free = 0;
-    int best_total = 0;
+    /* Weighted by free slots as last gossiped (+1, so a member with none
+     * free still gets a share: it queues the work). Always picking the most
+     * free one would send everything to whoever looked best in the last
+     * metadata, which is up to half a second old. */
+    s_peer_t *pick = NULL;
+    uint64_t total = 0;
     for (s_peer_t *p = zhashx_first(self->peers); p; p = zhashx_next(self->peers)) {
         if (p->state != PM_SWIM_ALIVE)
             continue;
         for (size_t i = 0; i < p->n_fns; i++) {
             if (strcmp(p->fns[i].name, function) != 0)
                 continue;
-            /* Most free slots wins; with none free anywhere, any server will
-             * queue it, so still prefer one over waiting for nobody. */
-            if (!best || p->fns[i].free > best_free ||
-                (p->fns[i].free == best_free && (int) p->fns[i].total > best_total)) {
-                best = p;
-                best_free = p->fns[i].free;
-                best_total = (int) p->fns[i].total;
-            }
+            uint64_t w = (uint64_t) p->fns[i].free + 1;
+            total += w;
+            /* Reservoir choice: keeps p with probability w / total. */
+            self->place_rng = self->place_rng * 6364136223846793005ULL + 1442695040888963407ULL;
+            if ((self->place_rng >> 33) % total < w)
+                pick = p;
         }
     }
-    return best ? best->name : NULL;
+    return pick ? pick->name : NULL;
 }
 
 size_t
@@ -976,6 +978,7 @@ pm_mesh_new(void *ctx, const pm_config_t *cfg, const char *node, const char *spa
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
         seed = sc.incarnation;
+    self->place_rng = seed ^ 0x9e3779b97f4a7c15ULL;
     self->swim = pm_swim_new(node, self->advertise, &sc, seed, s_send_swim, s_on_swim_event, self);
     if (!self->swim) {
         pm_log_error("PM-MESH-CONFIG", "cannot start membership for %s at %s", node,

@@ -1161,12 +1161,24 @@ s_gossip_tick(pm_swim_t *s)
         s_send(s, s->pick[i]->endpoint, PM_SWIM_MSG_GOSSIP, 0, NULL, NULL, NULL);
 }
 
+/* The full-state sync sends the whole member table, so its bytes grow with
+ * N; its period grows with N past 8 members so that each member's idle
+ * traffic stays flat whatever the mesh size (gossip, not sync, spreads news
+ * quickly; sync only repairs what gossip missed). */
+static uint64_t
+s_sync_period(const pm_swim_t *s)
+{
+    size_t n = pm_swim_count(s, PM_SWIM_ALIVE) + pm_swim_count(s, PM_SWIM_SUSPECT);
+    uint64_t scale = n > 8 ? (n + 7) / 8 : 1;
+    return (uint64_t) s->cfg.sync_interval_ms * scale;
+}
+
 static void
 s_sync_tick(pm_swim_t *s)
 {
     if (s->now < s->next_sync_at)
         return;
-    s->next_sync_at = s->now + s->cfg.sync_interval_ms;
+    s->next_sync_at = s->now + s_sync_period(s);
     if (s->self->state == PM_SWIM_LEFT)
         return;
     if (s_pick_random(s, 1, NULL, S_PICK_ALIVE) == 1)
