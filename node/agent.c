@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "agent.h"
 
+#include "hist.h"
 #include "journal.h"
 #include "log.h"
 #include "mesh.h"
@@ -182,6 +183,14 @@ struct pm_agent {
     int64_t last_sweep;
     int stopping;
     s_op_counts_t ops[PM_MSG_TYPE_COUNT];
+    /* Receipt of a request to its reply leaving the agent (durability and
+     * replication waits included), by type. */
+    pm_hist_t op_ms[PM_MSG_TYPE_COUNT];
+    /* The request being dispatched, so the reply to it can be timed. */
+    s_session_t *cur_session;
+    uint64_t cur_req;
+    int cur_type;
+    int64_t cur_t0_us;
     uint64_t bad_frames;
     uint64_t replies_dropped;
     uint64_t sessions_expired;
@@ -217,6 +226,21 @@ s_bad_frame(pm_agent_t *self, const char *why)
                     (unsigned long long) self->bad_frames);
 }
 
+static int64_t
+s_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void
+s_observe(pm_agent_t *self, int type, int64_t t0_us)
+{
+    if (type > 0 && type < PM_MSG_TYPE_COUNT && type != PM_MSG_AWAIT)
+        pm_hist_add(&self->op_ms[type], (double) (s_mono_us() - t0_us) / 1000.0);
+}
+
 /* The session with this id, or NULL if it is gone. */
 static s_session_t *
 s_session_by_id(pm_agent_t *self, uint64_t id)
@@ -238,6 +262,8 @@ s_free_buf(void *data, void *hint)
 static void
 s_send(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
 {
+    /* The reply to the request being dispatched is timed when it leaves. */
+    int timed = m->type == PM_MSG_REPLY && s == self->cur_session && m->req_id == self->cur_req;
     if (self->journal && (m->type == PM_MSG_REPLY || m->type == PM_MSG_REPLICATE_ACK) &&
         pm_journal_must_hold(self->journal)) {
         /* Acknowledge nothing before the records it acknowledges are durable
@@ -249,11 +275,14 @@ s_send(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
         uint8_t *buf = pm_wire_encode(&copy, &len);
         if (buf)
             pm_journal_hold_ex(self->journal, s->id, s->peer, buf, len,
-                               m->type == PM_MSG_REPLICATE_ACK);
+                               m->type == PM_MSG_REPLICATE_ACK, timed ? self->cur_type : 0,
+                               self->cur_t0_us);
         else
             self->replies_dropped++;
         return;
     }
+    if (timed)
+        s_observe(self, self->cur_type, self->cur_t0_us);
     if (s->peer) {
         pm_msg_t copy = *m;
         if (pm_mesh_send(self->mesh, s->peer, &copy) != 0)
@@ -278,9 +307,12 @@ s_send(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
 
 /* The journal releases a held message. */
 static void
-s_journal_send(void *arg, uint64_t session, const char *peer, uint8_t *buf, size_t len)
+s_journal_send(void *arg, uint64_t session, const char *peer, uint8_t *buf, size_t len, int tag,
+               int64_t t0_us)
 {
     pm_agent_t *self = arg;
+    if (tag)
+        s_observe(self, tag, t0_us);
     if (peer) {
         if (!self->mesh || pm_mesh_send_raw(self->mesh, peer, PM_MSG_REPLY, buf, len) != 0)
             self->replies_dropped++;
@@ -1796,8 +1828,15 @@ s_do_status(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
             json_object_set_new(o, "replication", rj);
         }
     }
-    if (o)
+    if (o) {
         json_object_set_new(o, "generation", json_integer((json_int_t) self->generation));
+        json_t *lat = json_object();
+        for (int t = PM_MSG_HELLO; t < PM_MSG_TYPE_COUNT; t++)
+            if (self->op_ms[t].count)
+                json_object_set_new(lat, pm_wire_type_name(t), pm_hist_json(&self->op_ms[t]));
+        json_object_set_new(o, "latency_ms", lat);
+        json_object_set_new(o, "functions", pm_workers_functions_json(self->workers));
+    }
     char *json = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .json = json ? json : "{}"};
@@ -1899,6 +1938,10 @@ s_dispatch(pm_agent_t *self, s_session_t *s, pm_msg_t *m)
         s_reply_err(self, s, m->req_id, PM_ERR_AGENT_SHUTTING_DOWN, NULL);
         return;
     }
+    self->cur_session = s;
+    self->cur_req = m->req_id;
+    self->cur_type = m->type;
+    self->cur_t0_us = s_mono_us();
     int err = s_handle(self, s, m, pm_real_ms(), pm_mono_ms());
     if (m->type < PM_MSG_TYPE_COUNT) {
         if (err)
@@ -1911,6 +1954,7 @@ s_dispatch(pm_agent_t *self, s_session_t *s, pm_msg_t *m)
             s_bad_frame(self, "invalid request");
         s_reply_err(self, s, m->req_id, err, NULL);
     }
+    self->cur_session = NULL;
     if (m->type == PM_MSG_BYE && !s->peer)
         s_session_close(self, s, "said bye");
 }

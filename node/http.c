@@ -1591,6 +1591,28 @@ s_samples_by_key(FILE *f, const char *name, json_t *obj, const char *label, cons
     }
 }
 
+/* One histogram from the agent's JSON form ({"le_ms":[..],"buckets":[cumulative..],
+ * "count":n,"sum_ms":x}) as Prometheus samples in seconds. */
+static void
+s_histogram(FILE *f, const char *name, const char *labels, json_t *h)
+{
+    json_t *le = json_object_get(h, "le_ms"), *b = json_object_get(h, "buckets");
+    if (!json_is_array(le) || !json_is_array(b))
+        return;
+    const char *sep = labels && *labels ? "," : "";
+    for (size_t i = 0; i < json_array_size(le) && i < json_array_size(b); i++)
+        fprintf(f, "%s_bucket{%s%sle=\"%g\"} %lld\n", name, labels ? labels : "", sep,
+                json_number_value(json_array_get(le, i)) / 1000.0,
+                (long long) json_integer_value(json_array_get(b, i)));
+    fprintf(f, "%s_bucket{%s%sle=\"+Inf\"} %lld\n", name, labels ? labels : "", sep,
+            (long long) s_jint(h, "count"));
+    int lab = labels && *labels;
+    fprintf(f, "%s_sum%s%s%s %g\n", name, lab ? "{" : "", lab ? labels : "", lab ? "}" : "",
+            json_number_value(json_object_get(h, "sum_ms")) / 1000.0);
+    fprintf(f, "%s_count%s%s%s %lld\n", name, lab ? "{" : "", lab ? labels : "", lab ? "}" : "",
+            (long long) s_jint(h, "count"));
+}
+
 static void
 s_metrics_agent(FILE *f, json_t *st)
 {
@@ -1701,6 +1723,39 @@ s_metrics_agent(FILE *f, json_t *st)
         fprintf(f, "pmesh_wal_fsyncs_total %lld\n", (long long) s_jint(st, "wal.fsyncs"));
         s_family(f, "pmesh_wal_log_bytes", "gauge", "Bytes in the WAL since the last snapshot.");
         fprintf(f, "pmesh_wal_log_bytes %lld\n", (long long) s_jint(st, "wal.log_bytes"));
+    }
+    if ((v = json_object_get(st, "latency_ms")) && json_object_size(v)) {
+        s_family(f, "pmesh_operation_duration_seconds", "histogram",
+                 "Time from a request's arrival to its reply leaving the agent (durable and "
+                 "replicated where it acknowledges a change), by type; awaits excluded.");
+        const char *k;
+        json_t *h;
+        json_object_foreach(v, k, h)
+        {
+            char labels[96];
+            snprintf(labels, sizeof labels, "type=\"%s\"", k);
+            s_histogram(f, "pmesh_operation_duration_seconds", labels, h);
+        }
+    }
+    if ((v = json_object_get(st, "functions")) && json_object_size(v)) {
+        s_family(f, "pmesh_function_invocations_total", "counter",
+                 "Invocations by function and outcome (on this agent's workers).");
+        const char *k;
+        json_t *fn;
+        static const char *outcomes[] = {"invoked", "completed", "failed", "retried"};
+        json_object_foreach(v, k, fn)
+        {
+            for (size_t i = 0; i < 4; i++) {
+                fprintf(f, "pmesh_function_invocations_total{function=\"");
+                s_label_value(f, k);
+                fprintf(f, "\",outcome=\"%s\"} %lld\n", outcomes[i],
+                        (long long) s_jint(fn, outcomes[i]));
+            }
+        }
+    }
+    if ((v = json_object_get(st, "wal")) && json_object_get(v, "fsync_ms")) {
+        s_family(f, "pmesh_wal_fsync_duration_seconds", "histogram", "Duration of WAL fsyncs.");
+        s_histogram(f, "pmesh_wal_fsync_duration_seconds", "", json_object_get(v, "fsync_ms"));
     }
     if (json_object_get(st, "replication")) {
         s_family(f, "pmesh_replication_produced_total", "counter",

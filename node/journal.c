@@ -4,6 +4,7 @@
 #include "clock.h"
 #include "journal.h"
 
+#include "hist.h"
 #include "log.h"
 #include "wal.h"
 
@@ -23,6 +24,8 @@ typedef struct s_held {
     struct s_held *next;
     uint64_t lsn;
     uint64_t rseq; /* replication sequence the message waits for (0: none) */
+    int tag;
+    int64_t t0_us;
     uint64_t session;
     char *peer;
     uint8_t *buf;
@@ -88,7 +91,7 @@ s_release(pm_journal_t *self, uint64_t durable)
             self->tail = NULL;
         self->held--;
         self->released++;
-        self->send(self->arg, h->session, h->peer, h->buf, h->len);
+        self->send(self->arg, h->session, h->peer, h->buf, h->len, h->tag, h->t0_us);
         free(h->peer);
         free(h);
     }
@@ -424,12 +427,12 @@ pm_journal_set_record_hook(pm_journal_t *self, pm_journal_record_fn *fn, void *a
 void
 pm_journal_hold(pm_journal_t *self, uint64_t session, const char *peer, uint8_t *buf, size_t len)
 {
-    pm_journal_hold_ex(self, session, peer, buf, len, 0);
+    pm_journal_hold_ex(self, session, peer, buf, len, 0, 0, 0);
 }
 
 void
 pm_journal_hold_ex(pm_journal_t *self, uint64_t session, const char *peer, uint8_t *buf,
-                   size_t len, int wal_only)
+                   size_t len, int wal_only, int tag, int64_t t0_us)
 {
     s_held_t *h = calloc(1, sizeof *h);
     if (!h || (peer && !(h->peer = strdup(peer)))) {
@@ -439,6 +442,8 @@ pm_journal_hold_ex(pm_journal_t *self, uint64_t session, const char *peer, uint8
     }
     h->lsn = s_appended(self);
     h->rseq = wal_only ? 0 : self->repl_produced;
+    h->tag = tag;
+    h->t0_us = t0_us;
     h->session = session;
     h->buf = buf;
     h->len = len;
@@ -528,6 +533,8 @@ pm_journal_stats_json(pm_journal_t *self)
                           (json_int_t) self->held, "snapshots", (json_int_t) self->snapshots,
                           "recovery_ms", (json_int_t) self->recovery_ms, "recovered_records",
                           (json_int_t) ws.records, "failed", self->failed);
+    if (self->wal)
+        json_object_set_new(o, "fsync_ms", pm_hist_json(pm_wal_fsync_hist(self->wal)));
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;

@@ -19,9 +19,10 @@
 typedef struct pm_journal pm_journal_t;
 
 /* Delivers a released message: to local session `session` (peer == NULL) or
- * to mesh member `peer`. buf (malloc'd, len bytes) is handed over. */
+ * to mesh member `peer`. buf (malloc'd, len bytes) is handed over. tag and
+ * t0_us are what the holder passed (for latency accounting). */
 typedef void(pm_journal_send_fn)(void *arg, uint64_t session, const char *peer, uint8_t *buf,
-                                 size_t len);
+                                 size_t len, int tag, int64_t t0_us);
 
 /* A continuation as the journal sees it: chained on p, runs function, its
  * result settles q. */
@@ -78,7 +79,7 @@ void pm_journal_hold(pm_journal_t *self, uint64_t session, const char *peer, uin
  * acknowledgement must not wait on its own backups: that could wait in a
  * circle). */
 void pm_journal_hold_ex(pm_journal_t *self, uint64_t session, const char *peer, uint8_t *buf,
-                        size_t len, int wal_only);
+                        size_t len, int wal_only, int tag, int64_t t0_us);
 /* Replication watermarks: records produced for backups so far, and how far
  * every backup has acknowledged. Releases what is now covered. */
 void pm_journal_repl(pm_journal_t *self, uint64_t produced, uint64_t acked);

@@ -11,6 +11,8 @@
  */
 #include "wal.h"
 
+#include "hist.h"
+
 #include "log.h"
 
 #include <assert.h>
@@ -53,11 +55,12 @@ struct s_fsync_req {
 
 struct s_fsync_rep {
     uint64_t lsn;
-    int err; /* 0 or the errno of fdatasync */
-    int pad;
+    int err;     /* 0 or the errno of fdatasync */
+    uint32_t us; /* how long fdatasync took */
 };
 
 struct pm_wal {
+    pm_hist_t fsync_hist; /* fdatasync durations */
     char *dir;
     int dir_fd;
     int lock_fd;
@@ -340,12 +343,15 @@ static int
 s_sync_segment(pm_wal_t *self)
 {
     int rc;
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
     if (self->fault_fsync) {
         errno = self->fault_fsync;
         self->fault_fsync = 0;
         rc = -1;
     } else
         rc = fdatasync(self->seg_fd);
+    clock_gettime(CLOCK_MONOTONIC, &b);
     if (rc != 0) {
         char name[40];
         s_seg_name(name, sizeof name, self->seg_base);
@@ -355,6 +361,8 @@ s_sync_segment(pm_wal_t *self)
         return -1;
     }
     self->stats.fsyncs++;
+    pm_hist_add(&self->fsync_hist,
+                ((b.tv_sec - a.tv_sec) * 1000000.0 + (b.tv_nsec - a.tv_nsec) / 1000.0) / 1000.0);
     self->durable = self->written;
     return 0;
 }
@@ -411,11 +419,16 @@ s_fsync_thread(void *arg)
         }
         if (n != (int) sizeof req || req.fd < 0)
             break;
-        struct s_fsync_rep rep = {.lsn = req.lsn, .err = 0, .pad = 0};
+        struct s_fsync_rep rep = {.lsn = req.lsn, .err = 0, .us = 0};
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
         if (req.fault)
             rep.err = req.fault;
         else if (fdatasync(req.fd) != 0)
             rep.err = errno;
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        int64_t us = (b.tv_sec - a.tv_sec) * 1000000LL + (b.tv_nsec - a.tv_nsec) / 1000;
+        rep.us = us > UINT32_MAX ? UINT32_MAX : (uint32_t) us;
         close(req.fd);
         if (zmq_send(sock, &rep, sizeof rep, 0) < 0 && errno == ETERM)
             break;
@@ -1183,6 +1196,7 @@ pm_wal_readable(pm_wal_t *self)
             continue;
         }
         self->stats.fsyncs++;
+        pm_hist_add(&self->fsync_hist, rep.us / 1000.0);
         if (rep.lsn > self->durable)
             self->durable = rep.lsn;
     }
@@ -1463,4 +1477,10 @@ pm_wal_test_fault(pm_wal_t *self, int op, int err)
         self->fault_write = err;
     else if (op == PM_WAL_FAULT_FSYNC)
         self->fault_fsync = err;
+}
+
+const pm_hist_t *
+pm_wal_fsync_hist(const pm_wal_t *self)
+{
+    return &self->fsync_hist;
 }

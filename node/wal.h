@@ -130,6 +130,9 @@ void pm_wal_stats(const pm_wal_t *self, pm_wal_stats_t *out);
 
 /* The last error message; "" if none. Borrowed. */
 const char *pm_wal_error(const pm_wal_t *self);
+/* Durations of the fsyncs so far (milliseconds). Borrowed. */
+struct pm_hist;
+const struct pm_hist *pm_wal_fsync_hist(const pm_wal_t *self);
 
 /* "always", "batch", "never"; and back: 0 ok, -1 if s is none of them. */
 const char *pm_wal_mode_name(pm_fsync_mode_t mode);

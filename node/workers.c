@@ -22,6 +22,8 @@ typedef struct s_func {
     size_t n_workers;
     size_t rr; /* round-robin cursor over workers */
     s_inv_t *head, *tail;
+    uint64_t invoked, completed, failed, retried;
+    size_t queued;
 } s_func_t;
 
 struct s_worker {
@@ -319,6 +321,7 @@ pm_workers_invoke(pm_workers_t *self, const char *function, const uint8_t *input
     s_push(&inv->func->head, &inv->func->tail, inv, 0);
     self->stats.queued++;
     self->stats.invoked++;
+    inv->func->invoked++;
     if (!inv->func->n_workers)
         pm_log(PM_LOG_DEBUG, "PM-INVOKE-WAITING", target_id, "no worker serves %s yet",
                function);
@@ -349,6 +352,7 @@ pm_workers_result(pm_workers_t *self, void *who, const pm_msg_t *r)
     int err;
     if (r->ok) {
         self->stats.completed++;
+        inv->func->completed++;
         err = self->hooks.settle(self->arg, inv->target, PM_STATE_RESOLVED, r->value,
                                  r->value_len);
         if (err == PM_ERR_VALUE_TOO_LARGE) {
@@ -360,6 +364,7 @@ pm_workers_result(pm_workers_t *self, void *who, const pm_msg_t *r)
         }
     } else {
         self->stats.failed++;
+        inv->func->failed++;
         const char *why = r->reason && *r->reason ? r->reason : "worker failed";
         err = self->hooks.settle(self->arg, inv->target, PM_STATE_REJECTED, why, strlen(why));
     }
@@ -392,6 +397,7 @@ pm_workers_forget(pm_workers_t *self, void *who)
         s_push(&inv->func->head, &inv->func->tail, inv, 1);
         self->stats.queued++;
         self->stats.retried++;
+        inv->func->retried++;
         pm_log(PM_LOG_WARN, "PM-INVOKE-RETRY", inv->target,
                "worker gone mid-invocation of %s; re-queued (attempt %u)", inv->func->name,
                inv->attempt);
@@ -462,4 +468,22 @@ pm_workers_caps(pm_workers_t *self, pm_fn_cap_t *out, size_t cap)
                                  .total = total};
     }
     return n;
+}
+
+json_t *
+pm_workers_functions_json(pm_workers_t *self)
+{
+    json_t *o = json_object();
+    for (s_func_t *f = zhashx_first(self->funcs); f; f = zhashx_next(self->funcs)) {
+        size_t queued = 0;
+        for (s_inv_t *i = f->head; i; i = i->next)
+            queued++;
+        json_object_set_new(o, f->name,
+                            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "invoked",
+                                      (json_int_t) f->invoked, "completed",
+                                      (json_int_t) f->completed, "failed", (json_int_t) f->failed,
+                                      "retried", (json_int_t) f->retried, "queued",
+                                      (json_int_t) queued, "workers", (json_int_t) f->n_workers));
+    }
+    return o;
 }

@@ -481,6 +481,10 @@ expect_match "metrics: http 403s counted" '^[1-9][0-9]*$' \
     "$(metric 'pmesh_http_requests_total{code="403"}')"
 expect_match "metrics: latency histogram +Inf bucket" \
     'pmesh_http_request_duration_seconds_bucket\{route="resolve",le="\+Inf"\} [1-9][0-9]*' "$BODY"
+expect_match "metrics: agent operation latency histogram (create)" \
+    'pmesh_operation_duration_seconds_bucket\{type="create",le="\+Inf"\} [1-9][0-9]*' "$BODY"
+expect_match "metrics: ... with its count" \
+    'pmesh_operation_duration_seconds_count\{type="settle"\} [1-9][0-9]*' "$BODY"
 expect_match "metrics: refusals by reason (bad_token)" '^[1-9][0-9]*$' \
     "$(metric 'pmesh_http_refusals_total{reason="bad_token"}')"
 expect_match "metrics: refusals by reason (too_many_labels)" '^[1-9][0-9]*$' \
