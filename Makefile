@@ -144,7 +144,8 @@ install: all
 	install -m 755 $(BUILD)/lib/libpmesh.so $(DESTDIR)$(PREFIX)/lib/libpmesh.so.0
 	ln -sf libpmesh.so.0 $(DESTDIR)$(PREFIX)/lib/libpmesh.so
 	install -m 644 node/pmesh.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(BUILD)/lib/pkgconfig/pmesh.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	sed -e 's|^prefix=.*|prefix=$(PREFIX)|' $(BUILD)/lib/pkgconfig/pmesh.pc \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/pmesh.pc
 
 clean:
 	rm -rf build
