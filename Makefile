@@ -2,6 +2,8 @@
 #   make                 agent, CLI, library, pkg-config file
 #   make deps            install the Debian packages the build and tests need
 #   make check           build and run every test (SANITIZE=address,undefined for ASan+UBSan)
+#   make deploy-check    Kubernetes manifests, image recipe, DaemonSet rehearsal (offline; part of check)
+#   make image           build deploy/Containerfile with podman, buildah or docker
 #   make demo            run the pipeline demo
 #   make fuzz            run each fuzz target for FUZZ_SECONDS
 #   make install PREFIX=/usr/local
@@ -123,9 +125,16 @@ fuzz: $(FUZZ_TARGETS)
 # --- tests
 unit: $(UNIT_BIN)
 
-check: deps-if-missing
+check: deps-if-missing deploy-check
 	$(MAKE) all unit fuzz-build
 	BUILD=$(BUILD) SANITIZE=$(SANITIZE) scripts/run-tests
+
+deploy-check: deps-if-missing
+	$(MAKE) $(BUILD)/bin/pmeshd $(BUILD)/bin/pmesh $(BUILD)/lib/libpmesh.a
+	BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/deploy/run
+
+image:
+	deploy/build-image
 
 deps:
 	scripts/deps --install
@@ -150,6 +159,6 @@ install: all
 clean:
 	rm -rf build
 
-.PHONY: all unit check deps deps-if-missing demo install clean fuzz fuzz-build
+.PHONY: all unit check deps deps-if-missing demo install clean fuzz fuzz-build deploy-check image
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,396 @@
+#!/usr/bin/env node
+// policy.js - the deployment rules pmesh's manifests keep, checked on a
+// rendered stream (kubectl kustomize output).
+//
+//   node tests/deploy/policy.js [--require-curve] [--extract DIR] FILE
+//
+// Every container of every workload: liveness and readiness probes,
+// resource requests and limits, non-root, read-only root filesystem, no
+// privilege escalation, all capabilities dropped, RuntimeDefault seccomp, a
+// pinned image tag. Init containers: the same minus probes; one may run as
+// root only to hand host directories over (capability CHOWN, nothing
+// else). Pods: no service account token, no host namespaces, no
+// hostPath but /run/pmesh and /var/lib/pmesh; a pod other than the agent
+// that mounts /run/pmesh mounts it read-only and has the agent's group in
+// supplementalGroups (else it cannot open the 0660 socket).
+//
+// The agent (DaemonSet pmesh-agent), when the stream has it: on every node
+// (tolerates every taint, system-node-critical), one node at a time, a
+// graceful stop, a startup probe with at least 60 s for WAL recovery,
+// /healthz and /readyz probes, the downward-API env, user and group 10001.
+// Its pmesh.yaml (from the ConfigMap mounted at the --config path) must
+// agree with the manifests: the bind, advertise, containerPort, Service and
+// NetworkPolicy ports; the seed is the headless Service (publishNotReady);
+// data_dir and the socket are hostPaths; mesh_key_dir and token_secret_file
+// are Secret files no other user can read; --require-curve: mesh_key_dir is
+// set and insecure is not. The NetworkPolicy lets only agents reach the
+// mesh port and every pod reach the HTTP port; the ServiceAccount has no
+// token and no bindings.
+//
+// --extract DIR writes what `pmeshd --check` needs to check the agent as it
+// would start: DIR/pmesh.yaml, DIR/args (one per line, $(VAR)s expanded,
+// --config pointing at DIR/pmesh.yaml) and, if the config sets
+// mesh_key_dir, DIR/curve.
+//
+// Prints "ok"/"not ok" per object; exits 1 if any rule is broken.
+"use strict";
+
+const fs = require("fs");
+const path = require("path");
+const { need, readDocs, readFileOrStdin, describe } = require("./k8s.js");
+
+const YAML = need("yaml");
+
+const AGENT = "pmesh-agent";
+const AGENT_GID = 10001; // deploy/Containerfile's user and group
+const HOST_PATHS = ["/run/pmesh", "/var/lib/pmesh"];
+const STARTUP_BUDGET_S = 60; // WAL recovery of 1M records is ~1 s; headroom
+const ROOT_INIT_CAPS = ["CHOWN"]; // hand host directories to the agent (daemonset.yaml)
+const DEFAULT_SOCKET = "/run/pmesh/agent.sock";
+
+function podSpecOf(obj) {
+    switch (obj.kind) {
+        case "Pod":
+            return obj.spec;
+        case "Deployment":
+        case "DaemonSet":
+        case "StatefulSet":
+        case "ReplicaSet":
+        case "Job":
+            return obj.spec && obj.spec.template && obj.spec.template.spec;
+        case "CronJob":
+            return obj.spec?.jobTemplate?.spec?.template?.spec;
+        default:
+            return null;
+    }
+}
+
+function podLabels(obj) {
+    return obj.kind === "Pod" ? obj.metadata?.labels || {} : obj.spec?.template?.metadata?.labels || {};
+}
+
+function matches(selector, labels) {
+    if (!selector || !Object.keys(selector).length) return false;
+    return Object.entries(selector).every(([k, v]) => labels[k] === v);
+}
+
+// ---- every workload ----------------------------------------------------------------
+
+function checkContainer(c, pod, isInit, bad) {
+    const name = `${isInit ? "initContainer" : "container"} ${c.name}`;
+    const sc = c.securityContext || {};
+    const psc = pod.securityContext || {};
+    const eff = (k) => (sc[k] !== undefined ? sc[k] : psc[k]);
+    if (!isInit) {
+        if (!c.livenessProbe) bad(`${name}: no livenessProbe`);
+        if (!c.readinessProbe) bad(`${name}: no readinessProbe`);
+    }
+    const r = c.resources || {};
+    for (const kind of ["requests", "limits"])
+        for (const res of ["cpu", "memory"])
+            if (!r[kind] || r[kind][res] === undefined) bad(`${name}: no resources.${kind}.${res}`);
+    if (sc.readOnlyRootFilesystem !== true) bad(`${name}: readOnlyRootFilesystem is not true`);
+    if (sc.allowPrivilegeEscalation !== false) bad(`${name}: allowPrivilegeEscalation is not false`);
+    if (sc.privileged) bad(`${name}: privileged`);
+    const caps = sc.capabilities || {};
+    if (!(caps.drop || []).includes("ALL")) bad(`${name}: capabilities.drop lacks ALL`);
+    const seccomp = eff("seccompProfile");
+    if (!seccomp || seccomp.type !== "RuntimeDefault") bad(`${name}: seccompProfile is not RuntimeDefault`);
+    const root = eff("runAsNonRoot") !== true || eff("runAsUser") === undefined || eff("runAsUser") === 0;
+    const added = caps.add || [];
+    if (!isInit) {
+        if (eff("runAsNonRoot") !== true) bad(`${name}: runAsNonRoot is not true`);
+        if (eff("runAsUser") === undefined || eff("runAsUser") === 0) bad(`${name}: runAsUser is not a non-zero uid`);
+        if (added.length) bad(`${name}: adds capabilities ${added.join(",")}`);
+    } else if (root) {
+        const extra = added.filter((a) => !ROOT_INIT_CAPS.includes(a));
+        if (extra.length) bad(`${name}: runs as root with capabilities beyond ${ROOT_INIT_CAPS.join(",")}: ${extra}`);
+    } else if (added.length) {
+        bad(`${name}: adds capabilities ${added.join(",")}`);
+    }
+    const image = c.image || "";
+    const tag = image.includes("@") ? "digest" : image.split("/").pop().split(":")[1];
+    if (!tag || tag === "latest") bad(`${name}: image '${image}' has no pinned tag`);
+}
+
+function checkPod(obj, agentGid, bad) {
+    const pod = podSpecOf(obj);
+    if (!pod) return;
+    if (pod.automountServiceAccountToken !== false) bad("automountServiceAccountToken is not false");
+    for (const k of ["hostNetwork", "hostPID", "hostIPC"]) if (pod[k]) bad(`${k} is set`);
+    for (const c of pod.containers || []) checkContainer(c, pod, false, bad);
+    for (const c of pod.initContainers || []) checkContainer(c, pod, true, bad);
+    for (const v of pod.volumes || []) {
+        if (!v.hostPath) continue;
+        const p = path.posix.normalize(v.hostPath.path || "");
+        if (!HOST_PATHS.includes(p)) bad(`volume ${v.name}: hostPath ${p} (only ${HOST_PATHS.join(", ")})`);
+    }
+    if (!(obj.kind === "DaemonSet" && obj.metadata?.name === AGENT)) checkSocketUser(pod, agentGid, bad);
+}
+
+// A function pod that mounts the agent's socket directory: the agent's
+// group, and the directory read-only.
+function checkSocketUser(pod, agentGid, bad) {
+    const socketVolumes = new Set(
+        (pod.volumes || []).filter((v) => v.hostPath && path.posix.normalize(v.hostPath.path || "") === "/run/pmesh").map((v) => v.name)
+    );
+    if (!socketVolumes.size) return;
+    const groups = (pod.securityContext && pod.securityContext.supplementalGroups) || [];
+    if (!groups.includes(agentGid))
+        bad(`mounts /run/pmesh without the agent's group ${agentGid} in supplementalGroups`);
+    for (const c of [...(pod.containers || []), ...(pod.initContainers || [])])
+        for (const m of c.volumeMounts || [])
+            if (socketVolumes.has(m.name) && m.readOnly !== true)
+                bad(`container ${c.name}: mounts /run/pmesh writable (readOnly: true is enough to connect)`);
+}
+
+// ---- the agent ---------------------------------------------------------------------
+
+// The file a container sees at p, as {kind: "configMap"|"secret", name, key,
+// mode}, from its volumeMounts and the pod's volumes; null if p is in none.
+function fileSource(c, pod, p) {
+    for (const m of c.volumeMounts || []) {
+        const mp = m.mountPath.replace(/\/+$/, "");
+        if (!(p === mp || p.startsWith(mp + "/"))) continue;
+        const rel = path.posix.relative(mp, p);
+        const v = (pod.volumes || []).find((x) => x.name === m.name);
+        if (!v) return null;
+        const sources = v.projected
+            ? v.projected.sources || []
+            : v.configMap
+              ? [{ configMap: v.configMap }]
+              : v.secret
+                ? [{ secret: { ...v.secret, name: v.secret.secretName } }]
+                : [];
+        const defaultMode = v.projected ? v.projected.defaultMode : (v.configMap || v.secret || {}).defaultMode;
+        for (const s of sources) {
+            const kind = s.configMap ? "configMap" : s.secret ? "secret" : null;
+            if (!kind) continue;
+            const src = s[kind];
+            for (const it of src.items || []) {
+                if (it.path === rel)
+                    return { kind, name: src.name, key: it.key, mode: it.mode ?? defaultMode ?? 0o644, mount: m };
+            }
+            if (!src.items && !rel.includes("/"))
+                return { kind, name: src.name, key: rel, mode: defaultMode ?? 0o644, mount: m };
+        }
+        return null;
+    }
+    return null;
+}
+
+function hostPathOf(c, pod, dir) {
+    for (const m of c.volumeMounts || []) {
+        const mp = m.mountPath.replace(/\/+$/, "");
+        if (dir !== mp && !dir.startsWith(mp + "/")) continue;
+        const v = (pod.volumes || []).find((x) => x.name === m.name);
+        return v && v.hostPath ? { path: path.posix.join(v.hostPath.path, path.posix.relative(mp, dir)), mount: m } : null;
+    }
+    return null;
+}
+
+function portOf(endpoint) {
+    const m = /:(\d+)$/.exec(String(endpoint || ""));
+    return m ? Number(m[1]) : null;
+}
+
+function checkAgent(ds, all, opts, bad) {
+    const pod = podSpecOf(ds);
+    const ns = ds.metadata.namespace || "default";
+    const labels = podLabels(ds);
+    const c = (pod.containers || [])[0];
+    if (!c) return bad("no container");
+    const psc = pod.securityContext || {};
+
+    if (!(pod.tolerations || []).some((t) => t.operator === "Exists" && !t.key && !t.effect))
+        bad("does not tolerate every taint (operator: Exists, no key)");
+    if (pod.priorityClassName !== "system-node-critical") bad("priorityClassName is not system-node-critical");
+    const grace = pod.terminationGracePeriodSeconds;
+    if (!(grace >= 5 && grace <= 120)) bad(`terminationGracePeriodSeconds ${grace}: want 5..120 for a graceful leave`);
+    const us = ds.spec.updateStrategy || {};
+    if (us.type !== "RollingUpdate" || String(us.rollingUpdate?.maxUnavailable) !== "1")
+        bad("updateStrategy is not RollingUpdate with maxUnavailable 1");
+    if (psc.runAsUser !== AGENT_GID || psc.runAsGroup !== AGENT_GID || psc.fsGroup !== AGENT_GID)
+        bad(`pod runAsUser/runAsGroup/fsGroup are not ${AGENT_GID}`);
+
+    const sp = c.startupProbe;
+    if (!sp) bad("no startupProbe");
+    else {
+        const budget = (sp.initialDelaySeconds || 0) + (sp.periodSeconds || 10) * (sp.failureThreshold || 3);
+        if (budget < STARTUP_BUDGET_S) bad(`startupProbe allows ${budget} s; WAL recovery wants ${STARTUP_BUDGET_S}`);
+    }
+    const probePath = (p) => p && p.httpGet && p.httpGet.path;
+    if (probePath(c.livenessProbe) !== "/healthz") bad("livenessProbe is not GET /healthz");
+    if (probePath(c.readinessProbe) !== "/readyz") bad("readinessProbe is not GET /readyz");
+
+    const env = {};
+    for (const e of c.env || []) env[e.name] = e;
+    if (env.NODE_NAME?.valueFrom?.fieldRef?.fieldPath !== "spec.nodeName") bad("NODE_NAME is not spec.nodeName");
+    if (env.POD_IP?.valueFrom?.fieldRef?.fieldPath !== "status.podIP") bad("POD_IP is not status.podIP");
+    // $(VAR) as the kubelet expands it, with sample values for field refs.
+    const sample = { "spec.nodeName": "node-a", "status.podIP": "10.1.2.3" };
+    const expand = (s) =>
+        s.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (all, n) => {
+            const e = env[n];
+            if (!e) return all;
+            return e.value !== undefined ? e.value : sample[e.valueFrom?.fieldRef?.fieldPath] ?? all;
+        });
+    const args = [...(c.command || []).slice(1), ...(c.args || [])].map(String);
+    const flag = (name) => {
+        const i = args.indexOf(name);
+        return i >= 0 ? args[i + 1] : undefined;
+    };
+    const cfgPath = flag("--config");
+    const advertise = flag("--advertise");
+    if (!cfgPath) return bad("no --config in the container's args");
+    if (!advertise || !advertise.includes("$(POD_IP)")) bad("--advertise does not use $(POD_IP)");
+
+    const cfgSrc = fileSource(c, pod, cfgPath);
+    if (!cfgSrc || cfgSrc.kind !== "configMap") return bad(`--config ${cfgPath} is not a ConfigMap file`);
+    const cm = all.find((o) => o.kind === "ConfigMap" && o.metadata.name === cfgSrc.name && (o.metadata.namespace || "default") === ns);
+    if (!cm || !cm.data || typeof cm.data[cfgSrc.key] !== "string")
+        return bad(`ConfigMap ${cfgSrc.name} with key ${cfgSrc.key} is not in the render`);
+    const text = cm.data[cfgSrc.key];
+    let cfg;
+    try {
+        cfg = YAML.parse(text, { version: "1.1" }) || {};
+    } catch (e) {
+        return bad(`ConfigMap ${cfgSrc.name}/${cfgSrc.key}: ${e.message}`);
+    }
+
+    // Ports: bind, advertise, containerPort, Services, NetworkPolicy, probes, scrape annotation.
+    const ports = {};
+    for (const p of c.ports || []) ports[p.name] = p.containerPort;
+    const meshPort = portOf(cfg.bind);
+    const httpPort = portOf(cfg.http);
+    if (!cfg.bind) bad("pmesh.yaml sets no bind: the agents would not form a mesh");
+    if (meshPort !== ports.mesh) bad(`bind port ${meshPort} is not containerPort mesh (${ports.mesh})`);
+    if (portOf(advertise) !== meshPort) bad(`--advertise port ${portOf(advertise)} is not the bind port ${meshPort}`);
+    if (!cfg.http) bad("pmesh.yaml sets no http: no probes, metrics or webhooks");
+    if (httpPort !== ports.http) bad(`http port ${httpPort} is not containerPort http (${ports.http})`);
+    for (const [n, p] of [["startupProbe", c.startupProbe], ["livenessProbe", c.livenessProbe], ["readinessProbe", c.readinessProbe]]) {
+        const port = p && p.httpGet && p.httpGet.port;
+        if (p && port !== "http" && port !== httpPort) bad(`${n} port ${port} is not the http port`);
+    }
+    const ann = ds.spec.template.metadata?.annotations || {};
+    if (ann["prometheus.io/scrape"] !== "true" || Number(ann["prometheus.io/port"]) !== httpPort)
+        bad(`prometheus.io/scrape and prometheus.io/port (${ann["prometheus.io/port"]}) do not name the http port ${httpPort}`);
+
+    const services = all.filter((o) => o.kind === "Service" && (o.metadata.namespace || "default") === ns && matches(o.spec?.selector, labels));
+    const peers = services.find((s) => s.spec.clusterIP === "None");
+    if (!peers) bad("no headless Service selects the agents (the seed)");
+    else {
+        if (peers.spec.publishNotReadyAddresses !== true) bad(`Service ${peers.metadata.name}: publishNotReadyAddresses is not true`);
+        const sp = (peers.spec.ports || []).find((p) => p.targetPort === "mesh" || p.targetPort === meshPort);
+        const want = sp && `tcp://${peers.metadata.name}.${ns}.svc.cluster.local:${sp.port}`;
+        if (!sp) bad(`Service ${peers.metadata.name} has no port for the mesh`);
+        else if (!(cfg.seeds || []).includes(want)) bad(`seeds ${JSON.stringify(cfg.seeds)} do not include ${want}`);
+    }
+    if (!services.some((s) => s.spec.clusterIP !== "None" && (s.spec.ports || []).some((p) => p.targetPort === "http" || p.targetPort === httpPort)))
+        bad("no ClusterIP Service for the HTTP gateway");
+
+    const pols = all.filter((o) => o.kind === "NetworkPolicy" && (o.metadata.namespace || "default") === ns && matches(o.spec?.podSelector?.matchLabels, labels));
+    if (!pols.length) bad("no NetworkPolicy selects the agents");
+    for (const pol of pols) {
+        const rules = pol.spec.ingress || [];
+        const covers = (r, port) => !r.ports || r.ports.some((p) => p.port === port || p.port === "mesh" && port === meshPort || p.port === "http" && port === httpPort);
+        for (const r of rules) {
+            if (!covers(r, meshPort)) continue;
+            const onlyAgents = (r.from || []).length > 0 && r.from.every((f) => f.podSelector && !f.namespaceSelector && !f.ipBlock && matches(f.podSelector.matchLabels, labels));
+            if (!onlyAgents) bad(`NetworkPolicy ${pol.metadata.name}: a rule lets more than agents reach the mesh port ${meshPort}`);
+        }
+        if (!rules.some((r) => covers(r, httpPort) && (r.from || []).some((f) => f.namespaceSelector && !Object.keys(f.namespaceSelector).length && !f.podSelector)))
+            bad(`NetworkPolicy ${pol.metadata.name}: the HTTP port ${httpPort} is not open to every namespace`);
+    }
+
+    // Files and directories the config names must be where the pod puts them.
+    const hp = (dir, what) => {
+        const h = hostPathOf(c, pod, dir);
+        if (!h) bad(`${what} ${dir} is not on a hostPath`);
+        else if (h.mount.readOnly) bad(`${what} ${dir} is mounted read-only`);
+        return h;
+    };
+    if (cfg.data_dir) hp(cfg.data_dir, "data_dir");
+    else bad("pmesh.yaml sets no data_dir: promises would not survive a restart");
+    const socket = cfg.socket || env.PMESH_SOCKET?.value || DEFAULT_SOCKET;
+    const sh = hp(path.posix.dirname(socket), "socket directory");
+    if (sh && sh.path !== "/run/pmesh") bad(`socket directory is hostPath ${sh.path}, not /run/pmesh (where functions look)`);
+    const secretFile = (p, what) => {
+        const s = fileSource(c, pod, p);
+        if (!s || s.kind !== "secret") return bad(`${what} ${p} is not a Secret file`);
+        if (s.mode & 0o007 || s.mode & 0o222) bad(`${what} ${p}: mode ${s.mode.toString(8)} is writable or world-readable`);
+    };
+    if (cfg.mesh_key_dir) {
+        secretFile(path.posix.join(cfg.mesh_key_dir, "mesh.pub"), "mesh_key_dir");
+        secretFile(path.posix.join(cfg.mesh_key_dir, "mesh.key"), "mesh_key_dir");
+    }
+    if (cfg.token_secret_file) secretFile(cfg.token_secret_file, "token_secret_file");
+    if (opts.requireCurve) {
+        if (!cfg.mesh_key_dir) bad("pmesh.yaml sets no mesh_key_dir: CURVE is required here");
+        if (cfg.insecure === true) bad("pmesh.yaml sets insecure: true: not allowed here");
+    }
+
+    const saName = pod.serviceAccountName || "default";
+    const sa = all.find((o) => o.kind === "ServiceAccount" && o.metadata.name === saName && (o.metadata.namespace || "default") === ns);
+    if (!sa) bad(`ServiceAccount ${saName} is not in the render`);
+    else if (sa.automountServiceAccountToken !== false) bad(`ServiceAccount ${saName}: automountServiceAccountToken is not false`);
+    for (const b of all.filter((o) => o.kind === "RoleBinding" || o.kind === "ClusterRoleBinding"))
+        if ((b.subjects || []).some((s) => s.kind === "ServiceAccount" && s.name === saName))
+            bad(`${describe(b)} gives the agent's ServiceAccount permissions`);
+    if (!all.some((o) => o.kind === "Namespace" && o.metadata.name === ns)) bad(`Namespace ${ns} is not in the render`);
+
+    if (opts.extract) {
+        fs.mkdirSync(opts.extract, { recursive: true });
+        const file = path.join(opts.extract, "pmesh.yaml");
+        fs.writeFileSync(file, text);
+        const out = args.map(expand);
+        out[out.indexOf("--config") + 1] = file;
+        fs.writeFileSync(path.join(opts.extract, "args"), out.join("\n") + "\n");
+        fs.writeFileSync(path.join(opts.extract, "env"), `NODE_NAME=${sample["spec.nodeName"]}\nPOD_IP=${sample["status.podIP"]}\n`);
+        if (cfg.mesh_key_dir) fs.writeFileSync(path.join(opts.extract, "curve"), cfg.mesh_key_dir + "\n");
+    }
+}
+
+function main(argv) {
+    const opts = { requireCurve: false, extract: null };
+    const files = [];
+    for (let i = 0; i < argv.length; i++) {
+        if (argv[i] === "--require-curve") opts.requireCurve = true;
+        else if (argv[i] === "--extract") opts.extract = argv[++i];
+        else files.push(argv[i]);
+    }
+    if (files.length !== 1) {
+        process.stderr.write("usage: policy.js [--require-curve] [--extract DIR] FILE\n");
+        return 64;
+    }
+    const all = readDocs(readFileOrStdin(files[0]), files[0]);
+    const agent = all.find((o) => o.kind === "DaemonSet" && o.metadata?.name === AGENT);
+    const agentGid = agent ? podSpecOf(agent)?.securityContext?.runAsGroup ?? AGENT_GID : AGENT_GID;
+    let broken = 0;
+    for (const obj of all) {
+        const problems = [];
+        const bad = (m) => problems.push(m);
+        checkPod(obj, agentGid, bad);
+        // Fission merges this podspec into its function pods.
+        if (obj.apiVersion === "fission.io/v1" && obj.kind === "Environment" && obj.spec?.runtime?.podspec)
+            checkSocketUser(obj.spec.runtime.podspec, agentGid, bad);
+        if (obj === agent) checkAgent(obj, all, opts, bad);
+        if (obj.kind === "ServiceAccount" && obj.automountServiceAccountToken !== false)
+            bad("automountServiceAccountToken is not false");
+        if (problems.length) {
+            broken++;
+            console.log(`not ok - ${describe(obj)}`);
+            for (const p of problems) console.log(`#   ${p}`);
+        } else {
+            console.log(`ok - ${describe(obj)}`);
+        }
+    }
+    if (opts.extract && !agent) {
+        console.log(`not ok - --extract: no DaemonSet ${AGENT} in ${files[0]}`);
+        broken++;
+    }
+    console.log(`${all.length} objects, ${broken} breaking the rules`);
+    return broken ? 1 : 0;
+}
+
+process.exitCode = main(process.argv.slice(2));

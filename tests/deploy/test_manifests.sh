@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# test_manifests.sh - every kustomization renders, every object it renders
+# passes the Kubernetes schemas (validate.js) and pmesh's deployment rules
+# (policy.js), and the agent's pmesh.yaml of each passes `pmeshd --check`
+# with the container's own args. Broken fixtures are refused, each for its
+# reason.
+. "$(dirname "$0")/lib.sh"
+
+# kustomization  CURVE-required?
+KUSTOMIZATIONS=(
+    "deploy/base curve"
+    "deploy/overlays/dev -"
+    "deploy/overlays/prod curve"
+    "deploy/examples/fission curve"
+    "deploy/examples/function-deployment -"
+)
+KEYS=$TMP/keys
+"$PMESHD" --keygen "$KEYS" >/dev/null
+
+# Render all, then check the schemas of everything in one run of node.
+RENDERED=()
+for entry in "${KUSTOMIZATIONS[@]}"; do
+    read -r dir curve <<<"$entry"
+    out=$TMP/${dir//\//_}.yaml
+    if render "$dir" "$out"; then
+        ok "$dir renders ($(grep -c '^kind:' "$out") objects)"
+        RENDERED+=("$out")
+    else
+        not_ok "$dir renders" "$(cat "$out.err")"
+    fi
+done
+POLICY_FIXTURE=$DEPLOY_TESTS/fixtures/policy-violations.yaml
+node "$DEPLOY_TESTS/validate.js" "${RENDERED[@]}" "$POLICY_FIXTURE" >"$TMP/validate.out" 2>&1 || true
+for entry in "${KUSTOMIZATIONS[@]}"; do
+    read -r dir curve <<<"$entry"
+    out=$TMP/${dir//\//_}.yaml
+    [ -f "$out" ] || continue
+    if grep -q "^ok - $out: " "$TMP/validate.out" && ! grep -q "^not ok - $out: " "$TMP/validate.out"; then
+        ok "$dir: every object passes the Kubernetes schemas"
+    else
+        not_ok "$dir: every object passes the Kubernetes schemas" \
+            "$(grep -A8 "^not ok - $out: " "$TMP/validate.out" | head -30)"
+    fi
+done
+if grep -q "^not ok - $POLICY_FIXTURE" "$TMP/validate.out"; then
+    not_ok "policy-violations.yaml is schema-valid (the rules catch it, not the schemas)" \
+        "$(grep -A5 "^not ok - $POLICY_FIXTURE" "$TMP/validate.out")"
+else
+    ok "policy-violations.yaml is schema-valid (the rules catch it, not the schemas)"
+fi
+
+for entry in "${KUSTOMIZATIONS[@]}"; do
+    read -r dir curve <<<"$entry"
+    name=${dir//\//_}
+    out=$TMP/$name.yaml
+    [ -f "$out" ] || continue
+    flags=(--extract "$TMP/$name.agent")
+    [ "$curve" = curve ] && flags+=(--require-curve)
+    run node "$DEPLOY_TESTS/policy.js" "${flags[@]}" "$out"
+    has_agent=1
+    grep -q "no DaemonSet pmesh-agent" "$TMP/run.out" && has_agent=0
+    if [ "$has_agent" = 0 ]; then
+        # No agent here (an example of functions): the rules apply alone.
+        run node "$DEPLOY_TESTS/policy.js" "$out"
+    fi
+    expect_eq "$dir: every object keeps the deployment rules" 0 "$RC"
+    [ "$RC" = 0 ] || grep -v '^ok' "$TMP/run.out" | sed 's/^/#   /' | head -20
+    [ "$has_agent" = 1 ] || continue
+
+    # The agent exactly as the DaemonSet starts it: the ConfigMap's file,
+    # the container's args ($(POD_IP) expanded), NODE_NAME from the downward
+    # API. The Secret's mesh keys are not here: --mesh-key-dir points at a
+    # keypair made for the test when the file asks for CURVE.
+    agent=$TMP/$name.agent
+    mapfile -t args <"$agent/args"
+    [ -f "$agent/curve" ] && args+=(--mesh-key-dir "$KEYS")
+    run env NODE_NAME=node-a "$PMESHD" "${args[@]}" --check
+    expect_eq "$dir: pmeshd --check accepts the ConfigMap's pmesh.yaml" 0 "$RC"
+    [ "$RC" = 0 ] || echo "#   $ERR"
+    cp "$TMP/run.out" "$agent/effective"
+    expect_match "$dir: the agent advertises its pod IP" $'\nadvertise: "tcp://10.1.2.3:7480"' "$OUT"
+    expect_match "$dir: node name from NODE_NAME" $'\n# node: node-a,' "$OUT"
+done
+
+# Overlay specifics, read from the effective configs.
+eff() { grep -x "$2: .*" "$TMP/deploy_$1.agent/effective" | sed "s/^$2: //"; }
+expect_eq "dev: insecure mesh" true "$(eff overlays_dev insecure)"
+expect_eq "dev: one copy per promise (single node)" 1 "$(eff overlays_dev replicas)"
+expect_eq "prod: CURVE keys (the Secret's mount)" /etc/pmesh/mesh-keys \
+    "$(cat "$TMP/deploy_overlays_prod.agent/curve" 2>/dev/null)"
+expect_eq "prod: not insecure" false "$(eff overlays_prod insecure)"
+expect_eq "prod: smaller values" 262144 "$(eff overlays_prod max_value_bytes)"
+expect_eq "prod: bounded HTTP connections" 512 "$(eff overlays_prod http_max_connections)"
+expect_eq "base: WAL on the hostPath" '"/var/lib/pmesh"' "$(eff base data_dir)"
+expect_eq "base: settle tokens" '"/etc/pmesh/token/secret"' "$(eff base token_secret_file)"
+# The Fission example is prod plus an HTTP function, nothing else.
+fission_diff=$(diff <(grep -v '^#' "$TMP/deploy_overlays_prod.agent/effective") \
+    <(grep -v '^#' "$TMP/deploy_examples_fission.agent/effective") || true)
+expect_eq "fission example: prod's config plus http_functions only" \
+    '< http_functions: []
+---
+> http_functions:
+>   - "resize=http://router.fission/fission-function/resize timeout=10s retries=3"' \
+    "$(printf '%s\n' "$fission_diff" | sed '1d')"
+
+# The agent's config check can fail: a misspelt key in the extracted file.
+bad=$TMP/bad-pmesh.yaml
+sed 's/^replicas: 2$/replica: 2/' "$TMP/deploy_overlays_prod.agent/pmesh.yaml" >"$bad"
+run "$PMESHD" --config "$bad" --mesh-key-dir "$KEYS" --check
+expect_eq "a misspelt key in pmesh.yaml: pmeshd --check exits 78" 78 "$RC"
+expect_match "... naming file:line:col" "bad-pmesh.yaml:[0-9]+:[0-9]+: replica: unknown key" "$ERR"
+
+# Negative fixtures: each refused, for the reason it states.
+FIXTURES=("$DEPLOY_TESTS"/fixtures/invalid-*.yaml)
+node "$DEPLOY_TESTS/validate.js" "${FIXTURES[@]}" >"$TMP/fixtures.out" 2>&1 || true
+for f in "${FIXTURES[@]}"; do
+    # Only this fixture's lines; rc 1 if it was refused.
+    awk -v f="$f" '/^(ok|not ok) - /{on = index($0, "not ok - " f ": ") == 1} on' \
+        "$TMP/fixtures.out" >"$TMP/fixture.out"
+    rc=0
+    grep -q "^not ok - $f: " "$TMP/fixtures.out" && rc=1
+    expect_fixture "validate.js refuses $(basename "$f")" "$rc" "$TMP/fixture.out" "$f"
+done
+run node "$DEPLOY_TESTS/policy.js" --require-curve "$POLICY_FIXTURE"
+expect_fixture "policy.js refuses policy-violations.yaml" "$RC" "$TMP/run.out" "$POLICY_FIXTURE"
+
+# The libpmesh example compiles against this tree's header and library
+# (it runs in test_rehearsal.sh).
+B=$(cd "$BUILD" && pwd)
+# shellcheck disable=SC2046
+check "deploy/examples/libpmesh/chain.c compiles with -Wall -Wextra -Werror" \
+    cc -std=gnu11 -Wall -Wextra -Werror ${SANITIZE:+-fsanitize=$SANITIZE} -I"$SRC_DIR/node" -o "$TMP/chain" \
+    "$SRC_DIR/deploy/examples/libpmesh/chain.c" "$B/lib/libpmesh.a" \
+    $(pkg-config --libs libzmq libprotobuf-c) -lpthread
+
+finish
