@@ -1271,7 +1271,9 @@ s_on_replicate(pm_agent_t *self, const char *from, const pm_msg_t *m)
     }
     for (size_t i = 0; i < m->record_count; i++)
         s_apply_record(self, m->records[i].data, m->records[i].len);
-    if (m->lsn && peer) {
+    /* Acknowledge the end of every batch, and every state-transfer message
+     * (an idle owner's transfer ends at LSN 0, and must count too). */
+    if ((m->lsn || m->full) && peer) {
         pm_msg_t ack = {.type = PM_MSG_REPLICATE_ACK, .space = m->space, .lsn = m->lsn};
         s_send(self, peer, &ack); /* held by the journal until durable here */
     }
