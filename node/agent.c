@@ -2232,6 +2232,13 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
         const char *dir = cfg->data_dir && *cfg->data_dir ? cfg->data_dir : NULL;
         self->journal = pm_journal_open(dir, cfg->fsync, self->ctx, s_journal_send, self, err,
                                         sizeof err);
+        /* A predecessor killed a moment ago may still be exiting (its last
+         * threads hold the lock): give it up to 5 s before refusing. */
+        for (int i = 0; i < 50 && !self->journal && strstr(err, "in use"); i++) {
+            usleep(100 * 1000);
+            self->journal = pm_journal_open(dir, cfg->fsync, self->ctx, s_journal_send, self,
+                                            err, sizeof err);
+        }
         if (!self->journal) {
             pm_log_error("PM-WAL-OPEN", "%s", err);
             goto fail;
