@@ -175,6 +175,7 @@ struct pm_swim {
     bool gossip_now; /* we originated an update: gossip without pacing */
 
     uint64_t next_sync_at;
+    uint64_t last_sync_at; /* the last full sync we started (or our start) */
     char *seeds[S_MAX_SEEDS];
     size_t seed_count;
     uint64_t next_join_at;
@@ -1178,6 +1179,15 @@ s_sync_tick(pm_swim_t *s)
 {
     if (s->now < s->next_sync_at)
         return;
+    /* The period depends on the member count, which grows after the start
+     * (when the first sync was scheduled): a sync due too early under the
+     * count now known waits. */
+    uint64_t due = s->last_sync_at + s_sync_period(s);
+    if (s->now < due) {
+        s->next_sync_at = due;
+        return;
+    }
+    s->last_sync_at = s->now;
     s->next_sync_at = s->now + s_sync_period(s);
     if (s->self->state == PM_SWIM_LEFT)
         return;
@@ -1223,6 +1233,7 @@ s_clock(pm_swim_t *s, uint64_t now)
         /* Random phases, so a mesh started at once does not probe in lockstep. */
         s->next_probe_at = now + s_rand_below(s, s->cfg.probe_interval_ms);
         s->next_sync_at = now + s->cfg.sync_interval_ms / 2 + s_rand_below(s, s->cfg.sync_interval_ms);
+        s->last_sync_at = now;
         s->next_join_at = now + s->cfg.join_retry_ms;
         return;
     }
