@@ -592,27 +592,40 @@ pm_mesh_is_up(pm_mesh_t *self, const char *node)
 const char *
 pm_mesh_place(pm_mesh_t *self, const char *function)
 {
-    /* Weighted by free slots as last gossiped (+1, so a member with none
-     * free still gets a share: it queues the work). Always picking the most
-     * free one would send everything to whoever looked best in the last
-     * metadata, which is up to half a second old. */
-    s_peer_t *pick = NULL;
-    uint64_t total = 0;
+    /* The member with the most free slots as gossiped, ties broken at
+     * random. Gossip is up to half a second old, so each placement takes a
+     * slot off our copy of that member's figure until its next metadata
+     * arrives: a burst of placements spreads over the servers instead of all
+     * going to whoever looked best last. */
+    s_peer_t *best = NULL;
+    pm_fn_cap_t *best_fn = NULL;
+    uint32_t ties = 0;
     for (s_peer_t *p = zhashx_first(self->peers); p; p = zhashx_next(self->peers)) {
         if (p->state != PM_SWIM_ALIVE)
             continue;
         for (size_t i = 0; i < p->n_fns; i++) {
-            if (strcmp(p->fns[i].name, function) != 0)
+            pm_fn_cap_t *f = &p->fns[i];
+            if (strcmp(f->name, function) != 0)
                 continue;
-            uint64_t w = (uint64_t) p->fns[i].free + 1;
-            total += w;
-            /* Reservoir choice: keeps p with probability w / total. */
-            self->place_rng = self->place_rng * 6364136223846793005ULL + 1442695040888963407ULL;
-            if ((self->place_rng >> 33) % total < w)
-                pick = p;
+            if (!best || f->free > best_fn->free) {
+                best = p;
+                best_fn = f;
+                ties = 1;
+            } else if (f->free == best_fn->free) {
+                /* Reservoir choice among equals: each kept with 1/ties. */
+                self->place_rng = self->place_rng * 6364136223846793005ULL + 1442695040888963407ULL;
+                if ((self->place_rng >> 33) % ++ties == 0) {
+                    best = p;
+                    best_fn = f;
+                }
+            }
         }
     }
-    return pick ? pick->name : NULL;
+    if (!best)
+        return NULL;
+    if (best_fn->free > 0)
+        best_fn->free--;
+    return best->name;
 }
 
 size_t
