@@ -20,6 +20,11 @@
 #define S_COMPACT_FACTOR 4
 #define S_RECORD_ESTIMATE 128 /* bytes of a typical promise record */
 
+typedef struct s_held s_held_t;
+typedef struct s_queue {
+    s_held_t *head, *tail;
+} s_queue_t;
+
 typedef struct s_held {
     struct s_held *next;
     uint64_t lsn;
@@ -41,7 +46,11 @@ struct pm_journal {
     void *record_arg;
     pm_journal_send_fn *send;
     void *arg;
-    s_held_t *head, *tail;
+    /* Two queues, one per release condition, each in LSN order: replies
+     * wait for the WAL and the backups; a backup's own acknowledgements wait
+     * for its WAL only. One FIFO for both would put acknowledgements behind
+     * replies that wait for other agents' acknowledgements: a circle. */
+    s_queue_t q[2];
     size_t held;
     int failed;
     uint64_t released, snapshots;
@@ -84,16 +93,19 @@ pm_journal_open(const char *dir, int fsync_mode, void *zmq_ctx, pm_journal_send_
 static void
 s_release(pm_journal_t *self, uint64_t durable)
 {
-    while (self->head && self->head->lsn <= durable && self->head->rseq <= self->repl_acked) {
-        s_held_t *h = self->head;
-        self->head = h->next;
-        if (!self->head)
-            self->tail = NULL;
-        self->held--;
-        self->released++;
-        self->send(self->arg, h->session, h->peer, h->buf, h->len, h->tag, h->t0_us);
-        free(h->peer);
-        free(h);
+    for (int k = 0; k < 2; k++) {
+        s_queue_t *q = &self->q[k];
+        while (q->head && q->head->lsn <= durable && q->head->rseq <= self->repl_acked) {
+            s_held_t *h = q->head;
+            q->head = h->next;
+            if (!q->head)
+                q->tail = NULL;
+            self->held--;
+            self->released++;
+            self->send(self->arg, h->session, h->peer, h->buf, h->len, h->tag, h->t0_us);
+            free(h->peer);
+            free(h);
+        }
     }
 }
 
@@ -108,13 +120,14 @@ pm_journal_close(pm_journal_t **self_p)
         self->repl_acked = UINT64_MAX; /* going: deliver what the WAL holds */
         s_release(self, UINT64_MAX);
     }
-    while (self->head) {
-        s_held_t *h = self->head;
-        self->head = h->next;
-        free(h->peer);
-        free(h->buf);
-        free(h);
-    }
+    for (int k = 0; k < 2; k++)
+        while (self->q[k].head) {
+            s_held_t *h = self->q[k].head;
+            self->q[k].head = h->next;
+            free(h->peer);
+            free(h->buf);
+            free(h);
+        }
     free(self);
     *self_p = NULL;
 }
@@ -402,7 +415,7 @@ pm_journal_state_free(pm_journal_state_t *st)
 int
 pm_journal_must_hold(const pm_journal_t *self)
 {
-    return self->head != NULL || s_durable(self) < s_appended(self) ||
+    return self->q[0].head || self->q[1].head || s_durable(self) < s_appended(self) ||
            self->repl_acked < self->repl_produced || self->failed;
 }
 
@@ -447,11 +460,12 @@ pm_journal_hold_ex(pm_journal_t *self, uint64_t session, const char *peer, uint8
     h->session = session;
     h->buf = buf;
     h->len = len;
-    if (self->tail)
-        self->tail->next = h;
+    s_queue_t *q = &self->q[wal_only ? 1 : 0];
+    if (q->tail)
+        q->tail->next = h;
     else
-        self->head = h;
-    self->tail = h;
+        q->head = h;
+    q->tail = h;
     self->held++;
 }
 
