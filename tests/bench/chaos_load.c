@@ -242,13 +242,16 @@ typedef struct {
     int index;
     uint64_t rng;
     s_conn_t conns[S_MAX_AGENTS];
+    /* Clients for awaits: used only by the awaiter thread while it runs, so
+     * an await's reply is seen when it arrives, however long the actor is
+     * blocked in another call meanwhile. */
+    s_conn_t aconns[S_MAX_AGENTS];
     pthread_t thread;
 } s_actor_t;
 
 static pm_client_t *
-s_client(s_actor_t *a, int k)
+s_client_in(s_conn_t *c, int k)
 {
-    s_conn_t *c = &a->conns[k];
     if (c->c)
         return c->c;
     if (s_mono_ms() < c->retry_at)
@@ -260,11 +263,23 @@ s_client(s_actor_t *a, int k)
     return c->c;
 }
 
+static pm_client_t *
+s_client(s_actor_t *a, int k)
+{
+    return s_client_in(&a->conns[k], k);
+}
+
+static void
+s_drop_in(s_conn_t *c)
+{
+    pm_client_destroy(&c->c);
+    c->retry_at = s_mono_ms() + S_RECONNECT_MS;
+}
+
 static void
 s_drop(s_actor_t *a, int k)
 {
-    pm_client_destroy(&a->conns[k].c);
-    a->conns[k].retry_at = s_mono_ms() + S_RECONNECT_MS;
+    s_drop_in(&a->conns[k]);
 }
 
 /* A random agent we can talk to, preferably not `avoid`; -1 if none. */
@@ -368,43 +383,131 @@ s_read_back(s_actor_t *a, const char *id)
     pm_promise_destroy(&p);
 }
 
-/* Waits for the reply to req on agent k's client until limit (monotonic). */
-static int
-s_wait_reply(s_actor_t *a, int k, uint64_t req, int64_t limit, pm_result_t **out)
+/* One await, run by its own thread on the actor's await client for agent k.
+ * The actor waits until it was sent, settles, and joins the thread. */
+typedef struct {
+    s_actor_t *a;
+    int k;
+    const char *id;
+    int64_t timeout;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int sent; /* 0 not yet, 1 sent, -1 could not be sent */
+    int done;
+    int64_t t0, wall;
+    int rc; /* PM_OK with res, a pm_err, or S_NO_REPLY */
+    pm_result_t *res;
+} s_await_job_t;
+
+#define S_NO_REPLY (-1000)
+
+static void
+s_job_set(s_await_job_t *j, int *field, int value)
 {
-    *out = NULL;
+    pthread_mutex_lock(&j->mu);
+    *field = value;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+static void *
+s_awaiter(void *arg)
+{
+    s_await_job_t *j = arg;
+    s_conn_t *slot = &j->a->aconns[j->k];
+    pm_client_t *c = s_client_in(slot, j->k);
+    uint64_t req = 0;
+    if (!c || pm_send_await(c, j->id, j->timeout, &req) != PM_OK) {
+        if (c)
+            s_drop_in(slot);
+        s_job_set(j, &j->sent, -1);
+        return NULL;
+    }
+    j->t0 = s_mono_ms();
+    s_job_set(j, &j->sent, 1);
+    int64_t limit = j->t0 + j->timeout + S_AWAIT_GRACE_MS;
+    j->rc = S_NO_REPLY;
     for (;;) {
-        pm_client_t *c = a->conns[k].c;
-        if (!c)
-            return PM_ERR_UNREACHABLE;
         int64_t left = limit - s_mono_ms();
         if (left <= 0)
-            return -1000; /* no reply in time */
+            break;
         pm_result_t *r = NULL;
         int rc = pm_recv(c, (int) left, &r);
         if (rc == PM_ERR_WAIT_TIMEOUT)
             continue;
         if (rc != PM_OK) {
-            s_drop(a, k);
-            return rc;
+            j->rc = rc;
+            s_drop_in(slot);
+            break;
         }
         if (r->req_id == req) {
-            *out = r;
-            return PM_OK;
+            j->rc = PM_OK;
+            j->res = r;
+            break;
         }
-        pm_result_destroy(&r); /* a stray reply of an abandoned request */
+        pm_result_destroy(&r); /* a reply to an abandoned earlier await */
     }
+    j->wall = s_mono_ms() - j->t0;
+    if (j->rc == S_NO_REPLY)
+        s_drop_in(slot); /* its reply may still come: do not read it as another's */
+    s_job_set(j, &j->done, 1);
+    return NULL;
 }
 
-static void
-s_log_await(int k, const char *id, int64_t timeout, int64_t t0, int64_t settled_at,
-            const char *kind, int rc, pm_result_t *r)
+/* Starts an await of id from agent k; 0 once it is sent, -1 if it could not be. */
+static int
+s_await_start(s_await_job_t *j, s_actor_t *a, int k, const char *id, int64_t timeout)
 {
+    memset(j, 0, sizeof *j);
+    j->a = a;
+    j->k = k;
+    j->id = id;
+    j->timeout = timeout;
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&j->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&j->thread, NULL, s_awaiter, j) != 0)
+        return -1;
+    pthread_mutex_lock(&j->mu);
+    while (!j->sent)
+        pthread_cond_wait(&j->cv, &j->mu);
+    pthread_mutex_unlock(&j->mu);
+    if (j->sent < 0) {
+        pthread_join(j->thread, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* Waits until the await ended or until (monotonic); 1 if it ended. */
+static int
+s_await_wait(s_await_job_t *j, int64_t until)
+{
+    struct timespec ts = {until / 1000, (until % 1000) * 1000000};
+    pthread_mutex_lock(&j->mu);
+    while (!j->done && pthread_cond_timedwait(&j->cv, &j->mu, &ts) == 0)
+        ;
+    int done = j->done;
+    pthread_mutex_unlock(&j->mu);
+    return done;
+}
+
+/* Joins the await and logs it; settled_at: when its settle was acknowledged
+ * (monotonic), -1 if not by us. */
+static void
+s_await_finish(s_await_job_t *j, int64_t settled_at, const char *kind)
+{
+    pthread_join(j->thread, NULL);
     const char *outcome, *value = "-";
-    if (rc == -1000)
+    pm_result_t *r = j->res;
+    if (j->rc == S_NO_REPLY)
         outcome = "NO_REPLY";
-    else if (rc != PM_OK)
-        outcome = pm_err_name(rc);
+    else if (j->rc != PM_OK)
+        outcome = pm_err_name(j->rc);
     else if (r->err != PM_OK)
         outcome = pm_err_name(r->err);
     else if (r->promise) {
@@ -415,9 +518,12 @@ s_log_await(int k, const char *id, int64_t timeout, int64_t t0, int64_t settled_
             value = r->promise->reason;
     } else
         outcome = "EMPTY";
-    s_logf("%d await %s %" PRId64 " %" PRId64 " %" PRId64 " %s %s %s", k + 1, id, timeout,
-           s_mono_ms() - t0, settled_at >= 0 ? settled_at - t0 : -1, kind, outcome, value);
+    s_logf("%d await %s %" PRId64 " %" PRId64 " %" PRId64 " %s %s %s", j->k + 1, j->id,
+           j->timeout, j->wall, settled_at >= 0 ? settled_at - j->t0 : -1, kind, outcome, value);
     atomic_fetch_add(&s_tot.awaits, 1);
+    pm_result_destroy(&j->res);
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
 }
 
 /* create, settle from another agent, read back, sometimes a conflicting
@@ -457,32 +563,21 @@ s_scenario_await(s_actor_t *a)
     if (!id)
         return;
     int64_t timeout = 1000 + s_below(&a->rng, 4000);
-    int kw = s_pick(a, owner);
-    uint64_t req = 0;
-    if (kw < 0 || pm_send_await(a->conns[kw].c, id, timeout, &req) != PM_OK) {
-        if (kw >= 0)
-            s_drop(a, kw);
+    int kw = (int) s_below(&a->rng, s_nsocks);
+    if (kw == owner && s_nsocks > 1)
+        kw = (kw + 1) % s_nsocks;
+    s_await_job_t j;
+    if (s_await_start(&j, a, kw, id, timeout) != 0) {
         free(id);
         return;
     }
-    int64_t t0 = s_mono_ms(), settle_at = t0 + s_below(&a->rng, timeout * 3 / 2);
-    pm_result_t *res = NULL;
-    int rc = s_wait_reply(a, kw, req, settle_at, &res);
-    int64_t settled = -1;
-    if (rc == -1000) {
-        char value[256];
-        snprintf(value, sizeof value, "v%s", id + 1);
-        settled = s_settle(a, id, PM_STATE_RESOLVED, value, kw, 0);
-        rc = s_wait_reply(a, kw, req, t0 + timeout + S_AWAIT_GRACE_MS, &res);
-    } else {
-        /* The await ended before we settled: settle anyway (an outside
-         * system does not know about awaits). */
-        char value[256];
-        snprintf(value, sizeof value, "v%s", id + 1);
-        s_settle(a, id, PM_STATE_RESOLVED, value, kw, 0);
-    }
-    s_log_await(kw, id, timeout, t0, settled, "await", rc, res);
-    pm_result_destroy(&res);
+    /* An outside system does not know about awaits: it settles when it
+     * is ready, before or after the await gave up. */
+    s_await_wait(&j, j.t0 + s_below(&a->rng, timeout * 3 / 2));
+    char value[256];
+    snprintf(value, sizeof value, "v%s", id + 1);
+    int64_t settled = s_settle(a, id, PM_STATE_RESOLVED, value, kw, 0);
+    s_await_finish(&j, settled, "await");
     free(id);
 }
 
@@ -519,13 +614,12 @@ s_scenario_chain(s_actor_t *a)
         }
     }
     const char *end = ids[len];
-    int kw = len ? s_pick(a, owner) : -1;
-    uint64_t req = 0;
-    if (kw >= 0 && pm_send_await(a->conns[kw].c, end, S_CHAIN_AWAIT_MS, &req) != PM_OK) {
-        s_drop(a, kw);
-        kw = -1;
+    s_await_job_t j;
+    int awaiting = 0;
+    if (len) {
+        int kw = (int) s_below(&a->rng, s_nsocks);
+        awaiting = s_await_start(&j, a, kw, end, S_CHAIN_AWAIT_MS) == 0;
     }
-    int64_t t0 = s_mono_ms();
     int reject = s_below(&a->rng, 10) == 0;
     char value[64];
     if (reject)
@@ -538,12 +632,8 @@ s_scenario_chain(s_actor_t *a)
         s_logf("%d chain %s %s %d %s", owner + 1, head, end, len, reject ? "reject" : value);
         atomic_fetch_add(&s_tot.chains, 1);
     }
-    if (kw >= 0) {
-        pm_result_t *res = NULL;
-        int rc = s_wait_reply(a, kw, req, t0 + S_CHAIN_AWAIT_MS + S_AWAIT_GRACE_MS, &res);
-        s_log_await(kw, end, S_CHAIN_AWAIT_MS, t0, settled, "chain", rc, res);
-        pm_result_destroy(&res);
-    }
+    if (awaiting)
+        s_await_finish(&j, settled, "chain");
     for (int i = 0; i < 4; i++)
         free(ids[i]);
 }
@@ -575,8 +665,10 @@ s_actor(void *arg)
         if (s_pick(a, -1) < 0)
             s_sleep_ms(100); /* nobody answers: do not spin */
     }
-    for (int k = 0; k < s_nsocks; k++)
+    for (int k = 0; k < s_nsocks; k++) {
         pm_client_destroy(&a->conns[k].c);
+        pm_client_destroy(&a->aconns[k].c);
+    }
     return NULL;
 }
 
@@ -665,7 +757,7 @@ typedef struct {
     char *id;
     int64_t end_wall, timeout, wall, settled_at;
     char *kind, *outcome, *value;
-} s_await_t;
+} s_await_rec_t;
 
 typedef struct {
     int64_t at;
@@ -675,7 +767,7 @@ typedef struct {
 
 static s_chain_t *s_chains;
 static size_t s_nchains, s_capchains;
-static s_await_t *s_awaits;
+static s_await_rec_t *s_awaits;
 static size_t s_nawaits, s_capawaits;
 static s_event_t *s_events;
 static size_t s_nevents, s_capevents;
@@ -761,7 +853,7 @@ s_load_log(const char *path)
             c->input = strdup(fld[6]);
         } else if (!strcmp(op, "await") && n >= 10) {
             S_PUSH(s_awaits, s_nawaits, s_capawaits);
-            s_await_t *w = &s_awaits[s_nawaits++];
+            s_await_rec_t *w = &s_awaits[s_nawaits++];
             w->agent = agent;
             w->id = strdup(fld[3]);
             w->end_wall = wall;
@@ -901,6 +993,11 @@ s_read_all(s_readers_t *rd, int64_t wait_ms)
         for (int k = 0; k < rd->n; k++)
             if (!rd->c[k])
                 pm_client_connect(s_socks[k], &rd->c[k]);
+        /* Unread until a reply says otherwise (no agent may answer at all). */
+        for (size_t i = 0; i < n; i++) {
+            todo[i]->read_err = PM_ERR_UNREACHABLE;
+            todo[i]->read_state = 0;
+        }
         for (size_t off = 0; off < n; off += 512) {
             int k = -1;
             for (int t = 0; t < 4 * rd->n && k < 0; t++) {
@@ -956,7 +1053,8 @@ s_print_count(const char *name, const s_count_t *c, int invariant)
 {
     printf("  %-52s %8ld%s\n", name, c->n, invariant ? (c->n ? "   BROKEN" : "   ok") : "");
     for (long i = 0; i < c->n && i < 3; i++)
-        printf("      e.g. %s\n", c->ex[i]);
+        if (c->ex[i][0])
+            printf("      e.g. %s\n", c->ex[i]);
 }
 
 static const char *
@@ -1123,7 +1221,7 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
     /* Awaits. */
     long awaits_value = 0, awaits_timeout = 0, awaits_other = 0;
     for (size_t i = 0; i < s_nawaits; i++) {
-        s_await_t *w = &s_awaits[i];
+        s_await_rec_t *w = &s_awaits[i];
         int is_chain = !strcmp(w->kind, "chain");
         if (w->wall > w->timeout + S_AWAIT_SLACK_MS) {
             if (s_stopped_during(w->agent, w->end_wall - w->wall, w->end_wall))
@@ -1154,11 +1252,12 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
             awaits_other++;
         }
     }
-    long kills = 0, stops = 0, crashes = 0;
+    long kills = 0, stops = 0, crashes = 0, unconverged = 0;
     for (size_t i = 0; i < s_nevents; i++) {
         kills += !strcmp(s_events[i].what, "kill");
         stops += !strcmp(s_events[i].what, "stop");
         crashes += !strcmp(s_events[i].what, "crash");
+        unconverged += !strcmp(s_events[i].what, "noconverge");
     }
     long invocations = 0, targets = 0, reruns = 0;
     s_count_invocations(inv_files, ninv, &invocations, &targets, &reruns);
@@ -1169,22 +1268,23 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
     printf("  %-52s %8ld\n", "thens", acked_thens);
     printf("  %-52s %8ld\n", "settles (resolve/reject/cancel)", acked_settles);
     printf("  %-52s %8zu\n", "awaits ended", s_nawaits);
-    printf("  %-52s %8ld\n", "  with a value / timed out / other (typed error)",
-           awaits_value);
-    printf("  %-52s %8ld / %ld\n", "", awaits_timeout, awaits_other);
+    printf("  %-52s %8ld\n", "  with the promise settled", awaits_value);
+    printf("  %-52s %8ld\n", "  with WAIT_TIMEOUT", awaits_timeout);
+    printf("  %-52s %8ld\n", "  with another typed error (UNREACHABLE, ...)", awaits_other);
     printf("  %-52s %8ld\n", "total", acked_creates + acked_thens + acked_settles +
                                           (long) s_nawaits);
     printf("  %-52s %8zu\n", "promises read back", s_nrec);
     printf("  %-52s %8ld\n", "chains fully acknowledged", (long) s_nchains);
     printf("  %-52s %8ld\n", "  completed with the right value", chains_done);
     printf("  %-52s %8ld\n", "  failed with a typed error", chains_failed);
-    printf("  %-52s %8ld\n", "continuation links ran / propagated a failure", link_ok);
-    printf("  %-52s %8ld\n", "", link_failed);
+    printf("  %-52s %8ld\n", "continuation links that ran (source + 1)", link_ok);
+    printf("  %-52s %8ld\n", "continuation links that propagated a failure", link_failed);
     printf("  %-52s %8ld\n", "worker invocations", invocations);
     printf("  %-52s %8ld\n", "  ran again (at-least-once)", reruns);
     printf(" chaos\n");
     printf("  %-52s %8ld\n", "agents killed (SIGKILL) and restarted", kills);
     printf("  %-52s %8ld\n", "agents paused (SIGSTOP/SIGCONT)", stops);
+    printf("  %-52s %8ld\n", "hits after which the mesh did not converge in 20 s", unconverged);
     printf(" invariants\n");
     s_print_count("acknowledged settles lost", &lost_settle, 1);
     s_print_count("promises with two different outcomes", &two_outcomes, 1);
@@ -1195,8 +1295,8 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
     s_print_count("awaits that missed an acknowledged settle", &missed, 1);
     s_print_count("deadlines that never fired", &deadline, 1);
     s_print_count("agents that exited on their own", &(s_count_t){.n = crashes}, 1);
+    s_print_count("acknowledged promises no live agent can read", &unreadable, 1);
     printf(" for information\n");
-    s_print_count("promises unreadable at the end", &unreadable, 0);
     s_print_count("reads right after an acked settle that missed it", &(s_count_t){.n = s_stale},
                   0);
     for (long i = 0; i < s_stale_examples_n; i++)
@@ -1204,7 +1304,7 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
     s_print_count("chain awaits that timed out (chain slow)", &chain_wait_timeout, 0);
     s_print_count("awaits late because their own agent was stopped", &exempt, 0);
     long broken = lost_settle.n + two_outcomes.n + lost_create.n + stuck.n + wrong_chain.n +
-                  outlived.n + missed.n + deadline.n + crashes;
+                  outlived.n + missed.n + deadline.n + crashes + unreadable.n;
     printf("result: %s (%ld broken invariant instance(s))\n", broken ? "FAIL" : "PASS", broken);
     for (int k = 0; k < rd.n; k++)
         pm_client_destroy(&rd.c[k]);

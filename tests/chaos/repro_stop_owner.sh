@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# repro_stop_owner.sh - an owner that is SIGSTOPped past failure detection
+# (its backup takes over its space at a higher epoch) and then SIGCONTed:
+# a settle that a client queued on the stopped owner must either fail or be
+# acknowledged AND be visible at the new owner; and the old owner must answer
+# again after it resumes. The chaos harness finds this in --mode stop; this
+# is the same scenario, deterministic, in a few seconds. Not part of `make
+# check` (it is a reproduction of a known bug); rename to test_*.sh once it
+# passes.
+#
+#   BUILD=build tests/chaos/repro_stop_owner.sh
+. "$(dirname "$0")/../integration/mesh_lib.sh"
+
+mesh_up 3 --replicas 2
+SPACE=$(mstat 2 id_space)
+pm 2 create
+X=$OUT
+pm 2 create
+expect_eq "n2's backup counts" "true" \
+    "$(json_get "$("$PMESH" --socket "${MESH_SOCK[2]}" status)" replication.backups | python3 -c '
+import json, sys
+print("true" if all(b["counted"] for b in json.load(sys.stdin)) else "false")')"
+
+kill -STOP "${MESH_PID[2]}"
+_taken() { [ "$(cat "$MESH_DIR"/n1.log "$MESH_DIR"/n3.log | grep -c "PM-TAKEOVER.*$SPACE")" -ge 1 ]; }
+if wait_for 10 _taken; then ok "n2 stopped: its space is taken over"; else
+    not_ok "n2 stopped: its space is taken over"; fi
+# A client of n2 sends a settle while n2 is stopped: it waits in the socket.
+timed_bg rs 2 resolve "$X" "queued while stopped"
+sleep 0.3
+kill -CONT "${MESH_PID[2]}"
+wait_done 10 rs || true
+RS=$(done_rc rs)
+pm 1 get "$X"
+STATE=$(json_get "$OUT" state)
+if [ "$RS" = 0 ]; then
+    expect_eq "the settle n2 acknowledged after SIGCONT is at the new owner" "resolved" "$STATE"
+else
+    expect_eq "the settle n2 refused (exit ${RS:-none}) left the promise pending" "pending" "$STATE"
+fi
+CMD_TIMEOUT=5 run "$PMESH" --socket "${MESH_SOCK[2]}" status
+expect_eq "n2 answers status after it resumed" 0 "$RC"
+pm 2 create
+expect_eq "n2 acknowledges a new create after it resumed" 0 "$RC"
+mesh_down
+finish

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# test_chaos.sh - the short chaos run of `make check`: scripts/chaos with 5
+# agents, --replicas 2, about 60 s of load while an agent is SIGKILLed every
+# 8 s and restarted on its data dir 2 s later (6 kills). Fails on any broken
+# invariant (see tests/chaos/README.md), on fewer than 5 kills, or when the
+# load did too little to mean anything.
+#
+#   BUILD=build tests/chaos/test_chaos.sh          (CHAOS_SEED=N to repeat a run)
+. "$(dirname "$0")/../integration/lib.sh"
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+MIN_KILLS=5
+# Acknowledged operations below which the run proves nothing (a healthy run
+# on a 2-core box does several thousand).
+MIN_OPS=500
+
+SEED_ARGS=()
+[ -n "${CHAOS_SEED:-}" ] && SEED_ARGS=(--seed "$CHAOS_SEED")
+RC=0
+BUILD=$BUILD timeout -k 5 400 "$ROOT/scripts/chaos" --agents 5 --replicas 2 --duration 60s \
+    --interval 8s --pause 2s "${SEED_ARGS[@]}" >"$TMP/chaos.out" 2>&1 || RC=$?
+REPORT=$(cat "$TMP/chaos.out")
+sed 's/^/# /' "$TMP/chaos.out"
+
+# figure LABEL: the number at the end of the report line starting with LABEL.
+figure() {
+    awk -v l="$1" 'index($0, l) { for (i = NF; i > 0; i--) if ($i ~ /^[0-9]+$/) { print $i; exit } }' \
+        "$TMP/chaos.out"
+}
+
+expect_eq "scripts/chaos exits 0 (every invariant held)" 0 "$RC"
+expect_match "the checker ran and passed" "result: PASS" "$REPORT"
+KILLS=$(figure "agents killed (SIGKILL)")
+if [[ ${KILLS:-} =~ ^[0-9]+$ ]] && [ "$KILLS" -ge "$MIN_KILLS" ]; then
+    ok "at least $MIN_KILLS agents killed and restarted ($KILLS)"
+else
+    not_ok "at least $MIN_KILLS agents killed and restarted" "got: ${KILLS:-none}"
+fi
+OPS=$(figure "  total")
+if [[ ${OPS:-} =~ ^[0-9]+$ ]] && [ "$OPS" -ge "$MIN_OPS" ]; then
+    ok "the load did at least $MIN_OPS acknowledged operations ($OPS)"
+else
+    not_ok "the load did at least $MIN_OPS acknowledged operations" "got: ${OPS:-none}"
+fi
+for inv in "acknowledged settles lost" "promises with two different outcomes" \
+    "acknowledged creates/thens lost" "chains neither completed nor failed" \
+    "chains/continuations with a wrong result" "awaits that outlived their timeout" \
+    "awaits that missed an acknowledged settle" "deadlines that never fired" \
+    "agents that exited on their own" "acknowledged promises no live agent can read" \
+    "agents that did not exit 0 on SIGTERM"; do
+    expect_eq "invariant: $inv = 0" 0 "$(figure "$inv")"
+done
+finish
