@@ -78,6 +78,7 @@ struct pm_mesh {
     uint64_t sent_bytes[S_KINDS], recv_bytes[S_KINDS];
     uint64_t unknown_peer, bad_frames, untrusted, swim_dropped;
     uint64_t last_stranger_join;
+    int curve;
     uint64_t place_rng;
 };
 
@@ -338,11 +339,25 @@ s_send_swim(const char *endpoint, const pm_swim_msg_t *sw, void *arg)
     pm_transport_send(self->transport, endpoint, buf, len);
 }
 
+/* Where to reach member node: the peer table, else SWIM's view (a member we
+ * heard from before its metadata arrived). NULL if unknown. */
+static const char *
+s_endpoint_of(pm_mesh_t *self, const char *node)
+{
+    s_peer_t *p = zhashx_lookup(self->peers, node);
+    if (p)
+        return p->endpoint;
+    pm_swim_member_t m;
+    if (pm_swim_lookup(self->swim, node, &m) == 0 && !m.is_self)
+        return m.endpoint;
+    return NULL;
+}
+
 int
 pm_mesh_send(pm_mesh_t *self, const char *node, pm_msg_t *m)
 {
-    s_peer_t *p = zhashx_lookup(self->peers, node);
-    if (!p)
+    const char *endpoint = s_endpoint_of(self, node);
+    if (!endpoint)
         return -1;
     m->from = self->node;
     size_t len;
@@ -350,20 +365,20 @@ pm_mesh_send(pm_mesh_t *self, const char *node, pm_msg_t *m)
     if (!buf)
         return -1;
     s_count_out(self, m, len);
-    return pm_transport_send(self->transport, p->endpoint, buf, len);
+    return pm_transport_send(self->transport, endpoint, buf, len);
 }
 
 int
 pm_mesh_send_raw(pm_mesh_t *self, const char *node, int type, uint8_t *buf, size_t len)
 {
-    s_peer_t *p = zhashx_lookup(self->peers, node);
-    if (!p) {
+    const char *endpoint = s_endpoint_of(self, node);
+    if (!endpoint) {
         free(buf);
         return -1;
     }
     pm_msg_t m = {.type = (pm_msg_type_t) type};
     s_count_out(self, &m, len);
-    return pm_transport_send(self->transport, p->endpoint, buf, len);
+    return pm_transport_send(self->transport, endpoint, buf, len);
 }
 
 /* ---- metadata ------------------------------------------------------------- */
@@ -542,7 +557,12 @@ pm_mesh_readable(pm_mesh_t *self)
             self->recv_bytes[k] += len;
             if (m.type == PM_MSG_SWIM) {
                 s_receive_swim(self, &m);
-            } else if (!pm_mesh_is_up(self, m.from)) {
+            } else if (!pm_mesh_is_up(self, m.from) && !self->curve) {
+                /* Without CURVE anyone can send: only live members are
+                 * heard. With it, every peer that got through the handshake
+                 * holds the mesh key; one we have not heard of yet is a
+                 * member that just started (its first frames can come
+                 * before the gossip that announces it). */
                 self->unknown_peer++;
                 if (self->unknown_peer <= 10 || self->unknown_peer % 1000 == 0)
                     pm_log_warn("PM-PEER-UNKNOWN", "%s from %s, which is not a live member; "
@@ -962,6 +982,7 @@ pm_mesh_new(void *ctx, const pm_config_t *cfg, const char *node, const char *spa
         pm_log_warn("PM-MESH-INSECURE", "mesh traffic is NOT encrypted and anyone who reaches "
                     "%s can join (--insecure); use --mesh-key-dir in production", cfg->bind);
     }
+    self->curve = curve;
     self->transport = pm_transport_new(ctx, cfg->bind,
                                        (int64_t) cfg->max_value_bytes + PM_WIRE_MAX_FRAME / 64,
                                        curve ? &keys : NULL);

@@ -3,6 +3,7 @@
  */
 #include "replica.h"
 
+#include "clock.h"
 #include "log.h"
 
 #include <jansson.h>
@@ -14,6 +15,12 @@
  * frame limit. */
 #define S_TRANSFER_CHUNK 1024
 #define S_MAX_BACKUPS 8
+/* A state transfer is acknowledged within milliseconds on a live backup;
+ * one second without it means it was lost. */
+#define S_RETRANSFER_MS 1000
+/* Long enough to find peers through the seeds (a join round trip and a sync,
+ * ~1 s on a restarted seed); a lone agent then acknowledges on its own. */
+#define S_START_HOLD_MS 3000
 
 typedef struct s_rec {
     char *space;
@@ -26,6 +33,7 @@ typedef struct s_backup {
     uint64_t acked;
     uint64_t counts_from; /* counted once acked >= this (end of its state transfer) */
     int counted;
+    int64_t transfer_at;  /* when the state transfer was sent (monotonic ms) */
 } s_backup_t;
 
 struct pm_replica {
@@ -40,6 +48,7 @@ struct pm_replica {
     s_backup_t backups[S_MAX_BACKUPS];
     size_t n_backups;
     int degraded;
+    int64_t hold_until; /* before this, no backup means wait, not degrade */
     uint64_t transfers, sent_records, fenced;
     /* during a transfer: where add() sends */
     const char *xfer_to;
@@ -60,6 +69,9 @@ pm_replica_new(pm_mesh_t *mesh, const char *primary, int replicas,
                                                                       : replicas;
     self->hooks = *hooks;
     self->arg = arg;
+    /* An agent that just started has not found its peers yet: for the first
+     * seconds, "no backup" means "not yet", not "alone". */
+    self->hold_until = pm_mono_ms() + S_START_HOLD_MS;
     return self;
 }
 
@@ -201,6 +213,7 @@ s_transfer(pm_replica_t *self, s_backup_t *b)
     pm_mesh_send(self->mesh, b->name, &m);
     b->counted = 0;
     b->counts_from = self->produced;
+    b->transfer_at = pm_mono_ms();
     self->transfers++;
     s_announce(self); /* not an heir until it has everything */
     pm_log_info("PM-REPL-TRANSFER", "copying the state to new backup %s", b->name);
@@ -225,6 +238,12 @@ s_check_backups(pm_replica_t *self)
     }
     if (changed)
         s_announce(self);
+    /* A transfer not acknowledged within a second was lost (sent before the
+     * backup knew us, or to a backup that restarted): send it again. */
+    int64_t now = pm_mono_ms();
+    for (size_t i = 0; i < self->n_backups; i++)
+        if (!self->backups[i].counted && now - self->backups[i].transfer_at > S_RETRANSFER_MS)
+            s_transfer(self, &self->backups[i]);
     if (self->n_backups >= want)
         return;
     const char *cand[S_MAX_BACKUPS + 1];
@@ -320,6 +339,8 @@ pm_replica_acked(const pm_replica_t *self)
             if (self->backups[i].acked < low)
                 low = self->backups[i].acked;
         }
+    if (!counted && pm_mono_ms() < self->hold_until)
+        return 0; /* just started: wait for a backup rather than degrade */
     if (!counted) {
         /* No backup holds the state yet (a lone agent, or a new backup still
          * copying): acknowledge on local durability rather than not at all,
