@@ -231,7 +231,10 @@ s_member_down(pm_mesh_t *self, s_peer_t *p, int was_up)
     for (size_t i = 0; i < p->n_spaces; i++) {
         s_owner_t *owner = zhashx_lookup(self->owners, p->spaces[i]);
         if (owner && strcmp(owner->node, p->name) == 0) {
-            zhashx_update(self->lost, p->spaces[i], strdup(""));
+            /* Remember the epoch: whoever serves it next must claim above. */
+            char e[24];
+            snprintf(e, sizeof e, "%llu", (unsigned long long) owner->epoch);
+            zhashx_update(self->lost, p->spaces[i], strdup(e));
             zhashx_delete(self->owners, p->spaces[i]);
         }
     }
@@ -787,7 +790,11 @@ pm_mesh_epoch(pm_mesh_t *self, const char *space)
     uint64_t e = 0;
     pm_mesh_owns(self, space, &e);
     s_owner_t *o = zhashx_lookup(self->owners, space);
-    return o && o->epoch > e ? o->epoch : e;
+    if (o && o->epoch > e)
+        e = o->epoch;
+    const char *lost = zhashx_lookup(self->lost, space);
+    uint64_t le = lost ? strtoull(lost, NULL, 10) : 0;
+    return le > e ? le : e;
 }
 
 size_t
