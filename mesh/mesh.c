@@ -1007,9 +1007,7 @@ pm_mesh_new(void *ctx, const pm_config_t *cfg, const char *node, const char *spa
     sc.sync_interval_ms = (uint32_t) cfg->sync_interval;
     /* Start above any incarnation an earlier run of this node used, so a
      * restart is never mistaken for stale news. */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    sc.incarnation = (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+    sc.incarnation = (uint64_t) pm_real_ms();
     const char *why = NULL;
     if (pm_swim_config_check(&sc, &why) != 0) {
         pm_log_error("PM-MESH-CONFIG", "membership settings refused: %s", why ? why : "?");

@@ -226,19 +226,11 @@ s_bad_frame(pm_agent_t *self, const char *why)
                     (unsigned long long) self->bad_frames);
 }
 
-static int64_t
-s_mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void
 s_observe(pm_agent_t *self, int type, int64_t t0_us)
 {
     if (type > 0 && type < PM_MSG_TYPE_COUNT && type != PM_MSG_AWAIT)
-        pm_hist_add(&self->op_ms[type], (double) (s_mono_us() - t0_us) / 1000.0);
+        pm_hist_add(&self->op_ms[type], (double) (pm_mono_us() - t0_us) / 1000.0);
 }
 
 /* The session with this id, or NULL if it is gone. */
@@ -1943,7 +1935,7 @@ s_dispatch(pm_agent_t *self, s_session_t *s, pm_msg_t *m)
     self->cur_session = s;
     self->cur_req = m->req_id;
     self->cur_type = m->type;
-    self->cur_t0_us = s_mono_us();
+    self->cur_t0_us = pm_mono_us();
     int err = s_handle(self, s, m, pm_real_ms(), pm_mono_ms());
     if (m->type < PM_MSG_TYPE_COUNT) {
         if (err)

@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "clock.h"
 #include "pjson.h"
 
 #include <jansson.h>
@@ -209,14 +210,6 @@ s_buf_free(s_buf_t *b)
 {
     free(b->data);
     *b = (s_buf_t) { 0 };
-}
-
-static int64_t
-s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- argument parsing ------------------------------------------------------
@@ -955,7 +948,7 @@ s_log_invocation(const s_child_t *c, const char *outcome, const char *detail)
         return;
     fprintf(stderr, "pmesh worker: %s %s -> %s (attempt %" PRIu32 ") %s in %" PRId64 " ms%s%s\n",
             c->inv->function, c->inv->invocation_id, c->inv->target_id, c->inv->attempt,
-            outcome, s_now_ms() - c->started_ms, detail ? ": " : "", detail ? detail : "");
+            outcome, pm_mono_ms() - c->started_ms, detail ? ": " : "", detail ? detail : "");
 }
 
 /* Reports the result of a finished invocation and frees its slot. */
@@ -1071,7 +1064,7 @@ s_child_start(s_pool_t *pool, pm_invocation_t **inv_p)
     assert(c); /* callers take work only while a slot is free */
     *c = (s_child_t) { .inv = *inv_p, .in_fd = -1, .out_fd = -1, .err_fd = -1 };
     *inv_p = NULL;
-    c->started_ms = s_now_ms();
+    c->started_ms = pm_mono_ms();
     pool->active++;
 
     int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };

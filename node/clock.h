@@ -18,6 +18,14 @@ pm_mono_ms(void)
 }
 
 static inline int64_t
+pm_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static inline int64_t
 pm_real_ms(void)
 {
     struct timespec ts;

@@ -49,6 +49,7 @@
  * holder of the id may do on the local socket anyway. Put the gateway
  * behind the same network policy as the agent.
  */
+#include "clock.h"
 #include "http.h"
 
 #include "log.h"
@@ -236,30 +237,6 @@ struct pm_http {
     /* heartbeat thread only */
     pm_client_t *beat_client;
 };
-
-static int64_t
-s_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t
-s_mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t
-s_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ==== request parsing (pure) ====================================================== */
 
@@ -858,7 +835,7 @@ s_count_response(pm_http_t *self, pm_http_route_t route, int status, int64_t t0_
     while (i < S_NCODES && s_codes[i] != status)
         i++;
     atomic_fetch_add_explicit(&self->m.by_code[i], 1, memory_order_relaxed);
-    int64_t us = s_mono_us() - t0_us;
+    int64_t us = pm_mono_us() - t0_us;
     size_t b = 0;
     while (b < S_NBUCKETS && us > s_le_us[b])
         b++;
@@ -872,7 +849,7 @@ s_count_response(pm_http_t *self, pm_http_route_t route, int status, int64_t t0_
 static int
 s_log_allowed(pm_http_t *self)
 {
-    long long sec = s_mono_ms() / 1000;
+    long long sec = pm_mono_ms() / 1000;
     long long cur = atomic_load(&self->log_sec);
     if (cur != sec && atomic_compare_exchange_strong(&self->log_sec, &cur, sec)) {
         atomic_store(&self->log_count, 0);
@@ -1074,7 +1051,7 @@ s_on_request(void *cls, struct MHD_Connection *conn, const char *url, const char
             return MHD_NO; /* MHD closes the connection */
         job->gw = self;
         job->conn = conn;
-        job->t0_us = s_mono_us();
+        job->t0_us = pm_mono_us();
         *con_cls = job;
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
@@ -1532,7 +1509,7 @@ s_readyz(pm_http_t *self, s_job_t *job)
         json_int_t alive = s_jint(st, "mesh.members.alive");
         if (alive < 1)
             snprintf(why, sizeof why, "no alive mesh member (not even this agent)");
-        else if (alive < 2 && self->has_seeds && s_mono_ms() - self->started_ms < S_JOIN_GRACE_MS)
+        else if (alive < 2 && self->has_seeds && pm_mono_ms() - self->started_ms < S_JOIN_GRACE_MS)
             snprintf(why, sizeof why, "not joined yet: alone, still waiting for a seed");
     }
     if (*why) {
@@ -1864,13 +1841,13 @@ s_dispatch(pm_http_t *self, s_job_t *job)
         s_fail(self, job, PM_ERR_UNREACHABLE, "the gateway is not connected to its agent");
         return;
     }
-    job->deadline_ms = s_mono_ms() + self->forward_timeout_ms + S_REPLY_GRACE_MS;
+    job->deadline_ms = pm_mono_ms() + self->forward_timeout_ms + S_REPLY_GRACE_MS;
     uint64_t req = 0;
     int err;
     switch (r->route) {
     case PM_HTTP_ROUTE_CREATE: {
         char *id = NULL;
-        job->sent_wall_ms = s_wall_ms();
+        job->sent_wall_ms = pm_real_ms();
         err = pm_send_create(self->client, &r->create, &id, &req);
         if (s_sent(self, job, err, req, PM_OP_CREATE))
             return;
@@ -1955,7 +1932,7 @@ s_lost(pm_http_t *self, const char *why)
     while ((job = zhashx_first(self->inflight)))
         s_fail(self, job, PM_ERR_UNREACHABLE, "the connection to the agent was lost");
     pm_client_destroy(&self->client);
-    self->next_connect_ms = s_mono_ms() + S_RECONNECT_MS;
+    self->next_connect_ms = pm_mono_ms() + S_RECONNECT_MS;
     if (!self->draining && !atomic_load(&self->stopping))
         pm_log_warn("PM-HTTP-AGENT-LOST", "lost the agent at %s (%s); reconnecting",
                     self->socket_path, reason);
@@ -1967,7 +1944,7 @@ s_connect(pm_http_t *self)
     int err = pm_client_connect(self->socket_path, &self->client);
     if (err) {
         self->client = NULL;
-        self->next_connect_ms = s_mono_ms() + S_RECONNECT_MS;
+        self->next_connect_ms = pm_mono_ms() + S_RECONNECT_MS;
         pm_log_debug("PM-HTTP-AGENT-WAIT", "agent at %s not reachable yet: %s",
                      self->socket_path, pm_strerror(err));
         return;
@@ -1981,7 +1958,7 @@ s_connect(pm_http_t *self)
 static void
 s_sweep(pm_http_t *self)
 {
-    int64_t now = s_mono_ms();
+    int64_t now = pm_mono_ms();
     s_job_t *late[64];
     size_t n = 0;
     for (s_job_t *job = zhashx_first(self->inflight); job && n < 64;
@@ -2038,7 +2015,7 @@ s_router(void *arg)
     pm_http_t *self = arg;
     zmq_pollitem_t items[2] = {{self->pull, 0, ZMQ_POLLIN, 0}, {self->ctl_router, 0, ZMQ_POLLIN, 0}};
     for (;;) {
-        int64_t now = s_mono_ms();
+        int64_t now = pm_mono_ms();
         if (!self->draining && !self->client && now >= self->next_connect_ms)
             s_connect(self);
         long timeout;
@@ -2059,7 +2036,7 @@ s_router(void *arg)
         while (zmq_recv(self->pull, &job, sizeof job, ZMQ_DONTWAIT) == (int) sizeof job)
             s_dispatch(self, job);
         s_pump_replies(self, 0);
-        now = s_mono_ms();
+        now = pm_mono_ms();
         if (now >= self->next_sweep_ms) {
             s_sweep(self);
             self->next_sweep_ms = now + 1000;
@@ -2202,7 +2179,7 @@ pm_http_new(const pm_config_t *cfg, const char *socket_path)
     self->max_conns = (long) cfg->http_max_connections;
     self->has_seeds = cfg->seeds.len > 0;
     self->forward_timeout_ms = cfg->forward_timeout;
-    self->started_ms = s_mono_ms();
+    self->started_ms = pm_mono_ms();
     if (cfg->http_public_url && *cfg->http_public_url)
         self->base_url = strdup(cfg->http_public_url);
     else if (asprintf(&self->base_url, "http://%s%s", cfg->http[0] == ':' ? "127.0.0.1" : "",
@@ -2338,8 +2315,8 @@ s_free(pm_http_t *self)
         /* Every request handed over is being answered (the router answers
          * all it gets with 503 now); wait until MHD has taken each one back,
          * because stopping MHD with a suspended connection is undefined. */
-        int64_t until = s_mono_ms() + S_DRAIN_MS;
-        while (atomic_load(&self->suspended) > 0 && s_mono_ms() < until)
+        int64_t until = pm_mono_ms() + S_DRAIN_MS;
+        while (atomic_load(&self->suspended) > 0 && pm_mono_ms() < until)
             usleep(1000);
         if (atomic_load(&self->suspended) > 0)
             pm_log_error("PM-HTTP-STOP", "%ld requests still suspended after %d ms",

@@ -9,6 +9,7 @@
  * every checksum and LSN and decides what is a torn tail and what is corruption;
  * only if all is well does the second hand records to the caller.
  */
+#include "clock.h"
 #include "wal.h"
 
 #include "hist.h"
@@ -259,14 +260,6 @@ s_seterr(char *err, size_t errlen, const char *fmt, ...)
 }
 
 #define s_fail(self, ...) s_seterr((self)->error, sizeof(self)->error, __VA_ARGS__)
-
-static int64_t
-s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 s_seg_name(char *out, size_t n, uint64_t base)
@@ -888,7 +881,7 @@ pm_wal_replay(pm_wal_t *self, pm_wal_replay_fn *fn, void *arg, char *err, size_t
         s_seterr(err, errlen, "pm_wal_replay called twice");
         return -1;
     }
-    int64_t t0 = s_now_ms();
+    int64_t t0 = pm_mono_ms();
     int rc = -1;
     uint64_t *segs = NULL, *snaps = NULL;
     size_t nseg = 0, nsnap = 0, first = 0, n = 0;
@@ -1037,7 +1030,7 @@ pm_wal_replay(pm_wal_t *self, pm_wal_replay_fn *fn, void *arg, char *err, size_t
     self->snap_lsn = L;
     self->log_bytes = self->stats.bytes;
     self->replayed = true;
-    self->stats.recovery_ms = s_now_ms() - t0;
+    self->stats.recovery_ms = pm_mono_ms() - t0;
     pm_log_info(
         "PM-WAL-RECOVERED",
         "%s: snapshot LSN %" PRIu64 " (%" PRIu64 " records), %" PRIu64 " log records (%" PRIu64
