@@ -40,6 +40,7 @@ typedef struct s_peer {
     size_t n_spaces;
     char *primary;
     char **backups;
+    char **backup_spaces; /* each backup's primary when announced ("" if not sent) */
     size_t n_backups;
 } s_peer_t;
 
@@ -59,6 +60,7 @@ struct pm_mesh {
     zhashx_t *owners; /* space -> s_owner_t: who serves it, at which epoch */
     char **mine;      /* spaces this agent serves: its own first */
     char **my_backups;
+    char **my_backup_spaces;
     size_t n_my_backups;
     uint64_t *mine_epochs;
     size_t n_mine;
@@ -112,10 +114,14 @@ s_peer_clear_meta(s_peer_t *p)
     free(p->spaces);
     free(p->epochs);
     free(p->primary);
-    for (size_t i = 0; i < p->n_backups; i++)
+    for (size_t i = 0; i < p->n_backups; i++) {
         free(p->backups[i]);
+        free(p->backup_spaces[i]);
+    }
     free(p->backups);
+    free(p->backup_spaces);
     p->backups = NULL;
+    p->backup_spaces = NULL;
     p->n_backups = 0;
     p->fns = NULL;
     p->spaces = NULL;
@@ -159,7 +165,9 @@ s_set_owner(pm_mesh_t *self, const char *space, const char *node, uint64_t epoch
     s_owner_t *o = zhashx_lookup(self->owners, space);
     if (o && o->epoch > epoch)
         return;
-    if (o && o->epoch == epoch && strcmp(o->node, node) == 0)
+    /* Two claims at one epoch (a restarted owner resuming a space as its
+     * heir takes it over): the smaller node name wins, everywhere alike. */
+    if (o && o->epoch == epoch && strcmp(o->node, node) <= 0)
         return;
     s_owner_t *n = calloc(1, sizeof *n);
     if (!n || !(n->node = strdup(node))) {
@@ -190,9 +198,18 @@ s_peer_meta(pm_mesh_t *self, s_peer_t *p, const pm_swim_member_t *m)
     p->epochs = calloc(meta.space_count + 1, sizeof *p->epochs);
     p->primary = strdup(meta.id_space);
     p->backups = calloc(meta.backup_count + 1, sizeof *p->backups);
-    for (size_t i = 0; p->backups && i < meta.backup_count; i++)
-        if ((p->backups[p->n_backups] = strdup(meta.backups[i])))
+    p->backup_spaces = calloc(meta.backup_count + 1, sizeof *p->backup_spaces);
+    for (size_t i = 0; p->backups && p->backup_spaces && i < meta.backup_count; i++) {
+        p->backups[p->n_backups] = strdup(meta.backups[i]);
+        p->backup_spaces[p->n_backups] =
+            strdup(meta.backup_spaces ? meta.backup_spaces[i] : "");
+        if (p->backups[p->n_backups] && p->backup_spaces[p->n_backups]) {
             p->n_backups++;
+        } else {
+            free(p->backups[p->n_backups]);
+            free(p->backup_spaces[p->n_backups]);
+        }
+    }
     if (p->fns)
         for (size_t i = 0; i < meta.fn_count; i++) {
             p->fns[i] = meta.fns[i];
@@ -205,8 +222,9 @@ s_peer_meta(pm_mesh_t *self, s_peer_t *p, const pm_swim_member_t *m)
             p->epochs[p->n_spaces] = epoch;
             p->spaces[p->n_spaces++] = strdup(meta.spaces[i]);
             uint64_t mine;
-            if (pm_mesh_owns(self, meta.spaces[i], &mine) && mine >= epoch)
-                continue; /* ours at this epoch or a newer one */
+            if (pm_mesh_owns(self, meta.spaces[i], &mine) &&
+                (mine > epoch || (mine == epoch && strcmp(self->node, p->name) < 0)))
+                continue; /* ours at a newer epoch, or at this one by the tie-break */
             if (pm_mesh_owns(self, meta.spaces[i], NULL)) {
                 /* Someone serves a space of ours at a newer epoch: it took
                  * it over while we were cut off. Let it go. */
@@ -396,6 +414,7 @@ s_publish_meta(pm_mesh_t *self, uint64_t now)
                       .epochs = self->mine_epochs,
                       .space_count = self->n_mine,
                       .backups = (const char *const *) self->my_backups,
+                      .backup_spaces = (const char *const *) self->my_backup_spaces,
                       .backup_count = self->n_my_backups};
     size_t len;
     uint8_t *buf = pm_wire_meta_encode(&meta, &len);
@@ -784,6 +803,14 @@ pm_mesh_unclaim(pm_mesh_t *self, const char *space)
         }
 }
 
+size_t
+pm_mesh_served(pm_mesh_t *self, const char *const **spaces, const uint64_t **epochs)
+{
+    *spaces = (const char *const *) self->mine;
+    *epochs = self->mine_epochs;
+    return self->n_mine;
+}
+
 uint64_t
 pm_mesh_epoch(pm_mesh_t *self, const char *space)
 {
@@ -870,34 +897,67 @@ pm_mesh_backups(pm_mesh_t *self, const char *node, const char *primary, size_t n
     return got;
 }
 
+static void
+s_free_backups(pm_mesh_t *self)
+{
+    for (size_t i = 0; i < self->n_my_backups; i++) {
+        free(self->my_backups[i]);
+        free(self->my_backup_spaces[i]);
+    }
+    free(self->my_backups);
+    free(self->my_backup_spaces);
+    self->my_backups = self->my_backup_spaces = NULL;
+    self->n_my_backups = 0;
+}
+
 void
-pm_mesh_set_backups(pm_mesh_t *self, const char *const *names, size_t n)
+pm_mesh_set_backups(pm_mesh_t *self, const char *const *names, const char *const *spaces,
+                    size_t n)
 {
     int same = n == self->n_my_backups;
     for (size_t i = 0; same && i < n; i++)
-        same = strcmp(names[i], self->my_backups[i]) == 0;
+        same = strcmp(names[i], self->my_backups[i]) == 0 &&
+               strcmp(spaces[i], self->my_backup_spaces[i]) == 0;
     if (same)
         return;
-    for (size_t i = 0; i < self->n_my_backups; i++)
-        free(self->my_backups[i]);
-    free(self->my_backups);
+    s_free_backups(self);
     self->my_backups = calloc(n + 1, sizeof *self->my_backups);
-    self->n_my_backups = 0;
-    for (size_t i = 0; self->my_backups && i < n; i++)
-        if ((self->my_backups[self->n_my_backups] = strdup(names[i])))
-            self->n_my_backups++;
+    self->my_backup_spaces = calloc(n + 1, sizeof *self->my_backup_spaces);
+    for (size_t i = 0; self->my_backups && self->my_backup_spaces && i < n; i++) {
+        char *name = strdup(names[i]), *space = strdup(spaces[i]);
+        if (!name || !space) {
+            free(name);
+            free(space);
+            continue;
+        }
+        self->my_backups[self->n_my_backups] = name;
+        self->my_backup_spaces[self->n_my_backups++] = space;
+    }
     /* Who inherits our spaces is news worth spreading at once. */
     s_publish_meta(self, (uint64_t) pm_mono_ms());
 }
 
 size_t
-pm_mesh_backups_of(pm_mesh_t *self, const char *node, const char **out, size_t n)
+pm_mesh_backups_of(pm_mesh_t *self, const char *node, const char **out, const char **spaces,
+                   size_t n)
 {
     s_peer_t *p = zhashx_lookup(self->peers, node);
     size_t got = 0;
-    for (size_t i = 0; p && i < p->n_backups && got < n; i++)
+    for (size_t i = 0; p && i < p->n_backups && got < n; i++) {
+        if (spaces)
+            spaces[got] = p->backup_spaces[i];
         out[got++] = p->backups[i];
+    }
     return got;
+}
+
+const char *
+pm_mesh_primary_of(pm_mesh_t *self, const char *node)
+{
+    if (strcmp(node, self->node) == 0)
+        return self->space;
+    s_peer_t *p = zhashx_lookup(self->peers, node);
+    return p ? p->primary : NULL;
 }
 
 const char *
@@ -1054,9 +1114,7 @@ pm_mesh_destroy(pm_mesh_t **self_p)
     for (size_t i = 0; i < self->n_mine; i++)
         free(self->mine[i]);
     free(self->mine);
-    for (size_t i = 0; i < self->n_my_backups; i++)
-        free(self->my_backups[i]);
-    free(self->my_backups);
+    s_free_backups(self);
     free(self->mine_epochs);
     free(self->node);
     free(self->space);

@@ -76,6 +76,9 @@ void pm_mesh_claim(pm_mesh_t *self, const char *space, uint64_t epoch);
 void pm_mesh_unclaim(pm_mesh_t *self, const char *space);
 /* Whether this agent serves space; *epoch (if not NULL) gets its epoch. */
 int pm_mesh_owns(pm_mesh_t *self, const char *space, uint64_t *epoch);
+/* The spaces this agent serves (its primary first) and their epochs.
+ * Borrowed until the next claim or unclaim; returns how many. */
+size_t pm_mesh_served(pm_mesh_t *self, const char *const **spaces, const uint64_t **epochs);
 /* The highest epoch any member announced for space (0: none). */
 uint64_t pm_mesh_epoch(pm_mesh_t *self, const char *space);
 /* Member `node`'s primary id space and every space it served, with epochs,
@@ -89,11 +92,18 @@ size_t pm_mesh_spaces_of(pm_mesh_t *self, const char *node, const char **primary
 size_t pm_mesh_backups(pm_mesh_t *self, const char *node, const char *primary, size_t n,
                        const char **out);
 /* Announces the members that hold a full copy of our spaces (in order: the
- * first alive one takes over if we die). */
-void pm_mesh_set_backups(pm_mesh_t *self, const char *const *names, size_t n);
+ * first alive one takes over if we die), each with its primary space at the
+ * time (a restarted member under the same name holds no copy). */
+void pm_mesh_set_backups(pm_mesh_t *self, const char *const *names, const char *const *spaces,
+                         size_t n);
 /* The backups member `node` last announced (also after it died). Fills out
+ * (and spaces, if not NULL: each one's primary then, "" if not announced)
  * with borrowed names; returns how many. */
-size_t pm_mesh_backups_of(pm_mesh_t *self, const char *node, const char **out, size_t n);
+size_t pm_mesh_backups_of(pm_mesh_t *self, const char *node, const char **out,
+                          const char **spaces, size_t n);
+/* Member node's primary id space as last announced (ours for this agent), or
+ * NULL if unknown. Borrowed until the next tick. */
+const char *pm_mesh_primary_of(pm_mesh_t *self, const char *node);
 /* This agent's node name. Borrowed. */
 const char *pm_mesh_self(pm_mesh_t *self);
 

@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 /* Records per REPLICATE message in a state transfer: big enough to move a
  * million promises in ~1000 frames, small enough to stay far below the
@@ -30,6 +31,7 @@ typedef struct s_rec {
 
 typedef struct s_backup {
     char *name;
+    char *primary;        /* its primary space when chosen: a restart changes it */
     uint64_t acked;
     uint64_t counts_from; /* counted once acked >= this (end of its state transfer) */
     int counted;
@@ -45,6 +47,10 @@ struct pm_replica {
     s_rec_t *queue;
     size_t n, cap;
     uint64_t produced;
+    uint64_t stream;    /* this process's stream: LSNs count in it (random, never 0) */
+    uint64_t xfer_seq;  /* state transfers started */
+    uint64_t xfer_count; /* records in the transfer being sent */
+    uint64_t resyncs;   /* transfers a backup asked for (it missed records) */
     s_backup_t backups[S_MAX_BACKUPS];
     size_t n_backups;
     int degraded;
@@ -69,6 +75,12 @@ pm_replica_new(pm_mesh_t *mesh, const char *primary, int replicas,
                                                                       : replicas;
     self->hooks = *hooks;
     self->arg = arg;
+    /* A restarted owner starts its LSNs again: the stream id keeps a backup
+     * from reading them as the continuation of the old process's. */
+    if (getrandom(&self->stream, sizeof self->stream, 0) != sizeof self->stream)
+        self->stream = (uint64_t) pm_real_ms() ^ ((uint64_t) (uintptr_t) self << 16);
+    if (!self->stream)
+        self->stream = 1;
     /* An agent that just started has not found its peers yet: for the first
      * seconds, "no backup" means "not yet", not "alone". */
     self->hold_until = pm_mono_ms() + S_START_HOLD_MS;
@@ -93,8 +105,10 @@ pm_replica_destroy(pm_replica_t **self_p)
     pm_replica_t *self = *self_p;
     s_clear_queue(self);
     free(self->queue);
-    for (size_t i = 0; i < self->n_backups; i++)
+    for (size_t i = 0; i < self->n_backups; i++) {
         free(self->backups[i].name);
+        free(self->backups[i].primary);
+    }
     free(self->primary);
     free(self);
     *self_p = NULL;
@@ -125,10 +139,11 @@ pm_replica_record(pm_replica_t *self, const char *space, const uint8_t *rec, siz
     self->produced++;
 }
 
-/* Sends records [from, to) of arr (all of one space) to backup `to_node`. */
+/* Sends arr[0..n) (all of one space) to backup node: stream records first..lsn,
+ * or (full) part of the current state transfer. */
 static void
-s_send_batch(pm_replica_t *self, const char *node, const s_rec_t *arr, size_t n, uint64_t lsn,
-             int full)
+s_send_batch(pm_replica_t *self, const char *node, const s_rec_t *arr, size_t n, uint64_t first,
+             uint64_t lsn, int full)
 {
     pm_bytes_t stack[64];
     pm_bytes_t *b = n <= 64 ? stack : malloc(n * sizeof *b);
@@ -141,18 +156,19 @@ s_send_batch(pm_replica_t *self, const char *node, const s_rec_t *arr, size_t n,
     uint64_t epoch = 1;
     pm_mesh_owns(self->mesh, arr[0].space, &epoch);
     pm_msg_t m = {.type = PM_MSG_REPLICATE, .space = arr[0].space, .epoch = epoch,
-                  .lsn = lsn, .records = b, .record_count = n, .full = full};
+                  .lsn = lsn, .first = first, .records = b, .record_count = n, .full = full,
+                  .stream = self->stream, .xfer = full ? self->xfer_seq : 0};
     pm_mesh_send(self->mesh, node, &m);
     self->sent_records += n;
     if (b != stack)
         free(b);
 }
 
-/* Sends arr[0..n) grouped in runs of one space; the last message of the
- * whole carries lsn (earlier ones carry lsn too: acks are cumulative and
- * FIFO, so an early ack of lsn can only come after the whole batch). */
+/* Sends arr[0..n) grouped in runs of one space. Streamed records carry
+ * their LSNs (base + 1 is arr[0]'s), so the backup can tell a gap; transfer
+ * chunks carry none. */
 static void
-s_send_runs(pm_replica_t *self, const char *node, const s_rec_t *arr, size_t n, uint64_t lsn,
+s_send_runs(pm_replica_t *self, const char *node, const s_rec_t *arr, size_t n, uint64_t base,
             int full)
 {
     size_t i = 0;
@@ -160,7 +176,10 @@ s_send_runs(pm_replica_t *self, const char *node, const s_rec_t *arr, size_t n, 
         size_t j = i + 1;
         while (j < n && strcmp(arr[j].space, arr[i].space) == 0)
             j++;
-        s_send_batch(self, node, &arr[i], j - i, j == n ? lsn : 0, full);
+        if (full)
+            s_send_batch(self, node, &arr[i], j - i, 0, 0, 1);
+        else
+            s_send_batch(self, node, &arr[i], j - i, base + i + 1, base + j, 0);
         i = j;
     }
 }
@@ -191,6 +210,7 @@ s_xfer_add(pm_replica_t *self, const char *space, const uint8_t *rec, size_t len
     }
     memcpy(r->buf, rec, len);
     r->len = len;
+    self->xfer_count++;
     if (++self->xfer_n == S_TRANSFER_CHUNK)
         s_xfer_flush(self);
 }
@@ -202,21 +222,48 @@ static void
 s_transfer(pm_replica_t *self, s_backup_t *b)
 {
     self->xfer_to = b->name;
-    self->hooks.full_state(self->arg, self, s_xfer_add);
+    self->xfer_seq++;
+    self->xfer_count = 0;
+    self->hooks.full_state(self->arg, self, NULL, s_xfer_add);
     s_xfer_flush(self);
-    /* An empty marker carrying the watermark: acknowledged once everything
-     * before it is applied and durable at the backup. */
+    /* An empty marker carrying the watermark and the number of records sent:
+     * acknowledged once all of them arrived, are applied and durable at the
+     * backup. Records still queued here are part of the copy already (they
+     * are at or below the watermark), so the backup skips them. */
     const char *space = self->primary;
     pm_msg_t m = {.type = PM_MSG_REPLICATE, .space = space, .epoch = 1, .lsn = self->produced,
-                  .full = 1};
+                  .full = 1, .stream = self->stream, .xfer = self->xfer_seq,
+                  .count = self->xfer_count};
     pm_mesh_owns(self->mesh, space, &m.epoch);
     pm_mesh_send(self->mesh, b->name, &m);
     b->counted = 0;
+    b->acked = 0; /* what it acknowledged before may have a hole behind it */
     b->counts_from = self->produced;
     b->transfer_at = pm_mono_ms();
     self->transfers++;
     s_announce(self); /* not an heir until it has everything */
     pm_log_info("PM-REPL-TRANSFER", "copying the state to new backup %s", b->name);
+}
+
+/* Whether backup b is still the process we copied the state to: alive, and
+ * under the same primary space (a restart mints a new one). */
+static int
+s_backup_same(pm_replica_t *self, s_backup_t *b)
+{
+    if (!pm_mesh_is_up(self->mesh, b->name))
+        return 0;
+    const char *now = pm_mesh_primary_of(self->mesh, b->name);
+    if (!now || !*now)
+        return 1;
+    if (!*b->primary) { /* chosen before its metadata arrived */
+        char *p = strdup(now);
+        if (p) {
+            free(b->primary);
+            b->primary = p;
+        }
+        return 1;
+    }
+    return strcmp(now, b->primary) == 0;
 }
 
 /* Keeps backups that are alive; tops the set up from the rendezvous order. */
@@ -226,13 +273,15 @@ s_check_backups(pm_replica_t *self)
     size_t want = (size_t) self->replicas - 1;
     int changed = 0;
     for (size_t i = 0; i < self->n_backups;) {
-        if (pm_mesh_is_up(self->mesh, self->backups[i].name)) {
+        if (s_backup_same(self, &self->backups[i])) {
             i++;
             continue;
         }
-        pm_log_warn("PM-REPL-BACKUP-LOST", "backup %s is gone; choosing another",
-                    self->backups[i].name);
+        pm_log_warn("PM-REPL-BACKUP-LOST", "backup %s is gone%s; choosing another",
+                    self->backups[i].name,
+                    pm_mesh_is_up(self->mesh, self->backups[i].name) ? " (restarted)" : "");
         free(self->backups[i].name);
+        free(self->backups[i].primary);
         self->backups[i] = self->backups[--self->n_backups];
         changed = 1;
     }
@@ -257,8 +306,12 @@ s_check_backups(pm_replica_t *self)
             continue;
         s_backup_t *b = &self->backups[self->n_backups++];
         memset(b, 0, sizeof *b);
+        const char *primary = pm_mesh_primary_of(self->mesh, cand[i]);
         b->name = strdup(cand[i]);
-        if (!b->name) {
+        b->primary = strdup(primary ? primary : "");
+        if (!b->name || !b->primary) {
+            free(b->name);
+            free(b->primary);
             self->n_backups--;
             continue;
         }
@@ -273,7 +326,8 @@ pm_replica_flush(pm_replica_t *self)
     if (!self->n)
         return;
     for (size_t i = 0; i < self->n_backups; i++)
-        s_send_runs(self, self->backups[i].name, self->queue, self->n, self->produced, 0);
+        s_send_runs(self, self->backups[i].name, self->queue, self->n,
+                    self->produced - self->n, 0);
     s_clear_queue(self);
 }
 
@@ -285,20 +339,47 @@ pm_replica_resync(pm_replica_t *self)
         s_transfer(self, &self->backups[i]);
 }
 
-void
-pm_replica_ack(pm_replica_t *self, const char *from, const char *space, uint64_t lsn,
-               int fenced, uint64_t epoch)
+static void
+s_queue_add(pm_replica_t *self, const char *space, const uint8_t *rec, size_t len)
 {
-    if (fenced) {
+    pm_replica_record(self, space, rec, len);
+}
+
+size_t
+pm_replica_add_space(pm_replica_t *self, const char *space)
+{
+    uint64_t before = self->produced;
+    self->hooks.full_state(self->arg, self, space, s_queue_add);
+    return (size_t) (self->produced - before);
+}
+
+void
+pm_replica_ack(pm_replica_t *self, const char *from, const pm_msg_t *m)
+{
+    if (m->fenced) {
         self->fenced++;
         if (self->hooks.fenced)
-            self->hooks.fenced(self->arg, space, epoch);
+            self->hooks.fenced(self->arg, m->space, m->epoch);
         return;
     }
+    if (m->stream != self->stream)
+        return; /* meant for an earlier process of ours */
+    uint64_t lsn = m->lsn;
     for (size_t i = 0; i < self->n_backups; i++) {
         s_backup_t *b = &self->backups[i];
         if (strcmp(b->name, from) != 0)
             continue;
+        if (m->resync) {
+            /* It missed records. A transfer under way (younger than the
+             * retransfer period) already answers that request. */
+            if (!b->counted && pm_mono_ms() - b->transfer_at < S_RETRANSFER_MS)
+                return;
+            self->resyncs++;
+            pm_log_warn("PM-REPL-RESYNC", "backup %s missed records; copying the state again",
+                        b->name);
+            s_transfer(self, b);
+            return;
+        }
         if (lsn > b->acked)
             b->acked = lsn;
         if (!b->counted && b->acked >= b->counts_from) {
@@ -314,12 +395,14 @@ pm_replica_ack(pm_replica_t *self, const char *from, const char *space, uint64_t
 static void
 s_announce(pm_replica_t *self)
 {
-    const char *names[S_MAX_BACKUPS];
+    const char *names[S_MAX_BACKUPS], *spaces[S_MAX_BACKUPS];
     size_t n = 0;
     for (size_t i = 0; i < self->n_backups; i++)
-        if (self->backups[i].counted)
+        if (self->backups[i].counted) {
+            spaces[n] = self->backups[i].primary;
             names[n++] = self->backups[i].name;
-    pm_mesh_set_backups(self->mesh, names, n);
+        }
+    pm_mesh_set_backups(self->mesh, names, spaces, n);
 }
 
 uint64_t
@@ -364,11 +447,12 @@ pm_replica_stats_json(pm_replica_t *self)
         json_array_append_new(bs, json_pack("{s:s,s:I,s:b}", "node", self->backups[i].name,
                                             "acked", (json_int_t) self->backups[i].acked,
                                             "counted", self->backups[i].counted));
-    json_t *o = json_pack("{s:i,s:o,s:I,s:I,s:I,s:I,s:I}", "replicas", self->replicas,
+    json_t *o = json_pack("{s:i,s:o,s:I,s:I,s:I,s:I,s:I,s:I}", "replicas", self->replicas,
                           "backups", bs, "produced", (json_int_t) self->produced, "acked",
                           (json_int_t) pm_replica_acked(self), "transfers",
-                          (json_int_t) self->transfers, "records_sent",
-                          (json_int_t) self->sent_records, "fenced", (json_int_t) self->fenced);
+                          (json_int_t) self->transfers, "resyncs", (json_int_t) self->resyncs,
+                          "records_sent", (json_int_t) self->sent_records, "fenced",
+                          (json_int_t) self->fenced);
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;

@@ -8,8 +8,11 @@
  * backups acknowledge; the journal holds replies until every counted backup
  * has acknowledged the records before them. A backup that joins the set is
  * first sent the whole state ("copies the state over") and only counts once
- * it has acknowledged that. Knows nothing of the store: the agent supplies
- * the full state when asked.
+ * it has acknowledged that. Records are numbered in a stream of this process
+ * (see backup.h): a backup that missed some asks for the whole state again
+ * rather than acknowledge over a hole, and a backup that restarted (its
+ * primary space changed) is a new backup. Knows nothing of the store: the
+ * agent supplies the full state when asked.
  */
 #ifndef PM_REPLICA_H
 #define PM_REPLICA_H
@@ -26,8 +29,9 @@ typedef void(pm_replica_add_fn)(pm_replica_t *r, const char *space, const uint8_
                                  size_t len);
 
 typedef struct pm_replica_hooks {
-    /* Emits every record of the full state of every served space. */
-    void (*full_state)(void *arg, pm_replica_t *r, pm_replica_add_fn *add);
+    /* Emits every record of the full state of space, or (NULL) of every
+     * served space. */
+    void (*full_state)(void *arg, pm_replica_t *r, const char *space, pm_replica_add_fn *add);
     /* A backup refused our records for space: it knows a newer epoch. */
     void (*fenced)(void *arg, const char *space, uint64_t epoch);
 } pm_replica_hooks_t;
@@ -40,11 +44,16 @@ void pm_replica_destroy(pm_replica_t **self_p);
 void pm_replica_record(pm_replica_t *self, const char *space, const uint8_t *rec, size_t len);
 /* Once per loop iteration: re-checks the backup set and sends what is queued. */
 void pm_replica_flush(pm_replica_t *self);
-/* A backup's acknowledgement. */
-void pm_replica_ack(pm_replica_t *self, const char *from, const char *space, uint64_t lsn,
-                    int fenced, uint64_t epoch);
-/* Sends the full state again to every backup (after a takeover). */
+/* A backup's REPLICATE_ACK (an acknowledgement, a resync request or a
+ * fencing refusal). */
+void pm_replica_ack(pm_replica_t *self, const char *from, const pm_msg_t *m);
+/* Sends the whole state to every backup again: after a space moved away,
+ * the records of it that the backups refused left a hole in the stream. */
 void pm_replica_resync(pm_replica_t *self);
+/* Streams the whole state of space (just taken over) to the backups as
+ * ordinary records, so the backups that hold the rest keep counting (and
+ * stay heirs) while they receive it. Returns the records queued. */
+size_t pm_replica_add_space(pm_replica_t *self, const char *space);
 /* Records produced so far, and acknowledged by every counted backup (equal
  * to produced when no backup can be had: the mesh is too small). */
 uint64_t pm_replica_produced(const pm_replica_t *self);

@@ -17,6 +17,7 @@
 #include "journal.h"
 #include "log.h"
 #include "mesh.h"
+#include "backup.h"
 #include "replica.h"
 #include "store.h"
 #include "timer.h"
@@ -43,6 +44,10 @@
 /* How often idle sessions are swept; a quarter of the shortest allowed
  * client_timeout keeps detection within ~1.25x the timeout. */
 #define S_SWEEP_MS 50
+/* A just-started agent has not heard every member's metadata: a join and the
+ * first full sync take ~1 s. Until this long after its start, a request on a
+ * space it has never heard of waits for that rather than failing NOT_FOUND. */
+#define S_YOUNG_MS 3000
 /* Messages handled per poll wake-up before timers get a turn. */
 #define S_BATCH 512
 /* Largest list page, whatever the client asks: bounds reply size. */
@@ -100,6 +105,7 @@ typedef struct s_relay {
     uint8_t *frame;   /* the request as sent, to send again to a new owner */
     size_t frame_len;
     int parked;       /* its owner died; waiting for a takeover to be announced */
+    int unknown;      /* parked because, just started, we had not heard of its space */
     uint64_t session; /* S_RELAY_OP: whom to answer */
     uint64_t req_id;  /* S_RELAY_OP: the client's req_id */
     char node[PM_WIRE_MAX_NAME + 1];
@@ -155,16 +161,22 @@ struct pm_agent {
     pm_mesh_t *mesh;     /* NULL: single node */
     pm_journal_t *journal; /* NULL: no data dir and no replication */
     pm_replica_t *replica; /* NULL: replicas == 1 or no mesh */
+    pm_backup_t *backup;   /* what we hold of other owners' streams; NULL: no mesh */
     int replicas;
     zhashx_t *rthens;      /* q id -> s_rthen_t: continuations of spaces we back up */
-    char *probation;       /* our space from before a restart, not yet resumed */
+    /* Spaces we served before a restart (our old primary, and spaces we had
+     * taken over or resumed), not yet resumed: each is served again at the
+     * end of the grace period unless another agent serves it by then. */
+    pm_journal_claim_t *probation;
+    size_t n_probation;
     int64_t probation_until;
     uint64_t takeovers, parked;
     uint8_t *token_key;    /* settle-token secret; NULL: none configured */
     size_t token_key_len;
     uint64_t generation;
     int64_t retention;
-    int64_t next_expire, next_compact;
+    int64_t next_expire, next_compact, next_retire;
+    uint64_t retired;
     int64_t forward_timeout;
     zhashx_t *relays;    /* "%llx" relay id -> s_relay_t (owned) */
     pm_timers_t *relay_timers;
@@ -193,6 +205,8 @@ struct pm_agent {
     int64_t cur_t0_us;
     uint64_t bad_frames;
     uint64_t replies_dropped;
+    uint64_t replies_failed; /* held replies answered with an error instead */
+    int fail_err;            /* the error s_fail_held answers with */
     uint64_t sessions_expired;
     uint64_t waiters_timed_out;
 };
@@ -318,6 +332,35 @@ s_journal_send(void *arg, uint64_t session, const char *peer, uint8_t *buf, size
         zmq_msg_close(&body);
         self->replies_dropped++;
     }
+}
+
+/* The journal hands over a held reply that must not be sent (its change may
+ * not survive): the request is answered with self->fail_err instead. */
+static void
+s_fail_held(void *arg, uint64_t session, const char *peer, uint8_t *buf, size_t len)
+{
+    pm_agent_t *self = arg;
+    pm_msg_t m;
+    if (pm_wire_decode(buf, len, &m) == PM_OK && m.type == PM_MSG_REPLY) {
+        pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m.req_id, .err = self->fail_err,
+                      .from = peer ? self->node : NULL,
+                      .message = self->fail_err == PM_ERR_UNREACHABLE
+                                     ? "the id space moved to another agent before this "
+                                       "change reached its backups: it may not have happened"
+                                     : pm_strerror(self->fail_err)};
+        size_t n;
+        uint8_t *out = pm_wire_encode(&r, &n);
+        if (out) {
+            self->replies_failed++;
+            s_journal_send(self, session, peer, out, n, 0, 0);
+        } else {
+            self->replies_dropped++;
+        }
+    } else {
+        self->replies_dropped++;
+    }
+    pm_wire_release(&m);
+    free(buf);
 }
 
 static void
@@ -683,12 +726,26 @@ s_store_changed(void *arg, pm_store_event_t ev, const pm_prom_t *p)
     pm_journal_store_event(self->journal, ev, p);
 }
 
+/* What a snapshot keeps besides the promises: continuations (ours and those
+ * of spaces we back up) and the spaces we serve or may resume. */
 static int
-s_snapshot_thens(void *arg, pm_journal_t *j)
+s_snapshot_extra(void *arg, pm_journal_t *j)
 {
     pm_agent_t *self = arg;
     for (s_then_t *t = self->thens; t; t = t->next)
         pm_journal_snapshot_then(j, t->source, t->function, t->target);
+    for (s_rthen_t *t = zhashx_first(self->rthens); t; t = zhashx_next(self->rthens))
+        pm_journal_snapshot_then(j, t->p, t->function, t->q);
+    for (size_t i = 0; i < self->n_probation; i++)
+        pm_journal_snapshot_claim(j, self->probation[i].space, self->probation[i].epoch);
+    if (self->mesh) {
+        const char *const *spaces;
+        const uint64_t *epochs;
+        size_t n = pm_mesh_served(self->mesh, &spaces, &epochs);
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(spaces[i], self->space) != 0 || epochs[i] > 1)
+                pm_journal_snapshot_claim(j, spaces[i], epochs[i]);
+    }
     return 0;
 }
 
@@ -753,7 +810,51 @@ s_restore_thens(pm_agent_t *self, const pm_journal_state_t *st)
     return st->then_count;
 }
 
-/* Once a second: drop promises past retention; now and then, compact. */
+/* How often served spaces are checked for emptiness: cheap (one pass over
+ * the store), and a space left empty can wait that long. */
+#define S_RETIRE_MS 10000
+
+static void s_probation_drop(pm_agent_t *self, const char *space);
+
+/* Spaces we serve besides our primary that hold no promise any more are
+ * given up: every restart leaves a space behind for its heir, and without
+ * this they would pile up in the metadata we gossip. Nothing new is ever
+ * minted in them (new ids go to primaries), so an empty one stays empty. */
+static void
+s_retire_empty(pm_agent_t *self)
+{
+    const char *const *spaces;
+    const uint64_t *epochs;
+    if (pm_mesh_served(self->mesh, &spaces, &epochs) <= 1)
+        return;
+    zhashx_t *used = zhashx_new();
+    if (!used)
+        return;
+    char space[PM_WIRE_MAX_NAME + 1];
+    for (pm_prom_t *p = pm_store_oldest(self->store); p; p = p->newer)
+        if (s_space_of(p->id, space, sizeof space))
+            zhashx_insert(used, space, (void *) "");
+    zlistx_t *empty = zlistx_new();
+    size_t n = pm_mesh_served(self->mesh, &spaces, &epochs);
+    for (size_t i = 0; empty && i < n; i++)
+        if (strcmp(spaces[i], self->space) != 0 && !zhashx_lookup(used, spaces[i]))
+            zlistx_add_end(empty, strdup(spaces[i]));
+    zhashx_destroy(&used);
+    for (char *sp = empty ? zlistx_first(empty) : NULL; sp; sp = zlistx_next(empty)) {
+        pm_log_info("PM-SPACE-RETIRED", "id space %s holds no promise any more: no longer "
+                    "served", sp);
+        pm_mesh_unclaim(self->mesh, sp);
+        s_probation_drop(self, sp);
+        if (self->journal)
+            pm_journal_release(self->journal, sp);
+        self->retired++;
+        free(sp);
+    }
+    zlistx_destroy(&empty);
+}
+
+/* Once a second: drop promises past retention; now and then, compact; every
+ * S_RETIRE_MS, give up served spaces left empty. */
 static void
 s_housekeeping(pm_agent_t *self, int64_t mono)
 {
@@ -765,7 +866,11 @@ s_housekeeping(pm_agent_t *self, int64_t mono)
     if (self->journal && mono >= self->next_compact) {
         self->next_compact = mono + 5000;
         pm_journal_maybe_compact(self->journal, self->store, self->space, self->generation,
-                                 s_snapshot_thens, self);
+                                 s_snapshot_extra, self);
+    }
+    if (self->mesh && mono >= self->next_retire) {
+        self->next_retire = mono + S_RETIRE_MS;
+        s_retire_empty(self);
     }
 }
 
@@ -962,6 +1067,11 @@ static void
 s_relay_expired(pm_agent_t *self, s_relay_t *r)
 {
     self->relay_timeouts++;
+    if (r->parked && r->unknown) {
+        /* Still nobody serves that space now that we know the mesh. */
+        s_relay_fail(self, r, PM_ERR_NOT_FOUND);
+        return;
+    }
     if (r->parked) {
         /* Nobody announced a takeover in time: the space is lost. */
         self->owner_lost++;
@@ -1131,7 +1241,7 @@ s_on_peer_message(void *arg, const char *from, pm_msg_t *m)
         s_on_replicate(self, from, m);
     } else if (m->type == PM_MSG_REPLICATE_ACK) {
         if (self->replica) {
-            pm_replica_ack(self->replica, from, m->space, m->lsn, m->fenced, m->epoch);
+            pm_replica_ack(self->replica, from, m);
             pm_journal_repl(self->journal, pm_replica_produced(self->replica),
                             pm_replica_acked(self->replica));
         }
@@ -1250,35 +1360,52 @@ s_on_replicate(pm_agent_t *self, const char *from, const pm_msg_t *m)
     uint64_t mine = 0, known = pm_mesh_epoch(self->mesh, m->space);
     int owned = pm_mesh_owns(self->mesh, m->space, &mine);
     s_session_t *peer = s_peer_session(self, from);
-    if ((owned && mine >= m->epoch && strcmp(from, self->node) != 0) || known > m->epoch) {
+    /* (A transfer's closing marker carries no records: nothing to fence.) */
+    if (m->record_count &&
+        ((owned && mine >= m->epoch && strcmp(from, self->node) != 0) || known > m->epoch)) {
         /* Fencing: whoever sends this lost the space to a newer epoch. */
         pm_msg_t nack = {.type = PM_MSG_REPLICATE_ACK, .space = m->space, .fenced = 1,
-                         .epoch = known > mine ? known : mine};
+                         .epoch = known > mine ? known : mine, .stream = m->stream};
         if (peer)
             s_send(self, peer, &nack);
         pm_log_warn("PM-REPL-FENCED", "refused records of %s from %s at epoch %llu (we know "
                     "epoch %llu)", m->space, from, (unsigned long long) m->epoch,
                     (unsigned long long) nack.epoch);
+        /* The stream now has a hole: what follows needs a new transfer. */
+        pm_backup_forget(self->backup, from);
         return;
     }
-    for (size_t i = 0; i < m->record_count; i++)
+    /* Only what follows on what we hold, with no hole before it, is applied
+     * and acknowledged (backup.h). */
+    pm_backup_verdict_t v;
+    pm_backup_check(self->backup, from, m, pm_mono_ms(), &v);
+    for (size_t i = v.apply ? v.skip : m->record_count; i < m->record_count; i++)
         s_apply_record(self, m->records[i].data, m->records[i].len);
-    /* Acknowledge the end of every batch, and every state-transfer message
-     * (an idle owner's transfer ends at LSN 0, and must count too). */
-    if ((m->lsn || m->full) && peer) {
-        pm_msg_t ack = {.type = PM_MSG_REPLICATE_ACK, .space = m->space, .lsn = m->lsn};
+    if (!peer)
+        return;
+    if (v.resync) {
+        pm_log_warn("PM-REPL-GAP", "records of %s from %s: %s; asking for its whole state",
+                    m->space, from, v.why);
+        pm_msg_t req = {.type = PM_MSG_REPLICATE_ACK, .space = m->space, .resync = 1,
+                        .stream = m->stream};
+        s_send(self, peer, &req);
+    } else if (v.ack) {
+        pm_msg_t ack = {.type = PM_MSG_REPLICATE_ACK, .space = m->space, .lsn = v.lsn,
+                        .stream = m->stream};
         s_send(self, peer, &ack); /* held by the journal until durable here */
     }
 }
 
-/* Replica hook: every record of every space we serve, for a new backup. */
+/* Replica hook: every record of `only` (NULL: of every space we serve), for
+ * a new backup or after a takeover. */
 static void
-s_full_state(void *arg, pm_replica_t *r, pm_replica_add_fn *add)
+s_full_state(void *arg, pm_replica_t *r, const char *only, pm_replica_add_fn *add)
 {
     pm_agent_t *self = arg;
     char space[PM_WIRE_MAX_NAME + 1];
     for (pm_prom_t *p = pm_store_oldest(self->store); p; p = p->newer) {
-        if (!s_space_of(p->id, space, sizeof space) || !pm_mesh_owns(self->mesh, space, NULL))
+        if (!s_space_of(p->id, space, sizeof space) || !pm_mesh_owns(self->mesh, space, NULL) ||
+            (only && strcmp(space, only) != 0))
             continue;
         pm_rec_t rec = {.kind = PM_REC_CREATE};
         pm_journal_view(p, &rec.promise);
@@ -1299,7 +1426,8 @@ s_full_state(void *arg, pm_replica_t *r, pm_replica_add_fn *add)
         }
     }
     for (s_then_t *t = self->thens; t; t = t->next) {
-        if (!s_space_of(t->target, space, sizeof space))
+        if (!s_space_of(t->target, space, sizeof space) || (only && strcmp(space, only) != 0) ||
+            !pm_mesh_owns(self->mesh, space, NULL))
             continue;
         pm_rec_t rec = {.kind = PM_REC_THEN, .function = t->function, .target = t->target};
         rec.promise.id = t->source;
@@ -1311,6 +1439,28 @@ s_full_state(void *arg, pm_replica_t *r, pm_replica_add_fn *add)
     }
 }
 
+
+
+/* Adds space (served at epoch before a restart) to those to resume, or
+ * raises its epoch. -1 when out of memory. */
+static int
+s_probation_add(pm_agent_t *self, const char *space, uint64_t epoch)
+{
+    for (size_t i = 0; i < self->n_probation; i++)
+        if (strcmp(self->probation[i].space, space) == 0) {
+            if (epoch > self->probation[i].epoch)
+                self->probation[i].epoch = epoch;
+            return 0;
+        }
+    pm_journal_claim_t *c = realloc(self->probation, (self->n_probation + 1) * sizeof *c);
+    if (!c)
+        return -1;
+    self->probation = c;
+    if (!(c[self->n_probation].space = strdup(space)))
+        return -1;
+    c[self->n_probation++].epoch = epoch;
+    return 0;
+}
 
 /* We serve space from now on: its promises' timers run, its continuations
  * are ours, its state goes to our backups. */
@@ -1334,8 +1484,17 @@ s_take_space(pm_agent_t *self, const char *space, uint64_t epoch, const char *wh
     }
     zlistx_destroy(&mine);
     self->takeovers++;
-    if (self->replica)
-        pm_replica_resync(self->replica);
+    s_probation_drop(self, space);
+    /* So a restart of ours serves it again, unless somebody else does. */
+    if (self->journal)
+        pm_journal_claim(self->journal, space, epoch);
+    /* Our backups hold everything else we serve: the new space goes to them
+     * in the ordinary stream, so they stay counted (and heirs) meanwhile,
+     * and replies on it wait until they have it. */
+    if (self->replica) {
+        pm_replica_add_space(self->replica, space);
+        pm_journal_repl(self->journal, pm_replica_produced(self->replica), 0);
+    }
     pm_log_warn("PM-TAKEOVER", "serving id space %s at epoch %llu (%s): %zu promises, %zu "
                 "continuations, in %lld ms", space, (unsigned long long) epoch, why, n, nthen,
                 (long long) (pm_mono_ms() - t0));
@@ -1353,17 +1512,27 @@ s_maybe_take_over(pm_agent_t *self, const char *name)
     if (!n)
         return;
     /* The heir is the first of the backups the owner announced that is
-     * still alive: only announced backups hold the whole state. */
-    const char *heirs[16];
-    size_t nh = pm_mesh_backups_of(self->mesh, name, heirs, 16);
+     * still the same process (alive, under the primary space it had then):
+     * only those hold the whole state. A backup that restarted since holds
+     * what its WAL kept, which may miss the last records. */
+    const char *heirs[16], *heir_spaces[16];
+    size_t nh = pm_mesh_backups_of(self->mesh, name, heirs, heir_spaces, 16);
     const char *heir = NULL;
-    for (size_t i = 0; i < nh && !heir; i++)
-        if (strcmp(heirs[i], self->node) == 0 || pm_mesh_is_up(self->mesh, heirs[i]))
-            heir = heirs[i];
+    for (size_t i = 0; i < nh && !heir; i++) {
+        int me = strcmp(heirs[i], self->node) == 0;
+        if (!me && !pm_mesh_is_up(self->mesh, heirs[i]))
+            continue;
+        const char *now = pm_mesh_primary_of(self->mesh, heirs[i]);
+        if (*heir_spaces[i] && now && strcmp(now, heir_spaces[i]) != 0) {
+            pm_log_warn("PM-TAKEOVER-SKIP", "%s's backup %s restarted since it got the copy; "
+                        "it cannot take over", name, heirs[i]);
+            continue;
+        }
+        heir = heirs[i];
+    }
     if (!heir) {
-        if (nh == 0)
-            pm_log_warn("PM-TAKEOVER-NONE", "%s announced no backup with its state: its "
-                        "promises are lost", name);
+        pm_log_warn("PM-TAKEOVER-NONE", "%s has no backup that holds its state (%zu announced): "
+                    "its spaces wait for it to restart on its data dir", name, nh);
         return;
     }
     if (strcmp(heir, self->node) != 0)
@@ -1391,20 +1560,35 @@ s_maybe_take_over(pm_agent_t *self, const char *name)
     free(ep);
 }
 
+/* Takes space off the spaces waiting to be resumed after a restart. */
+static void
+s_probation_drop(pm_agent_t *self, const char *space)
+{
+    for (size_t i = 0; i < self->n_probation; i++)
+        if (strcmp(self->probation[i].space, space) == 0) {
+            free(self->probation[i].space);
+            self->probation[i] = self->probation[--self->n_probation];
+            return;
+        }
+}
+
+static void s_on_moved(void *arg, const char *space);
+
 /* Replica hook: a backup told us a space of ours moved on. */
 static void
 s_on_fenced(void *arg, const char *space, uint64_t epoch)
 {
     pm_agent_t *self = arg;
-    if (!pm_mesh_owns(self->mesh, space, NULL))
+    uint64_t mine = 0;
+    /* A refusal of an epoch below ours is stale (meant for an earlier
+     * holder, or our previous process). */
+    if (!pm_mesh_owns(self->mesh, space, &mine) || mine > epoch)
         return;
     pm_log_error("PM-FENCED", "id space %s is served elsewhere at epoch %llu: we stop "
                  "serving it and acknowledge nothing more for it", space,
                  (unsigned long long) epoch);
     pm_mesh_unclaim(self->mesh, space);
-    char prefix[PM_WIRE_MAX_NAME + 2];
-    snprintf(prefix, sizeof prefix, "%s~", space);
-    pm_store_passivate(self->store, prefix, 0);
+    s_on_moved(self, space);
 }
 
 /* Mesh hook: a space we served is served elsewhere at a newer epoch. */
@@ -1415,32 +1599,68 @@ s_on_moved(void *arg, const char *space)
     char prefix[PM_WIRE_MAX_NAME + 2];
     snprintf(prefix, sizeof prefix, "%s~", space);
     pm_store_passivate(self->store, prefix, 0);
-    if (self->probation && strcmp(self->probation, space) == 0) {
-        free(self->probation);
-        self->probation = NULL;
+    s_probation_drop(self, space);
+    /* Its continuations are the new owner's now (it revived them from its
+     * copy): ours would only run them a second time. */
+    size_t plen = strlen(prefix);
+    for (s_then_t *t = self->thens, *next; t; t = next) {
+        next = t->next;
+        if (strncmp(t->target, prefix, plen) != 0)
+            continue;
+        pm_watch_cancel(&t->watch);
+        s_then_unlink(self, t);
+        s_then_free(t);
     }
+    if (self->journal) {
+        pm_journal_release(self->journal, space);
+        /* Changes the backups have not acknowledged may not be at the new
+         * owner: their replies become errors, never acknowledgements. */
+        self->fail_err = PM_ERR_UNREACHABLE;
+        size_t n = pm_journal_fail_unreplicated(self->journal, s_fail_held, self);
+        if (n)
+            pm_log_warn("PM-REPLIES-FAILED", "%zu held repl%s answered UNREACHABLE: id space "
+                        "%s moved before their changes were replicated", n, n == 1 ? "y" : "ies",
+                        space);
+    }
+    /* The backups refused (or will refuse) what we had of that space: they
+     * get what we still serve afresh, so acknowledgements flow again. */
+    if (self->replica)
+        pm_replica_resync(self->replica);
 }
 
-/* A restarted agent resumes its old space only if nobody took it over. */
+/* A restarted agent resumes a space it served before only if nobody took it
+ * over, and nobody served it at a newer epoch than ours meanwhile (then its
+ * WAL would be stale: that server's own restart resumes it). */
 static void
 s_check_probation(pm_agent_t *self, int64_t mono)
 {
-    if (!self->probation || mono < self->probation_until)
+    if (!self->n_probation || mono < self->probation_until)
         return;
-    const char *node = NULL;
-    pm_route_t r = pm_mesh_route(self->mesh, self->probation, &node);
-    char id[PM_WIRE_MAX_NAME + 4];
-    snprintf(id, sizeof id, "%s~x", self->probation);
-    r = pm_mesh_route(self->mesh, id, &node);
-    if (r == PM_ROUTE_REMOTE) {
-        pm_log_info("PM-SPACE-MOVED", "id space %s was taken over by %s while we were down; "
-                    "new promises go to %s", self->probation, node, self->space);
-    } else {
-        uint64_t e = pm_mesh_epoch(self->mesh, self->probation);
-        s_take_space(self, self->probation, e + 1, "nobody took it over while we were down");
+    while (self->n_probation) {
+        pm_journal_claim_t c = self->probation[--self->n_probation];
+        const char *node = NULL;
+        char id[PM_WIRE_MAX_NAME + 4];
+        snprintf(id, sizeof id, "%s~x", c.space);
+        pm_route_t r = pm_mesh_route(self->mesh, id, &node);
+        uint64_t known = pm_mesh_epoch(self->mesh, c.space);
+        if (r == PM_ROUTE_REMOTE) {
+            pm_log_info("PM-SPACE-MOVED", "id space %s was taken over by %s while we were "
+                        "down; new promises go to %s", c.space, node, self->space);
+            if (self->journal)
+                pm_journal_release(self->journal, c.space);
+        } else if (r == PM_ROUTE_LOCAL) {
+            /* served already */
+        } else if (known > c.epoch) {
+            pm_log_warn("PM-SPACE-SUPERSEDED", "id space %s was served at epoch %llu after "
+                        "ours (%llu); not resuming it from our older copy", c.space,
+                        (unsigned long long) known, (unsigned long long) c.epoch);
+            if (self->journal)
+                pm_journal_release(self->journal, c.space);
+        } else {
+            s_take_space(self, c.space, c.epoch + 1, "nobody took it over while we were down");
+        }
+        free(c.space);
     }
-    free(self->probation);
-    self->probation = NULL;
 }
 
 /* ---- requests waiting for a takeover -------------------------------------- */
@@ -1544,6 +1764,10 @@ s_on_member(void *arg, pm_mesh_event_t ev, const char *name)
     }
     if (self->replica)
         s_maybe_take_over(self, name);
+    /* Its channel is gone, and what was queued on it: whatever comes from
+     * that name next must start with a state transfer. */
+    if (self->backup)
+        pm_backup_forget(self->backup, name);
     /* Everything that waited on that member: with backups, it waits for
      * the takeover; without, it ends now with a typed error. */
     zlistx_t *gone = zlistx_new();
@@ -1595,6 +1819,52 @@ s_on_member(void *arg, pm_mesh_event_t ev, const char *name)
         s_unpark(self); /* we may have taken it over ourselves */
 }
 
+/* Parks a client's request until its space is served somewhere (s_unpark):
+ * its owner died and a takeover is coming, or (unknown) we just started and
+ * have not heard of the space yet. 1 if parked, 0 if it could not be. */
+static int
+s_park_request(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t mono, int unknown)
+{
+    s_relay_kind_t kind = m->type == PM_MSG_AWAIT && m->timeout_ms ? S_RELAY_SUB : S_RELAY_OP;
+    s_relay_t *r = s_relay_new(self, kind, "", m->id);
+    pm_msg_t copy = *m;
+    copy.req_id = r ? r->id : 0;
+    copy.from = self->node;
+    if (kind == S_RELAY_SUB)
+        copy.timeout_ms = -1;
+    size_t len;
+    if (!r || !(r->frame = pm_wire_encode(&copy, &len))) {
+        if (r)
+            s_relay_free(self, r);
+        return 0;
+    }
+    r->frame_len = len;
+    r->session = s->id;
+    r->req_id = m->req_id;
+    if (kind == S_RELAY_SUB) {
+        s_rwait_t *rw = zhashx_lookup(self->rwaits, m->id);
+        if (!rw) {
+            size_t n = strlen(m->id);
+            rw = calloc(1, sizeof *rw + n + 1);
+            if (rw) {
+                memcpy(rw->id, m->id, n + 1);
+                rw->relay = r->id;
+                zhashx_insert(self->rwaits, rw->id, rw);
+            }
+        }
+        int werr = PM_OK;
+        s_waiter_t *w = rw ? s_waiter_new(self, s, m, mono, &werr) : NULL;
+        if (w)
+            pm_watch_link(&rw->watches, &w->watch, NULL);
+    }
+    s_park(self, r);
+    if (unknown) {
+        r->unknown = 1;
+        pm_timers_set(self->relay_timers, &r->timer, self->started_mono + S_YOUNG_MS);
+    }
+    return 1;
+}
+
 /* Routes a client's request on a promise that may live elsewhere. Returns 1
  * when handled here (relayed or refused in *err), 0 when it is local. */
 static int
@@ -1605,47 +1875,21 @@ s_route(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t mono, int *
     case PM_ROUTE_LOCAL:
         return 0;
     case PM_ROUTE_LOST:
-        if (self->replica) {
-            /* Its owner died; a backup is taking over: wait for it. */
-            s_relay_kind_t kind = m->type == PM_MSG_AWAIT && m->timeout_ms ? S_RELAY_SUB
-                                                                           : S_RELAY_OP;
-            s_relay_t *r = s_relay_new(self, kind, "", m->id);
-            pm_msg_t copy = *m;
-            copy.req_id = r ? r->id : 0;
-            copy.from = self->node;
-            if (kind == S_RELAY_SUB)
-                copy.timeout_ms = -1;
-            size_t len;
-            if (r && (r->frame = pm_wire_encode(&copy, &len))) {
-                r->frame_len = len;
-                r->session = s->id;
-                r->req_id = m->req_id;
-                if (kind == S_RELAY_SUB) {
-                    s_rwait_t *rw = zhashx_lookup(self->rwaits, m->id);
-                    if (!rw) {
-                        size_t n = strlen(m->id);
-                        rw = calloc(1, sizeof *rw + n + 1);
-                        if (rw) {
-                            memcpy(rw->id, m->id, n + 1);
-                            rw->relay = r->id;
-                            zhashx_insert(self->rwaits, rw->id, rw);
-                        }
-                    }
-                    int werr = PM_OK;
-                    s_waiter_t *w = rw ? s_waiter_new(self, s, m, mono, &werr) : NULL;
-                    if (w)
-                        pm_watch_link(&rw->watches, &w->watch, NULL);
-                }
-                s_park(self, r);
-                *err = PM_OK;
-                return 1;
-            }
-            if (r)
-                s_relay_free(self, r);
+        /* Its owner died; a backup is taking over: wait for it. */
+        if (self->replica && s_park_request(self, s, m, mono, 0)) {
+            *err = PM_OK;
+            return 1;
         }
         *err = PM_ERR_OWNER_LOST;
         return 1;
     case PM_ROUTE_UNKNOWN:
+        /* Just started, we may not have heard of the space yet: wait for the
+         * members' metadata a moment before calling the id unknown. */
+        if (self->replica && mono - self->started_mono < S_YOUNG_MS &&
+            s_park_request(self, s, m, mono, 1)) {
+            *err = PM_OK;
+            return 1;
+        }
         *err = PM_ERR_NOT_FOUND;
         return 1;
     case PM_ROUTE_REMOTE:
@@ -1779,7 +2023,7 @@ s_do_status(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
         waiters += x->n_waiters;
     json_t *o = json_pack(
         "{s:s,s:s,s:s,s:I,s:o,s:o,s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
-        "s:{s:I,s:I}}",
+        "s:{s:I,s:I,s:I}}",
         "node", self->node, "version", PMESH_VERSION, "id_space", self->space, "uptime_ms",
         (json_int_t) (pm_mono_ms() - self->started_mono), "promises", promises, "ops", ops,
         "clients", "sessions", (json_int_t) zhashx_size(self->sessions), "waiters",
@@ -1790,7 +2034,7 @@ s_do_status(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
         (json_int_t) ws.failed, "retried", (json_int_t) ws.retried, "dropped",
         (json_int_t) ws.dropped, "not_holder", (json_int_t) ws.not_holder, "errors",
         "bad_frames", (json_int_t) self->bad_frames, "replies_dropped",
-        (json_int_t) self->replies_dropped);
+        (json_int_t) self->replies_dropped, "replies_failed", (json_int_t) self->replies_failed);
     if (o && self->mesh) {
         char *ms = pm_mesh_stats_json(self->mesh);
         json_t *mj = ms ? json_loads(ms, 0, NULL) : NULL;
@@ -1816,9 +2060,14 @@ s_do_status(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
         free(rs);
         if (rj) {
             json_object_set_new(rj, "takeovers", json_integer((json_int_t) self->takeovers));
+            json_object_set_new(rj, "spaces_retired", json_integer((json_int_t) self->retired));
             json_object_set_new(rj, "parked", json_integer((json_int_t) self->parked));
             json_object_set_new(rj, "replica_continuations",
                                 json_integer((json_int_t) zhashx_size(self->rthens)));
+            json_object_set_new(rj, "owners_in_sync",
+                                json_integer((json_int_t) pm_backup_synced(self->backup)));
+            json_object_set_new(rj, "resyncs_asked",
+                                json_integer((json_int_t) pm_backup_resyncs(self->backup)));
             json_object_set_new(o, "replication", rj);
         }
     }
@@ -2251,11 +2500,16 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
         char b36[16];
         s_base36(boot & 0xffffffffffULL, b36);
         snprintf(self->space, sizeof self->space, "%s-%s", node, b36);
-        /* With backups, our old space may have been taken over while we were
-         * down: new promises go to a new space, and the old one is resumed
-         * only if nobody announces it within takeover_grace. */
-        if (st.space[0])
-            self->probation = strdup(st.space);
+        /* With backups, the spaces we served may have been taken over while
+         * we were down: new promises go to a new space, and the old ones are
+         * resumed only if nobody announces them within takeover_grace. */
+        int oom = st.space[0] && s_probation_add(self, st.space, 1) != 0;
+        for (size_t i = 0; !oom && i < st.claimed_count; i++)
+            oom = s_probation_add(self, st.claimed[i].space, st.claimed[i].epoch) != 0;
+        if (oom) {
+            pm_journal_state_free(&st);
+            goto fail;
+        }
     }
     if (self->journal) {
         pm_journal_set_record_hook(self->journal, s_on_record, self);
@@ -2274,10 +2528,11 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
             pm_journal_state_free(&st);
             goto fail;
         }
-        for (size_t i = 0; i < st.claimed_count; i++)
-            if (!replicated)
-                pm_mesh_claim(self->mesh, st.claimed[i], pm_mesh_epoch(self->mesh,
-                                                                       st.claimed[i]) + 1);
+        self->backup = pm_backup_new();
+        if (!self->backup) {
+            pm_journal_state_free(&st);
+            goto fail;
+        }
         if (replicated) {
             pm_replica_hooks_t rh = {.full_state = s_full_state, .fenced = s_on_fenced};
             self->replica = pm_replica_new(self->mesh, self->space, self->replicas, &rh, self);
@@ -2291,10 +2546,12 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
             snprintf(keep, sizeof keep, "%s~", self->space);
             pm_store_passivate(self->store, keep, 1);
             self->probation_until = pm_mono_ms() + cfg->takeover_grace;
-            if (self->probation)
-                pm_log_info("PM-SPACE-PROBATION", "restarted: id space %s is resumed in %lld ms "
-                            "unless another agent serves it; new promises go to %s",
-                            self->probation, (long long) cfg->takeover_grace, self->space);
+            for (size_t i = 0; i < self->n_probation; i++)
+                pm_log_info("PM-SPACE-PROBATION", "restarted: id space %s (epoch %llu) is "
+                            "resumed in %lld ms unless another agent serves it; new promises "
+                            "go to %s", self->probation[i].space,
+                            (unsigned long long) self->probation[i].epoch,
+                            (long long) cfg->takeover_grace, self->space);
         }
     }
 
@@ -2396,10 +2653,18 @@ pm_agent_destroy(pm_agent_t **self_p)
         s_deleg_unlink(self, d);
         s_deleg_free(d);
     }
+    if (self->journal) {
+        /* Replies the backups have not acknowledged are no acknowledgement. */
+        self->fail_err = PM_ERR_AGENT_SHUTTING_DOWN;
+        pm_journal_fail_unreplicated(self->journal, s_fail_held, self);
+    }
     pm_journal_close(&self->journal); /* releases what it held while the sockets live */
     pm_replica_destroy(&self->replica);
     zhashx_destroy(&self->rthens);
+    while (self->n_probation)
+        free(self->probation[--self->n_probation].space);
     free(self->probation);
+    pm_backup_destroy(&self->backup);
     if (self->token_key)
         sodium_memzero(self->token_key, self->token_key_len);
     free(self->token_key);

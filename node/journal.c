@@ -116,10 +116,11 @@ pm_journal_close(pm_journal_t **self_p)
         return;
     pm_journal_t *self = *self_p;
     pm_wal_close(&self->wal); /* flushes and fsyncs what was appended */
-    if (!self->failed) {
-        self->repl_acked = UINT64_MAX; /* going: deliver what the WAL holds */
+    /* Going: deliver what is durable here and (for replies) at the backups;
+     * replies the backups have not acknowledged are not acknowledgements
+     * (pm_journal_fail_unreplicated answers them first). */
+    if (!self->failed)
         s_release(self, UINT64_MAX);
-    }
     for (int k = 0; k < 2; k++)
         while (self->q[k].head) {
             s_held_t *h = self->q[k].head;
@@ -250,6 +251,27 @@ pm_journal_generation(pm_journal_t *self, const char *space, uint64_t generation
 }
 
 void
+pm_journal_claim(pm_journal_t *self, const char *space, uint64_t epoch)
+{
+    pm_rec_t rec = {.kind = PM_REC_GENERATION, .space = space, .generation = 0, .epoch = epoch};
+    s_append(self, &rec, 0);
+}
+
+void
+pm_journal_release(pm_journal_t *self, const char *space)
+{
+    pm_rec_t rec = {.kind = PM_REC_RELEASE, .space = space};
+    s_append(self, &rec, 0);
+}
+
+void
+pm_journal_snapshot_claim(pm_journal_t *self, const char *space, uint64_t epoch)
+{
+    pm_rec_t rec = {.kind = PM_REC_GENERATION, .space = space, .generation = 0, .epoch = epoch};
+    s_append(self, &rec, 1);
+}
+
+void
 pm_journal_snapshot_then(pm_journal_t *self, const char *p, const char *function, const char *q)
 {
     pm_rec_t rec = {.kind = PM_REC_THEN, .function = function, .target = q};
@@ -288,6 +310,31 @@ s_then_add(s_replay_t *r, const char *p, const char *function, const char *q)
     return 0;
 }
 
+/* A claim replaces an earlier one of the same space; a release removes it. */
+static void
+s_claim_set(pm_journal_state_t *st, const char *space, uint64_t epoch, int release)
+{
+    for (size_t i = 0; i < st->claimed_count; i++) {
+        if (strcmp(st->claimed[i].space, space) != 0)
+            continue;
+        if (release) {
+            free(st->claimed[i].space);
+            st->claimed[i] = st->claimed[--st->claimed_count];
+        } else {
+            st->claimed[i].epoch = epoch;
+        }
+        return;
+    }
+    if (release)
+        return;
+    pm_journal_claim_t *c = realloc(st->claimed, (st->claimed_count + 1) * sizeof *c);
+    if (!c)
+        return;
+    st->claimed = c;
+    if ((c[st->claimed_count].space = strdup(space)))
+        c[st->claimed_count++].epoch = epoch ? epoch : 1;
+}
+
 static int
 s_replay_one(void *arg, uint64_t lsn, const uint8_t *buf, size_t len)
 {
@@ -306,13 +353,7 @@ s_replay_one(void *arg, uint64_t lsn, const uint8_t *buf, size_t len)
     switch (rec.kind) {
     case PM_REC_GENERATION:
         if (rec.space && rec.generation == 0) {
-            char **c = realloc(r->st->claimed, (r->st->claimed_count + 1) * sizeof *c);
-            if (c && (c[r->st->claimed_count] = strdup(rec.space))) {
-                r->st->claimed = c;
-                r->st->claimed_count++;
-            } else if (c) {
-                r->st->claimed = c;
-            }
+            s_claim_set(r->st, rec.space, rec.epoch, 0);
             break;
         }
         if (rec.space)
@@ -349,6 +390,9 @@ s_replay_one(void *arg, uint64_t lsn, const uint8_t *buf, size_t len)
         break;
     case PM_REC_DROP:
         err = pm_store_drop(r->store, p->id);
+        break;
+    case PM_REC_RELEASE:
+        s_claim_set(r->st, rec.space, 0, 1);
         break;
     }
     if (err && err != PM_ERR_INTERNAL) {
@@ -396,7 +440,7 @@ void
 pm_journal_state_free(pm_journal_state_t *st)
 {
     for (size_t i = 0; i < st->claimed_count; i++)
-        free(st->claimed[i]);
+        free(st->claimed[i].space);
     free(st->claimed);
     st->claimed = NULL;
     st->claimed_count = 0;
@@ -469,6 +513,33 @@ pm_journal_hold_ex(pm_journal_t *self, uint64_t session, const char *peer, uint8
     self->held++;
 }
 
+size_t
+pm_journal_fail_unreplicated(pm_journal_t *self, pm_journal_fail_fn *fail, void *arg)
+{
+    /* Queue 0 is in replication order: the replies not yet covered by the
+     * backups' acknowledgements are its tail. */
+    s_queue_t *q = &self->q[0];
+    s_held_t **at = &q->head, *last = NULL;
+    while (*at && (*at)->rseq <= self->repl_acked) {
+        last = *at;
+        at = &(*at)->next;
+    }
+    s_held_t *h = *at;
+    *at = NULL;
+    q->tail = last;
+    size_t n = 0;
+    while (h) {
+        s_held_t *next = h->next;
+        self->held--;
+        n++;
+        fail(arg, h->session, h->peer, h->buf, h->len);
+        free(h->peer);
+        free(h);
+        h = next;
+    }
+    return n;
+}
+
 int
 pm_journal_flush(pm_journal_t *self)
 {
@@ -502,7 +573,7 @@ pm_journal_readable(pm_journal_t *self)
 
 int
 pm_journal_maybe_compact(pm_journal_t *self, pm_store_t *store, const char *space,
-                         uint64_t generation, pm_journal_thens_fn *thens, void *arg)
+                         uint64_t generation, pm_journal_extra_fn *extra, void *arg)
 {
     if (!self->wal)
         return 0;
@@ -518,7 +589,7 @@ pm_journal_maybe_compact(pm_journal_t *self, pm_store_t *store, const char *spac
     s_append(self, &gen, 1);
     for (pm_prom_t *p = pm_store_oldest(store); p; p = p->newer)
         s_promise_records(self, p, 1);
-    if (thens(arg, self) != 0 || self->snapshot_failed ||
+    if (extra(arg, self) != 0 || self->snapshot_failed ||
         pm_wal_snapshot_commit(self->wal) != 0) {
         pm_wal_snapshot_abort(self->wal);
         goto fail;

@@ -32,11 +32,18 @@ typedef struct pm_journal_then {
     const char *q;
 } pm_journal_then_t;
 
+/* A space the agent served besides its primary, or its primary at an epoch
+ * above 1 (generation 0 records), and not released since. */
+typedef struct pm_journal_claim {
+    char *space;
+    uint64_t epoch;
+} pm_journal_claim_t;
+
 /* What replay found besides the promises (which it put in the store). */
 typedef struct pm_journal_state {
     char space[PM_WIRE_MAX_NAME + 1]; /* the agent's id space; "" on a new data dir */
     uint64_t generation;              /* starts so far, this one included */
-    char **claimed;                   /* spaces this agent took over (generation 0 records) */
+    pm_journal_claim_t *claimed;      /* spaces it served (took over or resumed) */
     size_t claimed_count;
     pm_journal_then_t *thens;         /* continuations whose q was pending */
     size_t then_count;
@@ -50,7 +57,8 @@ typedef struct pm_journal_state {
 pm_journal_t *pm_journal_open(const char *dir, int fsync_mode, void *zmq_ctx,
                               pm_journal_send_fn *send, void *arg, char *err, size_t errlen);
 /* Stops taking records, makes what was appended durable, releases what is
- * held and frees. */
+ * held and covered (durable here, and for replies at the backups), drops the
+ * rest, and frees. */
 void pm_journal_close(pm_journal_t **self_p);
 
 /* Replays the WAL into store (which must be empty and have no listener yet)
@@ -64,9 +72,13 @@ void pm_journal_state_free(pm_journal_state_t *st);
 void pm_journal_store_event(pm_journal_t *self, pm_store_event_t ev, const pm_prom_t *p);
 /* Records a continuation registration. */
 void pm_journal_then(pm_journal_t *self, const char *p, const char *function, const char *q);
-/* Records this start: space and generation (generation 0: space is one we
- * took over, to serve again after a restart). */
+/* Records this start: space and generation. */
 void pm_journal_generation(pm_journal_t *self, const char *space, uint64_t generation);
+/* Records that this agent serves space at epoch (a takeover or a resumed
+ * space): a restart resumes it unless somebody else serves it by then. */
+void pm_journal_claim(pm_journal_t *self, const char *space, uint64_t epoch);
+/* Records that space is no longer served here (it moved to a newer epoch). */
+void pm_journal_release(pm_journal_t *self, const char *space);
 
 /* Whether a reply sent now must wait (records are appended, not yet
  * durable). */
@@ -80,6 +92,14 @@ void pm_journal_hold(pm_journal_t *self, uint64_t session, const char *peer, uin
  * circle). */
 void pm_journal_hold_ex(pm_journal_t *self, uint64_t session, const char *peer, uint8_t *buf,
                         size_t len, int wal_only, int tag, int64_t t0_us);
+/* Hands every held reply that still waits for the backups' acknowledgement
+ * to fail (buf is handed over), instead of ever sending it: after a space
+ * moved away, or when stopping, those changes may never reach the agent that
+ * serves their space next, so they must not be acknowledged. Returns how
+ * many. */
+typedef void(pm_journal_fail_fn)(void *arg, uint64_t session, const char *peer, uint8_t *buf,
+                                 size_t len);
+size_t pm_journal_fail_unreplicated(pm_journal_t *self, pm_journal_fail_fn *fail, void *arg);
 /* Replication watermarks: records produced for backups so far, and how far
  * every backup has acknowledged. Releases what is now covered. */
 void pm_journal_repl(pm_journal_t *self, uint64_t produced, uint64_t acked);
@@ -95,17 +115,20 @@ int pm_journal_flush(pm_journal_t *self);
 void *pm_journal_socket(pm_journal_t *self);
 void pm_journal_readable(pm_journal_t *self);
 
-/* Iterates the continuations to keep in a snapshot. */
-typedef int(pm_journal_thens_fn)(void *arg, pm_journal_t *j);
+/* Adds what a snapshot keeps besides the promises: pending continuations
+ * and served spaces (with the two calls below). 0 or -1. */
+typedef int(pm_journal_extra_fn)(void *arg, pm_journal_t *j);
 /* Compacts when the log since the last snapshot is large: writes every
- * promise of store, the generation, and (through thens) every pending
- * continuation as a snapshot. Returns 1 if it compacted, 0 if not needed,
- * -1 on error. */
+ * promise of store, the generation, and (through extra) every pending
+ * continuation and claimed space as a snapshot. Returns 1 if it compacted,
+ * 0 if not needed, -1 on error. */
 int pm_journal_maybe_compact(pm_journal_t *self, pm_store_t *store, const char *space,
-                             uint64_t generation, pm_journal_thens_fn *thens, void *arg);
-/* From inside pm_journal_thens_fn: adds one continuation to the snapshot. */
+                             uint64_t generation, pm_journal_extra_fn *extra, void *arg);
+/* From inside pm_journal_extra_fn: adds one continuation to the snapshot. */
 void pm_journal_snapshot_then(pm_journal_t *self, const char *p, const char *function,
                               const char *q);
+/* From inside pm_journal_extra_fn: adds one claimed space to the snapshot. */
+void pm_journal_snapshot_claim(pm_journal_t *self, const char *space, uint64_t epoch);
 
 /* Fills v with a view of p (pointers borrow from p). */
 void pm_journal_view(const pm_prom_t *p, pm_wire_promise_t *v);

@@ -15,6 +15,11 @@
  * cannot make the decoder allocate without limit. */
 #define S_MAX_LABELS 256
 #define S_MAX_FUNCTIONS 64
+/* Id spaces one member may serve: every restart leaves one behind for its
+ * heir until its promises are dropped, so a busy mesh has many. The real
+ * bound is the metadata size (PM_SWIM_META_MAX, ~280 spaces); this one only
+ * caps the decoder's work. */
+#define S_MAX_SPACES 1024
 
 typedef struct s_priv {
     Pmesh__Envelope *env;
@@ -282,6 +287,10 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         repl.epoch = m->epoch;
         repl.lsn = m->lsn;
         repl.full = m->full != 0;
+        repl.stream = m->stream;
+        repl.first = m->first;
+        repl.xfer = m->xfer;
+        repl.count = m->count;
         repl.n_records = m->record_count;
         if (m->record_count) {
             recs = malloc(m->record_count * sizeof *recs);
@@ -303,6 +312,8 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         rack.lsn = m->lsn;
         rack.fenced = m->fenced != 0;
         rack.epoch = m->epoch;
+        rack.resync = m->resync != 0;
+        rack.stream = m->stream;
         break;
     case PM_MSG_SWIM: {
         buf_len = s_swim_out(m->swim, &env, &scratch_swim);
@@ -573,6 +584,10 @@ s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
         m->epoch = r->epoch;
         m->lsn = r->lsn;
         m->full = r->full;
+        m->stream = r->stream;
+        m->first = r->first;
+        m->xfer = r->xfer;
+        m->count = r->count;
         if (!s_name_ok(m->space) || !*m->space)
             return -1;
         pm_bytes_t *b = s_alloc(pv, r->n_records * sizeof *b);
@@ -592,6 +607,8 @@ s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
         m->lsn = env->replicate_ack->lsn;
         m->fenced = env->replicate_ack->fenced;
         m->epoch = env->replicate_ack->epoch;
+        m->resync = env->replicate_ack->resync;
+        m->stream = env->replicate_ack->stream;
         return s_name_ok(m->space) ? 0 : -1;
     case PMESH__ENVELOPE__BODY_SWIM:
         m->type = PM_MSG_SWIM;
@@ -706,6 +723,8 @@ pm_wire_meta_encode(const pm_meta_t *in, size_t *len)
     meta.epochs = (uint64_t *) in->epochs;
     meta.n_backups = in->backup_count;
     meta.backups = (char **) in->backups;
+    meta.n_backup_spaces = in->backup_spaces ? in->backup_count : 0;
+    meta.backup_spaces = (char **) in->backup_spaces;
     size_t n = pmesh__meta__get_packed_size(&meta);
     buf = malloc(n ? n : 1);
     if (buf)
@@ -731,7 +750,7 @@ pm_wire_meta_decode(const void *buf, size_t len, pm_meta_t *out)
     pv->meta = meta;
     out->priv = pv;
     if (!s_name_ok(meta->id_space) || meta->n_functions > S_MAX_FUNCTIONS * 4 ||
-        meta->n_spaces > S_MAX_FUNCTIONS)
+        meta->n_spaces > S_MAX_SPACES)
         return PM_ERR_BAD_REQUEST;
     pm_fn_cap_t *fns = s_alloc(pv, meta->n_functions * sizeof *fns);
     if (!fns)
@@ -759,6 +778,12 @@ pm_wire_meta_decode(const void *buf, size_t len, pm_meta_t *out)
             return PM_ERR_BAD_REQUEST;
     out->backups = (const char *const *) meta->backups;
     out->backup_count = meta->n_backups;
+    if (meta->n_backup_spaces == meta->n_backups && meta->n_backups) {
+        for (size_t i = 0; i < meta->n_backup_spaces; i++)
+            if (!s_name_ok(meta->backup_spaces[i]))
+                return PM_ERR_BAD_REQUEST;
+        out->backup_spaces = (const char *const *) meta->backup_spaces;
+    }
     return PM_OK;
 }
 
@@ -808,6 +833,7 @@ pm_wire_rec_encode(const pm_rec_t *in, size_t *len)
     rec.target = s_str(in->target);
     rec.generation = in->generation;
     rec.space = s_str(in->space);
+    rec.epoch = in->epoch;
     size_t n = pmesh__record__get_packed_size(&rec);
     buf = malloc(n ? n : 1);
     if (buf)
@@ -837,11 +863,15 @@ pm_wire_rec_decode(const void *buf, size_t len, pm_rec_t *out)
     out->target = s_opt(rec->target);
     out->generation = rec->generation;
     out->space = s_opt(rec->space);
-    if (out->kind < PM_REC_CREATE || out->kind > PM_REC_DROP)
+    out->epoch = rec->epoch;
+    if (out->kind < PM_REC_CREATE || out->kind > PM_REC_RELEASE)
+        return PM_ERR_BAD_REQUEST;
+    if (out->kind == PM_REC_RELEASE && (!out->space || !s_name_ok(out->space)))
         return PM_ERR_BAD_REQUEST;
     if (rec->promise && s_promise_in(pv, rec->promise, &out->promise) != 0)
         return PM_ERR_BAD_REQUEST;
-    if (out->kind != PM_REC_GENERATION && (!rec->promise || !*rec->promise->id))
+    if (out->kind != PM_REC_GENERATION && out->kind != PM_REC_RELEASE &&
+        (!rec->promise || !*rec->promise->id))
         return PM_ERR_BAD_REQUEST;
     if (out->kind == PM_REC_THEN && (!out->function || !out->target))
         return PM_ERR_BAD_REQUEST;

@@ -106,6 +106,11 @@ typedef struct pm_msg {
     const pm_bytes_t *records;
     int full;
     int fenced;
+    uint64_t stream;           /* replicate, ack: the owner's stream */
+    uint64_t first;            /* replicate: LSN of the first record */
+    uint64_t xfer;             /* replicate (full): transfer number */
+    uint64_t count;            /* replicate (full marker): records in the transfer */
+    int resync;                /* ack: the backup wants the whole state again */
     /* replies */
     int err;
     const char *message;
@@ -152,6 +157,7 @@ typedef struct pm_meta {
     const uint64_t *epochs;     /* epoch of each space (NULL: all 1) */
     size_t backup_count;        /* members with a full copy; the first takes over */
     const char *const *backups;
+    const char *const *backup_spaces; /* each backup's primary space (NULL: not sent) */
     void *priv;                 /* decoder state */
 } pm_meta_t;
 
@@ -170,6 +176,7 @@ typedef enum pm_rec_kind {
     PM_REC_THEN = 4,       /* promise.id = p, function, target = q */
     PM_REC_GENERATION = 5, /* generation, space: this agent started again */
     PM_REC_DROP = 6,       /* promise.id: dropped after retention */
+    PM_REC_RELEASE = 7,    /* space: no longer served here (it moved on) */
 } pm_rec_kind_t;
 
 typedef struct pm_rec {
@@ -179,6 +186,7 @@ typedef struct pm_rec {
     const char *target;
     uint64_t generation;
     const char *space;
+    uint64_t epoch; /* generation 0: the epoch at which space is served */
     void *priv;
 } pm_rec_t;
 

@@ -38,7 +38,8 @@
  * AGENT is the 1-based index of the agent the client talked to. VALUE is "-"
  * when there is none.
  *
- * The events log (written by scripts/chaos): WALL_MS kill|start|stop|cont|crash K.
+ * The events log (written by scripts/chaos): WALL_MS kill|start|stop|cont|crash K,
+ * WALL_MS noconverge|norecover K, WALL_MS recovered K MS.
  */
 #include "pmesh.h"
 
@@ -763,6 +764,7 @@ typedef struct {
     int64_t at;
     char what[16];
     int agent;
+    long ms; /* recovered: how long re-replication took after the mesh converged */
 } s_event_t;
 
 static s_chain_t *s_chains;
@@ -883,7 +885,7 @@ s_load_events(const char *path)
     char line[256];
     while (fgets(line, sizeof line, f)) {
         s_event_t e = {0};
-        if (sscanf(line, "%" SCNd64 " %15s %d", &e.at, e.what, &e.agent) != 3)
+        if (sscanf(line, "%" SCNd64 " %15s %d %ld", &e.at, e.what, &e.agent, &e.ms) < 3)
             continue;
         S_PUSH(s_events, s_nevents, s_capevents);
         s_events[s_nevents++] = e;
@@ -1252,12 +1254,19 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
             awaits_other++;
         }
     }
-    long kills = 0, stops = 0, crashes = 0, unconverged = 0;
+    long kills = 0, stops = 0, crashes = 0, unconverged = 0, unrecovered = 0;
+    long recoveries = 0, recover_max = 0;
     for (size_t i = 0; i < s_nevents; i++) {
         kills += !strcmp(s_events[i].what, "kill");
         stops += !strcmp(s_events[i].what, "stop");
         crashes += !strcmp(s_events[i].what, "crash");
         unconverged += !strcmp(s_events[i].what, "noconverge");
+        unrecovered += !strcmp(s_events[i].what, "norecover");
+        if (!strcmp(s_events[i].what, "recovered")) {
+            recoveries++;
+            if (s_events[i].ms > recover_max)
+                recover_max = s_events[i].ms;
+        }
     }
     long invocations = 0, targets = 0, reruns = 0;
     s_count_invocations(inv_files, ninv, &invocations, &targets, &reruns);
@@ -1285,6 +1294,8 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
     printf("  %-52s %8ld\n", "agents killed (SIGKILL) and restarted", kills);
     printf("  %-52s %8ld\n", "agents paused (SIGSTOP/SIGCONT)", stops);
     printf("  %-52s %8ld\n", "hits after which the mesh did not converge in 20 s", unconverged);
+    printf("  %-52s %8ld\n", "hits after which backups were complete again", recoveries);
+    printf("  %-52s %8ld\n", "  longest wait for that after convergence (ms)", recover_max);
     printf(" invariants\n");
     s_print_count("acknowledged settles lost", &lost_settle, 1);
     s_print_count("promises with two different outcomes", &two_outcomes, 1);
@@ -1295,6 +1306,8 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
     s_print_count("awaits that missed an acknowledged settle", &missed, 1);
     s_print_count("deadlines that never fired", &deadline, 1);
     s_print_count("agents that exited on their own", &(s_count_t){.n = crashes}, 1);
+    s_print_count("hits after which backups were incomplete for 20 s",
+                  &(s_count_t){.n = unrecovered}, 1);
     s_print_count("acknowledged promises no live agent can read", &unreadable, 1);
     printf(" for information\n");
     s_print_count("reads right after an acked settle that missed it", &(s_count_t){.n = s_stale},

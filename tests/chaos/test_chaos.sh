@@ -46,7 +46,8 @@ for inv in "acknowledged settles lost" "promises with two different outcomes" \
     "acknowledged creates/thens lost" "chains neither completed nor failed" \
     "chains/continuations with a wrong result" "awaits that outlived their timeout" \
     "awaits that missed an acknowledged settle" "deadlines that never fired" \
-    "agents that exited on their own" "acknowledged promises no live agent can read" \
+    "agents that exited on their own" "hits after which backups were incomplete for 20 s" \
+    "acknowledged promises no live agent can read" \
     "agents that did not exit 0 on SIGTERM"; do
     expect_eq "invariant: $inv = 0" 0 "$(figure "$inv")"
 done

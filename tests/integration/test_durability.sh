@@ -15,7 +15,9 @@
 # kill runs after it exactly once; the killed owner restarted on its data dir
 # rejoins with a new id space while requests for its old ids still work; a
 # killed backup is replaced (status replication.backups changes, the new one
-# counts). Three agents, --replicas 1: the same kill fails requests and
+# counts). An agent that took a space over and its backup killed together:
+# the agent restarted alone resumes that space (the takeover is in its WAL)
+# with what it acknowledged. Three agents, --replicas 1: the same kill fails requests and
 # waiters with OWNER_LOST promptly, and the restarted owner serves them again.
 #
 #   BUILD=build tests/integration/test_durability.sh
@@ -360,6 +362,72 @@ else
 fi
 pm $X create
 expect_eq "... and n1 acknowledges writes again" 0 "$RC"
+mesh_down
+
+# ========= three agents, --replicas 2: an agent that took a space over resumes it
+# after a total outage (it and its backup killed at once): the takeover is in
+# its WAL, and a restart serves every space it served once nobody else does.
+
+dmesh_up 3 --replicas 2
+S2=$(mstat 2 id_space)
+pm 2 create
+P=$OUT
+pm 2 resolve "$P" "before the kill"
+pm 2 create
+R=$OUT
+kill -KILL "${MESH_PID[2]}"
+_taken_by() { # prints the agent that took S2 over
+    local k
+    for k in 1 3; do
+        [ "$(log_count "$k" "PM-TAKEOVER.*$S2")" -ge 1 ] && echo "$k" && return 0
+    done
+    return 1
+}
+if wait_for 15 _taken_by; then
+    H=$(_taken_by)
+    ok "n2 killed: n$H takes its space over"
+else
+    H=1
+    not_ok "n2 killed: n1 or n3 takes its space over"
+fi
+[ "$H" = 1 ] && X=3 || X=1
+get_until "$H" "$R" 10 || true
+pm "$H" resolve "$R" "after the takeover"
+expect_eq "a settle through the new owner n$H is acknowledged" 0 "$RC"
+# n$H's backup is n$X, the only other live agent: both go at once.
+kill -KILL "${MESH_PID[$H]}" "${MESH_PID[$X]}"
+sleep 0.5
+mesh_restart "$H"
+_resumed() { [ "$(log_count "$H" "PM-TAKEOVER.*$S2.*nobody took it over")" -ge 1 ]; }
+if wait_for 15 _resumed; then
+    ok "n$H restarted alone: it resumes n2's space, which it had taken over (nobody serves it)"
+else
+    not_ok "n$H restarted alone: it resumes n2's space, which it had taken over"
+fi
+get_until "$H" "$R" 10 || true
+expect_eq "... with the settle it acknowledged after the takeover" \
+    "0|resolved|after the takeover" "$RC|$(json_get "$OUT" state)|$(json_get "$OUT" value)"
+pm "$H" get "$P"
+expect_eq "... and what n2 acknowledged before it died" "0|resolved|before the kill" \
+    "$RC|$(json_get "$OUT" state)|$(json_get "$OUT" value)"
+mesh_restart "$X"
+wait_stat "$H" mesh.members.alive 2 15 || true
+mesh_restart 2
+# At once, before n2 can have heard who serves what: it waits for the mesh's
+# metadata rather than calling the id unknown.
+pm 2 get "$R"
+expect_eq "n2 just restarted: a get of a promise another agent serves answers at once" \
+    "0|resolved" "$RC|$(json_get "$OUT" state)"
+_moved() { [ "$(log_count 2 "PM-SPACE-MOVED.*$S2")" -ge 1 ]; }
+if wait_for 15 _moved; then
+    ok "n2 restarted: it learns its old space is served by n$H, and does not resume it"
+else
+    not_ok "n2 restarted: it learns its old space is served by n$H"
+fi
+expect_eq "... (no second claim of it)" 0 "$(log_count 2 "PM-TAKEOVER.*$S2")"
+get_until 2 "$R" 10 || true
+expect_eq "... and reads the settle through it" "0|resolved|after the takeover" \
+    "$RC|$(json_get "$OUT" state)|$(json_get "$OUT" value)"
 mesh_down
 
 # ============================================ three agents, --replicas 1: OWNER_LOST

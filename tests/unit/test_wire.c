@@ -130,6 +130,11 @@ s_msg_eq(const pm_msg_t *a, const pm_msg_t *b)
                    "records[i]");
     assert_int_equal(!!a->full, !!b->full);
     assert_int_equal(!!a->fenced, !!b->fenced);
+    assert_int_equal(a->stream, b->stream);
+    assert_int_equal(a->first, b->first);
+    assert_int_equal(a->xfer, b->xfer);
+    assert_int_equal(a->count, b->count);
+    assert_int_equal(!!a->resync, !!b->resync);
     assert_int_equal(a->err, b->err);
     s_str_eq(a->message, b->message, "message");
     assert_int_equal(!!a->promise, !!b->promise);
@@ -323,13 +328,22 @@ test_round_trip_replication(void **state)
                           {s_bin, 1}};
     pm_msg_t repl = {.type = PM_MSG_REPLICATE, .req_id = 1, .from = "node-a",
                      .space = "node-a-x1", .epoch = 3, .lsn = UINT64_MAX - 1,
-                     .record_count = 4, .records = recs, .full = 1};
+                     .record_count = 4, .records = recs, .full = 1, .stream = UINT64_MAX,
+                     .xfer = 7};
     s_round_trip_release(&repl);
     repl.full = 0;
+    repl.xfer = 0;
+    repl.first = UINT64_MAX - 4;
+    s_round_trip_release(&repl);
     repl.record_count = 0;
+    repl.full = 1;
+    repl.count = 1u << 20; /* a transfer's closing marker */
     s_round_trip_release(&repl);
     pm_msg_t ack = {.type = PM_MSG_REPLICATE_ACK, .req_id = 2, .space = "node-a-x1",
-                    .epoch = 9, .lsn = 12345, .fenced = 1};
+                    .epoch = 9, .lsn = 12345, .fenced = 1, .stream = 42};
+    s_round_trip_release(&ack);
+    ack.fenced = 0;
+    ack.resync = 1;
     s_round_trip_release(&ack);
 
     /* A replicate names its space; an oversize space is refused. */
@@ -348,6 +362,83 @@ test_round_trip_replication(void **state)
     pm_wire_release(&m);
     free(buf);
     free(big);
+}
+
+static void
+test_meta_backup_spaces(void **state)
+{
+    (void) state;
+    const char *spaces[] = {"a-1", "b-2"};
+    const uint64_t epochs[] = {1, 4};
+    const char *backups[] = {"b", "c"};
+    const char *bspaces[] = {"b-9", "c-3"};
+    pm_meta_t in = {.id_space = "a-1", .space_count = 2, .spaces = spaces, .epochs = epochs,
+                    .backup_count = 2, .backups = backups, .backup_spaces = bspaces};
+    size_t len;
+    uint8_t *buf = pm_wire_meta_encode(&in, &len);
+    assert_non_null(buf);
+    pm_meta_t out;
+    assert_int_equal(pm_wire_meta_decode(buf, len, &out), PM_OK);
+    assert_int_equal(out.backup_count, 2);
+    assert_non_null(out.backup_spaces);
+    for (size_t i = 0; i < 2; i++) {
+        s_str_eq(out.backups[i], backups[i], "backup");
+        s_str_eq(out.backup_spaces[i], bspaces[i], "backup space");
+    }
+    assert_int_equal(out.epochs[1], 4);
+    pm_wire_meta_release(&out);
+    free(buf);
+    /* An older agent sends no backup spaces: NULL, not garbage. */
+    in.backup_spaces = NULL;
+    buf = pm_wire_meta_encode(&in, &len);
+    assert_int_equal(pm_wire_meta_decode(buf, len, &out), PM_OK);
+    assert_null(out.backup_spaces);
+    pm_wire_meta_release(&out);
+    free(buf);
+    /* A malformed backup space is refused. */
+    char *big = s_repeat('s', PM_WIRE_MAX_NAME + 1);
+    const char *bad[] = {"b-9", big};
+    in.backup_spaces = bad;
+    buf = pm_wire_meta_encode(&in, &len);
+    assert_int_equal(pm_wire_meta_decode(buf, len, &out), PM_ERR_BAD_REQUEST);
+    pm_wire_meta_release(&out);
+    free(buf);
+    free(big);
+}
+
+static void
+test_records_claim_and_release(void **state)
+{
+    (void) state;
+    pm_rec_t claim = {.kind = PM_REC_GENERATION, .space = "n2-abc", .generation = 0, .epoch = 7};
+    size_t len;
+    uint8_t *buf = pm_wire_rec_encode(&claim, &len);
+    pm_rec_t out;
+    assert_int_equal(pm_wire_rec_decode(buf, len, &out), PM_OK);
+    assert_int_equal(out.kind, PM_REC_GENERATION);
+    assert_int_equal(out.generation, 0);
+    assert_int_equal(out.epoch, 7);
+    s_str_eq(out.space, "n2-abc", "claim space");
+    pm_wire_rec_release(&out);
+    free(buf);
+    pm_rec_t rel = {.kind = PM_REC_RELEASE, .space = "n2-abc"};
+    buf = pm_wire_rec_encode(&rel, &len);
+    assert_int_equal(pm_wire_rec_decode(buf, len, &out), PM_OK);
+    assert_int_equal(out.kind, PM_REC_RELEASE);
+    s_str_eq(out.space, "n2-abc", "released space");
+    pm_wire_rec_release(&out);
+    free(buf);
+    /* A release must name its space; unknown kinds are refused. */
+    rel.space = NULL;
+    buf = pm_wire_rec_encode(&rel, &len);
+    assert_int_equal(pm_wire_rec_decode(buf, len, &out), PM_ERR_BAD_REQUEST);
+    pm_wire_rec_release(&out);
+    free(buf);
+    pm_rec_t unknown = {.kind = PM_REC_RELEASE + 1, .space = "x"};
+    buf = pm_wire_rec_encode(&unknown, &len);
+    assert_int_equal(pm_wire_rec_decode(buf, len, &out), PM_ERR_BAD_REQUEST);
+    pm_wire_rec_release(&out);
+    free(buf);
 }
 
 static void
@@ -776,6 +867,8 @@ main(void)
         cmocka_unit_test(test_round_trip_requests),
         cmocka_unit_test(test_round_trip_swim),
         cmocka_unit_test(test_round_trip_replication),
+        cmocka_unit_test(test_meta_backup_spaces),
+        cmocka_unit_test(test_records_claim_and_release),
         cmocka_unit_test(test_round_trip_replies),
         cmocka_unit_test(test_empty_strings),
         cmocka_unit_test(test_encode_refuses_unknown_type),

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# repro_stop_owner.sh - an owner that is SIGSTOPped past failure detection
+# test_stop_owner.sh - an owner that is SIGSTOPped past failure detection
 # (its backup takes over its space at a higher epoch) and then SIGCONTed:
 # a settle that a client queued on the stopped owner must either fail or be
 # acknowledged AND be visible at the new owner; and the old owner must answer
 # again after it resumes. The chaos harness finds this in --mode stop; this
-# is the same scenario, deterministic, in a few seconds. Not part of `make
-# check` (it is a reproduction of a known bug); rename to test_*.sh once it
-# passes.
+# is the same scenario, deterministic, in a few seconds. (The old owner
+# answers what its backups never acknowledged with UNREACHABLE, never with an
+# acknowledgement, and copies what it still serves to its backups afresh.)
 #
-#   BUILD=build tests/chaos/repro_stop_owner.sh
+#   BUILD=build tests/chaos/test_stop_owner.sh
 . "$(dirname "$0")/../integration/mesh_lib.sh"
 
 mesh_up 3 --replicas 2
