@@ -175,7 +175,7 @@ struct pm_agent {
     size_t token_key_len;
     uint64_t generation;
     int64_t retention;
-    int64_t next_expire, next_compact, next_retire;
+    int64_t next_expire, next_compact, next_retire, retire_interval;
     uint64_t retired;
     int64_t forward_timeout;
     zhashx_t *relays;    /* "%llx" relay id -> s_relay_t (owned) */
@@ -810,10 +810,6 @@ s_restore_thens(pm_agent_t *self, const pm_journal_state_t *st)
     return st->then_count;
 }
 
-/* How often served spaces are checked for emptiness: cheap (one pass over
- * the store), and a space left empty can wait that long. */
-#define S_RETIRE_MS 10000
-
 static void s_probation_drop(pm_agent_t *self, const char *space);
 
 /* Spaces we serve besides our primary that hold no promise any more are
@@ -830,10 +826,16 @@ s_retire_empty(pm_agent_t *self)
     zhashx_t *used = zhashx_new();
     if (!used)
         return;
-    char space[PM_WIRE_MAX_NAME + 1];
-    for (pm_prom_t *p = pm_store_oldest(self->store); p; p = p->newer)
-        if (s_space_of(p->id, space, sizeof space))
+    /* Neighbours in the store mostly share a space: hash only on a change. */
+    char space[PM_WIRE_MAX_NAME + 1] = "";
+    size_t slen = 0;
+    for (pm_prom_t *p = pm_store_oldest(self->store); p; p = p->newer) {
+        if (slen && strncmp(p->id, space, slen) == 0 && p->id[slen] == '~')
+            continue;
+        slen = s_space_of(p->id, space, sizeof space);
+        if (slen)
             zhashx_insert(used, space, (void *) "");
+    }
     zlistx_t *empty = zlistx_new();
     size_t n = pm_mesh_served(self->mesh, &spaces, &epochs);
     for (size_t i = 0; empty && i < n; i++)
@@ -854,7 +856,7 @@ s_retire_empty(pm_agent_t *self)
 }
 
 /* Once a second: drop promises past retention; now and then, compact; every
- * S_RETIRE_MS, give up served spaces left empty. */
+ * retire_interval, give up served spaces left empty. */
 static void
 s_housekeeping(pm_agent_t *self, int64_t mono)
 {
@@ -869,7 +871,7 @@ s_housekeeping(pm_agent_t *self, int64_t mono)
                                  s_snapshot_extra, self);
     }
     if (self->mesh && mono >= self->next_retire) {
-        self->next_retire = mono + S_RETIRE_MS;
+        self->next_retire = mono + self->retire_interval;
         s_retire_empty(self);
     }
 }
@@ -2465,6 +2467,8 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
     pm_journal_state_t st = {0};
     self->generation = 1;
     self->retention = cfg->retention;
+    self->retire_interval = cfg->retire_interval;
+    self->next_retire = pm_mono_ms() + cfg->retire_interval;
     self->replicas = (int) cfg->replicas;
     int mesh_on = cfg->bind && *cfg->bind;
     int replicated = mesh_on && self->replicas >= 2;

@@ -141,6 +141,12 @@ static const s_key_t s_keys[] = {
      .min = 0, .max = 600000,
      .doc = "a restarted agent waits this long for news that its id space was taken over "
             "before serving it again"},
+    /* 60 s: a check is one pass over the store (~30 ms for a million
+     * promises); an empty space costs only a few bytes of gossip meanwhile. */
+    {.key = "retire_interval", .type = S_DURATION, .offset = S_AT(retire_interval),
+     .def = "60s", .min = 100, .max = 86400000,
+     .doc = "how often id spaces served besides our own are checked; those left without "
+            "promises (every restart leaves one behind) are given up"},
     {.key = "http", .type = S_STRING, .offset = S_AT(http), .meta = "ADDR:PORT",
      .doc = "serve the HTTP gateway (webhooks, REST, /metrics) here; unset: no gateway"},
     {.key = "http_public_url", .type = S_STRING, .offset = S_AT(http_public_url), .meta = "URL",

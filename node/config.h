@@ -52,6 +52,7 @@ typedef struct pm_config {
     int64_t retention;              /* ms a settled promise is kept */
     int64_t replicas;               /* copies of every promise (owner + backups) */
     int64_t takeover_grace;         /* ms a restarted agent waits before resuming its space */
+    int64_t retire_interval;        /* ms between checks for served spaces left empty */
     char *http;                     /* ADDR:PORT of the HTTP gateway; NULL: none */
     char *http_public_url;          /* base URL outside systems call back; NULL: from http */
     char *token_secret_file;        /* HMAC key for settle tokens; NULL: tokens disabled */

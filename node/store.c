@@ -506,6 +506,8 @@ pm_store_next_deadline(const pm_store_t *self)
 static int
 s_matches(const pm_prom_t *p, const pm_list_filter_t *f)
 {
+    if (p->passive) /* another owner's promise we only keep a copy of */
+        return 0;
     if (f->state && p->state != f->state)
         return 0;
     if (f->prefix && *f->prefix && strncmp(p->id, f->prefix, strlen(f->prefix)) != 0)

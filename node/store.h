@@ -149,8 +149,9 @@ typedef struct pm_list_filter {
     const char *cursor;  /* NULL or "": from the oldest */
 } pm_list_filter_t;
 
-/* Fills out[0..limit) with matching promises, oldest first; returns how many.
- * next_cursor (at least 48 bytes) gets the cursor of the next page, or "". */
+/* Fills out[0..limit) with matching promises, oldest first, passive copies
+ * of other owners' promises left out; returns how many. next_cursor (at
+ * least 48 bytes) gets the cursor of the next page, or "". */
 size_t pm_store_list(pm_store_t *self, const pm_list_filter_t *f, const pm_prom_t **out,
                      char *next_cursor, size_t cursor_cap);
 

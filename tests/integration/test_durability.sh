@@ -368,7 +368,7 @@ mesh_down
 # after a total outage (it and its backup killed at once): the takeover is in
 # its WAL, and a restart serves every space it served once nobody else does.
 
-dmesh_up 3 --replicas 2
+dmesh_up 3 --replicas 2 --retire-interval 1s
 S2=$(mstat 2 id_space)
 pm 2 create
 P=$OUT
@@ -391,6 +391,7 @@ else
     not_ok "n2 killed: n1 or n3 takes its space over"
 fi
 [ "$H" = 1 ] && X=3 || X=1
+SH=$(mstat "$H" id_space)
 get_until "$H" "$R" 10 || true
 pm "$H" resolve "$R" "after the takeover"
 expect_eq "a settle through the new owner n$H is acknowledged" 0 "$RC"
@@ -410,6 +411,15 @@ expect_eq "... with the settle it acknowledged after the takeover" \
 pm "$H" get "$P"
 expect_eq "... and what n2 acknowledged before it died" "0|resolved|before the kill" \
     "$RC|$(json_get "$OUT" state)|$(json_get "$OUT" value)"
+# n$H's own old space, resumed too, never held a promise: it is given up.
+_retired() { [ "$(log_count "$H" "PM-SPACE-RETIRED.*$SH")" -ge 1 ]; }
+if wait_for 10 _retired; then
+    ok "n$H retires its old space $SH, which holds no promise (--retire-interval 1s)"
+else
+    not_ok "n$H retires its old space $SH, which holds no promise"
+fi
+expect_eq "... but not n2's, which holds promises" 0 "$(log_count "$H" "PM-SPACE-RETIRED.*$S2")"
+expect_eq "... and counts it in status" 1 "$(mstat "$H" replication.spaces_retired)"
 mesh_restart "$X"
 wait_stat "$H" mesh.members.alive 2 15 || true
 mesh_restart 2

@@ -606,7 +606,7 @@ test_help(void **state)
     size_t lines = 0;
     for (char *p = text; *p; p++)
         lines += *p == '\n';
-    assert_int_equal(lines, 36); /* one line per key */
+    assert_int_equal(lines, 37); /* one line per key */
     assert_non_null(strstr(text, "  --bind ENDPOINT "));
     assert_non_null(strstr(text, "--probe-interval DURATION "));
     assert_non_null(strstr(text, "  --max-value-bytes BYTES "));

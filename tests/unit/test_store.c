@@ -1198,6 +1198,15 @@ test_restore_times_and_passive(void **state)
     assert_int_equal(pm_store_create(st, &h, 3000, &r, NULL), PM_OK);
     assert_int_equal(pm_store_heartbeat(st, "r-3", 3005, NULL), PM_OK);
     assert_int_equal(pm_store_next_deadline(st), INT64_MAX);
+    /* A list shows what this store serves, not the copies it keeps: only
+     * other-1 is active now. */
+    const pm_prom_t *found[8];
+    char cursor[64];
+    pm_list_filter_t all = {.limit = 8};
+    assert_int_equal(pm_store_list(st, &all, found, cursor, sizeof cursor), 1);
+    assert_string_equal(found[0]->id, "other-1");
+    assert_int_equal(pm_store_activate(st, "r-"), 3);
+    assert_int_equal(pm_store_list(st, &all, found, cursor, sizeof cursor), 4);
     pm_store_destroy(&st);
 }
 
