@@ -48,6 +48,10 @@
  * first full sync take ~1 s. Until this long after its start, a request on a
  * space it has never heard of waits for that rather than failing NOT_FOUND. */
 #define S_YOUNG_MS 3000
+/* A space named after a live member that we have not heard of is most likely
+ * its new primary (it restarted a moment ago), announced within a gossip
+ * round or two: a request on it waits this long for the news. */
+#define S_UNKNOWN_WAIT_MS 2000
 /* Messages handled per poll wake-up before timers get a turn. */
 #define S_BATCH 512
 /* Largest list page, whatever the client asks: bounds reply size. */
@@ -839,8 +843,11 @@ s_retire_empty(pm_agent_t *self)
     zlistx_t *empty = zlistx_new();
     size_t n = pm_mesh_served(self->mesh, &spaces, &epochs);
     for (size_t i = 0; empty && i < n; i++)
-        if (strcmp(spaces[i], self->space) != 0 && !zhashx_lookup(used, spaces[i]))
-            zlistx_add_end(empty, strdup(spaces[i]));
+        if (strcmp(spaces[i], self->space) != 0 && !zhashx_lookup(used, spaces[i])) {
+            char *copy = strdup(spaces[i]);
+            if (copy)
+                zlistx_add_end(empty, copy);
+        }
     zhashx_destroy(&used);
     for (char *sp = empty ? zlistx_first(empty) : NULL; sp; sp = zlistx_next(empty)) {
         pm_log_info("PM-SPACE-RETIRED", "id space %s holds no promise any more: no longer "
@@ -1821,6 +1828,8 @@ s_on_member(void *arg, pm_mesh_event_t ev, const char *name)
         s_unpark(self); /* we may have taken it over ourselves */
 }
 
+static int s_space_of_live_member(pm_agent_t *self, const char *id);
+
 /* Parks a client's request until its space is served somewhere (s_unpark):
  * its owner died and a takeover is coming, or (unknown) we just started and
  * have not heard of the space yet. 1 if parked, 0 if it could not be. */
@@ -1862,9 +1871,25 @@ s_park_request(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t mono
     s_park(self, r);
     if (unknown) {
         r->unknown = 1;
-        pm_timers_set(self->relay_timers, &r->timer, self->started_mono + S_YOUNG_MS);
+        int64_t until = self->started_mono + S_YOUNG_MS;
+        if (until < mono + S_UNKNOWN_WAIT_MS)
+            until = mono + S_UNKNOWN_WAIT_MS;
+        pm_timers_set(self->relay_timers, &r->timer, until);
     }
     return 1;
+}
+
+/* Whether id's space ("<node>-<tag>~...") is named after a live member. */
+static int
+s_space_of_live_member(pm_agent_t *self, const char *id)
+{
+    char node[PM_WIRE_MAX_NAME + 1];
+    size_t n = s_space_of(id, node, sizeof node);
+    char *dash = n ? strrchr(node, '-') : NULL;
+    if (!dash)
+        return 0;
+    *dash = 0;
+    return strcmp(node, self->node) != 0 && pm_mesh_is_up(self->mesh, node);
 }
 
 /* Routes a client's request on a promise that may live elsewhere. Returns 1
@@ -1885,9 +1910,11 @@ s_route(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t mono, int *
         *err = PM_ERR_OWNER_LOST;
         return 1;
     case PM_ROUTE_UNKNOWN:
-        /* Just started, we may not have heard of the space yet: wait for the
-         * members' metadata a moment before calling the id unknown. */
-        if (self->replica && mono - self->started_mono < S_YOUNG_MS &&
+        /* Just started, or the space is named after a live member (its new
+         * primary): we may not have heard of it yet. Wait for the members'
+         * metadata a moment before calling the id unknown. */
+        if (self->replica &&
+            (mono - self->started_mono < S_YOUNG_MS || s_space_of_live_member(self, m->id)) &&
             s_park_request(self, s, m, mono, 1)) {
             *err = PM_OK;
             return 1;

@@ -185,6 +185,9 @@ pm_store_destroy(pm_store_t **self_p)
     if (!self_p || !*self_p)
         return;
     pm_store_t *self = *self_p;
+    /* The heap points into the promises (their armed deadlines): it goes
+     * first, while they still exist. */
+    pm_timers_destroy(&self->timers);
     for (pm_prom_t *p = self->oldest; p;) {
         pm_prom_t *next = p->newer;
         s_prom_free(p);
@@ -193,7 +196,6 @@ pm_store_destroy(pm_store_t **self_p)
     free(self->by_id.slots);
     free(self->by_key.slots);
     free(self->fired);
-    pm_timers_destroy(&self->timers);
     free(self);
     *self_p = NULL;
 }

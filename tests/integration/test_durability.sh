@@ -428,6 +428,19 @@ mesh_restart 2
 pm 2 get "$R"
 expect_eq "n2 just restarted: a get of a promise another agent serves answers at once" \
     "0|resolved" "$RC|$(json_get "$OUT" state)"
+# A space named after a live member that nobody announced (its new primary,
+# not gossiped yet, as far as the asker knows): the asker waits for news
+# before NOT_FOUND. A space named after nobody: NOT_FOUND at once.
+T0=$(now_ms)
+pm "$H" get "n2-zz0none~1"
+WAITED=$(($(now_ms) - T0))
+expect_eq "an id in an unheard-of space of live n2: NOT_FOUND" "1|yes" \
+    "$RC|$([[ $ERR == *NOT_FOUND* ]] && echo yes || echo no)"
+if [ "$WAITED" -ge 1800 ]; then ok "... after waiting for n2's news (${WAITED} ms)"; else
+    not_ok "... after waiting for n2's news" "answered in ${WAITED} ms"; fi
+pm "$H" get "nobody-zz0none~1"
+expect_eq "an id in a space of no member: NOT_FOUND" "1|yes" \
+    "$RC|$([[ $ERR == *NOT_FOUND* ]] && echo yes || echo no)"
 _moved() { [ "$(log_count 2 "PM-SPACE-MOVED.*$S2")" -ge 1 ]; }
 if wait_for 15 _moved; then
     ok "n2 restarted: it learns its old space is served by n$H, and does not resume it"
