@@ -608,6 +608,19 @@ s_minted_by(const s_session_t *s, const char *id)
            !strchr(id + s->mint_len, '~');
 }
 
+static size_t s_space_of(const char *id, char *out, size_t cap);
+
+/* Whether the space of id is one this agent took over (serves, and is not
+ * its primary): the agent that lost it, and that agent's clients, still mint
+ * there, and only they do. */
+static int
+s_owned_space(pm_agent_t *self, const char *id)
+{
+    char space[PM_WIRE_MAX_NAME + 1];
+    return self->mesh && s_space_of(id, space, sizeof space) &&
+           strcmp(space, self->space) != 0 && pm_mesh_owns(self->mesh, space, NULL);
+}
+
 static void
 s_mint(pm_agent_t *self, char *out, size_t cap)
 {
@@ -622,7 +635,9 @@ s_do_create(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t now)
 {
     char id[PM_WIRE_MAX_NAME + 1];
     if (m->id) {
-        if (!s_minted_by(s, m->id))
+        /* A peer relays creates in a space it lost to us (its clients still
+         * mint there); a client mints under its lease. */
+        if (!(s->peer ? s_owned_space(self, m->id) : s_minted_by(s, m->id)))
             return PM_ERR_BAD_REQUEST;
         snprintf(id, sizeof id, "%s", m->id);
     } else {
@@ -816,6 +831,21 @@ s_restore_thens(pm_agent_t *self, const pm_journal_state_t *st)
 
 static void s_probation_drop(pm_agent_t *self, const char *space);
 
+/* Whether space is the primary a live member announces: one that lost it
+ * while cut off still mints there, sending creates to whoever serves it. */
+static int
+s_space_is_live_primary(pm_agent_t *self, const char *space)
+{
+    char node[PM_WIRE_MAX_NAME + 1];
+    snprintf(node, sizeof node, "%s", space);
+    char *dash = strrchr(node, '-');
+    if (!dash)
+        return 0;
+    *dash = 0;
+    const char *primary = pm_mesh_primary_of(self->mesh, node);
+    return pm_mesh_is_up(self->mesh, node) && primary && strcmp(primary, space) == 0;
+}
+
 /* Spaces we serve besides our primary that hold no promise any more are
  * given up: every restart leaves a space behind for its heir, and without
  * this they would pile up in the metadata we gossip. Nothing new is ever
@@ -843,7 +873,8 @@ s_retire_empty(pm_agent_t *self)
     zlistx_t *empty = zlistx_new();
     size_t n = pm_mesh_served(self->mesh, &spaces, &epochs);
     for (size_t i = 0; empty && i < n; i++)
-        if (strcmp(spaces[i], self->space) != 0 && !zhashx_lookup(used, spaces[i])) {
+        if (strcmp(spaces[i], self->space) != 0 && !zhashx_lookup(used, spaces[i]) &&
+            !s_space_is_live_primary(self, spaces[i])) {
             char *copy = strdup(spaces[i]);
             if (copy)
                 zlistx_add_end(empty, copy);
@@ -1557,6 +1588,14 @@ s_maybe_take_over(pm_agent_t *self, const char *name)
         if (!copy[i])
             continue;
         uint64_t e = pm_mesh_epoch(self->mesh, copy[i]);
+        if (e > ep[i]) {
+            /* It had moved on from name already (name was fenced, and its
+             * metadata still listed it): its current owner keeps it. */
+            pm_log_info("PM-TAKEOVER-STALE", "%s listed id space %s at epoch %llu, served at "
+                        "epoch %llu since: not taking it over", name, copy[i],
+                        (unsigned long long) ep[i], (unsigned long long) e);
+            continue;
+        }
         if (ep[i] > e)
             e = ep[i];
         char why[PM_WIRE_MAX_NAME + 32];
@@ -1932,7 +1971,10 @@ s_route(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t mono, int *
         /* The caller minted the new id in the owner's space under its own
          * lease: <owner space>~<lease><n>. */
         size_t olen = (size_t) (strchr(m->id, '~') - m->id);
-        if (strncmp(m->new_id, m->id, olen + 1) != 0 || !s_minted_by(s, m->new_id + olen + 1)) {
+        /* (Or, if the owner's space was ours until it moved: under the lease
+         * as it stands, as for a promise of our own.) */
+        if (strncmp(m->new_id, m->id, olen + 1) != 0 ||
+            !(s_minted_by(s, m->new_id + olen + 1) || s_minted_by(s, m->new_id))) {
             *err = PM_ERR_BAD_REQUEST;
             return 1;
         }
@@ -1955,8 +1997,14 @@ s_do_then(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t now)
          * lease (<our space>~<their space>~...); a local client mints under
          * its own lease. Either way the id cannot clash with ours. */
         size_t sl = strlen(self->space);
-        int ok = s->peer ? strncmp(m->new_id, self->space, sl) == 0 && m->new_id[sl] == '~' &&
-                               strchr(m->new_id + sl + 1, '~') != NULL
+        const char *pt = strchr(p->id, '~');
+        size_t pl = pt ? (size_t) (pt - p->id) : 0;
+        /* (A peer mints in the source's space: ours, under its own lease;
+         * or one we took over, whose former owner's clients mint there.) */
+        int ok = s->peer ? ((strncmp(m->new_id, self->space, sl) == 0 && m->new_id[sl] == '~' &&
+                             strchr(m->new_id + sl + 1, '~') != NULL) ||
+                            (pl && strncmp(m->new_id, p->id, pl + 1) == 0 &&
+                             s_owned_space(self, m->new_id)))
                          : s_minted_by(s, m->new_id);
         if (!ok)
             return PM_ERR_BAD_REQUEST;
@@ -2125,6 +2173,21 @@ s_handle(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t now, int64
          m->type == PM_MSG_AWAIT || m->type == PM_MSG_THEN) &&
         s_route(self, s, m, mono, &routed_err))
         return routed_err;
+    if (self->replica && !s->peer && m->type == PM_MSG_CREATE &&
+        !pm_mesh_owns(self->mesh, self->space, NULL)) {
+        /* Our space was taken over while we were cut off (fenced, not
+         * restarted): new promises in it are the new owner's to create. */
+        if (m->id && !s_minted_by(s, m->id))
+            return PM_ERR_BAD_REQUEST;
+        char id[PM_WIRE_MAX_NAME + 1];
+        pm_msg_t copy = *m;
+        if (!m->id) {
+            s_mint(self, id, sizeof id);
+            copy.id = id;
+        }
+        if (s_route(self, s, &copy, mono, &routed_err))
+            return routed_err;
+    }
     switch (m->type) {
     case PM_MSG_HELLO: {
         pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .node = self->node,

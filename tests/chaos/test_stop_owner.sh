@@ -42,5 +42,15 @@ CMD_TIMEOUT=5 run "$PMESH" --socket "${MESH_SOCK[2]}" status
 expect_eq "n2 answers status after it resumed" 0 "$RC"
 pm 2 create
 expect_eq "n2 acknowledges a new create after it resumed" 0 "$RC"
+NEW=$OUT
+# n2 no longer serves its space: what it acknowledged lives where the space is
+# served now, for every agent to read (not in n2's store alone).
+for k in 1 3; do
+    pm $k get "$NEW"
+    expect_eq "... and that promise reads pending through n$k" "0|pending" \
+        "$RC|$(json_get "$OUT" state)"
+done
+pm 2 then "$X" up
+expect_eq "a then on the moved space's promise through n2 is acknowledged" "0|" "$RC|$ERR"
 mesh_down
 finish
