@@ -197,6 +197,7 @@ struct pm_agent {
     int64_t started_mono;
     int64_t started_real;
     int64_t last_sweep;
+    int64_t last_loop; /* monotonic ms of the last loop iteration (stall detection) */
     int stopping;
     s_op_counts_t ops[PM_MSG_TYPE_COUNT];
     /* Receipt of a request to its reply leaving the agent (durability and
@@ -511,6 +512,27 @@ s_sweep(pm_agent_t *self, int64_t now)
         s_session_close(self, s, "expired");
     }
     zlistx_destroy(&dead);
+}
+
+/* The loop wakes at least every S_SWEEP_MS: a gap this long means the agent
+ * itself did not run (SIGSTOP, a frozen VM, swapping). */
+#define S_STALL_MS 1000
+
+/* After a stall, the silence was ours, not the clients': every session gets
+ * a full client_timeout again (a worker expired for it would never hear
+ * that its registration is gone). */
+static void
+s_check_stall(pm_agent_t *self, int64_t mono)
+{
+    int64_t gap = self->last_loop ? mono - self->last_loop : 0;
+    self->last_loop = mono;
+    if (gap < S_STALL_MS)
+        return;
+    pm_log_warn("PM-AGENT-STALLED", "the agent did not run for %lld ms (paused?); its clients "
+                "get a full client_timeout again", (long long) gap);
+    for (s_session_t *s = zhashx_first(self->sessions); s; s = zhashx_next(self->sessions))
+        if (s->last_seen < mono)
+            s->last_seen = mono;
 }
 
 /* ---- waiters -------------------------------------------------------------- */
@@ -2408,6 +2430,7 @@ pm_agent_run(pm_agent_t *self)
             pm_log_error("PM-AGENT-POLL", "zmq_poll: %s", zmq_strerror(errno));
             break;
         }
+        s_check_stall(self, pm_mono_ms());
         if (items[0].revents & ZMQ_POLLIN)
             s_drain_router(self);
         if (mesh_item >= 0 && (items[mesh_item].revents & ZMQ_POLLIN))

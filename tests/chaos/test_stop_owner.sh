@@ -21,6 +21,9 @@ expect_eq "n2's backup counts" "true" \
 import json, sys
 print("true" if all(b["counted"] for b in json.load(sys.stdin)) else "false")')"
 
+# n2's worker is the only one serving `up`.
+mesh_worker w2 2 up 2 tr a-z A-Z
+T_STOP=$(now_ms)
 kill -STOP "${MESH_PID[2]}"
 _taken() { [ "$(cat "$MESH_DIR"/n1.log "$MESH_DIR"/n3.log | grep -c "PM-TAKEOVER.*$SPACE")" -ge 1 ]; }
 if wait_for 10 _taken; then ok "n2 stopped: its space is taken over"; else
@@ -28,6 +31,8 @@ if wait_for 10 _taken; then ok "n2 stopped: its space is taken over"; else
 # A client of n2 sends a settle while n2 is stopped: it waits in the socket.
 timed_bg rs 2 resolve "$X" "queued while stopped"
 sleep 0.3
+# Stopped longer than client_timeout (2 s): the silence is n2's own.
+while [ $(($(now_ms) - T_STOP)) -lt 2600 ]; do sleep 0.1; done
 kill -CONT "${MESH_PID[2]}"
 wait_done 10 rs || true
 RS=$(done_rc rs)
@@ -52,5 +57,16 @@ for k in 1 3; do
 done
 pm 2 then "$X" up
 expect_eq "a then on the moved space's promise through n2 is acknowledged" "0|" "$RC|$ERR"
+# The worker n2 had before the pause still serves: n2 did not expire it for
+# a silence that was n2's own.
+pm 1 create
+P1=$OUT
+pm 1 then "$P1" up
+Q1=$OUT
+pm 1 resolve "$P1" "after the pause"
+CMD_TIMEOUT=15 pm 1 await "$Q1" --timeout 10s
+expect_eq "n2's worker runs an invocation placed on n2 after the pause" "0|AFTER THE PAUSE" \
+    "$RC|$OUT"
+expect_match "... and n2 logged its own stall" "PM-AGENT-STALLED" "$(cat "$MESH_DIR/n2.log")"
 mesh_down
 finish
