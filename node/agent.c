@@ -1084,6 +1084,9 @@ s_remote_await(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, const char *
     return err;
 }
 
+static void s_park(pm_agent_t *self, s_relay_t *r);
+static void s_unpark(pm_agent_t *self);
+
 /* A reply from another agent to one of our relays. */
 static void
 s_on_peer_reply(pm_agent_t *self, const char *from, pm_msg_t *m)
@@ -1102,6 +1105,12 @@ s_on_peer_reply(pm_agent_t *self, const char *from, pm_msg_t *m)
             s_send(self, s, &copy);
         }
     } else if (r->kind == S_RELAY_SUB) {
+        if (m->err == PM_ERR_OWNER_LOST && self->replica && r->frame) {
+            /* Its space moved on from that agent: subscribe where it went. */
+            s_park(self, r);
+            s_unpark(self);
+            return;
+        }
         s_rwait_finish(self, r->pid, m, 0);
     } else if (m->err && m->err != PM_ERR_ALREADY_SETTLED && m->err != PM_ERR_TIMED_OUT) {
         pm_log_warn("PM-RELAY-FAILED", "%s answered %s to a relayed settle", from,
@@ -1670,9 +1679,9 @@ s_on_moved(void *arg, const char *space)
     snprintf(prefix, sizeof prefix, "%s~", space);
     pm_store_passivate(self->store, prefix, 0);
     s_probation_drop(self, space);
+    size_t plen = strlen(prefix);
     /* Its continuations are the new owner's now (it revived them from its
      * copy): ours would only run them a second time. */
-    size_t plen = strlen(prefix);
     for (s_then_t *t = self->thens, *next; t; t = next) {
         next = t->next;
         if (strncmp(t->target, prefix, plen) != 0)
@@ -1691,6 +1700,24 @@ s_on_moved(void *arg, const char *space)
             pm_log_warn("PM-REPLIES-FAILED", "%zu held repl%s answered UNREACHABLE: id space "
                         "%s moved before their changes were replicated", n, n == 1 ? "y" : "ies",
                         space);
+    }
+    /* Awaits of its promises here would never be answered (their settles go
+     * to the new owner): another agent's subscription hears OWNER_LOST and
+     * subscribes again where the space went; a local client hears
+     * UNREACHABLE and may await again. */
+    for (pm_prom_t *p = pm_store_oldest(self->store); p; p = p->newer) {
+        if (p->state != PM_STATE_PENDING || strncmp(p->id, prefix, plen) != 0)
+            continue;
+        for (pm_watch_t *w = p->watches, *next; w; w = next) {
+            next = w->next;
+            if (w->fn != s_waiter_fired)
+                continue;
+            s_waiter_t *wt = (s_waiter_t *) w;
+            s_reply_err(self, wt->session, wt->req_id,
+                        wt->session->peer ? PM_ERR_OWNER_LOST : PM_ERR_UNREACHABLE,
+                        "the promise's id space moved to another agent: await it again");
+            s_waiter_free(self, wt);
+        }
     }
     /* The backups refused (or will refuse) what we had of that space: they
      * get what we still serve afresh, so acknowledgements flow again. */

@@ -16,6 +16,7 @@ SPACE=$(mstat 2 id_space)
 pm 2 create
 X=$OUT
 pm 2 create
+Y=$OUT
 expect_eq "n2's backup counts" "true" \
     "$(json_get "$("$PMESH" --socket "${MESH_SOCK[2]}" status)" replication.backups | python3 -c '
 import json, sys
@@ -30,6 +31,8 @@ if wait_for 10 _taken; then ok "n2 stopped: its space is taken over"; else
     not_ok "n2 stopped: its space is taken over"; fi
 # A client of n2 sends a settle while n2 is stopped: it waits in the socket.
 timed_bg rs 2 resolve "$X" "queued while stopped"
+# ... and another client of n2 awaits a promise of n2's space.
+timed_bg aw 2 await "$Y" --timeout 20s
 sleep 0.3
 # Stopped longer than client_timeout (2 s): the silence is n2's own.
 while [ $(($(now_ms) - T_STOP)) -lt 2600 ]; do sleep 0.1; done
@@ -42,6 +45,18 @@ if [ "$RS" = 0 ]; then
     expect_eq "the settle n2 acknowledged after SIGCONT is at the new owner" "resolved" "$STATE"
 else
     expect_eq "the settle n2 refused (exit ${RS:-none}) left the promise pending" "pending" "$STATE"
+fi
+# The await is answered: by the new owner when Y settles, or with a typed
+# error if n2 took it on its stale copy before it learned the space moved;
+# never left to time out on a copy nobody settles any more.
+T_Y=$(now_ms)
+pm 3 resolve "$Y" "y"
+wait_done 15 aw || true
+AW=$(cat "$TMP/aw.out" "$TMP/aw.log" 2>/dev/null)
+if [ -n "$(done_rc aw)" ] && [ $(($(done_ms aw) - T_Y)) -lt 10000 ] && [[ $AW != *WAIT_TIMEOUT* ]]; then
+    ok "an await queued at n2 while it was stopped ends promptly after (rc $(done_rc aw): ${AW//$'\n'/ })"
+else
+    not_ok "an await queued at n2 while it was stopped ends promptly after" "rc $(done_rc aw): $AW"
 fi
 CMD_TIMEOUT=5 run "$PMESH" --socket "${MESH_SOCK[2]}" status
 expect_eq "n2 answers status after it resumed" 0 "$RC"
