@@ -803,6 +803,14 @@ pm_mesh_unclaim(pm_mesh_t *self, const char *space)
         }
 }
 
+int
+pm_mesh_synced(pm_mesh_t *self)
+{
+    pm_swim_stats_t st;
+    pm_swim_stats(self->swim, &st);
+    return st.received[PM_SWIM_MSG_SYNC_REQ] + st.received[PM_SWIM_MSG_SYNC_RESP] > 0;
+}
+
 size_t
 pm_mesh_served(pm_mesh_t *self, const char *const **spaces, const uint64_t **epochs)
 {

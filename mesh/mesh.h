@@ -76,6 +76,9 @@ void pm_mesh_claim(pm_mesh_t *self, const char *space, uint64_t epoch);
 void pm_mesh_unclaim(pm_mesh_t *self, const char *space);
 /* Whether this agent serves space; *epoch (if not NULL) gets its epoch. */
 int pm_mesh_owns(pm_mesh_t *self, const char *space, uint64_t *epoch);
+/* Whether another member's full state (a push-pull sync) has reached us
+ * since we started: until then our view of who serves what may be partial. */
+int pm_mesh_synced(pm_mesh_t *self);
 /* The spaces this agent serves (its primary first) and their epochs.
  * Borrowed until the next claim or unclaim; returns how many. */
 size_t pm_mesh_served(pm_mesh_t *self, const char *const **spaces, const uint64_t **epochs);

@@ -52,6 +52,10 @@
  * its new primary (it restarted a moment ago), announced within a gossip
  * round or two: a request on it waits this long for the news. */
 #define S_UNKNOWN_WAIT_MS 2000
+/* A restarted agent that has heard no member's full state after this many
+ * takeover_grace periods takes itself to be alone (the whole mesh went down)
+ * and resumes its spaces from its own WAL. */
+#define S_ALONE_GRACES 4
 /* Messages handled per poll wake-up before timers get a turn. */
 #define S_BATCH 512
 /* Largest list page, whatever the client asks: bounds reply size. */
@@ -174,6 +178,7 @@ struct pm_agent {
     pm_journal_claim_t *probation;
     size_t n_probation;
     int64_t probation_until;
+    int64_t probation_alone; /* resume without a sync after this (nobody came) */
     uint64_t takeovers, parked;
     uint8_t *token_key;    /* settle-token secret; NULL: none configured */
     size_t token_key_len;
@@ -1733,6 +1738,11 @@ s_check_probation(pm_agent_t *self, int64_t mono)
 {
     if (!self->n_probation || mono < self->probation_until)
         return;
+    /* Not before another member's full state has told us who serves what
+     * (a restarted seed hears of the others late), unless nobody has come
+     * for long enough that we must be alone. */
+    if (!pm_mesh_synced(self->mesh) && mono < self->probation_alone)
+        return;
     while (self->n_probation) {
         pm_journal_claim_t c = self->probation[--self->n_probation];
         const char *node = NULL;
@@ -2690,10 +2700,12 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
             snprintf(keep, sizeof keep, "%s~", self->space);
             pm_store_passivate(self->store, keep, 1);
             self->probation_until = pm_mono_ms() + cfg->takeover_grace;
+            self->probation_alone = pm_mono_ms() + S_ALONE_GRACES * cfg->takeover_grace;
             for (size_t i = 0; i < self->n_probation; i++)
                 pm_log_info("PM-SPACE-PROBATION", "restarted: id space %s (epoch %llu) is "
-                            "resumed in %lld ms unless another agent serves it; new promises "
-                            "go to %s", self->probation[i].space,
+                            "resumed after %lld ms, once another member's state has reached "
+                            "us, unless some agent serves it; new promises go to %s",
+                            self->probation[i].space,
                             (unsigned long long) self->probation[i].epoch,
                             (long long) cfg->takeover_grace, self->space);
         }

@@ -400,7 +400,7 @@ kill -KILL "${MESH_PID[$H]}" "${MESH_PID[$X]}"
 sleep 0.5
 mesh_restart "$H"
 _resumed() { [ "$(log_count "$H" "PM-TAKEOVER.*$S2.*nobody took it over")" -ge 1 ]; }
-if wait_for 15 _resumed; then
+if wait_for 30 _resumed; then
     ok "n$H restarted alone: it resumes n2's space, which it had taken over (nobody serves it)"
 else
     not_ok "n$H restarted alone: it resumes n2's space, which it had taken over"
