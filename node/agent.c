@@ -858,17 +858,26 @@ s_restore_thens(pm_agent_t *self, const pm_journal_state_t *st)
 
 static void s_probation_drop(pm_agent_t *self, const char *space);
 
+/* The node a space is named after ("<node>-<tag>"): 1, or 0 if it has no tag. */
+static int
+s_space_node(const char *space, char *node, size_t cap)
+{
+    snprintf(node, cap, "%s", space);
+    char *dash = strrchr(node, '-');
+    if (!dash)
+        return 0;
+    *dash = 0;
+    return 1;
+}
+
 /* Whether space is the primary a live member announces: one that lost it
  * while cut off still mints there, sending creates to whoever serves it. */
 static int
 s_space_is_live_primary(pm_agent_t *self, const char *space)
 {
     char node[PM_WIRE_MAX_NAME + 1];
-    snprintf(node, sizeof node, "%s", space);
-    char *dash = strrchr(node, '-');
-    if (!dash)
+    if (!s_space_node(space, node, sizeof node))
         return 0;
-    *dash = 0;
     const char *primary = pm_mesh_primary_of(self->mesh, node);
     return pm_mesh_is_up(self->mesh, node) && primary && strcmp(primary, space) == 0;
 }
@@ -1981,13 +1990,9 @@ s_park_request(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t mono
 static int
 s_space_of_live_member(pm_agent_t *self, const char *id)
 {
-    char node[PM_WIRE_MAX_NAME + 1];
-    size_t n = s_space_of(id, node, sizeof node);
-    char *dash = n ? strrchr(node, '-') : NULL;
-    if (!dash)
-        return 0;
-    *dash = 0;
-    return strcmp(node, self->node) != 0 && pm_mesh_is_up(self->mesh, node);
+    char space[PM_WIRE_MAX_NAME + 1], node[PM_WIRE_MAX_NAME + 1];
+    return s_space_of(id, space, sizeof space) && s_space_node(space, node, sizeof node) &&
+           strcmp(node, self->node) != 0 && pm_mesh_is_up(self->mesh, node);
 }
 
 /* Routes a client's request on a promise that may live elsewhere. Returns 1
