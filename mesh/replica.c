@@ -339,17 +339,11 @@ pm_replica_resync(pm_replica_t *self)
         s_transfer(self, &self->backups[i]);
 }
 
-static void
-s_queue_add(pm_replica_t *self, const char *space, const uint8_t *rec, size_t len)
-{
-    pm_replica_record(self, space, rec, len);
-}
-
 size_t
 pm_replica_add_space(pm_replica_t *self, const char *space)
 {
     uint64_t before = self->produced;
-    self->hooks.full_state(self->arg, self, space, s_queue_add);
+    self->hooks.full_state(self->arg, self, space, pm_replica_record);
     return (size_t) (self->produced - before);
 }
 

@@ -216,7 +216,6 @@ struct pm_agent {
     uint64_t bad_frames;
     uint64_t replies_dropped;
     uint64_t replies_failed; /* held replies answered with an error instead */
-    int fail_err;            /* the error s_fail_held answers with */
     uint64_t sessions_expired;
     uint64_t waiters_timed_out;
 };
@@ -344,20 +343,24 @@ s_journal_send(void *arg, uint64_t session, const char *peer, uint8_t *buf, size
     }
 }
 
+/* What held replies that must not be sent are answered with. */
+typedef struct s_fail_ctx {
+    pm_agent_t *self;
+    int err;
+    const char *message;
+} s_fail_ctx_t;
+
 /* The journal hands over a held reply that must not be sent (its change may
- * not survive): the request is answered with self->fail_err instead. */
+ * not survive): the request is answered with the context's error instead. */
 static void
 s_fail_held(void *arg, uint64_t session, const char *peer, uint8_t *buf, size_t len)
 {
-    pm_agent_t *self = arg;
+    const s_fail_ctx_t *ctx = arg;
+    pm_agent_t *self = ctx->self;
     pm_msg_t m;
     if (pm_wire_decode(buf, len, &m) == PM_OK && m.type == PM_MSG_REPLY) {
-        pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m.req_id, .err = self->fail_err,
-                      .from = peer ? self->node : NULL,
-                      .message = self->fail_err == PM_ERR_UNREACHABLE
-                                     ? "the id space moved to another agent before this "
-                                       "change reached its backups: it may not have happened"
-                                     : pm_strerror(self->fail_err)};
+        pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m.req_id, .err = ctx->err,
+                      .from = peer ? self->node : NULL, .message = ctx->message};
         size_t n;
         uint8_t *out = pm_wire_encode(&r, &n);
         if (out) {
@@ -798,7 +801,6 @@ s_snapshot_extra(void *arg, pm_journal_t *j)
 static void s_then_fired(pm_watch_t *watch, pm_prom_t *p);
 static void s_revive_then(pm_agent_t *self, const char *src, const char *function,
                           const char *q);
-static size_t s_space_of(const char *id, char *out, size_t cap);
 static void s_rthen_add(pm_agent_t *self, const char *p, const char *function, const char *q);
 
 /* Continuations from the WAL whose target still waits: chained again on a
@@ -891,7 +893,8 @@ s_retire_empty(pm_agent_t *self)
 {
     const char *const *spaces;
     const uint64_t *epochs;
-    if (pm_mesh_served(self->mesh, &spaces, &epochs) <= 1)
+    size_t n = pm_mesh_served(self->mesh, &spaces, &epochs);
+    if (n <= 1)
         return;
     zhashx_t *used = zhashx_new();
     if (!used)
@@ -907,7 +910,6 @@ s_retire_empty(pm_agent_t *self)
             zhashx_insert(used, space, (void *) "");
     }
     zlistx_t *empty = zlistx_new();
-    size_t n = pm_mesh_served(self->mesh, &spaces, &epochs);
     for (size_t i = 0; empty && i < n; i++)
         if (strcmp(spaces[i], self->space) != 0 && !zhashx_lookup(used, spaces[i]) &&
             !s_space_is_live_primary(self, spaces[i])) {
@@ -1481,16 +1483,16 @@ s_on_replicate(pm_agent_t *self, const char *from, const pm_msg_t *m)
     }
 }
 
-/* Replica hook: every record of `only` (NULL: of every space we serve), for
- * a new backup or after a takeover. */
+/* Replica hook: every record of `only` (a space just claimed) or, NULL, of
+ * every space we serve, for a new backup or after a takeover. */
 static void
 s_full_state(void *arg, pm_replica_t *r, const char *only, pm_replica_add_fn *add)
 {
     pm_agent_t *self = arg;
     char space[PM_WIRE_MAX_NAME + 1];
     for (pm_prom_t *p = pm_store_oldest(self->store); p; p = p->newer) {
-        if (!s_space_of(p->id, space, sizeof space) || !pm_mesh_owns(self->mesh, space, NULL) ||
-            (only && strcmp(space, only) != 0))
+        if (!s_space_of(p->id, space, sizeof space) ||
+            (only ? strcmp(space, only) != 0 : !pm_mesh_owns(self->mesh, space, NULL)))
             continue;
         pm_rec_t rec = {.kind = PM_REC_CREATE};
         pm_journal_view(p, &rec.promise);
@@ -1511,8 +1513,8 @@ s_full_state(void *arg, pm_replica_t *r, const char *only, pm_replica_add_fn *ad
         }
     }
     for (s_then_t *t = self->thens; t; t = t->next) {
-        if (!s_space_of(t->target, space, sizeof space) || (only && strcmp(space, only) != 0) ||
-            !pm_mesh_owns(self->mesh, space, NULL))
+        if (!s_space_of(t->target, space, sizeof space) ||
+            (only ? strcmp(space, only) != 0 : !pm_mesh_owns(self->mesh, space, NULL)))
             continue;
         pm_rec_t rec = {.kind = PM_REC_THEN, .function = t->function, .target = t->target};
         rec.promise.id = t->source;
@@ -1708,8 +1710,10 @@ s_on_moved(void *arg, const char *space)
         pm_journal_release(self->journal, space);
         /* Changes the backups have not acknowledged may not be at the new
          * owner: their replies become errors, never acknowledgements. */
-        self->fail_err = PM_ERR_UNREACHABLE;
-        size_t n = pm_journal_fail_unreplicated(self->journal, s_fail_held, self);
+        s_fail_ctx_t ctx = {self, PM_ERR_UNREACHABLE,
+                            "the id space moved to another agent before this change reached "
+                            "its backups: it may not have happened"};
+        size_t n = pm_journal_fail_unreplicated(self->journal, s_fail_held, &ctx);
         if (n)
             pm_log_warn("PM-REPLIES-FAILED", "%zu held repl%s answered UNREACHABLE: id space "
                         "%s moved before their changes were replicated", n, n == 1 ? "y" : "ies",
@@ -2816,8 +2820,9 @@ pm_agent_destroy(pm_agent_t **self_p)
     }
     if (self->journal) {
         /* Replies the backups have not acknowledged are no acknowledgement. */
-        self->fail_err = PM_ERR_AGENT_SHUTTING_DOWN;
-        pm_journal_fail_unreplicated(self->journal, s_fail_held, self);
+        s_fail_ctx_t ctx = {self, PM_ERR_AGENT_SHUTTING_DOWN,
+                            pm_strerror(PM_ERR_AGENT_SHUTTING_DOWN)};
+        pm_journal_fail_unreplicated(self->journal, s_fail_held, &ctx);
     }
     pm_journal_close(&self->journal); /* releases what it held while the sockets live */
     pm_replica_destroy(&self->replica);
