@@ -2260,7 +2260,8 @@ s_handle(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t now, int64
     case PM_MSG_HELLO: {
         pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .node = self->node,
                       .mint_prefix = s->mint, .session = s->id,
-                      .max_value = self->max_value_bytes};
+                      .max_value = self->max_value_bytes,
+                      .client_timeout_ms = (uint64_t) self->client_timeout};
         s_send(self, s, &r);
         return PM_OK;
     }

@@ -341,6 +341,7 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         reply.session = m->session;
         reply.created = m->created != 0;
         reply.max_value = m->max_value;
+        reply.client_timeout_ms = m->client_timeout_ms;
         reply.token = s_str(m->token);
         if (m->promise) {
             s_promise_out(m->promise, &one, lstore + lused, lptrs + lused);
@@ -630,6 +631,7 @@ s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
         m->session = r->session;
         m->created = r->created;
         m->max_value = r->max_value;
+        m->client_timeout_ms = r->client_timeout_ms;
         m->token = s_opt(r->token);
         if (r->promise) {
             pm_wire_promise_t *p = s_alloc(pv, sizeof *p);

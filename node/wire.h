@@ -122,6 +122,7 @@ typedef struct pm_msg {
     const char *mint_prefix;
     int created;
     uint64_t max_value; /* hello reply */
+    uint64_t client_timeout_ms; /* hello reply: the agent closes sessions silent this long */
     const char *token;  /* create reply */
     /* decoder state: owned by the message, freed by pm_wire_release */
     void *priv;
