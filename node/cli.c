@@ -66,7 +66,8 @@ static bool s_verbose;
 static const char s_usage_text[] =
     "usage: pmesh [--socket PATH] COMMAND [ARGS]\n"
     "  create [--timeout DUR] [--heartbeat DUR] [--key KEY] [--label K=V]... [--token]\n"
-    "                              print the new id (--token: and its settle token below)\n"
+    "         [--token-ttl DUR]    print the new id (--token: and its settle token below,\n"
+    "                              refused after --token-ttl if given)\n"
     "  resolve ID [VALUE]          settle with VALUE (no VALUE: the bytes on stdin)\n"
     "  reject ID [REASON]\n"
     "  cancel ID\n"
@@ -408,7 +409,7 @@ s_cmd_create(int argc, char **argv)
     static const s_spec_t specs[] = {
         S_COMMON_SPECS,          { "timeout", 0, true }, { "heartbeat", 0, true },
         { "key", 0, true },      { "label", 0, true },   { "token", 0, false },
-        { NULL, 0, false },
+        { "token-ttl", 0, true }, { NULL, 0, false },
     };
     s_args_t a;
     int rc = s_parse(argc, argv, specs, false, &a);
@@ -427,6 +428,12 @@ s_cmd_create(int argc, char **argv)
         goto out;
     if ((rc = s_duration_opt(&a, "heartbeat", &opts.heartbeat_ms)) >= 0)
         goto out;
+    if ((rc = s_duration_opt(&a, "token-ttl", &opts.token_ttl_ms)) >= 0)
+        goto out;
+    if (opts.token_ttl_ms && !opts.token_p) {
+        rc = s_usage_error("create: --token-ttl needs --token");
+        goto out;
+    }
     opts.idempotency_key = s_opt(&a, "key");
     if (opts.idempotency_key && !*opts.idempotency_key) {
         rc = s_usage_error("create: --key needs a value");

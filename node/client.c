@@ -744,7 +744,8 @@ pm_create(pm_client_t *self, const pm_create_opts_t *opts, char **id_p, int *cre
                   .key = opts->idempotency_key,
                   .label_count = opts->label_count,
                   .labels = opts->labels,
-                  .want_token = opts->token_p != NULL};
+                  .want_token = opts->token_p != NULL,
+                  .token_ttl_ms = opts->token_ttl_ms};
     if (opts->token_p)
         *opts->token_p = NULL;
     pm_msg_t r;

@@ -148,10 +148,22 @@ static const s_key_t s_keys[] = {
      .doc = "how often id spaces served besides our own are checked; those left without "
             "promises (every restart leaves one behind) are given up"},
     {.key = "http", .type = S_STRING, .offset = S_AT(http), .meta = "ADDR:PORT",
-     .doc = "serve the HTTP gateway (webhooks, REST, /metrics) here; unset: no gateway"},
+     .doc = "serve the whole HTTP API (clients with an API key, settle tokens, /metrics, "
+            "/readyz) here; unset: none"},
+    {.key = "http_public", .type = S_STRING, .offset = S_AT(http_public), .meta = "ADDR:PORT",
+     .doc = "serve only what outside systems need here: a promise's own routes with its "
+            "settle token, and /healthz; unset: none"},
     {.key = "http_public_url", .type = S_STRING, .offset = S_AT(http_public_url), .meta = "URL",
      .doc = "base URL outside systems use to reach this gateway (callback_url); default "
-            "http://ADDR:PORT"},
+            "http://ADDR:PORT of http_public, else of http"},
+    {.key = "http_api_keys_file", .type = S_STRING, .offset = S_AT(http_api_keys_file),
+     .meta = "PATH",
+     .doc = "API keys of HTTP clients, one 'NAME read|write KEY' per line (reloaded on SIGHUP "
+            "and when the file changes); unset: the full API answers without a key, and only "
+            "on a loopback address"},
+    {.key = "insecure_http", .type = S_BOOL, .offset = S_AT(insecure_http), .def = "false",
+     .doc = "serve the full HTTP API without API keys on a non-loopback address (anyone who "
+            "reaches it may read and settle every promise); for development only"},
     {.key = "token_secret_file", .type = S_STRING, .offset = S_AT(token_secret_file),
      .meta = "PATH", .doc = "file holding the mesh's HMAC key for settle tokens (32+ bytes); "
                             "unset: settling over HTTP is refused"},

@@ -54,7 +54,10 @@ typedef struct pm_config {
     int64_t takeover_grace;         /* ms a restarted agent waits before resuming its space */
     int64_t retire_interval;        /* ms between checks for served spaces left empty */
     char *http;                     /* ADDR:PORT of the HTTP gateway; NULL: none */
-    char *http_public_url;          /* base URL outside systems call back; NULL: from http */
+    char *http_public;              /* ADDR:PORT of the token-only listener; NULL: none */
+    char *http_public_url;          /* base URL outside systems call back; NULL: from http(_public) */
+    char *http_api_keys_file;       /* NAME SCOPE KEY lines; NULL: no keys (loopback only) */
+    bool insecure_http;             /* the full API without keys on a non-loopback address */
     char *token_secret_file;        /* HMAC key for settle tokens; NULL: tokens disabled */
     int64_t http_max_connections;   /* concurrent HTTP connections */
     int64_t http_max_wait;          /* ms: longest ?wait= long-poll */

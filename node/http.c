@@ -52,6 +52,7 @@
 #include "clock.h"
 #include "http.h"
 
+#include "apikeys.h"
 #include "log.h"
 #include "pjson.h"
 #include "token.h"
@@ -70,7 +71,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -137,9 +141,12 @@ static const char *s_refusals[] = {
     "too_many_labels", /* more labels than max_labels */
     "body_too_large",  /* body over max_value_bytes + 64 KiB */
     "value_too_large", /* decoded value over max_value_bytes */
-    "no_token",        /* settle without Authorization: Bearer */
-    "bad_token",       /* a token that is not this promise's */
-    "tokens_disabled", /* settle while the agent has no token_secret_file */
+    "no_credential",   /* no (or a malformed) Authorization: Bearer where one is needed */
+    "bad_credential",  /* neither this promise's settle token nor an API key */
+    "token_expired",   /* this promise's settle token, past its expiry */
+    "wrong_scope",     /* an API key of scope read for a write */
+    "tokens_disabled", /* a settle token while the agent has no token_secret_file */
+    "public_route",    /* a client route (or /metrics, /readyz) on the public listener */
     "no_route",        /* unknown path */
     "bad_method",      /* known path, wrong method */
     "unavailable",     /* agent unreachable / shutting down / gateway stopping */
@@ -195,14 +202,40 @@ enum { S_PHASE_MAIN = 0, S_PHASE_GET };
 
 /* ---- the gateway ----------------------------------------------------------------- */
 
-struct pm_http {
+/* One HTTP listener: the full API or the public (token-only) one. */
+typedef struct s_listener {
+    pm_http_t *gw;
     struct MHD_Daemon *mhd;
+    int public;
+    const char *spec; /* ADDR:PORT as configured, borrowed from gw */
+} s_listener_t;
+
+/* A keys table replaced by a reload: readers that loaded it just before may
+ * still be parsing with it, for microseconds; it is freed a minute later. */
+typedef struct s_retired {
+    pm_apikeys_t *keys;
+    int64_t since_ms;
+    struct s_retired *next;
+} s_retired_t;
+
+struct pm_http {
+    s_listener_t lst[2];
+    int nlst;
     char *socket_path;
     char *base_url; /* callback base, no trailing '/' */
     char *listen;   /* cfg->http as given, for logs */
+    char *listen_public; /* cfg->http_public */
     uint8_t *key;
     size_t keylen;
-    pm_http_policy_t policy;
+    pm_http_policy_t policy; /* the fixed part; each request copies it */
+    /* API keys: written by the router thread only (reloads), read by the MHD
+     * threads once per request. */
+    _Atomic(pm_apikeys_t *) keys;
+    char *keys_path;   /* NULL: no keys configured */
+    struct stat keys_st; /* of the file last loaded: a change reloads it */
+    int sigfd;         /* SIGHUP: reload the keys (-1: none) */
+    int64_t next_keys_check_ms;
+    s_retired_t *retired;
     size_t max_body;
     long max_conns;
     atomic_long admitted; /* connections within http_max_connections */
@@ -213,8 +246,9 @@ struct pm_http {
      * router -> heartbeat thread. Each socket is used by one thread only. */
     void *zctx;
     void *pull;
-    void *push[S_MAX_MHD_THREADS];
+    void *push[2 * S_MAX_MHD_THREADS];
     int n_push;
+    int n_threads; /* MHD threads per listener */
     atomic_int next_slot;
     void *ctl_main, *ctl_router;
     void *beat_out, *beat_in;
@@ -459,10 +493,16 @@ s_only_keys(pm_http_req_t *r, json_t *o, const char *const *allowed)
 static int
 s_parse_create(pm_http_req_t *r, json_t *o, const pm_http_policy_t *policy)
 {
-    static const char *const keys[] = {"timeout", "heartbeat", "idempotency_key", "labels", NULL};
+    static const char *const keys[] = {"timeout",   "heartbeat", "idempotency_key",
+                                       "labels",    "token_ttl", NULL};
     if (s_only_keys(r, o, keys))
         return -1;
     json_t *v;
+    int64_t ttl = 0;
+    if ((v = json_object_get(o, "token_ttl")) && s_json_duration(r, v, "token_ttl", &ttl))
+        return -1;
+    if (ttl > 0) /* rounded up to whole seconds: never shorter than asked */
+        r->token_exp_s = (policy->now_ms + ttl + 999) / 1000;
     if ((v = json_object_get(o, "timeout")) && s_json_duration(r, v, "timeout", &r->create.timeout_ms))
         return -1;
     if ((v = json_object_get(o, "heartbeat")) &&
@@ -562,37 +602,115 @@ s_parse_resolve(pm_http_req_t *r, json_t *o, const pm_http_policy_t *policy)
     return 0;
 }
 
-/* Authorization: Bearer <token> for promise r->id. */
+/* RFC 6750 challenges: no credential, a wrong one, not enough scope. */
+#define S_CHALLENGE "Bearer realm=\"pmesh\""
+#define S_CHALLENGE_BAD "Bearer realm=\"pmesh\", error=\"invalid_token\""
+#define S_CHALLENGE_SCOPE "Bearer realm=\"pmesh\", error=\"insufficient_scope\""
+
+/* The credential of `Authorization: Bearer X`: *cred and *len, or 0 with
+ * none (no header), or -1 with a malformed header. */
 static int
-s_check_token(pm_http_req_t *r, const char *authorization, const pm_http_policy_t *policy)
+s_bearer(const char *a, const char **cred, size_t *len)
 {
-    if (!policy->key)
-        return s_refuse(r, 403, "FORBIDDEN", "tokens_disabled",
-                        "settling over HTTP is disabled: this agent has no token_secret_file");
-    const char *a = authorization;
-    if (!a || strncasecmp(a, "Bearer", 6) != 0 || (a[6] != ' ' && a[6] != '\t'))
-        return s_refuse(r, 401, "UNAUTHORIZED", "no_token",
-                        "settling needs the header 'Authorization: Bearer <settle_token>'");
+    *cred = NULL;
+    *len = 0;
+    if (!a)
+        return 0;
+    if (strncasecmp(a, "Bearer", 6) != 0 || (a[6] != ' ' && a[6] != '\t'))
+        return -1;
     a += 6;
     while (*a == ' ' || *a == '\t')
         a++;
-    char token[PM_TOKEN_LEN + 2];
     size_t n = 0;
-    while (a[n] && a[n] != ' ' && a[n] != '\t' && n < sizeof token - 1) {
-        token[n] = a[n];
+    while (a[n] && a[n] != ' ' && a[n] != '\t')
         n++;
-    }
-    token[n] = 0;
     const char *rest = a + n;
     while (*rest == ' ' || *rest == '\t')
         rest++;
-    if (n == 0)
-        return s_refuse(r, 401, "UNAUTHORIZED", "no_token",
-                        "settling needs the header 'Authorization: Bearer <settle_token>'");
-    if (*rest || pm_token_check(policy->key, policy->keylen, r->id, token) != 0)
-        return s_refuse(r, 403, "FORBIDDEN", "bad_token",
-                        "the token does not grant settling this promise");
-    return 0;
+    if (n == 0 || *rest)
+        return -1;
+    *cred = a;
+    *len = n;
+    return 1;
+}
+
+/* Who may do what (see http.h): decides r->caller from the Authorization
+ * header before anything about the promise is looked up, so a refusal says
+ * nothing about whether it exists. */
+static int
+s_authorize(pm_http_req_t *r, const char *authorization, const pm_http_policy_t *policy)
+{
+    int token_route = r->route == PM_HTTP_ROUTE_GET ||
+                      (r->route >= PM_HTTP_ROUTE_RESOLVE && r->route <= PM_HTTP_ROUTE_HEARTBEAT);
+    pm_scope_t need = r->route == PM_HTTP_ROUTE_GET || r->route == PM_HTTP_ROUTE_LIST
+                          ? PM_SCOPE_READ
+                          : PM_SCOPE_WRITE;
+    const char *cred;
+    size_t len;
+    int has = s_bearer(authorization, &cred, &len);
+    if (has < 0) {
+        r->challenge = S_CHALLENGE;
+        return s_refuse(r, 401, "UNAUTHORIZED", "no_credential",
+                        "the Authorization header must be 'Bearer <credential>'");
+    }
+    if (has == 0) {
+        if (policy->anonymous && !policy->public_listener) {
+            r->caller = PM_HTTP_CALLER_WRITE;
+            return 0;
+        }
+        r->challenge = S_CHALLENGE;
+        return s_refuse(r, 401, "UNAUTHORIZED", "no_credential",
+                        token_route && policy->public_listener
+                            ? "this needs 'Authorization: Bearer <settle_token>' of the promise"
+                        : token_route
+                            ? "this needs 'Authorization: Bearer <settle_token or API key>'"
+                            : "this needs 'Authorization: Bearer <API key>'");
+    }
+    /* An API key (never on the public listener). */
+    if (!policy->public_listener && policy->keys) {
+        const char *name = NULL;
+        pm_scope_t scope = pm_apikeys_match(policy->keys, cred, len, &name);
+        if (scope != PM_SCOPE_NONE) {
+            snprintf(r->key_name, sizeof r->key_name, "%s", name ? name : "");
+            if (scope < need) {
+                r->challenge = S_CHALLENGE_SCOPE;
+                return s_refuse(r, 403, "FORBIDDEN", "wrong_scope",
+                                "the API key %s has scope %s; this needs %s", r->key_name,
+                                pm_scope_name(scope), pm_scope_name(need));
+            }
+            r->caller = scope == PM_SCOPE_WRITE ? PM_HTTP_CALLER_WRITE : PM_HTTP_CALLER_READ;
+            return 0;
+        }
+    }
+    /* The settle token of this promise. */
+    if (token_route && !policy->key) {
+        r->challenge = S_CHALLENGE_BAD;
+        return s_refuse(r, 403, "FORBIDDEN", "tokens_disabled",
+                        "settle tokens are disabled: this agent has no token_secret_file");
+    }
+    if (token_route && len <= PM_TOKEN_MAX) {
+        char token[PM_TOKEN_MAX + 1];
+        memcpy(token, cred, len);
+        token[len] = 0;
+        int64_t exp = 0;
+        int64_t now_s = policy->now_ms / 1000;
+        int v = pm_token_verify(policy->key, policy->keylen, r->id, token, now_s, &exp);
+        if (v == PM_TOKEN_OK) {
+            r->caller = PM_HTTP_CALLER_TOKEN;
+            return 0;
+        }
+        if (v == PM_TOKEN_EXPIRED) {
+            r->challenge = S_CHALLENGE_BAD;
+            return s_refuse(r, 403, "TOKEN_EXPIRED", "token_expired",
+                            "the settle token expired %lld s ago (at unix time %lld); ask its "
+                            "issuer for a new one",
+                            (long long) (now_s - exp), (long long) exp);
+        }
+    }
+    r->challenge = S_CHALLENGE_BAD;
+    return s_refuse(r, 403, "FORBIDDEN", "bad_credential",
+                    token_route ? "the credential does not grant this request on this promise"
+                                : "the credential does not grant this request");
 }
 
 static const char *
@@ -697,6 +815,9 @@ pm_http_parse_request(const char *method, const char *path, const pm_http_kv_t *
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
         if (strcmp(path, fixed[i].path) != 0)
             continue;
+        if (policy->public_listener && fixed[i].route != PM_HTTP_ROUTE_HEALTHZ)
+            return s_refuse(r, 404, "NOT_FOUND", "public_route",
+                            "this listener serves only /healthz and a promise's own routes");
         if (!is_get) {
             r->allow = "GET, HEAD";
             return s_refuse(r, 405, "METHOD_NOT_ALLOWED", "bad_method", "%s takes GET",
@@ -710,6 +831,10 @@ pm_http_parse_request(const char *method, const char *path, const pm_http_kv_t *
         (path[sizeof base - 1] != '\0' && path[sizeof base - 1] != '/'))
         return s_refuse(r, 404, "NOT_FOUND", "no_route", "no such path");
     const char *rest = path + sizeof base - 1;
+    if (*rest == '\0' && policy->public_listener)
+        return s_refuse(r, 404, "NOT_FOUND", "public_route",
+                        "this listener serves only /healthz and a promise's own routes "
+                        "(/v1/promises/{id}...)");
     if (*rest == '\0') {
         if (is_post)
             r->route = PM_HTTP_ROUTE_CREATE;
@@ -762,9 +887,8 @@ pm_http_parse_request(const char *method, const char *path, const pm_http_kv_t *
             return s_refuse(r, 500, "INTERNAL", "internal", "out of memory");
     }
 
-    /* Settling: the token first, so nothing else is revealed without it. */
-    int settle = r->route >= PM_HTTP_ROUTE_RESOLVE && r->route <= PM_HTTP_ROUTE_HEARTBEAT;
-    if (settle && s_check_token(r, authorization, policy))
+    /* The credential first, so nothing else is revealed without it. */
+    if (s_authorize(r, authorization, policy))
         return -1;
     if (body_len > policy->max_value_bytes + S_BODY_SLACK)
         return s_refuse(r, 413, "VALUE_TOO_LARGE", "body_too_large",
@@ -971,8 +1095,8 @@ s_queue(s_job_t *job, int status, char *body, const char *ctype, const char *all
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                             ctype ? ctype : "application/json");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (status == 401)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"pmesh\"");
+    if ((status == 401 || status == 403) && job->req.challenge)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, job->req.challenge);
     if (status == 405 && allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
     if (job->req.refusal && strcmp(job->req.refusal, "connection_limit") == 0) {
@@ -1024,7 +1148,7 @@ s_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                 enum MHD_ConnectionNotificationCode toe)
 {
     (void) conn;
-    pm_http_t *self = cls;
+    pm_http_t *self = ((s_listener_t *) cls)->gw;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         if (atomic_fetch_add(&self->admitted, 1) < self->max_conns) {
             *socket_context = &s_admitted_mark;
@@ -1043,7 +1167,8 @@ s_on_request(void *cls, struct MHD_Connection *conn, const char *url, const char
              void **con_cls)
 {
     (void) version;
-    pm_http_t *self = cls;
+    s_listener_t *lst = cls;
+    pm_http_t *self = lst->gw;
     s_job_t *job = *con_cls;
     if (!job) {
         job = calloc(1, sizeof *job);
@@ -1128,8 +1253,12 @@ s_on_request(void *cls, struct MHD_Connection *conn, const char *url, const char
         S_BAD(&job->req, "more than %d query parameters", S_MAX_QUERY);
         return s_queue_refusal(job, method, url);
     }
+    pm_http_policy_t policy = self->policy;
+    policy.keys = atomic_load_explicit(&self->keys, memory_order_acquire);
+    policy.public_listener = lst->public;
+    policy.now_ms = pm_real_ms();
     if (pm_http_parse_request(method, url, args.items, args.n, auth, job->body, job->body_len,
-                              &self->policy, &job->req) != 0)
+                              &policy, &job->req) != 0)
         return s_queue_refusal(job, method, url);
     free(job->body); /* parsed: the request owns what it needs */
     job->body = NULL;
@@ -1166,7 +1295,7 @@ s_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     (void) conn;
     (void) toe;
-    pm_http_t *self = cls;
+    pm_http_t *self = ((s_listener_t *) cls)->gw;
     s_job_t *job = *con_cls;
     if (!job)
         return;
@@ -1322,8 +1451,9 @@ s_promise_body(s_job_t *job, const char *id, int fallback_state, pm_http_t *self
         json_object_set_new(o, "state", json_string(pm_state_name(fallback_state)));
     }
     if (with_token) {
-        char token[PM_TOKEN_LEN + 1];
-        if (self->key && pm_token_make(self->key, self->keylen, id, token, sizeof token) == 0)
+        char token[PM_TOKEN_MAX + 1];
+        if (self->key && pm_token_make_exp(self->key, self->keylen, id, job->req.token_exp_s, token,
+                                           sizeof token) == 0)
             json_object_set_new(o, "settle_token", json_string(token));
         char *url = NULL;
         if (asprintf(&url, "%s/v1/promises/%s/resolve", self->base_url, id) >= 0) {
@@ -2009,11 +2139,92 @@ s_drain(pm_http_t *self)
     pm_client_destroy(&self->client);
 }
 
+/* ---- API keys: reloaded on SIGHUP and when the file changes ---------------------- */
+
+/* How often the router looks at the keys file: a Kubernetes Secret volume
+ * is updated in place (an atomic symlink swap), without a signal. */
+#define S_KEYS_CHECK_MS 5000
+/* A replaced table is freed this long after: no parse takes a minute. */
+#define S_KEYS_RETIRE_MS 60000
+
+static int
+s_same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Loads the keys file and swaps it in; a bad file keeps the keys in force. */
+static void
+s_keys_reload(pm_http_t *self, const char *why)
+{
+    char err[512];
+    struct stat st;
+    if (stat(self->keys_path, &st) != 0)
+        memset(&st, 0, sizeof st);
+    pm_apikeys_t *fresh = NULL;
+    if (pm_apikeys_load(self->keys_path, &fresh, err, sizeof err) != 0) {
+        self->keys_st = st; /* do not retry an unchanged bad file every few seconds */
+        pm_log_error("PM-HTTP-KEYS-RELOAD-FAILED", "%s: %s; the %zu keys loaded before stay in force",
+                     why, err, pm_apikeys_count(atomic_load(&self->keys)));
+        return;
+    }
+    self->keys_st = st;
+    pm_apikeys_t *old = atomic_exchange_explicit(&self->keys, fresh, memory_order_acq_rel);
+    pm_log_info("PM-HTTP-KEYS-LOADED", "%s: %zu API keys from %s (%zu before)", why,
+                pm_apikeys_count(fresh), self->keys_path, pm_apikeys_count(old));
+    int64_t now = pm_mono_ms();
+    s_retired_t **pp = &self->retired;
+    while (*pp) { /* free what no parse can still hold */
+        if (now - (*pp)->since_ms > S_KEYS_RETIRE_MS) {
+            s_retired_t *dead = *pp;
+            *pp = dead->next;
+            pm_apikeys_destroy(&dead->keys);
+            free(dead);
+        } else {
+            pp = &(*pp)->next;
+        }
+    }
+    s_retired_t *r = calloc(1, sizeof *r);
+    if (!r) { /* keep it rather than free a table a parse may hold */
+        pm_log_warn("PM-HTTP-KEYS-LOADED", "out of memory retiring the old keys; kept");
+        return;
+    }
+    r->keys = old;
+    r->since_ms = now;
+    r->next = self->retired;
+    self->retired = r;
+}
+
+static void
+s_keys_poll(pm_http_t *self, int signalled)
+{
+    if (!self->keys_path)
+        return;
+    if (signalled) {
+        struct signalfd_siginfo si;
+        while (read(self->sigfd, &si, sizeof si) == sizeof si)
+            ;
+        s_keys_reload(self, "SIGHUP");
+        return;
+    }
+    int64_t now = pm_mono_ms();
+    if (now < self->next_keys_check_ms)
+        return;
+    self->next_keys_check_ms = now + S_KEYS_CHECK_MS;
+    struct stat st;
+    if (stat(self->keys_path, &st) == 0 && !s_same_file(&st, &self->keys_st))
+        s_keys_reload(self, "the keys file changed");
+}
+
 static void *
 s_router(void *arg)
 {
     pm_http_t *self = arg;
-    zmq_pollitem_t items[2] = {{self->pull, 0, ZMQ_POLLIN, 0}, {self->ctl_router, 0, ZMQ_POLLIN, 0}};
+    zmq_pollitem_t items[3] = {{self->pull, 0, ZMQ_POLLIN, 0},
+                               {self->ctl_router, 0, ZMQ_POLLIN, 0},
+                               {NULL, self->sigfd, ZMQ_POLLIN, 0}};
+    int nitems = self->sigfd >= 0 ? 3 : 2;
     for (;;) {
         int64_t now = pm_mono_ms();
         if (!self->draining && !self->client && now >= self->next_connect_ms)
@@ -2029,8 +2240,12 @@ s_router(void *arg)
         } else {
             timeout = self->client ? 1000 : S_RECONNECT_MS;
         }
-        if (zmq_poll(items, 2, timeout) < 0 && errno != EINTR)
+        if (self->keys_path && (timeout < 0 || timeout > S_KEYS_CHECK_MS))
+            timeout = S_KEYS_CHECK_MS;
+        items[2].revents = 0;
+        if (zmq_poll(items, nitems, timeout) < 0 && errno != EINTR)
             break; /* the context is gone */
+        s_keys_poll(self, nitems > 2 && (items[2].revents & ZMQ_POLLIN));
         s_pump_replies(self, 0);
         s_job_t *job;
         while (zmq_recv(self->pull, &job, sizeof job, ZMQ_DONTWAIT) == (int) sizeof job)
@@ -2157,11 +2372,57 @@ s_resolve_listen(const char *spec, struct sockaddr_storage *ss, socklen_t *sslen
 
 static void s_free(pm_http_t *self);
 
+static int
+s_is_any(const struct sockaddr_storage *ss)
+{
+    return (ss->ss_family == AF_INET &&
+            ((const struct sockaddr_in *) ss)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
+           (ss->ss_family == AF_INET6 &&
+            IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *) ss)->sin6_addr));
+}
+
+static int
+s_is_loopback(const struct sockaddr_storage *ss)
+{
+    return (ss->ss_family == AF_INET &&
+            (ntohl(((const struct sockaddr_in *) ss)->sin_addr.s_addr) >> 24) == 127) ||
+           (ss->ss_family == AF_INET6 &&
+            IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *) ss)->sin6_addr));
+}
+
+/* Starts MHD for one listener (its address already resolved). */
+static int
+s_start_listener(pm_http_t *self, s_listener_t *l, const struct sockaddr_storage *ss,
+                 const pm_config_t *cfg)
+{
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    if (ss->ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    /* No MHD_OPTION_LISTENING_ADDRESS_REUSE: its SO_REUSEPORT would let a
+     * second agent share the port silently instead of failing to start. */
+    l->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, s_on_request, l, MHD_OPTION_SOCK_ADDR, (struct sockaddr *) ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned) self->n_threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned) (cfg->http_max_connections + S_CONN_HEADROOM), MHD_OPTION_NOTIFY_CONNECTION,
+        s_on_connection, l, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) S_CONN_MEMORY,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) S_CONN_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED,
+        s_on_completed, l, MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, self, MHD_OPTION_END);
+    if (!l->mhd) {
+        pm_log_error("PM-HTTP-START", "cannot serve HTTP on %s: %s", l->spec,
+                     errno ? strerror(errno) : "libmicrohttpd refused the options");
+        return -1;
+    }
+    return 0;
+}
+
 pm_http_t *
 pm_http_new(const pm_config_t *cfg, const char *socket_path)
 {
     char err[512];
-    if (!cfg->http || !*cfg->http || !socket_path)
+    int has_full = cfg->http && *cfg->http;
+    int has_public = cfg->http_public && *cfg->http_public;
+    if ((!has_full && !has_public) || !socket_path)
         return NULL;
     if (sodium_init() < 0) {
         pm_log_error("PM-HTTP-START", "libsodium failed to initialise");
@@ -2170,8 +2431,10 @@ pm_http_new(const pm_config_t *cfg, const char *socket_path)
     pm_http_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
+    self->sigfd = -1;
     self->socket_path = strdup(socket_path);
-    self->listen = strdup(cfg->http);
+    self->listen = strdup(has_full ? cfg->http : "-");
+    self->listen_public = strdup(has_public ? cfg->http_public : "-");
     self->policy.max_value_bytes = (size_t) cfg->max_value_bytes;
     self->policy.max_labels = (size_t) cfg->max_labels;
     self->policy.max_wait_ms = cfg->http_max_wait;
@@ -2180,12 +2443,13 @@ pm_http_new(const pm_config_t *cfg, const char *socket_path)
     self->has_seeds = cfg->seeds.len > 0;
     self->forward_timeout_ms = cfg->forward_timeout;
     self->started_ms = pm_mono_ms();
+    /* callback_url: where outside systems call back, the public listener if any. */
+    const char *cb = has_public ? cfg->http_public : cfg->http;
     if (cfg->http_public_url && *cfg->http_public_url)
         self->base_url = strdup(cfg->http_public_url);
-    else if (asprintf(&self->base_url, "http://%s%s", cfg->http[0] == ':' ? "127.0.0.1" : "",
-                      cfg->http) < 0)
+    else if (asprintf(&self->base_url, "http://%s%s", cb[0] == ':' ? "127.0.0.1" : "", cb) < 0)
         self->base_url = NULL;
-    if (!self->socket_path || !self->listen || !self->base_url)
+    if (!self->socket_path || !self->listen || !self->listen_public || !self->base_url)
         goto fail;
     size_t bl = strlen(self->base_url);
     while (bl > 0 && self->base_url[bl - 1] == '/')
@@ -2200,23 +2464,72 @@ pm_http_new(const pm_config_t *cfg, const char *socket_path)
         self->policy.key = self->key;
         self->policy.keylen = self->keylen;
     }
+    if (cfg->http_api_keys_file && *cfg->http_api_keys_file) {
+        pm_apikeys_t *keys = NULL;
+        if (pm_apikeys_load(cfg->http_api_keys_file, &keys, err, sizeof err) != 0) {
+            pm_log_error("PM-HTTP-START", "http_api_keys_file %s", err);
+            goto fail;
+        }
+        atomic_store(&self->keys, keys);
+        if (!(self->keys_path = strdup(cfg->http_api_keys_file)))
+            goto fail;
+        stat(self->keys_path, &self->keys_st);
+        self->next_keys_check_ms = pm_mono_ms() + S_KEYS_CHECK_MS;
+        /* SIGHUP reloads the keys: pmeshd blocks it in every thread, so
+         * only this signalfd (read by the router thread) sees it. */
+        sigset_t hup;
+        sigemptyset(&hup);
+        sigaddset(&hup, SIGHUP);
+        self->sigfd = signalfd(-1, &hup, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (self->sigfd < 0)
+            pm_log_warn("PM-HTTP-START", "no signalfd for SIGHUP (%s): the keys file is still "
+                        "reloaded when it changes", strerror(errno));
+    }
 
-    struct sockaddr_storage ss;
-    socklen_t sslen = 0;
-    if (s_resolve_listen(cfg->http, &ss, &sslen, err, sizeof err) != 0) {
-        pm_log_error("PM-HTTP-START", "%s", err);
-        goto fail;
+    struct sockaddr_storage ss[2];
+    int pub_idx = -1;
+    if (has_full) {
+        socklen_t sslen = 0;
+        if (s_resolve_listen(cfg->http, &ss[self->nlst], &sslen, err, sizeof err) != 0) {
+            pm_log_error("PM-HTTP-START", "%s", err);
+            goto fail;
+        }
+        int loop = s_is_loopback(&ss[self->nlst]);
+        if (!self->keys_path && !loop && !cfg->insecure_http) {
+            pm_log_error("PM-HTTP-START",
+                         "http %s is not a loopback address and no http_api_keys_file is set: "
+                         "anyone who reaches it could read and settle every promise; set "
+                         "http_api_keys_file (scripts/gen-secrets makes one), listen on "
+                         "127.0.0.1, or pass --insecure-http to accept that",
+                         cfg->http);
+            goto fail;
+        }
+        if (!self->keys_path) {
+            self->policy.anonymous = 1;
+            if (!loop)
+                pm_log_warn("PM-HTTP-INSECURE",
+                            "insecure_http: the full HTTP API on %s answers without any "
+                            "credential; anyone who reaches it may read and settle every promise",
+                            cfg->http);
+        }
+        self->lst[self->nlst++] = (s_listener_t){.gw = self, .public = 0, .spec = self->listen};
     }
-    if (!cfg->http_public_url || !*cfg->http_public_url) {
-        if ((ss.ss_family == AF_INET &&
-             ((struct sockaddr_in *) &ss)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
-            (ss.ss_family == AF_INET6 &&
-             IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *) &ss)->sin6_addr)))
-            pm_log_warn("PM-HTTP-PUBLIC-URL",
-                        "http %s listens on every address; callback_url will say %s - set "
-                        "http_public_url to the address outside systems use",
-                        cfg->http, self->base_url);
+    if (has_public) {
+        socklen_t sslen = 0;
+        if (s_resolve_listen(cfg->http_public, &ss[self->nlst], &sslen, err, sizeof err) != 0) {
+            pm_log_error("PM-HTTP-START", "%s", err);
+            goto fail;
+        }
+        pub_idx = self->nlst;
+        self->lst[self->nlst++] =
+            (s_listener_t){.gw = self, .public = 1, .spec = self->listen_public};
     }
+    if ((!cfg->http_public_url || !*cfg->http_public_url) &&
+        s_is_any(&ss[pub_idx >= 0 ? pub_idx : 0]))
+        pm_log_warn("PM-HTTP-PUBLIC-URL",
+                    "http %s listens on every address; callback_url will say %s - set "
+                    "http_public_url to the address outside systems use",
+                    cb, self->base_url);
 
     self->inflight = zhashx_new();
     self->zctx = zmq_ctx_new();
@@ -2228,7 +2541,8 @@ pm_http_new(const pm_config_t *cfg, const char *socket_path)
     zhashx_set_key_destructor(self->inflight, NULL);
 
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    self->n_push = cores < 1 ? 1 : cores > S_MAX_MHD_THREADS ? S_MAX_MHD_THREADS : (int) cores;
+    self->n_threads = cores < 1 ? 1 : cores > S_MAX_MHD_THREADS ? S_MAX_MHD_THREADS : (int) cores;
+    self->n_push = self->n_threads * self->nlst; /* one per MHD thread of every listener */
     char ep[96];
     int zero = 0;
     snprintf(ep, sizeof ep, "inproc://pm-http-jobs-%p", (void *) self);
@@ -2267,29 +2581,17 @@ pm_http_new(const pm_config_t *cfg, const char *socket_path)
         goto fail;
     self->router_started = 1;
 
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
-    if (ss.ss_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
-    /* No MHD_OPTION_LISTENING_ADDRESS_REUSE: its SO_REUSEPORT would let a
-     * second agent share the port silently instead of failing to start. */
-    self->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, s_on_request, self, MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned) self->n_push, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned) (cfg->http_max_connections + S_CONN_HEADROOM), MHD_OPTION_NOTIFY_CONNECTION,
-        s_on_connection, self, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t) S_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) S_CONN_TIMEOUT_S,
-        MHD_OPTION_NOTIFY_COMPLETED, s_on_completed, self, MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log,
-        self, MHD_OPTION_END);
-    if (!self->mhd) {
-        pm_log_error("PM-HTTP-START", "cannot serve HTTP on %s: %s", cfg->http,
-                     errno ? strerror(errno) : "libmicrohttpd refused the options");
-        goto fail;
-    }
-    pm_log_info("PM-HTTP-UP", "gateway serving http on %s (callbacks at %s, settle tokens %s, "
-                "%d threads, at most %lld connections)",
-                cfg->http, self->base_url, self->key ? "on" : "off (no token_secret_file)",
-                self->n_push, (long long) cfg->http_max_connections);
+    for (int i = 0; i < self->nlst; i++)
+        if (s_start_listener(self, &self->lst[i], &ss[i], cfg) != 0)
+            goto fail;
+    pm_log_info("PM-HTTP-UP",
+                "gateway serving the full API on %s and the public one on %s (callbacks at %s, "
+                "settle tokens %s, API keys %s, %d threads each, at most %lld connections)",
+                self->listen, self->listen_public, self->base_url,
+                self->key ? "on" : "off (no token_secret_file)",
+                self->keys_path ? "on" : self->policy.anonymous ? "off (no credential needed)"
+                                                                : "off",
+                self->n_threads, (long long) cfg->http_max_connections);
     return self;
 fail:
     s_free(self);
@@ -2311,18 +2613,19 @@ s_free(pm_http_t *self)
         pthread_join(self->beat, NULL);
         self->beat_started = 0;
     }
-    if (self->mhd) {
-        /* Every request handed over is being answered (the router answers
-         * all it gets with 503 now); wait until MHD has taken each one back,
-         * because stopping MHD with a suspended connection is undefined. */
-        int64_t until = pm_mono_ms() + S_DRAIN_MS;
-        while (atomic_load(&self->suspended) > 0 && pm_mono_ms() < until)
-            usleep(1000);
-        if (atomic_load(&self->suspended) > 0)
-            pm_log_error("PM-HTTP-STOP", "%ld requests still suspended after %d ms",
-                         atomic_load(&self->suspended), S_DRAIN_MS);
-        MHD_stop_daemon(self->mhd);
-        self->mhd = NULL;
+    /* Every request handed over is being answered (the router answers all
+     * it gets with 503 now); wait until MHD has taken each one back, because
+     * stopping MHD with a suspended connection is undefined. */
+    int64_t until = pm_mono_ms() + S_DRAIN_MS;
+    while (atomic_load(&self->suspended) > 0 && pm_mono_ms() < until)
+        usleep(1000);
+    if (atomic_load(&self->suspended) > 0)
+        pm_log_error("PM-HTTP-STOP", "%ld requests still suspended after %d ms",
+                     atomic_load(&self->suspended), S_DRAIN_MS);
+    for (int i = 0; i < self->nlst; i++) {
+        if (self->lst[i].mhd)
+            MHD_stop_daemon(self->lst[i].mhd);
+        self->lst[i].mhd = NULL;
     }
     if (self->router_started) {
         zmq_send(self->ctl_main, "EXIT", 4, 0);
@@ -2333,7 +2636,7 @@ s_free(pm_http_t *self)
     for (size_t i = 0; i < sizeof socks / sizeof socks[0]; i++)
         if (socks[i])
             zmq_close(socks[i]);
-    for (int i = 0; i < S_MAX_MHD_THREADS; i++)
+    for (int i = 0; i < 2 * S_MAX_MHD_THREADS; i++)
         if (self->push[i])
             zmq_close(self->push[i]);
     if (self->zctx)
@@ -2343,9 +2646,21 @@ s_free(pm_http_t *self)
         sodium_memzero(self->key, self->keylen);
         free(self->key);
     }
+    pm_apikeys_t *keys = atomic_load(&self->keys);
+    pm_apikeys_destroy(&keys);
+    while (self->retired) {
+        s_retired_t *r = self->retired;
+        self->retired = r->next;
+        pm_apikeys_destroy(&r->keys);
+        free(r);
+    }
+    if (self->sigfd >= 0)
+        close(self->sigfd);
+    free(self->keys_path);
     free(self->socket_path);
     free(self->base_url);
     free(self->listen);
+    free(self->listen_public);
     free(self);
 }
 
@@ -2355,7 +2670,8 @@ pm_http_destroy(pm_http_t **self_p)
     if (!self_p || !*self_p)
         return;
     pm_http_t *self = *self_p;
-    pm_log_info("PM-HTTP-STOPPING", "gateway on %s stopping", self->listen);
+    pm_log_info("PM-HTTP-STOPPING", "gateway on %s (public: %s) stopping", self->listen,
+                self->listen_public);
     s_free(self);
     *self_p = NULL;
 }

@@ -2,19 +2,32 @@
  * http.h - the HTTP gateway of pmeshd: REST and webhooks over libmicrohttpd,
  * served by an ordinary libpmesh client of the agent it runs beside.
  *
- *   POST /v1/promises                     create        -> 201 (200: idempotent repeat)
- *   GET  /v1/promises/{id}[?wait=30s]     get / long-poll
- *   GET  /v1/promises?state=&prefix=&label=k=v&limit=&cursor=
- *   POST /v1/promises/{id}/resolve        {"value":".."} | {"value_b64":".."}   (token)
- *   POST /v1/promises/{id}/reject         {"reason":".."}                      (token)
- *   POST /v1/promises/{id}/cancel                                              (token)
- *   POST /v1/promises/{id}/heartbeat                                           (token)
+ *   POST /v1/promises                     create        -> 201 (200: idempotent repeat)   (write)
+ *   GET  /v1/promises/{id}[?wait=30s]     get / long-poll                         (read | token)
+ *   GET  /v1/promises?state=&prefix=&label=k=v&limit=&cursor=                     (read)
+ *   POST /v1/promises/{id}/resolve        {"value":".."} | {"value_b64":".."}   (write | token)
+ *   POST /v1/promises/{id}/reject         {"reason":".."}                      (write | token)
+ *   POST /v1/promises/{id}/cancel                                              (write | token)
+ *   POST /v1/promises/{id}/heartbeat                                           (write | token)
  *   GET  /healthz  /readyz  /metrics
  *
- * Settling needs `Authorization: Bearer <settle token>` (token.h); reading
- * and creating do not (see http.c for why). Create answers 201 with the
- * promise (as `pmesh get` prints it, pjson.h) plus settle_token (only if the
- * agent has a token_secret_file) and callback_url; an idempotent repeat
+ * Two kinds of caller, told apart on every request by its
+ * `Authorization: Bearer X`:
+ *   - an outside system holds a settle token (token.h) for one promise: with
+ *     it, and only with it, it may read that promise and settle it;
+ *   - a client (functions, tools) holds an API key (apikeys.h) of scope read
+ *     (list, get) or write (everything).
+ * Without API keys configured, a caller without a credential is a client
+ * with write scope, and the full API may only listen on loopback (or with
+ * insecure_http). A presented credential is always checked.
+ *
+ * Two listeners: `http` serves everything above; `http_public` serves only
+ * the token routes (get and settle of one promise) and /healthz, and takes
+ * only settle tokens: that is the one to expose to the outside world.
+ *
+ * Create answers 201 with the promise (as `pmesh get` prints it, pjson.h)
+ * plus settle_token (only if the agent has a token_secret_file; with
+ * "token_ttl":"1h" it expires then) and callback_url; an idempotent repeat
  * answers 200. Settles answer 200 with the promise after the settle. A
  * long-poll (?wait=, capped by http_max_wait) that ends before the promise
  * settles answers 200 with the pending promise.
@@ -27,11 +40,15 @@
  * request counters, latency histogram and refusals.
  *
  * Errors: {"error":CODE,"message":..} with 400 BAD_REQUEST, 401
- * UNAUTHORIZED, 403 FORBIDDEN, 404 NOT_FOUND, 405 METHOD_NOT_ALLOWED, 409
- * ALREADY_SETTLED, 410 TIMED_OUT, 413 VALUE_TOO_LARGE, 429 LIMIT, 503
- * (UNREACHABLE, OWNER_LOST, AGENT_SHUTTING_DOWN, LIMIT for connections over
- * http_max_connections, NOT_READY). Every refusal is logged (PM-HTTP-*) and
- * counted (pmesh_http_refusals_total).
+ * UNAUTHORIZED (no credential), 403 FORBIDDEN (a wrong credential or scope)
+ * or TOKEN_EXPIRED, both with WWW-Authenticate, 404 NOT_FOUND, 405
+ * METHOD_NOT_ALLOWED, 409 ALREADY_SETTLED, 410 TIMED_OUT, 413
+ * VALUE_TOO_LARGE, 429 LIMIT, 503 (UNREACHABLE, OWNER_LOST,
+ * AGENT_SHUTTING_DOWN, LIMIT for connections over http_max_connections,
+ * NOT_READY). Credentials are checked before anything is looked up, so a
+ * wrong token for an existing promise and any token for a missing one get
+ * the same answer. Every refusal is logged (PM-HTTP-*, throttled) and
+ * counted (pmesh_http_refusals_total{reason}).
  *
  * The request parsing and validation is one pure function,
  * pm_http_parse_request, so the fuzzer and the tests reach it without sockets.
@@ -87,14 +104,28 @@ typedef struct pm_http_kv {
     const char *value;
 } pm_http_kv_t;
 
+struct pm_apikeys;
+
 /* What the parser checks requests against. Borrowed. */
 typedef struct pm_http_policy {
-    const uint8_t *key; /* token secret; NULL: settling over HTTP is refused (403) */
+    const uint8_t *key; /* token secret; NULL: settle tokens are refused (403) */
     size_t keylen;
     size_t max_value_bytes; /* the agent's max_value_bytes */
     size_t max_labels;      /* the agent's max_labels */
     int64_t max_wait_ms;    /* ?wait= is capped to this */
+    const struct pm_apikeys *keys; /* API keys; NULL: none configured */
+    int anonymous;          /* no credential = a write client (no keys, loopback/insecure) */
+    int public_listener;    /* only token routes (with a token) and /healthz */
+    int64_t now_ms;         /* unix ms: settle tokens expire against this */
 } pm_http_policy_t;
+
+/* Who the caller turned out to be. */
+typedef enum pm_http_caller {
+    PM_HTTP_CALLER_NONE = 0,   /* a route that needs no credential */
+    PM_HTTP_CALLER_TOKEN,      /* a settle token of req.id */
+    PM_HTTP_CALLER_READ,       /* an API key of scope read */
+    PM_HTTP_CALLER_WRITE,      /* an API key of scope write, or anonymous where allowed */
+} pm_http_caller_t;
 
 /* A parsed, validated request. Owns every string and buffer in it; clear
  * with pm_http_req_clear. When parsing fails, status/error/refusal/message
@@ -108,6 +139,10 @@ typedef struct pm_http_req {
     uint8_t *value;           /* RESOLVE: decoded value (NUL-terminated) */
     size_t value_len;
     char *reason;             /* REJECT: NULL if none */
+    int64_t token_exp_s;      /* CREATE: the settle token expires then (0: never) */
+    pm_http_caller_t caller;  /* who is asking (when parsing succeeded) */
+    char key_name[65];        /* the API key's name, or "" */
+    const char *challenge;    /* 401/403: the WWW-Authenticate value */
     /* the refusal, when pm_http_parse_request returns -1 */
     int status;               /* HTTP status code */
     const char *error;        /* "BAD_REQUEST", "UNAUTHORIZED", ... */

@@ -110,6 +110,9 @@ typedef struct pm_create_opts {
      * for an outside system (caller frees), or NULL when the agent has no
      * token secret configured. */
     char **token_p;
+    /* With token_p: the token is refused this many ms after the create
+     * (rounded up to whole seconds); 0: it never expires. */
+    int64_t token_ttl_ms;
 } pm_create_opts_t;
 
 typedef struct pm_list_opts {

@@ -199,6 +199,9 @@ main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    /* SIGHUP reloads the gateway's API keys (read from a signalfd there);
+     * blocked everywhere so that it never kills the agent. */
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     pm_agent_t *agent = pm_agent_new(cfg, node, socket_path);
@@ -219,7 +222,8 @@ main(int argc, char **argv)
     /* The HTTP gateway is a client of this agent on its own threads. It is
      * stopped after the agent is gone, so nothing it waits for can hang. */
     pm_http_t *http = NULL;
-    if (cfg->http && *cfg->http && !(http = pm_http_new(cfg, socket_path))) {
+    if (((cfg->http && *cfg->http) || (cfg->http_public && *cfg->http_public)) &&
+        !(http = pm_http_new(cfg, socket_path))) {
         pm_config_destroy(&cfg);
         pm_httpfn_stop(&httpfn);
         pm_agent_destroy(&agent);

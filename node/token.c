@@ -23,15 +23,24 @@ pm_token_hmac(const uint8_t *key, size_t keylen, const void *msg, size_t msglen,
     sodium_memzero(&st, sizeof st);
 }
 
-/* The MAC of one promise id. */
+/* The MAC of one promise id; exp (digits, NULL: none) makes it a v2 MAC. */
 static void
-s_mac(const uint8_t *key, size_t keylen, const char *id, uint8_t out[32])
+s_mac(const uint8_t *key, size_t keylen, const char *id, const char *exp, size_t explen,
+      uint8_t out[32])
 {
     crypto_auth_hmacsha256_state st;
     crypto_auth_hmacsha256_init(&st, key, keylen);
-    crypto_auth_hmacsha256_update(&st, (const uint8_t *) PM_TOKEN_MESSAGE_PREFIX,
-                                  sizeof PM_TOKEN_MESSAGE_PREFIX - 1);
-    crypto_auth_hmacsha256_update(&st, (const uint8_t *) id, strlen(id));
+    if (exp) {
+        crypto_auth_hmacsha256_update(&st, (const uint8_t *) PM_TOKEN_MESSAGE_PREFIX_V2,
+                                      sizeof PM_TOKEN_MESSAGE_PREFIX_V2 - 1);
+        crypto_auth_hmacsha256_update(&st, (const uint8_t *) id, strlen(id));
+        crypto_auth_hmacsha256_update(&st, (const uint8_t *) ":", 1);
+        crypto_auth_hmacsha256_update(&st, (const uint8_t *) exp, explen);
+    } else {
+        crypto_auth_hmacsha256_update(&st, (const uint8_t *) PM_TOKEN_MESSAGE_PREFIX,
+                                      sizeof PM_TOKEN_MESSAGE_PREFIX - 1);
+        crypto_auth_hmacsha256_update(&st, (const uint8_t *) id, strlen(id));
+    }
     crypto_auth_hmacsha256_final(&st, out);
     sodium_memzero(&st, sizeof st);
 }
@@ -42,31 +51,69 @@ pm_token_make(const uint8_t *key, size_t keylen, const char *id, char *out, size
     if (!key || !keylen || !id || !*id || !out || cap < PM_TOKEN_LEN + 1)
         return -1;
     uint8_t mac[32];
-    s_mac(key, keylen, id, mac);
+    s_mac(key, keylen, id, NULL, 0, mac);
     sodium_bin2base64(out, cap, mac, sizeof mac, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     return 0;
 }
 
 int
-pm_token_check(const uint8_t *key, size_t keylen, const char *id, const char *token)
+pm_token_make_exp(const uint8_t *key, size_t keylen, const char *id, int64_t exp_s, char *out,
+                  size_t cap)
+{
+    if (exp_s <= 0)
+        return pm_token_make(key, keylen, id, out, cap);
+    if (!key || !keylen || !id || !*id || !out || cap < PM_TOKEN_MAX + 1)
+        return -1;
+    char exp[24];
+    int n = snprintf(exp, sizeof exp, "%lld", (long long) exp_s);
+    uint8_t mac[32];
+    s_mac(key, keylen, id, exp, (size_t) n, mac);
+    memcpy(out, exp, (size_t) n);
+    out[n] = '.';
+    sodium_bin2base64(out + n + 1, cap - (size_t) n - 1, mac, sizeof mac,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    return 0;
+}
+
+int
+pm_token_verify(const uint8_t *key, size_t keylen, const char *id, const char *token,
+                int64_t now_s, int64_t *exp_s_p)
 {
     if (!key || !keylen || !id || !*id || !token)
-        return -1;
-    /* Only the length is checked before the constant-time compare; it is
-     * public (every token has it). */
-    size_t tlen = strnlen(token, PM_TOKEN_LEN + 1);
-    if (tlen != PM_TOKEN_LEN)
-        return -1;
+        return PM_TOKEN_BAD;
+    /* Only the shape (lengths, the expiry's digits) is checked before the
+     * constant-time compare; it is public (the holder wrote it). */
+    size_t tlen = strnlen(token, PM_TOKEN_MAX + 1);
+    if (tlen < PM_TOKEN_LEN || tlen > PM_TOKEN_MAX)
+        return PM_TOKEN_BAD;
+    const char *mac_text = token;
+    size_t explen = 0;
+    int64_t exp_s = 0;
+    if (tlen > PM_TOKEN_LEN) {
+        explen = tlen - PM_TOKEN_LEN - 1;
+        if (explen == 0 || explen > 18 || token[explen] != '.' || token[0] == '0')
+            return PM_TOKEN_BAD;
+        for (size_t i = 0; i < explen; i++) {
+            if (token[i] < '0' || token[i] > '9')
+                return PM_TOKEN_BAD;
+            exp_s = exp_s * 10 + (token[i] - '0');
+        }
+        mac_text = token + explen + 1;
+    }
     uint8_t got[32], want[32];
     size_t n = 0;
-    if (sodium_base642bin(got, sizeof got, token, tlen, NULL, &n, NULL,
+    if (sodium_base642bin(got, sizeof got, mac_text, PM_TOKEN_LEN, NULL, &n, NULL,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
         n != sizeof got)
-        return -1;
-    s_mac(key, keylen, id, want);
+        return PM_TOKEN_BAD;
+    s_mac(key, keylen, id, explen ? token : NULL, explen, want);
     int rc = crypto_verify_32(got, want);
     sodium_memzero(want, sizeof want);
-    return rc == 0 ? 0 : -1;
+    if (rc != 0)
+        return PM_TOKEN_BAD;
+    if (exp_s_p)
+        *exp_s_p = exp_s;
+    return explen && exp_s <= now_s ? PM_TOKEN_EXPIRED : PM_TOKEN_OK;
 }
 
 int

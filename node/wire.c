@@ -196,6 +196,7 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         create.heartbeat_ms = (uint64_t) m->heartbeat_ms;
         create.idempotency_key = s_str(m->key);
         create.want_token = m->want_token != 0;
+        create.token_ttl_ms = m->token_ttl_ms > 0 ? (uint64_t) m->token_ttl_ms : 0;
         create.n_labels = m->label_count;
         create.labels = lptrs;
         s_labels_out(m->labels, m->label_count, lstore, lptrs);
@@ -486,6 +487,10 @@ s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
         m->heartbeat_ms = (int64_t) env->create->heartbeat_ms;
         m->key = s_opt(env->create->idempotency_key);
         m->want_token = env->create->want_token;
+        /* capped at ~292 years so that the arithmetic below cannot wrap */
+        m->token_ttl_ms = env->create->token_ttl_ms > (uint64_t) INT64_MAX / 1000
+                              ? INT64_MAX / 1000
+                              : (int64_t) env->create->token_ttl_ms;
         m->label_count = env->create->n_labels;
         if (m->timeout_ms < 0 || m->heartbeat_ms < 0)
             return -1;

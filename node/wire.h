@@ -84,6 +84,7 @@ typedef struct pm_msg {
     int64_t heartbeat_ms;      /* create */
     const char *key;           /* create */
     int want_token;            /* create */
+    int64_t token_ttl_ms;      /* create with want_token: the token's lifetime (0: none) */
     size_t label_count;        /* create labels; list: 0 or 1 (the filter) */
     const pm_label_t *labels;
     const char *prefix;        /* list */

@@ -4,21 +4,30 @@
  * arguments, the Authorization header and its settle token, JSON bodies and
  * every limit. No sockets: the parser is a pure function.
  *
- * Input layout, lines separated by '\n' (missing lines are empty):
+ * Input layout: one byte of policy flags, then lines separated by '\n'
+ * (missing lines are empty):
  *
- *   METHOD \n PATH \n QUERY (k=v&k2=v2, no decoding) \n AUTHORIZATION \n BODY...
+ *   FLAGS METHOD \n PATH \n QUERY (k=v&k2=v2, no decoding) \n AUTHORIZATION \n BODY...
  *
  * An AUTHORIZATION line "VALID" becomes "Bearer <the right token>" for the
  * id in PATH, so the fuzzer gets past the token check and into the bodies;
- * "NONE" means no header at all.
+ * "EXPIRED" the same token expired, "LATER" one that expires later,
+ * "READKEY" / "WRITEKEY" an API key of that scope; "NONE" means no header.
+ * FLAGS' bits pick the policy: 1 no token secret, 2 the public listener,
+ * 4 anonymous access, 8 no API keys (the seeds use '0'..'?' for 0..15). A METHOD line "KEYS" feeds
+ * the body to the API keys file parser instead (apikeys.h).
  *
  * Checked beyond ASan/UBSan: a refusal always has an HTTP status from the
- * documented set, an error code and a message; an acceptance names a route,
- * and a settle route always had the right token; values never exceed the
+ * documented set, an error code and a message (401 and 403 a challenge); an
+ * acceptance names a route and a caller that may take it: a token caller
+ * held this promise's unexpired token, a key caller a key of enough scope,
+ * an anonymous one sent no header where anonymous access is on; the public
+ * listener accepts only /healthz and token callers; values never exceed the
  * policy; the error body is valid JSON.
  *
  *   make fuzz-build && build/fuzz/fuzz_http tests/fuzz/corpus/fuzz_http
  */
+#include "apikeys.h"
 #include "http.h"
 #include "token.h"
 
@@ -28,6 +37,10 @@
 #include <string.h>
 
 static const uint8_t s_key[] = "fuzz-key-0123456789abcdef0123456789abcdef";
+#define K_READ "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr"
+#define K_WRITE "wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww1"
+#define NOW_MS 1700000000000LL
+static pm_apikeys_t *s_keys;
 
 static void
 s_fail(const char *what)
@@ -51,7 +64,10 @@ s_line(const char **p, const char *end)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    const char *p = (const char *) data, *end = p + size;
+    if (size == 0)
+        return 0;
+    uint8_t flags = data[0];
+    const char *p = (const char *) data + 1, *end = (const char *) data + size;
     char *method = s_line(&p, end);
     char *path = s_line(&p, end);
     char *query = s_line(&p, end);
@@ -60,6 +76,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t body_len = (size_t) (end - p);
     if (!method || !path || !query || !auth)
         goto out;
+    if (!s_keys) {
+        const char *text = "r read " K_READ "\nw write " K_WRITE "\n";
+        char err[128];
+        if (pm_apikeys_parse(text, strlen(text), "fuzz", &s_keys, err, sizeof err) != 0)
+            s_fail("the fixed keys do not parse");
+    }
+    if (strcmp(method, "KEYS") == 0) {
+        char err[256] = "";
+        pm_apikeys_t *k = NULL;
+        int krc = pm_apikeys_parse(body, body_len, "fuzz", &k, err, sizeof err);
+        if (krc == 0 && !k)
+            s_fail("keys parsed without a table");
+        if (krc != 0 && (k || strncmp(err, "fuzz", 4) != 0))
+            s_fail("keys refused without a reason naming the file");
+        if (k && pm_apikeys_count(k) > PM_APIKEYS_MAX)
+            s_fail("more keys than PM_APIKEYS_MAX");
+        if (k && pm_apikeys_match(k, "", 0, NULL) != PM_SCOPE_NONE)
+            s_fail("an empty key matched");
+        pm_apikeys_destroy(&k);
+        goto out;
+    }
 
     pm_http_kv_t kv[16];
     size_t nkv = 0;
@@ -77,13 +114,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *authorization = auth;
     if (strcmp(auth, "NONE") == 0) {
         authorization = NULL;
-    } else if (strcmp(auth, "VALID") == 0) {
+    } else if (strcmp(auth, "READKEY") == 0) {
+        authorization = "Bearer " K_READ;
+    } else if (strcmp(auth, "WRITEKEY") == 0) {
+        authorization = "Bearer " K_WRITE;
+    } else if (strcmp(auth, "VALID") == 0 || strcmp(auth, "EXPIRED") == 0 ||
+               strcmp(auth, "LATER") == 0) {
         const char *id = strncmp(path, "/v1/promises/", 13) == 0 ? path + 13 : "";
         char idbuf[300];
         size_t n = strcspn(id, "/");
         snprintf(idbuf, sizeof idbuf, "%.*s", (int) (n < 299 ? n : 299), id);
-        char tok[PM_TOKEN_LEN + 1];
-        if (pm_token_make(s_key, sizeof s_key - 1, idbuf, tok, sizeof tok) == 0)
+        int64_t exp = auth[0] == 'E' ? NOW_MS / 1000 - 1 : auth[0] == 'L' ? NOW_MS / 1000 + 9 : 0;
+        char tok[PM_TOKEN_MAX + 1];
+        if (pm_token_make_exp(s_key, sizeof s_key - 1, idbuf, exp, tok, sizeof tok) == 0)
             snprintf(header, sizeof header, "Bearer %s", tok);
         else
             snprintf(header, sizeof header, "Bearer x");
@@ -92,27 +135,53 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* Small limits so the fuzzer reaches them. */
     pm_http_policy_t pol = {.key = s_key, .keylen = sizeof s_key - 1, .max_value_bytes = 256,
-                            .max_labels = 3, .max_wait_ms = 5000};
-    if (size && (data[0] & 1)) {
+                            .max_labels = 3, .max_wait_ms = 5000, .keys = s_keys,
+                            .now_ms = NOW_MS};
+    if (flags & 1) {
         pol.key = NULL; /* tokens disabled */
         pol.keylen = 0;
     }
+    pol.public_listener = (flags & 2) != 0;
+    pol.anonymous = (flags & 4) != 0;
+    if (flags & 8)
+        pol.keys = NULL;
     pm_http_req_t r;
     int rc = pm_http_parse_request(method, path, kv, nkv, authorization, body, body_len, &pol, &r);
     if (rc == 0) {
         if (r.route <= PM_HTTP_ROUTE_NONE || r.route >= PM_HTTP_ROUTE_COUNT)
             s_fail("accepted without a route");
         int settle = r.route >= PM_HTTP_ROUTE_RESOLVE && r.route <= PM_HTTP_ROUTE_HEARTBEAT;
-        if (settle) {
-            if (!pol.key || !r.id)
-                s_fail("settle accepted without a secret or an id");
+        int token_route = settle || r.route == PM_HTTP_ROUTE_GET;
+        int probe = r.route == PM_HTTP_ROUTE_HEALTHZ || r.route == PM_HTTP_ROUTE_READYZ ||
+                    r.route == PM_HTTP_ROUTE_METRICS;
+        if (pol.public_listener && !(r.route == PM_HTTP_ROUTE_HEALTHZ ||
+                                     (token_route && r.caller == PM_HTTP_CALLER_TOKEN)))
+            s_fail("the public listener accepted more than /healthz and token routes");
+        if (!probe && r.caller == PM_HTTP_CALLER_NONE)
+            s_fail("an API route accepted without a caller");
+        int needs_write = r.route == PM_HTTP_ROUTE_CREATE || settle;
+        if (!probe && needs_write && r.caller == PM_HTTP_CALLER_READ)
+            s_fail("a read key accepted for a write");
+        if (r.caller == PM_HTTP_CALLER_TOKEN) {
+            if (!token_route || !pol.key || !r.id)
+                s_fail("a token caller outside its promise's routes");
             const char *t = authorization ? strchr(authorization, ' ') : NULL;
             while (t && *t == ' ')
                 t++;
-            char tok[PM_TOKEN_LEN + 1];
-            pm_token_make(pol.key, pol.keylen, r.id, tok, sizeof tok);
-            if (!t || strncmp(t, tok, PM_TOKEN_LEN) != 0)
-                s_fail("settle accepted with a token that is not the promise's");
+            char tok[PM_TOKEN_MAX + 1];
+            snprintf(tok, sizeof tok, "%.*s", (int) strcspn(t ? t : "", " \t"), t ? t : "");
+            if (pm_token_verify(pol.key, pol.keylen, r.id, tok, NOW_MS / 1000, NULL) !=
+                PM_TOKEN_OK)
+                s_fail("a token caller without this promise's valid token");
+        }
+        if (r.caller == PM_HTTP_CALLER_READ || r.caller == PM_HTTP_CALLER_WRITE) {
+            if (pol.public_listener)
+                s_fail("a client accepted on the public listener");
+            int keyed = r.key_name[0] != 0;
+            if (!keyed && !(pol.anonymous && !authorization))
+                s_fail("a client without a key where anonymous access is off");
+            if (keyed && !pol.keys)
+                s_fail("a key accepted without a keys table");
         }
         if (r.value_len > pol.max_value_bytes)
             s_fail("value over max_value_bytes accepted");
@@ -129,6 +198,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             known |= r.status == codes[i];
         if (!known || !r.error || !r.refusal || !r.message[0])
             s_fail("refusal without a status, code, refusal kind or message");
+        if ((r.status == 401 || r.status == 403) && !r.challenge)
+            s_fail("401/403 without a WWW-Authenticate challenge");
         if (r.status == 405 && !r.allow)
             s_fail("405 without Allow");
         char *eb = pm_http_error_body(r.error, r.message);

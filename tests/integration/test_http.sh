@@ -35,6 +35,7 @@ take_port; M1=$PORT
 take_port; M2=$PORT
 take_port; M3=$PORT
 take_port; DEAD=$PORT # a seed nobody answers on
+take_port; P1=$PORT   # agent 1's public listener
 
 # ---- helpers ---------------------------------------------------------------------------
 
@@ -77,6 +78,7 @@ A=http://127.0.0.1:$H1
 B=http://127.0.0.1:$H2
 C=http://127.0.0.1:$H3
 D=http://127.0.0.1:$H4
+AP=http://127.0.0.1:$P1 # agent 1's public listener: settle tokens only
 SECRET=$TMP/secret
 head -c 48 /dev/urandom | base64 >"$SECRET"
 
@@ -88,7 +90,8 @@ if [[ $("$PMESHD" --help 2>/dev/null) == *--mesh-key-dir* ]]; then
     "$PMESHD" --keygen "$TMP/meshkeys" >/dev/null
     MESH_SEC=(--mesh-key-dir "$TMP/meshkeys")
 fi
-start_agent 1 --bind "tcp://127.0.0.1:$M1" "${MESH_SEC[@]}" --http "127.0.0.1:$H1" --token-secret-file "$SECRET" \
+start_agent 1 --bind "tcp://127.0.0.1:$M1" "${MESH_SEC[@]}" --http "127.0.0.1:$H1" \
+    --http-public "127.0.0.1:$P1" --token-secret-file "$SECRET" \
     --max-labels 3 --max-value-bytes 4096 --http-max-wait 2s
 SOCK1=$AGENT_SOCK
 PID1=$AGENT_PID
@@ -146,7 +149,7 @@ expect_eq "create: labels" http "$(json_get "$BODY" labels.team)"
 expect_eq "create: heartbeat_ms" 120000 "$(json_get "$BODY" heartbeat_ms)"
 expect_match "create: timeout_at_ms set" '^[0-9]+$' "$(json_get "$BODY" timeout_at_ms)"
 expect_match "create: a 43-character base64url token" '^[A-Za-z0-9_-]{43}$' "$TOK"
-expect_eq "create: callback_url" "$A/v1/promises/$P/resolve" "$(json_get "$BODY" callback_url)"
+expect_eq "create: callback_url on the public listener" "$AP/v1/promises/$P/resolve" "$(json_get "$BODY" callback_url)"
 expect_match "create: JSON content type" "Content-Type: application/json" "$HDRS"
 
 # The HTTP view of a promise is the CLI's view, byte for byte.
@@ -234,22 +237,22 @@ expect_error "GET on resolve" 405 METHOD_NOT_ALLOWED
 req PUT "$A/v1/promises" --data-binary '{}'
 expect_error "PUT on the collection" 405 METHOD_NOT_ALLOWED
 
-# ---- tokens ------------------------------------------------------------------------------
+# ---- tokens (on the public listener; tests/integration/test_http_auth.sh has the whole matrix)
 
-post "$A/v1/promises/$P/resolve" '{"value":"stolen"}'
+post "$AP/v1/promises/$P/resolve" '{"value":"stolen"}'
 expect_error "resolve without a token" 401 UNAUTHORIZED
 expect_match "401 carries WWW-Authenticate" "WWW-Authenticate: Bearer" "$HDRS"
-req POST "$A/v1/promises/$P/resolve" -H "Authorization: Basic $TOK" --data-binary '{"value":"x"}'
+req POST "$AP/v1/promises/$P/resolve" -H "Authorization: Basic $TOK" --data-binary '{"value":"x"}'
 expect_error "resolve with another auth scheme" 401 UNAUTHORIZED
-post "$A/v1/promises/$P/resolve" '{"value":"stolen"}' "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+post "$AP/v1/promises/$P/resolve" '{"value":"stolen"}' "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 expect_error "resolve with a wrong token" 403 FORBIDDEN
-post "$A/v1/promises/$P/resolve" '{"value":"stolen"}' "$TOK2"
+post "$AP/v1/promises/$P/resolve" '{"value":"stolen"}' "$TOK2"
 expect_error "resolve with another promise's token" 403 FORBIDDEN
-post "$A/v1/promises/$P/reject" '{"reason":"stolen"}' "$TOK2"
+post "$AP/v1/promises/$P/reject" '{"reason":"stolen"}' "$TOK2"
 expect_error "reject with another promise's token" 403 FORBIDDEN
-post "$A/v1/promises/$P/cancel" '' "${TOK}x"
+post "$AP/v1/promises/$P/cancel" '' "${TOK}x"
 expect_error "cancel with a token plus a character" 403 FORBIDDEN
-post "$A/v1/promises/$P/heartbeat" ''
+post "$AP/v1/promises/$P/heartbeat" ''
 expect_error "heartbeat without a token" 401 UNAUTHORIZED
 req GET "$A/v1/promises/$P"
 expect_eq "after the refusals: still pending" pending "$(json_get "$BODY" state)"
@@ -485,8 +488,8 @@ expect_match "metrics: agent operation latency histogram (create)" \
     'pmesh_operation_duration_seconds_bucket\{type="create",le="\+Inf"\} [1-9][0-9]*' "$BODY"
 expect_match "metrics: ... with its count" \
     'pmesh_operation_duration_seconds_count\{type="settle"\} [1-9][0-9]*' "$BODY"
-expect_match "metrics: refusals by reason (bad_token)" '^[1-9][0-9]*$' \
-    "$(metric 'pmesh_http_refusals_total{reason="bad_token"}')"
+expect_match "metrics: refusals by reason (bad_credential)" '^[1-9][0-9]*$' \
+    "$(metric 'pmesh_http_refusals_total{reason="bad_credential"}')"
 expect_match "metrics: refusals by reason (too_many_labels)" '^[1-9][0-9]*$' \
     "$(metric 'pmesh_http_refusals_total{reason="too_many_labels"}')"
 expect_match "metrics: refusals by reason (body_too_large)" '^[1-9][0-9]*$' \

@@ -2,8 +2,8 @@
  * test_token.c - cmocka suite for node/token.c: HMAC-SHA256 against the
  * RFC 4231 known answers, the token format, round trips, refusal of another
  * promise's token and of tampered, truncated, padded and garbage tokens,
- * secret files (too short, trailing newline, missing). Also the gateway's
- * request parser on the token paths (pm_http_parse_request: 401 / 403).
+ * secret files (too short, trailing newline, missing), and tokens with an
+ * expiry. The gateway's use of them is in test_http.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,7 +17,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "http.h"
 #include "token.h"
 
 static void
@@ -115,16 +114,16 @@ test_round_trip_and_refusals(void **state)
     (void) state;
     char tok[PM_TOKEN_LEN + 1], other[PM_TOKEN_LEN + 1];
     assert_int_equal(pm_token_make(s_key, KEYLEN, "n1-abc~1.7", tok, sizeof tok), 0);
-    assert_int_equal(pm_token_check(s_key, KEYLEN, "n1-abc~1.7", tok), 0);
+    assert_int_equal(pm_token_verify(s_key, KEYLEN, "n1-abc~1.7", tok, 1000, NULL), PM_TOKEN_OK);
     /* Another promise's token, and this token for another promise. */
     assert_int_equal(pm_token_make(s_key, KEYLEN, "n1-abc~1.8", other, sizeof other), 0);
     assert_string_not_equal(tok, other);
-    assert_int_equal(pm_token_check(s_key, KEYLEN, "n1-abc~1.7", other), -1);
-    assert_int_equal(pm_token_check(s_key, KEYLEN, "n1-abc~1.8", tok), -1);
-    assert_int_equal(pm_token_check(s_key, KEYLEN, "n1-abc~1.7x", tok), -1);
+    assert_int_equal(pm_token_verify(s_key, KEYLEN, "n1-abc~1.7", other, 1000, NULL), PM_TOKEN_BAD);
+    assert_int_equal(pm_token_verify(s_key, KEYLEN, "n1-abc~1.8", tok, 1000, NULL), PM_TOKEN_BAD);
+    assert_int_equal(pm_token_verify(s_key, KEYLEN, "n1-abc~1.7x", tok, 1000, NULL), PM_TOKEN_BAD);
     /* Another key. */
     static const uint8_t k2[] = "0123456789abcdef0123456789abcdef-other-key";
-    assert_int_equal(pm_token_check(k2, sizeof k2 - 1, "n1-abc~1.7", tok), -1);
+    assert_int_equal(pm_token_verify(k2, sizeof k2 - 1, "n1-abc~1.7", tok, 1000, NULL), PM_TOKEN_BAD);
     /* Every single-character change anywhere is refused. */
     static const char alphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -135,26 +134,26 @@ test_round_trip_and_refusals(void **state)
             char bad[PM_TOKEN_LEN + 1];
             memcpy(bad, tok, sizeof bad);
             bad[i] = alphabet[a];
-            assert_int_equal(pm_token_check(s_key, KEYLEN, "n1-abc~1.7", bad), -1);
+            assert_int_equal(pm_token_verify(s_key, KEYLEN, "n1-abc~1.7", bad, 1000, NULL), PM_TOKEN_BAD);
         }
     }
     /* Truncated, extended, padded, standard alphabet, empty, NULL. */
     char buf[PM_TOKEN_LEN + 8];
     memcpy(buf, tok, PM_TOKEN_LEN - 1);
     buf[PM_TOKEN_LEN - 1] = 0;
-    assert_int_equal(pm_token_check(s_key, KEYLEN, "n1-abc~1.7", buf), -1);
+    assert_int_equal(pm_token_verify(s_key, KEYLEN, "n1-abc~1.7", buf, 1000, NULL), PM_TOKEN_BAD);
     snprintf(buf, sizeof buf, "%sA", tok);
-    assert_int_equal(pm_token_check(s_key, KEYLEN, "n1-abc~1.7", buf), -1);
+    assert_int_equal(pm_token_verify(s_key, KEYLEN, "n1-abc~1.7", buf, 1000, NULL), PM_TOKEN_BAD);
     snprintf(buf, sizeof buf, "%s=", tok);
-    assert_int_equal(pm_token_check(s_key, KEYLEN, "n1-abc~1.7", buf), -1);
+    assert_int_equal(pm_token_verify(s_key, KEYLEN, "n1-abc~1.7", buf, 1000, NULL), PM_TOKEN_BAD);
     memcpy(buf, tok, sizeof tok);
     for (char *p = buf; *p; p++)
         *p = *p == '-' ? '+' : *p == '_' ? '/' : *p;
     if (strcmp(buf, tok) != 0)
-        assert_int_equal(pm_token_check(s_key, KEYLEN, "n1-abc~1.7", buf), -1);
-    assert_int_equal(pm_token_check(s_key, KEYLEN, "n1-abc~1.7", ""), -1);
-    assert_int_equal(pm_token_check(s_key, KEYLEN, "n1-abc~1.7", NULL), -1);
-    assert_int_equal(pm_token_check(NULL, 0, "n1-abc~1.7", tok), -1);
+        assert_int_equal(pm_token_verify(s_key, KEYLEN, "n1-abc~1.7", buf, 1000, NULL), PM_TOKEN_BAD);
+    assert_int_equal(pm_token_verify(s_key, KEYLEN, "n1-abc~1.7", "", 1000, NULL), PM_TOKEN_BAD);
+    assert_int_equal(pm_token_verify(s_key, KEYLEN, "n1-abc~1.7", NULL, 1000, NULL), PM_TOKEN_BAD);
+    assert_int_equal(pm_token_verify(NULL, 0, "n1-abc~1.7", tok, 1000, NULL), PM_TOKEN_BAD);
 }
 
 static char *
@@ -208,70 +207,49 @@ test_load_secret(void **state)
     assert_non_null(strstr(err, "/nonexistent/pmesh-secret"));
 }
 
-/* The gateway's parser applies the token before anything else on settle
- * routes: missing 401, wrong / another promise's 403, no secret 403. */
+/* A token with a lifetime: valid before, refused as expired from its expiry
+ * on, and its expiry cannot be changed (it is inside the MAC). */
 static void
-test_parser_token_paths(void **state)
+test_expiry(void **state)
 {
     (void) state;
-    pm_http_policy_t pol = {.key = s_key, .keylen = KEYLEN, .max_value_bytes = 1024,
-                            .max_labels = 4, .max_wait_ms = 60000};
-    char tok[PM_TOKEN_LEN + 1], other[PM_TOKEN_LEN + 1], auth[128];
-    pm_token_make(s_key, KEYLEN, "n1-a~1.1", tok, sizeof tok);
-    pm_token_make(s_key, KEYLEN, "n1-a~1.2", other, sizeof other);
-    const char *body = "{\"value\":\"v\"}";
-    pm_http_req_t r;
-
-    assert_int_equal(pm_http_parse_request("POST", "/v1/promises/n1-a~1.1/resolve", NULL, 0,
-                                           NULL, body, strlen(body), &pol, &r),
-                     -1);
-    assert_int_equal(r.status, 401);
-    assert_string_equal(r.error, "UNAUTHORIZED");
-    pm_http_req_clear(&r);
-
-    snprintf(auth, sizeof auth, "Bearer %s", other);
-    assert_int_equal(pm_http_parse_request("POST", "/v1/promises/n1-a~1.1/resolve", NULL, 0,
-                                           auth, body, strlen(body), &pol, &r),
-                     -1);
-    assert_int_equal(r.status, 403);
-    assert_string_equal(r.refusal, "bad_token");
-    pm_http_req_clear(&r);
-
-    snprintf(auth, sizeof auth, "Basic %s", tok);
-    assert_int_equal(pm_http_parse_request("POST", "/v1/promises/n1-a~1.1/cancel", NULL, 0, auth,
-                                           NULL, 0, &pol, &r),
-                     -1);
-    assert_int_equal(r.status, 401);
-    pm_http_req_clear(&r);
-
-    snprintf(auth, sizeof auth, "bearer   %s  ", tok);
-    assert_int_equal(pm_http_parse_request("POST", "/v1/promises/n1-a~1.1/resolve", NULL, 0,
-                                           auth, body, strlen(body), &pol, &r),
-                     0);
-    assert_int_equal(r.route, PM_HTTP_ROUTE_RESOLVE);
-    assert_string_equal(r.id, "n1-a~1.1");
-    assert_int_equal(r.value_len, 1);
-    assert_memory_equal(r.value, "v", 1);
-    pm_http_req_clear(&r);
-
-    /* Without a secret, settling is refused even with a "token". */
-    pm_http_policy_t off = pol;
-    off.key = NULL;
-    off.keylen = 0;
-    snprintf(auth, sizeof auth, "Bearer %s", tok);
-    assert_int_equal(pm_http_parse_request("POST", "/v1/promises/n1-a~1.1/heartbeat", NULL, 0,
-                                           auth, NULL, 0, &off, &r),
-                     -1);
-    assert_int_equal(r.status, 403);
-    assert_string_equal(r.refusal, "tokens_disabled");
-    pm_http_req_clear(&r);
-
-    /* Reading needs no token. */
-    assert_int_equal(pm_http_parse_request("GET", "/v1/promises/n1-a~1.1", NULL, 0, NULL, NULL,
-                                           0, &pol, &r),
-                     0);
-    assert_int_equal(r.route, PM_HTTP_ROUTE_GET);
-    pm_http_req_clear(&r);
+    const char *id = "n1-abc~1.7";
+    char tok[PM_TOKEN_MAX + 1], v1[PM_TOKEN_MAX + 1];
+    assert_int_equal(pm_token_make_exp(s_key, KEYLEN, id, 2000, tok, sizeof tok), 0);
+    assert_int_equal(strncmp(tok, "2000.", 5), 0);
+    assert_int_equal(strlen(tok), 5 + PM_TOKEN_LEN);
+    int64_t exp = 0;
+    assert_int_equal(pm_token_verify(s_key, KEYLEN, id, tok, 1999, &exp), PM_TOKEN_OK);
+    assert_int_equal(exp, 2000);
+    assert_int_equal(pm_token_verify(s_key, KEYLEN, id, tok, 2000, &exp), PM_TOKEN_EXPIRED);
+    assert_int_equal(pm_token_verify(s_key, KEYLEN, id, tok, 99999, NULL), PM_TOKEN_EXPIRED);
+    /* Another promise: bad, never "expired" (that would confirm the MAC). */
+    assert_int_equal(pm_token_verify(s_key, KEYLEN, "n1-abc~1.8", tok, 1999, NULL), PM_TOKEN_BAD);
+    assert_int_equal(pm_token_verify(s_key, KEYLEN, "n1-abc~1.8", tok, 3000, NULL), PM_TOKEN_BAD);
+    /* A changed expiry (later, earlier, leading zero) does not verify. */
+    char moved[PM_TOKEN_MAX + 2];
+    snprintf(moved, sizeof moved, "9000.%s", tok + 5);
+    assert_int_equal(pm_token_verify(s_key, KEYLEN, id, moved, 1999, NULL), PM_TOKEN_BAD);
+    snprintf(moved, sizeof moved, "1000.%s", tok + 5);
+    assert_int_equal(pm_token_verify(s_key, KEYLEN, id, moved, 1999, NULL), PM_TOKEN_BAD);
+    snprintf(moved, sizeof moved, "02000.%s", tok + 5);
+    assert_int_equal(pm_token_verify(s_key, KEYLEN, id, moved, 1999, NULL), PM_TOKEN_BAD);
+    /* The MAC alone (the expiry cut off) is not the v1 token of the id. */
+    assert_int_equal(pm_token_verify(s_key, KEYLEN, id, tok + 5, 1999, NULL), PM_TOKEN_BAD);
+    /* And the v1 token with a made-up expiry in front is not a v2 token. */
+    assert_int_equal(pm_token_make_exp(s_key, KEYLEN, id, 0, v1, sizeof v1), 0);
+    assert_int_equal(strlen(v1), PM_TOKEN_LEN);
+    assert_int_equal(pm_token_verify(s_key, KEYLEN, id, v1, INT64_MAX / 2, NULL), PM_TOKEN_OK);
+    snprintf(moved, sizeof moved, "2000.%s", v1);
+    assert_int_equal(pm_token_verify(s_key, KEYLEN, id, moved, 1999, NULL), PM_TOKEN_BAD);
+    /* Malformed expiries. */
+    const char *shapes[] = {".", "a.", "1a.", "-1.", "1234567890123456789."};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        snprintf(moved, sizeof moved, "%s%s", shapes[i], tok + 5);
+        assert_int_equal(pm_token_verify(s_key, KEYLEN, id, moved, 1999, NULL), PM_TOKEN_BAD);
+    }
+    /* Capacity: a v2 token needs PM_TOKEN_MAX + 1. */
+    assert_int_equal(pm_token_make_exp(s_key, KEYLEN, id, 2000, tok, PM_TOKEN_LEN + 1), -1);
 }
 
 int
@@ -282,7 +260,7 @@ main(void)
         cmocka_unit_test(test_token_format),
         cmocka_unit_test(test_round_trip_and_refusals),
         cmocka_unit_test(test_load_secret),
-        cmocka_unit_test(test_parser_token_paths),
+        cmocka_unit_test(test_expiry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
