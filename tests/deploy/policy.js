@@ -21,11 +21,14 @@
 // Its pmesh.yaml (from the ConfigMap mounted at the --config path) must
 // agree with the manifests: the bind, advertise, containerPort, Service and
 // NetworkPolicy ports; the seed is the headless Service (publishNotReady);
-// data_dir and the socket are hostPaths; mesh_key_dir and token_secret_file
-// are Secret files no other user can read; --require-curve: mesh_key_dir is
-// set and insecure is not. The NetworkPolicy lets only agents reach the
-// mesh port and every pod reach the HTTP port; the ServiceAccount has no
-// token and no bindings.
+// data_dir and the socket are hostPaths; mesh_key_dir, token_secret_file
+// and http_api_keys_file are Secret files no other user can read (without
+// keys, insecure_http must say so); --require-curve: mesh_key_dir and
+// http_api_keys_file are set and insecure and insecure_http are not. Two
+// HTTP Services: the full API and the public (token-only) listener, named by
+// http_public_url. The NetworkPolicy lets only agents reach the mesh port,
+// only agents and pods labelled pmesh.io/client reach the full HTTP API, and
+// everyone the public port; the ServiceAccount has no token and no bindings.
 //
 // --extract DIR writes what `pmeshd --check` needs to check the agent as it
 // would start: DIR/pmesh.yaml, DIR/args (one per line, $(VAR)s expanded,
@@ -268,6 +271,10 @@ function checkAgent(ds, all, opts, bad) {
     if (portOf(advertise) !== meshPort) bad(`--advertise port ${portOf(advertise)} is not the bind port ${meshPort}`);
     if (!cfg.http) bad("pmesh.yaml sets no http: no probes, metrics or webhooks");
     if (httpPort !== ports.http) bad(`http port ${httpPort} is not containerPort http (${ports.http})`);
+    const publicPort = portOf(cfg.http_public);
+    if (!cfg.http_public) bad("pmesh.yaml sets no http_public: outside systems would need the full API's port");
+    else if (publicPort !== ports["http-public"]) bad(`http_public port ${publicPort} is not containerPort http-public (${ports["http-public"]})`);
+    if (publicPort === httpPort) bad("http and http_public share a port");
     for (const [n, p] of [["startupProbe", c.startupProbe], ["livenessProbe", c.livenessProbe], ["readinessProbe", c.readinessProbe]]) {
         const port = p && p.httpGet && p.httpGet.port;
         if (p && port !== "http" && port !== httpPort) bad(`${n} port ${port} is not the http port`);
@@ -288,19 +295,34 @@ function checkAgent(ds, all, opts, bad) {
     }
     if (!services.some((s) => s.spec.clusterIP !== "None" && (s.spec.ports || []).some((p) => p.targetPort === "http" || p.targetPort === httpPort)))
         bad("no ClusterIP Service for the HTTP gateway");
+    const publicSvc = services.find((s) => s.spec.clusterIP !== "None" && (s.spec.ports || []).some((p) => p.targetPort === "http-public" || p.targetPort === publicPort));
+    if (!publicSvc) bad("no ClusterIP Service for the public HTTP listener");
+    else if ((publicSvc.spec.ports || []).some((p) => p.targetPort === "http" || p.targetPort === httpPort))
+        bad(`Service ${publicSvc.metadata.name} exposes the full API next to the public listener`);
+    else if (cfg.http_public_url && !cfg.http_public_url.startsWith(`http://${publicSvc.metadata.name}.${ns}.svc.cluster.local:${publicSvc.spec.ports[0].port}`)
+             && cfg.http_public_url.includes(".svc.cluster.local"))
+        bad(`http_public_url ${cfg.http_public_url} names a Service other than the public one (${publicSvc.metadata.name})`);
 
     const pols = all.filter((o) => o.kind === "NetworkPolicy" && (o.metadata.namespace || "default") === ns && matches(o.spec?.podSelector?.matchLabels, labels));
     if (!pols.length) bad("no NetworkPolicy selects the agents");
     for (const pol of pols) {
         const rules = pol.spec.ingress || [];
-        const covers = (r, port) => !r.ports || r.ports.some((p) => p.port === port || p.port === "mesh" && port === meshPort || p.port === "http" && port === httpPort);
+        const covers = (r, port) => !r.ports || r.ports.some((p) => p.port === port || p.port === "mesh" && port === meshPort || p.port === "http" && port === httpPort || p.port === "http-public" && port === publicPort);
         for (const r of rules) {
             if (!covers(r, meshPort)) continue;
             const onlyAgents = (r.from || []).length > 0 && r.from.every((f) => f.podSelector && !f.namespaceSelector && !f.ipBlock && matches(f.podSelector.matchLabels, labels));
             if (!onlyAgents) bad(`NetworkPolicy ${pol.metadata.name}: a rule lets more than agents reach the mesh port ${meshPort}`);
         }
-        if (!rules.some((r) => covers(r, httpPort) && (r.from || []).some((f) => f.namespaceSelector && !Object.keys(f.namespaceSelector).length && !f.podSelector)))
-            bad(`NetworkPolicy ${pol.metadata.name}: the HTTP port ${httpPort} is not open to every namespace`);
+        // The full API only to agents and labelled client pods; the public port to everyone.
+        for (const r of rules) {
+            if (!covers(r, httpPort)) continue;
+            const scoped = (r.from || []).length > 0 && r.from.every((f) => !f.ipBlock && f.podSelector && Object.keys(f.podSelector.matchLabels || {}).length > 0);
+            if (!scoped) bad(`NetworkPolicy ${pol.metadata.name}: a rule opens the full HTTP API port ${httpPort} beyond labelled pods (only the public port ${publicPort} may be)`);
+        }
+        if (!rules.some((r) => covers(r, httpPort) && (r.from || []).some((f) => f.podSelector && f.podSelector.matchLabels && f.podSelector.matchLabels["pmesh.io/client"] === "true")))
+            bad(`NetworkPolicy ${pol.metadata.name}: client pods (pmesh.io/client: "true") cannot reach the HTTP API port ${httpPort}`);
+        if (!rules.some((r) => covers(r, publicPort) && (!r.from || r.from.length === 0)))
+            bad(`NetworkPolicy ${pol.metadata.name}: the public HTTP port ${publicPort} is not open to outside systems`);
     }
 
     // Files and directories the config names must be where the pod puts them.
@@ -325,9 +347,13 @@ function checkAgent(ds, all, opts, bad) {
         secretFile(path.posix.join(cfg.mesh_key_dir, "mesh.key"), "mesh_key_dir");
     }
     if (cfg.token_secret_file) secretFile(cfg.token_secret_file, "token_secret_file");
+    if (cfg.http_api_keys_file) secretFile(cfg.http_api_keys_file, "http_api_keys_file");
+    else if (cfg.insecure_http !== true) bad("pmesh.yaml sets neither http_api_keys_file nor insecure_http: the agent refuses to serve http on a pod IP without keys");
     if (opts.requireCurve) {
         if (!cfg.mesh_key_dir) bad("pmesh.yaml sets no mesh_key_dir: CURVE is required here");
         if (cfg.insecure === true) bad("pmesh.yaml sets insecure: true: not allowed here");
+        if (!cfg.http_api_keys_file) bad("pmesh.yaml sets no http_api_keys_file: API keys are required here");
+        if (cfg.insecure_http === true) bad("pmesh.yaml sets insecure_http: true: not allowed here");
     }
 
     const saName = pod.serviceAccountName || "default";

@@ -93,6 +93,12 @@ expect_eq "prod: smaller values" 262144 "$(eff overlays_prod max_value_bytes)"
 expect_eq "prod: bounded HTTP connections" 512 "$(eff overlays_prod http_max_connections)"
 expect_eq "base: WAL on the hostPath" '"/var/lib/pmesh"' "$(eff base data_dir)"
 expect_eq "base: settle tokens" '"/etc/pmesh/token/secret"' "$(eff base token_secret_file)"
+expect_eq "base: API keys from the Secret" '"/etc/pmesh/http/api-keys"' "$(eff base http_api_keys_file)"
+expect_eq "prod: API keys from the Secret" '"/etc/pmesh/http/api-keys"' "$(eff overlays_prod http_api_keys_file)"
+expect_eq "prod: the public listener" '"0.0.0.0:8081"' "$(eff overlays_prod http_public)"
+expect_eq "prod: callbacks to the public Service" '"http://pmesh-http-public.pmesh.svc.cluster.local:8081"' \
+    "$(eff overlays_prod http_public_url)"
+expect_eq "dev: no keys, knowingly" true "$(eff overlays_dev insecure_http)"
 # The Fission example is prod plus an HTTP function, nothing else.
 fission_diff=$(diff <(grep -v '^#' "$TMP/deploy_overlays_prod.agent/effective") \
     <(grep -v '^#' "$TMP/deploy_examples_fission.agent/effective") || true)

@@ -85,15 +85,23 @@ for k in 1 2 3; do
 done
 run curl -s "$(http 2)/metrics"
 expect_match "GET /metrics: Prometheus text" $'\npmesh_up 1' "$OUT"
-run curl -s -X POST -H 'Content-Type: application/json' -d '{"timeout":"1m"}' "$(http 2)/v1/promises"
+http_public() { eval "echo \$N$1_HTTP_PUBLIC"; }
+run curl -s -o /dev/null -w '%{http_code}' -X POST -d '{"timeout":"1m"}' "$(http 2)/v1/promises"
+expect_eq "POST /v1/promises without an API key: 401" 401 "$OUT"
+run curl -s -X POST -H "Authorization: Bearer $PMESH_MESH_API_KEY" -H 'Content-Type: application/json' \
+    -d '{"timeout":"1m"}' "$(http 2)/v1/promises"
 W=$(json_get "$OUT" id)
 TOKEN=$(json_get "$OUT" settle_token)
-expect_match "POST /v1/promises: a settle token (token_secret_file from the Secret)" '^[A-Za-z0-9_-]{20,}$' "$TOKEN"
-expect_match "... and callback_url under http_public_url (the pmesh-http Service)" \
-    "^http://pmesh-http\.pmesh\.svc\.cluster\.local:8080/v1/promises/" "$(json_get "$OUT" callback_url)"
+expect_match "POST /v1/promises with the Secret's API key: a settle token (token_secret_file from the Secret)" \
+    '^[A-Za-z0-9_-]{20,}$' "$TOKEN"
+expect_match "... and callback_url under http_public_url (the pmesh-http-public Service)" \
+    "^http://pmesh-http-public\.pmesh\.svc\.cluster\.local:8081/v1/promises/" "$(json_get "$OUT" callback_url)"
+run curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $PMESH_MESH_API_KEY" \
+    -d '{}' "$(http_public 3)/v1/promises"
+expect_eq "the public listener refuses client routes" 404 "$OUT"
 run curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $TOKEN" \
-    -d '{"value":"by webhook"}' "$(http 3)/v1/promises/$W/resolve"
-expect_eq "the outside system resolves it through another agent's gateway" 200 "$OUT"
+    -d '{"value":"by webhook"}' "$(http_public 3)/v1/promises/$W/resolve"
+expect_eq "the outside system resolves it through another agent's public listener" 200 "$OUT"
 run "$PMESH" --socket "$(sock 1)" await "$W" --timeout 10s
 expect_eq "... and n1 sees the value" "by webhook" "$OUT"
 

@@ -15,5 +15,7 @@ expect_match "... the chain ends with both continuations applied" \
     'r resolved: "notified the requester: summary\(a human says: is this photo a cat\? -> yes\)"' "$OUT"
 expect_match "... the marketplace settled through the webhook" "called back .* -> HTTP 200" "$OUT"
 expect_match "... a settle without the token is refused" "without Authorization -> HTTP 401" "$OUT"
+expect_match "... another promise's token too" "with p's token -> HTTP 403" "$OUT"
+expect_match "... and the public listener lists nothing" "[(]listing[)] -> HTTP 404" "$OUT"
 
 finish
