@@ -25,6 +25,9 @@ decode "$TMP/s1.yaml" token-secret "$TMP/token"
 run "$PMESHD" --bind tcp://127.0.0.1:1 --mesh-key-dir "$TMP/keys" --check
 expect_eq "the agent accepts its mesh keypair (mesh.pub matches mesh.key)" 0 "$RC"
 expect_match "the token key is 64 hex characters (32 random bytes)" '^[0-9a-f]{64}$' "$(cat "$TMP/token")"
+decode "$TMP/s1.yaml" http-api-keys "$TMP/api-keys"
+expect_match "http-api-keys: a write key for functions" '(^|'$'\n'')functions write [A-Za-z0-9_-]{43}('$'\n''|$)' "$(cat "$TMP/api-keys")"
+expect_match "http-api-keys: a read key for readers" '(^|'$'\n'')readers read [A-Za-z0-9_-]{43}('$'\n''|$)' "$(cat "$TMP/api-keys")"
 
 # The data keys are the ones the DaemonSet mounts (prod overlay).
 render deploy/overlays/prod "$TMP/prod.yaml"
