@@ -1432,7 +1432,7 @@ pm_worker_next(pm_worker_t *self, int timeout_ms, pm_invocation_t **invocation_p
 
 static int
 s_answer(pm_worker_t *self, const pm_invocation_t *inv, int ok, const void *value, size_t len,
-         const char *reason)
+         const char *reason, int wait)
 {
     if (!inv)
         return PM_ERR_BAD_REQUEST;
@@ -1452,19 +1452,34 @@ s_answer(pm_worker_t *self, const pm_invocation_t *inv, int ok, const void *valu
                   .value = value,
                   .value_len = value ? len : 0,
                   .reason = reason};
-    return s_call(c, &m, 0, S_CALL_TIMEOUT_MS, NULL);
+    /* (The acknowledgement of an answer not waited for is dropped by
+     * pm_worker_next with the other stray results.) */
+    return wait ? s_call(c, &m, 0, S_CALL_TIMEOUT_MS, NULL) : s_send(c, &m, 0, NULL);
 }
 
 int
 pm_worker_complete(pm_worker_t *self, const pm_invocation_t *inv, const void *value, size_t len)
 {
-    return s_answer(self, inv, 1, value, len, NULL);
+    return s_answer(self, inv, 1, value, len, NULL, 1);
 }
 
 int
 pm_worker_fail(pm_worker_t *self, const pm_invocation_t *inv, const char *reason)
 {
-    return s_answer(self, inv, 0, NULL, 0, reason ? reason : "failed");
+    return s_answer(self, inv, 0, NULL, 0, reason ? reason : "failed", 1);
+}
+
+int
+pm_worker_send_complete(pm_worker_t *self, const pm_invocation_t *inv, const void *value,
+                        size_t len)
+{
+    return s_answer(self, inv, 1, value, len, NULL, 0);
+}
+
+int
+pm_worker_send_fail(pm_worker_t *self, const pm_invocation_t *inv, const char *reason)
+{
+    return s_answer(self, inv, 0, NULL, 0, reason ? reason : "failed", 0);
 }
 
 uint64_t

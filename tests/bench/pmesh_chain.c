@@ -5,10 +5,12 @@
  * tests/integration/test_worker_restart.sh.
  *
  *   pmesh_chain worker --socket PATH --function F [--concurrency N]
- *                      [--append SUFFIX]
+ *                      [--append SUFFIX] [--sync]
  *       serves F (value -> value, or value + SUFFIX) with N invocations in
  *       flight until SIGTERM / SIGINT; outlives agent restarts (libpmesh
  *       reconnects) and says so on stderr; prints "served=N" at the end.
+ *       Answers with pm_worker_send_complete (no wait for the agent's
+ *       acknowledgement); --sync waits for it (pm_worker_complete).
  *
  *   pmesh_chain chains --socket PATH --function F [--steps 10] [--inflight 32]
  *                      [--seconds 5] [--warmup 1] [--value-bytes 16]
@@ -58,6 +60,7 @@ typedef struct {
     double warmup;
     long value_bytes;
     long wait_agent;
+    int sync;
 } s_opts_t;
 
 static volatile sig_atomic_t s_stop;
@@ -140,7 +143,8 @@ s_worker(const s_opts_t *o)
             out = buf;
             len += alen;
         }
-        err = pm_worker_complete(w, inv, out, len);
+        err = o->sync ? pm_worker_complete(w, inv, out, len)
+                      : pm_worker_send_complete(w, inv, out, len);
         if (err == PM_OK)
             served++;
         else {
@@ -386,7 +390,7 @@ static void
 s_usage(FILE *f)
 {
     fputs("usage: pmesh_chain worker --socket PATH --function F [--concurrency N] "
-          "[--append SUFFIX]\n"
+          "[--append SUFFIX] [--sync]\n"
           "       pmesh_chain chains --socket PATH --function F [--steps 10] [--inflight 32]\n"
           "                   [--seconds 5] [--warmup 1] [--value-bytes 16]\n"
           "       pmesh_chain await-restart --socket PATH --id ID [--wait-agent 30]\n",
@@ -409,7 +413,8 @@ main(int argc, char **argv)
         {"concurrency", required_argument, NULL, 'c'}, {"steps", required_argument, NULL, 'n'},
         {"inflight", required_argument, NULL, 'w'}, {"seconds", required_argument, NULL, 's'},
         {"warmup", required_argument, NULL, 'W'},   {"value-bytes", required_argument, NULL, 'b'},
-        {"wait-agent", required_argument, NULL, 'A'}, {"help", no_argument, NULL, 'h'},
+        {"wait-agent", required_argument, NULL, 'A'}, {"sync", no_argument, NULL, 'y'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     optind = 2;
     int ch;
@@ -426,6 +431,7 @@ main(int argc, char **argv)
         case 'W': o.warmup = atof(optarg); break;
         case 'b': o.value_bytes = atol(optarg); break;
         case 'A': o.wait_agent = atol(optarg); break;
+        case 'y': o.sync = 1; break;
         case 'h': s_usage(stdout); return 0;
         default: s_usage(stderr); return 2;
         }

@@ -12,9 +12,10 @@
 #      keep running, reconnect, register again and serve;
 #    - a chain then(then(p, A), B) created before the kill completes when p
 #      is resolved after the restart; a chain created after it completes too;
-#    - an invocation of S running when the agent died: its result is dropped
-#      (the worker says so), the restarted agent invokes it again, and its
-#      target settles once with the second run's value;
+#    - an invocation of S running when the agent died (and until after the
+#      restart): its result is dropped (the worker says so), the restarted
+#      agent invokes it again, and its target settles once with the second
+#      run's value;
 #    - a client with awaits in flight (one blocking, one pipelined) gets
 #      UNREACHABLE for both promptly, a call while no agent is there fails at
 #      once, and the same pm_client_t works again after the restart;
@@ -86,9 +87,12 @@ bg w-a "$CHAIN" worker --socket "$SOCK" --function A --append +A --concurrency 4
 WA=$BG_PID
 start_worker w-b B --socket "$SOCK" -- sh -c 'cat; printf +B'
 WB=$WORKER_PID
-# S: slow, and records each run, so a re-invocation shows.
-start_worker w-s S --socket "$SOCK" -- sh -c 'echo run >>"$0"; sleep 1; cat; printf +S' \
-    "$TMP/s.runs"
+# S records each run, so a re-invocation shows, and finishes only once the
+# test has restarted the agent (the file $TMP/release exists), so its first
+# run is surely in flight across the kill.
+start_worker w-s S --socket "$SOCK" -- sh -c \
+    'echo run >>"$0"; while [ ! -e "$1" ]; do sleep 0.05; done; cat; printf +S' \
+    "$TMP/s.runs" "$TMP/release"
 WS=$WORKER_PID
 wait_for 10 has_workers "$SOCK" A 1 || true
 expect_eq "C worker serves A" 1 "$(fn_workers "$SOCK" A)"
@@ -151,6 +155,9 @@ done
 start_agent 1 --data-dir "$D"
 A=$AGENT_PID
 disown "$A"
+# S's first run ends now; its worker (all its slots busy until then) then
+# reconnects.
+touch "$TMP/release"
 
 wait_exit "$AR" 20
 expect_eq "the same pm_client_t works after the restart (status, create, resolve, await)" \
