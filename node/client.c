@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -431,8 +432,10 @@ s_lost(pm_client_t *self, const char *why)
     while ((inv = s_pop(&self->invocations)))
         pm_invocation_destroy((pm_invocation_t **) &inv);
     s_set_error(self, PM_ERR_UNREACHABLE, why);
-    self->retry_at = pm_mono_ms();
-    self->backoff_ms = 0;
+    if (!self->connecting) { /* (a connection lost while connecting backs off) */
+        self->retry_at = pm_mono_ms();
+        self->backoff_ms = 0;
+    }
 }
 
 /* Sends on the current connection (there must be one). */
@@ -732,7 +735,10 @@ s_pinger(void *arg)
     for (;;) {
         if (buf)
             zmq_send(sock, buf, len, ZMQ_DONTWAIT);
-        if (zmq_poll(&item, 1, a->period_ms) != 0)
+        int rc = zmq_poll(&item, 1, a->period_ms);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc != 0)
             break; /* told to stop, or the context is going */
     }
     free(buf);
@@ -767,10 +773,16 @@ s_pinger_start(pm_client_t *self)
     snprintf(a->ctl, sizeof a->ctl, "inproc://pm-pinger-%p-%u", (void *) self, self->conn_no);
     self->pinger_ctl = zmq_socket(self->ctx, ZMQ_PAIR);
     zmq_bind(self->pinger_ctl, a->ctl);
+    /* The thread takes no signals: they are the application's, and a
+     * reconnect starts it from whatever thread and mask the caller has. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     if (pthread_create(&self->pinger, NULL, s_pinger, a) == 0)
         self->pinger_running = 1;
     else
         free(a);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* ---- connection ----------------------------------------------------------- */
