@@ -44,9 +44,10 @@
 /* How long connect waits for the hello reply (and a reconnecting worker for
  * its registration). */
 #define S_CONNECT_TIMEOUT_MS 3000
-/* Keep-alive period: a quarter of the agent's client_timeout, at most
- * S_PING_MAX_MS (a quarter of the default 2 s: the period before agents said
- * their timeout) and at least S_PING_MIN_MS. proto/PROTOCOL.md says why. */
+/* Keep-alive period: a quarter of the agent's client_timeout (three pings
+ * may be late before a live session expires), at most S_PING_MAX_MS (the
+ * period before agents said their timeout: nothing changes on the default
+ * 2 s) and at least S_PING_MIN_MS. proto/PROTOCOL.md says more. */
 #define S_PING_MAX_MS 400
 #define S_PING_MIN_MS 10
 /* A worker's reconnection backoff: first try at once, then from this
@@ -417,14 +418,13 @@ s_lost(pm_client_t *self, const char *why)
         if (!id || id == S_GONE)
             continue;
         pm_result_t *r = calloc(1, sizeof *r);
-        if (r && !(r->message = strdup(why)))
-            free(r), r = NULL;
         if (!r)
             continue;
         r->req_id = id;
+        r->message = s_dup(why);
         r->op = (pm_op_t) (id & ((1u << S_OP_BITS) - 1));
         r->err = PM_ERR_UNREACHABLE;
-        if (s_push(&self->results, r) != 0)
+        if (!r->message || s_push(&self->results, r) != 0)
             pm_result_destroy(&r);
     }
     s_idset_clear(&self->outstanding);
