@@ -67,9 +67,11 @@ $(BUILD)/lib/libpmesh.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/lib/libpmesh.so: $(LIB_OBJ)
+# Exports only what pmesh.h declares (node/libpmesh.map).
+$(BUILD)/lib/libpmesh.so: $(LIB_OBJ) node/libpmesh.map
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(LDFLAGS) -Wl,-soname,libpmesh.so.0 -o $@ $^ $(LDLIBS)
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,libpmesh.so.0 -Wl,--version-script=node/libpmesh.map \
+	    -o $@ $(LIB_OBJ) $(LDLIBS)
 
 $(BUILD)/lib/agent.a: $(AGENT_OBJ)
 	@mkdir -p $(dir $@)

@@ -56,9 +56,12 @@ extern char **environ;
  * process's file descriptor budget with room to spare. */
 #define S_MAX_CONCURRENCY 256
 /* The worker loop wakes at least this often: the library learns that the
- * agent went away on a socket monitor we cannot poll, and only tells us when
- * we call pm_worker_next; a second is soon enough to exit and be restarted. */
+ * agent went away on a socket monitor we cannot poll, and only acts on it
+ * (reconnects) when we call pm_worker_next; within a second is soon enough. */
 #define S_TICK_MS 1000
+/* While the agent is away there is no socket to wait on: the loop wakes this
+ * often so the library can reconnect as soon as its backoff allows. */
+#define S_RECONNECT_TICK_MS 50
 
 static const char *s_socket; /* --socket; NULL lets the library pick */
 static bool s_verbose;
@@ -854,6 +857,8 @@ typedef struct {
 
 typedef struct {
     pm_worker_t *worker;
+    uint64_t session; /* the worker's session when we last looked (0: away) */
+    const char *functions; /* as given, for log lines */
     char **cmd; /* NULL-terminated */
     s_child_t *slots;
     int concurrency;
@@ -1007,13 +1012,15 @@ s_child_done(s_pool_t *pool, s_child_t *c, int status, const char *spawn_error)
             snprintf(detail, sizeof detail, "%zu bytes", c->out.len);
             s_log_invocation(c, "ok", detail);
         }
+    } else if (err == PM_ERR_NOT_HOLDER || err == PM_ERR_UNREACHABLE) {
+        /* The agent went away while the command ran: the result has nowhere
+         * to go; the agent invokes the function again (PROTOCOL.md). */
+        fprintf(stderr, "pmesh worker: dropped the result of invocation %s (%s): its session "
+                "with the agent ended; the agent hands it out again\n",
+                c->inv->invocation_id, pm_err_name(err));
     } else {
         fprintf(stderr, "pmesh worker: cannot report invocation %s: %s: %s\n",
                 c->inv->invocation_id, pm_err_name(err), pm_strerror(err));
-        if (err == PM_ERR_UNREACHABLE) {
-            pool->stopping = true;
-            pool->exit_code = S_EXIT_UNREACHABLE;
-        }
     }
     pm_invocation_destroy(&c->inv);
     s_buf_free(&c->out);
@@ -1184,6 +1191,21 @@ s_pool_take(s_pool_t *pool)
     }
 }
 
+/* Says on stderr when the agent went away and when the worker is back. */
+static void
+s_pool_watch_session(s_pool_t *pool)
+{
+    uint64_t now = pm_worker_session(pool->worker);
+    if (now == pool->session)
+        return;
+    if (!now)
+        fprintf(stderr, "pmesh worker: lost the agent at %s; reconnecting\n", s_socket_shown());
+    else
+        fprintf(stderr, "pmesh worker: reconnected to the agent at %s (session %" PRIu64
+                "); serving %s again\n", s_socket_shown(), now, pool->functions);
+    pool->session = now;
+}
+
 /* The poll loop. Returns the exit code. */
 static int
 s_pool_run(s_pool_t *pool, int wake_rd)
@@ -1211,6 +1233,7 @@ s_pool_run(s_pool_t *pool, int wake_rd)
          * waited for something else (the ack of a result): those will never
          * make the socket readable again, so ask before sleeping. */
         s_pool_take(pool);
+        s_pool_watch_session(pool);
         if (pool->stopping && pool->active == 0)
             break;
 
@@ -1218,10 +1241,15 @@ s_pool_run(s_pool_t *pool, int wake_rd)
         int n = 0;
         items[n++] = (zmq_pollitem_t) { .fd = wake_rd, .events = ZMQ_POLLIN };
         int worker_item = -1;
+        void *wsock = pm_worker_socket(pool->worker);
+        long tick = S_TICK_MS;
         if (!pool->stopping && pool->active < pool->concurrency) {
-            worker_item = n;
-            items[n++] = (zmq_pollitem_t) { .socket = pm_worker_socket(pool->worker),
-                                            .events = ZMQ_POLLIN };
+            if (wsock) {
+                worker_item = n;
+                items[n++] = (zmq_pollitem_t) { .socket = wsock, .events = ZMQ_POLLIN };
+            } else {
+                tick = S_RECONNECT_TICK_MS; /* the agent is away: try again soon */
+            }
         }
         for (int i = 0; i < pool->concurrency; i++) {
             s_child_t *c = &pool->slots[i];
@@ -1240,7 +1268,7 @@ s_pool_run(s_pool_t *pool, int wake_rd)
                 items[n++] = (zmq_pollitem_t) { .fd = c->err_fd, .events = ZMQ_POLLIN };
             }
         }
-        if (zmq_poll(items, n, S_TICK_MS) < 0) {
+        if (zmq_poll(items, n, tick) < 0) {
             if (errno == EINTR)
                 continue;
             fprintf(stderr, "pmesh worker: zmq_poll: %s\n", zmq_strerror(errno));
@@ -1387,6 +1415,8 @@ s_cmd_worker(int argc, char **argv)
     }
     pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
     masked = false;
+    pool.session = pm_worker_session(pool.worker);
+    pool.functions = a.pos[0];
     if (s_verbose)
         fprintf(stderr, "pmesh worker: serving %s with concurrency %d\n", a.pos[0],
                 pool.concurrency);

@@ -10,6 +10,15 @@
  * with the session id (so the agent notices a dead client or worker), and a
  * socket monitor reports when the connection to the agent drops (so a wait on
  * a dead agent fails with PM_ERR_UNREACHABLE instead of hanging).
+ *
+ * One connection is one session (proto/PROTOCOL.md, "Losing the agent"): the
+ * DEALER never reconnects by itself (ZMQ_RECONNECT_IVL -1), so it cannot
+ * carry on, unnoticed, with a restarted agent that knows nothing of its
+ * session. When the monitor says the connection dropped, the socket and the
+ * pinger go, every request in flight gets an UNREACHABLE result (the set of
+ * outstanding request ids is kept for that), and the next send connects a new
+ * socket and says hello again. Workers do that from pm_worker_next, with
+ * backoff, and register again.
  */
 #include "clock.h"
 #include "pmesh.h"
@@ -17,22 +26,34 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 /* How long a blocking call (other than await) waits for its reply before it
  * calls the agent unreachable. Generous: a loaded agent on a busy node is
  * slow, not gone. */
 #define S_CALL_TIMEOUT_MS 30000
-/* How long connect waits for the hello reply. */
+/* How long connect waits for the hello reply (and a reconnecting worker for
+ * its registration). */
 #define S_CONNECT_TIMEOUT_MS 3000
-/* Keep-alive period: a quarter of the agent's shortest client_timeout
- * (default 2 s) so one lost ping never expires a live session. */
-#define S_PING_MS 400
+/* Keep-alive period: a quarter of the agent's client_timeout (three pings
+ * may be late before a live session expires), at most S_PING_MAX_MS (the
+ * period before agents said their timeout: nothing changes on the default
+ * 2 s) and at least S_PING_MIN_MS. proto/PROTOCOL.md says more. */
+#define S_PING_MAX_MS 400
+#define S_PING_MIN_MS 10
+/* A worker's reconnection backoff: first try at once, then from this
+ * doubling to the cap, each delay drawn from [d/2, d]. */
+#define S_BACKOFF_MIN_MS 50
+#define S_BACKOFF_MAX_MS 2000
 #define S_OP_BITS 4
 
 typedef struct s_queue {
@@ -40,29 +61,119 @@ typedef struct s_queue {
     size_t head, n, cap;
 } s_queue_t;
 
+/* Request ids awaiting a reply: open addressing, 0 free, S_GONE deleted. */
+#define S_GONE UINT64_MAX
+typedef struct s_idset {
+    uint64_t *slots;
+    size_t cap, n, used; /* used: live + deleted */
+} s_idset_t;
+
 struct pm_client {
     void *ctx;
-    void *sock;
-    void *monitor;
+    void *sock;    /* NULL while disconnected */
+    void *monitor; /* PAIR reading sock's monitor events */
+    char path[4096];
     char endpoint[4200];
     char node[128];
     char mint[PM_WIRE_MAX_NAME];
-    uint64_t session;
+    uint64_t session; /* 0 while disconnected (or saying hello) */
     uint64_t max_value; /* the agent's limit (0: unknown) */
+    uint64_t client_timeout_ms; /* the agent's (0: not said) */
     uint64_t next_req;
     uint64_t next_mint;
-    int lost;
+    unsigned conn_no; /* connections so far: names their inproc endpoints */
     char last_error[512];
     s_queue_t results;     /* pm_result_t * */
     s_queue_t invocations; /* pm_invocation_t * (workers) */
+    s_idset_t outstanding; /* req ids sent and not yet answered */
     pthread_t pinger;
     int pinger_running;
     void *pinger_ctl; /* inproc PAIR: any message stops the pinger */
+    /* workers: what to register again after a reconnect */
+    char **functions;
+    size_t function_count;
+    uint32_t concurrency;
+    int64_t retry_at;   /* monotonic ms of the next reconnection attempt */
+    int64_t backoff_ms; /* the last delay's base (0: none yet) */
+    unsigned seed;
+    int connecting; /* inside s_connect: a lost connection is not retried */
 };
 
 struct pm_worker {
     pm_client_t *client;
 };
+
+/* ---- request ids awaiting replies ----------------------------------------- */
+
+static size_t
+s_hash(uint64_t v)
+{
+    v ^= v >> 33;
+    v *= 0xff51afd7ed558ccdULL;
+    v ^= v >> 33;
+    return (size_t) v;
+}
+
+static int s_idset_add(s_idset_t *set, uint64_t id);
+
+static int
+s_idset_grow(s_idset_t *set)
+{
+    s_idset_t bigger = {0};
+    bigger.cap = 64; /* a power of two: slots are found by masking */
+    while (bigger.cap < set->n * 4)
+        bigger.cap *= 2;
+    bigger.slots = calloc(bigger.cap, sizeof *bigger.slots);
+    if (!bigger.slots)
+        return -1;
+    for (size_t i = 0; i < set->cap; i++)
+        if (set->slots[i] && set->slots[i] != S_GONE)
+            s_idset_add(&bigger, set->slots[i]);
+    free(set->slots);
+    *set = bigger;
+    return 0;
+}
+
+static int
+s_idset_add(s_idset_t *set, uint64_t id)
+{
+    if ((set->used + 1) * 2 > set->cap && s_idset_grow(set) != 0)
+        return -1;
+    size_t i = s_hash(id) & (set->cap - 1);
+    while (set->slots[i] && set->slots[i] != S_GONE)
+        i = (i + 1) & (set->cap - 1);
+    if (!set->slots[i])
+        set->used++;
+    set->slots[i] = id;
+    set->n++;
+    return 0;
+}
+
+/* Removes id; 1 if it was there. */
+static int
+s_idset_del(s_idset_t *set, uint64_t id)
+{
+    if (!set->n)
+        return 0;
+    size_t i = s_hash(id) & (set->cap - 1);
+    while (set->slots[i]) {
+        if (set->slots[i] == id) {
+            set->slots[i] = S_GONE;
+            set->n--;
+            return 1;
+        }
+        i = (i + 1) & (set->cap - 1);
+    }
+    return 0;
+}
+
+static void
+s_idset_clear(s_idset_t *set)
+{
+    if (set->slots)
+        memset(set->slots, 0, set->cap * sizeof *set->slots);
+    set->n = set->used = 0;
+}
 
 /* ---- small things --------------------------------------------------------- */
 
@@ -204,7 +315,9 @@ pm_result_destroy(pm_result_t **self_p)
     pm_result_t *r = *self_p;
     free(r->message);
     free(r->id);
+    free(r->json);
     pm_promise_destroy(&r->promise);
+    pm_promise_list_destroy(&r->list);
     free(r);
     *self_p = NULL;
 }
@@ -232,13 +345,103 @@ s_free_buf(void *data, void *hint)
     free(data);
 }
 
-static int
-s_send(pm_client_t *self, pm_msg_t *m, pm_op_t op, uint64_t *req_id_p)
+static int s_connect(pm_client_t *self);
+
+static void
+s_sleep_ms(int64_t ms)
 {
-    if (self->lost) {
-        s_set_error(self, PM_ERR_UNREACHABLE, "connection to the agent was lost");
-        return PM_ERR_UNREACHABLE;
+    if (ms <= 0)
+        return;
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Reads the monitor's pending events; 1 if the connection dropped. */
+static int
+s_dropped(pm_client_t *self)
+{
+    if (!self->monitor)
+        return 0;
+    int dropped = 0;
+    zmq_msg_t ev;
+    zmq_msg_init(&ev);
+    while (zmq_msg_recv(&ev, self->monitor, ZMQ_DONTWAIT) >= 0) {
+        /* Event frames start with the 16-bit event number; the address
+         * frames that follow them never start with 0x0200. */
+        uint16_t event = 0;
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&event, zmq_msg_data(&ev), sizeof event);
+            if (event == ZMQ_EVENT_DISCONNECTED)
+                dropped = 1;
+        }
     }
+    zmq_msg_close(&ev);
+    return dropped;
+}
+
+/* Stops the pinger and closes the connection's sockets: the session is over
+ * as far as this client is concerned. */
+static void
+s_conn_close(pm_client_t *self)
+{
+    if (self->pinger_running) {
+        zmq_send(self->pinger_ctl, "", 0, 0);
+        pthread_join(self->pinger, NULL);
+        self->pinger_running = 0;
+    }
+    if (self->pinger_ctl) {
+        zmq_close(self->pinger_ctl);
+        self->pinger_ctl = NULL;
+    }
+    if (self->monitor) {
+        zmq_socket_monitor(self->sock, NULL, 0);
+        zmq_close(self->monitor);
+        self->monitor = NULL;
+    }
+    if (self->sock) {
+        zmq_close(self->sock);
+        self->sock = NULL;
+    }
+    self->session = 0;
+}
+
+/* The connection dropped: every request in flight is answered UNREACHABLE,
+ * invocations of the ended session are dropped (the agent hands them out
+ * again), and a worker may try to reconnect at once. */
+static void
+s_lost(pm_client_t *self, const char *why)
+{
+    s_conn_close(self);
+    for (size_t i = 0; i < self->outstanding.cap; i++) {
+        uint64_t id = self->outstanding.slots[i];
+        if (!id || id == S_GONE)
+            continue;
+        pm_result_t *r = calloc(1, sizeof *r);
+        if (!r)
+            continue;
+        r->req_id = id;
+        r->message = s_dup(why);
+        r->op = (pm_op_t) (id & ((1u << S_OP_BITS) - 1));
+        r->err = PM_ERR_UNREACHABLE;
+        if (!r->message || s_push(&self->results, r) != 0)
+            pm_result_destroy(&r);
+    }
+    s_idset_clear(&self->outstanding);
+    void *inv;
+    while ((inv = s_pop(&self->invocations)))
+        pm_invocation_destroy((pm_invocation_t **) &inv);
+    s_set_error(self, PM_ERR_UNREACHABLE, why);
+    if (!self->connecting) { /* (a connection lost while connecting backs off) */
+        self->retry_at = pm_mono_ms();
+        self->backoff_ms = 0;
+    }
+}
+
+/* Sends on the current connection (there must be one). */
+static int
+s_send_now(pm_client_t *self, pm_msg_t *m, pm_op_t op, uint64_t *req_id_p)
+{
     /* A value over the agent's limit is refused here: sent, it would cost a
      * frame the agent must read only to refuse it. */
     if (self->max_value && (m->value_len > self->max_value ||
@@ -253,14 +456,36 @@ s_send(pm_client_t *self, pm_msg_t *m, pm_op_t op, uint64_t *req_id_p)
         return PM_ERR_INTERNAL;
     zmq_msg_t msg;
     zmq_msg_init_data(&msg, buf, len, s_free_buf, NULL);
-    if (zmq_msg_send(&msg, self->sock, 0) < 0) {
+    /* Never blocks: without reconnection, a DEALER whose connection is
+     * gone has no pipe left and would wait forever. */
+    if (zmq_msg_send(&msg, self->sock, ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(&msg);
-        s_set_error(self, PM_ERR_UNREACHABLE, zmq_strerror(errno));
+        s_lost(self, "connection to the agent was lost");
         return PM_ERR_UNREACHABLE;
     }
+    if (m->type != PM_MSG_PING && m->type != PM_MSG_BYE)
+        s_idset_add(&self->outstanding, m->req_id); /* (untracked if out of memory) */
     if (req_id_p)
         *req_id_p = m->req_id;
     return PM_OK;
+}
+
+/* Sends, connecting first if the connection was lost. */
+static int
+s_send(pm_client_t *self, pm_msg_t *m, pm_op_t op, uint64_t *req_id_p)
+{
+    if (self->sock && s_dropped(self))
+        s_lost(self, "connection to the agent was lost");
+    if (!self->sock) {
+        if (self->connecting) {
+            s_set_error(self, PM_ERR_UNREACHABLE, "connection to the agent was lost");
+            return PM_ERR_UNREACHABLE;
+        }
+        int err = s_connect(self);
+        if (err)
+            return err;
+    }
+    return s_send_now(self, m, op, req_id_p);
 }
 
 /* Turns a decoded message into a queued result or invocation. */
@@ -282,6 +507,7 @@ s_accept(pm_client_t *self, const pm_msg_t *m)
         }
         inv->input_len = m->value_len;
         inv->attempt = m->attempt;
+        inv->session = self->session;
         if (!inv->invocation_id || !inv->function || !inv->target_id || !inv->input ||
             s_push(&self->invocations, inv) != 0)
             pm_invocation_destroy(&inv);
@@ -299,31 +525,53 @@ s_accept(pm_client_t *self, const pm_msg_t *m)
     r->id = m->id ? s_dup(m->id) : NULL;
     if (m->promise)
         r->promise = s_promise_copy(m->promise);
+    if (!m->err && r->op == PM_OP_STATUS)
+        r->json = s_dup(m->json);
+    if (!m->err && r->op == PM_OP_LIST) {
+        pm_promise_list_t *l = calloc(1, sizeof *l);
+        if (l) {
+            l->items = calloc(m->promise_count ? m->promise_count : 1, sizeof *l->items);
+            l->cursor = s_dup(m->cursor);
+            for (size_t i = 0; l->items && i < m->promise_count; i++)
+                if ((l->items[l->count] = s_promise_copy(&m->promises[i])))
+                    l->count++;
+            if (!l->items || !l->cursor || l->count != m->promise_count)
+                pm_promise_list_destroy(&l);
+        }
+        r->list = l;
+        if (!l) {
+            r->err = PM_ERR_INTERNAL;
+            free(r->message);
+            r->message = s_dup(pm_strerror(PM_ERR_INTERNAL));
+        }
+    }
     if (s_push(&self->results, r) != 0)
         pm_result_destroy(&r);
 }
 
 /* Receives what is there (waiting up to timeout_ms for the first message;
  * < 0 forever). Returns PM_OK when something was accepted, PM_ERR_WAIT_TIMEOUT
- * if nothing came, PM_ERR_UNREACHABLE if the connection dropped. Replies that
- * a caller wants raw (list, hello, status) go to *raw when raw_req matches. */
+ * if nothing came, PM_ERR_UNREACHABLE if there is no connection (any more:
+ * then every request in flight has its UNREACHABLE result queued). Replies
+ * that a caller wants raw (list, hello, status) go to *raw when raw_req
+ * matches. */
 static int
 s_pump(pm_client_t *self, int64_t timeout_ms, uint64_t raw_req, pm_msg_t *raw, int *got_raw)
 {
+    if (!self->sock) {
+        s_set_error(self, PM_ERR_UNREACHABLE, "not connected to the agent");
+        return PM_ERR_UNREACHABLE;
+    }
     zmq_pollitem_t items[2] = {{self->sock, 0, ZMQ_POLLIN, 0}, {self->monitor, 0, ZMQ_POLLIN, 0}};
     int rc = zmq_poll(items, self->monitor ? 2 : 1, (long) timeout_ms);
-    if (rc < 0)
-        return errno == EINTR ? PM_ERR_WAIT_TIMEOUT : PM_ERR_UNREACHABLE;
-    if (self->monitor && (items[1].revents & ZMQ_POLLIN)) {
-        zmq_msg_t ev;
-        zmq_msg_init(&ev);
-        while (zmq_msg_recv(&ev, self->monitor, ZMQ_DONTWAIT) >= 0) {
-            if (zmq_msg_size(&ev) >= 2 &&
-                ((uint16_t *) zmq_msg_data(&ev))[0] == ZMQ_EVENT_DISCONNECTED)
-                self->lost = 1;
-        }
-        zmq_msg_close(&ev);
+    if (rc < 0) {
+        if (errno == EINTR)
+            return PM_ERR_WAIT_TIMEOUT;
+        s_lost(self, zmq_strerror(errno));
+        return PM_ERR_UNREACHABLE;
     }
+    /* Replies that came before the drop are good: read them first. */
+    int dropped = self->monitor && (items[1].revents & ZMQ_POLLIN) && s_dropped(self);
     int got = 0;
     if (items[0].revents & ZMQ_POLLIN) {
         for (;;) {
@@ -335,10 +583,14 @@ s_pump(pm_client_t *self, int64_t timeout_ms, uint64_t raw_req, pm_msg_t *raw, i
             }
             pm_msg_t m;
             if (pm_wire_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), &m) == PM_OK) {
+                if (m.type == PM_MSG_REPLY)
+                    s_idset_del(&self->outstanding, m.req_id);
                 if (raw && !*got_raw && m.type == PM_MSG_REPLY && m.req_id == raw_req) {
                     *raw = m; /* the caller releases it */
                     *got_raw = 1;
                     zmq_msg_close(&msg); /* protobuf-c copied what it decoded */
+                    if (dropped)
+                        s_lost(self, "connection to the agent was lost");
                     return PM_OK;
                 }
                 s_accept(self, &m);
@@ -348,8 +600,8 @@ s_pump(pm_client_t *self, int64_t timeout_ms, uint64_t raw_req, pm_msg_t *raw, i
             got = 1;
         }
     }
-    if (!got && self->lost) {
-        s_set_error(self, PM_ERR_UNREACHABLE, "connection to the agent was lost");
+    if (dropped) {
+        s_lost(self, "connection to the agent was lost");
         return PM_ERR_UNREACHABLE;
     }
     return got ? PM_OK : PM_ERR_WAIT_TIMEOUT;
@@ -373,6 +625,15 @@ s_take(pm_client_t *self, uint64_t req_id)
     return NULL;
 }
 
+/* Gives up on req_id: no reply in time. */
+static int
+s_give_up(pm_client_t *self, uint64_t req_id)
+{
+    s_idset_del(&self->outstanding, req_id);
+    s_set_error(self, PM_ERR_UNREACHABLE, "no reply from the agent in time");
+    return PM_ERR_UNREACHABLE;
+}
+
 /* Waits for the reply to req_id. timeout_ms < 0: forever (still failing if
  * the connection drops). */
 static int
@@ -387,14 +648,12 @@ s_wait(pm_client_t *self, uint64_t req_id, int64_t timeout_ms, pm_result_t **out
                 s_set_error(self, r->err, r->message);
             return r->err;
         }
-        int64_t left = deadline == INT64_MAX ? 1000 : deadline - pm_mono_ms();
-        if (left <= 0) {
-            s_set_error(self, PM_ERR_UNREACHABLE, "no reply from the agent in time");
+        if (!self->sock)
             return PM_ERR_UNREACHABLE;
-        }
-        int rc = s_pump(self, left > 1000 ? 1000 : left, 0, NULL, NULL);
-        if (rc == PM_ERR_UNREACHABLE)
-            return rc;
+        int64_t left = deadline == INT64_MAX ? 1000 : deadline - pm_mono_ms();
+        if (left <= 0)
+            return s_give_up(self, req_id);
+        s_pump(self, left > 1000 ? 1000 : left, 0, NULL, NULL);
     }
 }
 
@@ -427,14 +686,16 @@ s_call_raw(pm_client_t *self, pm_msg_t *m, pm_op_t op, int64_t timeout_ms, pm_ms
     int64_t deadline = pm_mono_ms() + timeout_ms;
     int got = 0;
     while (!got) {
-        int64_t left = deadline - pm_mono_ms();
-        if (left <= 0) {
-            s_set_error(self, PM_ERR_UNREACHABLE, "no reply from the agent in time");
+        if (!self->sock) {
+            /* Lost: the UNREACHABLE result queued for it is ours. */
+            pm_result_t *r = s_take(self, req);
+            pm_result_destroy(&r);
             return PM_ERR_UNREACHABLE;
         }
-        int rc = s_pump(self, left, req, raw, &got);
-        if (rc == PM_ERR_UNREACHABLE)
-            return rc;
+        int64_t left = deadline - pm_mono_ms();
+        if (left <= 0)
+            return s_give_up(self, req);
+        s_pump(self, left, req, raw, &got);
     }
     if (raw->err) {
         s_set_error(self, raw->err, raw->message);
@@ -450,7 +711,8 @@ typedef struct s_pinger_args {
     void *ctx;
     char endpoint[4200];
     uint64_t session;
-    char ctl[64];
+    int period_ms;
+    char ctl[80];
 } s_pinger_args_t;
 
 static void *
@@ -460,8 +722,11 @@ s_pinger(void *arg)
     void *ctl = zmq_socket(a->ctx, ZMQ_PAIR);
     zmq_connect(ctl, a->ctl);
     void *sock = zmq_socket(a->ctx, ZMQ_DEALER);
-    int zero = 0;
+    int zero = 0, never = -1;
     zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    /* Never to a restarted agent: its session ids start again at 1, and a
+     * stale ping could keep another client's session alive. */
+    zmq_setsockopt(sock, ZMQ_RECONNECT_IVL, &never, sizeof never);
     zmq_connect(sock, a->endpoint);
     pm_msg_t m = {.type = PM_MSG_PING, .session = a->session};
     size_t len;
@@ -470,7 +735,10 @@ s_pinger(void *arg)
     for (;;) {
         if (buf)
             zmq_send(sock, buf, len, ZMQ_DONTWAIT);
-        if (zmq_poll(&item, 1, S_PING_MS) != 0)
+        int rc = zmq_poll(&item, 1, a->period_ms);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc != 0)
             break; /* told to stop, or the context is going */
     }
     free(buf);
@@ -478,6 +746,18 @@ s_pinger(void *arg)
     zmq_close(ctl);
     free(a);
     return NULL;
+}
+
+/* The keep-alive period for the agent's client_timeout (0: not said). */
+static int
+s_ping_period(uint64_t client_timeout_ms)
+{
+    uint64_t p = client_timeout_ms ? client_timeout_ms / 4 : S_PING_MAX_MS;
+    if (p > S_PING_MAX_MS)
+        p = S_PING_MAX_MS;
+    if (p < S_PING_MIN_MS)
+        p = S_PING_MIN_MS;
+    return (int) p;
 }
 
 static void
@@ -488,62 +768,142 @@ s_pinger_start(pm_client_t *self)
         return;
     a->ctx = self->ctx;
     a->session = self->session;
+    a->period_ms = s_ping_period(self->client_timeout_ms);
     snprintf(a->endpoint, sizeof a->endpoint, "%s", self->endpoint);
-    snprintf(a->ctl, sizeof a->ctl, "inproc://pm-pinger-%p", (void *) self);
+    snprintf(a->ctl, sizeof a->ctl, "inproc://pm-pinger-%p-%u", (void *) self, self->conn_no);
     self->pinger_ctl = zmq_socket(self->ctx, ZMQ_PAIR);
     zmq_bind(self->pinger_ctl, a->ctl);
+    /* The thread takes no signals: they are the application's, and a
+     * reconnect starts it from whatever thread and mask the caller has. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     if (pthread_create(&self->pinger, NULL, s_pinger, a) == 0)
         self->pinger_running = 1;
     else
         free(a);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* ---- connection ----------------------------------------------------------- */
+
+/* Whether something accepts connections at path: a plain connect(2), so
+ * that a dead agent's leftover socket file fails at once rather than after
+ * the hello deadline. 0 also when it cannot tell (ZeroMQ will find out). */
+static int
+s_probe(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path)
+        return 0;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    int rc = connect(fd, (struct sockaddr *) &sa, sizeof sa);
+    int e = errno;
+    close(fd);
+    return rc == 0 || (e != ECONNREFUSED && e != ENOENT) ? 0 : -1;
+}
+
+/* Connects a new socket, says hello (a new session) and, for a worker,
+ * registers its functions. */
+static int
+s_connect(pm_client_t *self)
+{
+    struct stat st;
+    if (stat(self->path, &st) < 0 || !S_ISSOCK(st.st_mode) || s_probe(self->path) != 0) {
+        char why[480];
+        snprintf(why, sizeof why, "no agent listens at %.440s", self->path);
+        s_set_error(self, PM_ERR_UNREACHABLE, why);
+        return PM_ERR_UNREACHABLE;
+    }
+    self->conn_no++;
+    self->sock = zmq_socket(self->ctx, ZMQ_DEALER);
+    if (!self->sock)
+        return PM_ERR_INTERNAL;
+    int zero = 0, never = -1, hwm = 1000000;
+    zmq_setsockopt(self->sock, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(self->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(self->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(self->sock, ZMQ_RECONNECT_IVL, &never, sizeof never);
+    char mon[80];
+    snprintf(mon, sizeof mon, "inproc://pm-monitor-%p-%u", (void *) self, self->conn_no);
+    if (zmq_socket_monitor(self->sock, mon, ZMQ_EVENT_DISCONNECTED) == 0) {
+        self->monitor = zmq_socket(self->ctx, ZMQ_PAIR);
+        if (self->monitor && zmq_connect(self->monitor, mon) != 0) {
+            zmq_close(self->monitor);
+            self->monitor = NULL;
+        }
+    }
+    if (zmq_connect(self->sock, self->endpoint) < 0) {
+        s_set_error(self, PM_ERR_UNREACHABLE, zmq_strerror(errno));
+        s_conn_close(self);
+        return PM_ERR_UNREACHABLE;
+    }
+    self->connecting = 1;
+    pm_msg_t hello = {.type = PM_MSG_HELLO, .client_name = "libpmesh"};
+    pm_msg_t r;
+    int err = s_call_raw(self, &hello, 0, S_CONNECT_TIMEOUT_MS, &r);
+    if (!err) {
+        snprintf(self->node, sizeof self->node, "%s", r.node);
+        snprintf(self->mint, sizeof self->mint, "%s", r.mint_prefix);
+        self->max_value = r.max_value;
+        self->client_timeout_ms = r.client_timeout_ms;
+        uint64_t session = r.session;
+        pm_wire_release(&r);
+        self->session = session;
+        s_pinger_start(self);
+        if (self->functions) {
+            pm_msg_t m = {.type = PM_MSG_REGISTER,
+                          .functions = (const char *const *) self->functions,
+                          .function_count = self->function_count,
+                          .concurrency = self->concurrency};
+            err = s_call(self, &m, 0, S_CONNECT_TIMEOUT_MS, NULL);
+        }
+    }
+    self->connecting = 0;
+    if (err) {
+        s_conn_close(self);
+        s_idset_clear(&self->outstanding);
+        return err == PM_ERR_INTERNAL || err == PM_ERR_BAD_REQUEST ? err : PM_ERR_UNREACHABLE;
+    }
+    return PM_OK;
+}
+
+static pm_client_t *
+s_client_new(const char *socket_path)
+{
+    if (!socket_path || !*socket_path)
+        socket_path = getenv("PMESH_SOCKET");
+    if (!socket_path || !*socket_path)
+        socket_path = PMESH_DEFAULT_SOCKET;
+    pm_client_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    snprintf(self->path, sizeof self->path, "%s", socket_path);
+    snprintf(self->endpoint, sizeof self->endpoint, "ipc://%s", socket_path);
+    self->seed = (unsigned) (pm_mono_us() ^ (uint64_t) getpid() ^ (uintptr_t) self);
+    self->ctx = zmq_ctx_new();
+    if (!self->ctx) {
+        free(self);
+        return NULL;
+    }
+    return self;
+}
 
 int
 pm_client_connect(const char *socket_path, pm_client_t **client_p)
 {
     *client_p = NULL;
-    if (!socket_path || !*socket_path)
-        socket_path = getenv("PMESH_SOCKET");
-    if (!socket_path || !*socket_path)
-        socket_path = PMESH_DEFAULT_SOCKET;
-    struct stat st;
-    if (stat(socket_path, &st) < 0 || !S_ISSOCK(st.st_mode))
-        return PM_ERR_UNREACHABLE; /* nothing listens there: say so at once */
-    pm_client_t *self = calloc(1, sizeof *self);
+    pm_client_t *self = s_client_new(socket_path);
     if (!self)
         return PM_ERR_INTERNAL;
-    snprintf(self->endpoint, sizeof self->endpoint, "ipc://%s", socket_path);
-    self->ctx = zmq_ctx_new();
-    self->sock = zmq_socket(self->ctx, ZMQ_DEALER);
-    int zero = 0, hwm = 1000000;
-    zmq_setsockopt(self->sock, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(self->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(self->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    char mon[64];
-    snprintf(mon, sizeof mon, "inproc://pm-monitor-%p", (void *) self);
-    if (zmq_socket_monitor(self->sock, mon, ZMQ_EVENT_DISCONNECTED) == 0) {
-        self->monitor = zmq_socket(self->ctx, ZMQ_PAIR);
-        zmq_connect(self->monitor, mon);
-    }
-    if (zmq_connect(self->sock, self->endpoint) < 0) {
-        pm_client_destroy(&self);
-        return PM_ERR_UNREACHABLE;
-    }
-    pm_msg_t hello = {.type = PM_MSG_HELLO, .client_name = "libpmesh"};
-    pm_msg_t r;
-    int err = s_call_raw(self, &hello, 0, S_CONNECT_TIMEOUT_MS, &r);
+    int err = s_connect(self);
     if (err) {
         pm_client_destroy(&self);
-        return err == PM_ERR_INTERNAL ? err : PM_ERR_UNREACHABLE;
+        return err;
     }
-    snprintf(self->node, sizeof self->node, "%s", r.node);
-    snprintf(self->mint, sizeof self->mint, "%s", r.mint_prefix);
-    self->session = r.session;
-    self->max_value = r.max_value;
-    pm_wire_release(&r);
-    s_pinger_start(self);
     *client_p = self;
     return PM_OK;
 }
@@ -554,16 +914,15 @@ pm_client_destroy(pm_client_t **self_p)
     if (!self_p || !*self_p)
         return;
     pm_client_t *self = *self_p;
-    if (self->session && !self->lost) {
+    if (self->sock && self->session && !s_dropped(self)) {
         pm_msg_t bye = {.type = PM_MSG_BYE};
-        s_send(self, &bye, 0, NULL);
+        if (s_send_now(self, &bye, 0, NULL) == PM_OK) {
+            /* Let the bye go out: linger briefly for it alone. */
+            int linger = 100;
+            zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger);
+        }
     }
-    if (self->pinger_running) {
-        zmq_send(self->pinger_ctl, "", 0, 0);
-        pthread_join(self->pinger, NULL);
-    }
-    if (self->pinger_ctl)
-        zmq_close(self->pinger_ctl);
+    s_conn_close(self);
     void *r;
     while ((r = s_pop(&self->results)))
         pm_result_destroy((pm_result_t **) &r);
@@ -571,23 +930,49 @@ pm_client_destroy(pm_client_t **self_p)
         pm_invocation_destroy((pm_invocation_t **) &r);
     free(self->results.items);
     free(self->invocations.items);
-    if (self->monitor) {
-        zmq_socket_monitor(self->sock, NULL, 0);
-        zmq_close(self->monitor);
-    }
-    if (self->sock) {
-        /* Let the bye go out: linger briefly for it alone. */
-        int linger = 100;
-        zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger);
-        zmq_close(self->sock);
-    }
+    free(self->outstanding.slots);
+    for (size_t i = 0; i < self->function_count; i++)
+        free(self->functions[i]);
+    free(self->functions);
     if (self->ctx)
         zmq_ctx_term(self->ctx);
     free(self);
     *self_p = NULL;
 }
 
+uint64_t
+pm_client_session(pm_client_t *self)
+{
+    return self->session;
+}
+
+void *
+pm_client_socket(pm_client_t *self)
+{
+    return self->sock;
+}
+
+int
+pm_client_fd(pm_client_t *self)
+{
+    int fd = -1;
+    size_t len = sizeof fd;
+    if (!self->sock || zmq_getsockopt(self->sock, ZMQ_FD, &fd, &len) != 0)
+        return -1;
+    return fd;
+}
+
 /* ---- asynchronous interface ----------------------------------------------- */
+
+/* Connects now if the connection was lost, so that ids are minted under
+ * the lease of the session they are sent on. */
+static int
+s_ready(pm_client_t *self)
+{
+    if (self->sock && s_dropped(self))
+        s_lost(self, "connection to the agent was lost");
+    return self->sock ? PM_OK : s_connect(self);
+}
 
 static void
 s_mint(pm_client_t *self, char *out, size_t cap)
@@ -603,6 +988,9 @@ pm_send_create(pm_client_t *self, const pm_create_opts_t *opts, char **id_p, uin
         opts = &none;
     char id[PM_WIRE_MAX_NAME + 32] = "";
     int keyed = opts->idempotency_key && *opts->idempotency_key;
+    int err = s_ready(self);
+    if (err)
+        return err;
     if (!keyed)
         s_mint(self, id, sizeof id);
     pm_msg_t m = {.type = PM_MSG_CREATE,
@@ -614,7 +1002,7 @@ pm_send_create(pm_client_t *self, const pm_create_opts_t *opts, char **id_p, uin
                   .labels = opts->labels};
     if (opts->timeout_ms < 0 || opts->heartbeat_ms < 0)
         return PM_ERR_BAD_REQUEST;
-    int err = s_send(self, &m, PM_OP_CREATE, req_id_p);
+    err = s_send_now(self, &m, PM_OP_CREATE, req_id_p);
     if (!err && id_p)
         *id_p = keyed ? NULL : strdup(id);
     return err;
@@ -682,6 +1070,9 @@ pm_send_then(pm_client_t *self, const char *id, const char *function, int64_t ti
      * means), so it is minted in the owner's id space: under our lease
      * directly when our agent owns it, else as <owner space>~<our lease><n>,
      * which no other minter can produce. */
+    int err = s_ready(self);
+    if (err)
+        return err;
     char nid[2 * PM_WIRE_MAX_NAME + 32];
     const char *tilde = strchr(id, '~');
     const char *mine = strchr(self->mint, '~');
@@ -697,10 +1088,50 @@ pm_send_then(pm_client_t *self, const char *id, const char *function, int64_t ti
                   .function = function,
                   .new_id = nid,
                   .timeout_ms = timeout_ms};
-    int err = s_send(self, &m, PM_OP_THEN, req_id_p);
+    err = s_send_now(self, &m, PM_OP_THEN, req_id_p);
     if (!err && new_id_p)
         *new_id_p = strdup(nid);
     return err;
+}
+
+int
+pm_send_heartbeat(pm_client_t *self, const char *id, uint64_t *req_id_p)
+{
+    if (!id)
+        return PM_ERR_BAD_REQUEST;
+    pm_msg_t m = {.type = PM_MSG_HEARTBEAT, .id = id};
+    return s_send(self, &m, PM_OP_HEARTBEAT, req_id_p);
+}
+
+/* A list request for opts; label must outlive the message. */
+static pm_msg_t
+s_list_msg(const pm_list_opts_t *opts, pm_label_t *label)
+{
+    label->key = opts->label_key;
+    label->value = opts->label_value ? opts->label_value : "";
+    return (pm_msg_t){.type = PM_MSG_LIST,
+                      .state = opts->state,
+                      .prefix = opts->prefix,
+                      .limit = opts->limit,
+                      .cursor = opts->cursor,
+                      .label_count = opts->label_key && *opts->label_key ? 1 : 0,
+                      .labels = label};
+}
+
+int
+pm_send_list(pm_client_t *self, const pm_list_opts_t *opts, uint64_t *req_id_p)
+{
+    pm_list_opts_t none = {0};
+    pm_label_t label;
+    pm_msg_t m = s_list_msg(opts ? opts : &none, &label);
+    return s_send(self, &m, PM_OP_LIST, req_id_p);
+}
+
+int
+pm_send_status(pm_client_t *self, uint64_t *req_id_p)
+{
+    pm_msg_t m = {.type = PM_MSG_STATUS};
+    return s_send(self, &m, PM_OP_STATUS, req_id_p);
 }
 
 int
@@ -714,12 +1145,18 @@ pm_recv(pm_client_t *self, int timeout_ms, pm_result_t **result_p)
             *result_p = r;
             return PM_OK;
         }
+        if (self->sock && s_dropped(self)) {
+            s_lost(self, "connection to the agent was lost");
+            continue; /* the requests in flight have their results now */
+        }
+        if (!self->sock) {
+            s_set_error(self, PM_ERR_UNREACHABLE, "not connected to the agent");
+            return PM_ERR_UNREACHABLE;
+        }
         int64_t left = deadline == INT64_MAX ? 1000 : deadline - pm_mono_ms();
         if (left < 0)
             return PM_ERR_WAIT_TIMEOUT;
         int rc = s_pump(self, left > 1000 ? 1000 : left, 0, NULL, NULL);
-        if (rc == PM_ERR_UNREACHABLE)
-            return rc;
         if (rc == PM_ERR_WAIT_TIMEOUT && deadline != INT64_MAX && pm_mono_ms() >= deadline &&
             !self->results.n)
             return PM_ERR_WAIT_TIMEOUT;
@@ -855,16 +1292,8 @@ pm_list(pm_client_t *self, const pm_list_opts_t *opts, pm_promise_list_t **list_
 {
     *list_p = NULL;
     pm_list_opts_t none = {0};
-    if (!opts)
-        opts = &none;
-    pm_label_t label = {opts->label_key, opts->label_value ? opts->label_value : ""};
-    pm_msg_t m = {.type = PM_MSG_LIST,
-                  .state = opts->state,
-                  .prefix = opts->prefix,
-                  .limit = opts->limit,
-                  .cursor = opts->cursor,
-                  .label_count = opts->label_key && *opts->label_key ? 1 : 0,
-                  .labels = &label};
+    pm_label_t label;
+    pm_msg_t m = s_list_msg(opts ? opts : &none, &label);
     pm_msg_t r;
     int err = s_call_raw(self, &m, PM_OP_LIST, S_CALL_TIMEOUT_MS, &r);
     if (err)
@@ -923,16 +1352,22 @@ pm_worker_new(const char *socket_path, const char *const *functions, size_t func
     if (!functions || !function_count || concurrency < 1)
         return PM_ERR_BAD_REQUEST;
     pm_worker_t *self = calloc(1, sizeof *self);
-    if (!self)
+    if (!self || !(self->client = s_client_new(socket_path))) {
+        free(self);
         return PM_ERR_INTERNAL;
-    int err = pm_client_connect(socket_path, &self->client);
-    if (!err) {
-        pm_msg_t m = {.type = PM_MSG_REGISTER,
-                      .functions = functions,
-                      .function_count = function_count,
-                      .concurrency = (uint32_t) concurrency};
-        err = s_call(self->client, &m, 0, S_CALL_TIMEOUT_MS, NULL);
     }
+    pm_client_t *c = self->client;
+    c->functions = calloc(function_count, sizeof *c->functions);
+    int err = c->functions ? PM_OK : PM_ERR_INTERNAL;
+    for (size_t i = 0; !err && i < function_count; i++) {
+        if (!functions[i])
+            err = PM_ERR_BAD_REQUEST;
+        else if (!(c->functions[c->function_count++] = strdup(functions[i])))
+            err = PM_ERR_INTERNAL;
+    }
+    c->concurrency = (uint32_t) concurrency;
+    if (!err)
+        err = s_connect(c);
     if (err) {
         pm_worker_destroy(&self);
         return err;
@@ -951,6 +1386,18 @@ pm_worker_destroy(pm_worker_t **self_p)
     *self_p = NULL;
 }
 
+/* After a failed reconnection: the next try after a delay drawn from
+ * [d/2, d], d doubling from S_BACKOFF_MIN_MS up to S_BACKOFF_MAX_MS. */
+static void
+s_backoff(pm_client_t *c)
+{
+    int64_t d = c->backoff_ms ? c->backoff_ms * 2 : S_BACKOFF_MIN_MS;
+    if (d > S_BACKOFF_MAX_MS)
+        d = S_BACKOFF_MAX_MS;
+    c->backoff_ms = d;
+    c->retry_at = pm_mono_ms() + d / 2 + (int64_t) (rand_r(&c->seed) % (unsigned) (d / 2 + 1));
+}
+
 int
 pm_worker_next(pm_worker_t *self, int timeout_ms, pm_invocation_t **invocation_p)
 {
@@ -963,16 +1410,33 @@ pm_worker_next(pm_worker_t *self, int timeout_ms, pm_invocation_t **invocation_p
             *invocation_p = inv;
             return PM_OK;
         }
-        int64_t left = deadline == INT64_MAX ? 1000 : deadline - pm_mono_ms();
-        if (left < 0)
-            return PM_ERR_WAIT_TIMEOUT;
-        int rc = s_pump(c, left > 1000 ? 1000 : left, 0, NULL, NULL);
-        if (rc == PM_ERR_UNREACHABLE)
-            return rc;
-        /* Stray acknowledgements (none expected) are dropped here. */
+        /* Stray acknowledgements (and UNREACHABLE results of a lost
+         * connection) are dropped here. */
         pm_result_t *r;
         while ((r = s_pop(&c->results)))
             pm_result_destroy(&r);
+        int64_t now = pm_mono_ms();
+        if (c->sock && s_dropped(c))
+            s_lost(c, "connection to the agent was lost");
+        if (!c->sock) {
+            /* The agent went away: connect and register again, with backoff. */
+            if (now >= c->retry_at) {
+                if (s_connect(c) == PM_OK) {
+                    c->backoff_ms = 0;
+                    continue;
+                }
+                s_backoff(c);
+                now = pm_mono_ms();
+            }
+            if (now >= deadline)
+                return PM_ERR_WAIT_TIMEOUT;
+            s_sleep_ms((c->retry_at < deadline ? c->retry_at : deadline) - now);
+            continue;
+        }
+        int64_t left = deadline == INT64_MAX ? 1000 : deadline - now;
+        if (left < 0)
+            return PM_ERR_WAIT_TIMEOUT;
+        int rc = s_pump(c, left > 1000 ? 1000 : left, 0, NULL, NULL);
         if (rc == PM_ERR_WAIT_TIMEOUT && deadline != INT64_MAX && pm_mono_ms() >= deadline &&
             !c->invocations.n)
             return PM_ERR_WAIT_TIMEOUT;
@@ -981,29 +1445,60 @@ pm_worker_next(pm_worker_t *self, int timeout_ms, pm_invocation_t **invocation_p
 
 static int
 s_answer(pm_worker_t *self, const pm_invocation_t *inv, int ok, const void *value, size_t len,
-         const char *reason)
+         const char *reason, int wait)
 {
     if (!inv)
         return PM_ERR_BAD_REQUEST;
+    pm_client_t *c = self->client;
+    if (c->sock && s_dropped(c))
+        s_lost(c, "connection to the agent was lost");
+    if (inv->session && inv->session != c->session) {
+        /* Its session is over: the agent hands it out again (or, after a
+         * restart, invokes its continuation again). Sent, it would only be
+         * refused. */
+        s_set_error(c, PM_ERR_NOT_HOLDER, "the invocation came on a session that has ended");
+        return PM_ERR_NOT_HOLDER;
+    }
     pm_msg_t m = {.type = PM_MSG_RESULT,
                   .invocation_id = inv->invocation_id,
                   .ok = ok,
                   .value = value,
                   .value_len = value ? len : 0,
                   .reason = reason};
-    return s_call(self->client, &m, 0, S_CALL_TIMEOUT_MS, NULL);
+    /* (The acknowledgement of an answer not waited for is dropped by
+     * pm_worker_next with the other stray results.) */
+    return wait ? s_call(c, &m, 0, S_CALL_TIMEOUT_MS, NULL) : s_send(c, &m, 0, NULL);
 }
 
 int
 pm_worker_complete(pm_worker_t *self, const pm_invocation_t *inv, const void *value, size_t len)
 {
-    return s_answer(self, inv, 1, value, len, NULL);
+    return s_answer(self, inv, 1, value, len, NULL, 1);
 }
 
 int
 pm_worker_fail(pm_worker_t *self, const pm_invocation_t *inv, const char *reason)
 {
-    return s_answer(self, inv, 0, NULL, 0, reason ? reason : "failed");
+    return s_answer(self, inv, 0, NULL, 0, reason ? reason : "failed", 1);
+}
+
+int
+pm_worker_send_complete(pm_worker_t *self, const pm_invocation_t *inv, const void *value,
+                        size_t len)
+{
+    return s_answer(self, inv, 1, value, len, NULL, 0);
+}
+
+int
+pm_worker_send_fail(pm_worker_t *self, const pm_invocation_t *inv, const char *reason)
+{
+    return s_answer(self, inv, 0, NULL, 0, reason ? reason : "failed", 0);
+}
+
+uint64_t
+pm_worker_session(pm_worker_t *self)
+{
+    return self->client->session;
 }
 
 void *

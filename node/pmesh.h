@@ -129,8 +129,18 @@ typedef struct pm_list_opts {
 typedef struct pm_client pm_client_t;
 
 /* Connects to the agent at socket_path (NULL: $PMESH_SOCKET, else
- * PMESH_DEFAULT_SOCKET) and opens a session. Returns PM_ERR_UNREACHABLE if no
- * agent answers within a few seconds. */
+ * PMESH_DEFAULT_SOCKET) and opens a session. Returns PM_ERR_UNREACHABLE at
+ * once if nothing listens there, or if the agent does not answer within a
+ * few seconds.
+ *
+ * Losing the agent (it crashed, was killed or restarted): every call in
+ * flight fails with PM_ERR_UNREACHABLE (its effect unknown: a settle sent
+ * just before may have been applied; settles are idempotent, so retry), and
+ * so does every reply pm_recv still owes. The next call connects again by
+ * itself with a new session (a new id lease: ids minted before stay valid
+ * promise ids); if no agent listens yet, that call fails with
+ * PM_ERR_UNREACHABLE at once and the one after tries again. See
+ * proto/PROTOCOL.md, "Losing the agent". */
 int pm_client_connect(const char *socket_path, pm_client_t **client_p);
 /* Closes the session (outstanding awaits are dropped by the agent) and frees. */
 void pm_client_destroy(pm_client_t **self_p);
@@ -138,6 +148,9 @@ void pm_client_destroy(pm_client_t **self_p);
 const char *pm_client_node(pm_client_t *self);
 /* Message of the last failed call on this client (the agent's words); borrowed. */
 const char *pm_client_last_error(pm_client_t *self);
+/* The agent's id of the current session; 0 while disconnected. It changes
+ * when the library connected again (after the agent restarted). */
+uint64_t pm_client_session(pm_client_t *self);
 
 /* ---- blocking calls: each returns PM_OK or a pm_err ----------------------- */
 
@@ -190,6 +203,8 @@ typedef struct pm_result {
     char *message;         /* "" on success */
     char *id;              /* create / then: the id */
     pm_promise_t *promise; /* get / await (and settles): the promise, or NULL */
+    char *json;            /* status: the agent's JSON; else NULL */
+    pm_promise_list_t *list; /* list: the page; else NULL */
 } pm_result_t;
 
 void pm_result_destroy(pm_result_t **self_p);
@@ -207,9 +222,31 @@ int pm_send_get(pm_client_t *self, const char *id, uint64_t *req_id_p);
 int pm_send_await(pm_client_t *self, const char *id, int64_t timeout_ms, uint64_t *req_id_p);
 int pm_send_then(pm_client_t *self, const char *id, const char *function, int64_t timeout_ms,
                  char **new_id_p, uint64_t *req_id_p);
+int pm_send_heartbeat(pm_client_t *self, const char *id, uint64_t *req_id_p);
+/* The result's list holds the page (opts as for pm_list). */
+int pm_send_list(pm_client_t *self, const pm_list_opts_t *opts, uint64_t *req_id_p);
+/* The result's json holds the agent's status. */
+int pm_send_status(pm_client_t *self, uint64_t *req_id_p);
 /* Next reply. PM_ERR_WAIT_TIMEOUT if none arrives within timeout_ms (< 0:
- * forever). */
+ * forever). After the connection was lost, every request still in flight
+ * comes back as a result with err PM_ERR_UNREACHABLE; once they are all out,
+ * pm_recv itself returns PM_ERR_UNREACHABLE until a pm_send_* reconnects. */
 int pm_recv(pm_client_t *self, int timeout_ms, pm_result_t **result_p);
+
+/* For event loops: the ZeroMQ socket behind the client, to put in a
+ * zmq_poll set (ZMQ_POLLIN: pm_recv(self, 0, ..) may have a reply), or its
+ * file descriptor (ZMQ_FD) for epoll, poll, libuv and the like. Borrowed: do
+ * not read, write or close either. NULL / -1 while disconnected.
+ *
+ * The descriptor is edge-triggered and says "the socket's state may have
+ * changed", not "a message is there": when it becomes readable, call
+ * pm_recv(self, 0, ..) until it returns PM_ERR_WAIT_TIMEOUT; also do so after
+ * every pm_send_* and blocking call (they may read replies into the library's
+ * queue, which then never make the descriptor readable again). Both change
+ * when the library reconnects: fetch them again whenever pm_client_session
+ * changed. */
+void *pm_client_socket(pm_client_t *self);
+int pm_client_fd(pm_client_t *self);
 
 /* ---- workers ------------------------------------------------------------- */
 
@@ -221,31 +258,57 @@ typedef struct pm_invocation {
     uint8_t *input;
     size_t input_len;
     char *target_id; /* the promise the result settles */
-    uint32_t attempt;
+    uint32_t attempt;  /* 1, then +1 each time it is handed out again */
+    uint64_t session;  /* the worker session it arrived on (pm_worker_session) */
 } pm_invocation_t;
 
 void pm_invocation_destroy(pm_invocation_t **self_p);
 
 /* Connects and registers to serve `functions` with at most `concurrency`
  * invocations in flight at once. A background thread keeps the worker's
- * session alive while invocations run. */
+ * session alive while invocations run. PM_ERR_UNREACHABLE if no agent is
+ * there now.
+ *
+ * Once registered, a worker outlives its agent: when the connection is lost,
+ * pm_worker_next reconnects by itself (first at once, then with backoff from
+ * 50 ms doubling to 2 s, with jitter), registers the same functions again and
+ * goes on serving; it never returns PM_ERR_UNREACHABLE. Invocations received
+ * on the lost session are dropped: answering one returns PM_ERR_NOT_HOLDER
+ * without sending anything, and the agent hands it out again (see
+ * proto/PROTOCOL.md, "Workers"). */
 int pm_worker_new(const char *socket_path, const char *const *functions, size_t function_count,
                   int concurrency, pm_worker_t **worker_p);
 void pm_worker_destroy(pm_worker_t **self_p);
 /* Next invocation; PM_ERR_WAIT_TIMEOUT if none within timeout_ms (0: just
- * poll; < 0: forever). */
+ * poll; < 0: forever). Reconnects while it waits if the agent went away. */
 int pm_worker_next(pm_worker_t *self, int timeout_ms, pm_invocation_t **invocation_p);
-/* Answers an invocation: its target resolves with value / rejects with reason. */
+/* Answers an invocation: its target resolves with value / rejects with reason.
+ * PM_ERR_NOT_HOLDER: it came from a session that has ended (nothing sent);
+ * PM_ERR_UNREACHABLE: the connection was lost while answering (the agent
+ * hands the invocation out again). */
 int pm_worker_complete(pm_worker_t *self, const pm_invocation_t *inv, const void *value,
                        size_t len);
 int pm_worker_fail(pm_worker_t *self, const pm_invocation_t *inv, const char *reason);
+/* The same without waiting for the agent's acknowledgement, for a worker
+ * that answers many invocations quickly: one round trip less per
+ * invocation. Returns once the answer is queued; a refusal (NOT_HOLDER) is
+ * not reported, an ended session is (PM_ERR_NOT_HOLDER, nothing sent). */
+int pm_worker_send_complete(pm_worker_t *self, const pm_invocation_t *inv, const void *value,
+                            size_t len);
+int pm_worker_send_fail(pm_worker_t *self, const pm_invocation_t *inv, const char *reason);
+/* The agent's id of the worker's current session; 0 while it is
+ * disconnected. A new value means it reconnected and registered again. */
+uint64_t pm_worker_session(pm_worker_t *self);
 /* The ZeroMQ socket behind the worker, to put in a zmq_poll set next to other
  * file descriptors (ZMQ_POLLIN means pm_worker_next(self, 0, ..) may have
  * work). Invocations that arrive while pm_worker_complete / pm_worker_fail
  * wait for their acknowledgement are queued inside the library, not on the
  * socket: call pm_worker_next(self, 0, ..) after each answer (and whenever a
  * slot frees) until it returns PM_ERR_WAIT_TIMEOUT, not only on ZMQ_POLLIN.
- * Borrowed: do not read, write or close it. */
+ * Borrowed: do not read, write or close it. NULL while disconnected: then
+ * poll without it for a short while (say 50 ms) and call
+ * pm_worker_next(self, 0, ..), which reconnects when its backoff allows; the
+ * socket is a new one afterwards. */
 void *pm_worker_socket(pm_worker_t *self);
 
 #ifdef __cplusplus

@@ -567,9 +567,15 @@ expect_match "pending await says why" "^pmesh: [A-Z_]+: " "$(cat "$TMP/await-shu
 run "$PMESH" status
 expect_eq "status after shutdown exits 69" 69 "$RC"
 
-# workers notice that their agent is gone and exit 69
+# workers outlive their agent: they keep running and reconnect when one comes
+# back on the socket (tests/integration/test_worker_restart.sh)
+wait_for 10 grep -q "lost the agent" "$TMP/worker-upper.log" || true
+expect_match "a worker says when its agent goes away" "lost the agent at .*; reconnecting" \
+    "$(cat "$TMP/worker-upper.log")"
+if alive "$UPPER_PID"; then ok "... and keeps running"; else not_ok "... and keeps running"; fi
+kill -TERM "$UPPER_PID"
 wait_exit "$UPPER_PID" 10
-expect_eq "a worker exits 69 when its agent goes away" 69 "$RC"
+expect_eq "... until it is told to stop (exit 0)" 0 "$RC"
 for pid in "$EXCLAIM_PID" "$ENV_PID" "$FAIL_PID" "$QUIET_PID" "$SLOW_B" "$MULTI_PID"; do
     kill -TERM "$pid" 2>/dev/null || true
 done
