@@ -70,6 +70,9 @@ class Connection:
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.linger = 0
         self.sock.sndhwm = self.sock.rcvhwm = 1000000
+        # A dropped connection ends the session: never reconnect underneath
+        # (a restarted agent would see requests from a session it never met).
+        self.sock.reconnect_ivl = -1
         self.monitor = self.sock.get_monitor_socket(_MON_EVENTS)
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
@@ -96,6 +99,15 @@ class Connection:
         if not self.dead:
             self.dead = exc
         raise exc
+
+    def alive(self):
+        """False once the connection is known lost (looks at the monitor)."""
+        if not self.dead:
+            try:
+                self._monitor_events(False)
+            except errors.Unreachable:
+                pass
+        return not self.dead
 
     def _monitor_events(self, hello):
         while True:
@@ -125,23 +137,38 @@ class Connection:
             if left <= 0:
                 self._lost(errors.Unreachable("no reply from the agent in %.1f s" % timeout))
             events = dict(self.poller.poll(min(left, 1.0) * 1000))
-            if self.monitor in events:
-                self._monitor_events(hello)
             if self.sock in events:
-                while True:
-                    try:
-                        frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=True)
-                    except zmq.Again:
-                        break
-                    if len(frames) != 1:
-                        self._lost(errors.ProtocolError("reply of %d frames" % len(frames)))
-                    try:
-                        e = w.decode(frames[0])
-                    except errors.ProtocolError as exc:
-                        self._lost(exc)
-                    if e.WhichOneof("body") == "reply" and e.req_id == rid:
-                        return e
-                    # a late reply to a call that gave up: dropped
+                e = self._read(rid)
+                if e is not None:
+                    return e
+            if self.monitor in events:
+                try:
+                    self._monitor_events(hello)
+                except errors.Unreachable:
+                    # What the agent said before the drop still counts (its
+                    # last words may trail the event by a moment).
+                    if self.sock.poll(100, zmq.POLLIN):
+                        e = self._read(rid)
+                        if e is not None:
+                            return e
+                    raise
+
+    def _read(self, rid):
+        """Reads what is in; the reply to rid if it came, else None."""
+        while True:
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return None
+            if len(frames) != 1:
+                self._lost(errors.ProtocolError("reply of %d frames" % len(frames)))
+            try:
+                e = w.decode(frames[0])
+            except errors.ProtocolError as exc:
+                self._lost(exc)
+            if e.WhichOneof("body") == "reply" and e.req_id == rid:
+                return e
+            # a late reply to a call that gave up: dropped
 
     def close(self, bye=False):
         if bye and not self.dead:
@@ -189,7 +216,7 @@ class Client:
 
     def _ensure(self):
         c = self._conn
-        if c is None or c.dead:
+        if c is None or not c.alive():
             if c is not None:
                 c.close()
             self._conn = None

@@ -66,18 +66,23 @@ class _Conn:
         self.next_req = 0
         self.next_mint = 0
         self.dead = None
+        self.lost = False
         self.closed = asyncio.Event()
         self.hello = None
         self.drain_scheduled = False
         self.sock = _context().socket(zmq.DEALER)
         self.sock.linger = 0
         self.sock.sndhwm = self.sock.rcvhwm = 1000000
+        self.sock.reconnect_ivl = -1  # a dropped connection ends the session
         self.monitor = self.sock.get_monitor_socket(_MON_EVENTS)
         self.sock.connect("ipc://" + path)
         self.fd = self.sock.getsockopt(zmq.FD)
         self.mfd = self.monitor.getsockopt(zmq.FD)
         loop.add_reader(self.fd, self._drain)
         loop.add_reader(self.mfd, self._on_monitor)
+        # ZeroMQ's descriptors signal edges, and only once armed by a look at
+        # the socket's events: look once now (and at every tick, to be sure).
+        loop.call_soon(self._on_monitor)
         self.timer = None
         self.send_frame = self.sock.send
         self.getsockopt = self.sock.getsockopt
@@ -109,8 +114,8 @@ class _Conn:
     def request(self, env, kind, op, timeout):
         """Sends env; op completes with its reply as `kind` says. timeout
         (seconds; None: none) bounds the wait for the reply."""
-        if self.dead:
-            op.set_exception(self.dead)
+        if self.dead or self.lost:
+            op.set_exception(self.dead or errors.Unreachable("connection to the agent was lost"))
             return op
         self.next_req += 1
         rid = env.req_id = self.next_req
@@ -189,6 +194,8 @@ class _Conn:
             self.fail(errors.Unreachable("receive: %s" % exc))
 
     def _on_monitor(self):
+        if self.dead:
+            return
         while True:
             try:
                 ev = parse_monitor_message(self.monitor.recv_multipart(_NOBLOCK))
@@ -197,19 +204,30 @@ class _Conn:
             except zmq.ZMQError:
                 return
             if ev["event"] == zmq.EVENT_DISCONNECTED:
-                self._drain()  # what came before the drop still counts
-                self.fail(errors.Unreachable("connection to the agent was lost"))
+                # What came before the drop still counts; the agent's last
+                # words may trail the event by a moment.
+                self._drain()
+                self.lost = True
+                self.loop.call_later(0.05, self._lost)
                 return
             if self.hello is None and ev["event"] in (zmq.EVENT_CONNECT_RETRIED,
                                                       zmq.EVENT_CLOSED):
                 self.fail(errors.Unreachable("the agent socket refuses connections"))
                 return
 
+    def _lost(self):
+        self._drain()
+        self.fail(errors.Unreachable("connection to the agent was lost"))
+
     def _tick(self):
         """Keep-alive ping, and the end of requests whose time is up."""
         if self.dead:
             return
         self.send_only_frame(self.ping_frame)
+        self._on_monitor()
+        self._drain()
+        if self.dead:
+            return
         now = time.monotonic()
         late = [rid for rid, (_, _, dl) in self.pending.items() if dl is not None and dl < now]
         if late:
@@ -279,7 +297,7 @@ class Client:
         """Opens the session now (calls do it by themselves when needed;
         after it, create().id and then().id are known at once)."""
         c = self._conn
-        if c is not None and not c.dead:
+        if c is not None and not c.dead and not c.lost:
             return c
         if self._connecting is None:
             self._connecting = asyncio.ensure_future(self._open())
@@ -315,7 +333,7 @@ class Client:
 
     def _live(self):
         c = self._conn
-        return c if c is not None and not c.dead else None
+        return c if c is not None and not c.dead and not c.lost else None
 
     def _later(self, op, send):
         """Not connected: connect, then send (op.id is set then)."""
