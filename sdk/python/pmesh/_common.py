@@ -5,10 +5,15 @@ checked and turned into values or exceptions)."""
 import datetime
 import os
 import re
+import warnings
 from collections import namedtuple
 
 from . import errors
 from ._proto import pmesh_pb2 as pb
+
+# protobuf's C++ parser warns about some garbage before refusing it; the
+# garbage is reported as ProtocolError instead.
+warnings.filterwarnings("ignore", message="Unexpected end-group tag", category=RuntimeWarning)
 
 WIRE_VERSION = 1
 DEFAULT_SOCKET = "/run/pmesh/agent.sock"
