@@ -45,6 +45,7 @@ class _Pinger(threading.Thread):
     def run(self):
         s = _context().socket(zmq.DEALER)
         s.linger = 0
+        s.reconnect_ivl = -1  # never ping a restarted agent's sessions
         s.connect(self.endpoint)
         try:
             while True:
