@@ -38,9 +38,9 @@ __all__ = ["Client", "Worker", "Op", "Invocation", "invocation"]
 
 log = logging.getLogger("pmesh")
 
-_POLLIN = zmq.POLLIN
-_NOBLOCK = zmq.NOBLOCK
-_EVENTS = zmq.EVENTS
+# Plain ints: pyzmq's enum constants cost an enum operation per use.
+_NOBLOCK = int(zmq.NOBLOCK)
+_Again = zmq.Again
 
 # What a reply becomes, by the kind of request.
 K_ID, K_NONE, K_PROMISE, K_WAIT, K_CREATED, K_LIST, K_JSON, K_REPLY = range(8)
@@ -146,12 +146,15 @@ class _Conn:
         self.drain_scheduled = False
         if self.dead:
             return
-        getsockopt, recv, pending = self.getsockopt, self.recv, self.pending
+        recv, pending = self.recv, self.pending
         try:
-            while getsockopt(_EVENTS) & _POLLIN:
-                frame = recv(_NOBLOCK)
-                if getsockopt(zmq.RCVMORE):
-                    raise errors.ProtocolError("multi-frame message from the agent")
+            while True:
+                try:
+                    frame = recv(_NOBLOCK)
+                except _Again:
+                    break
+                # (a multi-frame message fails to decode: its first or its
+                # next frame is not an envelope)
                 e = w.decode(frame)
                 if e.WhichOneof("body") == "invoke":
                     if self.on_invoke:
