@@ -105,13 +105,17 @@ def promise_from(p):
                    {lb.key: lb.value for lb in p.labels}, p.idempotency_key)
 
 
-class Created(namedtuple("Created", "id token created")):
-    """What create(token=True) returns: the id, the settle token for an outside
-    system (None when the agent has no token secret configured) and whether
-    the promise is new (False when an idempotency key matched an existing one).
-    callback_url(base, id) gives the URL the outside system POSTs to."""
+class Created(namedtuple("Created", "id token")):
+    """What create(token=True) returns: a pair (id, token), the token being
+    the settle token for an outside system (None when the agent has no token
+    secret configured), and .created: False when an idempotency key matched
+    an existing promise. callback_url(base, id) gives the URL the outside
+    system POSTs to."""
 
-    __slots__ = ()
+    def __new__(cls, id, token, created=True):
+        self = super().__new__(cls, id, token)
+        self.created = created
+        return self
 
 
 class PromiseList(list):

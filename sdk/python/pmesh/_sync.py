@@ -274,7 +274,8 @@ class Client:
         after that long (seconds or "30s"); heartbeat: it times out unless
         heartbeat() is called at least that often; idempotency_key: a second
         create with the same key returns the first promise's id; labels: a
-        dict. token=True returns a Created(id, token, created) instead, token
+        dict. token=True returns a pair Created(id, token) instead (.created:
+        False when the idempotency key matched an existing promise), token
         being the settle token for an outside system (None if the agent has
         no token secret)."""
         r = self._call(w.req_create(None, timeout, heartbeat, idempotency_key, labels, token))

@@ -370,7 +370,7 @@ class Client:
                token=False):
         """Creates a promise; the Op completes with its id (op.id has it at
         once when connected and no idempotency key is given), or with
-        Created(id, token, created) when token=True (see pmesh.Client.create)."""
+        a Created(id, token) pair when token=True (see pmesh.Client.create)."""
         env = w.req_create(None, timeout, heartbeat, idempotency_key, labels, token)
         kind = K_CREATED if token else K_ID
         c = self._live()

@@ -66,6 +66,8 @@ def test_idempotency_key(client):
 def test_token_without_secret_is_none(client):
     c = client.create(token=True)
     assert isinstance(c, pmesh.Created) and c.token is None and c.created
+    pid, token = c
+    assert pid == c.id and client.get(pid).state == "pending" and token is None
 
 
 def test_token_with_secret(tmp_path, start_agent):
