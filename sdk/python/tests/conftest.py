@@ -3,13 +3,11 @@ each started by a test and stopped by its PID in a finalizer (also when the
 test fails). $PMESH_BIN is the directory of pmeshd (default build/bin of
 the repository)."""
 
-import json
 import os
 import random
 import signal
 import socket as socketlib
 import subprocess
-import sys
 import threading
 import time
 

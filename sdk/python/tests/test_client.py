@@ -40,8 +40,8 @@ def test_wait_blocks_until_resolved(client, agent):
     out = []
     t = threading.Thread(target=lambda: out.append(pmesh.Client(agent.sock).wait(pid, 10)))
     t.start()
-    time.sleep(0.1)
-    assert t.is_alive()  # really waiting
+    wait_until(lambda: agent.status()["clients"]["waiters"] >= 1, 5, "the wait to be held")
+    assert t.is_alive() and out == []  # really waiting
     client.resolve(pid, b"x")
     t.join(10)
     assert out == [b"x"]

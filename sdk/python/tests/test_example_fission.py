@@ -12,7 +12,7 @@ import pytest
 
 import pmesh
 
-from conftest import REPO, free_port, wait_until
+from conftest import REPO, free_port
 
 EXAMPLE = os.path.join(REPO, "deploy", "examples", "fission-python")
 sys.path.insert(0, EXAMPLE)
