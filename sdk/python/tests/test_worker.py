@@ -132,3 +132,31 @@ def test_worker_waits_for_an_agent_that_is_not_there_yet(tmp_path, start_agent, 
     assert a.sock == sock
     wait_until(lambda: wk.sessions == 1, 10, "the worker to register")
     assert chains(sock, "id", 2, b"z") == [b"z", b"z"]
+
+
+def test_invocation_in_flight_at_sigkill_is_served_again(tmp_path, start_agent, run_worker):
+    a = start_agent("a1", "--data-dir", str(tmp_path / "data"))
+    calls = []
+    killed = threading.Event()
+    wk = pmesh.Worker(a.sock, concurrency=2)
+
+    @wk.function("hold")
+    def hold(data):
+        calls.append(pmesh.invocation().attempt)
+        if len(calls) == 1:
+            killed.wait(20)  # the first invocation is still running at the kill
+        return data + b"-done"
+
+    run_worker(wk)
+    c = pmesh.Client(a.sock)
+    p = c.create()
+    q = c.then(p, "hold")
+    c.resolve(p, b"job")
+    wait_until(lambda: len(calls) == 1, 10, "the invocation to start")
+    a.kill()
+    a.start()
+    killed.set()  # the first run answers now, to a session that is gone: dropped
+    assert c.wait(q, 20) == b"job-done"
+    assert len(calls) == 2  # the restarted agent handed it out again
+    assert c.get(q).state == "resolved"
+    c.close()
