@@ -13,6 +13,7 @@ KUSTOMIZATIONS=(
     "deploy/overlays/prod curve"
     "deploy/examples/fission curve"
     "deploy/examples/function-deployment -"
+    "deploy/examples/fission-python -"
 )
 KEYS=$TMP/keys
 "$PMESHD" --keygen "$KEYS" >/dev/null
