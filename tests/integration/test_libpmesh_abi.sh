@@ -128,7 +128,10 @@ main(int argc, char **argv)
 }
 EOF
 # shellcheck disable=SC2086 # FLAGS is a list of flags
-run "$CC" -std=c11 -Wall -Wextra -Werror -o "$TMP/abi" "$TMP/abi.c" $FLAGS
+# A sanitizer build's library needs its runtime first in the program too.
+SAN=()
+[ -n "${SANITIZE:-}" ] && SAN=(-fsanitize="$SANITIZE")
+run "$CC" -std=c11 -Wall -Wextra -Werror "${SAN[@]}" -o "$TMP/abi" "$TMP/abi.c" $FLAGS
 expect_eq "a program using only pmesh.h builds with pkg-config flags" 0 "$RC"
 if [ "$RC" != 0 ]; then
     echo "# $ERR"
