@@ -27,19 +27,10 @@
  *     list and status have no asynchronous form but are answered by the
  *     local reactor without relaying (microseconds), so the router calls
  *     them directly.
- *   heartbeat thread
- *     owns a second pm_client for the one relayed operation libpmesh has
- *     no asynchronous form for (pm_heartbeat): a heartbeat waiting on a
- *     slow or dying owner holds up other heartbeats, never other requests.
  *
- * libpmesh does not expose its socket, so the router cannot sleep on
- * "request from MHD or reply from the agent" at once. It alternates: while
- * replies are due it waits in pm_recv for at most S_BUSY_TICK_MS and picks
- * up new requests between; while only long-polls are out it waits on the
- * request socket for S_WAIT_TICK_MS; with nothing outstanding it sleeps on
- * the request socket alone. The cost is at most a millisecond or two of
- * added latency and a few hundred wake-ups a second while long-polls are
- * parked. (A pm_client_socket() in libpmesh would remove both.)
+ The router sleeps in one zmq_poll on "a request from MHD, or a reply
+ * from the agent" (libpmesh's pm_client_socket), so it neither polls nor
+ * adds latency: parked long-polls cost nothing while they wait.
  *
  * Tokens: settling (resolve / reject / cancel / heartbeat) needs the
  * promise's settle token; creating and reading do not. Promise ids are not
@@ -101,12 +92,6 @@
 #define S_MAX_MHD_THREADS 4
 /* Query arguments accepted per request: every route takes at most 5. */
 #define S_MAX_QUERY 16
-/* While replies are due, how long the router waits in pm_recv before it
- * looks for new requests (see the header comment). */
-#define S_BUSY_TICK_MS 1
-/* While only long-polls are out, how long it waits for new requests before
- * it looks for their replies. */
-#define S_WAIT_TICK_MS 2
 /* Between attempts to (re)connect to the agent. */
 #define S_RECONNECT_MS 500
 /* A reply that has not come this long after the agent's own limits
@@ -243,7 +228,7 @@ struct pm_http {
     int64_t forward_timeout_ms;
     int64_t started_ms;
     /* ZeroMQ: MHD threads -> router (PUSH per MHD thread), main <-> router,
-     * router -> heartbeat thread. Each socket is used by one thread only. */
+     * Each socket is used by one thread only. */
     void *zctx;
     void *pull;
     void *push[2 * S_MAX_MHD_THREADS];
@@ -251,9 +236,8 @@ struct pm_http {
     int n_threads; /* MHD threads per listener */
     atomic_int next_slot;
     void *ctl_main, *ctl_router;
-    void *beat_out, *beat_in;
-    pthread_t router, beat;
-    int router_started, beat_started;
+    pthread_t router;
+    int router_started;
     /* shutdown */
     atomic_int stopping;
     atomic_long suspended;
@@ -265,11 +249,8 @@ struct pm_http {
     /* router thread only */
     pm_client_t *client;
     zhashx_t *inflight; /* request id -> job (not owned) */
-    size_t n_fast, n_wait;
     int64_t next_connect_ms, next_sweep_ms;
     int draining;
-    /* heartbeat thread only */
-    pm_client_t *beat_client;
 };
 
 /* ==== request parsing (pure) ====================================================== */
@@ -1386,10 +1367,6 @@ s_untrack(pm_http_t *self, s_job_t *job)
         if (!job->reqs[i])
             continue;
         zhashx_delete(self->inflight, (void *) (uintptr_t) job->reqs[i]);
-        if (job->ops[i] == PM_OP_AWAIT)
-            self->n_wait--;
-        else
-            self->n_fast--;
         job->reqs[i] = 0;
     }
 }
@@ -1401,10 +1378,6 @@ s_track(pm_http_t *self, s_job_t *job, uint64_t req, pm_op_t op)
     job->reqs[i] = req;
     job->ops[i] = op;
     zhashx_insert(self->inflight, (void *) (uintptr_t) req, job);
-    if (op == PM_OP_AWAIT)
-        self->n_wait++;
-    else
-        self->n_fast++;
 }
 
 /* Answers with the error err (message: the agent's words, or ours). */
@@ -1527,14 +1500,16 @@ s_advance(pm_http_t *self, s_job_t *job)
         return;
     case PM_HTTP_ROUTE_RESOLVE:
     case PM_HTTP_ROUTE_REJECT:
-    case PM_HTTP_ROUTE_CANCEL: {
+    case PM_HTTP_ROUTE_CANCEL:
+    case PM_HTTP_ROUTE_HEARTBEAT: {
         if (job->main_err) {
             s_fail(self, job, job->main_err, job->main_msg);
             return;
         }
         int state = r->route == PM_HTTP_ROUTE_RESOLVE  ? PM_STATE_RESOLVED
                     : r->route == PM_HTTP_ROUTE_REJECT ? PM_STATE_REJECTED
-                                                       : PM_STATE_CANCELED;
+                    : r->route == PM_HTTP_ROUTE_CANCEL ? PM_STATE_CANCELED
+                                                       : PM_STATE_PENDING;
         char *body = s_promise_body(job, r->id, state, self, 0);
         s_answer(job, body ? 200 : 500,
                  body ? body : pm_http_error_body("INTERNAL", "out of memory"));
@@ -1558,10 +1533,6 @@ s_on_result(pm_http_t *self, pm_result_t *res)
         if (job->reqs[i] != res->req_id)
             continue;
         zhashx_delete(self->inflight, (void *) (uintptr_t) res->req_id);
-        if (job->ops[i] == PM_OP_AWAIT)
-            self->n_wait--;
-        else
-            self->n_fast--;
         job->reqs[i] = 0;
     }
     int is_get = res->op == PM_OP_GET;
@@ -1954,11 +1925,6 @@ s_dispatch(pm_http_t *self, s_job_t *job)
         s_fail(self, job, PM_ERR_AGENT_SHUTTING_DOWN, "the gateway is stopping");
         return;
     }
-    if (r->route == PM_HTTP_ROUTE_HEARTBEAT) {
-        if (zmq_send(self->beat_out, &job, sizeof job, ZMQ_DONTWAIT) != (int) sizeof job)
-            s_fail(self, job, PM_ERR_INTERNAL, "could not reach the heartbeat thread");
-        return;
-    }
     if (r->route == PM_HTTP_ROUTE_METRICS) {
         s_metrics(self, job);
         return;
@@ -2028,12 +1994,15 @@ s_dispatch(pm_http_t *self, s_job_t *job)
     case PM_HTTP_ROUTE_RESOLVE:
     case PM_HTTP_ROUTE_REJECT:
     case PM_HTTP_ROUTE_CANCEL:
+    case PM_HTTP_ROUTE_HEARTBEAT:
         if (r->route == PM_HTTP_ROUTE_RESOLVE)
             err = pm_send_resolve(self->client, r->id, r->value, r->value_len, &req);
         else if (r->route == PM_HTTP_ROUTE_REJECT)
             err = pm_send_reject(self->client, r->id, r->reason, &req);
-        else
+        else if (r->route == PM_HTTP_ROUTE_CANCEL)
             err = pm_send_cancel(self->client, r->id, &req);
+        else
+            err = pm_send_heartbeat(self->client, r->id, &req);
         if (s_sent(self, job, err, req, PM_OP_RESOLVE))
             return;
         /* The get travels behind the settle on the same channel to the
@@ -2122,7 +2091,7 @@ s_pump_replies(pm_http_t *self, int timeout_ms)
     }
 }
 
-/* Drain mode: answer everything still out, stop the heartbeat thread. */
+/* Drain mode: answer everything still out. */
 static void
 s_drain(pm_http_t *self)
 {
@@ -2130,12 +2099,6 @@ s_drain(pm_http_t *self)
     s_job_t *job;
     while ((job = zhashx_first(self->inflight)))
         s_fail(self, job, PM_ERR_AGENT_SHUTTING_DOWN, "the gateway is stopping");
-    if (self->beat_started) {
-        s_job_t *stop = NULL;
-        zmq_send(self->beat_out, &stop, sizeof stop, 0);
-        pthread_join(self->beat, NULL);
-        self->beat_started = 0;
-    }
     pm_client_destroy(&self->client);
 }
 
@@ -2221,31 +2184,35 @@ static void *
 s_router(void *arg)
 {
     pm_http_t *self = arg;
-    zmq_pollitem_t items[3] = {{self->pull, 0, ZMQ_POLLIN, 0},
-                               {self->ctl_router, 0, ZMQ_POLLIN, 0},
-                               {NULL, self->sigfd, ZMQ_POLLIN, 0}};
-    int nitems = self->sigfd >= 0 ? 3 : 2;
+    /* Requests from MHD, control, the agent's replies (libpmesh's socket:
+     * zmq_poll reads its ZMQ_EVENTS, so a reply already on it wakes us), and
+     * SIGHUP. Replies that a blocking call queued inside libpmesh do not wake
+     * the socket: every pass ends by draining pm_recv until it is empty. */
+    zmq_pollitem_t items[4];
     for (;;) {
         int64_t now = pm_mono_ms();
         if (!self->draining && !self->client && now >= self->next_connect_ms)
             s_connect(self);
-        long timeout;
-        if (self->client && self->n_fast > 0) {
-            s_pump_replies(self, S_BUSY_TICK_MS);
-            timeout = 0;
-        } else if (self->client && self->n_wait > 0) {
-            timeout = S_WAIT_TICK_MS;
-        } else if (self->draining) {
-            timeout = -1;
-        } else {
-            timeout = self->client ? 1000 : S_RECONNECT_MS;
+        int nitems = 0;
+        items[nitems++] = (zmq_pollitem_t){self->pull, 0, ZMQ_POLLIN, 0};
+        items[nitems++] = (zmq_pollitem_t){self->ctl_router, 0, ZMQ_POLLIN, 0};
+        int sig_item = -1;
+        if (self->sigfd >= 0) {
+            sig_item = nitems;
+            items[nitems++] = (zmq_pollitem_t){NULL, self->sigfd, ZMQ_POLLIN, 0};
         }
+        void *agent = self->client ? pm_client_socket(self->client) : NULL;
+        if (agent)
+            items[nitems++] = (zmq_pollitem_t){agent, 0, ZMQ_POLLIN, 0};
+        /* Wake for the sweep of lost replies, a reconnect, the keys file. */
+        long timeout = self->draining ? -1 : 1000;
+        if (!self->client && !self->draining)
+            timeout = S_RECONNECT_MS;
         if (self->keys_path && (timeout < 0 || timeout > S_KEYS_CHECK_MS))
             timeout = S_KEYS_CHECK_MS;
-        items[2].revents = 0;
         if (zmq_poll(items, nitems, timeout) < 0 && errno != EINTR)
             break; /* the context is gone */
-        s_keys_poll(self, nitems > 2 && (items[2].revents & ZMQ_POLLIN));
+        s_keys_poll(self, sig_item >= 0 && (items[sig_item].revents & ZMQ_POLLIN));        s_keys_poll(self, nitems > 2 && (items[2].revents & ZMQ_POLLIN));
         s_pump_replies(self, 0);
         s_job_t *job;
         while (zmq_recv(self->pull, &job, sizeof job, ZMQ_DONTWAIT) == (int) sizeof job)
@@ -2271,53 +2238,6 @@ s_router(void *arg)
         }
     }
     pm_client_destroy(&self->client);
-    return NULL;
-}
-
-/* ==== heartbeat thread ============================================================= */
-
-static void *
-s_beat(void *arg)
-{
-    pm_http_t *self = arg;
-    for (;;) {
-        s_job_t *job = NULL;
-        int n = zmq_recv(self->beat_in, &job, sizeof job, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n != (int) sizeof job || !job)
-            break;
-        if (!self->beat_client) {
-            int err = pm_client_connect(self->socket_path, &self->beat_client);
-            if (err) {
-                self->beat_client = NULL;
-                s_note_refusal(self, "unavailable", 503, "UNREACHABLE", "POST", "heartbeat",
-                               job->req.id, "the gateway cannot reach its agent");
-                s_answer(job, 503, pm_http_error_body("UNREACHABLE",
-                                                      "the gateway cannot reach its agent"));
-                continue;
-            }
-        }
-        int err = pm_heartbeat(self->beat_client, job->req.id);
-        if (err) {
-            const char *msg = pm_client_last_error(self->beat_client);
-            int status = pm_http_status_of(err);
-            if (status == 503)
-                s_note_refusal(self, "unavailable", 503, pm_err_name(err), "POST", "heartbeat",
-                               job->req.id, msg);
-            s_answer(job, status, pm_http_error_body(pm_err_name(err), msg));
-            if (err == PM_ERR_UNREACHABLE)
-                pm_client_destroy(&self->beat_client);
-            continue;
-        }
-        pm_promise_t *p = NULL;
-        if (pm_get(self->beat_client, job->req.id, &p) == PM_OK) {
-            job->promise = p;
-        }
-        char *body = s_promise_body(job, job->req.id, PM_STATE_PENDING, self, 0);
-        s_answer(job, body ? 200 : 500, body ? body : pm_http_error_body("INTERNAL", "out of memory"));
-    }
-    pm_client_destroy(&self->beat_client);
     return NULL;
 }
 
@@ -2565,18 +2485,6 @@ pm_http_new(const pm_config_t *cfg, const char *socket_path)
     if (!self->ctl_router || !self->ctl_main || zmq_bind(self->ctl_router, ep) != 0 ||
         zmq_connect(self->ctl_main, ep) != 0)
         goto fail;
-    snprintf(ep, sizeof ep, "inproc://pm-http-beat-%p", (void *) self);
-    self->beat_in = zmq_socket(self->zctx, ZMQ_PAIR);
-    self->beat_out = zmq_socket(self->zctx, ZMQ_PAIR);
-    if (!self->beat_in || !self->beat_out || zmq_bind(self->beat_in, ep) != 0 ||
-        zmq_connect(self->beat_out, ep) != 0)
-        goto fail;
-    zmq_setsockopt(self->beat_in, ZMQ_RCVHWM, &zero, sizeof zero);
-    zmq_setsockopt(self->beat_out, ZMQ_SNDHWM, &zero, sizeof zero);
-
-    if (pthread_create(&self->beat, NULL, s_beat, self) != 0)
-        goto fail;
-    self->beat_started = 1;
     if (pthread_create(&self->router, NULL, s_router, self) != 0)
         goto fail;
     self->router_started = 1;
@@ -2607,11 +2515,6 @@ s_free(pm_http_t *self)
         zmq_send(self->ctl_main, "DRAIN", 5, 0);
         char buf[16];
         zmq_recv(self->ctl_main, buf, sizeof buf, 0);
-    } else if (self->beat_started) {
-        s_job_t *stop = NULL;
-        zmq_send(self->beat_out, &stop, sizeof stop, 0);
-        pthread_join(self->beat, NULL);
-        self->beat_started = 0;
     }
     /* Every request handed over is being answered (the router answers all
      * it gets with 503 now); wait until MHD has taken each one back, because
@@ -2632,7 +2535,7 @@ s_free(pm_http_t *self)
         pthread_join(self->router, NULL);
         self->router_started = 0;
     }
-    void *socks[] = {self->pull, self->ctl_main, self->ctl_router, self->beat_in, self->beat_out};
+    void *socks[] = {self->pull, self->ctl_main, self->ctl_router};
     for (size_t i = 0; i < sizeof socks / sizeof socks[0]; i++)
         if (socks[i])
             zmq_close(socks[i]);
