@@ -61,6 +61,13 @@ def socket_path(socket=None):
     return socket or os.environ.get("PMESH_SOCKET") or DEFAULT_SOCKET
 
 
+# After the connection drops, replies the agent sent just before it (its
+# last words: AGENT_SHUTTING_DOWN to every waiter when it stops) may still be
+# on their way through ZeroMQ's I/O thread when the disconnect event is seen:
+# calls in flight wait this long for them before they fail UNREACHABLE.
+LAST_WORDS_GRACE = 0.5
+
+
 def ping_interval(client_timeout_ms):
     """Seconds between keep-alive pings for an agent's client_timeout_ms."""
     if not client_timeout_ms:

@@ -148,7 +148,7 @@ class Connection:
                 except errors.Unreachable:
                     # What the agent said before the drop still counts (its
                     # last words may trail the event by a moment).
-                    if self.sock.poll(100, zmq.POLLIN):
+                    if self.sock.poll(w.LAST_WORDS_GRACE * 1000, zmq.POLLIN):
                         e = self._read(rid)
                         if e is not None:
                             return e

@@ -211,7 +211,7 @@ class _Conn:
                 # words may trail the event by a moment.
                 self._drain()
                 self.lost = True
-                self.loop.call_later(0.05, self._lost)
+                self.loop.call_later(w.LAST_WORDS_GRACE, self._lost)
                 return
             if self.hello is None and ev["event"] in (zmq.EVENT_CONNECT_RETRIED,
                                                       zmq.EVENT_CLOSED):
