@@ -12,9 +12,11 @@
  * a dead agent fails with PM_ERR_UNREACHABLE instead of hanging).
  *
  * One connection is one session (proto/PROTOCOL.md, "Losing the agent"): the
- * DEALER never reconnects by itself (ZMQ_RECONNECT_IVL -1), so it cannot
- * carry on, unnoticed, with a restarted agent that knows nothing of its
- * session. When the monitor says the connection dropped, the socket and the
+ * DEALER does not reconnect by itself for S_NO_RECONNECT_MS (the monitor
+ * closes it long before), so it cannot carry on, unnoticed, with a restarted
+ * agent that knows nothing of its session. (Not -1, "never": with that,
+ * libzmq drops replies that had arrived but were not yet read when the
+ * connection went, such as the AGENT_SHUTTING_DOWN of a stopping agent.) When the monitor says the connection dropped, the socket and the
  * pinger go, every request in flight gets an UNREACHABLE result (the set of
  * outstanding request ids is kept for that), and the next send connects a new
  * socket and says hello again. Workers do that from pm_worker_next, with
@@ -44,6 +46,13 @@
 /* How long connect waits for the hello reply (and a reconnecting worker for
  * its registration). */
 #define S_CONNECT_TIMEOUT_MS 3000
+/* After the connection drops, how long replies already sent by the agent
+ * (its last words) may still take to come out of ZeroMQ's I/O thread. */
+#define S_LAST_WORDS_MS 300
+/* ZMQ_RECONNECT_IVL of the request socket: "not for 10 minutes", i.e.
+ * never in practice (the monitor closes the socket within milliseconds of a
+ * drop); not -1, which makes libzmq drop replies not yet read. */
+#define S_NO_RECONNECT_MS 600000
 /* Keep-alive period: a quarter of the agent's client_timeout (three pings
  * may be late before a live session expires), at most S_PING_MAX_MS (the
  * period before agents said their timeout: nothing changes on the default
@@ -555,6 +564,43 @@ s_accept(pm_client_t *self, const pm_msg_t *m)
  * then every request in flight has its UNREACHABLE result queued). Replies
  * that a caller wants raw (list, hello, status) go to *raw when raw_req
  * matches. */
+/* Reads every message already on the socket. Returns 1 when the raw reply
+ * (raw_req) was among them (it is in *raw then), else 0; *got is set when
+ * anything was read. */
+static int
+s_read_all(pm_client_t *self, uint64_t raw_req, pm_msg_t *raw, int *got_raw, int *got)
+{
+    for (;;) {
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, self->sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&msg);
+            return 0;
+        }
+        pm_msg_t m;
+        if (pm_wire_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), &m) == PM_OK) {
+            if (m.type == PM_MSG_REPLY)
+                s_idset_del(&self->outstanding, m.req_id);
+            if (raw && !*got_raw && m.type == PM_MSG_REPLY && m.req_id == raw_req) {
+                *raw = m; /* the caller releases it */
+                *got_raw = 1;
+                zmq_msg_close(&msg); /* protobuf-c copied what it decoded */
+                return 1;
+            }
+            s_accept(self, &m);
+        }
+        pm_wire_release(&m);
+        zmq_msg_close(&msg);
+        *got = 1;
+    }
+}
+
+/* Receives what is there (waiting up to timeout_ms for the first message;
+ * < 0 forever). Returns PM_OK when something was accepted, PM_ERR_WAIT_TIMEOUT
+ * if nothing came, PM_ERR_UNREACHABLE if there is no connection (any more:
+ * then every request in flight has its UNREACHABLE result queued). Replies
+ * that a caller wants raw (list, hello, status) go to *raw when raw_req
+ * matches. */
 static int
 s_pump(pm_client_t *self, int64_t timeout_ms, uint64_t raw_req, pm_msg_t *raw, int *got_raw)
 {
@@ -573,38 +619,22 @@ s_pump(pm_client_t *self, int64_t timeout_ms, uint64_t raw_req, pm_msg_t *raw, i
     /* Replies that came before the drop are good: read them first. */
     int dropped = self->monitor && (items[1].revents & ZMQ_POLLIN) && s_dropped(self);
     int got = 0;
-    if (items[0].revents & ZMQ_POLLIN) {
-        for (;;) {
-            zmq_msg_t msg;
-            zmq_msg_init(&msg);
-            if (zmq_msg_recv(&msg, self->sock, ZMQ_DONTWAIT) < 0) {
-                zmq_msg_close(&msg);
-                break;
-            }
-            pm_msg_t m;
-            if (pm_wire_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), &m) == PM_OK) {
-                if (m.type == PM_MSG_REPLY)
-                    s_idset_del(&self->outstanding, m.req_id);
-                if (raw && !*got_raw && m.type == PM_MSG_REPLY && m.req_id == raw_req) {
-                    *raw = m; /* the caller releases it */
-                    *got_raw = 1;
-                    zmq_msg_close(&msg); /* protobuf-c copied what it decoded */
-                    if (dropped)
-                        s_lost(self, "connection to the agent was lost");
-                    return PM_OK;
-                }
-                s_accept(self, &m);
-            }
-            pm_wire_release(&m);
-            zmq_msg_close(&msg);
-            got = 1;
-        }
+    int found = (items[0].revents & ZMQ_POLLIN) && s_read_all(self, raw_req, raw, got_raw, &got);
+    /* The agent's last words (AGENT_SHUTTING_DOWN to every waiter as it
+     * stops) may still be in ZeroMQ's I/O thread when the drop is seen:
+     * give them S_LAST_WORDS_MS to arrive before the rest fail. */
+    for (int64_t until = pm_mono_ms() + S_LAST_WORDS_MS; dropped && !found;) {
+        int64_t left = until - pm_mono_ms();
+        zmq_pollitem_t item = {self->sock, 0, ZMQ_POLLIN, 0};
+        if (left <= 0 || zmq_poll(&item, 1, (long) left) <= 0)
+            break;
+        found = s_read_all(self, raw_req, raw, got_raw, &got);
     }
     if (dropped) {
         s_lost(self, "connection to the agent was lost");
-        return PM_ERR_UNREACHABLE;
+        return found ? PM_OK : PM_ERR_UNREACHABLE;
     }
-    return got ? PM_OK : PM_ERR_WAIT_TIMEOUT;
+    return found || got ? PM_OK : PM_ERR_WAIT_TIMEOUT;
 }
 
 /* Takes the queued result for req_id, if there. */
@@ -822,7 +852,7 @@ s_connect(pm_client_t *self)
     self->sock = zmq_socket(self->ctx, ZMQ_DEALER);
     if (!self->sock)
         return PM_ERR_INTERNAL;
-    int zero = 0, never = -1, hwm = 1000000;
+    int zero = 0, never = S_NO_RECONNECT_MS, hwm = 1000000;
     zmq_setsockopt(self->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(self->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(self->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);

@@ -73,7 +73,7 @@ class Connection:
         self.sock.sndhwm = self.sock.rcvhwm = 1000000
         # A dropped connection ends the session: never reconnect underneath
         # (a restarted agent would see requests from a session it never met).
-        self.sock.reconnect_ivl = -1
+        self.sock.reconnect_ivl = 600000  # not -1: PROTOCOL.md, section 4
         self.monitor = self.sock.get_monitor_socket(_MON_EVENTS)
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)

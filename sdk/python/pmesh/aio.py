@@ -73,7 +73,9 @@ class _Conn:
         self.sock = _context().socket(zmq.DEALER)
         self.sock.linger = 0
         self.sock.sndhwm = self.sock.rcvhwm = 1000000
-        self.sock.reconnect_ivl = -1  # a dropped connection ends the session
+        # A dropped connection ends the session; not -1, which drops replies
+        # not yet read when the connection goes (PROTOCOL.md, section 4).
+        self.sock.reconnect_ivl = 600000
         self.monitor = self.sock.get_monitor_socket(_MON_EVENTS)
         self.sock.connect("ipc://" + path)
         self.fd = self.sock.getsockopt(zmq.FD)
