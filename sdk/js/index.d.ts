@@ -77,7 +77,8 @@ export class Client {
   readonly node: string;
   /** The largest value the agent accepts (0 before connecting). */
   readonly maxValue: number;
-  connect(): Promise<this>;
+  /** Opens the session now (calls do it by themselves); resolves to nothing. */
+  connect(): Promise<void>;
   create(opts: CreateOptions & {token: true}): Promise<Created>;
   create(opts?: CreateOptions): Promise<string>;
   resolve(id: IdRef, value?: Value | null): Promise<void>;

@@ -30,6 +30,10 @@ function promiseOf(p) {
   };
 }
 
+function nothing() {
+  return undefined;
+}
+
 // wait()'s answer: the value of a resolved promise, else Rejected.
 function outcome(reply) {
   const p = reply.promise;
@@ -62,9 +66,10 @@ class Client {
   }
 
   // Opens the session now (any call does it by itself when needed).
+  // Resolves to nothing: a Client has a then() method, so a promise
+  // resolved with it would take it for a thenable.
   async connect() {
     await this._call(() => null);
-    return this;
   }
 
   _open() {
@@ -94,7 +99,7 @@ class Client {
     const conn = this._conn;
     if (conn && !conn.lost) {
       try {
-        return Promise.resolve(issue(conn));
+        return issue(conn);
       } catch (e) {
         return Promise.reject(e);
       }
@@ -161,10 +166,10 @@ class Client {
       const id = key ? '' : c.mint();
       slot.id = id || null;
       return c.request('create', {id, timeoutMs, heartbeatMs, idempotencyKey: key, labels, wantToken: want},
-                       this.callTimeoutMs).then((r) => {
-        slot.id = r.id || id;
-        return want ? {id: slot.id, token: r.token || null, created: !!r.created} : slot.id;
-      });
+                       this.callTimeoutMs, (r) => {
+                         slot.id = r.id || id;
+                         return want ? {id: slot.id, token: r.token || null, created: !!r.created} : slot.id;
+                       });
     });
     return this._mark(p, slot);
   }
@@ -180,7 +185,7 @@ class Client {
     return this._target(target, (c, id) => {
       this._check(c, v, 'value');
       this._check(c, Buffer.byteLength(r), 'reason');
-      return c.request('settle', {id, kind, value: v, reason: r}, this.callTimeoutMs).then(() => undefined);
+      return c.request('settle', {id, kind, value: v, reason: r}, this.callTimeoutMs, nothing);
     });
   }
 
@@ -197,12 +202,12 @@ class Client {
   }
 
   heartbeat(id) {
-    return this._target(id, (c, pid) => c.request('heartbeat', {id: pid}, this.callTimeoutMs).then(() => undefined));
+    return this._target(id, (c, pid) => c.request('heartbeat', {id: pid}, this.callTimeoutMs, nothing));
   }
 
   // The promise as the agent holds it: {id, state, value, reason, ...}.
   get(id) {
-    return this._target(id, (c, pid) => c.request('get', {id: pid}, this.callTimeoutMs).then((r) => {
+    return this._target(id, (c, pid) => c.request('get', {id: pid}, this.callTimeoutMs, (r) => {
       if (!r.promise) throw new errors.ProtocolError('get reply without a promise');
       return promiseOf(r.promise);
     }));
@@ -220,7 +225,7 @@ class Client {
     }
     const timeoutMs = t === undefined ? -1 : t;
     const limit = timeoutMs < 0 ? Infinity : timeoutMs + this.callTimeoutMs;
-    return this._target(id, (c, pid) => c.request('await', {id: pid, timeoutMs}, limit).then(outcome));
+    return this._target(id, (c, pid) => c.request('await', {id: pid, timeoutMs}, limit, outcome));
   }
 
   // Chains `fn` (a function name a worker serves) on the promise: when it
@@ -228,6 +233,13 @@ class Client {
   // this resolves to (usable at once, like create()'s). opts.timeout bounds
   // the new promise.
   then(id, fn, opts = {}) {
+    if (typeof id === 'function') {
+      // Called as a thenable (`await client`, or a promise resolved with a
+      // client): refuse at once rather than hang.
+      const e = new TypeError('a pmesh Client is not a promise: do not await it or resolve a promise with it');
+      if (typeof fn === 'function') fn(e);
+      return Promise.reject(e);
+    }
     let timeoutMs;
     try {
       timeoutMs = duration(opts.timeout, 'timeout') || 0;
@@ -239,7 +251,7 @@ class Client {
     const p = this._target(id, (c, pid) => {
       const newId = c.mintThen(pid);
       slot.id = newId;
-      return c.request('then', {id: pid, function: fn, newId, timeoutMs}, this.callTimeoutMs).then((r) => r.id || newId);
+      return c.request('then', {id: pid, function: fn, newId, timeoutMs}, this.callTimeoutMs, (r) => r.id || newId);
     });
     // A then on a keyed create waits for the create's reply: its id is
     // not known before.
@@ -258,7 +270,7 @@ class Client {
     const labels = labelList(opts.label ? (Array.isArray(opts.label) ? [opts.label] : opts.label) : null);
     const body = {state, prefix: opts.prefix || '', limit: opts.limit || 0, cursor: opts.cursor || ''};
     if (labels.length) body.label = labels[0];
-    return this._call((c) => c.request('list', body, this.callTimeoutMs).then((r) => ({
+    return this._call((c) => c.request('list', body, this.callTimeoutMs, (r) => ({
       promises: (r.promises || []).map(promiseOf),
       cursor: r.cursor || '',
     })));
@@ -266,12 +278,12 @@ class Client {
 
   // The agent's status (its JSON, parsed).
   status() {
-    return this._call((c) => c.request('status', {}, this.callTimeoutMs).then((r) => JSON.parse(r.json || '{}')));
+    return this._call((c) => c.request('status', {}, this.callTimeoutMs, (r) => JSON.parse(r.json || '{}')));
   }
 
   // The mesh members as the agent sees them (parsed JSON array).
   members() {
-    return this._call((c) => c.request('members', {}, this.callTimeoutMs).then((r) => JSON.parse(r.json || '[]')));
+    return this._call((c) => c.request('members', {}, this.callTimeoutMs, (r) => JSON.parse(r.json || '[]')));
   }
 
   // Closes the session (the agent drops its waits); calls in flight fail

@@ -123,10 +123,11 @@ class Connection {
     }
   }
 
-  // Sends one request; resolves to the agent's Reply, rejects with the
-  // error it carries. limitMs bounds the wait for the reply (Infinity: none,
-  // still failing when the connection drops).
-  request(key, body, limitMs) {
+  // Sends one request; resolves to map(the agent's Reply) (the Reply itself
+  // without map), rejects with the error it carries or map throws. limitMs
+  // bounds the wait for the reply (Infinity: none, still failing when the
+  // connection drops).
+  request(key, body, limitMs, map) {
     if (this.lost) return Promise.reject(this.lost);
     const id = ++this.nextReq;
     const env = {version: WIRE_VERSION, reqId: id};
@@ -138,7 +139,7 @@ class Connection {
       return Promise.reject(new errors.BadRequest('cannot encode request: ' + e.message));
     }
     return new Promise((resolve, reject) => {
-      this.pending.set(id, {resolve, reject, deadline: limitMs === Infinity ? Infinity : Date.now() + limitMs});
+      this.pending.set(id, {resolve, reject, map, deadline: limitMs === Infinity ? Infinity : Date.now() + limitMs});
       this._sendRaw(buf);
     });
   }
@@ -178,8 +179,17 @@ class Connection {
       const p = this.pending.get(id);
       if (!p) return; // its caller gave up on it
       this.pending.delete(id);
-      if (reply.err) p.reject(errors.errorFor(reply.err, reply.message));
-      else p.resolve(reply);
+      if (reply.err) {
+        p.reject(errors.errorFor(reply.err, reply.message));
+      } else if (p.map) {
+        try {
+          p.resolve(p.map(reply));
+        } catch (e) {
+          p.reject(e);
+        }
+      } else {
+        p.resolve(reply);
+      }
     } else if (env.invoke && this.onInvoke) {
       this.onInvoke(env.invoke);
     } else {

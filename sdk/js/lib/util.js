@@ -7,6 +7,7 @@ function socketPath(socket) {
   return socket || process.env.PMESH_SOCKET || DEFAULT_SOCKET;
 }
 
+const parsed = new Map(); // the few duration strings a program uses
 const UNITS = {ms: 1, s: 1000, m: 60000, h: 3600000};
 
 // A duration in milliseconds: a number (milliseconds) or a string like
@@ -18,9 +19,14 @@ function duration(v, what) {
     if (!Number.isFinite(v) || v < 0) throw new errors.BadRequest(`${what}: not a duration: ${v}`);
     return Math.round(v);
   }
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(String(v));
-  if (!m) throw new errors.BadRequest(`${what}: not a duration: ${JSON.stringify(v)}`);
-  return Math.round(parseFloat(m[1]) * UNITS[m[2] || 'ms']);
+  let ms = parsed.get(v);
+  if (ms === undefined) {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(String(v));
+    if (!m) throw new errors.BadRequest(`${what}: not a duration: ${JSON.stringify(v)}`);
+    ms = Math.round(parseFloat(m[1]) * UNITS[m[2] || 'ms']);
+    if (parsed.size < 1024) parsed.set(v, ms);
+  }
+  return ms;
 }
 
 // A value as bytes: a Buffer, any ArrayBufferView / ArrayBuffer, or a
