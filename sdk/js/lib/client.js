@@ -238,7 +238,7 @@ class Client {
       // client): refuse at once rather than hang.
       const e = new TypeError('a pmesh Client is not a promise: do not await it or resolve a promise with it');
       if (typeof fn === 'function') fn(e);
-      return Promise.reject(e);
+      return undefined;
     }
     let timeoutMs;
     try {

@@ -66,7 +66,11 @@ class Connection {
       heartbeatInterval: hb,
       heartbeatTimeout: 5 * hb,
     });
-    this.sock.events.on('disconnect', () => this.fail(unreachable('connection to the agent was lost')));
+    // On disconnect, what the agent sent before it went (an await's
+    // AGENT_SHUTTING_DOWN) is read first: the failure comes a moment later.
+    this.sock.events.on('disconnect', () => {
+      setTimeout(() => this.fail(unreachable('connection to the agent was lost')), 20);
+    });
     this.sock.connect('ipc://' + this.path);
     this._receive();
     this.sweeper = setInterval(() => this._sweep(), SWEEP_MS);
