@@ -37,6 +37,8 @@ export interface ClientOptions {
   callTimeout?: Duration;
   /** How long connecting waits for the agent's hello reply (default 3 s). */
   connectTimeout?: Duration;
+  /** An idle connection is closed after this long (default 2 s; 0: never), so a client does not keep the process alive; the next call reconnects. */
+  idleTimeout?: Duration;
   name?: string;
 }
 

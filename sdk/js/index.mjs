@@ -1,5 +1,8 @@
-// ESM entry of @pmesh/client: the same objects as the CommonJS entry.
-import pmesh from './lib/index.js';
+// ESM entry of @pmesh/client: the same objects as the CommonJS entry (loaded
+// through require, so that both entries share one instance of the library).
+import {createRequire} from 'node:module';
+
+const pmesh = createRequire(import.meta.url)('./lib/index.js');
 
 export const {
   Client, Worker, DEFAULT_SOCKET, callbackUrl, parseDuration, errorFor,

@@ -52,6 +52,11 @@ class Client {
     this.callTimeoutMs = duration(opts.callTimeout, 'callTimeout') || CALL_TIMEOUT_MS;
     this.connectTimeoutMs = duration(opts.connectTimeout, 'connectTimeout') || 3000;
     this.name = opts.name || 'pmesh-node';
+    // An idle connection (no call in flight or made for this long) is
+    // closed, so that a client never keeps the process alive by itself; the
+    // next call opens a new one. 0: keep it open until close().
+    this.idleTimeoutMs = opts.idleTimeout === undefined ? 2000 : duration(opts.idleTimeout, 'idleTimeout');
+    this._idle = null;
     this._conn = null; // open, not lost
     this._queue = null; // calls made while connecting: [issue, reject]
     this._closed = false;
@@ -84,6 +89,7 @@ class Client {
         return;
       }
       this._conn = conn;
+      this._watchIdle(conn);
       for (const [issue] of q) issue(conn);
     }, (err) => {
       const q = this._queue;
@@ -115,6 +121,23 @@ class Client {
         }
       }, reject]);
     });
+  }
+
+  _watchIdle(conn) {
+    if (!this.idleTimeoutMs) return;
+    let seen = -1;
+    const t = setInterval(() => {
+      if (conn.lost) {
+        clearInterval(t);
+      } else if (conn.pending.size === 0 && conn.nextReq === seen) {
+        clearInterval(t);
+        if (this._conn === conn) this._conn = null;
+        conn.close();
+      } else {
+        seen = conn.nextReq;
+      }
+    }, this.idleTimeoutMs);
+    t.unref();
   }
 
   _check(conn, value, what) {
