@@ -17,6 +17,7 @@ const errors = require('./errors');
 
 const PING_MAX_MS = 400;
 const SWEEP_MS = 100;
+const DRAIN_AT = 16; // requests in flight from which replies are read in batches
 const MAX_FRAME = 64 * 1024 * 1024 + 64 * 1024; // PM_WIRE_MAX_FRAME
 
 function unreachable(message) {
@@ -201,22 +202,39 @@ class Connection {
     }
   }
 
-  // Reads replies: a blocking receive for the first, then everything that is
-  // already there without waiting (one promise per message, no poll).
+  // Reads replies: a blocking receive for the first, then, when many are in
+  // flight, everything already there without waiting (a receive with
+  // timeout 0 skips the poll; the EAGAIN that ends the batch costs one
+  // exception per batch).
   async _receive() {
     const sock = this.sock;
     try {
       for (;;) {
-        sock.receiveTimeout = -1;
         this._onFrame(await sock.receive());
         if (this.lost) return;
+        // Few replies to come: block for the next (a drain that finds
+        // nothing costs more than it saves).
+        if (this.pending.size < DRAIN_AT) continue;
         sock.receiveTimeout = 0;
+        let idled = false;
         for (;;) {
           let frames;
           try {
             frames = await sock.receive();
           } catch (e) {
-            if (e.code === 'EAGAIN' && !sock.closed) break;
+            if (e.code === 'EAGAIN' && !sock.closed) {
+              // Nothing there now: let the callers run (and send) before
+              // the receive goes back to the poller, where every send
+              // would cost a ZMQ_EVENTS check; then look once more.
+              if (!idled) {
+                idled = true;
+                await new Promise(setImmediate);
+                if (this.lost) return;
+                continue;
+              }
+              sock.receiveTimeout = -1;
+              break;
+            }
             throw e;
           }
           this._onFrame(frames);
