@@ -113,7 +113,7 @@ export interface WorkerOptions {
   concurrency?: number;
   name?: string;
   callTimeout?: Duration;
-  /** Reconnect backoff: capped exponential with jitter (default 100 ms .. 5 s). */
+  /** Reconnect backoff: first try at once, then capped exponential with jitter (default 50 ms .. 2 s). */
   backoff?: {initial?: Duration; max?: Duration};
 }
 

@@ -63,6 +63,10 @@ class Connection {
       sendHighWaterMark: 1000000,
       receiveHighWaterMark: 1000000,
       sendTimeout: 0, // sends never block: the high-water mark is out of reach
+      // One connection is one session: never reconnect by itself to a
+      // restarted agent (which would take the next message for a new,
+      // hello-less session); the owner opens a new Connection instead.
+      reconnectInterval: -1,
       maxMessageSize: MAX_FRAME,
       heartbeatInterval: hb,
       heartbeatTimeout: 5 * hb,

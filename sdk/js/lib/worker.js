@@ -17,7 +17,7 @@ const CALL_TIMEOUT_MS = 30000;
 
 class Worker extends EventEmitter {
   // opts: socket, concurrency (default 1), name, backoff {initial, max}
-  // (durations, default 100 ms and 5 s), callTimeout.
+  // (durations, default 50 ms and 2 s), callTimeout.
   constructor(opts = {}) {
     super();
     this.socket = socketPath(opts.socket);
@@ -28,8 +28,8 @@ class Worker extends EventEmitter {
     this.name = opts.name || 'pmesh-node-worker';
     this.callTimeoutMs = duration(opts.callTimeout, 'callTimeout') || CALL_TIMEOUT_MS;
     const b = opts.backoff || {};
-    this.backoffInitialMs = duration(b.initial, 'backoff.initial') || 100;
-    this.backoffMaxMs = duration(b.max, 'backoff.max') || 5000;
+    this.backoffInitialMs = duration(b.initial, 'backoff.initial') || 50;
+    this.backoffMaxMs = duration(b.max, 'backoff.max') || 2000;
     this.functions = new Map();
     this.running = 0; // invocations in flight
     this.sessions = 0; // sessions opened (registrations) so far
@@ -88,10 +88,13 @@ class Worker extends EventEmitter {
         this.emit('retry', e);
       }
       this._conn = null;
-      // Capped exponential backoff with full jitter in its upper half.
-      const cap = Math.min(this.backoffMaxMs, this.backoffInitialMs * 2 ** Math.min(attempt, 20));
+      // The first try at once, then capped exponential backoff, each delay
+      // drawn from [d/2, d] (as libpmesh's workers).
+      if (attempt > 0) {
+        const d = Math.min(this.backoffMaxMs, this.backoffInitialMs * 2 ** Math.min(attempt - 1, 20));
+        await this._sleep(d / 2 + Math.random() * d / 2);
+      }
       attempt++;
-      await this._sleep(cap / 2 + Math.random() * cap / 2);
     }
     if (this._closing) await this._closing;
   }
