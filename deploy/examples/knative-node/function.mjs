@@ -9,6 +9,7 @@
 //
 //   node function.mjs            HTTP server on $PORT (Knative's contract)
 //   node function.mjs worker     serves price and receipt until SIGTERM
+//   node function.mjs probe      exits 0 if the node's agent answers
 //
 // The node's agent is at $PMESH_SOCKET (/run/pmesh/agent.sock in the pod);
 // callback URLs start with $PMESH_HTTP_URL, the agent's http_public_url.
@@ -77,7 +78,17 @@ export function makeServer(client, {publicUrl} = {}) {
 
 const main = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href;
 if (main) {
-  if (process.argv[2] === 'worker') {
+  if (process.argv[2] === 'probe') {
+    // Liveness/readiness of the worker pod: the node's agent answers.
+    const c = new Client({connectTimeout: 2000, callTimeout: 3000});
+    try {
+      await c.status();
+    } catch (e) {
+      console.error(`agent: ${e.message}`);
+      process.exitCode = 1;
+    }
+    await c.close();
+  } else if (process.argv[2] === 'worker') {
     const w = makeWorker();
     process.on('SIGTERM', () => w.close());
     w.on('registered', ({node}) => console.log(`serving price, receipt on ${node}`));

@@ -3,6 +3,7 @@
 // URL with the settle token) and the HTTP client of the function.
 import {test, before, after} from 'node:test';
 import assert from 'node:assert/strict';
+import {spawnSync} from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -11,7 +12,7 @@ import {haveBuild, startAgent, tmpdir, until, REPO} from './agents.mjs';
 
 const skip = haveBuild ? false : 'no build/bin/pmeshd (make -j2 all first)';
 const dir = tmpdir('example');
-let agent, ex, worker, run, client, server, base, gateway;
+let agent, ex, worker, run, client, server, base, gateway, app;
 
 function freePort() {
   return new Promise((resolve) => {
@@ -30,7 +31,7 @@ before(async () => {
   agent = await startAgent(dir, 'n-example', ['--http', `127.0.0.1:${port}`, '--token-secret-file', path.join(dir, 'token')]);
   // The example as a project that installed @pmesh/client from a folder
   // (npm links it: node_modules/@pmesh/client -> sdk/js).
-  const app = path.join(dir, 'app');
+  app = path.join(dir, 'app');
   fs.mkdirSync(path.join(app, 'node_modules', '@pmesh'), {recursive: true});
   fs.symlinkSync(path.resolve(REPO, 'sdk', 'js'), path.join(app, 'node_modules', '@pmesh', 'client'));
   fs.copyFileSync(path.join(REPO, 'deploy', 'examples', 'knative-node', 'function.mjs'), path.join(app, 'function.mjs'));
@@ -83,4 +84,13 @@ test('a declined order: the step throws, the chain ends rejected with its messag
   // a callback without the token is refused
   const bad = await fetch(o.callback_url, {method: 'POST', body: '{"value":"x"}'});
   assert.equal(bad.status, 401);
+});
+
+test('the worker pod probe: 0 while the agent answers, 1 when there is none', {skip}, () => {
+  const probe = (socket) => spawnSync(process.execPath, [path.join(app, 'function.mjs'), 'probe'],
+                                      {env: {...process.env, PMESH_SOCKET: socket}, timeout: 20000});
+  assert.equal(probe(agent.socket).status, 0);
+  const r = probe(path.join(dir, 'none.sock'));
+  assert.equal(r.status, 1);
+  assert.match(r.stderr.toString(), /agent: no agent socket/);
 });
