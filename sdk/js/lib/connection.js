@@ -12,7 +12,7 @@
 // ProtocolError: whatever answers does not speak pmesh.
 const fs = require('fs');
 const zmq = require('zeromq');
-const {Envelope, WIRE_VERSION, num} = require('./proto');
+const {Envelope, WIRE_VERSION, decode, num} = require('./proto');
 const errors = require('./errors');
 
 const PING_MAX_MS = 400;
@@ -63,10 +63,14 @@ class Connection {
       sendHighWaterMark: 1000000,
       receiveHighWaterMark: 1000000,
       sendTimeout: 0, // sends never block: the high-water mark is out of reach
-      // One connection is one session: never reconnect by itself to a
+      // One connection is one session: it must not reconnect by itself to a
       // restarted agent (which would take the next message for a new,
-      // hello-less session); the owner opens a new Connection instead.
-      reconnectInterval: -1,
+      // hello-less session); the owner opens a new Connection instead. Not
+      // -1 (no reconnect), though: then libzmq tears the session down at the
+      // disconnect and drops replies that arrived but were not read yet (an
+      // await's AGENT_SHUTTING_DOWN). A 10 s interval keeps them readable,
+      // and this connection is closed long before it would reconnect.
+      reconnectInterval: 10000,
       maxMessageSize: MAX_FRAME,
       heartbeatInterval: hb,
       heartbeatTimeout: 5 * hb,
@@ -74,7 +78,7 @@ class Connection {
     // On disconnect, what the agent sent before it went (an await's
     // AGENT_SHUTTING_DOWN) is read first: the failure comes a moment later.
     this.sock.events.on('disconnect', () => {
-      setTimeout(() => this.fail(unreachable('connection to the agent was lost')), 20);
+      setTimeout(() => this.fail(unreachable('connection to the agent was lost')), 50);
     });
     this.sock.connect('ipc://' + this.path);
     this._receive();
@@ -175,7 +179,7 @@ class Connection {
     if (frames.length !== 1) throw new errors.ProtocolError(`reply of ${frames.length} frames`);
     let env;
     try {
-      env = Envelope.decode(frames[0]);
+      env = decode(frames[0]);
     } catch (e) {
       throw new errors.ProtocolError('undecodable reply: ' + e.message);
     }
