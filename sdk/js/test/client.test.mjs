@@ -158,7 +158,8 @@ test('errors: NotFound, AlreadySettled, WaitTimeout, BadRequest, LimitReached', 
   const p = await c.create();
   await assert.rejects(c.wait(p, {timeout: 50}), (e) => e instanceof pmesh.WaitTimeout && e.code === -8);
   await assert.rejects(c.then(p, 'x'.repeat(300)), (e) => e instanceof pmesh.BadRequest && e.code === -6);
-  await assert.rejects(c.create({labels: {a: '1', b: '2', c: '3'}}), (e) => e instanceof pmesh.PmeshError);
+  // --max-labels 2
+  await assert.rejects(c.create({labels: {a: '1', b: '2', c: '3'}}), (e) => e instanceof pmesh.LimitReached);
   // --max-waiters-per-client 3: the fourth open wait is refused
   const waits = [1, 2, 3].map(() => c.wait(p, {timeout: '2s'}).catch((e) => e));
   await assert.rejects(c.wait(p, {timeout: '2s'}), (e) => e instanceof pmesh.LimitReached && e.code === -12);
