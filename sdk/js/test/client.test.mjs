@@ -2,7 +2,10 @@
 // against a real pmeshd.
 import {test, before, after} from 'node:test';
 import assert from 'node:assert/strict';
+import {spawnSync} from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
+import {fileURLToPath} from 'node:url';
 import {Dealer} from 'zeromq';
 import pmesh from '../lib/index.js';
 import {Connection} from '../lib/connection.js';
@@ -77,12 +80,16 @@ test('reject, cancel and timeout reject wait() with Rejected', {skip}, async () 
 });
 
 test('heartbeat keeps a promise alive; a missed heartbeat times it out', {skip}, async () => {
-  const id = await c.create({heartbeat: 300});
+  const id = await c.create({heartbeat: '1s'});
+  const first = (await c.get(id)).heartbeatAtMs;
   for (let i = 0; i < 4; i++) {
     await sleep(100);
     await c.heartbeat(id);
   }
-  assert.equal((await c.get(id)).state, 'pending');
+  const p = await c.get(id);
+  assert.equal(p.state, 'pending');
+  assert.equal(p.heartbeatMs, 1000);
+  assert.ok(p.heartbeatAtMs > first, 'each heartbeat moves the deadline');
   await assert.rejects(c.wait(id, {timeout: '5s'}), (e) => e instanceof pmesh.Rejected && e.state === 'timedout');
 });
 
@@ -256,4 +263,19 @@ test('a Client is not a thenable', {skip}, async () => {
   await assert.rejects(async () => await s, TypeError);
   await s.connect();
   await s.close();
+});
+
+test('a client left open does not keep the process alive (idle connections close)', {skip}, () => {
+  const lib = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'lib', 'index.js');
+  const script = `const {Client} = require(${JSON.stringify(lib)});
+    (async () => {
+      const c = new Client({socket: ${JSON.stringify(agent.socket)}, idleTimeout: 200});
+      const id = c.create(); c.resolve(id, 'x');
+      console.log((await c.wait(id)).toString());
+    })();`;
+  const t0 = Date.now();
+  const r = spawnSync(process.execPath, ['-e', script], {timeout: 15000, encoding: 'utf8'});
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), 'x');
+  assert.ok(Date.now() - t0 < 10000);
 });
