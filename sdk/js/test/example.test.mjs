@@ -27,8 +27,12 @@ before(async () => {
   if (skip) return;
   fs.writeFileSync(path.join(dir, 'token'), 't'.repeat(64), {mode: 0o600});
   const port = await freePort();
-  gateway = `http://127.0.0.1:${port}`;
-  agent = await startAgent(dir, 'n-example', ['--http', `127.0.0.1:${port}`, '--token-secret-file', path.join(dir, 'token')]);
+  let pub = await freePort();
+  while (pub === port) pub = await freePort();
+  // Outside systems call back through the public listener (settle tokens only).
+  gateway = `http://127.0.0.1:${pub}`;
+  agent = await startAgent(dir, 'n-example', ['--http', `127.0.0.1:${port}`, '--http-public', `127.0.0.1:${pub}`,
+                                              '--token-secret-file', path.join(dir, 'token')]);
   // The example as a project that installed @pmesh/client from a folder
   // (npm links it: node_modules/@pmesh/client -> sdk/js).
   app = path.join(dir, 'app');
