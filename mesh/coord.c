@@ -317,8 +317,7 @@ pm_coord_new(const pm_coord_config_t *cfg, char *err, size_t errlen)
         goto fail;
     return self;
 fail:
-    self->be = NULL;
-    pm_coord_destroy(&self);
+    pm_coord_destroy(&self); /* be->close copes with a half-open backend */
     return NULL;
 }
 

@@ -86,6 +86,7 @@ struct s_watch {
     int64_t retry_at; /* W_BACKOFF: when to start again */
     int64_t deadline; /* W_CONNECTING: "created" must come by then */
     int64_t backoff;
+    int fails;        /* attempts failed in a row */
     int down_told;    /* the caller was told it broke, not yet that it is back */
     int compacted;    /* the stream said its revision was compacted */
     char why[200];    /* why the stream is being torn down */
@@ -758,6 +759,7 @@ s_watch_message(s_watch_t *w, const char *line, size_t len)
                 pm_log_info("PM-COORD-WATCH-RESUMED", "configuration store watch resumed at %s "
                             "from revision %" PRId64, e->endpoints[w->endpoint], w->next_rev);
             w->down_told = 0;
+            w->fails = 0;
             pm_coord_result_t *r = pm_coord_result_new(w->id, PM_COORD_WATCH, PM_COORD_OK);
             if (r)
                 r->revision = hrev;
@@ -879,14 +881,16 @@ s_watch_start(s_watch_t *w)
         s_watch_fail(w, "cannot start the watch");
 }
 
-/* The stream broke (or never came up): tell the caller once, back off, and
- * try the next endpoint. */
+/* The stream broke (or never came up): back off and try the next endpoint;
+ * once every endpoint failed in a row, tell the caller (once). */
 static void
 s_watch_fail(s_watch_t *w, const char *why)
 {
     s_etcd_t *e = w->e;
     s_watch_release(w);
-    if (!w->down_told) {
+    w->fails++;
+    if (!w->down_told && w->fails >= e->n_ep) {
+        s_store_down(e, why);
         pm_log_warn("PM-COORD-WATCH-BROKEN", "configuration store watch broke: %s; restarting "
                     "from revision %" PRId64, why, w->next_rev);
         pm_coord_result_t *r = pm_coord_result_new(w->id, PM_COORD_WATCH, PM_COORD_UNAVAILABLE);
@@ -936,8 +940,6 @@ s_watch_done(s_watch_t *w, CURLcode rc)
                  w->errbuf[0] ? w->errbuf : curl_easy_strerror(rc));
     else
         snprintf(why, sizeof why, "%s: watch ended (HTTP %ld)", e->endpoints[w->endpoint], status);
-    if (rc != CURLE_OK && !w->why[0])
-        s_store_down(e, why);
     s_watch_fail(w, why);
 }
 
