@@ -42,6 +42,9 @@
  * a store that is down for long. */
 #define S_BACKOFF_MIN_MS 100
 #define S_BACKOFF_MAX_MS 2000
+/* A read's attempt on one endpoint, when others remain, gets at least this
+ * long: a loaded etcd answers well within it. */
+#define S_MIN_ATTEMPT_MS 300
 /* Sockets libcurl may ask us to poll at once: a transfer each. */
 #define S_MAX_SOCKS 256
 /* gRPC status codes etcd passes through its gateway that mean "not now". */
@@ -87,6 +90,8 @@ struct s_watch {
     int64_t deadline; /* W_CONNECTING: "created" must come by then */
     int64_t backoff;
     int fails;        /* attempts failed in a row */
+    int bad;          /* torn down for a malformed message (the caller was told BAD) */
+    int64_t live_since;
     int down_told;    /* the caller was told it broke, not yet that it is back */
     int compacted;    /* the stream said its revision was compacted */
     char why[200];    /* why the stream is being torn down */
@@ -358,12 +363,20 @@ s_op_start(s_op_t *op)
     int64_t left = op->deadline - pm_mono_ms();
     if (left <= 0)
         return -1;
+    /* A read may go on to the other endpoints: it gets its share of the
+     * time left, so one hung endpoint cannot eat all of it. */
+    int64_t attempt = left;
+    if (!op->write && e->n_ep - op->tried > 1) {
+        attempt = left / (e->n_ep - op->tried);
+        if (attempt < S_MIN_ATTEMPT_MS)
+            attempt = left < S_MIN_ATTEMPT_MS ? left : S_MIN_ATTEMPT_MS;
+    }
     op->easy = s_easy(e, op->endpoint, op->path, op->post, &op->headers, op->errbuf);
     if (!op->easy)
         return -1;
-    curl_easy_setopt(op->easy, CURLOPT_TIMEOUT_MS, (long) left);
+    curl_easy_setopt(op->easy, CURLOPT_TIMEOUT_MS, (long) attempt);
     curl_easy_setopt(op->easy, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long) (left < e->connect_timeout ? left : e->connect_timeout));
+                     (long) (attempt < e->connect_timeout ? attempt : e->connect_timeout));
     curl_easy_setopt(op->easy, CURLOPT_WRITEFUNCTION, s_on_body);
     curl_easy_setopt(op->easy, CURLOPT_WRITEDATA, op);
     curl_easy_setopt(op->easy, CURLOPT_PRIVATE, op);
@@ -535,7 +548,7 @@ s_op_done(s_op_t *op, CURLcode rc)
         s_i64(json_object_get(o, "code"), &code);
     int sent = !(rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
                  (rc == CURLE_OPERATION_TIMEDOUT && connect_us == 0));
-    int transient = rc != CURLE_OK || status >= 500 || code == S_GRPC_UNAVAILABLE ||
+    int transient = (rc != CURLE_OK && rc != CURLE_WRITE_ERROR) || status >= 500 || code == S_GRPC_UNAVAILABLE ||
                     code == S_GRPC_DEADLINE_EXCEEDED;
     if (rc == CURLE_OK && status == 200 && o && json_is_object(o)) {
         s_store_up(e, op->endpoint);
@@ -719,11 +732,15 @@ s_watch_message(s_watch_t *w, const char *line, size_t len)
     int rc = -1;
     if (!json_is_object(res)) {
         json_t *err = json_object_get(o, "error");
-        snprintf(w->why, sizeof w->why, "watch: %s%.150s", o ? "etcd: " : "malformed message",
-                 json_is_object(err) ? json_string_value(json_object_get(err, "message"))
-                 : json_is_string(err) ? json_string_value(err)
-                                       : "");
+        const char *m = json_is_object(err) ? json_string_value(json_object_get(err, "message"))
+                        : json_is_string(err) ? json_string_value(err)
+                                              : NULL;
+        snprintf(w->why, sizeof w->why, "watch: %s%.150s", o && err ? "etcd: " : "malformed message",
+                 m ? m : "");
         if (!o || !err) {
+            w->bad = 1;
+            pm_log_warn("PM-COORD-BAD", "configuration store: %s; restarting the watch in %" PRId64
+                        " ms", w->why, w->backoff);
             pm_coord_result_t *r = pm_coord_result_new(w->id, PM_COORD_WATCH, PM_COORD_BAD);
             if (r)
                 pm_coord_result_msg(r, "%s", w->why);
@@ -751,7 +768,7 @@ s_watch_message(s_watch_t *w, const char *line, size_t len)
     if (json_is_true(json_object_get(res, "created"))) {
         if (w->state == W_CONNECTING) {
             w->state = W_LIVE;
-            w->backoff = S_BACKOFF_MIN_MS;
+            w->live_since = pm_mono_ms();
             if (w->next_rev == 0)
                 w->next_rev = hrev + 1;
             s_store_up(e, w->endpoint);
@@ -857,6 +874,7 @@ s_watch_start(s_watch_t *w)
     s_etcd_t *e = w->e;
     s_watch_release(w);
     w->compacted = 0;
+    w->bad = 0;
     w->why[0] = 0;
     char rev[32];
     snprintf(rev, sizeof rev, "%" PRId64, w->next_rev);
@@ -889,7 +907,11 @@ s_watch_fail(s_watch_t *w, const char *why)
     s_etcd_t *e = w->e;
     s_watch_release(w);
     w->fails++;
-    if (!w->down_told && w->fails >= e->n_ep) {
+    /* A stream that stayed up a while failed for a new reason: retry soon.
+     * One that keeps failing right after it came up backs off. */
+    if (w->state == W_LIVE && pm_mono_ms() - w->live_since >= S_BACKOFF_MAX_MS)
+        w->backoff = S_BACKOFF_MIN_MS;
+    if (!w->down_told && w->fails >= e->n_ep && !w->bad) {
         s_store_down(e, why);
         pm_log_warn("PM-COORD-WATCH-BROKEN", "configuration store watch broke: %s; restarting "
                     "from revision %" PRId64, why, w->next_rev);

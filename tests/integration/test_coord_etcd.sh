@@ -197,6 +197,105 @@ ectl put "$PREFIX/spaces/after" '{"v":1,"space":"after","owner":"n","owner_pid":
 wait_lines 10 "$TMP/watch3.out" '^EVENT OK .*space=after ' 1 || true
 expect_eq "... then the changes after it" 1 "$(count_lines "$TMP/watch3.out" '^EVENT OK .*space=after ')"
 
+# ---- malformed answers are BAD, never a crash; a hung endpoint is failed over --------
+# A stand-in that answers like etcd's gateway but with broken content, chosen
+# by the space asked for; and a port that accepts connections and never
+# answers (a hung endpoint). etcd itself cannot be made to answer this way.
+FAKE=$((PORT + 3))
+HOLE=$((PORT + 4))
+cat >"$TMP/fake_etcd.py" <<'PYEOF'
+import base64, http.server, json, socket, sys, time
+port, hole, prefix = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+b64 = lambda s: base64.b64encode(s.encode()).decode()
+hole_sock = socket.socket()
+hole_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+hole_sock.bind(("127.0.0.1", hole))
+hole_sock.listen(64)  # never accepted: connects succeed, nothing answers
+def rec(space):
+    return json.dumps({"v": 1, "space": space, "owner": "n", "owner_pid": "1", "epoch": 1, "in_sync": []})
+def kv(space, mod="3", value=None):
+    return {"key": b64(prefix + "/spaces/" + space), "mod_revision": mod,
+            "value": b64(rec(space)) if value is None else value}
+BODIES = {
+    "ok": {"header": {"revision": "3"}, "kvs": [kv("ok")]},
+    "notjson": "not json", "array": [], "hdr": {"header": {"revision": "x"}},
+    "kvs": {"kvs": {}}, "key": {"kvs": [{"key": "!!!", "mod_revision": "1"}]},
+    "other": {"kvs": [kv("zzz")]}, "two": {"kvs": [kv("two"), kv("two")]},
+    "rev": {"kvs": [kv("rev", mod="99999999999999999999999")]},
+    "val": {"kvs": [kv("val", value="%%%")]}, "neg": {"kvs": [kv("neg", mod="-4")]},
+    "txn1": {"succeeded": True}, "txn2": {"succeeded": False}, "txn3": {"succeeded": "yes"},
+}
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a):
+        pass
+    def reply(self, code, body):
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def do_POST(self):
+        req = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+        if self.path == "/v3/watch":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for line in (json.dumps({"result": {"header": {"revision": "2"}, "created": True}}),
+                         json.dumps({"result": {"events": [{"kv": kv("ev", value="%%%")}]}}),
+                         "garbage{"):
+                data = (line + "\n").encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+            time.sleep(0.5)
+            self.close_connection = True
+            return
+        space = base64.b64decode(req.get("key", "")).decode(errors="replace").rsplit("/", 1)[-1]
+        if space == "e500":
+            return self.reply(500, {"error": "boom", "code": 2})
+        if space == "e400":
+            return self.reply(400, {"error": "bad request", "code": 3})
+        self.reply(200, BODIES.get(space, {}))
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+PYEOF
+bg fake python3 "$TMP/fake_etcd.py" "$FAKE" "$HOLE" "$PREFIX"
+wait_for 10 curl -s -o /dev/null -X POST "http://127.0.0.1:$FAKE/v3/kv/range" -d '{}' ||
+    { echo "the fake etcd did not start" >&2; exit 1; }
+fake() { run "$CTL" --timeout "$TIMEOUT" "etcd://127.0.0.1:$FAKE" "$PREFIX" "$@"; }
+fake get ok
+expect_eq "the stand-in answers a well-formed record: OK" "0" "$RC"
+for sp in notjson array hdr kvs key other two rev val neg e400; do
+    fake get "$sp"
+    expect_eq "malformed answer '$sp': BAD (exit 5), no crash" 5 "$RC"
+done
+for sp in txn1 txn2 txn3; do
+    fake cas "$sp" 3 n 1 2
+    expect_eq "malformed txn answer '$sp': BAD (exit 5), no crash" 5 "$RC"
+done
+fake get e500
+expect_eq "HTTP 500: UNAVAILABLE" 4 "$RC"
+bg watch4 "$CTL" --timeout "$TIMEOUT" "etcd://127.0.0.1:$FAKE" "$PREFIX" watch
+wait_lines 10 "$TMP/watch4.out" '^WATCH BAD' 1 || true
+T_FIRST=$(now_ms)
+wait_lines 10 "$TMP/watch4.out" '^WATCH BAD' 4 || true
+T_FOURTH=$(now_ms)
+expect_match "a watch: an event it cannot read is an EVENT BAD at its revision" \
+    "^EVENT BAD rev=3 .*space=ev" "$(grep '^EVENT' "$TMP/watch4.out" | head -1)"
+expect_match "... a malformed message is WATCH BAD, and the watch starts again" \
+    "^WATCH BAD .*malformed" "$(grep '^WATCH BAD' "$TMP/watch4.out" | head -1)"
+expect_eq "... from the revision after the last it delivered (no repeat)" 1 \
+    "$(count_lines "$TMP/watch4.out" '^EVENT BAD rev=3 ')"
+expect_eq "... without calling the store unavailable" 0 "$(count_lines "$TMP/watch4.out" '^WATCH UNAVAILABLE')"
+expect_lt "... backing off between attempts (100+200+400 ms before the 4th)" 500 $((T_FOURTH - T_FIRST))
+alive "$BG_PID" && ok "... and the program is still running" || not_ok "... and the program is still running"
+run "$CTL" --timeout "$TIMEOUT" "etcd://127.0.0.1:$HOLE,$EP" "$PREFIX" get s1
+expect_eq "first endpoint hung: a get fails over and is OK" 0 "$RC"
+expect_lt "... after its share of the timeout (~$((TIMEOUT / 2)) ms), not all of it" \
+    "$(field ms "$OUT")" $((TIMEOUT - 200))
+run "$CTL" --timeout "$TIMEOUT" "etcd://127.0.0.1:$HOLE" "$PREFIX" cas s1 5 n 1 2
+expect_eq "a CAS sent to a hung endpoint: UNAVAILABLE (outcome unknown, not resent)" 4 "$RC"
+
 # ---- the watchers stop cleanly on SIGTERM ------------------------------------------
 for p in "$WATCH_PID"; do
     kill -TERM "$p"
