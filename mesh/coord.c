@@ -85,7 +85,8 @@ pm_coord_record_same(const pm_coord_record_t *a, const pm_coord_record_t *b)
         a->epoch != b->epoch || a->n_in_sync != b->n_in_sync)
         return 0;
     for (size_t i = 0; i < a->n_in_sync; i++)
-        if (strcmp(a->in_sync[i].node, b->in_sync[i].node) || a->in_sync[i].pid != b->in_sync[i].pid)
+        if (strcmp(a->in_sync[i].node, b->in_sync[i].node) ||
+            a->in_sync[i].pid != b->in_sync[i].pid)
             return 0;
     return 1;
 }
@@ -105,7 +106,8 @@ pm_coord_record_encode(const pm_coord_record_t *rec)
         return NULL;
     for (size_t i = 0; i < rec->n_in_sync && i < PM_COORD_MAX_INSYNC; i++) {
         snprintf(pid, sizeof pid, "%" PRIu64, rec->in_sync[i].pid);
-        json_array_append_new(set, json_pack("{s:s, s:s}", "node", rec->in_sync[i].node, "pid", pid));
+        json_array_append_new(set,
+                              json_pack("{s:s, s:s}", "node", rec->in_sync[i].node, "pid", pid));
     }
     char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
@@ -271,7 +273,7 @@ pm_coord_new(const pm_coord_config_t *cfg, char *err, size_t errlen)
     }
     const char *prefix = cfg->prefix ? cfg->prefix : "";
     size_t plen = strlen(prefix);
-    if (plen == 0 || plen >= sizeof ((pm_coord_t *) 0)->prefix || prefix[0] != '/' ||
+    if (plen == 0 || plen >= sizeof((pm_coord_t *) 0)->prefix || prefix[0] != '/' ||
         prefix[plen - 1] == '/' || !s_name_ok(prefix, 0, 1)) {
         snprintf(err, errlen,
                  "coordination: key prefix '%.200s' must start with '/', not end with one, "

@@ -78,6 +78,17 @@
  * store-wide revision of its last change), so CAS compares mod_revision;
  * create compares create_revision == 0 (absent).
  *
+ * ==== Failures (etcd) ====
+ * A request that cannot connect moves on to the next endpoint; a read moves
+ * on after any failure, each endpoint getting its share of the timeout; a
+ * write that may have reached etcd is never sent again (UNAVAILABLE). Every
+ * request is answered within request_timeout_ms. A watch that breaks starts
+ * again on the next endpoint after a backoff (100 ms doubling to 2 s) from
+ * the revision after the last it delivered; its caller hears UNAVAILABLE
+ * once every endpoint failed in a row, and OK when it is back. A stopped
+ * (not dead) etcd keeps its connections open: a watch on it notices only
+ * when a request of the same client to that endpoint times out.
+ *
  * ==== Threads ====
  * The etcd backend runs a thread of its own (libcurl multi) and talks to the
  * caller over an inproc ZeroMQ PAIR. The memory backend runs on the caller's
@@ -191,8 +202,10 @@ uint64_t pm_coord_create(pm_coord_t *self, const pm_coord_record_t *rec);
 uint64_t pm_coord_cas(pm_coord_t *self, int64_t expected, const pm_coord_record_t *rec);
 /* Every record under the prefix, at one revision. */
 uint64_t pm_coord_list(pm_coord_t *self);
-/* Every change under the prefix from revision from_rev (0: from now on),
- * until destroy: a WATCH result when established, then EVENTs. */
+/* Every change under the prefix from revision from_rev, until destroy: a
+ * WATCH result when established, then EVENTs. from_rev 0: from the revision
+ * the first WATCH OK carries, on. To miss nothing, list first and watch from
+ * the list's revision + 1. */
 uint64_t pm_coord_watch(pm_coord_t *self, int64_t from_rev);
 
 /* What to poll for completions (ZMQ_POLLIN): a ZeroMQ socket. Borrowed. */
@@ -216,8 +229,8 @@ int pm_coord_space_ok(const char *name);
 char *pm_coord_record_encode(const pm_coord_record_t *rec);
 /* Parses a stored value for the key's space into *out (revision left 0).
  * 0, or -1 with a message: outside input, validated. */
-int pm_coord_record_decode(const char *space, const char *json, size_t len,
-                           pm_coord_record_t *out, char *err, size_t errlen);
+int pm_coord_record_decode(const char *space, const char *json, size_t len, pm_coord_record_t *out,
+                           char *err, size_t errlen);
 /* Same owner, owner_pid, epoch and in-sync set (revision ignored). */
 int pm_coord_record_same(const pm_coord_record_t *a, const pm_coord_record_t *b);
 

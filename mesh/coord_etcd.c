@@ -89,12 +89,12 @@ struct s_watch {
     int64_t retry_at; /* W_BACKOFF: when to start again */
     int64_t deadline; /* W_CONNECTING: "created" must come by then */
     int64_t backoff;
-    int fails;        /* attempts failed in a row */
-    int bad;          /* torn down for a malformed message (the caller was told BAD) */
+    int fails; /* attempts failed in a row */
+    int bad;   /* torn down for a malformed message (the caller was told BAD) */
     int64_t live_since;
-    int down_told;    /* the caller was told it broke, not yet that it is back */
-    int compacted;    /* the stream said its revision was compacted */
-    char why[200];    /* why the stream is being torn down */
+    int down_told; /* the caller was told it broke, not yet that it is back */
+    int compacted; /* the stream said its revision was compacted */
+    char why[200]; /* why the stream is being torn down */
     struct s_watch *next;
 };
 
@@ -430,18 +430,16 @@ s_build(s_etcd_t *e, const pm_coord_req_t *req, const char **path, int *write)
             goto out;
         char rev[32];
         snprintf(rev, sizeof rev, "%" PRId64, req->kind == PM_COORD_CAS ? req->expected : 0);
-        json_t *cmp =
-            req->kind == PM_COORD_CAS
-                ? json_pack("{s:s, s:s, s:s, s:s}", "key", k, "target", "MOD", "result", "EQUAL",
-                            "mod_revision", rev)
-                : json_pack("{s:s, s:s, s:s, s:s}", "key", k, "target", "CREATE", "result", "EQUAL",
-                            "create_revision", rev);
+        json_t *cmp = req->kind == PM_COORD_CAS
+                          ? json_pack("{s:s, s:s, s:s, s:s}", "key", k, "target", "MOD", "result",
+                                      "EQUAL", "mod_revision", rev)
+                          : json_pack("{s:s, s:s, s:s, s:s}", "key", k, "target", "CREATE",
+                                      "result", "EQUAL", "create_revision", rev);
         o = json_pack("{s:[o], s:[{s:{s:s, s:s}}], s:[{s:{s:s}}]}", "compare", cmp, "success",
                       "request_put", "key", k, "value", v, "failure", "request_range", "key", k);
         break;
     }
-    default:
-        goto out;
+    default: goto out;
     }
     out = o ? json_dumps(o, JSON_COMPACT) : NULL;
 out:
@@ -475,7 +473,8 @@ s_op_unavailable(s_op_t *op, const char *why)
     s_etcd_t *e = op->e;
     s_store_down(e, why);
     if (op->req) {
-        pm_coord_result_t *r = pm_coord_result_new(op->req->id, op->req->kind, PM_COORD_UNAVAILABLE);
+        pm_coord_result_t *r =
+            pm_coord_result_new(op->req->id, op->req->kind, PM_COORD_UNAVAILABLE);
         if (r)
             pm_coord_result_msg(r, "%s%s", why,
                                 op->write ? " (the write may or may not have happened)" : "");
@@ -548,8 +547,8 @@ s_op_done(s_op_t *op, CURLcode rc)
         s_i64(json_object_get(o, "code"), &code);
     int sent = !(rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
                  (rc == CURLE_OPERATION_TIMEDOUT && connect_us == 0));
-    int transient = (rc != CURLE_OK && rc != CURLE_WRITE_ERROR) || status >= 500 || code == S_GRPC_UNAVAILABLE ||
-                    code == S_GRPC_DEADLINE_EXCEEDED;
+    int transient = (rc != CURLE_OK && rc != CURLE_WRITE_ERROR) || status >= 500 ||
+                    code == S_GRPC_UNAVAILABLE || code == S_GRPC_DEADLINE_EXCEEDED;
     if (rc == CURLE_OK && status == 200 && o && json_is_object(o)) {
         s_store_up(e, op->endpoint);
         pm_coord_result_t *r =
@@ -732,15 +731,16 @@ s_watch_message(s_watch_t *w, const char *line, size_t len)
     int rc = -1;
     if (!json_is_object(res)) {
         json_t *err = json_object_get(o, "error");
-        const char *m = json_is_object(err) ? json_string_value(json_object_get(err, "message"))
+        const char *m = json_is_object(err)   ? json_string_value(json_object_get(err, "message"))
                         : json_is_string(err) ? json_string_value(err)
                                               : NULL;
-        snprintf(w->why, sizeof w->why, "watch: %s%.150s", o && err ? "etcd: " : "malformed message",
-                 m ? m : "");
+        snprintf(w->why, sizeof w->why, "watch: %s%.150s",
+                 o && err ? "etcd: " : "malformed message", m ? m : "");
         if (!o || !err) {
             w->bad = 1;
-            pm_log_warn("PM-COORD-BAD", "configuration store: %s; restarting the watch in %" PRId64
-                        " ms", w->why, w->backoff);
+            pm_log_warn("PM-COORD-BAD",
+                        "configuration store: %s; restarting the watch in %" PRId64 " ms", w->why,
+                        w->backoff);
             pm_coord_result_t *r = pm_coord_result_new(w->id, PM_COORD_WATCH, PM_COORD_BAD);
             if (r)
                 pm_coord_result_msg(r, "%s", w->why);
@@ -756,8 +756,9 @@ s_watch_message(s_watch_t *w, const char *line, size_t len)
     if (json_is_true(json_object_get(res, "canceled"))) {
         if (compact > 0) {
             w->compacted = 1;
-            snprintf(w->why, sizeof w->why, "watch: revision %" PRId64 " compacted (now %" PRId64 ")",
-                     w->next_rev, compact);
+            snprintf(w->why, sizeof w->why,
+                     "watch: revision %" PRId64 " compacted (now %" PRId64 ")", w->next_rev,
+                     compact);
         } else {
             json_t *reason = json_object_get(res, "cancel_reason");
             snprintf(w->why, sizeof w->why, "watch canceled by etcd: %.150s",
@@ -773,8 +774,10 @@ s_watch_message(s_watch_t *w, const char *line, size_t len)
                 w->next_rev = hrev + 1;
             s_store_up(e, w->endpoint);
             if (w->down_told)
-                pm_log_info("PM-COORD-WATCH-RESUMED", "configuration store watch resumed at %s "
-                            "from revision %" PRId64, e->endpoints[w->endpoint], w->next_rev);
+                pm_log_info("PM-COORD-WATCH-RESUMED",
+                            "configuration store watch resumed at %s "
+                            "from revision %" PRId64,
+                            e->endpoints[w->endpoint], w->next_rev);
             w->down_told = 0;
             w->fails = 0;
             pm_coord_result_t *r = pm_coord_result_new(w->id, PM_COORD_WATCH, PM_COORD_OK);
@@ -792,7 +795,8 @@ s_watch_message(s_watch_t *w, const char *line, size_t len)
         json_t *ev = json_array_get(events, i);
         json_t *type = json_object_get(ev, "type");
         int deleted = json_is_string(type) && strcmp(json_string_value(type), "DELETE") == 0;
-        if (type && !deleted && !(json_is_string(type) && !strcmp(json_string_value(type), "PUT"))) {
+        if (type && !deleted &&
+            !(json_is_string(type) && !strcmp(json_string_value(type), "PUT"))) {
             snprintf(w->why, sizeof w->why, "watch: unknown event type");
             goto out;
         }
@@ -913,8 +917,10 @@ s_watch_fail(s_watch_t *w, const char *why)
         w->backoff = S_BACKOFF_MIN_MS;
     if (!w->down_told && w->fails >= e->n_ep && !w->bad) {
         s_store_down(e, why);
-        pm_log_warn("PM-COORD-WATCH-BROKEN", "configuration store watch broke: %s; restarting "
-                    "from revision %" PRId64, why, w->next_rev);
+        pm_log_warn("PM-COORD-WATCH-BROKEN",
+                    "configuration store watch broke: %s; restarting "
+                    "from revision %" PRId64,
+                    why, w->next_rev);
         pm_coord_result_t *r = pm_coord_result_new(w->id, PM_COORD_WATCH, PM_COORD_UNAVAILABLE);
         if (r)
             pm_coord_result_msg(r, "%s", why);
@@ -1112,8 +1118,8 @@ s_parse(s_etcd_t *e, const char *url, char *err, size_t errlen)
             digits = digits && p[j] >= '0' && p[j] <= '9';
         if (!digits || i < 2 || len >= sizeof e->endpoints[0] || memchr(p, '/', len) ||
             memchr(p, '@', len)) {
-            snprintf(err, errlen, "coordination: '%.200s': expected etcd://HOST:PORT[,HOST:PORT...]",
-                     url);
+            snprintf(err, errlen,
+                     "coordination: '%.200s': expected etcd://HOST:PORT[,HOST:PORT...]", url);
             return -1;
         }
         if (e->n_ep == S_MAX_ENDPOINTS) {

@@ -58,8 +58,8 @@ s_members(pm_coord_record_t *r, const char *text)
 static void
 s_print_rec(const pm_coord_record_t *r)
 {
-    printf(" space=%s owner=%s pid=%" PRIu64 " epoch=%" PRIu64 " mod=%" PRId64 " in_sync=", r->space,
-           r->owner[0] ? r->owner : "-", r->owner_pid, r->epoch, r->revision);
+    printf(" space=%s owner=%s pid=%" PRIu64 " epoch=%" PRIu64 " mod=%" PRId64 " in_sync=",
+           r->space, r->owner[0] ? r->owner : "-", r->owner_pid, r->epoch, r->revision);
     for (size_t i = 0; i < r->n_in_sync; i++)
         printf("%s%s:%" PRIu64, i ? "," : "", r->in_sync[i].node, r->in_sync[i].pid);
     if (!r->n_in_sync)

@@ -90,7 +90,8 @@ static void
 test_record_json(void **state)
 {
     (void) state;
-    pm_coord_record_t a = s_rec("s1", "node-a", UINT64_MAX, 7, "node-b:1,node-c:18446744073709551615");
+    pm_coord_record_t a =
+        s_rec("s1", "node-a", UINT64_MAX, 7, "node-b:1,node-c:18446744073709551615");
     char *json = pm_coord_record_encode(&a);
     assert_non_null(json);
     pm_coord_record_t b;
@@ -109,21 +110,30 @@ test_record_json(void **state)
         "{\"v\":1",
         "{\"v\":2,\"space\":\"s1\",\"owner\":\"a\",\"owner_pid\":\"1\",\"epoch\":1,\"in_sync\":[]}",
         "{\"v\":1,\"space\":\"s1\",\"owner\":\"a\",\"owner_pid\":1,\"epoch\":1,\"in_sync\":[]}",
-        "{\"v\":1,\"space\":\"s1\",\"owner\":\"a\",\"owner_pid\":\"-1\",\"epoch\":1,\"in_sync\":[]}",
-        "{\"v\":1,\"space\":\"s1\",\"owner\":\"a\",\"owner_pid\":\"1x\",\"epoch\":1,\"in_sync\":[]}",
+        "{\"v\":1,\"space\":\"s1\",\"owner\":\"a\",\"owner_pid\":\"-1\",\"epoch\":1,\"in_sync\":[]"
+        "}",
+        "{\"v\":1,\"space\":\"s1\",\"owner\":\"a\",\"owner_pid\":\"1x\",\"epoch\":1,\"in_sync\":[]"
+        "}",
         "{\"v\":1,\"space\":\"s1\",\"owner\":\"a\",\"owner_pid\":\"99999999999999999999\","
         "\"epoch\":1,\"in_sync\":[]}",
-        "{\"v\":1,\"space\":\"s1\",\"owner\":\"a\",\"owner_pid\":\"1\",\"epoch\":-1,\"in_sync\":[]}",
-        "{\"v\":1,\"space\":\"s1\",\"owner\":\"a\",\"owner_pid\":\"1\",\"epoch\":\"1\",\"in_sync\":[]}",
+        "{\"v\":1,\"space\":\"s1\",\"owner\":\"a\",\"owner_pid\":\"1\",\"epoch\":-1,\"in_sync\":[]"
+        "}",
+        "{\"v\":1,\"space\":\"s1\",\"owner\":\"a\",\"owner_pid\":\"1\",\"epoch\":\"1\",\"in_sync\":"
+        "[]}",
         "{\"v\":1,\"space\":\"s1\",\"owner\":\"a\",\"owner_pid\":\"1\",\"epoch\":1,\"in_sync\":{}}",
         "{\"v\":1,\"space\":\"s1\",\"owner\":\"a\",\"owner_pid\":\"1\",\"epoch\":1,"
         "\"in_sync\":[{\"node\":\"\",\"pid\":\"1\"}]}",
-        "{\"v\":1,\"space\":\"s1\",\"owner\":\"a b\",\"owner_pid\":\"1\",\"epoch\":1,\"in_sync\":[]}",
+        "{\"v\":1,\"space\":\"s1\",\"owner\":\"a "
+        "b\",\"owner_pid\":\"1\",\"epoch\":1,\"in_sync\":[]}",
         "{\"v\":1,\"space\":\"s1\",\"owner\":\"a\",\"owner_pid\":\"1\",\"epoch\":1,\"in_sync\":["
-        "{\"node\":\"n\",\"pid\":\"1\"},{\"node\":\"n\",\"pid\":\"1\"},{\"node\":\"n\",\"pid\":\"1\"},"
-        "{\"node\":\"n\",\"pid\":\"1\"},{\"node\":\"n\",\"pid\":\"1\"},{\"node\":\"n\",\"pid\":\"1\"},"
-        "{\"node\":\"n\",\"pid\":\"1\"},{\"node\":\"n\",\"pid\":\"1\"},{\"node\":\"n\",\"pid\":\"1\"}]}",
-        "{\"v\":1,\"v\":1,\"space\":\"s1\",\"owner\":\"a\",\"owner_pid\":\"1\",\"epoch\":1,\"in_sync\":[]}",
+        "{\"node\":\"n\",\"pid\":\"1\"},{\"node\":\"n\",\"pid\":\"1\"},{\"node\":\"n\",\"pid\":"
+        "\"1\"},"
+        "{\"node\":\"n\",\"pid\":\"1\"},{\"node\":\"n\",\"pid\":\"1\"},{\"node\":\"n\",\"pid\":"
+        "\"1\"},"
+        "{\"node\":\"n\",\"pid\":\"1\"},{\"node\":\"n\",\"pid\":\"1\"},{\"node\":\"n\",\"pid\":"
+        "\"1\"}]}",
+        "{\"v\":1,\"v\":1,\"space\":\"s1\",\"owner\":\"a\",\"owner_pid\":\"1\",\"epoch\":1,\"in_"
+        "sync\":[]}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = 0;
@@ -153,8 +163,13 @@ test_arguments(void **state)
     cfg.prefix = "/p";
     cfg.url = "http://x";
     assert_null(pm_coord_new(&cfg, err, sizeof err));
-    const char *urls[] = {"etcd://", "etcd://host", "etcd://host:", "etcd://:1", "etcd://h:1/x",
-                          "etcd://h:1,h:x", "etcd://a:1,b:2,c:3,d:4,e:5,f:6,g:7,h:8,i:9"};
+    const char *urls[] = {"etcd://",
+                          "etcd://host",
+                          "etcd://host:",
+                          "etcd://:1",
+                          "etcd://h:1/x",
+                          "etcd://h:1,h:x",
+                          "etcd://a:1,b:2,c:3,d:4,e:5,f:6,g:7,h:8,i:9"};
     for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
         cfg.url = urls[i];
         err[0] = 0;
@@ -677,8 +692,10 @@ static void
 test_etcd_unreachable(void **state)
 {
     (void) state;
-    pm_coord_config_t cfg = {.url = "etcd://127.0.0.1:1,127.0.0.1:1", .prefix = "/pmesh/unit",
-                             .request_timeout_ms = 1500, .connect_timeout_ms = 300};
+    pm_coord_config_t cfg = {.url = "etcd://127.0.0.1:1,127.0.0.1:1",
+                             .prefix = "/pmesh/unit",
+                             .request_timeout_ms = 1500,
+                             .connect_timeout_ms = 300};
     char err[256];
     pm_coord_t *c = pm_coord_new(&cfg, err, sizeof err);
     assert_non_null(c);
