@@ -1,0 +1,485 @@
+/*
+ * coord_mem.c - the configuration store in memory, with etcd's semantics
+ * (see coord.h): one store shared by several clients, a revision per change
+ * counting up from 1, create-if-absent, CAS on the record's revision, a
+ * history that watches replay and that compaction cuts. Deterministic and
+ * single-threaded: requests are applied when made; answers wait in a FIFO
+ * per client until the store's virtual clock reaches their delivery time, and
+ * are then put on the client's socket. Test hooks cut a client off, delay
+ * its answers, and write behind its back.
+ */
+#include "coord.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct s_kv {
+    char space[PM_COORD_NAME_MAX];
+    char *value;
+    int64_t mod_rev;
+} s_kv_t;
+
+typedef struct s_change {
+    int64_t rev;
+    char space[PM_COORD_NAME_MAX];
+    char *value; /* NULL: deleted */
+} s_change_t;
+
+typedef struct s_pending {
+    pm_coord_result_t *r;
+    int64_t due;
+    struct s_pending *next;
+} s_pending_t;
+
+typedef struct s_watch {
+    uint64_t id;
+    int64_t next_rev; /* the first revision not yet delivered */
+    int broken;       /* told the client it broke; re-established when up */
+} s_watch_t;
+
+typedef struct s_client {
+    pm_coord_t *c;
+    pm_coord_mem_t *store;
+    int up;
+    int64_t delay;
+    s_pending_t *head, *tail;
+    s_watch_t *watches;
+    size_t n_watches;
+} s_client_t;
+
+struct pm_coord_mem {
+    s_kv_t *kv;
+    size_t n_kv;
+    s_change_t *hist; /* every change after `compacted`, oldest first */
+    size_t n_hist;
+    int64_t compacted; /* history at or below this revision is gone */
+    int64_t rev;
+    int64_t now;
+    s_client_t **clients;
+    size_t n_clients;
+};
+
+static void
+s_oom(void)
+{
+    /* House rule: out of memory stops the process (coord.h callers never
+     * see a half-applied change). */
+    abort();
+}
+
+static void *
+s_xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n ? n : 1);
+    if (!p)
+        s_oom();
+    return p;
+}
+
+pm_coord_mem_t *
+pm_coord_mem_new(void)
+{
+    return calloc(1, sizeof(pm_coord_mem_t));
+}
+
+void
+pm_coord_mem_destroy(pm_coord_mem_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pm_coord_mem_t *self = *self_p;
+    for (size_t i = 0; i < self->n_kv; i++)
+        free(self->kv[i].value);
+    for (size_t i = 0; i < self->n_hist; i++)
+        free(self->hist[i].value);
+    free(self->kv);
+    free(self->hist);
+    free(self->clients);
+    free(self);
+    *self_p = NULL;
+}
+
+int64_t
+pm_coord_mem_revision(const pm_coord_mem_t *self)
+{
+    return self->rev;
+}
+
+static s_kv_t *
+s_find(pm_coord_mem_t *self, const char *space)
+{
+    for (size_t i = 0; i < self->n_kv; i++)
+        if (strcmp(self->kv[i].space, space) == 0)
+            return &self->kv[i];
+    return NULL;
+}
+
+/* Applies one change (value NULL: delete) and records it. Its revision. */
+static int64_t
+s_write(pm_coord_mem_t *self, const char *space, const char *value)
+{
+    s_kv_t *kv = s_find(self, space);
+    if (!value && !kv)
+        return 0;
+    int64_t rev = ++self->rev;
+    if (value) {
+        if (!kv) {
+            self->kv = s_xrealloc(self->kv, (self->n_kv + 1) * sizeof *self->kv);
+            kv = &self->kv[self->n_kv++];
+            memset(kv, 0, sizeof *kv);
+            snprintf(kv->space, sizeof kv->space, "%s", space);
+        }
+        free(kv->value);
+        kv->value = strdup(value);
+        if (!kv->value)
+            s_oom();
+        kv->mod_rev = rev;
+    } else {
+        free(kv->value);
+        *kv = self->kv[--self->n_kv];
+    }
+    self->hist = s_xrealloc(self->hist, (self->n_hist + 1) * sizeof *self->hist);
+    s_change_t *ch = &self->hist[self->n_hist++];
+    ch->rev = rev;
+    snprintf(ch->space, sizeof ch->space, "%s", space);
+    ch->value = value ? strdup(value) : NULL;
+    if (value && !ch->value)
+        s_oom();
+    return rev;
+}
+
+/* Decodes a stored value into rec (with revision): 0, or -1 and a message. */
+static int
+s_decode(const char *space, const char *value, int64_t rev, pm_coord_record_t *rec,
+         pm_coord_result_t *r)
+{
+    char err[200];
+    if (pm_coord_record_decode(space, value, strlen(value), rec, err, sizeof err) != 0) {
+        pm_coord_result_msg(r, "%s", err);
+        return -1;
+    }
+    rec->revision = rev;
+    return 0;
+}
+
+/* ---- delivery ------------------------------------------------------------- */
+
+static void
+s_flush(s_client_t *cl)
+{
+    while (cl->head && cl->head->due <= cl->store->now) {
+        s_pending_t *p = cl->head;
+        cl->head = p->next;
+        if (!cl->head)
+            cl->tail = NULL;
+        pm_coord_deliver(cl->c->peer, p->r);
+        free(p);
+    }
+}
+
+static void
+s_enqueue(s_client_t *cl, pm_coord_result_t *r)
+{
+    if (!r)
+        s_oom();
+    s_pending_t *p = calloc(1, sizeof *p);
+    if (!p)
+        s_oom();
+    p->r = r;
+    p->due = cl->store->now + cl->delay;
+    if (cl->tail)
+        cl->tail->next = p;
+    else
+        cl->head = p;
+    cl->tail = p;
+    s_flush(cl);
+}
+
+/* Every record, at the current revision: OK, or BAD naming the first record
+ * that does not decode (the others are still there). */
+static pm_coord_result_t *
+s_list(pm_coord_mem_t *self, uint64_t id, pm_coord_kind_t kind)
+{
+    pm_coord_result_t *r = pm_coord_result_new(id, kind, PM_COORD_OK);
+    if (!r)
+        s_oom();
+    r->revision = self->rev;
+    for (size_t i = 0; i < self->n_kv; i++) {
+        pm_coord_record_t rec;
+        pm_coord_result_t scratch = {0};
+        if (s_decode(self->kv[i].space, self->kv[i].value, self->kv[i].mod_rev, &rec, &scratch)) {
+            if (r->status == PM_COORD_OK) {
+                r->status = PM_COORD_BAD;
+                memcpy(r->message, scratch.message, sizeof r->message);
+            }
+            continue;
+        }
+        if (pm_coord_result_add(r, &rec))
+            s_oom();
+    }
+    return r;
+}
+
+/* Brings one watch up to date: every change from next_rev on, or a resync
+ * when the history it needs was compacted away. */
+static void
+s_pump(s_client_t *cl, s_watch_t *w)
+{
+    pm_coord_mem_t *st = cl->store;
+    if (!cl->up || w->broken)
+        return;
+    if (w->next_rev <= st->compacted) {
+        s_enqueue(cl, s_list(st, w->id, PM_COORD_RESYNC));
+        w->next_rev = st->rev + 1;
+        return;
+    }
+    for (size_t i = 0; i < st->n_hist; i++) {
+        s_change_t *ch = &st->hist[i];
+        if (ch->rev < w->next_rev)
+            continue;
+        pm_coord_result_t *r = pm_coord_result_new(w->id, PM_COORD_EVENT, PM_COORD_OK);
+        if (!r)
+            s_oom();
+        r->revision = ch->rev;
+        pm_coord_record_t rec;
+        memset(&rec, 0, sizeof rec);
+        snprintf(rec.space, sizeof rec.space, "%s", ch->space);
+        rec.revision = ch->rev;
+        if (!ch->value)
+            r->deleted = 1;
+        else if (s_decode(ch->space, ch->value, ch->rev, &rec, r))
+            r->status = PM_COORD_BAD;
+        if (pm_coord_result_add(r, &rec))
+            s_oom();
+        s_enqueue(cl, r);
+        w->next_rev = ch->rev + 1;
+    }
+}
+
+static void
+s_pump_all(pm_coord_mem_t *self)
+{
+    for (size_t i = 0; i < self->n_clients; i++)
+        for (size_t j = 0; j < self->clients[i]->n_watches; j++)
+            s_pump(self->clients[i], &self->clients[i]->watches[j]);
+}
+
+/* ---- the backend ---------------------------------------------------------- */
+
+static int
+s_open(pm_coord_t *c, const pm_coord_config_t *cfg, char *err, size_t errlen)
+{
+    if (!cfg->mem) {
+        snprintf(err, errlen, "coordination: mem:// needs a store (cfg.mem)");
+        return -1;
+    }
+    s_client_t *cl = calloc(1, sizeof *cl);
+    if (!cl) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    cl->c = c;
+    cl->store = cfg->mem;
+    cl->up = 1;
+    pm_coord_mem_t *st = cfg->mem;
+    st->clients = s_xrealloc(st->clients, (st->n_clients + 1) * sizeof *st->clients);
+    st->clients[st->n_clients++] = cl;
+    c->impl = cl;
+    return 0;
+}
+
+static void
+s_close(pm_coord_t *c)
+{
+    s_client_t *cl = c->impl;
+    if (!cl)
+        return;
+    pm_coord_mem_t *st = cl->store;
+    for (size_t i = 0; i < st->n_clients; i++)
+        if (st->clients[i] == cl) {
+            st->clients[i] = st->clients[--st->n_clients];
+            break;
+        }
+    while (cl->head) {
+        s_pending_t *p = cl->head;
+        cl->head = p->next;
+        pm_coord_result_destroy(&p->r);
+        free(p);
+    }
+    free(cl->watches);
+    free(cl);
+    c->impl = NULL;
+}
+
+static void
+s_submit(pm_coord_t *c, pm_coord_req_t *req)
+{
+    s_client_t *cl = c->impl;
+    pm_coord_mem_t *st = cl->store;
+    pm_coord_kind_t kind = req->kind;
+    if (kind == PM_COORD_WATCH) {
+        cl->watches = s_xrealloc(cl->watches, (cl->n_watches + 1) * sizeof *cl->watches);
+        s_watch_t *w = &cl->watches[cl->n_watches++];
+        w->id = req->id;
+        w->next_rev = req->from_rev ? req->from_rev : st->rev + 1;
+        w->broken = !cl->up;
+        pm_coord_result_t *r =
+            pm_coord_result_new(req->id, kind, cl->up ? PM_COORD_OK : PM_COORD_UNAVAILABLE);
+        if (!r)
+            s_oom();
+        r->revision = st->rev;
+        if (!cl->up)
+            pm_coord_result_msg(r, "store unavailable (test hook)");
+        s_enqueue(cl, r);
+        s_pump(cl, w);
+        free(req);
+        return;
+    }
+    if (!cl->up) {
+        pm_coord_result_t *r = pm_coord_result_new(req->id, kind, PM_COORD_UNAVAILABLE);
+        if (!r)
+            s_oom();
+        pm_coord_result_msg(r, "store unavailable (test hook)");
+        s_enqueue(cl, r);
+        free(req);
+        return;
+    }
+    if (kind == PM_COORD_LIST) {
+        s_enqueue(cl, s_list(st, req->id, kind));
+        free(req);
+        return;
+    }
+    pm_coord_result_t *r = pm_coord_result_new(req->id, kind, PM_COORD_OK);
+    if (!r)
+        s_oom();
+    s_kv_t *kv = s_find(st, req->space);
+    pm_coord_record_t cur;
+    int wrote = 0;
+    if (kv && s_decode(kv->space, kv->value, kv->mod_rev, &cur, r)) {
+        r->status = PM_COORD_BAD;
+    } else if (kind == PM_COORD_GET) {
+        if (!kv)
+            r->status = PM_COORD_NOT_FOUND;
+        else if (pm_coord_result_add(r, &cur))
+            s_oom();
+    } else if ((kind == PM_COORD_CREATE && kv) ||
+               (kind == PM_COORD_CAS && kv && kv->mod_rev != req->expected)) {
+        r->status = PM_COORD_CONFLICT;
+        if (pm_coord_result_add(r, &cur))
+            s_oom();
+    } else if (kind == PM_COORD_CAS && !kv) {
+        r->status = PM_COORD_NOT_FOUND;
+    } else {
+        char *value = pm_coord_record_encode(&req->rec);
+        if (!value)
+            s_oom();
+        pm_coord_record_t stored = req->rec;
+        stored.revision = s_write(st, req->space, value);
+        free(value);
+        if (pm_coord_result_add(r, &stored))
+            s_oom();
+        wrote = 1;
+    }
+    r->revision = st->rev;
+    s_enqueue(cl, r);
+    free(req);
+    if (wrote)
+        s_pump_all(st);
+}
+
+const pm_coord_backend_t pm_coord_mem_backend = {s_open, s_submit, s_close};
+
+/* ---- test hooks ----------------------------------------------------------- */
+
+void
+pm_coord_mem_advance(pm_coord_mem_t *self, int64_t ms)
+{
+    self->now += ms;
+    for (size_t i = 0; i < self->n_clients; i++)
+        s_flush(self->clients[i]);
+}
+
+void
+pm_coord_mem_set_available(pm_coord_t *client, int up)
+{
+    s_client_t *cl = client->impl;
+    up = !!up;
+    if (cl->up == up)
+        return;
+    cl->up = up;
+    for (size_t i = 0; i < cl->n_watches; i++) {
+        s_watch_t *w = &cl->watches[i];
+        if (!up) {
+            /* Like a broken etcd watch stream: said once, then silence. */
+            pm_coord_result_t *r = pm_coord_result_new(w->id, PM_COORD_WATCH, PM_COORD_UNAVAILABLE);
+            if (!r)
+                s_oom();
+            pm_coord_result_msg(r, "store unavailable (test hook)");
+            s_enqueue(cl, r);
+            w->broken = 1;
+        } else {
+            pm_coord_result_t *r = pm_coord_result_new(w->id, PM_COORD_WATCH, PM_COORD_OK);
+            if (!r)
+                s_oom();
+            r->revision = cl->store->rev;
+            s_enqueue(cl, r);
+            w->broken = 0;
+            s_pump(cl, w);
+        }
+    }
+}
+
+void
+pm_coord_mem_set_delay(pm_coord_t *client, int64_t ms)
+{
+    s_client_t *cl = client->impl;
+    cl->delay = ms < 0 ? 0 : ms;
+}
+
+int64_t
+pm_coord_mem_put(pm_coord_mem_t *self, const pm_coord_record_t *rec)
+{
+    char *value = pm_coord_record_encode(rec);
+    if (!value)
+        s_oom();
+    int64_t rev = s_write(self, rec->space, value);
+    free(value);
+    s_pump_all(self);
+    return rev;
+}
+
+int64_t
+pm_coord_mem_put_raw(pm_coord_mem_t *self, const char *space, const char *value)
+{
+    int64_t rev = s_write(self, space, value);
+    s_pump_all(self);
+    return rev;
+}
+
+int64_t
+pm_coord_mem_delete(pm_coord_mem_t *self, const char *space)
+{
+    int64_t rev = s_write(self, space, NULL);
+    if (rev)
+        s_pump_all(self);
+    return rev;
+}
+
+void
+pm_coord_mem_compact(pm_coord_mem_t *self, int64_t rev)
+{
+    if (rev > self->rev)
+        rev = self->rev;
+    if (rev <= self->compacted)
+        return;
+    size_t keep = 0;
+    for (size_t i = 0; i < self->n_hist; i++) {
+        if (self->hist[i].rev <= rev)
+            free(self->hist[i].value);
+        else
+            self->hist[keep++] = self->hist[i];
+    }
+    self->n_hist = keep;
+    self->compacted = rev;
+}
