@@ -10,6 +10,7 @@
 #include "clock.h"
 #include "mesh.h"
 
+#include "ids.h"
 #include "log.h"
 #include "swim.h"
 #include "transport.h"
@@ -603,15 +604,15 @@ pm_mesh_readable(pm_mesh_t *self)
 pm_route_t
 pm_mesh_route(pm_mesh_t *self, const char *id, const char **node)
 {
-    const char *tilde = strchr(id, '~');
-    if (!tilde)
-        return PM_ROUTE_UNKNOWN;
     char space[PM_WIRE_MAX_NAME + 1];
-    size_t n = (size_t) (tilde - id);
-    if (n > PM_WIRE_MAX_NAME)
+    if (!pm_id_space(id, space, sizeof space))
         return PM_ROUTE_UNKNOWN;
-    memcpy(space, id, n);
-    space[n] = 0;
+    return pm_mesh_route_space(self, space, node);
+}
+
+pm_route_t
+pm_mesh_route_space(pm_mesh_t *self, const char *space, const char **node)
+{
     if (pm_mesh_owns(self, space, NULL))
         return PM_ROUTE_LOCAL;
     s_owner_t *owner = zhashx_lookup(self->owners, space);

@@ -62,6 +62,8 @@ int pm_mesh_send_raw(pm_mesh_t *self, const char *node, int type, uint8_t *buf, 
 /* Where the promise with this id lives; *node (borrowed, valid until the
  * next tick) names the owner for PM_ROUTE_REMOTE. */
 pm_route_t pm_mesh_route(pm_mesh_t *self, const char *id, const char **node);
+/* The same for a whole id space. */
+pm_route_t pm_mesh_route_space(pm_mesh_t *self, const char *space, const char **node);
 /* The alive member (not this agent) with the most free slots for function,
  * or NULL if none serves it. Borrowed. */
 const char *pm_mesh_place(pm_mesh_t *self, const char *function);

@@ -14,6 +14,7 @@
 #include "agent.h"
 
 #include "hist.h"
+#include "ids.h"
 #include "journal.h"
 #include "log.h"
 #include "mesh.h"
@@ -220,22 +221,6 @@ struct pm_agent {
     uint64_t waiters_timed_out;
 };
 
-/* ---- clocks and ids ------------------------------------------------------- */
-
-static void
-s_base36(uint64_t v, char *out)
-{
-    char tmp[16];
-    int n = 0;
-    do {
-        tmp[n++] = "0123456789abcdefghijklmnopqrstuvwxyz"[v % 36];
-        v /= 36;
-    } while (v);
-    for (int i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    out[n] = 0;
-}
-
 /* ---- logging of bad input, rate-limited ----------------------------------- */
 
 static void
@@ -432,11 +417,9 @@ s_session_get(pm_agent_t *self, const uint8_t *rid, size_t len, int64_t now)
     memcpy(s->rid, rid, len);
     s->rid_len = len;
     s->id = ++self->next_session;
-    char n36[16], g36[16];
-    s_base36(s->id, n36);
-    s_base36(self->generation, g36);
     /* The generation keeps leases of this run apart from the last run's. */
-    s->mint_len = (size_t) snprintf(s->mint, sizeof s->mint, "%s~c%s.%s-", self->space, g36, n36);
+    s->mint_len = (size_t) pm_id_lease(s->mint, sizeof s->mint, self->space, self->generation,
+                                       s->id);
     s->last_seen = now;
     zhashx_insert(self->sessions, s->key, s);
     char idk[24];
@@ -634,11 +617,8 @@ s_then_fired(pm_watch_t *watch, pm_prom_t *p)
 static int
 s_minted_by(const s_session_t *s, const char *id)
 {
-    return strncmp(id, s->mint, s->mint_len) == 0 && id[s->mint_len] &&
-           !strchr(id + s->mint_len, '~');
+    return pm_id_under_lease(id, s->mint, s->mint_len);
 }
-
-static size_t s_space_of(const char *id, char *out, size_t cap);
 
 /* Whether the space of id is one this agent took over (serves, and is not
  * its primary): the agent that lost it, and that agent's clients, still mint
@@ -647,17 +627,14 @@ static int
 s_owned_space(pm_agent_t *self, const char *id)
 {
     char space[PM_WIRE_MAX_NAME + 1];
-    return self->mesh && s_space_of(id, space, sizeof space) &&
+    return self->mesh && pm_id_space(id, space, sizeof space) &&
            strcmp(space, self->space) != 0 && pm_mesh_owns(self->mesh, space, NULL);
 }
 
 static void
 s_mint(pm_agent_t *self, char *out, size_t cap)
 {
-    char n36[16], g36[16];
-    s_base36(++self->next_seq, n36);
-    s_base36(self->generation, g36);
-    snprintf(out, cap, "%s~%s.%s", self->space, g36, n36);
+    pm_id_mint(out, cap, self->space, self->generation, ++self->next_seq);
 }
 
 static int
@@ -849,7 +826,7 @@ s_restore_thens(pm_agent_t *self, const pm_journal_state_t *st)
     char space[PM_WIRE_MAX_NAME + 1];
     for (size_t i = 0; i < st->then_count; i++) {
         const pm_journal_then_t *jt = &st->thens[i];
-        s_space_of(jt->q, space, sizeof space);
+        pm_id_space(jt->q, space, sizeof space);
         if (!self->mesh ? strcmp(space, self->space) == 0 : pm_mesh_owns(self->mesh, space, NULL))
             s_revive_then(self, jt->p, jt->function, jt->q);
         else
@@ -860,25 +837,13 @@ s_restore_thens(pm_agent_t *self, const pm_journal_state_t *st)
 
 static void s_probation_drop(pm_agent_t *self, const char *space);
 
-/* The node a space is named after ("<node>-<tag>"): 1, or 0 if it has no tag. */
-static int
-s_space_node(const char *space, char *node, size_t cap)
-{
-    snprintf(node, cap, "%s", space);
-    char *dash = strrchr(node, '-');
-    if (!dash)
-        return 0;
-    *dash = 0;
-    return 1;
-}
-
 /* Whether space is the primary a live member announces: one that lost it
  * while cut off still mints there, sending creates to whoever serves it. */
 static int
 s_space_is_live_primary(pm_agent_t *self, const char *space)
 {
     char node[PM_WIRE_MAX_NAME + 1];
-    if (!s_space_node(space, node, sizeof node))
+    if (!pm_space_node(space, node, sizeof node))
         return 0;
     const char *primary = pm_mesh_primary_of(self->mesh, node);
     return pm_mesh_is_up(self->mesh, node) && primary && strcmp(primary, space) == 0;
@@ -903,9 +868,9 @@ s_retire_empty(pm_agent_t *self)
     char space[PM_WIRE_MAX_NAME + 1] = "";
     size_t slen = 0;
     for (pm_prom_t *p = pm_store_oldest(self->store); p; p = p->newer) {
-        if (slen && strncmp(p->id, space, slen) == 0 && p->id[slen] == '~')
+        if (slen && pm_id_in_space(p->id, space, slen))
             continue;
-        slen = s_space_of(p->id, space, sizeof space);
+        slen = pm_id_space(p->id, space, sizeof space);
         if (slen)
             zhashx_insert(used, space, (void *) "");
     }
@@ -1264,7 +1229,7 @@ s_delegate(pm_agent_t *self, const char *node, const char *function, const uint8
     d->function = strdup(function);
     d->input = malloc(len ? len : 1);
     char iid[PM_WIRE_MAX_NAME + 32];
-    snprintf(iid, sizeof iid, "%s~d%llx", self->space, (unsigned long long) ++self->next_deleg);
+    pm_id_tagged(iid, sizeof iid, self->space, 'd', ++self->next_deleg);
     d->inv_id = strdup(iid);
     if (!d->function || !d->input || !d->inv_id) {
         s_deleg_free(d);
@@ -1346,18 +1311,6 @@ s_on_peer_message(void *arg, const char *from, pm_msg_t *m)
 
 /* ---- replication and takeover --------------------------------------------- */
 
-static size_t
-s_space_of(const char *id, char *out, size_t cap)
-{
-    const char *t = strchr(id, '~');
-    size_t n = t ? (size_t) (t - id) : 0;
-    if (n >= cap)
-        n = 0;
-    memcpy(out, id, n);
-    out[n] = 0;
-    return n;
-}
-
 /* Journal hook: a record was written; records of spaces we serve go to the
  * backups too. */
 static void
@@ -1367,7 +1320,7 @@ s_on_record(void *arg, const pm_rec_t *rec, const uint8_t *buf, size_t len)
     if (!self->replica || rec->kind == PM_REC_GENERATION || !rec->promise.id)
         return;
     char space[PM_WIRE_MAX_NAME + 1];
-    if (s_space_of(rec->promise.id, space, sizeof space) && pm_mesh_owns(self->mesh, space, NULL)) {
+    if (pm_id_space(rec->promise.id, space, sizeof space) && pm_mesh_owns(self->mesh, space, NULL)) {
         pm_replica_record(self->replica, space, buf, len);
         /* A reply held from now on waits for this record at the backups. */
         pm_journal_repl(self->journal, pm_replica_produced(self->replica), 0);
@@ -1491,7 +1444,7 @@ s_full_state(void *arg, pm_replica_t *r, const char *only, pm_replica_add_fn *ad
     pm_agent_t *self = arg;
     char space[PM_WIRE_MAX_NAME + 1];
     for (pm_prom_t *p = pm_store_oldest(self->store); p; p = p->newer) {
-        if (!s_space_of(p->id, space, sizeof space) ||
+        if (!pm_id_space(p->id, space, sizeof space) ||
             (only ? strcmp(space, only) != 0 : !pm_mesh_owns(self->mesh, space, NULL)))
             continue;
         pm_rec_t rec = {.kind = PM_REC_CREATE};
@@ -1513,7 +1466,7 @@ s_full_state(void *arg, pm_replica_t *r, const char *only, pm_replica_add_fn *ad
         }
     }
     for (s_then_t *t = self->thens; t; t = t->next) {
-        if (!s_space_of(t->target, space, sizeof space) ||
+        if (!pm_id_space(t->target, space, sizeof space) ||
             (only ? strcmp(space, only) != 0 : !pm_mesh_owns(self->mesh, space, NULL)))
             continue;
         pm_rec_t rec = {.kind = PM_REC_THEN, .function = t->function, .target = t->target};
@@ -1557,7 +1510,7 @@ s_take_space(pm_agent_t *self, const char *space, uint64_t epoch, const char *wh
     int64_t t0 = pm_mono_ms();
     pm_mesh_claim(self->mesh, space, epoch);
     char prefix[PM_WIRE_MAX_NAME + 2];
-    snprintf(prefix, sizeof prefix, "%s~", space);
+    pm_id_space_prefix(prefix, sizeof prefix, space);
     size_t n = pm_store_activate(self->store, prefix);
     size_t nthen = 0;
     zlistx_t *mine = zlistx_new();
@@ -1692,7 +1645,7 @@ s_on_moved(void *arg, const char *space)
 {
     pm_agent_t *self = arg;
     char prefix[PM_WIRE_MAX_NAME + 2];
-    snprintf(prefix, sizeof prefix, "%s~", space);
+    pm_id_space_prefix(prefix, sizeof prefix, space);
     pm_store_passivate(self->store, prefix, 0);
     s_probation_drop(self, space);
     size_t plen = strlen(prefix);
@@ -1759,9 +1712,7 @@ s_check_probation(pm_agent_t *self, int64_t mono)
     while (self->n_probation) {
         pm_journal_claim_t c = self->probation[--self->n_probation];
         const char *node = NULL;
-        char id[PM_WIRE_MAX_NAME + 4];
-        snprintf(id, sizeof id, "%s~x", c.space);
-        pm_route_t r = pm_mesh_route(self->mesh, id, &node);
+        pm_route_t r = pm_mesh_route_space(self->mesh, c.space, &node);
         uint64_t known = pm_mesh_epoch(self->mesh, c.space);
         if (r == PM_ROUTE_REMOTE) {
             pm_log_info("PM-SPACE-MOVED", "id space %s was taken over by %s while we were "
@@ -1995,7 +1946,7 @@ static int
 s_space_of_live_member(pm_agent_t *self, const char *id)
 {
     char space[PM_WIRE_MAX_NAME + 1], node[PM_WIRE_MAX_NAME + 1];
-    return s_space_of(id, space, sizeof space) && s_space_node(space, node, sizeof node) &&
+    return pm_id_space(id, space, sizeof space) && pm_space_node(space, node, sizeof node) &&
            strcmp(node, self->node) != 0 && pm_mesh_is_up(self->mesh, node);
 }
 
@@ -2038,7 +1989,7 @@ s_route(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t mono, int *
     if (m->type == PM_MSG_THEN && m->new_id) {
         /* The caller minted the new id in the owner's space under its own
          * lease: <owner space>~<lease><n>. */
-        size_t olen = (size_t) (strchr(m->id, '~') - m->id);
+        size_t olen = pm_id_space_len(m->id);
         /* (Or, if the owner's space was ours until it moved: under the lease
          * as it stands, as for a promise of our own.) */
         if (strncmp(m->new_id, m->id, olen + 1) != 0 ||
@@ -2064,14 +2015,10 @@ s_do_then(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t now)
         /* A peer relays ids its client minted in our space under the peer's
          * lease (<our space>~<their space>~...); a local client mints under
          * its own lease. Either way the id cannot clash with ours. */
-        size_t sl = strlen(self->space);
-        const char *pt = strchr(p->id, '~');
-        size_t pl = pt ? (size_t) (pt - p->id) : 0;
         /* (A peer mints in the source's space: ours, under its own lease;
          * or one we took over, whose former owner's clients mint there.) */
-        int ok = s->peer ? ((strncmp(m->new_id, self->space, sl) == 0 && m->new_id[sl] == '~' &&
-                             strchr(m->new_id + sl + 1, '~') != NULL) ||
-                            (pl && strncmp(m->new_id, p->id, pl + 1) == 0 &&
+        int ok = s->peer ? (pm_id_nested_in(m->new_id, self->space, strlen(self->space)) ||
+                            (pm_id_same_space(m->new_id, p->id) &&
                              s_owned_space(self, m->new_id)))
                          : s_minted_by(s, m->new_id);
         if (!ok)
@@ -2661,9 +2608,7 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
         uint64_t boot = 0;
         if (getrandom(&boot, sizeof boot, 0) != sizeof boot)
             boot = (uint64_t) self->started_real ^ ((uint64_t) getpid() << 32);
-        char b36[16];
-        s_base36(boot & 0xffffffffffULL, b36);
-        snprintf(self->space, sizeof self->space, "%s-%s", node, b36);
+        pm_id_space_name(self->space, sizeof self->space, node, boot & 0xffffffffffULL);
         /* With backups, the spaces we served may have been taken over while
          * we were down: new promises go to a new space, and the old ones are
          * resumed only if nobody announces them within takeover_grace. */
@@ -2707,7 +2652,7 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
             /* Only our new space is ours until the grace period says more;
              * a space we had taken over before is treated like our old one. */
             char keep[PM_WIRE_MAX_NAME + 2];
-            snprintf(keep, sizeof keep, "%s~", self->space);
+            pm_id_space_prefix(keep, sizeof keep, self->space);
             pm_store_passivate(self->store, keep, 1);
             self->probation_until = pm_mono_ms() + cfg->takeover_grace;
             self->probation_alone = pm_mono_ms() + S_ALONE_GRACES * cfg->takeover_grace;

@@ -7,6 +7,7 @@
  */
 #include "workers.h"
 
+#include "ids.h"
 #include "log.h"
 
 #include <czmq.h>
@@ -305,7 +306,7 @@ pm_workers_invoke(pm_workers_t *self, const char *function, const uint8_t *input
     if (!inv)
         return PM_ERR_INTERNAL;
     char id[PM_WIRE_MAX_NAME + 32];
-    snprintf(id, sizeof id, "%s~i%llx", self->space, (unsigned long long) ++self->next_inv);
+    pm_id_tagged(id, sizeof id, self->space, 'i', ++self->next_inv);
     inv->id = strdup(id);
     inv->target = strdup(target_id);
     inv->input = malloc(len ? len : 1);
