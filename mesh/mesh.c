@@ -12,6 +12,7 @@
 
 #include "ids.h"
 #include "log.h"
+#include "spaces.h"
 #include "swim.h"
 #include "transport.h"
 
@@ -158,17 +159,13 @@ s_owner_destroy(void **item)
     *item = NULL;
 }
 
-/* Records that node serves space at epoch, unless someone serves it at a
- * higher epoch already. */
+/* Records that node serves space at epoch, unless the claim we know wins
+ * over it (spaces.h: the same rule on every member). */
 static void
 s_set_owner(pm_mesh_t *self, const char *space, const char *node, uint64_t epoch)
 {
     s_owner_t *o = zhashx_lookup(self->owners, space);
-    if (o && o->epoch > epoch)
-        return;
-    /* Two claims at one epoch (a restarted owner resuming a space as its
-     * heir takes it over): the smaller node name wins, everywhere alike. */
-    if (o && o->epoch == epoch && strcmp(o->node, node) <= 0)
+    if (o && !pm_epoch_wins(epoch, node, o->epoch, o->node))
         return;
     s_owner_t *n = calloc(1, sizeof *n);
     if (!n || !(n->node = strdup(node))) {
@@ -224,8 +221,8 @@ s_peer_meta(pm_mesh_t *self, s_peer_t *p, const pm_swim_member_t *m)
             p->spaces[p->n_spaces++] = strdup(meta.spaces[i]);
             uint64_t mine;
             if (pm_mesh_owns(self, meta.spaces[i], &mine) &&
-                (mine > epoch || (mine == epoch && strcmp(self->node, p->name) < 0)))
-                continue; /* ours at a newer epoch, or at this one by the tie-break */
+                pm_epoch_wins(mine, self->node, epoch, p->name))
+                continue; /* our claim wins */
             if (pm_mesh_owns(self, meta.spaces[i], NULL)) {
                 /* Someone serves a space of ours at a newer epoch: it took
                  * it over while we were cut off. Let it go. */

@@ -353,7 +353,7 @@ pm_replica_ack(pm_replica_t *self, const char *from, const pm_msg_t *m)
     if (m->fenced) {
         self->fenced++;
         if (self->hooks.fenced)
-            self->hooks.fenced(self->arg, m->space, m->epoch);
+            self->hooks.fenced(self->arg, m->space, m->epoch, from);
         return;
     }
     if (m->stream != self->stream)

@@ -32,8 +32,9 @@ typedef struct pm_replica_hooks {
     /* Emits every record of the full state of space, or (NULL) of every
      * served space. */
     void (*full_state)(void *arg, pm_replica_t *r, const char *space, pm_replica_add_fn *add);
-    /* A backup refused our records for space: it knows a newer epoch. */
-    void (*fenced)(void *arg, const char *space, uint64_t epoch);
+    /* Backup `fencer` refused our records for space: it knows a claim at
+     * `epoch` (its own, or another it heard of) that may win over ours. */
+    void (*fenced)(void *arg, const char *space, uint64_t epoch, const char *fencer);
 } pm_replica_hooks_t;
 
 /* replicas is R (>= 2). Caller owns the result. */

@@ -20,6 +20,7 @@
 #include "mesh.h"
 #include "backup.h"
 #include "replica.h"
+#include "spaces.h"
 #include "store.h"
 #include "timer.h"
 #include "token.h"
@@ -176,8 +177,7 @@ struct pm_agent {
     /* Spaces we served before a restart (our old primary, and spaces we had
      * taken over or resumed), not yet resumed: each is served again at the
      * end of the grace period unless another agent serves it by then. */
-    pm_journal_claim_t *probation;
-    size_t n_probation;
+    pm_claims_t probation;
     int64_t probation_until;
     int64_t probation_alone; /* resume without a sync after this (nobody came) */
     uint64_t takeovers, parked;
@@ -762,8 +762,8 @@ s_snapshot_extra(void *arg, pm_journal_t *j)
         pm_journal_snapshot_then(j, t->source, t->function, t->target);
     for (s_rthen_t *t = zhashx_first(self->rthens); t; t = zhashx_next(self->rthens))
         pm_journal_snapshot_then(j, t->p, t->function, t->q);
-    for (size_t i = 0; i < self->n_probation; i++)
-        pm_journal_snapshot_claim(j, self->probation[i].space, self->probation[i].epoch);
+    for (size_t i = 0; i < self->probation.n; i++)
+        pm_journal_snapshot_claim(j, self->probation.v[i].space, self->probation.v[i].epoch);
     if (self->mesh) {
         const char *const *spaces;
         const uint64_t *epochs;
@@ -835,8 +835,6 @@ s_restore_thens(pm_agent_t *self, const pm_journal_state_t *st)
     return st->then_count;
 }
 
-static void s_probation_drop(pm_agent_t *self, const char *space);
-
 /* Whether space is the primary a live member announces: one that lost it
  * while cut off still mints there, sending creates to whoever serves it. */
 static int
@@ -887,7 +885,7 @@ s_retire_empty(pm_agent_t *self)
         pm_log_info("PM-SPACE-RETIRED", "id space %s holds no promise any more: no longer "
                     "served", sp);
         pm_mesh_unclaim(self->mesh, sp);
-        s_probation_drop(self, sp);
+        pm_claims_drop(&self->probation, sp);
         if (self->journal)
             pm_journal_release(self->journal, sp);
         self->retired++;
@@ -1400,25 +1398,22 @@ s_on_replicate(pm_agent_t *self, const char *from, const pm_msg_t *m)
     uint64_t mine = 0, known = pm_mesh_epoch(self->mesh, m->space);
     int owned = pm_mesh_owns(self->mesh, m->space, &mine);
     s_session_t *peer = s_peer_session(self, from);
-    /* (A transfer's closing marker carries no records: nothing to fence.) */
-    if (m->record_count &&
-        ((owned && mine >= m->epoch && strcmp(from, self->node) != 0) || known > m->epoch)) {
-        /* Fencing: whoever sends this lost the space to a newer epoch. */
+    /* Fenced (its sender lost the space), or only what follows on what we
+     * hold, with no hole before it, is applied and acknowledged (backup.h). */
+    pm_backup_claims_t claims = {.self_node = self->node, .owned = owned, .mine = mine,
+                                 .known = known};
+    pm_backup_verdict_t v;
+    pm_backup_check(self->backup, from, m, &claims, pm_mono_ms(), &v);
+    if (v.fenced) {
         pm_msg_t nack = {.type = PM_MSG_REPLICATE_ACK, .space = m->space, .fenced = 1,
-                         .epoch = known > mine ? known : mine, .stream = m->stream};
+                         .epoch = v.fence_epoch, .stream = m->stream};
         if (peer)
             s_send(self, peer, &nack);
         pm_log_warn("PM-REPL-FENCED", "refused records of %s from %s at epoch %llu (we know "
                     "epoch %llu)", m->space, from, (unsigned long long) m->epoch,
                     (unsigned long long) nack.epoch);
-        /* The stream now has a hole: what follows needs a new transfer. */
-        pm_backup_forget(self->backup, from);
         return;
     }
-    /* Only what follows on what we hold, with no hole before it, is applied
-     * and acknowledged (backup.h). */
-    pm_backup_verdict_t v;
-    pm_backup_check(self->backup, from, m, pm_mono_ms(), &v);
     for (size_t i = v.apply ? v.skip : m->record_count; i < m->record_count; i++)
         s_apply_record(self, m->records[i].data, m->records[i].len);
     if (!peer)
@@ -1481,27 +1476,6 @@ s_full_state(void *arg, pm_replica_t *r, const char *only, pm_replica_add_fn *ad
 
 
 
-/* Adds space (served at epoch before a restart) to those to resume, or
- * raises its epoch. -1 when out of memory. */
-static int
-s_probation_add(pm_agent_t *self, const char *space, uint64_t epoch)
-{
-    for (size_t i = 0; i < self->n_probation; i++)
-        if (strcmp(self->probation[i].space, space) == 0) {
-            if (epoch > self->probation[i].epoch)
-                self->probation[i].epoch = epoch;
-            return 0;
-        }
-    pm_journal_claim_t *c = realloc(self->probation, (self->n_probation + 1) * sizeof *c);
-    if (!c)
-        return -1;
-    self->probation = c;
-    if (!(c[self->n_probation].space = strdup(space)))
-        return -1;
-    c[self->n_probation++].epoch = epoch;
-    return 0;
-}
-
 /* We serve space from now on: its promises' timers run, its continuations
  * are ours, its state goes to our backups. */
 static void
@@ -1524,7 +1498,7 @@ s_take_space(pm_agent_t *self, const char *space, uint64_t epoch, const char *wh
     }
     zlistx_destroy(&mine);
     self->takeovers++;
-    s_probation_drop(self, space);
+    pm_claims_drop(&self->probation, space);
     /* So a restart of ours serves it again, unless somebody else does. */
     if (self->journal)
         pm_journal_claim(self->journal, space, epoch);
@@ -1588,7 +1562,8 @@ s_maybe_take_over(pm_agent_t *self, const char *name)
         if (!copy[i])
             continue;
         uint64_t e = pm_mesh_epoch(self->mesh, copy[i]);
-        if (e > ep[i]) {
+        uint64_t claim = pm_spaces_takeover_epoch(ep[i], e);
+        if (!claim) {
             /* It had moved on from name already (name was fenced, and its
              * metadata still listed it): its current owner keeps it. */
             pm_log_info("PM-TAKEOVER-STALE", "%s listed id space %s at epoch %llu, served at "
@@ -1596,11 +1571,9 @@ s_maybe_take_over(pm_agent_t *self, const char *name)
                         (unsigned long long) ep[i], (unsigned long long) e);
             continue;
         }
-        if (ep[i] > e)
-            e = ep[i];
         char why[PM_WIRE_MAX_NAME + 32];
         snprintf(why, sizeof why, "%s is down", name);
-        s_take_space(self, copy[i], e + 1, why);
+        s_take_space(self, copy[i], claim, why);
     }
     for (size_t i = 0; copy && i < n; i++)
         free(copy[i]);
@@ -1608,29 +1581,18 @@ s_maybe_take_over(pm_agent_t *self, const char *name)
     free(ep);
 }
 
-/* Takes space off the spaces waiting to be resumed after a restart. */
-static void
-s_probation_drop(pm_agent_t *self, const char *space)
-{
-    for (size_t i = 0; i < self->n_probation; i++)
-        if (strcmp(self->probation[i].space, space) == 0) {
-            free(self->probation[i].space);
-            self->probation[i] = self->probation[--self->n_probation];
-            return;
-        }
-}
-
 static void s_on_moved(void *arg, const char *space);
 
 /* Replica hook: a backup told us a space of ours moved on. */
 static void
-s_on_fenced(void *arg, const char *space, uint64_t epoch)
+s_on_fenced(void *arg, const char *space, uint64_t epoch, const char *fencer)
 {
     pm_agent_t *self = arg;
     uint64_t mine = 0;
-    /* A refusal of an epoch below ours is stale (meant for an earlier
+    /* A refusal that loses to our claim is stale (meant for an earlier
      * holder, or our previous process). */
-    if (!pm_mesh_owns(self->mesh, space, &mine) || mine > epoch)
+    if (!pm_mesh_owns(self->mesh, space, &mine) ||
+        pm_spaces_fence_is_stale(mine, self->node, epoch, fencer))
         return;
     pm_log_error("PM-FENCED", "id space %s is served elsewhere at epoch %llu: we stop "
                  "serving it and acknowledge nothing more for it", space,
@@ -1647,7 +1609,7 @@ s_on_moved(void *arg, const char *space)
     char prefix[PM_WIRE_MAX_NAME + 2];
     pm_id_space_prefix(prefix, sizeof prefix, space);
     pm_store_passivate(self->store, prefix, 0);
-    s_probation_drop(self, space);
+    pm_claims_drop(&self->probation, space);
     size_t plen = strlen(prefix);
     /* Its continuations are the new owner's now (it revived them from its
      * copy): ours would only run them a second time. */
@@ -1702,18 +1664,19 @@ s_on_moved(void *arg, const char *space)
 static void
 s_check_probation(pm_agent_t *self, int64_t mono)
 {
-    if (!self->n_probation || mono < self->probation_until)
+    if (!self->probation.n || mono < self->probation_until)
         return;
     /* Not before another member's full state has told us who serves what
      * (a restarted seed hears of the others late), unless nobody has come
      * for long enough that we must be alone. */
     if (!pm_mesh_synced(self->mesh) && mono < self->probation_alone)
         return;
-    while (self->n_probation) {
-        pm_journal_claim_t c = self->probation[--self->n_probation];
+    pm_claim_t c;
+    while (pm_claims_pop(&self->probation, &c)) {
         const char *node = NULL;
         pm_route_t r = pm_mesh_route_space(self->mesh, c.space, &node);
         uint64_t known = pm_mesh_epoch(self->mesh, c.space);
+        uint64_t resume = pm_spaces_resume_epoch(c.epoch, known);
         if (r == PM_ROUTE_REMOTE) {
             pm_log_info("PM-SPACE-MOVED", "id space %s was taken over by %s while we were "
                         "down; new promises go to %s", c.space, node, self->space);
@@ -1721,14 +1684,14 @@ s_check_probation(pm_agent_t *self, int64_t mono)
                 pm_journal_release(self->journal, c.space);
         } else if (r == PM_ROUTE_LOCAL) {
             /* served already */
-        } else if (known > c.epoch) {
+        } else if (!resume) {
             pm_log_warn("PM-SPACE-SUPERSEDED", "id space %s was served at epoch %llu after "
                         "ours (%llu); not resuming it from our older copy", c.space,
                         (unsigned long long) known, (unsigned long long) c.epoch);
             if (self->journal)
                 pm_journal_release(self->journal, c.space);
         } else {
-            s_take_space(self, c.space, c.epoch + 1, "nobody took it over while we were down");
+            s_take_space(self, c.space, resume, "nobody took it over while we were down");
         }
         free(c.space);
     }
@@ -2612,13 +2575,10 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
         /* With backups, the spaces we served may have been taken over while
          * we were down: new promises go to a new space, and the old ones are
          * resumed only if nobody announces them within takeover_grace. */
-        int oom = st.space[0] && s_probation_add(self, st.space, 1) != 0;
-        for (size_t i = 0; !oom && i < st.claimed_count; i++)
-            oom = s_probation_add(self, st.claimed[i].space, st.claimed[i].epoch) != 0;
-        if (oom) {
-            pm_journal_state_free(&st);
-            goto fail;
-        }
+        if (st.space[0])
+            pm_claims_add(&self->probation, st.space, 1);
+        for (size_t i = 0; i < st.claimed_count; i++)
+            pm_claims_add(&self->probation, st.claimed[i].space, st.claimed[i].epoch);
     }
     if (self->journal) {
         pm_journal_set_record_hook(self->journal, s_on_record, self);
@@ -2656,12 +2616,12 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
             pm_store_passivate(self->store, keep, 1);
             self->probation_until = pm_mono_ms() + cfg->takeover_grace;
             self->probation_alone = pm_mono_ms() + S_ALONE_GRACES * cfg->takeover_grace;
-            for (size_t i = 0; i < self->n_probation; i++)
+            for (size_t i = 0; i < self->probation.n; i++)
                 pm_log_info("PM-SPACE-PROBATION", "restarted: id space %s (epoch %llu) is "
                             "resumed after %lld ms, once another member's state has reached "
                             "us, unless some agent serves it; new promises go to %s",
-                            self->probation[i].space,
-                            (unsigned long long) self->probation[i].epoch,
+                            self->probation.v[i].space,
+                            (unsigned long long) self->probation.v[i].epoch,
                             (long long) cfg->takeover_grace, self->space);
         }
     }
@@ -2773,9 +2733,7 @@ pm_agent_destroy(pm_agent_t **self_p)
     pm_journal_close(&self->journal); /* releases what it held while the sockets live */
     pm_replica_destroy(&self->replica);
     zhashx_destroy(&self->rthens);
-    while (self->n_probation)
-        free(self->probation[--self->n_probation].space);
-    free(self->probation);
+    pm_claims_free(&self->probation);
     pm_backup_destroy(&self->backup);
     if (self->token_key)
         sodium_memzero(self->token_key, self->token_key_len);
