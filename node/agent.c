@@ -13,11 +13,13 @@
 #include "clock.h"
 #include "agent.h"
 
+#include "base.h"
 #include "hist.h"
 #include "ids.h"
 #include "journal.h"
 #include "log.h"
 #include "mesh.h"
+#include "records.h"
 #include "backup.h"
 #include "replica.h"
 #include "spaces.h"
@@ -379,7 +381,7 @@ static void
 s_reply_promise(pm_agent_t *self, s_session_t *s, uint64_t req_id, const pm_prom_t *p)
 {
     pm_wire_promise_t v;
-    pm_journal_view(p, &v);
+    pm_records_view(p, &v);
     pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = req_id, .promise = &v, .id = p->id};
     s_send(self, s, &r);
 }
@@ -1356,37 +1358,16 @@ s_apply_record(pm_agent_t *self, const uint8_t *buf, size_t len)
         return;
     }
     const pm_wire_promise_t *p = &rec.promise;
-    switch (rec.kind) {
-    case PM_REC_CREATE: {
-        pm_create_args_t a = {.id = p->id, .heartbeat_ms = p->heartbeat_ms, .key = p->key,
-                              .label_count = p->label_count, .labels = p->labels,
-                              .created_ms = p->created_ms, .timeout_at = p->timeout_at_ms,
-                              .heartbeat_at = p->heartbeat_at_ms, .passive = 1};
-        pm_prom_t *out;
-        if (!pm_store_get(self->store, p->id))
-            pm_store_create(self->store, &a, p->created_ms, &out, NULL);
-        break;
-    }
-    case PM_REC_SETTLE:
-        if (p->state == PM_STATE_RESOLVED)
-            pm_store_apply_settle(self->store, p->id, p->state, p->value, p->value_len,
-                                  p->settled_ms);
-        else
-            pm_store_apply_settle(self->store, p->id, p->state, p->reason,
-                                  p->reason ? strlen(p->reason) : 0, p->settled_ms);
-        zhashx_delete(self->rthens, p->id); /* its continuation is done */
-        break;
-    case PM_REC_HEARTBEAT:
-        pm_store_apply_heartbeat(self->store, p->id, p->heartbeat_at_ms);
-        break;
-    case PM_REC_THEN:
+    if (rec.kind == PM_REC_THEN) {
         s_rthen_add(self, p->id, rec.function, rec.target);
         if (self->journal) /* so a restart of ours still knows it */
             pm_journal_then(self->journal, p->id, rec.function, rec.target);
-        break;
-    case PM_REC_DROP:
-        pm_store_drop(self->store, p->id);
-        break;
+    } else {
+        /* A record that does not apply (a settle the copy has with another
+         * outcome) leaves the copy as it is, as the WAL replay does. */
+        pm_records_apply(self->store, &rec, 1);
+        if (rec.kind == PM_REC_SETTLE)
+            zhashx_delete(self->rthens, p->id); /* its continuation is done */
     }
     pm_wire_rec_release(&rec);
 }
@@ -1431,6 +1412,25 @@ s_on_replicate(pm_agent_t *self, const char *from, const pm_msg_t *m)
     }
 }
 
+/* records.h emitter: one record of a full state, to the replica. */
+typedef struct s_full_ctx {
+    pm_replica_t *r;
+    pm_replica_add_fn *add;
+    const char *space;
+} s_full_ctx_t;
+
+static void
+s_full_emit(void *arg, const pm_rec_t *rec)
+{
+    s_full_ctx_t *ctx = arg;
+    size_t len;
+    uint8_t *buf = pm_wire_rec_encode(rec, &len);
+    if (!buf) /* a transfer missing a record would be counted as a whole copy */
+        pm_oom("encoding a record of a state transfer");
+    ctx->add(ctx->r, ctx->space, buf, len);
+    free(buf);
+}
+
 /* Replica hook: every record of `only` (a space just claimed) or, NULL, of
  * every space we serve, for a new backup or after a takeover. */
 static void
@@ -1438,39 +1438,19 @@ s_full_state(void *arg, pm_replica_t *r, const char *only, pm_replica_add_fn *ad
 {
     pm_agent_t *self = arg;
     char space[PM_WIRE_MAX_NAME + 1];
+    s_full_ctx_t ctx = {r, add, space};
     for (pm_prom_t *p = pm_store_oldest(self->store); p; p = p->newer) {
         if (!pm_id_space(p->id, space, sizeof space) ||
             (only ? strcmp(space, only) != 0 : !pm_mesh_owns(self->mesh, space, NULL)))
             continue;
-        pm_rec_t rec = {.kind = PM_REC_CREATE};
-        pm_journal_view(p, &rec.promise);
-        int settled = p->state != PM_STATE_PENDING;
-        if (settled)
-            rec.promise.state = PM_STATE_PENDING;
-        size_t len;
-        uint8_t *buf = pm_wire_rec_encode(&rec, &len);
-        if (buf)
-            add(r, space, buf, len);
-        free(buf);
-        if (settled) {
-            pm_journal_view(p, &rec.promise);
-            rec.kind = PM_REC_SETTLE;
-            if ((buf = pm_wire_rec_encode(&rec, &len)))
-                add(r, space, buf, len);
-            free(buf);
-        }
+        pm_records_of_promise(p, s_full_emit, &ctx);
     }
     for (s_then_t *t = self->thens; t; t = t->next) {
         if (!pm_id_space(t->target, space, sizeof space) ||
             (only ? strcmp(space, only) != 0 : !pm_mesh_owns(self->mesh, space, NULL)))
             continue;
-        pm_rec_t rec = {.kind = PM_REC_THEN, .function = t->function, .target = t->target};
-        rec.promise.id = t->source;
-        size_t len;
-        uint8_t *buf = pm_wire_rec_encode(&rec, &len);
-        if (buf)
-            add(r, space, buf, len);
-        free(buf);
+        pm_rec_t rec = pm_records_then(t->source, t->function, t->target);
+        s_full_emit(&ctx, &rec);
     }
 }
 
@@ -2046,7 +2026,7 @@ s_do_list(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
     char cursor[PM_WIRE_MAX_NAME + 32];
     size_t n = pm_store_list(self->store, &f, found, cursor, sizeof cursor);
     for (size_t i = 0; i < n; i++)
-        pm_journal_view(found[i], &views[i]);
+        pm_records_view(found[i], &views[i]);
     pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .promises = views,
                   .promise_count = n, .cursor = cursor};
     s_send(self, s, &r);
