@@ -156,6 +156,8 @@ pm_backup_check(pm_backup_t *self, const char *from, const pm_msg_t *m,
     }
     v->apply = 1;
     v->skip = (size_t) (st->next - first);
+    PM_INVARIANT(first + v->skip == st->next && v->skip < m->record_count,
+                 "a backup applies only the next record of a stream");
     st->next = last + 1;
     v->lsn = last;
 }

@@ -10,6 +10,7 @@
 #include "clock.h"
 #include "mesh.h"
 
+#include "base.h"
 #include "ids.h"
 #include "log.h"
 #include "spaces.h"
@@ -167,11 +168,8 @@ s_set_owner(pm_mesh_t *self, const char *space, const char *node, uint64_t epoch
     s_owner_t *o = zhashx_lookup(self->owners, space);
     if (o && !pm_epoch_wins(epoch, node, o->epoch, o->node))
         return;
-    s_owner_t *n = calloc(1, sizeof *n);
-    if (!n || !(n->node = strdup(node))) {
-        free(n);
-        return;
-    }
+    s_owner_t *n = pm_xcalloc(1, sizeof *n, "space owner");
+    n->node = pm_xstrdup(node, "space owner");
     n->epoch = epoch;
     zhashx_update(self->owners, space, n);
     zhashx_delete(self->lost, space);
@@ -770,18 +768,16 @@ pm_mesh_claim(pm_mesh_t *self, const char *space, uint64_t epoch)
 {
     for (size_t i = 0; i < self->n_mine; i++)
         if (strcmp(self->mine[i], space) == 0) {
+            PM_INVARIANT(epoch >= self->mine_epochs[i], "the epoch of a claimed space only rises");
             self->mine_epochs[i] = epoch;
             s_publish_meta(self, (uint64_t) pm_mono_ms());
             return;
         }
-    char **m = realloc(self->mine, (self->n_mine + 1) * sizeof *m);
-    if (m)
-        self->mine = m;
-    uint64_t *e = realloc(self->mine_epochs, (self->n_mine + 1) * sizeof *e);
-    if (e)
-        self->mine_epochs = e;
-    if (!m || !e || !(self->mine[self->n_mine] = strdup(space)))
-        return;
+    /* A claim dropped here would be a takeover skipped: out of memory stops. */
+    self->mine = pm_xrealloc(self->mine, (self->n_mine + 1) * sizeof *self->mine, "claim");
+    self->mine_epochs = pm_xrealloc(self->mine_epochs,
+                                    (self->n_mine + 1) * sizeof *self->mine_epochs, "claim");
+    self->mine[self->n_mine] = pm_xstrdup(space, "claim");
     self->mine_epochs[self->n_mine++] = epoch;
     zhashx_delete(self->lost, space);
     s_publish_meta(self, (uint64_t) pm_mono_ms()); /* a takeover is news: no rate limit */

@@ -3,6 +3,7 @@
  */
 #include "replica.h"
 
+#include "base.h"
 #include "clock.h"
 #include "log.h"
 
@@ -118,21 +119,15 @@ void
 pm_replica_record(pm_replica_t *self, const char *space, const uint8_t *rec, size_t len)
 {
     if (self->n == self->cap) {
-        size_t cap = self->cap ? self->cap * 2 : 256;
-        s_rec_t *q = realloc(self->queue, cap * sizeof *q);
-        if (!q)
-            return;
-        self->queue = q;
-        self->cap = cap;
+        /* A record dropped here would leave the backups without it while the
+         * reply gate counts it produced: out of memory stops the agent. */
+        self->cap = self->cap ? self->cap * 2 : 256;
+        self->queue = pm_xrealloc(self->queue, self->cap * sizeof *self->queue,
+                                  "replication queue");
     }
     s_rec_t *r = &self->queue[self->n];
-    r->space = strdup(space);
-    r->buf = malloc(len ? len : 1);
-    if (!r->space || !r->buf) {
-        free(r->space);
-        free(r->buf);
-        return;
-    }
+    r->space = pm_xstrdup(space, "replicated record");
+    r->buf = pm_xmalloc(len, "replicated record");
     memcpy(r->buf, rec, len);
     r->len = len;
     self->n++;
@@ -146,9 +141,7 @@ s_send_batch(pm_replica_t *self, const char *node, const s_rec_t *arr, size_t n,
              uint64_t lsn, int full)
 {
     pm_bytes_t stack[64];
-    pm_bytes_t *b = n <= 64 ? stack : malloc(n * sizeof *b);
-    if (!b)
-        return;
+    pm_bytes_t *b = n <= 64 ? stack : pm_xmalloc(n * sizeof *b, "replication message");
     for (size_t i = 0; i < n; i++) {
         b[i].data = arr[i].buf;
         b[i].len = arr[i].len;
@@ -201,13 +194,8 @@ static void
 s_xfer_add(pm_replica_t *self, const char *space, const uint8_t *rec, size_t len)
 {
     s_rec_t *r = &self->xfer[self->xfer_n];
-    r->space = strdup(space);
-    r->buf = malloc(len ? len : 1);
-    if (!r->space || !r->buf) {
-        free(r->space);
-        free(r->buf);
-        return;
-    }
+    r->space = pm_xstrdup(space, "state transfer");
+    r->buf = pm_xmalloc(len, "state transfer");
     memcpy(r->buf, rec, len);
     r->len = len;
     self->xfer_count++;
@@ -372,6 +360,13 @@ pm_replica_ack(pm_replica_t *self, const char *from, const pm_msg_t *m)
             pm_log_warn("PM-REPL-RESYNC", "backup %s missed records; copying the state again",
                         b->name);
             s_transfer(self, b);
+            return;
+        }
+        if (lsn > self->produced) {
+            /* Outside input: an acknowledgement of records never produced. */
+            pm_log_warn("PM-REPL-BAD-ACK", "backup %s acknowledged LSN %llu; only %llu "
+                        "produced: ignored", b->name, (unsigned long long) lsn,
+                        (unsigned long long) self->produced);
             return;
         }
         if (lsn > b->acked)

@@ -223,6 +223,16 @@ struct pm_agent {
     uint64_t waiters_timed_out;
 };
 
+/* A list, or the agent stops (base.h). */
+static zlistx_t *
+s_xlist(void)
+{
+    zlistx_t *l = zlistx_new();
+    if (!l)
+        pm_oom("list");
+    return l;
+}
+
 /* ---- logging of bad input, rate-limited ----------------------------------- */
 
 static void
@@ -275,12 +285,11 @@ s_send(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
             copy.from = self->node;
         size_t len;
         uint8_t *buf = pm_wire_encode(&copy, &len);
-        if (buf)
-            pm_journal_hold_ex(self->journal, s->id, s->peer, buf, len,
-                               m->type == PM_MSG_REPLICATE_ACK, timed ? self->cur_type : 0,
-                               self->cur_t0_us);
-        else
-            self->replies_dropped++;
+        if (!buf)
+            pm_oom("encoding a held reply");
+        pm_journal_hold_ex(self->journal, s->id, s->peer, buf, len,
+                           m->type == PM_MSG_REPLICATE_ACK, timed ? self->cur_type : 0,
+                           self->cur_t0_us);
         return;
     }
     if (timed)
@@ -293,10 +302,8 @@ s_send(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
     }
     size_t len;
     uint8_t *buf = pm_wire_encode(m, &len);
-    if (!buf) {
-        self->replies_dropped++;
-        return;
-    }
+    if (!buf)
+        pm_oom("encoding a reply");
     zmq_msg_t body;
     zmq_msg_init_data(&body, buf, len, s_free_buf, NULL);
     if (zmq_send(self->router, s->rid, s->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
@@ -350,12 +357,10 @@ s_fail_held(void *arg, uint64_t session, const char *peer, uint8_t *buf, size_t 
                       .from = peer ? self->node : NULL, .message = ctx->message};
         size_t n;
         uint8_t *out = pm_wire_encode(&r, &n);
-        if (out) {
-            self->replies_failed++;
-            s_journal_send(self, session, peer, out, n, 0, 0);
-        } else {
-            self->replies_dropped++;
-        }
+        if (!out)
+            pm_oom("encoding an error reply");
+        self->replies_failed++;
+        s_journal_send(self, session, peer, out, n, 0, 0);
     } else {
         self->replies_dropped++;
     }
@@ -412,9 +417,7 @@ s_session_get(pm_agent_t *self, const uint8_t *rid, size_t len, int64_t now)
         s->last_seen = now;
         return s;
     }
-    s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
+    s = pm_xcalloc(1, sizeof *s, "session");
     memcpy(s->key, key, 2 * len + 1);
     memcpy(s->rid, rid, len);
     s->rid_len = len;
@@ -465,11 +468,8 @@ s_peer_session(pm_agent_t *self, const char *node)
     s_session_t *s = zhashx_lookup(self->sessions, key);
     if (s)
         return s;
-    s = calloc(1, sizeof *s);
-    if (!s || !(s->peer = strdup(node))) {
-        free(s);
-        return NULL;
-    }
+    s = pm_xcalloc(1, sizeof *s, "peer session");
+    s->peer = pm_xstrdup(node, "peer session");
     snprintf(s->key, sizeof s->key, "%s", key);
     s->id = ++self->next_session;
     zhashx_insert(self->sessions, s->key, s);
@@ -492,7 +492,7 @@ s_sweep(pm_agent_t *self, int64_t now)
         if (!s->pinged && (s->n_waiters || pm_workers_is_worker(self->workers, s)))
             continue;
         if (!dead)
-            dead = zlistx_new();
+            dead = s_xlist();
         zlistx_add_end(dead, s);
     }
     if (!dead)
@@ -704,11 +704,7 @@ s_waiter_new(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t mono, 
         *err = PM_ERR_LIMIT;
         return NULL;
     }
-    s_waiter_t *w = calloc(1, sizeof *w);
-    if (!w) {
-        *err = PM_ERR_INTERNAL;
-        return NULL;
-    }
+    s_waiter_t *w = pm_xcalloc(1, sizeof *w, "waiter");
     w->agent = self;
     w->session = s;
     w->req_id = m->req_id;
@@ -790,17 +786,11 @@ static void
 s_revive_then(pm_agent_t *self, const char *src, const char *function, const char *q)
 {
     size_t n = strlen(q);
-    s_then_t *t = calloc(1, sizeof *t + n + 1);
-    if (!t)
-        return;
+    s_then_t *t = pm_xcalloc(1, sizeof *t + n + 1, "continuation");
     memcpy(t->target, q, n + 1);
     t->agent = self;
-    t->function = strdup(function);
-    t->source = strdup(src);
-    if (!t->function || !t->source) {
-        s_then_free(t);
-        return;
-    }
+    t->function = pm_xstrdup(function, "continuation");
+    t->source = pm_xstrdup(src, "continuation");
     t->next = self->thens;
     if (self->thens)
         self->thens->prev = t;
@@ -863,7 +853,7 @@ s_retire_empty(pm_agent_t *self)
         return;
     zhashx_t *used = zhashx_new();
     if (!used)
-        return;
+        pm_oom("retiring spaces");
     /* Neighbours in the store mostly share a space: hash only on a change. */
     char space[PM_WIRE_MAX_NAME + 1] = "";
     size_t slen = 0;
@@ -874,16 +864,13 @@ s_retire_empty(pm_agent_t *self)
         if (slen)
             zhashx_insert(used, space, (void *) "");
     }
-    zlistx_t *empty = zlistx_new();
-    for (size_t i = 0; empty && i < n; i++)
+    zlistx_t *empty = s_xlist();
+    for (size_t i = 0; i < n; i++)
         if (strcmp(spaces[i], self->space) != 0 && !zhashx_lookup(used, spaces[i]) &&
-            !s_space_is_live_primary(self, spaces[i])) {
-            char *copy = strdup(spaces[i]);
-            if (copy)
-                zlistx_add_end(empty, copy);
-        }
+            !s_space_is_live_primary(self, spaces[i]))
+            zlistx_add_end(empty, pm_xstrdup(spaces[i], "retiring spaces"));
     zhashx_destroy(&used);
-    for (char *sp = empty ? zlistx_first(empty) : NULL; sp; sp = zlistx_next(empty)) {
+    for (char *sp = zlistx_first(empty); sp; sp = zlistx_next(empty)) {
         pm_log_info("PM-SPACE-RETIRED", "id space %s holds no promise any more: no longer "
                     "served", sp);
         pm_mesh_unclaim(self->mesh, sp);
@@ -949,9 +936,7 @@ static s_relay_t *
 s_relay_new(pm_agent_t *self, s_relay_kind_t kind, const char *node, const char *pid)
 {
     size_t plen = pid ? strlen(pid) : 0;
-    s_relay_t *r = calloc(1, sizeof *r + plen + 1);
-    if (!r)
-        return NULL;
+    s_relay_t *r = pm_xcalloc(1, sizeof *r + plen + 1, "relay");
     r->id = ++self->next_relay;
     r->kind = kind;
     snprintf(r->node, sizeof r->node, "%s", node);
@@ -983,13 +968,14 @@ s_relay_send(pm_agent_t *self, s_relay_t *r, const pm_msg_t *m)
     copy.from = self->node;
     size_t len;
     uint8_t *buf = pm_wire_encode(&copy, &len);
-    uint8_t *keep = buf && self->replica ? malloc(len) : NULL;
-    if (keep) {
-        memcpy(keep, buf, len);
-        r->frame = keep;
+    if (!buf)
+        pm_oom("encoding a relayed request");
+    if (self->replica) { /* kept to send again if the owner dies */
+        r->frame = pm_xmalloc(len, "relayed request");
+        memcpy(r->frame, buf, len);
         r->frame_len = len;
     }
-    if (!buf || pm_mesh_send_raw(self->mesh, r->node, m->type, buf, len) != 0) {
+    if (pm_mesh_send_raw(self->mesh, r->node, m->type, buf, len) != 0) {
         s_relay_free(self, r);
         return PM_ERR_OWNER_LOST;
     }
@@ -1003,8 +989,6 @@ static int
 s_forward(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, const char *node)
 {
     s_relay_t *r = s_relay_new(self, S_RELAY_OP, node, m->id);
-    if (!r)
-        return PM_ERR_INTERNAL;
     r->session = s->id;
     r->req_id = m->req_id;
     return s_relay_send(self, r, m);
@@ -1041,16 +1025,16 @@ s_remote_await(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, const char *
 {
     if (m->timeout_ms == 0)
         return s_forward(self, s, m, node); /* a poll: the owner answers at once */
+    if (s->n_waiters >= self->max_waiters)
+        return PM_ERR_LIMIT; /* before subscribing for nobody */
     s_rwait_t *rw = zhashx_lookup(self->rwaits, m->id);
     if (!rw) {
         size_t n = strlen(m->id);
-        rw = calloc(1, sizeof *rw + n + 1);
-        if (!rw)
-            return PM_ERR_INTERNAL;
+        rw = pm_xcalloc(1, sizeof *rw + n + 1, "remote await");
         memcpy(rw->id, m->id, n + 1);
         s_relay_t *r = s_relay_new(self, S_RELAY_SUB, node, m->id);
         pm_msg_t sub = {.type = PM_MSG_AWAIT, .id = m->id, .timeout_ms = -1};
-        int err = r ? s_relay_send(self, r, &sub) : PM_ERR_INTERNAL;
+        int err = s_relay_send(self, r, &sub);
         if (err) {
             free(rw);
             return err;
@@ -1154,8 +1138,6 @@ s_settle_anywhere(void *arg, const char *target, int state, const void *data, si
     if (route != PM_ROUTE_REMOTE)
         return route == PM_ROUTE_LOST ? PM_ERR_OWNER_LOST : PM_ERR_NOT_FOUND;
     s_relay_t *r = s_relay_new(self, S_RELAY_FIRE, node, target);
-    if (!r)
-        return PM_ERR_INTERNAL;
     pm_msg_t m = {.type = PM_MSG_SETTLE, .id = target, .state = state};
     if (state == PM_STATE_RESOLVED) {
         m.value = data;
@@ -1220,21 +1202,15 @@ s_delegate(pm_agent_t *self, const char *node, const char *function, const uint8
     if (!q || q->state != PM_STATE_PENDING)
         return -1; /* only the owner of the target places; others queue */
     size_t tlen = strlen(target);
-    s_deleg_t *d = calloc(1, sizeof *d + tlen + 1);
-    if (!d)
-        return -1;
+    s_deleg_t *d = pm_xcalloc(1, sizeof *d + tlen + 1, "placed invocation");
     memcpy(d->target, target, tlen + 1);
     d->agent = self;
     snprintf(d->node, sizeof d->node, "%s", node);
-    d->function = strdup(function);
-    d->input = malloc(len ? len : 1);
+    d->function = pm_xstrdup(function, "placed invocation");
+    d->input = pm_xmalloc(len, "placed invocation");
     char iid[PM_WIRE_MAX_NAME + 32];
     pm_id_tagged(iid, sizeof iid, self->space, 'd', ++self->next_deleg);
-    d->inv_id = strdup(iid);
-    if (!d->function || !d->input || !d->inv_id) {
-        s_deleg_free(d);
-        return -1;
-    }
+    d->inv_id = pm_xstrdup(iid, "placed invocation");
     if (len)
         memcpy(d->input, input, len);
     d->input_len = len;
@@ -1333,17 +1309,10 @@ s_rthen_add(pm_agent_t *self, const char *p, const char *function, const char *q
     if (zhashx_lookup(self->rthens, q))
         return;
     size_t n = strlen(q);
-    s_rthen_t *t = calloc(1, sizeof *t + n + 1);
-    if (!t)
-        return;
+    s_rthen_t *t = pm_xcalloc(1, sizeof *t + n + 1, "backed-up continuation");
     memcpy(t->q, q, n + 1);
-    t->p = strdup(p);
-    t->function = strdup(function);
-    if (!t->p || !t->function) {
-        void *item = t;
-        s_rthen_destructor(&item);
-        return;
-    }
+    t->p = pm_xstrdup(p, "backed-up continuation");
+    t->function = pm_xstrdup(function, "backed-up continuation");
     zhashx_insert(self->rthens, t->q, t);
 }
 
@@ -1467,7 +1436,7 @@ s_take_space(pm_agent_t *self, const char *space, uint64_t epoch, const char *wh
     pm_id_space_prefix(prefix, sizeof prefix, space);
     size_t n = pm_store_activate(self->store, prefix);
     size_t nthen = 0;
-    zlistx_t *mine = zlistx_new();
+    zlistx_t *mine = s_xlist();
     for (s_rthen_t *t = zhashx_first(self->rthens); t; t = zhashx_next(self->rthens))
         if (strncmp(t->q, prefix, strlen(prefix)) == 0)
             zlistx_add_end(mine, t);
@@ -1532,15 +1501,13 @@ s_maybe_take_over(pm_agent_t *self, const char *name)
     if (strcmp(heir, self->node) != 0)
         return;
     /* Copy: claiming publishes metadata, which may rebuild the peer table. */
-    char **copy = calloc(n, sizeof *copy);
-    uint64_t *ep = calloc(n, sizeof *ep);
-    for (size_t i = 0; copy && ep && i < n; i++) {
-        copy[i] = strdup(spaces[i]);
+    char **copy = pm_xcalloc(n, sizeof *copy, "takeover");
+    uint64_t *ep = pm_xcalloc(n, sizeof *ep, "takeover");
+    for (size_t i = 0; i < n; i++) {
+        copy[i] = pm_xstrdup(spaces[i], "takeover");
         ep[i] = epochs[i];
     }
-    for (size_t i = 0; copy && ep && i < n; i++) {
-        if (!copy[i])
-            continue;
+    for (size_t i = 0; i < n; i++) {
         uint64_t e = pm_mesh_epoch(self->mesh, copy[i]);
         uint64_t claim = pm_spaces_takeover_epoch(ep[i], e);
         if (!claim) {
@@ -1555,7 +1522,7 @@ s_maybe_take_over(pm_agent_t *self, const char *name)
         snprintf(why, sizeof why, "%s is down", name);
         s_take_space(self, copy[i], claim, why);
     }
-    for (size_t i = 0; copy && i < n; i++)
+    for (size_t i = 0; i < n; i++)
         free(copy[i]);
     free(copy);
     free(ep);
@@ -1703,7 +1670,7 @@ s_unpark(pm_agent_t *self)
         if (route != PM_ROUTE_REMOTE && route != PM_ROUTE_LOCAL)
             continue;
         if (!ready)
-            ready = zlistx_new();
+            ready = s_xlist();
         zlistx_add_end(ready, r);
     }
     if (!ready)
@@ -1712,21 +1679,18 @@ s_unpark(pm_agent_t *self)
         const char *node = NULL;
         pm_route_t route = pm_mesh_route(self->mesh, r->pid, &node);
         if (route == PM_ROUTE_REMOTE && r->frame) {
-            uint8_t *buf = malloc(r->frame_len);
-            if (buf) {
-                memcpy(buf, r->frame, r->frame_len);
-                snprintf(r->node, sizeof r->node, "%s", node);
-                r->parked = 0;
-                pm_timers_set(self->relay_timers, &r->timer,
-                              pm_mono_ms() + self->forward_timeout);
-                if (r->kind == S_RELAY_SUB)
-                    pm_timers_cancel(self->relay_timers, &r->timer);
-                pm_mesh_send_raw(self->mesh, node, PM_MSG_REPLY, buf, r->frame_len);
-                continue;
-            }
+            uint8_t *buf = pm_xmalloc(r->frame_len, "re-sent request");
+            memcpy(buf, r->frame, r->frame_len);
+            snprintf(r->node, sizeof r->node, "%s", node);
+            r->parked = 0;
+            pm_timers_set(self->relay_timers, &r->timer, pm_mono_ms() + self->forward_timeout);
+            if (r->kind == S_RELAY_SUB)
+                pm_timers_cancel(self->relay_timers, &r->timer);
+            pm_mesh_send_raw(self->mesh, node, PM_MSG_REPLY, buf, r->frame_len);
+            continue;
         }
-        /* Served here now (we took it over), or cannot be re-sent: run it as
-         * if the client had asked us, with the client's own req_id. */
+        /* Served here now (we took it over): run it as if the client had
+         * asked us, with the client's own req_id. */
         pm_msg_t m;
         if (r->frame && pm_wire_decode(r->frame, r->frame_len, &m) == PM_OK) {
             s_session_t *s = r->kind == S_RELAY_OP ? s_session_by_id(self, r->session) : NULL;
@@ -1784,7 +1748,7 @@ s_on_member(void *arg, pm_mesh_event_t ev, const char *name)
         pm_backup_forget(self->backup, name);
     /* Everything that waited on that member: with backups, it waits for
      * the takeover; without, it ends now with a typed error. */
-    zlistx_t *gone = zlistx_new();
+    zlistx_t *gone = s_xlist();
     for (s_relay_t *r = zhashx_first(self->relays); r; r = zhashx_next(self->relays))
         if (!r->parked && strcmp(r->node, name) == 0)
             zlistx_add_end(gone, r);
@@ -1837,23 +1801,24 @@ static int s_space_of_live_member(pm_agent_t *self, const char *id);
 
 /* Parks a client's request until its space is served somewhere (s_unpark):
  * its owner died and a takeover is coming, or (unknown) we just started and
- * have not heard of the space yet. 1 if parked, 0 if it could not be. */
+ * have not heard of the space yet. PM_OK if parked, else the error to answer. */
 static int
 s_park_request(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t mono, int unknown)
 {
     s_relay_kind_t kind = m->type == PM_MSG_AWAIT && m->timeout_ms ? S_RELAY_SUB : S_RELAY_OP;
+    /* A parked await is a waiter like any other: at the client's limit it is
+     * refused now, not parked without anyone to answer it. */
+    if (kind == S_RELAY_SUB && s->n_waiters >= self->max_waiters)
+        return PM_ERR_LIMIT;
     s_relay_t *r = s_relay_new(self, kind, "", m->id);
     pm_msg_t copy = *m;
-    copy.req_id = r ? r->id : 0;
+    copy.req_id = r->id;
     copy.from = self->node;
     if (kind == S_RELAY_SUB)
         copy.timeout_ms = -1;
     size_t len;
-    if (!r || !(r->frame = pm_wire_encode(&copy, &len))) {
-        if (r)
-            s_relay_free(self, r);
-        return 0;
-    }
+    if (!(r->frame = pm_wire_encode(&copy, &len)))
+        pm_oom("encoding a parked request");
     r->frame_len = len;
     r->session = s->id;
     r->req_id = m->req_id;
@@ -1861,17 +1826,15 @@ s_park_request(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t mono
         s_rwait_t *rw = zhashx_lookup(self->rwaits, m->id);
         if (!rw) {
             size_t n = strlen(m->id);
-            rw = calloc(1, sizeof *rw + n + 1);
-            if (rw) {
-                memcpy(rw->id, m->id, n + 1);
-                rw->relay = r->id;
-                zhashx_insert(self->rwaits, rw->id, rw);
-            }
+            rw = pm_xcalloc(1, sizeof *rw + n + 1, "remote await");
+            memcpy(rw->id, m->id, n + 1);
+            rw->relay = r->id;
+            zhashx_insert(self->rwaits, rw->id, rw);
         }
         int werr = PM_OK;
-        s_waiter_t *w = rw ? s_waiter_new(self, s, m, mono, &werr) : NULL;
-        if (w)
-            pm_watch_link(&rw->watches, &w->watch, NULL);
+        s_waiter_t *w = s_waiter_new(self, s, m, mono, &werr);
+        PM_INVARIANT(w, "a parked await has a waiter (its limit was checked)");
+        pm_watch_link(&rw->watches, &w->watch, NULL);
     }
     s_park(self, r);
     if (unknown) {
@@ -1881,7 +1844,7 @@ s_park_request(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t mono
             until = mono + S_UNKNOWN_WAIT_MS;
         pm_timers_set(self->relay_timers, &r->timer, until);
     }
-    return 1;
+    return PM_OK;
 }
 
 /* Whether id's space ("<node>-<tag>~...") is named after a live member. */
@@ -1904,23 +1867,17 @@ s_route(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t mono, int *
         return 0;
     case PM_ROUTE_LOST:
         /* Its owner died; a backup is taking over: wait for it. */
-        if (self->replica && s_park_request(self, s, m, mono, 0)) {
-            *err = PM_OK;
-            return 1;
-        }
-        *err = PM_ERR_OWNER_LOST;
+        *err = self->replica ? s_park_request(self, s, m, mono, 0) : PM_ERR_OWNER_LOST;
         return 1;
     case PM_ROUTE_UNKNOWN:
         /* Just started, or the space is named after a live member (its new
          * primary): we may not have heard of it yet. Wait for the members'
          * metadata a moment before calling the id unknown. */
         if (self->replica &&
-            (mono - self->started_mono < S_YOUNG_MS || s_space_of_live_member(self, m->id)) &&
-            s_park_request(self, s, m, mono, 1)) {
-            *err = PM_OK;
-            return 1;
-        }
-        *err = PM_ERR_NOT_FOUND;
+            (mono - self->started_mono < S_YOUNG_MS || s_space_of_live_member(self, m->id)))
+            *err = s_park_request(self, s, m, mono, 1);
+        else
+            *err = PM_ERR_NOT_FOUND;
         return 1;
     case PM_ROUTE_REMOTE:
         break;
@@ -1971,17 +1928,14 @@ s_do_then(pm_agent_t *self, s_session_t *s, const pm_msg_t *m, int64_t now)
         s_mint(self, id, sizeof id);
     }
     size_t idlen = strlen(id);
-    s_then_t *t = calloc(1, sizeof *t + idlen + 1);
-    if (!t)
-        return PM_ERR_INTERNAL;
+    s_then_t *t = pm_xcalloc(1, sizeof *t + idlen + 1, "continuation");
     memcpy(t->target, id, idlen + 1);
-    t->function = strdup(m->function);
-    t->source = strdup(p->id);
+    t->function = pm_xstrdup(m->function, "continuation");
+    t->source = pm_xstrdup(p->id, "continuation");
     t->agent = self;
     pm_create_args_t a = {.id = id, .timeout_ms = m->timeout_ms};
     pm_prom_t *q;
-    int err = t->function && t->source ? pm_store_create(self->store, &a, now, &q, NULL)
-                                       : PM_ERR_INTERNAL;
+    int err = pm_store_create(self->store, &a, now, &q, NULL);
     if (err) {
         s_then_free(t);
         return err;
@@ -2016,13 +1970,8 @@ s_do_list(pm_agent_t *self, s_session_t *s, const pm_msg_t *m)
         f.label_key = m->labels[0].key;
         f.label_value = *m->labels[0].value ? m->labels[0].value : NULL;
     }
-    const pm_prom_t **found = malloc(f.limit * sizeof *found);
-    pm_wire_promise_t *views = malloc(f.limit * sizeof *views);
-    if (!found || !views) {
-        free(found);
-        free(views);
-        return PM_ERR_INTERNAL;
-    }
+    const pm_prom_t **found = pm_xmalloc(f.limit * sizeof *found, "list page");
+    pm_wire_promise_t *views = pm_xmalloc(f.limit * sizeof *views, "list page");
     char cursor[PM_WIRE_MAX_NAME + 32];
     size_t n = pm_store_list(self->store, &f, found, cursor, sizeof cursor);
     for (size_t i = 0; i < n; i++)

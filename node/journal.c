@@ -95,6 +95,11 @@ pm_journal_open(const char *dir, int fsync_mode, void *zmq_ctx, pm_journal_send_
 static void
 s_release(pm_journal_t *self, uint64_t durable)
 {
+    /* (UINT64_MAX: closing, after the WAL made everything appended durable.) */
+    PM_INVARIANT(durable == UINT64_MAX || durable <= s_durable(self),
+                 "a reply is released only when its records are durable locally");
+    PM_INVARIANT(self->repl_acked <= self->repl_produced,
+                 "a reply is released only when its records are on the counted backups");
     for (int k = 0; k < 2; k++) {
         s_queue_t *q = &self->q[k];
         while (q->head && q->head->lsn <= durable && q->head->rseq <= self->repl_acked) {
@@ -142,11 +147,8 @@ s_append(pm_journal_t *self, const pm_rec_t *rec, int snapshot)
 {
     size_t len;
     uint8_t *buf = pm_wire_rec_encode(rec, &len);
-    if (!buf) {
-        self->failed = 1;
-        pm_log_error("PM-WAL-ENCODE", "out of memory encoding a record");
-        return;
-    }
+    if (!buf)
+        pm_oom("encoding a WAL record");
     if (self->record_hook && !snapshot)
         self->record_hook(self->record_arg, rec, buf, len);
     if (!self->wal) {
@@ -429,12 +431,10 @@ void
 pm_journal_hold_ex(pm_journal_t *self, uint64_t session, const char *peer, uint8_t *buf,
                    size_t len, int wal_only, int tag, int64_t t0_us)
 {
-    s_held_t *h = calloc(1, sizeof *h);
-    if (!h || (peer && !(h->peer = strdup(peer)))) {
-        free(h);
-        free(buf);
-        return;
-    }
+    /* A held reply dropped here would leave its request unanswered. */
+    s_held_t *h = pm_xcalloc(1, sizeof *h, "held reply");
+    if (peer)
+        h->peer = pm_xstrdup(peer, "held reply");
     h->lsn = s_appended(self);
     h->rseq = wal_only ? 0 : self->repl_produced;
     h->tag = tag;
