@@ -264,7 +264,8 @@ s_then_add(s_replay_t *r, const char *p, const char *function, const char *q)
     pm_journal_state_t *st = r->st;
     if (st->then_count == r->then_cap) {
         r->then_cap = r->then_cap ? r->then_cap * 2 : 64;
-        st->thens = pm_xrealloc(st->thens, r->then_cap * sizeof *st->thens, "replayed continuations");
+        st->thens =
+            pm_xrealloc(st->thens, r->then_cap * sizeof *st->thens, "replayed continuations");
     }
     pm_journal_then_t *t = &st->thens[st->then_count++];
     t->p = pm_xstrdup(p, "replayed continuation");
