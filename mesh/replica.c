@@ -115,6 +115,16 @@ pm_replica_destroy(pm_replica_t **self_p)
     *self_p = NULL;
 }
 
+/* Fills r with a copy of one record of space. */
+static void
+s_rec_copy(s_rec_t *r, const char *space, const uint8_t *rec, size_t len)
+{
+    r->space = pm_xstrdup(space, "replicated record");
+    r->buf = pm_xmalloc(len, "replicated record");
+    memcpy(r->buf, rec, len);
+    r->len = len;
+}
+
 void
 pm_replica_record(pm_replica_t *self, const char *space, const uint8_t *rec, size_t len)
 {
@@ -125,11 +135,7 @@ pm_replica_record(pm_replica_t *self, const char *space, const uint8_t *rec, siz
         self->queue = pm_xrealloc(self->queue, self->cap * sizeof *self->queue,
                                   "replication queue");
     }
-    s_rec_t *r = &self->queue[self->n];
-    r->space = pm_xstrdup(space, "replicated record");
-    r->buf = pm_xmalloc(len, "replicated record");
-    memcpy(r->buf, rec, len);
-    r->len = len;
+    s_rec_copy(&self->queue[self->n], space, rec, len);
     self->n++;
     self->produced++;
 }
@@ -193,11 +199,7 @@ s_xfer_flush(pm_replica_t *self)
 static void
 s_xfer_add(pm_replica_t *self, const char *space, const uint8_t *rec, size_t len)
 {
-    s_rec_t *r = &self->xfer[self->xfer_n];
-    r->space = pm_xstrdup(space, "state transfer");
-    r->buf = pm_xmalloc(len, "state transfer");
-    memcpy(r->buf, rec, len);
-    r->len = len;
+    s_rec_copy(&self->xfer[self->xfer_n], space, rec, len);
     self->xfer_count++;
     if (++self->xfer_n == S_TRANSFER_CHUNK)
         s_xfer_flush(self);

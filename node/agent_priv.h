@@ -254,6 +254,8 @@ void pm_waiter_rwait_finish(pm_agent_t *self, const char *pid, const pm_msg_t *r
 int pm_waiter_remote_await(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, const char *node,
                            int64_t mono);
 void pm_waiter_fire_timeouts(pm_agent_t *self, int64_t mono);
+int pm_waiter_remote_add(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono,
+                         uint64_t relay);
 
 /* ---- thens.c ----------------------------------------------------------------- */
 void pm_then_free(pm_then_t *t);

@@ -38,22 +38,27 @@ pm_id_space_name(char *out, size_t cap, const char *node, uint64_t boot)
     return snprintf(out, cap, "%s-%s", node, b36);
 }
 
+/* "<space>~<tag><gen36>.<n36><end>": the agent's ids (no tag) and leases. */
+static int
+s_gen_n(char *out, size_t cap, const char *space, const char *tag, uint64_t generation,
+        uint64_t n, const char *end)
+{
+    char n36[PM_ID_B36_MAX], g36[PM_ID_B36_MAX];
+    pm_id_base36(n, n36);
+    pm_id_base36(generation, g36);
+    return snprintf(out, cap, "%s~%s%s.%s%s", space, tag, g36, n36, end);
+}
+
 int
 pm_id_mint(char *out, size_t cap, const char *space, uint64_t generation, uint64_t seq)
 {
-    char n36[PM_ID_B36_MAX], g36[PM_ID_B36_MAX];
-    pm_id_base36(seq, n36);
-    pm_id_base36(generation, g36);
-    return snprintf(out, cap, "%s~%s.%s", space, g36, n36);
+    return s_gen_n(out, cap, space, "", generation, seq, "");
 }
 
 int
 pm_id_lease(char *out, size_t cap, const char *space, uint64_t generation, uint64_t session)
 {
-    char n36[PM_ID_B36_MAX], g36[PM_ID_B36_MAX];
-    pm_id_base36(session, n36);
-    pm_id_base36(generation, g36);
-    return snprintf(out, cap, "%s~c%s.%s-", space, g36, n36);
+    return s_gen_n(out, cap, space, "c", generation, session, "-");
 }
 
 int

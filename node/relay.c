@@ -263,20 +263,9 @@ s_park_request(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mon
     r->frame_len = len;
     r->session = s->id;
     r->req_id = m->req_id;
-    if (kind == PM_RELAY_SUB) {
-        pm_rwait_t *rw = zhashx_lookup(self->rwaits, m->id);
-        if (!rw) {
-            size_t n = strlen(m->id);
-            rw = pm_xcalloc(1, sizeof *rw + n + 1, "remote await");
-            memcpy(rw->id, m->id, n + 1);
-            rw->relay = r->id;
-            zhashx_insert(self->rwaits, rw->id, rw);
-        }
-        int werr = PM_OK;
-        pm_waiter_t *w = pm_waiter_new(self, s, m, mono, &werr);
-        PM_INVARIANT(w, "a parked await has a waiter (its limit was checked)");
-        pm_watch_link(&rw->watches, &w->watch, NULL);
-    }
+    if (kind == PM_RELAY_SUB)
+        PM_INVARIANT(pm_waiter_remote_add(self, s, m, mono, r->id) == PM_OK,
+                     "a parked await has a waiter (its limit was checked)");
     pm_relay_park(self, r);
     if (unknown) {
         r->unknown = 1;

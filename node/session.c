@@ -6,12 +6,30 @@
 
 #include "agent_priv.h"
 
+/* The key of session id in by_id. */
+static void
+s_idkey(uint64_t id, char *out, size_t cap)
+{
+    snprintf(out, cap, "%llx", (unsigned long long) id);
+}
+
+/* Gives s (its key set) the next session id and files it in both tables. */
+static void
+s_register(pm_agent_t *self, pm_session_t *s)
+{
+    char idk[24];
+    s->id = ++self->next_session;
+    zhashx_insert(self->sessions, s->key, s);
+    s_idkey(s->id, idk, sizeof idk);
+    zhashx_insert(self->by_id, idk, s);
+}
+
 /* The session with this id, or NULL if it is gone. */
 pm_session_t *
 pm_session_by_id(pm_agent_t *self, uint64_t id)
 {
     char idk[24];
-    snprintf(idk, sizeof idk, "%llx", (unsigned long long) id);
+    s_idkey(id, idk, sizeof idk);
     return zhashx_lookup(self->by_id, idk);
 }
 
@@ -34,15 +52,11 @@ pm_session_get(pm_agent_t *self, const uint8_t *rid, size_t len, int64_t now)
     memcpy(s->key, key, 2 * len + 1);
     memcpy(s->rid, rid, len);
     s->rid_len = len;
-    s->id = ++self->next_session;
+    s_register(self, s);
     /* The generation keeps leases of this run apart from the last run's. */
     s->mint_len = (size_t) pm_id_lease(s->mint, sizeof s->mint, self->space, self->generation,
                                        s->id);
     s->last_seen = now;
-    zhashx_insert(self->sessions, s->key, s);
-    char idk[24];
-    snprintf(idk, sizeof idk, "%llx", (unsigned long long) s->id);
-    zhashx_insert(self->by_id, idk, s);
     return s;
 }
 
@@ -57,7 +71,7 @@ pm_session_close(pm_agent_t *self, pm_session_t *s, const char *why)
         pm_workers_forget(self->workers, s);
     }
     char idk[24];
-    snprintf(idk, sizeof idk, "%llx", (unsigned long long) s->id);
+    s_idkey(s->id, idk, sizeof idk);
     zhashx_delete(self->by_id, idk);
     zhashx_delete(self->sessions, s->key); /* frees s */
 }
@@ -84,11 +98,7 @@ pm_session_peer(pm_agent_t *self, const char *node)
     s = pm_xcalloc(1, sizeof *s, "peer session");
     s->peer = pm_xstrdup(node, "peer session");
     snprintf(s->key, sizeof s->key, "%s", key);
-    s->id = ++self->next_session;
-    zhashx_insert(self->sessions, s->key, s);
-    char idk[24];
-    snprintf(idk, sizeof idk, "%llx", (unsigned long long) s->id);
-    zhashx_insert(self->by_id, idk, s);
+    s_register(self, s);
     return s;
 }
 

@@ -64,12 +64,9 @@ s_then_fired(pm_watch_t *watch, pm_prom_t *p)
     pm_then_free(t);
 }
 
-/* Continuations from the WAL whose target still waits: chained again on a
- * pending source; run again (at-least-once) when the source had resolved, as
- * their invocation may have been lost with the last run; rejected when the
- * source failed. */
-void
-pm_then_revive(pm_agent_t *self, const char *src, const char *function, const char *q)
+/* A continuation (src -> function -> q), registered with the agent. */
+static pm_then_t *
+s_then_new(pm_agent_t *self, const char *src, const char *function, const char *q)
 {
     size_t n = strlen(q);
     pm_then_t *t = pm_xcalloc(1, sizeof *t + n + 1, "continuation");
@@ -81,11 +78,30 @@ pm_then_revive(pm_agent_t *self, const char *src, const char *function, const ch
     if (self->thens)
         self->thens->prev = t;
     self->thens = t;
-    pm_prom_t *p = pm_store_get(self->store, src);
-    if (p && p->state == PM_STATE_PENDING) {
+    return t;
+}
+
+/* Chains t on its source p: watches it while pending, runs at once if not. */
+static void
+s_then_start(pm_then_t *t, pm_prom_t *p)
+{
+    if (p->state == PM_STATE_PENDING)
         pm_store_watch(p, &t->watch, s_then_fired);
-    } else if (p) {
+    else
         s_then_fired(&t->watch, p);
+}
+
+/* Continuations from the WAL whose target still waits: chained again on a
+ * pending source; run again (at-least-once) when the source had resolved, as
+ * their invocation may have been lost with the last run; rejected when the
+ * source failed. */
+void
+pm_then_revive(pm_agent_t *self, const char *src, const char *function, const char *q)
+{
+    pm_then_t *t = s_then_new(self, src, function, q);
+    pm_prom_t *p = pm_store_get(self->store, src);
+    if (p) {
+        s_then_start(t, p);
     } else {
         const char *why = "source promise is gone";
         pm_store_settle(self->store, t->target, PM_STATE_REJECTED, why, strlen(why),
@@ -161,30 +177,16 @@ pm_then_do(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now)
     } else {
         pm_req_mint(self, id, sizeof id);
     }
-    size_t idlen = strlen(id);
-    pm_then_t *t = pm_xcalloc(1, sizeof *t + idlen + 1, "continuation");
-    memcpy(t->target, id, idlen + 1);
-    t->function = pm_xstrdup(m->function, "continuation");
-    t->source = pm_xstrdup(p->id, "continuation");
-    t->agent = self;
     pm_create_args_t a = {.id = id, .timeout_ms = m->timeout_ms};
     pm_prom_t *q;
     int err = pm_store_create(self->store, &a, now, &q, NULL);
-    if (err) {
-        pm_then_free(t);
+    if (err)
         return err;
-    }
+    pm_then_t *t = s_then_new(self, p->id, m->function, id);
     if (self->journal)
         pm_journal_then(self->journal, p->id, t->function, t->target);
     pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .id = id, .created = 1};
     pm_agent_send(self, s, &r);
-    t->next = self->thens;
-    if (self->thens)
-        self->thens->prev = t;
-    self->thens = t;
-    if (p->state == PM_STATE_PENDING)
-        pm_store_watch(p, &t->watch, s_then_fired);
-    else
-        s_then_fired(&t->watch, p);
+    s_then_start(t, p);
     return PM_OK;
 }

@@ -109,25 +109,36 @@ pm_waiter_rwait_finish(pm_agent_t *self, const char *pid, const pm_msg_t *reply,
  * many local waiters there are. */
 int
 pm_waiter_remote_await(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, const char *node,
-               int64_t mono)
+                       int64_t mono)
 {
     if (m->timeout_ms == 0)
         return pm_relay_forward(self, s, m, node); /* a poll: the owner answers at once */
     if (s->n_waiters >= self->max_waiters)
         return PM_ERR_LIMIT; /* before subscribing for nobody */
+    uint64_t relay = 0;
+    if (!zhashx_lookup(self->rwaits, m->id)) {
+        pm_relay_t *r = pm_relay_new(self, PM_RELAY_SUB, node, m->id);
+        relay = r->id;
+        pm_msg_t sub = {.type = PM_MSG_AWAIT, .id = m->id, .timeout_ms = -1};
+        int err = pm_relay_send(self, r, &sub);
+        if (err)
+            return err;
+    }
+    return pm_waiter_remote_add(self, s, m, mono, relay);
+}
+
+/* Adds a waiter of session s on the remote promise m->id, under its
+ * subscription (relay: the subscription's relay id if there is none yet). */
+int
+pm_waiter_remote_add(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono,
+                     uint64_t relay)
+{
     pm_rwait_t *rw = zhashx_lookup(self->rwaits, m->id);
     if (!rw) {
         size_t n = strlen(m->id);
         rw = pm_xcalloc(1, sizeof *rw + n + 1, "remote await");
         memcpy(rw->id, m->id, n + 1);
-        pm_relay_t *r = pm_relay_new(self, PM_RELAY_SUB, node, m->id);
-        pm_msg_t sub = {.type = PM_MSG_AWAIT, .id = m->id, .timeout_ms = -1};
-        int err = pm_relay_send(self, r, &sub);
-        if (err) {
-            free(rw);
-            return err;
-        }
-        rw->relay = r->id;
+        rw->relay = relay;
         zhashx_insert(self->rwaits, rw->id, rw);
     }
     int err = PM_OK;
