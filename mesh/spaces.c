@@ -50,6 +50,28 @@ pm_spaces_resume_epoch(uint64_t ours, uint64_t known)
     return ours + 1;
 }
 
+int
+pm_spaces_heir(pm_heir_t *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        c[i].restarted = 0;
+        if (!c[i].up)
+            continue;
+        if (*c[i].space_then && c[i].space_now && strcmp(c[i].space_now, c[i].space_then) != 0) {
+            c[i].restarted = 1;
+            continue;
+        }
+        return (int) i;
+    }
+    return -1;
+}
+
+int
+pm_spaces_retire(int is_our_primary, int holds_promises, int is_live_primary)
+{
+    return !is_our_primary && !holds_promises && !is_live_primary;
+}
+
 void
 pm_claims_add(pm_claims_t *c, const char *space, uint64_t epoch)
 {

@@ -38,6 +38,12 @@
  *   starts from; an old owner cut off from the mesh may go on accepting
  *   requests, but cannot get them acknowledged.
  *
+ *   Heir. A dead owner's spaces go to the first of the backups it announced
+ *   that is still the same process (alive, under the primary space it had
+ *   when announced): only those hold the whole state. A backup that
+ *   restarted since holds what its WAL kept, which may miss the last records
+ *   (pm_spaces_heir).
+ *
  *   Probation. A restarted agent does not serve the spaces it served before
  *   at once: they wait (pm_claims_t) for the grace period, and are resumed
  *   only if nobody serves them by then.
@@ -70,6 +76,25 @@ uint64_t pm_spaces_takeover_epoch(uint64_t listed, uint64_t known);
 /* The epoch to resume a space we served at `ours` before a restart, when the
  * highest epoch known for it is `known`; 0 when it was served after us. */
 uint64_t pm_spaces_resume_epoch(uint64_t ours, uint64_t known);
+
+/* A backup a dead owner announced, as this agent sees it now. */
+typedef struct pm_heir {
+    const char *name;
+    const char *space_then; /* its primary when announced ("": not announced) */
+    const char *space_now;  /* its primary now (NULL: unknown) */
+    int up;                 /* alive, or this agent */
+    int restarted;          /* out: passed over for having restarted since */
+} pm_heir_t;
+
+/* Index of the heir among the n backups c (in the order the owner announced
+ * them), or -1 if none holds its state. Marks c[i].restarted for those
+ * passed over before the heir for having restarted. */
+int pm_spaces_heir(pm_heir_t *c, size_t n);
+
+/* Whether a served space is retired: it is not our primary, holds no
+ * promise, and is not a live member's primary (whose agent, cut off a moment
+ * ago, may still mint there). */
+int pm_spaces_retire(int is_our_primary, int holds_promises, int is_live_primary);
 
 /* A set of claims (space, epoch): the spaces on probation. */
 typedef struct pm_claim {

@@ -77,8 +77,9 @@ s_retire_empty(pm_agent_t *self)
     }
     zlistx_t *empty = pm_agent_xlist();
     for (size_t i = 0; i < n; i++)
-        if (strcmp(spaces[i], self->space) != 0 && !zhashx_lookup(used, spaces[i]) &&
-            !s_space_is_live_primary(self, spaces[i]))
+        if (pm_spaces_retire(strcmp(spaces[i], self->space) == 0,
+                             zhashx_lookup(used, spaces[i]) != NULL,
+                             s_space_is_live_primary(self, spaces[i])))
             zlistx_add_end(empty, pm_xstrdup(spaces[i], "retiring spaces"));
     zhashx_destroy(&used);
     for (char *sp = zlistx_first(empty); sp; sp = zlistx_next(empty)) {
@@ -288,25 +289,21 @@ s_maybe_take_over(pm_agent_t *self, const char *name)
     size_t n = pm_mesh_spaces_of(self->mesh, name, &primary, &spaces, &epochs);
     if (!n)
         return;
-    /* The heir is the first of the backups the owner announced that is
-     * still the same process (alive, under the primary space it had then):
-     * only those hold the whole state. A backup that restarted since holds
-     * what its WAL kept, which may miss the last records. */
+    /* The heir (spaces.h): the first announced backup still the same process. */
     const char *heirs[16], *heir_spaces[16];
     size_t nh = pm_mesh_backups_of(self->mesh, name, heirs, heir_spaces, 16);
-    const char *heir = NULL;
-    for (size_t i = 0; i < nh && !heir; i++) {
-        int me = strcmp(heirs[i], self->node) == 0;
-        if (!me && !pm_mesh_is_up(self->mesh, heirs[i]))
-            continue;
-        const char *now = pm_mesh_primary_of(self->mesh, heirs[i]);
-        if (*heir_spaces[i] && now && strcmp(now, heir_spaces[i]) != 0) {
+    pm_heir_t c[16];
+    for (size_t i = 0; i < nh; i++)
+        c[i] = (pm_heir_t){.name = heirs[i], .space_then = heir_spaces[i],
+                           .space_now = pm_mesh_primary_of(self->mesh, heirs[i]),
+                           .up = strcmp(heirs[i], self->node) == 0 ||
+                                 pm_mesh_is_up(self->mesh, heirs[i])};
+    int h = pm_spaces_heir(c, nh);
+    for (size_t i = 0; i < nh; i++)
+        if (c[i].restarted)
             pm_log_warn("PM-TAKEOVER-SKIP", "%s's backup %s restarted since it got the copy; "
-                        "it cannot take over", name, heirs[i]);
-            continue;
-        }
-        heir = heirs[i];
-    }
+                        "it cannot take over", name, c[i].name);
+    const char *heir = h >= 0 ? c[h].name : NULL;
     if (!heir) {
         pm_log_warn("PM-TAKEOVER-NONE", "%s has no backup that holds its state (%zu announced): "
                     "its spaces wait for it to restart on its data dir", name, nh);

@@ -136,6 +136,40 @@ test_probation_list(void **state)
     assert_null(c.v);
 }
 
+static void
+test_heir(void **state)
+{
+    (void) state;
+    /* the first backup is dead, the second restarted since it got the copy
+     * (a new primary space), the third holds it */
+    pm_heir_t c[] = {{.name = "n2", .space_then = "n2-a", .space_now = "n2-a", .up = 0},
+                     {.name = "n3", .space_then = "n3-a", .space_now = "n3-b", .up = 1},
+                     {.name = "n4", .space_then = "n4-a", .space_now = "n4-a", .up = 1}};
+    assert_int_equal(pm_spaces_heir(c, 3), 2);
+    assert_false(c[0].restarted);
+    assert_true(c[1].restarted);
+    assert_false(c[2].restarted);
+    /* stale metadata: what it announced is unknown now, or was not said */
+    pm_heir_t d[] = {{.name = "n2", .space_then = "n2-a", .space_now = NULL, .up = 1}};
+    assert_int_equal(pm_spaces_heir(d, 1), 0);
+    pm_heir_t e[] = {{.name = "n2", .space_then = "", .space_now = "n2-z", .up = 1}};
+    assert_int_equal(pm_spaces_heir(e, 1), 0);
+    /* nobody holds the state */
+    c[2].up = 0;
+    assert_int_equal(pm_spaces_heir(c, 3), -1);
+    assert_int_equal(pm_spaces_heir(c, 0), -1);
+}
+
+static void
+test_retire(void **state)
+{
+    (void) state;
+    assert_true(pm_spaces_retire(0, 0, 0));
+    assert_false(pm_spaces_retire(1, 0, 0)); /* our primary stays */
+    assert_false(pm_spaces_retire(0, 1, 0)); /* it holds promises */
+    assert_false(pm_spaces_retire(0, 0, 1)); /* a live member mints there */
+}
+
 int
 main(void)
 {
@@ -146,6 +180,8 @@ main(void)
         cmocka_unit_test(test_stale_refusals_are_ignored),
         cmocka_unit_test(test_takeover_and_resume_against_stale_metadata),
         cmocka_unit_test(test_probation_list),
+        cmocka_unit_test(test_heir),
+        cmocka_unit_test(test_retire),
     };
     return cmocka_run_group_tests_name("spaces", tests, NULL, NULL);
 }
