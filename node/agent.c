@@ -11,6 +11,13 @@
  * typed error reply, a counter and (rate-limited) a log line.
  */
 #include "agent_priv.h"
+#include "place.h"
+#include "relay.h"
+#include "requests.h"
+#include "session.h"
+#include "takeover.h"
+#include "thens.h"
+#include "waiters.h"
 
 #include <sodium.h>
 #include <errno.h>
@@ -38,7 +45,6 @@ static void s_drain_router(pm_agent_t *self);
 static long s_poll_timeout(pm_agent_t *self, int64_t real, int64_t mono);
 static int s_mkdirs(const char *path);
 static int s_claim_path(const char *path);
-
 
 /* A list, or the agent stops (base.h). */
 zlistx_t *

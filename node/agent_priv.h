@@ -1,12 +1,14 @@
 /*
- * agent_priv.h - the agent's state and the interface between its parts:
- * agent.c (the poll loop, dispatch, replies, wiring), session.c (client and
- * peer sessions), waiters.c (local and remote awaits), thens.c
- * (continuations), relay.c (requests relayed to, or parked for, other
- * owners), place.c (placement of invocations), takeover.c (the spaces we
- * serve: replication, takeover, fencing, probation, retirement) and
- * requests.c (create, settle, list, status). All of them run on the reactor
- * thread and share one pm_agent_t; nothing here is public.
+ * agent_priv.h - the agent's state (pm_agent_t and the records its parts
+ * keep) and what agent.c offers the parts: sending replies, dispatch. The
+ * parts, each with its own header: session.h (client and peer sessions),
+ * waiters.h (local and remote awaits), thens.h (continuations), relay.h
+ * (requests relayed to, or parked for, other owners), place.h (placement of
+ * invocations), takeover.h (the spaces we serve: replication, takeover,
+ * fencing, probation, retirement) and requests.h (create, settle, list,
+ * status). The rules they apply live in pure modules: ids.h, spaces.h,
+ * records.h, backup.h. Everything here runs on the reactor thread; nothing
+ * here is public.
  */
 #ifndef PM_AGENT_PRIV_H
 #define PM_AGENT_PRIV_H
@@ -233,80 +235,5 @@ void pm_agent_reply_err(pm_agent_t *self, pm_session_t *s, uint64_t req_id, int 
 void pm_agent_reply_promise(pm_agent_t *self, pm_session_t *s, uint64_t req_id, const pm_prom_t *p);
 void pm_agent_reply_ok(pm_agent_t *self, pm_session_t *s, uint64_t req_id);
 void pm_agent_dispatch(pm_agent_t *self, pm_session_t *s, pm_msg_t *m);
-
-/* ---- session.c --------------------------------------------------------------- */
-pm_session_t *pm_session_by_id(pm_agent_t *self, uint64_t id);
-pm_session_t *pm_session_get(pm_agent_t *self, const uint8_t *rid, size_t len, int64_t now);
-void pm_session_close(pm_agent_t *self, pm_session_t *s, const char *why);
-void pm_session_destructor(void **item);
-pm_session_t *pm_session_peer(pm_agent_t *self, const char *node);
-void pm_session_sweep(pm_agent_t *self, int64_t now);
-void pm_session_check_stall(pm_agent_t *self, int64_t mono);
-
-/* ---- waiters.c --------------------------------------------------------------- */
-void pm_waiter_free(pm_agent_t *self, pm_waiter_t *w);
-void pm_waiter_fired(pm_watch_t *watch, pm_prom_t *p);
-pm_waiter_t *pm_waiter_new(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono,
-                           int *err);
-int pm_waiter_do_await(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono);
-void pm_waiter_rwait_destructor(void **item);
-void pm_waiter_rwait_finish(pm_agent_t *self, const char *pid, const pm_msg_t *reply, int err);
-int pm_waiter_remote_await(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, const char *node,
-                           int64_t mono);
-void pm_waiter_fire_timeouts(pm_agent_t *self, int64_t mono);
-int pm_waiter_remote_add(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono,
-                         uint64_t relay);
-
-/* ---- thens.c ----------------------------------------------------------------- */
-void pm_then_free(pm_then_t *t);
-void pm_then_unlink(pm_agent_t *self, pm_then_t *t);
-void pm_then_revive(pm_agent_t *self, const char *src, const char *function, const char *q);
-size_t pm_then_restore(pm_agent_t *self, const pm_journal_state_t *st);
-void pm_then_rthen_destructor(void **item);
-void pm_then_rthen_add(pm_agent_t *self, const char *p, const char *function, const char *q);
-int pm_then_do(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now);
-
-/* ---- relay.c ----------------------------------------------------------------- */
-void pm_relay_destructor(void **item);
-pm_relay_t *pm_relay_new(pm_agent_t *self, pm_relay_kind_t kind, const char *node,
-                         const char *pid);
-int pm_relay_send(pm_agent_t *self, pm_relay_t *r, const pm_msg_t *m);
-int pm_relay_forward(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, const char *node);
-void pm_relay_on_peer_reply(pm_agent_t *self, const char *from, pm_msg_t *m);
-void pm_relay_fail(pm_agent_t *self, pm_relay_t *r, int err);
-void pm_relay_expired(pm_agent_t *self, pm_relay_t *r);
-void pm_relay_park(pm_agent_t *self, pm_relay_t *r);
-void pm_relay_unpark(pm_agent_t *self);
-int pm_relay_route(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono, int *err);
-
-/* ---- place.c ----------------------------------------------------------------- */
-int pm_place_settle_anywhere(void *arg, const char *target, int state, const void *data,
-                             size_t len);
-int pm_place_target_pending(void *arg, const char *target);
-void pm_place_deleg_unlink(pm_agent_t *self, pm_deleg_t *d);
-void pm_place_deleg_free(pm_deleg_t *d);
-void pm_place_invoke(pm_agent_t *self, const char *function, const uint8_t *input, size_t len,
-                     const char *target);
-int pm_place_take_unserved(void *arg, const char *function, const uint8_t *input, size_t len,
-                           const char *target);
-
-/* ---- takeover.c -------------------------------------------------------------- */
-void pm_takeover_housekeeping(pm_agent_t *self, int64_t mono);
-void pm_takeover_on_record(void *arg, const pm_rec_t *rec, const uint8_t *buf, size_t len);
-void pm_takeover_on_replicate(pm_agent_t *self, const char *from, const pm_msg_t *m);
-void pm_takeover_full_state(void *arg, pm_replica_t *r, const char *only, pm_replica_add_fn *add);
-void pm_takeover_on_fenced(void *arg, const char *space, uint64_t epoch, const char *fencer);
-void pm_takeover_on_moved(void *arg, const char *space);
-void pm_takeover_check_probation(pm_agent_t *self, int64_t mono);
-void pm_takeover_on_member(void *arg, pm_mesh_event_t ev, const char *name);
-
-/* ---- requests.c -------------------------------------------------------------- */
-int pm_req_minted_by(const pm_session_t *s, const char *id);
-int pm_req_owned_space(pm_agent_t *self, const char *id);
-void pm_req_mint(pm_agent_t *self, char *out, size_t cap);
-int pm_req_do_create(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now);
-int pm_req_do_settle(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now);
-int pm_req_do_list(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m);
-void pm_req_do_status(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m);
 
 #endif

@@ -5,7 +5,9 @@
  * placed again if that member dies. Results settle targets wherever they live.
  */
 
-#include "agent_priv.h"
+#include "place.h"
+
+#include "relay.h"
 
 static void s_deleg_done(pm_watch_t *watch, pm_prom_t *p);
 static int s_delegate(pm_agent_t *self, const char *node, const char *function,

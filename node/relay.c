@@ -5,7 +5,11 @@
  * sent where the space went or run here if it came to us.
  */
 
-#include "agent_priv.h"
+#include "relay.h"
+
+#include "requests.h"
+#include "session.h"
+#include "waiters.h"
 
 static void s_relay_free(pm_agent_t *self, pm_relay_t *r);
 static int s_park_request(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono,

@@ -3,7 +3,7 @@
  * here or under a client's lease), settle, list and status.
  */
 
-#include "agent_priv.h"
+#include "requests.h"
 
 int
 pm_req_minted_by(const pm_session_t *s, const char *id)

@@ -4,7 +4,9 @@
  * idle sessions are swept, and a stall of the agent itself forgives them.
  */
 
-#include "agent_priv.h"
+#include "session.h"
+
+#include "waiters.h"
 
 /* The key of session id in by_id. */
 static void

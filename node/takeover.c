@@ -5,7 +5,13 @@
  * moving away, spaces resumed after a restart, empty spaces retired.
  */
 
-#include "agent_priv.h"
+#include "takeover.h"
+
+#include "place.h"
+#include "relay.h"
+#include "session.h"
+#include "thens.h"
+#include "waiters.h"
 
 static int s_snapshot_extra(void *arg, pm_journal_t *j);
 static int s_space_is_live_primary(pm_agent_t *self, const char *space);

@@ -4,7 +4,10 @@
  * continuations of spaces we back up are kept (pm_rthen_t) for a takeover.
  */
 
-#include "agent_priv.h"
+#include "thens.h"
+
+#include "place.h"
+#include "requests.h"
 
 static void s_then_done(pm_watch_t *watch, pm_prom_t *q);
 static void s_then_fired(pm_watch_t *watch, pm_prom_t *p);

@@ -4,7 +4,11 @@
  * Every waiter ends with a reply: the promise, WAIT_TIMEOUT, or an error.
  */
 
-#include "agent_priv.h"
+#include "waiters.h"
+
+#include "relay.h"
+
+#include "waiters.h"
 
 void
 pm_waiter_free(pm_agent_t *self, pm_waiter_t *w)
