@@ -4,13 +4,11 @@
 #include "replica.h"
 
 #include "base.h"
-#include "clock.h"
 #include "log.h"
 
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 /* Records per REPLICATE message in a state transfer: big enough to move a
  * million promises in ~1000 frames, small enough to stay far below the
@@ -56,6 +54,7 @@ struct pm_replica {
     size_t n_backups;
     int degraded;
     int64_t hold_until; /* before this, no backup means wait, not degrade */
+    int64_t now;        /* monotonic ms, as last handed in */
     uint64_t transfers, sent_records, fenced;
     /* during a transfer: where add() sends */
     const char *xfer_to;
@@ -65,7 +64,7 @@ struct pm_replica {
 
 pm_replica_t *
 pm_replica_new(pm_mesh_t *mesh, const char *primary, int replicas,
-               const pm_replica_hooks_t *hooks, void *arg)
+               const pm_replica_hooks_t *hooks, void *arg, uint64_t stream, int64_t now_ms)
 {
     pm_replica_t *self = calloc(1, sizeof *self);
     if (!self)
@@ -78,13 +77,11 @@ pm_replica_new(pm_mesh_t *mesh, const char *primary, int replicas,
     self->arg = arg;
     /* A restarted owner starts its LSNs again: the stream id keeps a backup
      * from reading them as the continuation of the old process's. */
-    if (getrandom(&self->stream, sizeof self->stream, 0) != sizeof self->stream)
-        self->stream = (uint64_t) pm_real_ms() ^ ((uint64_t) (uintptr_t) self << 16);
-    if (!self->stream)
-        self->stream = 1;
+    self->stream = stream ? stream : 1;
+    self->now = now_ms;
     /* An agent that just started has not found its peers yet: for the first
      * seconds, "no backup" means "not yet", not "alone". */
-    self->hold_until = pm_mono_ms() + S_START_HOLD_MS;
+    self->hold_until = now_ms + S_START_HOLD_MS;
     return self;
 }
 
@@ -229,7 +226,7 @@ s_transfer(pm_replica_t *self, s_backup_t *b)
     b->counted = 0;
     b->acked = 0; /* what it acknowledged before may have a hole behind it */
     b->counts_from = self->produced;
-    b->transfer_at = pm_mono_ms();
+    b->transfer_at = self->now;
     self->transfers++;
     s_announce(self); /* not an heir until it has everything */
     pm_log_info("PM-REPL-TRANSFER", "copying the state to new backup %s", b->name);
@@ -279,7 +276,7 @@ s_check_backups(pm_replica_t *self)
         s_announce(self);
     /* A transfer not acknowledged within a second was lost (sent before the
      * backup knew us, or to a backup that restarted): send it again. */
-    int64_t now = pm_mono_ms();
+    int64_t now = self->now;
     for (size_t i = 0; i < self->n_backups; i++)
         if (!self->backups[i].counted && now - self->backups[i].transfer_at > S_RETRANSFER_MS)
             s_transfer(self, &self->backups[i]);
@@ -310,8 +307,9 @@ s_check_backups(pm_replica_t *self)
 }
 
 void
-pm_replica_flush(pm_replica_t *self)
+pm_replica_flush(pm_replica_t *self, int64_t now_ms)
 {
+    self->now = now_ms;
     s_check_backups(self);
     if (!self->n)
         return;
@@ -324,7 +322,7 @@ pm_replica_flush(pm_replica_t *self)
 void
 pm_replica_resync(pm_replica_t *self)
 {
-    pm_replica_flush(self);
+    pm_replica_flush(self, self->now);
     for (size_t i = 0; i < self->n_backups; i++)
         s_transfer(self, &self->backups[i]);
 }
@@ -338,8 +336,9 @@ pm_replica_add_space(pm_replica_t *self, const char *space)
 }
 
 void
-pm_replica_ack(pm_replica_t *self, const char *from, const pm_msg_t *m)
+pm_replica_ack(pm_replica_t *self, const char *from, const pm_msg_t *m, int64_t now_ms)
 {
+    self->now = now_ms;
     if (m->fenced) {
         self->fenced++;
         if (self->hooks.fenced)
@@ -356,7 +355,7 @@ pm_replica_ack(pm_replica_t *self, const char *from, const pm_msg_t *m)
         if (m->resync) {
             /* It missed records. A transfer under way (younger than the
              * retransfer period) already answers that request. */
-            if (!b->counted && pm_mono_ms() - b->transfer_at < S_RETRANSFER_MS)
+            if (!b->counted && self->now - b->transfer_at < S_RETRANSFER_MS)
                 return;
             self->resyncs++;
             pm_log_warn("PM-REPL-RESYNC", "backup %s missed records; copying the state again",
@@ -413,7 +412,7 @@ pm_replica_acked(const pm_replica_t *self)
             if (self->backups[i].acked < low)
                 low = self->backups[i].acked;
         }
-    if (!counted && pm_mono_ms() < self->hold_until)
+    if (!counted && self->now < self->hold_until)
         return 0; /* just started: wait for a backup rather than degrade */
     if (!counted) {
         /* No backup holds the state yet (a lone agent, or a new backup still

@@ -56,6 +56,14 @@ pm_agent_xlist(void)
     return l;
 }
 
+/* Reads the clocks for the parts (agent_priv.h): the one place that does. */
+static void
+s_clock(pm_agent_t *self)
+{
+    self->now_mono = pm_mono_ms();
+    self->now_real = pm_real_ms();
+}
+
 void
 pm_agent_bad_frame(pm_agent_t *self, const char *why)
 {
@@ -212,13 +220,14 @@ static void
 s_on_peer_message(void *arg, const char *from, pm_msg_t *m)
 {
     pm_agent_t *self = arg;
+    s_clock(self);
     if (m->type == PM_MSG_REPLY) {
         pm_relay_on_peer_reply(self, from, m);
     } else if (m->type == PM_MSG_REPLICATE) {
         pm_takeover_on_replicate(self, from, m);
     } else if (m->type == PM_MSG_REPLICATE_ACK) {
         if (self->replica) {
-            pm_replica_ack(self->replica, from, m);
+            pm_replica_ack(self->replica, from, m, self->now_mono);
             pm_journal_repl(self->journal, pm_replica_produced(self->replica),
                             pm_replica_acked(self->replica));
         }
@@ -348,7 +357,8 @@ pm_agent_dispatch(pm_agent_t *self, pm_session_t *s, pm_msg_t *m)
     self->cur_req = m->req_id;
     self->cur_type = m->type;
     self->cur_t0_us = pm_mono_us();
-    int err = s_handle(self, s, m, pm_real_ms(), pm_mono_ms());
+    s_clock(self);
+    int err = s_handle(self, s, m, self->now_real, self->now_mono);
     if (m->type < PM_MSG_TYPE_COUNT) {
         if (err)
             self->ops[m->type].err++;
@@ -465,7 +475,8 @@ pm_agent_run(pm_agent_t *self)
             pm_log_error("PM-AGENT-POLL", "zmq_poll: %s", zmq_strerror(errno));
             break;
         }
-        pm_session_check_stall(self, pm_mono_ms());
+        s_clock(self);
+        pm_session_check_stall(self, self->now_mono);
         if (items[0].revents & ZMQ_POLLIN)
             s_drain_router(self);
         if (mesh_item >= 0 && (items[mesh_item].revents & ZMQ_POLLIN))
@@ -479,8 +490,9 @@ pm_agent_run(pm_agent_t *self)
                 self->stopping = 1;
             }
         }
-        pm_store_tick(self->store, pm_real_ms());
-        int64_t mono = pm_mono_ms();
+        s_clock(self);
+        pm_store_tick(self->store, self->now_real);
+        int64_t mono = self->now_mono;
         pm_waiter_fire_timeouts(self, mono);
         pm_timer_t *t;
         while ((t = pm_timers_pop_due(self->relay_timers, mono)))
@@ -493,7 +505,7 @@ pm_agent_run(pm_agent_t *self)
         pm_takeover_housekeeping(self, mono);
         if (self->replica) {
             pm_takeover_check_probation(self, mono);
-            pm_replica_flush(self->replica);
+            pm_replica_flush(self->replica, mono);
             pm_journal_repl(self->journal, pm_replica_produced(self->replica),
                             pm_replica_acked(self->replica));
         }
@@ -594,6 +606,7 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
         self->next_relay = (uint64_t) pm_real_ms() << 20;
     self->next_relay >>= 1;
     self->started_real = pm_real_ms();
+    s_clock(self);
 
     pm_store_limits_t limits = {.max_value_bytes = self->max_value_bytes,
                                 .max_labels = (size_t) cfg->max_labels,
@@ -681,7 +694,12 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
         if (replicated) {
             pm_replica_hooks_t rh = {.full_state = pm_takeover_full_state,
                                      .fenced = pm_takeover_on_fenced};
-            self->replica = pm_replica_new(self->mesh, self->space, self->replicas, &rh, self);
+            /* The stream id: random, so a restarted owner's stream is new. */
+            uint64_t stream = 0;
+            if (getrandom(&stream, sizeof stream, 0) != sizeof stream)
+                stream = (uint64_t) pm_real_ms() ^ ((uint64_t) getpid() << 32);
+            self->replica = pm_replica_new(self->mesh, self->space, self->replicas, &rh, self,
+                                           stream, pm_mono_ms());
             if (!self->replica) {
                 pm_journal_state_free(&st);
                 goto fail;

@@ -152,6 +152,10 @@ typedef struct pm_op_counts {
 } pm_op_counts_t;
 
 struct pm_agent {
+    /* The clocks as agent.c last read them (once per loop iteration, request
+     * and mesh message): the parts read these, never the clock itself, so a
+     * simulation can hand them any time (clock.h). */
+    int64_t now_mono, now_real;
     char *node;
     char *socket_path;
     char space[128]; /* node (<= 63) + "-" + boot tag */

@@ -21,7 +21,7 @@ pm_place_settle_anywhere(void *arg, const char *target, int state, const void *d
     const char *node = NULL;
     pm_route_t route = self->mesh ? pm_mesh_route(self->mesh, target, &node) : PM_ROUTE_LOCAL;
     if (route == PM_ROUTE_LOCAL)
-        return pm_store_settle(self->store, target, state, data, len, pm_real_ms(), NULL);
+        return pm_store_settle(self->store, target, state, data, len, self->now_real, NULL);
     if (route != PM_ROUTE_REMOTE)
         return route == PM_ROUTE_LOST ? PM_ERR_OWNER_LOST : PM_ERR_NOT_FOUND;
     pm_relay_t *r = pm_relay_new(self, PM_RELAY_FIRE, node, target);

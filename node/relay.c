@@ -39,7 +39,7 @@ pm_relay_new(pm_agent_t *self, pm_relay_kind_t kind, const char *node, const cha
     snprintf(k, sizeof k, "%llx", (unsigned long long) r->id);
     zhashx_insert(self->relays, k, r);
     if (kind != PM_RELAY_SUB) /* a subscription lasts as long as the promise is pending */
-        pm_timers_set(self->relay_timers, &r->timer, pm_mono_ms() + self->forward_timeout);
+        pm_timers_set(self->relay_timers, &r->timer, self->now_mono + self->forward_timeout);
     return r;
 }
 
@@ -169,7 +169,7 @@ pm_relay_park(pm_agent_t *self, pm_relay_t *r)
     self->parked++;
     /* A takeover is announced within detection + one gossip round; wait up
      * to forward_timeout for it before giving up with OWNER_LOST. */
-    pm_timers_set(self->relay_timers, &r->timer, pm_mono_ms() + self->forward_timeout);
+    pm_timers_set(self->relay_timers, &r->timer, self->now_mono + self->forward_timeout);
 }
 
 /* Parked requests whose space is now served somewhere go there. */
@@ -198,7 +198,7 @@ pm_relay_unpark(pm_agent_t *self)
             memcpy(buf, r->frame, r->frame_len);
             snprintf(r->node, sizeof r->node, "%s", node);
             r->parked = 0;
-            pm_timers_set(self->relay_timers, &r->timer, pm_mono_ms() + self->forward_timeout);
+            pm_timers_set(self->relay_timers, &r->timer, self->now_mono + self->forward_timeout);
             if (r->kind == PM_RELAY_SUB)
                 pm_timers_cancel(self->relay_timers, &r->timer);
             pm_mesh_send_raw(self->mesh, node, PM_MSG_REPLY, buf, r->frame_len);
@@ -217,7 +217,7 @@ pm_relay_unpark(pm_agent_t *self)
                 const char *data = m.state == PM_STATE_RESOLVED ? (const char *) m.value
                                                                 : m.reason;
                 size_t len = m.state == PM_STATE_RESOLVED ? m.value_len : strlen(m.reason);
-                pm_store_settle(self->store, m.id, m.state, data, len, pm_real_ms(), NULL);
+                pm_store_settle(self->store, m.id, m.state, data, len, self->now_real, NULL);
             } else if (r->kind == PM_RELAY_SUB) {
                 pm_rwait_t *rw = zhashx_lookup(self->rwaits, r->pid);
                 pm_prom_t *p = pm_store_get(self->store, r->pid);

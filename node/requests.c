@@ -140,7 +140,7 @@ pm_req_do_status(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m)
         "{s:s,s:s,s:s,s:I,s:o,s:o,s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
         "s:{s:I,s:I,s:I}}",
         "node", self->node, "version", PMESH_VERSION, "id_space", self->space, "uptime_ms",
-        (json_int_t) (pm_mono_ms() - self->started_mono), "promises", promises, "ops", ops,
+        (json_int_t) (self->now_mono - self->started_mono), "promises", promises, "ops", ops,
         "clients", "sessions", (json_int_t) zhashx_size(self->sessions), "waiters",
         (json_int_t) waiters, "workers", (json_int_t) ws.workers, "expired",
         (json_int_t) self->sessions_expired, "invocations", "queued", (json_int_t) ws.queued,

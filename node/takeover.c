@@ -110,7 +110,7 @@ pm_takeover_housekeeping(pm_agent_t *self, int64_t mono)
         return;
     self->next_expire = mono + 1000;
     /* Bounded per pass so a large backlog never stalls the reactor. */
-    pm_store_expire(self->store, pm_real_ms() - self->retention, 100000);
+    pm_store_expire(self->store, self->now_real - self->retention, 100000);
     if (self->journal && mono >= self->next_compact) {
         self->next_compact = mono + 5000;
         pm_journal_maybe_compact(self->journal, self->store, self->space, self->generation,
@@ -176,7 +176,7 @@ pm_takeover_on_replicate(pm_agent_t *self, const char *from, const pm_msg_t *m)
     pm_backup_claims_t claims = {.self_node = self->node, .owned = owned, .mine = mine,
                                  .known = known};
     pm_backup_verdict_t v;
-    pm_backup_check(self->backup, from, m, &claims, pm_mono_ms(), &v);
+    pm_backup_check(self->backup, from, m, &claims, self->now_mono, &v);
     if (v.fenced) {
         pm_msg_t nack = {.type = PM_MSG_REPLICATE_ACK, .space = m->space, .fenced = 1,
                          .epoch = v.fence_epoch, .stream = m->stream};
@@ -251,7 +251,7 @@ pm_takeover_full_state(void *arg, pm_replica_t *r, const char *only, pm_replica_
 static void
 s_take_space(pm_agent_t *self, const char *space, uint64_t epoch, const char *why)
 {
-    int64_t t0 = pm_mono_ms();
+    int64_t t0 = pm_mono_ms(); /* (for the log line only) */
     pm_mesh_claim(self->mesh, space, epoch);
     char prefix[PM_WIRE_MAX_NAME + 2];
     pm_id_space_prefix(prefix, sizeof prefix, space);

@@ -55,7 +55,7 @@ s_then_fired(pm_watch_t *watch, pm_prom_t *p)
                          p->data ? (const char *) p->data : "");
         if (n >= (int) sizeof why)
             n = sizeof why - 1;
-        pm_store_settle(self->store, t->target, PM_STATE_REJECTED, why, (size_t) n, pm_real_ms(),
+        pm_store_settle(self->store, t->target, PM_STATE_REJECTED, why, (size_t) n, self->now_real,
                         NULL);
     }
     pm_prom_t *q = pm_store_get(self->store, t->target);
@@ -108,7 +108,7 @@ pm_then_revive(pm_agent_t *self, const char *src, const char *function, const ch
     } else {
         const char *why = "source promise is gone";
         pm_store_settle(self->store, t->target, PM_STATE_REJECTED, why, strlen(why),
-                        pm_real_ms(), NULL);
+                        self->now_real, NULL);
     }
 }
 

@@ -83,7 +83,7 @@ s_owner_message(void *arg, const char *from, pm_msg_t *m)
 {
     (void) arg;
     if (m->type == PM_MSG_REPLICATE_ACK)
-        pm_replica_ack(S.replica, from, m);
+        pm_replica_ack(S.replica, from, m, pm_mono_ms());
 }
 
 static void
@@ -154,7 +154,7 @@ s_run(int64_t ms)
             pm_mesh_readable(S.backup.mesh);
         pm_mesh_tick(S.owner.mesh);
         pm_mesh_tick(S.backup.mesh);
-        pm_replica_flush(S.replica);
+        pm_replica_flush(S.replica, pm_mono_ms());
     }
 }
 
@@ -189,7 +189,7 @@ setup(void **state)
     s_open(&S.owner, "o", "o-1", NULL, &oh);
     s_open(&S.backup, "b", "b-1", &S.owner, &bh);
     pm_replica_hooks_t rh = {.full_state = s_full_state, .fenced = s_fenced};
-    S.replica = pm_replica_new(S.owner.mesh, "o-1", 2, &rh, NULL);
+    S.replica = pm_replica_new(S.owner.mesh, "o-1", 2, &rh, NULL, 77, pm_mono_ms());
     return S.replica ? 0 : -1;
 }
 
@@ -235,11 +235,11 @@ test_stream_transfer_ack_resync_fence(void **state)
                        .stream = S.stream};
     size_t transfers = S.full_states;
     uint64_t acked = pm_replica_acked(S.replica);
-    pm_replica_ack(S.replica, "b", &bogus);
+    pm_replica_ack(S.replica, "b", &bogus, pm_mono_ms());
     assert_int_equal(pm_replica_acked(S.replica), acked);
     assert_true(pm_replica_acked(S.replica) <= pm_replica_produced(S.replica));
     /* a resync request brings the whole state again */
-    pm_replica_ack(S.replica, "b", &resync);
+    pm_replica_ack(S.replica, "b", &resync, pm_mono_ms());
     assert_int_equal(S.full_states, transfers + 1);
     s_run_until_caught_up();
 
