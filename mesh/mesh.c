@@ -54,6 +54,8 @@ typedef struct s_owner {
 } s_owner_t;
 
 struct pm_mesh {
+    pm_mesh_send_fn *sender; /* NULL: the transport (see pm_mesh_set_sender) */
+    void *sender_arg;
     char *node;
     char *space;
     char *advertise;
@@ -341,6 +343,28 @@ s_count_out(pm_mesh_t *self, const pm_msg_t *m, size_t len)
     self->sent_bytes[k] += len;
 }
 
+/* Every frame leaves through here: the transport, or the seam's sender. */
+static int
+s_transmit(pm_mesh_t *self, const char *endpoint, uint8_t *buf, size_t len)
+{
+    if (self->sender)
+        return self->sender(self->sender_arg, endpoint, buf, len);
+    return pm_transport_send(self->transport, endpoint, buf, len);
+}
+
+void
+pm_mesh_set_sender(pm_mesh_t *self, pm_mesh_send_fn *fn, void *arg)
+{
+    self->sender = fn;
+    self->sender_arg = arg;
+}
+
+int
+pm_mesh_transmit(pm_mesh_t *self, const char *endpoint, uint8_t *buf, size_t len)
+{
+    return pm_transport_send(self->transport, endpoint, buf, len);
+}
+
 static void
 s_send_swim(const char *endpoint, const pm_swim_msg_t *sw, void *arg)
 {
@@ -351,9 +375,9 @@ s_send_swim(const char *endpoint, const pm_swim_msg_t *sw, void *arg)
     size_t len;
     uint8_t *buf = pm_wire_encode(&m, &len);
     if (!buf)
-        return;
+        pm_oom("encoding a membership message");
     s_count_out(self, &m, len);
-    pm_transport_send(self->transport, endpoint, buf, len);
+    s_transmit(self, endpoint, buf, len);
 }
 
 /* Where to reach member node: the peer table, else SWIM's view (a member we
@@ -380,9 +404,9 @@ pm_mesh_send(pm_mesh_t *self, const char *node, pm_msg_t *m)
     size_t len;
     uint8_t *buf = pm_wire_encode(m, &len);
     if (!buf)
-        return -1;
+        pm_oom("encoding a message to a peer");
     s_count_out(self, m, len);
-    return pm_transport_send(self->transport, endpoint, buf, len);
+    return s_transmit(self, endpoint, buf, len);
 }
 
 int
@@ -395,7 +419,7 @@ pm_mesh_send_raw(pm_mesh_t *self, const char *node, int type, uint8_t *buf, size
     }
     pm_msg_t m = {.type = (pm_msg_type_t) type};
     s_count_out(self, &m, len);
-    return pm_transport_send(self->transport, endpoint, buf, len);
+    return s_transmit(self, endpoint, buf, len);
 }
 
 /* ---- metadata ------------------------------------------------------------- */

@@ -112,6 +112,15 @@ const char *pm_mesh_primary_of(pm_mesh_t *self, const char *node);
 /* This agent's node name. Borrowed. */
 const char *pm_mesh_self(pm_mesh_t *self);
 
+/* The seam of the transport's send: every frame this mesh sends (encoded,
+ * buf malloc'd and handed over) goes to fn instead of the transport, e.g. to
+ * drop, delay or reorder frames in a test or a simulation; fn returns 0, or
+ * -1 if it dropped the frame. pm_mesh_transmit hands a frame on to the
+ * transport. fn NULL: the transport again. */
+typedef int(pm_mesh_send_fn)(void *arg, const char *endpoint, uint8_t *buf, size_t len);
+void pm_mesh_set_sender(pm_mesh_t *self, pm_mesh_send_fn *fn, void *arg);
+int pm_mesh_transmit(pm_mesh_t *self, const char *endpoint, uint8_t *buf, size_t len);
+
 /* Tells the mesh we are going: peers mark us left without suspicion. */
 void pm_mesh_leave(pm_mesh_t *self);
 
