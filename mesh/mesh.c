@@ -191,50 +191,45 @@ s_peer_meta(pm_mesh_t *self, s_peer_t *p, const pm_swim_member_t *m)
         return;
     }
     s_peer_clear_meta(p);
-    p->fns = calloc(meta.fn_count + 1, sizeof *p->fns);
-    p->spaces = calloc(meta.space_count + 1, sizeof *p->spaces);
-    p->epochs = calloc(meta.space_count + 1, sizeof *p->epochs);
-    p->primary = strdup(meta.id_space);
-    p->backups = calloc(meta.backup_count + 1, sizeof *p->backups);
-    p->backup_spaces = calloc(meta.backup_count + 1, sizeof *p->backup_spaces);
-    for (size_t i = 0; p->backups && p->backup_spaces && i < meta.backup_count; i++) {
-        p->backups[p->n_backups] = strdup(meta.backups[i]);
-        p->backup_spaces[p->n_backups] =
-            strdup(meta.backup_spaces ? meta.backup_spaces[i] : "");
-        if (p->backups[p->n_backups] && p->backup_spaces[p->n_backups]) {
-            p->n_backups++;
-        } else {
-            free(p->backups[p->n_backups]);
-            free(p->backup_spaces[p->n_backups]);
-        }
+    /* A member's spaces and backups dropped here would be a takeover or a
+     * route missed: out of memory stops the agent (base.h). */
+    p->fns = pm_xcalloc(meta.fn_count + 1, sizeof *p->fns, "member metadata");
+    p->spaces = pm_xcalloc(meta.space_count + 1, sizeof *p->spaces, "member metadata");
+    p->epochs = pm_xcalloc(meta.space_count + 1, sizeof *p->epochs, "member metadata");
+    p->primary = pm_xstrdup(meta.id_space, "member metadata");
+    p->backups = pm_xcalloc(meta.backup_count + 1, sizeof *p->backups, "member metadata");
+    p->backup_spaces =
+        pm_xcalloc(meta.backup_count + 1, sizeof *p->backup_spaces, "member metadata");
+    for (size_t i = 0; i < meta.backup_count; i++) {
+        p->backups[p->n_backups] = pm_xstrdup(meta.backups[i], "member metadata");
+        p->backup_spaces[p->n_backups++] =
+            pm_xstrdup(meta.backup_spaces ? meta.backup_spaces[i] : "", "member metadata");
     }
-    if (p->fns)
-        for (size_t i = 0; i < meta.fn_count; i++) {
-            p->fns[i] = meta.fns[i];
-            p->fns[i].name = strdup(meta.fns[i].name);
-            p->n_fns++;
+    for (size_t i = 0; i < meta.fn_count; i++) {
+        p->fns[i] = meta.fns[i];
+        p->fns[i].name = pm_xstrdup(meta.fns[i].name, "member metadata");
+        p->n_fns++;
+    }
+    for (size_t i = 0; i < meta.space_count; i++) {
+        uint64_t epoch = meta.epochs ? meta.epochs[i] : 1;
+        p->epochs[p->n_spaces] = epoch;
+        p->spaces[p->n_spaces++] = pm_xstrdup(meta.spaces[i], "member metadata");
+        uint64_t mine;
+        if (pm_mesh_owns(self, meta.spaces[i], &mine) &&
+            pm_epoch_wins(mine, self->node, epoch, p->name))
+            continue; /* our claim wins */
+        if (pm_mesh_owns(self, meta.spaces[i], NULL)) {
+            /* Someone serves a space of ours at a newer epoch: it took
+             * it over while we were cut off. Let it go. */
+            pm_log_warn("PM-SPACE-MOVED", "%s serves id space %s at epoch %llu; we had "
+                        "epoch %llu: no longer serving it", p->name, meta.spaces[i],
+                        (unsigned long long) epoch, (unsigned long long) mine);
+            pm_mesh_unclaim(self, meta.spaces[i]);
+            if (self->hooks.moved)
+                self->hooks.moved(self->arg, meta.spaces[i]);
         }
-    if (p->spaces && p->epochs)
-        for (size_t i = 0; i < meta.space_count; i++) {
-            uint64_t epoch = meta.epochs ? meta.epochs[i] : 1;
-            p->epochs[p->n_spaces] = epoch;
-            p->spaces[p->n_spaces++] = strdup(meta.spaces[i]);
-            uint64_t mine;
-            if (pm_mesh_owns(self, meta.spaces[i], &mine) &&
-                pm_epoch_wins(mine, self->node, epoch, p->name))
-                continue; /* our claim wins */
-            if (pm_mesh_owns(self, meta.spaces[i], NULL)) {
-                /* Someone serves a space of ours at a newer epoch: it took
-                 * it over while we were cut off. Let it go. */
-                pm_log_warn("PM-SPACE-MOVED", "%s serves id space %s at epoch %llu; we had "
-                            "epoch %llu: no longer serving it", p->name, meta.spaces[i],
-                            (unsigned long long) epoch, (unsigned long long) mine);
-                pm_mesh_unclaim(self, meta.spaces[i]);
-                if (self->hooks.moved)
-                    self->hooks.moved(self->arg, meta.spaces[i]);
-            }
-            s_set_owner(self, meta.spaces[i], p->name, epoch);
-        }
+        s_set_owner(self, meta.spaces[i], p->name, epoch);
+    }
     pm_wire_meta_release(&meta);
 }
 
@@ -250,7 +245,7 @@ s_member_down(pm_mesh_t *self, s_peer_t *p, int was_up)
             /* Remember the epoch: whoever serves it next must claim above. */
             char e[24];
             snprintf(e, sizeof e, "%llu", (unsigned long long) owner->epoch);
-            zhashx_update(self->lost, p->spaces[i], strdup(e));
+            zhashx_update(self->lost, p->spaces[i], pm_xstrdup(e, "lost space"));
             zhashx_delete(self->owners, p->spaces[i]);
         }
     }
@@ -276,11 +271,9 @@ s_on_swim_event(pm_swim_event_t ev, const pm_swim_member_t *m, void *arg)
     pm_mesh_t *self = arg;
     s_peer_t *p = zhashx_lookup(self->peers, m->name);
     if (!p && ev != PM_SWIM_EV_REMOVED) {
-        p = calloc(1, sizeof *p);
-        if (!p)
-            return;
-        p->name = strdup(m->name);
-        p->endpoint = strdup(m->endpoint);
+        p = pm_xcalloc(1, sizeof *p, "member");
+        p->name = pm_xstrdup(m->name, "member");
+        p->endpoint = pm_xstrdup(m->endpoint, "member");
         zhashx_insert(self->peers, m->name, p);
     }
     if (!p)
@@ -289,7 +282,7 @@ s_on_swim_event(pm_swim_event_t ev, const pm_swim_member_t *m, void *arg)
     if (strcmp(p->endpoint, m->endpoint) != 0) {
         pm_transport_forget(self->transport, p->endpoint);
         free(p->endpoint);
-        p->endpoint = strdup(m->endpoint);
+        p->endpoint = pm_xstrdup(m->endpoint, "member");
     }
     switch (ev) {
     case PM_SWIM_EV_JOINED:
@@ -462,11 +455,11 @@ pm_mesh_set_functions(pm_mesh_t *self, const pm_fn_cap_t *fns, size_t n)
     for (size_t i = 0; i < self->n_fns; i++)
         free((char *) self->fns[i].name);
     free(self->fns);
-    self->fns = calloc(n + 1, sizeof *self->fns);
+    self->fns = pm_xcalloc(n + 1, sizeof *self->fns, "functions");
     self->n_fns = 0;
-    for (size_t i = 0; self->fns && i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         self->fns[i] = fns[i];
-        self->fns[i].name = strdup(fns[i].name);
+        self->fns[i].name = pm_xstrdup(fns[i].name, "functions");
         self->n_fns++;
     }
     self->meta_dirty = 1;
@@ -947,17 +940,12 @@ pm_mesh_set_backups(pm_mesh_t *self, const char *const *names, const char *const
     if (same)
         return;
     s_free_backups(self);
-    self->my_backups = calloc(n + 1, sizeof *self->my_backups);
-    self->my_backup_spaces = calloc(n + 1, sizeof *self->my_backup_spaces);
-    for (size_t i = 0; self->my_backups && self->my_backup_spaces && i < n; i++) {
-        char *name = strdup(names[i]), *space = strdup(spaces[i]);
-        if (!name || !space) {
-            free(name);
-            free(space);
-            continue;
-        }
-        self->my_backups[self->n_my_backups] = name;
-        self->my_backup_spaces[self->n_my_backups++] = space;
+    /* Our heirs dropped here would leave our spaces without one. */
+    self->my_backups = pm_xcalloc(n + 1, sizeof *self->my_backups, "backups");
+    self->my_backup_spaces = pm_xcalloc(n + 1, sizeof *self->my_backup_spaces, "backups");
+    for (size_t i = 0; i < n; i++) {
+        self->my_backups[self->n_my_backups] = pm_xstrdup(names[i], "backups");
+        self->my_backup_spaces[self->n_my_backups++] = pm_xstrdup(spaces[i], "backups");
     }
     /* Who inherits our spaces is news worth spreading at once. */
     s_publish_meta(self, (uint64_t) pm_mono_ms());
