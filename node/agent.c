@@ -31,21 +31,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static void s_observe(pm_agent_t *self, int type, int64_t t0_us);
-static void s_free_buf(void *data, void *hint);
-static void s_journal_send(void *arg, uint64_t session, const char *peer, uint8_t *buf, size_t len,
-                           int tag, int64_t t0_us);
-static void s_workers_send(void *arg, void *who, const pm_msg_t *m);
-static void s_store_changed(void *arg, pm_store_event_t ev, const pm_prom_t *p);
-static void s_on_peer_message(void *arg, const char *from, pm_msg_t *m);
-static int s_handle(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now,
-                    int64_t mono);
-static void s_on_message(pm_agent_t *self, zmq_msg_t *rid, zmq_msg_t *body);
-static void s_drain_router(pm_agent_t *self);
-static long s_poll_timeout(pm_agent_t *self, int64_t real, int64_t mono);
-static int s_mkdirs(const char *path);
-static int s_claim_path(const char *path);
-
 /* A list, or the agent stops (base.h). */
 zlistx_t *
 pm_agent_xlist(void)

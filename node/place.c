@@ -9,10 +9,6 @@
 
 #include "relay.h"
 
-static void s_deleg_done(pm_watch_t *watch, pm_prom_t *p);
-static int s_delegate(pm_agent_t *self, const char *node, const char *function,
-                      const uint8_t *input, size_t len, const char *target);
-
 /* Settles a target wherever it lives (invocation results). */
 int
 pm_place_settle_anywhere(void *arg, const char *target, int state, const void *data, size_t len)

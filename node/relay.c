@@ -11,11 +11,6 @@
 #include "session.h"
 #include "waiters.h"
 
-static void s_relay_free(pm_agent_t *self, pm_relay_t *r);
-static int s_park_request(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono,
-                          int unknown);
-static int s_space_of_live_member(pm_agent_t *self, const char *id);
-
 void
 pm_relay_destructor(void **item)
 {

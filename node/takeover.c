@@ -13,14 +13,6 @@
 #include "thens.h"
 #include "waiters.h"
 
-static int s_snapshot_extra(void *arg, pm_journal_t *j);
-static int s_space_is_live_primary(pm_agent_t *self, const char *space);
-static void s_retire_empty(pm_agent_t *self);
-static void s_apply_record(pm_agent_t *self, const uint8_t *buf, size_t len);
-static void s_full_emit(void *arg, const pm_rec_t *rec);
-static void s_take_space(pm_agent_t *self, const char *space, uint64_t epoch, const char *why);
-static void s_maybe_take_over(pm_agent_t *self, const char *name);
-
 /* What a snapshot keeps besides the promises: continuations (ours and those
  * of spaces we back up) and the spaces we serve or may resume. */
 static int

@@ -9,9 +9,6 @@
 #include "place.h"
 #include "requests.h"
 
-static void s_then_done(pm_watch_t *watch, pm_prom_t *q);
-static void s_then_fired(pm_watch_t *watch, pm_prom_t *p);
-
 void
 pm_then_free(pm_then_t *t)
 {
