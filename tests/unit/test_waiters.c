@@ -4,7 +4,9 @@
  * directory) driven through the real client library: an await is answered
  * by the settlement, by its timeout, or refused at the client's limit; a
  * continuation runs its function on the source's value (also when the
- * source had settled already) and a failed source rejects its target.
+ * source had settled already) and a failed source rejects its target. The
+ * last case drives waiters.c directly on a virtual clock (no loop thread):
+ * a wait ends exactly at its deadline, never before.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,9 +23,12 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "agent_priv.h"
 #include "config.h"
 #include "log.h"
 #include "pmesh.h"
+#include "session.h"
+#include "waiters.h"
 
 typedef struct fx {
     char dir[128];
@@ -218,6 +223,82 @@ test_continuations(void **state)
     pm_worker_destroy(&w);
 }
 
+/* ---- waiters.c on a virtual clock ------------------------------------------ */
+
+static void
+test_deadlines_on_a_virtual_clock(void **state)
+{
+    (void) state;
+    char dir[128], sock[192], err[256];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/pm-waiters-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    assert_non_null(mkdtemp(dir));
+    snprintf(sock, sizeof sock, "%s/agent.sock", dir);
+    pm_config_t *cfg = pm_config_new();
+    assert_int_equal(pm_config_set(cfg, "max_waiters_per_client", "3", err, sizeof err), 0);
+    pm_agent_t *a = pm_agent_new(cfg, "t", sock); /* no loop: this test is the loop */
+    assert_non_null(a);
+    /* a session whose replies go nowhere: each reply shows as one dropped */
+    pm_session_t *s = pm_session_get(a, (const uint8_t *) "x", 1, 0);
+    pm_create_args_t ca = {.id = "t-v~1"};
+    pm_prom_t *p;
+    assert_int_equal(pm_store_create(a->store, &ca, 1, &p, NULL), PM_OK);
+    uint64_t replies = a->replies_dropped;
+
+    /* a 500 ms wait from t=1000 ends at 1500, not before */
+    pm_msg_t m = {.type = PM_MSG_AWAIT, .id = "t-v~1", .req_id = 1, .timeout_ms = 500};
+    assert_int_equal(pm_waiter_do_await(a, s, &m, 1000), PM_OK);
+    assert_int_equal(s->n_waiters, 1);
+    pm_waiter_fire_timeouts(a, 1499);
+    assert_int_equal(s->n_waiters, 1);
+    assert_int_equal(a->replies_dropped, replies);
+    pm_waiter_fire_timeouts(a, 1500);
+    assert_int_equal(s->n_waiters, 0);
+    assert_int_equal(a->waiters_timed_out, 1);
+    assert_int_equal(a->replies_dropped, replies + 1);
+
+    /* a poll answers at once and leaves no waiter */
+    m.timeout_ms = 0;
+    assert_int_equal(pm_waiter_do_await(a, s, &m, 2000), PM_OK);
+    assert_int_equal(s->n_waiters, 0);
+    assert_int_equal(a->replies_dropped, replies + 2);
+
+    /* a wait of two centuries has no deadline: only the settlement ends it */
+    m.timeout_ms = 200LL * 365 * 24 * 3600 * 1000;
+    assert_int_equal(pm_waiter_do_await(a, s, &m, 2000), PM_OK);
+    m.timeout_ms = 10;
+    assert_int_equal(pm_waiter_do_await(a, s, &m, 2000), PM_OK);
+    m.timeout_ms = 20;
+    assert_int_equal(pm_waiter_do_await(a, s, &m, 2000), PM_OK);
+    /* the client's limit (3) */
+    assert_int_equal(pm_waiter_do_await(a, s, &m, 2000), PM_ERR_LIMIT);
+    assert_int_equal(s->n_waiters, 3);
+    pm_waiter_fire_timeouts(a, INT64_MAX / 2);
+    assert_int_equal(s->n_waiters, 1);
+    assert_int_equal(a->waiters_timed_out, 3);
+    assert_int_equal(pm_store_settle(a->store, "t-v~1", PM_STATE_RESOLVED, "x", 1, 5, NULL),
+                     PM_OK);
+    assert_int_equal(s->n_waiters, 0);
+    assert_null(p->watches);
+    assert_int_equal(a->replies_dropped, replies + 5);
+
+    /* closing a session drops its waiters and their watches */
+    pm_create_args_t cb = {.id = "t-v~2"};
+    assert_int_equal(pm_store_create(a->store, &cb, 1, &p, NULL), PM_OK);
+    m.id = "t-v~2";
+    m.timeout_ms = 1000;
+    assert_int_equal(pm_waiter_do_await(a, s, &m, 3000), PM_OK);
+    assert_non_null(p->watches);
+    pm_session_close(a, s, "test");
+    assert_null(p->watches);
+    pm_waiter_fire_timeouts(a, INT64_MAX / 2); /* its timer went with it */
+    assert_int_equal(a->waiters_timed_out, 3);
+
+    pm_agent_destroy(&a);
+    pm_config_destroy(&cfg);
+    rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -226,6 +307,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_await_times_out_and_polls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_await_refused_at_the_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_continuations, setup, teardown),
+        cmocka_unit_test(test_deadlines_on_a_virtual_clock),
     };
     return cmocka_run_group_tests_name("waiters and continuations", tests, NULL, NULL);
 }
