@@ -209,10 +209,7 @@ pm_relay_unpark(pm_agent_t *self)
                 m.from = NULL;
                 pm_agent_dispatch(self, s, &m);
             } else if (r->kind == PM_RELAY_FIRE && m.type == PM_MSG_SETTLE) {
-                const char *data = m.state == PM_STATE_RESOLVED ? (const char *) m.value
-                                                                : m.reason;
-                size_t len = m.state == PM_STATE_RESOLVED ? m.value_len : strlen(m.reason);
-                pm_store_settle(self->store, m.id, m.state, data, len, self->now_real, NULL);
+                pm_req_settle(self, &m, self->now_real);
             } else if (r->kind == PM_RELAY_SUB) {
                 pm_rwait_t *rw = zhashx_lookup(self->rwaits, r->pid);
                 pm_prom_t *p = pm_store_get(self->store, r->pid);

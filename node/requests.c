@@ -64,6 +64,16 @@ pm_req_do_create(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t n
 int
 pm_req_do_settle(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now)
 {
+    int err = pm_req_settle(self, m, now);
+    if (err)
+        return err;
+    pm_agent_reply_ok(self, s, m->req_id);
+    return PM_OK;
+}
+
+int
+pm_req_settle(pm_agent_t *self, const pm_msg_t *m, int64_t now)
+{
     const void *data;
     size_t len;
     if (m->state == PM_STATE_RESOLVED) {
@@ -78,11 +88,7 @@ pm_req_do_settle(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t n
     }
     if (len > self->max_value_bytes)
         return PM_ERR_VALUE_TOO_LARGE;
-    int err = pm_store_settle(self->store, m->id, m->state, data, len, now, NULL);
-    if (err)
-        return err;
-    pm_agent_reply_ok(self, s, m->req_id);
-    return PM_OK;
+    return pm_store_settle(self->store, m->id, m->state, data, len, now, NULL);
 }
 
 int

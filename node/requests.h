@@ -19,6 +19,10 @@ void pm_req_mint(pm_agent_t *self, char *out, size_t cap);
 int pm_req_do_create(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now);
 /* SETTLE: resolves, rejects or cancels a promise of ours. */
 int pm_req_do_settle(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now);
+/* Settles a promise of ours as SETTLE message m says (its value, or its
+ * reason with the default for an empty one), checked against the limits;
+ * answers nobody. */
+int pm_req_settle(pm_agent_t *self, const pm_msg_t *m, int64_t now);
 /* LIST: one page of our promises. */
 int pm_req_do_list(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m);
 /* STATUS: the agent's counters as one JSON object. */
