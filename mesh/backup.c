@@ -3,6 +3,9 @@
  */
 #include "backup.h"
 
+#include "base.h"
+#include "spaces.h"
+
 #include <czmq.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,15 +84,20 @@ s_resync(pm_backup_t *self, s_stream_t *st, int64_t now_ms, const char *why,
 }
 
 void
-pm_backup_check(pm_backup_t *self, const char *from, const pm_msg_t *m, int64_t now_ms,
-                pm_backup_verdict_t *v)
+pm_backup_check(pm_backup_t *self, const char *from, const pm_msg_t *m,
+                const pm_backup_claims_t *claims, int64_t now_ms, pm_backup_verdict_t *v)
 {
     memset(v, 0, sizeof *v);
+    if (claims && m->record_count &&
+        pm_spaces_fence(claims->self_node, claims->owned, claims->mine, claims->known, from,
+                        m->epoch, &v->fence_epoch)) {
+        v->fenced = 1;
+        pm_backup_forget(self, from);
+        return;
+    }
     s_stream_t *st = zhashx_lookup(self->owners, from);
     if (!st) {
-        st = calloc(1, sizeof *st);
-        if (!st)
-            return; /* out of memory: apply nothing, acknowledge nothing */
+        st = pm_xcalloc(1, sizeof *st, "backup stream");
         zhashx_insert(self->owners, from, st);
     }
     if (st->stream != m->stream) {
@@ -148,6 +156,8 @@ pm_backup_check(pm_backup_t *self, const char *from, const pm_msg_t *m, int64_t 
     }
     v->apply = 1;
     v->skip = (size_t) (st->next - first);
+    PM_INVARIANT(first + v->skip == st->next && v->skip < m->record_count,
+                 "a backup applies only the next record of a stream");
     st->next = last + 1;
     v->lsn = last;
 }

@@ -26,6 +26,8 @@ typedef struct pm_backup pm_backup_t;
 
 /* What to do with one REPLICATE message. */
 typedef struct pm_backup_verdict {
+    int fenced;    /* refuse every record: the sender lost the space (spaces.h) */
+    uint64_t fence_epoch; /* the epoch to refuse them with */
     int apply;     /* apply records [skip, record_count) to the passive copy */
     size_t skip;   /* records at the front that we hold already */
     int ack;       /* acknowledge lsn (everything up to it is held, no gap) */
@@ -38,11 +40,22 @@ typedef struct pm_backup_verdict {
 pm_backup_t *pm_backup_new(void);
 void pm_backup_destroy(pm_backup_t **self_p);
 
-/* Decides what to do with m, a REPLICATE from owner `from` (its epoch already
- * checked by the caller), at monotonic time now_ms, and advances the owner's
- * stream position. */
-void pm_backup_check(pm_backup_t *self, const char *from, const pm_msg_t *m, int64_t now_ms,
-                     pm_backup_verdict_t *v);
+/* What this agent knows of the claims on the space of a REPLICATE. */
+typedef struct pm_backup_claims {
+    const char *self_node; /* this agent's name */
+    int owned;             /* whether we serve the space ourselves */
+    uint64_t mine;         /* at which epoch, if owned */
+    uint64_t known;        /* the highest epoch announced for it */
+} pm_backup_claims_t;
+
+/* Decides what to do with m, a REPLICATE from owner `from`, at monotonic time
+ * now_ms, and advances the owner's stream position. Records from a sender
+ * whose claim loses to one in `claims` are fenced: refused, and the owner's
+ * stream is forgotten (it has a hole now: what follows needs a transfer). A
+ * transfer's closing marker carries no records: nothing to fence. claims
+ * NULL: no fencing (tests of the stream alone). */
+void pm_backup_check(pm_backup_t *self, const char *from, const pm_msg_t *m,
+                     const pm_backup_claims_t *claims, int64_t now_ms, pm_backup_verdict_t *v);
 /* Forgets owner `from` (it is gone; a successor starts a new stream). */
 void pm_backup_forget(pm_backup_t *self, const char *from);
 /* Owners we hold a gap-free stream of. */

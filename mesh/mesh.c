@@ -8,9 +8,12 @@
  * over), so operations on it fail with OWNER_LOST rather than NOT_FOUND.
  */
 #include "clock.h"
-#include "mesh.h"
+#include "mesh_priv.h"
 
+#include "base.h"
+#include "ids.h"
 #include "log.h"
+#include "spaces.h"
 #include "swim.h"
 #include "transport.h"
 
@@ -22,67 +25,6 @@
 #include <sys/random.h>
 #include <time.h>
 #include <zmq.h>
-
-/* Capacity changes with every invocation; gossiping each change would flood
- * the mesh, so metadata is republished at most this often. */
-#define S_META_PERIOD_MS 500
-/* Message kinds counted: envelope types, plus one per SWIM message type. */
-#define S_KINDS (PM_MSG_TYPE_COUNT + PM_SWIM_MSG_TYPES)
-
-typedef struct s_peer {
-    char *name;
-    char *endpoint;
-    int state; /* pm_swim_state_t */
-    pm_fn_cap_t *fns;
-    size_t n_fns;
-    char **spaces;
-    uint64_t *epochs;
-    size_t n_spaces;
-    char *primary;
-    char **backups;
-    char **backup_spaces; /* each backup's primary when announced ("" if not sent) */
-    size_t n_backups;
-} s_peer_t;
-
-/* Who serves a space, and at which epoch. */
-typedef struct s_owner {
-    char *node;
-    uint64_t epoch;
-} s_owner_t;
-
-struct pm_mesh {
-    char *node;
-    char *space;
-    char *advertise;
-    pm_swim_t *swim;
-    pm_transport_t *transport;
-    zhashx_t *peers;  /* name -> s_peer_t (owned) */
-    zhashx_t *owners; /* space -> s_owner_t: who serves it, at which epoch */
-    char **mine;      /* spaces this agent serves: its own first */
-    char **my_backups;
-    char **my_backup_spaces;
-    size_t n_my_backups;
-    uint64_t *mine_epochs;
-    size_t n_mine;
-    zhashx_t *lost;   /* space -> "" : owners dead or gone */
-    pm_mesh_hooks_t hooks;
-    void *arg;
-    char **seeds;
-    size_t n_seeds;
-    int64_t seed_refresh;
-    uint64_t next_resolve;
-    pm_fn_cap_t *fns; /* ours, published */
-    size_t n_fns;
-    int meta_dirty;
-    uint64_t meta_at;
-    int left;
-    uint64_t sent[S_KINDS], recv[S_KINDS];
-    uint64_t sent_bytes[S_KINDS], recv_bytes[S_KINDS];
-    uint64_t unknown_peer, bad_frames, untrusted, swim_dropped;
-    uint64_t last_stranger_join;
-    int curve;
-    uint64_t place_rng;
-};
 
 static const char *
 s_kind_name(size_t k, char *buf, size_t cap)
@@ -104,7 +46,7 @@ s_kind(const pm_msg_t *m)
 /* ---- peers ---------------------------------------------------------------- */
 
 static void
-s_peer_clear_meta(s_peer_t *p)
+s_peer_clear_meta(pm_mesh_peer_t *p)
 {
     for (size_t i = 0; i < p->n_fns; i++)
         free((char *) p->fns[i].name);
@@ -133,7 +75,7 @@ s_peer_clear_meta(s_peer_t *p)
 static void
 s_peer_destroy(void **item)
 {
-    s_peer_t *p = *item;
+    pm_mesh_peer_t *p = *item;
     s_peer_clear_meta(p);
     free(p->name);
     free(p->endpoint);
@@ -151,29 +93,22 @@ s_free_str(void **item)
 static void
 s_owner_destroy(void **item)
 {
-    s_owner_t *o = *item;
+    pm_mesh_owner_t *o = *item;
     free(o->node);
     free(o);
     *item = NULL;
 }
 
-/* Records that node serves space at epoch, unless someone serves it at a
- * higher epoch already. */
+/* Records that node serves space at epoch, unless the claim we know wins
+ * over it (spaces.h: the same rule on every member). */
 static void
 s_set_owner(pm_mesh_t *self, const char *space, const char *node, uint64_t epoch)
 {
-    s_owner_t *o = zhashx_lookup(self->owners, space);
-    if (o && o->epoch > epoch)
+    pm_mesh_owner_t *o = zhashx_lookup(self->owners, space);
+    if (o && !pm_epoch_wins(epoch, node, o->epoch, o->node))
         return;
-    /* Two claims at one epoch (a restarted owner resuming a space as its
-     * heir takes it over): the smaller node name wins, everywhere alike. */
-    if (o && o->epoch == epoch && strcmp(o->node, node) <= 0)
-        return;
-    s_owner_t *n = calloc(1, sizeof *n);
-    if (!n || !(n->node = strdup(node))) {
-        free(n);
-        return;
-    }
+    pm_mesh_owner_t *n = pm_xcalloc(1, sizeof *n, "space owner");
+    n->node = pm_xstrdup(node, "space owner");
     n->epoch = epoch;
     zhashx_update(self->owners, space, n);
     zhashx_delete(self->lost, space);
@@ -181,7 +116,7 @@ s_set_owner(pm_mesh_t *self, const char *space, const char *node, uint64_t epoch
 
 /* Reads a member's metadata into its peer record and the owners table. */
 static void
-s_peer_meta(pm_mesh_t *self, s_peer_t *p, const pm_swim_member_t *m)
+s_peer_meta(pm_mesh_t *self, pm_mesh_peer_t *p, const pm_swim_member_t *m)
 {
     pm_meta_t meta;
     if (!m->meta_len)
@@ -193,50 +128,45 @@ s_peer_meta(pm_mesh_t *self, s_peer_t *p, const pm_swim_member_t *m)
         return;
     }
     s_peer_clear_meta(p);
-    p->fns = calloc(meta.fn_count + 1, sizeof *p->fns);
-    p->spaces = calloc(meta.space_count + 1, sizeof *p->spaces);
-    p->epochs = calloc(meta.space_count + 1, sizeof *p->epochs);
-    p->primary = strdup(meta.id_space);
-    p->backups = calloc(meta.backup_count + 1, sizeof *p->backups);
-    p->backup_spaces = calloc(meta.backup_count + 1, sizeof *p->backup_spaces);
-    for (size_t i = 0; p->backups && p->backup_spaces && i < meta.backup_count; i++) {
-        p->backups[p->n_backups] = strdup(meta.backups[i]);
-        p->backup_spaces[p->n_backups] =
-            strdup(meta.backup_spaces ? meta.backup_spaces[i] : "");
-        if (p->backups[p->n_backups] && p->backup_spaces[p->n_backups]) {
-            p->n_backups++;
-        } else {
-            free(p->backups[p->n_backups]);
-            free(p->backup_spaces[p->n_backups]);
-        }
+    /* A member's spaces and backups dropped here would be a takeover or a
+     * route missed: out of memory stops the agent (base.h). */
+    p->fns = pm_xcalloc(meta.fn_count + 1, sizeof *p->fns, "member metadata");
+    p->spaces = pm_xcalloc(meta.space_count + 1, sizeof *p->spaces, "member metadata");
+    p->epochs = pm_xcalloc(meta.space_count + 1, sizeof *p->epochs, "member metadata");
+    p->primary = pm_xstrdup(meta.id_space, "member metadata");
+    p->backups = pm_xcalloc(meta.backup_count + 1, sizeof *p->backups, "member metadata");
+    p->backup_spaces =
+        pm_xcalloc(meta.backup_count + 1, sizeof *p->backup_spaces, "member metadata");
+    for (size_t i = 0; i < meta.backup_count; i++) {
+        p->backups[p->n_backups] = pm_xstrdup(meta.backups[i], "member metadata");
+        p->backup_spaces[p->n_backups++] =
+            pm_xstrdup(meta.backup_spaces ? meta.backup_spaces[i] : "", "member metadata");
     }
-    if (p->fns)
-        for (size_t i = 0; i < meta.fn_count; i++) {
-            p->fns[i] = meta.fns[i];
-            p->fns[i].name = strdup(meta.fns[i].name);
-            p->n_fns++;
+    for (size_t i = 0; i < meta.fn_count; i++) {
+        p->fns[i] = meta.fns[i];
+        p->fns[i].name = pm_xstrdup(meta.fns[i].name, "member metadata");
+        p->n_fns++;
+    }
+    for (size_t i = 0; i < meta.space_count; i++) {
+        uint64_t epoch = meta.epochs ? meta.epochs[i] : 1;
+        p->epochs[p->n_spaces] = epoch;
+        p->spaces[p->n_spaces++] = pm_xstrdup(meta.spaces[i], "member metadata");
+        uint64_t mine;
+        if (pm_mesh_owns(self, meta.spaces[i], &mine) &&
+            pm_epoch_wins(mine, self->node, epoch, p->name))
+            continue; /* our claim wins */
+        if (pm_mesh_owns(self, meta.spaces[i], NULL)) {
+            /* Someone serves a space of ours at a newer epoch: it took
+             * it over while we were cut off. Let it go. */
+            pm_log_warn("PM-SPACE-MOVED", "%s serves id space %s at epoch %llu; we had "
+                        "epoch %llu: no longer serving it", p->name, meta.spaces[i],
+                        (unsigned long long) epoch, (unsigned long long) mine);
+            pm_mesh_unclaim(self, meta.spaces[i]);
+            if (self->hooks.moved)
+                self->hooks.moved(self->arg, meta.spaces[i]);
         }
-    if (p->spaces && p->epochs)
-        for (size_t i = 0; i < meta.space_count; i++) {
-            uint64_t epoch = meta.epochs ? meta.epochs[i] : 1;
-            p->epochs[p->n_spaces] = epoch;
-            p->spaces[p->n_spaces++] = strdup(meta.spaces[i]);
-            uint64_t mine;
-            if (pm_mesh_owns(self, meta.spaces[i], &mine) &&
-                (mine > epoch || (mine == epoch && strcmp(self->node, p->name) < 0)))
-                continue; /* ours at a newer epoch, or at this one by the tie-break */
-            if (pm_mesh_owns(self, meta.spaces[i], NULL)) {
-                /* Someone serves a space of ours at a newer epoch: it took
-                 * it over while we were cut off. Let it go. */
-                pm_log_warn("PM-SPACE-MOVED", "%s serves id space %s at epoch %llu; we had "
-                            "epoch %llu: no longer serving it", p->name, meta.spaces[i],
-                            (unsigned long long) epoch, (unsigned long long) mine);
-                pm_mesh_unclaim(self, meta.spaces[i]);
-                if (self->hooks.moved)
-                    self->hooks.moved(self->arg, meta.spaces[i]);
-            }
-            s_set_owner(self, meta.spaces[i], p->name, epoch);
-        }
+        s_set_owner(self, meta.spaces[i], p->name, epoch);
+    }
     pm_wire_meta_release(&meta);
 }
 
@@ -244,15 +174,15 @@ s_peer_meta(pm_mesh_t *self, s_peer_t *p, const pm_swim_member_t *m)
  * it served are lost until someone claims them, and whatever is queued for
  * it would reach its successor as stale traffic, so the channel goes too. */
 static void
-s_member_down(pm_mesh_t *self, s_peer_t *p, int was_up)
+s_member_down(pm_mesh_t *self, pm_mesh_peer_t *p, int was_up)
 {
     for (size_t i = 0; i < p->n_spaces; i++) {
-        s_owner_t *owner = zhashx_lookup(self->owners, p->spaces[i]);
+        pm_mesh_owner_t *owner = zhashx_lookup(self->owners, p->spaces[i]);
         if (owner && strcmp(owner->node, p->name) == 0) {
             /* Remember the epoch: whoever serves it next must claim above. */
             char e[24];
             snprintf(e, sizeof e, "%llu", (unsigned long long) owner->epoch);
-            zhashx_update(self->lost, p->spaces[i], strdup(e));
+            zhashx_update(self->lost, p->spaces[i], pm_xstrdup(e, "lost space"));
             zhashx_delete(self->owners, p->spaces[i]);
         }
     }
@@ -276,13 +206,11 @@ static void
 s_on_swim_event(pm_swim_event_t ev, const pm_swim_member_t *m, void *arg)
 {
     pm_mesh_t *self = arg;
-    s_peer_t *p = zhashx_lookup(self->peers, m->name);
+    pm_mesh_peer_t *p = zhashx_lookup(self->peers, m->name);
     if (!p && ev != PM_SWIM_EV_REMOVED) {
-        p = calloc(1, sizeof *p);
-        if (!p)
-            return;
-        p->name = strdup(m->name);
-        p->endpoint = strdup(m->endpoint);
+        p = pm_xcalloc(1, sizeof *p, "member");
+        p->name = pm_xstrdup(m->name, "member");
+        p->endpoint = pm_xstrdup(m->endpoint, "member");
         zhashx_insert(self->peers, m->name, p);
     }
     if (!p)
@@ -291,7 +219,7 @@ s_on_swim_event(pm_swim_event_t ev, const pm_swim_member_t *m, void *arg)
     if (strcmp(p->endpoint, m->endpoint) != 0) {
         pm_transport_forget(self->transport, p->endpoint);
         free(p->endpoint);
-        p->endpoint = strdup(m->endpoint);
+        p->endpoint = pm_xstrdup(m->endpoint, "member");
     }
     switch (ev) {
     case PM_SWIM_EV_JOINED:
@@ -345,6 +273,28 @@ s_count_out(pm_mesh_t *self, const pm_msg_t *m, size_t len)
     self->sent_bytes[k] += len;
 }
 
+/* Every frame leaves through here: the transport, or the seam's sender. */
+static int
+s_transmit(pm_mesh_t *self, const char *endpoint, uint8_t *buf, size_t len)
+{
+    if (self->sender)
+        return self->sender(self->sender_arg, endpoint, buf, len);
+    return pm_transport_send(self->transport, endpoint, buf, len);
+}
+
+void
+pm_mesh_set_sender(pm_mesh_t *self, pm_mesh_send_fn *fn, void *arg)
+{
+    self->sender = fn;
+    self->sender_arg = arg;
+}
+
+int
+pm_mesh_transmit(pm_mesh_t *self, const char *endpoint, uint8_t *buf, size_t len)
+{
+    return pm_transport_send(self->transport, endpoint, buf, len);
+}
+
 static void
 s_send_swim(const char *endpoint, const pm_swim_msg_t *sw, void *arg)
 {
@@ -355,9 +305,9 @@ s_send_swim(const char *endpoint, const pm_swim_msg_t *sw, void *arg)
     size_t len;
     uint8_t *buf = pm_wire_encode(&m, &len);
     if (!buf)
-        return;
+        pm_oom("encoding a membership message");
     s_count_out(self, &m, len);
-    pm_transport_send(self->transport, endpoint, buf, len);
+    s_transmit(self, endpoint, buf, len);
 }
 
 /* Where to reach member node: the peer table, else SWIM's view (a member we
@@ -365,7 +315,7 @@ s_send_swim(const char *endpoint, const pm_swim_msg_t *sw, void *arg)
 static const char *
 s_endpoint_of(pm_mesh_t *self, const char *node)
 {
-    s_peer_t *p = zhashx_lookup(self->peers, node);
+    pm_mesh_peer_t *p = zhashx_lookup(self->peers, node);
     if (p)
         return p->endpoint;
     pm_swim_member_t m;
@@ -384,9 +334,9 @@ pm_mesh_send(pm_mesh_t *self, const char *node, pm_msg_t *m)
     size_t len;
     uint8_t *buf = pm_wire_encode(m, &len);
     if (!buf)
-        return -1;
+        pm_oom("encoding a message to a peer");
     s_count_out(self, m, len);
-    return pm_transport_send(self->transport, endpoint, buf, len);
+    return s_transmit(self, endpoint, buf, len);
 }
 
 int
@@ -399,13 +349,13 @@ pm_mesh_send_raw(pm_mesh_t *self, const char *node, int type, uint8_t *buf, size
     }
     pm_msg_t m = {.type = (pm_msg_type_t) type};
     s_count_out(self, &m, len);
-    return pm_transport_send(self->transport, endpoint, buf, len);
+    return s_transmit(self, endpoint, buf, len);
 }
 
 /* ---- metadata ------------------------------------------------------------- */
 
-static void
-s_publish_meta(pm_mesh_t *self, uint64_t now)
+void
+pm_mesh_publish_meta(pm_mesh_t *self, uint64_t now)
 {
     pm_meta_t meta = {.id_space = self->space,
                       .fns = self->fns,
@@ -442,11 +392,11 @@ pm_mesh_set_functions(pm_mesh_t *self, const pm_fn_cap_t *fns, size_t n)
     for (size_t i = 0; i < self->n_fns; i++)
         free((char *) self->fns[i].name);
     free(self->fns);
-    self->fns = calloc(n + 1, sizeof *self->fns);
+    self->fns = pm_xcalloc(n + 1, sizeof *self->fns, "functions");
     self->n_fns = 0;
-    for (size_t i = 0; self->fns && i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         self->fns[i] = fns[i];
-        self->fns[i].name = strdup(fns[i].name);
+        self->fns[i].name = pm_xstrdup(fns[i].name, "functions");
         self->n_fns++;
     }
     self->meta_dirty = 1;
@@ -603,18 +553,18 @@ pm_mesh_readable(pm_mesh_t *self)
 pm_route_t
 pm_mesh_route(pm_mesh_t *self, const char *id, const char **node)
 {
-    const char *tilde = strchr(id, '~');
-    if (!tilde)
-        return PM_ROUTE_UNKNOWN;
     char space[PM_WIRE_MAX_NAME + 1];
-    size_t n = (size_t) (tilde - id);
-    if (n > PM_WIRE_MAX_NAME)
+    if (!pm_id_space(id, space, sizeof space))
         return PM_ROUTE_UNKNOWN;
-    memcpy(space, id, n);
-    space[n] = 0;
+    return pm_mesh_route_space(self, space, node);
+}
+
+pm_route_t
+pm_mesh_route_space(pm_mesh_t *self, const char *space, const char **node)
+{
     if (pm_mesh_owns(self, space, NULL))
         return PM_ROUTE_LOCAL;
-    s_owner_t *owner = zhashx_lookup(self->owners, space);
+    pm_mesh_owner_t *owner = zhashx_lookup(self->owners, space);
     if (owner && pm_mesh_is_up(self, owner->node)) {
         *node = owner->node;
         return PM_ROUTE_REMOTE;
@@ -627,7 +577,7 @@ pm_mesh_route(pm_mesh_t *self, const char *id, const char **node)
 int
 pm_mesh_is_up(pm_mesh_t *self, const char *node)
 {
-    s_peer_t *p = zhashx_lookup(self->peers, node);
+    pm_mesh_peer_t *p = zhashx_lookup(self->peers, node);
     return p && (p->state == PM_SWIM_ALIVE || p->state == PM_SWIM_SUSPECT);
 }
 
@@ -639,10 +589,10 @@ pm_mesh_place(pm_mesh_t *self, const char *function)
      * slot off our copy of that member's figure until its next metadata
      * arrives: a burst of placements spreads over the servers instead of all
      * going to whoever looked best last. */
-    s_peer_t *best = NULL;
+    pm_mesh_peer_t *best = NULL;
     pm_fn_cap_t *best_fn = NULL;
     uint32_t ties = 0;
-    for (s_peer_t *p = zhashx_first(self->peers); p; p = zhashx_next(self->peers)) {
+    for (pm_mesh_peer_t *p = zhashx_first(self->peers); p; p = zhashx_next(self->peers)) {
         if (p->state != PM_SWIM_ALIVE)
             continue;
         for (size_t i = 0; i < p->n_fns; i++) {
@@ -688,7 +638,7 @@ pm_mesh_members_json(pm_mesh_t *self)
         json_t *fns = json_array();
         const pm_fn_cap_t *caps = self->fns;
         size_t n = self->n_fns;
-        s_peer_t *p = m.is_self ? NULL : zhashx_lookup(self->peers, m.name);
+        pm_mesh_peer_t *p = m.is_self ? NULL : zhashx_lookup(self->peers, m.name);
         if (p) {
             caps = p->fns;
             n = p->n_fns;
@@ -715,7 +665,7 @@ pm_mesh_stats_json(pm_mesh_t *self)
     json_t *sent = json_object(), *recv = json_object();
     uint64_t bytes_out = 0, bytes_in = 0;
     char buf[64];
-    for (size_t k = 1; k < S_KINDS; k++) {
+    for (size_t k = 1; k < PM_MESH_KINDS; k++) {
         bytes_out += self->sent_bytes[k];
         bytes_in += self->recv_bytes[k];
         if (self->sent[k])
@@ -753,227 +703,6 @@ pm_mesh_stats_json(pm_mesh_t *self)
     return s;
 }
 
-/* ---- ownership ------------------------------------------------------------ */
-
-int
-pm_mesh_owns(pm_mesh_t *self, const char *space, uint64_t *epoch)
-{
-    for (size_t i = 0; i < self->n_mine; i++)
-        if (strcmp(self->mine[i], space) == 0) {
-            if (epoch)
-                *epoch = self->mine_epochs[i];
-            return 1;
-        }
-    return 0;
-}
-
-void
-pm_mesh_claim(pm_mesh_t *self, const char *space, uint64_t epoch)
-{
-    for (size_t i = 0; i < self->n_mine; i++)
-        if (strcmp(self->mine[i], space) == 0) {
-            self->mine_epochs[i] = epoch;
-            s_publish_meta(self, (uint64_t) pm_mono_ms());
-            return;
-        }
-    char **m = realloc(self->mine, (self->n_mine + 1) * sizeof *m);
-    if (m)
-        self->mine = m;
-    uint64_t *e = realloc(self->mine_epochs, (self->n_mine + 1) * sizeof *e);
-    if (e)
-        self->mine_epochs = e;
-    if (!m || !e || !(self->mine[self->n_mine] = strdup(space)))
-        return;
-    self->mine_epochs[self->n_mine++] = epoch;
-    zhashx_delete(self->lost, space);
-    s_publish_meta(self, (uint64_t) pm_mono_ms()); /* a takeover is news: no rate limit */
-}
-
-void
-pm_mesh_unclaim(pm_mesh_t *self, const char *space)
-{
-    for (size_t i = 0; i < self->n_mine; i++)
-        if (strcmp(self->mine[i], space) == 0) {
-            free(self->mine[i]);
-            self->mine[i] = self->mine[self->n_mine - 1];
-            self->mine_epochs[i] = self->mine_epochs[self->n_mine - 1];
-            self->n_mine--;
-            self->meta_dirty = 1;
-            return;
-        }
-}
-
-int
-pm_mesh_synced(pm_mesh_t *self)
-{
-    pm_swim_stats_t st;
-    pm_swim_stats(self->swim, &st);
-    return st.received[PM_SWIM_MSG_SYNC_REQ] + st.received[PM_SWIM_MSG_SYNC_RESP] > 0;
-}
-
-size_t
-pm_mesh_served(pm_mesh_t *self, const char *const **spaces, const uint64_t **epochs)
-{
-    *spaces = (const char *const *) self->mine;
-    *epochs = self->mine_epochs;
-    return self->n_mine;
-}
-
-uint64_t
-pm_mesh_epoch(pm_mesh_t *self, const char *space)
-{
-    uint64_t e = 0;
-    pm_mesh_owns(self, space, &e);
-    s_owner_t *o = zhashx_lookup(self->owners, space);
-    if (o && o->epoch > e)
-        e = o->epoch;
-    const char *lost = zhashx_lookup(self->lost, space);
-    uint64_t le = lost ? strtoull(lost, NULL, 10) : 0;
-    return le > e ? le : e;
-}
-
-size_t
-pm_mesh_spaces_of(pm_mesh_t *self, const char *node, const char **primary,
-                  const char *const **spaces, const uint64_t **epochs)
-{
-    s_peer_t *p = zhashx_lookup(self->peers, node);
-    if (!p || !p->primary)
-        return 0;
-    *primary = p->primary;
-    *spaces = (const char *const *) p->spaces;
-    *epochs = p->epochs;
-    return p->n_spaces;
-}
-
-static uint64_t
-s_rendezvous(const char *space, const char *member)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (const char *c = space; *c; c++)
-        h = (h ^ (uint8_t) *c) * 1099511628211ULL;
-    h = (h ^ '/') * 1099511628211ULL;
-    for (const char *c = member; *c; c++)
-        h = (h ^ (uint8_t) *c) * 1099511628211ULL;
-    h ^= h >> 33; /* finalise: FNV's low bits alone rank poorly */
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    return h;
-}
-
-size_t
-pm_mesh_backups(pm_mesh_t *self, const char *node, const char *primary, size_t n,
-                const char **out)
-{
-    /* Candidates: every alive member but node, this agent included. */
-    size_t got = 0;
-    uint64_t scores[16];
-    if (n > 16)
-        n = 16;
-    const char *cand_self = strcmp(node, self->node) != 0 ? self->node : NULL;
-    s_peer_t *p = zhashx_first(self->peers);
-    for (;;) {
-        const char *name = NULL;
-        if (cand_self) {
-            name = cand_self;
-            cand_self = NULL;
-        } else if (p) {
-            if (p->state == PM_SWIM_ALIVE && strcmp(p->name, node) != 0)
-                name = p->name;
-            p = zhashx_next(self->peers);
-        } else {
-            break;
-        }
-        if (!name)
-            continue;
-        uint64_t sc = s_rendezvous(primary, name);
-        /* insertion into the top-n list, highest score first */
-        size_t at = got < n ? got : n;
-        while (at > 0 && scores[at - 1] < sc) {
-            if (at < n) {
-                scores[at] = scores[at - 1];
-                out[at] = out[at - 1];
-            }
-            at--;
-        }
-        if (at < n) {
-            scores[at] = sc;
-            out[at] = name;
-            if (got < n)
-                got++;
-        }
-    }
-    return got;
-}
-
-static void
-s_free_backups(pm_mesh_t *self)
-{
-    for (size_t i = 0; i < self->n_my_backups; i++) {
-        free(self->my_backups[i]);
-        free(self->my_backup_spaces[i]);
-    }
-    free(self->my_backups);
-    free(self->my_backup_spaces);
-    self->my_backups = self->my_backup_spaces = NULL;
-    self->n_my_backups = 0;
-}
-
-void
-pm_mesh_set_backups(pm_mesh_t *self, const char *const *names, const char *const *spaces,
-                    size_t n)
-{
-    int same = n == self->n_my_backups;
-    for (size_t i = 0; same && i < n; i++)
-        same = strcmp(names[i], self->my_backups[i]) == 0 &&
-               strcmp(spaces[i], self->my_backup_spaces[i]) == 0;
-    if (same)
-        return;
-    s_free_backups(self);
-    self->my_backups = calloc(n + 1, sizeof *self->my_backups);
-    self->my_backup_spaces = calloc(n + 1, sizeof *self->my_backup_spaces);
-    for (size_t i = 0; self->my_backups && self->my_backup_spaces && i < n; i++) {
-        char *name = strdup(names[i]), *space = strdup(spaces[i]);
-        if (!name || !space) {
-            free(name);
-            free(space);
-            continue;
-        }
-        self->my_backups[self->n_my_backups] = name;
-        self->my_backup_spaces[self->n_my_backups++] = space;
-    }
-    /* Who inherits our spaces is news worth spreading at once. */
-    s_publish_meta(self, (uint64_t) pm_mono_ms());
-}
-
-size_t
-pm_mesh_backups_of(pm_mesh_t *self, const char *node, const char **out, const char **spaces,
-                   size_t n)
-{
-    s_peer_t *p = zhashx_lookup(self->peers, node);
-    size_t got = 0;
-    for (size_t i = 0; p && i < p->n_backups && got < n; i++) {
-        if (spaces)
-            spaces[got] = p->backup_spaces[i];
-        out[got++] = p->backups[i];
-    }
-    return got;
-}
-
-const char *
-pm_mesh_primary_of(pm_mesh_t *self, const char *node)
-{
-    if (strcmp(node, self->node) == 0)
-        return self->space;
-    s_peer_t *p = zhashx_lookup(self->peers, node);
-    return p ? p->primary : NULL;
-}
-
-const char *
-pm_mesh_self(pm_mesh_t *self)
-{
-    return self->node;
-}
-
 /* ---- lifecycle ------------------------------------------------------------ */
 
 void *
@@ -986,8 +715,8 @@ void
 pm_mesh_tick(pm_mesh_t *self)
 {
     uint64_t now = (uint64_t) pm_mono_ms();
-    if (self->meta_dirty && now - self->meta_at >= S_META_PERIOD_MS)
-        s_publish_meta(self, now);
+    if (self->meta_dirty && now - self->meta_at >= PM_MESH_META_PERIOD_MS)
+        pm_mesh_publish_meta(self, now);
     if (self->n_seeds && now >= self->next_resolve)
         s_resolve_seeds(self, now);
     pm_swim_tick(self->swim, now);
@@ -998,8 +727,8 @@ pm_mesh_timeout(pm_mesh_t *self)
 {
     uint64_t now = (uint64_t) pm_mono_ms();
     uint64_t at = pm_swim_next_deadline(self->swim);
-    if (self->meta_dirty && self->meta_at + S_META_PERIOD_MS < at)
-        at = self->meta_at + S_META_PERIOD_MS;
+    if (self->meta_dirty && self->meta_at + PM_MESH_META_PERIOD_MS < at)
+        at = self->meta_at + PM_MESH_META_PERIOD_MS;
     if (self->n_seeds && self->next_resolve < at)
         at = self->next_resolve;
     return at <= now ? 0 : (int64_t) (at - now);
@@ -1094,7 +823,7 @@ pm_mesh_new(void *ctx, const pm_config_t *cfg, const char *node, const char *spa
         return NULL;
     }
     uint64_t now = (uint64_t) pm_mono_ms();
-    s_publish_meta(self, now);
+    pm_mesh_publish_meta(self, now);
     if (self->n_seeds)
         s_resolve_seeds(self, now);
     pm_log_info("PM-MESH-UP", "node %s in the mesh at %s (listening on %s), %zu seed(s)", node,
@@ -1122,7 +851,7 @@ pm_mesh_destroy(pm_mesh_t **self_p)
     for (size_t i = 0; i < self->n_mine; i++)
         free(self->mine[i]);
     free(self->mine);
-    s_free_backups(self);
+    pm_mesh_free_backups(self);
     free(self->mine_epochs);
     free(self->node);
     free(self->space);

@@ -62,6 +62,8 @@ int pm_mesh_send_raw(pm_mesh_t *self, const char *node, int type, uint8_t *buf, 
 /* Where the promise with this id lives; *node (borrowed, valid until the
  * next tick) names the owner for PM_ROUTE_REMOTE. */
 pm_route_t pm_mesh_route(pm_mesh_t *self, const char *id, const char **node);
+/* The same for a whole id space. */
+pm_route_t pm_mesh_route_space(pm_mesh_t *self, const char *space, const char **node);
 /* The alive member (not this agent) with the most free slots for function,
  * or NULL if none serves it. Borrowed. */
 const char *pm_mesh_place(pm_mesh_t *self, const char *function);
@@ -109,6 +111,15 @@ size_t pm_mesh_backups_of(pm_mesh_t *self, const char *node, const char **out,
 const char *pm_mesh_primary_of(pm_mesh_t *self, const char *node);
 /* This agent's node name. Borrowed. */
 const char *pm_mesh_self(pm_mesh_t *self);
+
+/* The seam of the transport's send: every frame this mesh sends (encoded,
+ * buf malloc'd and handed over) goes to fn instead of the transport, e.g. to
+ * drop, delay or reorder frames in a test or a simulation; fn returns 0, or
+ * -1 if it dropped the frame. pm_mesh_transmit hands a frame on to the
+ * transport. fn NULL: the transport again. */
+typedef int(pm_mesh_send_fn)(void *arg, const char *endpoint, uint8_t *buf, size_t len);
+void pm_mesh_set_sender(pm_mesh_t *self, pm_mesh_send_fn *fn, void *arg);
+int pm_mesh_transmit(pm_mesh_t *self, const char *endpoint, uint8_t *buf, size_t len);
 
 /* Tells the mesh we are going: peers mark us left without suspicion. */
 void pm_mesh_leave(pm_mesh_t *self);

@@ -3,13 +3,12 @@
  */
 #include "replica.h"
 
-#include "clock.h"
+#include "base.h"
 #include "log.h"
 
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 /* Records per REPLICATE message in a state transfer: big enough to move a
  * million promises in ~1000 frames, small enough to stay far below the
@@ -55,6 +54,7 @@ struct pm_replica {
     size_t n_backups;
     int degraded;
     int64_t hold_until; /* before this, no backup means wait, not degrade */
+    int64_t now;        /* monotonic ms, as last handed in */
     uint64_t transfers, sent_records, fenced;
     /* during a transfer: where add() sends */
     const char *xfer_to;
@@ -64,7 +64,7 @@ struct pm_replica {
 
 pm_replica_t *
 pm_replica_new(pm_mesh_t *mesh, const char *primary, int replicas,
-               const pm_replica_hooks_t *hooks, void *arg)
+               const pm_replica_hooks_t *hooks, void *arg, uint64_t stream, int64_t now_ms)
 {
     pm_replica_t *self = calloc(1, sizeof *self);
     if (!self)
@@ -77,13 +77,11 @@ pm_replica_new(pm_mesh_t *mesh, const char *primary, int replicas,
     self->arg = arg;
     /* A restarted owner starts its LSNs again: the stream id keeps a backup
      * from reading them as the continuation of the old process's. */
-    if (getrandom(&self->stream, sizeof self->stream, 0) != sizeof self->stream)
-        self->stream = (uint64_t) pm_real_ms() ^ ((uint64_t) (uintptr_t) self << 16);
-    if (!self->stream)
-        self->stream = 1;
+    self->stream = stream ? stream : 1;
+    self->now = now_ms;
     /* An agent that just started has not found its peers yet: for the first
      * seconds, "no backup" means "not yet", not "alone". */
-    self->hold_until = pm_mono_ms() + S_START_HOLD_MS;
+    self->hold_until = now_ms + S_START_HOLD_MS;
     return self;
 }
 
@@ -114,27 +112,27 @@ pm_replica_destroy(pm_replica_t **self_p)
     *self_p = NULL;
 }
 
+/* Fills r with a copy of one record of space. */
+static void
+s_rec_copy(s_rec_t *r, const char *space, const uint8_t *rec, size_t len)
+{
+    r->space = pm_xstrdup(space, "replicated record");
+    r->buf = pm_xmalloc(len, "replicated record");
+    memcpy(r->buf, rec, len);
+    r->len = len;
+}
+
 void
 pm_replica_record(pm_replica_t *self, const char *space, const uint8_t *rec, size_t len)
 {
     if (self->n == self->cap) {
-        size_t cap = self->cap ? self->cap * 2 : 256;
-        s_rec_t *q = realloc(self->queue, cap * sizeof *q);
-        if (!q)
-            return;
-        self->queue = q;
-        self->cap = cap;
+        /* A record dropped here would leave the backups without it while the
+         * reply gate counts it produced: out of memory stops the agent. */
+        self->cap = self->cap ? self->cap * 2 : 256;
+        self->queue = pm_xrealloc(self->queue, self->cap * sizeof *self->queue,
+                                  "replication queue");
     }
-    s_rec_t *r = &self->queue[self->n];
-    r->space = strdup(space);
-    r->buf = malloc(len ? len : 1);
-    if (!r->space || !r->buf) {
-        free(r->space);
-        free(r->buf);
-        return;
-    }
-    memcpy(r->buf, rec, len);
-    r->len = len;
+    s_rec_copy(&self->queue[self->n], space, rec, len);
     self->n++;
     self->produced++;
 }
@@ -146,9 +144,7 @@ s_send_batch(pm_replica_t *self, const char *node, const s_rec_t *arr, size_t n,
              uint64_t lsn, int full)
 {
     pm_bytes_t stack[64];
-    pm_bytes_t *b = n <= 64 ? stack : malloc(n * sizeof *b);
-    if (!b)
-        return;
+    pm_bytes_t *b = n <= 64 ? stack : pm_xmalloc(n * sizeof *b, "replication message");
     for (size_t i = 0; i < n; i++) {
         b[i].data = arr[i].buf;
         b[i].len = arr[i].len;
@@ -200,16 +196,7 @@ s_xfer_flush(pm_replica_t *self)
 static void
 s_xfer_add(pm_replica_t *self, const char *space, const uint8_t *rec, size_t len)
 {
-    s_rec_t *r = &self->xfer[self->xfer_n];
-    r->space = strdup(space);
-    r->buf = malloc(len ? len : 1);
-    if (!r->space || !r->buf) {
-        free(r->space);
-        free(r->buf);
-        return;
-    }
-    memcpy(r->buf, rec, len);
-    r->len = len;
+    s_rec_copy(&self->xfer[self->xfer_n], space, rec, len);
     self->xfer_count++;
     if (++self->xfer_n == S_TRANSFER_CHUNK)
         s_xfer_flush(self);
@@ -239,7 +226,7 @@ s_transfer(pm_replica_t *self, s_backup_t *b)
     b->counted = 0;
     b->acked = 0; /* what it acknowledged before may have a hole behind it */
     b->counts_from = self->produced;
-    b->transfer_at = pm_mono_ms();
+    b->transfer_at = self->now;
     self->transfers++;
     s_announce(self); /* not an heir until it has everything */
     pm_log_info("PM-REPL-TRANSFER", "copying the state to new backup %s", b->name);
@@ -289,7 +276,7 @@ s_check_backups(pm_replica_t *self)
         s_announce(self);
     /* A transfer not acknowledged within a second was lost (sent before the
      * backup knew us, or to a backup that restarted): send it again. */
-    int64_t now = pm_mono_ms();
+    int64_t now = self->now;
     for (size_t i = 0; i < self->n_backups; i++)
         if (!self->backups[i].counted && now - self->backups[i].transfer_at > S_RETRANSFER_MS)
             s_transfer(self, &self->backups[i]);
@@ -320,8 +307,9 @@ s_check_backups(pm_replica_t *self)
 }
 
 void
-pm_replica_flush(pm_replica_t *self)
+pm_replica_flush(pm_replica_t *self, int64_t now_ms)
 {
+    self->now = now_ms;
     s_check_backups(self);
     if (!self->n)
         return;
@@ -334,7 +322,7 @@ pm_replica_flush(pm_replica_t *self)
 void
 pm_replica_resync(pm_replica_t *self)
 {
-    pm_replica_flush(self);
+    pm_replica_flush(self, self->now);
     for (size_t i = 0; i < self->n_backups; i++)
         s_transfer(self, &self->backups[i]);
 }
@@ -348,12 +336,13 @@ pm_replica_add_space(pm_replica_t *self, const char *space)
 }
 
 void
-pm_replica_ack(pm_replica_t *self, const char *from, const pm_msg_t *m)
+pm_replica_ack(pm_replica_t *self, const char *from, const pm_msg_t *m, int64_t now_ms)
 {
+    self->now = now_ms;
     if (m->fenced) {
         self->fenced++;
         if (self->hooks.fenced)
-            self->hooks.fenced(self->arg, m->space, m->epoch);
+            self->hooks.fenced(self->arg, m->space, m->epoch, from);
         return;
     }
     if (m->stream != self->stream)
@@ -366,12 +355,19 @@ pm_replica_ack(pm_replica_t *self, const char *from, const pm_msg_t *m)
         if (m->resync) {
             /* It missed records. A transfer under way (younger than the
              * retransfer period) already answers that request. */
-            if (!b->counted && pm_mono_ms() - b->transfer_at < S_RETRANSFER_MS)
+            if (!b->counted && self->now - b->transfer_at < S_RETRANSFER_MS)
                 return;
             self->resyncs++;
             pm_log_warn("PM-REPL-RESYNC", "backup %s missed records; copying the state again",
                         b->name);
             s_transfer(self, b);
+            return;
+        }
+        if (lsn > self->produced) {
+            /* Outside input: an acknowledgement of records never produced. */
+            pm_log_warn("PM-REPL-BAD-ACK", "backup %s acknowledged LSN %llu; only %llu "
+                        "produced: ignored", b->name, (unsigned long long) lsn,
+                        (unsigned long long) self->produced);
             return;
         }
         if (lsn > b->acked)
@@ -416,7 +412,7 @@ pm_replica_acked(const pm_replica_t *self)
             if (self->backups[i].acked < low)
                 low = self->backups[i].acked;
         }
-    if (!counted && pm_mono_ms() < self->hold_until)
+    if (!counted && self->now < self->hold_until)
         return 0; /* just started: wait for a backup rather than degrade */
     if (!counted) {
         /* No backup holds the state yet (a lone agent, or a new backup still

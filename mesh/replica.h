@@ -32,21 +32,26 @@ typedef struct pm_replica_hooks {
     /* Emits every record of the full state of space, or (NULL) of every
      * served space. */
     void (*full_state)(void *arg, pm_replica_t *r, const char *space, pm_replica_add_fn *add);
-    /* A backup refused our records for space: it knows a newer epoch. */
-    void (*fenced)(void *arg, const char *space, uint64_t epoch);
+    /* Backup `fencer` refused our records for space: it knows a claim at
+     * `epoch` (its own, or another it heard of) that may win over ours. */
+    void (*fenced)(void *arg, const char *space, uint64_t epoch, const char *fencer);
 } pm_replica_hooks_t;
 
-/* replicas is R (>= 2). Caller owns the result. */
+/* replicas is R (>= 2); stream is this process's stream id (random, not 0:
+ * the caller draws it); now_ms the monotonic time. The replica never reads
+ * the clock or the random source: time is handed to it (here, flush and
+ * ack). Caller owns the result. */
 pm_replica_t *pm_replica_new(pm_mesh_t *mesh, const char *primary, int replicas,
-                             const pm_replica_hooks_t *hooks, void *arg);
+                             const pm_replica_hooks_t *hooks, void *arg, uint64_t stream,
+                             int64_t now_ms);
 void pm_replica_destroy(pm_replica_t **self_p);
 /* Queues a record of a space this agent serves (copied). */
 void pm_replica_record(pm_replica_t *self, const char *space, const uint8_t *rec, size_t len);
 /* Once per loop iteration: re-checks the backup set and sends what is queued. */
-void pm_replica_flush(pm_replica_t *self);
+void pm_replica_flush(pm_replica_t *self, int64_t now_ms);
 /* A backup's REPLICATE_ACK (an acknowledgement, a resync request or a
  * fencing refusal). */
-void pm_replica_ack(pm_replica_t *self, const char *from, const pm_msg_t *m);
+void pm_replica_ack(pm_replica_t *self, const char *from, const pm_msg_t *m, int64_t now_ms);
 /* Sends the whole state to every backup again: after a space moved away,
  * the records of it that the backups refused left a hole in the stream. */
 void pm_replica_resync(pm_replica_t *self);

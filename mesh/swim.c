@@ -66,6 +66,8 @@
  */
 #include "swim.h"
 
+#include "base.h"
+
 #include <assert.h>
 #include <math.h>
 #include <stdlib.h>
@@ -206,12 +208,11 @@ s_rand_below(pm_swim_t *s, size_t n)
     return n ? (size_t) (s_rand(s) % n) : 0;
 }
 
+/* Out of memory stops the agent (base.h), also under NDEBUG. */
 static void *
 s_xalloc(size_t size)
 {
-    void *p = calloc(1, size ? size : 1);
-    assert(p); /* out of memory is not a condition this daemon recovers from */
-    return p;
+    return pm_xcalloc(1, size, "membership");
 }
 
 static char *
@@ -368,9 +369,8 @@ s_reserve(pm_swim_t *s, size_t want)
     size_t cap = s->cap ? s->cap * 2 : 16;
     while (cap < want)
         cap *= 2;
-    s->members = realloc(s->members, cap * sizeof *s->members);
-    s->pick = realloc(s->pick, cap * sizeof *s->pick);
-    assert(s->members && s->pick);
+    s->members = pm_xrealloc(s->members, cap * sizeof *s->members, "membership");
+    s->pick = pm_xrealloc(s->pick, cap * sizeof *s->pick, "membership");
     s->cap = cap;
 }
 
@@ -544,8 +544,7 @@ s_enqueue(pm_swim_t *s, const s_member_t *m, const char *from)
         }
     if (s->bcast_count == s->bcast_cap) {
         s->bcast_cap = s->bcast_cap ? s->bcast_cap * 2 : 16;
-        s->bcasts = realloc(s->bcasts, s->bcast_cap * sizeof *s->bcasts);
-        assert(s->bcasts);
+        s->bcasts = pm_xrealloc(s->bcasts, s->bcast_cap * sizeof *s->bcasts, "gossip");
     }
     s_bcast_t *b = s_xalloc(sizeof *b);
     b->name = s_xstrdup(m->name);
@@ -612,8 +611,7 @@ s_scratch_reserve(pm_swim_t *s, size_t want)
     size_t cap = s->scratch_cap ? s->scratch_cap : 16;
     while (cap < want)
         cap *= 2;
-    s->scratch = realloc(s->scratch, cap * sizeof *s->scratch);
-    assert(s->scratch);
+    s->scratch = pm_xrealloc(s->scratch, cap * sizeof *s->scratch, "membership");
     s->scratch_cap = cap;
 }
 

@@ -4,8 +4,10 @@
 #include "clock.h"
 #include "journal.h"
 
+#include "base.h"
 #include "hist.h"
 #include "log.h"
+#include "records.h"
 #include "wal.h"
 
 #include <jansson.h>
@@ -93,6 +95,11 @@ pm_journal_open(const char *dir, int fsync_mode, void *zmq_ctx, pm_journal_send_
 static void
 s_release(pm_journal_t *self, uint64_t durable)
 {
+    /* (UINT64_MAX: closing, after the WAL made everything appended durable.) */
+    PM_INVARIANT(durable == UINT64_MAX || durable <= s_durable(self),
+                 "a reply is released only when its records are durable locally");
+    PM_INVARIANT(self->repl_acked <= self->repl_produced,
+                 "a reply is released only when its records are on the counted backups");
     for (int k = 0; k < 2; k++) {
         s_queue_t *q = &self->q[k];
         while (q->head && q->head->lsn <= durable && q->head->rseq <= self->repl_acked) {
@@ -135,40 +142,13 @@ pm_journal_close(pm_journal_t **self_p)
 
 /* ---- records -------------------------------------------------------------- */
 
-void
-pm_journal_view(const pm_prom_t *p, pm_wire_promise_t *v)
-{
-    memset(v, 0, sizeof *v);
-    v->id = p->id;
-    v->state = p->state;
-    if (p->state == PM_STATE_RESOLVED) {
-        v->value = p->data;
-        v->value_len = p->data_len;
-    } else if (p->data) {
-        v->reason = (const char *) p->data;
-    }
-    v->created_ms = p->created_ms;
-    v->settled_ms = p->settled_ms;
-    v->timeout_at_ms = p->timeout_at;
-    v->heartbeat_ms = p->heartbeat_ms;
-    v->heartbeat_at_ms = p->state == PM_STATE_PENDING ? p->heartbeat_at : 0;
-    if (p->extra) {
-        v->key = p->extra->key;
-        v->label_count = p->extra->label_count;
-        v->labels = p->extra->labels;
-    }
-}
-
 static void
 s_append(pm_journal_t *self, const pm_rec_t *rec, int snapshot)
 {
     size_t len;
     uint8_t *buf = pm_wire_rec_encode(rec, &len);
-    if (!buf) {
-        self->failed = 1;
-        pm_log_error("PM-WAL-ENCODE", "out of memory encoding a record");
-        return;
-    }
+    if (!buf)
+        pm_oom("encoding a WAL record");
     if (self->record_hook && !snapshot)
         self->record_hook(self->record_arg, rec, buf, len);
     if (!self->wal) {
@@ -192,19 +172,11 @@ s_append(pm_journal_t *self, const pm_rec_t *rec, int snapshot)
     free(buf);
 }
 
-/* A promise as records: its creation, and its outcome if it has one. */
+/* records.h emitter: a record into the snapshot being written. */
 static void
-s_promise_records(pm_journal_t *self, const pm_prom_t *p, int snapshot)
+s_snapshot_record(void *arg, const pm_rec_t *rec)
 {
-    pm_rec_t rec = {.kind = PM_REC_CREATE};
-    pm_journal_view(p, &rec.promise);
-    if (p->state != PM_STATE_PENDING) {
-        rec.promise.state = PM_STATE_PENDING;
-        s_append(self, &rec, snapshot);
-        pm_journal_view(p, &rec.promise);
-        rec.kind = PM_REC_SETTLE;
-    }
-    s_append(self, &rec, snapshot);
+    s_append(arg, rec, 1);
 }
 
 void
@@ -225,7 +197,7 @@ pm_journal_store_event(pm_journal_t *self, pm_store_event_t ev, const pm_prom_t 
         rec.kind = PM_REC_DROP;
         break;
     }
-    pm_journal_view(p, &rec.promise);
+    pm_records_view(p, &rec.promise);
     if (ev == PM_STORE_DROPPED || ev == PM_STORE_HEARTBEAT) {
         /* Only what the record needs: the id (and the new deadline). */
         pm_wire_promise_t v = {.id = p->id, .state = p->state,
@@ -238,8 +210,7 @@ pm_journal_store_event(pm_journal_t *self, pm_store_event_t ev, const pm_prom_t 
 void
 pm_journal_then(pm_journal_t *self, const char *p, const char *function, const char *q)
 {
-    pm_rec_t rec = {.kind = PM_REC_THEN, .function = function, .target = q};
-    rec.promise.id = p;
+    pm_rec_t rec = pm_records_then(p, function, q);
     s_append(self, &rec, 0);
 }
 
@@ -274,8 +245,7 @@ pm_journal_snapshot_claim(pm_journal_t *self, const char *space, uint64_t epoch)
 void
 pm_journal_snapshot_then(pm_journal_t *self, const char *p, const char *function, const char *q)
 {
-    pm_rec_t rec = {.kind = PM_REC_THEN, .function = function, .target = q};
-    rec.promise.id = p;
+    pm_rec_t rec = pm_records_then(p, function, q);
     s_append(self, &rec, 1);
 }
 
@@ -288,26 +258,19 @@ typedef struct s_replay {
     uint64_t refused;
 } s_replay_t;
 
-static int
+static void
 s_then_add(s_replay_t *r, const char *p, const char *function, const char *q)
 {
     pm_journal_state_t *st = r->st;
     if (st->then_count == r->then_cap) {
-        size_t cap = r->then_cap ? r->then_cap * 2 : 64;
-        pm_journal_then_t *t = realloc(st->thens, cap * sizeof *t);
-        if (!t)
-            return -1;
-        st->thens = t;
-        r->then_cap = cap;
+        r->then_cap = r->then_cap ? r->then_cap * 2 : 64;
+        st->thens =
+            pm_xrealloc(st->thens, r->then_cap * sizeof *st->thens, "replayed continuations");
     }
-    pm_journal_then_t *t = &st->thens[st->then_count];
-    t->p = strdup(p);
-    t->function = strdup(function);
-    t->q = strdup(q);
-    if (!t->p || !t->function || !t->q)
-        return -1;
-    st->then_count++;
-    return 0;
+    pm_journal_then_t *t = &st->thens[st->then_count++];
+    t->p = pm_xstrdup(p, "replayed continuation");
+    t->function = pm_xstrdup(function, "replayed continuation");
+    t->q = pm_xstrdup(q, "replayed continuation");
 }
 
 /* A claim replaces an earlier one of the same space; a release removes it. */
@@ -327,12 +290,10 @@ s_claim_set(pm_journal_state_t *st, const char *space, uint64_t epoch, int relea
     }
     if (release)
         return;
-    pm_journal_claim_t *c = realloc(st->claimed, (st->claimed_count + 1) * sizeof *c);
-    if (!c)
-        return;
-    st->claimed = c;
-    if ((c[st->claimed_count].space = strdup(space)))
-        c[st->claimed_count++].epoch = epoch ? epoch : 1;
+    st->claimed = pm_xrealloc(st->claimed, (st->claimed_count + 1) * sizeof *st->claimed,
+                              "replayed claims");
+    st->claimed[st->claimed_count].space = pm_xstrdup(space, "replayed claim");
+    st->claimed[st->claimed_count++].epoch = epoch ? epoch : 1;
 }
 
 static int
@@ -361,49 +322,29 @@ s_replay_one(void *arg, uint64_t lsn, const uint8_t *buf, size_t len)
         if (rec.generation > r->st->generation)
             r->st->generation = rec.generation;
         break;
-    case PM_REC_CREATE: {
-        pm_create_args_t a = {.id = p->id,
-                              .heartbeat_ms = p->heartbeat_ms,
-                              .key = p->key,
-                              .label_count = p->label_count,
-                              .labels = p->labels,
-                              .created_ms = p->created_ms,
-                              .timeout_at = p->timeout_at_ms,
-                              .heartbeat_at = p->heartbeat_at_ms};
-        pm_prom_t *out;
-        err = pm_store_create(r->store, &a, p->created_ms, &out, NULL);
-        break;
-    }
+    case PM_REC_CREATE:
     case PM_REC_SETTLE:
-        if (p->state == PM_STATE_RESOLVED)
-            err = pm_store_apply_settle(r->store, p->id, p->state, p->value, p->value_len,
-                                        p->settled_ms);
-        else
-            err = pm_store_apply_settle(r->store, p->id, p->state, p->reason,
-                                        p->reason ? strlen(p->reason) : 0, p->settled_ms);
-        break;
     case PM_REC_HEARTBEAT:
-        err = pm_store_apply_heartbeat(r->store, p->id, p->heartbeat_at_ms);
+    case PM_REC_DROP:
+        /* Promises come back as they are restored from a backup's copy
+         * (records.c), active: the agent passivates what it does not serve. */
+        err = pm_records_apply(r->store, &rec, 0);
         break;
     case PM_REC_THEN:
-        err = s_then_add(r, p->id, rec.function, rec.target) == 0 ? PM_OK : PM_ERR_INTERNAL;
-        break;
-    case PM_REC_DROP:
-        err = pm_store_drop(r->store, p->id);
+        s_then_add(r, p->id, rec.function, rec.target);
         break;
     case PM_REC_RELEASE:
         s_claim_set(r->st, rec.space, 0, 1);
         break;
     }
-    if (err && err != PM_ERR_INTERNAL) {
+    if (err) {
         /* A record that does not apply (a create of an id that exists, a
          * settle of a dropped promise) means the log says something twice;
          * count it, keep the state that is there. */
         r->refused++;
-        err = PM_OK;
     }
     pm_wire_rec_release(&rec);
-    return err ? -1 : 0;
+    return 0;
 }
 
 int
@@ -491,12 +432,10 @@ void
 pm_journal_hold_ex(pm_journal_t *self, uint64_t session, const char *peer, uint8_t *buf,
                    size_t len, int wal_only, int tag, int64_t t0_us)
 {
-    s_held_t *h = calloc(1, sizeof *h);
-    if (!h || (peer && !(h->peer = strdup(peer)))) {
-        free(h);
-        free(buf);
-        return;
-    }
+    /* A held reply dropped here would leave its request unanswered. */
+    s_held_t *h = pm_xcalloc(1, sizeof *h, "held reply");
+    if (peer)
+        h->peer = pm_xstrdup(peer, "held reply");
     h->lsn = s_appended(self);
     h->rseq = wal_only ? 0 : self->repl_produced;
     h->tag = tag;
@@ -588,7 +527,7 @@ pm_journal_maybe_compact(pm_journal_t *self, pm_store_t *store, const char *spac
     pm_rec_t gen = {.kind = PM_REC_GENERATION, .space = space, .generation = generation};
     s_append(self, &gen, 1);
     for (pm_prom_t *p = pm_store_oldest(store); p; p = p->newer)
-        s_promise_records(self, p, 1);
+        pm_records_of_promise(p, s_snapshot_record, self);
     if (extra(arg, self) != 0 || self->snapshot_failed ||
         pm_wal_snapshot_commit(self->wal) != 0) {
         pm_wal_snapshot_abort(self->wal);

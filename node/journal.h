@@ -130,9 +130,6 @@ void pm_journal_snapshot_then(pm_journal_t *self, const char *p, const char *fun
 /* From inside pm_journal_extra_fn: adds one claimed space to the snapshot. */
 void pm_journal_snapshot_claim(pm_journal_t *self, const char *space, uint64_t epoch);
 
-/* Fills v with a view of p (pointers borrow from p). */
-void pm_journal_view(const pm_prom_t *p, pm_wire_promise_t *v);
-
 /* Counters as a JSON object (caller frees). */
 char *pm_journal_stats_json(pm_journal_t *self);
 

@@ -13,6 +13,8 @@
  */
 #include "store.h"
 
+#include "base.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,10 +271,7 @@ s_fire(pm_store_t *self, pm_prom_t *p)
     if (p->watches) {
         if (self->fired_n == self->fired_cap) {
             size_t cap = self->fired_cap ? self->fired_cap * 2 : 64;
-            pm_prom_t **f = realloc(self->fired, cap * sizeof *f);
-            if (!f)
-                abort(); /* out of memory while settling: nothing sane remains */
-            self->fired = f;
+            self->fired = pm_xrealloc(self->fired, cap * sizeof *self->fired, "settling");
             self->fired_cap = cap;
         }
         self->fired[self->fired_n++] = p;
@@ -284,11 +283,11 @@ s_fire(pm_store_t *self, pm_prom_t *p)
 static int
 s_settle(pm_store_t *self, pm_prom_t *p, int state, const void *data, size_t len, int64_t now)
 {
+    PM_INVARIANT(p->state == PM_STATE_PENDING && state != PM_STATE_PENDING,
+                 "single assignment: a promise settles once");
     uint8_t *copy = NULL;
     if (data && (len || state != PM_STATE_RESOLVED)) {
-        copy = malloc(len + 1);
-        if (!copy)
-            return PM_ERR_INTERNAL;
+        copy = pm_xmalloc(len + 1, "settled value");
         memcpy(copy, data, len);
         copy[len] = 0;
     }

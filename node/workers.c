@@ -7,6 +7,8 @@
  */
 #include "workers.h"
 
+#include "base.h"
+#include "ids.h"
 #include "log.h"
 
 #include <czmq.h>
@@ -150,8 +152,8 @@ s_func_get(pm_workers_t *self, const char *name, int create)
     s_func_t *f = zhashx_lookup(self->funcs, name);
     if (f || !create)
         return f;
-    f = calloc(1, sizeof *f);
-    f->name = strdup(name);
+    f = pm_xcalloc(1, sizeof *f, "function");
+    f->name = pm_xstrdup(name, "function");
     zhashx_insert(self->funcs, name, f);
     return f;
 }
@@ -301,18 +303,13 @@ int
 pm_workers_invoke(pm_workers_t *self, const char *function, const uint8_t *input, size_t len,
                   const char *target_id)
 {
-    s_inv_t *inv = calloc(1, sizeof *inv);
-    if (!inv)
-        return PM_ERR_INTERNAL;
+    /* An invocation dropped here would leave its target pending for ever. */
+    s_inv_t *inv = pm_xcalloc(1, sizeof *inv, "invocation");
     char id[PM_WIRE_MAX_NAME + 32];
-    snprintf(id, sizeof id, "%s~i%llx", self->space, (unsigned long long) ++self->next_inv);
-    inv->id = strdup(id);
-    inv->target = strdup(target_id);
-    inv->input = malloc(len ? len : 1);
-    if (!inv->id || !inv->target || !inv->input) {
-        s_inv_free(&inv);
-        return PM_ERR_INTERNAL;
-    }
+    pm_id_tagged(id, sizeof id, self->space, 'i', ++self->next_inv);
+    inv->id = pm_xstrdup(id, "invocation");
+    inv->target = pm_xstrdup(target_id, "invocation");
+    inv->input = pm_xmalloc(len, "invocation");
     if (len)
         memcpy(inv->input, input, len);
     inv->input_len = len;

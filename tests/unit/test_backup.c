@@ -49,7 +49,7 @@ static pm_backup_verdict_t
 s_check(pm_backup_t *b, const char *from, pm_msg_t m, int64_t now)
 {
     pm_backup_verdict_t v;
-    pm_backup_check(b, from, &m, now, &v);
+    pm_backup_check(b, from, &m, NULL, now, &v);
     return v;
 }
 
@@ -243,6 +243,47 @@ test_malformed_ranges(void **state)
     pm_backup_destroy(&c); /* twice: no-op */
 }
 
+/* Fencing sits in the backup: records from a sender whose claim loses are
+ * refused whole, and its stream is forgotten (what follows needs a transfer). */
+static void
+test_fencing(void **state)
+{
+    (void) state;
+    pm_backup_t *b = pm_backup_new();
+    s_sync(b, "n1", 7, 1, 10);
+    pm_backup_claims_t known_newer = {.self_node = "n2", .known = 2};
+    pm_msg_t m = s_stream(7, 11, 11);
+    pm_backup_verdict_t v;
+    pm_backup_check(b, "n1", &m, &known_newer, 0, &v);
+    assert_true(v.fenced);
+    assert_int_equal(v.fence_epoch, 2);
+    assert_false(v.apply);
+    assert_false(v.ack);
+    assert_int_equal(pm_backup_synced(b), 0);
+    /* the stream was forgotten: even unfenced, the next record needs a transfer */
+    m = s_stream(7, 12, 12);
+    pm_backup_check(b, "n1", &m, NULL, 0, &v);
+    assert_false(v.apply);
+    assert_true(v.resync);
+    /* equal epochs: our own claim refuses only a sender whose name loses */
+    s_sync(b, "n3", 8, 1, 10);
+    pm_backup_claims_t ours = {.self_node = "n2", .owned = 1, .mine = 1, .known = 1};
+    m = s_stream(8, 11, 11); /* epoch 1 from n3: n2 < n3, refused */
+    pm_backup_check(b, "n3", &m, &ours, 0, &v);
+    assert_true(v.fenced);
+    s_sync(b, "n1", 9, 1, 10);
+    m = s_stream(9, 11, 11); /* epoch 1 from n1: n1 < n2, accepted */
+    pm_backup_check(b, "n1", &m, &ours, 0, &v);
+    assert_false(v.fenced);
+    assert_true(v.apply);
+    assert_true(v.ack);
+    /* a closing marker carries no records: never fenced */
+    m = s_marker(9, 2, 0, 11);
+    pm_backup_check(b, "n1", &m, &known_newer, 0, &v);
+    assert_false(v.fenced);
+    pm_backup_destroy(&b);
+}
+
 int
 main(void)
 {
@@ -255,6 +296,7 @@ main(void)
         cmocka_unit_test(test_new_transfer_supersedes),
         cmocka_unit_test(test_owner_restart_and_forget),
         cmocka_unit_test(test_malformed_ranges),
+        cmocka_unit_test(test_fencing),
     };
     return cmocka_run_group_tests_name("backup", tests, NULL, NULL);
 }

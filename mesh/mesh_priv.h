@@ -1,0 +1,83 @@
+/*
+ * mesh_priv.h - the mesh's state, shared by mesh.c (membership, metadata,
+ * sending, receiving, routing, lifecycle) and owners.c (the spaces this
+ * agent serves and the backups of every member). Nothing here is public.
+ */
+#ifndef PM_MESH_PRIV_H
+#define PM_MESH_PRIV_H
+
+#include "mesh.h"
+#include "swim.h"
+#include "transport.h"
+
+#include <czmq.h>
+
+/* Capacity changes with every invocation; gossiping each change would flood
+ * the mesh, so metadata is republished at most this often. */
+#define PM_MESH_META_PERIOD_MS 500
+/* Message kinds counted: envelope types, plus one per SWIM message type. */
+#define PM_MESH_KINDS (PM_MSG_TYPE_COUNT + PM_SWIM_MSG_TYPES)
+
+typedef struct pm_mesh_peer {
+    char *name;
+    char *endpoint;
+    int state; /* pm_swim_state_t */
+    pm_fn_cap_t *fns;
+    size_t n_fns;
+    char **spaces;
+    uint64_t *epochs;
+    size_t n_spaces;
+    char *primary;
+    char **backups;
+    char **backup_spaces; /* each backup's primary when announced ("" if not sent) */
+    size_t n_backups;
+} pm_mesh_peer_t;
+
+/* Who serves a space, and at which epoch. */
+typedef struct pm_mesh_owner {
+    char *node;
+    uint64_t epoch;
+} pm_mesh_owner_t;
+
+struct pm_mesh {
+    pm_mesh_send_fn *sender; /* NULL: the transport (see pm_mesh_set_sender) */
+    void *sender_arg;
+    char *node;
+    char *space;
+    char *advertise;
+    pm_swim_t *swim;
+    pm_transport_t *transport;
+    zhashx_t *peers;  /* name -> pm_mesh_peer_t (owned) */
+    zhashx_t *owners; /* space -> pm_mesh_owner_t: who serves it, at which epoch */
+    char **mine;      /* spaces this agent serves: its own first */
+    char **my_backups;
+    char **my_backup_spaces;
+    size_t n_my_backups;
+    uint64_t *mine_epochs;
+    size_t n_mine;
+    zhashx_t *lost;   /* space -> "" : owners dead or gone */
+    pm_mesh_hooks_t hooks;
+    void *arg;
+    char **seeds;
+    size_t n_seeds;
+    int64_t seed_refresh;
+    uint64_t next_resolve;
+    pm_fn_cap_t *fns; /* ours, published */
+    size_t n_fns;
+    int meta_dirty;
+    uint64_t meta_at;
+    int left;
+    uint64_t sent[PM_MESH_KINDS], recv[PM_MESH_KINDS];
+    uint64_t sent_bytes[PM_MESH_KINDS], recv_bytes[PM_MESH_KINDS];
+    uint64_t unknown_peer, bad_frames, untrusted, swim_dropped;
+    uint64_t last_stranger_join;
+    int curve;
+    uint64_t place_rng;
+};
+
+/* Publishes our metadata now (claims, backups, functions). */
+void pm_mesh_publish_meta(pm_mesh_t *self, uint64_t now);
+/* Frees the list of our announced backups. */
+void pm_mesh_free_backups(pm_mesh_t *self);
+
+#endif

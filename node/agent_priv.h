@@ -1,0 +1,243 @@
+/*
+ * agent_priv.h - the agent's state (pm_agent_t and the records its parts
+ * keep) and what agent.c offers the parts: sending replies, dispatch. The
+ * parts, each with its own header: session.h (client and peer sessions),
+ * waiters.h (local and remote awaits), thens.h (continuations), relay.h
+ * (requests relayed to, or parked for, other owners), place.h (placement of
+ * invocations), takeover.h (the spaces we serve: replication, takeover,
+ * fencing, probation, retirement) and requests.h (create, settle, list,
+ * status). The rules they apply live in pure modules: ids.h, spaces.h,
+ * records.h, backup.h. Everything here runs on the reactor thread; nothing
+ * here is public.
+ */
+#ifndef PM_AGENT_PRIV_H
+#define PM_AGENT_PRIV_H
+
+#include "agent.h"
+#include "base.h"
+#include "clock.h"
+#include "hist.h"
+#include "ids.h"
+#include "journal.h"
+#include "log.h"
+#include "mesh.h"
+#include "records.h"
+#include "backup.h"
+#include "replica.h"
+#include "spaces.h"
+#include "store.h"
+#include "timer.h"
+#include "token.h"
+#include "wire.h"
+#include "workers.h"
+
+#include <czmq.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+/* How often idle sessions are swept; a quarter of the shortest allowed
+ * client_timeout keeps detection within ~1.25x the timeout. */
+#define PM_AGENT_SWEEP_MS 50
+/* A just-started agent has not heard every member's metadata: a join and the
+ * first full sync take ~1 s. Until this long after its start, a request on a
+ * space it has never heard of waits for that rather than failing NOT_FOUND. */
+#define PM_AGENT_YOUNG_MS 3000
+/* A space named after a live member that we have not heard of is most likely
+ * its new primary (it restarted a moment ago), announced within a gossip
+ * round or two: a request on it waits this long for the news. */
+#define PM_AGENT_UNKNOWN_WAIT_MS 2000
+/* A restarted agent that has heard no member's full state after this many
+ * takeover_grace periods takes itself to be alone (the whole mesh went down)
+ * and resumes its spaces from its own WAL. */
+#define PM_AGENT_ALONE_GRACES 4
+/* Messages handled per poll wake-up before timers get a turn. */
+#define PM_AGENT_BATCH 512
+/* Largest list page, whatever the client asks: bounds reply size. */
+#define PM_AGENT_MAX_PAGE 10000
+/* Outgoing queue per client: large, because a burst of async replies to one
+ * client must not be dropped while it is merely busy. */
+#define PM_AGENT_SNDHWM 1000000
+
+/* The loop wakes at least every PM_AGENT_SWEEP_MS: a gap this long means the agent
+ * itself did not run (SIGSTOP, a frozen VM, swapping). */
+#define PM_AGENT_STALL_MS 1000
+
+typedef struct pm_session pm_session_t;
+typedef struct pm_waiter pm_waiter_t;
+typedef struct pm_then pm_then_t;
+
+struct pm_session {
+    char key[2 * 256 + 1]; /* hex of the routing id */
+    uint8_t rid[256];
+    size_t rid_len;
+    uint64_t id;
+    char mint[PM_WIRE_MAX_NAME];
+    size_t mint_len;
+    int64_t last_seen; /* monotonic ms */
+    int pinged;        /* has a keep-alive thread: silence means death */
+    char *peer;        /* set for another agent's session: replies go over the mesh */
+    pm_waiter_t *waiters;
+    size_t n_waiters;
+};
+
+struct pm_waiter {
+    pm_watch_t watch; /* on a local promise, or on an pm_rwait_t's list */
+    pm_timer_t timer;
+    pm_agent_t *agent;
+    pm_session_t *session;
+    uint64_t req_id;
+    pm_waiter_t *next, *prev;
+};
+
+/* A continuation: watches p until p settles, then watches its target q until
+ * q settles (so a snapshot can still name it while its invocation runs). */
+struct pm_then {
+    pm_watch_t watch;
+    pm_agent_t *agent;
+    pm_then_t *next, *prev;
+    char *function;
+    char *source;
+    char target[];
+};
+
+/* A request relayed to the owner of its promise; answered when the owner's
+ * reply comes back, the owner is lost, or forward_timeout passes. */
+typedef enum { PM_RELAY_OP = 1, PM_RELAY_SUB, PM_RELAY_FIRE } pm_relay_kind_t;
+
+typedef struct pm_relay {
+    pm_timer_t timer;
+    uint64_t id;      /* req_id on the mesh */
+    pm_relay_kind_t kind;
+    uint8_t *frame;   /* the request as sent, to send again to a new owner */
+    size_t frame_len;
+    int parked;       /* its owner died; waiting for a takeover to be announced */
+    int unknown;      /* parked because, just started, we had not heard of its space */
+    uint64_t session; /* PM_RELAY_OP: whom to answer */
+    uint64_t req_id;  /* PM_RELAY_OP: the client's req_id */
+    char node[PM_WIRE_MAX_NAME + 1];
+    char pid[];       /* the promise it is about */
+} pm_relay_t;
+
+/* A continuation of a space we back up: revived if we take the space over. */
+typedef struct pm_rthen {
+    char *p;
+    char *function;
+    char q[];
+} pm_rthen_t;
+
+/* Local awaits of one remote promise: one subscription at the owner. */
+typedef struct pm_rwait {
+    pm_watch_t *watches; /* pm_waiter_t.watch */
+    uint64_t relay;      /* the subscription's relay id */
+    char id[];
+} pm_rwait_t;
+
+/* An invocation this agent placed on another member's workers; kept until
+ * its target settles so it can be placed again if that member dies. */
+typedef struct pm_deleg {
+    pm_watch_t watch; /* on the target promise */
+    pm_agent_t *agent;
+    char node[PM_WIRE_MAX_NAME + 1];
+    char *function;
+    uint8_t *input;
+    size_t input_len;
+    char *inv_id;
+    struct pm_deleg *next, *prev;
+    char target[];
+} pm_deleg_t;
+
+typedef struct pm_op_counts {
+    uint64_t ok, err;
+} pm_op_counts_t;
+
+struct pm_agent {
+    /* The clocks as agent.c last read them (once per loop iteration, request
+     * and mesh message): the parts read these, never the clock itself, so a
+     * simulation can hand them any time (clock.h). */
+    int64_t now_mono, now_real;
+    char *node;
+    char *socket_path;
+    char space[128]; /* node (<= 63) + "-" + boot tag */
+    size_t max_value_bytes;
+    int64_t client_timeout;
+    size_t max_waiters;
+    uint32_t list_limit;
+    void *ctx;
+    void *router;
+    int sigfd;
+    pm_store_t *store;
+    pm_workers_t *workers;
+    pm_timers_t *timers; /* waiters' wait timeouts, monotonic ms */
+    pm_mesh_t *mesh;     /* NULL: single node */
+    pm_journal_t *journal; /* NULL: no data dir and no replication */
+    pm_replica_t *replica; /* NULL: replicas == 1 or no mesh */
+    pm_backup_t *backup;   /* what we hold of other owners' streams; NULL: no mesh */
+    int replicas;
+    zhashx_t *rthens;      /* q id -> pm_rthen_t: continuations of spaces we back up */
+    /* Spaces we served before a restart (our old primary, and spaces we had
+     * taken over or resumed), not yet resumed: each is served again at the
+     * end of the grace period unless another agent serves it by then. */
+    pm_claims_t probation;
+    int64_t probation_until;
+    int64_t probation_alone; /* resume without a sync after this (nobody came) */
+    uint64_t takeovers, parked;
+    uint8_t *token_key;    /* settle-token secret; NULL: none configured */
+    size_t token_key_len;
+    uint64_t generation;
+    int64_t retention;
+    int64_t next_expire, next_compact, next_retire, retire_interval;
+    uint64_t retired;
+    int64_t forward_timeout;
+    zhashx_t *relays;    /* "%llx" relay id -> pm_relay_t (owned) */
+    pm_timers_t *relay_timers;
+    uint64_t next_relay;
+    zhashx_t *rwaits;    /* promise id -> pm_rwait_t (owned) */
+    pm_deleg_t *delegs;
+    uint64_t next_deleg;
+    uint64_t relayed, relay_timeouts, owner_lost;
+    zhashx_t *sessions;  /* key -> pm_session_t (owned) */
+    zhashx_t *by_id;     /* "%llx" session id -> pm_session_t (borrowed) */
+    pm_then_t *thens;     /* every registered continuation, for cleanup */
+    uint64_t next_session;
+    uint64_t next_seq;
+    int64_t started_mono;
+    int64_t started_real;
+    int64_t last_sweep;
+    int64_t last_loop; /* monotonic ms of the last loop iteration (stall detection) */
+    int stopping;
+    pm_op_counts_t ops[PM_MSG_TYPE_COUNT];
+    /* Receipt of a request to its reply leaving the agent (durability and
+     * replication waits included), by type. */
+    pm_hist_t op_ms[PM_MSG_TYPE_COUNT];
+    /* The request being dispatched, so the reply to it can be timed. */
+    pm_session_t *cur_session;
+    uint64_t cur_req;
+    int cur_type;
+    int64_t cur_t0_us;
+    uint64_t bad_frames;
+    uint64_t replies_dropped;
+    uint64_t replies_failed; /* held replies answered with an error instead */
+    uint64_t sessions_expired;
+    uint64_t waiters_timed_out;
+};
+
+/* What held replies that must not be sent are answered with. */
+typedef struct pm_fail_ctx {
+    pm_agent_t *self;
+    int err;
+    const char *message;
+} pm_fail_ctx_t;
+
+/* ---- agent.c ----------------------------------------------------------------- */
+zlistx_t *pm_agent_xlist(void);
+void pm_agent_bad_frame(pm_agent_t *self, const char *why);
+void pm_agent_send(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m);
+void pm_agent_fail_held(void *arg, uint64_t session, const char *peer, uint8_t *buf, size_t len);
+void pm_agent_reply_err(pm_agent_t *self, pm_session_t *s, uint64_t req_id, int err,
+                        const char *message);
+void pm_agent_reply_promise(pm_agent_t *self, pm_session_t *s, uint64_t req_id, const pm_prom_t *p);
+void pm_agent_reply_ok(pm_agent_t *self, pm_session_t *s, uint64_t req_id);
+void pm_agent_dispatch(pm_agent_t *self, pm_session_t *s, pm_msg_t *m);
+
+#endif

@@ -1,0 +1,104 @@
+/*
+ * records.c - see records.h.
+ */
+#include "records.h"
+
+#include "base.h"
+
+#include <string.h>
+
+int
+pm_records_apply(pm_store_t *store, const pm_rec_t *rec, int passive)
+{
+    const pm_wire_promise_t *p = &rec->promise;
+    int err;
+    switch (rec->kind) {
+    case PM_REC_CREATE: {
+        /* Ids are minted once: one that exists is this record applied before. */
+        if (pm_store_get(store, p->id))
+            return PM_RECORD_REDUNDANT;
+        pm_create_args_t a = {.id = p->id, .heartbeat_ms = p->heartbeat_ms, .key = p->key,
+                              .label_count = p->label_count, .labels = p->labels,
+                              .created_ms = p->created_ms, .timeout_at = p->timeout_at_ms,
+                              .heartbeat_at = p->heartbeat_at_ms, .passive = passive};
+        pm_prom_t *out;
+        int created = 1;
+        err = pm_store_create(store, &a, p->created_ms, &out, &created);
+        if (!err && !created)
+            return PM_RECORD_REDUNDANT; /* its key names a promise we hold */
+        break;
+    }
+    case PM_REC_SETTLE: {
+        pm_prom_t *q = pm_store_get(store, p->id);
+        int already = q && q->state != PM_STATE_PENDING;
+        if (p->state == PM_STATE_RESOLVED)
+            err = pm_store_apply_settle(store, p->id, p->state, p->value, p->value_len,
+                                        p->settled_ms);
+        else
+            err = pm_store_apply_settle(store, p->id, p->state, p->reason,
+                                        p->reason ? strlen(p->reason) : 0, p->settled_ms);
+        if (!err && already)
+            return PM_RECORD_REDUNDANT; /* the same outcome again */
+        break;
+    }
+    case PM_REC_HEARTBEAT:
+        err = pm_store_apply_heartbeat(store, p->id, p->heartbeat_at_ms);
+        break;
+    case PM_REC_DROP:
+        if (!pm_store_get(store, p->id))
+            return PM_RECORD_REDUNDANT;
+        err = pm_store_drop(store, p->id);
+        break;
+    default:
+        return PM_ERR_BAD_REQUEST;
+    }
+    if (err == PM_ERR_INTERNAL)
+        pm_oom("applying a record to the store");
+    return err;
+}
+
+void
+pm_records_view(const pm_prom_t *p, pm_wire_promise_t *v)
+{
+    memset(v, 0, sizeof *v);
+    v->id = p->id;
+    v->state = p->state;
+    if (p->state == PM_STATE_RESOLVED) {
+        v->value = p->data;
+        v->value_len = p->data_len;
+    } else if (p->data) {
+        v->reason = (const char *) p->data;
+    }
+    v->created_ms = p->created_ms;
+    v->settled_ms = p->settled_ms;
+    v->timeout_at_ms = p->timeout_at;
+    v->heartbeat_ms = p->heartbeat_ms;
+    v->heartbeat_at_ms = p->state == PM_STATE_PENDING ? p->heartbeat_at : 0;
+    if (p->extra) {
+        v->key = p->extra->key;
+        v->label_count = p->extra->label_count;
+        v->labels = p->extra->labels;
+    }
+}
+
+void
+pm_records_of_promise(const pm_prom_t *p, pm_records_emit_fn *emit, void *arg)
+{
+    pm_rec_t rec = {.kind = PM_REC_CREATE};
+    pm_records_view(p, &rec.promise);
+    if (p->state != PM_STATE_PENDING) {
+        rec.promise.state = PM_STATE_PENDING;
+        emit(arg, &rec);
+        pm_records_view(p, &rec.promise);
+        rec.kind = PM_REC_SETTLE;
+    }
+    emit(arg, &rec);
+}
+
+pm_rec_t
+pm_records_then(const char *p, const char *function, const char *q)
+{
+    pm_rec_t rec = {.kind = PM_REC_THEN, .function = function, .target = q};
+    rec.promise.id = p;
+    return rec;
+}

@@ -1,0 +1,329 @@
+/*
+ * relay.c - requests for promises other members own: relayed to the owner
+ * and answered when its reply comes back; parked while a takeover is
+ * coming (or, just started, while we have not heard of the space), then
+ * sent where the space went or run here if it came to us.
+ */
+
+#include "relay.h"
+
+#include "requests.h"
+#include "session.h"
+#include "waiters.h"
+
+void
+pm_relay_destructor(void **item)
+{
+    pm_relay_t *r = *item;
+    free(r->frame);
+    free(r);
+    *item = NULL;
+}
+
+pm_relay_t *
+pm_relay_new(pm_agent_t *self, pm_relay_kind_t kind, const char *node, const char *pid)
+{
+    size_t plen = pid ? strlen(pid) : 0;
+    pm_relay_t *r = pm_xcalloc(1, sizeof *r + plen + 1, "relay");
+    r->id = ++self->next_relay;
+    r->kind = kind;
+    snprintf(r->node, sizeof r->node, "%s", node);
+    if (pid)
+        memcpy(r->pid, pid, plen + 1);
+    char k[24];
+    snprintf(k, sizeof k, "%llx", (unsigned long long) r->id);
+    zhashx_insert(self->relays, k, r);
+    if (kind != PM_RELAY_SUB) /* a subscription lasts as long as the promise is pending */
+        pm_timers_set(self->relay_timers, &r->timer, self->now_mono + self->forward_timeout);
+    return r;
+}
+
+static void
+s_relay_free(pm_agent_t *self, pm_relay_t *r)
+{
+    pm_timers_cancel(self->relay_timers, &r->timer);
+    char k[24];
+    snprintf(k, sizeof k, "%llx", (unsigned long long) r->id);
+    zhashx_delete(self->relays, k);
+}
+
+/* Sends m to node as relay r (m's req_id becomes the relay's). */
+int
+pm_relay_send(pm_agent_t *self, pm_relay_t *r, const pm_msg_t *m)
+{
+    pm_msg_t copy = *m;
+    copy.req_id = r->id;
+    copy.from = self->node;
+    size_t len;
+    uint8_t *buf = pm_wire_encode(&copy, &len);
+    if (!buf)
+        pm_oom("encoding a relayed request");
+    if (self->replica) { /* kept to send again if the owner dies */
+        r->frame = pm_xmalloc(len, "relayed request");
+        memcpy(r->frame, buf, len);
+        r->frame_len = len;
+    }
+    if (pm_mesh_send_raw(self->mesh, r->node, m->type, buf, len) != 0) {
+        s_relay_free(self, r);
+        return PM_ERR_OWNER_LOST;
+    }
+    self->relayed++;
+    return PM_OK;
+}
+
+/* Relays a client's request to the promise's owner; the owner's reply goes
+ * back to the client with the client's req_id. */
+int
+pm_relay_forward(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, const char *node)
+{
+    pm_relay_t *r = pm_relay_new(self, PM_RELAY_OP, node, m->id);
+    r->session = s->id;
+    r->req_id = m->req_id;
+    return pm_relay_send(self, r, m);
+}
+
+/* A reply from another agent to one of our relays. */
+void
+pm_relay_on_peer_reply(pm_agent_t *self, const char *from, pm_msg_t *m)
+{
+    char k[24];
+    snprintf(k, sizeof k, "%llx", (unsigned long long) m->req_id);
+    pm_relay_t *r = zhashx_lookup(self->relays, k);
+    if (!r || strcmp(r->node, from) != 0)
+        return; /* late (timed out) or not ours: nothing waits for it */
+    if (r->kind == PM_RELAY_OP) {
+        pm_session_t *s = pm_session_by_id(self, r->session);
+        if (s) {
+            pm_msg_t copy = *m;
+            copy.req_id = r->req_id;
+            copy.from = NULL;
+            pm_agent_send(self, s, &copy);
+        }
+    } else if (r->kind == PM_RELAY_SUB) {
+        if (m->err == PM_ERR_OWNER_LOST && self->replica && r->frame) {
+            /* Its space moved on from that agent: subscribe where it went. */
+            pm_relay_park(self, r);
+            pm_relay_unpark(self);
+            return;
+        }
+        pm_waiter_rwait_finish(self, r->pid, m, 0);
+    } else if (m->err && m->err != PM_ERR_ALREADY_SETTLED && m->err != PM_ERR_TIMED_OUT) {
+        pm_log_warn("PM-RELAY-FAILED", "%s answered %s to a relayed settle", from,
+                    pm_err_name(m->err));
+    }
+    s_relay_free(self, r);
+}
+
+/* Ends a relay with a typed error: its client hears err, its subscribers
+ * all hear err, a relayed settle is simply dropped. */
+void
+pm_relay_fail(pm_agent_t *self, pm_relay_t *r, int err)
+{
+    if (r->kind == PM_RELAY_OP) {
+        pm_session_t *s = pm_session_by_id(self, r->session);
+        if (s)
+            pm_agent_reply_err(self, s, r->req_id, err, NULL);
+    } else if (r->kind == PM_RELAY_SUB) {
+        pm_waiter_rwait_finish(self, r->pid, NULL, err);
+    }
+    s_relay_free(self, r);
+}
+
+void
+pm_relay_expired(pm_agent_t *self, pm_relay_t *r)
+{
+    self->relay_timeouts++;
+    if (r->parked && r->unknown) {
+        /* Still nobody serves that space now that we know the mesh. */
+        pm_relay_fail(self, r, PM_ERR_NOT_FOUND);
+        return;
+    }
+    if (r->parked) {
+        /* Nobody announced a takeover in time: the space is lost. */
+        self->owner_lost++;
+        pm_relay_fail(self, r, PM_ERR_OWNER_LOST);
+        return;
+    }
+    if (r->kind == PM_RELAY_OP) {
+        char why[PM_WIRE_MAX_NAME + 64];
+        snprintf(why, sizeof why, "owner %s did not answer in time", r->node);
+        pm_session_t *s = pm_session_by_id(self, r->session);
+        if (s)
+            pm_agent_reply_err(self, s, r->req_id, PM_ERR_UNREACHABLE, why);
+    } else {
+        pm_log_warn("PM-RELAY-TIMEOUT", "settle relayed to %s was not acknowledged", r->node);
+    }
+    s_relay_free(self, r);
+}
+
+void
+pm_relay_park(pm_agent_t *self, pm_relay_t *r)
+{
+    r->parked = 1;
+    r->node[0] = 0;
+    self->parked++;
+    /* A takeover is announced within detection + one gossip round; wait up
+     * to forward_timeout for it before giving up with OWNER_LOST. */
+    pm_timers_set(self->relay_timers, &r->timer, self->now_mono + self->forward_timeout);
+}
+
+/* Parked requests whose space is now served somewhere go there. */
+void
+pm_relay_unpark(pm_agent_t *self)
+{
+    zlistx_t *ready = NULL;
+    for (pm_relay_t *r = zhashx_first(self->relays); r; r = zhashx_next(self->relays)) {
+        if (!r->parked)
+            continue;
+        const char *node = NULL;
+        pm_route_t route = pm_mesh_route(self->mesh, r->pid, &node);
+        if (route != PM_ROUTE_REMOTE && route != PM_ROUTE_LOCAL)
+            continue;
+        if (!ready)
+            ready = pm_agent_xlist();
+        zlistx_add_end(ready, r);
+    }
+    if (!ready)
+        return;
+    for (pm_relay_t *r = zlistx_first(ready); r; r = zlistx_next(ready)) {
+        const char *node = NULL;
+        pm_route_t route = pm_mesh_route(self->mesh, r->pid, &node);
+        if (route == PM_ROUTE_REMOTE && r->frame) {
+            uint8_t *buf = pm_xmalloc(r->frame_len, "re-sent request");
+            memcpy(buf, r->frame, r->frame_len);
+            snprintf(r->node, sizeof r->node, "%s", node);
+            r->parked = 0;
+            pm_timers_set(self->relay_timers, &r->timer, self->now_mono + self->forward_timeout);
+            if (r->kind == PM_RELAY_SUB)
+                pm_timers_cancel(self->relay_timers, &r->timer);
+            pm_mesh_send_raw(self->mesh, node, PM_MSG_REPLY, buf, r->frame_len);
+            continue;
+        }
+        /* Served here now (we took it over): run it as if the client had
+         * asked us, with the client's own req_id. */
+        pm_msg_t m;
+        if (r->frame && pm_wire_decode(r->frame, r->frame_len, &m) == PM_OK) {
+            pm_session_t *s = r->kind == PM_RELAY_OP ? pm_session_by_id(self, r->session) : NULL;
+            if (r->kind == PM_RELAY_OP && s) {
+                m.req_id = r->req_id;
+                m.from = NULL;
+                pm_agent_dispatch(self, s, &m);
+            } else if (r->kind == PM_RELAY_FIRE && m.type == PM_MSG_SETTLE) {
+                pm_req_settle(self, &m, self->now_real);
+            } else if (r->kind == PM_RELAY_SUB) {
+                pm_rwait_t *rw = zhashx_lookup(self->rwaits, r->pid);
+                pm_prom_t *p = pm_store_get(self->store, r->pid);
+                while (rw && rw->watches) {
+                    pm_waiter_t *w = pm_container_of(rw->watches, pm_waiter_t, watch);
+                    pm_watch_cancel(&w->watch);
+                    if (p && p->state == PM_STATE_PENDING) {
+                        pm_store_watch(p, &w->watch, pm_waiter_fired);
+                    } else {
+                        if (p)
+                            pm_agent_reply_promise(self, w->session, w->req_id, p);
+                        else
+                            pm_agent_reply_err(self, w->session, w->req_id, PM_ERR_NOT_FOUND, NULL);
+                        pm_waiter_free(self, w);
+                    }
+                }
+                if (rw)
+                    zhashx_delete(self->rwaits, r->pid);
+            }
+        }
+        pm_wire_release(&m);
+        s_relay_free(self, r);
+    }
+    zlistx_destroy(&ready);
+}
+
+/* Parks a client's request until its space is served somewhere (pm_relay_unpark):
+ * its owner died and a takeover is coming, or (unknown) we just started and
+ * have not heard of the space yet. PM_OK if parked, else the error to answer. */
+static int
+s_park_request(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono, int unknown)
+{
+    pm_relay_kind_t kind = m->type == PM_MSG_AWAIT && m->timeout_ms ? PM_RELAY_SUB : PM_RELAY_OP;
+    /* A parked await is a waiter like any other: at the client's limit it is
+     * refused now, not parked without anyone to answer it. */
+    if (kind == PM_RELAY_SUB && s->n_waiters >= self->max_waiters)
+        return PM_ERR_LIMIT;
+    pm_relay_t *r = pm_relay_new(self, kind, "", m->id);
+    pm_msg_t copy = *m;
+    copy.req_id = r->id;
+    copy.from = self->node;
+    if (kind == PM_RELAY_SUB)
+        copy.timeout_ms = -1;
+    size_t len;
+    if (!(r->frame = pm_wire_encode(&copy, &len)))
+        pm_oom("encoding a parked request");
+    r->frame_len = len;
+    r->session = s->id;
+    r->req_id = m->req_id;
+    if (kind == PM_RELAY_SUB)
+        PM_INVARIANT(pm_waiter_remote_add(self, s, m, mono, r->id) == PM_OK,
+                     "a parked await has a waiter (its limit was checked)");
+    pm_relay_park(self, r);
+    if (unknown) {
+        r->unknown = 1;
+        int64_t until = self->started_mono + PM_AGENT_YOUNG_MS;
+        if (until < mono + PM_AGENT_UNKNOWN_WAIT_MS)
+            until = mono + PM_AGENT_UNKNOWN_WAIT_MS;
+        pm_timers_set(self->relay_timers, &r->timer, until);
+    }
+    return PM_OK;
+}
+
+/* Whether id's space ("<node>-<tag>~...") is named after a live member. */
+static int
+s_space_of_live_member(pm_agent_t *self, const char *id)
+{
+    char space[PM_WIRE_MAX_NAME + 1], node[PM_WIRE_MAX_NAME + 1];
+    return pm_id_space(id, space, sizeof space) && pm_space_node(space, node, sizeof node) &&
+           strcmp(node, self->node) != 0 && pm_mesh_is_up(self->mesh, node);
+}
+
+/* Routes a client's request on a promise that may live elsewhere. Returns 1
+ * when handled here (relayed or refused in *err), 0 when it is local. */
+int
+pm_relay_route(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono, int *err)
+{
+    const char *node = NULL;
+    switch (pm_mesh_route(self->mesh, m->id, &node)) {
+    case PM_ROUTE_LOCAL:
+        return 0;
+    case PM_ROUTE_LOST:
+        /* Its owner died; a backup is taking over: wait for it. */
+        *err = self->replica ? s_park_request(self, s, m, mono, 0) : PM_ERR_OWNER_LOST;
+        return 1;
+    case PM_ROUTE_UNKNOWN:
+        /* Just started, or the space is named after a live member (its new
+         * primary): we may not have heard of it yet. Wait for the members'
+         * metadata a moment before calling the id unknown. */
+        if (self->replica &&
+            (mono - self->started_mono < PM_AGENT_YOUNG_MS || s_space_of_live_member(self, m->id)))
+            *err = s_park_request(self, s, m, mono, 1);
+        else
+            *err = PM_ERR_NOT_FOUND;
+        return 1;
+    case PM_ROUTE_REMOTE:
+        break;
+    }
+    if (m->type == PM_MSG_AWAIT) {
+        *err = pm_waiter_remote_await(self, s, m, node, mono);
+        return 1;
+    }
+    if (m->type == PM_MSG_THEN && m->new_id) {
+        /* The caller minted the new id in the owner's space under its own
+         * lease: <owner space>~<lease><n>. */
+        size_t olen = pm_id_space_len(m->id);
+        /* (Or, if the owner's space was ours until it moved: under the lease
+         * as it stands, as for a promise of our own.) */
+        if (strncmp(m->new_id, m->id, olen + 1) != 0 ||
+            !(pm_req_minted_by(s, m->new_id + olen + 1) || pm_req_minted_by(s, m->new_id))) {
+            *err = PM_ERR_BAD_REQUEST;
+            return 1;
+        }
+    }
+    *err = pm_relay_forward(self, s, m, node);
+    return 1;
+}

@@ -1,0 +1,37 @@
+/*
+ * relay.h - requests for promises other members own: relayed to the owner
+ * and answered when its reply comes back; parked while a takeover is
+ * coming (or, just started, while we have not heard of the space), then
+ * sent where the space went or run here if it came to us.
+ */
+#ifndef PM_RELAY_H
+#define PM_RELAY_H
+
+#include "agent_priv.h"
+
+/* zhashx destructor of the relays table. */
+void pm_relay_destructor(void **item);
+/* A relay of kind to node about promise pid (filed; its timer set unless a subscription). */
+pm_relay_t *pm_relay_new(pm_agent_t *self, pm_relay_kind_t kind, const char *node,
+                         const char *pid);
+/* Sends m to node as relay r (m's req_id becomes the relay's). */
+int pm_relay_send(pm_agent_t *self, pm_relay_t *r, const pm_msg_t *m);
+/* Relays a client's request to the promise's owner; the owner's reply goes
+ * back to the client with the client's req_id. */
+int pm_relay_forward(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, const char *node);
+/* A reply from another agent to one of our relays. */
+void pm_relay_on_peer_reply(pm_agent_t *self, const char *from, pm_msg_t *m);
+/* Ends a relay with a typed error: its client hears err, its subscribers
+ * all hear err, a relayed settle is simply dropped. */
+void pm_relay_fail(pm_agent_t *self, pm_relay_t *r, int err);
+/* A relay's timer fired: the owner did not answer, or nobody took its space over. */
+void pm_relay_expired(pm_agent_t *self, pm_relay_t *r);
+/* Parks r until its space is served somewhere (pm_relay_unpark), or forward_timeout. */
+void pm_relay_park(pm_agent_t *self, pm_relay_t *r);
+/* Parked requests whose space is now served somewhere go there. */
+void pm_relay_unpark(pm_agent_t *self);
+/* Routes a client's request on a promise that may live elsewhere. Returns 1
+ * when handled here (relayed or refused in *err), 0 when it is local. */
+int pm_relay_route(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono, int *err);
+
+#endif

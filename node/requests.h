@@ -1,0 +1,31 @@
+/*
+ * requests.h - the requests served from our own store: create (ids minted
+ * here or under a client's lease), settle, list and status.
+ */
+#ifndef PM_REQUESTS_H
+#define PM_REQUESTS_H
+
+#include "agent_priv.h"
+
+/* Whether id was minted under session s's lease. */
+int pm_req_minted_by(const pm_session_t *s, const char *id);
+/* Whether the space of id is one this agent took over (serves, and is not
+ * its primary): the agent that lost it, and that agent's clients, still mint
+ * there, and only they do. */
+int pm_req_owned_space(pm_agent_t *self, const char *id);
+/* Mints a new id in our primary space. */
+void pm_req_mint(pm_agent_t *self, char *out, size_t cap);
+/* CREATE: mints (or checks the client's) id and creates the promise. */
+int pm_req_do_create(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now);
+/* SETTLE: resolves, rejects or cancels a promise of ours. */
+int pm_req_do_settle(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now);
+/* Settles a promise of ours as SETTLE message m says (its value, or its
+ * reason with the default for an empty one), checked against the limits;
+ * answers nobody. */
+int pm_req_settle(pm_agent_t *self, const pm_msg_t *m, int64_t now);
+/* LIST: one page of our promises. */
+int pm_req_do_list(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m);
+/* STATUS: the agent's counters as one JSON object. */
+void pm_req_do_status(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m);
+
+#endif

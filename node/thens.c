@@ -1,0 +1,192 @@
+/*
+ * thens.c - continuations: a then watches its source until it settles, runs
+ * its function (or rejects its target), then watches the target; the
+ * continuations of spaces we back up are kept (pm_rthen_t) for a takeover.
+ */
+
+#include "thens.h"
+
+#include "place.h"
+#include "requests.h"
+
+void
+pm_then_free(pm_then_t *t)
+{
+    free(t->function);
+    free(t->source);
+    free(t);
+}
+
+void
+pm_then_unlink(pm_agent_t *self, pm_then_t *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        self->thens = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+}
+
+/* The continuation's target settled: nothing more to remember. */
+static void
+s_then_done(pm_watch_t *watch, pm_prom_t *q)
+{
+    (void) q;
+    pm_then_t *t = (pm_then_t *) watch;
+    pm_then_unlink(t->agent, t);
+    pm_then_free(t);
+}
+
+static void
+s_then_fired(pm_watch_t *watch, pm_prom_t *p)
+{
+    pm_then_t *t = (pm_then_t *) watch;
+    pm_agent_t *self = t->agent;
+    if (p->state == PM_STATE_RESOLVED) {
+        pm_place_invoke(self, t->function, p->data, p->data_len, t->target);
+    } else {
+        /* The chain stops here: say which link failed and why. */
+        char why[512];
+        int n = snprintf(why, sizeof why, "%s %s: %s", p->id, pm_state_name(p->state),
+                         p->data ? (const char *) p->data : "");
+        if (n >= (int) sizeof why)
+            n = sizeof why - 1;
+        pm_store_settle(self->store, t->target, PM_STATE_REJECTED, why, (size_t) n, self->now_real,
+                        NULL);
+    }
+    pm_prom_t *q = pm_store_get(self->store, t->target);
+    if (q && q->state == PM_STATE_PENDING) {
+        pm_store_watch(q, &t->watch, s_then_done);
+        return;
+    }
+    pm_then_unlink(self, t);
+    pm_then_free(t);
+}
+
+/* A continuation (src -> function -> q), registered with the agent. */
+static pm_then_t *
+s_then_new(pm_agent_t *self, const char *src, const char *function, const char *q)
+{
+    size_t n = strlen(q);
+    pm_then_t *t = pm_xcalloc(1, sizeof *t + n + 1, "continuation");
+    memcpy(t->target, q, n + 1);
+    t->agent = self;
+    t->function = pm_xstrdup(function, "continuation");
+    t->source = pm_xstrdup(src, "continuation");
+    t->next = self->thens;
+    if (self->thens)
+        self->thens->prev = t;
+    self->thens = t;
+    return t;
+}
+
+/* Chains t on its source p: watches it while pending, runs at once if not. */
+static void
+s_then_start(pm_then_t *t, pm_prom_t *p)
+{
+    if (p->state == PM_STATE_PENDING)
+        pm_store_watch(p, &t->watch, s_then_fired);
+    else
+        s_then_fired(&t->watch, p);
+}
+
+/* Continuations from the WAL whose target still waits: chained again on a
+ * pending source; run again (at-least-once) when the source had resolved, as
+ * their invocation may have been lost with the last run; rejected when the
+ * source failed. */
+void
+pm_then_revive(pm_agent_t *self, const char *src, const char *function, const char *q)
+{
+    pm_then_t *t = s_then_new(self, src, function, q);
+    pm_prom_t *p = pm_store_get(self->store, src);
+    if (p) {
+        s_then_start(t, p);
+    } else {
+        const char *why = "source promise is gone";
+        pm_store_settle(self->store, t->target, PM_STATE_REJECTED, why, strlen(why),
+                        self->now_real, NULL);
+    }
+}
+
+/* Continuations from the WAL whose target still waits: those of spaces we
+ * serve are chained again on a pending source, run again (at-least-once)
+ * when the source had resolved, as their invocation may have been lost with
+ * the last run, and rejected when the source failed; the others are kept
+ * for a takeover. */
+size_t
+pm_then_restore(pm_agent_t *self, const pm_journal_state_t *st)
+{
+    char space[PM_WIRE_MAX_NAME + 1];
+    for (size_t i = 0; i < st->then_count; i++) {
+        const pm_journal_then_t *jt = &st->thens[i];
+        pm_id_space(jt->q, space, sizeof space);
+        if (!self->mesh ? strcmp(space, self->space) == 0 : pm_mesh_owns(self->mesh, space, NULL))
+            pm_then_revive(self, jt->p, jt->function, jt->q);
+        else
+            pm_then_rthen_add(self, jt->p, jt->function, jt->q);
+    }
+    return st->then_count;
+}
+
+void
+pm_then_rthen_destructor(void **item)
+{
+    pm_rthen_t *t = *item;
+    free(t->p);
+    free(t->function);
+    free(t);
+    *item = NULL;
+}
+
+void
+pm_then_rthen_add(pm_agent_t *self, const char *p, const char *function, const char *q)
+{
+    if (zhashx_lookup(self->rthens, q))
+        return;
+    size_t n = strlen(q);
+    pm_rthen_t *t = pm_xcalloc(1, sizeof *t + n + 1, "backed-up continuation");
+    memcpy(t->q, q, n + 1);
+    t->p = pm_xstrdup(p, "backed-up continuation");
+    t->function = pm_xstrdup(function, "backed-up continuation");
+    zhashx_insert(self->rthens, t->q, t);
+}
+
+int
+pm_then_do(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now)
+{
+    if (!m->function || !*m->function)
+        return PM_ERR_BAD_REQUEST;
+    pm_prom_t *p = pm_store_get(self->store, m->id);
+    if (!p)
+        return PM_ERR_NOT_FOUND;
+    char id[PM_WIRE_MAX_NAME + 1];
+    if (m->new_id) {
+        /* A peer relays ids its client minted in our space under the peer's
+         * lease (<our space>~<their space>~...); a local client mints under
+         * its own lease. Either way the id cannot clash with ours. */
+        /* (A peer mints in the source's space: ours, under its own lease;
+         * or one we took over, whose former owner's clients mint there.) */
+        int ok = s->peer ? (pm_id_nested_in(m->new_id, self->space, strlen(self->space)) ||
+                            (pm_id_same_space(m->new_id, p->id) &&
+                             pm_req_owned_space(self, m->new_id)))
+                         : pm_req_minted_by(s, m->new_id);
+        if (!ok)
+            return PM_ERR_BAD_REQUEST;
+        snprintf(id, sizeof id, "%s", m->new_id);
+    } else {
+        pm_req_mint(self, id, sizeof id);
+    }
+    pm_create_args_t a = {.id = id, .timeout_ms = m->timeout_ms};
+    pm_prom_t *q;
+    int err = pm_store_create(self->store, &a, now, &q, NULL);
+    if (err)
+        return err;
+    pm_then_t *t = s_then_new(self, p->id, m->function, id);
+    if (self->journal)
+        pm_journal_then(self->journal, p->id, t->function, t->target);
+    pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .id = id, .created = 1};
+    pm_agent_send(self, s, &r);
+    s_then_start(t, p);
+    return PM_OK;
+}

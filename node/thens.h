@@ -1,0 +1,33 @@
+/*
+ * thens.h - continuations: a then watches its source until it settles, runs
+ * its function (or rejects its target), then watches the target; the
+ * continuations of spaces we back up are kept (pm_rthen_t) for a takeover.
+ */
+#ifndef PM_THENS_H
+#define PM_THENS_H
+
+#include "agent_priv.h"
+
+/* Frees t (unlinked, not watching). */
+void pm_then_free(pm_then_t *t);
+/* Takes t off the agent's list of continuations. */
+void pm_then_unlink(pm_agent_t *self, pm_then_t *t);
+/* Continuations from the WAL whose target still waits: chained again on a
+ * pending source; run again (at-least-once) when the source had resolved, as
+ * their invocation may have been lost with the last run; rejected when the
+ * source failed. */
+void pm_then_revive(pm_agent_t *self, const char *src, const char *function, const char *q);
+/* Continuations from the WAL whose target still waits: those of spaces we
+ * serve are chained again on a pending source, run again (at-least-once)
+ * when the source had resolved, as their invocation may have been lost with
+ * the last run, and rejected when the source failed; the others are kept
+ * for a takeover. */
+size_t pm_then_restore(pm_agent_t *self, const pm_journal_state_t *st);
+/* zhashx destructor of the backed-up continuations. */
+void pm_then_rthen_destructor(void **item);
+/* Keeps a continuation of a space we back up (p -> function -> q) for a takeover. */
+void pm_then_rthen_add(pm_agent_t *self, const char *p, const char *function, const char *q);
+/* THEN: creates the target promise and chains function on source m->id. */
+int pm_then_do(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now);
+
+#endif

@@ -1,0 +1,165 @@
+/*
+ * waiters.c - awaits: a local waiter watches a promise of ours; awaits of a
+ * promise another member owns share one subscription there (pm_rwait_t).
+ * Every waiter ends with a reply: the promise, WAIT_TIMEOUT, or an error.
+ */
+
+#include "waiters.h"
+
+#include "relay.h"
+
+#include "waiters.h"
+
+void
+pm_waiter_free(pm_agent_t *self, pm_waiter_t *w)
+{
+    pm_watch_cancel(&w->watch);
+    pm_timers_cancel(self->timers, &w->timer);
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        w->session->waiters = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->session->n_waiters--;
+    free(w);
+}
+
+void
+pm_waiter_fired(pm_watch_t *watch, pm_prom_t *p)
+{
+    pm_waiter_t *w = (pm_waiter_t *) watch;
+    pm_agent_t *self = w->agent;
+    pm_agent_reply_promise(self, w->session, w->req_id, p);
+    pm_waiter_free(self, w);
+}
+
+/* A waiter for session s, not yet linked to anything. */
+pm_waiter_t *
+pm_waiter_new(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono, int *err)
+{
+    if (s->n_waiters >= self->max_waiters) {
+        *err = PM_ERR_LIMIT;
+        return NULL;
+    }
+    pm_waiter_t *w = pm_xcalloc(1, sizeof *w, "waiter");
+    w->agent = self;
+    w->session = s;
+    w->req_id = m->req_id;
+    w->next = s->waiters;
+    if (s->waiters)
+        s->waiters->prev = w;
+    s->waiters = w;
+    s->n_waiters++;
+    /* A wait longer than a century is a wait without end: no timer, and no
+     * "now + timeout" that could wrap into the past. */
+    if (m->timeout_ms > 0 && m->timeout_ms < 100LL * 365 * 24 * 3600 * 1000)
+        pm_timers_set(self->timers, &w->timer, mono + m->timeout_ms);
+    return w;
+}
+
+int
+pm_waiter_do_await(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono)
+{
+    pm_prom_t *p = pm_store_get(self->store, m->id);
+    if (!p)
+        return PM_ERR_NOT_FOUND;
+    if (p->state != PM_STATE_PENDING) {
+        pm_agent_reply_promise(self, s, m->req_id, p);
+        return PM_OK;
+    }
+    if (m->timeout_ms == 0) {
+        pm_agent_reply_err(self, s, m->req_id, PM_ERR_WAIT_TIMEOUT, NULL);
+        return PM_OK; /* a poll, not a failure */
+    }
+    int err = PM_OK;
+    pm_waiter_t *w = pm_waiter_new(self, s, m, mono, &err);
+    if (w)
+        pm_store_watch(p, &w->watch, pm_waiter_fired);
+    return err;
+}
+
+void
+pm_waiter_rwait_destructor(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+/* Answers every local waiter of a remote promise with the owner's reply (or
+ * with err when reply is NULL), and forgets the subscription. */
+void
+pm_waiter_rwait_finish(pm_agent_t *self, const char *pid, const pm_msg_t *reply, int err)
+{
+    pm_rwait_t *rw = zhashx_lookup(self->rwaits, pid);
+    if (!rw)
+        return;
+    while (rw->watches) {
+        pm_waiter_t *w = pm_container_of(rw->watches, pm_waiter_t, watch);
+        if (reply) {
+            pm_msg_t copy = *reply;
+            copy.req_id = w->req_id;
+            copy.from = NULL;
+            pm_agent_send(self, w->session, &copy);
+        } else {
+            pm_agent_reply_err(self, w->session, w->req_id, err, NULL);
+        }
+        pm_waiter_free(self, w);
+    }
+    zhashx_delete(self->rwaits, pid);
+}
+
+/* An await on a promise another member owns: one subscription there, however
+ * many local waiters there are. */
+int
+pm_waiter_remote_await(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, const char *node,
+                       int64_t mono)
+{
+    if (m->timeout_ms == 0)
+        return pm_relay_forward(self, s, m, node); /* a poll: the owner answers at once */
+    if (s->n_waiters >= self->max_waiters)
+        return PM_ERR_LIMIT; /* before subscribing for nobody */
+    uint64_t relay = 0;
+    if (!zhashx_lookup(self->rwaits, m->id)) {
+        pm_relay_t *r = pm_relay_new(self, PM_RELAY_SUB, node, m->id);
+        relay = r->id;
+        pm_msg_t sub = {.type = PM_MSG_AWAIT, .id = m->id, .timeout_ms = -1};
+        int err = pm_relay_send(self, r, &sub);
+        if (err)
+            return err;
+    }
+    return pm_waiter_remote_add(self, s, m, mono, relay);
+}
+
+/* Adds a waiter of session s on the remote promise m->id, under its
+ * subscription (relay: the subscription's relay id if there is none yet). */
+int
+pm_waiter_remote_add(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono,
+                     uint64_t relay)
+{
+    pm_rwait_t *rw = zhashx_lookup(self->rwaits, m->id);
+    if (!rw) {
+        size_t n = strlen(m->id);
+        rw = pm_xcalloc(1, sizeof *rw + n + 1, "remote await");
+        memcpy(rw->id, m->id, n + 1);
+        rw->relay = relay;
+        zhashx_insert(self->rwaits, rw->id, rw);
+    }
+    int err = PM_OK;
+    pm_waiter_t *w = pm_waiter_new(self, s, m, mono, &err);
+    if (w)
+        pm_watch_link(&rw->watches, &w->watch, NULL);
+    return err;
+}
+
+void
+pm_waiter_fire_timeouts(pm_agent_t *self, int64_t mono)
+{
+    pm_timer_t *t;
+    while ((t = pm_timers_pop_due(self->timers, mono))) {
+        pm_waiter_t *w = pm_container_of(t, pm_waiter_t, timer);
+        self->waiters_timed_out++;
+        pm_agent_reply_err(self, w->session, w->req_id, PM_ERR_WAIT_TIMEOUT, NULL);
+        pm_waiter_free(self, w);
+    }
+}

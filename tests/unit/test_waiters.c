@@ -1,0 +1,313 @@
+/*
+ * test_waiters.c - cmocka suite for node/waiters.c and node/thens.c, run on
+ * a real agent in this process (its own thread, ipc socket in a temporary
+ * directory) driven through the real client library: an await is answered
+ * by the settlement, by its timeout, or refused at the client's limit; a
+ * continuation runs its function on the source's value (also when the
+ * source had settled already) and a failed source rejects its target. The
+ * last case drives waiters.c directly on a virtual clock (no loop thread):
+ * a wait ends exactly at its deadline, never before.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "agent_priv.h"
+#include "config.h"
+#include "log.h"
+#include "pmesh.h"
+#include "session.h"
+#include "waiters.h"
+
+typedef struct fx {
+    char dir[128];
+    char sock[192];
+    pm_config_t *cfg;
+    pm_agent_t *agent;
+    pthread_t thread;
+    pm_client_t *a, *b;
+} fx_t;
+
+static void *
+s_run(void *arg)
+{
+    pm_agent_run(arg);
+    return NULL;
+}
+
+static int
+setup(void **state)
+{
+    fx_t *fx = calloc(1, sizeof *fx);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(fx->dir, sizeof fx->dir, "%s/pm-waiters-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!fx || !mkdtemp(fx->dir))
+        return -1;
+    snprintf(fx->sock, sizeof fx->sock, "%s/agent.sock", fx->dir);
+    /* The agent stops on SIGTERM through its signalfd: blocked everywhere. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    pm_log_setup(PM_LOG_WARN, PM_LOG_TEXT, "t");
+    fx->cfg = pm_config_new();
+    char err[256];
+    if (pm_config_set(fx->cfg, "max_waiters_per_client", "2", err, sizeof err) != 0)
+        return -1;
+    fx->agent = pm_agent_new(fx->cfg, "t", fx->sock);
+    if (!fx->agent || pthread_create(&fx->thread, NULL, s_run, fx->agent) != 0)
+        return -1;
+    if (pm_client_connect(fx->sock, &fx->a) != PM_OK ||
+        pm_client_connect(fx->sock, &fx->b) != PM_OK)
+        return -1;
+    *state = fx;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    fx_t *fx = *state;
+    pm_client_destroy(&fx->a);
+    pm_client_destroy(&fx->b);
+    pthread_kill(fx->thread, SIGTERM);
+    pthread_join(fx->thread, NULL);
+    pm_agent_destroy(&fx->agent);
+    pm_config_destroy(&fx->cfg);
+    rmdir(fx->dir);
+    free(fx);
+    return 0;
+}
+
+static char *
+s_create(pm_client_t *c)
+{
+    pm_create_opts_t o = {0};
+    char *id = NULL;
+    assert_int_equal(pm_create(c, &o, &id, NULL), PM_OK);
+    return id;
+}
+
+/* The next reply on c, which must come within 5 s. */
+static pm_result_t *
+s_next(pm_client_t *c)
+{
+    pm_result_t *r = NULL;
+    assert_int_equal(pm_recv(c, 5000, &r), PM_OK);
+    return r;
+}
+
+static void
+test_await_answered_by_the_settlement(void **state)
+{
+    fx_t *fx = *state;
+    char *id = s_create(fx->a);
+    uint64_t req;
+    assert_int_equal(pm_send_await(fx->a, id, 10000, &req), PM_OK);
+    /* still pending: nothing comes back yet */
+    pm_result_t *r = NULL;
+    assert_int_equal(pm_recv(fx->a, 100, &r), PM_ERR_WAIT_TIMEOUT);
+    assert_int_equal(pm_resolve(fx->b, id, "42", 2), PM_OK);
+    r = s_next(fx->a);
+    assert_int_equal(r->req_id, req);
+    assert_int_equal(r->err, PM_OK);
+    assert_non_null(r->promise);
+    assert_int_equal(r->promise->state, PM_STATE_RESOLVED);
+    assert_memory_equal(r->promise->value, "42", 2);
+    pm_result_destroy(&r);
+    free(id);
+}
+
+static void
+test_await_times_out_and_polls(void **state)
+{
+    fx_t *fx = *state;
+    char *id = s_create(fx->a);
+    pm_promise_t *p = NULL;
+    assert_int_equal(pm_await(fx->a, id, 50, &p), PM_ERR_WAIT_TIMEOUT);
+    assert_int_equal(pm_await(fx->a, id, 0, &p), PM_ERR_WAIT_TIMEOUT); /* a poll */
+    assert_int_equal(pm_cancel(fx->b, id), PM_OK);
+    assert_int_equal(pm_await(fx->a, id, 0, &p), PM_OK);
+    assert_int_equal(p->state, PM_STATE_CANCELED);
+    pm_promise_destroy(&p);
+    free(id);
+}
+
+static void
+test_await_refused_at_the_limit(void **state)
+{
+    fx_t *fx = *state;
+    char *id = s_create(fx->a);
+    uint64_t r1, r2, r3;
+    assert_int_equal(pm_send_await(fx->a, id, 10000, &r1), PM_OK);
+    assert_int_equal(pm_send_await(fx->a, id, 10000, &r2), PM_OK);
+    assert_int_equal(pm_send_await(fx->a, id, 10000, &r3), PM_OK);
+    pm_result_t *r = s_next(fx->a); /* the third is over max_waiters_per_client (2) */
+    assert_int_equal(r->req_id, r3);
+    assert_int_equal(r->err, PM_ERR_LIMIT);
+    pm_result_destroy(&r);
+    /* another client has its own limit */
+    pm_promise_t *p = NULL;
+    assert_int_equal(pm_await(fx->b, id, 10, &p), PM_ERR_WAIT_TIMEOUT);
+    assert_int_equal(pm_resolve(fx->b, id, "x", 1), PM_OK);
+    for (int i = 0; i < 2; i++) {
+        r = s_next(fx->a);
+        assert_true(r->req_id == r1 || r->req_id == r2);
+        assert_int_equal(r->err, PM_OK);
+        pm_result_destroy(&r);
+    }
+    free(id);
+}
+
+static void
+test_continuations(void **state)
+{
+    fx_t *fx = *state;
+    const char *fns[] = {"double"};
+    pm_worker_t *w = NULL;
+    assert_int_equal(pm_worker_new(fx->sock, fns, 1, 1, &w), PM_OK);
+    /* chained on a pending source */
+    char *src = s_create(fx->a), *q = NULL;
+    assert_int_equal(pm_then(fx->a, src, "double", 0, &q), PM_OK);
+    pm_promise_t *p = NULL;
+    assert_int_equal(pm_await(fx->a, q, 0, &p), PM_ERR_WAIT_TIMEOUT);
+    assert_int_equal(pm_resolve(fx->b, src, "21", 2), PM_OK);
+    pm_invocation_t *inv = NULL;
+    assert_int_equal(pm_worker_next(w, 5000, &inv), PM_OK);
+    assert_string_equal(inv->function, "double");
+    assert_string_equal(inv->target_id, q);
+    assert_int_equal(inv->input_len, 2);
+    assert_memory_equal(inv->input, "21", 2);
+    assert_int_equal(pm_worker_complete(w, inv, "42", 2), PM_OK);
+    pm_invocation_destroy(&inv);
+    assert_int_equal(pm_await(fx->a, q, 5000, &p), PM_OK);
+    assert_int_equal(p->state, PM_STATE_RESOLVED);
+    assert_memory_equal(p->value, "42", 2);
+    pm_promise_destroy(&p);
+    free(q);
+    /* chained on a source that has resolved already: runs at once */
+    assert_int_equal(pm_then(fx->a, src, "double", 0, &q), PM_OK);
+    assert_int_equal(pm_worker_next(w, 5000, &inv), PM_OK);
+    assert_string_equal(inv->target_id, q);
+    assert_int_equal(pm_worker_fail(w, inv, "no"), PM_OK);
+    pm_invocation_destroy(&inv);
+    assert_int_equal(pm_await(fx->a, q, 5000, &p), PM_OK);
+    assert_int_equal(p->state, PM_STATE_REJECTED);
+    pm_promise_destroy(&p);
+    free(q);
+    free(src);
+    /* a failed source rejects the target, naming the link that failed */
+    src = s_create(fx->a);
+    assert_int_equal(pm_then(fx->a, src, "double", 0, &q), PM_OK);
+    assert_int_equal(pm_reject(fx->b, src, "broken"), PM_OK);
+    assert_int_equal(pm_await(fx->a, q, 5000, &p), PM_OK);
+    assert_int_equal(p->state, PM_STATE_REJECTED);
+    assert_non_null(strstr(p->reason, src));
+    assert_non_null(strstr(p->reason, "broken"));
+    assert_int_equal(pm_worker_next(w, 100, &inv), PM_ERR_WAIT_TIMEOUT); /* nothing ran */
+    pm_promise_destroy(&p);
+    free(q);
+    free(src);
+    pm_worker_destroy(&w);
+}
+
+/* ---- waiters.c on a virtual clock ------------------------------------------ */
+
+static void
+test_deadlines_on_a_virtual_clock(void **state)
+{
+    (void) state;
+    char dir[128], sock[192], err[256];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/pm-waiters-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    assert_non_null(mkdtemp(dir));
+    snprintf(sock, sizeof sock, "%s/agent.sock", dir);
+    pm_config_t *cfg = pm_config_new();
+    assert_int_equal(pm_config_set(cfg, "max_waiters_per_client", "3", err, sizeof err), 0);
+    pm_agent_t *a = pm_agent_new(cfg, "t", sock); /* no loop: this test is the loop */
+    assert_non_null(a);
+    /* a session whose replies go nowhere: each reply shows as one dropped */
+    pm_session_t *s = pm_session_get(a, (const uint8_t *) "x", 1, 0);
+    pm_create_args_t ca = {.id = "t-v~1"};
+    pm_prom_t *p;
+    assert_int_equal(pm_store_create(a->store, &ca, 1, &p, NULL), PM_OK);
+    uint64_t replies = a->replies_dropped;
+
+    /* a 500 ms wait from t=1000 ends at 1500, not before */
+    pm_msg_t m = {.type = PM_MSG_AWAIT, .id = "t-v~1", .req_id = 1, .timeout_ms = 500};
+    assert_int_equal(pm_waiter_do_await(a, s, &m, 1000), PM_OK);
+    assert_int_equal(s->n_waiters, 1);
+    pm_waiter_fire_timeouts(a, 1499);
+    assert_int_equal(s->n_waiters, 1);
+    assert_int_equal(a->replies_dropped, replies);
+    pm_waiter_fire_timeouts(a, 1500);
+    assert_int_equal(s->n_waiters, 0);
+    assert_int_equal(a->waiters_timed_out, 1);
+    assert_int_equal(a->replies_dropped, replies + 1);
+
+    /* a poll answers at once and leaves no waiter */
+    m.timeout_ms = 0;
+    assert_int_equal(pm_waiter_do_await(a, s, &m, 2000), PM_OK);
+    assert_int_equal(s->n_waiters, 0);
+    assert_int_equal(a->replies_dropped, replies + 2);
+
+    /* a wait of two centuries has no deadline: only the settlement ends it */
+    m.timeout_ms = 200LL * 365 * 24 * 3600 * 1000;
+    assert_int_equal(pm_waiter_do_await(a, s, &m, 2000), PM_OK);
+    m.timeout_ms = 10;
+    assert_int_equal(pm_waiter_do_await(a, s, &m, 2000), PM_OK);
+    m.timeout_ms = 20;
+    assert_int_equal(pm_waiter_do_await(a, s, &m, 2000), PM_OK);
+    /* the client's limit (3) */
+    assert_int_equal(pm_waiter_do_await(a, s, &m, 2000), PM_ERR_LIMIT);
+    assert_int_equal(s->n_waiters, 3);
+    pm_waiter_fire_timeouts(a, INT64_MAX / 2);
+    assert_int_equal(s->n_waiters, 1);
+    assert_int_equal(a->waiters_timed_out, 3);
+    assert_int_equal(pm_store_settle(a->store, "t-v~1", PM_STATE_RESOLVED, "x", 1, 5, NULL),
+                     PM_OK);
+    assert_int_equal(s->n_waiters, 0);
+    assert_null(p->watches);
+    assert_int_equal(a->replies_dropped, replies + 5);
+
+    /* closing a session drops its waiters and their watches */
+    pm_create_args_t cb = {.id = "t-v~2"};
+    assert_int_equal(pm_store_create(a->store, &cb, 1, &p, NULL), PM_OK);
+    m.id = "t-v~2";
+    m.timeout_ms = 1000;
+    assert_int_equal(pm_waiter_do_await(a, s, &m, 3000), PM_OK);
+    assert_non_null(p->watches);
+    pm_session_close(a, s, "test");
+    assert_null(p->watches);
+    pm_waiter_fire_timeouts(a, INT64_MAX / 2); /* its timer went with it */
+    assert_int_equal(a->waiters_timed_out, 3);
+
+    pm_agent_destroy(&a);
+    pm_config_destroy(&cfg);
+    rmdir(dir);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_await_answered_by_the_settlement, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_await_times_out_and_polls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_await_refused_at_the_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_continuations, setup, teardown),
+        cmocka_unit_test(test_deadlines_on_a_virtual_clock),
+    };
+    return cmocka_run_group_tests_name("waiters and continuations", tests, NULL, NULL);
+}
