@@ -17,9 +17,9 @@
 //     chain must end in its start value followed by `steps` dots. The answer:
 //       {"ops":N,"errors":E,"seconds":S,"rate":R,"p50_ms":A,"p99_ms":B,"first_error":".."}
 //
-// Prints "ready service_port=P control_port=Q" on stdout once both listen.
+// Prints "ready service_port=P control_port=Q" on stdout once both listen
+// (P is 0 with PEERS_RESTATE=0: no Restate services, no SDK needed).
 // Stops on SIGTERM / SIGINT.
-import * as restate from "@restatedev/restate-sdk";
 import http from "node:http";
 import http2 from "node:http2";
 
@@ -38,14 +38,21 @@ if (typeof Promise.withResolvers !== "function") {
 
 // ---- the Restate services -----------------------------------------------------------------
 
-const step = restate.service({
+// PEERS_RESTATE=0: only the control listener (the pmesh lifecycle), without
+// the SDK (then it need not be installed).
+const withRestate = process.env.PEERS_RESTATE !== "0";
+const restate = withRestate ? await import("@restatedev/restate-sdk") : null;
+const stub = { service: () => null };
+const sdk = restate || stub;
+
+const step = sdk.service({
   name: "Step",
   handlers: {
     step: async (_ctx, v) => v + ".",
   },
 });
 
-const chain = restate.service({
+const chain = sdk.service({
   name: "Chain",
   handlers: {
     run: async (ctx, req) => {
@@ -59,7 +66,7 @@ const chain = restate.service({
 // nonce -> the driver's callback that receives the awakeable id.
 const handoff = new Map();
 
-const waiter = restate.service({
+const waiter = sdk.service({
   name: "Waiter",
   handlers: {
     wait: async (ctx, nonce) => {
@@ -219,7 +226,9 @@ const control = http.createServer(async (req, res) => {
   res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(out) + "\n");
 });
 
-const services = http2.createServer(restate.createEndpointHandler({ services: [step, chain, waiter] }));
+const services = withRestate
+  ? http2.createServer(restate.createEndpointHandler({ services: [step, chain, waiter] }))
+  : null;
 
 function listen(server) {
   return new Promise((resolve, reject) => {
@@ -228,13 +237,13 @@ function listen(server) {
   });
 }
 
-const servicePort = await listen(services);
+const servicePort = services ? await listen(services) : 0;
 const controlPort = await listen(control);
 process.stdout.write(`ready service_port=${servicePort} control_port=${controlPort}\n`);
 
 function stop() {
   control.close();
-  services.close();
+  if (services) services.close();
   agent.destroy();
   process.exit(0);
 }
