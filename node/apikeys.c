@@ -1,15 +1,21 @@
 /*
  * apikeys.c - the gateway's API keys (see apikeys.h): parsing a keys file
- * into a table of BLAKE2b hashes, and a constant-time lookup.
+ * into a table of BLAKE2b hashes, a constant-time lookup, and the keyring
+ * that keeps the table in force for a file and swaps it on reload.
  */
 #include "apikeys.h"
+
+#include "clock.h"
+#include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* 1 MiB: 1024 lines of at most a few hundred bytes, with room for comments. */
@@ -270,4 +276,127 @@ const char *
 pm_scope_name(pm_scope_t scope)
 {
     return scope == PM_SCOPE_WRITE ? "write" : scope == PM_SCOPE_READ ? "read" : "none";
+}
+
+/* ---- the keyring: reloaded on SIGHUP and when the file changes ------------------- */
+
+/* A table replaced by a reload: readers that loaded it just before may still
+ * be parsing with it, for microseconds; it is freed a minute later. */
+typedef struct s_retired {
+    pm_apikeys_t *keys;
+    int64_t since_ms;
+    struct s_retired *next;
+} s_retired_t;
+
+struct pm_keyring {
+    _Atomic(pm_apikeys_t *) keys; /* written by the reloading thread, read by any */
+    char *path;
+    struct stat st; /* of the file last loaded: a change reloads it */
+    int64_t next_check_ms;
+    s_retired_t *retired;
+};
+
+int
+pm_keyring_new(const char *path, pm_keyring_t **self_p, char *err, size_t errlen)
+{
+    *self_p = NULL;
+    pm_apikeys_t *keys = NULL;
+    if (pm_apikeys_load(path, &keys, err, errlen) != 0)
+        return -1;
+    pm_keyring_t *self = calloc(1, sizeof *self);
+    if (!self || !(self->path = strdup(path))) {
+        free(self);
+        pm_apikeys_destroy(&keys);
+        return -2;
+    }
+    atomic_store(&self->keys, keys);
+    stat(self->path, &self->st);
+    self->next_check_ms = pm_mono_ms() + PM_KEYRING_CHECK_MS;
+    *self_p = self;
+    return 0;
+}
+
+void
+pm_keyring_destroy(pm_keyring_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pm_keyring_t *self = *self_p;
+    pm_apikeys_t *keys = atomic_load(&self->keys);
+    pm_apikeys_destroy(&keys);
+    while (self->retired) {
+        s_retired_t *r = self->retired;
+        self->retired = r->next;
+        pm_apikeys_destroy(&r->keys);
+        free(r);
+    }
+    free(self->path);
+    free(self);
+    *self_p = NULL;
+}
+
+const pm_apikeys_t *
+pm_keyring_keys(pm_keyring_t *self)
+{
+    return atomic_load_explicit(&self->keys, memory_order_acquire);
+}
+
+static int
+s_same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+void
+pm_keyring_reload(pm_keyring_t *self, const char *why)
+{
+    char err[512];
+    struct stat st;
+    if (stat(self->path, &st) != 0)
+        memset(&st, 0, sizeof st);
+    pm_apikeys_t *fresh = NULL;
+    if (pm_apikeys_load(self->path, &fresh, err, sizeof err) != 0) {
+        self->st = st; /* do not retry an unchanged bad file every few seconds */
+        pm_log_error("PM-HTTP-KEYS-RELOAD-FAILED", "%s: %s; the %zu keys loaded before stay in force",
+                     why, err, pm_apikeys_count(atomic_load(&self->keys)));
+        return;
+    }
+    self->st = st;
+    pm_apikeys_t *old = atomic_exchange_explicit(&self->keys, fresh, memory_order_acq_rel);
+    pm_log_info("PM-HTTP-KEYS-LOADED", "%s: %zu API keys from %s (%zu before)", why,
+                pm_apikeys_count(fresh), self->path, pm_apikeys_count(old));
+    int64_t now = pm_mono_ms();
+    s_retired_t **pp = &self->retired;
+    while (*pp) { /* free what no parse can still hold */
+        if (now - (*pp)->since_ms > PM_KEYRING_RETIRE_MS) {
+            s_retired_t *dead = *pp;
+            *pp = dead->next;
+            pm_apikeys_destroy(&dead->keys);
+            free(dead);
+        } else {
+            pp = &(*pp)->next;
+        }
+    }
+    s_retired_t *r = calloc(1, sizeof *r);
+    if (!r) { /* keep it rather than free a table a parse may hold */
+        pm_log_warn("PM-HTTP-KEYS-LOADED", "out of memory retiring the old keys; kept");
+        return;
+    }
+    r->keys = old;
+    r->since_ms = now;
+    r->next = self->retired;
+    self->retired = r;
+}
+
+void
+pm_keyring_check(pm_keyring_t *self)
+{
+    int64_t now = pm_mono_ms();
+    if (now < self->next_check_ms)
+        return;
+    self->next_check_ms = now + PM_KEYRING_CHECK_MS;
+    struct stat st;
+    if (stat(self->path, &st) == 0 && !s_same_file(&st, &self->st))
+        pm_keyring_reload(self, "the keys file changed");
 }

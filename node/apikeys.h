@@ -16,11 +16,15 @@
  * A table is immutable once loaded: the gateway swaps in a new one on
  * SIGHUP (or when the file changes) and readers on other threads keep using
  * the one they loaded. Pure: no globals, safe from any thread.
+ *
+ * The keyring (pm_keyring_t, below) is the table in force for one keys file:
+ * one thread reloads it, any thread reads it without a lock.
  */
 #ifndef PM_APIKEYS_H
 #define PM_APIKEYS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* 32 characters: at least 190 bits in the base64url keys gen-secrets makes;
  * shorter keys are refused so a truncated file fails loudly. */
@@ -62,5 +66,36 @@ pm_scope_t pm_apikeys_match(const pm_apikeys_t *self, const char *key, size_t le
 
 /* "read", "write", "none". */
 const char *pm_scope_name(pm_scope_t scope);
+
+/* ---- the keyring: the table in force for a keys file, reloaded in place ---- */
+
+/* How often pm_keyring_check looks at the file: a Kubernetes Secret volume
+ * is updated in place (an atomic symlink swap), without a signal. */
+#define PM_KEYRING_CHECK_MS 5000
+/* A replaced table is freed this long after: no parse takes a minute. */
+#define PM_KEYRING_RETIRE_MS 60000
+
+typedef struct pm_keyring pm_keyring_t;
+
+/* Loads the keys file at path. 0 and *self_p (caller owns); -1 with a
+ * one-line reason in err if the file is refused; -2 if memory runs out. */
+int pm_keyring_new(const char *path, pm_keyring_t **self_p, char *err, size_t errlen);
+
+/* Frees the table in force and every retired one; sets *self_p to NULL.
+ * NULL-safe. No reader may still hold a table. */
+void pm_keyring_destroy(pm_keyring_t **self_p);
+
+/* The table in force (borrowed: valid for PM_KEYRING_RETIRE_MS after a
+ * reload replaces it). Any thread; one atomic load. */
+const pm_apikeys_t *pm_keyring_keys(pm_keyring_t *self);
+
+/* Loads the file again and swaps the new table in; a refused file keeps the
+ * table in force. why names the cause in the log line (PM-HTTP-KEYS-LOADED,
+ * PM-HTTP-KEYS-RELOAD-FAILED). The reloading thread only. */
+void pm_keyring_reload(pm_keyring_t *self, const char *why);
+
+/* At most every PM_KEYRING_CHECK_MS: reloads if the file changed (inode,
+ * size or mtime). The reloading thread only. */
+void pm_keyring_check(pm_keyring_t *self);
 
 #endif
