@@ -1,5 +1,8 @@
 /*
- * swim.c - SWIM membership with Lifeguard, as a pure state machine.
+ * swim.c - SWIM membership with Lifeguard, as a pure state machine. This
+ * file is the protocol; the member table, suspicion timers, local health and
+ * the piggyback queue are swim_table.c, configuration swim_config.c
+ * (swim_priv.h says what they share).
  *
  * Owns the member table (self included), the one probe in flight, the
  * ping-req relays this node serves, the suspicion timers, the queue of
@@ -64,556 +67,12 @@
  * Everything scales: min suspicion grows with log10 N past 10 members, and
  * each update is retransmitted retransmit_mult * ceil(log2(N+1)) times.
  */
-#include "swim.h"
-
-#include "base.h"
+#include "swim_priv.h"
 
 #include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Ping-reqs this node serves at once; more are refused (and counted) so a
- * flood of ping-reqs cannot grow memory. A relay lives one probe period, and
- * a healthy mesh sends each node about indirect_checks of them per failed
- * probe, so 64 is far above normal load. */
-#define S_MAX_RELAYS 64
-/* Seed endpoints remembered; the oldest is forgotten past this. DNS for a
- * headless service returns one per agent, and a handful is plenty. */
-#define S_MAX_SEEDS 32
-/* Fixed per-update overhead assumed when filling the piggyback byte budget
- * (incarnation, state, field tags); the encoder's real overhead is smaller. */
-#define S_UPDATE_OVERHEAD 32
-
-typedef struct {
-    uint64_t start; /* when the suspicion began, our clock */
-    uint64_t min;   /* timeout once k confirmations are in */
-    uint64_t max;   /* timeout with no confirmation */
-    uint32_t k;     /* confirmations wanted */
-    uint32_t n;     /* confirmations seen */
-    uint32_t from_count;
-    char **from; /* k + 1 names: who raised it, then each confirmer */
-} s_susp_t;
-
-typedef struct {
-    char *name;
-    char *endpoint;
-    uint64_t incarnation;
-    pm_swim_state_t state;
-    uint8_t *meta;
-    size_t meta_len;
-    uint64_t state_since;
-    uint64_t last_heard;
-    uint64_t told_at; /* last time we corrected its view (s_tell) */
-    bool told;
-    bool is_self;
-    s_susp_t *susp; /* non-NULL exactly while suspect */
-} s_member_t;
-
-/* A queued update: a snapshot, so it survives the member's removal. */
-typedef struct {
-    char *name;
-    char *endpoint;
-    char *from;
-    uint64_t incarnation;
-    pm_swim_state_t state;
-    uint8_t *meta;
-    size_t meta_len;
-    uint32_t transmits;
-    uint64_t id; /* enqueue order: higher is newer */
-} s_bcast_t;
-
-typedef struct {
-    uint64_t local_seq;  /* seq of our ping to the target */
-    uint64_t origin_seq; /* seq the origin is waiting on */
-    uint64_t nack_at;
-    uint64_t expire_at;
-    char *origin_endpoint;
-    bool nack_sent;
-} s_relay_t;
-
-typedef enum { S_PICK_LIVE, S_PICK_ALIVE, S_PICK_DEAD } s_pick_t;
-
-struct pm_swim {
-    pm_swim_config_t cfg;
-    pm_swim_send_fn *send;
-    pm_swim_event_fn *event;
-    void *arg;
-    uint64_t rng;
-    uint64_t seq;
-    bool started;
-    uint64_t now;
-
-    s_member_t **members; /* also the probe order (randomized round-robin) */
-    size_t count;
-    size_t cap;
-    s_member_t *self;
-    size_t probe_index;
-    s_member_t **pick; /* scratch for random selections, cap entries */
-
-    struct {
-        bool active;
-        bool acked;
-        bool indirect_sent;
-        char *target;
-        uint64_t target_inc;
-        uint64_t seq;
-        uint64_t ack_at; /* direct ack deadline: then ping-req */
-        uint64_t end_at; /* end of period: then suspect */
-        uint32_t expected_nacks;
-        uint32_t nacks;
-    } probe;
-    uint64_t next_probe_at;
-    char *urgent; /* a member just reported suspect: probe it next */
-
-    s_relay_t relays[S_MAX_RELAYS];
-    size_t relay_count;
-
-    s_bcast_t **bcasts;
-    size_t bcast_count;
-    size_t bcast_cap;
-    uint64_t bcast_id;
-    uint64_t last_gossip_at;
-    bool gossip_now; /* we originated an update: gossip without pacing */
-
-    uint64_t next_sync_at;
-    uint64_t last_sync_at; /* the last full sync we started (or our start) */
-    char *seeds[S_MAX_SEEDS];
-    size_t seed_count;
-    uint64_t next_join_at;
-
-    uint32_t health;
-    pm_swim_stats_t stats;
-
-    pm_swim_update_t *scratch; /* outgoing update arrays */
-    size_t scratch_cap;
-    size_t picked[PM_SWIM_MAX_PIGGYBACK];
-};
-
-/* ---------------------------------------------------------------- helpers */
-
-static uint64_t
-s_rand(pm_swim_t *s)
-{
-    /* splitmix64: tiny, full period, good enough to pick probe targets */
-    uint64_t z = (s->rng += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static size_t
-s_rand_below(pm_swim_t *s, size_t n)
-{
-    return n ? (size_t) (s_rand(s) % n) : 0;
-}
-
-/* Out of memory stops the agent (base.h), also under NDEBUG. */
-static void *
-s_xalloc(size_t size)
-{
-    return pm_xcalloc(1, size, "membership");
-}
-
-static char *
-s_xstrdup(const char *str)
-{
-    size_t len = strlen(str);
-    char *p = s_xalloc(len + 1);
-    memcpy(p, str, len);
-    return p;
-}
-
-static uint8_t *
-s_xmemdup(const void *src, size_t len)
-{
-    if (len == 0)
-        return NULL;
-    uint8_t *p = s_xalloc(len);
-    memcpy(p, src, len);
-    return p;
-}
-
-static bool
-s_streq(const char *a, const char *b)
-{
-    return strcmp(a, b) == 0;
-}
-
-static bool
-s_empty(const char *str)
-{
-    return str == NULL || *str == '\0';
-}
-
-/* 0 if str is an acceptable name/endpoint: 1..max printable-ASCII-or-UTF-8 bytes. */
-static int
-s_check_str(const char *str, size_t max, bool required)
-{
-    if (str == NULL)
-        return required ? -1 : 0;
-    size_t len = strnlen(str, max + 1);
-    if (len > max || (required && len == 0))
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char) str[i];
-        if (c < 0x20 || c == 0x7f)
-            return -1;
-    }
-    return 0;
-}
-
-static uint32_t
-s_ceil_log2(uint64_t x)
-{
-    uint32_t bits = 0;
-    while (bits < 63 && (1ULL << bits) < x)
-        bits++;
-    return bits;
-}
-
-/* ---------------------------------------------------------------- members */
-
-static s_member_t *
-s_find(const pm_swim_t *s, const char *name)
-{
-    for (size_t i = 0; i < s->count; i++)
-        if (s_streq(s->members[i]->name, name))
-            return s->members[i];
-    return NULL;
-}
-
-static bool
-s_live(const s_member_t *m)
-{
-    return m->state == PM_SWIM_ALIVE || m->state == PM_SWIM_SUSPECT;
-}
-
-/* Members not known to have failed or left, self included: the N of the
- * formulas. */
-static size_t
-s_live_count(const pm_swim_t *s)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < s->count; i++)
-        if (s->members[i]->is_self || s_live(s->members[i]))
-            n++;
-    return n;
-}
-
-static bool
-s_has_live_peer(const pm_swim_t *s)
-{
-    for (size_t i = 0; i < s->count; i++)
-        if (!s->members[i]->is_self && s_live(s->members[i]))
-            return true;
-    return false;
-}
-
-static void
-s_view(const s_member_t *m, pm_swim_member_t *out)
-{
-    out->name = m->name;
-    out->endpoint = m->endpoint;
-    out->incarnation = m->incarnation;
-    out->state = m->state;
-    out->meta = m->meta;
-    out->meta_len = m->meta_len;
-    out->state_since_ms = m->state_since;
-    out->last_heard_ms = m->last_heard;
-    out->is_self = m->is_self;
-}
-
-static void
-s_emit(pm_swim_t *s, pm_swim_event_t ev, const s_member_t *m)
-{
-    if (s->event == NULL || m->is_self)
-        return;
-    pm_swim_member_t view;
-    s_view(m, &view);
-    s->event(ev, &view, s->arg);
-}
-
-static void
-s_susp_free(s_susp_t **susp_p)
-{
-    s_susp_t *susp = *susp_p;
-    if (susp == NULL)
-        return;
-    for (uint32_t i = 0; i < susp->from_count; i++)
-        free(susp->from[i]);
-    free(susp->from);
-    free(susp);
-    *susp_p = NULL;
-}
-
-static void
-s_member_free(s_member_t **m_p)
-{
-    s_member_t *m = *m_p;
-    if (m == NULL)
-        return;
-    s_susp_free(&m->susp);
-    free(m->name);
-    free(m->endpoint);
-    free(m->meta);
-    free(m);
-    *m_p = NULL;
-}
-
-static void
-s_reserve(pm_swim_t *s, size_t want)
-{
-    if (want <= s->cap)
-        return;
-    size_t cap = s->cap ? s->cap * 2 : 16;
-    while (cap < want)
-        cap *= 2;
-    s->members = pm_xrealloc(s->members, cap * sizeof *s->members, "membership");
-    s->pick = pm_xrealloc(s->pick, cap * sizeof *s->pick, "membership");
-    s->cap = cap;
-}
-
-/* Adds a member at a random place in the probe order (as memberlist does),
- * so a newcomer is probed within one round wherever the round is. */
-static s_member_t *
-s_member_add(pm_swim_t *s, const char *name, const char *endpoint, uint64_t inc,
-             const uint8_t *meta, size_t meta_len)
-{
-    s_reserve(s, s->count + 1);
-    s_member_t *m = s_xalloc(sizeof *m);
-    m->name = s_xstrdup(name);
-    m->endpoint = s_xstrdup(endpoint);
-    m->incarnation = inc;
-    m->state = PM_SWIM_ALIVE;
-    m->meta = s_xmemdup(meta, meta_len);
-    m->meta_len = meta_len;
-    m->state_since = s->now;
-    size_t at = s_rand_below(s, s->count + 1);
-    s->members[s->count] = s->members[at];
-    s->members[at] = m;
-    s->count++;
-    return m;
-}
-
-static void
-s_member_remove(pm_swim_t *s, size_t i)
-{
-    s_member_t *m = s->members[i];
-    memmove(&s->members[i], &s->members[i + 1], (s->count - i - 1) * sizeof *s->members);
-    s->count--;
-    if (i < s->probe_index)
-        s->probe_index--;
-    s_member_free(&m);
-}
-
-/* Fills s->pick with up to k distinct random members (never self, never
- * `exclude`) of the kind asked for; returns how many. */
-static size_t
-s_pick_random(pm_swim_t *s, size_t k, const char *exclude, s_pick_t kind)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < s->count; i++) {
-        s_member_t *m = s->members[i];
-        if (m->is_self || (exclude && s_streq(m->name, exclude)))
-            continue;
-        bool ok = kind == S_PICK_LIVE    ? s_live(m)
-                  : kind == S_PICK_ALIVE ? m->state == PM_SWIM_ALIVE
-                                         : m->state == PM_SWIM_DEAD;
-        if (ok)
-            s->pick[n++] = m;
-    }
-    if (k > n)
-        k = n;
-    for (size_t i = 0; i < k; i++) {
-        size_t j = i + s_rand_below(s, n - i);
-        s_member_t *tmp = s->pick[i];
-        s->pick[i] = s->pick[j];
-        s->pick[j] = tmp;
-    }
-    return k;
-}
-
-/* ---------------------------------------------------------------- timing */
-
-static uint64_t
-s_probe_period(const pm_swim_t *s)
-{
-    return (uint64_t) s->cfg.probe_interval_ms * (s->health + 1);
-}
-
-static uint64_t
-s_probe_timeout(const pm_swim_t *s)
-{
-    return (uint64_t) s->cfg.probe_timeout_ms * (s->health + 1);
-}
-
-static void
-s_health_add(pm_swim_t *s, int delta)
-{
-    int64_t h = (int64_t) s->health + delta;
-    if (h < 0)
-        h = 0;
-    if (h > (int64_t) s->cfg.max_local_health)
-        h = s->cfg.max_local_health;
-    s->health = (uint32_t) h;
-}
-
-/* Lifeguard: the timeout runs from max down to min as confirmations come in,
- * following log(n + 1) / log(k + 1) (memberlist's remainingSuspicionTime). */
-static uint64_t
-s_susp_deadline(const s_susp_t *susp)
-{
-    uint64_t timeout = susp->min;
-    if (susp->k > 0 && susp->n < susp->k) {
-        double frac = log((double) susp->n + 1.0) / log((double) susp->k + 1.0);
-        double raw = (double) susp->max - frac * (double) (susp->max - susp->min);
-        timeout = (uint64_t) floor(raw);
-        if (timeout < susp->min)
-            timeout = susp->min;
-    }
-    return susp->start + timeout;
-}
-
-static s_susp_t *
-s_susp_new(pm_swim_t *s, const char *from)
-{
-    s_susp_t *susp = s_xalloc(sizeof *susp);
-    size_t n = s_live_count(s);
-    uint32_t k = s->cfg.suspicion_mult - 2;
-    /* n counts self and the suspect, who cannot confirm. */
-    if (n < 2 || n - 2 < k)
-        k = 0;
-    double scale = n > 10 ? log10((double) n) : 1.0;
-    susp->min = (uint64_t) (s->cfg.suspicion_mult * scale * s->cfg.probe_interval_ms);
-    susp->max = (uint64_t) s->cfg.suspicion_max_mult * susp->min;
-    susp->k = k;
-    susp->start = s->now;
-    susp->from = s_xalloc((k + 1) * sizeof *susp->from);
-    susp->from[0] = s_xstrdup(from);
-    susp->from_count = 1;
-    return susp;
-}
-
-/* Counts `from` as an independent confirmation; true if it was new. */
-static bool
-s_susp_confirm(s_susp_t *susp, const char *from)
-{
-    if (susp->n >= susp->k)
-        return false;
-    for (uint32_t i = 0; i < susp->from_count; i++)
-        if (s_streq(susp->from[i], from))
-            return false;
-    susp->from[susp->from_count++] = s_xstrdup(from);
-    susp->n++;
-    return true;
-}
-
-/* ---------------------------------------------------------------- broadcast queue */
-
-static void
-s_bcast_free(s_bcast_t **b_p)
-{
-    s_bcast_t *b = *b_p;
-    if (b == NULL)
-        return;
-    free(b->name);
-    free(b->endpoint);
-    free(b->from);
-    free(b->meta);
-    free(b);
-    *b_p = NULL;
-}
-
-static void
-s_bcast_remove(pm_swim_t *s, size_t i)
-{
-    s_bcast_free(&s->bcasts[i]);
-    s->bcasts[i] = s->bcasts[--s->bcast_count];
-}
-
-/* Queues the member's current record for dissemination, replacing any older
- * queued update about the same member (newest wins, as in memberlist). */
-static void
-s_enqueue(pm_swim_t *s, const s_member_t *m, const char *from)
-{
-    for (size_t i = 0; i < s->bcast_count; i++)
-        if (s_streq(s->bcasts[i]->name, m->name)) {
-            s_bcast_remove(s, i);
-            break;
-        }
-    if (s->bcast_count == s->bcast_cap) {
-        s->bcast_cap = s->bcast_cap ? s->bcast_cap * 2 : 16;
-        s->bcasts = pm_xrealloc(s->bcasts, s->bcast_cap * sizeof *s->bcasts, "gossip");
-    }
-    s_bcast_t *b = s_xalloc(sizeof *b);
-    b->name = s_xstrdup(m->name);
-    b->endpoint = s_xstrdup(m->endpoint);
-    b->from = from ? s_xstrdup(from) : NULL;
-    b->incarnation = m->incarnation;
-    b->state = m->state;
-    /* Only an alive record's meta means anything to a receiver. */
-    if (m->state == PM_SWIM_ALIVE) {
-        b->meta = s_xmemdup(m->meta, m->meta_len);
-        b->meta_len = m->meta_len;
-    }
-    b->id = ++s->bcast_id;
-    s->bcasts[s->bcast_count++] = b;
-}
-
-static size_t
-s_update_size(const pm_swim_update_t *u)
-{
-    return strlen(u->name) + strlen(u->endpoint) + (u->from ? strlen(u->from) : 0) + u->meta_len +
-           S_UPDATE_OVERHEAD;
-}
-
-static void
-s_bcast_view(const s_bcast_t *b, pm_swim_update_t *u)
-{
-    u->name = b->name;
-    u->endpoint = b->endpoint;
-    u->incarnation = b->incarnation;
-    u->state = b->state;
-    u->meta = b->meta;
-    u->meta_len = b->meta_len;
-    u->from = b->from;
-}
-
-static void
-s_record_view(const s_member_t *m, pm_swim_update_t *u, const char *from)
-{
-    u->name = m->name;
-    u->endpoint = m->endpoint;
-    u->incarnation = m->incarnation;
-    u->state = m->state;
-    u->meta = m->state == PM_SWIM_ALIVE ? m->meta : NULL;
-    u->meta_len = m->state == PM_SWIM_ALIVE ? m->meta_len : 0;
-    u->from = from;
-}
-
-static int
-s_bcast_cmp(const void *a, const void *b)
-{
-    const s_bcast_t *x = *(s_bcast_t *const *) a;
-    const s_bcast_t *y = *(s_bcast_t *const *) b;
-    /* least transmitted first; among equals, newest first */
-    if (x->transmits != y->transmits)
-        return x->transmits < y->transmits ? -1 : 1;
-    return x->id > y->id ? -1 : x->id < y->id ? 1 : 0;
-}
-
-static void
-s_scratch_reserve(pm_swim_t *s, size_t want)
-{
-    if (want <= s->scratch_cap)
-        return;
-    size_t cap = s->scratch_cap ? s->scratch_cap : 16;
-    while (cap < want)
-        cap *= 2;
-    s->scratch = pm_xrealloc(s->scratch, cap * sizeof *s->scratch, "membership");
-    s->scratch_cap = cap;
-}
 
 /* ---------------------------------------------------------------- sending */
 
@@ -636,15 +95,15 @@ s_send_x(pm_swim_t *s, const char *endpoint, pm_swim_msg_type_t type, uint64_t s
     };
     size_t picked = 0;
     if (type == PM_SWIM_MSG_SYNC_REQ || type == PM_SWIM_MSG_SYNC_RESP) {
-        s_scratch_reserve(s, s->count);
+        pm_swim_scratch_reserve(s, s->count);
         for (size_t i = 0; i < s->count; i++)
-            s_record_view(s->members[i], &s->scratch[i], NULL);
+            pm_swim_record_view(s->members[i], &s->scratch[i], NULL);
         msg.update_count = s->count;
     } else {
-        s_scratch_reserve(s, s->cfg.max_piggyback + extra_count);
+        pm_swim_scratch_reserve(s, s->cfg.max_piggyback + extra_count);
         size_t n = 0, bytes = 0;
         for (size_t i = 0; i < extra_count; i++) {
-            size_t size = s_update_size(&extras[i]);
+            size_t size = pm_swim_update_size(&extras[i]);
             if (n > 0 && bytes + size > s->cfg.piggyback_bytes)
                 continue;
             s->scratch[n++] = extras[i];
@@ -652,16 +111,16 @@ s_send_x(pm_swim_t *s, const char *endpoint, pm_swim_msg_type_t type, uint64_t s
         }
         size_t first = n;
         if (s->bcast_count > 1)
-            qsort(s->bcasts, s->bcast_count, sizeof *s->bcasts, s_bcast_cmp);
+            qsort(s->bcasts, s->bcast_count, sizeof *s->bcasts, pm_swim_bcast_cmp);
         for (size_t i = 0; i < s->bcast_count && n < s->cfg.max_piggyback; i++) {
             pm_swim_update_t u;
-            s_bcast_view(s->bcasts[i], &u);
+            pm_swim_bcast_view(s->bcasts[i], &u);
             bool dup = false;
             for (size_t j = 0; j < first && !dup; j++)
-                dup = s_streq(u.name, s->scratch[j].name);
+                dup = pm_swim_streq(u.name, s->scratch[j].name);
             if (dup)
                 continue;
-            size_t size = s_update_size(&u);
+            size_t size = pm_swim_update_size(&u);
             if (bytes + size > s->cfg.piggyback_bytes)
                 continue;
             s->scratch[n++] = u;
@@ -675,12 +134,12 @@ s_send_x(pm_swim_t *s, const char *endpoint, pm_swim_msg_type_t type, uint64_t s
     s->stats.sent[type]++;
 
     if (picked) {
-        uint32_t limit = s->cfg.retransmit_mult * s_ceil_log2(s_live_count(s) + 1);
+        uint32_t limit = s->cfg.retransmit_mult * pm_swim_ceil_log2(pm_swim_live_count(s) + 1);
         /* picked[] is ascending; remove from the back so indices stay valid */
         for (size_t j = picked; j-- > 0;) {
             size_t i = s->picked[j];
             if (++s->bcasts[i]->transmits >= limit)
-                s_bcast_remove(s, i);
+                pm_swim_bcast_remove(s, i);
         }
     }
 }
@@ -704,7 +163,7 @@ s_send(pm_swim_t *s, const char *endpoint, pm_swim_msg_type_t type, uint64_t seq
  * rumor it sends (its probe of the suspect carries one) is answered with the
  * refutation. */
 static void
-s_tell(pm_swim_t *s, s_member_t *sender, const char *endpoint, s_member_t *const *tell, size_t n)
+s_tell(pm_swim_t *s, pm_swim_rec_t *sender, const char *endpoint, pm_swim_rec_t *const *tell, size_t n)
 {
     if (n == 0)
         return;
@@ -718,7 +177,7 @@ s_tell(pm_swim_t *s, s_member_t *sender, const char *endpoint, s_member_t *const
     if (n > s->cfg.max_piggyback)
         n = s->cfg.max_piggyback;
     for (size_t i = 0; i < n; i++)
-        s_record_view(tell[i], &u[i], NULL);
+        pm_swim_record_view(tell[i], &u[i], NULL);
     s_send_x(s, endpoint, PM_SWIM_MSG_GOSSIP, 0, NULL, NULL, u, n);
 }
 
@@ -728,14 +187,14 @@ s_tell(pm_swim_t *s, s_member_t *sender, const char *endpoint, s_member_t *const
 static void
 s_refute(pm_swim_t *s, uint64_t inc)
 {
-    s_member_t *me = s->self;
+    pm_swim_rec_t *me = s->self;
     me->incarnation = (inc > me->incarnation ? inc : me->incarnation) + 1;
     s->stats.refutations++;
     /* Lifeguard: having to refute hints that we are the slow one. */
-    s_health_add(s, 1);
-    s_enqueue(s, me, NULL);
+    pm_swim_health_add(s, 1);
+    pm_swim_enqueue(s, me, NULL);
     s->gossip_now = true;
-    if (!s_has_live_peer(s))
+    if (!pm_swim_has_live_peer(s))
         s->next_join_at = s->now;
 }
 
@@ -743,7 +202,7 @@ s_refute(pm_swim_t *s, uint64_t inc)
 static bool
 s_update_self(pm_swim_t *s, const pm_swim_update_t *u)
 {
-    s_member_t *me = s->self;
+    pm_swim_rec_t *me = s->self;
     if (u->incarnation < me->incarnation) {
         s->stats.stale_updates++;
         return true;
@@ -766,9 +225,9 @@ s_update_self(pm_swim_t *s, const pm_swim_update_t *u)
 }
 
 static void
-s_clear_urgent(pm_swim_t *s, const s_member_t *m)
+s_clear_urgent(pm_swim_t *s, const pm_swim_rec_t *m)
 {
-    if (s->urgent && s_streq(s->urgent, m->name)) {
+    if (s->urgent && pm_swim_streq(s->urgent, m->name)) {
         free(s->urgent);
         s->urgent = NULL;
     }
@@ -780,13 +239,13 @@ s_clear_urgent(pm_swim_t *s, const s_member_t *m)
 static bool
 s_on_alive(pm_swim_t *s, const pm_swim_update_t *u)
 {
-    s_member_t *m = s_find(s, u->name);
+    pm_swim_rec_t *m = pm_swim_find(s, u->name);
     if (m == NULL) {
         if (s->count >= PM_SWIM_MAX_MEMBERS)
             return false;
-        m = s_member_add(s, u->name, u->endpoint, u->incarnation, u->meta, u->meta_len);
-        s_emit(s, PM_SWIM_EV_JOINED, m);
-        s_enqueue(s, m, NULL);
+        m = pm_swim_member_add(s, u->name, u->endpoint, u->incarnation, u->meta, u->meta_len);
+        pm_swim_emit(s, PM_SWIM_EV_JOINED, m);
+        pm_swim_enqueue(s, m, NULL);
         return false;
     }
     if (u->incarnation < m->incarnation) {
@@ -796,26 +255,26 @@ s_on_alive(pm_swim_t *s, const pm_swim_update_t *u)
     if (u->incarnation == m->incarnation)
         return false;
     pm_swim_state_t prev = m->state;
-    bool changed = !s_streq(m->endpoint, u->endpoint) || m->meta_len != u->meta_len ||
+    bool changed = !pm_swim_streq(m->endpoint, u->endpoint) || m->meta_len != u->meta_len ||
                    (u->meta_len && memcmp(m->meta, u->meta, u->meta_len) != 0);
     m->incarnation = u->incarnation;
     if (changed) {
         free(m->endpoint);
-        m->endpoint = s_xstrdup(u->endpoint);
+        m->endpoint = pm_swim_xstrdup(u->endpoint);
         free(m->meta);
-        m->meta = s_xmemdup(u->meta, u->meta_len);
+        m->meta = pm_swim_xmemdup(u->meta, u->meta_len);
         m->meta_len = u->meta_len;
     }
-    s_susp_free(&m->susp);
+    pm_swim_susp_free(&m->susp);
     s_clear_urgent(s, m);
     if (prev != PM_SWIM_ALIVE) {
         m->state = PM_SWIM_ALIVE;
         m->state_since = s->now;
-        s_emit(s, PM_SWIM_EV_ALIVE, m);
+        pm_swim_emit(s, PM_SWIM_EV_ALIVE, m);
     }
     if (changed)
-        s_emit(s, PM_SWIM_EV_META, m);
-    s_enqueue(s, m, NULL);
+        pm_swim_emit(s, PM_SWIM_EV_META, m);
+    pm_swim_enqueue(s, m, NULL);
     return false;
 }
 
@@ -824,7 +283,7 @@ static bool
 s_on_suspect(pm_swim_t *s, const pm_swim_update_t *u, const char *from, bool *news)
 {
     *news = false;
-    s_member_t *m = s_find(s, u->name);
+    pm_swim_rec_t *m = pm_swim_find(s, u->name);
     if (m == NULL)
         return false;
     if (u->incarnation < m->incarnation) {
@@ -836,25 +295,25 @@ s_on_suspect(pm_swim_t *s, const pm_swim_update_t *u, const char *from, bool *ne
     if (m->state == PM_SWIM_SUSPECT) {
         if (u->incarnation > m->incarnation)
             m->incarnation = u->incarnation;
-        if (!s_susp_confirm(m->susp, from))
+        if (!pm_swim_susp_confirm(m->susp, from))
             return false;
         /* Re-gossip so the confirmation reaches the others too. */
-        s_enqueue(s, m, from);
+        pm_swim_enqueue(s, m, from);
         *news = true;
         return false;
     }
     m->incarnation = u->incarnation;
     m->state = PM_SWIM_SUSPECT;
     m->state_since = s->now;
-    m->susp = s_susp_new(s, from);
-    s_emit(s, PM_SWIM_EV_SUSPECT, m);
-    s_enqueue(s, m, from);
-    if (!s_streq(from, s->self->name)) {
+    m->susp = pm_swim_susp_new(s, from);
+    pm_swim_emit(s, PM_SWIM_EV_SUSPECT, m);
+    pm_swim_enqueue(s, m, from);
+    if (!pm_swim_streq(from, s->self->name)) {
         /* Probe it next: our probe either confirms the suspicion (Lifeguard
          * wants independent confirmations) or carries it to the suspect,
          * which then refutes. */
         free(s->urgent);
-        s->urgent = s_xstrdup(m->name);
+        s->urgent = pm_swim_xstrdup(m->name);
     }
     *news = true;
     return false;
@@ -865,7 +324,7 @@ static bool
 s_on_dead(pm_swim_t *s, const pm_swim_update_t *u, const char *from, bool *news)
 {
     *news = false;
-    s_member_t *m = s_find(s, u->name);
+    pm_swim_rec_t *m = pm_swim_find(s, u->name);
     if (m == NULL)
         return false;
     if (u->incarnation < m->incarnation) {
@@ -879,10 +338,10 @@ s_on_dead(pm_swim_t *s, const pm_swim_update_t *u, const char *from, bool *news)
     m->incarnation = u->incarnation;
     m->state = PM_SWIM_DEAD;
     m->state_since = s->now;
-    s_susp_free(&m->susp);
+    pm_swim_susp_free(&m->susp);
     s_clear_urgent(s, m);
-    s_emit(s, PM_SWIM_EV_DEAD, m);
-    s_enqueue(s, m, from);
+    pm_swim_emit(s, PM_SWIM_EV_DEAD, m);
+    pm_swim_enqueue(s, m, from);
     *news = true;
     return false;
 }
@@ -890,7 +349,7 @@ s_on_dead(pm_swim_t *s, const pm_swim_update_t *u, const char *from, bool *news)
 static bool
 s_on_left(pm_swim_t *s, const pm_swim_update_t *u)
 {
-    s_member_t *m = s_find(s, u->name);
+    pm_swim_rec_t *m = pm_swim_find(s, u->name);
     if (m == NULL)
         return false;
     if (u->incarnation < m->incarnation) {
@@ -904,10 +363,10 @@ s_on_left(pm_swim_t *s, const pm_swim_update_t *u)
     m->incarnation = u->incarnation;
     m->state = PM_SWIM_LEFT;
     m->state_since = s->now;
-    s_susp_free(&m->susp);
+    pm_swim_susp_free(&m->susp);
     s_clear_urgent(s, m);
-    s_emit(s, PM_SWIM_EV_LEFT, m);
-    s_enqueue(s, m, NULL);
+    pm_swim_emit(s, PM_SWIM_EV_LEFT, m);
+    pm_swim_enqueue(s, m, NULL);
     return false;
 }
 
@@ -917,9 +376,9 @@ s_on_left(pm_swim_t *s, const pm_swim_update_t *u)
 static bool
 s_merge(pm_swim_t *s, const pm_swim_update_t *u, const char *sender, bool sync)
 {
-    if (s_streq(u->name, s->self->name))
+    if (pm_swim_streq(u->name, s->self->name))
         return s_update_self(s, u);
-    const char *from = s_empty(u->from) ? sender : u->from;
+    const char *from = pm_swim_empty(u->from) ? sender : u->from;
     bool news;
     switch (u->state) {
     case PM_SWIM_ALIVE:
@@ -938,11 +397,11 @@ s_merge(pm_swim_t *s, const pm_swim_update_t *u, const char *sender, bool sync)
 
 /* ---------------------------------------------------------------- probing */
 
-static s_member_t *
+static pm_swim_rec_t *
 s_next_target(pm_swim_t *s)
 {
     if (s->urgent) {
-        s_member_t *m = s_find(s, s->urgent);
+        pm_swim_rec_t *m = pm_swim_find(s, s->urgent);
         free(s->urgent);
         s->urgent = NULL;
         if (m && m->state == PM_SWIM_SUSPECT)
@@ -957,8 +416,8 @@ s_next_target(pm_swim_t *s)
     for (size_t tries = 0; tries <= s->count; tries++) {
         if (s->probe_index >= s->count)
             s->probe_index = 0;
-        s_member_t *m = s->members[s->probe_index++];
-        if (!m->is_self && s_live(m))
+        pm_swim_rec_t *m = s->members[s->probe_index++];
+        if (!m->is_self && pm_swim_live(m))
             return m;
     }
     return NULL;
@@ -967,26 +426,26 @@ s_next_target(pm_swim_t *s)
 static void
 s_probe_start(pm_swim_t *s)
 {
-    uint64_t period = s_probe_period(s);
+    uint64_t period = pm_swim_period_scaled(s);
     s->next_probe_at = s->now + period;
-    s_member_t *m = s_next_target(s);
+    pm_swim_rec_t *m = s_next_target(s);
     if (m == NULL)
         return;
     free(s->probe.target);
-    s->probe.target = s_xstrdup(m->name);
+    s->probe.target = pm_swim_xstrdup(m->name);
     s->probe.target_inc = m->incarnation;
     s->probe.active = true;
     s->probe.acked = false;
     s->probe.indirect_sent = false;
     s->probe.seq = ++s->seq;
-    s->probe.ack_at = s->now + s_probe_timeout(s);
+    s->probe.ack_at = s->now + pm_swim_probe_timeout(s);
     s->probe.end_at = s->now + period;
     s->probe.expected_nacks = 0;
     s->probe.nacks = 0;
     s->stats.probes++;
     /* Buddy system: a suspect hears it is suspected from whoever probes it. */
     pm_swim_update_t buddy;
-    s_record_view(m, &buddy, s->self->name);
+    pm_swim_record_view(m, &buddy, s->self->name);
     s_send(s, m->endpoint, PM_SWIM_MSG_PING, s->probe.seq, m->name, NULL,
            m->state == PM_SWIM_SUSPECT ? &buddy : NULL);
 }
@@ -995,10 +454,10 @@ static void
 s_probe_indirect(pm_swim_t *s)
 {
     s->probe.indirect_sent = true;
-    s_member_t *target = s_find(s, s->probe.target);
+    pm_swim_rec_t *target = pm_swim_find(s, s->probe.target);
     if (target == NULL)
         return;
-    size_t n = s_pick_random(s, s->cfg.indirect_checks, target->name, S_PICK_ALIVE);
+    size_t n = pm_swim_pick_random(s, s->cfg.indirect_checks, target->name, PM_SWIM_PICK_ALIVE);
     for (size_t i = 0; i < n; i++)
         s_send(s, s->pick[i]->endpoint, PM_SWIM_MSG_PING_REQ, s->probe.seq, target->name,
                target->endpoint, NULL);
@@ -1015,9 +474,9 @@ s_probe_fail(pm_swim_t *s)
      * nack speaks for us being the problem. With no relays, any failure
      * counts against us. */
     if (s->probe.expected_nacks > 0)
-        s_health_add(s, (int) (s->probe.expected_nacks - s->probe.nacks));
+        pm_swim_health_add(s, (int) (s->probe.expected_nacks - s->probe.nacks));
     else
-        s_health_add(s, 1);
+        pm_swim_health_add(s, 1);
     pm_swim_update_t u = {
         .name = s->probe.target,
         .endpoint = "",
@@ -1061,7 +520,7 @@ static void
 s_relay_tick(pm_swim_t *s)
 {
     for (size_t i = 0; i < s->relay_count;) {
-        s_relay_t *r = &s->relays[i];
+        pm_swim_relay_t *r = &s->relays[i];
         if (!r->nack_sent && s->now >= r->nack_at) {
             r->nack_sent = true;
             s_send(s, r->origin_endpoint, PM_SWIM_MSG_NACK, r->origin_seq, NULL, NULL, NULL);
@@ -1076,18 +535,18 @@ s_relay_tick(pm_swim_t *s)
 static void
 s_handle_ping_req(pm_swim_t *s, const pm_swim_msg_t *msg)
 {
-    if (s_streq(msg->target_name, s->self->name)) {
+    if (pm_swim_streq(msg->target_name, s->self->name)) {
         s_send(s, msg->from_endpoint, PM_SWIM_MSG_ACK, msg->seq, NULL, NULL, NULL);
         return;
     }
-    if (s->relay_count == S_MAX_RELAYS) {
+    if (s->relay_count == PM_SWIM_MAX_RELAYS) {
         s->stats.relays_dropped++;
         return;
     }
-    s_relay_t *r = &s->relays[s->relay_count++];
+    pm_swim_relay_t *r = &s->relays[s->relay_count++];
     r->local_seq = ++s->seq;
     r->origin_seq = msg->seq;
-    r->origin_endpoint = s_xstrdup(msg->from_endpoint);
+    r->origin_endpoint = pm_swim_xstrdup(msg->from_endpoint);
     /* Nack at 80% of the probe timeout (Lifeguard), so the nack reaches the
      * origin well before its period ends; keep forwarding a late ack until a
      * whole period has passed. */
@@ -1095,10 +554,10 @@ s_handle_ping_req(pm_swim_t *s, const pm_swim_msg_t *msg)
     r->expire_at = s->now + s->cfg.probe_interval_ms;
     r->nack_sent = false;
     /* Buddy system here too: if we hold the target suspect, say so. */
-    const s_member_t *m = s_find(s, msg->target_name);
+    const pm_swim_rec_t *m = pm_swim_find(s, msg->target_name);
     pm_swim_update_t buddy;
     if (m && m->state == PM_SWIM_SUSPECT)
-        s_record_view(m, &buddy, s->self->name);
+        pm_swim_record_view(m, &buddy, s->self->name);
     s_send(s, msg->target_endpoint, PM_SWIM_MSG_PING, r->local_seq, msg->target_name, NULL,
            m && m->state == PM_SWIM_SUSPECT ? &buddy : NULL);
 }
@@ -1108,7 +567,7 @@ s_handle_ack(pm_swim_t *s, const pm_swim_msg_t *msg)
 {
     if (s->probe.active && !s->probe.acked && msg->seq == s->probe.seq) {
         s->probe.acked = true;
-        s_health_add(s, -1);
+        pm_swim_health_add(s, -1);
         return;
     }
     for (size_t i = 0; i < s->relay_count; i++)
@@ -1126,8 +585,8 @@ static void
 s_suspicion_tick(pm_swim_t *s)
 {
     for (size_t i = 0; i < s->count; i++) {
-        s_member_t *m = s->members[i];
-        if (m->state != PM_SWIM_SUSPECT || s->now < s_susp_deadline(m->susp))
+        pm_swim_rec_t *m = s->members[i];
+        if (m->state != PM_SWIM_SUSPECT || s->now < pm_swim_susp_deadline(m->susp))
             continue;
         pm_swim_update_t u = {
             .name = m->name,
@@ -1155,7 +614,7 @@ s_gossip_tick(pm_swim_t *s)
         return;
     s->gossip_now = false;
     s->last_gossip_at = s->now;
-    size_t n = s_pick_random(s, s->cfg.gossip_nodes, NULL, S_PICK_LIVE);
+    size_t n = pm_swim_pick_random(s, s->cfg.gossip_nodes, NULL, PM_SWIM_PICK_LIVE);
     for (size_t i = 0; i < n && s->bcast_count > 0; i++)
         s_send(s, s->pick[i]->endpoint, PM_SWIM_MSG_GOSSIP, 0, NULL, NULL, NULL);
 }
@@ -1189,11 +648,11 @@ s_sync_tick(pm_swim_t *s)
     s->next_sync_at = s->now + s_sync_period(s);
     if (s->self->state == PM_SWIM_LEFT)
         return;
-    if (s_pick_random(s, 1, NULL, S_PICK_ALIVE) == 1)
+    if (pm_swim_pick_random(s, 1, NULL, PM_SWIM_PICK_ALIVE) == 1)
         s_send(s, s->pick[0]->endpoint, PM_SWIM_MSG_SYNC_REQ, 0, NULL, NULL, NULL);
     /* Also try one member we hold dead (Serf's reconnect): this is how a
      * healed partition finds its other half. */
-    if (s_pick_random(s, 1, NULL, S_PICK_DEAD) == 1)
+    if (pm_swim_pick_random(s, 1, NULL, PM_SWIM_PICK_DEAD) == 1)
         s_send(s, s->pick[0]->endpoint, PM_SWIM_MSG_SYNC_REQ, 0, NULL, NULL, NULL);
 }
 
@@ -1203,7 +662,7 @@ s_join_tick(pm_swim_t *s)
     if (s->seed_count == 0 || s->self->state == PM_SWIM_LEFT || s->now < s->next_join_at)
         return;
     s->next_join_at = s->now + s->cfg.join_retry_ms;
-    if (s_has_live_peer(s))
+    if (pm_swim_has_live_peer(s))
         return;
     for (size_t i = 0; i < s->seed_count; i++)
         s_send(s, s->seeds[i], PM_SWIM_MSG_SYNC_REQ, 0, NULL, NULL, NULL);
@@ -1213,10 +672,10 @@ static void
 s_gc_tick(pm_swim_t *s)
 {
     for (size_t i = 0; i < s->count;) {
-        s_member_t *m = s->members[i];
-        if (!m->is_self && !s_live(m) && s->now >= m->state_since + s->cfg.gc_interval_ms) {
-            s_emit(s, PM_SWIM_EV_REMOVED, m);
-            s_member_remove(s, i);
+        pm_swim_rec_t *m = s->members[i];
+        if (!m->is_self && !pm_swim_live(m) && s->now >= m->state_since + s->cfg.gc_interval_ms) {
+            pm_swim_emit(s, PM_SWIM_EV_REMOVED, m);
+            pm_swim_member_remove(s, i);
         } else
             i++;
     }
@@ -1229,8 +688,8 @@ s_clock(pm_swim_t *s, uint64_t now)
         s->started = true;
         s->now = now;
         /* Random phases, so a mesh started at once does not probe in lockstep. */
-        s->next_probe_at = now + s_rand_below(s, s->cfg.probe_interval_ms);
-        s->next_sync_at = now + s->cfg.sync_interval_ms / 2 + s_rand_below(s, s->cfg.sync_interval_ms);
+        s->next_probe_at = now + pm_swim_rand_below(s, s->cfg.probe_interval_ms);
+        s->next_sync_at = now + s->cfg.sync_interval_ms / 2 + pm_swim_rand_below(s, s->cfg.sync_interval_ms);
         s->last_sync_at = now;
         s->next_join_at = now + s->cfg.join_retry_ms;
         return;
@@ -1244,9 +703,9 @@ s_clock(pm_swim_t *s, uint64_t now)
 static int
 s_check_update(const pm_swim_update_t *u)
 {
-    if (s_check_str(u->name, PM_SWIM_NAME_MAX, true) != 0 ||
-        s_check_str(u->endpoint, PM_SWIM_ENDPOINT_MAX, true) != 0 ||
-        s_check_str(u->from, PM_SWIM_NAME_MAX, false) != 0)
+    if (pm_swim_check_str(u->name, PM_SWIM_NAME_MAX, true) != 0 ||
+        pm_swim_check_str(u->endpoint, PM_SWIM_ENDPOINT_MAX, true) != 0 ||
+        pm_swim_check_str(u->from, PM_SWIM_NAME_MAX, false) != 0)
         return -1;
     if (u->state < PM_SWIM_ALIVE || u->state > PM_SWIM_LEFT)
         return -1;
@@ -1260,12 +719,12 @@ s_check_msg(const pm_swim_msg_t *msg)
 {
     if (msg == NULL || msg->type < PM_SWIM_MSG_PING || msg->type > PM_SWIM_MSG_SYNC_RESP)
         return -1;
-    if (s_check_str(msg->from_name, PM_SWIM_NAME_MAX, true) != 0 ||
-        s_check_str(msg->from_endpoint, PM_SWIM_ENDPOINT_MAX, true) != 0)
+    if (pm_swim_check_str(msg->from_name, PM_SWIM_NAME_MAX, true) != 0 ||
+        pm_swim_check_str(msg->from_endpoint, PM_SWIM_ENDPOINT_MAX, true) != 0)
         return -1;
     bool ping_req = msg->type == PM_SWIM_MSG_PING_REQ;
-    if (s_check_str(msg->target_name, PM_SWIM_NAME_MAX, ping_req) != 0 ||
-        s_check_str(msg->target_endpoint, PM_SWIM_ENDPOINT_MAX, ping_req) != 0)
+    if (pm_swim_check_str(msg->target_name, PM_SWIM_NAME_MAX, ping_req) != 0 ||
+        pm_swim_check_str(msg->target_endpoint, PM_SWIM_ENDPOINT_MAX, ping_req) != 0)
         return -1;
     bool sync = msg->type == PM_SWIM_MSG_SYNC_REQ || msg->type == PM_SWIM_MSG_SYNC_RESP;
     size_t max = sync ? PM_SWIM_MAX_MEMBERS : PM_SWIM_MAX_PIGGYBACK;
@@ -1279,88 +738,6 @@ s_check_msg(const pm_swim_msg_t *msg)
 
 /* ---------------------------------------------------------------- public API */
 
-void
-pm_swim_config_defaults(pm_swim_config_t *cfg)
-{
-    assert(cfg);
-    *cfg = (pm_swim_config_t) {
-        /* See the detection-time math at the top of this file. */
-        .probe_interval_ms = 200,
-        /* Loopback RTT is ~60 us and a cross-node one well under 1 ms; 80 ms
-         * tolerates a busy agent and leaves 120 ms of the period for the
-         * indirect probe and its nacks (relays nack at 64 ms). */
-        .probe_timeout_ms = 80,
-        /* SWIM's k: three independent paths make a lost packet on one of
-         * them an unlikely cause of suspicion (memberlist default). */
-        .indirect_checks = 3,
-        /* min suspicion 3 periods (600 ms): longer than a probe period plus
-         * a gossip hop, so a live suspect hears and refutes in time; k = 1
-         * confirmation to reach it. */
-        .suspicion_mult = 3,
-        /* With no confirmation a suspicion runs 6 x min = 3.6 s (memberlist's
-         * default factor): a lone false suspicion under heavy loss has
-         * seconds to be refuted. */
-        .suspicion_max_mult = 6,
-        /* 3 * ceil(log2(N+1)): 9 sends at N=5, 18 at N=32; with fan-out 3
-         * that reaches everyone with overwhelming probability. */
-        .retransmit_mult = 3,
-        /* Updates go out at least every 100 ms while any are queued (and at
-         * once when we originate one), not only on the 200 ms probes. */
-        .gossip_interval_ms = 100,
-        .gossip_nodes = 3,
-        /* Full state exchange repairs whatever gossip missed; memberlist's
-         * LAN default is 30 s, ours is smaller because the mesh is small. */
-        .sync_interval_ms = 10000,
-        .join_retry_ms = 1000,
-        /* Long enough for a death or leave to reach everyone and for a
-         * healed partition to be found again by reconnect syncs. */
-        .gc_interval_ms = 30000,
-        /* Lifeguard's default: a starved node stretches its period up to 9x. */
-        .max_local_health = 8,
-        .max_piggyback = 8,
-        /* Room for two full 4 KiB metadata records plus small updates. */
-        .piggyback_bytes = 16384,
-        .leave_fanout = 6,
-        .incarnation = 0,
-    };
-}
-
-int
-pm_swim_config_check(const pm_swim_config_t *cfg, const char **why)
-{
-    const char *reason = NULL;
-    if (cfg == NULL)
-        reason = "no configuration";
-    else if (cfg->probe_interval_ms < 10 || cfg->probe_interval_ms > 60000)
-        reason = "probe_interval must be 10 ms .. 60 s";
-    else if (cfg->probe_timeout_ms < 1 || cfg->probe_timeout_ms >= cfg->probe_interval_ms)
-        reason = "probe_timeout must be at least 1 ms and less than probe_interval";
-    else if (cfg->indirect_checks > 16)
-        reason = "indirect_checks must be 0 .. 16";
-    else if (cfg->suspicion_mult < 2 || cfg->suspicion_mult > 16)
-        reason = "suspicion_mult must be 2 .. 16";
-    else if (cfg->suspicion_max_mult < 1 || cfg->suspicion_max_mult > 100)
-        reason = "suspicion_max_mult must be 1 .. 100";
-    else if (cfg->retransmit_mult < 1 || cfg->retransmit_mult > 100)
-        reason = "retransmit_mult must be 1 .. 100";
-    else if (cfg->gossip_interval_ms < 1 || cfg->gossip_nodes < 1 || cfg->gossip_nodes > 64)
-        reason = "gossip_interval must be >= 1 ms and gossip_nodes 1 .. 64";
-    else if (cfg->sync_interval_ms < 1 || cfg->join_retry_ms < 1 || cfg->gc_interval_ms < 1)
-        reason = "sync_interval, join_retry and gc_interval must be >= 1 ms";
-    else if (cfg->max_local_health > 100)
-        reason = "max_local_health must be 0 .. 100";
-    else if (cfg->max_piggyback < 1 || cfg->max_piggyback > PM_SWIM_MAX_PIGGYBACK - 1)
-        reason = "max_piggyback must be 1 .. 63";
-    else if (cfg->piggyback_bytes <
-             PM_SWIM_META_MAX + PM_SWIM_ENDPOINT_MAX + 2 * PM_SWIM_NAME_MAX + S_UPDATE_OVERHEAD)
-        reason = "piggyback_bytes must hold one full update (4,830 bytes)";
-    else if (cfg->leave_fanout > 64)
-        reason = "leave_fanout must be 0 .. 64";
-    if (why)
-        *why = reason;
-    return reason ? -1 : 0;
-}
-
 pm_swim_t *
 pm_swim_new(const char *self_name, const char *self_endpoint, const pm_swim_config_t *cfg,
             uint64_t seed, pm_swim_send_fn *send, pm_swim_event_fn *event, void *arg)
@@ -1371,18 +748,18 @@ pm_swim_new(const char *self_name, const char *self_endpoint, const pm_swim_conf
         pm_swim_config_defaults(&defaults);
         cfg = &defaults;
     }
-    if (s_check_str(self_name, PM_SWIM_NAME_MAX, true) != 0 ||
-        s_check_str(self_endpoint, PM_SWIM_ENDPOINT_MAX, true) != 0 ||
+    if (pm_swim_check_str(self_name, PM_SWIM_NAME_MAX, true) != 0 ||
+        pm_swim_check_str(self_endpoint, PM_SWIM_ENDPOINT_MAX, true) != 0 ||
         pm_swim_config_check(cfg, NULL) != 0)
         return NULL;
-    pm_swim_t *s = s_xalloc(sizeof *s);
+    pm_swim_t *s = pm_swim_xalloc(sizeof *s);
     s->cfg = *cfg;
     s->send = send;
     s->event = event;
     s->arg = arg;
     s->rng = seed;
-    s->seq = s_rand(s) >> 16; /* a fresh start does not reuse a predecessor's seqs */
-    s->self = s_member_add(s, self_name, self_endpoint, cfg->incarnation, NULL, 0);
+    s->seq = pm_swim_rand(s) >> 16; /* a fresh start does not reuse a predecessor's seqs */
+    s->self = pm_swim_member_add(s, self_name, self_endpoint, cfg->incarnation, NULL, 0);
     s->self->is_self = true;
     return s;
 }
@@ -1395,11 +772,11 @@ pm_swim_destroy(pm_swim_t **self_p)
     if (s == NULL)
         return;
     for (size_t i = 0; i < s->count; i++)
-        s_member_free(&s->members[i]);
+        pm_swim_member_free(&s->members[i]);
     free(s->members);
     free(s->pick);
     for (size_t i = 0; i < s->bcast_count; i++)
-        s_bcast_free(&s->bcasts[i]);
+        pm_swim_bcast_free(&s->bcasts[i]);
     free(s->bcasts);
     for (size_t i = 0; i < s->relay_count; i++)
         free(s->relays[i].origin_endpoint);
@@ -1456,10 +833,10 @@ pm_swim_next_deadline(const pm_swim_t *s)
     if (s->seed_count > 0 && !leaving)
         t = s_min(t, s->next_join_at);
     for (size_t i = 0; i < s->count; i++) {
-        const s_member_t *m = s->members[i];
+        const pm_swim_rec_t *m = s->members[i];
         if (m->state == PM_SWIM_SUSPECT)
-            t = s_min(t, s_susp_deadline(m->susp));
-        else if (!m->is_self && !s_live(m))
+            t = s_min(t, pm_swim_susp_deadline(m->susp));
+        else if (!m->is_self && !pm_swim_live(m))
             t = s_min(t, m->state_since + s->cfg.gc_interval_ms);
     }
     return t;
@@ -1474,13 +851,13 @@ pm_swim_receive(pm_swim_t *s, const pm_swim_msg_t *msg, uint64_t now_ms)
         s->stats.dropped_invalid++;
         return -1;
     }
-    if (s_streq(msg->from_name, s->self->name) ||
-        (msg->type == PM_SWIM_MSG_PING && !s_empty(msg->target_name) &&
-         !s_streq(msg->target_name, s->self->name))) {
+    if (pm_swim_streq(msg->from_name, s->self->name) ||
+        (msg->type == PM_SWIM_MSG_PING && !pm_swim_empty(msg->target_name) &&
+         !pm_swim_streq(msg->target_name, s->self->name))) {
         s->stats.dropped_misdirected++;
         return -1;
     }
-    s_member_t *sender = s_find(s, msg->from_name);
+    pm_swim_rec_t *sender = pm_swim_find(s, msg->from_name);
     if (sender && msg->from_incarnation < sender->incarnation) {
         /* An old message, or a restarted sender that lost its incarnation:
          * drop it, and tell the sender where its incarnation stands. */
@@ -1493,12 +870,12 @@ pm_swim_receive(pm_swim_t *s, const pm_swim_msg_t *msg, uint64_t now_ms)
         sender->last_heard = s->now;
 
     bool sync = msg->type == PM_SWIM_MSG_SYNC_REQ || msg->type == PM_SWIM_MSG_SYNC_RESP;
-    s_member_t *tell[PM_SWIM_MAX_PIGGYBACK];
+    pm_swim_rec_t *tell[PM_SWIM_MAX_PIGGYBACK];
     size_t ntell = 0;
     for (size_t i = 0; i < msg->update_count; i++) {
         if (!s_merge(s, &msg->updates[i], msg->from_name, sync) || ntell == s->cfg.max_piggyback)
             continue;
-        s_member_t *m = s_find(s, msg->updates[i].name);
+        pm_swim_rec_t *m = pm_swim_find(s, msg->updates[i].name);
         bool dup = false;
         for (size_t j = 0; j < ntell && !dup; j++)
             dup = tell[j] == m;
@@ -1507,7 +884,7 @@ pm_swim_receive(pm_swim_t *s, const pm_swim_msg_t *msg, uint64_t now_ms)
     }
     /* The sender speaks at an incarnation we hold suspect, dead or left:
      * tell it too, so it refutes. */
-    sender = s_find(s, msg->from_name);
+    sender = pm_swim_find(s, msg->from_name);
     if (sender && sender->state != PM_SWIM_ALIVE &&
         sender->incarnation >= msg->from_incarnation && ntell < s->cfg.max_piggyback) {
         bool dup = false;
@@ -1549,21 +926,21 @@ int
 pm_swim_join(pm_swim_t *s, const char *endpoint, uint64_t now_ms)
 {
     assert(s);
-    if (s_check_str(endpoint, PM_SWIM_ENDPOINT_MAX, true) != 0)
+    if (pm_swim_check_str(endpoint, PM_SWIM_ENDPOINT_MAX, true) != 0)
         return -1;
     s_clock(s, now_ms);
-    if (s_streq(endpoint, s->self->endpoint))
+    if (pm_swim_streq(endpoint, s->self->endpoint))
         return 0; /* seed lists often include ourselves */
     bool known = false;
     for (size_t i = 0; i < s->seed_count && !known; i++)
-        known = s_streq(s->seeds[i], endpoint);
+        known = pm_swim_streq(s->seeds[i], endpoint);
     if (!known) {
-        if (s->seed_count == S_MAX_SEEDS) {
+        if (s->seed_count == PM_SWIM_MAX_SEEDS) {
             free(s->seeds[0]);
-            memmove(&s->seeds[0], &s->seeds[1], (S_MAX_SEEDS - 1) * sizeof s->seeds[0]);
+            memmove(&s->seeds[0], &s->seeds[1], (PM_SWIM_MAX_SEEDS - 1) * sizeof s->seeds[0]);
             s->seed_count--;
         }
-        s->seeds[s->seed_count++] = s_xstrdup(endpoint);
+        s->seeds[s->seed_count++] = pm_swim_xstrdup(endpoint);
     }
     if (s->self->state != PM_SWIM_LEFT)
         s_send(s, endpoint, PM_SWIM_MSG_SYNC_REQ, 0, NULL, NULL, NULL);
@@ -1576,17 +953,17 @@ pm_swim_leave(pm_swim_t *s, uint64_t now_ms)
 {
     assert(s);
     s_clock(s, now_ms);
-    s_member_t *me = s->self;
+    pm_swim_rec_t *me = s->self;
     if (me->state == PM_SWIM_LEFT)
         return;
     me->incarnation++;
     me->state = PM_SWIM_LEFT;
     me->state_since = s->now;
     s->probe.active = false;
-    s_enqueue(s, me, NULL);
+    pm_swim_enqueue(s, me, NULL);
     pm_swim_update_t u;
-    s_record_view(me, &u, NULL);
-    size_t n = s_pick_random(s, s->cfg.leave_fanout, NULL, S_PICK_LIVE);
+    pm_swim_record_view(me, &u, NULL);
+    size_t n = pm_swim_pick_random(s, s->cfg.leave_fanout, NULL, PM_SWIM_PICK_LIVE);
     for (size_t i = 0; i < n; i++)
         s_send(s, s->pick[i]->endpoint, PM_SWIM_MSG_GOSSIP, 0, NULL, NULL, &u);
     s->last_gossip_at = s->now;
@@ -1599,121 +976,12 @@ pm_swim_set_meta(pm_swim_t *s, const void *meta, size_t len, uint64_t now_ms)
     if (len > PM_SWIM_META_MAX || (len > 0 && meta == NULL))
         return -1;
     s_clock(s, now_ms);
-    s_member_t *me = s->self;
+    pm_swim_rec_t *me = s->self;
     free(me->meta);
-    me->meta = s_xmemdup(meta, len);
+    me->meta = pm_swim_xmemdup(meta, len);
     me->meta_len = len;
     me->incarnation++;
-    s_enqueue(s, me, NULL);
+    pm_swim_enqueue(s, me, NULL);
     s->gossip_now = true;
     return 0;
-}
-
-size_t
-pm_swim_size(const pm_swim_t *s)
-{
-    assert(s);
-    return s->count;
-}
-
-int
-pm_swim_member_at(const pm_swim_t *s, size_t i, pm_swim_member_t *out)
-{
-    assert(s && out);
-    if (i >= s->count)
-        return -1;
-    s_view(s->members[i], out);
-    return 0;
-}
-
-int
-pm_swim_lookup(const pm_swim_t *s, const char *name, pm_swim_member_t *out)
-{
-    assert(s && out);
-    const s_member_t *m = name ? s_find(s, name) : NULL;
-    if (m == NULL)
-        return -1;
-    s_view(m, out);
-    return 0;
-}
-
-size_t
-pm_swim_count(const pm_swim_t *s, pm_swim_state_t state)
-{
-    assert(s);
-    size_t n = 0;
-    for (size_t i = 0; i < s->count; i++)
-        if (s->members[i]->state == state)
-            n++;
-    return n;
-}
-
-uint64_t
-pm_swim_incarnation(const pm_swim_t *s)
-{
-    assert(s);
-    return s->self->incarnation;
-}
-
-uint32_t
-pm_swim_health(const pm_swim_t *s)
-{
-    assert(s);
-    return s->health;
-}
-
-uint64_t
-pm_swim_probe_period(const pm_swim_t *s)
-{
-    assert(s);
-    return s_probe_period(s);
-}
-
-void
-pm_swim_stats(const pm_swim_t *s, pm_swim_stats_t *out)
-{
-    assert(s && out);
-    *out = s->stats;
-}
-
-const char *
-pm_swim_state_name(int state)
-{
-    switch (state) {
-    case PM_SWIM_ALIVE: return "alive";
-    case PM_SWIM_SUSPECT: return "suspect";
-    case PM_SWIM_DEAD: return "dead";
-    case PM_SWIM_LEFT: return "left";
-    default: return "unknown";
-    }
-}
-
-const char *
-pm_swim_msg_type_name(int type)
-{
-    switch (type) {
-    case PM_SWIM_MSG_PING: return "ping";
-    case PM_SWIM_MSG_ACK: return "ack";
-    case PM_SWIM_MSG_PING_REQ: return "ping-req";
-    case PM_SWIM_MSG_NACK: return "nack";
-    case PM_SWIM_MSG_GOSSIP: return "gossip";
-    case PM_SWIM_MSG_SYNC_REQ: return "sync-req";
-    case PM_SWIM_MSG_SYNC_RESP: return "sync-resp";
-    default: return "unknown";
-    }
-}
-
-const char *
-pm_swim_event_name(int event)
-{
-    switch (event) {
-    case PM_SWIM_EV_JOINED: return "joined";
-    case PM_SWIM_EV_ALIVE: return "alive";
-    case PM_SWIM_EV_SUSPECT: return "suspect";
-    case PM_SWIM_EV_DEAD: return "dead";
-    case PM_SWIM_EV_LEFT: return "left";
-    case PM_SWIM_EV_META: return "meta";
-    case PM_SWIM_EV_REMOVED: return "removed";
-    default: return "unknown";
-    }
 }
