@@ -87,8 +87,15 @@ pm_http_error_body(const char *code, const char *message)
     char *text = NULL;
     if (o && json_object_set_new(o, "error", s_safe_string(code ? code : "INTERNAL")) == 0 &&
         json_object_set_new(o, "message", s_safe_string(message ? message : "")) == 0)
-        text = json_dumps(o, JSON_COMPACT);
+        text = pm_http_json_line(o);
     json_decref(o);
+    return text;
+}
+
+char *
+pm_http_json_line(json_t *o)
+{
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     if (!text)
         return NULL;
     size_t n = strlen(text);
@@ -98,7 +105,7 @@ pm_http_error_body(const char *code, const char *message)
         return NULL;
     }
     out[n] = '\n';
-    out[n + 1] = '\0';
+    out[n + 1] = 0;
     return out;
 }
 

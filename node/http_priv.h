@@ -19,6 +19,7 @@
 #include "http.h"
 
 #include <czmq.h>
+#include <jansson.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -147,6 +148,10 @@ struct pm_http {
  * message) and returns -1. http_parse.c; the MHD side refuses with it too. */
 int pm_http_refuse(pm_http_req_t *r, int status, const char *error, const char *refusal,
                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* o as one line of compact JSON with a trailing newline (caller frees); NULL
+ * if o is NULL or memory runs out. http_parse.c */
+char *pm_http_json_line(json_t *o);
 
 #define PM_HTTP_BAD(r, ...) pm_http_refuse(r, 400, "BAD_REQUEST", "bad_request", __VA_ARGS__)
 

@@ -96,23 +96,6 @@ s_fail(pm_http_t *self, pm_http_job_t *job, int err, const char *message)
     s_answer(job, status, pm_http_error_body(pm_err_name(err), msg));
 }
 
-static char *
-s_dump_line(json_t *o)
-{
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    if (!text)
-        return NULL;
-    size_t n = strlen(text);
-    char *out = realloc(text, n + 2);
-    if (!out) {
-        free(text);
-        return NULL;
-    }
-    out[n] = '\n';
-    out[n + 1] = 0;
-    return out;
-}
-
 /* The promise JSON, or {"id":..,"state":..} if the get that followed a
  * successful operation failed. */
 static char *
@@ -136,7 +119,7 @@ s_promise_body(pm_http_job_t *job, const char *id, int fallback_state, pm_http_t
             free(url);
         }
     }
-    char *text = s_dump_line(o);
+    char *text = pm_http_json_line(o);
     json_decref(o);
     return text;
 }
@@ -316,7 +299,7 @@ s_readyz(pm_http_t *self, pm_http_job_t *job)
         json_object_set(o, "node", node);
     if (json_object_get(st, "mesh"))
         json_object_set_new(o, "members_alive", json_integer(pm_prom_jint(st, "mesh.members.alive")));
-    char *body = s_dump_line(o);
+    char *body = pm_http_json_line(o);
     json_decref(o);
     json_decref(st);
     free(status);
