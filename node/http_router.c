@@ -569,7 +569,7 @@ pm_http_router_main(void *arg)
             timeout = PM_KEYRING_CHECK_MS;
         if (zmq_poll(items, nitems, timeout) < 0 && errno != EINTR)
             break; /* the context is gone */
-        s_keys_poll(self, sig_item >= 0 && (items[sig_item].revents & ZMQ_POLLIN));        s_keys_poll(self, nitems > 2 && (items[2].revents & ZMQ_POLLIN));
+        s_keys_poll(self, sig_item >= 0 && (items[sig_item].revents & ZMQ_POLLIN));
         s_pump_replies(self, 0);
         pm_http_job_t *job;
         while (zmq_recv(self->pull, &job, sizeof job, ZMQ_DONTWAIT) == (int) sizeof job)
