@@ -19,6 +19,13 @@ KUSTOMIZATIONS=(
 )
 KEYS=$TMP/keys
 "$PMESHD" --keygen "$KEYS" >/dev/null
+# etcd's client TLS files, as the agents get them from pmesh-etcd-tls.
+ETCD_TLS=$TMP/etcd-tls
+mkdir -p "$ETCD_TLS"
+PMESHD=$PMESHD "$SRC_DIR/scripts/gen-secrets" >"$TMP/secrets.yaml"
+for k in ca.crt client.crt client.key; do
+    sed -n "s/^  $k: //p" "$TMP/secrets.yaml" | base64 -d >"$ETCD_TLS/$k"
+done
 
 # Render all, then check the schemas of everything in one run of node.
 RENDERED=()
@@ -75,10 +82,14 @@ for entry in "${KUSTOMIZATIONS[@]}"; do
     # The agent exactly as the DaemonSet starts it: the ConfigMap's file,
     # the container's args ($(POD_IP) expanded), NODE_NAME from the downward
     # API. The Secret's mesh keys are not here: --mesh-key-dir points at a
-    # keypair made for the test when the file asks for CURVE.
+    # keypair made for the test when the file asks for CURVE, and the
+    # coordination TLS flags at files from gen-secrets when it names them.
     agent=$TMP/$name.agent
     mapfile -t args <"$agent/args"
     [ -f "$agent/curve" ] && args+=(--mesh-key-dir "$KEYS")
+    grep -q '^coordination_ca_file:' "$agent/pmesh.yaml" &&
+        args+=(--coordination-ca-file "$ETCD_TLS/ca.crt" --coordination-cert-file "$ETCD_TLS/client.crt"
+            --coordination-key-file "$ETCD_TLS/client.key")
     run env NODE_NAME=node-a "$PMESHD" "${args[@]}" --check
     expect_eq "$dir: pmeshd --check accepts the ConfigMap's pmesh.yaml" 0 "$RC"
     [ "$RC" = 0 ] || echo "#   $ERR"
@@ -161,12 +172,7 @@ expect_eq "... without coordination_key_file it breaks them" 1 "$RC"
 expect_match "... saying so" "pmesh.yaml sets coordination but no coordination_key_file" "$OUT"
 if [ "$knows" = 1 ]; then
     # pmeshd --check of the live block, the Secret's files from gen-secrets.
-    PMESHD=$PMESHD "$SRC_DIR/scripts/gen-secrets" >"$TMP/secrets.yaml"
-    mkdir -p "$TMP/etcd-tls"
-    for k in ca.crt client.crt client.key; do
-        sed -n "s/^  $k: //p" "$TMP/secrets.yaml" | base64 -d >"$TMP/etcd-tls/$k"
-    done
-    sed -e 's/^#coordination/coordination/' -e "s|/etc/pmesh/etcd/|$TMP/etcd-tls/|" \
+    sed -e 's/^#coordination/coordination/' -e "s|/etc/pmesh/etcd/|$ETCD_TLS/|" \
         "$TMP/deploy_overlays_prod.agent/pmesh.yaml" >"$TMP/coord-pmesh.yaml"
     run env NODE_NAME=node-a "$PMESHD" --config "$TMP/coord-pmesh.yaml" --mesh-key-dir "$KEYS" --check
     expect_eq "pmeshd --check accepts prod's pmesh.yaml with the coordination block live" 0 "$RC"
