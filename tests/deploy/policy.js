@@ -30,6 +30,25 @@
 // only agents and pods labelled pmesh.io/client reach the full HTTP API, and
 // everyone the public port; the ServiceAccount has no token and no bindings.
 //
+// etcd (StatefulSet pmesh-etcd), when the stream has it: an odd number of
+// members, at least 3; persistent volumes (--data-dir on a
+// volumeClaimTemplate); Parallel pod management (a static cluster cannot
+// come up one ready pod at a time); the headless Service of serviceName
+// (publishNotReady) and a static --initial-cluster naming every member by
+// its stable DNS name under it; TLS on the client and peer URLs with
+// --client-cert-auth and --peer-client-cert-auth, the CA, certificate and
+// key files from the Secret pmesh-etcd-tls (ca.crt, server.crt, server.key;
+// no one else can read them); probes on the plain-HTTP listener of
+// --listen-metrics-urls (the client port admits no kubelet), liveness not
+// needing quorum; a PodDisruptionBudget letting exactly as many go as
+// quorum allows (at least one); a NetworkPolicy letting only the agents and
+// the members reach the client port and only the members the peer port; a
+// ClusterIP Service for the clients. An agent whose pmesh.yaml sets
+// coordination: every endpoint that names a Service of its namespace names
+// one in the render, on its port; coordination_ca_file, _cert_file and
+// _key_file are Secret files no other user can read (all three, when the
+// render's etcd wants client certificates).
+//
 // --extract DIR writes what `pmeshd --check` needs to check the agent as it
 // would start: DIR/pmesh.yaml, DIR/args (one per line, $(VAR)s expanded,
 // --config pointing at DIR/pmesh.yaml) and, if the config sets
@@ -50,6 +69,18 @@ const HOST_PATHS = ["/run/pmesh", "/var/lib/pmesh"];
 const STARTUP_BUDGET_S = 60; // WAL recovery of 1M records is ~1 s; headroom
 const ROOT_INIT_CAPS = ["CHOWN"]; // hand host directories to the agent (daemonset.yaml)
 const DEFAULT_SOCKET = "/run/pmesh/agent.sock";
+const ETCD = "pmesh-etcd";
+const ETCD_TLS = "pmesh-etcd-tls"; // scripts/gen-secrets
+// etcd flag -> the key of pmesh-etcd-tls it must name
+const ETCD_TLS_FILES = {
+    "--trusted-ca-file": "ca.crt",
+    "--cert-file": "server.crt",
+    "--key-file": "server.key",
+    "--peer-trusted-ca-file": "ca.crt",
+    "--peer-cert-file": "server.crt",
+    "--peer-key-file": "server.key",
+};
+const AGENT_LABELS = { "app.kubernetes.io/name": "pmesh", "app.kubernetes.io/component": "agent" };
 
 function podSpecOf(obj) {
     switch (obj.kind) {
@@ -145,6 +176,215 @@ function checkSocketUser(pod, agentGid, bad) {
         for (const m of c.volumeMounts || [])
             if (socketVolumes.has(m.name) && m.readOnly !== true)
                 bad(`container ${c.name}: mounts /run/pmesh writable (readOnly: true is enough to connect)`);
+}
+
+// ---- etcd ----------------------------------------------------------------------------
+
+// A container's flags as etcd reads them (--k=v or --k v), $(VAR)s expanded
+// with vars; bare flags are "true".
+function flagsOf(c, vars) {
+    const args = [...(c.command || []).slice(1), ...(c.args || [])].map(String);
+    const expand = (s) => s.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (all, n) => (vars[n] !== undefined ? vars[n] : all));
+    const out = {};
+    for (let i = 0; i < args.length; i++) {
+        const a = args[i];
+        if (!a.startsWith("--")) continue;
+        const eq = a.indexOf("=");
+        if (eq > 0) out[a.slice(0, eq)] = expand(a.slice(eq + 1));
+        else if (i + 1 < args.length && !args[i + 1].startsWith("--")) out[a] = expand(args[++i]);
+        else out[a] = "true";
+    }
+    return out;
+}
+
+function urlsOf(v) {
+    return String(v || "")
+        .split(",")
+        .filter(Boolean)
+        .map((u) => {
+            const m = /^([a-z]+):\/\/([^/:]+|\[[^\]]+\]):(\d+)\/?$/.exec(u.trim());
+            return m ? { scheme: m[1], host: m[2], port: Number(m[3]), url: u.trim() } : { scheme: null, url: u.trim() };
+        });
+}
+
+// Pods (as label sets) a NetworkPolicy peer admits, judged against the
+// allowed label sets: true only if it is a podSelector of this namespace
+// that selects nothing but pods with one of the allowed label sets.
+function peerOnly(f, allowed) {
+    if (!f.podSelector || f.namespaceSelector || f.ipBlock) return false;
+    if (f.podSelector.matchExpressions && f.podSelector.matchExpressions.length) return false;
+    return allowed.some((labels) => matches(f.podSelector.matchLabels, labels));
+}
+
+// maxUnavailable/minAvailable (int or "N%") of n pods, as a count.
+function pdbCount(v, n, roundUp) {
+    if (typeof v === "number") return v;
+    const m = /^(\d+)%$/.exec(String(v));
+    if (!m) return NaN;
+    const x = (Number(m[1]) * n) / 100;
+    return roundUp ? Math.ceil(x) : Math.floor(x);
+}
+
+function checkEtcd(sts, all, bad) {
+    const pod = podSpecOf(sts);
+    const ns = sts.metadata.namespace || "default";
+    const name = sts.metadata.name;
+    const labels = podLabels(sts);
+    const c = (pod.containers || [])[0];
+    if (!c) return bad("no container");
+    const replicas = sts.spec.replicas ?? 1;
+    if (!(replicas >= 3 && replicas % 2 === 1))
+        bad(`replicas ${replicas}: want an odd number, at least 3 (quorum survives a member lost)`);
+    if (sts.spec.podManagementPolicy !== "Parallel")
+        bad("podManagementPolicy is not Parallel: a member is ready only with quorum, so OrderedReady never starts the second");
+
+    const env = {};
+    for (const e of c.env || []) env[e.name] = e;
+    const vars = { POD_NAMESPACE: ns };
+    if (env.POD_NAMESPACE && env.POD_NAMESPACE.valueFrom?.fieldRef?.fieldPath !== "metadata.namespace") delete vars.POD_NAMESPACE;
+    const f = flagsOf(c, vars);
+    if (f["--name"] !== "$(POD_NAME)" || env.POD_NAME?.valueFrom?.fieldRef?.fieldPath !== "metadata.name")
+        bad("--name is not $(POD_NAME) from metadata.name: members must be named as --initial-cluster names them");
+
+    // Persistent data.
+    const vcts = sts.spec.volumeClaimTemplates || [];
+    if (!vcts.length) bad("no volumeClaimTemplates: members would lose their data with their pods");
+    const dataDir = f["--data-dir"];
+    if (!dataDir) bad("no --data-dir");
+    else {
+        const m = (c.volumeMounts || []).find((vm) => {
+            const mp = vm.mountPath.replace(/\/+$/, "");
+            return dataDir === mp || dataDir.startsWith(mp + "/");
+        });
+        if (!m || !vcts.some((v) => v.metadata?.name === m.name) || (pod.volumes || []).some((v) => v.name === m.name))
+            bad(`--data-dir ${dataDir} is not on a volumeClaimTemplate (persistent volume)`);
+        else if (m.readOnly) bad(`--data-dir ${dataDir} is mounted read-only`);
+    }
+
+    // Peers: the headless Service and the static cluster.
+    const svcs = all.filter((o) => o.kind === "Service" && (o.metadata.namespace || "default") === ns);
+    const peers = svcs.find((s) => s.metadata.name === sts.spec.serviceName);
+    const peerUrls = urlsOf(f["--listen-peer-urls"]);
+    const clientUrls = urlsOf(f["--listen-client-urls"]);
+    const peerPort = peerUrls[0]?.port;
+    const clientPort = clientUrls[0]?.port;
+    if (!peers) bad(`serviceName ${sts.spec.serviceName} is not a Service in the render`);
+    else {
+        if (peers.spec.clusterIP !== "None") bad(`Service ${peers.metadata.name} (serviceName) is not headless`);
+        if (peers.spec.publishNotReadyAddresses !== true)
+            bad(`Service ${peers.metadata.name}: publishNotReadyAddresses is not true (members must find each other before ready)`);
+        if (!matches(peers.spec.selector, labels)) bad(`Service ${peers.metadata.name} does not select the members`);
+    }
+    const dnsOf = (i) => `${name}-${i}.${sts.spec.serviceName}.${ns}.svc.cluster.local`;
+    if (peerPort) {
+        const want = [];
+        for (let i = 0; i < replicas; i++) want.push(`${name}-${i}=https://${dnsOf(i)}:${peerPort}`);
+        const got = String(f["--initial-cluster"] || "").split(",").filter(Boolean).sort();
+        if (got.join(",") !== want.sort().join(","))
+            bad(`--initial-cluster ${f["--initial-cluster"]} is not the ${replicas} members by their stable names (${want.join(",")})`);
+        const adv = String(f["--initial-advertise-peer-urls"] || "").replace("$(POD_NAME)", `${name}-0`);
+        if (adv !== `https://${dnsOf(0)}:${peerPort}`)
+            bad(`--initial-advertise-peer-urls ${f["--initial-advertise-peer-urls"]} is not https://$(POD_NAME).${sts.spec.serviceName}...:${peerPort}`);
+    }
+
+    // TLS.
+    for (const [flag, urls] of [["--listen-client-urls", clientUrls], ["--advertise-client-urls", urlsOf(f["--advertise-client-urls"])],
+                                ["--listen-peer-urls", peerUrls]]) {
+        if (!urls.length) bad(`no ${flag}`);
+        for (const u of urls) if (u.scheme !== "https") bad(`${flag} ${u.url} is not https`);
+    }
+    if (f["--client-cert-auth"] !== "true") bad("--client-cert-auth is not on: anyone reaching the client port gets in");
+    if (f["--peer-client-cert-auth"] !== "true") bad("--peer-client-cert-auth is not on");
+    for (const [flag, key] of Object.entries(ETCD_TLS_FILES)) {
+        const file = f[flag];
+        if (!file) {
+            bad(`no ${flag}`);
+            continue;
+        }
+        const src = fileSource(c, pod, file);
+        if (!src || src.kind !== "secret" || src.name !== ETCD_TLS || src.key !== key)
+            bad(`${flag} ${file} is not key ${key} of the Secret ${ETCD_TLS}`);
+        else if (src.mode & 0o007 || src.mode & 0o222) bad(`${flag} ${file}: mode ${src.mode.toString(8)} is writable or world-readable`);
+    }
+
+    // Probes: the plain-HTTP metrics listener (or a command); liveness without quorum.
+    const ports = {};
+    for (const p of c.ports || []) ports[p.name] = p.containerPort;
+    const metricsPorts = urlsOf(f["--listen-metrics-urls"]).filter((u) => u.scheme === "http").map((u) => u.port);
+    for (const [n, p] of [["startupProbe", c.startupProbe], ["livenessProbe", c.livenessProbe], ["readinessProbe", c.readinessProbe]]) {
+        if (!p) continue;
+        if (p.httpGet) {
+            const port = typeof p.httpGet.port === "string" ? ports[p.httpGet.port] : p.httpGet.port;
+            if (!metricsPorts.includes(port))
+                bad(`${n} GETs port ${p.httpGet.port}, not a plain-HTTP --listen-metrics-urls port: the client port admits no kubelet (client-cert-auth)`);
+        } else if (!p.exec) bad(`${n} is neither an HTTP GET of the metrics listener nor a command`);
+    }
+    const lp = c.livenessProbe?.httpGet?.path;
+    if (lp && /^\/health(\?|$)/.test(lp) && !/serializable=true/.test(lp))
+        bad(`livenessProbe GET ${lp} needs quorum: losing it would restart every member (use /health?serializable=true)`);
+
+    // Disruptions: never more than quorum allows, never none.
+    const quorum = Math.floor(replicas / 2) + 1;
+    const pdbs = all.filter((o) => o.kind === "PodDisruptionBudget" && (o.metadata.namespace || "default") === ns &&
+                                   matches(o.spec?.selector?.matchLabels, labels));
+    if (!pdbs.length) bad("no PodDisruptionBudget selects the members");
+    for (const pdb of pdbs) {
+        const s = pdb.spec;
+        const may = s.maxUnavailable !== undefined ? pdbCount(s.maxUnavailable, replicas, false) : replicas - pdbCount(s.minAvailable, replicas, true);
+        if (!(may >= 1)) bad(`PodDisruptionBudget ${pdb.metadata.name} lets no member go: every drain would block`);
+        else if (may > replicas - quorum)
+            bad(`PodDisruptionBudget ${pdb.metadata.name} lets ${may} of ${replicas} members go: quorum (${quorum}) would be lost`);
+    }
+
+    // Who reaches the ports.
+    const agent = all.find((o) => o.kind === "DaemonSet" && o.metadata?.name === AGENT && (o.metadata.namespace || "default") === ns);
+    const agentLabels = agent ? podLabels(agent) : AGENT_LABELS;
+    const pols = all.filter((o) => o.kind === "NetworkPolicy" && (o.metadata.namespace || "default") === ns &&
+                                   matches(o.spec?.podSelector?.matchLabels, labels) &&
+                                   (!o.spec.policyTypes || o.spec.policyTypes.includes("Ingress")));
+    if (!pols.length) bad("no NetworkPolicy selects the members");
+    let agentsIn = false;
+    for (const pol of pols) {
+        const rules = pol.spec.ingress || [];
+        const covers = (r, port, pname) => !r.ports || r.ports.some((p) => p.port === port || p.port === pname);
+        for (const r of rules) {
+            if (covers(r, clientPort, "client")) {
+                if (!(r.from || []).length || !r.from.every((x) => peerOnly(x, [agentLabels, labels])))
+                    bad(`NetworkPolicy ${pol.metadata.name}: a rule lets more than the agents and the members reach the client port ${clientPort}`);
+                else if (r.from.some((x) => matches(x.podSelector.matchLabels, agentLabels))) agentsIn = true;
+            }
+            if (covers(r, peerPort, "peer") && (!(r.from || []).length || !r.from.every((x) => peerOnly(x, [labels]))))
+                bad(`NetworkPolicy ${pol.metadata.name}: a rule lets more than the members reach the peer port ${peerPort}`);
+        }
+    }
+    if (pols.length && !agentsIn) bad(`no NetworkPolicy lets the agents reach the client port ${clientPort}`);
+
+    if (!svcs.some((s) => s.spec.clusterIP !== "None" && matches(s.spec.selector, labels) &&
+                          (s.spec.ports || []).some((p) => p.targetPort === "client" || p.targetPort === clientPort)))
+        bad(`no ClusterIP Service for the clients (port ${clientPort})`);
+}
+
+// The agent's side: pmesh.yaml's coordination against the render.
+function checkCoordination(cfg, c, pod, ns, all, secretFile, bad) {
+    if (!cfg.coordination) return;
+    const m = /^etcd:\/\/(.+)$/.exec(String(cfg.coordination));
+    if (!m) return;
+    for (const ep of m[1].split(",")) {
+        const hm = /^([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local:(\d+)$/.exec(ep.trim());
+        if (!hm || hm[2] !== ns) continue;
+        const svc = all.find((o) => o.kind === "Service" && o.metadata.name === hm[1] && (o.metadata.namespace || "default") === ns);
+        if (!svc) bad(`coordination ${ep}: no Service ${hm[1]} in the render`);
+        else if (!(svc.spec.ports || []).some((p) => p.port === Number(hm[3])))
+            bad(`coordination ${ep}: Service ${hm[1]} has no port ${hm[3]}`);
+    }
+    const etcd = all.find((o) => o.kind === "StatefulSet" && o.metadata?.name === ETCD && (o.metadata.namespace || "default") === ns);
+    const wantsCerts = etcd && flagsOf((podSpecOf(etcd).containers || [])[0] || {}, {})["--client-cert-auth"] === "true";
+    if (!cfg.coordination_cert_file !== !cfg.coordination_key_file)
+        bad("pmesh.yaml sets one of coordination_cert_file and coordination_key_file without the other");
+    for (const k of ["coordination_ca_file", "coordination_cert_file", "coordination_key_file"]) {
+        if (cfg[k]) secretFile(cfg[k], k);
+        else if (wantsCerts) bad(`pmesh.yaml sets coordination but no ${k}: the render's etcd admits only holders of a client certificate`);
+    }
 }
 
 // ---- the agent ---------------------------------------------------------------------
@@ -347,6 +587,7 @@ function checkAgent(ds, all, opts, bad) {
         secretFile(path.posix.join(cfg.mesh_key_dir, "mesh.key"), "mesh_key_dir");
     }
     if (cfg.token_secret_file) secretFile(cfg.token_secret_file, "token_secret_file");
+    checkCoordination(cfg, c, pod, ns, all, secretFile, bad);
     if (cfg.http_api_keys_file) secretFile(cfg.http_api_keys_file, "http_api_keys_file");
     else if (cfg.insecure_http !== true) bad("pmesh.yaml sets neither http_api_keys_file nor insecure_http: the agent refuses to serve http on a pod IP without keys");
     if (opts.requireCurve) {
@@ -401,6 +642,7 @@ function main(argv) {
         if (obj.apiVersion === "fission.io/v1" && obj.kind === "Environment" && obj.spec?.runtime?.podspec)
             checkSocketUser(obj.spec.runtime.podspec, agentGid, bad);
         if (obj === agent) checkAgent(obj, all, opts, bad);
+        if (obj.kind === "StatefulSet" && obj.metadata?.name === ETCD) checkEtcd(obj, all, bad);
         if (obj.kind === "ServiceAccount" && obj.automountServiceAccountToken !== false)
             bad("automountServiceAccountToken is not false");
         if (problems.length) {
