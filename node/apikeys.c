@@ -4,6 +4,7 @@
  * that keeps the table in force for a file and swaps it on reload.
  */
 #include "apikeys.h"
+#include "token.h"
 
 #include "clock.h"
 #include "log.h"
@@ -189,41 +190,13 @@ int
 pm_apikeys_load(const char *path, pm_apikeys_t **keys_p, char *err, size_t errlen)
 {
     *keys_p = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    uint8_t *buf;
+    size_t len;
+    if (pm_secret_file_read(path, S_FILE_MAX, "a keys file", &buf, &len, err, errlen))
         return -1;
-    }
-    char *buf = malloc(S_FILE_MAX + 1);
-    size_t len = 0;
-    int rc = -1;
-    if (!buf) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        goto out;
-    }
-    for (;;) {
-        ssize_t n = read(fd, buf + len, S_FILE_MAX + 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            snprintf(err, errlen, "%s: %s", path, strerror(errno));
-            goto out;
-        }
-        if (n == 0)
-            break;
-        len += (size_t) n;
-        if (len > S_FILE_MAX) {
-            snprintf(err, errlen, "%s: larger than %d bytes; not a keys file?", path, S_FILE_MAX);
-            goto out;
-        }
-    }
-    rc = pm_apikeys_parse(buf, len, path, keys_p, err, errlen);
-out:
-    if (buf) {
-        sodium_memzero(buf, len);
-        free(buf);
-    }
-    close(fd);
+    int rc = pm_apikeys_parse((const char *) buf, len, path, keys_p, err, errlen);
+    sodium_memzero(buf, len);
+    free(buf);
     return rc;
 }
 

@@ -117,20 +117,17 @@ pm_token_verify(const uint8_t *key, size_t keylen, const char *id, const char *t
 }
 
 int
-pm_token_load_secret(const char *path, uint8_t **key_p, size_t *len_p, char *err, size_t errlen)
+pm_secret_file_read(const char *path, size_t max, const char *what, uint8_t **buf_p,
+                    size_t *len_p, char *err, size_t errlen)
 {
-    *key_p = NULL;
+    *buf_p = NULL;
     *len_p = 0;
-    if (sodium_init() < 0) {
-        snprintf(err, errlen, "libsodium failed to initialise");
-        return -1;
-    }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
-    uint8_t *buf = malloc(PM_TOKEN_KEY_MAX + 1);
+    uint8_t *buf = malloc(max + 1);
     size_t len = 0;
     int rc = -1;
     if (!buf) {
@@ -138,7 +135,7 @@ pm_token_load_secret(const char *path, uint8_t **key_p, size_t *len_p, char *err
         goto out;
     }
     for (;;) {
-        ssize_t n = read(fd, buf + len, PM_TOKEN_KEY_MAX + 1 - len);
+        ssize_t n = read(fd, buf + len, max + 1 - len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -148,28 +145,47 @@ pm_token_load_secret(const char *path, uint8_t **key_p, size_t *len_p, char *err
         if (n == 0)
             break;
         len += (size_t) n;
-        if (len > PM_TOKEN_KEY_MAX) {
-            snprintf(err, errlen, "%s: larger than %d bytes; not a secret file?", path,
-                     PM_TOKEN_KEY_MAX);
+        if (len > max) {
+            snprintf(err, errlen, "%s: larger than %zu bytes; not %s?", path, max, what);
             goto out;
         }
     }
-    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-        len--;
-    if (len < PM_TOKEN_KEY_MIN) {
-        snprintf(err, errlen, "%s: %zu bytes; a token secret needs at least %d", path, len,
-                 PM_TOKEN_KEY_MIN);
-        goto out;
-    }
-    *key_p = buf;
+    *buf_p = buf;
     *len_p = len;
     buf = NULL;
     rc = 0;
 out:
     if (buf) {
-        sodium_memzero(buf, PM_TOKEN_KEY_MAX + 1);
+        sodium_memzero(buf, max + 1);
         free(buf);
     }
     close(fd);
     return rc;
+}
+
+int
+pm_token_load_secret(const char *path, uint8_t **key_p, size_t *len_p, char *err, size_t errlen)
+{
+    *key_p = NULL;
+    *len_p = 0;
+    if (sodium_init() < 0) {
+        snprintf(err, errlen, "libsodium failed to initialise");
+        return -1;
+    }
+    uint8_t *buf;
+    size_t len;
+    if (pm_secret_file_read(path, PM_TOKEN_KEY_MAX, "a secret file", &buf, &len, err, errlen))
+        return -1;
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+        len--;
+    if (len < PM_TOKEN_KEY_MIN) {
+        snprintf(err, errlen, "%s: %zu bytes; a token secret needs at least %d", path, len,
+                 PM_TOKEN_KEY_MIN);
+        sodium_memzero(buf, PM_TOKEN_KEY_MAX + 1);
+        free(buf);
+        return -1;
+    }
+    *key_p = buf;
+    *len_p = len;
+    return 0;
 }

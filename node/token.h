@@ -69,6 +69,13 @@ int pm_token_verify(const uint8_t *key, size_t keylen, const char *id, const cha
  * file written by `openssl rand -hex 32 > f` works. 0 ok; -1 with a one-line
  * reason in err (unreadable, shorter than PM_TOKEN_KEY_MIN, larger than
  * PM_TOKEN_KEY_MAX). */
+/* Reads a small secret file (at most max bytes) into *buf_p (max + 1 bytes
+ * allocated; caller wipes with sodium_memzero and frees) and *len_p. 0 ok;
+ * -1 with a one-line reason in err naming the path ("not WHAT?" when it is
+ * larger than max). */
+int pm_secret_file_read(const char *path, size_t max, const char *what, uint8_t **buf_p,
+                        size_t *len_p, char *err, size_t errlen);
+
 int pm_token_load_secret(const char *path, uint8_t **key_p, size_t *len_p, char *err,
                          size_t errlen);
 
