@@ -38,7 +38,9 @@ function nothing() {
 function outcome(reply) {
   const p = reply.promise;
   if (!p) throw new errors.ProtocolError('await reply without a promise');
-  if (p.state === STATE.resolved) return p.value && p.value.length ? p.value : Buffer.alloc(0);
+  // A copy: the decoded value is a view into the buffer the reply was read
+  // into, shared with the other replies of that read.
+  if (p.state === STATE.resolved) return p.value && p.value.length ? Buffer.from(p.value) : Buffer.alloc(0);
   throw new errors.Rejected(STATES[p.state] || 'unknown', p.reason || '', promiseOf(p));
 }
 

@@ -123,7 +123,8 @@ class Worker extends EventEmitter {
     this.running++;
     const fn = this.functions.get(inv.function);
     const info = {function: inv.function, targetId: inv.targetId, invocationId: inv.invocationId, attempt: inv.attempt};
-    const input = inv.input && inv.input.length ? inv.input : Buffer.alloc(0);
+    // A copy: the decoded input is a view into the buffer it was read into.
+    const input = inv.input && inv.input.length ? Buffer.from(inv.input) : Buffer.alloc(0);
     let p;
     try {
       if (!fn) throw new Error(`this worker does not serve ${inv.function}`);
