@@ -119,8 +119,8 @@ class Dealer {
     this._parts = 0; // frames of the message being received, before this one
     this._first = null; // its first frame
     this._lastRecv = Date.now();
+    this._pings = true; // false for a ZMTP 3.0 peer, which knows no PING
     this._sock = net.createConnection({path});
-    this._sock.setNoDelay?.(true);
     this._sock.on('connect', () => this._sock.write(GREETING));
     this._sock.on('data', (chunk) => this._onData(chunk));
     this._sock.on('error', (e) => {
@@ -132,6 +132,7 @@ class Dealer {
     this._beat = null;
     if (hb > 0) {
       this._beat = setInterval(() => {
+        if (!this._pings) return;
         if (timeout > 0 && Date.now() - this._lastRecv > timeout) {
           this._end('timeout', null);
         } else if (this._ready) {
@@ -243,6 +244,7 @@ class Dealer {
   _onData(chunk) {
     if (this.closed) return;
     this._lastRecv = Date.now();
+    this._pings = true; // false for a ZMTP 3.0 peer, which knows no PING
     let buf = chunk;
     if (this._big) {
       const big = this._big;
@@ -273,6 +275,7 @@ class Dealer {
       const mech = buf.toString('latin1', 12, 32).replace(/\0+$/, '');
       if (mech !== 'NULL') return this._protocol(`the peer wants the ${mech} mechanism, not NULL`);
       this._greeted = true;
+      this._pings = buf[10] > 3 || buf[11] >= 1;
       this._sock.write(READY);
       off = GREETING_SIZE;
     }
