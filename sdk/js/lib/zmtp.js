@@ -18,8 +18,12 @@
 // a DEALER, the types a DEALER may talk to), then frames: a flags byte (MORE
 // 1, LONG 2, COMMAND 4), a size (one byte, or eight big-endian with LONG)
 // and the body. A PING command from the peer is answered with a PONG; we
-// send a PING every heartbeatMs and give up on a peer that sent nothing for
-// heartbeatTimeoutMs (as ZMQ_HEARTBEAT_IVL / ZMQ_HEARTBEAT_TIMEOUT).
+// send a PING every heartbeatMs and give up on a peer that sent nothing in
+// the heartbeatTimeoutMs after one (as ZMQ_HEARTBEAT_IVL and
+// ZMQ_HEARTBEAT_TIMEOUT). Unlike libzmq's I/O thread, this runs on the
+// event loop: a loop blocked for longer than that (a long synchronous
+// computation) must not look like a dead peer, so the verdict waits until
+// after the loop's next poll phase has read whatever arrived meanwhile.
 const net = require('net');
 
 const GREETING_SIZE = 64;
@@ -118,7 +122,7 @@ class Dealer {
     this._big = null; // {buf, off, flags}: a large frame being filled
     this._parts = 0; // frames of the message being received, before this one
     this._first = null; // its first frame
-    this._lastRecv = Date.now();
+    this._pingOut = 0; // when the PING not answered yet went out (0: none)
     this._pings = true; // false for a ZMTP 3.0 peer, which knows no PING
     this._sock = net.createConnection({path});
     this._sock.on('connect', () => this._sock.write(GREETING));
@@ -131,12 +135,18 @@ class Dealer {
     const timeout = opts.heartbeatTimeoutMs || 0;
     this._beat = null;
     if (hb > 0) {
+      // Runs after the poll phase (setImmediate), when what the peer sent
+      // while the loop was busy has been read (and cleared _pingOut).
+      const verdict = () => {
+        if (!this.closed && this._pingOut && Date.now() - this._pingOut > timeout) this._end('timeout', null);
+      };
       this._beat = setInterval(() => {
-        if (!this._pings) return;
-        if (timeout > 0 && Date.now() - this._lastRecv > timeout) {
-          this._end('timeout', null);
-        } else if (this._ready) {
+        if (!this._pings || !this._ready) return; // (the hello's deadline covers the handshake)
+        if (this._pingOut === 0) {
+          this._pingOut = Date.now();
           this._sock.write(PING);
+        } else if (timeout > 0 && Date.now() - this._pingOut > timeout) {
+          setImmediate(verdict);
         }
       }, hb);
       this._beat.unref();
@@ -243,8 +253,7 @@ class Dealer {
 
   _onData(chunk) {
     if (this.closed) return;
-    this._lastRecv = Date.now();
-    this._pings = true; // false for a ZMTP 3.0 peer, which knows no PING
+    this._pingOut = 0; // anything from the peer answers a PING
     let buf = chunk;
     if (this._big) {
       const big = this._big;
@@ -339,7 +348,7 @@ class Dealer {
       // PONG echoes the context (what follows the 2-byte TTL).
       if (this._ready) this._sock.write(command('PONG', data.subarray(Math.min(2, data.length))));
     } else if (name === 'PONG') {
-      // _lastRecv is all it is for
+      // reading it cleared _pingOut: all it is for
     } else if (name === 'READY') {
       if (this._ready) return this._protocol('a second READY');
       let props;
