@@ -47,6 +47,7 @@ async function throughput() {
   let done = 0, errors = 0, stop = false;
   for (let i = 0; i < 2000; i++) await lifecycle(c); // warm up the JIT
   const t0 = process.hrtime.bigint();
+  const cpu0 = process.cpuUsage();
   setTimeout(() => { stop = true; }, ms);
   async function lane() {
     while (!stop) {
@@ -60,7 +61,10 @@ async function throughput() {
   }
   await Promise.all(Array.from({length: window}, lane));
   const s = Number(process.hrtime.bigint() - t0) / 1e9;
-  console.log(`node-bench throughput window=${window} seconds=${s.toFixed(3)} lifecycles=${done} errors=${errors} per_s=${Math.round(done / s)}`);
+  const cpu = process.cpuUsage(cpu0); // all of this process's threads
+  const cpuUs = (cpu.user + cpu.system) / Math.max(done, 1);
+  console.log(`node-bench throughput window=${window} seconds=${s.toFixed(3)} lifecycles=${done} errors=${errors} ` +
+              `per_s=${Math.round(done / s)} cpu_us_per_lifecycle=${cpuUs.toFixed(1)}`);
   await c.close();
 }
 

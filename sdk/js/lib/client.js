@@ -7,7 +7,7 @@
 const {Connection} = require('./connection');
 const {STATES, STATE, num} = require('./proto');
 const errors = require('./errors');
-const {socketPath, duration, bytes, labelList} = require('./util');
+const {socketPath, duration, bytes, labelList, ownBytes} = require('./util');
 
 const SLOT = Symbol('pmesh.id');
 const CALL_TIMEOUT_MS = 30000;
@@ -18,7 +18,7 @@ function promiseOf(p) {
   return {
     id: p.id,
     state: STATES[p.state] || 'unknown',
-    value: p.value && p.value.length ? Buffer.from(p.value) : Buffer.alloc(0),
+    value: ownBytes(p.value),
     reason: p.reason || '',
     createdMs: num(p.createdMs),
     settledMs: num(p.settledMs),
@@ -38,7 +38,7 @@ function nothing() {
 function outcome(reply) {
   const p = reply.promise;
   if (!p) throw new errors.ProtocolError('await reply without a promise');
-  if (p.state === STATE.resolved) return p.value && p.value.length ? p.value : Buffer.alloc(0);
+  if (p.state === STATE.resolved) return ownBytes(p.value);
   throw new errors.Rejected(STATES[p.state] || 'unknown', p.reason || '', promiseOf(p));
 }
 

@@ -1,23 +1,25 @@
 'use strict';
-// One session with the agent: a DEALER socket on ipc://PATH, the hello that
-// leases an id prefix, a keep-alive ping, and the table of requests in
-// flight. Shared by Client and Worker. A Connection never comes back once
-// lost: its owner opens a new one (a new session).
+// One session with the agent: a DEALER socket on ipc://PATH (lib/zmtp.js),
+// the hello that leases an id prefix, a keep-alive ping, and the table of
+// requests in flight. Shared by Client and Worker. A Connection never comes
+// back once lost: its owner opens a new one (a new session).
 //
-// How a dead agent is noticed: the socket monitor's "disconnect" event (the
-// kernel closes the agent's end when its process dies), ZMTP heartbeats (an
-// agent that stops answering at all), and a deadline on every request (a
-// sweep fails whatever is overdue). Any of these fails every request in
-// flight with Unreachable. A frame that does not decode fails them with
-// ProtocolError: whatever answers does not speak pmesh.
+// How a dead agent is noticed: the end of the stream (the kernel closes the
+// agent's end when its process dies; whatever it sent before, an await's
+// AGENT_SHUTTING_DOWN, is read first), ZMTP heartbeats (an agent that stops
+// answering at all), and a deadline on every request (a sweep fails
+// whatever is overdue). Any of these fails every request in flight with
+// Unreachable. A frame that does not decode fails them with ProtocolError:
+// whatever answers does not speak pmesh (or ZMTP).
 const fs = require('fs');
-const zmq = require('zeromq');
+const zmtp = require('./zmtp');
 const {Envelope, WIRE_VERSION, decode, num} = require('./proto');
 const errors = require('./errors');
 
 const PING_MAX_MS = 400;
 const SWEEP_MS = 100;
-const DRAIN_AT = 16; // requests in flight from which replies are read in batches
+const HEARTBEAT_MS = 1000;
+const HEARTBEAT_TIMEOUT_MS = 5000;
 const MAX_FRAME = 64 * 1024 * 1024 + 64 * 1024; // PM_WIRE_MAX_FRAME
 
 function unreachable(message) {
@@ -44,7 +46,7 @@ class Connection {
     this.pinger = null;
     this.sweeper = null;
     this._lostWaiters = [];
-    this._sendFailed = (err) => this.fail(unreachable('send to the agent failed: ' + err.message));
+    this._graceful = false;
   }
 
   // Connects and says hello. Rejects with Unreachable (nothing answers, or
@@ -57,31 +59,13 @@ class Connection {
       throw unreachable(`no agent socket at ${this.path} (${e.code})`);
     }
     if (!st.isSocket()) throw unreachable(`${this.path} is not a socket`);
-    const hb = 1000;
-    this.sock = new zmq.Dealer({
-      linger: 0,
-      sendHighWaterMark: 1000000,
-      receiveHighWaterMark: 1000000,
-      sendTimeout: 0, // sends never block: the high-water mark is out of reach
-      // One connection is one session: it must not reconnect by itself to a
-      // restarted agent (which would take the next message for a new,
-      // hello-less session); the owner opens a new Connection instead. Not
-      // -1 (no reconnect), though: then libzmq tears the session down at the
-      // disconnect and drops replies that arrived but were not read yet (an
-      // await's AGENT_SHUTTING_DOWN). A 10 s interval keeps them readable,
-      // and this connection is closed long before it would reconnect.
-      reconnectInterval: 10000,
-      maxMessageSize: MAX_FRAME,
-      heartbeatInterval: hb,
-      heartbeatTimeout: 5 * hb,
+    this.sock = new zmtp.Dealer(this.path, {
+      maxFrame: MAX_FRAME,
+      heartbeatMs: HEARTBEAT_MS,
+      heartbeatTimeoutMs: HEARTBEAT_TIMEOUT_MS,
+      onMessage: (body, frames) => this._onMessage(body, frames),
+      onClose: (err, kind) => this._onClose(err, kind),
     });
-    // On disconnect, what the agent sent before it went (an await's
-    // AGENT_SHUTTING_DOWN) is read first: the failure comes a moment later.
-    this.sock.events.on('disconnect', () => {
-      setTimeout(() => this.fail(unreachable('connection to the agent was lost')), 50);
-    });
-    this.sock.connect('ipc://' + this.path);
-    this._receive();
     this.sweeper = setInterval(() => this._sweep(), SWEEP_MS);
     this.sweeper.unref();
     let r;
@@ -127,13 +111,11 @@ class Connection {
     return id.slice(0, tilde) + '~' + this.mintPrefix + (++this.nextMint).toString(16);
   }
 
+  // Queues one message: what is queued in one turn of the event loop (and
+  // the microtasks it runs) goes out in one write at its end.
   _sendRaw(buf) {
     if (this.lost) return;
-    try {
-      this.sock.send(buf).catch(this._sendFailed);
-    } catch (e) {
-      this._sendFailed(e);
-    }
+    this.sock.send(buf);
   }
 
   // Sends one request; resolves to map(the agent's Reply) (the Reply itself
@@ -175,11 +157,11 @@ class Connection {
     }
   }
 
-  _onFrame(frames) {
-    if (frames.length !== 1) throw new errors.ProtocolError(`reply of ${frames.length} frames`);
+  _onFrame(body, frames) {
+    if (frames !== 1) throw new errors.ProtocolError(`reply of ${frames} frames`);
     let env;
     try {
-      env = decode(frames[0]);
+      env = decode(body);
     } catch (e) {
       throw new errors.ProtocolError('undecodable reply: ' + e.message);
     }
@@ -210,48 +192,27 @@ class Connection {
     }
   }
 
-  // Reads replies: a blocking receive for the first, then, when many are in
-  // flight, everything already there without waiting (a receive with
-  // timeout 0 skips the poll; the EAGAIN that ends the batch costs one
-  // exception per batch).
-  async _receive() {
-    const sock = this.sock;
+  // Each message the agent sends, as it is read (many per read, in one
+  // synchronous loop).
+  _onMessage(body, frames) {
+    if (this.lost) return;
     try {
-      for (;;) {
-        this._onFrame(await sock.receive());
-        if (this.lost) return;
-        // Few replies to come: block for the next (a drain that finds
-        // nothing costs more than it saves).
-        if (this.pending.size < DRAIN_AT) continue;
-        sock.receiveTimeout = 0;
-        let idled = false;
-        for (;;) {
-          let frames;
-          try {
-            frames = await sock.receive();
-          } catch (e) {
-            if (e.code === 'EAGAIN' && !sock.closed) {
-              // Nothing there now: let the callers run (and send) before
-              // the receive goes back to the poller, where every send
-              // would cost a ZMQ_EVENTS check; then look once more.
-              if (!idled) {
-                idled = true;
-                await new Promise(setImmediate);
-                if (this.lost) return;
-                continue;
-              }
-              sock.receiveTimeout = -1;
-              break;
-            }
-            throw e;
-          }
-          this._onFrame(frames);
-          if (this.lost) return;
-        }
-      }
+      this._onFrame(body, frames);
     } catch (e) {
-      if (this.lost) return;
       this.fail(e instanceof errors.PmeshError ? e : unreachable('receive failed: ' + e.message));
+    }
+  }
+
+  _onClose(err, kind) {
+    if (kind === 'closed' || this.lost) return;
+    if (kind === 'connect') {
+      this.fail(unreachable(`cannot connect to the agent at ${this.path}: ${err ? err.code || err.message : 'closed'}`));
+    } else if (kind === 'protocol') {
+      this.fail(new errors.ProtocolError(`not an agent at ${this.path}: ${err.message}`));
+    } else if (kind === 'timeout') {
+      this.fail(unreachable('the agent stopped answering (no heartbeat)'));
+    } else {
+      this.fail(unreachable('connection to the agent was lost' + (err ? ` (${err.code || err.message})` : '')));
     }
   }
 
@@ -264,12 +225,7 @@ class Connection {
     const pending = this.pending;
     this.pending = new Map();
     for (const p of pending.values()) p.reject(err);
-    try {
-      this.sock.events.removeAllListeners?.();
-    } catch (e) { /* already closed */ }
-    try {
-      this.sock.close();
-    } catch (e) { /* already closed */ }
+    if (this.sock) this.sock.close(this._graceful);
     for (const w of this._lostWaiters) w(err);
     this._lostWaiters = [];
     if (this.onLost) this.onLost(err);
@@ -286,9 +242,7 @@ class Connection {
     if (this.lost) return;
     if (this.session) {
       this.notify('bye', {});
-      try {
-        this.sock.linger = 100; // let the bye out, and nothing else
-      } catch (e) { /* closed */ }
+      this._graceful = true; // the bye (and what is queued before it) goes out
     }
     this.fail(unreachable('client closed'));
   }

@@ -41,6 +41,16 @@ function bytes(v, what) {
 }
 const EMPTY = Buffer.alloc(0);
 
+// A decoded bytes field as a Buffer of the caller's own: decoded fields are
+// views into the buffer their message was read into, which small messages
+// share (a read holds many), so a small value is copied rather than keep
+// that whole buffer alive; a large one (a frame of its own) is not.
+function ownBytes(v) {
+  if (!v || v.length === 0) return Buffer.alloc(0);
+  if (v.length * 2 >= v.buffer.byteLength) return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.length);
+  return Buffer.from(v);
+}
+
 function labelList(labels) {
   if (!labels) return [];
   const items = labels instanceof Map ? [...labels] : Array.isArray(labels) ? labels : Object.entries(labels);
@@ -56,4 +66,4 @@ function callbackUrl(base, id) {
   return `${b.replace(/\/+$/, '')}/v1/promises/${id}/resolve`;
 }
 
-module.exports = {DEFAULT_SOCKET, socketPath, duration, bytes, labelList, callbackUrl, EMPTY};
+module.exports = {DEFAULT_SOCKET, socketPath, duration, bytes, labelList, callbackUrl, EMPTY, ownBytes};

@@ -11,7 +11,7 @@
 const {EventEmitter} = require('events');
 const {Connection} = require('./connection');
 const errors = require('./errors');
-const {socketPath, duration, bytes} = require('./util');
+const {socketPath, duration, bytes, ownBytes} = require('./util');
 
 const CALL_TIMEOUT_MS = 30000;
 
@@ -123,7 +123,7 @@ class Worker extends EventEmitter {
     this.running++;
     const fn = this.functions.get(inv.function);
     const info = {function: inv.function, targetId: inv.targetId, invocationId: inv.invocationId, attempt: inv.attempt};
-    const input = inv.input && inv.input.length ? inv.input : Buffer.alloc(0);
+    const input = ownBytes(inv.input);
     let p;
     try {
       if (!fn) throw new Error(`this worker does not serve ${inv.function}`);
