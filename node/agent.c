@@ -616,6 +616,13 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
     self->replicas = (int) cfg->replicas;
     int mesh_on = cfg->bind && *cfg->bind;
     int replicated = mesh_on && self->replicas >= 2;
+    if (replicated && !(cfg->coordination && *cfg->coordination)) {
+        snprintf(self->coord_desc, sizeof self->coord_desc,
+                 "none (a split can lose acknowledged data)");
+        pm_log_warn("PM-COORD-NONE", "no configuration store (--unsafe-no-coordination): "
+                    "gossip decides who owns each id space, and a network split can lose "
+                    "acknowledged data");
+    }
     if ((cfg->data_dir && *cfg->data_dir) || replicated) {
         char err[512];
         const char *dir = cfg->data_dir && *cfg->data_dir ? cfg->data_dir : NULL;

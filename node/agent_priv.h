@@ -220,6 +220,10 @@ struct pm_agent {
     uint64_t replies_failed; /* held replies answered with an error instead */
     uint64_t sessions_expired;
     uint64_t waiters_timed_out;
+    /* Issue 11: what decides ownership, as `pmesh status` shows it
+     * ("etcd://...", "none (...)", "" for a single agent or replicas 1). */
+    char coord_desc[160];
+    struct pm_isr *isr; /* NULL: no configuration store (isr.h) */
 };
 
 /* What held replies that must not be sent are answered with. */
