@@ -234,6 +234,8 @@ typedef struct pm_fail_ctx {
 } pm_fail_ctx_t;
 
 /* ---- agent.c ----------------------------------------------------------------- */
+/* The shared in-memory configuration store of mem:// (tests); NULL: none. */
+extern struct pm_coord_mem *pm_agent_coord_mem;
 zlistx_t *pm_agent_xlist(void);
 void pm_agent_bad_frame(pm_agent_t *self, const char *why);
 void pm_agent_send(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m);

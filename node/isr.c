@@ -1,0 +1,633 @@
+/*
+ * isr.c - see isr.h.
+ */
+#include "isr.h"
+
+#include "agent_priv.h"
+#include "takeover.h"
+
+#include <jansson.h>
+
+/* A change the store could not make (down, or an unknown outcome) is tried
+ * again after this, doubling up to the cap. */
+#define S_BACKOFF_MS 100
+#define S_BACKOFF_MAX_MS 2000
+
+/* ---- the rules --------------------------------------------------------------------- */
+
+int
+pm_isr_rule_member(const pm_coord_record_t *r, const char *node, uint64_t pid)
+{
+    for (size_t i = 0; i < r->n_in_sync; i++)
+        if (r->in_sync[i].pid == pid && strcmp(r->in_sync[i].node, node) == 0)
+            return 1;
+    return 0;
+}
+
+int
+pm_isr_rule_takeover(const pm_coord_record_t *cur, const char *node, uint64_t pid,
+                     uint64_t prev, pm_coord_record_t *out)
+{
+    int was_owner = prev && cur->owner_pid == prev && strcmp(cur->owner, node) == 0;
+    if (!pm_isr_rule_member(cur, node, pid) && !(prev && pm_isr_rule_member(cur, node, prev)) &&
+        !was_owner)
+        return -1;
+    *out = *cur;
+    snprintf(out->owner, sizeof out->owner, "%s", node);
+    out->owner_pid = pid;
+    out->epoch = cur->epoch + 1;
+    out->n_in_sync = 0;
+    /* The other members hold every acknowledged record too: they stay, and
+     * the new owner's set changes (R2) drop those that do not follow it. */
+    for (size_t i = 0; i < cur->n_in_sync; i++) {
+        const pm_coord_member_t *m = &cur->in_sync[i];
+        if (((m->pid == pid || (prev && m->pid == prev)) && strcmp(m->node, node) == 0) ||
+            (m->pid == cur->owner_pid && strcmp(m->node, cur->owner) == 0))
+            continue;
+        out->in_sync[out->n_in_sync++] = *m;
+    }
+    return 0;
+}
+
+void
+pm_isr_rule_force(const pm_coord_record_t *cur, const char *node, uint64_t pid,
+                  pm_coord_record_t *out)
+{
+    *out = *cur;
+    snprintf(out->owner, sizeof out->owner, "%s", node);
+    out->owner_pid = pid;
+    out->epoch = cur->epoch + 1;
+    out->n_in_sync = 0;
+}
+
+void
+pm_isr_rule_set(const pm_coord_record_t *cur, const pm_coord_member_t *want, size_t n,
+                pm_coord_record_t *out)
+{
+    *out = *cur;
+    out->n_in_sync = n < PM_COORD_MAX_INSYNC ? n : PM_COORD_MAX_INSYNC;
+    for (size_t i = 0; i < out->n_in_sync; i++)
+        out->in_sync[i] = want[i];
+}
+
+static int
+s_has(const pm_coord_member_t *v, size_t n, const pm_coord_member_t *m)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i].pid == m->pid && strcmp(v[i].node, m->node) == 0)
+            return 1;
+    return 0;
+}
+
+int
+pm_isr_rule_same_set(const pm_coord_member_t *a, size_t na, const pm_coord_member_t *b,
+                     size_t nb)
+{
+    if (na != nb)
+        return 0;
+    for (size_t i = 0; i < na; i++)
+        if (!s_has(b, nb, &a[i]))
+            return 0;
+    return 1;
+}
+
+/* ---- the coordinator ------------------------------------------------------------------ */
+
+typedef enum { S_OP_NONE, S_OP_GET, S_OP_CREATE, S_OP_SET, S_OP_TAKEOVER, S_OP_FORCE } s_op_t;
+
+static const char *const s_op_names[] = {"none", "get", "create", "set", "takeover", "force"};
+
+typedef struct s_space {
+    pm_coord_record_t rec; /* the latest we know (rec.revision 0: none) */
+    s_op_t op;             /* a request under way */
+    uint64_t req;
+    s_op_t confirm;        /* a GET re-reading after a write of unknown outcome */
+    pm_coord_record_t proposed;
+    int64_t retry_at;
+    int64_t backoff;
+    int waiting;           /* a change waits for the store (counted once) */
+    uint64_t fence;        /* the epoch we try or know: older records are refused */
+    uint64_t base_lsn;     /* produced when we started serving it (a backup joins past it) */
+} s_space_t;
+
+struct pm_isr {
+    pm_agent_t *agent;
+    pm_coord_t *coord;
+    char url[256];
+    uint64_t pid;
+    uint64_t prev; /* the process whose WAL we replayed (0: none, or not durable) */
+    int min_in_sync;
+    zhashx_t *spaces; /* name -> s_space_t (owned) */
+    uint64_t list_req, watch_req;
+    int listed, watching, store_up;
+    int64_t list_retry_at, list_backoff;
+    int64_t now;
+    uint64_t retries, waits, takeovers, forced, set_changes, refused_writes, moved;
+};
+
+static s_space_t *
+s_space(pm_isr_t *self, const char *name)
+{
+    s_space_t *s = zhashx_lookup(self->spaces, name);
+    if (!s) {
+        s = pm_xcalloc(1, sizeof *s, "coordination");
+        snprintf(s->rec.space, sizeof s->rec.space, "%s", name);
+        s->backoff = S_BACKOFF_MS;
+        zhashx_insert(self->spaces, name, s);
+    }
+    return s;
+}
+
+static void
+s_space_free(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+pm_isr_t *
+pm_isr_new(pm_agent_t *agent, const char *url, const char *prefix, pm_coord_mem_t *mem,
+           uint64_t pid, uint64_t prev, int min_in_sync, char *err, size_t errlen)
+{
+    pm_coord_config_t cfg = {.url = url, .prefix = prefix, .zmq_ctx = agent->ctx, .mem = mem};
+    pm_coord_t *c = pm_coord_new(&cfg, err, errlen);
+    if (!c)
+        return NULL;
+    pm_isr_t *self = pm_xcalloc(1, sizeof *self, "coordination");
+    self->agent = agent;
+    self->coord = c;
+    self->pid = pid;
+    self->prev = prev;
+    self->min_in_sync = min_in_sync;
+    self->store_up = 1;
+    self->list_backoff = S_BACKOFF_MS;
+    snprintf(self->url, sizeof self->url, "%s", url);
+    self->spaces = zhashx_new();
+    if (!self->spaces)
+        pm_oom("coordination");
+    zhashx_set_destructor(self->spaces, s_space_free);
+    return self;
+}
+
+void
+pm_isr_destroy(pm_isr_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pm_isr_t *self = *self_p;
+    pm_coord_destroy(&self->coord);
+    zhashx_destroy(&self->spaces);
+    free(self);
+    *self_p = NULL;
+}
+
+void *
+pm_isr_socket(pm_isr_t *self)
+{
+    return pm_coord_socket(self->coord);
+}
+
+static int
+s_ours(pm_isr_t *self, const pm_coord_record_t *r)
+{
+    return r->revision && r->owner_pid == self->pid && strcmp(r->owner, self->agent->node) == 0;
+}
+
+/* Whether (node, pid) is the process alive there now. */
+static int
+s_alive(pm_isr_t *self, const char *node, uint64_t pid)
+{
+    if (strcmp(node, self->agent->node) == 0)
+        return pid == self->pid;
+    if (!pm_mesh_is_up(self->agent->mesh, node))
+        return 0;
+    const char *primary = pm_mesh_primary_of(self->agent->mesh, node);
+    if (!primary || !*primary)
+        return 1; /* its metadata has not reached us yet: take it to be that process */
+    return pm_replica_pid_of(primary) == pid;
+}
+
+void
+pm_isr_start(pm_isr_t *self)
+{
+    self->list_req = pm_coord_list(self->coord);
+    /* Our new primary: nothing in it yet, so nobody else holds anything of
+     * it; its record is created once the list has come back. */
+    s_space(self, self->agent->space);
+}
+
+static void
+s_wait(pm_isr_t *self, s_space_t *s, const char *what, const char *why)
+{
+    s->retry_at = self->now + s->backoff;
+    if (!s->waiting) {
+        s->waiting = 1;
+        self->waits++;
+        pm_log_warn("PM-COORD-WAIT", "id space %s: %s waits for the configuration store (%s); "
+                    "retrying", s->rec.space, what, why);
+    } else {
+        self->retries++;
+    }
+    s->backoff = s->backoff * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS : s->backoff * 2;
+}
+
+static void
+s_done_waiting(pm_isr_t *self, s_space_t *s)
+{
+    if (s->waiting)
+        pm_log_info("PM-COORD-RETRY", "id space %s: the configuration store answered again",
+                    s->rec.space);
+    s->waiting = 0;
+    s->backoff = S_BACKOFF_MS;
+    (void) self;
+}
+
+/* A record of a space we did not know, or a newer one: R4. */
+static void
+s_learn(pm_isr_t *self, const pm_coord_record_t *r)
+{
+    s_space_t *s = s_space(self, r->space);
+    if (s->rec.revision && r->revision && r->revision < s->rec.revision)
+        return;
+    s->rec = *r;
+    if (r->epoch > s->fence)
+        s->fence = r->epoch;
+    uint64_t mine = 0;
+    pm_agent_t *a = self->agent;
+    if (!s_ours(self, r) && pm_mesh_owns(a->mesh, r->space, &mine)) {
+        self->moved++;
+        pm_log_error("PM-COORD-MOVED", "id space %s is owned by %s at epoch %llu in the "
+                     "configuration store (we served it at epoch %llu): we stop serving it",
+                     r->space, r->owner, (unsigned long long) r->epoch,
+                     (unsigned long long) mine);
+        pm_mesh_unclaim(a->mesh, r->space);
+        pm_takeover_on_moved(a, r->space);
+    }
+}
+
+static void
+s_succeeded(pm_isr_t *self, s_space_t *s, s_op_t op, const pm_coord_record_t *r)
+{
+    s_learn(self, r);
+    s_done_waiting(self, s);
+    if (op == S_OP_SET) {
+        self->set_changes++;
+        pm_log_info("PM-COORD-INSYNC", "id space %s: %zu backup%s recorded in sync at epoch "
+                    "%llu", r->space, r->n_in_sync, r->n_in_sync == 1 ? "" : "s",
+                    (unsigned long long) r->epoch);
+    } else if (op == S_OP_TAKEOVER || op == S_OP_FORCE) {
+        if (op == S_OP_TAKEOVER)
+            self->takeovers++;
+        else
+            self->forced++;
+        char why[160];
+        snprintf(why, sizeof why, "%s by the configuration store",
+                 op == S_OP_FORCE ? "forced by an operator" : "taken over");
+        pm_takeover_take_space(self->agent, r->space, r->epoch, why);
+        if (self->agent->replica)
+            s->base_lsn = pm_replica_produced(self->agent->replica);
+    }
+}
+
+static void
+s_on_result(pm_isr_t *self, pm_coord_result_t *res)
+{
+    if (res->req == self->list_req) {
+        self->list_req = 0;
+        if (res->status != PM_COORD_OK) {
+            self->store_up = 0;
+            self->list_retry_at = self->now + self->list_backoff;
+            self->list_backoff = self->list_backoff * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS
+                                                                           : self->list_backoff * 2;
+            self->retries++;
+            pm_log_warn("PM-COORD-WAIT", "reading the configuration store at start: %s (%s); "
+                        "retrying", pm_coord_status_name(res->status), res->message);
+            return;
+        }
+        self->store_up = 1;
+        self->listed = 1;
+        for (size_t i = 0; i < res->n_records; i++)
+            s_learn(self, &res->records[i]);
+        if (!self->watching) {
+            self->watch_req = pm_coord_watch(self->coord, res->revision + 1);
+            self->watching = 1;
+        }
+        pm_log_info("PM-COORD-READY", "configuration store %s: %zu id space%s at revision "
+                    "%lld", self->url, res->n_records, res->n_records == 1 ? "" : "s",
+                    (long long) res->revision);
+        return;
+    }
+    if (res->req == self->watch_req) {
+        if (res->kind == PM_COORD_WATCH) {
+            self->store_up = res->status == PM_COORD_OK;
+        } else if (res->kind == PM_COORD_EVENT && res->n_records && !res->deleted) {
+            s_learn(self, &res->records[0]);
+        } else if (res->kind == PM_COORD_RESYNC) {
+            for (size_t i = 0; i < res->n_records; i++)
+                s_learn(self, &res->records[i]);
+        }
+        return;
+    }
+    s_space_t *s = NULL;
+    for (s_space_t *x = zhashx_first(self->spaces); x; x = zhashx_next(self->spaces))
+        if (x->req == res->req && x->op != S_OP_NONE)
+            s = x;
+    if (!s)
+        return;
+    s_op_t op = s->op;
+    s->op = S_OP_NONE;
+    s->req = 0;
+    if (res->status == PM_COORD_OK)
+        self->store_up = 1;
+    if (op == S_OP_GET) {
+        s_op_t confirm = s->confirm;
+        s->confirm = S_OP_NONE;
+        if (res->status == PM_COORD_OK && res->n_records) {
+            if (confirm != S_OP_NONE && pm_coord_record_same(&res->records[0], &s->proposed)) {
+                s_succeeded(self, s, confirm, &res->records[0]); /* it had happened */
+                return;
+            }
+            s_done_waiting(self, s);
+            s_learn(self, &res->records[0]);
+        } else if (res->status == PM_COORD_NOT_FOUND) {
+            s_done_waiting(self, s);
+            memset(&s->rec, 0, sizeof s->rec);
+            snprintf(s->rec.space, sizeof s->rec.space, "%s", s->proposed.space);
+        } else {
+            s->confirm = confirm;
+            s_wait(self, s, s_op_names[confirm ? confirm : S_OP_GET], res->message);
+        }
+        return;
+    }
+    switch (res->status) {
+    case PM_COORD_OK:
+        s_succeeded(self, s, op, &res->records[0]);
+        break;
+    case PM_COORD_CONFLICT:
+        /* Decides nothing: re-read (the answer carries the current record)
+         * and apply the rules again. */
+        s_done_waiting(self, s);
+        if (res->n_records)
+            s_learn(self, &res->records[0]);
+        if (op == S_OP_TAKEOVER)
+            pm_log_info("PM-COORD-LOST-RACE", "id space %s: another agent changed its record "
+                        "first (now %s at epoch %llu)", s->rec.space, s->rec.owner,
+                        (unsigned long long) s->rec.epoch);
+        break;
+    case PM_COORD_NOT_FOUND:
+        memset(&s->rec, 0, sizeof s->rec);
+        snprintf(s->rec.space, sizeof s->rec.space, "%s", s->proposed.space);
+        break;
+    default:
+        /* Unknown outcome: re-read before deciding. */
+        self->store_up = res->status != PM_COORD_UNAVAILABLE ? self->store_up : 0;
+        s->confirm = op;
+        s_wait(self, s, s_op_names[op], res->message);
+        break;
+    }
+}
+
+void
+pm_isr_readable(pm_isr_t *self)
+{
+    self->now = self->agent->now_mono;
+    pm_coord_result_t *res;
+    while (pm_coord_recv(self->coord, &res) == 0) {
+        s_on_result(self, res);
+        pm_coord_result_destroy(&res);
+    }
+}
+
+static void
+s_cas(pm_isr_t *self, s_space_t *s, s_op_t op, const pm_coord_record_t *rec)
+{
+    s->proposed = *rec;
+    s->op = op;
+    s->req = op == S_OP_CREATE ? pm_coord_create(self->coord, rec)
+                               : pm_coord_cas(self->coord, s->rec.revision, rec);
+    if (!s->req)
+        s->op = S_OP_NONE;
+}
+
+/* R2 for a space we own: the wanted set is the backups of ours (same
+ * process) that are recorded or hold everything acknowledged and all of this
+ * space. */
+static void
+s_reconcile(pm_isr_t *self, s_space_t *s)
+{
+    pm_replica_t *r = self->agent->replica;
+    if (!r)
+        return;
+    pm_coord_member_t want[PM_COORD_MAX_INSYNC];
+    size_t n = 0;
+    uint64_t gate = pm_replica_acked(r);
+    uint64_t need = gate > s->base_lsn ? gate : s->base_lsn;
+    const char *name;
+    uint64_t pid, acked;
+    int counted;
+    for (size_t i = 0; n < PM_COORD_MAX_INSYNC && pm_replica_backup(r, i, &name, &pid, &acked,
+                                                                      &counted); i++) {
+        pm_coord_member_t m = {.pid = pid};
+        snprintf(m.node, sizeof m.node, "%s", name);
+        if (!pid)
+            continue;
+        int member = s_has(s->rec.in_sync, s->rec.n_in_sync, &m);
+        if (member || (counted && acked >= need))
+            want[n++] = m;
+    }
+    if (pm_isr_rule_same_set(want, n, s->rec.in_sync, s->rec.n_in_sync))
+        return;
+    pm_coord_record_t next;
+    pm_isr_rule_set(&s->rec, want, n, &next);
+    s_cas(self, s, S_OP_SET, &next);
+}
+
+/* The gate (R1): every member recorded for a space we own, and every member
+ * a change under way adds. */
+static void
+s_gate(pm_isr_t *self)
+{
+    if (!self->agent->replica)
+        return;
+    const char *nodes[PM_COORD_MAX_INSYNC];
+    uint64_t pids[PM_COORD_MAX_INSYNC];
+    pm_coord_member_t all[PM_COORD_MAX_INSYNC];
+    size_t n = 0;
+    for (s_space_t *s = zhashx_first(self->spaces); s; s = zhashx_next(self->spaces)) {
+        if (!s_ours(self, &s->rec))
+            continue;
+        for (int pass = 0; pass < 2; pass++) {
+            const pm_coord_record_t *r = pass ? &s->proposed : &s->rec;
+            if (pass && !(s->op == S_OP_SET || s->confirm == S_OP_SET))
+                continue;
+            for (size_t i = 0; i < r->n_in_sync && n < PM_COORD_MAX_INSYNC; i++)
+                if (!s_has(all, n, &r->in_sync[i]))
+                    all[n++] = r->in_sync[i];
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        nodes[i] = all[i].node;
+        pids[i] = all[i].pid;
+    }
+    pm_replica_set_gate(self->agent->replica, nodes, pids, n);
+}
+
+static void
+s_try_takeover(pm_isr_t *self, s_space_t *s, int force)
+{
+    pm_coord_record_t next;
+    if (force)
+        pm_isr_rule_force(&s->rec, self->agent->node, self->pid, &next);
+    else if (pm_isr_rule_takeover(&s->rec, self->agent->node, self->pid, self->prev, &next) !=
+             0)
+        return;
+    /* From this attempt on, the old epoch's records are refused here. */
+    if (next.epoch > s->fence)
+        s->fence = next.epoch;
+    pm_log_warn("PM-COORD-TAKEOVER", "id space %s: owner %s is gone; taking it over at epoch "
+                "%llu", s->rec.space, s->rec.owner, (unsigned long long) next.epoch);
+    s_cas(self, s, force ? S_OP_FORCE : S_OP_TAKEOVER, &next);
+}
+
+void
+pm_isr_tick(pm_isr_t *self, int64_t mono)
+{
+    self->now = mono;
+    if (!self->listed) {
+        if (!self->list_req && mono >= self->list_retry_at)
+            self->list_req = pm_coord_list(self->coord);
+        s_gate(self);
+        return;
+    }
+    pm_agent_t *a = self->agent;
+    for (s_space_t *s = zhashx_first(self->spaces); s; s = zhashx_next(self->spaces)) {
+        if (s->op != S_OP_NONE || mono < s->retry_at)
+            continue;
+        if (s->confirm != S_OP_NONE) { /* re-read after an unknown outcome */
+            s->op = S_OP_GET;
+            s->req = pm_coord_get(self->coord, s->rec.space);
+            continue;
+        }
+        if (!s->rec.revision) {
+            if (strcmp(s->rec.space, a->space) == 0) { /* R5: our new primary */
+                pm_coord_record_t rec = {.owner_pid = self->pid, .epoch = 1};
+                snprintf(rec.space, sizeof rec.space, "%s", a->space);
+                snprintf(rec.owner, sizeof rec.owner, "%s", a->node);
+                s_cas(self, s, S_OP_CREATE, &rec);
+            }
+            continue;
+        }
+        if (s_ours(self, &s->rec)) {
+            s_reconcile(self, s);
+        } else if (!s_alive(self, s->rec.owner, s->rec.owner_pid)) {
+            pm_coord_record_t next;
+            if (pm_isr_rule_takeover(&s->rec, a->node, self->pid, self->prev, &next) == 0)
+                s_try_takeover(self, s, 0);
+        }
+    }
+    s_gate(self);
+}
+
+void
+pm_isr_member_down(pm_isr_t *self, const char *node)
+{
+    (void) node;
+    pm_isr_tick(self, self->agent->now_mono);
+}
+
+uint64_t
+pm_isr_fence_epoch(pm_isr_t *self, const char *space)
+{
+    s_space_t *s = zhashx_lookup(self->spaces, space);
+    return s ? s->fence : 0;
+}
+
+int
+pm_isr_write_check(pm_isr_t *self, const char *space, char *msg, size_t msglen)
+{
+    s_space_t *s = zhashx_lookup(self->spaces, space);
+    if (!s || !s_ours(self, &s->rec)) {
+        snprintf(msg, msglen, "id space %s: its ownership is not recorded in the configuration "
+                 "store yet (%s)", space, self->store_up ? "reading it" : "the store is down");
+        self->refused_writes++;
+        return PM_ERR_UNAVAILABLE;
+    }
+    if ((int64_t) s->rec.n_in_sync < self->min_in_sync) {
+        snprintf(msg, msglen, "id space %s: %zu backup%s recorded in sync, min_in_sync is %d: "
+                 "writes wait until a backup has caught up", space, s->rec.n_in_sync,
+                 s->rec.n_in_sync == 1 ? "" : "s", self->min_in_sync);
+        self->refused_writes++;
+        return PM_ERR_UNAVAILABLE;
+    }
+    return 0;
+}
+
+int
+pm_isr_route_check(pm_isr_t *self, const char *space, char *msg, size_t msglen)
+{
+    s_space_t *s = zhashx_lookup(self->spaces, space);
+    if (!s || !s->rec.revision || s_alive(self, s->rec.owner, s->rec.owner_pid))
+        return 0;
+    for (size_t i = 0; i < s->rec.n_in_sync; i++)
+        if (s_alive(self, s->rec.in_sync[i].node, s->rec.in_sync[i].pid))
+            return 0; /* it takes over: wait for it */
+    snprintf(msg, msglen, "id space %s: its owner %s is down and no member of its in-sync set "
+             "(%zu recorded) is alive; it waits for one to come back (or pmesh space "
+             "force-owner)", space, s->rec.owner, s->rec.n_in_sync);
+    return PM_ERR_UNAVAILABLE;
+}
+
+int
+pm_isr_force_owner(pm_isr_t *self, const char *space, char *msg, size_t msglen)
+{
+    s_space_t *s = zhashx_lookup(self->spaces, space);
+    if (!s || !s->rec.revision) {
+        snprintf(msg, msglen, "id space %s is not in the configuration store", space);
+        return PM_ERR_NOT_FOUND;
+    }
+    if (s->op != S_OP_NONE) {
+        snprintf(msg, msglen, "id space %s: a change is under way; try again", space);
+        return PM_ERR_UNAVAILABLE;
+    }
+    pm_log_error("PM-COORD-FORCED", "id space %s: an operator forces its ownership to %s at "
+                 "epoch %llu although it is not in sync: changes acknowledged by %s that this "
+                 "agent lacks are lost", space, self->agent->node,
+                 (unsigned long long) s->rec.epoch + 1, s->rec.owner);
+    s_try_takeover(self, s, 1);
+    snprintf(msg, msglen, "forcing id space %s to %s at epoch %llu", space, self->agent->node,
+             (unsigned long long) s->rec.epoch + 1);
+    return 0;
+}
+
+char *
+pm_isr_stats_json(pm_isr_t *self)
+{
+    pm_coord_stats_t cs;
+    pm_coord_stats(self->coord, &cs);
+    size_t waiting = 0;
+    json_t *spaces = json_array();
+    for (s_space_t *s = zhashx_first(self->spaces); s; s = zhashx_next(self->spaces)) {
+        waiting += s->waiting;
+        if (!s->rec.revision)
+            continue;
+        json_t *in = json_array();
+        for (size_t i = 0; i < s->rec.n_in_sync; i++)
+            json_array_append_new(in, json_string(s->rec.in_sync[i].node));
+        json_array_append_new(spaces, json_pack("{s:s,s:s,s:I,s:o,s:b}", "space", s->rec.space,
+                                                "owner", s->rec.owner, "epoch",
+                                                (json_int_t) s->rec.epoch, "in_sync", in,
+                                                "ours", s_ours(self, &s->rec)));
+    }
+    json_t *o = json_pack("{s:s,s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:o}", "store",
+                          self->url, "store_up", self->store_up, "ready", self->listed,
+                          "waiting", (json_int_t) waiting, "retries", (json_int_t) self->retries,
+                          "takeovers", (json_int_t) self->takeovers, "forced",
+                          (json_int_t) self->forced, "set_changes",
+                          (json_int_t) self->set_changes, "refused_writes",
+                          (json_int_t) self->refused_writes, "requests",
+                          (json_int_t) cs.requests, "min_in_sync", self->min_in_sync,
+                          "spaces", spaces);
+    char *str = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return str;
+}
