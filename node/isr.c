@@ -13,62 +13,7 @@
 #define S_BACKOFF_MS 100
 #define S_BACKOFF_MAX_MS 2000
 
-/* ---- the rules --------------------------------------------------------------------- */
-
-int
-pm_isr_rule_member(const pm_coord_record_t *r, const char *node, uint64_t pid)
-{
-    for (size_t i = 0; i < r->n_in_sync; i++)
-        if (r->in_sync[i].pid == pid && strcmp(r->in_sync[i].node, node) == 0)
-            return 1;
-    return 0;
-}
-
-int
-pm_isr_rule_takeover(const pm_coord_record_t *cur, const char *node, uint64_t pid,
-                     uint64_t prev, pm_coord_record_t *out)
-{
-    int was_owner = prev && cur->owner_pid == prev && strcmp(cur->owner, node) == 0;
-    if (!pm_isr_rule_member(cur, node, pid) && !(prev && pm_isr_rule_member(cur, node, prev)) &&
-        !was_owner)
-        return -1;
-    *out = *cur;
-    snprintf(out->owner, sizeof out->owner, "%s", node);
-    out->owner_pid = pid;
-    out->epoch = cur->epoch + 1;
-    out->n_in_sync = 0;
-    /* The other members hold every acknowledged record too: they stay, and
-     * the new owner's set changes (R2) drop those that do not follow it. */
-    for (size_t i = 0; i < cur->n_in_sync; i++) {
-        const pm_coord_member_t *m = &cur->in_sync[i];
-        if (((m->pid == pid || (prev && m->pid == prev)) && strcmp(m->node, node) == 0) ||
-            (m->pid == cur->owner_pid && strcmp(m->node, cur->owner) == 0))
-            continue;
-        out->in_sync[out->n_in_sync++] = *m;
-    }
-    return 0;
-}
-
-void
-pm_isr_rule_force(const pm_coord_record_t *cur, const char *node, uint64_t pid,
-                  pm_coord_record_t *out)
-{
-    *out = *cur;
-    snprintf(out->owner, sizeof out->owner, "%s", node);
-    out->owner_pid = pid;
-    out->epoch = cur->epoch + 1;
-    out->n_in_sync = 0;
-}
-
-void
-pm_isr_rule_set(const pm_coord_record_t *cur, const pm_coord_member_t *want, size_t n,
-                pm_coord_record_t *out)
-{
-    *out = *cur;
-    out->n_in_sync = n < PM_COORD_MAX_INSYNC ? n : PM_COORD_MAX_INSYNC;
-    for (size_t i = 0; i < out->n_in_sync; i++)
-        out->in_sync[i] = want[i];
-}
+/* ---- the coordinator ------------------------------------------------------------------ */
 
 static int
 s_has(const pm_coord_member_t *v, size_t n, const pm_coord_member_t *m)
@@ -78,20 +23,6 @@ s_has(const pm_coord_member_t *v, size_t n, const pm_coord_member_t *m)
             return 1;
     return 0;
 }
-
-int
-pm_isr_rule_same_set(const pm_coord_member_t *a, size_t na, const pm_coord_member_t *b,
-                     size_t nb)
-{
-    if (na != nb)
-        return 0;
-    for (size_t i = 0; i < na; i++)
-        if (!s_has(b, nb, &a[i]))
-            return 0;
-    return 1;
-}
-
-/* ---- the coordinator ------------------------------------------------------------------ */
 
 typedef enum { S_OP_NONE, S_OP_GET, S_OP_CREATE, S_OP_SET, S_OP_TAKEOVER, S_OP_FORCE } s_op_t;
 
@@ -115,6 +46,7 @@ struct pm_isr {
     pm_coord_t *coord;
     char url[256];
     uint64_t pid;
+    char prefix[256];
     uint64_t prev; /* the process whose WAL we replayed (0: none, or not durable) */
     int min_in_sync;
     zhashx_t *spaces; /* name -> s_space_t (owned) */
@@ -162,6 +94,7 @@ pm_isr_new(pm_agent_t *agent, const char *url, const char *prefix, pm_coord_mem_
     self->store_up = 1;
     self->list_backoff = S_BACKOFF_MS;
     snprintf(self->url, sizeof self->url, "%s", url);
+    snprintf(self->prefix, sizeof self->prefix, "%s", prefix);
     self->spaces = zhashx_new();
     if (!self->spaces)
         pm_oom("coordination");
@@ -249,7 +182,23 @@ s_learn(pm_isr_t *self, const pm_coord_record_t *r)
     s_space_t *s = s_space(self, r->space);
     if (s->rec.revision && r->revision && r->revision < s->rec.revision)
         return;
+    uint64_t was = s->rec.revision ? s->rec.epoch : 0;
     s->rec = *r;
+    if (s_ours(self, r) && r->epoch > was && s->op == S_OP_NONE && s->confirm == S_OP_NONE &&
+        was && !pm_mesh_owns(self->agent->mesh, r->space, NULL)) {
+        /* Not our CAS: an operator's `pmesh space force-owner`. */
+        self->forced++;
+        pm_log_error("PM-COORD-FORCED", "id space %s was forced to us at epoch %llu with an "
+                     "empty in-sync set: we serve it from our copy, and what its lost owner "
+                     "acknowledged that we lack is lost", r->space,
+                     (unsigned long long) r->epoch);
+        if (r->epoch > s->fence)
+            s->fence = r->epoch;
+        pm_takeover_take_space(self->agent, r->space, r->epoch, "forced by an operator");
+        if (self->agent->replica)
+            s->base_lsn = pm_replica_produced(self->agent->replica);
+        return;
+    }
     if (r->epoch > s->fence)
         s->fence = r->epoch;
     uint64_t mine = 0;
@@ -275,7 +224,8 @@ s_succeeded(pm_isr_t *self, s_space_t *s, s_op_t op, const pm_coord_record_t *r)
         pm_log_info("PM-COORD-INSYNC", "id space %s: %zu backup%s recorded in sync at epoch "
                     "%llu", r->space, r->n_in_sync, r->n_in_sync == 1 ? "" : "s",
                     (unsigned long long) r->epoch);
-    } else if (op == S_OP_TAKEOVER || op == S_OP_FORCE) {
+    } else if ((op == S_OP_TAKEOVER || op == S_OP_FORCE) &&
+               !pm_mesh_owns(self->agent->mesh, r->space, NULL)) {
         if (op == S_OP_TAKEOVER)
             self->takeovers++;
         else
@@ -618,8 +568,11 @@ pm_isr_stats_json(pm_isr_t *self)
                                                 (json_int_t) s->rec.epoch, "in_sync", in,
                                                 "ours", s_ours(self, &s->rec)));
     }
-    json_t *o = json_pack("{s:s,s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:o}", "store",
-                          self->url, "store_up", self->store_up, "ready", self->listed,
+    char pid[24];
+    snprintf(pid, sizeof pid, "%llu", (unsigned long long) self->pid);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:o}",
+                          "store", self->url, "prefix", self->prefix, "node", self->agent->node,
+                          "pid", pid, "store_up", self->store_up, "ready", self->listed,
                           "waiting", (json_int_t) waiting, "retries", (json_int_t) self->retries,
                           "takeovers", (json_int_t) self->takeovers, "forced",
                           (json_int_t) self->forced, "set_changes",

@@ -342,7 +342,17 @@ pm_relay_route(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mon
         *err = self->replica ? s_park_request(self, s, m, mono, 0) : PM_ERR_OWNER_LOST;
         return 1;
     }
-    case PM_ROUTE_UNKNOWN:
+    case PM_ROUTE_UNKNOWN: {
+        /* Gossip has not told us of the space, but the store may have: a
+         * space whose owner and in-sync members are all gone is
+         * UNAVAILABLE (it waits for one of them), not unknown. */
+        char space[PM_WIRE_MAX_NAME + 1], why[320];
+        if (self->isr && pm_id_space(m->id, space, sizeof space) &&
+            (*err = pm_isr_route_check(self->isr, space, why, sizeof why))) {
+            pm_agent_reply_err(self, s, m->req_id, *err, why);
+            *err = PM_OK;
+            return 1;
+        }
         /* Just started, or the space is named after a live member (its new
          * primary): we may not have heard of it yet. Wait for the members'
          * metadata a moment before calling the id unknown. */
@@ -352,6 +362,7 @@ pm_relay_route(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mon
         else
             *err = PM_ERR_NOT_FOUND;
         return 1;
+    }
     case PM_ROUTE_REMOTE:
         break;
     }

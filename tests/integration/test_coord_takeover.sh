@@ -14,7 +14,12 @@
 #      comes back when the backup restarts on its data dir (the process
 #      before it was the recorded member: what it acknowledged is in the WAL
 #      the new one replayed);
-#   5. a mesh with replicas 2 and neither a store nor --unsafe-no-coordination
+#   5. the store down: a space whose owner and in-sync set are healthy keeps
+#      serving; a takeover waits (counted in status, logged PM-COORD-WAIT) and
+#      happens once the store is back;
+#   6. no member of the in-sync set alive: `pmesh space force-owner` makes
+#      another agent the owner, serving what it has (PM-COORD-FORCED);
+#   7. a mesh with replicas 2 and neither a store nor --unsafe-no-coordination
 #      is refused at start.
 . "$(dirname "$0")/mesh_lib.sh"
 
@@ -30,13 +35,18 @@ EP=127.0.0.1:$EPORT
 URL=etcd://$EP
 PREFIX=/pmesh/takeover$$
 export ETCDCTL_API=3
+start_etcd() {
 bg etcd etcd --name t --data-dir "$TMP/etcd-data" \
     --listen-client-urls "http://$EP" --advertise-client-urls "http://$EP" \
     --listen-peer-urls "http://127.0.0.1:$((EPORT + 1))" \
     --initial-advertise-peer-urls "http://127.0.0.1:$((EPORT + 1))" \
     --initial-cluster "t=http://127.0.0.1:$((EPORT + 1))" --logger zap --log-level error
+ETCD_PID=$BG_PID
+disown "$ETCD_PID" 2>/dev/null || true # a SIGKILL of it is the test's doing
 wait_for 30 etcdctl --endpoints "$EP" --dial-timeout 1s endpoint health ||
     { echo "etcd did not come up" >&2; _lib_dump_logs >&2; exit 1; }
+}
+start_etcd
 
 # check_fn NAME CMD...: ok if CMD (a shell function too) succeeds.
 check_fn() {
@@ -82,12 +92,14 @@ MESH_DIR=$TMP/mesh-$MESH_COUNT
 mkdir -p "$MESH_DIR"
 : >"$MESH_DIR/pids"
 MESH_PORT=$(_free_port)
+HPORT=$(_free_port)
 for k in 1 2 3; do
     MESH_SOCK[$k]=$MESH_DIR/n$k.sock
     cmd=("$PMESHD" --node "n$k" --socket "$MESH_DIR/n$k.sock"
         --bind "tcp://127.0.0.$k:$MESH_PORT" --seed "tcp://127.0.0.1:$MESH_PORT" --insecure
         --data-dir "$MESH_DIR/n$k.data" --replicas 2 --coordination "$URL"
         --coordination-prefix "$PREFIX" --probe-interval 100ms --log-level info)
+    [ "$k" != 1 ] || cmd+=(--http "127.0.0.1:$HPORT") # n1's /metrics
     printf '%q ' "${cmd[@]}" >"$MESH_DIR/n$k.cmd"
     mesh_restart "$k" || { _lib_dump_logs >&2; exit 1; }
 done
@@ -175,7 +187,57 @@ _got_value() {
 wait_for 10 _got_value || true
 expect_match "... with the change acknowledged before both died" '"value":"before-both-died"' "$OUT"
 
-# ---- 5. no store, no flag: refused ---------------------------------------------------------
+# ---- 5. the store down ----------------------------------------------------------------
+# Alive: n1 (a new process; it took over n$B's spaces) and n$OTHER.
+S1N=$(primary 1)
+SO=$(primary "$OTHER")
+check_fn "n1's new space has a backup in sync" wait_for 15 _in_sync_ge "$S1N" 1
+check_fn "n$OTHER's new space has a backup in sync" wait_for 15 _in_sync_ge "$SO" 1
+kill -9 "$ETCD_PID"
+wait_exit "$ETCD_PID" 5 || true
+check_fn "with the store down, n1 (owner and backup healthy) still accepts writes" create_ok 1
+ID5=$OUT
+expect_eq "... without waiting for the store" 0 "$RC"
+kill -9 "${MESH_PID[$OTHER]}"
+_waiting() { [ "$(mstat 1 coordination.waiting)" -ge 1 ] 2>/dev/null; }
+check_fn "n$OTHER's takeover waits for the store (status coordination.waiting)" wait_for 10 _waiting
+expect_eq "... store_up is false" false "$(mstat 1 coordination.store_up)"
+expect_eq "... logged PM-COORD-WAIT" 1 "$([ "$(log_count 1 PM-COORD-WAIT)" -ge 1 ] && echo 1)"
+METRICS=$(curl -s --max-time 5 "http://127.0.0.1:$HPORT/metrics")
+expect_match "... /metrics: the store is down" $'\npmesh_coordination_store_up 0' "$METRICS"
+expect_match "... /metrics: a change waits" $'\npmesh_coordination_waiting [1-9]' "$METRICS"
+start_etcd
+check_fn "once the store is back, n1 takes n$OTHER's space over" wait_for 15 _owner_is "$SO" n1
+_store_up() { [ "$(mstat 1 coordination.store_up)" = true ]; }
+check_fn "... and says the store is up" wait_for 10 _store_up
+
+# ---- 6. force-owner --------------------------------------------------------------------
+# Kill n1 too: nobody in sync is left for n1's spaces. n$B comes back (a new
+# process: in no in-sync set) and is forced to own S1.
+kill -9 "${MESH_PID[1]}"
+mesh_restart "$B"
+_s1_unavailable() {
+    pm "$B" get "$ID4"
+    [ "$RC" != 0 ] && [[ $ERR == *UNAVAILABLE* ]]
+}
+check_fn "n$B alone: S1 is UNAVAILABLE (owner n1 dead, nobody in sync alive)" \
+    wait_for 15 _s1_unavailable
+pm "$B" space force-owner "$S1"
+expect_eq "force-owner without --accept-data-loss is refused (usage)" 64 "$RC"
+pm "$B" space force-owner "$S1" --accept-data-loss
+expect_eq "force-owner --accept-data-loss: done" 0 "$RC"
+expect_match "... saying what it costs" "FORCED.*lost" "$ERR"
+expect_eq "the store names n$B the owner" "n$B" "$(rec_field "$S1" owner)"
+_forced_served() {
+    pm "$B" get "$ID4"
+    [ "$RC" = 0 ]
+}
+check_fn "n$B serves S1 from its own copy" wait_for 10 _forced_served
+expect_match "... which has what it acknowledged itself before it died" \
+    '"value":"before-both-died"' "$OUT"
+expect_eq "... logged PM-COORD-FORCED" 1 "$([ "$(log_count "$B" PM-COORD-FORCED)" -ge 1 ] && echo 1)"
+
+# ---- 7. no store, no flag: refused ---------------------------------------------------------
 run "$PMESHD" --node x --socket "$TMP/x.sock" --bind "tcp://127.0.0.9:$MESH_PORT" --insecure \
     --replicas 2
 expect_eq "replicas 2 without a store or --unsafe-no-coordination: refused (exit 78)" 78 "$RC"
