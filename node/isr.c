@@ -4,6 +4,7 @@
 #include "isr.h"
 
 #include "agent_priv.h"
+#include "relay.h"
 #include "takeover.h"
 
 #include <jansson.h>
@@ -197,6 +198,7 @@ s_learn(pm_isr_t *self, const pm_coord_record_t *r)
         pm_takeover_take_space(self->agent, r->space, r->epoch, "forced by an operator");
         if (self->agent->replica)
             s->base_lsn = pm_replica_produced(self->agent->replica);
+        pm_relay_unpark(self->agent);
         return;
     }
     if (r->epoch > s->fence)
@@ -236,6 +238,7 @@ s_succeeded(pm_isr_t *self, s_space_t *s, s_op_t op, const pm_coord_record_t *r)
         pm_takeover_take_space(self->agent, r->space, r->epoch, why);
         if (self->agent->replica)
             s->base_lsn = pm_replica_produced(self->agent->replica);
+        pm_relay_unpark(self->agent); /* requests parked here for it run now */
     }
 }
 
@@ -501,6 +504,26 @@ pm_isr_write_check(pm_isr_t *self, const char *space, char *msg, size_t msglen)
                  "store yet (%s)", space, self->store_up ? "reading it" : "the store is down");
         self->refused_writes++;
         return PM_ERR_UNAVAILABLE;
+    }
+    /* A recorded member that is no longer our backup (dead, restarted, cut
+     * off): nothing is acknowledged until the smaller set is recorded (R2),
+     * so a write now is refused rather than held (a minority side of a
+     * split, cut off from the store, refuses writes this way). */
+    pm_replica_t *r = self->agent->replica;
+    for (size_t i = 0; r && i < s->rec.n_in_sync; i++) {
+        const char *name;
+        uint64_t pid, acked;
+        int counted, found = 0;
+        for (size_t j = 0; !found && pm_replica_backup(r, j, &name, &pid, &acked, &counted); j++)
+            found = pid == s->rec.in_sync[i].pid && strcmp(name, s->rec.in_sync[i].node) == 0;
+        if (!found) {
+            snprintf(msg, msglen, "id space %s: backup %s is lost and the smaller in-sync set "
+                     "is not recorded yet (%s): writes wait for it", space,
+                     s->rec.in_sync[i].node,
+                     self->store_up ? "recording it" : "the configuration store is down");
+            self->refused_writes++;
+            return PM_ERR_UNAVAILABLE;
+        }
     }
     if ((int64_t) s->rec.n_in_sync < self->min_in_sync) {
         snprintf(msg, msglen, "id space %s: %zu backup%s recorded in sync, min_in_sync is %d: "

@@ -132,10 +132,16 @@ expect_match "n1's in-sync backup is n2 or n3" "^n[23]$" "$BACKUP1"
 # ---- 2. SIGKILL of an owner: takeover by its in-sync backup -------------------------------
 kill -9 "${MESH_PID[1]}"
 T0=$(now_ms)
+B=${BACKUP1#n}
+# A get sent to the backup at once waits there (parked) for the takeover.
+timed_bg early-get "$B" get "${ACKED[0]}"
 check_fn "n1's space is taken over by its in-sync backup $BACKUP1" wait_for 10 _owner_is "$S1" "$BACKUP1"
 echo "# takeover recorded $(($(now_ms) - T0)) ms after SIGKILL"
+check_fn "a get sent to the backup right after the SIGKILL is answered once it took over" \
+    wait_for 10 test -s "$TMP/early-get.done"
+expect_eq "... successfully" 0 "$(done_rc early-get)"
+expect_match "... with the acknowledged value" '"value":"acked-value"' "$(cat "$TMP/early-get.out")"
 expect_eq "... at epoch 2" 2 "$(rec_field "$S1" epoch)"
-B=${BACKUP1#n}
 OTHER=$((5 - B)) # the agent that is neither n1 nor the backup
 pm "$OTHER" get "${ACKED[0]}"
 expect_match "the acknowledged resolve is there (read through n$OTHER)" '"state":"resolved".*"value":"acked-value"' "$OUT"
