@@ -165,6 +165,31 @@ s_wait(pm_isr_t *self, s_space_t *s, const char *what, const char *why)
     s->backoff = s->backoff * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS : s->backoff * 2;
 }
 
+/* A shrink the store cannot record: nothing is acknowledged until it is
+ * (R2), so the replies held for changes not yet at every recorded member
+ * end now with UNAVAILABLE ("may not have happened") rather than wait for
+ * the store; new writes are refused meanwhile (pm_isr_write_check). */
+static void
+s_fail_held(pm_isr_t *self, s_space_t *s, s_op_t op)
+{
+    if (op != S_OP_SET || !self->agent->journal || !s_ours(self, &s->rec))
+        return;
+    int shrinks = 0;
+    for (size_t i = 0; i < s->rec.n_in_sync; i++)
+        shrinks |= !s_has(s->proposed.in_sync, s->proposed.n_in_sync, &s->rec.in_sync[i]);
+    if (!shrinks)
+        return;
+    pm_fail_ctx_t ctx = {self->agent, PM_ERR_UNAVAILABLE,
+                        "a backup was lost and the configuration store cannot record the "
+                        "smaller in-sync set: this change is not acknowledged and may not have "
+                        "happened"};
+    size_t n = pm_journal_fail_unreplicated(self->agent->journal, pm_agent_fail_held, &ctx);
+    if (n)
+        pm_log_warn("PM-COORD-REPLIES-FAILED", "%zu held repl%s answered UNAVAILABLE: id space "
+                    "%s lost a backup and the store cannot record it", n, n == 1 ? "y" : "ies",
+                    s->rec.space);
+}
+
 static void
 s_done_waiting(pm_isr_t *self, s_space_t *s)
 {
@@ -309,6 +334,7 @@ s_on_result(pm_isr_t *self, pm_coord_result_t *res)
         } else {
             s->confirm = confirm;
             s_wait(self, s, s_op_names[confirm ? confirm : S_OP_GET], res->message);
+            s_fail_held(self, s, confirm);
         }
         return;
     }
@@ -336,6 +362,7 @@ s_on_result(pm_isr_t *self, pm_coord_result_t *res)
         self->store_up = res->status != PM_COORD_UNAVAILABLE ? self->store_up : 0;
         s->confirm = op;
         s_wait(self, s, s_op_names[op], res->message);
+        s_fail_held(self, s, op);
         break;
     }
 }
