@@ -31,6 +31,7 @@ typedef struct s_rec {
 typedef struct s_backup {
     char *name;
     char *primary;        /* its primary space when chosen: a restart changes it */
+    uint64_t pid;         /* the process id in it (pm_replica_pid_of), cached */
     uint64_t acked;
     uint64_t counts_from; /* counted once acked >= this (end of its state transfer) */
     int counted;
@@ -252,6 +253,7 @@ s_backup_same(pm_replica_t *self, s_backup_t *b)
         if (p) {
             free(b->primary);
             b->primary = p;
+            b->pid = pm_replica_pid_of(p);
         }
         return 1;
     }
@@ -301,6 +303,7 @@ s_check_backups(pm_replica_t *self)
         const char *primary = pm_mesh_primary_of(self->mesh, cand[i]);
         b->name = strdup(cand[i]);
         b->primary = strdup(primary ? primary : "");
+        b->pid = pm_replica_pid_of(primary);
         if (!b->name || !b->primary) {
             free(b->name);
             free(b->primary);
@@ -441,7 +444,7 @@ pm_replica_backup(const pm_replica_t *self, size_t i, const char **name, uint64_
     if (i >= self->n_backups)
         return 0;
     *name = self->backups[i].name;
-    *pid = pm_replica_pid_of(self->backups[i].primary);
+    *pid = self->backups[i].pid;
     *acked = self->backups[i].acked;
     *counted = self->backups[i].counted;
     return 1;
@@ -456,8 +459,8 @@ s_gate_acked(const pm_replica_t *self)
         uint64_t a = 0;
         for (size_t i = 0; i < self->n_backups; i++)
             if (self->backups[i].counted &&
-                strcmp(self->backups[i].name, self->gate_nodes[g]) == 0 &&
-                pm_replica_pid_of(self->backups[i].primary) == self->gate_pids[g])
+                self->backups[i].pid == self->gate_pids[g] &&
+                strcmp(self->backups[i].name, self->gate_nodes[g]) == 0)
                 a = self->backups[i].acked;
         if (a < low)
             low = a;

@@ -13,6 +13,9 @@
  * again after this, doubling up to the cap. */
 #define S_BACKOFF_MS 100
 #define S_BACKOFF_MAX_MS 2000
+/* How often the spaces are looked at when nothing changed (a backup caught
+ * up, a member died): far below failure detection, and off the hot loop. */
+#define S_SCAN_MS 10
 
 /* ---- the coordinator ------------------------------------------------------------------ */
 
@@ -55,6 +58,8 @@ struct pm_isr {
     int listed, watching, store_up;
     int64_t list_retry_at, list_backoff;
     int64_t now;
+    int64_t next_scan; /* the spaces are looked at every S_SCAN_MS, or at once on a change */
+    int dirty;         /* a record or a request changed: scan and recompute the gate */
     uint64_t retries, waits, takeovers, forced, set_changes, refused_writes, moved;
 };
 
@@ -373,6 +378,7 @@ pm_isr_readable(pm_isr_t *self)
     self->now = self->agent->now_mono;
     pm_coord_result_t *res;
     while (pm_coord_recv(self->coord, &res) == 0) {
+        self->dirty = 1;
         s_on_result(self, res);
         pm_coord_result_destroy(&res);
     }
@@ -479,6 +485,10 @@ pm_isr_tick(pm_isr_t *self, int64_t mono)
         s_gate(self);
         return;
     }
+    if (!self->dirty && mono < self->next_scan)
+        return;
+    self->dirty = 0;
+    self->next_scan = mono + S_SCAN_MS;
     pm_agent_t *a = self->agent;
     for (s_space_t *s = zhashx_first(self->spaces); s; s = zhashx_next(self->spaces)) {
         if (s->op != S_OP_NONE || mono < s->retry_at)
@@ -512,6 +522,7 @@ void
 pm_isr_member_down(pm_isr_t *self, const char *node)
 {
     (void) node;
+    self->dirty = 1;
     pm_isr_tick(self, self->agent->now_mono);
 }
 
@@ -575,28 +586,6 @@ pm_isr_route_check(pm_isr_t *self, const char *space, char *msg, size_t msglen)
              "(%zu recorded) is alive; it waits for one to come back (or pmesh space "
              "force-owner)", space, s->rec.owner, s->rec.n_in_sync);
     return PM_ERR_UNAVAILABLE;
-}
-
-int
-pm_isr_force_owner(pm_isr_t *self, const char *space, char *msg, size_t msglen)
-{
-    s_space_t *s = zhashx_lookup(self->spaces, space);
-    if (!s || !s->rec.revision) {
-        snprintf(msg, msglen, "id space %s is not in the configuration store", space);
-        return PM_ERR_NOT_FOUND;
-    }
-    if (s->op != S_OP_NONE) {
-        snprintf(msg, msglen, "id space %s: a change is under way; try again", space);
-        return PM_ERR_UNAVAILABLE;
-    }
-    pm_log_error("PM-COORD-FORCED", "id space %s: an operator forces its ownership to %s at "
-                 "epoch %llu although it is not in sync: changes acknowledged by %s that this "
-                 "agent lacks are lost", space, self->agent->node,
-                 (unsigned long long) s->rec.epoch + 1, s->rec.owner);
-    s_try_takeover(self, s, 1);
-    snprintf(msg, msglen, "forcing id space %s to %s at epoch %llu", space, self->agent->node,
-             (unsigned long long) s->rec.epoch + 1);
-    return 0;
 }
 
 char *

@@ -88,9 +88,9 @@ int pm_isr_write_check(pm_isr_t *self, const char *space, char *msg, size_t msgl
  * not alive and neither is any recorded in-sync member. PM_ERR_UNAVAILABLE
  * with the reason in msg, or 0. */
 int pm_isr_route_check(pm_isr_t *self, const char *space, char *msg, size_t msglen);
-/* pmesh space force-owner: 0, or an error with msg. The answer comes when
- * the CAS does (logged PM-COORD-FORCED). */
-int pm_isr_force_owner(pm_isr_t *self, const char *space, char *msg, size_t msglen);
+/* pmesh space force-owner is one CAS made by the CLI (pm_isr_rule_force);
+ * the agent learns from its watch that the store names it the owner at a
+ * new epoch and serves the space (PM-COORD-FORCED). */
 /* Status as a JSON object (caller frees). */
 char *pm_isr_stats_json(pm_isr_t *self);
 
