@@ -11,7 +11,7 @@
  * typed error reply, a counter and (rate-limited) a log line.
  */
 #include "agent_priv.h"
-#include "isr.h"
+#include "isr_agent.h"
 #include "place.h"
 #include "relay.h"
 #include "requests.h"
@@ -495,7 +495,7 @@ pm_agent_run(pm_agent_t *self)
         if (wal_item >= 0 && (items[wal_item].revents & ZMQ_POLLIN))
             pm_journal_readable(self->journal);
         if (isr_item >= 0 && (items[isr_item].revents & ZMQ_POLLIN))
-            pm_isr_readable(self->isr);
+            pm_isr_readable(self->isr, self->now_mono);
         if (items[1].revents & ZMQ_POLLIN) {
             struct signalfd_siginfo si;
             if (read(self->sigfd, &si, sizeof si) == sizeof si) {
@@ -746,8 +746,12 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
                                         st.space[0]
                                     ? pm_replica_pid_of(st.space)
                                     : 0;
-                self->isr = pm_isr_new(self, cfg->coordination, cfg->coordination_prefix,
-                                       pm_agent_coord_mem, boot, prev, min, err, sizeof err);
+                pm_isr_config_t ic = {.url = cfg->coordination,
+                                      .prefix = cfg->coordination_prefix,
+                                      .mem = pm_agent_coord_mem, .zmq_ctx = self->ctx,
+                                      .node = node, .primary = self->space, .pid = boot,
+                                      .prev = prev, .min_in_sync = min};
+                self->isr = pm_isr_new(&ic, &pm_isr_agent_env, self, err, sizeof err);
                 if (!self->isr) {
                     pm_log_error("PM-COORD-CONFIG", "%s", err);
                     pm_journal_state_free(&st);

@@ -3,11 +3,15 @@
  */
 #include "isr.h"
 
-#include "agent_priv.h"
-#include "relay.h"
-#include "takeover.h"
+#include "base.h"
+#include "log.h"
+#include "pmesh.h"
 
+#include <czmq.h>
 #include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* A change the store could not make (down, or an unknown outcome) is tried
  * again after this, doubling up to the cap. */
@@ -46,7 +50,10 @@ typedef struct s_space {
 } s_space_t;
 
 struct pm_isr {
-    pm_agent_t *agent;
+    pm_isr_env_t env;
+    void *arg;
+    char node[PM_COORD_NAME_MAX];
+    char primary[PM_COORD_NAME_MAX];
     pm_coord_t *coord;
     char url[256];
     uint64_t pid;
@@ -84,19 +91,24 @@ s_space_free(void **item)
 }
 
 pm_isr_t *
-pm_isr_new(pm_agent_t *agent, const char *url, const char *prefix, pm_coord_mem_t *mem,
-           uint64_t pid, uint64_t prev, int min_in_sync, char *err, size_t errlen)
+pm_isr_new(const pm_isr_config_t *cfg, const pm_isr_env_t *env, void *arg, char *err,
+           size_t errlen)
 {
-    pm_coord_config_t cfg = {.url = url, .prefix = prefix, .zmq_ctx = agent->ctx, .mem = mem};
-    pm_coord_t *c = pm_coord_new(&cfg, err, errlen);
+    pm_coord_config_t cc = {.url = cfg->url, .prefix = cfg->prefix, .zmq_ctx = cfg->zmq_ctx,
+                            .mem = cfg->mem};
+    pm_coord_t *c = pm_coord_new(&cc, err, errlen);
     if (!c)
         return NULL;
+    const char *url = cfg->url, *prefix = cfg->prefix;
     pm_isr_t *self = pm_xcalloc(1, sizeof *self, "coordination");
-    self->agent = agent;
+    self->env = *env;
+    self->arg = arg;
+    snprintf(self->node, sizeof self->node, "%s", cfg->node);
+    snprintf(self->primary, sizeof self->primary, "%s", cfg->primary);
     self->coord = c;
-    self->pid = pid;
-    self->prev = prev;
-    self->min_in_sync = min_in_sync;
+    self->pid = cfg->pid;
+    self->prev = cfg->prev;
+    self->min_in_sync = cfg->min_in_sync;
     self->store_up = 1;
     self->list_backoff = S_BACKOFF_MS;
     snprintf(self->url, sizeof self->url, "%s", url);
@@ -120,6 +132,12 @@ pm_isr_destroy(pm_isr_t **self_p)
     *self_p = NULL;
 }
 
+pm_coord_t *
+pm_isr_coord(pm_isr_t *self)
+{
+    return self->coord;
+}
+
 void *
 pm_isr_socket(pm_isr_t *self)
 {
@@ -129,21 +147,16 @@ pm_isr_socket(pm_isr_t *self)
 static int
 s_ours(pm_isr_t *self, const pm_coord_record_t *r)
 {
-    return r->revision && r->owner_pid == self->pid && strcmp(r->owner, self->agent->node) == 0;
+    return r->revision && r->owner_pid == self->pid && strcmp(r->owner, self->node) == 0;
 }
 
 /* Whether (node, pid) is the process alive there now. */
 static int
 s_alive(pm_isr_t *self, const char *node, uint64_t pid)
 {
-    if (strcmp(node, self->agent->node) == 0)
+    if (strcmp(node, self->node) == 0)
         return pid == self->pid;
-    if (!pm_mesh_is_up(self->agent->mesh, node))
-        return 0;
-    const char *primary = pm_mesh_primary_of(self->agent->mesh, node);
-    if (!primary || !*primary)
-        return 1; /* its metadata has not reached us yet: take it to be that process */
-    return pm_replica_pid_of(primary) == pid;
+    return self->env.alive(self->arg, node, pid);
 }
 
 void
@@ -152,7 +165,7 @@ pm_isr_start(pm_isr_t *self)
     self->list_req = pm_coord_list(self->coord);
     /* Our new primary: nothing in it yet, so nobody else holds anything of
      * it; its record is created once the list has come back. */
-    s_space(self, self->agent->space);
+    s_space(self, self->primary);
 }
 
 static void
@@ -177,18 +190,17 @@ s_wait(pm_isr_t *self, s_space_t *s, const char *what, const char *why)
 static void
 s_fail_held(pm_isr_t *self, s_space_t *s, s_op_t op)
 {
-    if (op != S_OP_SET || !self->agent->journal || !s_ours(self, &s->rec))
+    if (op != S_OP_SET || !s_ours(self, &s->rec))
         return;
     int shrinks = 0;
     for (size_t i = 0; i < s->rec.n_in_sync; i++)
         shrinks |= !s_has(s->proposed.in_sync, s->proposed.n_in_sync, &s->rec.in_sync[i]);
     if (!shrinks)
         return;
-    pm_fail_ctx_t ctx = {self->agent, PM_ERR_UNAVAILABLE,
-                        "a backup was lost and the configuration store cannot record the "
-                        "smaller in-sync set: this change is not acknowledged and may not have "
-                        "happened"};
-    size_t n = pm_journal_fail_unreplicated(self->agent->journal, pm_agent_fail_held, &ctx);
+    size_t n = self->env.fail_held(self->arg, PM_ERR_UNAVAILABLE,
+                                   "a backup was lost and the configuration store cannot "
+                                   "record the smaller in-sync set: this change is not "
+                                   "acknowledged and may not have happened");
     if (n)
         pm_log_warn("PM-COORD-REPLIES-FAILED", "%zu held repl%s answered UNAVAILABLE: id space "
                     "%s lost a backup and the store cannot record it", n, n == 1 ? "y" : "ies",
@@ -206,17 +218,18 @@ s_done_waiting(pm_isr_t *self, s_space_t *s)
     (void) self;
 }
 
-/* A record of a space we did not know, or a newer one: R4. */
+/* A record of a space we did not know, or a newer one: R4. mine: it is
+ * the answer to our own write (not an operator's force). */
 static void
-s_learn(pm_isr_t *self, const pm_coord_record_t *r)
+s_learn_ex(pm_isr_t *self, const pm_coord_record_t *r, int mine_op)
 {
     s_space_t *s = s_space(self, r->space);
     if (s->rec.revision && r->revision && r->revision < s->rec.revision)
         return;
     uint64_t was = s->rec.revision ? s->rec.epoch : 0;
     s->rec = *r;
-    if (s_ours(self, r) && r->epoch > was && s->op == S_OP_NONE && s->confirm == S_OP_NONE &&
-        was && !pm_mesh_owns(self->agent->mesh, r->space, NULL)) {
+    if (!mine_op && s_ours(self, r) && r->epoch > was && s->op == S_OP_NONE &&
+        s->confirm == S_OP_NONE && was && !self->env.serves(self->arg, r->space, NULL)) {
         /* Not our CAS: an operator's `pmesh space force-owner`. */
         self->forced++;
         pm_log_error("PM-COORD-FORCED", "id space %s was forced to us at epoch %llu with an "
@@ -225,31 +238,33 @@ s_learn(pm_isr_t *self, const pm_coord_record_t *r)
                      (unsigned long long) r->epoch);
         if (r->epoch > s->fence)
             s->fence = r->epoch;
-        pm_takeover_take_space(self->agent, r->space, r->epoch, "forced by an operator");
-        if (self->agent->replica)
-            s->base_lsn = pm_replica_produced(self->agent->replica);
-        pm_relay_unpark(self->agent);
+        self->env.take(self->arg, r->space, r->epoch, "forced by an operator");
+        s->base_lsn = self->env.produced(self->arg);
         return;
     }
     if (r->epoch > s->fence)
         s->fence = r->epoch;
     uint64_t mine = 0;
-    pm_agent_t *a = self->agent;
-    if (!s_ours(self, r) && pm_mesh_owns(a->mesh, r->space, &mine)) {
+    if (!s_ours(self, r) && self->env.serves(self->arg, r->space, &mine)) {
         self->moved++;
         pm_log_error("PM-COORD-MOVED", "id space %s is owned by %s at epoch %llu in the "
                      "configuration store (we served it at epoch %llu): we stop serving it",
                      r->space, r->owner, (unsigned long long) r->epoch,
                      (unsigned long long) mine);
-        pm_mesh_unclaim(a->mesh, r->space);
-        pm_takeover_on_moved(a, r->space);
+        self->env.drop(self->arg, r->space);
     }
+}
+
+static void
+s_learn(pm_isr_t *self, const pm_coord_record_t *r)
+{
+    s_learn_ex(self, r, 0);
 }
 
 static void
 s_succeeded(pm_isr_t *self, s_space_t *s, s_op_t op, const pm_coord_record_t *r)
 {
-    s_learn(self, r);
+    s_learn_ex(self, r, 1);
     s_done_waiting(self, s);
     if (op == S_OP_SET) {
         self->set_changes++;
@@ -257,7 +272,7 @@ s_succeeded(pm_isr_t *self, s_space_t *s, s_op_t op, const pm_coord_record_t *r)
                     "%llu", r->space, r->n_in_sync, r->n_in_sync == 1 ? "" : "s",
                     (unsigned long long) r->epoch);
     } else if ((op == S_OP_TAKEOVER || op == S_OP_FORCE) &&
-               !pm_mesh_owns(self->agent->mesh, r->space, NULL)) {
+               !self->env.serves(self->arg, r->space, NULL)) {
         if (op == S_OP_TAKEOVER)
             self->takeovers++;
         else
@@ -265,10 +280,8 @@ s_succeeded(pm_isr_t *self, s_space_t *s, s_op_t op, const pm_coord_record_t *r)
         char why[160];
         snprintf(why, sizeof why, "%s by the configuration store",
                  op == S_OP_FORCE ? "forced by an operator" : "taken over");
-        pm_takeover_take_space(self->agent, r->space, r->epoch, why);
-        if (self->agent->replica)
-            s->base_lsn = pm_replica_produced(self->agent->replica);
-        pm_relay_unpark(self->agent); /* requests parked here for it run now */
+        self->env.take(self->arg, r->space, r->epoch, why);
+        s->base_lsn = self->env.produced(self->arg);
     }
 }
 
@@ -373,9 +386,9 @@ s_on_result(pm_isr_t *self, pm_coord_result_t *res)
 }
 
 void
-pm_isr_readable(pm_isr_t *self)
+pm_isr_readable(pm_isr_t *self, int64_t now)
 {
-    self->now = self->agent->now_mono;
+    self->now = now;
     pm_coord_result_t *res;
     while (pm_coord_recv(self->coord, &res) == 0) {
         self->dirty = 1;
@@ -401,18 +414,16 @@ s_cas(pm_isr_t *self, s_space_t *s, s_op_t op, const pm_coord_record_t *rec)
 static void
 s_reconcile(pm_isr_t *self, s_space_t *s)
 {
-    pm_replica_t *r = self->agent->replica;
-    if (!r)
-        return;
     pm_coord_member_t want[PM_COORD_MAX_INSYNC];
     size_t n = 0;
-    uint64_t gate = pm_replica_acked(r);
+    uint64_t gate = self->env.acked(self->arg);
     uint64_t need = gate > s->base_lsn ? gate : s->base_lsn;
     const char *name;
     uint64_t pid, acked;
     int counted;
-    for (size_t i = 0; n < PM_COORD_MAX_INSYNC && pm_replica_backup(r, i, &name, &pid, &acked,
-                                                                      &counted); i++) {
+    for (size_t i = 0; n < PM_COORD_MAX_INSYNC &&
+                       self->env.backup(self->arg, i, &name, &pid, &acked, &counted);
+         i++) {
         pm_coord_member_t m = {.pid = pid};
         snprintf(m.node, sizeof m.node, "%s", name);
         if (!pid)
@@ -433,8 +444,6 @@ s_reconcile(pm_isr_t *self, s_space_t *s)
 static void
 s_gate(pm_isr_t *self)
 {
-    if (!self->agent->replica)
-        return;
     const char *nodes[PM_COORD_MAX_INSYNC];
     uint64_t pids[PM_COORD_MAX_INSYNC];
     pm_coord_member_t all[PM_COORD_MAX_INSYNC];
@@ -455,7 +464,7 @@ s_gate(pm_isr_t *self)
         nodes[i] = all[i].node;
         pids[i] = all[i].pid;
     }
-    pm_replica_set_gate(self->agent->replica, nodes, pids, n);
+    self->env.gate(self->arg, nodes, pids, n);
 }
 
 static void
@@ -463,9 +472,8 @@ s_try_takeover(pm_isr_t *self, s_space_t *s, int force)
 {
     pm_coord_record_t next;
     if (force)
-        pm_isr_rule_force(&s->rec, self->agent->node, self->pid, &next);
-    else if (pm_isr_rule_takeover(&s->rec, self->agent->node, self->pid, self->prev, &next) !=
-             0)
+        pm_isr_rule_force(&s->rec, self->node, self->pid, &next);
+    else if (pm_isr_rule_takeover(&s->rec, self->node, self->pid, self->prev, &next) != 0)
         return;
     /* From this attempt on, the old epoch's records are refused here. */
     if (next.epoch > s->fence)
@@ -489,7 +497,6 @@ pm_isr_tick(pm_isr_t *self, int64_t mono)
         return;
     self->dirty = 0;
     self->next_scan = mono + S_SCAN_MS;
-    pm_agent_t *a = self->agent;
     for (s_space_t *s = zhashx_first(self->spaces); s; s = zhashx_next(self->spaces)) {
         if (s->op != S_OP_NONE || mono < s->retry_at)
             continue;
@@ -499,10 +506,10 @@ pm_isr_tick(pm_isr_t *self, int64_t mono)
             continue;
         }
         if (!s->rec.revision) {
-            if (strcmp(s->rec.space, a->space) == 0) { /* R5: our new primary */
+            if (strcmp(s->rec.space, self->primary) == 0) { /* R5: our new primary */
                 pm_coord_record_t rec = {.owner_pid = self->pid, .epoch = 1};
-                snprintf(rec.space, sizeof rec.space, "%s", a->space);
-                snprintf(rec.owner, sizeof rec.owner, "%s", a->node);
+                snprintf(rec.space, sizeof rec.space, "%s", self->primary);
+                snprintf(rec.owner, sizeof rec.owner, "%s", self->node);
                 s_cas(self, s, S_OP_CREATE, &rec);
             }
             continue;
@@ -511,7 +518,7 @@ pm_isr_tick(pm_isr_t *self, int64_t mono)
             s_reconcile(self, s);
         } else if (!s_alive(self, s->rec.owner, s->rec.owner_pid)) {
             pm_coord_record_t next;
-            if (pm_isr_rule_takeover(&s->rec, a->node, self->pid, self->prev, &next) == 0)
+            if (pm_isr_rule_takeover(&s->rec, self->node, self->pid, self->prev, &next) == 0)
                 s_try_takeover(self, s, 0);
         }
     }
@@ -519,11 +526,10 @@ pm_isr_tick(pm_isr_t *self, int64_t mono)
 }
 
 void
-pm_isr_member_down(pm_isr_t *self, const char *node)
+pm_isr_member_down(pm_isr_t *self, int64_t now)
 {
-    (void) node;
     self->dirty = 1;
-    pm_isr_tick(self, self->agent->now_mono);
+    pm_isr_tick(self, now);
 }
 
 uint64_t
@@ -547,12 +553,12 @@ pm_isr_write_check(pm_isr_t *self, const char *space, char *msg, size_t msglen)
      * off): nothing is acknowledged until the smaller set is recorded (R2),
      * so a write now is refused rather than held (a minority side of a
      * split, cut off from the store, refuses writes this way). */
-    pm_replica_t *r = self->agent->replica;
-    for (size_t i = 0; r && i < s->rec.n_in_sync; i++) {
+    for (size_t i = 0; i < s->rec.n_in_sync; i++) {
         const char *name;
         uint64_t pid, acked;
         int counted, found = 0;
-        for (size_t j = 0; !found && pm_replica_backup(r, j, &name, &pid, &acked, &counted); j++)
+        for (size_t j = 0;
+             !found && self->env.backup(self->arg, j, &name, &pid, &acked, &counted); j++)
             found = pid == s->rec.in_sync[i].pid && strcmp(name, s->rec.in_sync[i].node) == 0;
         if (!found) {
             snprintf(msg, msglen, "id space %s: backup %s is lost and the smaller in-sync set "
@@ -610,7 +616,7 @@ pm_isr_stats_json(pm_isr_t *self)
     char pid[24];
     snprintf(pid, sizeof pid, "%llu", (unsigned long long) self->pid);
     json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:o}",
-                          "store", self->url, "prefix", self->prefix, "node", self->agent->node,
+                          "store", self->url, "prefix", self->prefix, "node", self->node,
                           "pid", pid, "store_up", self->store_up, "ready", self->listed,
                           "waiting", (json_int_t) waiting, "retries", (json_int_t) self->retries,
                           "takeovers", (json_int_t) self->takeovers, "forced",

@@ -35,7 +35,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct pm_agent pm_agent_t;
 typedef struct pm_isr pm_isr_t;
 
 /* ---- the rules, pure (unit-tested) ---- */
@@ -64,21 +63,56 @@ int pm_isr_rule_same_set(const pm_coord_member_t *a, size_t na, const pm_coord_m
 
 /* ---- the agent's coordinator ---- */
 
-/* url/prefix as configured; mem: the shared store for mem:// (tests). NULL
- * with a message when the configuration is malformed. */
-pm_isr_t *pm_isr_new(pm_agent_t *agent, const char *url, const char *prefix,
-                     pm_coord_mem_t *mem, uint64_t pid, uint64_t prev, int min_in_sync,
-                     char *err, size_t errlen);
+/* What the coordinator asks of, and does to, the agent (isr_agent.c binds
+ * it to the mesh, the replica and the journal; unit tests to a model). */
+typedef struct pm_isr_env {
+    /* Whether process pid runs on node now (alive, and that process). */
+    int (*alive)(void *arg, const char *node, uint64_t pid);
+    /* Whether we serve space now (and at which epoch). */
+    int (*serves)(void *arg, const char *space, uint64_t *epoch);
+    /* Serve space at epoch from now on (a takeover, a forced owner). */
+    void (*take)(void *arg, const char *space, uint64_t epoch, const char *why);
+    /* Stop serving space: the store names another owner (R4). */
+    void (*drop)(void *arg, const char *space);
+    /* Our backup i: 1 with its node, process id, acknowledged LSN and
+     * whether it holds the whole state; 0 past the last. */
+    int (*backup)(void *arg, size_t i, const char **node, uint64_t *pid, uint64_t *acked,
+                  int *counted);
+    /* Records produced for the backups so far; what the gate acknowledges. */
+    uint64_t (*produced)(void *arg);
+    uint64_t (*acked)(void *arg);
+    /* R1: exactly these members count for acknowledgements. */
+    void (*gate)(void *arg, const char *const *nodes, const uint64_t *pids, size_t n);
+    /* Ends the replies held for changes not yet at every counted member
+     * with err and why (never acknowledged); returns how many. */
+    size_t (*fail_held)(void *arg, int err, const char *why);
+} pm_isr_env_t;
+
+typedef struct pm_isr_config {
+    const char *url;    /* etcd://... or mem:// */
+    const char *prefix; /* the mesh's key prefix */
+    pm_coord_mem_t *mem; /* mem://: the shared store */
+    void *zmq_ctx;      /* NULL: the store client's own */
+    const char *node;   /* our node name */
+    const char *primary; /* our new primary id space (R5 creates its record) */
+    uint64_t pid;       /* our process id (not 0) */
+    uint64_t prev;      /* the process before us on our data dir (0: none) */
+    int min_in_sync;    /* recorded backups needed to accept writes */
+} pm_isr_config_t;
+
+/* NULL with a message when the configuration is malformed. */
+pm_isr_t *pm_isr_new(const pm_isr_config_t *cfg, const pm_isr_env_t *env, void *arg, char *err,
+                     size_t errlen);
 void pm_isr_destroy(pm_isr_t **self_p);
 /* Starts R5 (list, create our primary, watch). */
 void pm_isr_start(pm_isr_t *self);
 void *pm_isr_socket(pm_isr_t *self);
-/* Drains the store's answers. */
-void pm_isr_readable(pm_isr_t *self);
+/* Drains the store's answers (now: monotonic ms). */
+void pm_isr_readable(pm_isr_t *self, int64_t now);
 /* Once per loop iteration: set changes, takeovers, retries, the gate. */
 void pm_isr_tick(pm_isr_t *self, int64_t mono);
 /* A member went down: its spaces may be ours to take over. */
-void pm_isr_member_down(pm_isr_t *self, const char *node);
+void pm_isr_member_down(pm_isr_t *self, int64_t now);
 /* The highest epoch we know or try for space (for fencing), 0: none. */
 uint64_t pm_isr_fence_epoch(pm_isr_t *self, const char *space);
 /* A write to space (which we serve) is refused: PM_ERR_UNAVAILABLE with the
@@ -91,6 +125,8 @@ int pm_isr_route_check(pm_isr_t *self, const char *space, char *msg, size_t msgl
 /* pmesh space force-owner is one CAS made by the CLI (pm_isr_rule_force);
  * the agent learns from its watch that the store names it the owner at a
  * new epoch and serves the space (PM-COORD-FORCED). */
+/* The store client (tests cut it off the memory store). Borrowed. */
+pm_coord_t *pm_isr_coord(pm_isr_t *self);
 /* Status as a JSON object (caller frees). */
 char *pm_isr_stats_json(pm_isr_t *self);
 

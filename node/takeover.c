@@ -469,7 +469,7 @@ pm_takeover_on_member(void *arg, pm_mesh_event_t ev, const char *name)
         return;
     }
     if (self->isr)
-        pm_isr_member_down(self->isr, name); /* R3: the store decides */
+        pm_isr_member_down(self->isr, self->now_mono); /* R3: the store decides */
     else if (self->replica)
         s_maybe_take_over(self, name);
     /* Its channel is gone, and what was queued on it: whatever comes from

@@ -151,6 +151,7 @@ for id in "${ACKED[@]}"; do
 done
 expect_eq "every acknowledged create is at the new owner" 0 "$lost"
 expect_eq "n$B logged the takeover" 1 "$([ "$(log_count "$B" PM-COORD-TAKEOVER)" -ge 1 ] && echo 1)"
+expect_eq "... as its own takeover, not an operator's force" 0 "$(log_count "$B" PM-COORD-FORCED)"
 
 # ---- 3. the owner's only backup killed: UNAVAILABLE until a new one caught up ---------------
 # Now n$B and n$OTHER are alive: n$B's backup is n$OTHER (the only other agent).
