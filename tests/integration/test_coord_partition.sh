@@ -135,8 +135,9 @@ ip -n "$NS_A" link set "$VA" up
 healed=1
 for k in 1 2 3; do wait_stat "$k" mesh.members.alive 3 25 || healed=0; done
 expect_eq "healed: every agent sees all 3 alive" 1 "$healed"
-# (by the store's watch, or first by gossip of the new owner's claim)
-_p3_moved() { [ "$(log_count_p 3 'PM-COORD-MOVED\|PM-SPACE-MOVED')" -ge 1 ]; }
+# (by the store's watch, by gossip of the new owner's claim, or by the new
+# owner refusing its records: whichever comes first)
+_p3_moved() { [ "$(log_count_p 3 'PM-COORD-MOVED\|PM-SPACE-MOVED\|PM-FENCED')" -ge 1 ]; }
 log_count_p() { grep -c -- "$2" "$TMP/p$1.log" 2>/dev/null || true; }
 check_fn "p3 learns the newer epoch from the store and stops serving its old space" \
     wait_for 15 _p3_moved
