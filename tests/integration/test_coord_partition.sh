@@ -29,7 +29,8 @@ ns_cleanup() {
     ip netns del "$NS_A" 2>/dev/null || true
     ip netns del "$NS_B" 2>/dev/null || true
 }
-trap 'rc=$?; ns_cleanup; (exit $rc); _lib_cleanup' EXIT
+# set +e first: under errexit, (exit $rc) would end the trap before the cleanup
+trap 'rc=$?; ns_cleanup; set +e; (exit $rc); _lib_cleanup' EXIT
 if ! ip netns add "$NS_A" 2>"$TMP/netns.err"; then
     echo "# SKIP: no network namespaces here ($(head -c 100 "$TMP/netns.err"))"
     FINISHED=1
