@@ -85,7 +85,7 @@ $(BUILD)/bin/pmeshd: $(call obj,node/pmeshd.c) $(BUILD)/lib/agent.a $(BUILD)/lib
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/bin/pmesh: $(call obj,node/cli.c node/pjson.c) $(BUILD)/lib/libpmesh.a
+$(BUILD)/bin/pmesh: $(call obj,node/cli.c node/pjson.c) $(BUILD)/lib/agent.a $(BUILD)/lib/libpmesh.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -30,7 +30,13 @@
  * R5 Restart: an agent that (re)starts reads the store before serving a
  *    space. A new process has a new process id, so it is never the recorded
  *    owner or an in-sync member: it catches up as a backup and is added by
- *    R2, or takes nothing.
+ *    R2, or takes nothing. One extension (node/isr.h): a process that
+ *    replayed the WAL of the process before it on the same data dir (fsync
+ *    always or batch) may stand in for that process in R3, as owner or
+ *    in-sync member: everything that process acknowledged, as owner or as
+ *    backup, was durable in that WAL before the acknowledgement left, so the
+ *    invariant below holds for the new process as it held for the old one
+ *    (the data dir's lock makes them never run at once).
  * R6 No store on the data path: the store is called only when an owner or an
  *    in-sync set changes, and at start. When the store is unavailable,
  *    healthy spaces (owner and whole in-sync set reachable) keep serving;

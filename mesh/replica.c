@@ -31,6 +31,7 @@ typedef struct s_rec {
 typedef struct s_backup {
     char *name;
     char *primary;        /* its primary space when chosen: a restart changes it */
+    uint64_t pid;         /* the process id in it (pm_replica_pid_of), cached */
     uint64_t acked;
     uint64_t counts_from; /* counted once acked >= this (end of its state transfer) */
     int counted;
@@ -56,6 +57,11 @@ struct pm_replica {
     int64_t hold_until; /* before this, no backup means wait, not degrade */
     int64_t now;        /* monotonic ms, as last handed in */
     uint64_t transfers, sent_records, fenced;
+    /* Issue 11: the recorded in-sync set (R1) */
+    int gated;
+    size_t n_gate;
+    char gate_nodes[S_MAX_BACKUPS][128];
+    uint64_t gate_pids[S_MAX_BACKUPS];
     /* during a transfer: where add() sends */
     const char *xfer_to;
     s_rec_t xfer[S_TRANSFER_CHUNK];
@@ -247,6 +253,7 @@ s_backup_same(pm_replica_t *self, s_backup_t *b)
         if (p) {
             free(b->primary);
             b->primary = p;
+            b->pid = pm_replica_pid_of(p);
         }
         return 1;
     }
@@ -296,6 +303,7 @@ s_check_backups(pm_replica_t *self)
         const char *primary = pm_mesh_primary_of(self->mesh, cand[i]);
         b->name = strdup(cand[i]);
         b->primary = strdup(primary ? primary : "");
+        b->pid = pm_replica_pid_of(primary);
         if (!b->name || !b->primary) {
             free(b->name);
             free(b->primary);
@@ -402,8 +410,69 @@ pm_replica_produced(const pm_replica_t *self)
 }
 
 uint64_t
+pm_replica_pid_of(const char *primary)
+{
+    const char *dash = primary ? strrchr(primary, '-') : NULL;
+    if (!dash || !dash[1])
+        return 0;
+    uint64_t v = 0;
+    for (const char *p = dash + 1; *p; p++) {
+        int d = *p >= '0' && *p <= '9' ? *p - '0' : *p >= 'a' && *p <= 'z' ? *p - 'a' + 10 : -1;
+        if (d < 0 || v > (UINT64_MAX - (uint64_t) d) / 36)
+            return 0;
+        v = v * 36 + (uint64_t) d;
+    }
+    return v;
+}
+
+void
+pm_replica_set_gate(pm_replica_t *self, const char *const *nodes, const uint64_t *pids,
+                    size_t n)
+{
+    self->gated = 1;
+    self->n_gate = n < S_MAX_BACKUPS ? n : S_MAX_BACKUPS;
+    for (size_t i = 0; i < self->n_gate; i++) {
+        snprintf(self->gate_nodes[i], sizeof self->gate_nodes[i], "%s", nodes[i]);
+        self->gate_pids[i] = pids[i];
+    }
+}
+
+int
+pm_replica_backup(const pm_replica_t *self, size_t i, const char **name, uint64_t *pid,
+                  uint64_t *acked, int *counted)
+{
+    if (i >= self->n_backups)
+        return 0;
+    *name = self->backups[i].name;
+    *pid = self->backups[i].pid;
+    *acked = self->backups[i].acked;
+    *counted = self->backups[i].counted;
+    return 1;
+}
+
+/* R1: the lowest acknowledgement among the recorded in-sync members. */
+static uint64_t
+s_gate_acked(const pm_replica_t *self)
+{
+    uint64_t low = self->produced;
+    for (size_t g = 0; g < self->n_gate; g++) {
+        uint64_t a = 0;
+        for (size_t i = 0; i < self->n_backups; i++)
+            if (self->backups[i].counted &&
+                self->backups[i].pid == self->gate_pids[g] &&
+                strcmp(self->backups[i].name, self->gate_nodes[g]) == 0)
+                a = self->backups[i].acked;
+        if (a < low)
+            low = a;
+    }
+    return low;
+}
+
+uint64_t
 pm_replica_acked(const pm_replica_t *self)
 {
+    if (self->gated)
+        return s_gate_acked(self);
     uint64_t low = UINT64_MAX;
     size_t counted = 0;
     for (size_t i = 0; i < self->n_backups; i++)

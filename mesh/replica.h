@@ -63,6 +63,21 @@ size_t pm_replica_add_space(pm_replica_t *self, const char *space);
  * to produced when no backup can be had: the mesh is too small). */
 uint64_t pm_replica_produced(const pm_replica_t *self);
 uint64_t pm_replica_acked(const pm_replica_t *self);
+/* Issue 11, R1: with a configuration store, only the recorded in-sync set
+ * counts. pm_replica_set_gate(self, nodes, pids, n) makes pm_replica_acked
+ * the lowest acknowledgement among exactly those backups (a member that is
+ * not a counted backup of the same process holds everything back; an empty
+ * set acknowledges on local durability). pids are the members' process ids
+ * (pm_replica_pid_of). Called once per loop iteration by the agent. */
+void pm_replica_set_gate(pm_replica_t *self, const char *const *nodes, const uint64_t *pids,
+                         size_t n);
+/* Backup i (0.. while it returns 1): name, process id, acknowledged LSN,
+ * counted (holds the whole state). */
+int pm_replica_backup(const pm_replica_t *self, size_t i, const char **name, uint64_t *pid,
+                      uint64_t *acked, int *counted);
+/* The process id in an agent's primary space name ("NODE-TAG": TAG in base
+ * 36); 0 when it does not parse. */
+uint64_t pm_replica_pid_of(const char *primary);
 /* Backups and their progress as a JSON object (caller frees). */
 char *pm_replica_stats_json(pm_replica_t *self);
 

@@ -11,6 +11,7 @@
  * typed error reply, a counter and (rate-limited) a log line.
  */
 #include "agent_priv.h"
+#include "isr_agent.h"
 #include "place.h"
 #include "relay.h"
 #include "requests.h"
@@ -32,6 +33,9 @@
 #include <unistd.h>
 
 /* A list, or the agent stops (base.h). */
+/* mem:// for agents in one process (unit tests): the store they share. */
+pm_coord_mem_t *pm_agent_coord_mem;
+
 zlistx_t *
 pm_agent_xlist(void)
 {
@@ -252,6 +256,23 @@ s_handle(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now, int6
         if (pm_relay_route(self, s, &copy, mono, &routed_err))
             return routed_err;
     }
+    /* R2: an owner with fewer backups recorded in sync than min_in_sync
+     * refuses writes; a space the store does not record as ours yet too. */
+    if (self->isr && (m->type == PM_MSG_CREATE || m->type == PM_MSG_SETTLE ||
+                      m->type == PM_MSG_THEN)) {
+        char space[PM_WIRE_MAX_NAME + 1], why[320];
+        const char *sp = self->space;
+        if (m->type != PM_MSG_CREATE || m->id) {
+            if (!m->id || !pm_id_space(m->id, space, sizeof space))
+                return PM_ERR_BAD_REQUEST;
+            sp = space;
+        }
+        int err = pm_isr_write_check(self->isr, sp, why, sizeof why);
+        if (err) {
+            pm_agent_reply_err(self, s, m->req_id, err, why);
+            return PM_OK; /* answered, with the reason */
+        }
+    }
     switch (m->type) {
     case PM_MSG_HELLO: {
         pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .node = self->node,
@@ -437,11 +458,16 @@ s_poll_timeout(pm_agent_t *self, int64_t real, int64_t mono)
 int
 pm_agent_run(pm_agent_t *self)
 {
-    zmq_pollitem_t items[4] = {{self->router, 0, ZMQ_POLLIN, 0},
+    zmq_pollitem_t items[5] = {{self->router, 0, ZMQ_POLLIN, 0},
                                {NULL, self->sigfd, ZMQ_POLLIN, 0},
                                {NULL, -1, 0, 0},
+                               {NULL, -1, 0, 0},
                                {NULL, -1, 0, 0}};
-    int n_items = 2, mesh_item = -1, wal_item = -1;
+    int n_items = 2, mesh_item = -1, wal_item = -1, isr_item = -1;
+    if (self->isr) {
+        items[n_items] = (zmq_pollitem_t){pm_isr_socket(self->isr), 0, ZMQ_POLLIN, 0};
+        isr_item = n_items++;
+    }
     if (self->mesh) {
         items[n_items] = (zmq_pollitem_t){pm_mesh_socket(self->mesh), 0, ZMQ_POLLIN, 0};
         mesh_item = n_items++;
@@ -468,6 +494,8 @@ pm_agent_run(pm_agent_t *self)
             pm_mesh_readable(self->mesh);
         if (wal_item >= 0 && (items[wal_item].revents & ZMQ_POLLIN))
             pm_journal_readable(self->journal);
+        if (isr_item >= 0 && (items[isr_item].revents & ZMQ_POLLIN))
+            pm_isr_readable(self->isr, self->now_mono);
         if (items[1].revents & ZMQ_POLLIN) {
             struct signalfd_siginfo si;
             if (read(self->sigfd, &si, sizeof si) == sizeof si) {
@@ -488,6 +516,8 @@ pm_agent_run(pm_agent_t *self)
             pm_mesh_tick(self->mesh);
         }
         pm_takeover_housekeeping(self, mono);
+        if (self->isr)
+            pm_isr_tick(self->isr, mono);
         if (self->replica) {
             pm_takeover_check_probation(self, mono);
             pm_replica_flush(self->replica, mono);
@@ -616,6 +646,13 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
     self->replicas = (int) cfg->replicas;
     int mesh_on = cfg->bind && *cfg->bind;
     int replicated = mesh_on && self->replicas >= 2;
+    if (replicated && !(cfg->coordination && *cfg->coordination)) {
+        snprintf(self->coord_desc, sizeof self->coord_desc,
+                 "none (a split can lose acknowledged data)");
+        pm_log_warn("PM-COORD-NONE", "no configuration store (--unsafe-no-coordination): "
+                    "gossip decides who owns each id space, and a network split can lose "
+                    "acknowledged data");
+    }
     if ((cfg->data_dir && *cfg->data_dir) || replicated) {
         char err[512];
         const char *dir = cfg->data_dir && *cfg->data_dir ? cfg->data_dir : NULL;
@@ -639,19 +676,25 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
         }
         self->generation = st.generation + 1;
     }
+    int coordinated = replicated && cfg->coordination && *cfg->coordination;
+    uint64_t boot = 0;
     if (st.space[0] && !replicated) {
         snprintf(self->space, sizeof self->space, "%.100s", st.space);
     } else {
-        uint64_t boot = 0;
         if (getrandom(&boot, sizeof boot, 0) != sizeof boot)
             boot = (uint64_t) self->started_real ^ ((uint64_t) getpid() << 32);
-        pm_id_space_name(self->space, sizeof self->space, node, boot & 0xffffffffffULL);
+        boot &= 0xffffffffffULL;
+        if (!boot)
+            boot = 1; /* with a store, the tag is the process id: never 0 */
+        pm_id_space_name(self->space, sizeof self->space, node, boot);
         /* With backups, the spaces we served may have been taken over while
          * we were down: new promises go to a new space, and the old ones are
          * resumed only if nobody announces them within takeover_grace. */
-        if (st.space[0])
+        /* With a configuration store, a new process takes nothing back by
+         * itself: the store says who owns those spaces (R5, isr.h). */
+        if (st.space[0] && !coordinated)
             pm_claims_add(&self->probation, st.space, 1);
-        for (size_t i = 0; i < st.claimed_count; i++)
+        for (size_t i = 0; i < st.claimed_count && !coordinated; i++)
             pm_claims_add(&self->probation, st.claimed[i].space, st.claimed[i].epoch);
     }
     if (self->journal) {
@@ -683,11 +726,40 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
             uint64_t stream = 0;
             if (getrandom(&stream, sizeof stream, 0) != sizeof stream)
                 stream = (uint64_t) pm_real_ms() ^ ((uint64_t) getpid() << 32);
+            /* With a store, the stream id is the process id the store
+             * records: the tag of our primary space, which peers read. */
+            if (coordinated)
+                stream = boot;
             self->replica = pm_replica_new(self->mesh, self->space, self->replicas, &rh, self,
                                            stream, pm_mono_ms());
             if (!self->replica) {
                 pm_journal_state_free(&st);
                 goto fail;
+            }
+            if (coordinated) {
+                char err[512];
+                int min = cfg->min_in_sync >= 0 ? (int) cfg->min_in_sync : self->replicas - 1;
+                /* The process before us on this data dir: what it acknowledged
+                 * is in the WAL we replayed (unless fsync never), so we may
+                 * stand in for it in an in-sync set (isr.h). */
+                uint64_t prev = cfg->data_dir && *cfg->data_dir && cfg->fsync != 2 &&
+                                        st.space[0]
+                                    ? pm_replica_pid_of(st.space)
+                                    : 0;
+                pm_isr_config_t ic = {.url = cfg->coordination,
+                                      .prefix = cfg->coordination_prefix,
+                                      .mem = pm_agent_coord_mem, .zmq_ctx = self->ctx,
+                                      .node = node, .primary = self->space, .pid = boot,
+                                      .prev = prev, .min_in_sync = min};
+                self->isr = pm_isr_new(&ic, &pm_isr_agent_env, self, err, sizeof err);
+                if (!self->isr) {
+                    pm_log_error("PM-COORD-CONFIG", "%s", err);
+                    pm_journal_state_free(&st);
+                    goto fail;
+                }
+                snprintf(self->coord_desc, sizeof self->coord_desc, "%.150s",
+                         cfg->coordination);
+                pm_isr_start(self->isr);
             }
             /* Only our new space is ours until the grace period says more;
              * a space we had taken over before is treated like our old one. */
@@ -811,6 +883,7 @@ pm_agent_destroy(pm_agent_t **self_p)
         pm_journal_fail_unreplicated(self->journal, pm_agent_fail_held, &ctx);
     }
     pm_journal_close(&self->journal); /* releases what it held while the sockets live */
+    pm_isr_destroy(&self->isr);
     pm_replica_destroy(&self->replica);
     zhashx_destroy(&self->rthens);
     pm_claims_free(&self->probation);

@@ -220,6 +220,10 @@ struct pm_agent {
     uint64_t replies_failed; /* held replies answered with an error instead */
     uint64_t sessions_expired;
     uint64_t waiters_timed_out;
+    /* Issue 11: what decides ownership, as `pmesh status` shows it
+     * ("etcd://...", "none (...)", "" for a single agent or replicas 1). */
+    char coord_desc[160];
+    struct pm_isr *isr; /* NULL: no configuration store (isr.h) */
 };
 
 /* What held replies that must not be sent are answered with. */
@@ -230,6 +234,8 @@ typedef struct pm_fail_ctx {
 } pm_fail_ctx_t;
 
 /* ---- agent.c ----------------------------------------------------------------- */
+/* The shared in-memory configuration store of mem:// (tests); NULL: none. */
+extern struct pm_coord_mem *pm_agent_coord_mem;
 zlistx_t *pm_agent_xlist(void);
 void pm_agent_bad_frame(pm_agent_t *self, const char *why);
 void pm_agent_send(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m);

@@ -30,6 +30,8 @@
 #include <zmq.h>
 
 #include "clock.h"
+#include "coord.h"
+#include "isr.h"
 #include "pjson.h"
 
 #include <jansson.h>
@@ -82,6 +84,10 @@ static const char s_usage_text[] =
     "  worker FUNCTION[,FUNCTION..] [--concurrency N] [-v] -- CMD [ARG...]\n"
     "  status                      print the agent's status as JSON\n"
     "  members [--json]            print the mesh members as a table (or JSON)\n"
+    "  space force-owner SPACE --accept-data-loss\n"
+    "                              make this agent the owner of id space SPACE in the\n"
+    "                              configuration store although it is not in sync: what\n"
+    "                              the lost owner acknowledged and this agent lacks is lost\n"
     "  --help | --version\n"
     "Options may follow the arguments; put -- before a VALUE or REASON that starts with -.\n"
     "DUR is 250ms, 30s, 5m or 2h. The socket is --socket, else $PMESH_SOCKET, else\n"
@@ -757,6 +763,114 @@ s_cmd_status(int argc, char **argv)
     int err = pm_status(client, &json);
     rc = err == PM_OK ? s_print_line(json) : s_fail(client, err);
 out:
+    free(json);
+    pm_client_destroy(&client);
+    s_args_free(&a);
+    return rc;
+}
+
+/* The next answer of the store within timeout_ms, or NULL. */
+static pm_coord_result_t *
+s_coord_wait(pm_coord_t *c, int64_t timeout_ms)
+{
+    int64_t until = pm_mono_ms() + timeout_ms;
+    pm_coord_result_t *r = NULL;
+    while (pm_coord_recv(c, &r) != 0) {
+        int64_t left = until - pm_mono_ms();
+        if (left <= 0)
+            return NULL;
+        zmq_pollitem_t it = {pm_coord_socket(c), 0, ZMQ_POLLIN, 0};
+        zmq_poll(&it, 1, left);
+    }
+    return r;
+}
+
+/* `pmesh space force-owner SPACE --accept-data-loss`: the operator accepts
+ * the loss of what a space's lost owner acknowledged and this agent lacks:
+ * one CAS in the configuration store makes this agent (the one at
+ * --socket) its owner at the next epoch with an empty in-sync set; the
+ * agent learns it from its watch and serves the space (PM-COORD-FORCED). */
+static int
+s_cmd_space(int argc, char **argv)
+{
+    static const s_spec_t specs[] = { S_COMMON_SPECS, { "accept-data-loss", 0, false },
+                                      { NULL, 0, false } };
+    s_args_t a;
+    int rc = s_parse(argc, argv, specs, false, &a);
+    if (rc)
+        return rc;
+    pm_client_t *client = NULL;
+    char *json = NULL;
+    json_t *st = NULL;
+    pm_coord_t *c = NULL;
+    pm_coord_result_t *res = NULL;
+    if ((rc = s_common("space", &a, 2, 2)) >= 0)
+        goto out;
+    if (strcmp(a.pos[0], "force-owner") != 0) {
+        rc = s_usage_error("space: unknown subcommand '%s' (force-owner)", a.pos[0]);
+        goto out;
+    }
+    const char *space = a.pos[1];
+    if (!s_opt(&a, "accept-data-loss")) {
+        rc = s_usage_error("space force-owner: changes the lost owner of %s acknowledged that "
+                           "this agent lacks are lost; say --accept-data-loss", space);
+        goto out;
+    }
+    if ((rc = s_connect(&client)) != 0)
+        goto out;
+    int err = pm_status(client, &json);
+    if (err != PM_OK) {
+        rc = s_fail(client, err);
+        goto out;
+    }
+    st = json_loads(json, 0, NULL);
+    json_t *co = json_object_get(st, "coordination");
+    const char *url = json_string_value(json_object_get(co, "store"));
+    const char *prefix = json_string_value(json_object_get(co, "prefix"));
+    const char *node = json_string_value(json_object_get(co, "node"));
+    const char *pid_s = json_string_value(json_object_get(co, "pid"));
+    if (!url || !prefix || !node || !pid_s) {
+        fputs("pmesh: space force-owner: this agent runs without a configuration store\n",
+              stderr);
+        rc = S_EXIT_REFUSED;
+        goto out;
+    }
+    char cerr[256];
+    pm_coord_config_t cfg = {.url = url, .prefix = prefix};
+    if (!(c = pm_coord_new(&cfg, cerr, sizeof cerr))) {
+        fprintf(stderr, "pmesh: space force-owner: %s\n", cerr);
+        rc = S_EXIT_REFUSED;
+        goto out;
+    }
+    pm_coord_get(c, space);
+    res = s_coord_wait(c, 5000);
+    if (!res || res->status != PM_COORD_OK || !res->n_records) {
+        fprintf(stderr, "pmesh: space force-owner: reading %s: %s %s\n", space,
+                res ? pm_coord_status_name(res->status) : "no answer",
+                res ? res->message : "");
+        rc = S_EXIT_REFUSED;
+        goto out;
+    }
+    pm_coord_record_t cur = res->records[0], next;
+    pm_coord_result_destroy(&res);
+    pm_isr_rule_force(&cur, node, strtoull(pid_s, NULL, 10), &next);
+    pm_coord_cas(c, cur.revision, &next);
+    res = s_coord_wait(c, 5000);
+    if (!res || res->status != PM_COORD_OK) {
+        fprintf(stderr, "pmesh: space force-owner: %s changed meanwhile or the store did not "
+                "answer (%s %s): nothing forced; look again\n", space,
+                res ? pm_coord_status_name(res->status) : "no answer", res ? res->message : "");
+        rc = S_EXIT_REFUSED;
+        goto out;
+    }
+    fprintf(stderr, "pmesh: FORCED: id space %s is owned by %s at epoch %llu (was %s at epoch "
+            "%llu); what that owner acknowledged and %s lacks is lost\n", space, node,
+            (unsigned long long) next.epoch, cur.owner, (unsigned long long) cur.epoch, node);
+    rc = S_EXIT_OK;
+out:
+    pm_coord_result_destroy(&res);
+    pm_coord_destroy(&c);
+    json_decref(st);
     free(json);
     pm_client_destroy(&client);
     s_args_free(&a);
@@ -1493,6 +1607,8 @@ main(int argc, char **argv)
         return s_cmd_status(sub_argc, sub_argv);
     if (strcmp(cmd, "members") == 0)
         return s_cmd_members(sub_argc, sub_argv);
+    if (strcmp(cmd, "space") == 0)
+        return s_cmd_space(sub_argc, sub_argv);
     if (strcmp(cmd, "help") == 0) {
         fputs(s_usage_text, stdout);
         return S_EXIT_OK;

@@ -147,6 +147,24 @@ static const s_key_t s_keys[] = {
      .def = "60s", .min = 100, .max = 86400000,
      .doc = "how often id spaces served besides our own are checked; those left without "
             "promises (every restart leaves one behind) are given up"},
+    {.key = "coordination", .type = S_STRING, .offset = S_AT(coordination), .meta = "URL",
+     .doc = "configuration store that decides who owns each id space and which backups are "
+            "in sync: etcd://HOST:PORT[,HOST:PORT...] (mem:// in tests); required with a mesh "
+            "and replicas >= 2 unless unsafe_no_coordination"},
+    {.key = "coordination_prefix", .type = S_STRING, .offset = S_AT(coordination_prefix),
+     .def = "/pmesh/default", .meta = "PREFIX",
+     .doc = "key prefix of this mesh in the configuration store (one per mesh)"},
+    /* -1: replicas - 1, every backup (Kafka's min.insync.replicas = R). */
+    {.key = "min_in_sync", .type = S_INT, .offset = S_AT(min_in_sync), .def = "-1", .min = -1,
+     .max = 4,
+     .doc = "backups that must be recorded in sync before the owner of an id space accepts "
+            "writes; -1: replicas - 1. Lower (0) keeps writing with fewer copies: an "
+            "acknowledged change then lives on fewer agents, and the owner's death alone "
+            "loses it"},
+    {.key = "unsafe_no_coordination", .type = S_BOOL, .offset = S_AT(unsafe_no_coordination),
+     .def = "false",
+     .doc = "run a mesh with replicas >= 2 without a configuration store (gossip decides "
+            "ownership: a network split can lose acknowledged data); for development only"},
     {.key = "http", .type = S_STRING, .offset = S_AT(http), .meta = "ADDR:PORT",
      .doc = "serve the whole HTTP API (clients with an API key, settle tokens, /metrics, "
             "/readyz) here; unset: none"},

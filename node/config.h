@@ -53,6 +53,10 @@ typedef struct pm_config {
     int64_t replicas;               /* copies of every promise (owner + backups) */
     int64_t takeover_grace;         /* ms a restarted agent waits before resuming its space */
     int64_t retire_interval;        /* ms between checks for served spaces left empty */
+    char *coordination;             /* etcd://HOST:PORT[,...] or mem://; NULL: none */
+    char *coordination_prefix;      /* the mesh's key prefix in the store */
+    int64_t min_in_sync;            /* recorded backups needed to write; -1: replicas - 1 */
+    bool unsafe_no_coordination;    /* replicas >= 2 without a store, knowingly */
     char *http;                     /* ADDR:PORT of the HTTP gateway; NULL: none */
     char *http_public;              /* ADDR:PORT of the token-only listener; NULL: none */
     char *http_public_url;          /* base URL outside systems call back; NULL: from http(_public) */

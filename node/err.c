@@ -26,6 +26,8 @@ static const struct {
     {PM_ERR_LIMIT, "LIMIT", "limit reached"},
     {PM_ERR_OWNER_LOST, "OWNER_LOST", "the promise's owner is lost"},
     {PM_ERR_NO_SESSION, "NO_SESSION", "no session: say hello first"},
+    {PM_ERR_UNAVAILABLE, "UNAVAILABLE",
+     "the id space is unavailable: its in-sync copies cannot be reached or too few are in sync"},
 };
 
 static const char *s_states[] = {"unknown", "pending", "resolved", "rejected", "canceled",

@@ -55,6 +55,7 @@ pm_http_status_of(int err)
     case PM_ERR_UNREACHABLE:
     case PM_ERR_OWNER_LOST:
     case PM_ERR_NO_SESSION:
+    case PM_ERR_UNAVAILABLE:
         return 503;
     default:
         return 500;

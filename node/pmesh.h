@@ -43,6 +43,9 @@ typedef enum pm_err {
     PM_ERR_LIMIT = -12,              /* a per-client or per-promise limit was reached */
     PM_ERR_OWNER_LOST = -13,         /* the promise's owner died and nobody took over */
     PM_ERR_NO_SESSION = -14,         /* request needs a session (hello) first */
+    PM_ERR_UNAVAILABLE = -15,        /* the id space's in-sync copies cannot be reached, or too
+                                        few are in sync to accept a write (the message says
+                                        which); try again later */
 } pm_err;
 
 /* Stable upper-case name of an error ("NOT_FOUND"); never NULL. */

@@ -177,6 +177,34 @@ main(int argc, char **argv)
             return EX_CONFIG;
         }
     }
+    /* Issue 11: with backups, who owns an id space is decided in a
+     * configuration store; without one, gossip decides, and a split can
+     * lose acknowledged data. That takes an explicit flag. */
+    int coord_needed = cfg->bind && *cfg->bind && cfg->replicas >= 2;
+    int has_coord = cfg->coordination && *cfg->coordination;
+    if (has_coord && strncmp(cfg->coordination, "etcd://", 7) != 0 &&
+        strcmp(cfg->coordination, "mem://") != 0) {
+        fprintf(stderr, "pmeshd: coordination: '%.64s' is not etcd://HOST:PORT[,HOST:PORT...]\n",
+                cfg->coordination);
+        pm_config_destroy(&cfg);
+        return EX_CONFIG;
+    }
+    if (has_coord && !(cfg->bind && *cfg->bind))
+        fprintf(stderr, "pmeshd: coordination is set without a mesh (bind): not used\n");
+    if (cfg->min_in_sync >= cfg->replicas) {
+        fprintf(stderr, "pmeshd: min_in_sync %lld must be below replicas %lld (it counts "
+                        "backups)\n", (long long) cfg->min_in_sync, (long long) cfg->replicas);
+        pm_config_destroy(&cfg);
+        return EX_CONFIG;
+    }
+    if (coord_needed && !has_coord && !cfg->unsafe_no_coordination && !check) {
+        fprintf(stderr, "pmeshd: a mesh with replicas >= 2 needs --coordination "
+                        "etcd://HOST:PORT (who owns each id space is decided there), or "
+                        "--unsafe-no-coordination to accept that a network split can lose "
+                        "acknowledged data\n");
+        pm_config_destroy(&cfg);
+        return EX_CONFIG;
+    }
     for (size_t i = 0; i < cfg->http_functions.len; i++) {
         pm_httpfn_spec_t spec;
         if (pm_httpfn_parse(cfg->http_functions.items[i], &spec, err, sizeof err) != 0) {

@@ -237,5 +237,35 @@ pm_prom_agent(FILE *f, json_t *st)
         fprintf(f, "pmesh_replication_takeovers_total %lld\n",
                 (long long) pm_prom_jint(st, "replication.takeovers"));
     }
+    /* Issue 11: the configuration store (an object only when one is used). */
+    if (json_is_object(json_object_get(st, "coordination"))) {
+        static const struct {
+            const char *name, *type, *path, *help;
+        } co[] = {
+            {"pmesh_coordination_store_up", "gauge", "coordination.store_up",
+             "1 when the configuration store answers."},
+            {"pmesh_coordination_waiting", "gauge", "coordination.waiting",
+             "Id-space changes (takeovers, in-sync set changes) waiting for the store."},
+            {"pmesh_coordination_retries_total", "counter", "coordination.retries",
+             "Store requests tried again after the store did not answer."},
+            {"pmesh_coordination_takeovers_total", "counter", "coordination.takeovers",
+             "Id spaces taken over by CAS in the store."},
+            {"pmesh_coordination_forced_total", "counter", "coordination.forced",
+             "Id spaces forced to this agent by an operator."},
+            {"pmesh_coordination_set_changes_total", "counter", "coordination.set_changes",
+             "In-sync set changes recorded by this owner."},
+            {"pmesh_coordination_refused_writes_total", "counter",
+             "coordination.refused_writes",
+             "Writes refused UNAVAILABLE: too few backups in sync (min_in_sync)."},
+        };
+        for (size_t i = 0; i < sizeof co / sizeof co[0]; i++) {
+            pm_prom_family(f, co[i].name, co[i].type, co[i].help);
+            json_t *v = json_object_get(json_object_get(st, "coordination"),
+                                        co[i].path + strlen("coordination."));
+            fprintf(f, "%s %lld\n", co[i].name,
+                    json_is_boolean(v) ? (long long) json_is_true(v)
+                                       : (long long) json_integer_value(v));
+        }
+    }
 }
 

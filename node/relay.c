@@ -7,6 +7,8 @@
 
 #include "relay.h"
 
+#include "isr.h"
+
 #include "requests.h"
 #include "session.h"
 #include "waiters.h"
@@ -167,10 +169,45 @@ pm_relay_park(pm_agent_t *self, pm_relay_t *r)
     pm_timers_set(self->relay_timers, &r->timer, self->now_mono + self->forward_timeout);
 }
 
+/* With a configuration store: parked requests on a space that nobody can
+ * take over (no recorded in-sync member alive) end with UNAVAILABLE and
+ * the reason, rather than wait for forward_timeout. */
+static void
+s_fail_unavailable(pm_agent_t *self)
+{
+    zlistx_t *gone = NULL;
+    for (pm_relay_t *r = zhashx_first(self->relays); r; r = zhashx_next(self->relays)) {
+        char space[PM_WIRE_MAX_NAME + 1], why[320];
+        if (r->parked && !r->unknown && pm_id_space(r->pid, space, sizeof space) &&
+            pm_isr_route_check(self->isr, space, why, sizeof why)) {
+            if (!gone)
+                gone = pm_agent_xlist();
+            zlistx_add_end(gone, r);
+        }
+    }
+    if (!gone)
+        return;
+    for (pm_relay_t *r = zlistx_first(gone); r; r = zlistx_next(gone)) {
+        char space[PM_WIRE_MAX_NAME + 1], why[320];
+        pm_id_space(r->pid, space, sizeof space);
+        pm_isr_route_check(self->isr, space, why, sizeof why);
+        pm_session_t *s = r->kind == PM_RELAY_OP ? pm_session_by_id(self, r->session) : NULL;
+        if (s) {
+            pm_agent_reply_err(self, s, r->req_id, PM_ERR_UNAVAILABLE, why);
+            s_relay_free(self, r);
+        } else {
+            pm_relay_fail(self, r, PM_ERR_UNAVAILABLE);
+        }
+    }
+    zlistx_destroy(&gone);
+}
+
 /* Parked requests whose space is now served somewhere go there. */
 void
 pm_relay_unpark(pm_agent_t *self)
 {
+    if (self->isr)
+        s_fail_unavailable(self);
     zlistx_t *ready = NULL;
     for (pm_relay_t *r = zhashx_first(self->relays); r; r = zhashx_next(self->relays)) {
         if (!r->parked)
@@ -291,11 +328,31 @@ pm_relay_route(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mon
     switch (pm_mesh_route(self->mesh, m->id, &node)) {
     case PM_ROUTE_LOCAL:
         return 0;
-    case PM_ROUTE_LOST:
-        /* Its owner died; a backup is taking over: wait for it. */
+    case PM_ROUTE_LOST: {
+        /* Its owner died; a backup is taking over: wait for it. With a
+         * configuration store, unless no recorded in-sync member is alive:
+         * then the space waits for one, and says so (never an older copy). */
+        char space[PM_WIRE_MAX_NAME + 1], why[320];
+        if (self->isr && pm_id_space(m->id, space, sizeof space) &&
+            (*err = pm_isr_route_check(self->isr, space, why, sizeof why))) {
+            pm_agent_reply_err(self, s, m->req_id, *err, why);
+            *err = PM_OK;
+            return 1;
+        }
         *err = self->replica ? s_park_request(self, s, m, mono, 0) : PM_ERR_OWNER_LOST;
         return 1;
-    case PM_ROUTE_UNKNOWN:
+    }
+    case PM_ROUTE_UNKNOWN: {
+        /* Gossip has not told us of the space, but the store may have: a
+         * space whose owner and in-sync members are all gone is
+         * UNAVAILABLE (it waits for one of them), not unknown. */
+        char space[PM_WIRE_MAX_NAME + 1], why[320];
+        if (self->isr && pm_id_space(m->id, space, sizeof space) &&
+            (*err = pm_isr_route_check(self->isr, space, why, sizeof why))) {
+            pm_agent_reply_err(self, s, m->req_id, *err, why);
+            *err = PM_OK;
+            return 1;
+        }
         /* Just started, or the space is named after a live member (its new
          * primary): we may not have heard of it yet. Wait for the members'
          * metadata a moment before calling the id unknown. */
@@ -305,6 +362,7 @@ pm_relay_route(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mon
         else
             *err = PM_ERR_NOT_FOUND;
         return 1;
+    }
     case PM_ROUTE_REMOTE:
         break;
     }

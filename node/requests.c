@@ -5,6 +5,8 @@
 
 #include "requests.h"
 
+#include "isr.h"
+
 int
 pm_req_minted_by(const pm_session_t *s, const char *id)
 {
@@ -159,6 +161,15 @@ pm_req_do_status(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m)
         (json_int_t) ws.dropped, "not_holder", (json_int_t) ws.not_holder, "errors",
         "bad_frames", (json_int_t) self->bad_frames, "replies_dropped",
         (json_int_t) self->replies_dropped, "replies_failed", (json_int_t) self->replies_failed);
+    if (o && self->isr) {
+        char *cs = pm_isr_stats_json(self->isr);
+        json_t *cj = cs ? json_loads(cs, 0, NULL) : NULL;
+        free(cs);
+        if (cj)
+            json_object_set_new(o, "coordination", cj);
+    } else if (o && self->coord_desc[0]) {
+        json_object_set_new(o, "coordination", json_string(self->coord_desc));
+    }
     if (o && self->mesh) {
         char *ms = pm_mesh_stats_json(self->mesh);
         json_t *mj = ms ? json_loads(ms, 0, NULL) : NULL;

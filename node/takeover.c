@@ -7,6 +7,8 @@
 
 #include "takeover.h"
 
+#include "isr.h"
+
 #include "place.h"
 #include "relay.h"
 #include "session.h"
@@ -161,6 +163,10 @@ void
 pm_takeover_on_replicate(pm_agent_t *self, const char *from, const pm_msg_t *m)
 {
     uint64_t mine = 0, known = pm_mesh_epoch(self->mesh, m->space);
+    /* R4: the epoch the configuration store has (or that we try to take
+     * over at) fences older records too. */
+    if (self->isr && pm_isr_fence_epoch(self->isr, m->space) > known)
+        known = pm_isr_fence_epoch(self->isr, m->space);
     int owned = pm_mesh_owns(self->mesh, m->space, &mine);
     pm_session_t *peer = pm_session_peer(self, from);
     /* Fenced (its sender lost the space), or only what follows on what we
@@ -240,8 +246,8 @@ pm_takeover_full_state(void *arg, pm_replica_t *r, const char *only, pm_replica_
 
 /* We serve space from now on: its promises' timers run, its continuations
  * are ours, its state goes to our backups. */
-static void
-s_take_space(pm_agent_t *self, const char *space, uint64_t epoch, const char *why)
+void
+pm_takeover_take_space(pm_agent_t *self, const char *space, uint64_t epoch, const char *why)
 {
     int64_t t0 = pm_mono_ms(); /* (for the log line only) */
     pm_mesh_claim(self->mesh, space, epoch);
@@ -329,7 +335,7 @@ s_maybe_take_over(pm_agent_t *self, const char *name)
         }
         char why[PM_WIRE_MAX_NAME + 32];
         snprintf(why, sizeof why, "%s is down", name);
-        s_take_space(self, copy[i], claim, why);
+        pm_takeover_take_space(self, copy[i], claim, why);
     }
     for (size_t i = 0; i < n; i++)
         free(copy[i]);
@@ -445,7 +451,7 @@ pm_takeover_check_probation(pm_agent_t *self, int64_t mono)
             if (self->journal)
                 pm_journal_release(self->journal, c.space);
         } else {
-            s_take_space(self, c.space, resume, "nobody took it over while we were down");
+            pm_takeover_take_space(self, c.space, resume, "nobody took it over while we were down");
         }
         free(c.space);
     }
@@ -462,7 +468,9 @@ pm_takeover_on_member(void *arg, pm_mesh_event_t ev, const char *name)
             pm_relay_unpark(self);
         return;
     }
-    if (self->replica)
+    if (self->isr)
+        pm_isr_member_down(self->isr, self->now_mono); /* R3: the store decides */
+    else if (self->replica)
         s_maybe_take_over(self, name);
     /* Its channel is gone, and what was queued on it: whatever comes from
      * that name next must start with a state transfer. */

@@ -155,6 +155,8 @@ export class LimitReached extends PmeshError {}
 export {LimitReached as Limit};
 export class OwnerLost extends PmeshError {}
 export class NoSession extends PmeshError {}
+/** -15: the id space's in-sync copies cannot be reached, or too few are in sync to write. */
+export class Unavailable extends PmeshError {}
 /** The agent's answer did not decode: not pmesh's wire format. */
 export class ProtocolError extends Unreachable {}
 /** wait() on a promise that was rejected, canceled or timed out. */
@@ -190,5 +192,6 @@ declare const pmesh: {
   Limit: typeof LimitReached;
   OwnerLost: typeof OwnerLost;
   NoSession: typeof NoSession;
+  Unavailable: typeof Unavailable;
 };
 export default pmesh;

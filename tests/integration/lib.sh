@@ -265,7 +265,14 @@ start_agent() {
     shift
     local sock=$TMP/agent.sock
     [ "$n" = 1 ] || sock=$TMP/agent-$n.sock
-    bg "agent-$n" "$PMESHD" --socket "$sock" --node "test-$n" "$@"
+    # A mesh agent without a configuration store runs knowingly unsafe
+    # (issue 11); a test that wants a store passes --coordination.
+    local coord=()
+    if [[ " $* " == *" --bind "* && " $* " != *" --coordination "* &&
+        " $* " != *" --unsafe-no-coordination "* ]]; then
+        coord=(--unsafe-no-coordination)
+    fi
+    bg "agent-$n" "$PMESHD" --socket "$sock" --node "test-$n" "${coord[@]}" "$@"
     AGENT_PID=$BG_PID
     AGENT_SOCK=$sock
     if ! wait_for 10 "$PMESH" --socket "$sock" status; then

@@ -209,7 +209,7 @@ dmesh_up() {
         for k in $(seq "$n"); do
             local cmd=("$PMESHD" --node "n$k" --socket "$MESH_DIR/n$k.sock"
                 --bind "tcp://127.0.0.$k:$MESH_PORT" --seed "tcp://127.0.0.1:$MESH_PORT"
-                --mesh-key-dir "$TMP/keys" --data-dir "$MESH_DIR/n$k.data" --log-level info "$@")
+                --mesh-key-dir "$TMP/keys" --data-dir "$MESH_DIR/n$k.data" --log-level info --unsafe-no-coordination "$@")
             printf '%q ' "${cmd[@]}" >"$MESH_DIR/n$k.cmd"
             "${cmd[@]}" </dev/null >/dev/null 2>>"$MESH_DIR/n$k.log" &
             pid=$!

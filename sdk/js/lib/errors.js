@@ -28,6 +28,7 @@ const CODES = [
   ['LimitReached', -12, 'LIMIT', 'limit reached'],
   ['OwnerLost', -13, 'OWNER_LOST', "the promise's owner is lost"],
   ['NoSession', -14, 'NO_SESSION', 'no session: say hello first'],
+  ['Unavailable', -15, 'UNAVAILABLE', 'the id space is unavailable: its in-sync copies cannot be reached or too few are in sync'],
 ];
 
 const classes = {};

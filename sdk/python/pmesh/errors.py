@@ -5,7 +5,7 @@ than resolved and ProtocolError for an agent that answers garbage."""
 __all__ = [
     "PmeshError", "Internal", "NotFound", "AlreadySettled", "TimedOut", "ValueTooLarge",
     "BadRequest", "AgentShuttingDown", "WaitTimeout", "Unreachable", "BadVersion",
-    "NotHolder", "LimitReached", "OwnerLost", "NoSession", "Rejected", "ProtocolError",
+    "NotHolder", "LimitReached", "OwnerLost", "NoSession", "Unavailable", "Rejected", "ProtocolError",
     "error_for",
 ]
 
@@ -85,6 +85,13 @@ class NoSession(PmeshError):
     code, name, default_message = -14, "NO_SESSION", "request needs a session first"
 
 
+class Unavailable(PmeshError):
+    """The promise's id space cannot serve this now: its in-sync copies cannot
+    be reached, or too few backups are in sync to accept a write (the message
+    says which). Nothing was applied; retrying later makes sense."""
+    code, name, default_message = -15, "UNAVAILABLE", "the id space is unavailable"
+
+
 class ProtocolError(Unreachable):
     """The agent's answer could not be decoded (not pmesh's wire format). The
     connection is dropped, so it is a kind of Unreachable: retrying makes sense."""
@@ -108,7 +115,8 @@ class Rejected(PmeshError):
 
 _BY_CODE = {c.code: c for c in (Internal, NotFound, AlreadySettled, TimedOut, ValueTooLarge,
                                 BadRequest, AgentShuttingDown, WaitTimeout, Unreachable,
-                                BadVersion, NotHolder, LimitReached, OwnerLost, NoSession)}
+                                BadVersion, NotHolder, LimitReached, OwnerLost, NoSession,
+                                Unavailable)}
 
 
 def error_for(code, message=""):

@@ -1,0 +1,631 @@
+/*
+ * isr.c - see isr.h.
+ */
+#include "isr.h"
+
+#include "base.h"
+#include "log.h"
+#include "pmesh.h"
+
+#include <czmq.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A change the store could not make (down, or an unknown outcome) is tried
+ * again after this, doubling up to the cap. */
+#define S_BACKOFF_MS 100
+#define S_BACKOFF_MAX_MS 2000
+/* How often the spaces are looked at when nothing changed (a backup caught
+ * up, a member died): far below failure detection, and off the hot loop. */
+#define S_SCAN_MS 10
+
+/* ---- the coordinator ------------------------------------------------------------------ */
+
+static int
+s_has(const pm_coord_member_t *v, size_t n, const pm_coord_member_t *m)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i].pid == m->pid && strcmp(v[i].node, m->node) == 0)
+            return 1;
+    return 0;
+}
+
+typedef enum { S_OP_NONE, S_OP_GET, S_OP_CREATE, S_OP_SET, S_OP_TAKEOVER, S_OP_FORCE } s_op_t;
+
+static const char *const s_op_names[] = {"none", "get", "create", "set", "takeover", "force"};
+
+typedef struct s_space {
+    pm_coord_record_t rec; /* the latest we know (rec.revision 0: none) */
+    s_op_t op;             /* a request under way */
+    uint64_t req;
+    s_op_t confirm;        /* a GET re-reading after a write of unknown outcome */
+    pm_coord_record_t proposed;
+    int64_t retry_at;
+    int64_t backoff;
+    int waiting;           /* a change waits for the store (counted once) */
+    uint64_t fence;        /* the epoch we try or know: older records are refused */
+    uint64_t base_lsn;     /* produced when we started serving it (a backup joins past it) */
+} s_space_t;
+
+struct pm_isr {
+    pm_isr_env_t env;
+    void *arg;
+    char node[PM_COORD_NAME_MAX];
+    char primary[PM_COORD_NAME_MAX];
+    pm_coord_t *coord;
+    char url[256];
+    uint64_t pid;
+    char prefix[256];
+    uint64_t prev; /* the process whose WAL we replayed (0: none, or not durable) */
+    int min_in_sync;
+    zhashx_t *spaces; /* name -> s_space_t (owned) */
+    uint64_t list_req, watch_req;
+    int listed, watching, store_up;
+    int64_t list_retry_at, list_backoff;
+    int64_t now;
+    int64_t next_scan; /* the spaces are looked at every S_SCAN_MS, or at once on a change */
+    int dirty;         /* a record or a request changed: scan and recompute the gate */
+    uint64_t retries, waits, takeovers, forced, set_changes, refused_writes, moved;
+};
+
+static s_space_t *
+s_space(pm_isr_t *self, const char *name)
+{
+    s_space_t *s = zhashx_lookup(self->spaces, name);
+    if (!s) {
+        s = pm_xcalloc(1, sizeof *s, "coordination");
+        snprintf(s->rec.space, sizeof s->rec.space, "%s", name);
+        s->backoff = S_BACKOFF_MS;
+        zhashx_insert(self->spaces, name, s);
+    }
+    return s;
+}
+
+static void
+s_space_free(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+pm_isr_t *
+pm_isr_new(const pm_isr_config_t *cfg, const pm_isr_env_t *env, void *arg, char *err,
+           size_t errlen)
+{
+    pm_coord_config_t cc = {.url = cfg->url, .prefix = cfg->prefix, .zmq_ctx = cfg->zmq_ctx,
+                            .mem = cfg->mem};
+    pm_coord_t *c = pm_coord_new(&cc, err, errlen);
+    if (!c)
+        return NULL;
+    const char *url = cfg->url, *prefix = cfg->prefix;
+    pm_isr_t *self = pm_xcalloc(1, sizeof *self, "coordination");
+    self->env = *env;
+    self->arg = arg;
+    snprintf(self->node, sizeof self->node, "%s", cfg->node);
+    snprintf(self->primary, sizeof self->primary, "%s", cfg->primary);
+    self->coord = c;
+    self->pid = cfg->pid;
+    self->prev = cfg->prev;
+    self->min_in_sync = cfg->min_in_sync;
+    self->store_up = 1;
+    self->list_backoff = S_BACKOFF_MS;
+    snprintf(self->url, sizeof self->url, "%s", url);
+    snprintf(self->prefix, sizeof self->prefix, "%s", prefix);
+    self->spaces = zhashx_new();
+    if (!self->spaces)
+        pm_oom("coordination");
+    zhashx_set_destructor(self->spaces, s_space_free);
+    return self;
+}
+
+void
+pm_isr_destroy(pm_isr_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pm_isr_t *self = *self_p;
+    pm_coord_destroy(&self->coord);
+    zhashx_destroy(&self->spaces);
+    free(self);
+    *self_p = NULL;
+}
+
+pm_coord_t *
+pm_isr_coord(pm_isr_t *self)
+{
+    return self->coord;
+}
+
+void *
+pm_isr_socket(pm_isr_t *self)
+{
+    return pm_coord_socket(self->coord);
+}
+
+static int
+s_ours(pm_isr_t *self, const pm_coord_record_t *r)
+{
+    return r->revision && r->owner_pid == self->pid && strcmp(r->owner, self->node) == 0;
+}
+
+/* Whether (node, pid) is the process alive there now. */
+static int
+s_alive(pm_isr_t *self, const char *node, uint64_t pid)
+{
+    if (strcmp(node, self->node) == 0)
+        return pid == self->pid;
+    return self->env.alive(self->arg, node, pid);
+}
+
+void
+pm_isr_start(pm_isr_t *self)
+{
+    self->list_req = pm_coord_list(self->coord);
+    /* Our new primary: nothing in it yet, so nobody else holds anything of
+     * it; its record is created once the list has come back. */
+    s_space(self, self->primary);
+}
+
+static void
+s_wait(pm_isr_t *self, s_space_t *s, const char *what, const char *why)
+{
+    s->retry_at = self->now + s->backoff;
+    if (!s->waiting) {
+        s->waiting = 1;
+        self->waits++;
+        pm_log_warn("PM-COORD-WAIT", "id space %s: %s waits for the configuration store (%s); "
+                    "retrying", s->rec.space, what, why);
+    } else {
+        self->retries++;
+    }
+    s->backoff = s->backoff * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS : s->backoff * 2;
+}
+
+/* A shrink the store cannot record: nothing is acknowledged until it is
+ * (R2), so the replies held for changes not yet at every recorded member
+ * end now with UNAVAILABLE ("may not have happened") rather than wait for
+ * the store; new writes are refused meanwhile (pm_isr_write_check). */
+static void
+s_fail_held(pm_isr_t *self, s_space_t *s, s_op_t op)
+{
+    if (op != S_OP_SET || !s_ours(self, &s->rec))
+        return;
+    int shrinks = 0;
+    for (size_t i = 0; i < s->rec.n_in_sync; i++)
+        shrinks |= !s_has(s->proposed.in_sync, s->proposed.n_in_sync, &s->rec.in_sync[i]);
+    if (!shrinks)
+        return;
+    size_t n = self->env.fail_held(self->arg, PM_ERR_UNAVAILABLE,
+                                   "a backup was lost and the configuration store cannot "
+                                   "record the smaller in-sync set: this change is not "
+                                   "acknowledged and may not have happened");
+    if (n)
+        pm_log_warn("PM-COORD-REPLIES-FAILED", "%zu held repl%s answered UNAVAILABLE: id space "
+                    "%s lost a backup and the store cannot record it", n, n == 1 ? "y" : "ies",
+                    s->rec.space);
+}
+
+static void
+s_done_waiting(pm_isr_t *self, s_space_t *s)
+{
+    if (s->waiting)
+        pm_log_info("PM-COORD-RETRY", "id space %s: the configuration store answered again",
+                    s->rec.space);
+    s->waiting = 0;
+    s->backoff = S_BACKOFF_MS;
+    (void) self;
+}
+
+/* A record of a space we did not know, or a newer one: R4. mine: it is
+ * the answer to our own write (not an operator's force). */
+static void
+s_learn_ex(pm_isr_t *self, const pm_coord_record_t *r, int mine_op)
+{
+    s_space_t *s = s_space(self, r->space);
+    if (s->rec.revision && r->revision && r->revision < s->rec.revision)
+        return;
+    uint64_t was = s->rec.revision ? s->rec.epoch : 0;
+    s->rec = *r;
+    if (!mine_op && s_ours(self, r) && r->epoch > was && s->op == S_OP_NONE &&
+        s->confirm == S_OP_NONE && was && !self->env.serves(self->arg, r->space, NULL)) {
+        /* Not our CAS: an operator's `pmesh space force-owner`. */
+        self->forced++;
+        pm_log_error("PM-COORD-FORCED", "id space %s was forced to us at epoch %llu with an "
+                     "empty in-sync set: we serve it from our copy, and what its lost owner "
+                     "acknowledged that we lack is lost", r->space,
+                     (unsigned long long) r->epoch);
+        if (r->epoch > s->fence)
+            s->fence = r->epoch;
+        self->env.take(self->arg, r->space, r->epoch, "forced by an operator");
+        s->base_lsn = self->env.produced(self->arg);
+        return;
+    }
+    if (r->epoch > s->fence)
+        s->fence = r->epoch;
+    uint64_t mine = 0;
+    if (!s_ours(self, r) && self->env.serves(self->arg, r->space, &mine)) {
+        self->moved++;
+        pm_log_error("PM-COORD-MOVED", "id space %s is owned by %s at epoch %llu in the "
+                     "configuration store (we served it at epoch %llu): we stop serving it",
+                     r->space, r->owner, (unsigned long long) r->epoch,
+                     (unsigned long long) mine);
+        self->env.drop(self->arg, r->space);
+    }
+}
+
+static void
+s_learn(pm_isr_t *self, const pm_coord_record_t *r)
+{
+    s_learn_ex(self, r, 0);
+}
+
+static void
+s_succeeded(pm_isr_t *self, s_space_t *s, s_op_t op, const pm_coord_record_t *r)
+{
+    s_learn_ex(self, r, 1);
+    s_done_waiting(self, s);
+    if (op == S_OP_SET) {
+        self->set_changes++;
+        pm_log_info("PM-COORD-INSYNC", "id space %s: %zu backup%s recorded in sync at epoch "
+                    "%llu", r->space, r->n_in_sync, r->n_in_sync == 1 ? "" : "s",
+                    (unsigned long long) r->epoch);
+    } else if ((op == S_OP_TAKEOVER || op == S_OP_FORCE) &&
+               !self->env.serves(self->arg, r->space, NULL)) {
+        if (op == S_OP_TAKEOVER)
+            self->takeovers++;
+        else
+            self->forced++;
+        char why[160];
+        snprintf(why, sizeof why, "%s by the configuration store",
+                 op == S_OP_FORCE ? "forced by an operator" : "taken over");
+        self->env.take(self->arg, r->space, r->epoch, why);
+        s->base_lsn = self->env.produced(self->arg);
+    }
+}
+
+static void
+s_on_result(pm_isr_t *self, pm_coord_result_t *res)
+{
+    if (res->req == self->list_req) {
+        self->list_req = 0;
+        if (res->status != PM_COORD_OK) {
+            self->store_up = 0;
+            self->list_retry_at = self->now + self->list_backoff;
+            self->list_backoff = self->list_backoff * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS
+                                                                           : self->list_backoff * 2;
+            self->retries++;
+            pm_log_warn("PM-COORD-WAIT", "reading the configuration store at start: %s (%s); "
+                        "retrying", pm_coord_status_name(res->status), res->message);
+            return;
+        }
+        self->store_up = 1;
+        self->listed = 1;
+        for (size_t i = 0; i < res->n_records; i++)
+            s_learn(self, &res->records[i]);
+        if (!self->watching) {
+            self->watch_req = pm_coord_watch(self->coord, res->revision + 1);
+            self->watching = 1;
+        }
+        pm_log_info("PM-COORD-READY", "configuration store %s: %zu id space%s at revision "
+                    "%lld", self->url, res->n_records, res->n_records == 1 ? "" : "s",
+                    (long long) res->revision);
+        return;
+    }
+    if (res->req == self->watch_req) {
+        if (res->kind == PM_COORD_WATCH) {
+            self->store_up = res->status == PM_COORD_OK;
+        } else if (res->kind == PM_COORD_EVENT && res->n_records && !res->deleted) {
+            s_learn(self, &res->records[0]);
+        } else if (res->kind == PM_COORD_RESYNC) {
+            for (size_t i = 0; i < res->n_records; i++)
+                s_learn(self, &res->records[i]);
+        }
+        return;
+    }
+    s_space_t *s = NULL;
+    for (s_space_t *x = zhashx_first(self->spaces); x; x = zhashx_next(self->spaces))
+        if (x->req == res->req && x->op != S_OP_NONE)
+            s = x;
+    if (!s)
+        return;
+    s_op_t op = s->op;
+    s->op = S_OP_NONE;
+    s->req = 0;
+    if (res->status == PM_COORD_OK)
+        self->store_up = 1;
+    if (op == S_OP_GET) {
+        s_op_t confirm = s->confirm;
+        s->confirm = S_OP_NONE;
+        if (res->status == PM_COORD_OK && res->n_records) {
+            if (confirm != S_OP_NONE && pm_coord_record_same(&res->records[0], &s->proposed)) {
+                s_succeeded(self, s, confirm, &res->records[0]); /* it had happened */
+                return;
+            }
+            s_done_waiting(self, s);
+            s_learn(self, &res->records[0]);
+        } else if (res->status == PM_COORD_NOT_FOUND) {
+            s_done_waiting(self, s);
+            memset(&s->rec, 0, sizeof s->rec);
+            snprintf(s->rec.space, sizeof s->rec.space, "%s", s->proposed.space);
+        } else {
+            s->confirm = confirm;
+            s_wait(self, s, s_op_names[confirm ? confirm : S_OP_GET], res->message);
+            s_fail_held(self, s, confirm);
+        }
+        return;
+    }
+    switch (res->status) {
+    case PM_COORD_OK:
+        s_succeeded(self, s, op, &res->records[0]);
+        break;
+    case PM_COORD_CONFLICT:
+        /* Decides nothing: re-read (the answer carries the current record)
+         * and apply the rules again. */
+        s_done_waiting(self, s);
+        if (res->n_records)
+            s_learn(self, &res->records[0]);
+        if (op == S_OP_TAKEOVER)
+            pm_log_info("PM-COORD-LOST-RACE", "id space %s: another agent changed its record "
+                        "first (now %s at epoch %llu)", s->rec.space, s->rec.owner,
+                        (unsigned long long) s->rec.epoch);
+        break;
+    case PM_COORD_NOT_FOUND:
+        memset(&s->rec, 0, sizeof s->rec);
+        snprintf(s->rec.space, sizeof s->rec.space, "%s", s->proposed.space);
+        break;
+    default:
+        /* Unknown outcome: re-read before deciding. */
+        self->store_up = res->status != PM_COORD_UNAVAILABLE ? self->store_up : 0;
+        s->confirm = op;
+        s_wait(self, s, s_op_names[op], res->message);
+        s_fail_held(self, s, op);
+        break;
+    }
+}
+
+void
+pm_isr_readable(pm_isr_t *self, int64_t now)
+{
+    self->now = now;
+    pm_coord_result_t *res;
+    while (pm_coord_recv(self->coord, &res) == 0) {
+        self->dirty = 1;
+        s_on_result(self, res);
+        pm_coord_result_destroy(&res);
+    }
+}
+
+static void
+s_cas(pm_isr_t *self, s_space_t *s, s_op_t op, const pm_coord_record_t *rec)
+{
+    s->proposed = *rec;
+    s->op = op;
+    s->req = op == S_OP_CREATE ? pm_coord_create(self->coord, rec)
+                               : pm_coord_cas(self->coord, s->rec.revision, rec);
+    if (!s->req)
+        s->op = S_OP_NONE;
+}
+
+/* R2 for a space we own: the wanted set is the backups of ours (same
+ * process) that are recorded or hold everything acknowledged and all of this
+ * space. */
+static void
+s_reconcile(pm_isr_t *self, s_space_t *s)
+{
+    pm_coord_member_t want[PM_COORD_MAX_INSYNC];
+    size_t n = 0;
+    uint64_t gate = self->env.acked(self->arg);
+    uint64_t need = gate > s->base_lsn ? gate : s->base_lsn;
+    const char *name;
+    uint64_t pid, acked;
+    int counted;
+    for (size_t i = 0; n < PM_COORD_MAX_INSYNC &&
+                       self->env.backup(self->arg, i, &name, &pid, &acked, &counted);
+         i++) {
+        pm_coord_member_t m = {.pid = pid};
+        snprintf(m.node, sizeof m.node, "%s", name);
+        if (!pid)
+            continue;
+        int member = s_has(s->rec.in_sync, s->rec.n_in_sync, &m);
+        if (member || (counted && acked >= need))
+            want[n++] = m;
+    }
+    if (pm_isr_rule_same_set(want, n, s->rec.in_sync, s->rec.n_in_sync))
+        return;
+    pm_coord_record_t next;
+    pm_isr_rule_set(&s->rec, want, n, &next);
+    s_cas(self, s, S_OP_SET, &next);
+}
+
+/* The gate (R1): every member recorded for a space we own, and every member
+ * a change under way adds. */
+static void
+s_gate(pm_isr_t *self)
+{
+    const char *nodes[PM_COORD_MAX_INSYNC];
+    uint64_t pids[PM_COORD_MAX_INSYNC];
+    pm_coord_member_t all[PM_COORD_MAX_INSYNC];
+    size_t n = 0;
+    for (s_space_t *s = zhashx_first(self->spaces); s; s = zhashx_next(self->spaces)) {
+        if (!s_ours(self, &s->rec))
+            continue;
+        for (int pass = 0; pass < 2; pass++) {
+            const pm_coord_record_t *r = pass ? &s->proposed : &s->rec;
+            if (pass && !(s->op == S_OP_SET || s->confirm == S_OP_SET))
+                continue;
+            for (size_t i = 0; i < r->n_in_sync && n < PM_COORD_MAX_INSYNC; i++)
+                if (!s_has(all, n, &r->in_sync[i]))
+                    all[n++] = r->in_sync[i];
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        nodes[i] = all[i].node;
+        pids[i] = all[i].pid;
+    }
+    self->env.gate(self->arg, nodes, pids, n);
+}
+
+static void
+s_try_takeover(pm_isr_t *self, s_space_t *s, int force)
+{
+    pm_coord_record_t next;
+    if (force)
+        pm_isr_rule_force(&s->rec, self->node, self->pid, &next);
+    else if (pm_isr_rule_takeover(&s->rec, self->node, self->pid, self->prev, &next) != 0)
+        return;
+    /* From this attempt on, the old epoch's records are refused here. */
+    if (next.epoch > s->fence)
+        s->fence = next.epoch;
+    pm_log_warn("PM-COORD-TAKEOVER", "id space %s: owner %s is gone; taking it over at epoch "
+                "%llu", s->rec.space, s->rec.owner, (unsigned long long) next.epoch);
+    s_cas(self, s, force ? S_OP_FORCE : S_OP_TAKEOVER, &next);
+}
+
+void
+pm_isr_tick(pm_isr_t *self, int64_t mono)
+{
+    self->now = mono;
+    if (!self->listed) {
+        if (!self->list_req && mono >= self->list_retry_at)
+            self->list_req = pm_coord_list(self->coord);
+        s_gate(self);
+        return;
+    }
+    if (!self->dirty && mono < self->next_scan)
+        return;
+    self->dirty = 0;
+    self->next_scan = mono + S_SCAN_MS;
+    for (s_space_t *s = zhashx_first(self->spaces); s; s = zhashx_next(self->spaces)) {
+        if (s->op != S_OP_NONE || mono < s->retry_at)
+            continue;
+        if (s->confirm != S_OP_NONE) { /* re-read after an unknown outcome */
+            s->op = S_OP_GET;
+            s->req = pm_coord_get(self->coord, s->rec.space);
+            continue;
+        }
+        if (!s->rec.revision) {
+            if (strcmp(s->rec.space, self->primary) == 0) { /* R5: our new primary */
+                pm_coord_record_t rec = {.owner_pid = self->pid, .epoch = 1};
+                snprintf(rec.space, sizeof rec.space, "%s", self->primary);
+                snprintf(rec.owner, sizeof rec.owner, "%s", self->node);
+                s_cas(self, s, S_OP_CREATE, &rec);
+            }
+            continue;
+        }
+        if (s_ours(self, &s->rec)) {
+            s_reconcile(self, s);
+        } else if (!s_alive(self, s->rec.owner, s->rec.owner_pid)) {
+            pm_coord_record_t next;
+            if (pm_isr_rule_takeover(&s->rec, self->node, self->pid, self->prev, &next) == 0)
+                s_try_takeover(self, s, 0);
+        }
+    }
+    s_gate(self);
+}
+
+void
+pm_isr_member_down(pm_isr_t *self, int64_t now)
+{
+    self->dirty = 1;
+    pm_isr_tick(self, now);
+}
+
+uint64_t
+pm_isr_fence_epoch(pm_isr_t *self, const char *space)
+{
+    s_space_t *s = zhashx_lookup(self->spaces, space);
+    return s ? s->fence : 0;
+}
+
+int
+pm_isr_write_check(pm_isr_t *self, const char *space, char *msg, size_t msglen)
+{
+    s_space_t *s = zhashx_lookup(self->spaces, space);
+    if (!s || !s_ours(self, &s->rec)) {
+        snprintf(msg, msglen, "id space %s: its ownership is not recorded in the configuration "
+                 "store yet (%s)", space, self->store_up ? "reading it" : "the store is down");
+        self->refused_writes++;
+        return PM_ERR_UNAVAILABLE;
+    }
+    /* A recorded member that is no longer our backup (dead, restarted, cut
+     * off): nothing is acknowledged until the smaller set is recorded (R2),
+     * so a write now is refused rather than held (a minority side of a
+     * split, cut off from the store, refuses writes this way). */
+    for (size_t i = 0; i < s->rec.n_in_sync; i++) {
+        const char *name;
+        uint64_t pid, acked;
+        int counted, found = 0;
+        for (size_t j = 0;
+             !found && self->env.backup(self->arg, j, &name, &pid, &acked, &counted); j++)
+            found = pid == s->rec.in_sync[i].pid && strcmp(name, s->rec.in_sync[i].node) == 0;
+        if (!found) {
+            snprintf(msg, msglen, "id space %s: backup %s is lost and the smaller in-sync set "
+                     "is not recorded yet (%s): writes wait for it", space,
+                     s->rec.in_sync[i].node,
+                     self->store_up ? "recording it" : "the configuration store is down");
+            self->refused_writes++;
+            return PM_ERR_UNAVAILABLE;
+        }
+    }
+    if ((int64_t) s->rec.n_in_sync < self->min_in_sync) {
+        snprintf(msg, msglen, "id space %s: %zu backup%s recorded in sync, min_in_sync is %d: "
+                 "writes wait until a backup has caught up", space, s->rec.n_in_sync,
+                 s->rec.n_in_sync == 1 ? "" : "s", self->min_in_sync);
+        self->refused_writes++;
+        return PM_ERR_UNAVAILABLE;
+    }
+    return 0;
+}
+
+int
+pm_isr_route_check(pm_isr_t *self, const char *space, char *msg, size_t msglen)
+{
+    s_space_t *s = zhashx_lookup(self->spaces, space);
+    if (!s || !s->rec.revision || s_alive(self, s->rec.owner, s->rec.owner_pid))
+        return 0;
+    for (size_t i = 0; i < s->rec.n_in_sync; i++)
+        if (s_alive(self, s->rec.in_sync[i].node, s->rec.in_sync[i].pid))
+            return 0; /* it takes over: wait for it */
+    snprintf(msg, msglen, "id space %s: its owner %s is down and no member of its in-sync set "
+             "(%zu recorded) is alive; it waits for one to come back (or pmesh space "
+             "force-owner)", space, s->rec.owner, s->rec.n_in_sync);
+    return PM_ERR_UNAVAILABLE;
+}
+
+char *
+pm_isr_stats_json(pm_isr_t *self)
+{
+    pm_coord_stats_t cs;
+    pm_coord_stats(self->coord, &cs);
+    size_t waiting = 0;
+    json_t *spaces = json_array();
+    for (s_space_t *s = zhashx_first(self->spaces); s; s = zhashx_next(self->spaces)) {
+        waiting += s->waiting;
+        if (!s->rec.revision)
+            continue;
+        json_t *in = json_array();
+        for (size_t i = 0; i < s->rec.n_in_sync; i++)
+            json_array_append_new(in, json_string(s->rec.in_sync[i].node));
+        json_array_append_new(spaces, json_pack("{s:s,s:s,s:I,s:o,s:b}", "space", s->rec.space,
+                                                "owner", s->rec.owner, "epoch",
+                                                (json_int_t) s->rec.epoch, "in_sync", in,
+                                                "ours", s_ours(self, &s->rec)));
+    }
+    char pid[24];
+    snprintf(pid, sizeof pid, "%llu", (unsigned long long) self->pid);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:o}",
+                          "store", self->url, "prefix", self->prefix, "node", self->node,
+                          "pid", pid, "store_up", self->store_up, "ready", self->listed,
+                          "waiting", (json_int_t) waiting, "retries", (json_int_t) self->retries,
+                          "takeovers", (json_int_t) self->takeovers, "forced",
+                          (json_int_t) self->forced, "set_changes",
+                          (json_int_t) self->set_changes, "refused_writes",
+                          (json_int_t) self->refused_writes, "requests",
+                          (json_int_t) cs.requests, "min_in_sync", self->min_in_sync,
+                          "spaces", spaces);
+    char *str = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return str;
+}

@@ -1,0 +1,133 @@
+/*
+ * isr.h - the agent's side of the configuration store (issue 11): who owns
+ * each id space, at which epoch, and which backups are in sync, decided by
+ * compare-and-swap in the store (mesh/coord.h states the rules R1-R6 and
+ * why they are safe; this module applies them).
+ *
+ *   R5 start: list the store, create the record of our new primary (owner
+ *      us, our process id, epoch 1, in-sync set empty), watch from the
+ *      list's revision on. Spaces of a previous process of ours are taken
+ *      over only through R3, like anyone's: a restarted agent is a new
+ *      process and is in no in-sync set.
+ *   R2 set changes: for every space we own, the wanted set is our counted
+ *      backups (same process) that hold everything acknowledged; a member
+ *      that is no longer one leaves by CAS, a backup that caught up joins by
+ *      CAS. Writes are refused (UNAVAILABLE) while fewer than min_in_sync
+ *      members are recorded.
+ *   R1 gate: the replica acknowledges only what every recorded member (and
+ *      every member a CAS under way adds) holds (pm_replica_set_gate).
+ *   R3 takeover: a space whose recorded owner is not alive (its node down,
+ *      or up as another process) is taken over by a recorded in-sync member,
+ *      by CAS to epoch + 1; from the first attempt on, records of the older
+ *      epoch are refused (pm_isr_fence_epoch). A lost CAS re-reads.
+ *   R4 watch: a record at a higher epoch than ours, or naming another owner,
+ *      stops us serving the space.
+ *   R6 the store is never on the data path; when it is down, spaces that
+ *      need no change keep serving, changes wait and are retried with
+ *      backoff (counted, logged PM-COORD-WAIT / PM-COORD-RETRY).
+ * Pure helpers (pm_isr_rule_*) decide; the rest does I/O through coord.h.
+ */
+#ifndef PM_ISR_H
+#define PM_ISR_H
+
+#include "coord.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pm_isr pm_isr_t;
+
+/* ---- the rules, pure (unit-tested) ---- */
+
+/* 1 if (node, pid) is in r's in-sync set. */
+int pm_isr_rule_member(const pm_coord_record_t *r, const char *node, uint64_t pid);
+/* R3: the record that makes (node, pid) the owner of cur's space at
+ * cur->epoch + 1, its in-sync set cur's without it and without the old
+ * owner. 0 and *out, or -1 when (node, pid) may not take over: it is not a
+ * recorded in-sync member, and neither is (node, prev), the previous process
+ * on its data dir, nor was that the owner. prev (0: none) is the process
+ * whose WAL this one replayed: what it acknowledged was durable in it, so
+ * the new process holds it too (not with fsync never: then prev is 0). */
+int pm_isr_rule_takeover(const pm_coord_record_t *cur, const char *node, uint64_t pid,
+                         uint64_t prev, pm_coord_record_t *out);
+/* The operator's override: (node, pid) owns cur's space at epoch + 1 with an
+ * empty in-sync set, in sync or not (what it lacks is lost). */
+void pm_isr_rule_force(const pm_coord_record_t *cur, const char *node, uint64_t pid,
+                       pm_coord_record_t *out);
+/* R2: cur with the in-sync set want[0..n) (only the owner's own record). */
+void pm_isr_rule_set(const pm_coord_record_t *cur, const pm_coord_member_t *want, size_t n,
+                     pm_coord_record_t *out);
+/* Whether two in-sync sets hold the same members (order ignored). */
+int pm_isr_rule_same_set(const pm_coord_member_t *a, size_t na, const pm_coord_member_t *b,
+                         size_t nb);
+
+/* ---- the agent's coordinator ---- */
+
+/* What the coordinator asks of, and does to, the agent (isr_agent.c binds
+ * it to the mesh, the replica and the journal; unit tests to a model). */
+typedef struct pm_isr_env {
+    /* Whether process pid runs on node now (alive, and that process). */
+    int (*alive)(void *arg, const char *node, uint64_t pid);
+    /* Whether we serve space now (and at which epoch). */
+    int (*serves)(void *arg, const char *space, uint64_t *epoch);
+    /* Serve space at epoch from now on (a takeover, a forced owner). */
+    void (*take)(void *arg, const char *space, uint64_t epoch, const char *why);
+    /* Stop serving space: the store names another owner (R4). */
+    void (*drop)(void *arg, const char *space);
+    /* Our backup i: 1 with its node, process id, acknowledged LSN and
+     * whether it holds the whole state; 0 past the last. */
+    int (*backup)(void *arg, size_t i, const char **node, uint64_t *pid, uint64_t *acked,
+                  int *counted);
+    /* Records produced for the backups so far; what the gate acknowledges. */
+    uint64_t (*produced)(void *arg);
+    uint64_t (*acked)(void *arg);
+    /* R1: exactly these members count for acknowledgements. */
+    void (*gate)(void *arg, const char *const *nodes, const uint64_t *pids, size_t n);
+    /* Ends the replies held for changes not yet at every counted member
+     * with err and why (never acknowledged); returns how many. */
+    size_t (*fail_held)(void *arg, int err, const char *why);
+} pm_isr_env_t;
+
+typedef struct pm_isr_config {
+    const char *url;    /* etcd://... or mem:// */
+    const char *prefix; /* the mesh's key prefix */
+    pm_coord_mem_t *mem; /* mem://: the shared store */
+    void *zmq_ctx;      /* NULL: the store client's own */
+    const char *node;   /* our node name */
+    const char *primary; /* our new primary id space (R5 creates its record) */
+    uint64_t pid;       /* our process id (not 0) */
+    uint64_t prev;      /* the process before us on our data dir (0: none) */
+    int min_in_sync;    /* recorded backups needed to accept writes */
+} pm_isr_config_t;
+
+/* NULL with a message when the configuration is malformed. */
+pm_isr_t *pm_isr_new(const pm_isr_config_t *cfg, const pm_isr_env_t *env, void *arg, char *err,
+                     size_t errlen);
+void pm_isr_destroy(pm_isr_t **self_p);
+/* Starts R5 (list, create our primary, watch). */
+void pm_isr_start(pm_isr_t *self);
+void *pm_isr_socket(pm_isr_t *self);
+/* Drains the store's answers (now: monotonic ms). */
+void pm_isr_readable(pm_isr_t *self, int64_t now);
+/* Once per loop iteration: set changes, takeovers, retries, the gate. */
+void pm_isr_tick(pm_isr_t *self, int64_t mono);
+/* A member went down: its spaces may be ours to take over. */
+void pm_isr_member_down(pm_isr_t *self, int64_t now);
+/* The highest epoch we know or try for space (for fencing), 0: none. */
+uint64_t pm_isr_fence_epoch(pm_isr_t *self, const char *space);
+/* A write to space (which we serve) is refused: PM_ERR_UNAVAILABLE with the
+ * reason in msg; 0: go ahead. */
+int pm_isr_write_check(pm_isr_t *self, const char *space, char *msg, size_t msglen);
+/* A request on a space owned elsewhere that cannot be served: its owner is
+ * not alive and neither is any recorded in-sync member. PM_ERR_UNAVAILABLE
+ * with the reason in msg, or 0. */
+int pm_isr_route_check(pm_isr_t *self, const char *space, char *msg, size_t msglen);
+/* pmesh space force-owner is one CAS made by the CLI (pm_isr_rule_force);
+ * the agent learns from its watch that the store names it the owner at a
+ * new epoch and serves the space (PM-COORD-FORCED). */
+/* The store client (tests cut it off the memory store). Borrowed. */
+pm_coord_t *pm_isr_coord(pm_isr_t *self);
+/* Status as a JSON object (caller frees). */
+char *pm_isr_stats_json(pm_isr_t *self);
+
+#endif

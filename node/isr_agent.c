@@ -1,0 +1,97 @@
+/*
+ * isr_agent.c - the coordinator's environment (isr.h, pm_isr_env_t) bound
+ * to the agent: liveness from the mesh (SWIM, and the process id in a
+ * member's primary space), serving and dropping spaces through takeover.c,
+ * backups and the reply gate through the replica, held replies through the
+ * journal.
+ */
+#include "isr_agent.h"
+
+#include "relay.h"
+#include "takeover.h"
+
+static int
+s_alive(void *arg, const char *node, uint64_t pid)
+{
+    pm_agent_t *self = arg;
+    if (!pm_mesh_is_up(self->mesh, node))
+        return 0;
+    const char *primary = pm_mesh_primary_of(self->mesh, node);
+    if (!primary || !*primary)
+        return 1; /* its metadata has not reached us yet: take it to be that process */
+    return pm_replica_pid_of(primary) == pid;
+}
+
+static int
+s_serves(void *arg, const char *space, uint64_t *epoch)
+{
+    pm_agent_t *self = arg;
+    return pm_mesh_owns(self->mesh, space, epoch);
+}
+
+static void
+s_take(void *arg, const char *space, uint64_t epoch, const char *why)
+{
+    pm_agent_t *self = arg;
+    pm_takeover_take_space(self, space, epoch, why);
+    pm_relay_unpark(self); /* requests parked here for it run now */
+}
+
+static void
+s_drop(void *arg, const char *space)
+{
+    pm_agent_t *self = arg;
+    pm_mesh_unclaim(self->mesh, space);
+    pm_takeover_on_moved(self, space);
+}
+
+static int
+s_backup(void *arg, size_t i, const char **node, uint64_t *pid, uint64_t *acked, int *counted)
+{
+    pm_agent_t *self = arg;
+    return self->replica ? pm_replica_backup(self->replica, i, node, pid, acked, counted) : 0;
+}
+
+static uint64_t
+s_produced(void *arg)
+{
+    pm_agent_t *self = arg;
+    return self->replica ? pm_replica_produced(self->replica) : 0;
+}
+
+static uint64_t
+s_acked(void *arg)
+{
+    pm_agent_t *self = arg;
+    return self->replica ? pm_replica_acked(self->replica) : 0;
+}
+
+static void
+s_gate(void *arg, const char *const *nodes, const uint64_t *pids, size_t n)
+{
+    pm_agent_t *self = arg;
+    if (self->replica)
+        pm_replica_set_gate(self->replica, nodes, pids, n);
+}
+
+static size_t
+s_fail_held(void *arg, int err, const char *why)
+{
+    pm_agent_t *self = arg;
+    if (!self->journal)
+        return 0;
+    pm_fail_ctx_t ctx = {self, err, why};
+    return pm_journal_fail_unreplicated(self->journal, pm_agent_fail_held, &ctx);
+}
+
+const pm_isr_env_t pm_isr_agent_env = {
+    .alive = s_alive,
+    .serves = s_serves,
+    .take = s_take,
+    .drop = s_drop,
+    .backup = s_backup,
+    .produced = s_produced,
+    .acked = s_acked,
+    .gate = s_gate,
+    .fail_held = s_fail_held,
+};
