@@ -286,6 +286,12 @@ alive() {
     kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]
 }
 
+# gone PID: not running (for need/wait_for after a kill of a process that is
+# not this shell's child, e.g. a mesh-up agent).
+gone() {
+    ! alive "$1"
+}
+
 # wait_exit PID SECONDS: waits for a process started by bg to exit and sets
 # RC to its exit status; RC=timeout if it is still running after SECONDS.
 wait_exit() {
