@@ -150,8 +150,10 @@ ns_cleanup() {
     ip netns del "$NS_B" 2>/dev/null || true
 }
 # The namespaces go first; the agents inside keep them alive until lib.sh's
-# cleanup stops the agents, and the veth pair goes with them.
-trap 'rc=$?; ns_cleanup; (exit $rc); _lib_cleanup' EXIT
+# cleanup stops the agents, and the veth pair goes with them. (set +e: under
+# set -e, "(exit 1)" after a failed check would end the trap before
+# _lib_cleanup, leaving the agents running and $TMP behind.)
+trap 'rc=$?; set +e; ns_cleanup; (exit $rc); _lib_cleanup' EXIT
 
 # ns_setup: the two namespaces joined by a veth pair; 1 at the first step
 # this machine refuses (not root, no netns, no veth).
