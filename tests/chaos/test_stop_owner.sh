@@ -29,12 +29,22 @@ kill -STOP "${MESH_PID[2]}"
 _taken() { [ "$(cat "$MESH_DIR"/n1.log "$MESH_DIR"/n3.log | grep -c "PM-TAKEOVER.*$SPACE")" -ge 1 ]; }
 if wait_for 10 _taken; then ok "n2 stopped: its space is taken over"; else
     not_ok "n2 stopped: its space is taken over"; fi
+# conns_at PATH: unix sockets with PATH's address: the listener and each
+# connection made to it, accepted or still in its backlog (a stopped agent
+# accepts nothing, but the kernel queues the connection).
+conns_at() {
+    awk -v p="$1" '$NF == p' /proc/net/unix | wc -l
+}
+C0=$(conns_at "${MESH_SOCK[2]}")
 # A client of n2 sends a settle while n2 is stopped: it waits in the socket.
 timed_bg rs 2 resolve "$X" "queued while stopped"
 # ... and another client of n2 awaits a promise of n2's space.
 timed_bg aw 2 await "$Y" --timeout 20s
-sleep 0.3
-# Stopped longer than client_timeout (2 s): the silence is n2's own.
+# Both have connected to the stopped n2 before it resumes.
+need "both clients connected to the stopped n2" 10 \
+    eval '[ "$(conns_at "${MESH_SOCK[2]}")" -ge $((C0 + 2)) ]'
+# Stopped longer than client_timeout (2 s): the silence is n2's own (time
+# passing is the behaviour under test).
 while [ $(($(now_ms) - T_STOP)) -lt 2600 ]; do sleep 0.1; done
 kill -CONT "${MESH_PID[2]}"
 wait_done 10 rs || true

@@ -11,8 +11,17 @@
 # those PIDs (and any PIDs a test command appended to $TMP/child.pids), never
 # anything found by name, then removes $TMP.
 #
-# Assertions print "ok - NAME" or "not ok - NAME" (TAP-like) and count;
-# finish prints "N passed, N failed" and exits non-zero if anything failed.
+# Assertions print "ok - NAME" or "not ok - NAME" (TAP-like) and count; a
+# case the test cannot run here (a tool or a privilege it needs is missing)
+# is `skip NAME REASON`: "ok - NAME # SKIP REASON", counted as skipped, never
+# as passed. finish prints "N passed, N failed, N skipped" and exits non-zero
+# if anything failed.
+#
+# Order events by observable state, not by sleeping: start an await, then
+# `need_waiters SOCK N` (the agent holds the waiter) before settling; a
+# promise's timeout passed is `need NAME SECONDS promise_state_is SOCK ID
+# timedout`. A sleep belongs in a test only when time passing is itself the
+# behaviour under test.
 
 set -euo pipefail
 
@@ -36,6 +45,7 @@ CMD_TIMEOUT=${CMD_TIMEOUT:-30}
 PIDS=()
 PASSED=0
 FAILED=0
+SKIPPED=0
 FINISHED=0
 
 _lib_cleanup() {
@@ -64,7 +74,7 @@ _lib_cleanup() {
     if [ "$FINISHED" = 0 ]; then
         echo "not ok - test script stopped early (exit $rc)"
         FAILED=$((FAILED + 1))
-        echo "$PASSED passed, $FAILED failed"
+        echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
         _lib_dump_logs
         rc=1
     elif [ "$FAILED" -gt 0 ]; then
@@ -101,6 +111,14 @@ not_ok() {
     for line in "$@"; do
         echo "#   $line"
     done
+}
+
+# skip NAME REASON: a case this run cannot exercise (say why: the tool or
+# privilege it lacks). Counted apart from passes: scripts/run-tests reports
+# a suite whose every case was skipped as skipped, not passed.
+skip() {
+    SKIPPED=$((SKIPPED + 1))
+    echo "ok - $1 # SKIP $2"
 }
 
 # check NAME CMD...: ok if CMD exits 0.
@@ -183,7 +201,7 @@ run_in() {
 # finish: prints the summary and exits (the EXIT trap then cleans up).
 finish() {
     FINISHED=1
-    echo "$PASSED passed, $FAILED failed"
+    echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
     if [ "$FAILED" = 0 ]; then
         exit 0
     fi
@@ -227,9 +245,51 @@ wait_for() {
     done
 }
 
+# need NAME SECONDS CMD...: waits (as wait_for) for a state the next steps
+# depend on, e.g. an await registered before the promise is settled. Silent
+# when it comes (the checks after it assert the outcome); "not ok - NAME"
+# when it does not come within SECONDS.
+need() {
+    local name=$1 secs=$2
+    shift 2
+    wait_for "$secs" "$@" || not_ok "$name" "waited ${secs} s for: $*"
+}
+
+# agent_stat SOCK PATH: one value of `pmesh status` of the agent at SOCK
+# (json_get's PATH: "clients.waiters", "promises.timedout").
+agent_stat() {
+    json_get "$(timeout -k 2 10 "$PMESH" --socket "$1" status 2>/dev/null)" "$2"
+}
+
+# stat_at_least SOCK PATH N: that value is an integer >= N.
+stat_at_least() {
+    local v
+    v=$(agent_stat "$1" "$2")
+    [[ $v =~ ^[0-9]+$ ]] && [ "$v" -ge "$3" ]
+}
+
+# need_waiters SOCK N [SECONDS]: waits until the agent at SOCK holds at least
+# N waiters (clients.waiters: its clients' awaits and, on an owner, other
+# agents' subscriptions); not ok if it never does (default 10 s).
+need_waiters() {
+    need "agent at $(basename "$1") holds $2 waiter(s)" "${3:-10}" \
+        stat_at_least "$1" clients.waiters "$2"
+}
+
+# promise_state_is SOCK ID STATE: `pmesh get ID` through SOCK says STATE.
+promise_state_is() {
+    [ "$(json_get "$(timeout -k 2 10 "$PMESH" --socket "$1" get "$2" 2>/dev/null)" state)" = "$3" ]
+}
+
 # alive PID: running (an exited child not yet reaped, a zombie, is not).
 alive() {
     kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]
+}
+
+# gone PID: not running (for need/wait_for after a kill of a process that is
+# not this shell's child, e.g. a mesh-up agent).
+gone() {
+    ! alive "$1"
 }
 
 # wait_exit PID SECONDS: waits for a process started by bg to exit and sets

@@ -182,6 +182,19 @@ wait_stat() {
     wait_for "$4" _is_stat "$1" "$2" "$3"
 }
 
+# need_waiters_on K N: waits until nK holds at least N waiters (lib.sh's
+# need_waiters on nK's socket). On a promise's owner each other agent's
+# subscription is one waiter, however many local awaits it stands for.
+need_waiters_on() {
+    need_waiters "${MESH_SOCK[$1]}" "$2"
+}
+
+# need_relayed K N: waits until nK has relayed at least N requests
+# (mesh.relayed: an await's subscription, a forwarded get or settle).
+need_relayed() {
+    need "n$1 relayed $2 request(s)" 10 stat_at_least "${MESH_SOCK[$1]}" mesh.relayed "$2"
+}
+
 # log_count K TAG: lines of nK's log with TAG.
 log_count() {
     grep -c -- "$2" "$MESH_DIR/n$1.log" 2>/dev/null || true

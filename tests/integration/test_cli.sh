@@ -168,16 +168,25 @@ expect_eq "heartbeat unknown id exits 1" 1 "$RC"
 
 # ---- timeout --------------------------------------------------------------------------
 
-run "$PMESH" create --timeout 400ms
+W0=$(agent_stat "$AGENT_SOCK" clients.waiters)
+run "$PMESH" create --timeout 1s
 T=$OUT
 run "$PMESH" get "$T"
 expect_eq "timeout: pending at first" "pending" "$(json_get "$OUT" state)"
-expect_match "timeout: timeout_at_ms set" "^[0-9]{12,}$" "$(json_get "$OUT" timeout_at_ms)"
+T_AT=$(json_get "$OUT" timeout_at_ms)
+expect_match "timeout: timeout_at_ms set" "^[0-9]{12,}$" "$T_AT"
 bg await-timeout "$PMESH" await "$T"
 AWAIT_T=$BG_PID
-sleep 0.8
+need_waiters "$AGENT_SOCK" $((W0 + 1)) # the await is held before the deadline
+need "timeout: the promise times out" 10 promise_state_is "$AGENT_SOCK" "$T" timedout
 run "$PMESH" get "$T"
 expect_eq "timeout: timedout after its timeout" "timedout" "$(json_get "$OUT" state)"
+T_SETTLED=$(json_get "$OUT" settled_ms)
+if [[ $T_SETTLED =~ ^[0-9]+$ ]] && [[ $T_AT =~ ^[0-9]+$ ]] && [ "$T_SETTLED" -ge "$T_AT" ]; then
+    ok "timeout: not before its timeout_at_ms ($((T_SETTLED - T_AT)) ms after it)"
+else
+    not_ok "timeout: not before its timeout_at_ms" "timeout_at_ms $T_AT, settled_ms $T_SETTLED"
+fi
 run "$PMESH" resolve "$T" late
 expect_eq "resolve after timeout exits 1" 1 "$RC"
 expect_match "resolve after timeout: TIMED_OUT" "^pmesh: TIMED_OUT: " "$ERR"
@@ -196,6 +205,7 @@ expect_match "heartbeat: heartbeat_at_ms reported" "^[0-9]{12,}$" \
     "$(json_get "$OUT" heartbeat_at_ms)"
 hb_fail=0
 start=$(now_ms)
+# Heartbeats every 200 ms for 2 s: the rhythm is the behaviour under test.
 while [ $(($(now_ms) - start)) -lt 2000 ]; do
     "$PMESH" heartbeat "$H" || hb_fail=1
     sleep 0.2
@@ -204,9 +214,16 @@ expect_eq "heartbeats exit 0" 0 "$hb_fail"
 run "$PMESH" get "$H"
 expect_eq "heartbeats keep the promise pending past its interval" "pending" \
     "$(json_get "$OUT" state)"
-sleep 1.3
+HB_AT=$(json_get "$OUT" heartbeat_at_ms)
+need "heartbeat: the promise times out once they stop" 10 promise_state_is "$AGENT_SOCK" "$H" timedout
 run "$PMESH" get "$H"
 expect_eq "missed heartbeats time the promise out" "timedout" "$(json_get "$OUT" state)"
+H_SETTLED=$(json_get "$OUT" settled_ms)
+if [[ $H_SETTLED =~ ^[0-9]+$ ]] && [[ $HB_AT =~ ^[0-9]+$ ]] && [ "$H_SETTLED" -ge "$HB_AT" ]; then
+    ok "... not before the last heartbeat's deadline ($((H_SETTLED - HB_AT)) ms after it)"
+else
+    not_ok "... not before the last heartbeat's deadline" "heartbeat_at_ms $HB_AT, settled_ms $H_SETTLED"
+fi
 run "$PMESH" heartbeat "$H"
 expect_ne "heartbeat on a timed-out promise fails" 0 "$RC"
 
@@ -300,9 +317,10 @@ expect_eq "await --timeout on a pending promise exits 2" 2 "$RC"
 expect_eq "await --timeout prints nothing on stdout" "" "$OUT"
 expect_lt "await --timeout waited at least its timeout" 299 "$elapsed"
 expect_lt "await --timeout returned promptly" "$elapsed" 3000
+W0=$(agent_stat "$AGENT_SOCK" clients.waiters)
 bg await-later "$PMESH" await --timeout 10s "$W"
 AWAIT_W=$BG_PID
-sleep 0.3
+need_waiters "$AGENT_SOCK" $((W0 + 1))
 "$PMESH" resolve "$W" later
 wait_exit "$AWAIT_W" 5
 expect_eq "await --timeout returns 0 when resolved in time" 0 "$RC"
@@ -421,11 +439,15 @@ run "$PMESH" create
 J=$OUT
 run "$PMESH" then "$J" spy
 J1=$OUT
+INVOKED0=$(agent_stat "$AGENT_SOCK" invocations.invoked)
 "$PMESH" reject "$J" "source failed"
 run "$PMESH" await "$J1" --timeout 20s
 expect_eq "rejected source: chain await exits 1" 1 "$RC"
 expect_match "rejected source: chain is rejected" "^REJECTED" "$ERR"
-sleep 0.3
+# The agent rejects the chain in the step that rejects its source: had it
+# made an invocation, its count would show it by now.
+expect_eq "rejected source: no invocation made (invocations.invoked)" "$INVOKED0" \
+    "$(agent_stat "$AGENT_SOCK" invocations.invoked)"
 check "rejected source: the function never ran" test ! -e "$TMP/spy.calls"
 
 # a worker killed mid-invocation: another worker completes it
@@ -483,8 +505,7 @@ Y1=$OUT
 started_before=$(grep -c ' started ' "$TMP/worker-par.log" || true)
 more_started() { [ "$(grep -c ' started ' "$TMP/worker-par.log" || true)" -gt "$started_before" ]; }
 "$PMESH" resolve "$Y" graceful
-wait_for 10 more_started || true
-sleep 0.2
+need "the invocation runs on the worker" 10 more_started
 kill -TERM "$PAR_PID"
 wait_exit "$PAR_PID" 10
 expect_eq "worker exits 0 on SIGTERM" 0 "$RC"
@@ -553,9 +574,10 @@ expect_eq "unreachable agent: worker exits 69" 69 "$RC"
 
 run "$PMESH" create
 Z=$OUT
+W0=$(agent_stat "$AGENT_SOCK" clients.waiters)
 bg await-shutdown "$PMESH" await "$Z"
 AWAIT_Z=$BG_PID
-sleep 0.3
+need_waiters "$AGENT_SOCK" $((W0 + 1)) # held when the agent is told to stop
 kill -TERM "$AGENT_PID"
 wait_exit "$AGENT_PID" 10
 expect_eq "pmeshd exits 0 on SIGTERM" 0 "$RC"

@@ -41,7 +41,16 @@ S3=$AGENT_SOCK
 start_agent 4 --bind "tcp://127.0.0.1:$((PORT + 3))" --seed "tcp://127.0.0.1:$PORT" \
     --mesh-key-dir "$TMP/other"
 S4=$AGENT_SOCK
-sleep 3
+# "Never joins" is checked once each outsider has tried to join several
+# times (its sync requests to the seed) and agent 1 has refused handshakes.
+need "the keyless agent tried to join 3 times" 15 \
+    stat_at_least "$S3" "mesh.sent.swim_sync-req.messages" 3
+need "the agent with another key tried to join 3 times" 15 \
+    stat_at_least "$S4" "mesh.sent.swim_sync-req.messages" 3
+refused_some() {
+    [ $(($(agent_stat "$S1" mesh.handshakes_failed) + $(agent_stat "$S1" mesh.auth_refused))) -ge 2 ]
+}
+need "agent 1 refused their handshakes" 15 refused_some
 expect_eq "the keyless agent never joins (agent 1 sees 2 alive)" 2 \
     "$(json_get "$("$PMESH" --socket "$S1" status)" mesh.members.alive)"
 expect_eq "... and sees nobody itself" 1 "$(json_get "$("$PMESH" --socket "$S3" status)" mesh.members.alive)"

@@ -73,6 +73,7 @@ expect_eq "reject acknowledged" 0 "$RC"
 run "$PMESH" --socket "$SOCK" create --heartbeat 1h
 P_HB=$OUT
 HB0=$(field "$P_HB" heartbeat_at_ms)
+# Time must pass for a heartbeat to move the deadline (ms resolution).
 sleep 0.05
 run "$PMESH" --socket "$SOCK" heartbeat "$P_HB"
 expect_eq "heartbeat acknowledged" 0 "$RC"
@@ -96,7 +97,8 @@ GEN0=$(json_get "$("$PMESH" --socket "$SOCK" status 2>/dev/null)" generation)
 
 kill -KILL "$A"
 wait_exit "$A" 5
-# The 2 s deadline passes while the agent is down.
+# The 2 s deadline passes while the agent is down (time passing is the
+# behaviour under test).
 while [ "$(now_ms)" -lt $((DL_AT + 500)) ]; do sleep 0.1; done
 agent1 "$D"
 UP_MS=$(now_ms)
@@ -282,8 +284,9 @@ expect_match "n2 replicates to a backup" "^n[13]$" "$BACKUP"
 # The third agent: neither the owner nor its backup.
 [ "$BACKUP" = n1 ] && THIRD=3 || THIRD=1
 BK=${BACKUP#n}
+W_OWNER=$(mstat $OWNER clients.waiters)
 timed_bg aw $THIRD await "$W" --timeout 30s
-sleep 0.3
+need_waiters_on $OWNER $((W_OWNER + 1)) # n$THIRD's subscription, held at the owner
 
 T0=$(now_ms)
 kill -KILL "${MESH_PID[$OWNER]}"
@@ -311,6 +314,8 @@ expect_eq "... it survives the takeover and completes" "0|after the takeover" \
 pm 3 resolve "$C" "abc"
 pm 1 await "$Dq" --timeout 10s
 expect_eq "the continuation registered before the kill runs after it" "0 ABC" "$RC $OUT"
+# A negative check: a second run would come after the first; give it time
+# to show (nothing observable says none is coming).
 sleep 1
 RUNS=$(cat "$TMP/w1.log" "$TMP/w3.log" | grep -c -- "-> $Dq (" || true)
 expect_eq "... exactly once (worker logs)" 1 "$RUNS"
@@ -325,8 +330,14 @@ if wait_stat $OWNER mesh.members.alive 3 15; then ok "restarted n2 rejoins"; els
     not_ok "restarted n2 rejoins" "alive=$(mstat $OWNER mesh.members.alive)"; fi
 SPACE_NEW=$(mstat $OWNER id_space)
 expect_ne "... with a new id space" "$SPACE_OLD" "$SPACE_NEW"
-# Its old space is resumed only if nobody took it over: wait out the grace.
-sleep 4
+# Its old space is resumed only if nobody took it over: the agent decides
+# once takeover_grace is over, and logs either way (PM-SPACE-MOVED, or
+# PM-TAKEOVER "serving id space"). Wait for the decision, then check it.
+_decided() {
+    [ "$(log_count $OWNER "PM-SPACE-MOVED.*$SPACE_OLD")" -ge 1 ] ||
+        [ "$(log_count $OWNER "serving id space $SPACE_OLD")" -ge 1 ]
+}
+need "the restarted n2 decides about its old space" 15 _decided
 expect_eq "... and learns that its old space moved (PM-SPACE-MOVED)" 1 \
     "$(log_count $OWNER "PM-SPACE-MOVED.*$SPACE_OLD")"
 expect_eq "... and does not resume it" 0 "$(log_count $OWNER "serving id space $SPACE_OLD")"
@@ -397,7 +408,7 @@ pm "$H" resolve "$R" "after the takeover"
 expect_eq "a settle through the new owner n$H is acknowledged" 0 "$RC"
 # n$H's backup is n$X, the only other live agent: both go at once.
 kill -KILL "${MESH_PID[$H]}" "${MESH_PID[$X]}"
-sleep 0.5
+need "n$H and n$X are gone" 5 eval "gone ${MESH_PID[$H]} && gone ${MESH_PID[$X]}"
 mesh_restart "$H"
 _resumed() { [ "$(log_count "$H" "PM-TAKEOVER.*$S2.*nobody took it over")" -ge 1 ]; }
 if wait_for 30 _resumed; then
@@ -458,8 +469,9 @@ mesh_down
 dmesh_up 3 --replicas 1
 pm 2 create
 P=$OUT
+W2=$(mstat 2 clients.waiters)
 timed_bg lost 3 await "$P" --timeout 30s
-sleep 0.3
+need_waiters_on 2 $((W2 + 1)) # n3's subscription, held at the owner
 T0=$(now_ms)
 kill -KILL "${MESH_PID[2]}"
 DEADLINE=$((T0 + 15000))
@@ -482,8 +494,9 @@ pm 3 resolve "$P" "too late"
 expect_match "... and a settle is refused with OWNER_LOST" "OWNER_LOST" "$ERR"
 mesh_restart 2
 wait_stat 1 mesh.members.alive 3 15 || true
-sleep 4
-get_until 1 "$P" 10 || true
+# It serves its space again once it has decided nobody took it over
+# (takeover_grace): poll for that, do not sleep through it.
+get_until 1 "$P" 15 || true
 expect_eq "the owner restarted on its data dir serves its promise again" "0|pending" \
     "$RC|$(json_get "$OUT" state)"
 mesh_down

@@ -262,6 +262,7 @@ expect_eq "after the refusals: no value" "<absent>" "$(json_get "$BODY" value)"
 
 req GET "$A/v1/promises/$P"
 HB0=$(json_get "$BODY" heartbeat_at_ms)
+# Time must pass for a heartbeat to move the deadline (ms resolution).
 sleep 0.05
 post "$A/v1/promises/$P/heartbeat" '' "$TOK"
 expect_eq "heartbeat with the token: 200" 200 "$CODE"
@@ -325,7 +326,7 @@ expect_error "resolve after cancel" 409 ALREADY_SETTLED
 post "$A/v1/promises" '{"timeout":"300ms"}'
 TP=$(json_get "$BODY" id)
 TT=$(json_get "$BODY" settle_token)
-sleep 0.7
+need "the 300ms promise times out" 10 promise_state_is "$SOCK1" "$TP" timedout
 post "$A/v1/promises/$TP/resolve" '{"value":"too late"}' "$TT"
 expect_error "resolve after the timeout" 410 TIMED_OUT
 post "$A/v1/promises/test-1-nosuch~1.1/resolve" '{"value":"x"}' \
@@ -349,9 +350,12 @@ T1=$(now_ms)
 expect_eq "a long-poll over http_max_wait (2s) is capped: 200" 200 "$CODE"
 expect_lt "... within ~2 s" $((T1 - T0)) 3500
 
+WA=$(agent_stat "$SOCK1" clients.waiters)
+WB=$(agent_stat "$SOCK2" clients.waiters)
 bg lp curl -s -o "$TMP/lp.body" -w '%{http_code}' "$B/v1/promises/$LP?wait=20s"
 LPPID=$BG_PID
-sleep 0.5
+need_waiters "$SOCK2" $((WB + 1)) # the long-poll parked at agent 2
+need_waiters "$SOCK1" $((WA + 1)) # ... and its subscription at the owner
 T0=$(now_ms)
 run "$PMESH" --socket "$SOCK1" resolve "$LP" "from the CLI"
 expect_eq "another client resolves" 0 "$RC"
@@ -367,11 +371,12 @@ post "$B/v1/promises" ''
 MP=$(json_get "$BODY" id)
 MT=$(json_get "$BODY" settle_token)
 MANY=150
+WB=$(agent_stat "$SOCK2" clients.waiters)
 for i in $(seq "$MANY"); do
     curl -s -o "$TMP/many.$i" -w '%{http_code}' "$B/v1/promises/$MP?wait=15s" >"$TMP/many.$i.code" &
     echo $! >>"$CHILD_PIDS"
 done
-sleep 1
+need_waiters "$SOCK2" $((WB + MANY)) 20 # every long-poll parked
 T0=$(now_ms)
 post "$A/v1/promises" ''
 QP=$(json_get "$BODY" id)
@@ -505,11 +510,12 @@ expect_eq "a header block over the per-connection memory: 431" 431 "$CODE"
 # are answered 503 LIMIT at once (not left waiting in the backlog).
 post "$C/v1/promises" ''
 HP=$(json_get "$BODY" id)
+WC=$(agent_stat "$SOCK3" clients.waiters)
 for i in 1 2; do
     curl -s -o /dev/null -w '%{http_code}' "$C/v1/promises/$HP?wait=3s" >"$TMP/cl.$i" &
     echo $! >>"$CHILD_PIDS"
 done
-sleep 0.5
+need_waiters "$SOCK3" $((WC + 2)) # both connections parked
 T0=$(now_ms)
 req GET "$C/healthz"
 T1=$(now_ms)
@@ -542,9 +548,10 @@ expect_ne "a malformed --http: pmeshd refuses to start" 0 "$RC"
 
 post "$A/v1/promises" ''
 SP=$(json_get "$BODY" id)
+WA=$(agent_stat "$SOCK1" clients.waiters)
 bg sd curl -s -o "$TMP/sd.body" -w '%{http_code}' "$A/v1/promises/$SP?wait=2s"
 SDPID=$BG_PID
-sleep 0.3
+need_waiters "$SOCK1" $((WA + 1)) # the long-poll parked when the agent stops
 kill -TERM "$PID1"
 wait_exit "$SDPID" 10
 expect_eq "a long-poll during shutdown is answered" 0 "$RC"

@@ -66,24 +66,30 @@ for i in $(seq 200); do
     q=$("$PMESH" --socket "$S" then "$p" many)
     IDS+=("$p:$q")
 done
+COMPLETED0=$(agent_stat "$S" invocations.completed)
 T0=$(now_ms)
-RPIDS=()
-for pq in "${IDS[@]}"; do
-    "$PMESH" --socket "$S" resolve "${pq%%:*}" "v" &
-    RPIDS+=($!)
-done
-for pid in "${RPIDS[@]}"; do wait "$pid" || true; done
+# 50 clients at a time: 200 processes saying hello at once on a loaded
+# 2-core box miss libpmesh's 3 s connect timeout (the agent is not what is
+# under test there); 50 at a time still start the 200 calls within ~1 s.
+printf '%s\n' "${IDS[@]%%:*}" >"$TMP/many.ids"
+resolve_failed=$(xargs -P 50 -I{} sh -c '"$0" --socket "$1" resolve "$2" v 2>/dev/null || echo failed' \
+    "$PMESH" "$S" {} <"$TMP/many.ids" | grep -c failed || true)
+expect_eq "200 resolves, 50 clients at a time: all acknowledged" 0 "$resolve_failed"
 T1=$(now_ms)
 run "$PMESH" --socket "$S" status
 expect_eq "the agent answers status while 200 HTTP calls are in flight" 0 "$RC"
 INFL=$(json_get "$OUT" invocations.inflight)
 expect_lt "... with many of them in flight at once (inflight=$INFL)" 50 "$INFL"
+# Wait for the agent to count them completed (one bound for all, not an
+# await of up to a minute each), then read each continuation.
+need "the agent completes the calls of every acknowledged resolve" 90 \
+    stat_at_least "$S" invocations.completed $((COMPLETED0 + 200 - resolve_failed))
+T2=$(now_ms)
 done_ok=0
 for pq in "${IDS[@]}"; do
-    run "$PMESH" --socket "$S" await "${pq##*:}" --timeout 60s
-    [ "$RC" = 0 ] && [ "$OUT" = v ] && done_ok=$((done_ok + 1))
+    run "$PMESH" --socket "$S" get "${pq##*:}"
+    [ "$(json_get "$OUT" state)|$(json_get "$OUT" value)" = "resolved|v" ] && done_ok=$((done_ok + 1))
 done
-T2=$(now_ms)
 expect_eq "all 200 resolved" 200 "$done_ok"
 expect_lt "... concurrently: well under 200 x 1 s (took $((T2 - T0)) ms)" $((T2 - T0)) 90000
 

@@ -9,9 +9,11 @@
 #  - a SWIM message from a member at a stale incarnation (carrying a rumor);
 #  - a forged `dead` about a live member, from a non-member.
 #
-# Each must be dropped, logged and counted; nothing may change a live
-# member's standing or fail a request that waits on it; the victim of the
-# forged death refutes (its incarnation rises) and stays alive everywhere;
+# Each must be dropped, logged and counted; nothing a stranger sends may
+# change a live member's standing or fail a request that waits on it. A
+# forged death under a member's name is news like any other (a waiter on
+# the victim's promises may get OWNER_LOST, as for a real death); the
+# victim refutes (its incarnation rises) and is alive again everywhere;
 # and the mesh keeps working afterwards.
 #
 #   BUILD=build tests/integration/test_mesh_badinput.sh
@@ -29,7 +31,7 @@ new_warns() { tail -n +$(($2 + 1)) "$MESH_DIR/n$1.log" | grep -c -E ' (warn|erro
 pm 2 create
 P=$OUT
 timed_bg waiter 1 await "$P" --timeout 60s
-sleep 0.3
+need_waiters_on 2 1 # n1's subscription, held at the owner
 
 # ---- malformed frames ---------------------------------------------------------------
 
@@ -97,7 +99,8 @@ wait_stat 1 mesh.dropped_stale $((STALE0 + 1)) 3 || true
 expect_eq "SWIM gossip from n3 at a stale incarnation: counted in mesh.dropped_stale" \
     $((STALE0 + 1)) "$(mstat 1 mesh.dropped_stale)"
 expect_lt "... logged (a warning in n1's log)" 0 "$(new_warns 1 "$L")"
-sleep 1
+# No wait needed: a stale message is dropped whole, its rumors with it, in
+# the step that counts it (mesh/swim.c pm_swim_receive).
 expect_eq "... the rumor it carried (n2 dead) was not applied" "alive alive" \
     "$(member_field 1 n2 state) $(member_field 1 n3 state)"
 expect_eq "... no PM-PEER-DEAD in n1's log" 0 "$(log_count 1 PM-PEER-DEAD)"
@@ -116,6 +119,9 @@ expect_eq "forged 'n2 is dead' from non-member mallory: dropped and counted (unt
 expect_eq "... logged (PM-PEER-UNTRUSTED naming mallory)" 1 \
     "$(tail -n +$((L + 1)) "$MESH_DIR/n1.log" | grep -c "PM-PEER-UNTRUSTED.*mallory" || true)"
 expect_eq "... n2 still alive in n1's view" alive "$(member_field 1 n2 state)"
+
+expect_eq "the long await on n1 is still waiting after all the strangers' input" "" \
+    "$(done_rc waiter)"
 
 # Under a member's name (what a compromised member, or anyone without
 # CURVE, could send): applied as news, and the live member refutes it.
@@ -140,18 +146,30 @@ expect_eq "... mallory does not become a member" "<absent>" "$(member_field 1 ma
 
 # ---- everything keeps working ------------------------------------------------------------------
 
-WAITER_ENDED=$(done_rc waiter)
-pm 3 resolve "$P" "survived"
-expect_eq "n2's promise resolves from n3" 0 "$RC"
-if [ -z "$WAITER_ENDED" ]; then
+# n1 took the forged death under a member's name as news: if it declared
+# n2 dead meanwhile, its awaits on n2's promises ended with OWNER_LOST, as
+# for a real death; if not, the await is still there and gets the value.
+if [ "$(log_count 1 "PM-PEER-DEAD member n2 ")" -ge 1 ]; then
+    wait_done 10 waiter || true
+    expect_eq "n1 declared n2 dead on the forged word: its await on n2's promise ends with OWNER_LOST" \
+        "1 1" "$(done_rc waiter) $(grep -c OWNER_LOST "$TMP/waiter.log" || true)"
+    pm 3 resolve "$P" "survived"
+    expect_eq "n2's promise resolves from n3" 0 "$RC"
+    pm 1 await "$P" --timeout 5s
+    expect_eq "... and reads so from n1" "0 survived" "$RC $OUT"
+else
+    expect_eq "the long await on n1 is still waiting" "" "$(done_rc waiter)"
+    pm 3 resolve "$P" "survived"
+    expect_eq "n2's promise resolves from n3" 0 "$RC"
     wait_done 10 waiter || true
     expect_eq "the long await on n1 gets the value" "0 survived" \
         "$(done_rc waiter) $(cat "$TMP/waiter.out")"
 fi
 pm 3 create
 P3=$OUT
+W3=$(mstat 3 clients.waiters)
 timed_bg end2 2 await "$P3" --timeout 10s
-sleep 0.2
+need_waiters_on 3 $((W3 + 1)) # n2's subscription, held at the owner
 pm 1 resolve "$P3" "still working"
 wait_done 10 end2 || true
 expect_eq "afterwards: create on n3, resolve from n1, await on n2" "0 still working" \
