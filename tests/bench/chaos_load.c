@@ -81,6 +81,8 @@
 #define S_AWAIT_GRACE_MS 10000
 /* After a connection to an agent failed, leave it alone this long. */
 #define S_RECONNECT_MS 300
+/* Promises each actor keeps for races during a split. */
+#define S_RACE_POOL 16
 /* Timeout of every chain's final await. */
 #define S_CHAIN_AWAIT_MS 15000
 
@@ -262,6 +264,11 @@ typedef struct {
      * an await's reply is seen when it arrives, however long the actor is
      * blocked in another call meanwhile. */
     s_conn_t aconns[S_MAX_AGENTS];
+    /* Promises created while the mesh was whole, kept pending for a race
+     * during a split (their owner's backups hold them when it starts). */
+    char *pool[S_RACE_POOL];
+    int pool_owner[S_RACE_POOL];
+    int npool;
     pthread_t thread;
 } s_actor_t;
 
@@ -700,16 +707,45 @@ s_wait_reply(pm_client_t *c, uint64_t req, int64_t ms)
 
 /* A race: one promise resolved at the same moment through two agents with two
  * different values, as two outside systems that both think they hold the
- * answer would (during a split: one agent on each side). At most one may be
- * acknowledged; whichever is, every read afterwards must give its value. */
+ * answer would (during a split: one agent on each side, on a promise made
+ * before the split, its owner cut off when there is one). At most one may be
+ * acknowledged; whichever is, every read afterwards must give its value.
+ * While the mesh is whole, half of the races only make a promise for the
+ * pool instead. */
 static void
 s_scenario_race(s_actor_t *a)
 {
     int owner = -1;
-    char *id = s_create(a, 0, &owner);
+    char *id = NULL;
+    int cut[S_MAX_AGENTS], ncut = s_read_sides(cut, S_MAX_AGENTS);
+    if (ncut > 0 && a->npool > 0) {
+        /* A split: race a promise made before it, preferably one whose owner
+         * is cut off (its heir on the other side may take it over: the
+         * split-brain case). */
+        int pick = -1;
+        for (int i = 0; i < a->npool && pick < 0; i++)
+            for (int j = 0; j < ncut; j++)
+                if (a->pool_owner[i] == cut[j])
+                    pick = i;
+        if (pick < 0)
+            pick = (int) s_below(&a->rng, a->npool);
+        id = a->pool[pick];
+        owner = a->pool_owner[pick];
+        a->pool[pick] = a->pool[--a->npool];
+        a->pool_owner[pick] = a->pool_owner[a->npool];
+    } else if (ncut == 0 && a->npool < S_RACE_POOL && s_below(&a->rng, 2) == 0) {
+        /* Whole: keep a promise pending for a race during the next split. */
+        char *p = s_create(a, 0, &owner);
+        if (p) {
+            a->pool[a->npool] = p;
+            a->pool_owner[a->npool++] = owner;
+        }
+        return;
+    } else {
+        id = s_create(a, 0, &owner);
+    }
     if (!id)
         return;
-    int cut[S_MAX_AGENTS], ncut = s_read_sides(cut, S_MAX_AGENTS);
     int k[2] = {-1, -1};
     const char *side[2] = {"any", "any"};
     if (ncut > 0 && ncut < s_nsocks) {
@@ -720,7 +756,7 @@ s_scenario_race(s_actor_t *a)
             if (!in_cut[i])
                 rest[nrest++] = i;
         int first = (int) s_below(&a->rng, 2);
-        k[first] = cut[s_below(&a->rng, ncut)];
+        k[first] = in_cut[owner >= 0 ? owner : 0] ? owner : cut[s_below(&a->rng, ncut)];
         side[first] = "cut";
         k[1 - first] = rest[s_below(&a->rng, nrest)];
         side[1 - first] = "rest";
@@ -806,6 +842,8 @@ s_actor(void *arg)
         pm_client_destroy(&a->conns[k].c);
         pm_client_destroy(&a->aconns[k].c);
     }
+    for (int i = 0; i < a->npool; i++)
+        free(a->pool[i]); /* never settled: they read pending */
     return NULL;
 }
 
@@ -1315,7 +1353,8 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
                 else
                     s_count(&lost_settle, "%s: acknowledged %s %s at %" PRId64 ", reads %s",
                             r->id, pm_state_name(r->ack_state), r->ack_value, r->ack_wall, rd_s);
-            } else if (!s_same_outcome(r->ack_state, r->ack_value, r->read_state,
+            } else if (!r->ack_conflict && /* counted once per promise */
+                       !s_same_outcome(r->ack_state, r->ack_value, r->read_state,
                                        r->read_value)) {
                 s_count(&two_outcomes, "%s: acknowledged %s %s, reads %s", r->id,
                         pm_state_name(r->ack_state), r->ack_value, rd_s);
