@@ -7,10 +7,16 @@
  *       serves `inc` (decimal input + 1) on the agent at S, reconnecting
  *       when the agent goes away; logs every invocation it ran.
  *   chaos_load load --sockets S1,S2,.. --log FILE [--duration-ms N]
- *                   [--threads N] [--seed N]
+ *                   [--threads N] [--seed N] [--race-pct P] [--sides FILE]
  *       creates promises, settles them from random agents as an outside
  *       system would, builds then-chains across agents and awaits them;
  *       logs every acknowledgement it received (the "ack log").
+ *       --race-pct P: P% of the scenarios are races (default 0): one
+ *       promise resolved at once through two agents with two different
+ *       values (at most one may be acknowledged). --sides FILE: the agents
+ *       (1-based, space separated) currently cut off from the rest, one
+ *       line, empty when healed (written by scripts/chaos); a race then
+ *       sends one resolve to each side.
  *   chaos_load check --sockets S1,.. --log FILE [--events FILE]
  *                    [--inv FILE]... [--replicas R] [--read-wait-ms N]
  *       reads every promise of the ack log back (from any live agent,
@@ -24,6 +30,10 @@
  *                                           outcome a promise is meant to get
  *   WALL_MS AGENT probe STATE ID VALUE      before a deliberately conflicting
  *                                           second settle (must be refused)
+ *   WALL_MS AGENT race STATE ID VALUE SIDE  before each of the two resolves
+ *                                           of a race (SIDE: cut|rest|any)
+ *   WALL_MS AGENT raced ID ACKED            a race ended with ACKED (0-2)
+ *                                           of its resolves acknowledged
  *   WALL_MS AGENT resolve|reject|cancel ID VALUE     acknowledged settle
  *   WALL_MS AGENT refused STATE ID ERR      a settle answered with an error
  *   WALL_MS AGENT then SRC FUNCTION DST     acknowledged then
@@ -39,7 +49,9 @@
  * when there is none.
  *
  * The events log (written by scripts/chaos): WALL_MS kill|start|stop|cont|crash K,
- * WALL_MS noconverge|norecover K, WALL_MS recovered K MS.
+ * WALL_MS noconverge|norecover K, WALL_MS recovered K MS, WALL_MS split N
+ * two-way|one-way-out|one-way-in AGENTS (N agents cut off), WALL_MS heal N,
+ * WALL_MS etcdkill 0, WALL_MS etcdstart 0.
  */
 #include "pmesh.h"
 
@@ -69,6 +81,8 @@
 #define S_AWAIT_GRACE_MS 10000
 /* After a connection to an agent failed, leave it alone this long. */
 #define S_RECONNECT_MS 300
+/* Promises each actor keeps for races during a split. */
+#define S_RACE_POOL 16
 /* Timeout of every chain's final await. */
 #define S_CHAIN_AWAIT_MS 15000
 
@@ -227,12 +241,15 @@ s_worker_main(const char *sock, int delay_ms, uint64_t seed)
 
 typedef struct {
     atomic_long scenarios, creates, settles, thens, awaits, chains, conflicts_refused, errors;
+    atomic_long races, races_split, races_two_acked;
 } s_totals_t;
 
 static s_totals_t s_tot;
 static char *s_socks[S_MAX_AGENTS];
 static int s_nsocks;
 static int64_t s_end_mono;
+static int s_race_pct;
+static const char *s_sides_file;
 
 typedef struct {
     pm_client_t *c;
@@ -247,6 +264,11 @@ typedef struct {
      * an await's reply is seen when it arrives, however long the actor is
      * blocked in another call meanwhile. */
     s_conn_t aconns[S_MAX_AGENTS];
+    /* Promises created while the mesh was whole, kept pending for a race
+     * during a split (their owner's backups hold them when it starts). */
+    char *pool[S_RACE_POOL];
+    int pool_owner[S_RACE_POOL];
+    int npool;
     pthread_t thread;
 } s_actor_t;
 
@@ -639,6 +661,149 @@ s_scenario_chain(s_actor_t *a)
         free(ids[i]);
 }
 
+/* The agents currently cut off (0-based into cut[]), from --sides; 0 if
+ * none or no file. */
+static int
+s_read_sides(int *cut, int max)
+{
+    if (!s_sides_file)
+        return 0;
+    FILE *f = fopen(s_sides_file, "r");
+    if (!f)
+        return 0;
+    int n = 0, k;
+    while (n < max && fscanf(f, "%d", &k) == 1)
+        if (k >= 1 && k <= s_nsocks)
+            cut[n++] = k - 1;
+    fclose(f);
+    return n;
+}
+
+/* Waits for the reply to req on c (the client is used by this thread only):
+ * its error, PM_ERR_UNREACHABLE if the connection went, S_NO_REPLY if none
+ * came within ms. */
+static int
+s_wait_reply(pm_client_t *c, uint64_t req, int64_t ms)
+{
+    int64_t limit = s_mono_ms() + ms;
+    for (;;) {
+        int64_t left = limit - s_mono_ms();
+        if (left <= 0)
+            return S_NO_REPLY;
+        pm_result_t *r = NULL;
+        int rc = pm_recv(c, (int) left, &r);
+        if (rc == PM_ERR_WAIT_TIMEOUT)
+            continue;
+        if (rc != PM_OK)
+            return rc;
+        if (r->req_id == req) {
+            int err = r->err;
+            pm_result_destroy(&r);
+            return err;
+        }
+        pm_result_destroy(&r);
+    }
+}
+
+/* A race: one promise resolved at the same moment through two agents with two
+ * different values, as two outside systems that both think they hold the
+ * answer would (during a split: one agent on each side, on a promise made
+ * before the split, its owner cut off when there is one). At most one may be
+ * acknowledged; whichever is, every read afterwards must give its value.
+ * While the mesh is whole, half of the races only make a promise for the
+ * pool instead. */
+static void
+s_scenario_race(s_actor_t *a)
+{
+    int owner = -1;
+    char *id = NULL;
+    int cut[S_MAX_AGENTS], ncut = s_read_sides(cut, S_MAX_AGENTS);
+    if (ncut > 0 && a->npool > 0) {
+        /* A split: race a promise made before it, preferably one whose owner
+         * is cut off (its heir on the other side may take it over: the
+         * split-brain case). */
+        int pick = -1;
+        for (int i = 0; i < a->npool && pick < 0; i++)
+            for (int j = 0; j < ncut; j++)
+                if (a->pool_owner[i] == cut[j])
+                    pick = i;
+        if (pick < 0)
+            pick = (int) s_below(&a->rng, a->npool);
+        id = a->pool[pick];
+        owner = a->pool_owner[pick];
+        a->pool[pick] = a->pool[--a->npool];
+        a->pool_owner[pick] = a->pool_owner[a->npool];
+    } else if (ncut == 0 && a->npool < S_RACE_POOL && s_below(&a->rng, 2) == 0) {
+        /* Whole: keep a promise pending for a race during the next split. */
+        char *p = s_create(a, 0, &owner);
+        if (p) {
+            a->pool[a->npool] = p;
+            a->pool_owner[a->npool++] = owner;
+        }
+        return;
+    } else {
+        id = s_create(a, 0, &owner);
+    }
+    if (!id)
+        return;
+    int k[2] = {-1, -1};
+    const char *side[2] = {"any", "any"};
+    if (ncut > 0 && ncut < s_nsocks) {
+        int in_cut[S_MAX_AGENTS] = {0}, rest[S_MAX_AGENTS], nrest = 0;
+        for (int i = 0; i < ncut; i++)
+            in_cut[cut[i]] = 1;
+        for (int i = 0; i < s_nsocks; i++)
+            if (!in_cut[i])
+                rest[nrest++] = i;
+        int first = (int) s_below(&a->rng, 2);
+        k[first] = in_cut[owner >= 0 ? owner : 0] ? owner : cut[s_below(&a->rng, ncut)];
+        side[first] = "cut";
+        k[1 - first] = rest[s_below(&a->rng, nrest)];
+        side[1 - first] = "rest";
+    } else {
+        k[0] = (int) s_below(&a->rng, s_nsocks);
+        k[1] = (k[0] + 1 + (int) s_below(&a->rng, s_nsocks - 1)) % s_nsocks;
+    }
+    pm_client_t *c[2];
+    for (int i = 0; i < 2; i++)
+        if (!(c[i] = s_client(a, k[i]))) {
+            free(id);
+            return; /* not connected: no race */
+        }
+    char value[2][256];
+    uint64_t req[2] = {0, 0};
+    int sent[2] = {0, 0};
+    for (int i = 0; i < 2; i++) {
+        snprintf(value[i], sizeof value[i], "%c%s", i ? 'b' : 'a', id + 1);
+        s_logf("%d race resolved %s %s %s", k[i] + 1, id, value[i], side[i]);
+    }
+    for (int i = 0; i < 2; i++)
+        sent[i] = pm_send_resolve(c[i], id, value[i], strlen(value[i]), &req[i]) == PM_OK;
+    int acked = 0;
+    for (int i = 0; i < 2; i++) {
+        int err = sent[i] ? s_wait_reply(c[i], req[i], 20000) : PM_ERR_UNREACHABLE;
+        if (err == PM_OK) {
+            s_logf("%d resolve %s %s", k[i] + 1, id, value[i]);
+            atomic_fetch_add(&s_tot.settles, 1);
+            acked++;
+        } else {
+            s_logf("%d refused resolved %s %s", k[i] + 1, id,
+                   err == S_NO_REPLY ? "NO_REPLY" : pm_err_name(err));
+            if (err == S_NO_REPLY || s_conn_err(err))
+                s_drop(a, k[i]); /* a late reply must not be read as another's */
+        }
+    }
+    s_logf("%d raced %s %d", owner + 1, id, acked);
+    atomic_fetch_add(&s_tot.races, 1);
+    if (ncut > 0)
+        atomic_fetch_add(&s_tot.races_split, 1);
+    if (acked == 2)
+        atomic_fetch_add(&s_tot.races_two_acked, 1);
+    if (acked)
+        s_read_back(a, id);
+    free(id);
+}
+
 /* A promise with a short timeout that nobody settles: it must end timed out,
  * even when its owner dies before the deadline. */
 static void
@@ -654,7 +819,14 @@ s_actor(void *arg)
     s_actor_t *a = arg;
     while (!s_stop && s_mono_ms() < s_end_mono) {
         int64_t r = s_below(&a->rng, 100);
-        if (r < 40)
+        /* While a split is in force the load slows down (requests wait for
+         * the far side): half of what runs then is a race across the cut. */
+        int cut[S_MAX_AGENTS], pct = s_race_pct;
+        if (pct > 0 && pct < 50 && s_read_sides(cut, S_MAX_AGENTS) > 0)
+            pct = 50;
+        if (pct > 0 && s_below(&a->rng, 100) < pct)
+            s_scenario_race(a);
+        else if (r < 40)
             s_scenario_settle(a);
         else if (r < 60)
             s_scenario_await(a);
@@ -670,6 +842,8 @@ s_actor(void *arg)
         pm_client_destroy(&a->conns[k].c);
         pm_client_destroy(&a->aconns[k].c);
     }
+    for (int i = 0; i < a->npool; i++)
+        free(a->pool[i]); /* never settled: they read pending */
     return NULL;
 }
 
@@ -687,11 +861,13 @@ s_load_main(int threads, int64_t duration_ms, uint64_t seed)
         pthread_join(actors[i].thread, NULL);
     free(actors);
     printf("load: %ld scenarios, %ld creates, %ld settles, %ld thens, %ld awaits, %ld chains, "
-           "%ld conflicting settles refused, %ld failed operations\n",
+           "%ld conflicting settles refused, %ld failed operations, %ld races (%ld across a "
+           "split, %ld with both resolves acknowledged)\n",
            atomic_load(&s_tot.scenarios), atomic_load(&s_tot.creates),
            atomic_load(&s_tot.settles), atomic_load(&s_tot.thens), atomic_load(&s_tot.awaits),
            atomic_load(&s_tot.chains), atomic_load(&s_tot.conflicts_refused),
-           atomic_load(&s_tot.errors));
+           atomic_load(&s_tot.errors), atomic_load(&s_tot.races), atomic_load(&s_tot.races_split),
+           atomic_load(&s_tot.races_two_acked));
     return 0;
 }
 
@@ -710,6 +886,10 @@ typedef struct {
     int try_state;     /* the outcome we tried to give it (0: none) */
     char *try_value;
     char *then_src;    /* for a then target */
+    int race;          /* resolves raced: values race_value[0..race) were sent */
+    char *race_value[2];
+    int race_split;    /* one resolve went to each side of a split */
+    int race_acked;    /* from the raced line: how many were acknowledged (-1: no line) */
     /* read back */
     int read_err;
     int read_state;
@@ -765,8 +945,11 @@ typedef struct {
     char what[16];
     int agent;
     long ms; /* recovered: how long re-replication took after the mesh converged */
+    char how[16]; /* split: two-way, one-way-out, one-way-in */
 } s_event_t;
 
+static s_rec_t **s_races;
+static size_t s_nraces, s_capraces;
 static s_chain_t *s_chains;
 static size_t s_nchains, s_capchains;
 static s_await_rec_t *s_awaits;
@@ -774,6 +957,9 @@ static size_t s_nawaits, s_capawaits;
 static s_event_t *s_events;
 static size_t s_nevents, s_capevents;
 static long s_stale, s_stale_examples_n;
+/* Requests the load sent that are not acknowledgements in the log:
+ * settle attempts (try, probe, race) and failed creates/thens. */
+static long s_attempts;
 static char s_stale_examples[3][200];
 
 #define S_PUSH(arr, n, cap)                                                                        \
@@ -817,6 +1003,9 @@ s_load_log(const char *path)
         int64_t wall = strtoll(fld[0], NULL, 10);
         int agent = atoi(fld[1]);
         const char *op = fld[2];
+        if (!strcmp(op, "try") || !strcmp(op, "probe") || !strcmp(op, "race") ||
+            !strcmp(op, "err"))
+            s_attempts++;
         if (!strcmp(op, "create") && n >= 5) {
             s_rec_t *r = s_rec(fld[3]);
             r->acked = 1;
@@ -846,6 +1035,17 @@ s_load_log(const char *path)
                          pm_state_name(r->ack_state), r->ack_value, pm_state_name(st), fld[4],
                          agent);
             }
+        } else if (!strcmp(op, "race") && n >= 6) {
+            s_rec_t *r = s_rec(fld[4]);
+            if (r->race < 2)
+                r->race_value[r->race++] = strdup(fld[5]);
+            if (n >= 7 && strcmp(fld[6], "any"))
+                r->race_split = 1;
+        } else if (!strcmp(op, "raced") && n >= 5) {
+            s_rec_t *r = s_rec(fld[3]);
+            r->race_acked = atoi(fld[4]);
+            S_PUSH(s_races, s_nraces, s_capraces);
+            s_races[s_nraces++] = r;
         } else if (!strcmp(op, "chain") && n >= 7) {
             S_PUSH(s_chains, s_nchains, s_capchains);
             s_chain_t *c = &s_chains[s_nchains++];
@@ -887,6 +1087,8 @@ s_load_events(const char *path)
         s_event_t e = {0};
         if (sscanf(line, "%" SCNd64 " %15s %d %ld", &e.at, e.what, &e.agent, &e.ms) < 3)
             continue;
+        if (!strcmp(e.what, "split"))
+            sscanf(line, "%*s %*s %*d %15s", e.how);
         S_PUSH(s_events, s_nevents, s_capevents);
         s_events[s_nevents++] = e;
     }
@@ -912,6 +1114,25 @@ s_stopped_during(int k, int64_t from, int64_t to)
         }
     }
     return stop_at >= 0 && stop_at <= to;
+}
+
+/* Whether a split was in force (part of the mesh cut off) at any moment of
+ * [from, to]: an await may then miss a settle made on the other side. */
+static int
+s_split_during(int64_t from, int64_t to)
+{
+    int64_t split_at = -1;
+    for (size_t i = 0; i < s_nevents; i++) {
+        s_event_t *e = &s_events[i];
+        if (!strcmp(e->what, "split"))
+            split_at = e->at;
+        else if (!strcmp(e->what, "heal") && split_at >= 0) {
+            if (split_at <= to && e->at >= from)
+                return 1;
+            split_at = -1;
+        }
+    }
+    return split_at >= 0 && split_at <= to;
 }
 
 /* Whether a read of r can be taken as final. */
@@ -1132,7 +1353,8 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
                 else
                     s_count(&lost_settle, "%s: acknowledged %s %s at %" PRId64 ", reads %s",
                             r->id, pm_state_name(r->ack_state), r->ack_value, r->ack_wall, rd_s);
-            } else if (!s_same_outcome(r->ack_state, r->ack_value, r->read_state,
+            } else if (!r->ack_conflict && /* counted once per promise */
+                       !s_same_outcome(r->ack_state, r->ack_value, r->read_state,
                                        r->read_value)) {
                 s_count(&two_outcomes, "%s: acknowledged %s %s, reads %s", r->id,
                         pm_state_name(r->ack_state), r->ack_value, rd_s);
@@ -1176,6 +1398,18 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
             } else {
                 link_failed++;
             }
+            continue;
+        }
+        if (r->race) {
+            /* Nobody's resolve was acknowledged: it may read pending, or
+             * either raced value (one may have been applied unacknowledged). */
+            int sent = r->read_state == PM_STATE_PENDING;
+            for (int v = 0; v < r->race && !sent; v++)
+                sent = s_same_outcome(PM_STATE_RESOLVED, r->race_value[v], r->read_state,
+                                      r->read_value);
+            if (!sent)
+                s_count(&two_outcomes, "%s: raced %s / %s, none acknowledged, reads %s", r->id,
+                        r->race_value[0], r->race > 1 ? r->race_value[1] : "-", b1);
             continue;
         }
         if (r->try_state && r->read_state != PM_STATE_PENDING &&
@@ -1247,6 +1481,10 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
                     s_count(&exempt, "%s via n%d: settle acknowledged at +%" PRId64
                             " ms, await timed out at +%" PRId64 " ms; n%d was stopped meanwhile",
                             w->id, w->agent, w->settled_at, w->wall, w->agent);
+                else if (s_split_during(start + w->settled_at, w->end_wall))
+                    s_count(&exempt, "%s via n%d: settle acknowledged at +%" PRId64
+                            " ms, await timed out at +%" PRId64 " ms; the mesh was split "
+                            "meanwhile", w->id, w->agent, w->settled_at, w->wall);
                 else
                     s_count(&missed, "%s via n%d: settle acknowledged at +%" PRId64
                             " ms, await timed out at +%" PRId64 " ms (timeout %" PRId64 ")",
@@ -1264,8 +1502,17 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
         }
     }
     long kills = 0, stops = 0, crashes = 0, unconverged = 0, unrecovered = 0;
-    long recoveries = 0, recover_max = 0;
+    long recoveries = 0, recover_max = 0, splits = 0, splits_two = 0, splits_one = 0;
+    long etcd_kills = 0;
     for (size_t i = 0; i < s_nevents; i++) {
+        if (!strcmp(s_events[i].what, "split")) {
+            splits++;
+            if (!strncmp(s_events[i].how, "one-way", 7))
+                splits_one++;
+            else
+                splits_two++;
+        }
+        etcd_kills += !strcmp(s_events[i].what, "etcdkill");
         kills += !strcmp(s_events[i].what, "kill");
         stops += !strcmp(s_events[i].what, "stop");
         crashes += !strcmp(s_events[i].what, "crash");
@@ -1276,6 +1523,18 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
             if (s_events[i].ms > recover_max)
                 recover_max = s_events[i].ms;
         }
+    }
+    /* Races: how many of the two resolves were acknowledged. */
+    long races_split = 0, races_one = 0, races_none = 0, races_two = 0;
+    for (size_t i = 0; i < s_nraces; i++) {
+        s_rec_t *r = s_races[i];
+        races_split += r->race_split;
+        if (r->race_acked >= 2)
+            races_two++; /* also counted under two outcomes when the values differ */
+        else if (r->race_acked == 1)
+            races_one++;
+        else
+            races_none++;
     }
     long invocations = 0, targets = 0, reruns = 0;
     s_count_invocations(inv_files, ninv, &invocations, &targets, &reruns);
@@ -1297,12 +1556,24 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
     printf("  %-52s %8ld\n", "  failed with a typed error", chains_failed);
     printf("  %-52s %8ld\n", "continuation links that ran (source + 1)", link_ok);
     printf("  %-52s %8ld\n", "continuation links that propagated a failure", link_failed);
+    if (s_nraces) {
+        printf("  %-52s %8zu\n", "races (one promise, two resolves at once)", s_nraces);
+        printf("  %-52s %8ld\n", "  one resolve on each side of a split", races_split);
+        printf("  %-52s %8ld\n", "  exactly one resolve acknowledged", races_one);
+        printf("  %-52s %8ld\n", "  none acknowledged", races_none);
+        printf("  %-52s %8ld%s\n", "  both acknowledged (two outcomes)", races_two,
+               races_two ? "   BROKEN" : "");
+    }
     printf("  %-52s %8ld\n", "worker invocations", invocations);
     printf("  %-52s %8ld\n", "  ran again (at-least-once)", reruns);
     printf(" chaos\n");
     printf("  %-52s %8ld\n", "agents killed (SIGKILL) and restarted", kills);
     printf("  %-52s %8ld\n", "agents paused (SIGSTOP/SIGCONT)", stops);
-    printf("  %-52s %8ld\n", "hits after which the mesh did not converge in 20 s", unconverged);
+    printf("  %-52s %8ld\n", "partitions (a minority of 1-2 cut off, healed)", splits);
+    printf("  %-52s %8ld\n", "  two-way (moved to another bridge)", splits_two);
+    printf("  %-52s %8ld\n", "  one-way (one direction dropped)", splits_one);
+    printf("  %-52s %8ld\n", "coordination store (etcd) killed and restarted", etcd_kills);
+    printf("  %-52s %8ld\n", "hits after which the mesh did not converge in 30 s", unconverged);
     printf("  %-52s %8ld\n", "hits after which backups were complete again", recoveries);
     printf("  %-52s %8ld\n", "  longest wait for that after convergence (ms)", recover_max);
     printf(" invariants\n");
@@ -1324,9 +1595,18 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
     for (long i = 0; i < s_stale_examples_n; i++)
         printf("      e.g. %s\n", s_stale_examples[i]);
     s_print_count("chain awaits that timed out (chain slow)", &chain_wait_timeout, 0);
-    s_print_count("awaits excused: their own agent was stopped meanwhile", &exempt, 0);
+    s_print_count("awaits excused: own agent stopped / mesh split", &exempt, 0);
     long broken = lost_settle.n + two_outcomes.n + lost_create.n + stuck.n + wrong_chain.n +
                   outlived.n + missed.n + deadline.n + crashes + unreadable.n;
+    /* The figures of issue 11 on one line: requests sent (acknowledged
+     * creates, thens and awaits, settle attempts, failed creates/thens),
+     * acknowledged, lost, conflicting, hung; and the hits. */
+    printf("summary: operations %ld, acknowledged %ld, lost %ld, conflicting %ld, hung %ld, "
+           "splits %ld, kills %ld, stops %ld, etcd kills %ld\n",
+           acked_creates + acked_thens + (long) s_nawaits + s_attempts,
+           acked_creates + acked_thens + acked_settles + (long) s_nawaits,
+           lost_settle.n + lost_create.n, two_outcomes.n, stuck.n + outlived.n, splits, kills,
+           stops, etcd_kills);
     printf("result: %s (%ld broken invariant instance(s))\n", broken ? "FAIL" : "PASS", broken);
     for (int k = 0; k < rd.n; k++)
         pm_client_destroy(&rd.c[k]);
@@ -1341,7 +1621,7 @@ s_usage(void)
     fprintf(stderr,
             "usage: chaos_load worker --socket S --log FILE [--delay-ms N] [--seed N]\n"
             "       chaos_load load --sockets S1,S2,.. --log FILE [--duration-ms N] "
-            "[--threads N] [--seed N]\n"
+            "[--threads N] [--seed N] [--race-pct P] [--sides FILE]\n"
             "       chaos_load check --sockets S1,.. --log FILE [--events FILE] [--inv FILE]... "
             "[--replicas R] [--read-wait-ms N]\n");
     exit(64);
@@ -1383,6 +1663,10 @@ main(int argc, char **argv)
             read_wait_ms = strtoll(v, NULL, 10);
         else if (!strcmp(a, "--seed"))
             seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--race-pct"))
+            s_race_pct = atoi(v);
+        else if (!strcmp(a, "--sides"))
+            s_sides_file = v;
         else
             s_usage();
         i++;
