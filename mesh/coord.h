@@ -178,6 +178,10 @@ typedef struct pm_coord_config {
     int64_t connect_timeout_ms; /* 0: 500. Per endpoint, before failing over */
     void *zmq_ctx;              /* the caller's ZeroMQ context; NULL: one of its own */
     pm_coord_mem_t *mem;        /* mem://: the shared in-memory store */
+    /* etcd over TLS (https) when ca_file is set: the store's CA, and the
+     * client certificate and key it asks for (--client-cert-auth); both or
+     * neither. NULL: plain http. */
+    const char *ca_file, *cert_file, *key_file;
 } pm_coord_config_t;
 
 typedef struct pm_coord pm_coord_t;

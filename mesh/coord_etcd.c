@@ -24,6 +24,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -104,6 +105,7 @@ struct s_etcd {
     int n_ep;
     int cur; /* the endpoint that answered last */
     int64_t timeout, connect_timeout;
+    char ca_file[512], cert_file[512], key_file[512]; /* TLS: "" for plain http */
     char key_prefix[300]; /* PREFIX "/spaces/" */
     size_t key_prefix_len;
     char *b64_key, *b64_end; /* the range of every space, base64 */
@@ -309,7 +311,8 @@ s_easy(s_etcd_t *e, int endpoint, const char *path, const char *post, struct cur
     if (!h)
         return NULL;
     char url[400];
-    snprintf(url, sizeof url, "http://%s%s", e->endpoints[endpoint], path);
+    int tls = e->ca_file[0] != 0;
+    snprintf(url, sizeof url, "%s://%s%s", tls ? "https" : "http", e->endpoints[endpoint], path);
     *headers = curl_slist_append(NULL, "Content-Type: application/json");
     *headers = curl_slist_append(*headers, "Expect:");
     curl_easy_setopt(h, CURLOPT_URL, url);
@@ -317,7 +320,14 @@ s_easy(s_etcd_t *e, int endpoint, const char *path, const char *post, struct cur
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, *headers);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http");
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, tls ? "https" : "http");
+    if (tls) {
+        curl_easy_setopt(h, CURLOPT_CAINFO, e->ca_file);
+        if (e->cert_file[0]) {
+            curl_easy_setopt(h, CURLOPT_SSLCERT, e->cert_file);
+            curl_easy_setopt(h, CURLOPT_SSLKEY, e->key_file);
+        }
+    }
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
     errbuf[0] = 0;
     return h;
@@ -1156,6 +1166,23 @@ s_open(pm_coord_t *c, const pm_coord_config_t *cfg, char *err, size_t errlen)
     e->connect_timeout = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 500;
     if (s_parse(e, cfg->url, err, errlen))
         return -1;
+    const char *tls[3] = {cfg->ca_file, cfg->cert_file, cfg->key_file};
+    char *dst[3] = {e->ca_file, e->cert_file, e->key_file};
+    for (int i = 0; i < 3; i++) {
+        if (!tls[i] || !*tls[i])
+            continue;
+        if (strlen(tls[i]) >= sizeof e->ca_file || access(tls[i], R_OK) != 0) {
+            snprintf(err, errlen, "%s: %s", tls[i],
+                     strlen(tls[i]) >= sizeof e->ca_file ? "path too long" : strerror(errno));
+            return -1;
+        }
+        snprintf(dst[i], sizeof e->ca_file, "%s", tls[i]);
+    }
+    if ((e->cert_file[0] != 0) != (e->key_file[0] != 0) || (e->cert_file[0] && !e->ca_file[0])) {
+        snprintf(err, errlen, "coordination TLS: give the CA file, and the client certificate "
+                              "and key together");
+        return -1;
+    }
     snprintf(e->key_prefix, sizeof e->key_prefix, "%s/spaces/", c->prefix);
     e->key_prefix_len = strlen(e->key_prefix);
     /* The range of every key under the prefix: [P, P with its last byte + 1). */

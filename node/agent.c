@@ -750,7 +750,10 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
                                       .prefix = cfg->coordination_prefix,
                                       .mem = pm_agent_coord_mem, .zmq_ctx = self->ctx,
                                       .node = node, .primary = self->space, .pid = boot,
-                                      .prev = prev, .min_in_sync = min};
+                                      .prev = prev, .min_in_sync = min,
+                                      .ca_file = cfg->coordination_ca_file,
+                                      .cert_file = cfg->coordination_cert_file,
+                                      .key_file = cfg->coordination_key_file};
                 self->isr = pm_isr_new(&ic, &pm_isr_agent_env, self, err, sizeof err);
                 if (!self->isr) {
                     pm_log_error("PM-COORD-CONFIG", "%s", err);

@@ -154,6 +154,13 @@ static const s_key_t s_keys[] = {
     {.key = "coordination_prefix", .type = S_STRING, .offset = S_AT(coordination_prefix),
      .def = "/pmesh/default", .meta = "PREFIX",
      .doc = "key prefix of this mesh in the configuration store (one per mesh)"},
+    {.key = "coordination_ca_file", .type = S_STRING, .offset = S_AT(coordination_ca_file),
+     .meta = "PATH", .doc = "CA of the configuration store: talk to it over TLS (https)"},
+    {.key = "coordination_cert_file", .type = S_STRING,
+     .offset = S_AT(coordination_cert_file), .meta = "PATH",
+     .doc = "client certificate for the configuration store (with coordination_key_file)"},
+    {.key = "coordination_key_file", .type = S_STRING, .offset = S_AT(coordination_key_file),
+     .meta = "PATH", .doc = "the key of coordination_cert_file"},
     /* -1: replicas - 1, every backup (Kafka's min.insync.replicas = R). */
     {.key = "min_in_sync", .type = S_INT, .offset = S_AT(min_in_sync), .def = "-1", .min = -1,
      .max = 4,

@@ -55,6 +55,9 @@ typedef struct pm_config {
     int64_t retire_interval;        /* ms between checks for served spaces left empty */
     char *coordination;             /* etcd://HOST:PORT[,...] or mem://; NULL: none */
     char *coordination_prefix;      /* the mesh's key prefix in the store */
+    char *coordination_ca_file;     /* the store's CA: TLS (https) when set */
+    char *coordination_cert_file;   /* client certificate for the store (with the key) */
+    char *coordination_key_file;
     int64_t min_in_sync;            /* recorded backups needed to write; -1: replicas - 1 */
     bool unsafe_no_coordination;    /* replicas >= 2 without a store, knowingly */
     char *http;                     /* ADDR:PORT of the HTTP gateway; NULL: none */

@@ -95,7 +95,8 @@ pm_isr_new(const pm_isr_config_t *cfg, const pm_isr_env_t *env, void *arg, char 
            size_t errlen)
 {
     pm_coord_config_t cc = {.url = cfg->url, .prefix = cfg->prefix, .zmq_ctx = cfg->zmq_ctx,
-                            .mem = cfg->mem};
+                            .mem = cfg->mem, .ca_file = cfg->ca_file,
+                            .cert_file = cfg->cert_file, .key_file = cfg->key_file};
     pm_coord_t *c = pm_coord_new(&cc, err, errlen);
     if (!c)
         return NULL;

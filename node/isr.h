@@ -98,6 +98,7 @@ typedef struct pm_isr_config {
     uint64_t pid;       /* our process id (not 0) */
     uint64_t prev;      /* the process before us on our data dir (0: none) */
     int min_in_sync;    /* recorded backups needed to accept writes */
+    const char *ca_file, *cert_file, *key_file; /* the store's TLS (NULL: none) */
 } pm_isr_config_t;
 
 /* NULL with a message when the configuration is malformed. */

@@ -186,6 +186,34 @@ else
     expect_match "curl with the client certificate reads /v3/kv/range" "\"value\":\"$(printf v1 | base64)\"" "$OUT"
     run curl -sS --cacert "$E/ca.crt" "https://127.0.0.1:$CP/v3/kv/range" -d "{\"key\":\"$key64\"}"
     expect_no_match "curl without a client certificate reads nothing" '"value"' "$OUT"
+    # The agent itself, as the DaemonSet starts it: etcd over TLS with the
+    # client certificate (coordination_ca_file / _cert_file / _key_file).
+    if "$PMESHD" --help 2>/dev/null | grep -q -- --coordination-ca-file; then
+        AP=$((CP + 100))
+        bg agent "$PMESHD" --node tls-a --socket "$TMP/tls.sock" --bind "tcp://127.0.0.1:$AP" \
+            --insecure --replicas 2 --coordination "etcd://127.0.0.1:$CP" \
+            --coordination-prefix /pmesh/tlstest --coordination-ca-file "$E/ca.crt" \
+            --coordination-cert-file "$E/client.crt" --coordination-key-file "$E/client.key"
+        APID=$BG_PID
+        recorded() {
+            "${ECTL[@]}" --cert "$E/client.crt" --key "$E/client.key" get --prefix --keys-only \
+                /pmesh/tlstest/spaces/ | grep -q tls-a
+        }
+        if wait_for 15 recorded; then
+            ok "the agent reaches etcd over TLS with the client certificate: its id space is recorded"
+        else
+            not_ok "the agent reaches etcd over TLS with the client certificate: its id space is recorded" \
+                "$(tail -5 "$TMP/agent.log")"
+        fi
+        kill "$APID" 2>/dev/null || true
+        wait_exit "$APID" 10
+        run "$PMESHD" --node tls-b --socket "$TMP/tls2.sock" --bind "tcp://127.0.0.1:$((AP + 1))" \
+            --insecure --replicas 2 --coordination "etcd://127.0.0.1:$CP" \
+            --coordination-ca-file "$E/ca.crt" --coordination-cert-file "$E/client.crt" --check
+        expect_eq "pmeshd --check takes the coordination TLS keys" 0 "$RC"
+    else
+        skip "the agent over TLS" "this pmeshd has no --coordination-ca-file"
+    fi
     kill "$ETCD_PID" 2>/dev/null || true
     wait_exit "$ETCD_PID" 10
 fi
