@@ -356,7 +356,8 @@ s_settle(s_actor_t *a, const char *id, int state, const char *value, int avoid, 
             s_drop(a, k);
         /* Only a lost connection or a takeover in progress is worth a retry;
          * ALREADY_SETTLED, NOT_FOUND, TIMED_OUT are answers. */
-        if (!s_conn_err(err) && err != PM_ERR_OWNER_LOST && err != PM_ERR_INTERNAL)
+        if (!s_conn_err(err) && err != PM_ERR_OWNER_LOST && err != PM_ERR_INTERNAL &&
+            err != PM_ERR_UNAVAILABLE)
             break;
     }
     return -1;
