@@ -251,8 +251,7 @@ s_parse_create(pm_http_req_t *r, json_t *o, const pm_http_policy_t *policy)
     int64_t ttl = 0;
     if ((v = json_object_get(o, "token_ttl")) && s_json_duration(r, v, "token_ttl", &ttl))
         return -1;
-    if (ttl > 0) /* rounded up to whole seconds: never shorter than asked */
-        r->token_exp_s = (policy->now_ms + ttl + 999) / 1000;
+    r->token_exp_s = pm_token_expiry_s(policy->now_ms, ttl);
     if ((v = json_object_get(o, "timeout")) && s_json_duration(r, v, "timeout", &r->create.timeout_ms))
         return -1;
     if ((v = json_object_get(o, "heartbeat")) &&

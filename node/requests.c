@@ -56,8 +56,7 @@ pm_req_do_create(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t n
         return err;
     pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .id = p->id, .created = created};
     char token[128];
-    /* ttl rounded up to whole seconds: a token never expires before asked. */
-    int64_t exp_s = m->token_ttl_ms > 0 ? (now + m->token_ttl_ms + 999) / 1000 : 0;
+    int64_t exp_s = pm_token_expiry_s(now, m->token_ttl_ms);
     if (m->want_token && self->token_key &&
         pm_token_make_exp(self->token_key, self->token_key_len, p->id, exp_s, token,
                           sizeof token) == 0)

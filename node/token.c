@@ -56,6 +56,12 @@ pm_token_make(const uint8_t *key, size_t keylen, const char *id, char *out, size
     return 0;
 }
 
+int64_t
+pm_token_expiry_s(int64_t now_ms, int64_t ttl_ms)
+{
+    return ttl_ms > 0 ? (now_ms + ttl_ms + 999) / 1000 : 0;
+}
+
 int
 pm_token_make_exp(const uint8_t *key, size_t keylen, const char *id, int64_t exp_s, char *out,
                   size_t cap)

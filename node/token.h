@@ -51,6 +51,11 @@ void pm_token_hmac(const uint8_t *key, size_t keylen, const void *msg, size_t ms
  * or -1 if an argument is NULL / empty or cap < PM_TOKEN_LEN + 1. */
 int pm_token_make(const uint8_t *key, size_t keylen, const char *id, char *out, size_t cap);
 
+/* The expiry (unix seconds) of a token minted at now_ms with a lifetime of
+ * ttl_ms, rounded up to whole seconds so it never expires before asked; 0
+ * (never) when ttl_ms <= 0. */
+int64_t pm_token_expiry_s(int64_t now_ms, int64_t ttl_ms);
+
 /* Like pm_token_make, with an expiry: exp_s (unix seconds) > 0 makes a token
  * that pm_token_verify refuses from exp_s on; 0 makes the lifetime-less v1
  * token. cap must be at least PM_TOKEN_MAX + 1. */
