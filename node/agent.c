@@ -241,6 +241,20 @@ s_handle(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now, int6
          m->type == PM_MSG_AWAIT || m->type == PM_MSG_THEN) &&
         pm_relay_route(self, s, m, mono, &routed_err))
         return routed_err;
+    /* A peer relays requests on promises of spaces it takes us to serve. In
+     * one we do not serve (it moved on, or was never ours) nothing is
+     * applied: our copy of it is a backup's, and a change made there would
+     * be acknowledged without being at the space's owner or its backups. */
+    if (self->mesh && s->peer && m->id &&
+        (m->type == PM_MSG_SETTLE || m->type == PM_MSG_HEARTBEAT || m->type == PM_MSG_GET ||
+         m->type == PM_MSG_AWAIT || m->type == PM_MSG_THEN) &&
+        !pm_req_serves(self, m->id)) {
+        self->refused_not_served++;
+        pm_agent_reply_err(self, s, m->req_id, PM_ERR_OWNER_LOST,
+                           "this agent does not serve the promise's id space (it moved on): "
+                           "nothing was done");
+        return PM_OK;
+    }
     if (self->replica && !s->peer && m->type == PM_MSG_CREATE &&
         !pm_mesh_owns(self->mesh, self->space, NULL)) {
         /* Our space was taken over while we were cut off (fenced, not

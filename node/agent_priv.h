@@ -196,6 +196,7 @@ struct pm_agent {
     pm_deleg_t *delegs;
     uint64_t next_deleg;
     uint64_t relayed, relay_timeouts, owner_lost;
+    uint64_t refused_not_served; /* peer requests on spaces we do not serve */
     zhashx_t *sessions;  /* key -> pm_session_t (owned) */
     zhashx_t *by_id;     /* "%llx" session id -> pm_session_t (borrowed) */
     pm_then_t *thens;     /* every registered continuation, for cleanup */

@@ -32,9 +32,18 @@ s_has(const pm_coord_member_t *v, size_t n, const pm_coord_member_t *m)
     return 0;
 }
 
-typedef enum { S_OP_NONE, S_OP_GET, S_OP_CREATE, S_OP_SET, S_OP_TAKEOVER, S_OP_FORCE } s_op_t;
+typedef enum {
+    S_OP_NONE,
+    S_OP_GET,
+    S_OP_CREATE,
+    S_OP_SET,
+    S_OP_TAKEOVER,
+    S_OP_FORCE,
+    S_OP_RELEASE
+} s_op_t;
 
-static const char *const s_op_names[] = {"none", "get", "create", "set", "takeover", "force"};
+static const char *const s_op_names[] = {"none",     "get",   "create", "set",
+                                         "takeover", "force", "release"};
 
 typedef struct s_space {
     pm_coord_record_t rec; /* the latest we know (rec.revision 0: none) */
@@ -47,6 +56,7 @@ typedef struct s_space {
     int waiting;           /* a change waits for the store (counted once) */
     uint64_t fence;        /* the epoch we try or know: older records are refused */
     uint64_t base_lsn;     /* produced when we started serving it (a backup joins past it) */
+    int release;           /* we stopped serving it while the store names us: hand it on */
 } s_space_t;
 
 struct pm_isr {
@@ -67,7 +77,7 @@ struct pm_isr {
     int64_t now;
     int64_t next_scan; /* the spaces are looked at every S_SCAN_MS, or at once on a change */
     int dirty;         /* a record or a request changed: scan and recompute the gate */
-    uint64_t retries, waits, takeovers, forced, set_changes, refused_writes, moved;
+    uint64_t retries, waits, takeovers, forced, set_changes, refused_writes, moved, released;
 };
 
 static s_space_t *
@@ -272,6 +282,12 @@ s_succeeded(pm_isr_t *self, s_space_t *s, s_op_t op, const pm_coord_record_t *r)
         pm_log_info("PM-COORD-INSYNC", "id space %s: %zu backup%s recorded in sync at epoch "
                     "%llu", r->space, r->n_in_sync, r->n_in_sync == 1 ? "" : "s",
                     (unsigned long long) r->epoch);
+    } else if (op == S_OP_RELEASE) {
+        s->release = 0;
+        self->released++;
+        pm_log_warn("PM-COORD-RELEASED", "id space %s: the store names no owner now (epoch "
+                    "%llu); a member of its in-sync set (%zu recorded) takes it over", r->space,
+                    (unsigned long long) r->epoch, r->n_in_sync);
     } else if ((op == S_OP_TAKEOVER || op == S_OP_FORCE) &&
                !self->env.serves(self->arg, r->space, NULL)) {
         if (op == S_OP_TAKEOVER)
@@ -479,8 +495,9 @@ s_try_takeover(pm_isr_t *self, s_space_t *s, int force)
     /* From this attempt on, the old epoch's records are refused here. */
     if (next.epoch > s->fence)
         s->fence = next.epoch;
-    pm_log_warn("PM-COORD-TAKEOVER", "id space %s: owner %s is gone; taking it over at epoch "
-                "%llu", s->rec.space, s->rec.owner, (unsigned long long) next.epoch);
+    pm_log_warn("PM-COORD-TAKEOVER", "id space %s: owner %s%s; taking it over at epoch %llu",
+                s->rec.space, s->rec.owner[0] ? s->rec.owner : "(none: released)",
+                s->rec.owner[0] ? " is gone" : "", (unsigned long long) next.epoch);
     s_cas(self, s, force ? S_OP_FORCE : S_OP_TAKEOVER, &next);
 }
 
@@ -515,7 +532,20 @@ pm_isr_tick(pm_isr_t *self, int64_t mono)
             }
             continue;
         }
-        if (s_ours(self, &s->rec)) {
+        if (s_ours(self, &s->rec) && s->release &&
+            !self->env.serves(self->arg, s->rec.space, NULL)) {
+            /* We stopped serving it (a backup fenced us: it tries to take
+             * it over) while the store still names us: nobody would take it
+             * over from a live owner. Naming no owner lets a recorded
+             * in-sync member take it over by R3, and moves the record's
+             * revision on, so a takeover attempted from before either wins
+             * first or can never win. Our copy is no newer than theirs: we
+             * acknowledged only what every member held (R1). */
+            pm_coord_record_t next = s->rec;
+            next.owner[0] = '\0';
+            next.owner_pid = 0;
+            s_cas(self, s, S_OP_RELEASE, &next);
+        } else if (s_ours(self, &s->rec)) {
             s_reconcile(self, s);
         } else if (!s_alive(self, s->rec.owner, s->rec.owner_pid)) {
             pm_coord_record_t next;
@@ -538,6 +568,16 @@ pm_isr_fence_epoch(pm_isr_t *self, const char *space)
 {
     s_space_t *s = zhashx_lookup(self->spaces, space);
     return s ? s->fence : 0;
+}
+
+void
+pm_isr_release(pm_isr_t *self, const char *space)
+{
+    s_space_t *s = zhashx_lookup(self->spaces, space);
+    if (!s || !s_ours(self, &s->rec))
+        return;
+    s->release = 1;
+    self->dirty = 1;
 }
 
 int
@@ -616,14 +656,15 @@ pm_isr_stats_json(pm_isr_t *self)
     }
     char pid[24];
     snprintf(pid, sizeof pid, "%llu", (unsigned long long) self->pid);
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:o}",
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:o}",
                           "store", self->url, "prefix", self->prefix, "node", self->node,
                           "pid", pid, "store_up", self->store_up, "ready", self->listed,
                           "waiting", (json_int_t) waiting, "retries", (json_int_t) self->retries,
                           "takeovers", (json_int_t) self->takeovers, "forced",
                           (json_int_t) self->forced, "set_changes",
                           (json_int_t) self->set_changes, "refused_writes",
-                          (json_int_t) self->refused_writes, "requests",
+                          (json_int_t) self->refused_writes, "released",
+                          (json_int_t) self->released, "requests",
                           (json_int_t) cs.requests, "min_in_sync", self->min_in_sync,
                           "spaces", spaces);
     char *str = json_dumps(o, JSON_COMPACT);

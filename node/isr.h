@@ -116,6 +116,12 @@ void pm_isr_tick(pm_isr_t *self, int64_t mono);
 void pm_isr_member_down(pm_isr_t *self, int64_t now);
 /* The highest epoch we know or try for space (for fencing), 0: none. */
 uint64_t pm_isr_fence_epoch(pm_isr_t *self, const char *space);
+/* We stopped serving space (fenced by a backup that tries to take it over,
+ * or told by gossip that it moved): if the store still names us its owner,
+ * the record is changed to name no owner (CAS), so that a recorded in-sync
+ * member takes it over (R3) instead of the space waiting on a live owner
+ * that no longer serves it. */
+void pm_isr_release(pm_isr_t *self, const char *space);
 /* A write to space (which we serve) is refused: PM_ERR_UNAVAILABLE with the
  * reason in msg; 0: go ahead. */
 int pm_isr_write_check(pm_isr_t *self, const char *space, char *msg, size_t msglen);

@@ -172,7 +172,7 @@ pm_prom_agent(FILE *f, json_t *st)
         static const char *events[] = {"suspicions",      "deaths_declared", "refutations",
                                        "dropped_stale",   "dropped_invalid", "bad_frames",
                                        "unknown_peer",    "dropped_out",     "relayed",
-                                       "relay_timeouts",  "owner_lost"};
+                                       "relay_timeouts",  "owner_lost", "refused_not_served"};
         pm_prom_family(f, "pmesh_mesh_events_total", "counter",
                  "Mesh events: SWIM suspicions and deaths, drops, relays to owners.");
         for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)

@@ -24,6 +24,14 @@ pm_req_owned_space(pm_agent_t *self, const char *id)
            strcmp(space, self->space) != 0 && pm_mesh_owns(self->mesh, space, NULL);
 }
 
+int
+pm_req_serves(pm_agent_t *self, const char *id)
+{
+    char space[PM_WIRE_MAX_NAME + 1];
+    return !self->mesh ||
+           (pm_id_space(id, space, sizeof space) && pm_mesh_owns(self->mesh, space, NULL));
+}
+
 void
 pm_req_mint(pm_agent_t *self, char *out, size_t cap)
 {
@@ -178,6 +186,8 @@ pm_req_do_status(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m)
             json_object_set_new(mj, "relay_timeouts",
                                 json_integer((json_int_t) self->relay_timeouts));
             json_object_set_new(mj, "owner_lost", json_integer((json_int_t) self->owner_lost));
+            json_object_set_new(mj, "refused_not_served",
+                                json_integer((json_int_t) self->refused_not_served));
             json_object_set_new(o, "mesh", mj);
         }
     }

@@ -13,6 +13,8 @@ int pm_req_minted_by(const pm_session_t *s, const char *id);
  * its primary): the agent that lost it, and that agent's clients, still mint
  * there, and only they do. */
 int pm_req_owned_space(pm_agent_t *self, const char *id);
+/* Whether we serve the id space of id now (no mesh: every id is ours). */
+int pm_req_serves(pm_agent_t *self, const char *id);
 /* Mints a new id in our primary space. */
 void pm_req_mint(pm_agent_t *self, char *out, size_t cap);
 /* CREATE: mints (or checks the client's) id and creates the promise. */

@@ -370,6 +370,8 @@ pm_takeover_on_moved(void *arg, const char *space)
     pm_id_space_prefix(prefix, sizeof prefix, space);
     pm_store_passivate(self->store, prefix, 0);
     pm_claims_drop(&self->probation, space);
+    if (self->isr) /* the store may still name us: hand it on */
+        pm_isr_release(self->isr, space);
     size_t plen = strlen(prefix);
     /* Its continuations are the new owner's now (it revived them from its
      * copy): ours would only run them a second time. */

@@ -13,6 +13,9 @@
  *       many were sent
  *   meshpoke get ENDPOINT FROM ID
  *       send a well-formed GET for ID that claims to come from node FROM
+ *   meshpoke settle ENDPOINT FROM ID VALUE
+ *       send a well-formed settle (resolve ID with VALUE) that claims to come
+ *       from node FROM, as a peer relaying a client's settle would
  *   meshpoke swim ENDPOINT TYPE FROM_NAME FROM_ENDPOINT FROM_INC [NAME EP INC STATE]...
  *       send one SWIM message (TYPE 1..7) with the given updates
  *   meshpoke pipeline SOCKET ID FN [FN...]
@@ -38,6 +41,7 @@ static int
 s_usage(void)
 {
     fprintf(stderr, "usage: meshpoke members SOCKET | garbage EP [ROUNDS] | get EP FROM ID |\n"
+                    "       settle EP FROM ID VALUE |\n"
                     "       swim EP TYPE FROM_NAME FROM_EP FROM_INC [NAME EP INC STATE]... |\n"
                     "       pipeline SOCKET ID FN [FN...]\n");
     return 64;
@@ -183,6 +187,26 @@ s_get(const char *endpoint, const char *from, const char *id)
 }
 
 static int
+s_settle(const char *endpoint, const char *from, const char *id, const char *value)
+{
+    void *s = s_dealer(endpoint);
+    Pmesh__Settle st = PMESH__SETTLE__INIT;
+    st.id = (char *) id;
+    st.kind = PMESH__STATE__RESOLVED;
+    st.value.data = (uint8_t *) value;
+    st.value.len = strlen(value);
+    Pmesh__Envelope env = PMESH__ENVELOPE__INIT;
+    env.version = 1;
+    env.req_id = 4243;
+    env.from = (char *) from;
+    env.body_case = PMESH__ENVELOPE__BODY_SETTLE;
+    env.settle = &st;
+    s_send_env(s, &env);
+    zmq_close(s);
+    return 0;
+}
+
+static int
 s_swim(int argc, char **argv)
 {
     /* argv: EP TYPE FROM_NAME FROM_EP FROM_INC [NAME EP INC STATE]... */
@@ -276,6 +300,8 @@ main(int argc, char **argv)
         rc = s_garbage(argv[2], argc == 4 ? atoi(argv[3]) : 1);
     else if (strcmp(argv[1], "get") == 0 && argc == 5)
         rc = s_get(argv[2], argv[3], argv[4]);
+    else if (strcmp(argv[1], "settle") == 0 && argc == 6)
+        rc = s_settle(argv[2], argv[3], argv[4], argv[5]);
     else if (strcmp(argv[1], "swim") == 0)
         rc = s_swim(argc - 2, argv + 2);
     else if (strcmp(argv[1], "pipeline") == 0 && argc >= 5)

@@ -7,7 +7,9 @@
 #  - a well-formed request from a node that is not a member;
 #  - a SWIM message that fails validation;
 #  - a SWIM message from a member at a stale incarnation (carrying a rumor);
-#  - a forged `dead` about a live member, from a non-member.
+#  - a forged `dead` about a live member, from a non-member;
+#  - a settle relayed to an agent that keeps a copy of the promise (its
+#    owner's backup) but does not serve its space.
 #
 # Each must be dropped, logged and counted; nothing a stranger sends may
 # change a live member's standing or fail a request that waits on it. A
@@ -177,5 +179,47 @@ expect_eq "afterwards: create on n3, resolve from n1, await on n2" "0 still work
 for k in 1 2 3; do
     expect_eq "n$k sees 3 alive at the end" 3 "$(mstat $k mesh.members.alive)"
 done
+mesh_down
+
+# ---- a relayed request on a space the receiver does not serve --------------------------------
+# A peer relays a settle to the agent it takes to own the promise. The
+# receiver here is the owner's backup: it keeps a copy of the promise, but
+# does not serve its space. Applying the settle to that copy would
+# acknowledge a change that is neither at the owner nor at any backup (lost,
+# or a second outcome, once the space is taken over): it is refused with
+# OWNER_LOST, counted, and nothing changes.
+mesh_up 3 --insecure --replicas 2 --unsafe-no-coordination
+backup_of_n1() {
+    python3 -c 'import json, sys
+b = json.loads(sys.argv[1]) if sys.argv[1].startswith("[") else []
+print(" ".join(x["node"] for x in b if x["counted"]))' "$(mstat 1 replication.backups)"
+}
+has_backup() { [ -n "$(backup_of_n1)" ]; }
+wait_for 10 has_backup || true
+B=$(backup_of_n1)
+B=${B#n}
+expect_match "n1 has a backup that holds its state" "$B" '^[23]$'
+[ -n "$B" ] || B=2
+OTHER=$((5 - B))
+pm 1 create # acknowledged once the backup holds it
+Q=$OUT
+REF0=$(mstat "$B" mesh.refused_not_served)
+run "$MESHPOKE" settle "${MESH_EP[$B]}" "n$OTHER" "$Q" "forged-at-the-backup"
+wait_stat "$B" mesh.refused_not_served $((REF0 + 1)) 5 || true
+expect_eq "a settle relayed to n1's backup (which does not serve n1's space) is refused, counted" \
+    $((REF0 + 1)) "$(mstat "$B" mesh.refused_not_served)"
+pm 1 get "$Q"
+expect_eq "... the owner still has it pending" pending "$(json_get "$OUT" state)"
+# The owner dies: its backup serves the space from its copy, which the
+# refused settle did not touch.
+kill -KILL "${MESH_PID[1]}"
+wait "${MESH_PID[1]}" 2>/dev/null || true
+took() { [ "$(log_count "$B" PM-TAKEOVER)" -ge 1 ]; }
+wait_for 15 took || true
+pm "$B" resolve "$Q" "after-takeover"
+expect_eq "after the takeover the promise is still pending: it resolves now" 0 "$RC"
+pm "$OTHER" await "$Q" --timeout 5s
+expect_eq "... with the value settled after the takeover, not the refused one" \
+    "0 after-takeover" "$RC $OUT"
 mesh_down
 finish

@@ -634,6 +634,70 @@ test_coord_race_backup_first(void **state)
     s_coord_race(0);
 }
 
+/* a is fenced by b's takeover attempt, which never reached the store: a
+ * stops serving a-1 although the store still names it. Releasing the
+ * record (no owner) lets b, a recorded member, take it over; a does not
+ * come back to it, and writes there are refused meanwhile. */
+static void
+test_coord_release_after_fence(void **state)
+{
+    (void) state;
+    pm_coord_mem_t *store = pm_coord_mem_new();
+    s_model_t a, b;
+    s_two(store, &a, &b);
+    s_model_t *ms[] = {&a, &b};
+    /* Only a live owner that does not serve its space releases it. */
+    pm_isr_release(a.isr, "a-1");
+    s_pump(ms, 2, 3);
+    assert_string_equal(s_read(store, "a-1").owner, "a");
+    /* It drops a-1 (the agent does this on the fence), then releases. */
+    m_drop(&a, "a-1");
+    pm_isr_release(a.isr, "a-1");
+    pm_isr_release(b.isr, "a-1"); /* not b's: nothing */
+    char msg[256];
+    s_pump(ms, 2, 1);
+    assert_int_equal(pm_isr_write_check(a.isr, "a-1", msg, sizeof msg), PM_ERR_UNAVAILABLE);
+    s_pump(ms, 2, 5);
+    pm_coord_record_t r = s_read(store, "a-1");
+    assert_string_equal(r.owner, "b");
+    assert_int_equal(r.epoch, 2);
+    assert_int_equal(b.takes, 1);
+    assert_int_equal(b.took_epoch, 2);
+    assert_int_equal(a.takes, 0);
+    assert_false(m_serves(&a, "a-1", NULL));
+    assert_int_equal(pm_isr_write_check(a.isr, "a-1", msg, sizeof msg), PM_ERR_UNAVAILABLE);
+    s_stop(&a);
+    s_stop(&b);
+    pm_coord_mem_destroy(&store);
+}
+
+/* Released with nobody in sync: nobody may take it over; requests hear
+ * UNAVAILABLE with the reason (force-owner is the operator's way out). */
+static void
+test_coord_release_empty_set(void **state)
+{
+    (void) state;
+    pm_coord_mem_t *store = pm_coord_mem_new();
+    memset(s_world, 0, sizeof s_world);
+    s_model_t a, c;
+    s_start(&a, store, "a", 1, 0);
+    s_start(&c, store, "c", 3, 0);
+    s_model_t *ms[] = {&a, &c};
+    s_pump(ms, 2, 3);
+    m_drop(&a, "a-1");
+    pm_isr_release(a.isr, "a-1");
+    s_pump(ms, 2, 5);
+    pm_coord_record_t r = s_read(store, "a-1");
+    assert_string_equal(r.owner, "");
+    assert_int_equal(r.epoch, 1);
+    assert_int_equal(c.takes, 0);
+    char msg[256];
+    assert_int_equal(pm_isr_route_check(c.isr, "a-1", msg, sizeof msg), PM_ERR_UNAVAILABLE);
+    s_stop(&a);
+    s_stop(&c);
+    pm_coord_mem_destroy(&store);
+}
+
 /* c is alive but in no in-sync set: a's death makes it try nothing. */
 static void
 test_coord_heir_outside_set(void **state)
@@ -792,6 +856,8 @@ main(void)
         cmocka_unit_test(test_coord_race_owner_first),
         cmocka_unit_test(test_coord_race_backup_first),
         cmocka_unit_test(test_coord_heir_outside_set),
+        cmocka_unit_test(test_coord_release_after_fence),
+        cmocka_unit_test(test_coord_release_empty_set),
         cmocka_unit_test(test_coord_store_down),
         cmocka_unit_test(test_coord_shrink_waits),
         cmocka_unit_test(test_coord_restart),
