@@ -45,6 +45,8 @@ pm_req_do_create(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t n
     if (m->id) {
         /* A peer relays creates in a space it lost to us (its clients still
          * mint there); a client mints under its lease. */
+        if (s->peer && !pm_req_serves(self, m->id))
+            return PM_ERR_OWNER_LOST; /* it moved on from us too: not the caller's fault */
         if (!(s->peer ? pm_req_owned_space(self, m->id) : pm_req_minted_by(s, m->id)))
             return PM_ERR_BAD_REQUEST;
         snprintf(id, sizeof id, "%s", m->id);
