@@ -241,6 +241,43 @@ expect_eq "pipelined: the all resolved with the inputs' values" '["v1","v2","v3"
 
 mesh_down
 
+# ============================================ one agent, a data dir: SIGKILL, restart
+
+# A combinator and then --on-reject come back from the WAL: the agent
+# subscribes again and settles from inputs settled after the restart.
+D=$TMP/data
+start_agent 1 --data-dir "$D"
+A=$AGENT_PID
+disown "$A"
+SOCK=$AGENT_SOCK
+run "$PMESH" --socket "$SOCK" create; W1=$OUT
+run "$PMESH" --socket "$SOCK" create; W2=$OUT
+run "$PMESH" --socket "$SOCK" all-settled "$W1" "$W2"
+WC=$OUT
+run "$PMESH" --socket "$SOCK" then "$W2" ident --on-reject fix
+WT=$OUT
+run "$PMESH" --socket "$SOCK" resolve "$W1" before
+kill -KILL "$A"
+wait_exit "$A" 5
+start_agent 1 --data-dir "$D"
+A=$AGENT_PID
+disown "$A"
+run "$PMESH" --socket "$SOCK" resolve "$WC" forged
+expect_eq "after a restart the combinator still refuses a direct settle" 1 "$RC"
+run "$PMESH" --socket "$SOCK" reject "$W2" "after restart"
+need "the revived combinator settles" 10 bash -c \
+    "\"$PMESH\" --socket \"$SOCK\" get \"$WC\" | grep -q '\"state\":\"resolved\"'"
+run "$PMESH" --socket "$SOCK" get "$WC"
+expect_eq "after SIGKILL + restart: the combinator has both outcomes" \
+    '[{"state":"resolved","value":"before"},{"state":"rejected","reason":"after restart"}]' \
+    "$(json_get "$OUT" value)"
+start_worker w-fix1 --socket "$SOCK" fix --concurrency 1 -- sh -c 'printf "recovered from "; cat'
+need "the revived then --on-reject runs its handler" 10 bash -c \
+    "\"$PMESH\" --socket \"$SOCK\" get \"$WT\" | grep -q '\"state\":\"resolved\"'"
+run "$PMESH" --socket "$SOCK" get "$WT"
+expect_eq "after SIGKILL + restart: on-reject ran with the reason" "recovered from after restart" \
+    "$(json_get "$OUT" value)"
+
 # ================================================= 5 agents, --replicas 2: takeover
 
 mesh_up 5 --replicas 2 --unsafe-no-coordination
@@ -265,6 +302,25 @@ expect_eq "after n2's SIGKILL its input is settled at the heir" 0 "$RC"
 settled_on 5 "$C" 20
 expect_eq "the combinator still completes, with the right values" '["after","three","before"]' \
     "$(field 5 "$C" value)"
+
+# The combinator's own agent SIGKILLed: the heir of its space revives it
+# and subscribes to its inputs again.
+mk 3; L3=$P
+mk 4; L4=$P
+pm 1 all "$L3" "$L4"
+C=$OUT
+pm 3 resolve "$L3" x
+kill -KILL "${MESH_PID[1]}"
+pm 4 resolve "$L4" y
+deadline=$(($(now_ms) + 20000))
+while :; do
+    pm 5 get "$C"
+    [ "$RC" = 0 ] && [ "$(json_get "$OUT" state)" = resolved ] && break
+    [ "$(now_ms)" -lt "$deadline" ] || break
+    sleep 0.2
+done
+expect_eq "after its agent's SIGKILL the heir completes the combinator" '["x","y"]' \
+    "$(json_get "$OUT" value)"
 
 mesh_down
 finish
