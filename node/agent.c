@@ -615,6 +615,7 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
     self->max_value_bytes = (size_t) cfg->max_value_bytes;
     self->client_timeout = cfg->client_timeout;
     self->max_waiters = (size_t) cfg->max_waiters_per_client;
+    self->max_fanin = (size_t) cfg->max_fanin_inputs;
     self->list_limit = (uint32_t) cfg->list_limit;
     self->started_mono = self->last_sweep = pm_mono_ms();
     /* Relay ids start at a random point: a reply meant for our previous run
