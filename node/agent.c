@@ -11,6 +11,7 @@
  * typed error reply, a counter and (rate-limited) a log line.
  */
 #include "agent_priv.h"
+#include "fanins.h"
 #include "isr_agent.h"
 #include "place.h"
 #include "relay.h"
@@ -273,10 +274,10 @@ s_handle(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now, int6
     /* R2: an owner with fewer backups recorded in sync than min_in_sync
      * refuses writes; a space the store does not record as ours yet too. */
     if (self->isr && (m->type == PM_MSG_CREATE || m->type == PM_MSG_SETTLE ||
-                      m->type == PM_MSG_THEN)) {
+                      m->type == PM_MSG_THEN || m->type == PM_MSG_COMBINE)) {
         char space[PM_WIRE_MAX_NAME + 1], why[320];
         const char *sp = self->space;
-        if (m->type != PM_MSG_CREATE || m->id) {
+        if ((m->type != PM_MSG_CREATE && m->type != PM_MSG_COMBINE) || m->id) {
             if (!m->id || !pm_id_space(m->id, space, sizeof space))
                 return PM_ERR_BAD_REQUEST;
             sp = space;
@@ -317,6 +318,8 @@ s_handle(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now, int6
         return pm_waiter_do_await(self, s, m, mono);
     case PM_MSG_THEN:
         return pm_then_do(self, s, m, now);
+    case PM_MSG_COMBINE:
+        return pm_fanins_do(self, s, m, now);
     case PM_MSG_LIST:
         return pm_req_do_list(self, s, m);
     case PM_MSG_STATUS:
@@ -626,6 +629,7 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
     self->max_value_bytes = (size_t) cfg->max_value_bytes;
     self->client_timeout = cfg->client_timeout;
     self->max_waiters = (size_t) cfg->max_waiters_per_client;
+    self->max_fanin = (size_t) cfg->max_fanin_inputs;
     self->list_limit = (uint32_t) cfg->list_limit;
     self->started_mono = self->last_sweep = pm_mono_ms();
     /* Relay ids start at a random point: a reply meant for our previous run
@@ -888,6 +892,7 @@ pm_agent_destroy(pm_agent_t **self_p)
         pm_then_unlink(self, t);
         pm_then_free(t);
     }
+    pm_fanins_destroy_all(self);
     while (self->delegs) {
         pm_deleg_t *d = self->delegs;
         pm_place_deleg_unlink(self, d);

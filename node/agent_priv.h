@@ -97,6 +97,7 @@ struct pm_then {
     pm_agent_t *agent;
     pm_then_t *next, *prev;
     char *function;
+    char *on_reject; /* NULL, or run with the source's reason when it fails */
     char *source;
     char target[];
 };
@@ -119,12 +120,16 @@ typedef struct pm_relay {
     char pid[];       /* the promise it is about */
 } pm_relay_t;
 
-/* A continuation of a space we back up: revived if we take the space over. */
+/* A continuation or combinator of a space we back up: revived if we take
+ * the space over. Keyed by c.q. */
 typedef struct pm_rthen {
-    char *p;
-    char *function;
-    char q[];
+    pm_cont_t c;
 } pm_rthen_t;
+
+/* A combinator we own (fanins.c): its rules' state (fanin.h), one
+ * subscription per input, and a watch on q itself (its own timeout, or its
+ * settlement, ends it). */
+typedef struct pm_comb pm_comb_t;
 
 /* Local awaits of one remote promise: one subscription at the owner. */
 typedef struct pm_rwait {
@@ -175,6 +180,9 @@ struct pm_agent {
     pm_backup_t *backup;   /* what we hold of other owners' streams; NULL: no mesh */
     int replicas;
     zhashx_t *rthens;      /* q id -> pm_rthen_t: continuations of spaces we back up */
+    zhashx_t *combs;       /* q id -> pm_comb_t (owned): combinators we own (fanins.c) */
+    zhashx_t *comb_subs;   /* input id -> pm_fanin_sub_t list: inputs heard over the mesh */
+    size_t max_fanin;      /* inputs per combinator (max_fanin_inputs) */
     /* Spaces we served before a restart (our old primary, and spaces we had
      * taken over or resumed), not yet resumed: each is served again at the
      * end of the grace period unless another agent serves it by then. */

@@ -79,7 +79,11 @@ static const char s_usage_text[] =
     "  heartbeat ID\n"
     "  get ID                      print the promise as one line of JSON\n"
     "  await ID [--timeout DUR]    print the value once the promise resolves\n"
-    "  then ID FUNCTION [--timeout DUR]  chain FUNCTION on ID; print the new id\n"
+    "  then ID FUNCTION [--timeout DUR] [--on-reject FUNCTION]\n"
+    "                              chain FUNCTION on ID (--on-reject: run that one with\n"
+    "                              ID's reason if ID fails); print the new id\n"
+    "  all|any|race|all-settled ID... [--timeout DUR]\n"
+    "                              a promise settled by the IDs (a combinator); print its id\n"
     "  list [--state S] [--prefix P] [--label K=V] [--limit N] [--cursor C]\n"
     "  worker FUNCTION[,FUNCTION..] [--concurrency N] [-v] -- CMD [ARG...]\n"
     "  status                      print the agent's status as JSON\n"
@@ -645,7 +649,7 @@ static int
 s_cmd_then(int argc, char **argv)
 {
     static const s_spec_t specs[] = { S_COMMON_SPECS, { "timeout", 0, true },
-                                      { NULL, 0, false } };
+                                      { "on-reject", 0, true }, { NULL, 0, false } };
     s_args_t a;
     int rc = s_parse(argc, argv, specs, false, &a);
     if (rc)
@@ -659,11 +663,50 @@ s_cmd_then(int argc, char **argv)
         rc = s_usage_error("then: empty function name");
         goto out;
     }
+    const char *on_reject = s_opt(&a, "on-reject");
+    if (on_reject && !*on_reject) {
+        rc = s_usage_error("then: empty --on-reject function name");
+        goto out;
+    }
     if ((rc = s_duration_opt(&a, "timeout", &timeout_ms)) >= 0)
         goto out;
     if ((rc = s_connect(&client)) != 0)
         goto out;
-    int err = pm_then(client, a.pos[0], a.pos[1], timeout_ms, &new_id);
+    int err = pm_then_catch(client, a.pos[0], a.pos[1], on_reject, timeout_ms, &new_id);
+    rc = err == PM_OK ? s_print_line(new_id) : s_fail(client, err);
+out:
+    free(new_id);
+    pm_client_destroy(&client);
+    s_args_free(&a);
+    return rc;
+}
+
+/* all | any | race | all-settled ID... [--timeout DUR]: prints the new id. */
+static int
+s_cmd_combine(const char *cmd, int argc, char **argv)
+{
+    static const s_spec_t specs[] = { S_COMMON_SPECS, { "timeout", 0, true },
+                                      { NULL, 0, false } };
+    s_args_t a;
+    int rc = s_parse(argc, argv, specs, false, &a);
+    if (rc)
+        return rc;
+    pm_client_t *client = NULL;
+    char *new_id = NULL;
+    int64_t timeout_ms = 0;
+    if ((rc = s_common(cmd, &a, 1, INT_MAX)) >= 0)
+        goto out;
+    for (int i = 0; i < a.pos_count; i++)
+        if (!*a.pos[i]) {
+            rc = s_usage_error("%s: empty id", cmd);
+            goto out;
+        }
+    if ((rc = s_duration_opt(&a, "timeout", &timeout_ms)) >= 0)
+        goto out;
+    if ((rc = s_connect(&client)) != 0)
+        goto out;
+    int err = pm_combine(client, pm_combinator_parse(cmd), (const char *const *) a.pos,
+                         (size_t) a.pos_count, timeout_ms, &new_id);
     rc = err == PM_OK ? s_print_line(new_id) : s_fail(client, err);
 out:
     free(new_id);
@@ -1599,6 +1642,9 @@ main(int argc, char **argv)
         return s_cmd_await(sub_argc, sub_argv);
     if (strcmp(cmd, "then") == 0)
         return s_cmd_then(sub_argc, sub_argv);
+    if (strcmp(cmd, "all") == 0 || strcmp(cmd, "any") == 0 || strcmp(cmd, "race") == 0 ||
+        strcmp(cmd, "all-settled") == 0)
+        return s_cmd_combine(cmd, sub_argc, sub_argv);
     if (strcmp(cmd, "list") == 0)
         return s_cmd_list(sub_argc, sub_argv);
     if (strcmp(cmd, "worker") == 0)

@@ -1094,6 +1094,14 @@ int
 pm_send_then(pm_client_t *self, const char *id, const char *function, int64_t timeout_ms,
              char **new_id_p, uint64_t *req_id_p)
 {
+    return pm_send_then_catch(self, id, function, NULL, timeout_ms, new_id_p, req_id_p);
+}
+
+int
+pm_send_then_catch(pm_client_t *self, const char *id, const char *function,
+                   const char *on_reject, int64_t timeout_ms, char **new_id_p,
+                   uint64_t *req_id_p)
+{
     if (!id || !function || timeout_ms < 0)
         return PM_ERR_BAD_REQUEST;
     /* The new promise lives where `id` lives (that is what pipelining
@@ -1117,8 +1125,37 @@ pm_send_then(pm_client_t *self, const char *id, const char *function, int64_t ti
                   .id = id,
                   .function = function,
                   .new_id = nid,
+                  .on_reject = on_reject && *on_reject ? on_reject : NULL,
                   .timeout_ms = timeout_ms};
     err = s_send_now(self, &m, PM_OP_THEN, req_id_p);
+    if (!err && new_id_p)
+        *new_id_p = strdup(nid);
+    return err;
+}
+
+int
+pm_send_combine(pm_client_t *self, int kind, const char *const *ids, size_t n,
+                int64_t timeout_ms, char **new_id_p, uint64_t *req_id_p)
+{
+    if (!ids || !n || timeout_ms < 0 || kind < PM_COMBINE_ALL || kind > PM_COMBINE_ALL_SETTLED)
+        return PM_ERR_BAD_REQUEST;
+    for (size_t i = 0; i < n; i++)
+        if (!ids[i] || !*ids[i] || strlen(ids[i]) > PM_WIRE_MAX_NAME)
+            return PM_ERR_BAD_REQUEST;
+    /* The combinator lives with our agent: minted under our lease, so it
+     * can be awaited, chained or combined before the reply arrives. */
+    int err = s_ready(self);
+    if (err)
+        return err;
+    char nid[PM_WIRE_MAX_NAME + 32];
+    s_mint(self, nid, sizeof nid);
+    pm_msg_t m = {.type = PM_MSG_COMBINE,
+                  .combinator = kind,
+                  .id_count = n,
+                  .ids = ids,
+                  .new_id = nid,
+                  .timeout_ms = timeout_ms};
+    err = s_send_now(self, &m, PM_OP_COMBINE, req_id_p);
     if (!err && new_id_p)
         *new_id_p = strdup(nid);
     return err;
@@ -1301,10 +1338,37 @@ int
 pm_then(pm_client_t *self, const char *id, const char *function, int64_t timeout_ms,
         char **new_id_p)
 {
+    return pm_then_catch(self, id, function, NULL, timeout_ms, new_id_p);
+}
+
+int
+pm_combine(pm_client_t *self, int kind, const char *const *ids, size_t n, int64_t timeout_ms,
+           char **new_id_p)
+{
     *new_id_p = NULL;
     uint64_t req;
     char *nid = NULL;
-    int err = pm_send_then(self, id, function, timeout_ms, &nid, &req);
+    int err = pm_send_combine(self, kind, ids, n, timeout_ms, &nid, &req);
+    if (err)
+        return err;
+    pm_result_t *r = NULL;
+    err = s_wait(self, req, S_CALL_TIMEOUT_MS, &r);
+    pm_result_destroy(&r);
+    if (err)
+        free(nid);
+    else
+        *new_id_p = nid;
+    return err;
+}
+
+int
+pm_then_catch(pm_client_t *self, const char *id, const char *function, const char *on_reject,
+              int64_t timeout_ms, char **new_id_p)
+{
+    *new_id_p = NULL;
+    uint64_t req;
+    char *nid = NULL;
+    int err = pm_send_then_catch(self, id, function, on_reject, timeout_ms, &nid, &req);
     if (err)
         return err;
     pm_result_t *r = NULL;

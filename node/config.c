@@ -74,6 +74,10 @@ static const s_key_t s_keys[] = {
     /* 10M: a waiter costs ~100 bytes, so one client stays under a GiB. */
     {.key = "max_waiters_per_client", .type = S_INT, .offset = S_AT(max_waiters_per_client),
      .def = "100000", .min = 1, .max = 10000000, .doc = "awaits one client may have open at once"},
+    /* 1000: one combinator's subscriptions and record stay small (issue 15);
+     * 65536 is what the wire decoder takes at all (PM_WIRE_MAX_IDS). */
+    {.key = "max_fanin_inputs", .type = S_INT, .offset = S_AT(max_fanin_inputs), .def = "1000",
+     .min = 1, .max = 65536, .doc = "inputs of one combinator (all, any, race, all-settled)"},
     /* 256: labels are for selecting, not for storing data. */
     {.key = "max_labels", .type = S_INT, .offset = S_AT(max_labels), .def = "16", .min = 0,
      .max = 256, .doc = "labels per promise"},

@@ -32,6 +32,7 @@ typedef struct pm_config {
     int64_t max_value_bytes;        /* largest promise value accepted */
     int64_t client_timeout;         /* milliseconds of silence before a session is closed */
     int64_t max_waiters_per_client; /* awaits one client may hold at once */
+    int64_t max_fanin_inputs;       /* inputs of one combinator */
     int64_t max_labels;             /* labels per promise */
     int64_t list_limit;             /* default page size of list */
     char *bind;                     /* mesh endpoint to listen on; NULL: no mesh */

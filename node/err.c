@@ -28,6 +28,8 @@ static const struct {
     {PM_ERR_NO_SESSION, "NO_SESSION", "no session: say hello first"},
     {PM_ERR_UNAVAILABLE, "UNAVAILABLE",
      "the id space is unavailable: its in-sync copies cannot be reached or too few are in sync"},
+    {PM_ERR_NOT_SETTLEABLE, "NOT_SETTLEABLE",
+     "the promise is a combinator: only its inputs settle it"},
 };
 
 static const char *s_states[] = {"unknown", "pending", "resolved", "rejected", "canceled",
@@ -65,5 +67,28 @@ pm_state_parse(const char *name)
     for (int s = PM_STATE_PENDING; s <= PM_STATE_TIMEDOUT; s++)
         if (name && strcmp(name, s_states[s]) == 0)
             return s;
+    return 0;
+}
+
+static const char *s_combinators[] = {"unknown", "all", "any", "race", "all-settled"};
+
+const char *
+pm_combinator_name(int kind)
+{
+    if (kind < PM_COMBINE_ALL || kind > PM_COMBINE_ALL_SETTLED)
+        return s_combinators[0];
+    return s_combinators[kind];
+}
+
+int
+pm_combinator_parse(const char *name)
+{
+    if (!name)
+        return 0;
+    if (strcmp(name, "all_settled") == 0 || strcmp(name, "allSettled") == 0)
+        return PM_COMBINE_ALL_SETTLED;
+    for (int k = PM_COMBINE_ALL; k <= PM_COMBINE_ALL_SETTLED; k++)
+        if (strcmp(name, s_combinators[k]) == 0)
+            return k;
     return 0;
 }

@@ -215,6 +215,18 @@ pm_journal_then(pm_journal_t *self, const char *p, const char *function, const c
 }
 
 void
+pm_journal_cont(pm_journal_t *self, const pm_rec_t *rec)
+{
+    s_append(self, rec, 0);
+}
+
+void
+pm_journal_snapshot_cont(pm_journal_t *self, const pm_rec_t *rec)
+{
+    s_append(self, rec, 1);
+}
+
+void
 pm_journal_generation(pm_journal_t *self, const char *space, uint64_t generation)
 {
     pm_rec_t rec = {.kind = PM_REC_GENERATION, .space = space, .generation = generation};
@@ -259,7 +271,7 @@ typedef struct s_replay {
 } s_replay_t;
 
 static void
-s_then_add(s_replay_t *r, const char *p, const char *function, const char *q)
+s_then_add(s_replay_t *r, const pm_rec_t *rec)
 {
     pm_journal_state_t *st = r->st;
     if (st->then_count == r->then_cap) {
@@ -267,10 +279,7 @@ s_then_add(s_replay_t *r, const char *p, const char *function, const char *q)
         st->thens =
             pm_xrealloc(st->thens, r->then_cap * sizeof *st->thens, "replayed continuations");
     }
-    pm_journal_then_t *t = &st->thens[st->then_count++];
-    t->p = pm_xstrdup(p, "replayed continuation");
-    t->function = pm_xstrdup(function, "replayed continuation");
-    t->q = pm_xstrdup(q, "replayed continuation");
+    pm_cont_init(&st->thens[st->then_count++], rec);
 }
 
 /* A claim replaces an earlier one of the same space; a release removes it. */
@@ -309,7 +318,6 @@ s_replay_one(void *arg, uint64_t lsn, const uint8_t *buf, size_t len)
                      (unsigned long long) lsn);
         return -1;
     }
-    const pm_wire_promise_t *p = &rec.promise;
     r->st->records++;
     switch (rec.kind) {
     case PM_REC_GENERATION:
@@ -331,7 +339,8 @@ s_replay_one(void *arg, uint64_t lsn, const uint8_t *buf, size_t len)
         err = pm_records_apply(r->store, &rec, 0);
         break;
     case PM_REC_THEN:
-        s_then_add(r, p->id, rec.function, rec.target);
+    case PM_REC_COMBINE:
+        s_then_add(r, &rec);
         break;
     case PM_REC_RELEASE:
         s_claim_set(r->st, rec.space, 0, 1);
@@ -363,9 +372,7 @@ pm_journal_replay(pm_journal_t *self, pm_store_t *store, pm_journal_state_t *st,
         if (q && q->state == PM_STATE_PENDING) {
             st->thens[keep++] = st->thens[i];
         } else {
-            free((char *) st->thens[i].p);
-            free((char *) st->thens[i].function);
-            free((char *) st->thens[i].q);
+            pm_cont_clear(&st->thens[i]);
         }
     }
     st->then_count = keep;
@@ -385,11 +392,8 @@ pm_journal_state_free(pm_journal_state_t *st)
     free(st->claimed);
     st->claimed = NULL;
     st->claimed_count = 0;
-    for (size_t i = 0; i < st->then_count; i++) {
-        free((char *) st->thens[i].p);
-        free((char *) st->thens[i].function);
-        free((char *) st->thens[i].q);
-    }
+    for (size_t i = 0; i < st->then_count; i++)
+        pm_cont_clear(&st->thens[i]);
     free(st->thens);
     st->thens = NULL;
     st->then_count = 0;

@@ -10,6 +10,7 @@
 #ifndef PM_JOURNAL_H
 #define PM_JOURNAL_H
 
+#include "records.h"
 #include "store.h"
 #include "wire.h"
 
@@ -24,13 +25,9 @@ typedef struct pm_journal pm_journal_t;
 typedef void(pm_journal_send_fn)(void *arg, uint64_t session, const char *peer, uint8_t *buf,
                                  size_t len, int tag, int64_t t0_us);
 
-/* A continuation as the journal sees it: chained on p, runs function, its
- * result settles q. */
-typedef struct pm_journal_then {
-    const char *p;
-    const char *function;
-    const char *q;
-} pm_journal_then_t;
+/* A continuation as the journal sees it: a then (chained on p, runs
+ * function, its result settles q) or a combinator (records.h). */
+typedef pm_cont_t pm_journal_then_t;
 
 /* A space the agent served besides its primary, or its primary at an epoch
  * above 1 (generation 0 records), and not released since. */
@@ -72,6 +69,8 @@ void pm_journal_state_free(pm_journal_state_t *st);
 void pm_journal_store_event(pm_journal_t *self, pm_store_event_t ev, const pm_prom_t *p);
 /* Records a continuation registration. */
 void pm_journal_then(pm_journal_t *self, const char *p, const char *function, const char *q);
+/* Records a continuation or a combinator (a THEN or COMBINE record). */
+void pm_journal_cont(pm_journal_t *self, const pm_rec_t *rec);
 /* Records this start: space and generation. */
 void pm_journal_generation(pm_journal_t *self, const char *space, uint64_t generation);
 /* Records that this agent serves space at epoch (a takeover or a resumed
@@ -127,6 +126,8 @@ int pm_journal_maybe_compact(pm_journal_t *self, pm_store_t *store, const char *
 /* From inside pm_journal_extra_fn: adds one continuation to the snapshot. */
 void pm_journal_snapshot_then(pm_journal_t *self, const char *p, const char *function,
                               const char *q);
+/* From inside pm_journal_extra_fn: adds one continuation or combinator record. */
+void pm_journal_snapshot_cont(pm_journal_t *self, const pm_rec_t *rec);
 /* From inside pm_journal_extra_fn: adds one claimed space to the snapshot. */
 void pm_journal_snapshot_claim(pm_journal_t *self, const char *space, uint64_t epoch);
 

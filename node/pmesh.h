@@ -46,6 +46,7 @@ typedef enum pm_err {
     PM_ERR_UNAVAILABLE = -15,        /* the id space's in-sync copies cannot be reached, or too
                                         few are in sync to accept a write (the message says
                                         which); try again later */
+    PM_ERR_NOT_SETTLEABLE = -16,     /* the promise is a combinator: only its inputs settle it */
 } pm_err;
 
 /* Stable upper-case name of an error ("NOT_FOUND"); never NULL. */
@@ -65,6 +66,20 @@ typedef enum pm_state {
 const char *pm_state_name(int state);
 /* Parses a state name; returns the state or 0 if the name is unknown. */
 int pm_state_parse(const char *name);
+
+/* Combinators: a new promise settled by the outcomes of its inputs (which
+ * may live on any agents). proto/PROTOCOL.md says how lists are encoded. */
+typedef enum pm_combinator {
+    PM_COMBINE_ALL = 1,         /* every input resolved: JSON array of values; else the first failure */
+    PM_COMBINE_ANY = 2,         /* the first input to resolve; else (all failed) every reason */
+    PM_COMBINE_RACE = 3,        /* the first input to settle, as it settled */
+    PM_COMBINE_ALL_SETTLED = 4, /* every input settled: JSON array of outcomes */
+} pm_combinator_t;
+
+/* "all", "any", "race", "all-settled"; "unknown" for anything else. */
+const char *pm_combinator_name(int kind);
+/* Parses a combinator name ("all-settled" or "all_settled"); 0 if unknown. */
+int pm_combinator_parse(const char *name);
 
 /* Parses a duration: "250ms", "30s", "5m", "2h" (also a bare number of
  * milliseconds). Returns 0 and sets *ms, or -1 on malformed input. */
@@ -173,6 +188,17 @@ int pm_await(pm_client_t *self, const char *id, int64_t timeout_ms, pm_promise_t
  * *new_id_p (caller frees). timeout_ms (0: none) bounds the new promise. */
 int pm_then(pm_client_t *self, const char *id, const char *function, int64_t timeout_ms,
             char **new_id_p);
+/* pm_then with a rejection handler: if the source fails (rejected, canceled,
+ * timed out), on_reject (NULL: none) is invoked with its reason as input and
+ * its result settles the new promise. */
+int pm_then_catch(pm_client_t *self, const char *id, const char *function, const char *on_reject,
+                  int64_t timeout_ms, char **new_id_p);
+/* A combinator (pm_combinator_t) over ids[0..n-1] (duplicates count once
+ * each): returns the new promise's id at once in *new_id_p (caller frees),
+ * before any input settled or even exists at its owner. timeout_ms (0: none)
+ * bounds the new promise. PM_ERR_LIMIT above the agent's max_fanin_inputs. */
+int pm_combine(pm_client_t *self, int kind, const char *const *ids, size_t n, int64_t timeout_ms,
+               char **new_id_p);
 int pm_list(pm_client_t *self, const pm_list_opts_t *opts, pm_promise_list_t **list_p);
 /* One line of JSON describing the agent; caller frees *json_p. */
 int pm_status(pm_client_t *self, char **json_p);
@@ -197,6 +223,7 @@ typedef enum pm_op {
     PM_OP_THEN,
     PM_OP_LIST,
     PM_OP_STATUS,
+    PM_OP_COMBINE,
 } pm_op_t;
 
 typedef struct pm_result {
@@ -204,7 +231,7 @@ typedef struct pm_result {
     pm_op_t op;
     int err;               /* PM_OK or a pm_err */
     char *message;         /* "" on success */
-    char *id;              /* create / then: the id */
+    char *id;              /* create / then / combine: the id */
     pm_promise_t *promise; /* get / await (and settles): the promise, or NULL */
     char *json;            /* status: the agent's JSON; else NULL */
     pm_promise_list_t *list; /* list: the page; else NULL */
@@ -225,6 +252,12 @@ int pm_send_get(pm_client_t *self, const char *id, uint64_t *req_id_p);
 int pm_send_await(pm_client_t *self, const char *id, int64_t timeout_ms, uint64_t *req_id_p);
 int pm_send_then(pm_client_t *self, const char *id, const char *function, int64_t timeout_ms,
                  char **new_id_p, uint64_t *req_id_p);
+int pm_send_then_catch(pm_client_t *self, const char *id, const char *function,
+                       const char *on_reject, int64_t timeout_ms, char **new_id_p,
+                       uint64_t *req_id_p);
+/* The new id is minted locally and returned at once in *new_id_p (if not NULL). */
+int pm_send_combine(pm_client_t *self, int kind, const char *const *ids, size_t n,
+                    int64_t timeout_ms, char **new_id_p, uint64_t *req_id_p);
 int pm_send_heartbeat(pm_client_t *self, const char *id, uint64_t *req_id_p);
 /* The result's list holds the page (opts as for pm_list). */
 int pm_send_list(pm_client_t *self, const pm_list_opts_t *opts, uint64_t *req_id_p);

@@ -5,6 +5,7 @@
 
 #include "base.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 int
@@ -93,6 +94,53 @@ pm_records_of_promise(const pm_prom_t *p, pm_records_emit_fn *emit, void *arg)
         rec.kind = PM_REC_SETTLE;
     }
     emit(arg, &rec);
+}
+
+void
+pm_cont_init(pm_cont_t *c, const pm_rec_t *rec)
+{
+    memset(c, 0, sizeof *c);
+    c->q = pm_xstrdup(rec->kind == PM_REC_COMBINE ? rec->promise.id : rec->target, "continuation");
+    if (rec->kind == PM_REC_COMBINE) {
+        c->combinator = rec->combinator;
+        c->n_inputs = rec->input_count;
+        c->inputs = pm_xcalloc(rec->input_count ? rec->input_count : 1, sizeof *c->inputs,
+                               "combinator inputs");
+        for (size_t i = 0; i < rec->input_count; i++)
+            c->inputs[i] = pm_xstrdup(rec->inputs[i], "combinator input");
+        return;
+    }
+    c->p = pm_xstrdup(rec->promise.id, "continuation");
+    c->function = pm_xstrdup(rec->function ? rec->function : "", "continuation");
+    if (rec->on_reject)
+        c->on_reject = pm_xstrdup(rec->on_reject, "continuation");
+}
+
+void
+pm_cont_clear(pm_cont_t *c)
+{
+    free(c->p);
+    free(c->function);
+    free(c->on_reject);
+    for (size_t i = 0; i < c->n_inputs; i++)
+        free(c->inputs[i]);
+    free(c->inputs);
+    free(c->q);
+    memset(c, 0, sizeof *c);
+}
+
+pm_rec_t
+pm_cont_rec(const pm_cont_t *c)
+{
+    if (c->combinator) {
+        pm_rec_t rec = {.kind = PM_REC_COMBINE, .combinator = c->combinator,
+                        .input_count = c->n_inputs, .inputs = (const char *const *) c->inputs};
+        rec.promise.id = c->q;
+        return rec;
+    }
+    pm_rec_t rec = pm_records_then(c->p, c->function, c->q);
+    rec.on_reject = c->on_reject;
+    return rec;
 }
 
 pm_rec_t

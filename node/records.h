@@ -35,4 +35,24 @@ void pm_records_of_promise(const pm_prom_t *p, pm_records_emit_fn *emit, void *a
 /* A continuation's record: chained on p, runs function, settles q. */
 pm_rec_t pm_records_then(const char *p, const char *function, const char *q);
 
+/* A continuation as records carry it (strings owned): a then (p -> function,
+ * or on_reject when p fails -> q) or a combinator (kind over inputs -> q).
+ * One shape for the WAL replay, the backed-up copies and the revival. */
+typedef struct pm_cont {
+    char *p;          /* then: the source */
+    char *function;   /* then */
+    char *on_reject;  /* then: NULL, or run with p's reason when p fails */
+    int combinator;   /* 0: a then; else PM_COMBINE_* */
+    size_t n_inputs;  /* combinator */
+    char **inputs;
+    char *q;          /* the promise it settles */
+} pm_cont_t;
+
+/* Fills c with copies of a THEN or COMBINE record's fields. */
+void pm_cont_init(pm_cont_t *c, const pm_rec_t *rec);
+/* Frees c's strings (c itself is the caller's). */
+void pm_cont_clear(pm_cont_t *c);
+/* The record of c (pointers borrow from c). */
+pm_rec_t pm_cont_rec(const pm_cont_t *c);
+
 #endif

@@ -9,6 +9,7 @@
 
 #include "isr.h"
 
+#include "fanins.h"
 #include "requests.h"
 #include "session.h"
 #include "waiters.h"
@@ -263,6 +264,7 @@ pm_relay_unpark(pm_agent_t *self)
                         pm_waiter_free(self, w);
                     }
                 }
+                pm_fanins_local(self, r->pid); /* and its combinators watch it here */
                 if (rw)
                     zhashx_delete(self->rwaits, r->pid);
             }

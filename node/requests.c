@@ -5,6 +5,7 @@
 
 #include "requests.h"
 
+#include "fanins.h"
 #include "isr.h"
 
 int
@@ -102,6 +103,8 @@ pm_req_settle(pm_agent_t *self, const pm_msg_t *m, int64_t now)
     }
     if (len > self->max_value_bytes)
         return PM_ERR_VALUE_TOO_LARGE;
+    if (pm_fanins_is_combinator(self, m->id))
+        return PM_ERR_NOT_SETTLEABLE; /* only its inputs settle it */
     return pm_store_settle(self->store, m->id, m->state, data, len, now, NULL);
 }
 

@@ -9,6 +9,7 @@
 
 #include "isr.h"
 
+#include "fanins.h"
 #include "place.h"
 #include "relay.h"
 #include "session.h"
@@ -21,10 +22,15 @@ static int
 s_snapshot_extra(void *arg, pm_journal_t *j)
 {
     pm_agent_t *self = arg;
-    for (pm_then_t *t = self->thens; t; t = t->next)
-        pm_journal_snapshot_then(j, t->source, t->function, t->target);
-    for (pm_rthen_t *t = zhashx_first(self->rthens); t; t = zhashx_next(self->rthens))
-        pm_journal_snapshot_then(j, t->p, t->function, t->q);
+    for (pm_then_t *t = self->thens; t; t = t->next) {
+        pm_rec_t rec = pm_then_rec(t);
+        pm_journal_snapshot_cont(j, &rec);
+    }
+    pm_fanins_snapshot(self, j);
+    for (pm_rthen_t *t = zhashx_first(self->rthens); t; t = zhashx_next(self->rthens)) {
+        pm_rec_t rec = pm_cont_rec(&t->c);
+        pm_journal_snapshot_cont(j, &rec);
+    }
     for (size_t i = 0; i < self->probation.n; i++)
         pm_journal_snapshot_claim(j, self->probation.v[i].space, self->probation.v[i].epoch);
     if (self->mesh) {
@@ -144,10 +150,13 @@ s_apply_record(pm_agent_t *self, const uint8_t *buf, size_t len)
         return;
     }
     const pm_wire_promise_t *p = &rec.promise;
-    if (rec.kind == PM_REC_THEN) {
-        pm_then_rthen_add(self, p->id, rec.function, rec.target);
+    if (rec.kind == PM_REC_THEN || rec.kind == PM_REC_COMBINE) {
+        pm_cont_t c;
+        pm_cont_init(&c, &rec);
+        pm_then_rthen_add(self, &c);
+        pm_cont_clear(&c);
         if (self->journal) /* so a restart of ours still knows it */
-            pm_journal_then(self->journal, p->id, rec.function, rec.target);
+            pm_journal_cont(self->journal, &rec);
     } else {
         /* A record that does not apply (a settle the copy has with another
          * outcome) leaves the copy as it is, as the WAL replay does. */
@@ -239,7 +248,15 @@ pm_takeover_full_state(void *arg, pm_replica_t *r, const char *only, pm_replica_
         if (!pm_id_space(t->target, space, sizeof space) ||
             (only ? strcmp(space, only) != 0 : !pm_mesh_owns(self->mesh, space, NULL)))
             continue;
-        pm_rec_t rec = pm_records_then(t->source, t->function, t->target);
+        pm_rec_t rec = pm_then_rec(t);
+        s_full_emit(&ctx, &rec);
+    }
+    for (pm_comb_t *c = self->combs ? zhashx_first(self->combs) : NULL; c;
+         c = zhashx_next(self->combs)) {
+        pm_rec_t rec = pm_fanins_rec(c);
+        if (!pm_id_space(rec.promise.id, space, sizeof space) ||
+            (only ? strcmp(space, only) != 0 : !pm_mesh_owns(self->mesh, space, NULL)))
+            continue;
         s_full_emit(&ctx, &rec);
     }
 }
@@ -257,11 +274,11 @@ pm_takeover_take_space(pm_agent_t *self, const char *space, uint64_t epoch, cons
     size_t nthen = 0;
     zlistx_t *mine = pm_agent_xlist();
     for (pm_rthen_t *t = zhashx_first(self->rthens); t; t = zhashx_next(self->rthens))
-        if (strncmp(t->q, prefix, strlen(prefix)) == 0)
+        if (strncmp(t->c.q, prefix, strlen(prefix)) == 0)
             zlistx_add_end(mine, t);
     for (pm_rthen_t *t = zlistx_first(mine); t; t = zlistx_next(mine)) {
-        pm_then_revive(self, t->p, t->function, t->q);
-        zhashx_delete(self->rthens, t->q);
+        pm_then_revive(self, &t->c);
+        zhashx_delete(self->rthens, t->c.q);
         nthen++;
     }
     zlistx_destroy(&mine);
@@ -383,6 +400,7 @@ pm_takeover_on_moved(void *arg, const char *space)
         pm_then_unlink(self, t);
         pm_then_free(t);
     }
+    pm_fanins_drop_space(self, prefix);
     if (self->journal) {
         pm_journal_release(self->journal, space);
         /* Changes the backups have not acknowledged may not be at the new

@@ -6,6 +6,7 @@
 
 #include "thens.h"
 
+#include "fanins.h"
 #include "place.h"
 #include "requests.h"
 
@@ -13,6 +14,7 @@ void
 pm_then_free(pm_then_t *t)
 {
     free(t->function);
+    free(t->on_reject);
     free(t->source);
     free(t);
 }
@@ -45,6 +47,9 @@ s_then_fired(pm_watch_t *watch, pm_prom_t *p)
     pm_agent_t *self = t->agent;
     if (p->state == PM_STATE_RESOLVED) {
         pm_place_invoke(self, t->function, p->data, p->data_len, t->target);
+    } else if (t->on_reject) {
+        /* The chain recovers: the handler gets the reason as its input. */
+        pm_place_invoke(self, t->on_reject, p->data, p->data ? p->data_len : 0, t->target);
     } else {
         /* The chain stops here: say which link failed and why. */
         char why[512];
@@ -66,13 +71,16 @@ s_then_fired(pm_watch_t *watch, pm_prom_t *p)
 
 /* A continuation (src -> function -> q), registered with the agent. */
 static pm_then_t *
-s_then_new(pm_agent_t *self, const char *src, const char *function, const char *q)
+s_then_new(pm_agent_t *self, const char *src, const char *function, const char *on_reject,
+           const char *q)
 {
     size_t n = strlen(q);
     pm_then_t *t = pm_xcalloc(1, sizeof *t + n + 1, "continuation");
     memcpy(t->target, q, n + 1);
     t->agent = self;
     t->function = pm_xstrdup(function, "continuation");
+    if (on_reject && *on_reject)
+        t->on_reject = pm_xstrdup(on_reject, "continuation");
     t->source = pm_xstrdup(src, "continuation");
     t->next = self->thens;
     if (self->thens)
@@ -96,9 +104,14 @@ s_then_start(pm_then_t *t, pm_prom_t *p)
  * their invocation may have been lost with the last run; rejected when the
  * source failed. */
 void
-pm_then_revive(pm_agent_t *self, const char *src, const char *function, const char *q)
+pm_then_revive(pm_agent_t *self, const pm_cont_t *c)
 {
-    pm_then_t *t = s_then_new(self, src, function, q);
+    if (c->combinator) {
+        pm_fanins_revive(self, c);
+        return;
+    }
+    const char *src = c->p;
+    pm_then_t *t = s_then_new(self, src, c->function, c->on_reject, c->q);
     pm_prom_t *p = pm_store_get(self->store, src);
     if (p) {
         s_then_start(t, p);
@@ -122,9 +135,9 @@ pm_then_restore(pm_agent_t *self, const pm_journal_state_t *st)
         const pm_journal_then_t *jt = &st->thens[i];
         pm_id_space(jt->q, space, sizeof space);
         if (!self->mesh ? strcmp(space, self->space) == 0 : pm_mesh_owns(self->mesh, space, NULL))
-            pm_then_revive(self, jt->p, jt->function, jt->q);
+            pm_then_revive(self, jt);
         else
-            pm_then_rthen_add(self, jt->p, jt->function, jt->q);
+            pm_then_rthen_add(self, jt);
     }
     return st->then_count;
 }
@@ -133,23 +146,28 @@ void
 pm_then_rthen_destructor(void **item)
 {
     pm_rthen_t *t = *item;
-    free(t->p);
-    free(t->function);
+    pm_cont_clear(&t->c);
     free(t);
     *item = NULL;
 }
 
 void
-pm_then_rthen_add(pm_agent_t *self, const char *p, const char *function, const char *q)
+pm_then_rthen_add(pm_agent_t *self, const pm_cont_t *c)
 {
-    if (zhashx_lookup(self->rthens, q))
+    if (zhashx_lookup(self->rthens, c->q))
         return;
-    size_t n = strlen(q);
-    pm_rthen_t *t = pm_xcalloc(1, sizeof *t + n + 1, "backed-up continuation");
-    memcpy(t->q, q, n + 1);
-    t->p = pm_xstrdup(p, "backed-up continuation");
-    t->function = pm_xstrdup(function, "backed-up continuation");
-    zhashx_insert(self->rthens, t->q, t);
+    pm_rthen_t *t = pm_xcalloc(1, sizeof *t, "backed-up continuation");
+    pm_rec_t rec = pm_cont_rec(c);
+    pm_cont_init(&t->c, &rec);
+    zhashx_insert(self->rthens, t->c.q, t);
+}
+
+pm_rec_t
+pm_then_rec(const pm_then_t *t)
+{
+    pm_rec_t rec = pm_records_then(t->source, t->function, t->target);
+    rec.on_reject = t->on_reject;
+    return rec;
 }
 
 int
@@ -182,9 +200,11 @@ pm_then_do(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now)
     int err = pm_store_create(self->store, &a, now, &q, NULL);
     if (err)
         return err;
-    pm_then_t *t = s_then_new(self, p->id, m->function, id);
-    if (self->journal)
-        pm_journal_then(self->journal, p->id, t->function, t->target);
+    pm_then_t *t = s_then_new(self, p->id, m->function, m->on_reject, id);
+    if (self->journal) {
+        pm_rec_t rec = pm_then_rec(t);
+        pm_journal_cont(self->journal, &rec);
+    }
     pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .id = id, .created = 1};
     pm_agent_send(self, s, &r);
     s_then_start(t, p);

@@ -16,7 +16,9 @@ void pm_then_unlink(pm_agent_t *self, pm_then_t *t);
  * pending source; run again (at-least-once) when the source had resolved, as
  * their invocation may have been lost with the last run; rejected when the
  * source failed. */
-void pm_then_revive(pm_agent_t *self, const char *src, const char *function, const char *q);
+void pm_then_revive(pm_agent_t *self, const pm_cont_t *c);
+/* The record of a registered continuation (borrows from t). */
+pm_rec_t pm_then_rec(const pm_then_t *t);
 /* Continuations from the WAL whose target still waits: those of spaces we
  * serve are chained again on a pending source, run again (at-least-once)
  * when the source had resolved, as their invocation may have been lost with
@@ -25,8 +27,8 @@ void pm_then_revive(pm_agent_t *self, const char *src, const char *function, con
 size_t pm_then_restore(pm_agent_t *self, const pm_journal_state_t *st);
 /* zhashx destructor of the backed-up continuations. */
 void pm_then_rthen_destructor(void **item);
-/* Keeps a continuation of a space we back up (p -> function -> q) for a takeover. */
-void pm_then_rthen_add(pm_agent_t *self, const char *p, const char *function, const char *q);
+/* Keeps a continuation or combinator of a space we back up for a takeover (copied). */
+void pm_then_rthen_add(pm_agent_t *self, const pm_cont_t *c);
 /* THEN: creates the target promise and chains function on source m->id. */
 int pm_then_do(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now);
 

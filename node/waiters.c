@@ -6,6 +6,7 @@
 
 #include "waiters.h"
 
+#include "fanins.h"
 #include "relay.h"
 
 #include "waiters.h"
@@ -91,6 +92,7 @@ pm_waiter_rwait_destructor(void **item)
 void
 pm_waiter_rwait_finish(pm_agent_t *self, const char *pid, const pm_msg_t *reply, int err)
 {
+    pm_fanins_heard(self, pid, reply, err); /* combinators subscribed to it hear it too */
     pm_rwait_t *rw = zhashx_lookup(self->rwaits, pid);
     if (!rw)
         return;

@@ -31,7 +31,8 @@ typedef struct s_priv {
 
 static const char *s_type_names[PM_MSG_TYPE_COUNT] = {
     "none", "hello", "create", "settle", "heartbeat", "get", "await", "then",
-    "list", "status", "register", "invoke", "result", "ping", "bye", "swim", "members", "replicate", "replicate_ack", "reply"};
+    "list", "status", "register", "invoke", "result", "ping", "bye", "swim", "members", "replicate", "replicate_ack", "reply",
+    "combine"};
 
 const char *
 pm_wire_type_name(pm_msg_type_t type)
@@ -143,6 +144,7 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
     Pmesh__Target target = PMESH__TARGET__INIT;
     Pmesh__Await await = PMESH__AWAIT__INIT;
     Pmesh__Then then = PMESH__THEN__INIT;
+    Pmesh__Combine combine = PMESH__COMBINE__INIT;
     Pmesh__List list = PMESH__LIST__INIT;
     Pmesh__Label label = PMESH__LABEL__INIT;
     Pmesh__Empty empty = PMESH__EMPTY__INIT;
@@ -231,6 +233,16 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         then.function = s_str(m->function);
         then.new_id = s_str(m->new_id);
         then.timeout_ms = (uint64_t) m->timeout_ms;
+        then.on_reject = s_str(m->on_reject);
+        break;
+    case PM_MSG_COMBINE:
+        env.body_case = PMESH__ENVELOPE__BODY_COMBINE;
+        env.combine = &combine;
+        combine.kind = (Pmesh__Combinator) m->combinator;
+        combine.n_ids = m->id_count;
+        combine.ids = (char **) m->ids;
+        combine.new_id = s_str(m->new_id);
+        combine.timeout_ms = (uint64_t) m->timeout_ms;
         break;
     case PM_MSG_LIST:
         env.body_case = PMESH__ENVELOPE__BODY_LIST;
@@ -524,11 +536,28 @@ s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
         m->function = env->then->function;
         m->new_id = s_opt(env->then->new_id);
         m->timeout_ms = (int64_t) env->then->timeout_ms;
+        m->on_reject = s_opt(env->then->on_reject);
         if (m->timeout_ms < 0)
             return -1;
-        return s_name_ok(m->id) && s_name_ok(m->function) && (!m->new_id || s_name_ok(m->new_id))
+        return s_name_ok(m->id) && s_name_ok(m->function) &&
+                       (!m->new_id || s_name_ok(m->new_id)) &&
+                       (!m->on_reject || s_name_ok(m->on_reject))
                    ? 0
                    : -1;
+    case PMESH__ENVELOPE__BODY_COMBINE:
+        m->type = PM_MSG_COMBINE;
+        m->combinator = (int) env->combine->kind;
+        m->id_count = env->combine->n_ids;
+        m->ids = (const char *const *) env->combine->ids;
+        m->new_id = s_opt(env->combine->new_id);
+        m->timeout_ms = (int64_t) env->combine->timeout_ms;
+        if (m->timeout_ms < 0 || m->id_count > PM_WIRE_MAX_IDS ||
+            (m->new_id && !s_name_ok(m->new_id)))
+            return -1;
+        for (size_t i = 0; i < m->id_count; i++)
+            if (!s_name_ok(m->ids[i]))
+                return -1;
+        return 0;
     case PMESH__ENVELOPE__BODY_LIST:
         m->type = PM_MSG_LIST;
         m->state = env->list->state;
@@ -841,6 +870,10 @@ pm_wire_rec_encode(const pm_rec_t *in, size_t *len)
     rec.generation = in->generation;
     rec.space = s_str(in->space);
     rec.epoch = in->epoch;
+    rec.on_reject = s_str(in->on_reject);
+    rec.combinator = (Pmesh__Combinator) in->combinator;
+    rec.n_inputs = in->input_count;
+    rec.inputs = (char **) in->inputs;
     size_t n = pmesh__record__get_packed_size(&rec);
     buf = malloc(n ? n : 1);
     if (buf)
@@ -871,7 +904,11 @@ pm_wire_rec_decode(const void *buf, size_t len, pm_rec_t *out)
     out->generation = rec->generation;
     out->space = s_opt(rec->space);
     out->epoch = rec->epoch;
-    if (out->kind < PM_REC_CREATE || out->kind > PM_REC_RELEASE)
+    out->on_reject = s_opt(rec->on_reject);
+    out->combinator = (int) rec->combinator;
+    out->input_count = rec->n_inputs;
+    out->inputs = (const char *const *) rec->inputs;
+    if (out->kind < PM_REC_CREATE || out->kind > PM_REC_COMBINE)
         return PM_ERR_BAD_REQUEST;
     if (out->kind == PM_REC_RELEASE && (!out->space || !s_name_ok(out->space)))
         return PM_ERR_BAD_REQUEST;
@@ -882,6 +919,13 @@ pm_wire_rec_decode(const void *buf, size_t len, pm_rec_t *out)
         return PM_ERR_BAD_REQUEST;
     if (out->kind == PM_REC_THEN && (!out->function || !out->target))
         return PM_ERR_BAD_REQUEST;
+    if (out->kind == PM_REC_COMBINE &&
+        (out->combinator < 1 || out->combinator > 4 || !out->input_count ||
+         out->input_count > PM_WIRE_MAX_IDS))
+        return PM_ERR_BAD_REQUEST;
+    for (size_t i = 0; i < out->input_count; i++)
+        if (!s_name_ok(out->inputs[i]) || !*out->inputs[i])
+            return PM_ERR_BAD_REQUEST;
     return PM_OK;
 }
 

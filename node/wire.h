@@ -25,6 +25,11 @@
  * for a node name (63), a boot tag and a sequence with plenty to spare. */
 #define PM_WIRE_MAX_NAME 256
 
+/* Inputs of one combinator the decoder accepts: it bounds the decoder's work
+ * (65,536 ids of 256 bytes is 16 MiB, well under a frame); the agent's own
+ * limit (max_fanin_inputs, default 1,000) is the real one. */
+#define PM_WIRE_MAX_IDS 65536
+
 typedef struct pm_bytes {
     const uint8_t *data;
     size_t len;
@@ -51,6 +56,7 @@ typedef enum pm_msg_type {
     PM_MSG_REPLICATE,     /* owner -> backup: records of a space */
     PM_MSG_REPLICATE_ACK, /* backup -> owner */
     PM_MSG_REPLY,
+    PM_MSG_COMBINE, /* client -> agent: a combinator (all, any, race, all-settled) */
     PM_MSG_TYPE_COUNT
 } pm_msg_type_t;
 
@@ -74,13 +80,17 @@ typedef struct pm_msg {
     const pm_swim_msg_t *swim; /* swim */
     /* requests */
     const char *id;            /* create (optional), settle, heartbeat, get, await, then */
-    const char *new_id;        /* then (optional) */
+    const char *new_id;        /* then, combine (optional) */
     const char *function;      /* then, invoke */
+    const char *on_reject;     /* then (optional): run with the source's reason if it fails */
+    int combinator;            /* combine: PM_COMBINE_* (pmesh.h) */
+    size_t id_count;           /* combine: the inputs, in order */
+    const char *const *ids;
     int state;                 /* settle: the outcome; list: filter */
     const uint8_t *value;      /* settle value, invoke input, result value */
     size_t value_len;
     const char *reason;        /* settle, result */
-    int64_t timeout_ms;        /* create, await (< 0: none), then */
+    int64_t timeout_ms;        /* create, await (< 0: none), then, combine */
     int64_t heartbeat_ms;      /* create */
     const char *key;           /* create */
     int want_token;            /* create */
@@ -179,6 +189,7 @@ typedef enum pm_rec_kind {
     PM_REC_GENERATION = 5, /* generation, space: this agent started again */
     PM_REC_DROP = 6,       /* promise.id: dropped after retention */
     PM_REC_RELEASE = 7,    /* space: no longer served here (it moved on) */
+    PM_REC_COMBINE = 8,    /* promise.id = the combinator, combinator, inputs */
 } pm_rec_kind_t;
 
 typedef struct pm_rec {
@@ -189,6 +200,10 @@ typedef struct pm_rec {
     uint64_t generation;
     const char *space;
     uint64_t epoch; /* generation 0: the epoch at which space is served */
+    const char *on_reject; /* then (optional) */
+    int combinator;        /* combine: PM_COMBINE_* */
+    size_t input_count;    /* combine: its inputs */
+    const char *const *inputs;
     void *priv;
 } pm_rec_t;
 

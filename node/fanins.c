@@ -1,0 +1,393 @@
+/*
+ * fanins.c - see fanins.h.
+ */
+#include "fanins.h"
+
+#include "fanin.h"
+#include "relay.h"
+#include "requests.h"
+#include "waiters.h"
+
+/* One input's subscription: its watch is on the local input promise, or on
+ * the list of subscribers of a remote input (comb_subs). */
+typedef struct pm_fanin_sub {
+    pm_watch_t watch;
+    pm_comb_t *comb;
+    size_t i;
+} pm_fanin_sub_t;
+
+/* The subscribers of one remote input id. */
+typedef struct s_subs {
+    pm_watch_t *head;
+    char id[];
+} s_subs_t;
+
+struct pm_comb {
+    pm_watch_t watch; /* on q: when q settles (from here, or its own timeout) we are done */
+    pm_agent_t *agent;
+    pm_fanin_t *f;
+    pm_fanin_sub_t *subs; /* f->n */
+    int busy;             /* subscribing: a settlement now only marks it dead */
+    int dead;
+    char q[];
+};
+
+static void
+s_comb_destructor(void **item)
+{
+    pm_comb_t *c = *item;
+    pm_watch_cancel(&c->watch);
+    for (size_t i = 0; i < c->f->n; i++)
+        pm_watch_cancel(&c->subs[i].watch);
+    pm_fanin_destroy(&c->f);
+    free(c->subs);
+    free(c);
+    *item = NULL;
+}
+
+static void
+s_subs_destructor(void **item)
+{
+    s_subs_t *e = *item;
+    while (e->head)
+        pm_watch_cancel(e->head);
+    free(e);
+    *item = NULL;
+}
+
+static void
+s_init(pm_agent_t *self)
+{
+    if (self->combs)
+        return;
+    self->combs = zhashx_new();
+    self->comb_subs = zhashx_new();
+    if (!self->combs || !self->comb_subs)
+        pm_oom("combinator tables");
+    zhashx_set_destructor(self->combs, s_comb_destructor);
+    zhashx_set_destructor(self->comb_subs, s_subs_destructor);
+    if (!self->max_fanin)
+        self->max_fanin = PM_FANIN_MAX_INPUTS;
+}
+
+/* q settled: the combinator is over. */
+static void
+s_q_settled(pm_watch_t *watch, pm_prom_t *q)
+{
+    (void) q;
+    pm_comb_t *c = (pm_comb_t *) watch;
+    if (c->busy) {
+        c->dead = 1;
+        return;
+    }
+    zhashx_delete(c->agent->combs, c->q);
+}
+
+/* Settles q with what the rules decided. c may be freed on return. */
+static void
+s_settle(pm_agent_t *self, pm_comb_t *c, pm_fanin_outcome_t *o)
+{
+    char q[PM_WIRE_MAX_NAME + 1];
+    snprintf(q, sizeof q, "%s", c->q);
+    int err;
+    if (o->state == PM_STATE_TIMEDOUT) /* race: as its first input settled */
+        err = pm_store_apply_settle(self->store, q, o->state, o->data, o->len, self->now_real);
+    else
+        err = pm_store_settle(self->store, q, o->state, o->data, o->len, self->now_real, NULL);
+    free(o->data);
+    o->data = NULL;
+    if (err && err != PM_ERR_ALREADY_SETTLED && err != PM_ERR_TIMED_OUT) {
+        /* The outcome cannot be stored as it is (a reason with a NUL): say so
+         * rather than leave q pending for ever. */
+        char why[128];
+        int n = snprintf(why, sizeof why, "combinator could not settle: %s", pm_err_name(err));
+        pm_log_warn("PM-COMBINE-SETTLE", "%s: %s", q, pm_err_name(err));
+        pm_store_settle(self->store, q, PM_STATE_REJECTED, why, (size_t) n, self->now_real, NULL);
+    }
+}
+
+/* Input i of c settled (the first outcome heard for it wins). c may be
+ * freed on return. */
+static void
+s_hear(pm_agent_t *self, pm_comb_t *c, size_t i, int state, const void *data, size_t len)
+{
+    pm_fanin_outcome_t o = {0};
+    if (pm_fanin_hear(c->f, i, state, data, len, &o) == 1)
+        s_settle(self, c, &o);
+}
+
+/* An input that cannot be heard (missing, its owner lost) fails with why. */
+static void
+s_hear_err(pm_agent_t *self, pm_comb_t *c, size_t i, int err, const char *message)
+{
+    char why[PM_WIRE_MAX_NAME + 200];
+    int n = snprintf(why, sizeof why, "%s %s: %s", c->f->ids[i], pm_err_name(err),
+                     message && *message ? message : pm_strerror(err));
+    if (n >= (int) sizeof why)
+        n = sizeof why - 1;
+    s_hear(self, c, i, PM_STATE_REJECTED, why, (size_t) n);
+}
+
+static void
+s_hear_prom(pm_agent_t *self, pm_comb_t *c, size_t i, const pm_prom_t *p)
+{
+    s_hear(self, c, i, p->state, p->data, p->data ? p->data_len : 0);
+}
+
+static void
+s_local_fired(pm_watch_t *watch, pm_prom_t *p)
+{
+    pm_fanin_sub_t *sub = (pm_fanin_sub_t *) watch;
+    s_hear_prom(sub->comb->agent, sub->comb, sub->i, p);
+}
+
+/* Input i is ours: watch it, or hear it now. */
+static void
+s_watch_local(pm_agent_t *self, pm_comb_t *c, size_t i)
+{
+    pm_prom_t *p = pm_store_get(self->store, c->f->ids[i]);
+    if (!p)
+        s_hear_err(self, c, i, PM_ERR_NOT_FOUND, NULL);
+    else if (p->state == PM_STATE_PENDING)
+        pm_store_watch(p, &c->subs[i].watch, s_local_fired);
+    else
+        s_hear_prom(self, c, i, p);
+}
+
+/* Input i lives elsewhere: join (or open) the one subscription at its owner.
+ * node is its owner, or NULL when the owner is being taken over (or, just
+ * started, not heard of yet: unknown) and the subscription waits parked. */
+static void
+s_watch_remote(pm_agent_t *self, pm_comb_t *c, size_t i, const char *node, int unknown)
+{
+    const char *id = c->f->ids[i];
+    s_subs_t *e = zhashx_lookup(self->comb_subs, id);
+    if (!e) {
+        size_t n = strlen(id);
+        e = pm_xcalloc(1, sizeof *e + n + 1, "combinator subscription");
+        memcpy(e->id, id, n + 1);
+        zhashx_insert(self->comb_subs, e->id, e);
+    }
+    pm_watch_link(&e->head, &c->subs[i].watch, NULL);
+    if (zhashx_lookup(self->rwaits, id))
+        return; /* an await (or another combinator) subscribed already */
+    pm_relay_t *r = pm_relay_new(self, PM_RELAY_SUB, node ? node : "", id);
+    size_t n = strlen(id);
+    pm_rwait_t *rw = pm_xcalloc(1, sizeof *rw + n + 1, "remote await");
+    memcpy(rw->id, id, n + 1);
+    rw->relay = r->id;
+    zhashx_insert(self->rwaits, rw->id, rw);
+    pm_msg_t sub = {.type = PM_MSG_AWAIT, .id = id, .timeout_ms = -1};
+    if (node) {
+        int err = pm_relay_send(self, r, &sub); /* frees r on failure */
+        if (err)
+            pm_waiter_rwait_finish(self, id, NULL, err);
+        return;
+    }
+    sub.req_id = r->id;
+    sub.from = self->node;
+    size_t len;
+    if (!(r->frame = pm_wire_encode(&sub, &len)))
+        pm_oom("encoding a parked subscription");
+    r->frame_len = len;
+    pm_relay_park(self, r);
+    if (unknown) {
+        r->unknown = 1;
+        int64_t until = self->started_mono + PM_AGENT_YOUNG_MS;
+        if (until < self->now_mono + PM_AGENT_UNKNOWN_WAIT_MS)
+            until = self->now_mono + PM_AGENT_UNKNOWN_WAIT_MS;
+        pm_timers_set(self->relay_timers, &r->timer, until);
+    }
+}
+
+static void
+s_subscribe(pm_agent_t *self, pm_comb_t *c, size_t i)
+{
+    const char *node = NULL;
+    pm_route_t route = self->mesh ? pm_mesh_route(self->mesh, c->f->ids[i], &node)
+                                  : PM_ROUTE_LOCAL;
+    switch (route) {
+    case PM_ROUTE_LOCAL:
+        s_watch_local(self, c, i);
+        return;
+    case PM_ROUTE_REMOTE:
+        s_watch_remote(self, c, i, node, 0);
+        return;
+    case PM_ROUTE_LOST:
+        if (self->replica)
+            s_watch_remote(self, c, i, NULL, 0);
+        else
+            s_hear_err(self, c, i, PM_ERR_OWNER_LOST, NULL);
+        return;
+    case PM_ROUTE_UNKNOWN:
+        if (self->replica)
+            s_watch_remote(self, c, i, NULL, 1);
+        else
+            s_hear_err(self, c, i, PM_ERR_NOT_FOUND, NULL);
+        return;
+    }
+}
+
+/* Registers a combinator over q (pending) and subscribes to its inputs. */
+static void
+s_start(pm_agent_t *self, pm_prom_t *q, int kind, const char *const *ids, size_t n)
+{
+    size_t len = strlen(q->id);
+    pm_comb_t *c = pm_xcalloc(1, sizeof *c + len + 1, "combinator");
+    memcpy(c->q, q->id, len + 1);
+    c->agent = self;
+    c->f = pm_fanin_new(kind, ids, n, self->max_value_bytes);
+    c->subs = pm_xcalloc(n, sizeof *c->subs, "combinator subscriptions");
+    zhashx_insert(self->combs, c->q, c);
+    pm_store_watch(q, &c->watch, s_q_settled);
+    c->busy = 1;
+    for (size_t i = 0; i < n && !c->dead; i++) {
+        c->subs[i].comb = c;
+        c->subs[i].i = i;
+        s_subscribe(self, c, i);
+    }
+    c->busy = 0;
+    if (c->dead)
+        zhashx_delete(self->combs, c->q);
+}
+
+pm_rec_t
+pm_fanins_rec(const pm_comb_t *c)
+{
+    pm_rec_t rec = {.kind = PM_REC_COMBINE, .combinator = c->f->kind, .input_count = c->f->n,
+                    .inputs = (const char *const *) c->f->ids};
+    rec.promise.id = c->q;
+    return rec;
+}
+
+int
+pm_fanins_do(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now)
+{
+    s_init(self);
+    if (s->peer)
+        return PM_ERR_BAD_REQUEST; /* a combinator lives with the agent its client talks to */
+    int err = pm_fanin_check(m->combinator, m->id_count, self->max_fanin);
+    if (err)
+        return err;
+    for (size_t i = 0; i < m->id_count; i++)
+        if (!*m->ids[i])
+            return PM_ERR_BAD_REQUEST;
+    char id[PM_WIRE_MAX_NAME + 1];
+    if (m->new_id) {
+        if (!pm_req_minted_by(s, m->new_id))
+            return PM_ERR_BAD_REQUEST;
+        snprintf(id, sizeof id, "%s", m->new_id);
+    } else {
+        pm_req_mint(self, id, sizeof id);
+    }
+    pm_create_args_t a = {.id = id, .timeout_ms = m->timeout_ms};
+    pm_prom_t *q;
+    err = pm_store_create(self->store, &a, now, &q, NULL);
+    if (err)
+        return err;
+    if (self->journal) {
+        pm_rec_t rec = {.kind = PM_REC_COMBINE, .combinator = m->combinator,
+                        .input_count = m->id_count, .inputs = m->ids};
+        rec.promise.id = id;
+        pm_journal_cont(self->journal, &rec);
+    }
+    pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .id = id, .created = 1};
+    pm_agent_send(self, s, &r);
+    s_start(self, q, m->combinator, m->ids, m->id_count);
+    return PM_OK;
+}
+
+void
+pm_fanins_revive(pm_agent_t *self, const pm_cont_t *c)
+{
+    s_init(self);
+    if (zhashx_lookup(self->combs, c->q))
+        return;
+    pm_prom_t *q = pm_store_get(self->store, c->q);
+    if (!q || q->state != PM_STATE_PENDING ||
+        pm_fanin_check(c->combinator, c->n_inputs, PM_WIRE_MAX_IDS) != PM_OK)
+        return;
+    s_start(self, q, c->combinator, (const char *const *) c->inputs, c->n_inputs);
+}
+
+void
+pm_fanins_snapshot(pm_agent_t *self, pm_journal_t *j)
+{
+    if (!self->combs)
+        return;
+    for (pm_comb_t *c = zhashx_first(self->combs); c; c = zhashx_next(self->combs)) {
+        pm_rec_t rec = pm_fanins_rec(c);
+        pm_journal_snapshot_cont(j, &rec);
+    }
+}
+
+void
+pm_fanins_drop_space(pm_agent_t *self, const char *prefix)
+{
+    if (!self->combs)
+        return;
+    size_t plen = strlen(prefix);
+    zlistx_t *gone = pm_agent_xlist();
+    for (pm_comb_t *c = zhashx_first(self->combs); c; c = zhashx_next(self->combs))
+        if (strncmp(c->q, prefix, plen) == 0)
+            zlistx_add_end(gone, c->q);
+    for (const char *q = zlistx_first(gone); q; q = zlistx_next(gone))
+        zhashx_delete(self->combs, q);
+    zlistx_destroy(&gone);
+}
+
+int
+pm_fanins_is_combinator(pm_agent_t *self, const char *id)
+{
+    return self->combs && id && zhashx_lookup(self->combs, id) != NULL;
+}
+
+void
+pm_fanins_heard(pm_agent_t *self, const char *pid, const pm_msg_t *reply, int err)
+{
+    if (!self->comb_subs)
+        return;
+    s_subs_t *e = zhashx_lookup(self->comb_subs, pid);
+    if (!e)
+        return;
+    const pm_wire_promise_t *p = reply && !reply->err ? reply->promise : NULL;
+    if (reply && reply->err)
+        err = reply->err;
+    if (!p && !err)
+        err = PM_ERR_INTERNAL; /* a reply without the promise: nothing to hear */
+    while (e->head) {
+        pm_fanin_sub_t *sub = (pm_fanin_sub_t *) e->head;
+        pm_watch_cancel(&sub->watch);
+        if (p && p->state != PM_STATE_RESOLVED)
+            s_hear(self, sub->comb, sub->i, p->state, p->reason,
+                   p->reason ? strlen(p->reason) : 0);
+        else if (p)
+            s_hear(self, sub->comb, sub->i, p->state, p->value, p->value_len);
+        else
+            s_hear_err(self, sub->comb, sub->i, err, reply ? reply->message : NULL);
+    }
+    zhashx_delete(self->comb_subs, pid);
+}
+
+void
+pm_fanins_local(pm_agent_t *self, const char *pid)
+{
+    if (!self->comb_subs)
+        return;
+    s_subs_t *e = zhashx_lookup(self->comb_subs, pid);
+    if (!e)
+        return;
+    while (e->head) {
+        pm_fanin_sub_t *sub = (pm_fanin_sub_t *) e->head;
+        pm_watch_cancel(&sub->watch);
+        s_watch_local(self, sub->comb, sub->i);
+    }
+    zhashx_delete(self->comb_subs, pid);
+}
+
+void
+pm_fanins_destroy_all(pm_agent_t *self)
+{
+    zhashx_destroy(&self->combs);
+    zhashx_destroy(&self->comb_subs);
+}
