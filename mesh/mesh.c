@@ -155,7 +155,10 @@ s_peer_meta(pm_mesh_t *self, pm_mesh_peer_t *p, const pm_swim_member_t *m)
         if (pm_mesh_owns(self, meta.spaces[i], &mine) &&
             pm_epoch_wins(mine, self->node, epoch, p->name))
             continue; /* our claim wins */
-        if (pm_mesh_owns(self, meta.spaces[i], NULL)) {
+        if (pm_mesh_owns(self, meta.spaces[i], NULL) && self->hooks.contested) {
+            /* The store decides who serves it (R4 in coord.h): ask it. */
+            self->hooks.contested(self->arg, meta.spaces[i]);
+        } else if (pm_mesh_owns(self, meta.spaces[i], NULL)) {
             /* Someone serves a space of ours at a newer epoch: it took
              * it over while we were cut off. Let it go. */
             pm_log_warn("PM-SPACE-MOVED", "%s serves id space %s at epoch %llu; we had "

@@ -36,6 +36,10 @@ typedef struct pm_mesh_hooks {
     void (*member)(void *arg, pm_mesh_event_t ev, const char *name);
     /* A space this agent served is served elsewhere at a newer epoch. */
     void (*moved)(void *arg, const char *space);
+    /* With a configuration store (contested set): another member claims a
+     * space we serve at a newer epoch. Gossip decides nothing then: we keep
+     * serving until the store says otherwise, and the agent asks it. */
+    void (*contested)(void *arg, const char *space);
 } pm_mesh_hooks_t;
 
 /* Binds cfg->bind, starts SWIM and joins cfg->seeds. space is this agent's id

@@ -79,13 +79,25 @@ s_free_buf(void *data, void *hint)
     free(data);
 }
 
+/* A reply that shows no state (an await that ended with the promise still
+ * pending, or the agent cannot serve the request): nothing it says can be
+ * undone by a crash, so it need not wait behind changes not yet durable.
+ * An await's timeout must not wait for backups a split has cut off. */
+static int
+s_reveals_nothing(const pm_msg_t *m)
+{
+    return m->type == PM_MSG_REPLY &&
+           (m->err == PM_ERR_WAIT_TIMEOUT || m->err == PM_ERR_UNAVAILABLE ||
+            m->err == PM_ERR_OWNER_LOST || m->err == PM_ERR_UNREACHABLE);
+}
+
 void
 pm_agent_send(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m)
 {
     /* The reply to the request being dispatched is timed when it leaves. */
     int timed = m->type == PM_MSG_REPLY && s == self->cur_session && m->req_id == self->cur_req;
     if (self->journal && (m->type == PM_MSG_REPLY || m->type == PM_MSG_REPLICATE_ACK) &&
-        pm_journal_must_hold(self->journal)) {
+        !s_reveals_nothing(m) && pm_journal_must_hold(self->journal)) {
         /* Acknowledge nothing before the records it acknowledges are durable
          * (here, and for a reply at the backups too). */
         pm_msg_t copy = *m;
@@ -726,7 +738,8 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
     zhashx_set_destructor(self->rthens, pm_then_rthen_destructor);
     if (mesh_on) {
         pm_mesh_hooks_t mh = {.message = s_on_peer_message, .member = pm_takeover_on_member,
-                              .moved = pm_takeover_on_moved};
+                              .moved = pm_takeover_on_moved,
+                              .contested = coordinated ? pm_takeover_on_contested : NULL};
         self->mesh = pm_mesh_new(self->ctx, cfg, node, self->space, &mh, self);
         if (!self->mesh) {
             pm_journal_state_free(&st);

@@ -38,12 +38,10 @@ typedef enum {
     S_OP_CREATE,
     S_OP_SET,
     S_OP_TAKEOVER,
-    S_OP_FORCE,
-    S_OP_RELEASE
+    S_OP_FORCE
 } s_op_t;
 
-static const char *const s_op_names[] = {"none",     "get",   "create", "set",
-                                         "takeover", "force", "release"};
+static const char *const s_op_names[] = {"none", "get", "create", "set", "takeover", "force"};
 
 typedef struct s_space {
     pm_coord_record_t rec; /* the latest we know (rec.revision 0: none) */
@@ -54,9 +52,10 @@ typedef struct s_space {
     int64_t retry_at;
     int64_t backoff;
     int waiting;           /* a change waits for the store (counted once) */
-    uint64_t fence;        /* the epoch we try or know: older records are refused */
+    uint64_t try_epoch;    /* our takeover attempt's epoch (0: none) ... */
+    int64_t try_rev;       /* ... made from this revision of the record */
+    int refresh;           /* re-read the record (something says it moved) */
     uint64_t base_lsn;     /* produced when we started serving it (a backup joins past it) */
-    int release;           /* we stopped serving it while the store names us: hand it on */
 } s_space_t;
 
 struct pm_isr {
@@ -77,7 +76,7 @@ struct pm_isr {
     int64_t now;
     int64_t next_scan; /* the spaces are looked at every S_SCAN_MS, or at once on a change */
     int dirty;         /* a record or a request changed: scan and recompute the gate */
-    uint64_t retries, waits, takeovers, forced, set_changes, refused_writes, moved, released;
+    uint64_t retries, waits, takeovers, forced, set_changes, refused_writes, moved, refreshes;
 };
 
 static s_space_t *
@@ -247,14 +246,10 @@ s_learn_ex(pm_isr_t *self, const pm_coord_record_t *r, int mine_op)
                      "empty in-sync set: we serve it from our copy, and what its lost owner "
                      "acknowledged that we lack is lost", r->space,
                      (unsigned long long) r->epoch);
-        if (r->epoch > s->fence)
-            s->fence = r->epoch;
         self->env.take(self->arg, r->space, r->epoch, "forced by an operator");
         s->base_lsn = self->env.produced(self->arg);
         return;
     }
-    if (r->epoch > s->fence)
-        s->fence = r->epoch;
     uint64_t mine = 0;
     if (!s_ours(self, r) && self->env.serves(self->arg, r->space, &mine)) {
         self->moved++;
@@ -282,12 +277,6 @@ s_succeeded(pm_isr_t *self, s_space_t *s, s_op_t op, const pm_coord_record_t *r)
         pm_log_info("PM-COORD-INSYNC", "id space %s: %zu backup%s recorded in sync at epoch "
                     "%llu", r->space, r->n_in_sync, r->n_in_sync == 1 ? "" : "s",
                     (unsigned long long) r->epoch);
-    } else if (op == S_OP_RELEASE) {
-        s->release = 0;
-        self->released++;
-        pm_log_warn("PM-COORD-RELEASED", "id space %s: the store names no owner now (epoch "
-                    "%llu); a member of its in-sync set (%zu recorded) takes it over", r->space,
-                    (unsigned long long) r->epoch, r->n_in_sync);
     } else if ((op == S_OP_TAKEOVER || op == S_OP_FORCE) &&
                !self->env.serves(self->arg, r->space, NULL)) {
         if (op == S_OP_TAKEOVER)
@@ -368,6 +357,7 @@ s_on_result(pm_isr_t *self, pm_coord_result_t *res)
             snprintf(s->rec.space, sizeof s->rec.space, "%s", s->proposed.space);
         } else {
             s->confirm = confirm;
+            s->refresh = confirm == S_OP_NONE; /* a re-read that failed: again */
             s_wait(self, s, s_op_names[confirm ? confirm : S_OP_GET], res->message);
             s_fail_held(self, s, confirm);
         }
@@ -492,12 +482,12 @@ s_try_takeover(pm_isr_t *self, s_space_t *s, int force)
         pm_isr_rule_force(&s->rec, self->node, self->pid, &next);
     else if (pm_isr_rule_takeover(&s->rec, self->node, self->pid, self->prev, &next) != 0)
         return;
-    /* From this attempt on, the old epoch's records are refused here. */
-    if (next.epoch > s->fence)
-        s->fence = next.epoch;
-    pm_log_warn("PM-COORD-TAKEOVER", "id space %s: owner %s%s; taking it over at epoch %llu",
-                s->rec.space, s->rec.owner[0] ? s->rec.owner : "(none: released)",
-                s->rec.owner[0] ? " is gone" : "", (unsigned long long) next.epoch);
+    /* From this attempt on, the old epoch's records are refused here, until
+     * the record moves past the revision the attempt was made from. */
+    s->try_epoch = next.epoch;
+    s->try_rev = s->rec.revision;
+    pm_log_warn("PM-COORD-TAKEOVER", "id space %s: owner %s is gone; taking it over at epoch "
+                "%llu", s->rec.space, s->rec.owner, (unsigned long long) next.epoch);
     s_cas(self, s, force ? S_OP_FORCE : S_OP_TAKEOVER, &next);
 }
 
@@ -532,20 +522,15 @@ pm_isr_tick(pm_isr_t *self, int64_t mono)
             }
             continue;
         }
-        if (s_ours(self, &s->rec) && s->release &&
-            !self->env.serves(self->arg, s->rec.space, NULL)) {
-            /* We stopped serving it (a backup fenced us: it tries to take
-             * it over) while the store still names us: nobody would take it
-             * over from a live owner. Naming no owner lets a recorded
-             * in-sync member take it over by R3, and moves the record's
-             * revision on, so a takeover attempted from before either wins
-             * first or can never win. Our copy is no newer than theirs: we
-             * acknowledged only what every member held (R1). */
-            pm_coord_record_t next = s->rec;
-            next.owner[0] = '\0';
-            next.owner_pid = 0;
-            s_cas(self, s, S_OP_RELEASE, &next);
-        } else if (s_ours(self, &s->rec)) {
+        if (s->refresh) { /* something says it moved: R4 re-reads */
+            s->refresh = 0;
+            s->op = S_OP_GET;
+            s->req = pm_coord_get(self->coord, s->rec.space);
+            if (!s->req)
+                s->op = S_OP_NONE;
+            continue;
+        }
+        if (s_ours(self, &s->rec)) {
             s_reconcile(self, s);
         } else if (!s_alive(self, s->rec.owner, s->rec.owner_pid)) {
             pm_coord_record_t next;
@@ -567,17 +552,28 @@ uint64_t
 pm_isr_fence_epoch(pm_isr_t *self, const char *space)
 {
     s_space_t *s = zhashx_lookup(self->spaces, space);
-    return s ? s->fence : 0;
+    if (!s)
+        return 0;
+    uint64_t e = s->rec.revision ? s->rec.epoch : 0;
+    /* Our attempt may still win while the record is at the revision it was
+     * made from (revisions only rise: once moved past it, its compare can
+     * never hold again). */
+    if (s->try_epoch > e && s->rec.revision <= s->try_rev)
+        e = s->try_epoch;
+    return e;
 }
 
 void
-pm_isr_release(pm_isr_t *self, const char *space)
+pm_isr_refresh(pm_isr_t *self, const char *space, const char *why)
 {
     s_space_t *s = zhashx_lookup(self->spaces, space);
-    if (!s || !s_ours(self, &s->rec))
+    if (!s || !s->rec.revision || s->refresh || s->op == S_OP_GET)
         return;
-    s->release = 1;
+    s->refresh = 1;
     self->dirty = 1;
+    self->refreshes++;
+    pm_log_info("PM-COORD-CHECK", "id space %s: %s; asking the configuration store who owns it",
+                space, why);
 }
 
 int
@@ -663,8 +659,8 @@ pm_isr_stats_json(pm_isr_t *self)
                           "takeovers", (json_int_t) self->takeovers, "forced",
                           (json_int_t) self->forced, "set_changes",
                           (json_int_t) self->set_changes, "refused_writes",
-                          (json_int_t) self->refused_writes, "released",
-                          (json_int_t) self->released, "requests",
+                          (json_int_t) self->refused_writes, "refreshes",
+                          (json_int_t) self->refreshes, "requests",
                           (json_int_t) cs.requests, "min_in_sync", self->min_in_sync,
                           "spaces", spaces);
     char *str = json_dumps(o, JSON_COMPACT);

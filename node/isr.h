@@ -114,14 +114,17 @@ void pm_isr_readable(pm_isr_t *self, int64_t now);
 void pm_isr_tick(pm_isr_t *self, int64_t mono);
 /* A member went down: its spaces may be ours to take over. */
 void pm_isr_member_down(pm_isr_t *self, int64_t now);
-/* The highest epoch we know or try for space (for fencing), 0: none. */
+/* The epoch below which records of space are refused (R4): the epoch of
+ * the latest record we know, or the epoch of our own takeover attempt while
+ * that attempt may still win (its CAS is under way or its outcome unknown,
+ * and the record has not moved past the revision it was made from); 0:
+ * none. An attempt that can no longer win stops fencing: its epoch was
+ * never installed, and the recorded owner's records are the truth. */
 uint64_t pm_isr_fence_epoch(pm_isr_t *self, const char *space);
-/* We stopped serving space (fenced by a backup that tries to take it over,
- * or told by gossip that it moved): if the store still names us its owner,
- * the record is changed to name no owner (CAS), so that a recorded in-sync
- * member takes it over (R3) instead of the space waiting on a live owner
- * that no longer serves it. */
-void pm_isr_release(pm_isr_t *self, const char *space);
+/* Something suggests that space, which we serve, moved on (a backup
+ * refused our records with a newer epoch, or gossip claims it): re-read its
+ * record now (R4 drops it if the store names another owner). why: logged. */
+void pm_isr_refresh(pm_isr_t *self, const char *space, const char *why);
 /* A write to space (which we serve) is refused: PM_ERR_UNAVAILABLE with the
  * reason in msg; 0: go ahead. */
 int pm_isr_write_check(pm_isr_t *self, const char *space, char *msg, size_t msglen);

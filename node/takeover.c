@@ -177,7 +177,11 @@ s_forget_copy(pm_agent_t *self, const char *space)
     size_t plen = strlen(prefix), n = 0;
     for (pm_prom_t *p = pm_store_oldest(self->store), *next; p; p = next) {
         next = p->newer;
-        if (p->passive && strncmp(p->id, prefix, plen) == 0 &&
+        /* Settled ones go: they may hold an outcome the owner never had.
+         * Pending ones stay (the transfer's records settle them if the
+         * owner did), and so would one still watched here (its watchers
+         * point at it; a settled promise has none in practice). */
+        if (p->passive && !p->watches && strncmp(p->id, prefix, plen) == 0 &&
             pm_store_drop(self->store, p->id) == PM_OK)
             n++;
     }
@@ -400,11 +404,31 @@ pm_takeover_on_fenced(void *arg, const char *space, uint64_t epoch, const char *
     if (!pm_mesh_owns(self->mesh, space, &mine) ||
         pm_spaces_fence_is_stale(mine, self->node, epoch, fencer))
         return;
+    if (self->isr) {
+        /* A refusal decides nothing with a store: the fencer may only be
+         * trying to take the space over (R3), and its attempt may fail. It
+         * holds back our acknowledgements meanwhile (it does not
+         * acknowledge), and the store tells us whether we lost the space
+         * (R4). Dropping it here would leave it served by nobody while the
+         * store still names us. */
+        pm_isr_refresh(self->isr, space, "a backup refused our records");
+        return;
+    }
     pm_log_error("PM-FENCED", "id space %s is served elsewhere at epoch %llu: we stop "
                  "serving it and acknowledge nothing more for it", space,
                  (unsigned long long) epoch);
     pm_mesh_unclaim(self->mesh, space);
     pm_takeover_on_moved(self, space);
+}
+
+/* Mesh hook (with a store): another member gossips a newer claim on a
+ * space we serve; the store decides (R4). */
+void
+pm_takeover_on_contested(void *arg, const char *space)
+{
+    pm_agent_t *self = arg;
+    if (self->isr)
+        pm_isr_refresh(self->isr, space, "another member claims it at a newer epoch");
 }
 
 /* Mesh hook: a space we served is served elsewhere at a newer epoch. */
@@ -416,8 +440,6 @@ pm_takeover_on_moved(void *arg, const char *space)
     pm_id_space_prefix(prefix, sizeof prefix, space);
     pm_store_passivate(self->store, prefix, 0);
     pm_claims_drop(&self->probation, space);
-    if (self->isr) /* the store may still name us: hand it on */
-        pm_isr_release(self->isr, space);
     size_t plen = strlen(prefix);
     /* Its continuations are the new owner's now (it revived them from its
      * copy): ours would only run them a second time. */

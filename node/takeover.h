@@ -23,6 +23,7 @@ void pm_takeover_full_state(void *arg, pm_replica_t *r, const char *only, pm_rep
 /* Replica hook: a backup told us a space of ours moved on. */
 void pm_takeover_on_fenced(void *arg, const char *space, uint64_t epoch, const char *fencer);
 /* Mesh hook: a space we served is served elsewhere at a newer epoch. */
+void pm_takeover_on_contested(void *arg, const char *space);
 void pm_takeover_on_moved(void *arg, const char *space);
 /* We serve space at epoch from now on (a takeover, a resumed space). */
 void pm_takeover_take_space(pm_agent_t *self, const char *space, uint64_t epoch,

@@ -634,67 +634,77 @@ test_coord_race_backup_first(void **state)
     s_coord_race(0);
 }
 
-/* a is fenced by b's takeover attempt, which never reached the store: a
- * stops serving a-1 although the store still names it. Releasing the
- * record (no owner) lets b, a recorded member, take it over; a does not
- * come back to it, and writes there are refused meanwhile. */
+/* b thinks a dead and tries a takeover that the store never answers (a
+ * split): from the attempt on it refuses a's records (fence 2). a, still the
+ * recorded owner and alive, drops b from the set; the record moves past the
+ * revision b's attempt was made from, so that attempt can never win, and
+ * b's fence falls back to the recorded epoch: a's records are the truth. */
 static void
-test_coord_release_after_fence(void **state)
+test_coord_failed_attempt_stops_fencing(void **state)
 {
     (void) state;
     pm_coord_mem_t *store = pm_coord_mem_new();
     s_model_t a, b;
     s_two(store, &a, &b);
     s_model_t *ms[] = {&a, &b};
-    /* Only a live owner that does not serve its space releases it. */
-    pm_isr_release(a.isr, "a-1");
+    assert_int_equal(pm_isr_fence_epoch(b.isr, "a-1"), 1);
+    pm_coord_mem_set_available(pm_isr_coord(b.isr), 0);
+    s_set_alive("a", 0); /* in b's eyes */
+    pm_isr_member_down(b.isr, s_now);
     s_pump(ms, 2, 3);
-    assert_string_equal(s_read(store, "a-1").owner, "a");
-    /* It drops a-1 (the agent does this on the fence), then releases. */
-    m_drop(&a, "a-1");
-    pm_isr_release(a.isr, "a-1");
-    pm_isr_release(b.isr, "a-1"); /* not b's: nothing */
-    char msg[256];
-    s_pump(ms, 2, 1);
-    assert_int_equal(pm_isr_write_check(a.isr, "a-1", msg, sizeof msg), PM_ERR_UNAVAILABLE);
-    s_pump(ms, 2, 5);
+    assert_int_equal(b.takes, 0);
+    assert_int_equal(pm_isr_fence_epoch(b.isr, "a-1"), 2);
+    /* a drops b (it lost it) and records that. */
+    a.n_backups = 0;
+    pm_isr_member_down(a.isr, s_now);
+    s_pump(ms, 2, 3);
     pm_coord_record_t r = s_read(store, "a-1");
-    assert_string_equal(r.owner, "b");
-    assert_int_equal(r.epoch, 2);
-    assert_int_equal(b.takes, 1);
-    assert_int_equal(b.took_epoch, 2);
-    assert_int_equal(a.takes, 0);
-    assert_false(m_serves(&a, "a-1", NULL));
-    assert_int_equal(pm_isr_write_check(a.isr, "a-1", msg, sizeof msg), PM_ERR_UNAVAILABLE);
+    assert_string_equal(r.owner, "a");
+    assert_int_equal(r.n_in_sync, 0);
+    /* b hears the store again: its attempt is dead, its fence is 1. */
+    s_set_alive("a", 1);
+    pm_coord_mem_set_available(pm_isr_coord(b.isr), 1);
+    s_pump(ms, 2, 300);
+    assert_int_equal(b.takes, 0);
+    assert_int_equal(pm_isr_fence_epoch(b.isr, "a-1"), 1);
+    assert_string_equal(s_read(store, "a-1").owner, "a");
     s_stop(&a);
     s_stop(&b);
     pm_coord_mem_destroy(&store);
 }
 
-/* Released with nobody in sync: nobody may take it over; requests hear
- * UNAVAILABLE with the reason (force-owner is the operator's way out). */
+/* A backup's refusal or a gossiped claim makes the owner ask the store, and
+ * only the store's answer makes it stop serving (R4). */
 static void
-test_coord_release_empty_set(void **state)
+test_coord_refresh_decides(void **state)
 {
     (void) state;
     pm_coord_mem_t *store = pm_coord_mem_new();
-    memset(s_world, 0, sizeof s_world);
-    s_model_t a, c;
-    s_start(&a, store, "a", 1, 0);
-    s_start(&c, store, "c", 3, 0);
-    s_model_t *ms[] = {&a, &c};
+    s_model_t a, b;
+    s_two(store, &a, &b);
+    s_model_t *ms[] = {&a, &b};
+    pm_isr_refresh(a.isr, "a-1", "test: a backup refused");
     s_pump(ms, 2, 3);
-    m_drop(&a, "a-1");
-    pm_isr_release(a.isr, "a-1");
+    assert_int_equal(a.drops, 0);
+    assert_true(m_serves(&a, "a-1", NULL));
+    char *st = pm_isr_stats_json(a.isr);
+    assert_non_null(strstr(st, "\"refreshes\":1"));
+    free(st);
+    /* b takes it over while a does not hear the watch (its store client is
+     * cut off); a refresh once it is back finds it. */
+    pm_coord_mem_set_available(pm_isr_coord(a.isr), 0);
+    s_set_alive("a", 0);
+    pm_isr_member_down(b.isr, s_now);
     s_pump(ms, 2, 5);
-    pm_coord_record_t r = s_read(store, "a-1");
-    assert_string_equal(r.owner, "");
-    assert_int_equal(r.epoch, 1);
-    assert_int_equal(c.takes, 0);
-    char msg[256];
-    assert_int_equal(pm_isr_route_check(c.isr, "a-1", msg, sizeof msg), PM_ERR_UNAVAILABLE);
+    assert_int_equal(b.takes, 1);
+    assert_int_equal(a.drops, 0);
+    pm_coord_mem_set_available(pm_isr_coord(a.isr), 1);
+    pm_isr_refresh(a.isr, "a-1", "test: gossip claims it");
+    s_pump(ms, 2, 300);
+    assert_int_equal(a.drops, 1);
+    assert_false(m_serves(&a, "a-1", NULL));
     s_stop(&a);
-    s_stop(&c);
+    s_stop(&b);
     pm_coord_mem_destroy(&store);
 }
 
@@ -856,8 +866,8 @@ main(void)
         cmocka_unit_test(test_coord_race_owner_first),
         cmocka_unit_test(test_coord_race_backup_first),
         cmocka_unit_test(test_coord_heir_outside_set),
-        cmocka_unit_test(test_coord_release_after_fence),
-        cmocka_unit_test(test_coord_release_empty_set),
+        cmocka_unit_test(test_coord_failed_attempt_stops_fencing),
+        cmocka_unit_test(test_coord_refresh_decides),
         cmocka_unit_test(test_coord_store_down),
         cmocka_unit_test(test_coord_shrink_waits),
         cmocka_unit_test(test_coord_restart),
