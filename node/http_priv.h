@@ -46,6 +46,7 @@ typedef struct pm_http_metrics {
     atomic_uint_fast64_t buckets[PM_HTTP_ROUTE_COUNT][PM_HTTP_NBUCKETS + 1];
     atomic_uint_fast64_t sum_us[PM_HTTP_ROUTE_COUNT];
     atomic_uint_fast64_t refusals[PM_HTTP_NREFUSALS];
+    atomic_uint_fast64_t stats_bad; /* agent status snapshots that did not decode */
 } pm_http_metrics_t;
 
 
