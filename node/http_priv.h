@@ -8,7 +8,7 @@
  *                  replies, readiness and /metrics answers, key reloads
  *   http_parse.c   the request router: routing, JSON, limits, credentials
  *                  (pure: pm_http_parse_request, http.h)
- *   prom.c         Prometheus text from the agent's status JSON (pure)
+ *   prom.c         Prometheus text from the agent's typed status snapshot (stats.h; pure)
  *
  * Threads and ownership are described at the top of http.c.
  */
