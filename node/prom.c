@@ -81,33 +81,36 @@ s_item(FILE *f, const char *family, const char *row, int row_first, const char *
     fprintf(f, "} %llu\n", (unsigned long long) v);
 }
 
+/* An info family: name{keys[i]="vals[i]",...} 1. */
 static void
-s_info(FILE *f, const pm_stats_t *st)
+s_info_family(FILE *f, const char *name, const char *help, const char *const *keys,
+              char *const *vals, int n)
 {
-    pm_prom_family(f, "pmesh_info", "gauge",
-                   "The agent's node name, version, primary id space and what decides ownership.");
-    const char *keys[] = {"node", "version", "id_space", "coordination"};
-    const char *vals[] = {st->node, st->version, st->id_space, st->coord_desc};
-    fputs("pmesh_info{", f);
-    for (int i = 0; i < 4; i++) {
+    pm_prom_family(f, name, "gauge", help);
+    fprintf(f, "%s{", name);
+    for (int i = 0; i < n; i++) {
         fprintf(f, "%s%s=\"", i ? "," : "", keys[i]);
         pm_prom_label_value(f, vals[i] ? vals[i] : "");
         fputc('"', f);
     }
     fputs("} 1\n", f);
+}
+
+static void
+s_info(FILE *f, const pm_stats_t *st)
+{
+    static const char *const keys[] = {"node", "version", "id_space", "coordination"};
+    char *const vals[] = {st->node, st->version, st->id_space, st->coord_desc};
+    s_info_family(f, "pmesh_info",
+                  "The agent's node name, version, primary id space and what decides ownership.",
+                  keys, vals, 4);
     if (!(st->parts & PM_STATS_COORD))
         return;
-    pm_prom_family(f, "pmesh_coordination_info", "gauge",
-                   "The configuration store this agent uses, its key prefix, node and process.");
-    const char *ckeys[] = {"store", "prefix", "node", "pid"};
-    const char *cvals[] = {st->co_store, st->co_prefix, st->co_node, st->co_pid};
-    fputs("pmesh_coordination_info{", f);
-    for (int i = 0; i < 4; i++) {
-        fprintf(f, "%s%s=\"", i ? "," : "", ckeys[i]);
-        pm_prom_label_value(f, cvals[i] ? cvals[i] : "");
-        fputc('"', f);
-    }
-    fputs("} 1\n", f);
+    static const char *const ckeys[] = {"store", "prefix", "node", "pid"};
+    char *const cvals[] = {st->co_store, st->co_prefix, st->co_node, st->co_pid};
+    s_info_family(f, "pmesh_coordination_info",
+                  "The configuration store this agent uses, its key prefix, node and process.",
+                  ckeys, cvals, 4);
 }
 
 void
@@ -130,50 +133,29 @@ pm_prom_stats(FILE *f, const pm_stats_t *st)
                st->ops_error[t]);
     }
 
-#define X(fl, part, path, jtype, mtype, family, label, div, help)                                  \
-    if (st->parts & PM_STATS_##part) {                                                             \
-        s_header(f, &last, family, PM_STATS_##mtype, help);                                        \
-        fputs(family, f);                                                                          \
-        s_braced(f, label);                                                                        \
-        if ((div) == 1)                                                                            \
-            fprintf(f, " %llu\n", (unsigned long long) st->fl);                                    \
-        else                                                                                       \
-            fprintf(f, " %.3f\n", (double) st->fl / (div));                                        \
+    for (size_t i = 0; i < pm_stats_n_scalars; i++) {
+        const pm_stats_row_t *r = &pm_stats_scalars[i];
+        if (!(st->parts & (uint32_t) r->part))
+            continue;
+        s_header(f, &last, r->family, r->mtype, r->help);
+        fputs(r->family, f);
+        s_braced(f, r->label);
+        if (r->div == 1)
+            fprintf(f, " %llu\n", (unsigned long long) pm_stats_scalar(st, r));
+        else
+            fprintf(f, " %.3f\n", (double) pm_stats_scalar(st, r) / (double) r->div);
     }
-    PM_STATS_SCALARS(X)
-#undef X
-
-    if (st->parts & PM_STATS_MESH) {
-#define X(fl, mtype, family, label, help)                                                          \
-    s_header(f, &last, family, PM_STATS_##mtype, help);                                            \
-    for (size_t i = 0; i < st->n_kinds; i++)                                                       \
-        s_item(f, family, label, 1, "type", st->kinds[i].name, st->kinds[i].fl);
-        PM_STATS_KIND_FIELDS(X)
-#undef X
-    }
-    if (st->parts & PM_STATS_REPL) {
-#define X(fl, mtype, family, label, help)                                                          \
-    s_header(f, &last, family, PM_STATS_##mtype, help);                                            \
-    for (size_t i = 0; i < st->n_backups; i++)                                                     \
-        s_item(f, family, label, 0, "node", st->backups[i].node, st->backups[i].fl);
-        PM_STATS_BACKUP_FIELDS(X)
-#undef X
-    }
-    if (st->parts & PM_STATS_COORD) {
-#define X(fl, mtype, family, label, help)                                                          \
-    s_header(f, &last, family, PM_STATS_##mtype, help);                                            \
-    for (size_t i = 0; i < st->n_spaces; i++)                                                      \
-        s_item(f, family, label, 0, "space", st->spaces[i].space, st->spaces[i].fl);
-        PM_STATS_SPACE_FIELDS(X)
-#undef X
-    }
-    if (st->n_fns) {
-#define X(fl, mtype, family, label, help)                                                          \
-    s_header(f, &last, family, PM_STATS_##mtype, help);                                            \
-    for (size_t i = 0; i < st->n_fns; i++)                                                         \
-        s_item(f, family, label, 0, "function", st->fns[i].name, st->fns[i].fl);
-        PM_STATS_FN_FIELDS(X)
-#undef X
+    for (size_t l = 0; l < pm_stats_n_lists; l++) {
+        const pm_stats_list_t *list = &pm_stats_lists[l];
+        if (!(st->parts & (uint32_t) list->part))
+            continue;
+        for (size_t k = 0; k < list->n_rows; k++) {
+            const pm_stats_row_t *r = &list->rows[k];
+            s_header(f, &last, r->family, r->mtype, r->help);
+            for (size_t i = 0; i < pm_stats_list_len(st, list); i++)
+                s_item(f, r->family, r->label, list->row_first, list->key,
+                       pm_stats_item_name(st, list, i), pm_stats_item(st, list, i, r));
+        }
     }
 
     int any = 0;

@@ -10,8 +10,93 @@
 #include "base.h"
 #include "pmesh.pb-c.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* ---- the tables as data ------------------------------------------------------------ */
+
+const pm_stats_row_t pm_stats_scalars[] = {
+#define X(f, part, path, jtype, mtype, family, label, div, help)                                   \
+    {#f,     path, PM_STATS_##mtype, family, label, help, PM_STATS_##part,                         \
+     PM_STATS_##jtype == PM_STATS_BOOL, div, offsetof(pm_stats_t, f)},
+    PM_STATS_SCALARS(X)
+#undef X
+};
+const size_t pm_stats_n_scalars = sizeof pm_stats_scalars / sizeof pm_stats_scalars[0];
+
+#define S_ITEM_ROW(type, part, f, mtype, family, label, help)                                       \
+    {#f, #f, PM_STATS_##mtype, family, label, help, part, 0, 1, offsetof(type, f)},
+static const pm_stats_row_t s_fn_rows[] = {
+#define X(f, mtype, family, label, help) S_ITEM_ROW(pm_stats_fn_t, PM_STATS_CORE, f, mtype, family, label, help)
+    PM_STATS_FN_FIELDS(X)
+#undef X
+};
+static const pm_stats_row_t s_backup_rows[] = {
+#define X(f, mtype, family, label, help) S_ITEM_ROW(pm_stats_backup_t, PM_STATS_REPL, f, mtype, family, label, help)
+    PM_STATS_BACKUP_FIELDS(X)
+#undef X
+};
+static const pm_stats_row_t s_space_rows[] = {
+#define X(f, mtype, family, label, help) S_ITEM_ROW(pm_stats_space_t, PM_STATS_COORD, f, mtype, family, label, help)
+    PM_STATS_SPACE_FIELDS(X)
+#undef X
+};
+static const pm_stats_row_t s_kind_rows[] = {
+#define X(f, mtype, family, label, help) S_ITEM_ROW(pm_stats_kind_t, PM_STATS_MESH, f, mtype, family, label, help)
+    PM_STATS_KIND_FIELDS(X)
+#undef X
+};
+#undef S_ITEM_ROW
+
+#define S_N(a) (sizeof(a) / sizeof((a)[0]))
+#define S_LIST(key, part, first, rows, type, name, items, count)                                   \
+    {key,                                                                                          \
+     part,                                                                                         \
+     first,                                                                                        \
+     rows,                                                                                         \
+     S_N(rows),                                                                                    \
+     sizeof(type),                                                                                 \
+     offsetof(type, name),                                                                         \
+     offsetof(pm_stats_t, items),                                                                  \
+     offsetof(pm_stats_t, count)}
+const pm_stats_list_t pm_stats_lists[] = {
+    S_LIST("type", PM_STATS_MESH, 1, s_kind_rows, pm_stats_kind_t, name, kinds, n_kinds),
+    S_LIST("node", PM_STATS_REPL, 0, s_backup_rows, pm_stats_backup_t, node, backups, n_backups),
+    S_LIST("space", PM_STATS_COORD, 0, s_space_rows, pm_stats_space_t, space, spaces, n_spaces),
+    S_LIST("function", PM_STATS_CORE, 0, s_fn_rows, pm_stats_fn_t, name, fns, n_fns),
+};
+const size_t pm_stats_n_lists = S_N(pm_stats_lists);
+
+uint64_t
+pm_stats_scalar(const pm_stats_t *st, const pm_stats_row_t *row)
+{
+    return *(const uint64_t *) ((const char *) st + row->offset);
+}
+
+size_t
+pm_stats_list_len(const pm_stats_t *st, const pm_stats_list_t *l)
+{
+    return *(const size_t *) ((const char *) st + l->count_offset);
+}
+
+static const char *
+s_item_at(const pm_stats_t *st, const pm_stats_list_t *l, size_t i)
+{
+    return *(const char *const *) ((const char *) st + l->items_offset) + i * l->item_size;
+}
+
+const char *
+pm_stats_item_name(const pm_stats_t *st, const pm_stats_list_t *l, size_t i)
+{
+    return *(const char *const *) (s_item_at(st, l, i) + l->name_offset);
+}
+
+uint64_t
+pm_stats_item(const pm_stats_t *st, const pm_stats_list_t *l, size_t i, const pm_stats_row_t *row)
+{
+    return *(const uint64_t *) (s_item_at(st, l, i) + row->offset);
+}
 
 /* ---- ownership ---------------------------------------------------------------- */
 
@@ -173,13 +258,12 @@ pm_stats_json(const pm_stats_t *st)
                                       st->co_pid ? st->co_pid : ""));
     else if (st->coord_desc && *st->coord_desc)
         json_object_set_new(o, "coordination", json_string(st->coord_desc));
-#define X(f, part, path, jtype, ...)                                                               \
-    if (s_part_on(st, PM_STATS_##part))                                                            \
-        s_set_path(o, path,                                                                        \
-                   PM_STATS_##jtype == PM_STATS_BOOL ? json_boolean(st->f)                         \
-                                                     : json_integer((json_int_t) st->f));
-    PM_STATS_SCALARS(X)
-#undef X
+    for (size_t i = 0; i < pm_stats_n_scalars; i++) {
+        const pm_stats_row_t *r = &pm_stats_scalars[i];
+        uint64_t v = pm_stats_scalar(st, r);
+        if (s_part_on(st, r->part))
+            s_set_path(o, r->path, r->is_bool ? json_boolean(v) : json_integer((json_int_t) v));
+    }
     if (s_part_on(st, PM_STATS_MESH)) {
         json_t *mesh = json_object_get(o, "mesh");
         json_t *sent = json_object(), *recv = json_object();

@@ -293,6 +293,45 @@ typedef struct pm_stats {
     size_t n_fns;
 } pm_stats_t;
 
+/* The tables as data, for the renderers and the tests: one row per
+ * number, with where it lives (offset of its uint64_t in pm_stats_t, or in
+ * a list's item). */
+typedef struct pm_stats_row {
+    const char *field;  /* the C field, also the name in pmesh.Stats */
+    const char *path;   /* scalars: the JSON path; items: the JSON key */
+    const char *mtype;  /* "gauge" or "counter" */
+    const char *family; /* the metric family */
+    const char *label;  /* "k=\"v\"" or NULL */
+    const char *help;   /* the family's first row: its help; others "" */
+    int part;           /* PM_STATS_*; items: their list's */
+    int is_bool;        /* JSON true/false */
+    uint64_t div;       /* the metric is the field / div */
+    size_t offset;
+} pm_stats_row_t;
+
+extern const pm_stats_row_t pm_stats_scalars[];
+extern const size_t pm_stats_n_scalars;
+
+/* A list of items (functions, backups, id spaces, mesh message kinds). */
+typedef struct pm_stats_list {
+    const char *key; /* the label naming an item in /metrics */
+    int part;
+    int row_first;   /* the row's label before the item's (mesh: direction, then type) */
+    const pm_stats_row_t *rows;
+    size_t n_rows;
+    size_t item_size, name_offset, items_offset, count_offset;
+} pm_stats_list_t;
+
+extern const pm_stats_list_t pm_stats_lists[];
+extern const size_t pm_stats_n_lists;
+
+/* The row's number in st (a scalar) or in item i of list l. */
+uint64_t pm_stats_scalar(const pm_stats_t *st, const pm_stats_row_t *row);
+size_t pm_stats_list_len(const pm_stats_t *st, const pm_stats_list_t *l);
+const char *pm_stats_item_name(const pm_stats_t *st, const pm_stats_list_t *l, size_t i);
+uint64_t pm_stats_item(const pm_stats_t *st, const pm_stats_list_t *l, size_t i,
+                       const pm_stats_row_t *row);
+
 /* Frees what st owns (strings, lists) and zeroes it. */
 void pm_stats_clear(pm_stats_t *st);
 /* A copy of s for a string field (NULL: ""); fail-stop when out of memory. */

@@ -30,50 +30,20 @@
         fclose(f);                                                                                 \
     } while (0)
 
-/* One row of PM_STATS_SCALARS, as data. */
-typedef struct {
-    const char *field, *path, *family, *label, *help, *mtype;
-    int part, is_bool;
-    uint64_t div;
-    size_t offset;
-} row_t;
-
-static const row_t s_rows[] = {
-#define X(f, part, path, jtype, mtype, family, label, div, help)                                   \
-    {#f,   path, family, label, help, PM_STATS_##mtype, PM_STATS_##part, PM_STATS_##jtype == PM_STATS_BOOL, \
-     div, offsetof(pm_stats_t, f)},
-    PM_STATS_SCALARS(X)
-#undef X
-};
-#define NROWS (sizeof s_rows / sizeof s_rows[0])
-
-/* Item tables as data: field name, family, label, offset in the item. */
-typedef struct {
-    const char *field, *family, *label;
-    size_t offset;
-} irow_t;
-
-static const irow_t s_fn_rows[] = {
-#define X(f, mtype, family, label, help) {#f, family, label, offsetof(pm_stats_fn_t, f)},
-    PM_STATS_FN_FIELDS(X)
-#undef X
-};
-static const irow_t s_backup_rows[] = {
-#define X(f, mtype, family, label, help) {#f, family, label, offsetof(pm_stats_backup_t, f)},
-    PM_STATS_BACKUP_FIELDS(X)
-#undef X
-};
-static const irow_t s_space_rows[] = {
-#define X(f, mtype, family, label, help) {#f, family, label, offsetof(pm_stats_space_t, f)},
-    PM_STATS_SPACE_FIELDS(X)
-#undef X
-};
-static const irow_t s_kind_rows[] = {
-#define X(f, mtype, family, label, help) {#f, family, label, offsetof(pm_stats_kind_t, f)},
-    PM_STATS_KIND_FIELDS(X)
-#undef X
-};
+/* The tables of stats.h as data (stats.c expands them): the scalars, and
+ * each list by its label key. */
+#define NROWS pm_stats_n_scalars
 #define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static const pm_stats_list_t *
+s_list(const char *key)
+{
+    for (size_t l = 0; l < pm_stats_n_lists; l++)
+        if (!strcmp(pm_stats_lists[l].key, key))
+            return &pm_stats_lists[l];
+    fail_msg("no list %s", key);
+    return NULL;
+}
 
 static uint64_t *
 s_u64(void *base, size_t offset)
@@ -98,7 +68,7 @@ s_full(pm_stats_t *st)
     st->co_node = pm_stats_str("a");
     st->co_pid = pm_stats_str("42");
     for (size_t i = 0; i < NROWS; i++)
-        *s_u64(st, s_rows[i].offset) = s_rows[i].is_bool ? 1 : 1000 + 7 * i;
+        *s_u64(st, pm_stats_scalars[i].offset) = pm_stats_scalars[i].is_bool ? 1 : 1000 + 7 * i;
     for (int s = 0; s < PM_STATS_NSTATES; s++)
         st->promises[s] = 50 + s;
     for (int t = 0; t < PM_MSG_TYPE_COUNT; t++) {
@@ -110,11 +80,13 @@ s_full(pm_stats_t *st)
     pm_hist_add(&st->op_ms[PM_MSG_CREATE], 99999);
     pm_hist_add(&st->wal_fsync, 0.7);
     pm_stats_fn_t *fn = pm_stats_add_fn(st, "resize \"img\"");
-    for (size_t i = 0; i < N(s_fn_rows); i++)
-        *s_u64(fn, s_fn_rows[i].offset) = 400 + i;
+    const pm_stats_list_t *l = s_list("function");
+    for (size_t i = 0; i < l->n_rows; i++)
+        *s_u64(fn, l->rows[i].offset) = 400 + i;
     pm_stats_backup_t *b = pm_stats_add_backup(st, "b");
-    for (size_t i = 0; i < N(s_backup_rows); i++)
-        *s_u64(b, s_backup_rows[i].offset) = 500 + i;
+    l = s_list("node");
+    for (size_t i = 0; i < l->n_rows; i++)
+        *s_u64(b, l->rows[i].offset) = 500 + i;
     b->counted = 1;
     pm_stats_space_t *sp = pm_stats_add_space(st, "c-x2", "a");
     sp->in_sync = calloc(3, sizeof *sp->in_sync);
@@ -124,8 +96,9 @@ s_full(pm_stats_t *st)
     sp->epoch = 600;
     sp->ours = 1;
     pm_stats_kind_t *k = pm_stats_add_kind(st, "swim_ping");
-    for (size_t i = 0; i < N(s_kind_rows); i++)
-        *s_u64(k, s_kind_rows[i].offset) = 700 + i;
+    l = s_list("type");
+    for (size_t i = 0; i < l->n_rows; i++)
+        *s_u64(k, l->rows[i].offset) = 700 + i;
 }
 
 /* The value of the sample named exactly `sample` ("name{labels}") in text;
@@ -213,25 +186,32 @@ test_struct_is_the_tables(void **state)
         size_t n_fns;
     };
     assert_int_equal(sizeof(pm_stats_t), sizeof(struct mirror));
-    assert_int_equal(sizeof(pm_stats_fn_t), sizeof(char *) + N(s_fn_rows) * sizeof(uint64_t));
-    assert_int_equal(sizeof(pm_stats_backup_t),
-                     sizeof(char *) + N(s_backup_rows) * sizeof(uint64_t));
-    assert_int_equal(sizeof(pm_stats_space_t),
-                     3 * sizeof(char *) + N(s_space_rows) * sizeof(uint64_t));
-    assert_int_equal(sizeof(pm_stats_kind_t), sizeof(char *) + N(s_kind_rows) * sizeof(uint64_t));
+    size_t n_fn = s_list("function")->n_rows, n_backup = s_list("node")->n_rows,
+           n_space = s_list("space")->n_rows, n_kind = s_list("type")->n_rows;
+    assert_int_equal(pm_stats_n_lists, 4);
+    assert_int_equal(sizeof(pm_stats_fn_t), sizeof(char *) + n_fn * sizeof(uint64_t));
+    assert_int_equal(sizeof(pm_stats_backup_t), sizeof(char *) + n_backup * sizeof(uint64_t));
+    assert_int_equal(sizeof(pm_stats_space_t), 3 * sizeof(char *) + n_space * sizeof(uint64_t));
+    assert_int_equal(sizeof(pm_stats_kind_t), sizeof(char *) + n_kind * sizeof(uint64_t));
+    /* The data tables are the X-macro tables, row for row. */
+    size_t n = 0;
+#define X(f, ...) assert_string_equal(pm_stats_scalars[n++].field, #f);
+    PM_STATS_SCALARS(X)
+#undef X
+    assert_int_equal(n, NROWS);
     /* The wire: 19 fields besides the scalars (schema, parts, 8 names,
      * promises, ops x2, op_ms, wal_fsync, 4 lists); each item its name(s). */
     assert_int_equal(pmesh__stats__descriptor.n_fields, 19 + NROWS);
-    assert_int_equal(pmesh__stats_function__descriptor.n_fields, 1 + N(s_fn_rows));
-    assert_int_equal(pmesh__stats_backup__descriptor.n_fields, 1 + N(s_backup_rows));
-    assert_int_equal(pmesh__stats_space__descriptor.n_fields, 3 + N(s_space_rows));
-    assert_int_equal(pmesh__stats_kind__descriptor.n_fields, 1 + N(s_kind_rows));
+    assert_int_equal(pmesh__stats_function__descriptor.n_fields, 1 + n_fn);
+    assert_int_equal(pmesh__stats_backup__descriptor.n_fields, 1 + n_backup);
+    assert_int_equal(pmesh__stats_space__descriptor.n_fields, 3 + n_space);
+    assert_int_equal(pmesh__stats_kind__descriptor.n_fields, 1 + n_kind);
     /* Field names are the metric's key on the wire, and unique. */
     for (size_t i = 0; i < NROWS; i++) {
         assert_non_null(protobuf_c_message_descriptor_get_field_by_name(&pmesh__stats__descriptor,
-                                                                        s_rows[i].field));
+                                                                        pm_stats_scalars[i].field));
         for (size_t j = i + 1; j < NROWS; j++)
-            assert_string_not_equal(s_rows[i].path, s_rows[j].path);
+            assert_string_not_equal(pm_stats_scalars[i].path, pm_stats_scalars[j].path);
     }
 }
 
@@ -247,7 +227,7 @@ test_every_field_has_its_metric(void **state)
     CAPTURE(t, pm_prom_stats(f, &st));
     char name[256], head[256];
     for (size_t i = 0; i < NROWS; i++) {
-        const row_t *r = &s_rows[i];
+        const pm_stats_row_t *r = &pm_stats_scalars[i];
         s_name(name, sizeof name, r->family, r->label);
         double want = (double) *s_u64(&st, r->offset) / (double) r->div;
         double got = s_sample(t, name);
@@ -259,32 +239,25 @@ test_every_field_has_its_metric(void **state)
         assert_non_null(help);
         assert_true(help[strlen(head)] != '\n'); /* the family's first row has its help */
     }
-    struct {
-        const irow_t *rows;
-        size_t n;
-        const char *key, *item;
-        int row_first;
-        void *base;
-    } lists[] = {
-        {s_fn_rows, N(s_fn_rows), "function", "resize \\\"img\\\"", 0, st.fns},
-        {s_backup_rows, N(s_backup_rows), "node", "b", 0, st.backups},
-        {s_space_rows, N(s_space_rows), "space", "c-x2", 0, st.spaces},
-        {s_kind_rows, N(s_kind_rows), "type", "swim_ping", 1, st.kinds},
-    };
-    for (size_t l = 0; l < N(lists); l++)
-        for (size_t i = 0; i < lists[l].n; i++) {
-            const irow_t *r = &lists[l].rows[i];
+    /* Each list's one item (named so that escaping shows). */
+    const char *items[] = {"swim_ping", "b", "c-x2", "resize \\\"img\\\""};
+    assert_int_equal(pm_stats_n_lists, N(items));
+    for (size_t l = 0; l < pm_stats_n_lists; l++) {
+        const pm_stats_list_t *list = &pm_stats_lists[l];
+        assert_int_equal(pm_stats_list_len(&st, list), 1);
+        for (size_t i = 0; i < list->n_rows; i++) {
+            const pm_stats_row_t *r = &list->rows[i];
             if (!r->label)
-                snprintf(name, sizeof name, "%s{%s=\"%s\"}", r->family, lists[l].key,
-                         lists[l].item);
-            else if (lists[l].row_first)
-                snprintf(name, sizeof name, "%s{%s,%s=\"%s\"}", r->family, r->label,
-                         lists[l].key, lists[l].item);
+                snprintf(name, sizeof name, "%s{%s=\"%s\"}", r->family, list->key, items[l]);
+            else if (list->row_first)
+                snprintf(name, sizeof name, "%s{%s,%s=\"%s\"}", r->family, r->label, list->key,
+                         items[l]);
             else
-                snprintf(name, sizeof name, "%s{%s=\"%s\",%s}", r->family, lists[l].key,
-                         lists[l].item, r->label);
-            assert_int_equal((uint64_t) s_sample(t, name), *s_u64(lists[l].base, r->offset));
+                snprintf(name, sizeof name, "%s{%s=\"%s\",%s}", r->family, list->key, items[l],
+                         r->label);
+            assert_int_equal((uint64_t) s_sample(t, name), pm_stats_item(&st, list, 0, r));
         }
+    }
     for (int s = 0; s < PM_STATS_NSTATES; s++) {
         snprintf(name, sizeof name, "pmesh_promises{state=\"%s\"}",
                  pm_state_name(PM_STATE_PENDING + s));
@@ -413,7 +386,7 @@ test_json_and_metrics_agree(void **state)
     CAPTURE(t, pm_prom_stats(f, &st));
     char name[256];
     for (size_t i = 0; i < NROWS; i++) {
-        const row_t *r = &s_rows[i];
+        const pm_stats_row_t *r = &pm_stats_scalars[i];
         s_name(name, sizeof name, r->family, r->label);
         double m = s_sample(t, name) * (double) r->div;
         double js = s_json_at(j, r->path);
@@ -423,9 +396,10 @@ test_json_and_metrics_agree(void **state)
     }
     json_t *fo = json_object_get(json_object_get(j, "functions"), "resize \"img\"");
     assert_non_null(fo);
-    for (size_t i = 0; i < N(s_fn_rows); i++)
-        assert_int_equal(json_integer_value(json_object_get(fo, s_fn_rows[i].field)),
-                         *s_u64(st.fns, s_fn_rows[i].offset));
+    const pm_stats_list_t *fl = s_list("function");
+    for (size_t i = 0; i < fl->n_rows; i++)
+        assert_int_equal(json_integer_value(json_object_get(fo, fl->rows[i].field)),
+                         pm_stats_item(&st, fl, 0, &fl->rows[i]));
     assert_int_equal(s_json_at(j, "mesh.sent.swim_ping.messages"),
                      s_sample(t, "pmesh_mesh_messages_total{direction=\"sent\",type=\"swim_ping\"}"));
     assert_int_equal(s_json_at(j, "mesh.received.swim_ping.bytes"),
