@@ -14,6 +14,7 @@
 #include "ids.h"
 #include "log.h"
 #include "spaces.h"
+#include "stats.h"
 #include "swim.h"
 #include "transport.h"
 
@@ -662,48 +663,43 @@ pm_mesh_members_json(pm_mesh_t *self)
     return s;
 }
 
-char *
-pm_mesh_stats_json(pm_mesh_t *self)
+void
+pm_mesh_stats_fill(pm_mesh_t *self, pm_stats_t *out)
 {
-    json_t *sent = json_object(), *recv = json_object();
-    uint64_t bytes_out = 0, bytes_in = 0;
     char buf[64];
+    out->parts |= PM_STATS_MESH;
     for (size_t k = 1; k < PM_MESH_KINDS; k++) {
-        bytes_out += self->sent_bytes[k];
-        bytes_in += self->recv_bytes[k];
-        if (self->sent[k])
-            json_object_set_new(sent, s_kind_name(k, buf, sizeof buf),
-                                json_pack("{s:I,s:I}", "messages", (json_int_t) self->sent[k],
-                                          "bytes", (json_int_t) self->sent_bytes[k]));
-        if (self->recv[k])
-            json_object_set_new(recv, s_kind_name(k, buf, sizeof buf),
-                                json_pack("{s:I,s:I}", "messages", (json_int_t) self->recv[k],
-                                          "bytes", (json_int_t) self->recv_bytes[k]));
+        out->mesh_bytes_sent += self->sent_bytes[k];
+        out->mesh_bytes_received += self->recv_bytes[k];
+        if (!self->sent[k] && !self->recv[k])
+            continue;
+        pm_stats_kind_t *kind = pm_stats_add_kind(out, s_kind_name(k, buf, sizeof buf));
+        kind->sent = self->sent[k];
+        kind->sent_bytes = self->sent_bytes[k];
+        kind->received = self->recv[k];
+        kind->received_bytes = self->recv_bytes[k];
     }
     pm_swim_stats_t ss;
     pm_swim_stats(self->swim, &ss);
     pm_transport_stats_t ts;
     pm_transport_stats(self->transport, &ts);
-    json_t *o = json_pack(
-        "{s:{s:I,s:I,s:I,s:I},s:o,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
-        "members", "alive", (json_int_t) pm_swim_count(self->swim, PM_SWIM_ALIVE), "suspect",
-        (json_int_t) pm_swim_count(self->swim, PM_SWIM_SUSPECT), "dead",
-        (json_int_t) pm_swim_count(self->swim, PM_SWIM_DEAD), "left",
-        (json_int_t) pm_swim_count(self->swim, PM_SWIM_LEFT), "sent", sent, "received", recv,
-        "bytes_sent", (json_int_t) bytes_out, "bytes_received", (json_int_t) bytes_in,
-        "incarnation", (json_int_t) pm_swim_incarnation(self->swim), "local_health",
-        (json_int_t) pm_swim_health(self->swim), "suspicions", (json_int_t) ss.suspicions,
-        "deaths_declared", (json_int_t) ss.deaths, "refutations", (json_int_t) ss.refutations,
-        "dropped_stale", (json_int_t) ss.dropped_stale, "dropped_invalid",
-        (json_int_t) ss.dropped_invalid, "bad_frames", (json_int_t) (self->bad_frames + ts.bad_in),
-        "unknown_peer", (json_int_t) self->unknown_peer, "dropped_out",
-        (json_int_t) ts.dropped_out);
-    json_object_set_new(o, "untrusted_updates", json_integer((json_int_t) self->untrusted));
-    json_object_set_new(o, "auth_refused", json_integer((json_int_t) ts.auth_refused));
-    json_object_set_new(o, "handshakes_failed", json_integer((json_int_t) ts.handshakes_failed));
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    return s;
+    out->mesh_alive = pm_swim_count(self->swim, PM_SWIM_ALIVE);
+    out->mesh_suspect = pm_swim_count(self->swim, PM_SWIM_SUSPECT);
+    out->mesh_dead = pm_swim_count(self->swim, PM_SWIM_DEAD);
+    out->mesh_left = pm_swim_count(self->swim, PM_SWIM_LEFT);
+    out->mesh_incarnation = pm_swim_incarnation(self->swim);
+    out->mesh_local_health = (uint64_t) pm_swim_health(self->swim);
+    out->mesh_suspicions = ss.suspicions;
+    out->mesh_deaths_declared = ss.deaths;
+    out->mesh_refutations = ss.refutations;
+    out->mesh_dropped_stale = ss.dropped_stale;
+    out->mesh_dropped_invalid = ss.dropped_invalid;
+    out->mesh_bad_frames = self->bad_frames + ts.bad_in;
+    out->mesh_unknown_peer = self->unknown_peer;
+    out->mesh_dropped_out = ts.dropped_out;
+    out->mesh_untrusted_updates = self->untrusted;
+    out->mesh_auth_refused = ts.auth_refused;
+    out->mesh_handshakes_failed = ts.handshakes_failed;
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */

@@ -130,9 +130,10 @@ void pm_mesh_leave(pm_mesh_t *self);
 
 /* Member table as a JSON array (caller frees). */
 char *pm_mesh_members_json(pm_mesh_t *self);
-/* Counters as a JSON object (caller frees): members by state, messages and
- * bytes by type in and out. */
-char *pm_mesh_stats_json(pm_mesh_t *self);
+/* Fills the mesh part of a status snapshot (stats.h): members by state,
+ * messages and bytes by type in and out, SWIM and transport events. */
+struct pm_stats;
+void pm_mesh_stats_fill(pm_mesh_t *self, struct pm_stats *out);
 /* Alive members including self. */
 size_t pm_mesh_alive(pm_mesh_t *self);
 

@@ -5,6 +5,7 @@
 
 #include "base.h"
 #include "log.h"
+#include "stats.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -498,21 +499,20 @@ pm_replica_acked(const pm_replica_t *self)
     return low;
 }
 
-char *
-pm_replica_stats_json(pm_replica_t *self)
+void
+pm_replica_stats_fill(pm_replica_t *self, pm_stats_t *out)
 {
-    json_t *bs = json_array();
-    for (size_t i = 0; i < self->n_backups; i++)
-        json_array_append_new(bs, json_pack("{s:s,s:I,s:b}", "node", self->backups[i].name,
-                                            "acked", (json_int_t) self->backups[i].acked,
-                                            "counted", self->backups[i].counted));
-    json_t *o = json_pack("{s:i,s:o,s:I,s:I,s:I,s:I,s:I,s:I}", "replicas", self->replicas,
-                          "backups", bs, "produced", (json_int_t) self->produced, "acked",
-                          (json_int_t) pm_replica_acked(self), "transfers",
-                          (json_int_t) self->transfers, "resyncs", (json_int_t) self->resyncs,
-                          "records_sent", (json_int_t) self->sent_records, "fenced",
-                          (json_int_t) self->fenced);
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    return s;
+    out->parts |= PM_STATS_REPL;
+    for (size_t i = 0; i < self->n_backups; i++) {
+        pm_stats_backup_t *b = pm_stats_add_backup(out, self->backups[i].name);
+        b->acked = self->backups[i].acked;
+        b->counted = self->backups[i].counted != 0;
+    }
+    out->repl_replicas = (uint64_t) self->replicas;
+    out->repl_produced = self->produced;
+    out->repl_acked = pm_replica_acked(self);
+    out->repl_transfers = self->transfers;
+    out->repl_resyncs = self->resyncs;
+    out->repl_records_sent = self->sent_records;
+    out->repl_fenced = self->fenced;
 }

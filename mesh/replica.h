@@ -78,7 +78,9 @@ int pm_replica_backup(const pm_replica_t *self, size_t i, const char **name, uin
 /* The process id in an agent's primary space name ("NODE-TAG": TAG in base
  * 36); 0 when it does not parse. */
 uint64_t pm_replica_pid_of(const char *primary);
-/* Backups and their progress as a JSON object (caller frees). */
-char *pm_replica_stats_json(pm_replica_t *self);
+/* Fills the replication part of a status snapshot (stats.h): backups and
+ * their progress. */
+struct pm_stats;
+void pm_replica_stats_fill(pm_replica_t *self, struct pm_stats *out);
 
 #endif

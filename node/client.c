@@ -24,6 +24,7 @@
  */
 #include "clock.h"
 #include "pmesh.h"
+#include "stats.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -1428,6 +1429,25 @@ int
 pm_status(pm_client_t *self, char **json_p)
 {
     return s_json_call(self, PM_MSG_STATUS, json_p);
+}
+
+int
+pm_client_stats(pm_client_t *self, uint8_t **buf_p, size_t *len_p)
+{
+    *buf_p = NULL;
+    *len_p = 0;
+    pm_msg_t m = {.type = PM_MSG_STATUS};
+    pm_msg_t r;
+    int err = s_call_raw(self, &m, PM_OP_STATUS, S_CALL_TIMEOUT_MS, &r);
+    if (err)
+        return err;
+    *buf_p = malloc(r.stats.len ? r.stats.len : 1);
+    if (*buf_p) {
+        memcpy(*buf_p, r.stats.data, r.stats.len);
+        *len_p = r.stats.len;
+    }
+    pm_wire_release(&r);
+    return *buf_p ? PM_OK : PM_ERR_INTERNAL;
 }
 
 int

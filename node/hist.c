@@ -17,16 +17,8 @@ pm_hist_add(pm_hist_t *h, double ms)
     h->sum_ms += ms;
 }
 
-json_t *
-pm_hist_json(const pm_hist_t *h)
+double
+pm_hist_bound(int i)
 {
-    json_t *le = json_array(), *b = json_array();
-    uint64_t cum = 0;
-    for (int i = 0; i < PM_HIST_N; i++) {
-        cum += h->counts[i];
-        json_array_append_new(le, json_real(s_bounds[i]));
-        json_array_append_new(b, json_integer((json_int_t) cum));
-    }
-    return json_pack("{s:o,s:o,s:I,s:f}", "le_ms", le, "buckets", b, "count",
-                     (json_int_t) h->count, "sum_ms", h->sum_ms);
+    return s_bounds[i];
 }

@@ -5,7 +5,6 @@
 #ifndef PM_HIST_H
 #define PM_HIST_H
 
-#include <jansson.h>
 #include <stdint.h>
 
 /* Bucket upper bounds in milliseconds: 100 us to 2.5 s, roughly x2.5 apart,
@@ -20,7 +19,7 @@ typedef struct pm_hist {
 
 /* Records one observation of ms milliseconds. */
 void pm_hist_add(pm_hist_t *h, double ms);
-/* {"le_ms":[...],"buckets":[cumulative...],"count":n,"sum_ms":x}; caller owns it. */
-json_t *pm_hist_json(const pm_hist_t *h);
+/* The upper bound of bucket i (0 <= i < PM_HIST_N) in milliseconds. */
+double pm_hist_bound(int i);
 
 #endif

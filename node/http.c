@@ -269,6 +269,11 @@ pm_http_metrics_write(pm_http_t *self, FILE *f)
         fprintf(f, "pmesh_http_refusals_total{reason=\"%s\"} %llu\n", s_refusals[i],
                 (unsigned long long) atomic_load_explicit(&self->m.refusals[i],
                                                           memory_order_relaxed));
+    pm_prom_family(f, "pmesh_http_status_decode_errors_total", "counter",
+             "Agent status snapshots the gateway could not decode (another layout or "
+             "malformed): pmesh_up is 0 for them.");
+    fprintf(f, "pmesh_http_status_decode_errors_total %llu\n",
+            (unsigned long long) atomic_load_explicit(&self->m.stats_bad, memory_order_relaxed));
     pm_prom_family(f, "pmesh_http_waiting_requests", "gauge",
              "HTTP requests handed to the agent and not answered yet (long-polls included).");
     fprintf(f, "pmesh_http_waiting_requests %ld\n", atomic_load(&self->suspended));

@@ -8,7 +8,7 @@
  *                  replies, readiness and /metrics answers, key reloads
  *   http_parse.c   the request router: routing, JSON, limits, credentials
  *                  (pure: pm_http_parse_request, http.h)
- *   prom.c         Prometheus text from the agent's status JSON (pure)
+ *   prom.c         Prometheus text from the agent's typed status snapshot (stats.h; pure)
  *
  * Threads and ownership are described at the top of http.c.
  */
@@ -46,6 +46,7 @@ typedef struct pm_http_metrics {
     atomic_uint_fast64_t buckets[PM_HTTP_ROUTE_COUNT][PM_HTTP_NBUCKETS + 1];
     atomic_uint_fast64_t sum_us[PM_HTTP_ROUTE_COUNT];
     atomic_uint_fast64_t refusals[PM_HTTP_NREFUSALS];
+    atomic_uint_fast64_t stats_bad; /* agent status snapshots that did not decode */
 } pm_http_metrics_t;
 
 

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "pjson.h"
 #include "prom.h"
+#include "stats.h"
 #include "token.h"
 #include "wire.h"
 
@@ -264,72 +265,83 @@ s_sent(pm_http_t *self, pm_http_job_t *job, int err, uint64_t req, pm_op_t op)
 
 /* ---- readiness and metrics -------------------------------------------------------- */
 
+/* The agent's typed status snapshot in *st (pm_stats_clear it). 0, or -1
+ * with why filled in: the agent did not answer, or its snapshot did not
+ * decode (counted in pmesh_http_status_decode_errors_total). */
+static int
+s_fetch_stats(pm_http_t *self, pm_stats_t *st, char *why, size_t cap)
+{
+    memset(st, 0, sizeof *st);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int err = self->client ? pm_client_stats(self->client, &buf, &len) : PM_ERR_UNREACHABLE;
+    if (err) {
+        snprintf(why, cap, "the agent does not answer: %s", pm_strerror(err));
+        if (err == PM_ERR_UNREACHABLE && self->client)
+            s_lost(self, why);
+        return -1;
+    }
+    int rc = pm_stats_unpack(buf, len, st);
+    free(buf);
+    if (rc) {
+        atomic_fetch_add_explicit(&self->m.stats_bad, 1, memory_order_relaxed);
+        snprintf(why, cap, "the agent's status snapshot does not decode (another version?)");
+        pm_log_warn("PM-HTTP-STATUS-DECODE", "%s", why);
+    }
+    return rc;
+}
+
 static void
 s_readyz(pm_http_t *self, pm_http_job_t *job)
 {
-    char *status = NULL;
-    int err = self->client ? pm_status(self->client, &status) : PM_ERR_UNREACHABLE;
+    pm_stats_t st;
     char why[200] = "";
-    json_t *st = NULL;
-    if (err) {
-        snprintf(why, sizeof why, "the agent does not answer: %s", pm_strerror(err));
-        if (err == PM_ERR_UNREACHABLE && self->client)
-            s_lost(self, why);
-    } else if (!(st = json_loads(status, 0, NULL))) {
-        snprintf(why, sizeof why, "the agent's status is not JSON");
-    } else if (json_is_true(json_object_get(json_object_get(st, "wal"), "failed"))) {
-        snprintf(why, sizeof why, "the agent's write-ahead log has failed");
-    } else if (json_object_get(st, "mesh")) {
-        json_int_t alive = pm_prom_jint(st, "mesh.members.alive");
-        if (alive < 1)
+    if (s_fetch_stats(self, &st, why, sizeof why) == 0) {
+        if ((st.parts & PM_STATS_WAL) && st.wal_failed)
+            snprintf(why, sizeof why, "the agent's write-ahead log has failed");
+        else if ((st.parts & PM_STATS_MESH) && st.mesh_alive < 1)
             snprintf(why, sizeof why, "no alive mesh member (not even this agent)");
-        else if (alive < 2 && self->has_seeds && pm_mono_ms() - self->started_ms < S_JOIN_GRACE_MS)
+        else if ((st.parts & PM_STATS_MESH) && st.mesh_alive < 2 && self->has_seeds &&
+                 pm_mono_ms() - self->started_ms < S_JOIN_GRACE_MS)
             snprintf(why, sizeof why, "not joined yet: alone, still waiting for a seed");
     }
     if (*why) {
-        free(status);
-        json_decref(st);
+        pm_stats_clear(&st);
         s_answer(job, 503, pm_http_error_body("NOT_READY", why));
         return;
     }
-    json_t *o = json_object();
-    json_object_set_new(o, "ready", json_true());
-    json_t *node = json_object_get(st, "node");
-    if (node)
-        json_object_set(o, "node", node);
-    if (json_object_get(st, "mesh"))
-        json_object_set_new(o, "members_alive", json_integer(pm_prom_jint(st, "mesh.members.alive")));
-    char *body = pm_http_json_line(o);
+    json_t *o = json_pack("{s:b,s:s}", "ready", 1, "node", st.node);
+    if (o && (st.parts & PM_STATS_MESH))
+        json_object_set_new(o, "members_alive", json_integer((json_int_t) st.mesh_alive));
+    char *body = o ? pm_http_json_line(o) : NULL;
     json_decref(o);
-    json_decref(st);
-    free(status);
+    pm_stats_clear(&st);
     s_answer(job, body ? 200 : 500, body ? body : pm_http_error_body("INTERNAL", "out of memory"));
 }
 
 static void
 s_metrics(pm_http_t *self, pm_http_job_t *job)
 {
-    char *status = NULL;
-    int err = self->client ? pm_status(self->client, &status) : PM_ERR_UNREACHABLE;
-    if (err == PM_ERR_UNREACHABLE && self->client)
-        s_lost(self, "status failed");
-    json_t *st = err ? NULL : json_loads(status, 0, NULL);
-    free(status);
+    pm_stats_t st;
+    char why[200];
+    int up = s_fetch_stats(self, &st, why, sizeof why) == 0;
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     if (!f) {
-        json_decref(st);
+        pm_stats_clear(&st);
         s_answer(job, 500, pm_http_error_body("INTERNAL", "out of memory"));
         return;
     }
-    pm_prom_family(f, "pmesh_up", "gauge", "1 if the agent answered the gateway's status request.");
-    fprintf(f, "pmesh_up %d\n", st ? 1 : 0);
-    if (st)
-        pm_prom_agent(f, st);
+    pm_prom_family(f, "pmesh_up", "gauge",
+                   "1 if the agent answered the gateway's status request with a snapshot it "
+                   "could decode.");
+    fprintf(f, "pmesh_up %d\n", up);
+    if (up)
+        pm_prom_stats(f, &st);
+    pm_stats_clear(&st);
     pm_http_metrics_write(self, f);
     fclose(f);
-    json_decref(st);
     s_answer_typed(job, 200, text, "text/plain; version=0.0.4; charset=utf-8");
 }
 

@@ -6,6 +6,7 @@
 #include "base.h"
 #include "log.h"
 #include "pmesh.h"
+#include "stats.h"
 
 #include <czmq.h>
 #include <jansson.h>
@@ -631,39 +632,40 @@ pm_isr_route_check(pm_isr_t *self, const char *space, char *msg, size_t msglen)
     return PM_ERR_UNAVAILABLE;
 }
 
-char *
-pm_isr_stats_json(pm_isr_t *self)
+void
+pm_isr_stats_fill(pm_isr_t *self, pm_stats_t *out)
 {
     pm_coord_stats_t cs;
     pm_coord_stats(self->coord, &cs);
     size_t waiting = 0;
-    json_t *spaces = json_array();
     for (s_space_t *s = zhashx_first(self->spaces); s; s = zhashx_next(self->spaces)) {
         waiting += s->waiting;
         if (!s->rec.revision)
             continue;
-        json_t *in = json_array();
+        pm_stats_space_t *sp = pm_stats_add_space(out, s->rec.space, s->rec.owner);
+        sp->in_sync = pm_xcalloc(s->rec.n_in_sync + 1, sizeof *sp->in_sync, "stats in_sync");
         for (size_t i = 0; i < s->rec.n_in_sync; i++)
-            json_array_append_new(in, json_string(s->rec.in_sync[i].node));
-        json_array_append_new(spaces, json_pack("{s:s,s:s,s:I,s:o,s:b}", "space", s->rec.space,
-                                                "owner", s->rec.owner, "epoch",
-                                                (json_int_t) s->rec.epoch, "in_sync", in,
-                                                "ours", s_ours(self, &s->rec)));
+            sp->in_sync[i] = pm_stats_str(s->rec.in_sync[i].node);
+        sp->n_in_sync = s->rec.n_in_sync;
+        sp->epoch = s->rec.epoch;
+        sp->ours = s_ours(self, &s->rec) != 0;
     }
     char pid[24];
     snprintf(pid, sizeof pid, "%llu", (unsigned long long) self->pid);
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:o}",
-                          "store", self->url, "prefix", self->prefix, "node", self->node,
-                          "pid", pid, "store_up", self->store_up, "ready", self->listed,
-                          "waiting", (json_int_t) waiting, "retries", (json_int_t) self->retries,
-                          "takeovers", (json_int_t) self->takeovers, "forced",
-                          (json_int_t) self->forced, "set_changes",
-                          (json_int_t) self->set_changes, "refused_writes",
-                          (json_int_t) self->refused_writes, "refreshes",
-                          (json_int_t) self->refreshes, "requests",
-                          (json_int_t) cs.requests, "min_in_sync", self->min_in_sync,
-                          "spaces", spaces);
-    char *str = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    return str;
+    out->parts |= PM_STATS_COORD;
+    out->co_store = pm_stats_str(self->url);
+    out->co_prefix = pm_stats_str(self->prefix);
+    out->co_node = pm_stats_str(self->node);
+    out->co_pid = pm_stats_str(pid);
+    out->co_store_up = self->store_up != 0;
+    out->co_ready = self->listed != 0;
+    out->co_waiting = waiting;
+    out->co_retries = self->retries;
+    out->co_takeovers = self->takeovers;
+    out->co_forced = self->forced;
+    out->co_set_changes = self->set_changes;
+    out->co_refused_writes = self->refused_writes;
+    out->co_refreshes = self->refreshes;
+    out->co_requests = cs.requests;
+    out->co_min_in_sync = (uint64_t) self->min_in_sync;
 }

@@ -137,7 +137,8 @@ int pm_isr_route_check(pm_isr_t *self, const char *space, char *msg, size_t msgl
  * new epoch and serves the space (PM-COORD-FORCED). */
 /* The store client (tests cut it off the memory store). Borrowed. */
 pm_coord_t *pm_isr_coord(pm_isr_t *self);
-/* Status as a JSON object (caller frees). */
-char *pm_isr_stats_json(pm_isr_t *self);
+/* Fills the coordination part of a status snapshot (stats.h). */
+struct pm_stats;
+void pm_isr_stats_fill(pm_isr_t *self, struct pm_stats *out);
 
 #endif

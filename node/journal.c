@@ -8,6 +8,7 @@
 #include "hist.h"
 #include "log.h"
 #include "records.h"
+#include "stats.h"
 #include "wal.h"
 
 #include <jansson.h>
@@ -547,23 +548,24 @@ fail:
     return -1;
 }
 
-char *
-pm_journal_stats_json(pm_journal_t *self)
+void
+pm_journal_stats_fill(pm_journal_t *self, pm_stats_t *out)
 {
     pm_wal_stats_t ws = {0};
     if (self->wal)
         pm_wal_stats(self->wal, &ws);
-    json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "appended",
-                          (json_int_t) s_appended(self), "durable",
-                          (json_int_t) s_durable(self), "fsyncs",
-                          (json_int_t) ws.fsyncs, "log_bytes",
-                          (json_int_t) (self->wal ? pm_wal_log_bytes(self->wal) : 0), "held",
-                          (json_int_t) self->held, "snapshots", (json_int_t) self->snapshots,
-                          "recovery_ms", (json_int_t) self->recovery_ms, "recovered_records",
-                          (json_int_t) ws.records, "failed", self->failed);
-    if (self->wal)
-        json_object_set_new(o, "fsync_ms", pm_hist_json(pm_wal_fsync_hist(self->wal)));
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    return s;
+    out->parts |= PM_STATS_WAL;
+    out->wal_appended = s_appended(self);
+    out->wal_durable = s_durable(self);
+    out->wal_fsyncs = ws.fsyncs;
+    out->wal_log_bytes = self->wal ? pm_wal_log_bytes(self->wal) : 0;
+    out->wal_held = self->held;
+    out->wal_snapshots = self->snapshots;
+    out->wal_recovery_ms = (uint64_t) self->recovery_ms;
+    out->wal_recovered_records = ws.records;
+    out->wal_failed = self->failed != 0;
+    if (self->wal) {
+        out->parts |= PM_STATS_FSYNC;
+        out->wal_fsync = *pm_wal_fsync_hist(self->wal);
+    }
 }

@@ -131,7 +131,8 @@ void pm_journal_snapshot_cont(pm_journal_t *self, const pm_rec_t *rec);
 /* From inside pm_journal_extra_fn: adds one claimed space to the snapshot. */
 void pm_journal_snapshot_claim(pm_journal_t *self, const char *space, uint64_t epoch);
 
-/* Counters as a JSON object (caller frees). */
-char *pm_journal_stats_json(pm_journal_t *self);
+/* Fills the WAL part of a status snapshot (stats.h). */
+struct pm_stats;
+void pm_journal_stats_fill(pm_journal_t *self, struct pm_stats *out);
 
 #endif

@@ -7,6 +7,7 @@
 
 #include "fanins.h"
 #include "isr.h"
+#include "stats.h"
 
 int
 pm_req_minted_by(const pm_session_t *s, const char *id)
@@ -138,100 +139,83 @@ pm_req_do_list(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m)
 }
 
 void
-pm_req_do_status(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m)
+pm_req_stats(pm_agent_t *self, pm_stats_t *out)
 {
-    json_t *promises = json_object();
+    memset(out, 0, sizeof *out);
+    out->parts = PM_STATS_CORE;
+    out->node = pm_stats_str(self->node);
+    out->version = pm_stats_str(PMESH_VERSION);
+    out->id_space = pm_stats_str(self->space);
+    out->coord_desc = pm_stats_str(self->coord_desc);
+    out->uptime_ms = (uint64_t) (self->now_mono - self->started_mono);
+    out->generation = self->generation;
     for (int st = PM_STATE_PENDING; st <= PM_STATE_TIMEDOUT; st++)
-        json_object_set_new(promises, pm_state_name(st),
-                            json_integer((json_int_t) pm_store_count(self->store, st)));
-    json_object_set_new(promises, "total",
-                        json_integer((json_int_t) pm_store_count(self->store, 0)));
-    json_t *ops = json_object();
-    for (int t = PM_MSG_HELLO; t < PM_MSG_TYPE_COUNT; t++) {
-        if (t == PM_MSG_REPLY || t == PM_MSG_INVOKE)
-            continue;
-        json_object_set_new(ops, pm_wire_type_name(t),
-                            json_pack("{s:I,s:I}", "ok", (json_int_t) self->ops[t].ok, "error",
-                                      (json_int_t) self->ops[t].err));
+        out->promises[st - PM_STATE_PENDING] = pm_store_count(self->store, st);
+    out->promises_total = pm_store_count(self->store, 0);
+    for (int t = 0; t < PM_MSG_TYPE_COUNT; t++) {
+        out->ops_ok[t] = self->ops[t].ok;
+        out->ops_error[t] = self->ops[t].err;
+        out->op_ms[t] = self->op_ms[t];
     }
     pm_workers_stats_t ws;
     pm_workers_stats(self->workers, &ws);
-    size_t waiters = 0;
     for (pm_session_t *x = zhashx_first(self->sessions); x; x = zhashx_next(self->sessions))
-        waiters += x->n_waiters;
-    json_t *o = json_pack(
-        "{s:s,s:s,s:s,s:I,s:o,s:o,s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
-        "s:{s:I,s:I,s:I}}",
-        "node", self->node, "version", PMESH_VERSION, "id_space", self->space, "uptime_ms",
-        (json_int_t) (self->now_mono - self->started_mono), "promises", promises, "ops", ops,
-        "clients", "sessions", (json_int_t) zhashx_size(self->sessions), "waiters",
-        (json_int_t) waiters, "workers", (json_int_t) ws.workers, "expired",
-        (json_int_t) self->sessions_expired, "invocations", "queued", (json_int_t) ws.queued,
-        "inflight", (json_int_t) ws.inflight, "invoked", (json_int_t) ws.invoked, "dispatched",
-        (json_int_t) ws.dispatched, "completed", (json_int_t) ws.completed, "failed",
-        (json_int_t) ws.failed, "retried", (json_int_t) ws.retried, "dropped",
-        (json_int_t) ws.dropped, "not_holder", (json_int_t) ws.not_holder, "errors",
-        "bad_frames", (json_int_t) self->bad_frames, "replies_dropped",
-        (json_int_t) self->replies_dropped, "replies_failed", (json_int_t) self->replies_failed);
-    if (o && self->isr) {
-        char *cs = pm_isr_stats_json(self->isr);
-        json_t *cj = cs ? json_loads(cs, 0, NULL) : NULL;
-        free(cs);
-        if (cj)
-            json_object_set_new(o, "coordination", cj);
-    } else if (o && self->coord_desc[0]) {
-        json_object_set_new(o, "coordination", json_string(self->coord_desc));
+        out->clients_waiters += x->n_waiters;
+    out->clients_sessions = zhashx_size(self->sessions);
+    out->clients_workers = ws.workers;
+    out->clients_expired = self->sessions_expired;
+    out->clients_waiters_timed_out = self->waiters_timed_out;
+    out->inv_queued = ws.queued;
+    out->inv_inflight = ws.inflight;
+    out->inv_invoked = ws.invoked;
+    out->inv_dispatched = ws.dispatched;
+    out->inv_completed = ws.completed;
+    out->inv_failed = ws.failed;
+    out->inv_retried = ws.retried;
+    out->inv_dropped = ws.dropped;
+    out->inv_not_holder = ws.not_holder;
+    out->err_bad_frames = self->bad_frames;
+    out->err_replies_dropped = self->replies_dropped;
+    out->err_replies_failed = self->replies_failed;
+    if (self->isr)
+        pm_isr_stats_fill(self->isr, out);
+    if (self->mesh) {
+        pm_mesh_stats_fill(self->mesh, out);
+        out->mesh_relayed = self->relayed;
+        out->mesh_relay_timeouts = self->relay_timeouts;
+        out->mesh_owner_lost = self->owner_lost;
+        out->mesh_refused_not_served = self->refused_not_served;
     }
-    if (o && self->mesh) {
-        char *ms = pm_mesh_stats_json(self->mesh);
-        json_t *mj = ms ? json_loads(ms, 0, NULL) : NULL;
-        free(ms);
-        if (mj) {
-            json_object_set_new(mj, "relayed", json_integer((json_int_t) self->relayed));
-            json_object_set_new(mj, "relay_timeouts",
-                                json_integer((json_int_t) self->relay_timeouts));
-            json_object_set_new(mj, "owner_lost", json_integer((json_int_t) self->owner_lost));
-            json_object_set_new(mj, "refused_not_served",
-                                json_integer((json_int_t) self->refused_not_served));
-            json_object_set_new(o, "mesh", mj);
-        }
+    if (self->journal)
+        pm_journal_stats_fill(self->journal, out);
+    if (self->replica) {
+        pm_replica_stats_fill(self->replica, out);
+        out->repl_takeovers = self->takeovers;
+        out->repl_spaces_retired = self->retired;
+        out->repl_parked = self->parked;
+        out->repl_replica_continuations = zhashx_size(self->rthens);
+        out->repl_owners_in_sync = pm_backup_synced(self->backup);
+        out->repl_resyncs_asked = pm_backup_resyncs(self->backup);
     }
-    if (o && self->journal) {
-        char *ws = pm_journal_stats_json(self->journal);
-        json_t *wj = ws ? json_loads(ws, 0, NULL) : NULL;
-        free(ws);
-        if (wj)
-            json_object_set_new(o, "wal", wj);
-    }
-    if (o && self->replica) {
-        char *rs = pm_replica_stats_json(self->replica);
-        json_t *rj = rs ? json_loads(rs, 0, NULL) : NULL;
-        free(rs);
-        if (rj) {
-            json_object_set_new(rj, "takeovers", json_integer((json_int_t) self->takeovers));
-            json_object_set_new(rj, "spaces_retired", json_integer((json_int_t) self->retired));
-            json_object_set_new(rj, "parked", json_integer((json_int_t) self->parked));
-            json_object_set_new(rj, "replica_continuations",
-                                json_integer((json_int_t) zhashx_size(self->rthens)));
-            json_object_set_new(rj, "owners_in_sync",
-                                json_integer((json_int_t) pm_backup_synced(self->backup)));
-            json_object_set_new(rj, "resyncs_asked",
-                                json_integer((json_int_t) pm_backup_resyncs(self->backup)));
-            json_object_set_new(o, "replication", rj);
-        }
-    }
-    if (o) {
-        json_object_set_new(o, "generation", json_integer((json_int_t) self->generation));
-        json_t *lat = json_object();
-        for (int t = PM_MSG_HELLO; t < PM_MSG_TYPE_COUNT; t++)
-            if (self->op_ms[t].count)
-                json_object_set_new(lat, pm_wire_type_name(t), pm_hist_json(&self->op_ms[t]));
-        json_object_set_new(o, "latency_ms", lat);
-        json_object_set_new(o, "functions", pm_workers_functions_json(self->workers));
-    }
+    pm_workers_functions_fill(self->workers, out);
+}
+
+void
+pm_req_do_status(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m)
+{
+    pm_stats_t st;
+    pm_req_stats(self, &st);
+    json_t *o = pm_stats_json(&st);
     char *json = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
-    pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .json = json ? json : "{}"};
+    size_t len = 0;
+    uint8_t *packed = pm_stats_pack(&st, &len);
+    pm_stats_clear(&st);
+    pm_msg_t r = {.type = PM_MSG_REPLY,
+                  .req_id = m->req_id,
+                  .json = json ? json : "{}",
+                  .stats = {.data = packed, .len = packed ? len : 0}};
     pm_agent_send(self, s, &r);
     free(json);
+    free(packed);
 }

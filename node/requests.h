@@ -27,7 +27,12 @@ int pm_req_do_settle(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64
 int pm_req_settle(pm_agent_t *self, const pm_msg_t *m, int64_t now);
 /* LIST: one page of our promises. */
 int pm_req_do_list(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m);
-/* STATUS: the agent's counters as one JSON object. */
+/* The agent's one status snapshot (stats.h): every counter, gauge and
+ * histogram it reports, filled here and only here. pm_stats_clear it. */
+struct pm_stats;
+void pm_req_stats(pm_agent_t *self, struct pm_stats *out);
+/* STATUS: the snapshot as JSON (`pmesh status`) and packed (the gateway's
+ * /metrics) in one reply. */
 void pm_req_do_status(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m);
 
 #endif

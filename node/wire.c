@@ -355,6 +355,8 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         reply.created = m->created != 0;
         reply.max_value = m->max_value;
         reply.client_timeout_ms = m->client_timeout_ms;
+        reply.stats.data = (uint8_t *) m->stats.data;
+        reply.stats.len = m->stats.len;
         reply.token = s_str(m->token);
         if (m->promise) {
             s_promise_out(m->promise, &one, lstore + lused, lptrs + lused);
@@ -667,6 +669,7 @@ s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
         m->max_value = r->max_value;
         m->client_timeout_ms = r->client_timeout_ms;
         m->token = s_opt(r->token);
+        m->stats = (pm_bytes_t){r->stats.data, r->stats.len};
         if (r->promise) {
             pm_wire_promise_t *p = s_alloc(pv, sizeof *p);
             if (!p || s_promise_in(pv, r->promise, p) != 0)

@@ -135,6 +135,7 @@ typedef struct pm_msg {
     uint64_t max_value; /* hello reply */
     uint64_t client_timeout_ms; /* hello reply: the agent closes sessions silent this long */
     const char *token;  /* create reply */
+    pm_bytes_t stats;   /* status reply: a packed pmesh.Stats (stats.h) */
     /* decoder state: owned by the message, freed by pm_wire_release */
     void *priv;
 } pm_msg_t;

@@ -10,6 +10,7 @@
 #include "base.h"
 #include "ids.h"
 #include "log.h"
+#include "stats.h"
 
 #include <czmq.h>
 #include <stdlib.h>
@@ -467,20 +468,19 @@ pm_workers_caps(pm_workers_t *self, pm_fn_cap_t *out, size_t cap)
     return n;
 }
 
-json_t *
-pm_workers_functions_json(pm_workers_t *self)
+void
+pm_workers_functions_fill(pm_workers_t *self, pm_stats_t *out)
 {
-    json_t *o = json_object();
     for (s_func_t *f = zhashx_first(self->funcs); f; f = zhashx_next(self->funcs)) {
         size_t queued = 0;
         for (s_inv_t *i = f->head; i; i = i->next)
             queued++;
-        json_object_set_new(o, f->name,
-                            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "invoked",
-                                      (json_int_t) f->invoked, "completed",
-                                      (json_int_t) f->completed, "failed", (json_int_t) f->failed,
-                                      "retried", (json_int_t) f->retried, "queued",
-                                      (json_int_t) queued, "workers", (json_int_t) f->n_workers));
+        pm_stats_fn_t *fn = pm_stats_add_fn(out, f->name);
+        fn->invoked = f->invoked;
+        fn->completed = f->completed;
+        fn->failed = f->failed;
+        fn->retried = f->retried;
+        fn->queued = queued;
+        fn->workers = f->n_workers;
     }
-    return o;
 }

@@ -74,8 +74,9 @@ void pm_workers_offer_unserved(pm_workers_t *self, pm_workers_take_fn *take, voi
 /* Fills out[0..cap) with each served function's free and total slots;
  * returns how many. Names are borrowed. */
 size_t pm_workers_caps(pm_workers_t *self, pm_fn_cap_t *out, size_t cap);
-/* Per function: {"NAME": {invoked, completed, failed, retried, queued,
- * workers}}. Caller owns the object. */
-json_t *pm_workers_functions_json(pm_workers_t *self);
+/* Adds each function's numbers (invoked, completed, failed, retried,
+ * queued, workers) to a status snapshot (stats.h). */
+struct pm_stats;
+void pm_workers_functions_fill(pm_workers_t *self, struct pm_stats *out);
 
 #endif
