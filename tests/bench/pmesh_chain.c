@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "pmesh.h"
+#include "steptrace.h"
 
 #define S_MAX_STEPS 1000
 #define S_MAX_INFLIGHT 4096
@@ -125,6 +126,7 @@ s_worker(const s_opts_t *o)
             fprintf(stderr, "pmesh_chain worker: %s\n", pm_err_name(err));
             break;
         }
+        PM_STEPTRACE_MARK("w_got", inv->input, inv->input_len);
         const void *out = inv->input;
         size_t len = inv->input_len;
         if (alen) {
@@ -145,6 +147,7 @@ s_worker(const s_opts_t *o)
         }
         err = o->sync ? pm_worker_complete(w, inv, out, len)
                       : pm_worker_send_complete(w, inv, out, len);
+        PM_STEPTRACE_MARK("w_sent", out, len);
         if (err == PM_OK)
             served++;
         else {
