@@ -39,7 +39,7 @@ chain_on() {
     : >"$TMP/$prefix.ids"
     for i in $(seq "$n"); do
         p=$("$PMESH" --socket "$sock" create) || return 1
-        q=$("$PMESH" --socket "$sock" then "$p" "$fn") || return 1
+        q=$("$PMESH" --socket "$sock" "then" "$p" "$fn") || return 1
         echo "$p $q" >>"$TMP/$prefix.ids"
     done
 }
