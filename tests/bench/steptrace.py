@@ -31,7 +31,7 @@ HOPS = [
 rows = collections.defaultdict(list)
 total = []
 for key, m in marks.items():
-    if "place" not in m or key.endswith(suffix * 0 + "") is False:
+    if "place" not in m:
         continue
     out = key + suffix
     mo = marks.get(out, {})
