@@ -349,7 +349,7 @@ s_handle(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now, int6
         if (err == PM_ERR_NOT_HOLDER)
             pm_log_warn("PM-WORKER-NOT-HOLDER", "session %llu answered invocation %s it does "
                         "not hold", (unsigned long long) s->id, m->invocation_id);
-        if (!err)
+        if (!err && m->req_id) /* req_id 0: the worker wants no acknowledgement */
             pm_agent_reply_ok(self, s, m->req_id);
         return err;
     }
@@ -403,7 +403,8 @@ pm_agent_dispatch(pm_agent_t *self, pm_session_t *s, pm_msg_t *m)
     if (err) {
         if (err == PM_ERR_BAD_REQUEST)
             pm_agent_bad_frame(self, "invalid request");
-        pm_agent_reply_err(self, s, m->req_id, err, NULL);
+        if (m->req_id || m->type != PM_MSG_RESULT)
+            pm_agent_reply_err(self, s, m->req_id, err, NULL);
     }
     self->cur_session = NULL;
     if (m->type == PM_MSG_BYE && !s->peer)

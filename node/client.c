@@ -1579,9 +1579,26 @@ s_answer(pm_worker_t *self, const pm_invocation_t *inv, int ok, const void *valu
                   .value = value,
                   .value_len = value ? len : 0,
                   .reason = reason};
-    /* (The acknowledgement of an answer not waited for is dropped by
-     * pm_worker_next with the other stray results.) */
-    return wait ? s_call(c, &m, 0, S_CALL_TIMEOUT_MS, NULL) : s_send(c, &m, 0, NULL);
+    if (wait)
+        return s_call(c, &m, 0, S_CALL_TIMEOUT_MS, NULL);
+    /* Not waited for: sent with req_id 0, which the agent does not answer
+     * (an older agent does; pm_worker_next drops that with the other stray
+     * results). One message less per invocation on both sides. */
+    if (!c->sock || (c->max_value && (m.value_len > c->max_value ||
+                                      (reason && strlen(reason) > c->max_value))))
+        return s_send(c, &m, 0, NULL); /* reports UNREACHABLE / VALUE_TOO_LARGE */
+    size_t n;
+    uint8_t *buf = pm_wire_encode(&m, &n);
+    if (!buf)
+        return PM_ERR_INTERNAL;
+    zmq_msg_t msg;
+    zmq_msg_init_data(&msg, buf, n, s_free_buf, NULL);
+    if (zmq_msg_send(&msg, c->sock, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&msg);
+        s_lost(c, "connection to the agent was lost");
+        return PM_ERR_UNREACHABLE;
+    }
+    return PM_OK;
 }
 
 int

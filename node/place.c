@@ -8,6 +8,7 @@
 #include "place.h"
 
 #include "relay.h"
+#include "steptrace.h"
 
 /* Settles a target wherever it lives (invocation results). */
 int
@@ -28,6 +29,7 @@ pm_place_settle_anywhere(void *arg, const char *target, int state, const void *d
     } else {
         m.reason = data; /* reasons are NUL-terminated text */
     }
+    PM_STEPTRACE_MARK("settle_send", data, len);
     char reason[1024];
     if (state != PM_STATE_RESOLVED) {
         snprintf(reason, sizeof reason, "%.*s", (int) len, (const char *) data);
@@ -99,10 +101,12 @@ s_delegate(pm_agent_t *self, const char *node, const char *function, const uint8
     d->input_len = len;
     pm_msg_t m = {.type = PM_MSG_INVOKE, .invocation_id = iid, .function = function,
                   .value = input, .value_len = len, .target_id = target, .attempt = 1};
+    PM_STEPTRACE_MARK("inv_send", input, len);
     if (pm_mesh_send(self->mesh, node, &m) != 0) {
         pm_place_deleg_free(d);
         return -1;
     }
+    PM_STEPTRACE_MARK("inv_sent", input, len);
     pm_store_watch(q, &d->watch, s_deleg_done);
     d->next = self->delegs;
     if (self->delegs)
@@ -119,6 +123,7 @@ void
 pm_place_invoke(pm_agent_t *self, const char *function, const uint8_t *input, size_t len,
          const char *target)
 {
+    PM_STEPTRACE_MARK("place", input, len);
     if (self->mesh && !pm_workers_serves(self->workers, function)) {
         const char *node = pm_mesh_place(self->mesh, function);
         if (node && s_delegate(self, node, function, input, len, target) == 0)

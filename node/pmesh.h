@@ -326,9 +326,11 @@ int pm_worker_complete(pm_worker_t *self, const pm_invocation_t *inv, const void
                        size_t len);
 int pm_worker_fail(pm_worker_t *self, const pm_invocation_t *inv, const char *reason);
 /* The same without waiting for the agent's acknowledgement, for a worker
- * that answers many invocations quickly: one round trip less per
- * invocation. Returns once the answer is queued; a refusal (NOT_HOLDER) is
- * not reported, an ended session is (PM_ERR_NOT_HOLDER, nothing sent). */
+ * that answers many invocations quickly, or keeps several in flight and
+ * answers them in any order: no round trip, and no acknowledgement is sent
+ * at all (Result with req_id 0). Returns once the answer is queued; a
+ * refusal (NOT_HOLDER) is not reported, an ended session is
+ * (PM_ERR_NOT_HOLDER, nothing sent). */
 int pm_worker_send_complete(pm_worker_t *self, const pm_invocation_t *inv, const void *value,
                             size_t len);
 int pm_worker_send_fail(pm_worker_t *self, const pm_invocation_t *inv, const char *reason);

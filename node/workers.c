@@ -11,6 +11,7 @@
 #include "ids.h"
 #include "log.h"
 #include "stats.h"
+#include "steptrace.h"
 
 #include <czmq.h>
 #include <stdlib.h>
@@ -243,7 +244,9 @@ s_dispatch(pm_workers_t *self, s_func_t *f)
                       .value_len = inv->input_len,
                       .target_id = inv->target,
                       .attempt = inv->attempt};
+        PM_STEPTRACE_MARK("wk_dispatch", inv->input, inv->input_len);
         self->hooks.send(self->arg, w->who, &m);
+        PM_STEPTRACE_MARK("wk_sent", inv->input, inv->input_len);
     }
 }
 
@@ -304,6 +307,7 @@ int
 pm_workers_invoke(pm_workers_t *self, const char *function, const uint8_t *input, size_t len,
                   const char *target_id)
 {
+    PM_STEPTRACE_MARK("wk_invoke", input, len);
     /* An invocation dropped here would leave its target pending for ever. */
     s_inv_t *inv = pm_xcalloc(1, sizeof *inv, "invocation");
     char id[PM_WIRE_MAX_NAME + 32];
@@ -340,6 +344,7 @@ s_release(pm_workers_t *self, s_inv_t *inv)
 int
 pm_workers_result(pm_workers_t *self, void *who, const pm_msg_t *r)
 {
+    PM_STEPTRACE_MARK("wk_result", r->value, r->value_len);
     s_inv_t *inv = zhashx_lookup(self->invs, r->invocation_id);
     if (!inv || !inv->worker || inv->worker->who != who) {
         self->stats.not_holder++;

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "pmesh.h"
+#include "steptrace.h"
 
 #define S_MAX_STEPS 1000
 #define S_MAX_INFLIGHT 4096
@@ -72,6 +73,7 @@ s_chain_start(pm_client_t *c, const char *function, long steps, const char *suff
     }
     if (!err)
         err = pm_send_await(c, cur, -1, &ch->await_req);
+    PM_STEPTRACE_MARK("d_start", value, strlen(value));
     if (!err)
         err = pm_send_resolve(c, id, value, strlen(value), NULL);
     if (cur != id)
@@ -197,6 +199,8 @@ main(int argc, char **argv)
             int ok = !r->err && r->promise && r->promise->state == PM_STATE_RESOLVED &&
                      r->promise->value_len == wlen &&
                      memcmp(r->promise->value, ch->want, wlen) == 0;
+            if (ok)
+                PM_STEPTRACE_MARK("d_end", ch->want, wlen);
             if (ok)
                 lat[good++] = t - ch->started_ns;
             else {

@@ -9,6 +9,13 @@
  *       serves F (value -> value, or value + SUFFIX) with N invocations in
  *       flight until SIGTERM / SIGINT; outlives agent restarts (libpmesh
  *       reconnects) and says so on stderr; prints "served=N" at the end.
+ *       --delay-ms D holds each invocation about D ms before answering it,
+ *       with up to N held at once, and answers them in the order their time
+ *       is up, not the order they came in: of a burst, the later ones are
+ *       held a little less (D - k * D / (2N) for the k-th of N), so they are
+ *       answered first. Prints "served=N dropped=M out_of_order=K" (K:
+ *       answers sent while an invocation that came earlier was still held)
+ *       and, with -v, one stderr line per invocation held and answered.
  *       Answers with pm_worker_send_complete (no wait for the agent's
  *       acknowledgement); --sync waits for it (pm_worker_complete).
  *
@@ -44,6 +51,7 @@
 #include <unistd.h>
 
 #include "pmesh.h"
+#include "steptrace.h"
 
 #define S_MAX_STEPS 1000
 #define S_MAX_INFLIGHT 4096
@@ -60,7 +68,9 @@ typedef struct {
     double warmup;
     long value_bytes;
     long wait_agent;
+    long delay_ms;
     int sync;
+    int verbose;
 } s_opts_t;
 
 static volatile sig_atomic_t s_stop;
@@ -107,10 +117,69 @@ s_worker(const s_opts_t *o)
     size_t alen = o->append ? strlen(o->append) : 0;
     char *buf = NULL;
     size_t cap = 0;
-    long served = 0, dropped = 0;
+    long served = 0, dropped = 0, out_of_order = 0;
+    /* --delay-ms: the invocations held, each with its arrival number and the
+     * time it is answered. */
+    typedef struct {
+        pm_invocation_t *inv;
+        int64_t due_ns;
+        long seq;
+    } s_held_t;
+    s_held_t *held = o->delay_ms > 0 ? calloc((size_t) o->concurrency, sizeof *held) : NULL;
+    long n_held = 0, seq = 0;
+    if (o->delay_ms > 0 && !held)
+        return 1;
     while (!s_stop) {
         pm_invocation_t *inv = NULL;
-        err = pm_worker_next(w, 200, &inv);
+        int wait_ms = 200;
+        if (held) {
+            /* Answer every held invocation whose time is up, earliest first. */
+            for (;;) {
+                long k = -1;
+                int64_t now_ns = s_mono_ns();
+                for (long i = 0; i < n_held; i++)
+                    if (held[i].due_ns <= now_ns && (k < 0 || held[i].due_ns < held[k].due_ns))
+                        k = i;
+                if (k < 0)
+                    break;
+                for (long i = 0; i < n_held; i++)
+                    if (held[i].seq < held[k].seq) {
+                        out_of_order++;
+                        break;
+                    }
+                pm_invocation_t *h = held[k].inv;
+                held[k] = held[--n_held];
+                size_t hl = h->input_len;
+                if (cap < hl + alen + 1) {
+                    cap = (hl + alen + 1) * 2;
+                    free(buf);
+                    if (!(buf = malloc(cap)))
+                        return 1;
+                }
+                memcpy(buf, h->input, hl);
+                if (alen)
+                    memcpy(buf + hl, o->append, alen);
+                err = o->sync ? pm_worker_complete(w, h, buf, hl + alen)
+                              : pm_worker_send_complete(w, h, buf, hl + alen);
+                if (o->verbose)
+                    fprintf(stderr, "pmesh_chain worker: answered %s (attempt %" PRIu32 "): %s\n",
+                            h->target_id, h->attempt, pm_err_name(err));
+                if (err == PM_OK)
+                    served++;
+                else
+                    dropped++;
+                pm_invocation_destroy(&h);
+            }
+            int64_t next = INT64_MAX;
+            for (long i = 0; i < n_held; i++)
+                if (held[i].due_ns < next)
+                    next = held[i].due_ns;
+            if (next != INT64_MAX) {
+                int64_t left = (next - s_mono_ns()) / 1000000 + 1;
+                wait_ms = left < 1 ? 1 : left < 200 ? (int) left : 200;
+            }
+        }
+        err = pm_worker_next(w, wait_ms, &inv);
         uint64_t now = pm_worker_session(w);
         if (now != session) {
             if (now)
@@ -125,6 +194,22 @@ s_worker(const s_opts_t *o)
             fprintf(stderr, "pmesh_chain worker: %s\n", pm_err_name(err));
             break;
         }
+        if (held) {
+            if (o->verbose)
+                fprintf(stderr, "pmesh_chain worker: holding %s (attempt %" PRIu32 ")\n",
+                        inv->target_id, inv->attempt);
+            if (n_held == o->concurrency) { /* the agent sends no more than that */
+                pm_worker_send_fail(w, inv, "worker over its concurrency");
+                pm_invocation_destroy(&inv);
+                dropped++;
+                continue;
+            }
+            long k = seq % o->concurrency;
+            int64_t d = o->delay_ms * 1000000 - k * o->delay_ms * 1000000 / (2 * o->concurrency);
+            held[n_held++] = (s_held_t){inv, s_mono_ns() + d, seq++};
+            continue;
+        }
+        PM_STEPTRACE_MARK("w_got", inv->input, inv->input_len);
         const void *out = inv->input;
         size_t len = inv->input_len;
         if (alen) {
@@ -145,6 +230,7 @@ s_worker(const s_opts_t *o)
         }
         err = o->sync ? pm_worker_complete(w, inv, out, len)
                       : pm_worker_send_complete(w, inv, out, len);
+        PM_STEPTRACE_MARK("w_sent", out, len);
         if (err == PM_OK)
             served++;
         else {
@@ -154,9 +240,15 @@ s_worker(const s_opts_t *o)
         }
         pm_invocation_destroy(&inv);
     }
+    for (long i = 0; i < n_held; i++)
+        pm_invocation_destroy(&held[i].inv);
+    free(held);
     free(buf);
     pm_worker_destroy(&w);
-    printf("served=%ld dropped=%ld\n", served, dropped);
+    if (o->delay_ms > 0)
+        printf("served=%ld dropped=%ld out_of_order=%ld\n", served, dropped, out_of_order);
+    else
+        printf("served=%ld dropped=%ld\n", served, dropped);
     return 0;
 }
 
@@ -391,6 +483,7 @@ s_usage(FILE *f)
 {
     fputs("usage: pmesh_chain worker --socket PATH --function F [--concurrency N] "
           "[--append SUFFIX] [--sync]\n"
+          "                   [--delay-ms D] [-v]\n"
           "       pmesh_chain chains --socket PATH --function F [--steps 10] [--inflight 32]\n"
           "                   [--seconds 5] [--warmup 1] [--value-bytes 16]\n"
           "       pmesh_chain await-restart --socket PATH --id ID [--wait-agent 30]\n",
@@ -414,11 +507,12 @@ main(int argc, char **argv)
         {"inflight", required_argument, NULL, 'w'}, {"seconds", required_argument, NULL, 's'},
         {"warmup", required_argument, NULL, 'W'},   {"value-bytes", required_argument, NULL, 'b'},
         {"wait-agent", required_argument, NULL, 'A'}, {"sync", no_argument, NULL, 'y'},
+        {"delay-ms", required_argument, NULL, 'D'}, {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     optind = 2;
     int ch;
-    while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "v", longopts, NULL)) != -1) {
         switch (ch) {
         case 'S': o.socket = optarg; break;
         case 'f': o.function = optarg; break;
@@ -432,6 +526,8 @@ main(int argc, char **argv)
         case 'b': o.value_bytes = atol(optarg); break;
         case 'A': o.wait_agent = atol(optarg); break;
         case 'y': o.sync = 1; break;
+        case 'D': o.delay_ms = atol(optarg); break;
+        case 'v': o.verbose = 1; break;
         case 'h': s_usage(stdout); return 0;
         default: s_usage(stderr); return 2;
         }
@@ -440,7 +536,8 @@ main(int argc, char **argv)
     struct sigaction sa = {.sa_handler = s_on_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    if (strcmp(cmd, "worker") == 0 && o.function && o.concurrency >= 1)
+    if (strcmp(cmd, "worker") == 0 && o.function && o.concurrency >= 1 &&
+        o.concurrency <= S_MAX_INFLIGHT && o.delay_ms >= 0)
         return s_worker(&o);
     if (strcmp(cmd, "chains") == 0 && o.function && o.steps >= 1 && o.steps <= S_MAX_STEPS &&
         o.inflight >= 1 && o.inflight <= S_MAX_INFLIGHT && o.seconds > 0 && o.warmup >= 0 &&

@@ -12,8 +12,9 @@
  *   rawclient SOCK await ID N VALUE    N awaits on ID; exits when all are
  *                                      answered with VALUE
  *   rawclient SOCK vanish ID           session with keep-alive, await, gone
- *   rawclient SOCK worker              a worker answering twice and answering
- *                                      what it does not hold
+ *   rawclient SOCK worker              a worker answering twice, answering
+ *                                      what it does not hold, and answering
+ *                                      with req_id 0 (no acknowledgement)
  *   rawclient SOCK huge-timeouts       durations of INT64_MAX ms
  *
  * Exit status: 0 if every check passed, 1 otherwise, 2 on usage errors.
@@ -702,6 +703,59 @@ s_worker(const char *path)
             "result for an unknown invocation: NOT_HOLDER");
     if (r)
         pmesh__envelope__free_unpacked(r, NULL);
+
+    /* A Result with req_id 0 is taken and never answered: the first thing
+     * the worker hears after it is the reply to its next request. */
+    char *src2 = s_create(c, 40);
+    env = s_env(41);
+    then.id = src2;
+    env.body_case = PMESH__ENVELOPE__BODY_THEN;
+    env.then = &then;
+    s_send_env(c, &env);
+    reply = s_reply_to(c, 41, 5000, &r);
+    char *target2 = reply && reply->err == 0 && *reply->id ? strdup(reply->id) : NULL;
+    if (r)
+        pmesh__envelope__free_unpacked(r, NULL);
+    s_check(target2 && s_settle(c, 42, src2, PMESH__STATE__RESOLVED, (const uint8_t *) "in2", 3,
+                                NULL) == 0,
+            "a second then on rawfn, its source resolved");
+    ie = s_recv(w, 5000);
+    inv = ie && ie->body_case == PMESH__ENVELOPE__BODY_INVOKE ? ie->invoke : NULL;
+    s_check(inv != NULL, "the worker gets the second invocation");
+    if (inv) {
+        env = s_env(0);
+        Pmesh__InvokeResult res0 = PMESH__INVOKE_RESULT__INIT;
+        res0.invocation_id = inv->invocation_id;
+        res0.ok = 1;
+        res0.value.data = (uint8_t *) "zero";
+        res0.value.len = 4;
+        env.body_case = PMESH__ENVELOPE__BODY_RESULT;
+        env.result = &res0;
+        s_send_env(w, &env);
+        Pmesh__Empty empty = PMESH__EMPTY__INIT;
+        env = s_env(43);
+        env.body_case = PMESH__ENVELOPE__BODY_STATUS;
+        env.status = &empty;
+        s_send_env(w, &env);
+        Pmesh__Envelope *next = s_recv(w, 5000);
+        s_check(next && next->req_id == 43,
+                "a result with req_id 0 is not answered (next reply: req_id %llu)",
+                next ? (unsigned long long) next->req_id : 0ULL);
+        if (next)
+            pmesh__envelope__free_unpacked(next, NULL);
+        s_send_get(c, 44, target2);
+        reply = s_reply_to(c, 44, 5000, &r);
+        s_check(reply && reply->promise && reply->promise->state == PMESH__STATE__RESOLVED &&
+                    reply->promise->value.len == 4 &&
+                    !memcmp(reply->promise->value.data, "zero", 4),
+                "... and it settles its target");
+        if (r)
+            pmesh__envelope__free_unpacked(r, NULL);
+    }
+    if (ie)
+        pmesh__envelope__free_unpacked(ie, NULL);
+    free(target2);
+    free(src2);
 
     s_send_get(c, 30, target);
     reply = s_reply_to(c, 30, 5000, &r);
