@@ -9,6 +9,7 @@
  *   POST /v1/promises/{id}/reject         {"reason":".."}                      (write | token)
  *   POST /v1/promises/{id}/cancel                                              (write | token)
  *   POST /v1/promises/{id}/heartbeat                                           (write | token)
+ *   POST /v1/promises/all|any|race|all-settled  {"ids":[..],"timeout":"30s"} -> 201  (write)
  *   GET  /healthz  /readyz  /metrics
  *
  * Two kinds of caller, told apart on every request by its
@@ -28,7 +29,10 @@
  * Create answers 201 with the promise (as `pmesh get` prints it, pjson.h)
  * plus settle_token (only if the agent has a token_secret_file; with
  * "token_ttl":"1h" it expires then) and callback_url; an idempotent repeat
- * answers 200. Settles answer 200 with the promise after the settle. A
+ * answers 200. A combinator (all, any, race, all-settled over "ids", with an
+ * optional "timeout") answers 201 with the new promise, without a settle
+ * token or callback_url: nobody settles it but its inputs, so a settle of it
+ * answers 409 NOT_SETTLEABLE. Settles answer 200 with the promise after the settle. A
  * long-poll (?wait=, capped by http_max_wait) that ends before the promise
  * settles answers 200 with the pending promise.
  *
@@ -42,7 +46,7 @@
  * Errors: {"error":CODE,"message":..} with 400 BAD_REQUEST, 401
  * UNAUTHORIZED (no credential), 403 FORBIDDEN (a wrong credential or scope)
  * or TOKEN_EXPIRED, both with WWW-Authenticate, 404 NOT_FOUND, 405
- * METHOD_NOT_ALLOWED, 409 ALREADY_SETTLED, 410 TIMED_OUT, 413
+ * METHOD_NOT_ALLOWED, 409 ALREADY_SETTLED or NOT_SETTLEABLE (a combinator), 410 TIMED_OUT, 413
  * VALUE_TOO_LARGE, 429 LIMIT, 503 (UNREACHABLE, OWNER_LOST,
  * AGENT_SHUTTING_DOWN, LIMIT for connections over http_max_connections,
  * NOT_READY). Credentials are checked before anything is looked up, so a
@@ -95,6 +99,7 @@ typedef enum pm_http_route {
     PM_HTTP_ROUTE_REJECT,
     PM_HTTP_ROUTE_CANCEL,
     PM_HTTP_ROUTE_HEARTBEAT,
+    PM_HTTP_ROUTE_COMBINE,
     PM_HTTP_ROUTE_COUNT
 } pm_http_route_t;
 
@@ -139,6 +144,9 @@ typedef struct pm_http_req {
     uint8_t *value;           /* RESOLVE: decoded value (NUL-terminated) */
     size_t value_len;
     char *reason;             /* REJECT: NULL if none */
+    int combine_kind;         /* COMBINE: pm_combinator_t (timeout in create.timeout_ms) */
+    char **ids;               /* COMBINE: the inputs, in order */
+    size_t id_count;
     int64_t token_exp_s;      /* CREATE: the settle token expires then (0: never) */
     pm_http_caller_t caller;  /* who is asking (when parsing succeeded) */
     char key_name[65];        /* the API key's name, or "" */

@@ -26,7 +26,8 @@ const char *
 pm_http_route_name(pm_http_route_t route)
 {
     static const char *names[] = {"none",   "healthz", "readyz",  "metrics", "create",   "list",
-                                  "get",    "resolve", "reject",  "cancel",  "heartbeat"};
+                                  "get",    "resolve", "reject",  "cancel",  "heartbeat", "combine"};
+    _Static_assert(sizeof names / sizeof names[0] == PM_HTTP_ROUTE_COUNT, "route names");
     return route >= 0 && route < PM_HTTP_ROUTE_COUNT ? names[route] : "none";
 }
 
@@ -40,6 +41,7 @@ pm_http_status_of(int err)
         return 404;
     case PM_ERR_ALREADY_SETTLED:
     case PM_ERR_NOT_HOLDER:
+    case PM_ERR_NOT_SETTLEABLE:
         return 409;
     case PM_ERR_TIMED_OUT:
         return 410;
@@ -128,6 +130,9 @@ pm_http_req_clear(pm_http_req_t *r)
     free((char *) r->list.cursor);
     free(r->value);
     free(r->reason);
+    for (size_t i = 0; i < r->id_count; i++)
+        free(r->ids[i]);
+    free(r->ids);
     memset(r, 0, sizeof *r);
 }
 
@@ -293,6 +298,41 @@ s_parse_create(pm_http_req_t *r, json_t *o, const pm_http_policy_t *policy)
             if (!labels[r->create.label_count - 1].key)
                 return pm_http_refuse(r, 500, "INTERNAL", "internal", "out of memory");
         }
+    }
+    return 0;
+}
+
+/* A combinator's inputs can be at most this many whatever the agent's
+ * max_fanin_inputs (its own limit, 1..65536, answers 429 LIMIT). */
+#define S_MAX_COMBINE_IDS 65536
+
+/* {"ids": [ID, ...], "timeout": "30s"}: a combinator's inputs, in order,
+ * duplicates allowed. */
+static int
+s_parse_combine(pm_http_req_t *r, json_t *o)
+{
+    static const char *const keys[] = {"ids", "timeout", NULL};
+    if (s_only_keys(r, o, keys))
+        return -1;
+    json_t *v;
+    if ((v = json_object_get(o, "timeout")) && s_json_duration(r, v, "timeout", &r->create.timeout_ms))
+        return -1;
+    json_t *ids = json_object_get(o, "ids");
+    if (!json_is_array(ids) || json_array_size(ids) == 0)
+        return PM_HTTP_BAD(r, "field \"ids\" must be a non-empty array of promise ids");
+    size_t n = json_array_size(ids);
+    if (n > S_MAX_COMBINE_IDS)
+        return PM_HTTP_BAD(r, "%zu ids; at most %d", n, S_MAX_COMBINE_IDS);
+    if (!(r->ids = calloc(n, sizeof *r->ids)))
+        return pm_http_refuse(r, 500, "INTERNAL", "internal", "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(ids, i);
+        if (!json_is_string(e) || !s_valid_id(json_string_value(e), json_string_length(e)) ||
+            strlen(json_string_value(e)) != json_string_length(e))
+            return PM_HTTP_BAD(r, "ids[%zu] is not a promise id", i);
+        if (!(r->ids[i] = strdup(json_string_value(e))))
+            return pm_http_refuse(r, 500, "INTERNAL", "internal", "out of memory");
+        r->id_count++;
     }
     return 0;
 }
@@ -600,7 +640,23 @@ pm_http_parse_request(const char *method, const char *path, const pm_http_kv_t *
         size_t idlen = slash ? (size_t) (slash - rest) : strlen(rest);
         if (idlen == 0)
             return pm_http_refuse(r, 404, "NOT_FOUND", "no_route", "no such path");
-        if (!slash) {
+        /* /v1/promises/all, /any, /race, /all-settled: a new combinator (no
+         * promise id has these names: ids hold a '~'). */
+        int kind = slash ? 0 : pm_combinator_parse(rest);
+        if (kind && strcmp(rest, pm_combinator_name(kind)) != 0)
+            kind = 0; /* only the canonical names: all, any, race, all-settled */
+        if (kind && policy->public_listener)
+            return pm_http_refuse(r, 404, "NOT_FOUND", "public_route",
+                            "this listener serves only /healthz and a promise's own routes");
+        if (kind && !is_post) {
+            r->allow = "POST";
+            return pm_http_refuse(r, 405, "METHOD_NOT_ALLOWED", "bad_method",
+                            "/v1/promises/%s takes POST (a new combinator)", rest);
+        }
+        if (kind) {
+            r->route = PM_HTTP_ROUTE_COMBINE;
+            r->combine_kind = kind;
+        } else if (!slash) {
             if (!is_get) {
                 r->allow = "GET, HEAD";
                 return pm_http_refuse(r, 405, "METHOD_NOT_ALLOWED", "bad_method",
@@ -628,11 +684,11 @@ pm_http_parse_request(const char *method, const char *path, const pm_http_kv_t *
                                 "settling takes POST");
             }
         }
-        if (!s_valid_id(rest, idlen)) {
+        if (!kind && !s_valid_id(rest, idlen)) {
             r->route = PM_HTTP_ROUTE_NONE;
             return PM_HTTP_BAD(r, "malformed promise id");
         }
-        if (!(r->id = strndup(rest, idlen)))
+        if (!kind && !(r->id = strndup(rest, idlen)))
             return pm_http_refuse(r, 500, "INTERNAL", "internal", "out of memory");
     }
 
@@ -677,6 +733,9 @@ pm_http_parse_request(const char *method, const char *path, const pm_http_kv_t *
         break;
     case PM_HTTP_ROUTE_RESOLVE:
         rc = s_parse_resolve(r, o, policy);
+        break;
+    case PM_HTTP_ROUTE_COMBINE:
+        rc = s_parse_combine(r, o);
         break;
     case PM_HTTP_ROUTE_REJECT: {
         static const char *const keys[] = {"reason", NULL};

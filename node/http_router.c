@@ -155,6 +155,16 @@ s_advance(pm_http_t *self, pm_http_job_t *job)
                      body ? body : pm_http_error_body("INTERNAL", "out of memory"));
         }
         return;
+    case PM_HTTP_ROUTE_COMBINE: {
+        /* Like a create, without a settle token: only its inputs settle it. */
+        if (job->main_err) {
+            s_fail(self, job, job->main_err, job->main_msg);
+            return;
+        }
+        char *body = s_promise_body(job, job->id, PM_STATE_PENDING, self, 0);
+        s_answer(job, body ? 201 : 500, body ? body : pm_http_error_body("INTERNAL", "out of memory"));
+        return;
+    }
     case PM_HTTP_ROUTE_GET:
         if (job->phase == S_PHASE_MAIN && r->wait_ms > 0) {
             if (job->main_err == PM_ERR_WAIT_TIMEOUT) { /* still pending: say so, 200 */
@@ -386,6 +396,25 @@ s_dispatch(pm_http_t *self, pm_http_job_t *job)
             } else {
                 s_track(self, job, req, PM_OP_GET);
             }
+        }
+        return;
+    }
+    case PM_HTTP_ROUTE_COMBINE: {
+        char *id = NULL;
+        err = pm_send_combine(self->client, r->combine_kind, (const char *const *) r->ids,
+                              r->id_count, r->create.timeout_ms, &id, &req);
+        if (s_sent(self, job, err, req, PM_OP_COMBINE)) {
+            free(id);
+            return;
+        }
+        job->id = id;
+        /* The get travels behind the combine on the same channel: it sees
+         * the new promise. */
+        if ((err = pm_send_get(self->client, id, &req)) != 0) {
+            job->got_get = 1;
+            job->get_err = err;
+        } else {
+            s_track(self, job, req, PM_OP_GET);
         }
         return;
     }

@@ -90,12 +90,41 @@ export class Client {
   get(id: IdRef): Promise<PromiseInfo>;
   /** Resolves to the value; rejects with Rejected, WaitTimeout, NotFound, Unreachable, ... */
   wait(id: IdRef, opts?: {timeout?: Duration}): Promise<Buffer>;
-  then(id: IdRef, fn: string, opts?: {timeout?: Duration}): Promise<string>;
+  /** opts.onReject: a function run with the promise's reason when it fails; its answer settles the new promise (a catch). */
+  then(id: IdRef, fn: string, opts?: {timeout?: Duration; onReject?: string}): Promise<string>;
+  /** A new promise resolved with every input's value once all resolved (waitAll() decodes it); rejected at the first failure. Resolves to its id, usable at once. */
+  all(ids: Iterable<IdRef>, opts?: {timeout?: Duration}): Promise<string>;
+  /** A new promise resolved with the first input to resolve; rejected when every input failed. */
+  any(ids: Iterable<IdRef>, opts?: {timeout?: Duration}): Promise<string>;
+  /** A new promise that settles as the first input to settle. */
+  race(ids: Iterable<IdRef>, opts?: {timeout?: Duration}): Promise<string>;
+  /** A new promise resolved with every input's outcome once all settled (waitAllSettled() decodes it). */
+  allSettled(ids: Iterable<IdRef>, opts?: {timeout?: Duration}): Promise<string>;
+  /** An all()'s values: strings for values that are UTF-8, Buffers for the others. */
+  waitAll(id: IdRef, opts?: {timeout?: Duration}): Promise<Array<string | Buffer>>;
+  /** An allSettled()'s outcomes. */
+  waitAllSettled(id: IdRef, opts?: {timeout?: Duration}): Promise<Outcome[]>;
   list(opts?: ListOptions): Promise<PromisePage>;
   status(): Promise<Record<string, any>>;
   members(): Promise<Array<Record<string, any>>>;
   close(): Promise<void>;
 }
+
+/** One input's outcome in allSettled(). */
+export type Outcome =
+  | {state: 'resolved'; value: string | Buffer}
+  | {state: 'rejected' | 'canceled' | 'timedout'; reason: string | Buffer};
+
+/** A failed input of a rejected all() or any(). */
+export interface Failure {
+  id: string;
+  state: 'rejected' | 'canceled' | 'timedout';
+  reason: string | Buffer;
+}
+
+export function decodeValues(data: Buffer | string): Array<string | Buffer>;
+export function decodeOutcomes(data: Buffer | string): Outcome[];
+export function decodeFailures(reason: string): Failure[];
 
 export interface Invocation {
   function: string;
@@ -157,6 +186,8 @@ export class OwnerLost extends PmeshError {}
 export class NoSession extends PmeshError {}
 /** -15: the id space's in-sync copies cannot be reached, or too few are in sync to write. */
 export class Unavailable extends PmeshError {}
+/** -16: settling a combinator (only its inputs settle it). */
+export class NotSettleable extends PmeshError {}
 /** The agent's answer did not decode: not pmesh's wire format. */
 export class ProtocolError extends Unreachable {}
 /** wait() on a promise that was rejected, canceled or timed out. */
@@ -164,6 +195,8 @@ export class Rejected extends PmeshError {
   readonly state: State;
   readonly reason: string;
   readonly promise: PromiseInfo;
+  /** The failed inputs of a rejected all() or any(); [] otherwise. */
+  readonly failures: Failure[];
 }
 export function errorFor(code: number, message?: string): PmeshError;
 
@@ -193,5 +226,9 @@ declare const pmesh: {
   OwnerLost: typeof OwnerLost;
   NoSession: typeof NoSession;
   Unavailable: typeof Unavailable;
+  NotSettleable: typeof NotSettleable;
+  decodeValues: typeof decodeValues;
+  decodeOutcomes: typeof decodeOutcomes;
+  decodeFailures: typeof decodeFailures;
 };
 export default pmesh;

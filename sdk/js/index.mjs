@@ -6,6 +6,7 @@ const pmesh = createRequire(import.meta.url)('./lib/index.js');
 
 export const {
   Client, Worker, DEFAULT_SOCKET, callbackUrl, parseDuration, errorFor,
+  decodeValues, decodeOutcomes, decodeFailures, NotSettleable, Unavailable,
   PmeshError, ProtocolError, Rejected, Internal, NotFound, AlreadySettled, TimedOut,
   ValueTooLarge, BadRequest, AgentShuttingDown, WaitTimeout, Unreachable, BadVersion,
   NotHolder, LimitReached, Limit, OwnerLost, NoSession,

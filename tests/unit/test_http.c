@@ -72,6 +72,13 @@ static const s_route_t s_routes[] = {
     {"POST", "/v1/promises/" ID "/reject", "{\"reason\":\"r\"}", PM_HTTP_ROUTE_REJECT, 1, 1},
     {"POST", "/v1/promises/" ID "/cancel", "{}", PM_HTTP_ROUTE_CANCEL, 1, 1},
     {"POST", "/v1/promises/" ID "/heartbeat", "{}", PM_HTTP_ROUTE_HEARTBEAT, 1, 1},
+    /* Combinators: a new promise, like a create; no settle token grants them
+     * (not even one of an input). */
+    {"POST", "/v1/promises/all", "{\"ids\":[\"" ID "\"]}", PM_HTTP_ROUTE_COMBINE, 1, 0},
+    {"POST", "/v1/promises/any", "{\"ids\":[\"" ID "\"]}", PM_HTTP_ROUTE_COMBINE, 1, 0},
+    {"POST", "/v1/promises/race", "{\"ids\":[\"" ID "\",\"" ID "\"]}", PM_HTTP_ROUTE_COMBINE, 1, 0},
+    {"POST", "/v1/promises/all-settled", "{\"ids\":[\"" ID "\"],\"timeout\":\"30s\"}",
+     PM_HTTP_ROUTE_COMBINE, 1, 0},
 };
 #define NROUTES (sizeof s_routes / sizeof s_routes[0])
 
@@ -258,6 +265,91 @@ test_create_token_ttl(void **state)
     pm_http_req_clear(&r);
 }
 
+/* The combinator routes: kind, inputs in order (duplicates kept), timeout;
+ * malformed bodies, wrong methods, aliases that are not routes; a settle
+ * token (even one minted for the path's name) never grants them. */
+static void
+test_combine(void **state)
+{
+    (void) state;
+    pm_http_policy_t pol = s_policy(1, 0, 0);
+    pm_http_req_t r;
+    const char *body = "{\"ids\":[\"" ID "\",\"" OTHER "\",\"" ID "\"],\"timeout\":\"2m\"}";
+    static const struct {
+        const char *path;
+        int kind;
+    } kinds[] = {{"/v1/promises/all", PM_COMBINE_ALL},
+                 {"/v1/promises/any", PM_COMBINE_ANY},
+                 {"/v1/promises/race", PM_COMBINE_RACE},
+                 {"/v1/promises/all-settled", PM_COMBINE_ALL_SETTLED}};
+    for (size_t k = 0; k < 4; k++) {
+        assert_int_equal(pm_http_parse_request("POST", kinds[k].path, NULL, 0, "Bearer " K_WRITE,
+                                               body, strlen(body), &pol, &r),
+                         0);
+        assert_int_equal(r.route, PM_HTTP_ROUTE_COMBINE);
+        assert_int_equal(r.combine_kind, kinds[k].kind);
+        assert_int_equal(r.id_count, 3);
+        assert_string_equal(r.ids[0], ID);
+        assert_string_equal(r.ids[1], OTHER);
+        assert_string_equal(r.ids[2], ID);
+        assert_int_equal(r.create.timeout_ms, 120000);
+        assert_null(r.id);
+        pm_http_req_clear(&r);
+        /* GET is not a read of a promise named "all": the path takes POST. */
+        assert_int_equal(pm_http_parse_request("GET", kinds[k].path, NULL, 0, "Bearer " K_WRITE,
+                                               NULL, 0, &pol, &r),
+                         -1);
+        assert_int_equal(r.status, 405);
+        assert_string_equal(r.allow, "POST");
+        pm_http_req_clear(&r);
+    }
+    static const char *const bad[] = {
+        "{}",
+        "{\"ids\":[]}",
+        "{\"ids\":\"" ID "\"}",
+        "{\"ids\":[1]}",
+        "{\"ids\":[\"bad id\"]}",
+        "{\"ids\":[\"" ID "\"],\"timeout\":\"soon\"}",
+        "{\"ids\":[\"" ID "\"],\"labels\":{}}",
+        "[\"" ID "\"]",
+        "{\"ids\":[\"" ID "\"]",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (pm_http_parse_request("POST", "/v1/promises/all", NULL, 0, "Bearer " K_WRITE, bad[i],
+                                  strlen(bad[i]), &pol, &r) != -1 ||
+            r.status != 400)
+            fail_msg("body %s: want 400, got %d", bad[i], r.status);
+        pm_http_req_clear(&r);
+    }
+    /* Only the canonical names; an alias is a (missing) promise id. */
+    body = "{\"ids\":[\"" ID "\"]}";
+    assert_int_equal(pm_http_parse_request("POST", "/v1/promises/allSettled", NULL, 0,
+                                           "Bearer " K_WRITE, body, strlen(body), &pol, &r),
+                     -1);
+    assert_int_equal(r.status, 405);
+    pm_http_req_clear(&r);
+    /* A token minted for the name "all" is no credential for a combinator. */
+    char tok[PM_TOKEN_MAX + 1], auth[128];
+    pm_token_make(s_secret, SECRET_LEN, "all", tok, sizeof tok);
+    snprintf(auth, sizeof auth, "Bearer %s", tok);
+    assert_int_equal(pm_http_parse_request("POST", "/v1/promises/all", NULL, 0, auth, body,
+                                           strlen(body), &pol, &r),
+                     -1);
+    assert_int_equal(r.status, 403);
+    assert_string_equal(r.refusal, "bad_credential");
+    pm_http_req_clear(&r);
+    /* A query is refused like on every POST. */
+    pm_http_kv_t q = {"wait", "1s"};
+    assert_int_equal(pm_http_parse_request("POST", "/v1/promises/all", &q, 1, "Bearer " K_WRITE,
+                                           body, strlen(body), &pol, &r),
+                     -1);
+    assert_int_equal(r.status, 400);
+    pm_http_req_clear(&r);
+    /* A combinator answers NOT_SETTLEABLE to a settle: 409, like a conflict. */
+    assert_int_equal(pm_http_status_of(PM_ERR_NOT_SETTLEABLE), 409);
+    assert_string_equal(pm_http_route_name(PM_HTTP_ROUTE_COMBINE), "combine");
+}
+
 int
 main(void)
 {
@@ -267,6 +359,7 @@ main(void)
         cmocka_unit_test(test_public_listener),
         cmocka_unit_test(test_anonymous_and_no_secret),
         cmocka_unit_test(test_create_token_ttl),
+        cmocka_unit_test(test_combine),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

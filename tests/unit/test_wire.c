@@ -101,6 +101,11 @@ s_msg_eq(const pm_msg_t *a, const pm_msg_t *b)
     s_str_eq(a->id, b->id, "id");
     s_str_eq(a->new_id, b->new_id, "new_id");
     s_str_eq(a->function, b->function, "function");
+    s_str_eq(a->on_reject, b->on_reject, "on_reject");
+    assert_int_equal(a->combinator, b->combinator);
+    assert_int_equal(a->id_count, b->id_count);
+    for (size_t i = 0; i < a->id_count; i++)
+        s_str_eq(a->ids[i], b->ids[i], "ids[i]");
     assert_int_equal(a->state, b->state);
     s_bytes_eq(a->value, a->value_len, b->value, b->value_len, "value");
     s_str_eq(a->reason, b->reason, "reason");
@@ -260,6 +265,23 @@ test_round_trip_requests(void **state)
     pm_msg_t then = {.type = PM_MSG_THEN, .req_id = 9, .id = "src", .function = "resize",
                      .new_id = "n1~c1-8", .timeout_ms = 60000};
     s_round_trip_release(&then);
+    pm_msg_t catch = {.type = PM_MSG_THEN, .req_id = 9, .id = "src", .function = "resize",
+                      .on_reject = "fallback"};
+    s_round_trip_release(&catch);
+
+    /* Combinators: every kind, inputs in order with duplicates, with and
+     * without a minted id and a timeout. */
+    const char *inputs[4] = {"n2~1", "n3-x~c1.2-5", "n2~1", "n4~zz"};
+    for (int kind = PM_COMBINE_ALL; kind <= PM_COMBINE_ALL_SETTLED; kind++) {
+        pm_msg_t comb = {.type = PM_MSG_COMBINE, .req_id = 19, .combinator = kind,
+                         .id_count = 4, .ids = inputs, .new_id = "n1~c1-9",
+                         .timeout_ms = 30000};
+        s_round_trip_release(&comb);
+        comb.new_id = NULL;
+        comb.timeout_ms = 0;
+        comb.id_count = 1;
+        s_round_trip_release(&comb);
+    }
 
     pm_msg_t list = {.type = PM_MSG_LIST, .req_id = 10, .state = PM_STATE_PENDING,
                      .prefix = "n1-", .limit = 500, .cursor = "17:n1~x", .label_count = 1,
@@ -434,11 +456,89 @@ test_records_claim_and_release(void **state)
     assert_int_equal(pm_wire_rec_decode(buf, len, &out), PM_ERR_BAD_REQUEST);
     pm_wire_rec_release(&out);
     free(buf);
-    pm_rec_t unknown = {.kind = PM_REC_RELEASE + 1, .space = "x"};
+    /* (8 is COMBINE now: an unused kind, with what any kind could carry.) */
+    pm_wire_promise_t p = {.id = "n1~1", .state = PM_STATE_PENDING};
+    pm_rec_t unknown = {.kind = 99, .space = "x", .promise = p};
     buf = pm_wire_rec_encode(&unknown, &len);
     assert_int_equal(pm_wire_rec_decode(buf, len, &out), PM_ERR_BAD_REQUEST);
     pm_wire_rec_release(&out);
     free(buf);
+}
+
+/* Packs and unpacks a record; returns the decoder's verdict and leaves the
+ * decoded copy in *out (caller releases). */
+static int
+s_rec_trip(const pm_rec_t *in, pm_rec_t *out)
+{
+    size_t len;
+    uint8_t *buf = pm_wire_rec_encode(in, &len);
+    assert_non_null(buf);
+    int rc = pm_wire_rec_decode(buf, len, out);
+    free(buf); /* the decoded copy must not borrow from the input */
+    return rc;
+}
+
+static void
+test_records_combine_and_catch(void **state)
+{
+    (void) state;
+    const char *inputs[3] = {"n2~1", "n3~c1.2-5", "n2~1"};
+    pm_rec_t comb = {.kind = PM_REC_COMBINE,
+                     .promise = {.id = "n1~c1-9", .state = PM_STATE_PENDING,
+                                 .created_ms = 1700000000000, .timeout_at_ms = 1700000030000},
+                     .combinator = PM_COMBINE_ALL_SETTLED, .input_count = 3, .inputs = inputs};
+    pm_rec_t out;
+    for (int kind = PM_COMBINE_ALL; kind <= PM_COMBINE_ALL_SETTLED; kind++) {
+        comb.combinator = kind;
+        assert_int_equal(s_rec_trip(&comb, &out), PM_OK);
+        assert_int_equal(out.kind, PM_REC_COMBINE);
+        assert_int_equal(out.combinator, kind);
+        s_promise_eq(&comb.promise, &out.promise);
+        assert_int_equal(out.input_count, 3);
+        for (size_t i = 0; i < 3; i++)
+            s_str_eq(out.inputs[i], inputs[i], "inputs[i]");
+        assert_null(out.on_reject);
+        pm_wire_rec_release(&out);
+    }
+
+    /* A then record keeps its rejection handler; without one it is NULL. */
+    pm_rec_t then = {.kind = PM_REC_THEN, .promise = {.id = "n1~1", .state = PM_STATE_PENDING},
+                     .function = "resize", .target = "n1~2", .on_reject = "fallback"};
+    assert_int_equal(s_rec_trip(&then, &out), PM_OK);
+    assert_int_equal(out.kind, PM_REC_THEN);
+    s_str_eq(out.function, "resize", "function");
+    s_str_eq(out.target, "n1~2", "target");
+    s_str_eq(out.on_reject, "fallback", "on_reject");
+    assert_int_equal(out.input_count, 0);
+    pm_wire_rec_release(&out);
+    then.on_reject = NULL;
+    assert_int_equal(s_rec_trip(&then, &out), PM_OK);
+    assert_null(out.on_reject);
+    pm_wire_rec_release(&out);
+
+    /* Refused: no combinator kind or an unknown one, no inputs, an empty or
+     * oversize input, no promise. */
+    char *big = s_repeat('b', PM_WIRE_MAX_NAME + 1);
+    const char *empty[1] = {""}, *oversize[2] = {"n2~1", big};
+    pm_rec_t bad[6];
+    for (size_t i = 0; i < 6; i++)
+        bad[i] = comb;
+    bad[0].combinator = 0;
+    bad[1].combinator = PM_COMBINE_ALL_SETTLED + 1;
+    bad[2].input_count = 0;
+    bad[2].inputs = NULL;
+    bad[3].input_count = 1;
+    bad[3].inputs = empty;
+    bad[4].input_count = 2;
+    bad[4].inputs = oversize;
+    bad[5].promise.id = "";
+    for (size_t i = 0; i < 6; i++) {
+        int rc = s_rec_trip(&bad[i], &out);
+        if (rc != PM_ERR_BAD_REQUEST)
+            fail_msg("bad combine record %zu: %s, want BAD_REQUEST", i, pm_err_name(rc));
+        pm_wire_rec_release(&out);
+    }
+    free(big);
 }
 
 static void
@@ -753,6 +853,7 @@ test_oversize_names(void **state)
         int want = b ? PM_ERR_BAD_REQUEST : PM_OK;
         pm_label_t lk[1] = {{s, "v"}}, lv[1] = {{"k", s}};
         const char *fn1[1] = {s};
+        static const char *one_x[1] = {"x"};
         pm_msg_t cases[] = {
             {.type = PM_MSG_HELLO, .req_id = 1, .client_name = s},
             {.type = PM_MSG_CREATE, .req_id = 2, .id = s},
@@ -779,6 +880,11 @@ test_oversize_names(void **state)
              .target_id = s},
             {.type = PM_MSG_RESULT, .req_id = 20, .invocation_id = s},
             {.type = PM_MSG_GET, .req_id = 21, .id = "x", .from = s},
+            {.type = PM_MSG_THEN, .req_id = 22, .id = "x", .function = "f", .on_reject = s},
+            {.type = PM_MSG_COMBINE, .req_id = 23, .combinator = PM_COMBINE_ALL, .id_count = 1,
+             .ids = fn1},
+            {.type = PM_MSG_COMBINE, .req_id = 24, .combinator = PM_COMBINE_ANY, .id_count = 1,
+             .ids = one_x, .new_id = s},
         };
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             int rc = s_decode_with(&cases[i]);
@@ -858,6 +964,33 @@ test_counts_and_durations_bounded(void **state)
     buf = s_pack(&env, &len);
     assert_int_equal(s_decode_bytes(buf, len, NULL), PM_ERR_BAD_REQUEST);
     free(buf);
+
+    /* A combine: PM_WIRE_MAX_IDS inputs pass, one more is refused, and so
+     * is a timeout above INT64_MAX. */
+    const char **ids = calloc(PM_WIRE_MAX_IDS + 1, sizeof *ids);
+    for (size_t i = 0; i <= PM_WIRE_MAX_IDS; i++)
+        ids[i] = "n1~1";
+    pm_msg_t comb = {.type = PM_MSG_COMBINE, .req_id = 4, .combinator = PM_COMBINE_ALL,
+                     .id_count = PM_WIRE_MAX_IDS, .ids = ids};
+    assert_int_equal(s_decode_with(&comb), PM_OK);
+    comb.id_count = PM_WIRE_MAX_IDS + 1;
+    assert_int_equal(s_decode_with(&comb), PM_ERR_BAD_REQUEST);
+    free(ids);
+    Pmesh__Combine cb = PMESH__COMBINE__INIT;
+    char *one[1] = {"x"};
+    cb.kind = PMESH__COMBINATOR__RACE;
+    cb.n_ids = 1;
+    cb.ids = one;
+    cb.timeout_ms = (uint64_t) INT64_MAX + 1;
+    env.body_case = PMESH__ENVELOPE__BODY_COMBINE;
+    env.combine = &cb;
+    buf = s_pack(&env, &len);
+    assert_int_equal(s_decode_bytes(buf, len, NULL), PM_ERR_BAD_REQUEST);
+    free(buf);
+    cb.timeout_ms = 1000;
+    buf = s_pack(&env, &len);
+    assert_int_equal(s_decode_bytes(buf, len, NULL), PM_OK);
+    free(buf);
 }
 
 int
@@ -869,6 +1002,7 @@ main(void)
         cmocka_unit_test(test_round_trip_replication),
         cmocka_unit_test(test_meta_backup_spaces),
         cmocka_unit_test(test_records_claim_and_release),
+        cmocka_unit_test(test_records_combine_and_catch),
         cmocka_unit_test(test_round_trip_replies),
         cmocka_unit_test(test_empty_strings),
         cmocka_unit_test(test_encode_refuses_unknown_type),

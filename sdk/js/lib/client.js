@@ -7,6 +7,7 @@
 const {Connection} = require('./connection');
 const {STATES, STATE, num} = require('./proto');
 const errors = require('./errors');
+const {COMBINATORS, decodeValues, decodeOutcomes} = require('./fanin');
 const {socketPath, duration, bytes, labelList, ownBytes} = require('./util');
 
 const SLOT = Symbol('pmesh.id');
@@ -34,11 +35,12 @@ function nothing() {
   return undefined;
 }
 
-// wait()'s answer: the value of a resolved promise, else Rejected.
-function outcome(reply) {
+// wait()'s answer: the value of a resolved promise (decoded by decode),
+// else Rejected.
+function outcome(reply, decode) {
   const p = reply.promise;
   if (!p) throw new errors.ProtocolError('await reply without a promise');
-  if (p.state === STATE.resolved) return ownBytes(p.value);
+  if (p.state === STATE.resolved) return decode ? decode(ownBytes(p.value)) : ownBytes(p.value);
   throw new errors.Rejected(STATES[p.state] || 'unknown', p.reason || '', promiseOf(p));
 }
 
@@ -240,6 +242,10 @@ class Client {
   // rejects with Rejected (state, reason) if it was rejected, canceled or
   // timed out, or WaitTimeout if opts.timeout passes while it is pending.
   wait(id, opts = {}) {
+    return this._wait(id, opts, null);
+  }
+
+  _wait(id, opts, decode) {
     let t;
     try {
       t = duration(opts.timeout, 'timeout');
@@ -248,13 +254,93 @@ class Client {
     }
     const timeoutMs = t === undefined ? -1 : t;
     const limit = timeoutMs < 0 ? Infinity : timeoutMs + this.callTimeoutMs;
-    return this._target(id, (c, pid) => c.request('await', {id: pid, timeoutMs}, limit, outcome));
+    return this._target(id, (c, pid) => c.request('await', {id: pid, timeoutMs}, limit, (r) => outcome(r, decode)));
+  }
+
+  // Waits for an all() and resolves to its values in input order: a string
+  // for each value that is UTF-8, a Buffer for the others. Rejects with
+  // Rejected (its .failures names the failed input) or WaitTimeout.
+  waitAll(id, opts = {}) {
+    return this._wait(id, opts, decodeValues);
+  }
+
+  // Waits for an allSettled() and resolves to its outcomes:
+  // [{state: 'resolved', value} | {state: 'rejected'|'canceled'|'timedout', reason}].
+  waitAllSettled(id, opts = {}) {
+    return this._wait(id, opts, decodeOutcomes);
+  }
+
+  // A combinator over ids (strings, or what create() / then() / all() ...
+  // returned): a new promise, whose id this resolves to and which can be
+  // passed on at once, like create()'s. It lives with this client's agent;
+  // its inputs may live on any agents, and the same id twice counts twice.
+  _combine(kind, ids, opts) {
+    let timeoutMs;
+    try {
+      timeoutMs = duration(opts.timeout, 'timeout') || 0;
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (!ids || typeof ids === 'string' || typeof ids[Symbol.iterator] !== 'function') {
+      return Promise.reject(new errors.BadRequest(`${kind}: the inputs are an array of promise ids`));
+    }
+    const list = Array.from(ids);
+    if (!list.length) return Promise.reject(new errors.BadRequest(`${kind}: no inputs`));
+    const slot = {id: null, keyed: false};
+    // Inputs whose id is minted by the time this call is issued (strings,
+    // unkeyed create / then / combinators) keep the pipeline; others (keyed
+    // creates, plain promises of ids) are awaited first.
+    const known = (x) => typeof x === 'string' || (x && x[SLOT] && !x[SLOT].keyed);
+    const issue = (c, resolved) => {
+      const inputs = resolved || list.map((x) => (typeof x === 'string' ? x : x[SLOT].id));
+      for (const i of inputs) {
+        if (typeof i !== 'string' || !i) throw new errors.BadRequest(`${kind}: an input was never created or is not a promise id`);
+      }
+      const newId = c.mint();
+      slot.id = newId;
+      return c.request('combine', {kind: COMBINATORS[kind], ids: inputs, timeoutMs, newId},
+                       this.callTimeoutMs, (r) => r.id || newId);
+    };
+    let p;
+    if (list.every(known)) {
+      p = this._call((c) => issue(c, null));
+    } else {
+      slot.keyed = true;
+      p = Promise.all(list.map((x) => (typeof x === 'string' ? x : Promise.resolve(x))))
+        .then((got) => this._call((c) => issue(c, got)));
+    }
+    return this._mark(p, slot);
+  }
+
+  // Resolves when every input resolved, with the list of their values
+  // (waitAll() decodes it); rejects as soon as one fails.
+  all(ids, opts = {}) {
+    return this._combine('all', ids, opts);
+  }
+
+  // Resolves with the value of the first input to resolve; rejects when
+  // every input failed (Rejected.failures lists them).
+  any(ids, opts = {}) {
+    return this._combine('any', ids, opts);
+  }
+
+  // Settles as the first input to settle.
+  race(ids, opts = {}) {
+    return this._combine('race', ids, opts);
+  }
+
+  // Resolves when every input settled, with each one's outcome
+  // (waitAllSettled() decodes them).
+  allSettled(ids, opts = {}) {
+    return this._combine('allSettled', ids, opts);
   }
 
   // Chains `fn` (a function name a worker serves) on the promise: when it
   // resolves, fn runs on its value and settles the new promise, whose id
   // this resolves to (usable at once, like create()'s). opts.timeout bounds
-  // the new promise.
+  // the new promise; opts.onReject names a function run with the
+  // promise's reason when it fails (rejected, canceled, timed out), whose
+  // answer settles the new promise instead (a catch).
   then(id, fn, opts = {}) {
     if (typeof id === 'function') {
       // Called as a thenable (`await client`, or a promise resolved with a
@@ -270,11 +356,13 @@ class Client {
       return Promise.reject(e);
     }
     if (typeof fn !== 'string' || !fn) return Promise.reject(new errors.BadRequest('then: a function name is a non-empty string'));
+    const onReject = opts.onReject === undefined || opts.onReject === null ? '' : opts.onReject;
+    if (typeof onReject !== 'string') return Promise.reject(new errors.BadRequest('then: onReject is a function name'));
     const slot = {id: null, keyed: false};
     const p = this._target(id, (c, pid) => {
       const newId = c.mintThen(pid);
       slot.id = newId;
-      return c.request('then', {id: pid, function: fn, newId, timeoutMs}, this.callTimeoutMs, (r) => r.id || newId);
+      return c.request('then', {id: pid, function: fn, newId, timeoutMs, onReject}, this.callTimeoutMs, (r) => r.id || newId);
     });
     // A then on a keyed create waits for the create's reply: its id is
     // not known before.

@@ -29,6 +29,7 @@ const CODES = [
   ['OwnerLost', -13, 'OWNER_LOST', "the promise's owner is lost"],
   ['NoSession', -14, 'NO_SESSION', 'no session: say hello first'],
   ['Unavailable', -15, 'UNAVAILABLE', 'the id space is unavailable: its in-sync copies cannot be reached or too few are in sync'],
+  ['NotSettleable', -16, 'NOT_SETTLEABLE', 'a combinator is settled only by its inputs'],
 ];
 
 const classes = {};
@@ -59,13 +60,18 @@ class ProtocolError extends classes.Unreachable {
 
 // wait() on a promise that was rejected, canceled or timed out. `state` is
 // "rejected", "canceled" or "timedout"; `reason` the promise's reason;
-// `promise` the whole promise as get() returns it.
+// `promise` the whole promise as get() returns it. For a rejected all() or
+// any(), `failures` lists the failed inputs ({id, state, reason}); else [].
 class Rejected extends PmeshError {
   constructor(state, reason, promise) {
     super(`promise ${state}${reason ? ': ' + reason : ''}`, 0, 'REJECTED');
     this.state = state;
     this.reason = reason || '';
     this.promise = promise;
+  }
+
+  get failures() {
+    return require('./fanin').decodeFailures(this.reason);
   }
 }
 

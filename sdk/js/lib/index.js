@@ -3,6 +3,8 @@
 const {Client} = require('./client');
 const {Worker} = require('./worker');
 const errors = require('./errors');
+const {decodeValues, decodeOutcomes, decodeFailures} = require('./fanin');
 const {DEFAULT_SOCKET, callbackUrl, duration} = require('./util');
 
-module.exports = {Client, Worker, DEFAULT_SOCKET, callbackUrl, parseDuration: duration, ...errors};
+module.exports = {Client, Worker, DEFAULT_SOCKET, callbackUrl, parseDuration: duration,
+                  decodeValues, decodeOutcomes, decodeFailures, ...errors};

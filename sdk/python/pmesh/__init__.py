@@ -12,7 +12,8 @@ this node over its socket ($PMESH_SOCKET, default /run/pmesh/agent.sock).
 pmesh.aio has the same API for asyncio (pipelined on one connection) and
 the async Worker. Errors are exceptions under pmesh.PmeshError."""
 
-from ._common import (Created, Promise, PromiseList, callback_url, parse_duration,
+from ._common import (Created, Promise, PromiseList, Outcome, Failure, callback_url,
+                      parse_duration, decode_values, decode_outcomes, decode_failures,
                       DEFAULT_SOCKET)
 from ._sync import Client
 from ._worker import Worker
@@ -23,4 +24,5 @@ from .errors import __all__ as _errors_all
 __version__ = "0.1.0"
 
 __all__ = ["Client", "Worker", "Promise", "PromiseList", "Created", "Invocation", "invocation",
+           "Outcome", "Failure", "decode_values", "decode_outcomes", "decode_failures",
            "callback_url", "parse_duration", "DEFAULT_SOCKET"] + _errors_all

@@ -2,7 +2,10 @@
 type, socket paths, and the wire (requests built as Envelopes, replies
 checked and turned into values or exceptions)."""
 
+import base64
+import binascii
 import datetime
+import json
 import os
 import re
 import warnings
@@ -219,7 +222,7 @@ def req_await(pid, timeout):
     return e
 
 
-def req_then(pid, function, new_id, timeout):
+def req_then(pid, function, new_id, timeout, on_reject=None):
     e = Envelope(version=WIRE_VERSION)
     t = e.then
     t.id = pid
@@ -229,7 +232,137 @@ def req_then(pid, function, new_id, timeout):
     ms = parse_duration(timeout)
     if ms:
         t.timeout_ms = ms
+    if on_reject:
+        t.on_reject = on_reject
     return e
+
+
+# Combinators (proto/PROTOCOL.md, section 5a): the Combinator enum's numbers.
+COMBINATORS = {"all": 1, "any": 2, "race": 3, "all_settled": 4}
+
+
+def combine_ids(ids):
+    """The inputs of a combinator as a list of ids: a str is one id (not its
+    characters), anything else an iterable of ids (duplicates count)."""
+    if isinstance(ids, str):
+        raise TypeError("a combinator takes a list of promise ids, not one string")
+    out = list(ids)
+    if not out:
+        raise ValueError("a combinator needs at least one input")
+    for i in out:
+        if not isinstance(i, str) or not i:
+            raise TypeError("a promise id is a non-empty str, not %r" % (i,))
+    return out
+
+
+def req_combine(kind, ids, new_id, timeout):
+    e = Envelope(version=WIRE_VERSION)
+    c = e.combine
+    c.kind = COMBINATORS[kind]
+    c.ids.extend(ids)
+    if new_id:
+        c.new_id = new_id
+    ms = parse_duration(timeout)
+    if ms:
+        c.timeout_ms = ms
+    return e
+
+
+# ---- list results of combinators ------------------------------------------------
+
+def _item(v):
+    """One value (or reason) inside a combinator's JSON: a str when the bytes
+    were UTF-8, bytes for {"base64": ...}."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, dict) and set(v) == {"base64"} and isinstance(v["base64"], str):
+        try:
+            return base64.b64decode(v["base64"], validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    raise errors.ProtocolError("not a combinator's value: %r" % (v,))
+
+
+def _json_list(data):
+    try:
+        out = json.loads(data.decode() if isinstance(data, (bytes, bytearray)) else data)
+    except (ValueError, UnicodeDecodeError):
+        out = None
+    if not isinstance(out, list):
+        raise errors.ProtocolError("a combinator's result is not a JSON array")
+    return out
+
+
+class Outcome(namedtuple("Outcome", "state value reason")):
+    """One input's outcome in all_settled(): state "resolved" with value (str
+    when it was UTF-8, else bytes), or "rejected" / "canceled" / "timedout"
+    with reason (str, or bytes if it was not UTF-8)."""
+
+    __slots__ = ()
+
+    @property
+    def resolved(self):
+        return self.state == "resolved"
+
+
+class Failure(namedtuple("Failure", "id state reason")):
+    """One failed input in a rejected all() (one) or any() (every input):
+    its id, its state and its reason."""
+
+    __slots__ = ()
+
+
+def decode_values(data):
+    """all()'s value (JSON array) as a list: str for values that were UTF-8,
+    bytes for the others."""
+    return [_item(v) for v in _json_list(data)]
+
+
+def decode_outcomes(data):
+    """all_settled()'s value as a list of Outcome."""
+    out = []
+    for o in _json_list(data):
+        if not isinstance(o, dict) or not isinstance(o.get("state"), str):
+            raise errors.ProtocolError("not an outcome: %r" % (o,))
+        if o["state"] == "resolved":
+            out.append(Outcome("resolved", _item(o.get("value", "")), None))
+        else:
+            out.append(Outcome(o["state"], None, _item(o.get("reason", ""))))
+    return out
+
+
+def decode_failures(reason):
+    """The failed inputs in the reason of a rejected all() (a list of one) or
+    any() (every input), as a list of Failure. [] when the reason is not
+    one of those (e.g. the combinator itself timed out)."""
+    try:
+        v = json.loads(reason)
+    except (TypeError, ValueError):
+        return []
+    items = v if isinstance(v, list) else [v]
+    out = []
+    for f in items:
+        if not isinstance(f, dict) or "id" not in f or "state" not in f:
+            return []
+        try:
+            out.append(Failure(f["id"], f["state"], _item(f.get("reason", ""))))
+        except errors.ProtocolError:
+            return []
+    return out
+
+
+def wait_values(promise):
+    """all(): the decoded list of a settled combinator, or Rejected (with
+    .failures)."""
+    if promise.state == "resolved":
+        return decode_values(promise.value)
+    raise errors.Rejected(promise)
+
+
+def wait_outcomes(promise):
+    if promise.state == "resolved":
+        return decode_outcomes(promise.value)
+    raise errors.Rejected(promise)
 
 
 def req_list(state, prefix, label, limit, cursor):
@@ -291,6 +424,11 @@ def req_ping(session):
     e.ping.SetInParent()
     e.ping.session = session
     return e
+
+
+def mint_combine_id(mint, counter):
+    """A combinator lives with our agent: minted under our lease."""
+    return "%s%x" % (mint, counter)
 
 
 def mint_then_id(mint, counter, pid):

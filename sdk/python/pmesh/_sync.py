@@ -320,16 +320,64 @@ class Client:
         is still pending after timeout (None: no limit)."""
         return w.wait_result(self.wait_promise(id, timeout))
 
-    def then(self, id, function, timeout=None):
+    def then(self, id, function, timeout=None, on_reject=None):
         """Chains function on the promise: when it resolves, a worker's
         function gets its value and the new promise (whose id this returns
-        at once) settles with the answer. timeout bounds the new promise."""
+        at once) settles with the answer. on_reject: a function invoked
+        with the promise's reason when it fails (rejected, canceled, timed
+        out), whose answer settles the new promise instead (a catch), so a
+        chain can recover. timeout bounds the new promise."""
         with self._lock:
             c = self._ensure()
             c.next_mint += 1
             nid = w.mint_then_id(c.mint, c.next_mint, id)
-            self._call(w.req_then(id, function, nid, timeout))
+            self._call(w.req_then(id, function, nid, timeout, on_reject))
             return nid
+
+    def _combine(self, kind, ids, timeout):
+        ids = w.combine_ids(ids)
+        with self._lock:
+            c = self._ensure()
+            c.next_mint += 1
+            nid = w.mint_combine_id(c.mint, c.next_mint)
+            self._call(w.req_combine(kind, ids, nid, timeout))
+            return nid
+
+    def all(self, ids, timeout=None):
+        """A new promise (its id, returned at once) that resolves when every
+        input resolved, with the list of their values in input order
+        (wait_all() decodes it), and rejects as soon as one fails (the
+        Rejected's .failures names it). The inputs may live on any agents;
+        the same id twice counts twice. timeout bounds the new promise. It
+        is an ordinary promise (wait, then, another combinator's input);
+        settling it is refused (NotSettleable)."""
+        return self._combine("all", ids, timeout)
+
+    def any(self, ids, timeout=None):
+        """A new promise that resolves with the value of the first input to
+        resolve (wait() gives it as bytes), and rejects when every input
+        failed (.failures lists them all)."""
+        return self._combine("any", ids, timeout)
+
+    def race(self, ids, timeout=None):
+        """A new promise that settles as the first input to settle."""
+        return self._combine("race", ids, timeout)
+
+    def all_settled(self, ids, timeout=None):
+        """A new promise that resolves when every input settled, with each
+        input's outcome (wait_all_settled() decodes them: a list of
+        pmesh.Outcome)."""
+        return self._combine("all_settled", ids, timeout)
+
+    def wait_all(self, id, timeout=None):
+        """Waits for an all() and returns its values as a list (str for
+        values that are UTF-8, bytes for the others); Rejected (.failures)
+        if it failed, WaitTimeout if still pending after timeout."""
+        return w.wait_values(self.wait_promise(id, timeout))
+
+    def wait_all_settled(self, id, timeout=None):
+        """Waits for an all_settled() and returns its list of Outcome."""
+        return w.wait_outcomes(self.wait_promise(id, timeout))
 
     def list(self, state=None, prefix=None, label=None, limit=None, cursor=None):
         """One page of promises (a list with .cursor for the next page, "" on

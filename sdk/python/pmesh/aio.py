@@ -43,7 +43,8 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _Again = zmq.Again
 
 # What a reply becomes, by the kind of request.
-K_ID, K_NONE, K_PROMISE, K_WAIT, K_CREATED, K_LIST, K_JSON, K_REPLY = range(8)
+K_ID, K_NONE, K_PROMISE, K_WAIT, K_CREATED, K_LIST, K_JSON, K_REPLY, K_VALUES, K_OUTCOMES = \
+    range(10)
 
 
 class Op(asyncio.Future):
@@ -181,6 +182,13 @@ class _Conn:
                         op.set_exception(errors.Rejected(w.promise_from(p)))
                 elif kind == K_ID:
                     op.set_result(r.id)
+                elif kind == K_VALUES or kind == K_OUTCOMES:
+                    p = w.promise_from(r.promise)
+                    try:
+                        op.set_result(w.wait_values(p) if kind == K_VALUES
+                                      else w.wait_outcomes(p))
+                    except errors.PmeshError as exc:
+                        op.set_exception(exc)
                 elif kind == K_PROMISE:
                     op.set_result(w.promise_from(r.promise))
                 elif kind == K_CREATED:
@@ -450,9 +458,10 @@ class Client:
         """The Op completes with the settled Promise (any state)."""
         return self._wait(id, timeout, K_PROMISE)
 
-    def then(self, id, function, timeout=None):
+    def then(self, id, function, timeout=None, on_reject=None):
         """Chains function on the promise; op.id is the new promise's id (at
-        once when connected), and the Op completes with it."""
+        once when connected), and the Op completes with it. on_reject: the
+        function run with the reason when the promise fails (a catch)."""
         def send(c, op=None):
             c.next_mint += 1
             nid = w.mint_then_id(c.mint, c.next_mint, id)
@@ -460,13 +469,77 @@ class Client:
             o.id = nid
             if op is not None:
                 op.id = nid
-            return c.request(w.req_then(id, function, nid, timeout), K_ID, o, self.call_timeout)
+            return c.request(w.req_then(id, function, nid, timeout, on_reject), K_ID, o,
+                             self.call_timeout)
         c = self._live()
         if c is not None:
             return send(c)
         op = Op()
         op.id = None
         return self._later(op, lambda c: send(c, op))
+
+    def _combine(self, kind, ids, timeout):
+        try:
+            ids = w.combine_ids(ids)
+        except (TypeError, ValueError) as e:
+            op = Op()
+            op.id = None
+            op.set_exception(e)
+            return op
+
+        def send(c, op=None):
+            c.next_mint += 1
+            nid = w.mint_combine_id(c.mint, c.next_mint)
+            o = Op()
+            o.id = nid
+            if op is not None:
+                op.id = nid
+            return c.request(w.req_combine(kind, ids, nid, timeout), K_ID, o, self.call_timeout)
+        c = self._live()
+        if c is not None:
+            return send(c)
+        op = Op()
+        op.id = None
+        return self._later(op, lambda c: send(c, op))
+
+    def all(self, ids, timeout=None):
+        """A combinator (see pmesh.Client.all): op.id is its id at once (when
+        connected), pipelined like then(); the Op completes with it. Its
+        inputs may be ids of promises whose create is still in flight."""
+        return self._combine("all", ids, timeout)
+
+    def any(self, ids, timeout=None):
+        return self._combine("any", ids, timeout)
+
+    def race(self, ids, timeout=None):
+        return self._combine("race", ids, timeout)
+
+    def all_settled(self, ids, timeout=None):
+        return self._combine("all_settled", ids, timeout)
+
+    def wait_all(self, id, timeout=None):
+        """The Op completes with an all()'s values as a list (str when UTF-8,
+        else bytes); fails with Rejected (.failures) or WaitTimeout."""
+        return self._wait(id, timeout, K_VALUES)
+
+    def wait_all_settled(self, id, timeout=None):
+        """The Op completes with an all_settled()'s list of Outcome."""
+        return self._wait(id, timeout, K_OUTCOMES)
+
+    async def gather(self, ids, timeout=None):
+        """Promise.all for pmesh promises: the list of values (as wait_all)
+        of an all() over ids, without bringing a single value through this
+        process before they are all there."""
+        a = self.all(ids, timeout)
+        if a.id is None:  # not connected yet: the id comes with the reply
+            await a
+        values = self.wait_all(a.id, timeout)  # pipelined behind the combine
+        try:
+            await a
+        except BaseException:
+            values.cancel()
+            raise
+        return await values
 
     def list(self, state=None, prefix=None, label=None, limit=None, cursor=None):
         env = w.req_list(state, prefix, label, limit, cursor)

@@ -5,7 +5,7 @@ than resolved and ProtocolError for an agent that answers garbage."""
 __all__ = [
     "PmeshError", "Internal", "NotFound", "AlreadySettled", "TimedOut", "ValueTooLarge",
     "BadRequest", "AgentShuttingDown", "WaitTimeout", "Unreachable", "BadVersion",
-    "NotHolder", "LimitReached", "OwnerLost", "NoSession", "Unavailable", "Rejected", "ProtocolError",
+    "NotHolder", "LimitReached", "OwnerLost", "NoSession", "Unavailable", "NotSettleable", "Rejected", "ProtocolError",
     "error_for",
 ]
 
@@ -92,6 +92,12 @@ class Unavailable(PmeshError):
     code, name, default_message = -15, "UNAVAILABLE", "the id space is unavailable"
 
 
+class NotSettleable(PmeshError):
+    """Settling a combinator (all, any, race, all_settled): only its inputs
+    settle it."""
+    code, name, default_message = -16, "NOT_SETTLEABLE", "a combinator is settled only by its inputs"
+
+
 class ProtocolError(Unreachable):
     """The agent's answer could not be decoded (not pmesh's wire format). The
     connection is dropped, so it is a kind of Unreachable: retrying makes sense."""
@@ -101,9 +107,15 @@ class ProtocolError(Unreachable):
 class Rejected(PmeshError):
     """wait() on a promise that settled but not resolved: `state` is
     "rejected", "canceled" or "timedout", `reason` says why, `promise` is the
-    whole Promise."""
+    whole Promise. For a rejected all() or any(), `failures` lists the failed
+    inputs (pmesh.Failure: id, state, reason); else it is []."""
 
     code, name = 0, "REJECTED"
+
+    @property
+    def failures(self):
+        from ._common import decode_failures
+        return decode_failures(self.reason)
 
     def __init__(self, promise):
         self.promise = promise
@@ -116,7 +128,7 @@ class Rejected(PmeshError):
 _BY_CODE = {c.code: c for c in (Internal, NotFound, AlreadySettled, TimedOut, ValueTooLarge,
                                 BadRequest, AgentShuttingDown, WaitTimeout, Unreachable,
                                 BadVersion, NotHolder, LimitReached, OwnerLost, NoSession,
-                                Unavailable)}
+                                Unavailable, NotSettleable)}
 
 
 def error_for(code, message=""):

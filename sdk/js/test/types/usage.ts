@@ -8,6 +8,14 @@ async function main(): Promise<void> {
   const q = c.then(p, 'resize', {timeout: 1000});
   await c.resolve(p, Buffer.from('x'));
   const v: Buffer = await c.wait(q, {timeout: '10s'});
+  const both = c.all([p, 'x~1'], {timeout: '30s'});
+  const vals: Array<string | Buffer> = await c.waitAll(both);
+  const outs = await c.waitAllSettled(c.allSettled([p, q]));
+  outs.forEach((o) => (o.state === 'resolved' ? o.value : o.reason));
+  await c.wait(c.race([c.any([p]), q]));
+  const caught = c.then(p, 'resize', {onReject: 'fallback'});
+  pmesh.decodeValues(Buffer.from('[]')).forEach((x) => x.length);
+  console.log(vals.length, await caught);
   const t = await c.create({token: true});
   const id: string = t.id;
   const info: PromiseInfo = await c.get(id);
@@ -16,7 +24,7 @@ async function main(): Promise<void> {
   try {
     await c.wait('nope');
   } catch (e) {
-    if (e instanceof Rejected) console.log(e.state, e.reason);
+    if (e instanceof Rejected) console.log(e.state, e.reason, e.failures.map((f) => f.id));
     if (e instanceof NotFound) console.log(e.code, e.errorName);
   }
   await c.close();
