@@ -33,7 +33,7 @@ endif
 GEN_C     := $(BUILD)/gen/pmesh.pb-c.c
 GEN_H     := $(BUILD)/gen/pmesh.pb-c.h
 # libpmesh: what a function links against.
-LIB_SRC   := node/client.c node/wire.c node/err.c node/dur.c
+LIB_SRC   := node/client.c node/wire.c node/err.c node/dur.c node/clock.c
 # The agent: every other module of node/ and mesh/ (mains excluded).
 MAINS     := node/pmeshd.c node/cli.c
 AGENT_SRC := $(filter-out $(LIB_SRC) $(MAINS),$(wildcard node/*.c mesh/*.c))

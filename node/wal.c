@@ -97,15 +97,14 @@ static int
 s_sync_segment(pm_wal_t *self)
 {
     int rc;
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
+    int64_t a = pm_mono_us();
     if (self->fault_fsync) {
         errno = self->fault_fsync;
         self->fault_fsync = 0;
         rc = -1;
     } else
         rc = fdatasync(self->seg_fd);
-    clock_gettime(CLOCK_MONOTONIC, &b);
+    int64_t b = pm_mono_us();
     if (rc != 0) {
         char name[40];
         pm_wal_seg_name(name, sizeof name, self->seg_base);
@@ -115,8 +114,7 @@ s_sync_segment(pm_wal_t *self)
         return -1;
     }
     self->stats.fsyncs++;
-    pm_hist_add(&self->fsync_hist,
-                ((b.tv_sec - a.tv_sec) * 1000000.0 + (b.tv_nsec - a.tv_nsec) / 1000.0) / 1000.0);
+    pm_hist_add(&self->fsync_hist, (double) (b - a) / 1000.0);
     self->durable = self->written;
     return 0;
 }
@@ -174,14 +172,12 @@ s_fsync_thread(void *arg)
         if (n != (int) sizeof req || req.fd < 0)
             break;
         struct s_fsync_rep rep = {.lsn = req.lsn, .err = 0, .us = 0};
-        struct timespec a, b;
-        clock_gettime(CLOCK_MONOTONIC, &a);
+        int64_t a = pm_mono_us();
         if (req.fault)
             rep.err = req.fault;
         else if (fdatasync(req.fd) != 0)
             rep.err = errno;
-        clock_gettime(CLOCK_MONOTONIC, &b);
-        int64_t us = (b.tv_sec - a.tv_sec) * 1000000LL + (b.tv_nsec - a.tv_nsec) / 1000;
+        int64_t us = pm_mono_us() - a;
         rep.us = us > UINT32_MAX ? UINT32_MAX : (uint32_t) us;
         close(req.fd);
         if (zmq_send(sock, &rep, sizeof rep, 0) < 0 && errno == ETERM)
