@@ -13,6 +13,7 @@
 #include "base.h"
 #include "ids.h"
 #include "log.h"
+#include "rand.h"
 #include "spaces.h"
 #include "swim.h"
 #include "transport.h"
@@ -22,7 +23,6 @@
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <zmq.h>
 
@@ -811,9 +811,7 @@ pm_mesh_new(void *ctx, const pm_config_t *cfg, const char *node, const char *spa
         pm_mesh_destroy(&self);
         return NULL;
     }
-    uint64_t seed = 0;
-    if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
-        seed = sc.incarnation;
+    uint64_t seed = pm_rand_u64();
     self->place_rng = seed ^ 0x9e3779b97f4a7c15ULL;
     self->swim = pm_swim_new(node, self->advertise, &sc, seed, s_send_swim, s_on_swim_event, self);
     if (!self->swim) {

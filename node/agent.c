@@ -13,6 +13,7 @@
 #include "agent_priv.h"
 #include "isr_agent.h"
 #include "place.h"
+#include "rand.h"
 #include "relay.h"
 #include "requests.h"
 #include "session.h"
@@ -24,7 +25,6 @@
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
-#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -617,9 +617,7 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
     /* Relay ids start at a random point: a reply meant for our previous run
      * (a peer that did not notice the restart) cannot match a relay of this
      * one. */
-    if (getrandom(&self->next_relay, sizeof self->next_relay, 0) != sizeof self->next_relay)
-        self->next_relay = (uint64_t) pm_real_ms() << 20;
-    self->next_relay >>= 1;
+    self->next_relay = pm_rand_u64() >> 1;
     self->started_real = pm_real_ms();
     s_clock(self);
 
@@ -681,9 +679,7 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
     if (st.space[0] && !replicated) {
         snprintf(self->space, sizeof self->space, "%.100s", st.space);
     } else {
-        if (getrandom(&boot, sizeof boot, 0) != sizeof boot)
-            boot = (uint64_t) self->started_real ^ ((uint64_t) getpid() << 32);
-        boot &= 0xffffffffffULL;
+        boot = pm_rand_u64() & 0xffffffffffULL;
         if (!boot)
             boot = 1; /* with a store, the tag is the process id: never 0 */
         pm_id_space_name(self->space, sizeof self->space, node, boot);
@@ -723,9 +719,7 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
             pm_replica_hooks_t rh = {.full_state = pm_takeover_full_state,
                                      .fenced = pm_takeover_on_fenced};
             /* The stream id: random, so a restarted owner's stream is new. */
-            uint64_t stream = 0;
-            if (getrandom(&stream, sizeof stream, 0) != sizeof stream)
-                stream = (uint64_t) pm_real_ms() ^ ((uint64_t) getpid() << 32);
+            uint64_t stream = pm_rand_u64();
             /* With a store, the stream id is the process id the store
              * records: the tag of our primary space, which peers read. */
             if (coordinated)
