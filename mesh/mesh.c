@@ -14,13 +14,13 @@
 #include "ids.h"
 #include "log.h"
 #include "rand.h"
+#include "resolve.h"
 #include "spaces.h"
 #include "swim.h"
 #include "transport.h"
 
 #include <czmq.h>
 #include <jansson.h>
-#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -422,23 +422,20 @@ s_resolve_seeds(pm_mesh_t *self, uint64_t now)
         char host[256], port[16];
         snprintf(host, sizeof host, "%.*s", (int) (colon - hostp), hostp);
         snprintf(port, sizeof port, "%s", colon + 1);
-        struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM,
-                                 .ai_flags = AI_NUMERICSERV};
-        struct addrinfo *res = NULL;
-        int rc = getaddrinfo(host, port, &hints, &res);
-        if (rc != 0) {
-            pm_log_warn("PM-MESH-SEED", "cannot resolve seed %s: %s", seed, gai_strerror(rc));
+        /* A headless service may list every node: room for them all (16 KiB). */
+        char ips[256][PM_RESOLVE_ADDRLEN];
+        const char *why = NULL;
+        int n = pm_resolve_host(host, port, ips, sizeof ips / sizeof ips[0], &why);
+        if (n < 0) {
+            pm_log_warn("PM-MESH-SEED", "cannot resolve seed %s: %s", seed, why);
             continue;
         }
-        for (struct addrinfo *a = res; a; a = a->ai_next) {
-            char ip[64], ep[128];
-            if (getnameinfo(a->ai_addr, a->ai_addrlen, ip, sizeof ip, NULL, 0, NI_NUMERICHOST))
-                continue;
-            snprintf(ep, sizeof ep, "tcp://%s:%s", ip, port);
+        for (int k = 0; k < n; k++) {
+            char ep[128];
+            snprintf(ep, sizeof ep, "tcp://%.63s:%s", ips[k], port);
             if (strcmp(ep, self->advertise) != 0)
                 pm_swim_join(self->swim, ep, now);
         }
-        freeaddrinfo(res);
     }
 }
 
