@@ -38,16 +38,19 @@ pm_clock_use(const pm_clock_t *c)
 
 /* --- the fake ------------------------------------------------------------- */
 
+/* Relaxed atomics: a helper thread (the WAL's fsync thread) may read the fake
+ * while the test advances it. Advancing from two threads at once is not
+ * supported. */
 static int64_t
 s_fake_mono_us(void *ctx)
 {
-    return ((pm_clock_fake_t *) ctx)->mono_us;
+    return __atomic_load_n(&((pm_clock_fake_t *) ctx)->mono_us, __ATOMIC_RELAXED);
 }
 
 static int64_t
 s_fake_real_ms(void *ctx)
 {
-    int64_t us = ((pm_clock_fake_t *) ctx)->real_us;
+    int64_t us = __atomic_load_n(&((pm_clock_fake_t *) ctx)->real_us, __ATOMIC_RELAXED);
     /* Floor, so that real time before 1970 (a test's jump) still rounds down. */
     return us >= 0 ? us / 1000 : -((-us + 999) / 1000);
 }
@@ -69,12 +72,12 @@ pm_clock_fake_advance(pm_clock_fake_t *f, int64_t us)
 {
     if (us <= 0)
         return; /* monotonic time never goes back */
-    f->mono_us += us;
+    __atomic_store_n(&f->mono_us, f->mono_us + us, __ATOMIC_RELAXED);
     /* Drift in exact integer steps: us * ppm millionths of a microsecond,
      * carried over so that many small steps add up like one big one. */
     int64_t extra = us * f->drift_ppm + f->drift_rem;
     f->drift_rem = extra % 1000000;
-    f->real_us += us + extra / 1000000;
+    __atomic_store_n(&f->real_us, f->real_us + us + extra / 1000000, __ATOMIC_RELAXED);
 }
 
 void
@@ -86,5 +89,5 @@ pm_clock_fake_drift(pm_clock_fake_t *f, int64_t ppm)
 void
 pm_clock_fake_jump(pm_clock_fake_t *f, int64_t ms)
 {
-    f->real_us += ms * 1000;
+    __atomic_store_n(&f->real_us, f->real_us + ms * 1000, __ATOMIC_RELAXED);
 }
