@@ -125,7 +125,11 @@ fuzz: $(FUZZ_TARGETS)
 	  grep -E 'stat::number_of_executed_units' $(FUZZ_BUILD)/$$n.log; done
 
 # --- tests
-unit: $(UNIT_BIN)
+unit: check-seams $(UNIT_BIN)
+
+# No agent module reads the clock, randomness, names or the disk past its seam.
+check-seams:
+	scripts/check-seams
 
 check: deps-if-missing deploy-check
 	$(MAKE) all unit fuzz-build
@@ -161,6 +165,6 @@ install: all
 clean:
 	rm -rf build
 
-.PHONY: all unit check deps deps-if-missing demo install clean fuzz fuzz-build deploy-check image
+.PHONY: all unit check-seams check deps deps-if-missing demo install clean fuzz fuzz-build deploy-check image
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
