@@ -12,6 +12,7 @@
  */
 #include "agent_priv.h"
 #include "isr_agent.h"
+#include "localsock.h"
 #include "place.h"
 #include "rand.h"
 #include "relay.h"
@@ -71,13 +72,6 @@ s_observe(pm_agent_t *self, int type, int64_t t0_us)
         pm_hist_add(&self->op_ms[type], (double) (pm_mono_us() - t0_us) / 1000.0);
 }
 
-static void
-s_free_buf(void *data, void *hint)
-{
-    (void) hint;
-    free(data);
-}
-
 void
 pm_agent_send(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m)
 {
@@ -111,14 +105,9 @@ pm_agent_send(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m)
     uint8_t *buf = pm_wire_encode(m, &len);
     if (!buf)
         pm_oom("encoding a reply");
-    zmq_msg_t body;
-    zmq_msg_init_data(&body, buf, len, s_free_buf, NULL);
-    if (zmq_send(self->router, s->rid, s->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_msg_send(&body, self->router, ZMQ_DONTWAIT) < 0) {
-        /* Unroutable (client gone) or its queue is full: drop, count. */
-        zmq_msg_close(&body);
+    /* Unroutable (client gone) or its queue is full: dropped, counted. */
+    if (pm_local_send(self->router, s->rid, s->rid_len, buf, len) != 0)
         self->replies_dropped++;
-    }
 }
 
 /* The journal releases a held message. */
@@ -135,13 +124,11 @@ s_journal_send(void *arg, uint64_t session, const char *peer, uint8_t *buf, size
         return;
     }
     pm_session_t *s = pm_session_by_id(self, session);
-    zmq_msg_t body;
-    zmq_msg_init_data(&body, buf, len, s_free_buf, NULL);
-    if (!s || zmq_send(self->router, s->rid, s->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_msg_send(&body, self->router, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&body);
+    if (!s) {
+        free(buf);
         self->replies_dropped++;
-    }
+    } else if (pm_local_send(self->router, s->rid, s->rid_len, buf, len) != 0)
+        self->replies_dropped++;
 }
 
 /* The journal hands over a held reply that must not be sent (its change may

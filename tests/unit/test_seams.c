@@ -1,7 +1,7 @@
 /*
  * test_seams.c - cmocka suite for the effect seams the agent reads through:
- * the clock (node/clock.c), the random source (node/rand.c) and name
- * resolution (node/resolve.c). Each fake must be what the modules read once
+ * the clock (node/clock.c), the random source (node/rand.c), name
+ * resolution (node/resolve.c) and the local socket's sends (node/localsock.c). Each fake must be what the modules read once
  * installed, behave as documented (drift, jumps, determinism), and hand back
  * to the real thing when uninstalled.
  */
@@ -12,9 +12,12 @@
 
 #include <cmocka.h>
 
+#include <stdlib.h>
 #include <string.h>
+#include <zmq.h>
 
 #include "clock.h"
+#include "localsock.h"
 #include "rand.h"
 #include "resolve.h"
 
@@ -207,6 +210,70 @@ test_resolve_system(void **state)
     assert_string_equal(a[0], "127.0.0.1");
 }
 
+/* --- the local socket's sends -------------------------------------------------------- */
+
+static uint8_t *
+s_dup(const char *t)
+{
+    uint8_t *b = malloc(strlen(t));
+    memcpy(b, t, strlen(t));
+    return b;
+}
+
+static void
+test_local_capture(void **state)
+{
+    (void) state;
+    pm_local_capture_t c;
+    pm_local_capture_init(&c);
+    const pm_local_out_t *prev = pm_local_out_use(&c.out);
+    assert_ptr_equal(prev, &pm_local_out_zmq);
+    assert_int_equal(pm_local_send(NULL, (const uint8_t *) "r1", 2, s_dup("first"), 5), 0);
+    assert_int_equal(pm_local_send(NULL, (const uint8_t *) "r2", 2, s_dup("second"), 6), 0);
+    c.refuse = 1; /* the client went away: dropped, and the buffer freed (ASan checks) */
+    assert_int_equal(pm_local_send(NULL, (const uint8_t *) "r3", 2, s_dup("third"), 5), -1);
+    assert_int_equal(c.count, 2);
+    pm_local_frame_t *f = pm_local_capture_take(&c);
+    assert_memory_equal(f->rid, "r1", 2);
+    assert_int_equal(f->len, 5);
+    assert_memory_equal(f->buf, "first", 5);
+    pm_local_frame_free(f);
+    pm_local_capture_clear(&c);
+    assert_null(pm_local_capture_take(&c));
+    assert_ptr_equal(pm_local_out_use(NULL), &c.out);
+}
+
+/* The production sender: a DEALER gets the body; an unknown routing id is
+ * dropped (ROUTER_MANDATORY makes ZeroMQ say so) and counted by the caller. */
+static void
+test_local_zmq(void **state)
+{
+    (void) state;
+    void *ctx = zmq_ctx_new();
+    void *router = zmq_socket(ctx, ZMQ_ROUTER);
+    void *dealer = zmq_socket(ctx, ZMQ_DEALER);
+    int one = 1, zero = 0;
+    zmq_setsockopt(router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(router, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(dealer, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(dealer, ZMQ_ROUTING_ID, "cli", 3);
+    assert_int_equal(zmq_bind(router, "inproc://test-localsock"), 0);
+    assert_int_equal(zmq_connect(dealer, "inproc://test-localsock"), 0);
+    /* The router learns the dealer's id from its first frame. */
+    assert_int_equal(zmq_send(dealer, "hi", 2, 0), 2);
+    char rid[16], body[16];
+    assert_int_equal(zmq_recv(router, rid, sizeof rid, 0), 3);
+    assert_int_equal(zmq_recv(router, body, sizeof body, 0), 2);
+    assert_int_equal(pm_local_send(router, (const uint8_t *) "cli", 3, s_dup("reply"), 5), 0);
+    int n = zmq_recv(dealer, body, sizeof body, 0);
+    assert_int_equal(n, 5);
+    assert_memory_equal(body, "reply", 5);
+    assert_int_equal(pm_local_send(router, (const uint8_t *) "gone", 4, s_dup("lost"), 4), -1);
+    zmq_close(dealer);
+    zmq_close(router);
+    zmq_ctx_term(ctx);
+}
+
 int
 main(void)
 {
@@ -219,6 +286,8 @@ main(void)
         cmocka_unit_test(test_rand_installed),
         cmocka_unit_test(test_resolve_table),
         cmocka_unit_test(test_resolve_system),
+        cmocka_unit_test(test_local_capture),
+        cmocka_unit_test(test_local_zmq),
     };
     return cmocka_run_group_tests_name("seams", tests, NULL, NULL);
 }
