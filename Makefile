@@ -33,7 +33,7 @@ endif
 GEN_C     := $(BUILD)/gen/pmesh.pb-c.c
 GEN_H     := $(BUILD)/gen/pmesh.pb-c.h
 # libpmesh: what a function links against.
-LIB_SRC   := node/client.c node/wire.c node/err.c node/dur.c
+LIB_SRC   := node/client.c node/wire.c node/err.c node/dur.c node/clock.c
 # The agent: every other module of node/ and mesh/ (mains excluded).
 MAINS     := node/pmeshd.c node/cli.c
 AGENT_SRC := $(filter-out $(LIB_SRC) $(MAINS),$(wildcard node/*.c mesh/*.c))
@@ -125,7 +125,11 @@ fuzz: $(FUZZ_TARGETS)
 	  grep -E 'stat::number_of_executed_units' $(FUZZ_BUILD)/$$n.log; done
 
 # --- tests
-unit: $(UNIT_BIN)
+unit: check-seams $(UNIT_BIN)
+
+# No agent module reads the clock, randomness, names or the disk past its seam.
+check-seams:
+	scripts/check-seams
 
 check: deps-if-missing deploy-check
 	$(MAKE) all unit fuzz-build
@@ -161,6 +165,6 @@ install: all
 clean:
 	rm -rf build
 
-.PHONY: all unit check deps deps-if-missing demo install clean fuzz fuzz-build deploy-check image
+.PHONY: all unit check-seams check deps deps-if-missing demo install clean fuzz fuzz-build deploy-check image
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

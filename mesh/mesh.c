@@ -13,6 +13,8 @@
 #include "base.h"
 #include "ids.h"
 #include "log.h"
+#include "rand.h"
+#include "resolve.h"
 #include "spaces.h"
 #include "stats.h"
 #include "swim.h"
@@ -20,10 +22,8 @@
 
 #include <czmq.h>
 #include <jansson.h>
-#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <zmq.h>
 
@@ -426,23 +426,20 @@ s_resolve_seeds(pm_mesh_t *self, uint64_t now)
         char host[256], port[16];
         snprintf(host, sizeof host, "%.*s", (int) (colon - hostp), hostp);
         snprintf(port, sizeof port, "%s", colon + 1);
-        struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM,
-                                 .ai_flags = AI_NUMERICSERV};
-        struct addrinfo *res = NULL;
-        int rc = getaddrinfo(host, port, &hints, &res);
-        if (rc != 0) {
-            pm_log_warn("PM-MESH-SEED", "cannot resolve seed %s: %s", seed, gai_strerror(rc));
+        /* A headless service may list every node: room for them all (16 KiB). */
+        char ips[256][PM_RESOLVE_ADDRLEN];
+        const char *why = NULL;
+        int n = pm_resolve_host(host, port, ips, sizeof ips / sizeof ips[0], &why);
+        if (n < 0) {
+            pm_log_warn("PM-MESH-SEED", "cannot resolve seed %s: %s", seed, why);
             continue;
         }
-        for (struct addrinfo *a = res; a; a = a->ai_next) {
-            char ip[64], ep[128];
-            if (getnameinfo(a->ai_addr, a->ai_addrlen, ip, sizeof ip, NULL, 0, NI_NUMERICHOST))
-                continue;
-            snprintf(ep, sizeof ep, "tcp://%s:%s", ip, port);
+        for (int k = 0; k < n; k++) {
+            char ep[128];
+            snprintf(ep, sizeof ep, "tcp://%.63s:%s", ips[k], port);
             if (strcmp(ep, self->advertise) != 0)
                 pm_swim_join(self->swim, ep, now);
         }
-        freeaddrinfo(res);
     }
 }
 
@@ -810,9 +807,7 @@ pm_mesh_new(void *ctx, const pm_config_t *cfg, const char *node, const char *spa
         pm_mesh_destroy(&self);
         return NULL;
     }
-    uint64_t seed = 0;
-    if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
-        seed = sc.incarnation;
+    uint64_t seed = pm_rand_u64();
     self->place_rng = seed ^ 0x9e3779b97f4a7c15ULL;
     self->swim = pm_swim_new(node, self->advertise, &sc, seed, s_send_swim, s_on_swim_event, self);
     if (!self->swim) {

@@ -3,6 +3,10 @@
  * every peer; one DEALER per peer endpoint sends to it, so everything this
  * agent sends to one peer travels one FIFO channel and is applied in order.
  * Knows nothing of what the frames mean (mesh.c does).
+ *
+ * The seam: a transport created while an in-memory network is current
+ * (memnet.h) binds there instead, with no socket (pm_transport_socket is
+ * NULL): tests and the simulator then drive pm_transport_recv themselves.
  */
 #ifndef PM_TRANSPORT_H
 #define PM_TRANSPORT_H
@@ -30,7 +34,7 @@ typedef struct pm_transport_stats {
 pm_transport_t *pm_transport_new(void *ctx, const char *bind, int64_t max_frame,
                                  const pm_mesh_keys_t *keys);
 void pm_transport_destroy(pm_transport_t **self_p);
-/* The inbound socket, for zmq_poll. Borrowed. */
+/* The inbound socket, for zmq_poll; NULL on an in-memory network. Borrowed. */
 void *pm_transport_socket(pm_transport_t *self);
 /* Queues buf (len bytes, malloc'd; ownership passes here) to endpoint,
  * connecting on first use. 0, or -1 if it had to be dropped. */

@@ -13,7 +13,9 @@
 #include "agent_priv.h"
 #include "fanins.h"
 #include "isr_agent.h"
+#include "localsock.h"
 #include "place.h"
+#include "rand.h"
 #include "relay.h"
 #include "requests.h"
 #include "session.h"
@@ -25,7 +27,6 @@
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
-#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -70,13 +71,6 @@ s_observe(pm_agent_t *self, int type, int64_t t0_us)
 {
     if (type > 0 && type < PM_MSG_TYPE_COUNT && type != PM_MSG_AWAIT)
         pm_hist_add(&self->op_ms[type], (double) (pm_mono_us() - t0_us) / 1000.0);
-}
-
-static void
-s_free_buf(void *data, void *hint)
-{
-    (void) hint;
-    free(data);
 }
 
 /* A reply that shows no state (an await that ended with the promise still
@@ -124,14 +118,9 @@ pm_agent_send(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m)
     uint8_t *buf = pm_wire_encode(m, &len);
     if (!buf)
         pm_oom("encoding a reply");
-    zmq_msg_t body;
-    zmq_msg_init_data(&body, buf, len, s_free_buf, NULL);
-    if (zmq_send(self->router, s->rid, s->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_msg_send(&body, self->router, ZMQ_DONTWAIT) < 0) {
-        /* Unroutable (client gone) or its queue is full: drop, count. */
-        zmq_msg_close(&body);
+    /* Unroutable (client gone) or its queue is full: dropped, counted. */
+    if (pm_local_send(self->router, s->rid, s->rid_len, buf, len) != 0)
         self->replies_dropped++;
-    }
 }
 
 /* The journal releases a held message. */
@@ -148,13 +137,11 @@ s_journal_send(void *arg, uint64_t session, const char *peer, uint8_t *buf, size
         return;
     }
     pm_session_t *s = pm_session_by_id(self, session);
-    zmq_msg_t body;
-    zmq_msg_init_data(&body, buf, len, s_free_buf, NULL);
-    if (!s || zmq_send(self->router, s->rid, s->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_msg_send(&body, self->router, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&body);
+    if (!s) {
+        free(buf);
         self->replies_dropped++;
-    }
+    } else if (pm_local_send(self->router, s->rid, s->rid_len, buf, len) != 0)
+        self->replies_dropped++;
 }
 
 /* The journal hands over a held reply that must not be sent (its change may
@@ -648,9 +635,7 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
     /* Relay ids start at a random point: a reply meant for our previous run
      * (a peer that did not notice the restart) cannot match a relay of this
      * one. */
-    if (getrandom(&self->next_relay, sizeof self->next_relay, 0) != sizeof self->next_relay)
-        self->next_relay = (uint64_t) pm_real_ms() << 20;
-    self->next_relay >>= 1;
+    self->next_relay = pm_rand_u64() >> 1;
     self->started_real = pm_real_ms();
     s_clock(self);
 
@@ -712,9 +697,7 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
     if (st.space[0] && !replicated) {
         snprintf(self->space, sizeof self->space, "%.100s", st.space);
     } else {
-        if (getrandom(&boot, sizeof boot, 0) != sizeof boot)
-            boot = (uint64_t) self->started_real ^ ((uint64_t) getpid() << 32);
-        boot &= 0xffffffffffULL;
+        boot = pm_rand_u64() & 0xffffffffffULL;
         if (!boot)
             boot = 1; /* with a store, the tag is the process id: never 0 */
         pm_id_space_name(self->space, sizeof self->space, node, boot);
@@ -755,9 +738,7 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
             pm_replica_hooks_t rh = {.full_state = pm_takeover_full_state,
                                      .fenced = pm_takeover_on_fenced};
             /* The stream id: random, so a restarted owner's stream is new. */
-            uint64_t stream = 0;
-            if (getrandom(&stream, sizeof stream, 0) != sizeof stream)
-                stream = (uint64_t) pm_real_ms() ^ ((uint64_t) getpid() << 32);
+            uint64_t stream = pm_rand_u64();
             /* With a store, the stream id is the process id the store
              * records: the tag of our primary space, which peers read. */
             if (coordinated)

@@ -12,13 +12,13 @@
 
 #include "log.h"
 #include "pmesh.h"
+#include "rand.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/select.h>
 #include <time.h>
 #include <unistd.h>
@@ -238,9 +238,7 @@ s_finish(pm_httpfn_t *self, s_call_t *c, int ok, const char *reason)
 static void
 s_schedule_retry(pm_httpfn_t *self, s_call_t *c)
 {
-    uint32_t rnd = 0;
-    if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd)
-        rnd = (uint32_t) pm_mono_ms();
+    uint32_t rnd = (uint32_t) pm_rand_u64();
     c->retry_at = pm_mono_ms() + pm_httpfn_backoff(c->attempt, S_BACKOFF_BASE_MS, S_BACKOFF_CAP_MS,
                                               (double) rnd / 4294967296.0);
     c->attempt++;

@@ -4,12 +4,13 @@
  */
 #include "log.h"
 
+#include "clock.h"
+
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,13 +44,13 @@ pm_log(int level, const char *tag, const char *id, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
 
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
+    int64_t now = pm_real_ms(); /* the clock seam: a simulated agent logs its own time */
+    time_t sec = (time_t) (now / 1000);
     struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
+    gmtime_r(&sec, &tm);
     char ts[40];
     size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + n, sizeof ts - n, ".%03ldZ", (long) tv.tv_usec / 1000);
+    snprintf(ts + n, sizeof ts - n, ".%03ldZ", (long) (now % 1000));
 
     char line[1400];
     int len;

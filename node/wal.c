@@ -2,7 +2,8 @@
  * wal.c - see wal.h for the file format. The reactor owns everything here; the
  * only other thread is the batch-mode fsync thread, which owns nothing: it gets
  * (dup'd fd, lsn) over a PAIR socket, runs fdatasync, closes the fd and answers
- * (lsn, errno). At most one fsync is in flight; records written while it runs
+ * (lsn, errno). Every file operation goes through the disk seam (disk.h), so a
+ * test can run the WAL on a fake disk and crash it. At most one fsync is in flight; records written while it runs
  * wait for the next one, which pm_wal_readable starts at once.
  *
  * Recovery (wal_replay.c) maps the files read-only and makes two passes: the
@@ -18,7 +19,6 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -26,8 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -36,6 +34,7 @@
 #define S_SNAP_CHUNK (1024 * 1024)
 
 struct s_fsync_req {
+    const pm_disk_t *disk;
     int fd;       /* a dup of the segment fd, closed by the thread; -1 = stop */
     int fault;    /* test hook: report this errno instead of syncing */
     uint64_t lsn; /* everything up to here was written before the request */
@@ -60,31 +59,10 @@ pm_wal_seterr(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Writes all of p at off; -1 with errno set on failure (partial writes retried). */
-int
-pm_wal_pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off, size_t *done_out)
-{
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = pwrite(fd, p + done, n - done, (off_t) (off + done));
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (done_out)
-                *done_out = done;
-            return -1;
-        }
-        done += (size_t) w;
-    }
-    if (done_out)
-        *done_out = done;
-    return 0;
-}
-
 static int
 s_fsync_dir(pm_wal_t *self)
 {
-    if (fsync(self->dir_fd) != 0) {
+    if (pm_disk_dirsync(self->disk, self->dir_fd) != 0) {
         pm_wal_fail(self, "fsync %s: %s", self->dir, strerror(errno));
         return -1;
     }
@@ -97,15 +75,14 @@ static int
 s_sync_segment(pm_wal_t *self)
 {
     int rc;
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
+    int64_t a = pm_mono_us();
     if (self->fault_fsync) {
         errno = self->fault_fsync;
         self->fault_fsync = 0;
         rc = -1;
     } else
-        rc = fdatasync(self->seg_fd);
-    clock_gettime(CLOCK_MONOTONIC, &b);
+        rc = pm_disk_datasync(self->disk, self->seg_fd);
+    int64_t b = pm_mono_us();
     if (rc != 0) {
         char name[40];
         pm_wal_seg_name(name, sizeof name, self->seg_base);
@@ -115,8 +92,7 @@ s_sync_segment(pm_wal_t *self)
         return -1;
     }
     self->stats.fsyncs++;
-    pm_hist_add(&self->fsync_hist,
-                ((b.tv_sec - a.tv_sec) * 1000000.0 + (b.tv_nsec - a.tv_nsec) / 1000.0) / 1000.0);
+    pm_hist_add(&self->fsync_hist, (double) (b - a) / 1000.0);
     self->durable = self->written;
     return 0;
 }
@@ -128,7 +104,8 @@ pm_wal_segment_create(pm_wal_t *self, uint64_t base)
 {
     char name[40];
     pm_wal_seg_name(name, sizeof name, base);
-    int fd = openat(self->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    int fd = pm_disk_open(self->disk, self->dir_fd, name,
+                          PM_DISK_WRITE | PM_DISK_CREATE | PM_DISK_EXCL);
     if (fd < 0) {
         pm_wal_fail(self, "create %s/%s: %s", self->dir, name, strerror(errno));
         return -1;
@@ -136,12 +113,12 @@ pm_wal_segment_create(pm_wal_t *self, uint64_t base)
     uint8_t hdr[PM_WAL_SEG_HDR];
     memcpy(hdr, PM_WAL_SEG_MAGIC, 8);
     pm_wal_put64(hdr + 8, base);
-    if (pm_wal_pwrite_all(fd, hdr, sizeof hdr, 0, NULL) != 0) {
+    if (pm_disk_pwrite_all(self->disk, fd, hdr, sizeof hdr, 0, NULL) != 0) {
         pm_wal_fail(self, "write %s/%s: %s", self->dir, name, strerror(errno));
         goto fail;
     }
     if (self->mode != PM_FSYNC_NEVER) {
-        if (fdatasync(fd) != 0) {
+        if (pm_disk_datasync(self->disk, fd) != 0) {
             pm_wal_fail(self, "fdatasync %s/%s: %s", self->dir, name, strerror(errno));
             goto fail;
         }
@@ -150,8 +127,8 @@ pm_wal_segment_create(pm_wal_t *self, uint64_t base)
     }
     return fd;
 fail:
-    close(fd);
-    unlinkat(self->dir_fd, name, 0);
+    pm_disk_close(self->disk, fd);
+    pm_disk_unlink(self->disk, self->dir_fd, name);
     return -1;
 }
 
@@ -174,16 +151,14 @@ s_fsync_thread(void *arg)
         if (n != (int) sizeof req || req.fd < 0)
             break;
         struct s_fsync_rep rep = {.lsn = req.lsn, .err = 0, .us = 0};
-        struct timespec a, b;
-        clock_gettime(CLOCK_MONOTONIC, &a);
+        int64_t a = pm_mono_us();
         if (req.fault)
             rep.err = req.fault;
-        else if (fdatasync(req.fd) != 0)
+        else if (pm_disk_datasync(req.disk, req.fd) != 0)
             rep.err = errno;
-        clock_gettime(CLOCK_MONOTONIC, &b);
-        int64_t us = (b.tv_sec - a.tv_sec) * 1000000LL + (b.tv_nsec - a.tv_nsec) / 1000;
+        int64_t us = pm_mono_us() - a;
         rep.us = us > UINT32_MAX ? UINT32_MAX : (uint32_t) us;
-        close(req.fd);
+        pm_disk_close(req.disk, req.fd);
         if (zmq_send(sock, &rep, sizeof rep, 0) < 0 && errno == ETERM)
             break;
     }
@@ -195,16 +170,17 @@ s_fsync_thread(void *arg)
 static int
 s_request_fsync(pm_wal_t *self)
 {
-    int fd = fcntl(self->seg_fd, F_DUPFD_CLOEXEC, 0);
+    int fd = pm_disk_dup(self->disk, self->seg_fd);
     if (fd < 0) {
         pm_wal_fail(self, "dup for fsync: %s", strerror(errno));
         return -1;
     }
-    struct s_fsync_req req = {.fd = fd, .fault = self->fault_fsync, .lsn = self->written};
+    struct s_fsync_req req = {
+        .disk = self->disk, .fd = fd, .fault = self->fault_fsync, .lsn = self->written};
     self->fault_fsync = 0;
     if (zmq_send(self->sock, &req, sizeof req, ZMQ_DONTWAIT) < 0) {
         pm_wal_fail(self, "send to the fsync thread: %s", zmq_strerror(errno));
-        close(fd);
+        pm_disk_close(self->disk, fd);
         return -1;
     }
     self->inflight = true;
@@ -215,7 +191,7 @@ s_request_fsync(pm_wal_t *self)
 
 /* mkdir -p with mode 0750 for what it creates. */
 static int
-s_mkdirs(const char *dir, char *err, size_t errlen)
+s_mkdirs(const pm_disk_t *disk, const char *dir, char *err, size_t errlen)
 {
     char path[4096];
     if (snprintf(path, sizeof path, "%s", dir) >= (int) sizeof path) {
@@ -226,7 +202,7 @@ s_mkdirs(const char *dir, char *err, size_t errlen)
         if (*p == '/' || *p == '\0') {
             char c = *p;
             *p = '\0';
-            if (mkdir(path, 0750) != 0 && errno != EEXIST) {
+            if (pm_disk_mkdir(disk, path) != 0 && errno != EEXIST) {
                 pm_wal_seterr(err, errlen, "mkdir %s: %s", path, strerror(errno));
                 return -1;
             }
@@ -241,23 +217,15 @@ s_mkdirs(const char *dir, char *err, size_t errlen)
 static int
 s_lock(pm_wal_t *self, char *err, size_t errlen)
 {
-    self->lock_fd = openat(self->dir_fd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    self->lock_fd = pm_disk_open(self->disk, self->dir_fd, "LOCK", PM_DISK_RDWR | PM_DISK_CREATE);
     if (self->lock_fd < 0) {
         pm_wal_seterr(err, errlen, "open %s/LOCK: %s", self->dir, strerror(errno));
         return -1;
     }
-    /* An open-file-description lock conflicts even within one process, unlike a
-     * classic POSIX lock; fall back to the latter on kernels before 3.15. */
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
-    int rc = fcntl(self->lock_fd, F_OFD_SETLK, &fl);
-    if (rc != 0 && errno == EINVAL) {
-        fl.l_pid = 0;
-        rc = fcntl(self->lock_fd, F_SETLK, &fl);
-    }
-    if (rc != 0) {
-        if (errno == EAGAIN || errno == EACCES) {
+    if (pm_disk_lock(self->disk, self->lock_fd) != 0) {
+        if (errno == EAGAIN) {
             char pid[32] = "";
-            ssize_t n = pread(self->lock_fd, pid, sizeof pid - 1, 0);
+            ssize_t n = pm_disk_pread(self->disk, self->lock_fd, pid, sizeof pid - 1, 0);
             pid[n > 0 ? n : 0] = '\0';
             pid[strcspn(pid, "\n")] = '\0';
             pm_wal_seterr(err, errlen,
@@ -270,8 +238,8 @@ s_lock(pm_wal_t *self, char *err, size_t errlen)
     }
     char pid[32];
     int len = snprintf(pid, sizeof pid, "%ld\n", (long) getpid());
-    if (ftruncate(self->lock_fd, 0) != 0 ||
-        pm_wal_pwrite_all(self->lock_fd, (uint8_t *) pid, (size_t) len, 0, NULL) != 0) {
+    if (pm_disk_truncate(self->disk, self->lock_fd, 0) != 0 ||
+        pm_disk_pwrite_all(self->disk, self->lock_fd, pid, (size_t) len, 0, NULL) != 0) {
         pm_wal_seterr(err, errlen, "write %s/LOCK: %s", self->dir, strerror(errno));
         return -1;
     }
@@ -335,10 +303,11 @@ pm_wal_open(const char *dir, pm_fsync_mode_t mode, void *zmq_ctx, char *err, siz
         return NULL;
     }
     self->mode = mode;
+    self->disk = pm_disk_current();
     self->dir_fd = self->lock_fd = self->seg_fd = self->snap_fd = -1;
-    if (s_mkdirs(dir, err, errlen) != 0)
+    if (s_mkdirs(self->disk, dir, err, errlen) != 0)
         goto fail;
-    self->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    self->dir_fd = pm_disk_open_dir(self->disk, dir);
     if (self->dir_fd < 0) {
         pm_wal_seterr(err, errlen, "open %s: %s", dir, strerror(errno));
         goto fail;
@@ -376,11 +345,11 @@ pm_wal_close(pm_wal_t **self_p)
                          self->durable, self->error);
     }
     if (self->seg_fd >= 0)
-        close(self->seg_fd);
+        pm_disk_close(self->disk, self->seg_fd);
     if (self->lock_fd >= 0)
-        close(self->lock_fd); /* releases the lock */
+        pm_disk_close(self->disk, self->lock_fd); /* releases the lock */
     if (self->dir_fd >= 0)
-        close(self->dir_fd);
+        pm_disk_close(self->disk, self->dir_fd);
     free(self->buf);
     free(self->dir);
     free(self);
@@ -449,12 +418,13 @@ s_write_pending(pm_wal_t *self)
         self->fault_write = 0;
         rc = -1;
     } else
-        rc = pm_wal_pwrite_all(self->seg_fd, self->buf, self->buf_len, self->seg_off, &done);
+        rc = pm_disk_pwrite_all(self->disk, self->seg_fd, self->buf, self->buf_len, self->seg_off,
+                                &done);
     char name[40];
     pm_wal_seg_name(name, sizeof name, self->seg_base);
     if (rc != 0) {
         int e = errno;
-        if (done > 0 && ftruncate(self->seg_fd, (off_t) self->seg_off) != 0) {
+        if (done > 0 && pm_disk_truncate(self->disk, self->seg_fd, self->seg_off) != 0) {
             pm_wal_fail(self,
                    "write %s/%s at offset %" PRIu64 ": %s; cutting the partial record "
                    "failed too: %s",
@@ -552,7 +522,8 @@ pm_wal_socket(pm_wal_t *self)
 static int
 s_snap_write_buf(pm_wal_t *self)
 {
-    if (pm_wal_pwrite_all(self->snap_fd, self->sbuf, self->sbuf_len, self->snap_off, NULL) != 0) {
+    if (pm_disk_pwrite_all(self->disk, self->snap_fd, self->sbuf, self->sbuf_len, self->snap_off,
+                           NULL) != 0) {
         char name[48];
         pm_wal_snap_name(name, sizeof name, self->snap_new_lsn, true);
         pm_wal_fail(self, "write %s/%s: %s", self->dir, name, strerror(errno));
@@ -604,7 +575,7 @@ pm_wal_snapshot_begin(pm_wal_t *self)
         int fd = pm_wal_segment_create(self, L + 1);
         if (fd < 0)
             return -1;
-        close(self->seg_fd);
+        pm_disk_close(self->disk, self->seg_fd);
         self->seg_fd = fd;
         self->seg_base = L + 1;
         self->seg_off = PM_WAL_SEG_HDR;
@@ -613,7 +584,8 @@ pm_wal_snapshot_begin(pm_wal_t *self)
     }
     char name[48];
     pm_wal_snap_name(name, sizeof name, L, true);
-    self->snap_fd = openat(self->dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    self->snap_fd = pm_disk_open(self->disk, self->dir_fd, name,
+                                 PM_DISK_WRITE | PM_DISK_CREATE | PM_DISK_TRUNC);
     if (self->snap_fd < 0) {
         pm_wal_fail(self, "create %s/%s: %s", self->dir, name, strerror(errno));
         return -1;
@@ -684,15 +656,15 @@ pm_wal_snapshot_commit(pm_wal_t *self)
     if (s_snap_write_buf(self) != 0)
         goto fail;
     /* Synced in every mode: the rename below lets the old log go. */
-    if (fdatasync(self->snap_fd) != 0) {
+    if (pm_disk_datasync(self->disk, self->snap_fd) != 0) {
         pm_wal_fail(self, "fdatasync %s/%s: %s", self->dir, tmp, strerror(errno));
         goto fail;
     }
-    if (renameat(self->dir_fd, tmp, self->dir_fd, name) != 0) {
+    if (pm_disk_rename(self->disk, self->dir_fd, tmp, name) != 0) {
         pm_wal_fail(self, "rename %s/%s to %s: %s", self->dir, tmp, name, strerror(errno));
         goto fail;
     }
-    close(self->snap_fd);
+    pm_disk_close(self->disk, self->snap_fd);
     self->snap_fd = -1;
     free(self->sbuf);
     self->sbuf = NULL;
@@ -710,7 +682,7 @@ pm_wal_snapshot_commit(pm_wal_t *self)
     char err[256];
     if (pm_wal_list(self, &segs, &nseg, &snaps, &nsnap, err, sizeof err) == 0) {
         pm_wal_remove_stale(self, segs, nseg, snaps, nsnap, self->snap_lsn);
-        if (fsync(self->dir_fd) != 0)
+        if (pm_disk_dirsync(self->disk, self->dir_fd) != 0)
             pm_log_warn("PM-WAL-CLEANUP", "fsync %s: %s", self->dir, strerror(errno));
     } else
         pm_log_warn("PM-WAL-CLEANUP", "%s", err);
@@ -731,9 +703,9 @@ pm_wal_snapshot_abort(pm_wal_t *self)
         return;
     char tmp[48];
     pm_wal_snap_name(tmp, sizeof tmp, self->snap_new_lsn, true);
-    close(self->snap_fd);
+    pm_disk_close(self->disk, self->snap_fd);
     self->snap_fd = -1;
-    if (unlinkat(self->dir_fd, tmp, 0) != 0 && errno != ENOENT)
+    if (pm_disk_unlink(self->disk, self->dir_fd, tmp) != 0 && errno != ENOENT)
         pm_log_warn("PM-WAL-SNAP-TMP", "unlink %s/%s: %s", self->dir, tmp, strerror(errno));
     free(self->sbuf);
     self->sbuf = NULL;

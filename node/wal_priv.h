@@ -6,6 +6,7 @@
 #ifndef PM_WAL_PRIV_H
 #define PM_WAL_PRIV_H
 
+#include "disk.h"
 #include "hist.h"
 #include "wal.h"
 #include "wal_format.h"
@@ -17,6 +18,7 @@
 
 struct pm_wal {
     pm_hist_t fsync_hist; /* fdatasync durations */
+    const pm_disk_t *disk; /* every file operation goes through it (pm_disk_current at open) */
     char *dir;
     int dir_fd;
     int lock_fd;
@@ -61,9 +63,6 @@ void pm_wal_seterr(char *err, size_t errlen, const char *fmt, ...)
 
 /* Sets the WAL's error (pm_wal_error). */
 #define pm_wal_fail(self, ...) pm_wal_seterr((self)->error, sizeof(self)->error, __VA_ARGS__)
-
-/* Writes all of p at off; -1 with errno set on failure (partial writes retried). */
-int pm_wal_pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off, size_t *done_out);
 
 /* Creates segment `base` with its header and makes the name durable (unless
  * never mode). Returns the fd open for writing, or -1 (the error set). */

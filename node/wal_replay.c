@@ -1,7 +1,7 @@
 /*
  * wal_replay.c - recovery of the write-ahead log (pm_wal_replay, see wal.h).
  *
- * Maps the files read-only and makes two passes: the first checks every
+ * Maps the files read-only (through the disk seam, disk.h) and makes two passes: the first checks every
  * checksum and LSN of the newest valid snapshot and of the segments after it,
  * and decides what is a torn tail (cut off and logged) and what is
  * corruption (refused, with the file and offset); only if all is well does
@@ -13,16 +13,11 @@
 #include "clock.h"
 #include "log.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 static int
 s_cmp_u64(const void *a, const void *b)
@@ -32,46 +27,27 @@ s_cmp_u64(const void *a, const void *b)
 }
 
 typedef struct {
-    uint8_t *map;
+    const uint8_t *map;
     size_t size;
 } s_map_t;
 
 static int
 s_map(pm_wal_t *self, const char *name, s_map_t *m, char *err, size_t errlen)
 {
-    m->map = NULL;
-    m->size = 0;
-    int fd = openat(self->dir_fd, name, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    if (pm_disk_map(self->disk, self->dir_fd, name, &m->map, &m->size) != 0) {
         pm_wal_seterr(err, errlen, "open %s/%s: %s", self->dir, name, strerror(errno));
+        m->map = NULL;
+        m->size = 0;
         return -1;
     }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        pm_wal_seterr(err, errlen, "stat %s/%s: %s", self->dir, name, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    m->size = (size_t) st.st_size;
-    if (m->size > 0) {
-        void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p == MAP_FAILED) {
-            pm_wal_seterr(err, errlen, "mmap %s/%s: %s", self->dir, name, strerror(errno));
-            close(fd);
-            return -1;
-        }
-        madvise(p, m->size, MADV_SEQUENTIAL | MADV_WILLNEED);
-        m->map = p;
-    }
-    close(fd);
     return 0;
 }
 
 static void
-s_unmap(s_map_t *m)
+s_unmap(pm_wal_t *self, s_map_t *m)
 {
     if (m->map)
-        munmap(m->map, m->size);
+        pm_disk_unmap(self->disk, m->map, m->size);
     m->map = NULL;
 }
 
@@ -189,6 +165,46 @@ s_seg_check(pm_wal_t *self, s_seg_t *s, bool last, char *err, size_t errlen)
     return 0;
 }
 
+typedef struct {
+    pm_wal_t *self;
+    uint64_t **segs, **snaps;
+    size_t *nseg, *nsnap, cap_seg, cap_snap;
+    int oom;
+} s_list_t;
+
+static int
+s_list_one(void *arg, const char *name)
+{
+    s_list_t *l = arg;
+    pm_wal_t *self = l->self;
+    uint64_t v;
+    uint64_t **arr = NULL;
+    size_t *n = NULL, *cap = NULL;
+    if (pm_wal_parse_name(name, "wal-", ".log", &v))
+        arr = l->segs, n = l->nseg, cap = &l->cap_seg;
+    else if (pm_wal_parse_name(name, "snap-", ".snap", &v))
+        arr = l->snaps, n = l->nsnap, cap = &l->cap_snap;
+    else if (pm_wal_parse_name(name, "snap-", ".snap.tmp", &v)) {
+        pm_log_warn("PM-WAL-SNAP-TMP", "%s/%s: removing an unfinished snapshot", self->dir, name);
+        if (pm_disk_unlink(self->disk, self->dir_fd, name) != 0)
+            pm_log_warn("PM-WAL-SNAP-TMP", "unlink %s/%s: %s", self->dir, name, strerror(errno));
+        return 0;
+    } else
+        return 0;
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        uint64_t *a = realloc(*arr, nc * sizeof *a);
+        if (!a) {
+            l->oom = 1;
+            return 1;
+        }
+        *arr = a;
+        *cap = nc;
+    }
+    (*arr)[(*n)++] = v;
+    return 0;
+}
+
 /* Lists the dir: sorted segment bases and snapshot LSNs; removes leftover
  * snapshot tmp files. */
 int
@@ -197,56 +213,20 @@ pm_wal_list(pm_wal_t *self, uint64_t **segs, size_t *nseg, uint64_t **snaps, siz
 {
     *segs = *snaps = NULL;
     *nseg = *nsnap = 0;
-    size_t cap_seg = 0, cap_snap = 0;
-    int dfd = fcntl(self->dir_fd, F_DUPFD_CLOEXEC, 0);
-    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-    if (!d) {
+    s_list_t l = {.self = self, .segs = segs, .snaps = snaps, .nseg = nseg, .nsnap = nsnap};
+    if (pm_disk_list(self->disk, self->dir_fd, s_list_one, &l) != 0) {
         pm_wal_seterr(err, errlen, "opendir %s: %s", self->dir, strerror(errno));
-        if (dfd >= 0)
-            close(dfd);
         return -1;
     }
-    rewinddir(d);
-    struct dirent *e;
-    int rc = 0;
-    while ((e = readdir(d))) {
-        uint64_t v;
-        uint64_t **arr = NULL;
-        size_t *n = NULL, *cap = NULL;
-        if (pm_wal_parse_name(e->d_name, "wal-", ".log", &v))
-            arr = segs, n = nseg, cap = &cap_seg;
-        else if (pm_wal_parse_name(e->d_name, "snap-", ".snap", &v))
-            arr = snaps, n = nsnap, cap = &cap_snap;
-        else if (pm_wal_parse_name(e->d_name, "snap-", ".snap.tmp", &v)) {
-            pm_log_warn("PM-WAL-SNAP-TMP", "%s/%s: removing an unfinished snapshot", self->dir,
-                        e->d_name);
-            if (unlinkat(self->dir_fd, e->d_name, 0) != 0)
-                pm_log_warn("PM-WAL-SNAP-TMP", "unlink %s/%s: %s", self->dir, e->d_name,
-                            strerror(errno));
-            continue;
-        } else
-            continue;
-        if (*n == *cap) {
-            size_t nc = *cap ? *cap * 2 : 16;
-            uint64_t *a = realloc(*arr, nc * sizeof *a);
-            if (!a) {
-                pm_wal_seterr(err, errlen, "out of memory");
-                rc = -1;
-                break;
-            }
-            *arr = a;
-            *cap = nc;
-        }
-        (*arr)[(*n)++] = v;
+    if (l.oom) {
+        pm_wal_seterr(err, errlen, "out of memory");
+        return -1;
     }
-    closedir(d);
-    if (rc == 0) {
-        if (*nseg)
-            qsort(*segs, *nseg, sizeof **segs, s_cmp_u64);
-        if (*nsnap)
-            qsort(*snaps, *nsnap, sizeof **snaps, s_cmp_u64);
-    }
-    return rc;
+    if (*nseg)
+        qsort(*segs, *nseg, sizeof **segs, s_cmp_u64);
+    if (*nsnap)
+        qsort(*snaps, *nsnap, sizeof **snaps, s_cmp_u64);
+    return 0;
 }
 
 /* Deletes segments whose records are all <= lsn (those with a successor whose
@@ -261,12 +241,12 @@ pm_wal_remove_stale(pm_wal_t *self, const uint64_t *segs, size_t nseg, const uin
         if (segs[i + 1] > lsn + 1)
             break;
         pm_wal_seg_name(name, sizeof name, segs[i]);
-        if (unlinkat(self->dir_fd, name, 0) != 0 && errno != ENOENT)
+        if (pm_disk_unlink(self->disk, self->dir_fd, name) != 0 && errno != ENOENT)
             pm_log_warn("PM-WAL-CLEANUP", "unlink %s/%s: %s", self->dir, name, strerror(errno));
     }
     for (size_t i = 0; i < nsnap && snaps[i] < lsn; i++) {
         pm_wal_snap_name(name, sizeof name, snaps[i], false);
-        if (unlinkat(self->dir_fd, name, 0) != 0 && errno != ENOENT)
+        if (pm_disk_unlink(self->disk, self->dir_fd, name) != 0 && errno != ENOENT)
             pm_log_warn("PM-WAL-CLEANUP", "unlink %s/%s: %s", self->dir, name, strerror(errno));
     }
 }
@@ -309,7 +289,7 @@ pm_wal_replay(pm_wal_t *self, pm_wal_replay_fn *fn, void *arg, char *err, size_t
         }
         pm_log_warn("PM-WAL-SNAP-BAD", "%s/%s: offset %zu: %s; falling back to an older state",
                     self->dir, name, bad_off, why);
-        s_unmap(&snap);
+        s_unmap(self, &snap);
     }
 
     /* Segments holding records after L: from the last one starting at or
@@ -391,14 +371,14 @@ pm_wal_replay(pm_wal_t *self, pm_wal_replay_fn *fn, void *arg, char *err, size_t
     }
     if (tail && tail->last == last) {
         pm_wal_seg_name(name, sizeof name, tail->base);
-        self->seg_fd = openat(self->dir_fd, name, O_WRONLY | O_CLOEXEC);
+        self->seg_fd = pm_disk_open(self->disk, self->dir_fd, name, PM_DISK_WRITE);
         if (self->seg_fd < 0) {
             pm_wal_seterr(err, errlen, "open %s/%s: %s", self->dir, name, strerror(errno));
             goto out;
         }
         self->seg_base = tail->base;
         if (tail->dropped || tail->fresh_header) {
-            if (ftruncate(self->seg_fd, (off_t) tail->good_end) != 0) {
+            if (pm_disk_truncate(self->disk, self->seg_fd, tail->good_end) != 0) {
                 pm_wal_seterr(err, errlen, "truncate %s/%s: %s", self->dir, name, strerror(errno));
                 goto out;
             }
@@ -406,13 +386,13 @@ pm_wal_replay(pm_wal_t *self, pm_wal_replay_fn *fn, void *arg, char *err, size_t
                 uint8_t hdr[PM_WAL_SEG_HDR];
                 memcpy(hdr, PM_WAL_SEG_MAGIC, 8);
                 pm_wal_put64(hdr + 8, tail->base);
-                if (pm_wal_pwrite_all(self->seg_fd, hdr, sizeof hdr, 0, NULL) != 0) {
+                if (pm_disk_pwrite_all(self->disk, self->seg_fd, hdr, sizeof hdr, 0, NULL) != 0) {
                     pm_wal_seterr(err, errlen, "write %s/%s: %s", self->dir, name, strerror(errno));
                     goto out;
                 }
                 tail->good_end = PM_WAL_SEG_HDR;
             }
-            if (fdatasync(self->seg_fd) != 0) {
+            if (pm_disk_datasync(self->disk, self->seg_fd) != 0) {
                 pm_wal_seterr(err, errlen, "fdatasync %s/%s: %s", self->dir, name, strerror(errno));
                 goto out;
             }
@@ -445,13 +425,13 @@ out:
     if (rc != 0) {
         pm_wal_fail(self, "%s", err);
         if (self->seg_fd >= 0)
-            close(self->seg_fd);
+            pm_disk_close(self->disk, self->seg_fd);
         self->seg_fd = -1;
         self->stats.records = self->stats.bytes = self->stats.snapshot_records = 0;
     }
     for (size_t i = 0; ss && i < n; i++)
-        s_unmap(&ss[i].m);
-    s_unmap(&snap);
+        s_unmap(self, &ss[i].m);
+    s_unmap(self, &snap);
     free(ss);
     free(segs);
     free(snaps);

@@ -1,0 +1,313 @@
+/*
+ * test_memnet.c - cmocka suite for the mesh transport's seam (mesh/memnet.c,
+ * mesh/transport.c): the in-memory network's own rules (ports, FIFO inboxes,
+ * cut links, seeded loss), and three real meshes (mesh.c, SWIM) in one
+ * process without sockets or threads: each with its own fake clock and seeded
+ * random source (the per-agent "current context" switched before each step,
+ * as the simulator will), seeds found through a table of names. They join,
+ * detect a node cut off within SWIM's bound in simulated time, take it back
+ * when the link heals, and the same seed replays the same run.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "memnet.h"
+#include "mesh.h"
+#include "rand.h"
+#include "resolve.h"
+#include "transport.h"
+
+/* --- the network itself ---------------------------------------------------------- */
+
+static uint8_t *
+s_buf(const char *s)
+{
+    uint8_t *b = malloc(strlen(s) + 1);
+    memcpy(b, s, strlen(s) + 1);
+    return b;
+}
+
+static void
+test_memnet_rules(void **state)
+{
+    (void) state;
+    pm_memnet_t *net = pm_memnet_new(1);
+    pm_memnet_port_t *a = pm_memnet_bind(net, "tcp://a:1");
+    pm_memnet_port_t *b = pm_memnet_bind(net, "tcp://b:1");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_null(pm_memnet_bind(net, "tcp://a:1")); /* in use */
+    assert_int_equal(pm_memnet_send(a, "tcp://b:1", s_buf("one"), 4), 0);
+    assert_int_equal(pm_memnet_send(a, "tcp://b:1", s_buf("two"), 4), 0);
+    assert_int_equal(pm_memnet_send(a, "tcp://nobody:1", s_buf("x"), 2), 0);
+    assert_int_equal(pm_memnet_waiting(b), 2);
+    size_t len;
+    uint8_t *m = pm_memnet_recv(b, &len);
+    assert_string_equal((char *) m, "one"); /* in order */
+    free(m);
+    m = pm_memnet_recv(b, &len);
+    assert_string_equal((char *) m, "two");
+    free(m);
+    assert_null(pm_memnet_recv(b, &len));
+    /* One way cut: b hears nothing from a, a still hears b. */
+    pm_memnet_cut(net, "tcp://a:1", "tcp://b:1", true);
+    pm_memnet_send(a, "tcp://b:1", s_buf("cut"), 4);
+    pm_memnet_send(b, "tcp://a:1", s_buf("back"), 5);
+    assert_int_equal(pm_memnet_waiting(b), 0);
+    assert_int_equal(pm_memnet_waiting(a), 1);
+    free(pm_memnet_recv(a, &len));
+    pm_memnet_cut(net, "tcp://a:1", "tcp://b:1", false);
+    pm_memnet_send(a, "tcp://b:1", s_buf("healed"), 7);
+    assert_int_equal(pm_memnet_waiting(b), 1);
+    pm_memnet_stats_t st;
+    pm_memnet_stats(net, &st);
+    assert_int_equal(st.sent, 6);
+    assert_int_equal(st.delivered, 4);
+    assert_int_equal(st.lost, 2);
+    /* Random loss: about what was asked, and the same for the same seed. */
+    pm_memnet_loss(net, 300);
+    for (int i = 0; i < 1000; i++)
+        pm_memnet_send(a, "tcp://b:1", s_buf("x"), 2);
+    pm_memnet_stats(net, &st);
+    uint64_t lost = st.lost - 2;
+    assert_true(lost > 220 && lost < 380);
+    pm_memnet_unbind(&a);
+    pm_memnet_unbind(&b); /* frees what waits in its inbox */
+    assert_null(b);
+    pm_memnet_destroy(&net);
+}
+
+/* A transport created while a network is current binds there: no socket. */
+static void
+test_transport_on_memnet(void **state)
+{
+    (void) state;
+    pm_memnet_t *net = pm_memnet_new(2);
+    assert_null(pm_memnet_use(net));
+    pm_transport_t *a = pm_transport_new(NULL, "tcp://10.0.0.1:7001", 1 << 20, NULL);
+    pm_transport_t *b = pm_transport_new(NULL, "tcp://10.0.0.2:7001", 1 << 20, NULL);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_null(pm_transport_socket(a));
+    assert_null(pm_transport_new(NULL, "tcp://10.0.0.1:7001", 1 << 20, NULL));
+    assert_int_equal(pm_transport_send(a, "tcp://10.0.0.2:7001", s_buf("hi"), 3), 0);
+    size_t len;
+    uint8_t *m = pm_transport_recv(b, &len);
+    assert_non_null(m);
+    assert_int_equal(len, 3);
+    assert_string_equal((char *) m, "hi");
+    free(m);
+    pm_transport_stats_t ts;
+    pm_transport_stats(a, &ts);
+    assert_int_equal(ts.frames_out, 1);
+    pm_transport_stats(b, &ts);
+    assert_int_equal(ts.frames_in, 1);
+    pm_transport_destroy(&a);
+    pm_transport_destroy(&b);
+    assert_ptr_equal(pm_memnet_use(NULL), net);
+    pm_memnet_destroy(&net);
+}
+
+/* --- three meshes in one process ------------------------------------------------------- */
+
+#define N 3
+
+typedef struct {
+    pm_config_t *cfg;
+    pm_mesh_t *mesh;
+    pm_clock_fake_t clock;
+    pm_rand_seeded_t rand;
+    char name[8], ep[64];
+} s_agent_t;
+
+typedef struct {
+    pm_memnet_t *net;
+    s_agent_t ag[N];
+    int64_t now_us; /* simulated time since the start */
+} s_world_t;
+
+static const pm_resolve_entry_t s_names[] = {{"node-a", "10.0.0.1"}};
+
+static void
+s_set(pm_config_t *cfg, const char *k, const char *v)
+{
+    char err[256];
+    assert_int_equal(pm_config_set(cfg, k, v, err, sizeof err), 0);
+}
+
+/* Makes agent i current: its clock and random source. */
+static void
+s_enter(s_world_t *w, int i)
+{
+    pm_clock_use(&w->ag[i].clock.clock);
+    pm_rand_use(&w->ag[i].rand.rand);
+}
+
+static void
+s_world_start(s_world_t *w, uint64_t seed, pm_resolve_table_t *names)
+{
+    memset(w, 0, sizeof *w);
+    w->net = pm_memnet_new(seed);
+    pm_memnet_use(w->net);
+    pm_resolve_table_init(names, s_names, 1);
+    pm_resolve_use(&names->resolve);
+    pm_mesh_hooks_t hooks = {0};
+    for (int i = 0; i < N; i++) {
+        s_agent_t *a = &w->ag[i];
+        snprintf(a->name, sizeof a->name, "%c", 'a' + i);
+        snprintf(a->ep, sizeof a->ep, "tcp://10.0.0.%d:7001", i + 1);
+        /* Clocks that disagree: different boot times, one running fast. */
+        pm_clock_fake_init(&a->clock, 1000000 * (i + 1), 1700000000000LL + 7 * i);
+        pm_clock_fake_drift(&a->clock, i == 2 ? 200 : 0);
+        pm_rand_seeded_init(&a->rand, seed * 31 + (uint64_t) i);
+        a->cfg = pm_config_new();
+        s_set(a->cfg, "bind", a->ep);
+        s_set(a->cfg, "insecure", "true");
+        if (i > 0)
+            s_set(a->cfg, "seeds", "tcp://node-a:7001"); /* through the table of names */
+        s_enter(w, i);
+        char space[32];
+        snprintf(space, sizeof space, "%s.1", a->name);
+        a->mesh = pm_mesh_new(NULL, a->cfg, a->name, space, &hooks, NULL);
+        assert_non_null(a->mesh);
+        assert_null(pm_mesh_socket(a->mesh));
+    }
+}
+
+/* Runs the world for ms of simulated time in steps of 1 ms: every clock
+ * advances, then each agent in turn takes its frames and drives its timers. */
+static void
+s_run(s_world_t *w, int64_t ms)
+{
+    for (int64_t t = 0; t < ms; t++) {
+        w->now_us += 1000;
+        for (int i = 0; i < N; i++)
+            pm_clock_fake_advance(&w->ag[i].clock, 1000);
+        for (int i = 0; i < N; i++) {
+            s_enter(w, i);
+            pm_mesh_readable(w->ag[i].mesh);
+            pm_mesh_tick(w->ag[i].mesh);
+        }
+    }
+}
+
+/* Runs until pred holds, at most limit_ms; returns the simulated ms it took,
+ * or -1. */
+static int64_t
+s_run_until(s_world_t *w, int (*pred)(s_world_t *), int64_t limit_ms)
+{
+    for (int64_t ms = 0; ms <= limit_ms; ms += 10) {
+        if (pred(w))
+            return ms;
+        s_run(w, 10);
+    }
+    return -1;
+}
+
+static int
+s_all_joined(s_world_t *w)
+{
+    for (int i = 0; i < N; i++)
+        if (pm_mesh_alive(w->ag[i].mesh) != N)
+            return 0;
+    return 1;
+}
+
+static int
+s_c_down_for_ab(s_world_t *w)
+{
+    return !pm_mesh_is_up(w->ag[0].mesh, "c") && !pm_mesh_is_up(w->ag[1].mesh, "c");
+}
+
+static void
+s_cut_c(s_world_t *w, bool cut)
+{
+    for (int i = 0; i < 2; i++) {
+        pm_memnet_cut(w->net, w->ag[i].ep, w->ag[2].ep, cut);
+        pm_memnet_cut(w->net, w->ag[2].ep, w->ag[i].ep, cut);
+    }
+}
+
+static void
+s_world_stop(s_world_t *w)
+{
+    for (int i = 0; i < N; i++) {
+        s_enter(w, i);
+        pm_mesh_destroy(&w->ag[i].mesh);
+        pm_config_destroy(&w->ag[i].cfg);
+    }
+    pm_clock_use(NULL);
+    pm_rand_use(NULL);
+    pm_resolve_use(NULL);
+    pm_memnet_use(NULL);
+    pm_memnet_destroy(&w->net);
+}
+
+typedef struct {
+    int64_t joined_ms, down_ms, back_ms;
+    uint64_t sent;
+} s_trace_t;
+
+static void
+s_scenario(uint64_t seed, s_trace_t *tr)
+{
+    static s_world_t w;
+    pm_resolve_table_t names;
+    s_world_start(&w, seed, &names);
+    tr->joined_ms = s_run_until(&w, s_all_joined, 10000);
+    assert_true(tr->joined_ms >= 0);
+    s_cut_c(&w, true);
+    tr->down_ms = s_run_until(&w, s_c_down_for_ab, 30000);
+    assert_true(tr->down_ms >= 0);
+    /* Not before a probe could time out, and within SWIM's bound with the
+     * defaults (probe 200 ms, suspicion 3 x log(n) rounds) plus a margin. */
+    assert_true(tr->down_ms >= 200);
+    assert_true(tr->down_ms <= 10000);
+    s_cut_c(&w, false);
+    tr->back_ms = s_run_until(&w, s_all_joined, 120000);
+    assert_true(tr->back_ms >= 0);
+    pm_memnet_stats_t st;
+    pm_memnet_stats(w.net, &st);
+    tr->sent = st.sent;
+    assert_true(st.lost > 0 && st.delivered > 0);
+    s_world_stop(&w);
+}
+
+static void
+test_meshes_join_detect_heal(void **state)
+{
+    (void) state;
+    s_trace_t t1, t2;
+    s_scenario(42, &t1);
+    print_message("joined after %lld ms, c down after %lld ms, back after %lld ms; %llu frames\n",
+                  (long long) t1.joined_ms, (long long) t1.down_ms, (long long) t1.back_ms,
+                  (unsigned long long) t1.sent);
+    /* Deterministic: the same seed gives the same run, frame for frame. */
+    s_scenario(42, &t2);
+    assert_int_equal(t1.joined_ms, t2.joined_ms);
+    assert_int_equal(t1.down_ms, t2.down_ms);
+    assert_int_equal(t1.back_ms, t2.back_ms);
+    assert_int_equal(t1.sent, t2.sent);
+}
+
+int
+main(void)
+{
+    pm_log_setup(-1, PM_LOG_TEXT, "test"); /* a refused bind is one of the cases */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_memnet_rules),
+        cmocka_unit_test(test_transport_on_memnet),
+        cmocka_unit_test(test_meshes_join_detect_heal),
+    };
+    return cmocka_run_group_tests_name("memnet", tests, NULL, NULL);
+}
