@@ -1342,14 +1342,12 @@ pm_then(pm_client_t *self, const char *id, const char *function, int64_t timeout
     return pm_then_catch(self, id, function, NULL, timeout_ms, new_id_p);
 }
 
-int
-pm_combine(pm_client_t *self, int kind, const char *const *ids, size_t n, int64_t timeout_ms,
-           char **new_id_p)
+/* A request sent with pm_send_*, whose new id (nid, minted here) is handed
+ * back once the agent accepted it. */
+static int
+s_new_id_call(pm_client_t *self, int err, uint64_t req, char *nid, char **new_id_p)
 {
     *new_id_p = NULL;
-    uint64_t req;
-    char *nid = NULL;
-    int err = pm_send_combine(self, kind, ids, n, timeout_ms, &nid, &req);
     if (err)
         return err;
     pm_result_t *r = NULL;
@@ -1363,23 +1361,23 @@ pm_combine(pm_client_t *self, int kind, const char *const *ids, size_t n, int64_
 }
 
 int
+pm_combine(pm_client_t *self, int kind, const char *const *ids, size_t n, int64_t timeout_ms,
+           char **new_id_p)
+{
+    uint64_t req = 0;
+    char *nid = NULL;
+    int err = pm_send_combine(self, kind, ids, n, timeout_ms, &nid, &req);
+    return s_new_id_call(self, err, req, nid, new_id_p);
+}
+
+int
 pm_then_catch(pm_client_t *self, const char *id, const char *function, const char *on_reject,
               int64_t timeout_ms, char **new_id_p)
 {
-    *new_id_p = NULL;
-    uint64_t req;
+    uint64_t req = 0;
     char *nid = NULL;
     int err = pm_send_then_catch(self, id, function, on_reject, timeout_ms, &nid, &req);
-    if (err)
-        return err;
-    pm_result_t *r = NULL;
-    err = s_wait(self, req, S_CALL_TIMEOUT_MS, &r);
-    pm_result_destroy(&r);
-    if (err)
-        free(nid);
-    else
-        *new_id_p = nid;
-    return err;
+    return s_new_id_call(self, err, req, nid, new_id_p);
 }
 
 int

@@ -273,16 +273,9 @@ pm_fanins_do(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now)
         if (!*m->ids[i])
             return PM_ERR_BAD_REQUEST;
     char id[PM_WIRE_MAX_NAME + 1];
-    if (m->new_id) {
-        if (!pm_req_minted_by(s, m->new_id))
-            return PM_ERR_BAD_REQUEST;
-        snprintf(id, sizeof id, "%s", m->new_id);
-    } else {
-        pm_req_mint(self, id, sizeof id);
-    }
-    pm_create_args_t a = {.id = id, .timeout_ms = m->timeout_ms};
     pm_prom_t *q;
-    err = pm_store_create(self->store, &a, now, &q, NULL);
+    err = pm_req_create_new(self, m->new_id, !m->new_id || pm_req_minted_by(s, m->new_id),
+                            m->timeout_ms, now, id, sizeof id, &q);
     if (err)
         return err;
     if (self->journal) {

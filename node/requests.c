@@ -41,6 +41,21 @@ pm_req_mint(pm_agent_t *self, char *out, size_t cap)
 }
 
 int
+pm_req_create_new(pm_agent_t *self, const char *new_id, int allowed, int64_t timeout_ms,
+                  int64_t now, char *id, size_t cap, pm_prom_t **q)
+{
+    if (new_id) {
+        if (!allowed)
+            return PM_ERR_BAD_REQUEST;
+        snprintf(id, cap, "%s", new_id);
+    } else {
+        pm_req_mint(self, id, cap);
+    }
+    pm_create_args_t a = {.id = id, .timeout_ms = timeout_ms};
+    return pm_store_create(self->store, &a, now, q, NULL);
+}
+
+int
 pm_req_do_create(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now)
 {
     char id[PM_WIRE_MAX_NAME + 1];

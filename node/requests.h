@@ -13,6 +13,11 @@ int pm_req_minted_by(const pm_session_t *s, const char *id);
  * its primary): the agent that lost it, and that agent's clients, still mint
  * there, and only they do. */
 int pm_req_owned_space(pm_agent_t *self, const char *id);
+/* The new promise of a then or a combinator: new_id (the caller minted it;
+ * refused with BAD_REQUEST unless allowed) or one minted here, created
+ * pending with timeout_ms; its id into id[cap], the promise into *q. */
+int pm_req_create_new(pm_agent_t *self, const char *new_id, int allowed, int64_t timeout_ms,
+                      int64_t now, char *id, size_t cap, pm_prom_t **q);
 /* Whether we serve the id space of id now (no mesh: every id is ours). */
 int pm_req_serves(pm_agent_t *self, const char *id);
 /* Mints a new id in our primary space. */

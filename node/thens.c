@@ -178,26 +178,19 @@ pm_then_do(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now)
     pm_prom_t *p = pm_store_get(self->store, m->id);
     if (!p)
         return PM_ERR_NOT_FOUND;
+    /* A peer relays ids its client minted in our space under the peer's
+     * lease (<our space>~<their space>~...); a local client mints under its
+     * own lease. Either way the id cannot clash with ours. (A peer mints in
+     * the source's space: ours, under its own lease; or one we took over,
+     * whose former owner's clients mint there.) */
+    int ok = !m->new_id ||
+             (s->peer ? (pm_id_nested_in(m->new_id, self->space, strlen(self->space)) ||
+                         (pm_id_same_space(m->new_id, p->id) &&
+                          pm_req_owned_space(self, m->new_id)))
+                      : pm_req_minted_by(s, m->new_id));
     char id[PM_WIRE_MAX_NAME + 1];
-    if (m->new_id) {
-        /* A peer relays ids its client minted in our space under the peer's
-         * lease (<our space>~<their space>~...); a local client mints under
-         * its own lease. Either way the id cannot clash with ours. */
-        /* (A peer mints in the source's space: ours, under its own lease;
-         * or one we took over, whose former owner's clients mint there.) */
-        int ok = s->peer ? (pm_id_nested_in(m->new_id, self->space, strlen(self->space)) ||
-                            (pm_id_same_space(m->new_id, p->id) &&
-                             pm_req_owned_space(self, m->new_id)))
-                         : pm_req_minted_by(s, m->new_id);
-        if (!ok)
-            return PM_ERR_BAD_REQUEST;
-        snprintf(id, sizeof id, "%s", m->new_id);
-    } else {
-        pm_req_mint(self, id, sizeof id);
-    }
-    pm_create_args_t a = {.id = id, .timeout_ms = m->timeout_ms};
     pm_prom_t *q;
-    int err = pm_store_create(self->store, &a, now, &q, NULL);
+    int err = pm_req_create_new(self, m->new_id, ok, m->timeout_ms, now, id, sizeof id, &q);
     if (err)
         return err;
     pm_then_t *t = s_then_new(self, p->id, m->function, m->on_reject, id);
