@@ -204,7 +204,7 @@ static void
 s_subscribe(pm_agent_t *self, pm_comb_t *c, size_t i)
 {
     const char *node = NULL;
-    pm_route_t route = self->mesh ? pm_mesh_route(self->mesh, c->f->ids[i], &node)
+    pm_route_t route = self->mesh ? pm_relay_route_of(self, c->f->ids[i], &node)
                                   : PM_ROUTE_LOCAL;
     switch (route) {
     case PM_ROUTE_LOCAL:

@@ -577,6 +577,16 @@ pm_isr_refresh(pm_isr_t *self, const char *space, const char *why)
                 space, why);
 }
 
+const char *
+pm_isr_live_owner(pm_isr_t *self, const char *space)
+{
+    s_space_t *s = zhashx_lookup(self->spaces, space);
+    if (!s || !s->rec.revision || !s->rec.owner[0] ||
+        !s_alive(self, s->rec.owner, s->rec.owner_pid))
+        return NULL;
+    return s->rec.owner;
+}
+
 int
 pm_isr_write_check(pm_isr_t *self, const char *space, char *msg, size_t msglen)
 {

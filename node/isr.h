@@ -125,6 +125,10 @@ uint64_t pm_isr_fence_epoch(pm_isr_t *self, const char *space);
  * refused our records with a newer epoch, or gossip claims it): re-read its
  * record now (R4 drops it if the store names another owner). why: logged. */
 void pm_isr_refresh(pm_isr_t *self, const char *space, const char *why);
+/* The owner the store records for space, if that process is alive (a
+ * routing hint fresher than gossip: the watch hears a takeover at once);
+ * NULL: none known, or not alive. Borrowed until the next call. */
+const char *pm_isr_live_owner(pm_isr_t *self, const char *space);
 /* A write to space (which we serve) is refused: PM_ERR_UNAVAILABLE with the
  * reason in msg; 0: go ahead. */
 int pm_isr_write_check(pm_isr_t *self, const char *space, char *msg, size_t msglen);

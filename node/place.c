@@ -16,7 +16,7 @@ pm_place_settle_anywhere(void *arg, const char *target, int state, const void *d
 {
     pm_agent_t *self = arg;
     const char *node = NULL;
-    pm_route_t route = self->mesh ? pm_mesh_route(self->mesh, target, &node) : PM_ROUTE_LOCAL;
+    pm_route_t route = self->mesh ? pm_relay_route_of(self, target, &node) : PM_ROUTE_LOCAL;
     if (route == PM_ROUTE_LOCAL)
         return pm_store_settle(self->store, target, state, data, len, self->now_real, NULL);
     if (route != PM_ROUTE_REMOTE)

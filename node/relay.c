@@ -14,6 +14,22 @@
 #include "session.h"
 #include "waiters.h"
 
+pm_route_t
+pm_relay_route_of(pm_agent_t *self, const char *id, const char **node)
+{
+    pm_route_t route = pm_mesh_route(self->mesh, id, node);
+    char space[PM_WIRE_MAX_NAME + 1];
+    if (route == PM_ROUTE_LOCAL || !self->isr || !pm_id_space(id, space, sizeof space))
+        return route;
+    /* The store is the authority (R4): gossip may still name the owner
+     * before the last takeover, or none yet. */
+    const char *owner = pm_isr_live_owner(self->isr, space);
+    if (!owner || strcmp(owner, self->node) == 0)
+        return route;
+    *node = owner;
+    return PM_ROUTE_REMOTE;
+}
+
 void
 pm_relay_destructor(void **item)
 {
@@ -104,9 +120,15 @@ pm_relay_on_peer_reply(pm_agent_t *self, const char *from, pm_msg_t *m)
         }
     } else if (r->kind == PM_RELAY_SUB) {
         if (m->err == PM_ERR_OWNER_LOST && self->replica && r->frame) {
-            /* Its space moved on from that agent: subscribe where it went. */
+            /* Its space moved on from that agent: subscribe where it went
+             * (once we know a different place: sent back to the agent that
+             * just refused it, it would bounce until gossip or the store
+             * tell us more; a member event unparks it then). */
             pm_relay_park(self, r);
-            pm_relay_unpark(self);
+            const char *node = NULL;
+            if (pm_relay_route_of(self, r->pid, &node) != PM_ROUTE_REMOTE ||
+                strcmp(node, from) != 0)
+                pm_relay_unpark(self);
             return;
         }
         pm_waiter_rwait_finish(self, r->pid, m, 0);
@@ -214,7 +236,7 @@ pm_relay_unpark(pm_agent_t *self)
         if (!r->parked)
             continue;
         const char *node = NULL;
-        pm_route_t route = pm_mesh_route(self->mesh, r->pid, &node);
+        pm_route_t route = pm_relay_route_of(self, r->pid, &node);
         if (route != PM_ROUTE_REMOTE && route != PM_ROUTE_LOCAL)
             continue;
         if (!ready)
@@ -225,7 +247,7 @@ pm_relay_unpark(pm_agent_t *self)
         return;
     for (pm_relay_t *r = zlistx_first(ready); r; r = zlistx_next(ready)) {
         const char *node = NULL;
-        pm_route_t route = pm_mesh_route(self->mesh, r->pid, &node);
+        pm_route_t route = pm_relay_route_of(self, r->pid, &node);
         if (route == PM_ROUTE_REMOTE && r->frame) {
             uint8_t *buf = pm_xmalloc(r->frame_len, "re-sent request");
             memcpy(buf, r->frame, r->frame_len);
@@ -327,7 +349,7 @@ int
 pm_relay_route(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono, int *err)
 {
     const char *node = NULL;
-    switch (pm_mesh_route(self->mesh, m->id, &node)) {
+    switch (pm_relay_route_of(self, m->id, &node)) {
     case PM_ROUTE_LOCAL:
         return 0;
     case PM_ROUTE_LOST: {

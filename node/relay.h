@@ -34,4 +34,8 @@ void pm_relay_unpark(pm_agent_t *self);
  * when handled here (relayed or refused in *err), 0 when it is local. */
 int pm_relay_route(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono, int *err);
 
+/* Where a request on id goes: pm_mesh_route, with the owner the
+ * configuration store records (if alive) over gossip's. */
+pm_route_t pm_relay_route_of(pm_agent_t *self, const char *id, const char **node);
+
 #endif
