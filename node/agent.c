@@ -103,7 +103,7 @@ pm_agent_send(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m)
             pm_oom("encoding a held reply");
         pm_journal_hold_ex(self->journal, s->id, s->peer, buf, len,
                            m->type == PM_MSG_REPLICATE_ACK, timed ? self->cur_type : 0,
-                           self->cur_t0_us);
+                           self->cur_t0_us, self->send_deadline);
         return;
     }
     if (timed)
@@ -142,6 +142,28 @@ s_journal_send(void *arg, uint64_t session, const char *peer, uint8_t *buf, size
         self->replies_dropped++;
     } else if (pm_local_send(self->router, s->rid, s->rid_len, buf, len) != 0)
         self->replies_dropped++;
+}
+
+/* A held reply whose asker has stopped waiting (its await's timeout) while
+ * what it shows was not yet durable here and at the backups: a value
+ * becomes WAIT_TIMEOUT (as far as anything durable says, the promise is
+ * still pending), anything else UNAVAILABLE (this agent could not confirm
+ * its answer in time: cut off from its backups, or its copy is stale). */
+static void
+s_expire_held(void *arg, uint64_t session, const char *peer, uint8_t *buf, size_t len)
+{
+    pm_agent_t *self = arg;
+    pm_msg_t m;
+    int ok = pm_wire_decode(buf, len, &m) == PM_OK && m.type == PM_MSG_REPLY;
+    int err = ok && !m.err ? PM_ERR_WAIT_TIMEOUT : PM_ERR_UNAVAILABLE;
+    pm_fail_ctx_t ctx = {self, err,
+                         err == PM_ERR_WAIT_TIMEOUT
+                             ? NULL
+                             : "this agent could not confirm its answer within the await's "
+                               "timeout (cut off from its backups, or its copy is out of date)"};
+    pm_wire_release(&m);
+    self->held_expired++;
+    pm_agent_fail_held(&ctx, session, peer, buf, len);
 }
 
 /* The journal hands over a held reply that must not be sent (its change may
@@ -380,6 +402,9 @@ pm_agent_dispatch(pm_agent_t *self, pm_session_t *s, pm_msg_t *m)
     self->cur_type = m->type;
     self->cur_t0_us = pm_mono_us();
     s_clock(self);
+    /* An await's own answer (not found, refused, already settled) is due by
+     * its timeout like the value it waits for. */
+    self->send_deadline = m->type == PM_MSG_AWAIT ? pm_waiter_deadline(self->now_mono, m) : 0;
     int err = s_handle(self, s, m, self->now_real, self->now_mono);
     if (m->type < PM_MSG_TYPE_COUNT) {
         if (err)
@@ -393,6 +418,7 @@ pm_agent_dispatch(pm_agent_t *self, pm_session_t *s, pm_msg_t *m)
         if (m->req_id || m->type != PM_MSG_RESULT)
             pm_agent_reply_err(self, s, m->req_id, err, NULL);
     }
+    self->send_deadline = 0;
     self->cur_session = NULL;
     if (m->type == PM_MSG_BYE && !s->peer)
         pm_session_close(self, s, "said bye");
@@ -524,6 +550,8 @@ pm_agent_run(pm_agent_t *self)
         pm_store_tick(self->store, self->now_real);
         int64_t mono = self->now_mono;
         pm_waiter_fire_timeouts(self, mono);
+        if (self->journal)
+            pm_journal_expire(self->journal, mono, s_expire_held, self);
         pm_timer_t *t;
         while ((t = pm_timers_pop_due(self->relay_timers, mono)))
             pm_relay_expired(self, pm_container_of(t, pm_relay_t, timer));

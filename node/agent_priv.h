@@ -205,6 +205,7 @@ struct pm_agent {
     uint64_t next_deleg;
     uint64_t relayed, relay_timeouts, owner_lost;
     uint64_t refused_not_served; /* peer requests on spaces we do not serve */
+    uint64_t held_expired;       /* held replies answered at their await's timeout */
     zhashx_t *sessions;  /* key -> pm_session_t (owned) */
     zhashx_t *by_id;     /* "%llx" session id -> pm_session_t (borrowed) */
     pm_then_t *thens;     /* every registered continuation, for cleanup */
@@ -224,6 +225,10 @@ struct pm_agent {
     uint64_t cur_req;
     int cur_type;
     int64_t cur_t0_us;
+    /* The monotonic ms after which the asker of the reply being sent stops
+     * waiting (an await's timeout; 0: none): a reply held for durability
+     * past it is answered without its content (pm_journal_expire). */
+    int64_t send_deadline;
     uint64_t bad_frames;
     uint64_t replies_dropped;
     uint64_t replies_failed; /* held replies answered with an error instead */

@@ -32,6 +32,7 @@ typedef struct s_held {
     struct s_held *next;
     uint64_t lsn;
     uint64_t rseq; /* replication sequence the message waits for (0: none) */
+    int64_t deadline; /* monotonic ms after which its asker no longer waits (0: none) */
     int tag;
     int64_t t0_us;
     uint64_t session;
@@ -55,6 +56,7 @@ struct pm_journal {
      * replies that wait for other agents' acknowledgements: a circle. */
     s_queue_t q[2];
     size_t held;
+    int64_t next_deadline; /* the earliest deadline held (0: none, or not known to be) */
     int failed;
     uint64_t released, snapshots;
     int64_t recovery_ms;
@@ -430,12 +432,12 @@ pm_journal_set_record_hook(pm_journal_t *self, pm_journal_record_fn *fn, void *a
 void
 pm_journal_hold(pm_journal_t *self, uint64_t session, const char *peer, uint8_t *buf, size_t len)
 {
-    pm_journal_hold_ex(self, session, peer, buf, len, 0, 0, 0);
+    pm_journal_hold_ex(self, session, peer, buf, len, 0, 0, 0, 0);
 }
 
 void
 pm_journal_hold_ex(pm_journal_t *self, uint64_t session, const char *peer, uint8_t *buf,
-                   size_t len, int wal_only, int tag, int64_t t0_us)
+                   size_t len, int wal_only, int tag, int64_t t0_us, int64_t deadline)
 {
     /* A held reply dropped here would leave its request unanswered. */
     s_held_t *h = pm_xcalloc(1, sizeof *h, "held reply");
@@ -445,6 +447,9 @@ pm_journal_hold_ex(pm_journal_t *self, uint64_t session, const char *peer, uint8
     h->rseq = wal_only ? 0 : self->repl_produced;
     h->tag = tag;
     h->t0_us = t0_us;
+    h->deadline = deadline;
+    if (deadline && (!self->next_deadline || deadline < self->next_deadline))
+        self->next_deadline = deadline;
     h->session = session;
     h->buf = buf;
     h->len = len;
@@ -481,6 +486,38 @@ pm_journal_fail_unreplicated(pm_journal_t *self, pm_journal_fail_fn *fail, void 
         free(h);
         h = next;
     }
+    return n;
+}
+
+size_t
+pm_journal_expire(pm_journal_t *self, int64_t now, pm_journal_fail_fn *fail, void *arg)
+{
+    if (!self->next_deadline || now < self->next_deadline)
+        return 0;
+    size_t n = 0;
+    int64_t next = 0;
+    for (int i = 0; i < 2; i++) {
+        s_queue_t *q = &self->q[i];
+        s_held_t **at = &q->head, *last = NULL;
+        while (*at) {
+            s_held_t *h = *at;
+            if (!h->deadline || h->deadline > now) {
+                if (h->deadline && (!next || h->deadline < next))
+                    next = h->deadline;
+                last = h;
+                at = &h->next;
+                continue;
+            }
+            *at = h->next;
+            self->held--;
+            n++;
+            fail(arg, h->session, h->peer, h->buf, h->len);
+            free(h->peer);
+            free(h);
+        }
+        q->tail = last;
+    }
+    self->next_deadline = next;
     return n;
 }
 

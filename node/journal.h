@@ -90,7 +90,7 @@ void pm_journal_hold(pm_journal_t *self, uint64_t session, const char *peer, uin
  * acknowledgement must not wait on its own backups: that could wait in a
  * circle). */
 void pm_journal_hold_ex(pm_journal_t *self, uint64_t session, const char *peer, uint8_t *buf,
-                        size_t len, int wal_only, int tag, int64_t t0_us);
+                        size_t len, int wal_only, int tag, int64_t t0_us, int64_t deadline);
 /* Hands every held reply that still waits for the backups' acknowledgement
  * to fail (buf is handed over), instead of ever sending it: after a space
  * moved away, or when stopping, those changes may never reach the agent that
@@ -99,6 +99,12 @@ void pm_journal_hold_ex(pm_journal_t *self, uint64_t session, const char *peer, 
 typedef void(pm_journal_fail_fn)(void *arg, uint64_t session, const char *peer, uint8_t *buf,
                                  size_t len);
 size_t pm_journal_fail_unreplicated(pm_journal_t *self, pm_journal_fail_fn *fail, void *arg);
+/* Hands every held message whose deadline (monotonic ms, given to
+ * pm_journal_hold_ex; 0: none) has passed by now to fail, instead of ever
+ * sending it: its asker stops waiting then (an await's timeout), and an
+ * answer that cannot be made durable in time is not given. Returns how
+ * many. */
+size_t pm_journal_expire(pm_journal_t *self, int64_t now, pm_journal_fail_fn *fail, void *arg);
 /* Replication watermarks: records produced for backups so far, and how far
  * every backup has acknowledged. Releases what is now covered. */
 void pm_journal_repl(pm_journal_t *self, uint64_t produced, uint64_t acked);

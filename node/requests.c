@@ -180,6 +180,7 @@ pm_req_stats(pm_agent_t *self, pm_stats_t *out)
     out->clients_workers = ws.workers;
     out->clients_expired = self->sessions_expired;
     out->clients_waiters_timed_out = self->waiters_timed_out;
+    out->clients_held_expired = self->held_expired;
     out->inv_queued = ws.queued;
     out->inv_inflight = ws.inflight;
     out->inv_invoked = ws.invoked;

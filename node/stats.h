@@ -64,6 +64,9 @@ enum {
       NULL, 1, "Client sessions closed for silence.")                                              \
     X(clients_waiters_timed_out, CORE, "clients.waiters_timed_out", INT, COUNTER,                 \
       "pmesh_waiters_timed_out_total", NULL, 1, "Awaits answered WAIT_TIMEOUT.")                   \
+    X(clients_held_expired, CORE, "clients.held_expired", INT, COUNTER,                           \
+      "pmesh_held_replies_expired_total", NULL, 1,                                                 \
+      "Await replies not durable by the await's timeout, answered without their content.")         \
     X(inv_queued, CORE, "invocations.queued", INT, GAUGE, "pmesh_invocations", "state=\"queued\"", \
       1, "Function invocations queued and in flight.")                                             \
     X(inv_inflight, CORE, "invocations.inflight", INT, GAUGE, "pmesh_invocations",                \

@@ -31,8 +31,21 @@ pm_waiter_fired(pm_watch_t *watch, pm_prom_t *p)
 {
     pm_waiter_t *w = (pm_waiter_t *) watch;
     pm_agent_t *self = w->agent;
+    int64_t was = self->send_deadline;
+    self->send_deadline = w->timer.idx ? w->timer.at : 0;
     pm_agent_reply_promise(self, w->session, w->req_id, p);
+    self->send_deadline = was;
     pm_waiter_free(self, w);
+}
+
+int64_t
+pm_waiter_deadline(int64_t mono, const pm_msg_t *m)
+{
+    /* A wait longer than a century is a wait without end: no timer, and no
+     * "now + timeout" that could wrap into the past. */
+    if (m->timeout_ms > 0 && m->timeout_ms < 100LL * 365 * 24 * 3600 * 1000)
+        return mono + m->timeout_ms;
+    return 0;
 }
 
 /* A waiter for session s, not yet linked to anything. */
@@ -52,10 +65,9 @@ pm_waiter_new(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono
         s->waiters->prev = w;
     s->waiters = w;
     s->n_waiters++;
-    /* A wait longer than a century is a wait without end: no timer, and no
-     * "now + timeout" that could wrap into the past. */
-    if (m->timeout_ms > 0 && m->timeout_ms < 100LL * 365 * 24 * 3600 * 1000)
-        pm_timers_set(self->timers, &w->timer, mono + m->timeout_ms);
+    int64_t at = pm_waiter_deadline(mono, m);
+    if (at)
+        pm_timers_set(self->timers, &w->timer, at);
     return w;
 }
 
@@ -102,7 +114,10 @@ pm_waiter_rwait_finish(pm_agent_t *self, const char *pid, const pm_msg_t *reply,
             pm_msg_t copy = *reply;
             copy.req_id = w->req_id;
             copy.from = NULL;
+            int64_t was = self->send_deadline;
+            self->send_deadline = w->timer.idx ? w->timer.at : 0;
             pm_agent_send(self, w->session, &copy);
+            self->send_deadline = was;
         } else {
             pm_agent_reply_err(self, w->session, w->req_id, err, NULL);
         }

@@ -33,4 +33,8 @@ void pm_waiter_fire_timeouts(pm_agent_t *self, int64_t mono);
 int pm_waiter_remote_add(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono,
                          uint64_t relay);
 
+/* When an await (m) that arrives at mono ends by its timeout: mono +
+ * timeout_ms, or 0 for none (no timeout, a poll, or one beyond a century). */
+int64_t pm_waiter_deadline(int64_t mono, const pm_msg_t *m);
+
 #endif

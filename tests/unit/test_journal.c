@@ -51,7 +51,7 @@ s_hold(pm_journal_t *j, uint64_t session, int wal_only)
 {
     uint8_t *buf = malloc(4);
     assert_non_null(buf);
-    pm_journal_hold_ex(j, session, session == 99 ? "peer" : NULL, buf, 4, wal_only, 0, 0);
+    pm_journal_hold_ex(j, session, session == 99 ? "peer" : NULL, buf, 4, wal_only, 0, 0, 0);
 }
 
 static void
