@@ -145,12 +145,14 @@ typedef enum pm_coord_kind {
      * is the whole list at `revision`; events continue after it. The caller
      * replaces what it knew. */
     PM_COORD_RESYNC,
+    /* Compare-and-delete: appended last so the values above keep theirs. */
+    PM_COORD_DELETE,
 } pm_coord_kind_t;
 
 typedef enum pm_coord_status {
     PM_COORD_OK = 0,
-    PM_COORD_CONFLICT,    /* create: exists; CAS: revision moved. records[0] is the current one */
-    PM_COORD_NOT_FOUND,   /* get / CAS: no such space */
+    PM_COORD_CONFLICT,    /* create: exists; CAS / delete: revision moved. records[0] is the current one */
+    PM_COORD_NOT_FOUND,   /* get / CAS / delete: no such space */
     PM_COORD_UNAVAILABLE, /* store unreachable or timed out; a write's outcome is unknown */
     PM_COORD_BAD,         /* the store answered something malformed: see message */
 } pm_coord_status_t;
@@ -163,7 +165,7 @@ typedef struct pm_coord_result {
     int64_t revision; /* store revision this answer reflects (EVENT: the change's) */
     int deleted;      /* EVENT: the space's record was deleted */
     size_t n_records;
-    pm_coord_record_t *records; /* GET/CREATE/CAS: 0 or 1; LIST/RESYNC: all; EVENT: 1 */
+    pm_coord_record_t *records; /* GET/CREATE/CAS/DELETE: 0 or 1; LIST/RESYNC: all; EVENT: 1 */
     char message[256];          /* why, for UNAVAILABLE and BAD */
 } pm_coord_result_t;
 
@@ -210,6 +212,14 @@ uint64_t pm_coord_create(pm_coord_t *self, const pm_coord_record_t *rec);
  * expected. OK carries the stored record; CONFLICT the current one;
  * NOT_FOUND if it was deleted. */
 uint64_t pm_coord_cas(pm_coord_t *self, int64_t expected, const pm_coord_record_t *rec);
+/* Deletes the record of space only if it is still at revision expected
+ * (etcd: a txn comparing mod_revision, then delete). OK: deleted (revision
+ * is the deletion's, no record); CONFLICT carries the current record;
+ * NOT_FOUND: there was none (deleted already); UNAVAILABLE: unknown
+ * outcome, re-read (NOT_FOUND then means it happened, or someone else's
+ * delete did). A deleted record is like one never created: watches report
+ * it as an EVENT with deleted set, a list no longer carries it. */
+uint64_t pm_coord_delete(pm_coord_t *self, const char *space, int64_t expected);
 /* Every record under the prefix, at one revision. */
 uint64_t pm_coord_list(pm_coord_t *self);
 /* Every change under the prefix from revision from_rev, until destroy: a
@@ -282,10 +292,10 @@ int64_t pm_coord_mem_revision(const pm_coord_mem_t *self);
  * stop). */
 typedef struct pm_coord_req {
     uint64_t id;
-    pm_coord_kind_t kind; /* GET, CREATE, CAS, LIST, WATCH */
+    pm_coord_kind_t kind; /* GET, CREATE, CAS, DELETE, LIST, WATCH */
     char space[PM_COORD_NAME_MAX];
     pm_coord_record_t rec; /* CREATE, CAS */
-    int64_t expected;      /* CAS */
+    int64_t expected;      /* CAS, DELETE */
     int64_t from_rev;      /* WATCH */
 } pm_coord_req_t;
 
