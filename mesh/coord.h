@@ -41,6 +41,16 @@
  *    in-sync set changes, and at start. When the store is unavailable,
  *    healthy spaces (owner and whole in-sync set reachable) keep serving;
  *    takeovers and set changes wait and are retried (counted, logged).
+ * R7 Retire: the recorded owner of a space that holds nothing (no promise,
+ *    no continuation), is not its own primary nor, as far as it can tell, a
+ *    live member's, and that it serves no more, deletes the space's record
+ *    by compare-and-delete at the revision it read; only the owner deletes.
+ *    A deleted record is like one never created: no agent creates a record
+ *    except its own new primary's, once, under a fresh name, so a deleted
+ *    space never comes back. Every agent that learns of the deletion (its
+ *    own delete, the watch, a re-read, a resync) forgets the space, stops
+ *    serving it if it did, and keeps the deleted record's epoch as a fence
+ *    (R4) for as long as it runs.
  *
  * ==== Why these rules are safe ====
  * The store is linearizable and every change is a CAS on one key, so the
@@ -66,6 +76,20 @@
  * takeovers, which costs availability of the spaces that needed one, never
  * safety. An empty in-sync set means nobody may take over: the owner's
  * records live only with it, and the space waits for it.
+ * R7 is safe: the compare-and-delete succeeds only at the revision the owner
+ * read, so nothing changed in between (a takeover or set change makes it
+ * CONFLICT, and the caller re-reads). Nothing acknowledged is lost: the
+ * space holds nothing, and nothing new can land in it: ids are minted only
+ * in primaries, which are never deleted while their agent is seen alive,
+ * and an agent never creates a record for a space whose record it has
+ * seen. After the deletion no CAS can succeed on the space (NOT_FOUND), so
+ * no stale takeover can revive it. A stale owner cut off before the
+ * deletion (at an older epoch) can acknowledge nothing: its acknowledgement
+ * needs every member of its recorded in-sync set, and one of them took the
+ * space over (or learned a later epoch) and fences that epoch: the fence
+ * outlives the record (kept in memory), and a restarted member is a new
+ * process the stale owner's gate never counts. The store, the list an
+ * agent reads at start (R5) and the watches then carry only live spaces.
  * Unknown outcomes: UNAVAILABLE for a create or a CAS means the write may or
  * may not have happened (the store may have applied it before the answer was
  * lost). The caller re-reads (get) before deciding; a CAS that finds its own
