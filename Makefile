@@ -85,7 +85,9 @@ $(BUILD)/bin/pmeshd: $(call obj,node/pmeshd.c) $(BUILD)/lib/agent.a $(BUILD)/lib
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/bin/pmesh: $(call obj,node/cli.c node/pjson.c) $(BUILD)/lib/agent.a $(BUILD)/lib/libpmesh.a
+# The CLI talks to the agent through libpmesh only (space force-owner too:
+# the agent makes the store change): it does not link the agent.
+$(BUILD)/bin/pmesh: $(call obj,node/cli.c node/pjson.c) $(BUILD)/lib/libpmesh.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -42,6 +42,7 @@ pm_coord_kind_name(pm_coord_kind_t k)
     case PM_COORD_WATCH: return "WATCH";
     case PM_COORD_EVENT: return "EVENT";
     case PM_COORD_RESYNC: return "RESYNC";
+    case PM_COORD_DELETE: return "DELETE";
     }
     return "?";
 }
@@ -403,6 +404,14 @@ pm_coord_cas(pm_coord_t *self, int64_t expected, const pm_coord_record_t *rec)
     if (expected <= 0)
         return 0;
     return s_submit(self, PM_COORD_CAS, rec->space, rec, expected, 0);
+}
+
+uint64_t
+pm_coord_delete(pm_coord_t *self, const char *space, int64_t expected)
+{
+    if (expected <= 0)
+        return 0;
+    return s_submit(self, PM_COORD_DELETE, space, NULL, expected, 0);
 }
 
 uint64_t

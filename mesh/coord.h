@@ -41,6 +41,16 @@
  *    in-sync set changes, and at start. When the store is unavailable,
  *    healthy spaces (owner and whole in-sync set reachable) keep serving;
  *    takeovers and set changes wait and are retried (counted, logged).
+ * R7 Retire: the recorded owner of a space that holds nothing (no promise,
+ *    no continuation), is not its own primary nor, as far as it can tell, a
+ *    live member's, and that it serves no more, deletes the space's record
+ *    by compare-and-delete at the revision it read; only the owner deletes.
+ *    A deleted record is like one never created: no agent creates a record
+ *    except its own new primary's, once, under a fresh name, so a deleted
+ *    space never comes back. Every agent that learns of the deletion (its
+ *    own delete, the watch, a re-read, a resync) forgets the space, stops
+ *    serving it if it did, and keeps the deleted record's epoch as a fence
+ *    (R4) for as long as it runs.
  *
  * ==== Why these rules are safe ====
  * The store is linearizable and every change is a CAS on one key, so the
@@ -66,6 +76,20 @@
  * takeovers, which costs availability of the spaces that needed one, never
  * safety. An empty in-sync set means nobody may take over: the owner's
  * records live only with it, and the space waits for it.
+ * R7 is safe: the compare-and-delete succeeds only at the revision the owner
+ * read, so nothing changed in between (a takeover or set change makes it
+ * CONFLICT, and the caller re-reads). Nothing acknowledged is lost: the
+ * space holds nothing, and nothing new can land in it: ids are minted only
+ * in primaries, which are never deleted while their agent is seen alive,
+ * and an agent never creates a record for a space whose record it has
+ * seen. After the deletion no CAS can succeed on the space (NOT_FOUND), so
+ * no stale takeover can revive it. A stale owner cut off before the
+ * deletion (at an older epoch) can acknowledge nothing: its acknowledgement
+ * needs every member of its recorded in-sync set, and one of them took the
+ * space over (or learned a later epoch) and fences that epoch: the fence
+ * outlives the record (kept in memory), and a restarted member is a new
+ * process the stale owner's gate never counts. The store, the list an
+ * agent reads at start (R5) and the watches then carry only live spaces.
  * Unknown outcomes: UNAVAILABLE for a create or a CAS means the write may or
  * may not have happened (the store may have applied it before the answer was
  * lost). The caller re-reads (get) before deciding; a CAS that finds its own
@@ -145,12 +169,14 @@ typedef enum pm_coord_kind {
      * is the whole list at `revision`; events continue after it. The caller
      * replaces what it knew. */
     PM_COORD_RESYNC,
+    /* Compare-and-delete: appended last so the values above keep theirs. */
+    PM_COORD_DELETE,
 } pm_coord_kind_t;
 
 typedef enum pm_coord_status {
     PM_COORD_OK = 0,
-    PM_COORD_CONFLICT,    /* create: exists; CAS: revision moved. records[0] is the current one */
-    PM_COORD_NOT_FOUND,   /* get / CAS: no such space */
+    PM_COORD_CONFLICT,    /* create: exists; CAS / delete: revision moved. records[0] is the current one */
+    PM_COORD_NOT_FOUND,   /* get / CAS / delete: no such space */
     PM_COORD_UNAVAILABLE, /* store unreachable or timed out; a write's outcome is unknown */
     PM_COORD_BAD,         /* the store answered something malformed: see message */
 } pm_coord_status_t;
@@ -163,7 +189,7 @@ typedef struct pm_coord_result {
     int64_t revision; /* store revision this answer reflects (EVENT: the change's) */
     int deleted;      /* EVENT: the space's record was deleted */
     size_t n_records;
-    pm_coord_record_t *records; /* GET/CREATE/CAS: 0 or 1; LIST/RESYNC: all; EVENT: 1 */
+    pm_coord_record_t *records; /* GET/CREATE/CAS/DELETE: 0 or 1; LIST/RESYNC: all; EVENT: 1 */
     char message[256];          /* why, for UNAVAILABLE and BAD */
 } pm_coord_result_t;
 
@@ -210,6 +236,14 @@ uint64_t pm_coord_create(pm_coord_t *self, const pm_coord_record_t *rec);
  * expected. OK carries the stored record; CONFLICT the current one;
  * NOT_FOUND if it was deleted. */
 uint64_t pm_coord_cas(pm_coord_t *self, int64_t expected, const pm_coord_record_t *rec);
+/* Deletes the record of space only if it is still at revision expected
+ * (etcd: a txn comparing mod_revision, then delete). OK: deleted (revision
+ * is the deletion's, no record); CONFLICT carries the current record;
+ * NOT_FOUND: there was none (deleted already); UNAVAILABLE: unknown
+ * outcome, re-read (NOT_FOUND then means it happened, or someone else's
+ * delete did). A deleted record is like one never created: watches report
+ * it as an EVENT with deleted set, a list no longer carries it. */
+uint64_t pm_coord_delete(pm_coord_t *self, const char *space, int64_t expected);
 /* Every record under the prefix, at one revision. */
 uint64_t pm_coord_list(pm_coord_t *self);
 /* Every change under the prefix from revision from_rev, until destroy: a
@@ -282,10 +316,10 @@ int64_t pm_coord_mem_revision(const pm_coord_mem_t *self);
  * stop). */
 typedef struct pm_coord_req {
     uint64_t id;
-    pm_coord_kind_t kind; /* GET, CREATE, CAS, LIST, WATCH */
+    pm_coord_kind_t kind; /* GET, CREATE, CAS, DELETE, LIST, WATCH */
     char space[PM_COORD_NAME_MAX];
     pm_coord_record_t rec; /* CREATE, CAS */
-    int64_t expected;      /* CAS */
+    int64_t expected;      /* CAS, DELETE */
     int64_t from_rev;      /* WATCH */
 } pm_coord_req_t;
 

@@ -449,6 +449,18 @@ s_build(s_etcd_t *e, const pm_coord_req_t *req, const char **path, int *write)
                       "request_put", "key", k, "value", v, "failure", "request_range", "key", k);
         break;
     }
+    case PM_COORD_DELETE: {
+        /* Compare-and-delete: only at the revision the caller read. */
+        *path = "/v3/kv/txn";
+        *write = 1;
+        char rev[32];
+        snprintf(rev, sizeof rev, "%" PRId64, req->expected);
+        json_t *cmp = json_pack("{s:s, s:s, s:s, s:s}", "key", k, "target", "MOD", "result",
+                                "EQUAL", "mod_revision", rev);
+        o = json_pack("{s:[o], s:[{s:{s:s}}], s:[{s:{s:s}}]}", "compare", cmp, "success",
+                      "request_delete_range", "key", k, "failure", "request_range", "key", k);
+        break;
+    }
     default: goto out;
     }
     out = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -629,6 +641,13 @@ s_op_answer(s_op_t *op, json_t *o, pm_coord_result_t *r)
             pm_coord_result_msg(r, "etcd: txn: bad 'succeeded'");
             goto out;
         }
+        if (json_is_true(ok) && kind == PM_COORD_DELETE) {
+            if (r->revision <= 0) {
+                r->status = PM_COORD_BAD;
+                pm_coord_result_msg(r, "etcd: txn succeeded without a revision");
+            }
+            goto out; /* deleted: no record */
+        }
         if (json_is_true(ok)) {
             rec = op->req->rec;
             rec.revision = r->revision;
@@ -661,13 +680,13 @@ s_op_answer(s_op_t *op, json_t *o, pm_coord_result_t *r)
         pm_coord_result_msg(r, "etcd: %zu records for one key", n);
         goto out;
     }
-    if (n == 0 && (kind == PM_COORD_GET || kind == PM_COORD_CAS))
+    if (n == 0 && (kind == PM_COORD_GET || kind == PM_COORD_CAS || kind == PM_COORD_DELETE))
         r->status = PM_COORD_NOT_FOUND;
     if (n == 0 && kind == PM_COORD_CREATE) {
         r->status = PM_COORD_BAD;
         pm_coord_result_msg(r, "etcd: create failed but there is no record");
     }
-    if (n == 1 && (kind == PM_COORD_CREATE || kind == PM_COORD_CAS))
+    if (n == 1 && (kind == PM_COORD_CREATE || kind == PM_COORD_CAS || kind == PM_COORD_DELETE))
         r->status = PM_COORD_CONFLICT;
     for (size_t i = 0; i < n; i++) {
         pm_coord_result_t scratch = {0};

@@ -363,6 +363,17 @@ s_submit(pm_coord_t *c, pm_coord_req_t *req)
             r->status = PM_COORD_NOT_FOUND;
         else if (pm_coord_result_add(r, &cur))
             s_oom();
+    } else if (kind == PM_COORD_DELETE) {
+        if (!kv) {
+            r->status = PM_COORD_NOT_FOUND;
+        } else if (kv->mod_rev != req->expected) {
+            r->status = PM_COORD_CONFLICT;
+            if (pm_coord_result_add(r, &cur))
+                s_oom();
+        } else {
+            s_write(st, req->space, NULL);
+            wrote = 1;
+        }
     } else if ((kind == PM_COORD_CREATE && kv) ||
                (kind == PM_COORD_CAS && kv && kv->mod_rev != req->expected)) {
         r->status = PM_COORD_CONFLICT;

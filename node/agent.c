@@ -372,6 +372,8 @@ s_handle(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now, int6
     }
     case PM_MSG_BYE:
         return PM_OK; /* the caller closes the session */
+    case PM_MSG_FORCE_OWNER:
+        return pm_isr_agent_force(self, s, m);
     case PM_MSG_MEMBERS: {
         char *json = self->mesh ? pm_mesh_members_json(self->mesh) : NULL;
         char solo[512];

@@ -30,8 +30,6 @@
 #include <zmq.h>
 
 #include "clock.h"
-#include "coord.h"
-#include "isr.h"
 #include "pjson.h"
 
 #include <jansson.h>
@@ -812,27 +810,12 @@ out:
     return rc;
 }
 
-/* The next answer of the store within timeout_ms, or NULL. */
-static pm_coord_result_t *
-s_coord_wait(pm_coord_t *c, int64_t timeout_ms)
-{
-    int64_t until = pm_mono_ms() + timeout_ms;
-    pm_coord_result_t *r = NULL;
-    while (pm_coord_recv(c, &r) != 0) {
-        int64_t left = until - pm_mono_ms();
-        if (left <= 0)
-            return NULL;
-        zmq_pollitem_t it = {pm_coord_socket(c), 0, ZMQ_POLLIN, 0};
-        zmq_poll(&it, 1, left);
-    }
-    return r;
-}
-
 /* `pmesh space force-owner SPACE --accept-data-loss`: the operator accepts
- * the loss of what a space's lost owner acknowledged and this agent lacks:
- * one CAS in the configuration store makes this agent (the one at
- * --socket) its owner at the next epoch with an empty in-sync set; the
- * agent learns it from its watch and serves the space (PM-COORD-FORCED). */
+ * the loss of what a space's lost owner acknowledged and this agent lacks.
+ * The agent at --socket does it (pm_space_force_owner): with its own
+ * configuration store client (its TLS settings) it re-reads the record and
+ * makes itself the owner at the next epoch with an empty in-sync set (one
+ * CAS), serves the space and logs PM-COORD-FORCED. */
 static int
 s_cmd_space(int argc, char **argv)
 {
@@ -844,9 +827,7 @@ s_cmd_space(int argc, char **argv)
         return rc;
     pm_client_t *client = NULL;
     char *json = NULL;
-    json_t *st = NULL;
-    pm_coord_t *c = NULL;
-    pm_coord_result_t *res = NULL;
+    json_t *res = NULL;
     if ((rc = s_common("space", &a, 2, 2)) >= 0)
         goto out;
     if (strcmp(a.pos[0], "force-owner") != 0) {
@@ -861,59 +842,26 @@ s_cmd_space(int argc, char **argv)
     }
     if ((rc = s_connect(&client)) != 0)
         goto out;
-    int err = pm_status(client, &json);
+    int err = pm_space_force_owner(client, space, 1, &json);
     if (err != PM_OK) {
-        rc = s_fail(client, err);
+        const char *msg = pm_client_last_error(client);
+        fprintf(stderr, "pmesh: space force-owner: %s: %s\n", pm_err_name(err),
+                msg && *msg ? msg : pm_strerror(err));
+        rc = s_exit_code(err);
         goto out;
     }
-    st = json_loads(json, 0, NULL);
-    json_t *co = json_object_get(st, "coordination");
-    const char *url = json_string_value(json_object_get(co, "store"));
-    const char *prefix = json_string_value(json_object_get(co, "prefix"));
-    const char *node = json_string_value(json_object_get(co, "node"));
-    const char *pid_s = json_string_value(json_object_get(co, "pid"));
-    if (!url || !prefix || !node || !pid_s) {
-        fputs("pmesh: space force-owner: this agent runs without a configuration store\n",
-              stderr);
-        rc = S_EXIT_REFUSED;
-        goto out;
-    }
-    char cerr[256];
-    pm_coord_config_t cfg = {.url = url, .prefix = prefix};
-    if (!(c = pm_coord_new(&cfg, cerr, sizeof cerr))) {
-        fprintf(stderr, "pmesh: space force-owner: %s\n", cerr);
-        rc = S_EXIT_REFUSED;
-        goto out;
-    }
-    pm_coord_get(c, space);
-    res = s_coord_wait(c, 5000);
-    if (!res || res->status != PM_COORD_OK || !res->n_records) {
-        fprintf(stderr, "pmesh: space force-owner: reading %s: %s %s\n", space,
-                res ? pm_coord_status_name(res->status) : "no answer",
-                res ? res->message : "");
-        rc = S_EXIT_REFUSED;
-        goto out;
-    }
-    pm_coord_record_t cur = res->records[0], next;
-    pm_coord_result_destroy(&res);
-    pm_isr_rule_force(&cur, node, strtoull(pid_s, NULL, 10), &next);
-    pm_coord_cas(c, cur.revision, &next);
-    res = s_coord_wait(c, 5000);
-    if (!res || res->status != PM_COORD_OK) {
-        fprintf(stderr, "pmesh: space force-owner: %s changed meanwhile or the store did not "
-                "answer (%s %s): nothing forced; look again\n", space,
-                res ? pm_coord_status_name(res->status) : "no answer", res ? res->message : "");
-        rc = S_EXIT_REFUSED;
-        goto out;
-    }
-    fprintf(stderr, "pmesh: FORCED: id space %s is owned by %s at epoch %llu (was %s at epoch "
-            "%llu); what that owner acknowledged and %s lacks is lost\n", space, node,
-            (unsigned long long) next.epoch, cur.owner, (unsigned long long) cur.epoch, node);
+    res = json_loads(json, 0, NULL);
+    const char *owner = json_string_value(json_object_get(res, "owner"));
+    const char *was = json_string_value(json_object_get(res, "was_owner"));
+    fprintf(stderr, "pmesh: FORCED: id space %s is owned by %s at epoch %lld (was %s at epoch "
+            "%lld); what that owner acknowledged and %s lacks is lost\n", space,
+            owner ? owner : "?", (long long) json_integer_value(json_object_get(res, "epoch")),
+            was && *was ? was : "nobody",
+            (long long) json_integer_value(json_object_get(res, "was_epoch")),
+            owner ? owner : "this agent");
     rc = S_EXIT_OK;
 out:
-    pm_coord_result_destroy(&res);
-    pm_coord_destroy(&c);
-    json_decref(st);
+    json_decref(res);
     free(json);
     pm_client_destroy(&client);
     s_args_free(&a);

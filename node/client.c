@@ -1454,6 +1454,22 @@ pm_members(pm_client_t *self, char **json_p)
     return s_json_call(self, PM_MSG_MEMBERS, json_p);
 }
 
+int
+pm_space_force_owner(pm_client_t *self, const char *space, int accept_data_loss, char **json_p)
+{
+    *json_p = NULL;
+    if (!space || !*space || !accept_data_loss)
+        return PM_ERR_BAD_REQUEST;
+    pm_msg_t m = {.type = PM_MSG_FORCE_OWNER, .space = space, .accept_data_loss = 1};
+    pm_msg_t r;
+    int err = s_call_raw(self, &m, PM_OP_STATUS, S_CALL_TIMEOUT_MS, &r);
+    if (err)
+        return err;
+    *json_p = s_dup(r.json);
+    pm_wire_release(&r);
+    return *json_p ? PM_OK : PM_ERR_INTERNAL;
+}
+
 /* ---- workers -------------------------------------------------------------- */
 
 int

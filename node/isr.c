@@ -39,10 +39,12 @@ typedef enum {
     S_OP_CREATE,
     S_OP_SET,
     S_OP_TAKEOVER,
-    S_OP_FORCE
+    S_OP_FORCE,
+    S_OP_DELETE
 } s_op_t;
 
-static const char *const s_op_names[] = {"none", "get", "create", "set", "takeover", "force"};
+static const char *const s_op_names[] = {"none", "get", "create", "set", "takeover", "force",
+                                         "delete"};
 
 typedef struct s_space {
     pm_coord_record_t rec; /* the latest we know (rec.revision 0: none) */
@@ -57,7 +59,23 @@ typedef struct s_space {
     int64_t try_rev;       /* ... made from this revision of the record */
     int refresh;           /* re-read the record (something says it moved) */
     uint64_t base_lsn;     /* produced when we started serving it (a backup joins past it) */
+    int retire;            /* R7: the agent retired it; delete our record of it */
+    /* An operator's force-owner waiting for its answer (0: none): the
+     * session and request to answer (pm_isr_force), and the record's owner
+     * and epoch it replaces. */
+    uint64_t force_session, force_req;
+    char force_was[PM_COORD_NAME_MAX];
+    uint64_t force_was_epoch;
 } s_space_t;
+
+/* R7: what stays of a deleted record, for the rest of this process: the
+ * epoch it fences (R4: a stale owner cut off before the deletion must still
+ * find its records refused here) and the revision of the deletion (answers
+ * older than it are not taken for the space coming back). */
+typedef struct s_tomb {
+    uint64_t epoch;
+    int64_t rev;
+} s_tomb_t;
 
 struct pm_isr {
     pm_isr_env_t env;
@@ -71,6 +89,8 @@ struct pm_isr {
     uint64_t prev; /* the process whose WAL we replayed (0: none, or not durable) */
     int min_in_sync;
     zhashx_t *spaces; /* name -> s_space_t (owned) */
+    zhashx_t *tombs;  /* name -> s_tomb_t (owned): records deleted (R7) */
+    int primary_seen; /* our primary's record existed once: never created again (R7) */
     uint64_t list_req, watch_req;
     int listed, watching, store_up;
     int64_t list_retry_at, list_backoff;
@@ -78,6 +98,7 @@ struct pm_isr {
     int64_t next_scan; /* the spaces are looked at every S_SCAN_MS, or at once on a change */
     int dirty;         /* a record or a request changed: scan and recompute the gate */
     uint64_t retries, waits, takeovers, forced, set_changes, refused_writes, moved, refreshes;
+    uint64_t deleted; /* records of spaces we retired, deleted by us (R7) */
 };
 
 static s_space_t *
@@ -128,6 +149,10 @@ pm_isr_new(const pm_isr_config_t *cfg, const pm_isr_env_t *env, void *arg, char 
     if (!self->spaces)
         pm_oom("coordination");
     zhashx_set_destructor(self->spaces, s_space_free);
+    self->tombs = zhashx_new();
+    if (!self->tombs)
+        pm_oom("coordination");
+    zhashx_set_destructor(self->tombs, s_space_free);
     return self;
 }
 
@@ -139,6 +164,7 @@ pm_isr_destroy(pm_isr_t **self_p)
     pm_isr_t *self = *self_p;
     pm_coord_destroy(&self->coord);
     zhashx_destroy(&self->spaces);
+    zhashx_destroy(&self->tombs);
     free(self);
     *self_p = NULL;
 }
@@ -229,11 +255,77 @@ s_done_waiting(pm_isr_t *self, s_space_t *s)
     (void) self;
 }
 
+/* Answers an operator's force-owner waiting on s (if any): err 0 with the
+ * JSON of the outcome, or an error with its reason. */
+static void
+s_force_reply(pm_isr_t *self, s_space_t *s, int err, const char *text)
+{
+    if (!s->force_session)
+        return;
+    if (self->env.forced)
+        self->env.forced(self->arg, s->force_session, s->force_req, err, text);
+    s->force_session = s->force_req = 0;
+}
+
+/* R7: s's record was deleted (by us, or its owner) at revision rev: nobody
+ * owns the space any more and nobody ever will (a record is created only
+ * for a new primary, under a new name). We stop serving it if we did,
+ * forget it, and keep its epoch as a fence for the rest of this process. */
+static void
+s_forget(pm_isr_t *self, s_space_t *s, int64_t rev)
+{
+    char name[PM_COORD_NAME_MAX];
+    snprintf(name, sizeof name, "%s", s->rec.space);
+    uint64_t epoch = s->rec.revision ? s->rec.epoch : 0, mine = 0;
+    if (s->op == S_OP_DELETE || s->confirm == S_OP_DELETE || s->retire) {
+        self->deleted++;
+        pm_log_info("PM-COORD-DELETED", "id space %s retired: its record (epoch %llu) is "
+                    "deleted from the configuration store", name, (unsigned long long) epoch);
+    } else if (strcmp(name, self->primary) == 0) {
+        pm_log_error("PM-COORD-DELETED", "the record of our primary id space %s was deleted "
+                     "(another agent took it over and retired it while we were cut off): "
+                     "we stop serving it", name);
+    }
+    if (self->env.serves(self->arg, name, &mine)) {
+        self->moved++;
+        pm_log_error("PM-COORD-MOVED", "id space %s: its record was deleted from the "
+                     "configuration store (we served it at epoch %llu): we stop serving it",
+                     name, (unsigned long long) mine);
+        self->env.drop(self->arg, name);
+    }
+    char why[PM_COORD_NAME_MAX + 96];
+    snprintf(why, sizeof why, "id space %s has no record in the configuration store (it was "
+             "retired): nothing forced", name);
+    s_force_reply(self, s, PM_ERR_NOT_FOUND, why);
+    s_tomb_t *t = zhashx_lookup(self->tombs, name);
+    if (!t) {
+        t = pm_xcalloc(1, sizeof *t, "coordination");
+        zhashx_insert(self->tombs, name, t);
+    }
+    if (epoch > t->epoch)
+        t->epoch = epoch;
+    if (rev > t->rev)
+        t->rev = rev;
+    zhashx_delete(self->spaces, name); /* frees s */
+    self->dirty = 1;
+}
+
 /* A record of a space we did not know, or a newer one: R4. mine: it is
  * the answer to our own write (not an operator's force). */
 static void
 s_learn_ex(pm_isr_t *self, const pm_coord_record_t *r, int mine_op)
 {
+    s_tomb_t *t = zhashx_lookup(self->tombs, r->space);
+    if (t) {
+        /* An answer from before the deletion: the space is gone. (A record
+         * after it would be a re-creation, which no agent makes: taken as
+         * it comes, should an operator have put one.) */
+        if (r->revision <= t->rev)
+            return;
+        zhashx_delete(self->tombs, r->space);
+    }
+    if (strcmp(r->space, self->primary) == 0)
+        self->primary_seen = 1;
     s_space_t *s = s_space(self, r->space);
     if (s->rec.revision && r->revision && r->revision < s->rec.revision)
         return;
@@ -287,10 +379,34 @@ s_succeeded(pm_isr_t *self, s_space_t *s, s_op_t op, const pm_coord_record_t *r)
         char why[160];
         snprintf(why, sizeof why, "%s by the configuration store",
                  op == S_OP_FORCE ? "forced by an operator" : "taken over");
+        if (op == S_OP_FORCE)
+            pm_log_error("PM-COORD-FORCED", "id space %s was forced to us at epoch %llu with "
+                         "an empty in-sync set (pmesh space force-owner --accept-data-loss): "
+                         "we serve it from our copy, and what its lost owner acknowledged "
+                         "that we lack is lost", r->space, (unsigned long long) r->epoch);
         self->env.take(self->arg, r->space, r->epoch, why);
         s->base_lsn = self->env.produced(self->arg);
+        s->retire = 0;
+    }
+    if (op == S_OP_FORCE && s->force_session) {
+        json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:I}", "space", r->space, "owner",
+                              r->owner, "owner_pid", "", "epoch", (json_int_t) r->epoch,
+                              "was_owner", s->force_was, "was_epoch",
+                              (json_int_t) s->force_was_epoch);
+        char pid[24];
+        snprintf(pid, sizeof pid, "%llu", (unsigned long long) r->owner_pid);
+        if (o)
+            json_object_set_new(o, "owner_pid", json_string(pid));
+        char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (!text)
+            pm_oom("coordination");
+        s_force_reply(self, s, 0, text);
+        free(text);
     }
 }
+
+static void s_try_takeover(pm_isr_t *self, s_space_t *s, int force);
 
 static void
 s_on_result(pm_isr_t *self, pm_coord_result_t *res)
@@ -325,9 +441,27 @@ s_on_result(pm_isr_t *self, pm_coord_result_t *res)
             self->store_up = res->status == PM_COORD_OK;
         } else if (res->kind == PM_COORD_EVENT && res->n_records && !res->deleted) {
             s_learn(self, &res->records[0]);
+        } else if (res->kind == PM_COORD_EVENT && res->n_records && res->deleted) {
+            s_space_t *s = zhashx_lookup(self->spaces, res->records[0].space);
+            if (s)
+                s_forget(self, s, res->revision); /* R7 */
         } else if (res->kind == PM_COORD_RESYNC) {
             for (size_t i = 0; i < res->n_records; i++)
                 s_learn(self, &res->records[i]);
+            /* What the list no longer has was deleted meanwhile (R7). */
+            zlistx_t *gone = zlistx_new();
+            if (!gone)
+                pm_oom("coordination");
+            for (s_space_t *s = zhashx_first(self->spaces); s; s = zhashx_next(self->spaces)) {
+                int listed = 0;
+                for (size_t i = 0; i < res->n_records && !listed; i++)
+                    listed = strcmp(res->records[i].space, s->rec.space) == 0;
+                if (!listed && s->rec.revision && s->rec.revision <= res->revision)
+                    zlistx_add_end(gone, s);
+            }
+            for (s_space_t *s = zlistx_first(gone); s; s = zlistx_next(gone))
+                s_forget(self, s, res->revision);
+            zlistx_destroy(&gone);
         }
         return;
     }
@@ -346,17 +480,48 @@ s_on_result(pm_isr_t *self, pm_coord_result_t *res)
         s_op_t confirm = s->confirm;
         s->confirm = S_OP_NONE;
         if (res->status == PM_COORD_OK && res->n_records) {
-            if (confirm != S_OP_NONE && pm_coord_record_same(&res->records[0], &s->proposed)) {
+            if (confirm != S_OP_NONE && confirm != S_OP_DELETE &&
+                pm_coord_record_same(&res->records[0], &s->proposed)) {
                 s_succeeded(self, s, confirm, &res->records[0]); /* it had happened */
                 return;
             }
+            /* (A delete that did not happen leaves the record as it was:
+             * R7 tries again from the revision it finds.) */
             s_done_waiting(self, s);
             s_learn(self, &res->records[0]);
+            if (s->force_session && confirm == S_OP_NONE) {
+                /* An operator's force, from the record just read. */
+                if (s_ours(self, &s->rec) && self->env.serves(self->arg, s->rec.space, NULL)) {
+                    char why[PM_COORD_NAME_MAX + 96];
+                    snprintf(why, sizeof why, "id space %s is ours already (epoch %llu): "
+                             "nothing forced", s->rec.space, (unsigned long long) s->rec.epoch);
+                    s_force_reply(self, s, PM_ERR_BAD_REQUEST, why);
+                    return;
+                }
+                snprintf(s->force_was, sizeof s->force_was, "%s", s->rec.owner);
+                s->force_was_epoch = s->rec.epoch;
+                s_try_takeover(self, s, 1);
+                if (s->op != S_OP_FORCE)
+                    s_force_reply(self, s, PM_ERR_INTERNAL, "cannot send the change");
+            }
         } else if (res->status == PM_COORD_NOT_FOUND) {
             s_done_waiting(self, s);
+            if (s->rec.revision || confirm == S_OP_DELETE) {
+                if (confirm == S_OP_DELETE)
+                    s->op = S_OP_DELETE; /* it had happened: ours */
+                s_forget(self, s, res->revision); /* deleted (R7) */
+                return;
+            }
             memset(&s->rec, 0, sizeof s->rec);
             snprintf(s->rec.space, sizeof s->rec.space, "%s", s->proposed.space);
         } else {
+            if (confirm == S_OP_NONE && s->force_session) {
+                char why[640];
+                snprintf(why, sizeof why, "reading the record of id space %s: the "
+                         "configuration store answered %s (%.200s): nothing forced",
+                         s->rec.space, pm_coord_status_name(res->status), res->message);
+                s_force_reply(self, s, PM_ERR_UNAVAILABLE, why);
+            }
             s->confirm = confirm;
             s->refresh = confirm == S_OP_NONE; /* a re-read that failed: again */
             s_wait(self, s, s_op_names[confirm ? confirm : S_OP_GET], res->message);
@@ -364,8 +529,15 @@ s_on_result(pm_isr_t *self, pm_coord_result_t *res)
         }
         return;
     }
+    char why[768];
     switch (res->status) {
     case PM_COORD_OK:
+        if (op == S_OP_DELETE) {
+            s->op = S_OP_DELETE; /* s_forget counts it as ours */
+            s_done_waiting(self, s);
+            s_forget(self, s, res->revision);
+            break;
+        }
         s_succeeded(self, s, op, &res->records[0]);
         break;
     case PM_COORD_CONFLICT:
@@ -378,8 +550,20 @@ s_on_result(pm_isr_t *self, pm_coord_result_t *res)
             pm_log_info("PM-COORD-LOST-RACE", "id space %s: another agent changed its record "
                         "first (now %s at epoch %llu)", s->rec.space, s->rec.owner,
                         (unsigned long long) s->rec.epoch);
+        if (op == S_OP_FORCE) {
+            snprintf(why, sizeof why, "id space %s changed meanwhile (now %s at epoch %llu): "
+                     "nothing forced; look again", s->rec.space, s->rec.owner,
+                     (unsigned long long) s->rec.epoch);
+            s_force_reply(self, s, PM_ERR_UNAVAILABLE, why);
+        }
         break;
     case PM_COORD_NOT_FOUND:
+        if (s->rec.revision || op == S_OP_DELETE) {
+            if (op == S_OP_DELETE)
+                s->op = S_OP_DELETE;
+            s_forget(self, s, res->revision); /* deleted (R7) */
+            break;
+        }
         memset(&s->rec, 0, sizeof s->rec);
         snprintf(s->rec.space, sizeof s->rec.space, "%s", s->proposed.space);
         break;
@@ -389,6 +573,13 @@ s_on_result(pm_isr_t *self, pm_coord_result_t *res)
         s->confirm = op;
         s_wait(self, s, s_op_names[op], res->message);
         s_fail_held(self, s, op);
+        if (op == S_OP_FORCE) {
+            snprintf(why, sizeof why, "the configuration store did not answer (%s %.200s): the "
+                     "change may or may not have happened; this agent reads the record again "
+                     "and serves id space %s if it did (pmesh status: coordination.spaces)",
+                     pm_coord_status_name(res->status), res->message, s->rec.space);
+            s_force_reply(self, s, PM_ERR_UNAVAILABLE, why);
+        }
         break;
     }
 }
@@ -457,7 +648,9 @@ s_gate(pm_isr_t *self)
     pm_coord_member_t all[PM_COORD_MAX_INSYNC];
     size_t n = 0;
     for (s_space_t *s = zhashx_first(self->spaces); s; s = zhashx_next(self->spaces)) {
-        if (!s_ours(self, &s->rec))
+        /* A retired space (R7) holds nothing and is served no more: no
+         * acknowledgement depends on its members. */
+        if (!s_ours(self, &s->rec) || s->retire)
             continue;
         for (int pass = 0; pass < 2; pass++) {
             const pm_coord_record_t *r = pass ? &s->proposed : &s->rec;
@@ -487,8 +680,14 @@ s_try_takeover(pm_isr_t *self, s_space_t *s, int force)
      * the record moves past the revision the attempt was made from. */
     s->try_epoch = next.epoch;
     s->try_rev = s->rec.revision;
-    pm_log_warn("PM-COORD-TAKEOVER", "id space %s: owner %s is gone; taking it over at epoch "
-                "%llu", s->rec.space, s->rec.owner, (unsigned long long) next.epoch);
+    if (force)
+        pm_log_warn("PM-COORD-FORCE", "id space %s: an operator forces us to own it (was %s at "
+                    "epoch %llu); taking it at epoch %llu with an empty in-sync set",
+                    s->rec.space, s->rec.owner, (unsigned long long) s->rec.epoch,
+                    (unsigned long long) next.epoch);
+    else
+        pm_log_warn("PM-COORD-TAKEOVER", "id space %s: owner %s is gone; taking it over at "
+                    "epoch %llu", s->rec.space, s->rec.owner, (unsigned long long) next.epoch);
     s_cas(self, s, force ? S_OP_FORCE : S_OP_TAKEOVER, &next);
 }
 
@@ -515,12 +714,26 @@ pm_isr_tick(pm_isr_t *self, int64_t mono)
             continue;
         }
         if (!s->rec.revision) {
-            if (strcmp(s->rec.space, self->primary) == 0) { /* R5: our new primary */
+            /* R5: our new primary, once: a record that existed and was
+             * deleted is never created again (R7). */
+            if (strcmp(s->rec.space, self->primary) == 0 && !self->primary_seen) {
                 pm_coord_record_t rec = {.owner_pid = self->pid, .epoch = 1};
                 snprintf(rec.space, sizeof rec.space, "%s", self->primary);
                 snprintf(rec.owner, sizeof rec.owner, "%s", self->node);
                 s_cas(self, s, S_OP_CREATE, &rec);
             }
+            continue;
+        }
+        if (s->retire) { /* R7: delete our record, at the revision we know */
+            if (!s_ours(self, &s->rec)) {
+                s->retire = 0; /* not ours any more: not ours to delete */
+                continue;
+            }
+            s->proposed = s->rec;
+            s->op = S_OP_DELETE;
+            s->req = pm_coord_delete(self->coord, s->rec.space, s->rec.revision);
+            if (!s->req)
+                s->op = S_OP_NONE;
             continue;
         }
         if (s->refresh) { /* something says it moved: R4 re-reads */
@@ -553,8 +766,11 @@ uint64_t
 pm_isr_fence_epoch(pm_isr_t *self, const char *space)
 {
     s_space_t *s = zhashx_lookup(self->spaces, space);
-    if (!s)
-        return 0;
+    if (!s) {
+        /* R7: a deleted record still fences what a stale owner sends. */
+        s_tomb_t *t = zhashx_lookup(self->tombs, space);
+        return t ? t->epoch : 0;
+    }
     uint64_t e = s->rec.revision ? s->rec.epoch : 0;
     /* Our attempt may still win while the record is at the revision it was
      * made from (revisions only rise: once moved past it, its compare can
@@ -562,6 +778,63 @@ pm_isr_fence_epoch(pm_isr_t *self, const char *space)
     if (s->try_epoch > e && s->rec.revision <= s->try_rev)
         e = s->try_epoch;
     return e;
+}
+
+void
+pm_isr_retire(pm_isr_t *self, const char *space)
+{
+    s_space_t *s = zhashx_lookup(self->spaces, space);
+    if (!s || s->retire || !s_ours(self, &s->rec) || strcmp(space, self->primary) == 0)
+        return;
+    s->retire = 1;
+    self->dirty = 1;
+    pm_log_info("PM-COORD-RETIRE", "id space %s retired: deleting its record (epoch %llu) from "
+                "the configuration store", space, (unsigned long long) s->rec.epoch);
+}
+
+int
+pm_isr_force(pm_isr_t *self, const char *space, uint64_t session, uint64_t req, char *msg,
+             size_t msglen)
+{
+    if (!pm_coord_space_ok(space)) {
+        snprintf(msg, msglen, "'%.200s' is not an id space name", space ? space : "");
+        return PM_ERR_BAD_REQUEST;
+    }
+    if (!self->listed) {
+        snprintf(msg, msglen, "the configuration store has not been read yet (%s): nothing "
+                 "forced; try again", self->store_up ? "reading it" : "it is down");
+        return PM_ERR_UNAVAILABLE;
+    }
+    s_space_t *s = zhashx_lookup(self->spaces, space);
+    if (!s || !s->rec.revision) {
+        snprintf(msg, msglen, "id space %s has no record in the configuration store: nothing "
+                 "forced", space);
+        return PM_ERR_NOT_FOUND;
+    }
+    if (s->op != S_OP_NONE || s->confirm != S_OP_NONE || s->force_session) {
+        snprintf(msg, msglen, "id space %s: a change of its record is under way (%s): nothing "
+                 "forced; try again", space,
+                 s_op_names[s->op != S_OP_NONE ? s->op : s->confirm ? s->confirm : S_OP_FORCE]);
+        return PM_ERR_UNAVAILABLE;
+    }
+    /* Read the record first, then CAS from that revision: the force
+     * replaces exactly what the operator's agent saw, never a change it
+     * did not see. */
+    s->force_session = session ? session : 1;
+    s->force_req = req;
+    s->retire = 0;
+    s->op = S_OP_GET;
+    s->req = pm_coord_get(self->coord, space);
+    if (!s->req) {
+        s->op = S_OP_NONE;
+        s->force_session = s->force_req = 0;
+        snprintf(msg, msglen, "cannot send the request");
+        return PM_ERR_INTERNAL;
+    }
+    pm_log_warn("PM-COORD-FORCE", "id space %s: an operator asks us to own it, accepting the "
+                "loss of what its lost owner acknowledged and we lack (pmesh space "
+                "force-owner); reading its record", space);
+    return 0;
 }
 
 void

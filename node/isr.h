@@ -25,6 +25,20 @@
  *   R6 the store is never on the data path; when it is down, spaces that
  *      need no change keep serving, changes wait and are retried with
  *      backoff (counted, logged PM-COORD-WAIT / PM-COORD-RETRY).
+ *   R7 retire: a space the agent retired (pm_isr_retire: it holds no
+ *      promise and no continuation, is not a live member's primary, and the
+ *      agent serves it no more) whose record names us leaves the store, by
+ *      compare-and-delete at the revision we know (never our own primary).
+ *      A deleted record (ours, or learned by the watch, a re-read or a
+ *      resync) is forgotten, its space dropped if we served it, and its
+ *      epoch kept as a fence for the rest of the process (R4 for a stale
+ *      owner cut off before the deletion). No record is ever created again
+ *      for a space whose record once existed: create is only for our new
+ *      primary, once. Why safe: coord.h, R7.
+ *   Force: pmesh space force-owner is a request to the agent (pm_isr_force):
+ *      it re-reads the record and CASes from that revision to epoch + 1
+ *      with us as owner and an empty in-sync set, with its own store client
+ *      (its TLS), and answers through env.forced.
  * Pure helpers (pm_isr_rule_*) decide; the rest does I/O through coord.h.
  */
 #ifndef PM_ISR_H
@@ -86,6 +100,10 @@ typedef struct pm_isr_env {
     /* Ends the replies held for changes not yet at every counted member
      * with err and why (never acknowledged); returns how many. */
     size_t (*fail_held)(void *arg, int err, const char *why);
+    /* Answers an operator's force-owner (pm_isr_force): err 0 and text the
+     * JSON of the outcome, or an error (PM_ERR_*) and text its reason.
+     * NULL: no answer is sent. */
+    void (*forced)(void *arg, uint64_t session, uint64_t req, int err, const char *text);
 } pm_isr_env_t;
 
 typedef struct pm_isr_config {
@@ -136,9 +154,23 @@ int pm_isr_write_check(pm_isr_t *self, const char *space, char *msg, size_t msgl
  * not alive and neither is any recorded in-sync member. PM_ERR_UNAVAILABLE
  * with the reason in msg, or 0. */
 int pm_isr_route_check(pm_isr_t *self, const char *space, char *msg, size_t msglen);
-/* pmesh space force-owner is one CAS made by the CLI (pm_isr_rule_force);
- * the agent learns from its watch that the store names it the owner at a
- * new epoch and serves the space (PM-COORD-FORCED). */
+/* R7: the agent retired space (it holds no promise and no continuation and
+ * is served no more): if the store names us its owner and it is not our
+ * primary, its record is deleted by compare-and-delete at the revision we
+ * know (retried while the store is down; given up if the record moved to
+ * another owner). Logged PM-COORD-RETIRE, then PM-COORD-DELETED. */
+void pm_isr_retire(pm_isr_t *self, const char *space);
+/* pmesh space force-owner SPACE --accept-data-loss, asked of this agent by
+ * an operator on its local socket: re-reads space's record and by one CAS
+ * from that revision makes us its owner at epoch + 1 with an empty in-sync
+ * set (pm_isr_rule_force); we serve it from our copy (PM-COORD-FORCED).
+ * 0: under way, env.forced(session, req, ...) answers it (JSON
+ * {space, owner, owner_pid, epoch, was_owner, was_epoch}, or an error: the
+ * record changed meanwhile, the store did not answer (the outcome is then
+ * unknown: the agent re-reads and serves the space if it happened), no
+ * record). Else an error at once (PM_ERR_*) with the reason in msg. */
+int pm_isr_force(pm_isr_t *self, const char *space, uint64_t session, uint64_t req, char *msg,
+                 size_t msglen);
 /* The store client (tests cut it off the memory store). Borrowed. */
 pm_coord_t *pm_isr_coord(pm_isr_t *self);
 /* Fills the coordination part of a status snapshot (stats.h). */

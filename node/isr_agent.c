@@ -8,6 +8,7 @@
 #include "isr_agent.h"
 
 #include "relay.h"
+#include "session.h"
 #include "takeover.h"
 
 static int
@@ -84,6 +85,43 @@ s_fail_held(void *arg, int err, const char *why)
     return pm_journal_fail_unreplicated(self->journal, pm_agent_fail_held, &ctx);
 }
 
+/* The answer to an operator's force-owner, to its session if still there. */
+static void
+s_forced(void *arg, uint64_t session, uint64_t req, int err, const char *text)
+{
+    pm_agent_t *self = arg;
+    pm_session_t *s = pm_session_by_id(self, session);
+    if (!s)
+        return;
+    pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = req, .err = err,
+                  .message = err ? text : NULL, .json = err ? NULL : text};
+    pm_agent_send(self, s, &r);
+}
+
+int
+pm_isr_agent_force(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m)
+{
+    /* The operator's interface: the local socket only, never a peer. */
+    if (s->peer)
+        return PM_ERR_BAD_REQUEST;
+    if (!m->accept_data_loss) {
+        pm_agent_reply_err(self, s, m->req_id, PM_ERR_BAD_REQUEST,
+                           "force-owner loses what the space's lost owner acknowledged and "
+                           "this agent lacks: it needs accept_data_loss");
+        return PM_OK;
+    }
+    if (!self->isr) {
+        pm_agent_reply_err(self, s, m->req_id, PM_ERR_BAD_REQUEST,
+                           "this agent runs without a configuration store");
+        return PM_OK;
+    }
+    char msg[512];
+    int err = pm_isr_force(self->isr, m->space, s->id, m->req_id, msg, sizeof msg);
+    if (err)
+        pm_agent_reply_err(self, s, m->req_id, err, msg);
+    return PM_OK;
+}
+
 const pm_isr_env_t pm_isr_agent_env = {
     .alive = s_alive,
     .serves = s_serves,
@@ -94,4 +132,5 @@ const pm_isr_env_t pm_isr_agent_env = {
     .acked = s_acked,
     .gate = s_gate,
     .fail_held = s_fail_held,
+    .forced = s_forced,
 };

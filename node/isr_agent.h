@@ -10,4 +10,11 @@
 /* pm_isr_new(&cfg, &pm_isr_agent_env, agent, ...). */
 extern const pm_isr_env_t pm_isr_agent_env;
 
+/* FORCE_OWNER (pmesh space force-owner), the operator's request on the
+ * local socket: refused from peers and without accept_data_loss; carried
+ * out by pm_isr_force with the agent's own store client, answered when the
+ * store has. Returns a pm_err for the dispatcher, or PM_OK when answered
+ * or under way. */
+int pm_isr_agent_force(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m);
+
 #endif

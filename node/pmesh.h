@@ -206,6 +206,19 @@ int pm_status(pm_client_t *self, char **json_p);
  * node, endpoint, state, incarnation, last_heard_ms_ago, self, functions
  * ([{name, free, total}]). Caller frees *json_p. */
 int pm_members(pm_client_t *self, char **json_p);
+/* An operator's request (`pmesh space force-owner`), with a configuration
+ * store: the agent makes itself the owner of id space `space` at the next
+ * epoch with an empty in-sync set, by a compare-and-swap with its own store
+ * client (its TLS settings), and serves the space from its own copy: what
+ * the space's lost owner acknowledged and this agent lacks is lost, so
+ * accept_data_loss must be 1 (else PM_ERR_BAD_REQUEST, nothing sent).
+ * *json_p (caller frees): {"space", "owner", "owner_pid", "epoch",
+ * "was_owner", "was_epoch"}. Errors, with the agent's reason in
+ * pm_client_last_error: PM_ERR_NOT_FOUND (no record of that space),
+ * PM_ERR_UNAVAILABLE (the record changed meanwhile, or the store did not
+ * answer: look again), PM_ERR_BAD_REQUEST (no store, or it is ours). */
+int pm_space_force_owner(pm_client_t *self, const char *space, int accept_data_loss,
+                         char **json_p);
 
 /* ---- asynchronous interface ------------------------------------------------
  * pm_send_* queue a request and return at once with its request id; replies

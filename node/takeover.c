@@ -81,6 +81,17 @@ s_retire_empty(pm_agent_t *self)
         if (slen)
             zhashx_insert(used, space, (void *) "");
     }
+    /* Continuations count too (a then's source or target, a backed-up
+     * one): a space one of them names is not empty. */
+    for (pm_then_t *t = self->thens; t; t = t->next) {
+        if (pm_id_space(t->source, space, sizeof space))
+            zhashx_insert(used, space, (void *) "");
+        if (pm_id_space(t->target, space, sizeof space))
+            zhashx_insert(used, space, (void *) "");
+    }
+    for (pm_rthen_t *t = zhashx_first(self->rthens); t; t = zhashx_next(self->rthens))
+        if (pm_id_space(zhashx_cursor(self->rthens), space, sizeof space))
+            zhashx_insert(used, space, (void *) "");
     zlistx_t *empty = pm_agent_xlist();
     for (size_t i = 0; i < n; i++)
         if (pm_spaces_retire(strcmp(spaces[i], self->space) == 0,
@@ -95,6 +106,8 @@ s_retire_empty(pm_agent_t *self)
         pm_claims_drop(&self->probation, sp);
         if (self->journal)
             pm_journal_release(self->journal, sp);
+        if (self->isr) /* R7: its record leaves the configuration store */
+            pm_isr_retire(self->isr, sp);
         self->retired++;
         free(sp);
     }

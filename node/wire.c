@@ -32,7 +32,7 @@ typedef struct s_priv {
 static const char *s_type_names[PM_MSG_TYPE_COUNT] = {
     "none", "hello", "create", "settle", "heartbeat", "get", "await", "then",
     "list", "status", "register", "invoke", "result", "ping", "bye", "swim", "members", "replicate", "replicate_ack", "reply",
-    "combine"};
+    "combine", "force_owner"};
 
 const char *
 pm_wire_type_name(pm_msg_type_t type)
@@ -152,6 +152,7 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
     Pmesh__Invoke invoke = PMESH__INVOKE__INIT;
     Pmesh__InvokeResult result = PMESH__INVOKE_RESULT__INIT;
     Pmesh__Ping ping = PMESH__PING__INIT;
+    Pmesh__ForceOwner force = PMESH__FORCE_OWNER__INIT;
     Pmesh__Reply reply = PMESH__REPLY__INIT;
     Pmesh__Promise one = PMESH__PROMISE__INIT;
 
@@ -292,6 +293,12 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
     case PM_MSG_MEMBERS:
         env.body_case = PMESH__ENVELOPE__BODY_MEMBERS;
         env.members = &empty;
+        break;
+    case PM_MSG_FORCE_OWNER:
+        env.body_case = PMESH__ENVELOPE__BODY_FORCE_OWNER;
+        env.force_owner = &force;
+        force.space = s_str(m->space);
+        force.accept_data_loss = m->accept_data_loss != 0;
         break;
     case PM_MSG_REPLICATE:
         env.body_case = PMESH__ENVELOPE__BODY_REPLICATE;
@@ -614,6 +621,11 @@ s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
     case PMESH__ENVELOPE__BODY_MEMBERS:
         m->type = PM_MSG_MEMBERS;
         return 0;
+    case PMESH__ENVELOPE__BODY_FORCE_OWNER:
+        m->type = PM_MSG_FORCE_OWNER;
+        m->space = env->force_owner->space;
+        m->accept_data_loss = env->force_owner->accept_data_loss;
+        return s_name_ok(m->space) && *m->space ? 0 : -1;
     case PMESH__ENVELOPE__BODY_REPLICATE: {
         const Pmesh__Replicate *r = env->replicate;
         m->type = PM_MSG_REPLICATE;

@@ -57,6 +57,7 @@ typedef enum pm_msg_type {
     PM_MSG_REPLICATE_ACK, /* backup -> owner */
     PM_MSG_REPLY,
     PM_MSG_COMBINE, /* client -> agent: a combinator (all, any, race, all-settled) */
+    PM_MSG_FORCE_OWNER, /* operator -> agent (local socket): pmesh space force-owner */
     PM_MSG_TYPE_COUNT
 } pm_msg_type_t;
 
@@ -109,7 +110,8 @@ typedef struct pm_msg {
     int ok;                    /* result */
     uint64_t session;          /* ping; hello reply */
     const char *client_name;   /* hello */
-    /* replication */
+    int accept_data_loss;      /* force_owner */
+    /* replication; force_owner: space */
     const char *space;
     uint64_t epoch;
     uint64_t lsn;

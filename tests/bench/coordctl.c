@@ -6,6 +6,7 @@
  *     get SPACE
  *     create SPACE OWNER PID EPOCH [NODE:PID,...]
  *     cas SPACE REV OWNER PID EPOCH [NODE:PID,...]
+ *     delete SPACE REV         compare-and-delete at revision REV
  *     list
  *     watch [FROM_REV]         one line per result until SIGTERM
  *     race SPACE ROUNDS        two clients CAS to the next epoch from one revision
@@ -362,7 +363,7 @@ static int
 s_usage(void)
 {
     fprintf(stderr, "usage: coordctl [--timeout MS] [--connect-timeout MS] URL PREFIX "
-                    "get|create|cas|list|watch|race|shrink-race|bench ARGS...\n");
+                    "get|create|cas|delete|list|watch|race|shrink-race|bench ARGS...\n");
     return 1;
 }
 
@@ -399,6 +400,8 @@ main(int argc, char **argv)
     memset(&rec, 0, sizeof rec);
     if (!strcmp(cmd, "get") && na == 1) {
         rc = s_one(c, pm_coord_get(c, a[0]));
+    } else if (!strcmp(cmd, "delete") && na == 2) {
+        rc = s_one(c, pm_coord_delete(c, a[0], atoll(a[1])));
     } else if (!strcmp(cmd, "list") && na == 0) {
         rc = s_one(c, pm_coord_list(c));
     } else if ((!strcmp(cmd, "create") && (na == 4 || na == 5)) ||

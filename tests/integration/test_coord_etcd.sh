@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The configuration store client (mesh/coord.h) against a real etcd started
 # here on loopback ports with its own data dir: create-if-absent and CAS,
-# races between two clients (exactly one winner, the loser handed the
+# compare-and-delete, races between two clients (exactly one winner, the loser handed the
 # winner's record), a watch seeing changes made with etcdctl (and malformed
 # ones as BAD), etcd SIGKILLed (UNAVAILABLE within the timeout, no hang) and
 # restarted on its data dir (the watch resumes without missing a change), a
@@ -104,6 +104,25 @@ expect_match "... and a malformed one as BAD naming the space" "EVENT BAD .*spac
 ectl del "$PREFIX/spaces/ext" >/dev/null
 wait_lines 10 "$W" '^EVENT OK .*deleted=1 space=ext' 1 || true
 expect_eq "... and a delete" 1 "$(count_lines "$W" '^EVENT OK .*deleted=1 space=ext')"
+# compare-and-delete (pm_coord_delete): only at the revision read.
+ctl create d1 node-a 11 1
+DREV=$(field mod "$OUT")
+ctl cas d1 "$DREV" node-a 11 1 node-b:22
+DREV2=$(field mod "$OUT")
+ctl delete d1 "$DREV"
+expect_eq "compare-and-delete at a stale revision: CONFLICT" 2 "$RC"
+expect_match "... carrying the current record" "DELETE CONFLICT .*space=d1 owner=node-a .*mod=$DREV2 " "$OUT"
+ctl get d1
+expect_eq "... and nothing deleted" 0 "$RC"
+ctl delete d1 "$DREV2"
+expect_eq "compare-and-delete at the current revision: OK" 0 "$RC"
+expect_match "... at a later revision, with no record" "^DELETE OK rev=[0-9]+ ms=" "$OUT"
+ctl get d1
+expect_eq "... the record is gone" 3 "$RC"
+ctl delete d1 "$DREV2"
+expect_eq "delete again: NOT_FOUND" 3 "$RC"
+wait_lines 10 "$W" '^EVENT OK .*deleted=1 space=d1' 1 || true
+expect_eq "the watch reports the deletion" 1 "$(count_lines "$W" '^EVENT OK .*deleted=1 space=d1')"
 ctl list
 expect_eq "list: OK" 0 "$RC"
 expect_match "... every space under the prefix (s1, r1, r2)" "LIST OK .* n=3 " "$OUT"

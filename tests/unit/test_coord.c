@@ -448,6 +448,113 @@ test_watch_in_order(void **state)
     pm_coord_mem_destroy(&store);
 }
 
+/* Compare-and-delete: only at the revision read; a moved record is a
+ * CONFLICT carrying the current one, an absent one NOT_FOUND; the watch
+ * reports the deletion, a list no longer carries it, and the space can be
+ * created again (a deleted record is like one never created). Cut off, the
+ * delete answers UNAVAILABLE and deletes nothing. */
+static void
+test_delete(void **state)
+{
+    (void) state;
+    pm_coord_mem_t *store = pm_coord_mem_new();
+    pm_coord_t *a = s_client(store), *w = s_client(store);
+    uint64_t wid = pm_coord_watch(w, 0);
+    pm_coord_result_t *r = s_next(w);
+    assert_int_equal(r->kind, PM_COORD_WATCH);
+    pm_coord_result_destroy(&r);
+
+    assert_int_equal(pm_coord_delete(a, "s", 0), 0); /* no revision: programmer error */
+    assert_int_equal(pm_coord_delete(a, "a/b", 1), 0);
+    uint64_t id = pm_coord_delete(a, "s", 1);
+    r = s_next(a);
+    assert_int_equal(r->req, id);
+    assert_int_equal(r->kind, PM_COORD_DELETE);
+    assert_int_equal(r->status, PM_COORD_NOT_FOUND);
+    pm_coord_result_destroy(&r);
+
+    pm_coord_record_t r1 = s_rec("s", "a", 1, 1, "");
+    pm_coord_create(a, &r1);
+    r = s_next(a);
+    int64_t rev1 = r->records[0].revision;
+    pm_coord_result_destroy(&r);
+    pm_coord_record_t r2 = s_rec("s", "a", 1, 1, "b:2");
+    pm_coord_cas(a, rev1, &r2);
+    r = s_next(a);
+    int64_t rev2 = r->records[0].revision;
+    pm_coord_result_destroy(&r);
+
+    /* At a stale revision: nothing deleted, the current record handed back. */
+    pm_coord_delete(a, "s", rev1);
+    r = s_next(a);
+    assert_int_equal(r->status, PM_COORD_CONFLICT);
+    assert_int_equal(r->n_records, 1);
+    assert_true(pm_coord_record_same(&r->records[0], &r2));
+    assert_int_equal(r->records[0].revision, rev2);
+    pm_coord_result_destroy(&r);
+    assert_int_equal(pm_coord_mem_revision(store), rev2);
+
+    /* Cut off: UNAVAILABLE, nothing deleted. */
+    pm_coord_mem_set_available(a, 0);
+    pm_coord_delete(a, "s", rev2);
+    r = s_next(a);
+    assert_int_equal(r->status, PM_COORD_UNAVAILABLE);
+    pm_coord_result_destroy(&r);
+    pm_coord_mem_set_available(a, 1);
+    r = s_call_get(a, "s");
+    assert_int_equal(r->status, PM_COORD_OK);
+    pm_coord_result_destroy(&r);
+
+    /* At the current revision: deleted. */
+    pm_coord_delete(a, "s", rev2);
+    r = s_next(a);
+    assert_int_equal(r->status, PM_COORD_OK);
+    assert_int_equal(r->n_records, 0);
+    assert_int_equal(r->revision, rev2 + 1);
+    pm_coord_result_destroy(&r);
+    r = s_call_get(a, "s");
+    assert_int_equal(r->status, PM_COORD_NOT_FOUND);
+    pm_coord_result_destroy(&r);
+    pm_coord_list(a);
+    r = s_next(a);
+    assert_int_equal(r->n_records, 0);
+    pm_coord_result_destroy(&r);
+    /* Again: it is gone. A CAS on it: NOT_FOUND. */
+    pm_coord_delete(a, "s", rev2);
+    r = s_next(a);
+    assert_int_equal(r->status, PM_COORD_NOT_FOUND);
+    pm_coord_result_destroy(&r);
+    pm_coord_cas(a, rev2, &r2);
+    r = s_next(a);
+    assert_int_equal(r->status, PM_COORD_NOT_FOUND);
+    pm_coord_result_destroy(&r);
+
+    /* The watch: create, cas, delete, in order. */
+    s_expect_events(w, wid, rev1, 2);
+    r = s_next(w);
+    assert_int_equal(r->kind, PM_COORD_EVENT);
+    assert_int_equal(r->revision, rev2 + 1);
+    assert_true(r->deleted);
+    assert_string_equal(r->records[0].space, "s");
+    pm_coord_result_destroy(&r);
+    s_none(w);
+
+    /* Like one never created: create succeeds again. */
+    pm_coord_create(a, &r1);
+    r = s_next(a);
+    assert_int_equal(r->status, PM_COORD_OK);
+    pm_coord_result_destroy(&r);
+
+    pm_coord_stats_t st;
+    pm_coord_stats(a, &st);
+    assert_int_equal(st.conflicts, 1);
+    assert_int_equal(st.not_found, 4);
+    assert_int_equal(st.unavailable, 1);
+    pm_coord_destroy(&a);
+    pm_coord_destroy(&w);
+    pm_coord_mem_destroy(&store);
+}
+
 /* Cut off: requests answer UNAVAILABLE and change nothing, the watch says it
  * broke; changes made meanwhile arrive, in order, once it is back. */
 static void
@@ -738,6 +845,7 @@ main(void)
         cmocka_unit_test(test_cas_race),
         cmocka_unit_test(test_shrink_vs_takeover),
         cmocka_unit_test(test_watch_in_order),
+        cmocka_unit_test(test_delete),
         cmocka_unit_test(test_unavailable_then_recovery),
         cmocka_unit_test(test_delay),
         cmocka_unit_test(test_compaction_resync),

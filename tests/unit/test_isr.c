@@ -343,6 +343,10 @@ typedef struct s_model {
     size_t n_gate;
     char gate[4][32];
     size_t failed;
+    /* the last answer to an operator's force-owner */
+    int forced_n, forced_err;
+    uint64_t forced_session, forced_req;
+    char forced_text[1024];
     pm_isr_t *isr;
 } s_model_t;
 
@@ -466,8 +470,19 @@ m_fail_held(void *arg, int err, const char *why)
     return 1;
 }
 
-static const pm_isr_env_t s_env = {m_alive, m_serves, m_take, m_drop, m_backup,
-                                   m_produced, m_acked, m_gate, m_fail_held};
+static void
+m_forced(void *arg, uint64_t session, uint64_t req, int err, const char *text)
+{
+    s_model_t *m = arg;
+    m->forced_n++;
+    m->forced_err = err;
+    m->forced_session = session;
+    m->forced_req = req;
+    snprintf(m->forced_text, sizeof m->forced_text, "%s", text);
+}
+
+static const pm_isr_env_t s_env = {m_alive,    m_serves, m_take,      m_drop,  m_backup,
+                                   m_produced, m_acked,  m_gate, m_fail_held, m_forced};
 
 static int64_t s_now;
 
@@ -854,6 +869,251 @@ test_coord_restart(void **state)
     }
 }
 
+/* Like the agent's retirement: it stops serving space, then retires it. */
+static void
+s_retire(s_model_t *m, const char *space)
+{
+    for (size_t i = 0; i < 4; i++)
+        if (strcmp(m->serves[i], space) == 0)
+            m->serves[i][0] = 0;
+    pm_isr_retire(m->isr, space);
+}
+
+static int
+s_exists(pm_coord_mem_t *store, const char *space)
+{
+    return s_read(store, space).revision != 0;
+}
+
+/* R7: b took a's space over and retires it once empty: the record leaves
+ * the store (compare-and-delete), b and an observer c keep its epoch as a
+ * fence, nothing re-creates it, and a, the stale owner cut off from the
+ * store meanwhile, learns the deletion when it is back: it stops serving
+ * its old primary and does not create it again. Retiring a space that is
+ * not ours, or our own primary, deletes nothing. */
+static void
+test_coord_retire_deletes(void **state)
+{
+    (void) state;
+    pm_coord_mem_t *store = pm_coord_mem_new();
+    s_model_t a, b, c;
+    s_two(store, &a, &b);
+    s_start(&c, store, "c", 3, 0);
+    s_model_t *ms[] = {&a, &b, &c};
+    s_pump(ms, 3, 3);
+    /* a is cut off (from the store and, in b's eyes, from the mesh). */
+    pm_coord_mem_set_available(pm_isr_coord(a.isr), 0);
+    s_set_alive("a", 0);
+    pm_isr_member_down(b.isr, s_now);
+    s_pump(ms, 3, 5);
+    assert_int_equal(b.takes, 1);
+    pm_coord_record_t r = s_read(store, "a-1");
+    assert_string_equal(r.owner, "b");
+    assert_int_equal(r.epoch, 2);
+    /* Not ours, or our primary: nothing happens. */
+    pm_isr_retire(c.isr, "a-1");
+    pm_isr_retire(b.isr, "b-2");
+    s_pump(ms, 3, 5);
+    assert_true(s_exists(store, "a-1"));
+    assert_true(s_exists(store, "b-2"));
+    /* b retires it: deleted at the revision b knows. */
+    int64_t before = pm_coord_mem_revision(store);
+    s_retire(&b, "a-1");
+    s_pump(ms, 3, 5);
+    assert_false(s_exists(store, "a-1"));
+    assert_int_equal(pm_coord_mem_revision(store), before + 1);
+    assert_int_equal(b.drops, 0); /* it had stopped serving it already */
+    /* The fence stays, at b (the heir, which a's gate counts) and at c. */
+    assert_int_equal(pm_isr_fence_epoch(b.isr, "a-1"), 2);
+    assert_int_equal(pm_isr_fence_epoch(c.isr, "a-1"), 2);
+    /* c forgot it (its view does not grow with retired spaces). */
+    pm_stats_t st = {0};
+    pm_isr_stats_fill(c.isr, &st);
+    assert_int_equal(st.n_spaces, 2); /* a-1 gone: b-2, c-3 */
+    for (size_t i = 0; i < st.n_spaces; i++)
+        assert_string_not_equal(st.spaces[i].space, "a-1");
+    pm_stats_clear(&st);
+    /* Nobody takes it over or re-creates it; requests on it are not held. */
+    char msg[256];
+    assert_int_equal(pm_isr_route_check(c.isr, "a-1", msg, sizeof msg), 0);
+    /* a is back: the watch replays b's takeover and the deletion. */
+    assert_true(m_serves(&a, "a-1", NULL));
+    s_set_alive("a", 1);
+    pm_coord_mem_set_available(pm_isr_coord(a.isr), 1);
+    s_pump(ms, 3, 300);
+    assert_false(m_serves(&a, "a-1", NULL));
+    assert_int_equal(a.drops, 1);
+    assert_false(s_exists(store, "a-1"));      /* never created again */
+    assert_int_equal(pm_isr_fence_epoch(a.isr, "a-1"), 2);
+    assert_int_equal(pm_isr_write_check(a.isr, "a-1", msg, sizeof msg), PM_ERR_UNAVAILABLE);
+    assert_int_equal(b.takes, 1);
+    assert_int_equal(c.takes, 0);
+    s_stop(&a);
+    s_stop(&b);
+    s_stop(&c);
+    pm_coord_mem_destroy(&store);
+}
+
+/* R7 with the store down: the delete waits and is retried; a delete whose
+ * answer is lost is confirmed by a re-read; an observer cut off across the
+ * deletion and a compaction learns it from the resync. An agent restarted
+ * on the same data dir N times keeps a bounded number of records. */
+static void
+test_coord_retire_store_down(void **state)
+{
+    (void) state;
+    pm_coord_mem_t *store = pm_coord_mem_new();
+    memset(s_world, 0, sizeof s_world);
+    s_model_t b, a;
+    s_start(&b, store, "b", 2, 0);
+    s_model_t *ms[] = {&a, &b};
+    /* a restarted 20 times on its data dir (process k + 1 replays k's WAL):
+     * each takes the spaces of the one before it over (R5 extension) and
+     * retires them once empty. */
+    uint64_t prev = 0;
+    for (uint64_t pid = 100; pid < 120; pid++) {
+        s_start(&a, store, "a", pid, prev);
+        s_pump(ms, 2, 5);
+        char old[32];
+        for (uint64_t p = 100; p < pid; p++) {
+            snprintf(old, sizeof old, "a-%llu", (unsigned long long) p);
+            if (m_serves(&a, old, NULL))
+                s_retire(&a, old);
+        }
+        s_pump(ms, 2, 5);
+        s_set_alive("a", 0);
+        s_stop(&a);
+        prev = pid;
+    }
+    pm_coord_t *lc = s_client(store);
+    pm_coord_list(lc);
+    pm_coord_result_t *res = s_next(lc);
+    /* b's primary and the last process's: the others left the store. */
+    assert_int_equal(res->n_records, 2);
+    pm_coord_result_destroy(&res);
+
+    /* Store down while retiring: waits, then happens. */
+    s_start(&a, store, "a", 200, prev);
+    s_pump(ms, 2, 5);
+    assert_true(m_serves(&a, "a-119", NULL));
+    pm_coord_mem_set_available(pm_isr_coord(a.isr), 0);
+    pm_coord_mem_set_available(pm_isr_coord(b.isr), 0);
+    s_retire(&a, "a-119");
+    s_pump(ms, 2, 5);
+    assert_true(s_exists(store, "a-119"));
+    pm_stats_t st = {0};
+    pm_isr_stats_fill(a.isr, &st);
+    assert_int_equal(st.co_waiting, 1);
+    pm_stats_clear(&st);
+    assert_int_equal(pm_isr_fence_epoch(b.isr, "a-119"), 2);
+    pm_coord_mem_set_available(pm_isr_coord(a.isr), 1);
+    s_pump(ms, 2, 300);
+    assert_false(s_exists(store, "a-119"));
+    pm_isr_stats_fill(a.isr, &st);
+    assert_int_equal(st.co_waiting, 0);
+    pm_stats_clear(&st);
+    /* b, cut off across the deletion and a compaction, resyncs. */
+    pm_coord_mem_compact(store, pm_coord_mem_revision(store));
+    pm_coord_mem_set_available(pm_isr_coord(b.isr), 1);
+    s_pump(ms, 2, 5);
+    assert_int_equal(pm_isr_fence_epoch(b.isr, "a-119"), 2);
+    pm_isr_stats_fill(b.isr, &st);
+    for (size_t i = 0; i < st.n_spaces; i++)
+        assert_string_not_equal(st.spaces[i].space, "a-119");
+    pm_stats_clear(&st);
+    pm_coord_destroy(&lc);
+    s_stop(&a);
+    s_stop(&b);
+    pm_coord_mem_destroy(&store);
+}
+
+/* The operator's force-owner, carried out by the agent (pm_isr_force):
+ * nobody in sync is alive, c (in no set) is made the owner at the next epoch
+ * with an empty set, serves the space, and answers with the outcome. An
+ * unknown space, a store that does not answer, and a record that changed
+ * between the read and the CAS are refused, saying why, and force nothing. */
+static void
+test_coord_force(void **state)
+{
+    (void) state;
+    pm_coord_mem_t *store = pm_coord_mem_new();
+    s_model_t a, b, c;
+    s_two(store, &a, &b);
+    s_start(&c, store, "c", 3, 0);
+    s_model_t *ms[] = {&a, &b, &c};
+    s_pump(ms, 3, 3);
+    s_set_alive("a", 0);
+    s_set_alive("b", 0);
+    s_stop(&a);
+    s_stop(&b);
+    pm_isr_member_down(c.isr, s_now);
+    s_pump(ms, 3, 5);
+    assert_int_equal(c.takes, 0);
+    char msg[256];
+    assert_int_equal(pm_isr_force(c.isr, "nosuch", 7, 9, msg, sizeof msg), PM_ERR_NOT_FOUND);
+    assert_non_null(strstr(msg, "no record"));
+    assert_int_equal(pm_isr_force(c.isr, "a/b", 7, 9, msg, sizeof msg), PM_ERR_BAD_REQUEST);
+
+    /* The store does not answer: nothing forced. */
+    pm_coord_mem_set_available(pm_isr_coord(c.isr), 0);
+    assert_int_equal(pm_isr_force(c.isr, "a-1", 7, 9, msg, sizeof msg), 0);
+    s_pump(ms, 3, 2);
+    assert_int_equal(c.forced_n, 1);
+    assert_int_equal(c.forced_err, PM_ERR_UNAVAILABLE);
+    assert_non_null(strstr(c.forced_text, "nothing forced"));
+    assert_string_equal(s_read(store, "a-1").owner, "a");
+    pm_coord_mem_set_available(pm_isr_coord(c.isr), 1);
+    s_pump(ms, 3, 300);
+    assert_int_equal(c.takes, 0);
+
+    /* Changed between the read and the CAS: nothing forced. */
+    pm_coord_mem_set_delay(pm_isr_coord(c.isr), 50);
+    assert_int_equal(pm_isr_force(c.isr, "a-1", 7, 10, msg, sizeof msg), 0);
+    pm_coord_record_t moved = s_read(store, "a-1");
+    moved.in_sync[moved.n_in_sync++] = s_m("x", 77);
+    pm_coord_mem_put(store, &moved);
+    for (int i = 0; i < 30; i++) {
+        pm_coord_mem_advance(store, 10);
+        s_pump(ms, 3, 1);
+    }
+    assert_int_equal(c.forced_n, 2);
+    assert_int_equal(c.forced_req, 10);
+    assert_int_equal(c.forced_err, PM_ERR_UNAVAILABLE);
+    assert_non_null(strstr(c.forced_text, "changed meanwhile"));
+    assert_string_equal(s_read(store, "a-1").owner, "a");
+    assert_int_equal(c.takes, 0);
+    pm_coord_mem_set_delay(pm_isr_coord(c.isr), 0);
+
+    /* Forced. */
+    assert_int_equal(pm_isr_force(c.isr, "a-1", 7, 11, msg, sizeof msg), 0);
+    s_pump(ms, 3, 3);
+    assert_int_equal(c.forced_n, 3);
+    assert_int_equal(c.forced_err, 0);
+    assert_int_equal(c.forced_session, 7);
+    assert_int_equal(c.forced_req, 11);
+    assert_non_null(strstr(c.forced_text, "\"owner\":\"c\""));
+    assert_non_null(strstr(c.forced_text, "\"was_owner\":\"a\""));
+    assert_non_null(strstr(c.forced_text, "\"epoch\":2"));
+    pm_coord_record_t r = s_read(store, "a-1");
+    assert_string_equal(r.owner, "c");
+    assert_int_equal(r.owner_pid, 3);
+    assert_int_equal(r.epoch, 2);
+    assert_int_equal(r.n_in_sync, 0);
+    assert_int_equal(c.takes, 1);
+    assert_true(m_serves(&c, "a-1", NULL));
+    pm_stats_t st = {0};
+    pm_isr_stats_fill(c.isr, &st);
+    assert_int_equal(st.co_forced, 1);
+    pm_stats_clear(&st);
+    /* Ours already: refused. */
+    assert_int_equal(pm_isr_force(c.isr, "a-1", 7, 12, msg, sizeof msg), 0);
+    s_pump(ms, 3, 3);
+    assert_int_equal(c.forced_err, PM_ERR_BAD_REQUEST);
+    assert_int_equal(s_read(store, "a-1").epoch, 2);
+    s_stop(&c);
+    pm_coord_mem_destroy(&store);
+}
+
 int
 main(void)
 {
@@ -874,6 +1134,9 @@ main(void)
         cmocka_unit_test(test_coord_store_down),
         cmocka_unit_test(test_coord_shrink_waits),
         cmocka_unit_test(test_coord_restart),
+        cmocka_unit_test(test_coord_retire_deletes),
+        cmocka_unit_test(test_coord_retire_store_down),
+        cmocka_unit_test(test_coord_force),
     };
     return cmocka_run_group_tests_name("isr", tests, NULL, NULL);
 }

@@ -124,6 +124,7 @@ s_msg_eq(const pm_msg_t *a, const pm_msg_t *b)
     s_str_eq(a->target_id, b->target_id, "target_id");
     assert_int_equal(a->attempt, b->attempt);
     assert_int_equal(!!a->ok, !!b->ok);
+    assert_int_equal(!!a->accept_data_loss, !!b->accept_data_loss);
     assert_int_equal(a->session, b->session);
     s_str_eq(a->client_name, b->client_name, "client_name");
     s_str_eq(a->space, b->space, "space");
@@ -315,6 +316,14 @@ test_round_trip_requests(void **state)
 
     pm_msg_t ping = {.type = PM_MSG_PING, .req_id = 19, .session = 0xfedcba9876543210ULL};
     s_round_trip_release(&ping);
+
+    /* pmesh space force-owner: the operator's request. */
+    pm_msg_t force = {.type = PM_MSG_FORCE_OWNER, .req_id = 21, .space = "n1-8a1f3",
+                      .accept_data_loss = 1};
+    s_round_trip_release(&force);
+    force.accept_data_loss = 0; /* the agent refuses it; the wire carries it */
+    s_round_trip_release(&force);
+    assert_string_equal(pm_wire_type_name(PM_MSG_FORCE_OWNER), "force_owner");
 
     /* Mesh traffic: the sender's name travels on any envelope. */
     pm_msg_t from = {.type = PM_MSG_GET, .req_id = 20, .id = "x", .from = "node-b"};
@@ -791,9 +800,9 @@ test_no_body_and_unknown_body(void **state)
     assert_int_equal(req_id, 55);
     free(buf);
 
-    /* version 1, req_id 9, then an unknown field 29 (length-delimited, 2
-     * bytes), and an unknown varint field 99. */
-    const uint8_t unknown[] = {0x08, 0x01, 0x10, 0x09, 0xea, 0x01, 0x02, 0x08, 0x01,
+    /* version 1, req_id 9, then an unknown field 31 (length-delimited, 2
+     * bytes; 29 is ForceOwner now), and an unknown varint field 99. */
+    const uint8_t unknown[] = {0x08, 0x01, 0x10, 0x09, 0xfa, 0x01, 0x02, 0x08, 0x01,
                                0x98, 0x06, 0x05};
     req_id = 0;
     assert_int_equal(s_decode_bytes(unknown, sizeof unknown, &req_id), PM_ERR_BAD_REQUEST);
@@ -807,7 +816,7 @@ test_no_body_and_unknown_body(void **state)
     buf = s_pack(&env, &len);
     uint8_t *more = malloc(len + 4);
     memcpy(more, buf, len);
-    memcpy(more + len, "\xea\x01\x01\x00", 4);
+    memcpy(more + len, "\xfa\x01\x01\x00", 4);
     pm_msg_t m;
     assert_int_equal(pm_wire_decode(more, len + 4, &m), PM_OK);
     assert_int_equal(m.type, PM_MSG_GET);
