@@ -985,9 +985,10 @@ pm_agent_destroy(pm_agent_t **self_p)
     free(self->token_key);
     pm_workers_destroy(&self->workers);
     pm_mesh_destroy(&self->mesh);
+    /* The timer heap points into the relays: it goes first. */
+    pm_timers_destroy(&self->relay_timers);
     zhashx_destroy(&self->relays);
     zhashx_destroy(&self->rwaits);
-    pm_timers_destroy(&self->relay_timers);
     zhashx_destroy(&self->by_id);
     zhashx_destroy(&self->sessions);
     pm_timers_destroy(&self->timers);
