@@ -192,6 +192,17 @@ pm_then_do(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now)
         if (!ok)
             return PM_ERR_BAD_REQUEST;
         snprintf(id, sizeof id, "%s", m->new_id);
+    } else if (self->replica && !pm_mesh_owns(self->mesh, self->space, NULL)) {
+        /* Our primary space was taken over while we were cut off (fenced,
+         * not restarted): a q minted there would live only here, and the
+         * space's owner would never hear of it (pmesh-sim seed 7). Mint it
+         * in p's space, which we serve, nested under our own space: nobody
+         * else mints there (ids.h). */
+        char inner[PM_WIRE_MAX_NAME + 1];
+        pm_req_mint(self, inner, sizeof inner);
+        if (snprintf(id, sizeof id, "%.*s~%s", (int) pm_id_space_len(p->id), p->id, inner) >=
+            (int) sizeof id)
+            return PM_ERR_BAD_REQUEST;
     } else {
         pm_req_mint(self, id, sizeof id);
     }
