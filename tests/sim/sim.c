@@ -67,6 +67,7 @@ typedef struct {
     int64_t load_ms;   /* load and faults */
     int64_t settle_ms; /* after healing, before the check */
     int verbose, quiet_faults, no_faults;
+    int break_ack; /* self-test: misremember one acknowledged settle (the checker must flag it) */
     int log_level;
 } opts_t;
 
@@ -1238,6 +1239,13 @@ s_run_seed(opts_t *o, uint64_t seed, void *zctx, result_t *res)
     s_phase(&w, w.now + o->settle_ms, 0, 0);
     /* Read back every acknowledged promise. */
     w.checking = 1;
+    if (o->break_ack)
+        for (prom_t *p = zlistx_first(w.prom_list); p; p = zlistx_next(w.prom_list))
+            if (p->acked_out[0]) {
+                snprintf(p->acked_out, sizeof p->acked_out, "resolved:never-sent");
+                s_log(&w, "self-test: %s remembered as settled resolved:never-sent", p->id);
+                break;
+            }
     for (prom_t *p = zlistx_first(w.prom_list); p; p = zlistx_next(w.prom_list))
         if (p->acked || p->acked_out[0])
             s_check_send(&w, p, 0);
@@ -1284,6 +1292,13 @@ s_usage(void)
     fprintf(stderr,
             "usage: pmesh-sim [--seed S | --seeds N [--first S]] [--nodes N] [--replicas R]\n"
             "                 [--load MS] [--settle MS] [--no-faults] [-v]... [--log-level L]\n"
+            "  --nodes N    agents (1..7; default 3..7 from the seed)\n"
+            "  --replicas R copies of each promise (default 2..3 from the seed)\n"
+            "  --load MS    simulated ms of load and faults (default 30000)\n"
+            "  --settle MS  simulated ms after healing, before the read-back (default 15000)\n"
+            "  -v           a line per seed; -vv also every fault, request and answer (stderr)\n"
+            "  --log-level  the agents' own log (0 error .. 3 debug; JSON lines on stderr)\n"
+            "  --break-ack  self-test: misremember one acknowledged settle (must fail V2)\n"
             "  --seed S     run (replay) one seed\n"
             "  --seeds N    run N seeds, from --first (default 1)\n"
             "  prints one summary line: N seeds, V violations, ...; exit 0 only if V is 0\n");
@@ -1323,8 +1338,13 @@ main(int argc, char **argv)
         } else if (!strcmp(a, "--log-level") && v) {
             o.log_level = atoi(v);
             i++;
+        } else if (!strcmp(a, "--break-ack")) {
+            o.break_ack = 1;
         } else if (!strcmp(a, "--no-faults")) {
             o.no_faults = 1;
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            s_usage();
+            return 0;
         } else if (!strcmp(a, "-v")) {
             o.verbose++;
         } else if (!strcmp(a, "-vv")) {
