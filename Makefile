@@ -49,7 +49,8 @@ EXTRA_BIN := $(patsubst tests/bench/%.c,$(BUILD)/bin/%,$(filter-out tests/bench/
                tests/bench/zmq_rtt.c,$(wildcard tests/bench/*.c)))
 
 all: $(BUILD)/bin/pmeshd $(BUILD)/bin/pmesh $(BUILD)/lib/libpmesh.a $(BUILD)/lib/libpmesh.so \
-     $(BUILD)/lib/pkgconfig/pmesh.pc $(BUILD)/bin/pmesh-bench $(BUILD)/bin/zmq-rtt $(EXTRA_BIN)
+     $(BUILD)/lib/pkgconfig/pmesh.pc $(BUILD)/bin/pmesh-bench $(BUILD)/bin/zmq-rtt $(EXTRA_BIN) \
+     $(BUILD)/bin/pmesh-sim
 
 $(GEN_C) $(GEN_H): proto/pmesh.proto
 	@mkdir -p $(BUILD)/gen
@@ -101,6 +102,11 @@ $(BUILD)/obj/tests/bench/pmesh-bench.o: tests/bench/pmesh_bench.c | $(GEN_H)
 $(BUILD)/obj/tests/bench/zmq-rtt.o: tests/bench/zmq_rtt.c | $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+# The deterministic simulator (tests/sim, issue 14).
+$(BUILD)/bin/pmesh-sim: $(BUILD)/obj/tests/sim/sim.o $(BUILD)/lib/agent.a $(BUILD)/lib/libpmesh.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/lib/agent.a $(BUILD)/lib/libpmesh.a
 	@mkdir -p $(dir $@)

@@ -242,3 +242,12 @@ pm_memnet_waiting(const pm_memnet_port_t *port)
 {
     return port->waiting;
 }
+
+size_t
+pm_memnet_pending(const pm_memnet_t *self)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < self->nports; i++)
+        n += self->ports[i]->waiting;
+    return n;
+}

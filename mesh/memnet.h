@@ -58,5 +58,7 @@ int pm_memnet_send(pm_memnet_port_t *port, const char *endpoint, uint8_t *buf, s
 uint8_t *pm_memnet_recv(pm_memnet_port_t *port, size_t *len);
 /* Frames waiting in port's inbox. */
 size_t pm_memnet_waiting(const pm_memnet_port_t *port);
+/* Frames waiting in every inbox (the simulator: is anything in flight). */
+size_t pm_memnet_pending(const pm_memnet_t *self);
 
 #endif

@@ -11,6 +11,7 @@
  * typed error reply, a counter and (rate-limited) a log line.
  */
 #include "agent_priv.h"
+#include "agent_step.h"
 #include "fanins.h"
 #include "isr_agent.h"
 #include "localsock.h"
@@ -426,19 +427,21 @@ pm_agent_dispatch(pm_agent_t *self, pm_session_t *s, pm_msg_t *m)
         pm_session_close(self, s, "said bye");
 }
 
+/* One frame from a client (routing id rid): decoded, dispatched or refused. */
 static void
-s_on_message(pm_agent_t *self, zmq_msg_t *rid, zmq_msg_t *body)
+s_on_frame(pm_agent_t *self, const uint8_t *rid, size_t rid_len, const uint8_t *body,
+           size_t body_len)
 {
     int64_t mono = pm_mono_ms();
-    pm_session_t *s = pm_session_get(self, zmq_msg_data(rid), zmq_msg_size(rid), mono);
+    pm_session_t *s = pm_session_get(self, rid, rid_len, mono);
     if (!s)
         return;
     pm_msg_t m;
-    int err = pm_wire_decode(zmq_msg_data(body), zmq_msg_size(body), &m);
+    int err = pm_wire_decode(body, body_len, &m);
     if (err) {
         char why[96];
         snprintf(why, sizeof why, "%s frame of %zu bytes from session %llu", pm_err_name(err),
-                 zmq_msg_size(body), (unsigned long long) s->id);
+                 body_len, (unsigned long long) s->id);
         pm_agent_bad_frame(self, why);
         pm_agent_reply_err(self, s, m.req_id, err,
                     err == PM_ERR_BAD_VERSION ? "unsupported envelope version" : "malformed frame");
@@ -473,7 +476,8 @@ s_drain_router(pm_agent_t *self)
         if (!ok || zmq_msg_more(&body) || extra)
             pm_agent_bad_frame(self, "unexpected frame count");
         else
-            s_on_message(self, &rid, &body);
+            s_on_frame(self, zmq_msg_data(&rid), zmq_msg_size(&rid), zmq_msg_data(&body),
+                       zmq_msg_size(&body));
         zmq_msg_close(&body);
         zmq_msg_close(&rid);
     }
@@ -500,6 +504,44 @@ s_poll_timeout(pm_agent_t *self, int64_t real, int64_t mono)
     return t < 0 ? 0 : t;
 }
 
+/* The second half of every loop iteration: the clocks, then every timer and
+ * flush (deadlines, waits, relays, the mesh, takeovers, the store's rules,
+ * replication, the WAL, idle sessions). */
+static void
+s_timers(pm_agent_t *self)
+{
+    pm_fn_cap_t caps[256];
+    s_clock(self);
+    pm_store_tick(self->store, self->now_real);
+    int64_t mono = self->now_mono;
+    pm_waiter_fire_timeouts(self, mono);
+    if (self->journal)
+        pm_journal_expire(self->journal, mono, s_expire_held, self);
+    pm_timer_t *t;
+    while ((t = pm_timers_pop_due(self->relay_timers, mono)))
+        pm_relay_expired(self, pm_container_of(t, pm_relay_t, timer));
+    if (self->mesh) {
+        size_t n = pm_workers_caps(self->workers, caps, sizeof caps / sizeof caps[0]);
+        pm_mesh_set_functions(self->mesh, caps, n);
+        pm_mesh_tick(self->mesh);
+    }
+    pm_takeover_housekeeping(self, mono);
+    if (self->isr)
+        pm_isr_tick(self->isr, mono);
+    if (self->replica) {
+        pm_takeover_check_probation(self, mono);
+        pm_replica_flush(self->replica, mono);
+        pm_journal_repl(self->journal, pm_replica_produced(self->replica),
+                        pm_replica_acked(self->replica));
+    }
+    if (self->journal)
+        pm_journal_flush(self->journal);
+    if (mono - self->last_sweep >= PM_AGENT_SWEEP_MS) {
+        pm_session_sweep(self, mono);
+        self->last_sweep = mono;
+    }
+}
+
 int
 pm_agent_run(pm_agent_t *self)
 {
@@ -521,7 +563,6 @@ pm_agent_run(pm_agent_t *self)
         items[n_items] = (zmq_pollitem_t){pm_journal_socket(self->journal), 0, ZMQ_POLLIN, 0};
         wal_item = n_items++;
     }
-    pm_fn_cap_t caps[256];
     pm_log_info("PM-AGENT-READY", "node %s serving ipc://%s (id space %s)", self->node,
                 self->socket_path, self->space);
     while (!self->stopping) {
@@ -548,35 +589,7 @@ pm_agent_run(pm_agent_t *self)
                 self->stopping = 1;
             }
         }
-        s_clock(self);
-        pm_store_tick(self->store, self->now_real);
-        int64_t mono = self->now_mono;
-        pm_waiter_fire_timeouts(self, mono);
-        if (self->journal)
-            pm_journal_expire(self->journal, mono, s_expire_held, self);
-        pm_timer_t *t;
-        while ((t = pm_timers_pop_due(self->relay_timers, mono)))
-            pm_relay_expired(self, pm_container_of(t, pm_relay_t, timer));
-        if (self->mesh) {
-            size_t n = pm_workers_caps(self->workers, caps, sizeof caps / sizeof caps[0]);
-            pm_mesh_set_functions(self->mesh, caps, n);
-            pm_mesh_tick(self->mesh);
-        }
-        pm_takeover_housekeeping(self, mono);
-        if (self->isr)
-            pm_isr_tick(self->isr, mono);
-        if (self->replica) {
-            pm_takeover_check_probation(self, mono);
-            pm_replica_flush(self->replica, mono);
-            pm_journal_repl(self->journal, pm_replica_produced(self->replica),
-                            pm_replica_acked(self->replica));
-        }
-        if (self->journal)
-            pm_journal_flush(self->journal);
-        if (mono - self->last_sweep >= PM_AGENT_SWEEP_MS) {
-            pm_session_sweep(self, mono);
-            self->last_sweep = mono;
-        }
+        s_timers(self);
     }
     /* Every pending await hears that we are going, rather than hanging. */
     size_t told = 0;
@@ -641,8 +654,11 @@ s_claim_path(const char *path)
     return 0;
 }
 
-pm_agent_t *
-pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
+/* sim_ctx NULL: a real agent (its own ZeroMQ context, signals, the local
+ * socket). Otherwise driven by the simulator (agent_step.h): no socket, no
+ * signalfd, the caller's context, and nothing waits on the wall clock. */
+static pm_agent_t *
+s_new(const pm_config_t *cfg, const char *node, const char *socket_path, void *sim_ctx)
 {
     if (strlen(socket_path) >= sizeof(((struct sockaddr_un *) 0)->sun_path)) {
         pm_log_error("PM-AGENT-SOCKET", "socket path too long (%zu bytes, max %zu): %s",
@@ -676,7 +692,8 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
     self->timers = pm_timers_new();
     self->sessions = zhashx_new();
     self->by_id = zhashx_new();
-    self->ctx = zmq_ctx_new();
+    self->sim = sim_ctx != NULL;
+    self->ctx = sim_ctx ? sim_ctx : zmq_ctx_new();
     if (!self->store || !self->timers || !self->sessions || !self->by_id || !self->ctx)
         goto fail;
     zhashx_set_destructor(self->sessions, pm_session_destructor);
@@ -706,7 +723,7 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
                                         sizeof err);
         /* A predecessor killed a moment ago may still be exiting (its last
          * threads hold the lock): give it up to 5 s before refusing. */
-        for (int i = 0; i < 50 && !self->journal && strstr(err, "in use"); i++) {
+        for (int i = 0; i < 50 && !self->sim && !self->journal && strstr(err, "in use"); i++) {
             usleep(100 * 1000);
             self->journal = pm_journal_open(dir, cfg->fsync, self->ctx, s_journal_send, self,
                                             err, sizeof err);
@@ -855,6 +872,8 @@ pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
                     n, (unsigned long long) st.records, (long long) st.recovery_ms);
     }
     pm_journal_state_free(&st);
+    if (self->sim)
+        return self;
 
     sigset_t set;
     sigemptyset(&set);
@@ -900,6 +919,62 @@ fail:
     return NULL;
 }
 
+pm_agent_t *
+pm_agent_new(const pm_config_t *cfg, const char *node, const char *socket_path)
+{
+    return s_new(cfg, node, socket_path, NULL);
+}
+
+/* ---- driven by the simulator (agent_step.h) ---------------------------------- */
+
+pm_agent_t *
+pm_agent_sim_new(const pm_config_t *cfg, const char *node, void *zmq_ctx)
+{
+    if (!zmq_ctx)
+        return NULL;
+    return s_new(cfg, node, "sim", zmq_ctx);
+}
+
+void
+pm_agent_sim_deliver(pm_agent_t *self, const uint8_t *rid, size_t rid_len, const uint8_t *buf,
+                     size_t len)
+{
+    s_clock(self);
+    s_on_frame(self, rid, rid_len, buf, len);
+}
+
+void
+pm_agent_sim_step(pm_agent_t *self)
+{
+    s_clock(self);
+    pm_session_check_stall(self, self->now_mono);
+    if (self->mesh)
+        pm_mesh_readable(self->mesh);
+    if (self->journal && pm_journal_socket(self->journal))
+        pm_journal_readable(self->journal);
+    if (self->isr)
+        pm_isr_readable(self->isr, self->now_mono);
+    s_timers(self);
+}
+
+int64_t
+pm_agent_sim_timeout(pm_agent_t *self)
+{
+    return s_poll_timeout(self, pm_real_ms(), pm_mono_ms());
+}
+
+const char *
+pm_agent_sim_space(const pm_agent_t *self)
+{
+    return self->space;
+}
+
+pm_coord_t *
+pm_agent_sim_coord(pm_agent_t *self)
+{
+    return self->isr ? pm_isr_coord(self->isr) : NULL;
+}
+
 void
 pm_agent_destroy(pm_agent_t **self_p)
 {
@@ -940,9 +1015,10 @@ pm_agent_destroy(pm_agent_t **self_p)
     free(self->token_key);
     pm_workers_destroy(&self->workers);
     pm_mesh_destroy(&self->mesh);
+    /* The timer heap points into the relays: it goes first. */
+    pm_timers_destroy(&self->relay_timers);
     zhashx_destroy(&self->relays);
     zhashx_destroy(&self->rwaits);
-    pm_timers_destroy(&self->relay_timers);
     zhashx_destroy(&self->by_id);
     zhashx_destroy(&self->sessions);
     pm_timers_destroy(&self->timers);
@@ -951,7 +1027,7 @@ pm_agent_destroy(pm_agent_t **self_p)
         zmq_close(self->router);
         unlink(self->socket_path);
     }
-    if (self->ctx)
+    if (self->ctx && !self->sim)
         zmq_ctx_term(self->ctx);
     if (self->sigfd >= 0)
         close(self->sigfd);

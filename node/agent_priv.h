@@ -169,6 +169,7 @@ struct pm_agent {
     size_t max_waiters;
     uint32_t list_limit;
     void *ctx;
+    int sim;      /* driven by the simulator (agent_step.h): ctx is borrowed, no socket */
     void *router;
     int sigfd;
     pm_store_t *store;

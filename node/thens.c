@@ -189,8 +189,24 @@ pm_then_do(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now)
                           pm_req_owned_space(self, m->new_id)))
                       : pm_req_minted_by(s, m->new_id));
     char id[PM_WIRE_MAX_NAME + 1];
+    const char *new_id = m->new_id;
+    char nested[PM_WIRE_MAX_NAME + 1];
+    if (!new_id && self->replica && !pm_mesh_owns(self->mesh, self->space, NULL)) {
+        /* Our primary space was taken over while we were cut off (fenced,
+         * not restarted): a q minted there would live only here, and the
+         * space's owner would never hear of it (pmesh-sim seed 7). Mint it
+         * in p's space, which we serve, nested under our own space: nobody
+         * else mints there (ids.h). */
+        char inner[PM_WIRE_MAX_NAME + 1];
+        pm_req_mint(self, inner, sizeof inner);
+        if (snprintf(nested, sizeof nested, "%.*s~%s", (int) pm_id_space_len(p->id), p->id,
+                     inner) >= (int) sizeof nested)
+            return PM_ERR_BAD_REQUEST;
+        new_id = nested;
+        ok = 1;
+    }
     pm_prom_t *q;
-    int err = pm_req_create_new(self, m->new_id, ok, m->timeout_ms, now, id, sizeof id, &q);
+    int err = pm_req_create_new(self, new_id, ok, m->timeout_ms, now, id, sizeof id, &q);
     if (err)
         return err;
     pm_then_t *t = s_then_new(self, p->id, m->function, m->on_reject, id);

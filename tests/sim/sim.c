@@ -1,0 +1,1414 @@
+/*
+ * sim.c - pmesh-sim, the deterministic simulator (issue 14, first slice).
+ *
+ * N real agents (pm_agent_t: store, journal, WAL, replica, backup, mesh,
+ * SWIM, the configuration store's rules) run in this one thread, driven
+ * through agent_step.h. Each has its own fake clock (with drift), seeded
+ * random source, fake disk and local-send capture, switched in before each
+ * of its steps; their meshes talk over one in-memory network (memnet.h) and
+ * they share one in-memory configuration store (coord.h, mem://).
+ *
+ * Simulated clients create promises, settle them from another agent, await
+ * them with timeouts, and chain `then` onto them; simulated workers answer
+ * the invocations and sometimes die mid-invocation. Faults, overlapping,
+ * drawn from the seed: kill (the disk loses what was not synced, clean or
+ * torn; the agent restarts on it), pause, partitions (two-way, one-way),
+ * packet loss, the store unavailable. Then everything heals and a checker
+ * reads every acknowledged promise back.
+ *
+ * Invariants (a violation fails the seed):
+ *   V1 an acknowledged create is never lost (a read after healing finds it);
+ *   V2 an acknowledged settle is never lost or changed (a read after healing
+ *      shows that outcome);
+ *   V3 no promise shows two outcomes (acknowledged settles, awaits and reads
+ *      of any agent at any time agree; an ALREADY_SETTLED answer to the very
+ *      outcome observed is one too).
+ * Reported, not failed: reads that still end in a typed error after healing
+ * (unreadable), and requests never answered (silent).
+ *
+ * Determinism: everything is driven from the seed; the trace (every fault,
+ * request and answer) is hashed (FNV-1a) and printed, so two runs of one
+ * seed can be compared.
+ */
+#include "agent_step.h"
+#include "clock.h"
+#include "config.h"
+#include "coord.h"
+#include "disk.h"
+#include "localsock.h"
+#include "log.h"
+#include "memnet.h"
+#include "pmesh.h"
+#include "rand.h"
+#include "resolve.h"
+#include "wire.h"
+
+#include <czmq.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+extern struct pm_coord_mem *pm_agent_coord_mem; /* agent.c: the store of mem:// */
+
+#define MAXN 7
+#define MAXW 4    /* workers per node over a run (generations) */
+#define OUTLEN 96 /* an outcome as text */
+
+/* ---- options ---------------------------------------------------------------- */
+
+typedef struct {
+    uint64_t seed, seeds;
+    int nodes;         /* 0: 3..7 from the seed */
+    int replicas;      /* 0: 2..3 from the seed */
+    int64_t load_ms;   /* load and faults */
+    int64_t settle_ms; /* after healing, before the check */
+    int verbose, quiet_faults, no_faults;
+    int break_ack; /* self-test: misremember one acknowledged settle (the checker must flag it) */
+    int log_level;
+} opts_t;
+
+/* ---- the world ------------------------------------------------------------- */
+
+typedef struct frame {
+    struct frame *next;
+    char rid[32];
+    uint8_t *buf;
+    size_t len;
+} frame_t;
+
+typedef struct worker {
+    int live;
+    char rid[32];
+    uint64_t session;
+    int registered;
+    int64_t next_ping;
+    struct inv {
+        char id[PM_WIRE_MAX_NAME + 1];
+        char out[OUTLEN];
+        int64_t due;
+        struct inv *next;
+    } *invs;
+} worker_t;
+
+typedef struct node {
+    int idx;
+    char name[16], ep[64], dir[32];
+    pm_config_t *cfg;
+    pm_agent_t *agent; /* NULL: down */
+    pm_clock_fake_t clock;
+    pm_rand_seeded_t rand;
+    pm_disk_fake_t *disk;
+    pm_local_capture_t cap;
+    frame_t *in_head, *in_tail; /* client frames for it */
+    int64_t down_until, paused_until; /* 0: not */
+    int cut_from_store;               /* in a partition's minority */
+    worker_t w;
+    int wgen;
+    int64_t worker_back; /* a dead worker is replaced at this time */
+    uint64_t restarts;
+} node_t;
+
+typedef struct prom {
+    char id[PM_WIRE_MAX_NAME + 1];
+    int acked;                 /* its create (or then) was acknowledged */
+    char acked_how[200];       /* by which request, where, when */
+    char acked_out[OUTLEN];    /* an acknowledged settle's outcome; "" none */
+    char seen[OUTLEN];         /* the first outcome anyone observed; "" none */
+    char seen_how[96];
+    int checked;
+} prom_t;
+
+enum { K_CREATE = 1, K_SETTLE, K_AWAIT, K_THEN, K_GET, K_CHECK, K_HELLO, K_REGISTER };
+static const char *s_kind_name[] = {"", "create", "settle", "await", "then", "get", "check",
+                                    "hello", "register"};
+
+typedef struct req {
+    uint64_t id;
+    int kind, node;
+    char pid[PM_WIRE_MAX_NAME + 1]; /* the promise it is about */
+    char out[OUTLEN];               /* settle: the outcome asked for */
+    int64_t sent, deadline;         /* sim ms */
+    int tries;
+    struct req *next;
+} req_t;
+
+typedef struct fault {
+    int kind;
+    int64_t end;
+    int node;                /* kill, pause, store (one node) */
+    uint8_t cut[MAXN][MAXN]; /* partition: links it cuts */
+    int minority[MAXN];
+    struct fault *next;
+} fault_t;
+
+enum { F_KILL, F_PAUSE, F_PART2, F_PART1, F_LOSS, F_STORE, F_SLOWSTORE, F_COUNT };
+static const char *s_fault_name[] = {"kill", "pause", "split2", "split1", "loss", "store",
+                                     "slowstore"};
+
+typedef struct stats {
+    uint64_t faults[F_COUNT], torn;
+    uint64_t ops[16], acks[16], errs[16], unknown;
+    uint64_t violations, unreadable, silent, invocations, worker_deaths, checked;
+    int64_t sim_ms;
+    int64_t agent_ms;
+} stats_t;
+
+typedef struct world {
+    opts_t *o;
+    uint64_t seed;
+    int n, r;
+    node_t nodes[MAXN];
+    pm_memnet_t *net;
+    pm_coord_mem_t *store;
+    void *zctx;
+    pm_rand_seeded_t rng; /* the simulator's own choices */
+    pm_resolve_table_t names;
+    int64_t now;          /* sim ms */
+    uint8_t cuts[MAXN][MAXN]; /* how many faults cut i -> j */
+    int store_down;       /* global outages in force */
+    zhashx_t *proms;      /* id -> prom_t */
+    zlistx_t *prom_list;  /* prom_t, in creation order (for random picks) */
+    req_t *reqs;
+    uint64_t next_req;
+    fault_t *faults;
+    int64_t next_op, next_fault;
+    uint64_t hash;
+    stats_t st;
+    char *log;            /* the fault schedule and first violation, for a failing seed */
+    size_t log_len, log_cap;
+    char first_violation[600];
+    int checking;
+} world_t;
+
+static void
+s_hash(world_t *w, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) {
+        w->hash ^= b[i];
+        w->hash *= 1099511628211ULL;
+    }
+}
+
+static void
+s_trace(world_t *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void
+s_trace(world_t *w, const char *fmt, ...)
+{
+    char line[800];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t) n >= sizeof line)
+        n = sizeof line - 1;
+    s_hash(w, &w->now, sizeof w->now);
+    s_hash(w, line, (size_t) n);
+    if (w->o->verbose >= 2)
+        fprintf(stderr, "  %8.3f s  %s\n", (double) w->now / 1000.0, line);
+}
+
+/* Keeps a line of the schedule (printed if the seed fails). */
+static void
+s_log(world_t *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void
+s_log(world_t *w, const char *fmt, ...)
+{
+    char line[800];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t) n >= sizeof line)
+        n = sizeof line - 1;
+    s_hash(w, line, (size_t) n);
+    char stamp[32];
+    int m = snprintf(stamp, sizeof stamp, "  %8.3f s  ", (double) w->now / 1000.0);
+    size_t need = w->log_len + (size_t) m + (size_t) n + 2;
+    if (need > w->log_cap) {
+        w->log_cap = need * 2;
+        w->log = realloc(w->log, w->log_cap);
+        if (!w->log)
+            abort();
+    }
+    memcpy(w->log + w->log_len, stamp, (size_t) m);
+    memcpy(w->log + w->log_len + m, line, (size_t) n);
+    w->log_len += (size_t) m + (size_t) n;
+    w->log[w->log_len++] = '\n';
+    w->log[w->log_len] = 0;
+    if (w->o->verbose >= 2)
+        fprintf(stderr, "%s%s\n", stamp, line);
+}
+
+static void
+s_violation(world_t *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void
+s_violation(world_t *w, const char *fmt, ...)
+{
+    char line[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    w->st.violations++;
+    if (!w->first_violation[0])
+        snprintf(w->first_violation, sizeof w->first_violation, "%s", line);
+    s_log(w, "VIOLATION %s", line);
+}
+
+static uint64_t
+s_rand(world_t *w, uint64_t n)
+{
+    return n ? pm_rand_seeded_next(&w->rng) % n : 0;
+}
+
+static int64_t
+s_between(world_t *w, int64_t lo, int64_t hi)
+{
+    return lo + (int64_t) s_rand(w, (uint64_t) (hi - lo + 1));
+}
+
+/* ---- contexts -------------------------------------------------------------- */
+
+static int s_log_level = -1;
+
+static void
+s_enter(node_t *n)
+{
+    if (s_log_level >= 0)
+        pm_log_setup(s_log_level, PM_LOG_JSON, n->name);
+    pm_clock_use(&n->clock.clock);
+    pm_rand_use(&n->rand.rand);
+    pm_local_out_use(&n->cap.out);
+    pm_disk_use(pm_disk_fake_disk(n->disk));
+}
+
+static void
+s_leave(void)
+{
+    pm_clock_use(NULL);
+    pm_rand_use(NULL);
+    pm_local_out_use(NULL);
+    pm_disk_use(NULL);
+}
+
+/* The memnet's cuts from w->cuts, with a dead node's outgoing links cut too
+ * while it is being torn down. */
+static void
+s_apply_cuts(world_t *w, int dying)
+{
+    for (int i = 0; i < w->n; i++)
+        for (int j = 0; j < w->n; j++)
+            if (i != j)
+                pm_memnet_cut(w->net, w->nodes[i].ep, w->nodes[j].ep,
+                              w->cuts[i][j] > 0 || i == dying);
+}
+
+static void
+s_apply_store(world_t *w, node_t *n)
+{
+    pm_coord_t *c = n->agent ? pm_agent_sim_coord(n->agent) : NULL;
+    if (c)
+        pm_coord_mem_set_available(c, !w->store_down && !n->cut_from_store);
+}
+
+static int
+s_start(world_t *w, node_t *n)
+{
+    s_enter(n);
+    n->agent = pm_agent_sim_new(n->cfg, n->name, w->zctx);
+    s_leave();
+    if (!n->agent)
+        return -1;
+    s_apply_store(w, n);
+    n->worker_back = w->now + s_between(w, 10, 500);
+    return 0;
+}
+
+static void
+s_free_frames(node_t *n)
+{
+    while (n->in_head) {
+        frame_t *f = n->in_head;
+        n->in_head = f->next;
+        free(f->buf);
+        free(f);
+    }
+    n->in_tail = NULL;
+}
+
+static void
+s_worker_clear(worker_t *wk)
+{
+    while (wk->invs) {
+        struct inv *v = wk->invs;
+        wk->invs = v->next;
+        free(v);
+    }
+    memset(wk, 0, sizeof *wk);
+}
+
+/* Kills the process: the disk keeps what was synced (and, torn, a prefix of
+ * the rest); nothing it would still send leaves. */
+static void
+s_kill(world_t *w, node_t *n, int torn)
+{
+    pm_disk_fake_crash(n->disk, torn ? PM_DISK_CRASH_TORN : PM_DISK_CRASH_CLEAN);
+    s_apply_cuts(w, n->idx);
+    n->cap.refuse = 1;
+    s_enter(n);
+    pm_agent_destroy(&n->agent);
+    s_leave();
+    n->cap.refuse = 0;
+    pm_local_capture_clear(&n->cap);
+    s_apply_cuts(w, -1);
+    /* Its memnet inbox went with its port (unbound). Client connections
+     * break: requests in flight there get no answer (outcome unknown). */
+    s_free_frames(n);
+    if (n->w.live)
+        w->st.worker_deaths++;
+    s_worker_clear(&n->w);
+    for (req_t *r = w->reqs; r; r = r->next)
+        if (r->node == n->idx && r->deadline > w->now)
+            r->deadline = w->now; /* the client hears the connection break */
+}
+
+/* ---- promises -------------------------------------------------------------- */
+
+static prom_t *
+s_prom(world_t *w, const char *id, int make)
+{
+    prom_t *p = zhashx_lookup(w->proms, id);
+    if (p || !make)
+        return p;
+    p = calloc(1, sizeof *p);
+    snprintf(p->id, sizeof p->id, "%s", id);
+    zhashx_insert(w->proms, id, p);
+    zlistx_add_end(w->prom_list, p);
+    return p;
+}
+
+static prom_t *
+s_pick(world_t *w)
+{
+    size_t n = zlistx_size(w->prom_list);
+    if (!n)
+        return NULL;
+    /* Mostly recent ones: they are the ones still pending. */
+    size_t k = s_rand(w, 4) ? n - 1 - s_rand(w, n < 40 ? n : 40) : s_rand(w, n);
+    prom_t *p = zlistx_first(w->prom_list);
+    for (size_t i = 0; i < k; i++)
+        p = zlistx_next(w->prom_list);
+    return p;
+}
+
+static void
+s_outcome(const pm_wire_promise_t *v, char *out, size_t cap)
+{
+    switch (v->state) {
+    case PM_STATE_RESOLVED:
+        snprintf(out, cap, "resolved:%.*s", (int) (v->value_len > 60 ? 60 : v->value_len),
+                 v->value ? (const char *) v->value : "");
+        break;
+    case PM_STATE_REJECTED:
+        snprintf(out, cap, "rejected:%.60s", v->reason ? v->reason : "");
+        break;
+    case PM_STATE_CANCELED:
+        snprintf(out, cap, "canceled");
+        break;
+    case PM_STATE_TIMEDOUT:
+        snprintf(out, cap, "timedout");
+        break;
+    default:
+        out[0] = 0;
+    }
+}
+
+/* An outcome observed (how: which operation): V3. */
+static void
+s_observe(world_t *w, prom_t *p, const char *out, const char *how)
+{
+    if (!out[0])
+        return;
+    if (!p->seen[0]) {
+        snprintf(p->seen, sizeof p->seen, "%s", out);
+        snprintf(p->seen_how, sizeof p->seen_how, "%s", how);
+    } else if (strcmp(p->seen, out) != 0) {
+        s_violation(w, "V3 two outcomes of %s: %s (%s), then %s (%s)", p->id, p->seen,
+                    p->seen_how, out, how);
+    }
+}
+
+/* ---- client requests -------------------------------------------------------- */
+
+static void
+s_send(world_t *w, node_t *n, const char *rid, const pm_msg_t *m)
+{
+    (void) w;
+    size_t len;
+    uint8_t *buf = pm_wire_encode(m, &len);
+    if (!buf)
+        abort();
+    frame_t *f = calloc(1, sizeof *f);
+    snprintf(f->rid, sizeof f->rid, "%s", rid);
+    f->buf = buf;
+    f->len = len;
+    if (n->in_tail)
+        n->in_tail->next = f;
+    else
+        n->in_head = f;
+    n->in_tail = f;
+}
+
+static req_t *
+s_req(world_t *w, int kind, int node, const char *pid, int64_t timeout_ms)
+{
+    req_t *r = calloc(1, sizeof *r);
+    r->id = ++w->next_req;
+    r->kind = kind;
+    r->node = node;
+    if (pid)
+        snprintf(r->pid, sizeof r->pid, "%s", pid);
+    r->sent = w->now;
+    r->deadline = w->now + timeout_ms;
+    r->next = w->reqs;
+    w->reqs = r;
+    w->st.ops[kind]++;
+    return r;
+}
+
+static void
+s_req_free(world_t *w, req_t *r)
+{
+    for (req_t **pp = &w->reqs; *pp; pp = &(*pp)->next)
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    free(r);
+}
+
+static int
+s_live(world_t *w, int i)
+{
+    return w->nodes[i].agent && !w->nodes[i].down_until && w->now >= 0;
+}
+
+static int
+s_pick_node(world_t *w, int other_than)
+{
+    for (int tries = 0; tries < 20; tries++) {
+        int i = (int) s_rand(w, (uint64_t) w->n);
+        if (i != other_than && s_live(w, i))
+            return i;
+    }
+    return -1;
+}
+
+/* One client operation, drawn from the seed. */
+static void
+s_client_op(world_t *w)
+{
+    uint64_t dice = s_rand(w, 100);
+    prom_t *p = s_pick(w);
+    char rid[32];
+    if (dice < 30 || !p) {
+        int i = s_pick_node(w, -1);
+        if (i < 0)
+            return;
+        snprintf(rid, sizeof rid, "c%d", i);
+        req_t *r = s_req(w, K_CREATE, i, NULL, 20000);
+        pm_msg_t m = {.type = PM_MSG_CREATE, .req_id = r->id};
+        if (s_rand(w, 10) == 0)
+            m.timeout_ms = s_between(w, 500, 20000);
+        s_send(w, &w->nodes[i], rid, &m);
+        s_trace(w, "op %" PRIu64 " create at %d", r->id, i);
+        return;
+    }
+    int i = s_pick_node(w, -1);
+    if (i < 0)
+        return;
+    snprintf(rid, sizeof rid, "c%d", i);
+    if (dice < 55) {
+        req_t *r = s_req(w, K_SETTLE, i, p->id, 20000);
+        int rej = s_rand(w, 4) == 0;
+        char v[32];
+        snprintf(v, sizeof v, "v%" PRIu64, s_rand(w, 3));
+        snprintf(r->out, sizeof r->out, "%s:%s", rej ? "rejected" : "resolved", v);
+        pm_msg_t m = {.type = PM_MSG_SETTLE, .req_id = r->id, .id = p->id,
+                      .state = rej ? PM_STATE_REJECTED : PM_STATE_RESOLVED};
+        if (rej)
+            m.reason = v;
+        else {
+            m.value = (const uint8_t *) v;
+            m.value_len = strlen(v);
+        }
+        s_send(w, &w->nodes[i], rid, &m);
+        s_trace(w, "op %" PRIu64 " settle %s %s at %d", r->id, p->id, r->out, i);
+    } else if (dice < 75) {
+        int64_t t = s_between(w, 100, 4000);
+        req_t *r = s_req(w, K_AWAIT, i, p->id, t + 20000);
+        pm_msg_t m = {.type = PM_MSG_AWAIT, .req_id = r->id, .id = p->id, .timeout_ms = t};
+        s_send(w, &w->nodes[i], rid, &m);
+        s_trace(w, "op %" PRIu64 " await %s at %d", r->id, p->id, i);
+    } else if (dice < 90) {
+        req_t *r = s_req(w, K_THEN, i, p->id, 20000);
+        pm_msg_t m = {.type = PM_MSG_THEN, .req_id = r->id, .id = p->id, .function = "f"};
+        s_send(w, &w->nodes[i], rid, &m);
+        s_trace(w, "op %" PRIu64 " then %s at %d", r->id, p->id, i);
+    } else {
+        req_t *r = s_req(w, K_GET, i, p->id, 20000);
+        pm_msg_t m = {.type = PM_MSG_GET, .req_id = r->id, .id = p->id};
+        s_send(w, &w->nodes[i], rid, &m);
+        s_trace(w, "op %" PRIu64 " get %s at %d", r->id, p->id, i);
+    }
+}
+
+static void
+s_check_send(world_t *w, prom_t *p, int tries)
+{
+    int i = s_pick_node(w, -1);
+    if (i < 0)
+        return;
+    req_t *r = s_req(w, K_CHECK, i, p->id, 10000);
+    r->tries = tries;
+    pm_msg_t m = {.type = PM_MSG_GET, .req_id = r->id, .id = p->id};
+    char rid[32];
+    snprintf(rid, sizeof rid, "k%d", i);
+    s_send(w, &w->nodes[i], rid, &m);
+}
+
+/* The final read of p (K_CHECK): V1, V2, V3. */
+static void
+s_check_reply(world_t *w, req_t *r, const pm_msg_t *m)
+{
+    prom_t *p = s_prom(w, r->pid, 0);
+    if (!p)
+        return;
+    if (m->err == PM_ERR_NOT_FOUND) {
+        p->checked = 1;
+        s_violation(w, "V1 acknowledged %s is gone (NOT_FOUND at %s: %s); created by %s", p->id,
+                    w->nodes[r->node].name, m->message ? m->message : "", p->acked_how);
+        return;
+    }
+    if (m->err || !m->promise) {
+        if (r->tries < 8) {
+            s_check_send(w, p, r->tries + 1);
+            return;
+        }
+        p->checked = 1;
+        w->st.unreadable++;
+        s_log(w, "unreadable %s: %s", p->id, pm_err_name(m->err));
+        return;
+    }
+    p->checked = 1;
+    w->st.checked++;
+    char out[OUTLEN];
+    s_outcome(m->promise, out, sizeof out);
+    if (p->acked_out[0] && strcmp(out, p->acked_out) != 0)
+        s_violation(w, "V2 acknowledged settle of %s was %s, reads back %s", p->id,
+                    p->acked_out, out[0] ? out : "pending");
+    s_observe(w, p, out, "final read");
+}
+
+static void
+s_on_reply(world_t *w, node_t *n, req_t *r, const pm_msg_t *m)
+{
+    char out[OUTLEN] = "";
+    if (m->promise)
+        s_outcome(m->promise, out, sizeof out);
+    s_trace(w, "reply %" PRIu64 " err %d id %s out %s", r->id, m->err, m->id ? m->id : "",
+            out);
+    if (m->err)
+        w->st.errs[r->kind]++;
+    else
+        w->st.acks[r->kind]++;
+    prom_t *p = r->pid[0] ? s_prom(w, r->pid, 0) : NULL;
+    char how[96];
+    snprintf(how, sizeof how, "%s %" PRIu64 " at %s", s_kind_name[r->kind], r->id, n->name);
+    switch (r->kind) {
+    case K_CREATE:
+    case K_THEN:
+        if (!m->err && m->id) {
+            prom_t *q = s_prom(w, m->id, 1);
+            q->acked = 1;
+            snprintf(q->acked_how, sizeof q->acked_how, "%s, acknowledged at %.3f s", how,
+                     (double) w->now / 1000.0);
+        }
+        break;
+    case K_SETTLE:
+        if (!p)
+            break;
+        if (!m->err) {
+            if (p->acked_out[0] && strcmp(p->acked_out, r->out))
+                s_violation(w, "V3 %s: settle %s acknowledged, and settle %s before (%s)",
+                            p->id, r->out, p->acked_out, how);
+            snprintf(p->acked_out, sizeof p->acked_out, "%s", r->out);
+            s_observe(w, p, r->out, how);
+        } else if (m->err == PM_ERR_ALREADY_SETTLED && p->seen[0] && !strcmp(p->seen, r->out)) {
+            s_violation(w, "V3 %s: settle %s refused ALREADY_SETTLED, but %s was observed (%s)",
+                        p->id, r->out, p->seen, p->seen_how);
+        }
+        break;
+    case K_AWAIT:
+    case K_GET:
+        if (p && !m->err && out[0])
+            s_observe(w, p, out, how);
+        break;
+    case K_CHECK:
+        s_check_reply(w, r, m);
+        break;
+    }
+}
+
+/* ---- workers ------------------------------------------------------------------ */
+
+static void
+s_worker_start(world_t *w, node_t *n)
+{
+    s_worker_clear(&n->w);
+    n->w.live = 1;
+    snprintf(n->w.rid, sizeof n->w.rid, "w%d.%d", n->idx, ++n->wgen);
+    req_t *r = s_req(w, K_HELLO, n->idx, NULL, 5000);
+    pm_msg_t m = {.type = PM_MSG_HELLO, .req_id = r->id, .client_name = "sim-worker"};
+    s_send(w, n, n->w.rid, &m);
+}
+
+static void
+s_worker_frame(world_t *w, node_t *n, const pm_msg_t *m)
+{
+    worker_t *wk = &n->w;
+    if (!wk->live)
+        return;
+    if (m->type == PM_MSG_INVOKE) {
+        w->st.invocations++;
+        s_trace(w, "invoke %s at %s", m->invocation_id, n->name);
+        if (s_rand(w, 100) < 3) { /* dies mid-invocation */
+            s_log(w, "worker %s dies holding %s", wk->rid, m->invocation_id);
+            w->st.worker_deaths++;
+            s_worker_clear(wk);
+            n->worker_back = w->now + s_between(w, 200, 3000);
+            return;
+        }
+        struct inv *v = calloc(1, sizeof *v);
+        snprintf(v->id, sizeof v->id, "%s", m->invocation_id);
+        snprintf(v->out, sizeof v->out, "r:%.*s", (int) (m->value_len > 40 ? 40 : m->value_len),
+                 m->value ? (const char *) m->value : "");
+        v->due = w->now + s_between(w, 1, 300);
+        v->next = wk->invs;
+        wk->invs = v;
+        return;
+    }
+    if (m->type != PM_MSG_REPLY)
+        return;
+    req_t *r = NULL;
+    for (req_t *x = w->reqs; x; x = x->next)
+        if (x->id == m->req_id)
+            r = x;
+    if (!r)
+        return;
+    if (r->kind == K_HELLO && !m->err) {
+        wk->session = m->session;
+        wk->next_ping = w->now + 300;
+        req_t *q = s_req(w, K_REGISTER, n->idx, NULL, 5000);
+        const char *fns[] = {"f"};
+        pm_msg_t reg = {.type = PM_MSG_REGISTER, .req_id = q->id, .functions = fns,
+                        .function_count = 1, .concurrency = 4};
+        s_send(w, n, wk->rid, &reg);
+    } else if (r->kind == K_REGISTER && !m->err) {
+        wk->registered = 1;
+    }
+    s_req_free(w, r);
+}
+
+static void
+s_workers_tick(world_t *w)
+{
+    for (int i = 0; i < w->n; i++) {
+        node_t *n = &w->nodes[i];
+        if (!n->agent || n->down_until)
+            continue;
+        worker_t *wk = &n->w;
+        if (!wk->live) {
+            if (n->worker_back && w->now >= n->worker_back && i % 2 == 0) {
+                n->worker_back = 0;
+                s_worker_start(w, n);
+            }
+            continue;
+        }
+        if (wk->session && w->now >= wk->next_ping) {
+            pm_msg_t m = {.type = PM_MSG_PING, .session = wk->session};
+            s_send(w, n, wk->rid, &m);
+            wk->next_ping = w->now + 300;
+        }
+        for (struct inv **pp = &wk->invs; *pp;) {
+            struct inv *v = *pp;
+            if (v->due > w->now) {
+                pp = &v->next;
+                continue;
+            }
+            pm_msg_t m = {.type = PM_MSG_RESULT, .invocation_id = v->id, .ok = 1,
+                          .value = (const uint8_t *) v->out, .value_len = strlen(v->out)};
+            s_send(w, n, wk->rid, &m);
+            *pp = v->next;
+            free(v);
+        }
+    }
+}
+
+/* ---- driving the agents --------------------------------------------------------- */
+
+static void
+s_drain(world_t *w, node_t *n)
+{
+    pm_local_frame_t *f;
+    while ((f = pm_local_capture_take(&n->cap))) {
+        pm_msg_t m;
+        if (pm_wire_decode(f->buf, f->len, &m) == PM_OK) {
+            char rid[32];
+            snprintf(rid, sizeof rid, "%.*s", (int) (f->rid_len < 31 ? f->rid_len : 31),
+                     (const char *) f->rid);
+            if (rid[0] == 'w') {
+                if (!strcmp(rid, n->w.rid))
+                    s_worker_frame(w, n, &m);
+            } else if (m.type == PM_MSG_REPLY) {
+                req_t *r = NULL;
+                for (req_t *x = w->reqs; x; x = x->next)
+                    if (x->id == m.req_id) {
+                        r = x;
+                        break;
+                    }
+                if (r) {
+                    s_on_reply(w, n, r, &m);
+                    s_req_free(w, r);
+                }
+            }
+        }
+        pm_wire_release(&m);
+        pm_local_frame_free(f);
+    }
+}
+
+static void
+s_step_node(world_t *w, node_t *n)
+{
+    s_enter(n);
+    while (n->in_head) {
+        frame_t *f = n->in_head;
+        n->in_head = f->next;
+        if (!n->in_head)
+            n->in_tail = NULL;
+        pm_agent_sim_deliver(n->agent, (const uint8_t *) f->rid, strlen(f->rid), f->buf, f->len);
+        free(f->buf);
+        free(f);
+    }
+    pm_agent_sim_step(n->agent);
+    s_leave();
+    s_drain(w, n);
+}
+
+/* Requests whose answer did not come: a broken connection (unknown outcome)
+ * or silence. */
+static void
+s_expire_reqs(world_t *w)
+{
+    for (req_t *r = w->reqs, *next; r; r = next) {
+        next = r->next;
+        if (r->deadline > w->now)
+            continue;
+        node_t *n = &w->nodes[r->node];
+        if (n->agent && !n->down_until && !n->paused_until && r->kind != K_HELLO &&
+            r->kind != K_REGISTER) {
+            w->st.silent++;
+            s_log(w, "silent: %s %" PRIu64 " on %s at %s, sent at %.3f s", s_kind_name[r->kind],
+                  r->id, r->pid, n->name, (double) r->sent / 1000.0);
+        } else {
+            w->st.unknown++;
+        }
+        s_trace(w, "expired %" PRIu64, r->id);
+        if (r->kind == K_CHECK) {
+            prom_t *p = s_prom(w, r->pid, 0);
+            if (p && r->tries < 8) {
+                int tries = r->tries;
+                s_req_free(w, r);
+                s_check_send(w, p, tries + 1);
+                continue;
+            }
+            if (p) {
+                p->checked = 1;
+                w->st.unreadable++;
+            }
+        }
+        s_req_free(w, r);
+    }
+}
+
+/* ---- faults ----------------------------------------------------------------------- */
+
+static void
+s_fault_end(world_t *w, fault_t *f)
+{
+    node_t *n = f->node >= 0 ? &w->nodes[f->node] : NULL;
+    switch (f->kind) {
+    case F_KILL:
+        n->down_until = 0;
+        if (s_start(w, n) != 0)
+            s_violation(w, "restart of %s failed (its WAL refused to open)", n->name);
+        n->restarts++;
+        s_log(w, "restart %s", n->name);
+        break;
+    case F_PAUSE:
+        n->paused_until = 0;
+        s_log(w, "resume %s", n->name);
+        break;
+    case F_PART1:
+    case F_PART2:
+        for (int i = 0; i < w->n; i++) {
+            for (int j = 0; j < w->n; j++)
+                w->cuts[i][j] -= f->cut[i][j];
+            if (f->minority[i]) {
+                w->nodes[i].cut_from_store--;
+                s_apply_store(w, &w->nodes[i]);
+            }
+        }
+        s_apply_cuts(w, -1);
+        s_log(w, "heal %s", s_fault_name[f->kind]);
+        break;
+    case F_LOSS:
+        pm_memnet_loss(w->net, 0);
+        s_log(w, "loss off");
+        break;
+    case F_STORE:
+        w->store_down--;
+        for (int i = 0; i < w->n; i++)
+            s_apply_store(w, &w->nodes[i]);
+        s_log(w, "store back");
+        break;
+    case F_SLOWSTORE:
+        for (int i = 0; i < w->n; i++)
+            if (w->nodes[i].agent && pm_agent_sim_coord(w->nodes[i].agent))
+                pm_coord_mem_set_delay(pm_agent_sim_coord(w->nodes[i].agent), 0);
+        s_log(w, "store fast again");
+        break;
+    }
+}
+
+static void
+s_fault_start(world_t *w)
+{
+    int kind = (int) s_rand(w, F_COUNT);
+    fault_t *f = calloc(1, sizeof *f);
+    f->kind = kind;
+    f->node = -1;
+    f->end = w->now + s_between(w, 300, 6000);
+    int i = (int) s_rand(w, (uint64_t) w->n);
+    node_t *n = &w->nodes[i];
+    switch (kind) {
+    case F_KILL: {
+        if (!n->agent || n->down_until) {
+            free(f);
+            return;
+        }
+        int torn = (int) s_rand(w, 2);
+        f->node = i;
+        s_log(w, "kill %s (%s)", n->name, torn ? "torn" : "clean");
+        s_kill(w, n, torn);
+        w->st.torn += (uint64_t) torn;
+        n->down_until = f->end;
+        break;
+    }
+    case F_PAUSE:
+        if (!n->agent || n->down_until || n->paused_until) {
+            free(f);
+            return;
+        }
+        f->node = i;
+        n->paused_until = f->end;
+        s_log(w, "pause %s", n->name);
+        break;
+    case F_PART1:
+    case F_PART2: {
+        int k = 1 + (int) s_rand(w, (uint64_t) ((w->n - 1) / 2));
+        for (int c = 0; c < k; c++)
+            f->minority[s_rand(w, (uint64_t) w->n)] = 1;
+        int dir = kind == F_PART2 ? 2 : (int) s_rand(w, 2); /* 0: out, 1: in, 2: both */
+        char who[64] = "";
+        for (int a = 0; a < w->n; a++) {
+            if (f->minority[a]) {
+                strncat(who, w->nodes[a].name, sizeof who - strlen(who) - 2);
+                strcat(who, " ");
+            }
+            for (int b = 0; b < w->n; b++) {
+                if (f->minority[a] == f->minority[b])
+                    continue;
+                if (f->minority[a] ? dir != 1 : dir != 0)
+                    f->cut[a][b] = 1;
+            }
+        }
+        for (int a = 0; a < w->n; a++) {
+            for (int b = 0; b < w->n; b++)
+                w->cuts[a][b] += f->cut[a][b];
+            /* The store is on the majority's side. */
+            if (f->minority[a]) {
+                w->nodes[a].cut_from_store++;
+                s_apply_store(w, &w->nodes[a]);
+            }
+        }
+        s_apply_cuts(w, -1);
+        s_log(w, "%s %s{%s}", s_fault_name[kind],
+              dir == 2 ? "both ways " : dir == 0 ? "outgoing of " : "incoming of ", who);
+        break;
+    }
+    case F_LOSS: {
+        uint32_t pm = (uint32_t) s_between(w, 5, 50);
+        pm_memnet_loss(w->net, pm);
+        s_log(w, "loss %u permille", pm);
+        break;
+    }
+    case F_STORE:
+        w->store_down++;
+        for (int a = 0; a < w->n; a++)
+            s_apply_store(w, &w->nodes[a]);
+        s_log(w, "store down");
+        break;
+    case F_SLOWSTORE: {
+        int64_t d = s_between(w, 50, 1500);
+        for (int a = 0; a < w->n; a++)
+            if (w->nodes[a].agent && pm_agent_sim_coord(w->nodes[a].agent))
+                pm_coord_mem_set_delay(pm_agent_sim_coord(w->nodes[a].agent), d);
+        s_log(w, "store slow (%lld ms)", (long long) d);
+        break;
+    }
+    }
+    w->st.faults[kind]++;
+    f->next = w->faults;
+    w->faults = f;
+}
+
+static void
+s_faults_tick(world_t *w, int heal_all)
+{
+    for (fault_t **pp = &w->faults; *pp;) {
+        fault_t *f = *pp;
+        if (f->end > w->now && !heal_all) {
+            pp = &f->next;
+            continue;
+        }
+        *pp = f->next;
+        s_fault_end(w, f);
+        free(f);
+    }
+}
+
+/* ---- one seed ---------------------------------------------------------------------- */
+
+static void
+s_set(node_t *n, const char *k, const char *v)
+{
+    char err[256];
+    if (pm_config_set(n->cfg, k, v, err, sizeof err) != 0) {
+        fprintf(stderr, "pmesh-sim: config %s=%s: %s\n", k, v, err);
+        exit(2);
+    }
+}
+
+static int64_t
+s_min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* One round: every live, running agent takes its frames and its timers, in
+ * an order drawn from the seed; then the next moment something is due. */
+static int64_t
+s_round(world_t *w)
+{
+    int order[MAXN];
+    for (int i = 0; i < w->n; i++)
+        order[i] = i;
+    for (int i = w->n - 1; i > 0; i--) {
+        int j = (int) s_rand(w, (uint64_t) i + 1);
+        int t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    int64_t dt = 50;
+    for (int k = 0; k < w->n; k++) {
+        node_t *n = &w->nodes[order[k]];
+        if (!n->agent || n->down_until || n->paused_until)
+            continue;
+        s_step_node(w, n);
+        w->st.agent_ms += 0; /* counted per advance below */
+        s_enter(n);
+        dt = s_min64(dt, pm_agent_sim_timeout(n->agent));
+        s_leave();
+    }
+    int busy = pm_memnet_pending(w->net) > 0;
+    for (int i = 0; i < w->n && !busy; i++)
+        if (w->nodes[i].in_head && !w->nodes[i].paused_until)
+            busy = 1;
+    if (busy)
+        dt = 1;
+    return dt < 1 ? 1 : dt;
+}
+
+static void
+s_advance(world_t *w, int64_t dt)
+{
+    w->now += dt;
+    for (int i = 0; i < w->n; i++) {
+        pm_clock_fake_advance(&w->nodes[i].clock, dt * 1000);
+        if (w->nodes[i].agent && !w->nodes[i].down_until)
+            w->st.agent_ms += dt;
+    }
+    pm_coord_mem_advance(w->store, dt);
+}
+
+static const pm_resolve_entry_t s_no_names[] = {{"localhost", "127.0.0.1"}};
+
+static void
+s_world_init(world_t *w, opts_t *o, uint64_t seed, void *zctx)
+{
+    memset(w, 0, sizeof *w);
+    w->o = o;
+    w->seed = seed;
+    w->hash = 1469598103934665603ULL;
+    pm_rand_seeded_init(&w->rng, seed);
+    w->n = o->nodes ? o->nodes : 3 + (int) s_rand(w, 5);
+    w->r = o->replicas ? o->replicas : 2 + (int) s_rand(w, 2);
+    if (w->r > w->n)
+        w->r = w->n;
+    w->zctx = zctx;
+    w->net = pm_memnet_new(seed ^ 0x9e3779b97f4a7c15ULL);
+    pm_memnet_use(w->net);
+    w->store = pm_coord_mem_new();
+    pm_agent_coord_mem = w->store;
+    pm_resolve_table_init(&w->names, s_no_names, 1);
+    pm_resolve_use(&w->names.resolve);
+    w->proms = zhashx_new();
+    w->prom_list = zlistx_new();
+    char seeds[MAXN][64];
+    for (int i = 0; i < w->n; i++)
+        snprintf(seeds[i], sizeof seeds[i], "tcp://10.0.0.%d:7001", i + 1);
+    for (int i = 0; i < w->n; i++) {
+        node_t *n = &w->nodes[i];
+        n->idx = i;
+        snprintf(n->name, sizeof n->name, "n%d", i);
+        memcpy(n->ep, seeds[i], sizeof n->ep);
+        snprintf(n->dir, sizeof n->dir, "/data/n%d", i);
+        pm_clock_fake_init(&n->clock, 1000000LL * (int64_t) (1 + s_rand(w, 1000)),
+                           1700000000000LL + (int64_t) s_rand(w, 5000));
+        pm_clock_fake_drift(&n->clock, s_between(w, -200, 200));
+        pm_rand_seeded_init(&n->rand, seed * 1000003ULL + (uint64_t) i);
+        n->disk = pm_disk_fake_new(seed * 7919ULL + (uint64_t) i);
+        pm_local_capture_init(&n->cap);
+        n->cfg = pm_config_new();
+        s_set(n, "bind", n->ep);
+        s_set(n, "insecure", "true");
+        for (int j = 0; j < w->n; j++)
+            if (j != i)
+                s_set(n, "seeds", seeds[j]);
+        s_set(n, "data_dir", n->dir);
+        s_set(n, "fsync", "always");
+        char r[8];
+        snprintf(r, sizeof r, "%d", w->r);
+        s_set(n, "replicas", r);
+        s_set(n, "coordination", "mem://");
+        s_set(n, "coordination_prefix", "/pmesh/sim");
+        s_set(n, "retention", "24h");
+    }
+}
+
+static void
+s_world_free(world_t *w)
+{
+    for (int i = 0; i < w->n; i++) {
+        node_t *n = &w->nodes[i];
+        if (n->agent) {
+            n->cap.refuse = 1;
+            s_enter(n);
+            pm_agent_destroy(&n->agent);
+            s_leave();
+        }
+        pm_local_capture_clear(&n->cap);
+        s_free_frames(n);
+        s_worker_clear(&n->w);
+        pm_disk_fake_destroy(&n->disk);
+        pm_config_destroy(&n->cfg);
+    }
+    while (w->reqs)
+        s_req_free(w, w->reqs);
+    while (w->faults) {
+        fault_t *f = w->faults;
+        w->faults = f->next;
+        free(f);
+    }
+    for (prom_t *p = zlistx_first(w->prom_list); p; p = zlistx_next(w->prom_list))
+        free(p);
+    zlistx_destroy(&w->prom_list);
+    zhashx_destroy(&w->proms);
+    pm_agent_coord_mem = NULL;
+    pm_coord_mem_destroy(&w->store);
+    pm_memnet_use(NULL);
+    pm_memnet_destroy(&w->net);
+    pm_resolve_use(NULL);
+    free(w->log);
+}
+
+static int64_t
+s_next_event(world_t *w, int64_t phase_end)
+{
+    int64_t t = phase_end;
+    t = s_min64(t, w->next_op);
+    t = s_min64(t, w->next_fault);
+    for (fault_t *f = w->faults; f; f = f->next)
+        t = s_min64(t, f->end);
+    for (req_t *r = w->reqs; r; r = r->next)
+        t = s_min64(t, r->deadline);
+    for (int i = 0; i < w->n; i++) {
+        node_t *n = &w->nodes[i];
+        if (n->w.session)
+            t = s_min64(t, n->w.next_ping);
+        if (!n->w.live && n->worker_back)
+            t = s_min64(t, n->worker_back);
+        for (struct inv *v = n->w.invs; v; v = v->next)
+            t = s_min64(t, v->due);
+    }
+    return t;
+}
+
+/* Runs until phase_end: load (ops), faults (faults), or neither. */
+static void
+s_phase(world_t *w, int64_t phase_end, int ops, int faults)
+{
+    while (w->now < phase_end) {
+        if (faults)
+            s_faults_tick(w, 0);
+        if (ops && w->now >= w->next_op) {
+            s_client_op(w);
+            w->next_op = w->now + s_between(w, 1, 60);
+        }
+        if (faults && w->now >= w->next_fault) {
+            s_fault_start(w);
+            w->next_fault = w->now + s_between(w, 200, 4000);
+        }
+        s_workers_tick(w);
+        s_expire_reqs(w);
+        int64_t dt = s_round(w);
+        int64_t next = s_next_event(w, phase_end);
+        if (next - w->now < dt)
+            dt = next - w->now;
+        if (dt < 1)
+            dt = 1;
+        s_advance(w, dt);
+    }
+}
+
+typedef struct result {
+    uint64_t hash, violations;
+    stats_t st;
+} result_t;
+
+static void
+s_run_seed(opts_t *o, uint64_t seed, void *zctx, result_t *res)
+{
+    static world_t w;
+    s_world_init(&w, o, seed, zctx);
+    s_log(&w, "seed %" PRIu64 ": %d agents, replicas %d", seed, w.n, w.r);
+    for (int i = 0; i < w.n; i++)
+        if (s_start(&w, &w.nodes[i]) != 0) {
+            fprintf(stderr, "pmesh-sim: seed %" PRIu64 ": agent %d did not start\n", seed, i);
+            exit(2);
+        }
+    /* The mesh forms, and the store records every primary. */
+    s_phase(&w, 5000, 0, 0);
+    w.next_op = w.now;
+    w.next_fault = o->no_faults ? INT64_MAX : w.now + s_between(&w, 500, 3000);
+    s_phase(&w, w.now + o->load_ms, 1, !o->no_faults);
+    /* Heal everything; the load stops; requests in flight finish. */
+    s_faults_tick(&w, 1);
+    s_log(&w, "healed");
+    s_phase(&w, w.now + o->settle_ms, 0, 0);
+    /* Read back every acknowledged promise. */
+    w.checking = 1;
+    if (o->break_ack)
+        for (prom_t *p = zlistx_first(w.prom_list); p; p = zlistx_next(w.prom_list))
+            if (p->acked_out[0]) {
+                snprintf(p->acked_out, sizeof p->acked_out, "resolved:never-sent");
+                s_log(&w, "self-test: %s remembered as settled resolved:never-sent", p->id);
+                break;
+            }
+    for (prom_t *p = zlistx_first(w.prom_list); p; p = zlistx_next(w.prom_list))
+        if (p->acked || p->acked_out[0])
+            s_check_send(&w, p, 0);
+    int64_t check_end = w.now + 120000;
+    while (w.reqs && w.now < check_end)
+        s_phase(&w, w.now + 1000, 0, 0);
+    w.st.sim_ms = w.now;
+    s_trace(&w, "end %" PRIu64 " %" PRIu64, w.st.violations, w.st.checked);
+    pm_memnet_stats_t ms;
+    pm_memnet_stats(w.net, &ms);
+    s_hash(&w, &ms, sizeof ms);
+    res->hash = w.hash;
+    res->violations = w.st.violations;
+    res->st = w.st;
+    int fails = w.st.violations > 0;
+    if (o->verbose || fails) {
+        printf("seed %" PRIu64 ": %d agents R=%d, %.1f s simulated, ops %" PRIu64 " created %" PRIu64
+               " settled %" PRIu64 " thens %" PRIu64 " checked %" PRIu64 ", unreadable %" PRIu64
+               ", silent %" PRIu64 ", faults k%" PRIu64 " p%" PRIu64 " s%" PRIu64 "/%" PRIu64
+               " l%" PRIu64 " st%" PRIu64 "/%" PRIu64 ", trace %016" PRIx64 ", %" PRIu64
+               " violations\n",
+               seed, w.n, w.r, (double) w.now / 1000.0,
+               w.st.ops[K_CREATE] + w.st.ops[K_SETTLE] + w.st.ops[K_AWAIT] + w.st.ops[K_THEN] +
+                   w.st.ops[K_GET],
+               w.st.acks[K_CREATE], w.st.acks[K_SETTLE], w.st.acks[K_THEN], w.st.checked,
+               w.st.unreadable, w.st.silent, w.st.faults[F_KILL], w.st.faults[F_PAUSE],
+               w.st.faults[F_PART2], w.st.faults[F_PART1], w.st.faults[F_LOSS],
+               w.st.faults[F_STORE], w.st.faults[F_SLOWSTORE], w.hash, w.st.violations);
+    }
+    if (fails) {
+        printf("seed %" PRIu64 ": first violated invariant: %s\n", seed, w.first_violation);
+        printf("seed %" PRIu64 ": schedule (faults, and what the run logged):\n%s", seed,
+               w.log ? w.log : "");
+    } else if (o->verbose >= 3) {
+        printf("%s", w.log ? w.log : "");
+    }
+    fflush(stdout);
+    s_world_free(&w);
+}
+
+static void
+s_usage(void)
+{
+    fprintf(stderr,
+            "usage: pmesh-sim [--seed S | --seeds N [--first S]] [--nodes N] [--replicas R]\n"
+            "                 [--load MS] [--settle MS] [--no-faults] [-v]... [--log-level L]\n"
+            "  --nodes N    agents (1..7; default 3..7 from the seed)\n"
+            "  --replicas R copies of each promise (default 2..3 from the seed)\n"
+            "  --load MS    simulated ms of load and faults (default 30000)\n"
+            "  --settle MS  simulated ms after healing, before the read-back (default 15000)\n"
+            "  -v           a line per seed; -vv also every fault, request and answer (stderr)\n"
+            "  --log-level  the agents' own log (0 error .. 3 debug; JSON lines on stderr)\n"
+            "  --break-ack  self-test: misremember one acknowledged settle (must fail V2)\n"
+            "  --seed S     run (replay) one seed\n"
+            "  --seeds N    run N seeds, from --first (default 1)\n"
+            "  prints one summary line: N seeds, V violations, ...; exit 0 only if V is 0\n");
+}
+
+int
+main(int argc, char **argv)
+{
+    opts_t o = {.seed = 0, .seeds = 0, .load_ms = 30000, .settle_ms = 15000, .log_level = -1};
+    uint64_t first = 1;
+    int one = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--seed") && v) {
+            o.seed = strtoull(v, NULL, 0);
+            one = 1;
+            i++;
+        } else if (!strcmp(a, "--seeds") && v) {
+            o.seeds = strtoull(v, NULL, 0);
+            i++;
+        } else if (!strcmp(a, "--first") && v) {
+            first = strtoull(v, NULL, 0);
+            i++;
+        } else if (!strcmp(a, "--nodes") && v) {
+            o.nodes = atoi(v);
+            i++;
+        } else if (!strcmp(a, "--replicas") && v) {
+            o.replicas = atoi(v);
+            i++;
+        } else if (!strcmp(a, "--load") && v) {
+            o.load_ms = strtoll(v, NULL, 0);
+            i++;
+        } else if (!strcmp(a, "--settle") && v) {
+            o.settle_ms = strtoll(v, NULL, 0);
+            i++;
+        } else if (!strcmp(a, "--log-level") && v) {
+            o.log_level = atoi(v);
+            i++;
+        } else if (!strcmp(a, "--break-ack")) {
+            o.break_ack = 1;
+        } else if (!strcmp(a, "--no-faults")) {
+            o.no_faults = 1;
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            s_usage();
+            return 0;
+        } else if (!strcmp(a, "-v")) {
+            o.verbose++;
+        } else if (!strcmp(a, "-vv")) {
+            o.verbose += 2;
+        } else {
+            s_usage();
+            return 2;
+        }
+    }
+    if (o.nodes && (o.nodes < 1 || o.nodes > MAXN)) {
+        fprintf(stderr, "pmesh-sim: --nodes must be 1..%d\n", MAXN);
+        return 2;
+    }
+    if (!one && !o.seeds)
+        o.seeds = 1;
+    if (one) {
+        first = o.seed;
+        o.seeds = 1;
+        if (!o.verbose)
+            o.verbose = 1;
+    }
+    pm_log_setup(o.log_level, PM_LOG_TEXT, "sim");
+    s_log_level = o.log_level;
+    void *zctx = zmq_ctx_new();
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    stats_t tot = {0};
+    uint64_t failed = 0, hashes = 1469598103934665603ULL;
+    for (uint64_t s = first; s < first + o.seeds; s++) {
+        result_t res;
+        s_run_seed(&o, s, zctx, &res);
+        if (res.violations)
+            failed++;
+        hashes = (hashes ^ res.hash) * 1099511628211ULL;
+        tot.violations += res.st.violations;
+        tot.unreadable += res.st.unreadable;
+        tot.silent += res.st.silent;
+        tot.checked += res.st.checked;
+        tot.torn += res.st.torn;
+        tot.invocations += res.st.invocations;
+        tot.worker_deaths += res.st.worker_deaths;
+        tot.sim_ms += res.st.sim_ms;
+        tot.agent_ms += res.st.agent_ms;
+        for (int k = 0; k < F_COUNT; k++)
+            tot.faults[k] += res.st.faults[k];
+        for (int k = 0; k < 16; k++) {
+            tot.ops[k] += res.st.ops[k];
+            tot.acks[k] += res.st.acks[k];
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double wall = (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9;
+    double agent_min = (double) tot.agent_ms / 60000.0;
+    printf("%" PRIu64 " seeds, %" PRIu64 " violations (%" PRIu64 " seeds failed), %" PRIu64
+           " promises checked, %" PRIu64 " unreadable, %" PRIu64 " silent; faults: %" PRIu64
+           " kills (%" PRIu64 " torn), %" PRIu64 " pauses, %" PRIu64 " two-way splits, %" PRIu64
+           " one-way splits, %" PRIu64 " lossy spells, %" PRIu64 " store outages, %" PRIu64
+           " slow-store spells, %" PRIu64 " worker deaths; %.1f agent-minutes simulated in %.1f s"
+           " (%.0f agent-min per wall min); trace %016" PRIx64 "\n",
+           o.seeds, tot.violations, failed, tot.checked, tot.unreadable, tot.silent,
+           tot.faults[F_KILL], tot.torn, tot.faults[F_PAUSE], tot.faults[F_PART2],
+           tot.faults[F_PART1], tot.faults[F_LOSS], tot.faults[F_STORE], tot.faults[F_SLOWSTORE],
+           tot.worker_deaths, agent_min, wall, wall > 0 ? agent_min / (wall / 60.0) : 0.0,
+           hashes);
+    zmq_ctx_term(zctx);
+    return tot.violations ? 1 : 0;
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# test_sim.sh - the simulator's short run for `make check` (issue 14):
+# determinism (one seed twice, the same trace), the regression seeds of the
+# bugs it found, a batch of fresh seeds with every fault kind, and a
+# self-test that the checker flags a changed acknowledgement. One process,
+# no sockets, no background processes (nothing to stop). ~1 minute.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+SIM=$BUILD/bin/pmesh-sim
+SEEDS=${SIM_CHECK_SEEDS:-30}
+FIRST=${SIM_CHECK_FIRST:-1}
+# Seeds that still fail: open bugs the simulator found, not fixed yet
+# (tests/sim/README.md, "Open findings"). Run and shown as skipped; when one
+# starts to hold, the test says so (move it to the regression list).
+KNOWN_OPEN="36 114 132 144 156 1000 1024 1034"
+if [ ! -x "$SIM" ]; then
+    echo "test_sim.sh: no $SIM; build first (make BUILD=$BUILD)" >&2
+    exit 1
+fi
+pass=0
+fail=0
+skip=0
+ok() { echo "ok - $1"; pass=$((pass + 1)); }
+notok() { echo "not ok - $1"; fail=$((fail + 1)); }
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/pmesh-sim.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+# 1. The same seed gives the same run, bit for bit (the trace hash covers
+# every fault, request and answer, and the network's counters).
+"$SIM" --seed 7 >"$tmp/a" 2>&1
+ra=$?
+"$SIM" --seed 7 >"$tmp/b" 2>&1
+rb=$?
+la=$(grep '^seed 7:' "$tmp/a" | head -1)
+lb=$(grep '^seed 7:' "$tmp/b" | head -1)
+if [ -n "$la" ] && [ "$la" = "$lb" ] && echo "$la" | grep -q 'trace [0-9a-f]\{16\}'; then
+    ok "seed 7 replays identically ($(echo "$la" | grep -o 'trace [0-9a-f]*'))"
+else
+    notok "seed 7 replays identically"
+    diff "$tmp/a" "$tmp/b" | head -20
+fi
+# A different seed is a different run.
+"$SIM" --seed 8 >"$tmp/c" 2>&1
+lc=$(grep '^seed 8:' "$tmp/c" | grep -o 'trace [0-9a-f]*')
+if [ -n "$lc" ] && [ "$lc" != "$(echo "$la" | grep -o 'trace [0-9a-f]*')" ]; then
+    ok "seed 8 differs from seed 7"
+else
+    notok "seed 8 differs from seed 7"
+fi
+
+# 2. Regression seeds, each a bug the simulator found (tests/sim/README.md):
+# 2 = use after free of relay timers in pm_agent_destroy (under ASan);
+# 7, 8, 10, 18, 20 = a fenced agent minted then-targets in the space it lost.
+for s in 2 7 8 10 18 20; do
+    if [ "$s" = 7 ]; then rc=$ra; out=$tmp/a; else
+        "$SIM" --seed "$s" >"$tmp/r$s" 2>&1
+        rc=$?
+        out=$tmp/r$s
+    fi
+    if [ "$rc" -eq 0 ] && grep -q "^seed $s: .* 0 violations" "$out"; then
+        ok "regression seed $s holds every invariant"
+    else
+        notok "regression seed $s holds every invariant"
+        grep -E 'first violated|VIOLATION|ERROR|Sanitizer' "$out" | head -5
+    fi
+done
+
+# 3. A batch of fresh seeds with overlapping faults of every kind.
+"$SIM" --seeds "$SEEDS" --first "$FIRST" >"$tmp/batch" 2>&1
+rc=$?
+sum=$(tail -1 "$tmp/batch")
+echo "# $sum"
+if [ "$rc" -eq 0 ] && echo "$sum" | grep -q "^$SEEDS seeds, 0 violations"; then
+    ok "$SEEDS seeds, 0 violations"
+else
+    notok "$SEEDS seeds, 0 violations"
+    grep -E 'first violated' "$tmp/batch" | head -5
+fi
+kinds_ok=1
+for k in "kills" "pauses" "two-way splits" "one-way splits" "lossy spells" "store outages"; do
+    n=$(echo "$sum" | grep -o "[0-9]* $k" | grep -o '^[0-9]*' || true)
+    if [ -z "$n" ] || [ "$n" -eq 0 ]; then
+        kinds_ok=0
+        echo "# no $k injected"
+    fi
+done
+checked=$(echo "$sum" | grep -o '[0-9]* promises checked' | grep -o '^[0-9]*' || echo 0)
+if [ "$kinds_ok" = 1 ] && [ "$checked" -gt 0 ]; then
+    ok "every fault kind injected, $checked promises read back"
+else
+    notok "every fault kind injected, promises read back"
+fi
+
+# 4. The checker is not blind: a misremembered acknowledgement is a V2
+# violation, printed with the seed's schedule, and exit status 1.
+"$SIM" --seed 3 --break-ack >"$tmp/self" 2>&1
+rc=$?
+if [ "$rc" -eq 1 ] && grep -q 'first violated invariant: V2' "$tmp/self" &&
+    grep -q 'schedule' "$tmp/self"; then
+    ok "a changed acknowledgement fails the seed (V2, schedule printed, exit 1)"
+else
+    notok "a changed acknowledgement fails the seed (rc $rc)"
+    tail -5 "$tmp/self"
+fi
+
+# 5. The open findings: still failing as described, or fixed.
+for s in $KNOWN_OPEN; do
+    "$SIM" --seed "$s" >"$tmp/k$s" 2>&1
+    why=$(grep -o 'first violated invariant: V[0-9][^;(]*' "$tmp/k$s" | head -1 | cut -c27-100)
+    if [ -n "$why" ]; then
+        echo "ok - known open seed $s # SKIP still fails: $why"
+        skip=$((skip + 1))
+    else
+        echo "ok - known open seed $s now holds every invariant: move it to the regression seeds"
+        pass=$((pass + 1))
+    fi
+done
+
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]
