@@ -8,6 +8,43 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A replica's copy of a promise settled otherwise than its owner's record
+ * says holds an outcome nobody acknowledged: its own, from when this agent
+ * served the space and was cut off, or a former owner's. It goes, so that
+ * the owner's record applies. */
+static int
+s_replace_stale(pm_store_t *store, pm_prom_t *q)
+{
+    if (!q->passive || q->watches || q->state == PM_STATE_PENDING)
+        return 0;
+    return pm_store_drop(store, q->id) == PM_OK;
+}
+
+static int
+s_create(pm_store_t *store, const pm_wire_promise_t *p, int passive)
+{
+    pm_create_args_t a = {.id = p->id, .heartbeat_ms = p->heartbeat_ms, .key = p->key,
+                          .label_count = p->label_count, .labels = p->labels,
+                          .created_ms = p->created_ms, .timeout_at = p->timeout_at_ms,
+                          .heartbeat_at = p->heartbeat_at_ms, .passive = passive};
+    pm_prom_t *out;
+    int created = 1;
+    int err = pm_store_create(store, &a, p->created_ms, &out, &created);
+    if (!err && !created)
+        return PM_RECORD_REDUNDANT; /* its key names a promise we hold */
+    return err;
+}
+
+static int
+s_settle(pm_store_t *store, const pm_wire_promise_t *p)
+{
+    if (p->state == PM_STATE_RESOLVED)
+        return pm_store_apply_settle(store, p->id, p->state, p->value, p->value_len,
+                                     p->settled_ms);
+    return pm_store_apply_settle(store, p->id, p->state, p->reason,
+                                 p->reason ? strlen(p->reason) : 0, p->settled_ms);
+}
+
 int
 pm_records_apply(pm_store_t *store, const pm_rec_t *rec, int passive)
 {
@@ -15,29 +52,26 @@ pm_records_apply(pm_store_t *store, const pm_rec_t *rec, int passive)
     int err;
     switch (rec->kind) {
     case PM_REC_CREATE: {
-        /* Ids are minted once: one that exists is this record applied before. */
+        /* Ids are minted once: one that exists is this record applied before
+         * (or a copy's stale outcome, which the owner's settle replaces). */
         if (pm_store_get(store, p->id))
             return PM_RECORD_REDUNDANT;
-        pm_create_args_t a = {.id = p->id, .heartbeat_ms = p->heartbeat_ms, .key = p->key,
-                              .label_count = p->label_count, .labels = p->labels,
-                              .created_ms = p->created_ms, .timeout_at = p->timeout_at_ms,
-                              .heartbeat_at = p->heartbeat_at_ms, .passive = passive};
-        pm_prom_t *out;
-        int created = 1;
-        err = pm_store_create(store, &a, p->created_ms, &out, &created);
-        if (!err && !created)
-            return PM_RECORD_REDUNDANT; /* its key names a promise we hold */
+        err = s_create(store, p, passive);
         break;
     }
     case PM_REC_SETTLE: {
         pm_prom_t *q = pm_store_get(store, p->id);
         int already = q && q->state != PM_STATE_PENDING;
-        if (p->state == PM_STATE_RESOLVED)
-            err = pm_store_apply_settle(store, p->id, p->state, p->value, p->value_len,
-                                        p->settled_ms);
-        else
-            err = pm_store_apply_settle(store, p->id, p->state, p->reason,
-                                        p->reason ? strlen(p->reason) : 0, p->settled_ms);
+        err = s_settle(store, p);
+        if (err == PM_ERR_ALREADY_SETTLED && passive && s_replace_stale(store, q)) {
+            /* The owner's outcome, over a stale one of our copy. */
+            pm_wire_promise_t pending = *p;
+            pending.state = PM_STATE_PENDING;
+            err = s_create(store, &pending, passive);
+            if (err >= 0)
+                err = s_settle(store, p);
+            already = 0;
+        }
         if (!err && already)
             return PM_RECORD_REDUNDANT; /* the same outcome again */
         break;

@@ -21,7 +21,12 @@
  * a record again changes nothing and returns PM_RECORD_REDUNDANT. A negative
  * pm_err when the store refuses it (a settle with another outcome, a
  * heartbeat of a settled promise), PM_ERR_BAD_REQUEST for other kinds. Out of
- * memory stops the agent (an acknowledged record is never dropped). */
+ * memory stops the agent (an acknowledged record is never dropped).
+ * `passive` records come from the space's owner (a replication stream,
+ * fenced to the newest epoch): they are the truth, so a settle record
+ * replaces the outcome of a passive copy settled otherwise (an outcome
+ * nobody acknowledged, kept from when this agent served the space). In the
+ * WAL replay (not passive) the first settle wins, as it did live. */
 int pm_records_apply(pm_store_t *store, const pm_rec_t *rec, int passive);
 
 /* Fills v with a view of p (pointers borrow from p). */

@@ -196,6 +196,53 @@ test_refusals_and_drops(void **state)
     pm_store_destroy(&st);
 }
 
+/* A backup's copy settled one way (its own unacknowledged settle, from when
+ * it served the space cut off) and the owner's replicated settle another:
+ * the owner's wins, the copy ends as the owner's, and the same settle again
+ * is redundant. The owner's own WAL replay keeps the first settle. */
+static void
+test_owner_settle_replaces_a_stale_copy(void **state)
+{
+    (void) state;
+    pm_store_t *a = s_new(), *b = s_new();
+    s_populate(a, 1000);
+    s_log_t l = {0};
+    for (pm_prom_t *p = pm_store_oldest(a); p; p = p->newer)
+        pm_records_of_promise(p, s_emit, &l);
+    int applied, redundant;
+    s_apply(b, &l, 1, &applied, &redundant);
+    /* our copy's stale outcome of a pending one */
+    assert_int_equal(pm_store_settle(b, "n1-a~1.1", PM_STATE_RESOLVED, "stale", 5, 2000, NULL),
+                     PM_OK);
+    pm_rec_t rec = {.kind = PM_REC_SETTLE};
+    pm_records_view(pm_store_get(a, "n1-a~1.1"), &rec.promise);
+    rec.promise.state = PM_STATE_RESOLVED;
+    rec.promise.value = (const uint8_t *) "owner";
+    rec.promise.value_len = 5;
+    rec.promise.settled_ms = 2100;
+    assert_int_equal(pm_records_apply(b, &rec, 1), PM_RECORD_APPLIED);
+    pm_prom_t *q = pm_store_get(b, "n1-a~1.1");
+    assert_non_null(q);
+    assert_int_equal(q->state, PM_STATE_RESOLVED);
+    assert_int_equal(q->data_len, 5);
+    assert_memory_equal(q->data, "owner", 5);
+    assert_true(q->passive);
+    assert_int_equal(pm_records_apply(b, &rec, 1), PM_RECORD_REDUNDANT);
+    /* the labels and key the create carried are kept */
+    assert_non_null(q->extra);
+    /* not passive (a WAL replay): the first settle wins */
+    pm_store_t *c = s_new();
+    s_apply(c, &l, 0, &applied, &redundant);
+    assert_int_equal(pm_store_settle(c, "n1-a~1.1", PM_STATE_RESOLVED, "first", 5, 2000, NULL),
+                     PM_OK);
+    assert_int_equal(pm_records_apply(c, &rec, 0), PM_ERR_ALREADY_SETTLED);
+    assert_memory_equal(pm_store_get(c, "n1-a~1.1")->data, "first", 5);
+    s_log_free(&l);
+    pm_store_destroy(&a);
+    pm_store_destroy(&b);
+    pm_store_destroy(&c);
+}
+
 /* ---- WAL replay and replication give the same store ---------------------- */
 
 static s_log_t s_stream; /* what the journal's record hook saw: the replication stream */
@@ -286,6 +333,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_promise_round_trip_and_idempotence),
         cmocka_unit_test(test_refusals_and_drops),
+        cmocka_unit_test(test_owner_settle_replaces_a_stale_copy),
         cmocka_unit_test(test_replay_equals_replication),
     };
     return cmocka_run_group_tests_name("records", tests, NULL, NULL);
