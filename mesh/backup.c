@@ -23,7 +23,6 @@ typedef struct s_stream {
     uint64_t next;        /* the LSN that must come next */
     int64_t resync_at;    /* when we last asked for the whole state (0: never) */
     uint64_t resync_xfer; /* the transfer current when we asked */
-    zhashx_t *fresh;      /* spaces the current transfer has begun to replace */
 } s_stream_t;
 
 struct pm_backup {
@@ -34,23 +33,8 @@ struct pm_backup {
 static void
 s_stream_destroy(void **item)
 {
-    s_stream_t *st = *item;
-    if (st)
-        zhashx_destroy(&st->fresh);
-    free(st);
+    free(*item);
     *item = NULL;
-}
-
-/* A new stream, or a new transfer of one: no space of it replaced yet. */
-static void
-s_stream_reset(s_stream_t *st, uint64_t stream)
-{
-    zhashx_t *fresh = st->fresh;
-    memset(st, 0, sizeof *st);
-    st->stream = stream;
-    st->fresh = fresh;
-    if (st->fresh)
-        zhashx_purge(st->fresh);
 }
 
 pm_backup_t *
@@ -119,7 +103,8 @@ pm_backup_check(pm_backup_t *self, const char *from, const pm_msg_t *m,
     if (st->stream != m->stream) {
         /* A new owner process (or our first message from it): nothing of
          * the old stream carries over. */
-        s_stream_reset(st, m->stream);
+        memset(st, 0, sizeof *st);
+        st->stream = m->stream;
     }
     if (m->stream == 0) {
         s_resync(self, st, now_ms, "message without a stream", v);
@@ -131,28 +116,10 @@ pm_backup_check(pm_backup_t *self, const char *from, const pm_msg_t *m,
             st->xfer = m->xfer;
             st->xfer_got = 0;
             st->synced = 0;
-            if (st->fresh)
-                zhashx_purge(st->fresh);
         }
         if (m->record_count) {
             st->xfer_got += m->record_count;
             v->apply = 1;
-            /* The owner's state of a space is the whole truth of it: a copy
-             * we hold from before (our own, from when we served it, or an
-             * earlier owner's) may have changes nobody acknowledged, and
-             * must not outlive the transfer by merging with it. */
-            if (m->space && *m->space) {
-                if (!st->fresh) {
-                    st->fresh = zhashx_new();
-                    if (!st->fresh)
-                        pm_oom("backup transfer");
-                }
-                if (!zhashx_lookup(st->fresh, m->space)) {
-                    if (zhashx_insert(st->fresh, m->space, (void *) 1) != 0)
-                        pm_oom("backup transfer");
-                    v->replace = 1;
-                }
-            }
             return;
         }
         if (st->xfer_got == m->count) {

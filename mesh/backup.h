@@ -29,8 +29,6 @@ typedef struct pm_backup_verdict {
     int fenced;    /* refuse every record: the sender lost the space (spaces.h) */
     uint64_t fence_epoch; /* the epoch to refuse them with */
     int apply;     /* apply records [skip, record_count) to the passive copy */
-    int replace;   /* the first records of m->space in a new state transfer: what we
-                    * held of that space is replaced by them, not merged with them */
     size_t skip;   /* records at the front that we hold already */
     int ack;       /* acknowledge lsn (everything up to it is held, no gap) */
     uint64_t lsn;

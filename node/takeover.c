@@ -180,37 +180,6 @@ s_apply_record(pm_agent_t *self, const uint8_t *buf, size_t len)
     pm_wire_rec_release(&rec);
 }
 
-/* A state transfer of space begins: what we held of it goes, so that our
- * copy is exactly the owner's (backup.h, replace). */
-static void
-s_forget_copy(pm_agent_t *self, const char *space)
-{
-    char prefix[PM_WIRE_MAX_NAME + 2];
-    pm_id_space_prefix(prefix, sizeof prefix, space);
-    size_t plen = strlen(prefix), n = 0;
-    for (pm_prom_t *p = pm_store_oldest(self->store), *next; p; p = next) {
-        next = p->newer;
-        /* Settled ones go: they may hold an outcome the owner never had.
-         * Pending ones stay (the transfer's records settle them if the
-         * owner did), and so would one still watched here (its watchers
-         * point at it; a settled promise has none in practice). */
-        if (p->passive && !p->watches && strncmp(p->id, prefix, plen) == 0 &&
-            pm_store_drop(self->store, p->id) == PM_OK)
-            n++;
-    }
-    zlistx_t *gone = pm_agent_xlist();
-    for (pm_rthen_t *t = zhashx_first(self->rthens); t; t = zhashx_next(self->rthens))
-        if (strncmp(zhashx_cursor(self->rthens), prefix, plen) == 0)
-            zlistx_add_end(gone, (void *) zhashx_cursor(self->rthens));
-    for (const char *k = zlistx_first(gone); k; k = zlistx_next(gone))
-        zhashx_delete(self->rthens, k);
-    n += zlistx_size(gone);
-    zlistx_destroy(&gone);
-    if (n)
-        pm_log_info("PM-REPL-REPLACED", "id space %s: a state transfer replaces the %zu "
-                    "entries of our copy", space, n);
-}
-
 /* An owner's records for us to keep. */
 void
 pm_takeover_on_replicate(pm_agent_t *self, const char *from, const pm_msg_t *m)
@@ -238,8 +207,6 @@ pm_takeover_on_replicate(pm_agent_t *self, const char *from, const pm_msg_t *m)
                     (unsigned long long) nack.epoch);
         return;
     }
-    if (v.apply && v.replace && !owned)
-        s_forget_copy(self, m->space);
     for (size_t i = v.apply ? v.skip : m->record_count; i < m->record_count; i++)
         s_apply_record(self, m->records[i].data, m->records[i].len);
     if (!peer)

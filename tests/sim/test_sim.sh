@@ -13,7 +13,7 @@ FIRST=${SIM_CHECK_FIRST:-1}
 # Seeds that still fail: open bugs the simulator found, not fixed yet
 # (tests/sim/README.md, "Open findings"). Run and shown as skipped; when one
 # starts to hold, the test says so (move it to the regression list).
-KNOWN_OPEN="114 156 1000 1034"
+KNOWN_OPEN=""
 if [ ! -x "$SIM" ]; then
     echo "test_sim.sh: no $SIM; build first (make BUILD=$BUILD)" >&2
     exit 1
@@ -52,7 +52,7 @@ fi
 # 2. Regression seeds, each a bug the simulator found (tests/sim/README.md):
 # 2 = use after free of relay timers in pm_agent_destroy (under ASan);
 # 7, 8, 10, 18, 20 = a fenced agent minted then-targets in the space it lost.
-for s in 2 7 8 10 18 20 36 132 144 1024; do
+for s in 2 7 8 10 18 20 36 114 132 144 156 1000 1024 1034; do
     if [ "$s" = 7 ]; then rc=$ra; out=$tmp/a; else
         "$SIM" --seed "$s" >"$tmp/r$s" 2>&1
         rc=$?

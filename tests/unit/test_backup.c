@@ -115,33 +115,6 @@ test_transfer_then_stream(void **state)
     pm_backup_destroy(&b);
 }
 
-/* The first chunk of each space in a transfer replaces what the backup
- * held of that space; later chunks of the same transfer add to it; a new
- * transfer (or a new owner process) replaces again; stream records never. */
-static void
-test_transfer_replaces_the_copy(void **state)
-{
-    (void) state;
-    pm_backup_t *b = pm_backup_new();
-    assert_true(s_check(b, "n1", s_chunk(7, 1, 3), 0).replace);
-    assert_false(s_check(b, "n1", s_chunk(7, 1, 2), 0).replace);
-    pm_msg_t other = s_chunk(7, 1, 1);
-    other.space = "c-3"; /* a space it took over: its own first chunk */
-    assert_true(s_check(b, "n1", other, 0).replace);
-    assert_false(s_check(b, "n1", other, 0).replace);
-    pm_backup_verdict_t v = s_check(b, "n1", s_marker(7, 1, 7, 10), 0);
-    assert_true(v.ack);
-    assert_false(v.replace);
-    v = s_check(b, "n1", s_stream(7, 11, 12), 0);
-    assert_true(v.apply);
-    assert_false(v.replace);
-    assert_true(s_check(b, "n1", s_chunk(7, 2, 3), 0).replace); /* transfer 2 */
-    assert_false(s_check(b, "n1", s_chunk(7, 2, 3), 0).replace);
-    assert_true(s_check(b, "n1", s_chunk(8, 1, 3), 0).replace); /* a new process */
-    assert_true(s_check(b, "n2", s_chunk(5, 1, 3), 0).replace); /* another owner */
-    pm_backup_destroy(&b);
-}
-
 static void
 test_records_in_the_transfer_are_skipped(void **state)
 {
@@ -317,7 +290,6 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_records_before_transfer),
         cmocka_unit_test(test_transfer_then_stream),
-        cmocka_unit_test(test_transfer_replaces_the_copy),
         cmocka_unit_test(test_records_in_the_transfer_are_skipped),
         cmocka_unit_test(test_gap_asks_for_the_state_and_never_acks_past_it),
         cmocka_unit_test(test_incomplete_transfer),
