@@ -255,6 +255,13 @@ zlistx_t *pm_agent_xlist(void);
 void pm_agent_bad_frame(pm_agent_t *self, const char *why);
 void pm_agent_send(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m);
 void pm_agent_fail_held(void *arg, uint64_t session, const char *peer, uint8_t *buf, size_t len);
+/* The reactor's callbacks (agent.c), wired in by the setup (agent_new.c). */
+void pm_agent_clock(pm_agent_t *self);
+void pm_agent_journal_send(void *arg, uint64_t session, const char *peer, uint8_t *buf,
+                           size_t len, int tag, int64_t t0_us);
+void pm_agent_on_peer_message(void *arg, const char *from, pm_msg_t *m);
+void pm_agent_store_changed(void *arg, pm_store_event_t ev, const pm_prom_t *p);
+void pm_agent_workers_send(void *arg, void *who, const pm_msg_t *m);
 void pm_agent_reply_err(pm_agent_t *self, pm_session_t *s, uint64_t req_id, int err,
                         const char *message);
 void pm_agent_reply_promise(pm_agent_t *self, pm_session_t *s, uint64_t req_id, const pm_prom_t *p);

@@ -278,9 +278,9 @@ s_bad_frames(const char *path)
     bad++;
     free(buf);
 
-    /* Unknown body field numbers (29: length-delimited; 99: varint). */
-    const uint8_t unknown[] = {0x08, 0x01, 0x10, 102, 0xea, 0x01, 0x02, 0x08, 0x01};
-    s_expect_error(s, unknown, sizeof unknown, S_ERR_BAD_REQUEST, 102, "unknown body field 29");
+    /* Unknown body field numbers (40: length-delimited; 99: varint). */
+    const uint8_t unknown[] = {0x08, 0x01, 0x10, 102, 0xc2, 0x02, 0x02, 0x08, 0x01};
+    s_expect_error(s, unknown, sizeof unknown, S_ERR_BAD_REQUEST, 102, "unknown body field 40");
     bad++;
     const uint8_t unknown99[] = {0x08, 0x01, 0x10, 103, 0x98, 0x06, 0x05};
     s_expect_error(s, unknown99, sizeof unknown99, S_ERR_BAD_REQUEST, 103,
