@@ -18,111 +18,7 @@
  * Everything etcd answers is outside input: decoded and checked before use;
  * what does not fit is BAD, never a crash.
  */
-#include "clock.h"
-#include "coord.h"
-#include "log.h"
-
-#include <curl/curl.h>
-#include <errno.h>
-#include <unistd.h>
-#include <inttypes.h>
-#include <jansson.h>
-#include <pthread.h>
-#include <sodium.h>
-#include <stdatomic.h>
-#include <stdlib.h>
-#include <string.h>
-#include <zmq.h>
-
-/* Endpoints of one etcd cluster: 3 or 5 members, with room. */
-#define S_MAX_ENDPOINTS 8
-/* An answer larger than this is refused (BAD): a list of every space of a
- * big mesh is far below it, a runaway answer is not. */
-#define S_MAX_BODY (16 * 1024 * 1024)
-/* Watch restarts back off from 100 ms to 2 s: quick after a blip, gentle on
- * a store that is down for long. */
-#define S_BACKOFF_MIN_MS 100
-#define S_BACKOFF_MAX_MS 2000
-/* A read's attempt on one endpoint, when others remain, gets at least this
- * long: a loaded etcd answers well within it. */
-#define S_MIN_ATTEMPT_MS 300
-/* Sockets libcurl may ask us to poll at once: a transfer each. */
-#define S_MAX_SOCKS 256
-/* gRPC status codes etcd passes through its gateway that mean "not now". */
-#define S_GRPC_DEADLINE_EXCEEDED 4
-#define S_GRPC_UNAVAILABLE 14
-
-typedef struct s_etcd s_etcd_t;
-typedef struct s_watch s_watch_t;
-
-typedef struct s_op {
-    s_etcd_t *e;
-    pm_coord_req_t *req;   /* NULL: a list on behalf of a watch */
-    s_watch_t *relist_for; /* that watch */
-    const char *path;      /* "/v3/kv/range" or "/v3/kv/txn" */
-    char *post;            /* the JSON request */
-    int write;
-    int endpoint;
-    int tried;        /* endpoints tried so far */
-    int64_t deadline; /* monotonic ms */
-    CURL *easy;
-    struct curl_slist *headers;
-    char *body;
-    size_t len;
-    char errbuf[CURL_ERROR_SIZE];
-    struct s_op *next, *prev;
-} s_op_t;
-
-enum { W_BACKOFF, W_CONNECTING, W_LIVE, W_RELIST };
-
-struct s_watch {
-    s_etcd_t *e;
-    uint64_t id;
-    int64_t next_rev; /* the first revision not yet delivered; 0: from now */
-    int state;
-    int endpoint;
-    CURL *easy;
-    struct curl_slist *headers;
-    char *post;
-    char *buf; /* received, not yet a whole line */
-    size_t len;
-    char errbuf[CURL_ERROR_SIZE];
-    int64_t retry_at; /* W_BACKOFF: when to start again */
-    int64_t deadline; /* W_CONNECTING: "created" must come by then */
-    int64_t backoff;
-    int fails; /* attempts failed in a row */
-    int bad;   /* torn down for a malformed message (the caller was told BAD) */
-    int64_t live_since;
-    int down_told; /* the caller was told it broke, not yet that it is back */
-    int compacted; /* the stream said its revision was compacted */
-    char why[200]; /* why the stream is being torn down */
-    struct s_watch *next;
-};
-
-struct s_etcd {
-    pm_coord_t *c;
-    char endpoints[S_MAX_ENDPOINTS][256];
-    int n_ep;
-    int cur; /* the endpoint that answered last */
-    int64_t timeout, connect_timeout;
-    char ca_file[512], cert_file[512], key_file[512]; /* TLS: "" for plain http */
-    char key_prefix[300]; /* PREFIX "/spaces/" */
-    size_t key_prefix_len;
-    char *b64_key, *b64_end; /* the range of every space, base64 */
-    CURLM *multi;
-    pthread_t thread;
-    int running;
-    int stop;
-    int store_down; /* for logging transitions only */
-    s_op_t *ops;
-    s_watch_t *watches;
-    struct {
-        curl_socket_t fd;
-        int what;
-    } socks[S_MAX_SOCKS];
-    size_t n_socks;
-    int64_t timer_at; /* libcurl's timeout, monotonic ms; -1: none */
-};
+#include "coord_etcd_priv.h"
 
 /* ---- base64 and JSON helpers ---------------------------------------------- */
 
@@ -164,8 +60,8 @@ s_unb64(json_t *v, size_t *len_out)
 
 /* An int64 the gateway sends as a decimal string (or a number); absent is
  * 0, as in proto3. -1 when present and malformed. */
-static int
-s_i64(json_t *v, int64_t *out)
+int
+pm_etcd_i64(json_t *v, int64_t *out)
 {
     *out = 0;
     if (!v)
@@ -186,21 +82,21 @@ s_i64(json_t *v, int64_t *out)
     return 0;
 }
 
-static int
-s_header_rev(json_t *o, int64_t *rev)
+int
+pm_etcd_header_rev(json_t *o, int64_t *rev)
 {
     json_t *h = json_object_get(o, "header");
     *rev = 0;
     if (h && !json_is_object(h))
         return -1;
-    return s_i64(json_object_get(h, "revision"), rev);
+    return pm_etcd_i64(json_object_get(h, "revision"), rev);
 }
 
 /* Decodes one etcd kv under our prefix into rec. 0; -1 with a message in r
  * (BAD). *space_out gets the space name even when the value is malformed, so
  * a caller can say which space is broken. */
-static int
-s_kv(s_etcd_t *e, json_t *kv, pm_coord_record_t *rec, int want_value, pm_coord_result_t *r)
+int
+pm_etcd_kv(pm_etcd_t *e, json_t *kv, pm_coord_record_t *rec, int want_value, pm_coord_result_t *r)
 {
     memset(rec, 0, sizeof *rec);
     if (!json_is_object(kv)) {
@@ -218,7 +114,7 @@ s_kv(s_etcd_t *e, json_t *kv, pm_coord_record_t *rec, int want_value, pm_coord_r
         goto out;
     }
     snprintf(rec->space, sizeof rec->space, "%s", key + e->key_prefix_len);
-    if (s_i64(json_object_get(kv, "mod_revision"), &mod) || mod <= 0) {
+    if (pm_etcd_i64(json_object_get(kv, "mod_revision"), &mod) || mod <= 0) {
         pm_coord_result_msg(r, "etcd: space %s: bad mod_revision", rec->space);
         goto out;
     }
@@ -249,8 +145,8 @@ out:
 
 /* ---- the caller's side ---------------------------------------------------- */
 
-static void
-s_deliver(s_etcd_t *e, pm_coord_result_t *r)
+void
+pm_etcd_deliver(pm_etcd_t *e, pm_coord_result_t *r)
 {
     if (!r) {
         pm_log_error("PM-COORD-OOM", "out of memory delivering a coordination answer");
@@ -259,8 +155,8 @@ s_deliver(s_etcd_t *e, pm_coord_result_t *r)
     pm_coord_deliver(e->c->peer, r);
 }
 
-static void
-s_store_up(s_etcd_t *e, int endpoint)
+void
+pm_etcd_store_up(pm_etcd_t *e, int endpoint)
 {
     if (e->store_down)
         pm_log_info("PM-COORD-STORE-UP", "configuration store reachable again at %s",
@@ -274,8 +170,8 @@ s_store_up(s_etcd_t *e, int endpoint)
     }
 }
 
-static void
-s_store_down(s_etcd_t *e, const char *why)
+void
+pm_etcd_store_down(pm_etcd_t *e, const char *why)
 {
     if (!e->store_down)
         pm_log_warn("PM-COORD-STORE-DOWN",
@@ -289,7 +185,7 @@ s_store_down(s_etcd_t *e, const char *why)
 static size_t
 s_on_body(char *data, size_t size, size_t n, void *arg)
 {
-    s_op_t *op = arg;
+    pm_etcd_op_t *op = arg;
     size_t len = size * n;
     if (op->len + len > S_MAX_BODY)
         return 0;
@@ -303,8 +199,8 @@ s_on_body(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
-static CURL *
-s_easy(s_etcd_t *e, int endpoint, const char *path, const char *post, struct curl_slist **headers,
+CURL *
+pm_etcd_easy(pm_etcd_t *e, int endpoint, const char *path, const char *post, struct curl_slist **headers,
        char *errbuf)
 {
     CURL *h = curl_easy_init();
@@ -334,7 +230,7 @@ s_easy(s_etcd_t *e, int endpoint, const char *path, const char *post, struct cur
 }
 
 static void
-s_op_release_easy(s_op_t *op)
+s_op_release_easy(pm_etcd_op_t *op)
 {
     if (op->easy) {
         curl_multi_remove_handle(op->e->multi, op->easy);
@@ -348,10 +244,10 @@ s_op_release_easy(s_op_t *op)
     op->len = 0;
 }
 
-static void
-s_op_free(s_op_t *op)
+void
+pm_etcd_op_free(pm_etcd_op_t *op)
 {
-    s_etcd_t *e = op->e;
+    pm_etcd_t *e = op->e;
     s_op_release_easy(op);
     if (op->prev)
         op->prev->next = op->next;
@@ -365,10 +261,10 @@ s_op_free(s_op_t *op)
 }
 
 /* Starts (or restarts on op->endpoint) one attempt. 0, or -1. */
-static int
-s_op_start(s_op_t *op)
+int
+pm_etcd_op_start(pm_etcd_op_t *op)
 {
-    s_etcd_t *e = op->e;
+    pm_etcd_t *e = op->e;
     s_op_release_easy(op);
     int64_t left = op->deadline - pm_mono_ms();
     if (left <= 0)
@@ -381,7 +277,7 @@ s_op_start(s_op_t *op)
         if (attempt < S_MIN_ATTEMPT_MS)
             attempt = left < S_MIN_ATTEMPT_MS ? left : S_MIN_ATTEMPT_MS;
     }
-    op->easy = s_easy(e, op->endpoint, op->path, op->post, &op->headers, op->errbuf);
+    op->easy = pm_etcd_easy(e, op->endpoint, op->path, op->post, &op->headers, op->errbuf);
     if (!op->easy)
         return -1;
     curl_easy_setopt(op->easy, CURLOPT_TIMEOUT_MS, (long) attempt);
@@ -395,13 +291,11 @@ s_op_start(s_op_t *op)
     return 0;
 }
 
-static void s_watch_fail(s_watch_t *w, const char *why);
-static void s_watch_start(s_watch_t *w);
-static void s_op_answer(s_op_t *op, json_t *o, pm_coord_result_t *r);
+static void s_op_answer(pm_etcd_op_t *op, json_t *o, pm_coord_result_t *r);
 
 /* Range over every space: the body of a list. */
-static char *
-s_range_all(s_etcd_t *e)
+char *
+pm_etcd_range_all(pm_etcd_t *e)
 {
     json_t *o = json_pack("{s:s, s:s}", "key", e->b64_key, "range_end", e->b64_end);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -411,7 +305,7 @@ s_range_all(s_etcd_t *e)
 
 /* The JSON request of a caller's request. NULL when out of memory. */
 static char *
-s_build(s_etcd_t *e, const pm_coord_req_t *req, const char **path, int *write)
+s_build(pm_etcd_t *e, const pm_coord_req_t *req, const char **path, int *write)
 {
     char key[600];
     snprintf(key, sizeof key, "%s%s", e->key_prefix, req->space);
@@ -428,7 +322,7 @@ s_build(s_etcd_t *e, const pm_coord_req_t *req, const char **path, int *write)
         break;
     case PM_COORD_LIST:
         *path = "/v3/kv/range";
-        out = s_range_all(e);
+        out = pm_etcd_range_all(e);
         goto out;
     case PM_COORD_CREATE:
     case PM_COORD_CAS: {
@@ -472,10 +366,10 @@ out:
     return out;
 }
 
-static s_op_t *
-s_op_new(s_etcd_t *e)
+pm_etcd_op_t *
+pm_etcd_op_new(pm_etcd_t *e)
 {
-    s_op_t *op = calloc(1, sizeof *op);
+    pm_etcd_op_t *op = calloc(1, sizeof *op);
     if (!op)
         return NULL;
     op->e = e;
@@ -489,31 +383,31 @@ s_op_new(s_etcd_t *e)
 }
 
 /* Answers op's caller (or its watch) with UNAVAILABLE, and frees op. */
-static void
-s_op_unavailable(s_op_t *op, const char *why)
+void
+pm_etcd_op_unavailable(pm_etcd_op_t *op, const char *why)
 {
-    s_etcd_t *e = op->e;
-    s_store_down(e, why);
+    pm_etcd_t *e = op->e;
+    pm_etcd_store_down(e, why);
     if (op->req) {
         pm_coord_result_t *r =
             pm_coord_result_new(op->req->id, op->req->kind, PM_COORD_UNAVAILABLE);
         if (r)
             pm_coord_result_msg(r, "%s%s", why,
                                 op->write ? " (the write may or may not have happened)" : "");
-        s_deliver(e, r);
+        pm_etcd_deliver(e, r);
     } else if (op->relist_for) {
-        s_watch_fail(op->relist_for, why);
+        pm_etcd_watch_fail(op->relist_for, why);
     }
-    s_op_free(op);
+    pm_etcd_op_free(op);
 }
 
 static void
-s_request(s_etcd_t *e, pm_coord_req_t *req)
+s_request(pm_etcd_t *e, pm_coord_req_t *req)
 {
     if (req->kind == PM_COORD_WATCH) {
-        s_watch_t *w = calloc(1, sizeof *w);
+        pm_etcd_watch_t *w = calloc(1, sizeof *w);
         if (!w) {
-            s_deliver(e, pm_coord_result_new(req->id, PM_COORD_WATCH, PM_COORD_UNAVAILABLE));
+            pm_etcd_deliver(e, pm_coord_result_new(req->id, PM_COORD_WATCH, PM_COORD_UNAVAILABLE));
             free(req);
             return;
         }
@@ -525,36 +419,36 @@ s_request(s_etcd_t *e, pm_coord_req_t *req)
         w->next = e->watches;
         e->watches = w;
         free(req);
-        s_watch_start(w);
+        pm_etcd_watch_start(w);
         return;
     }
-    s_op_t *op = s_op_new(e);
+    pm_etcd_op_t *op = pm_etcd_op_new(e);
     if (!op) {
-        s_deliver(e, pm_coord_result_new(req->id, req->kind, PM_COORD_UNAVAILABLE));
+        pm_etcd_deliver(e, pm_coord_result_new(req->id, req->kind, PM_COORD_UNAVAILABLE));
         free(req);
         return;
     }
     op->req = req;
     op->post = s_build(e, req, &op->path, &op->write);
-    if (!op->post || s_op_start(op) != 0)
-        s_op_unavailable(op, "cannot start the request");
+    if (!op->post || pm_etcd_op_start(op) != 0)
+        pm_etcd_op_unavailable(op, "cannot start the request");
 }
 
 /* Every watch on this endpoint is torn down: its endpoint stopped answering
  * (a stopped process keeps TCP connections open, so a watch alone would
  * never notice). */
 static void
-s_endpoint_suspect(s_etcd_t *e, int endpoint, const char *why)
+s_endpoint_suspect(pm_etcd_t *e, int endpoint, const char *why)
 {
-    for (s_watch_t *w = e->watches; w; w = w->next)
+    for (pm_etcd_watch_t *w = e->watches; w; w = w->next)
         if ((w->state == W_LIVE || w->state == W_CONNECTING) && w->endpoint == endpoint)
-            s_watch_fail(w, why);
+            pm_etcd_watch_fail(w, why);
 }
 
 static void
-s_op_done(s_op_t *op, CURLcode rc)
+s_op_done(pm_etcd_op_t *op, CURLcode rc)
 {
-    s_etcd_t *e = op->e;
+    pm_etcd_t *e = op->e;
     long status = 0;
     curl_off_t connect_us = 0;
     curl_easy_getinfo(op->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -566,19 +460,19 @@ s_op_done(s_op_t *op, CURLcode rc)
         o = json_loadb(op->body, op->len, 0, NULL);
     int64_t code = 0;
     if (o && json_is_object(o) && json_object_get(o, "code"))
-        s_i64(json_object_get(o, "code"), &code);
+        pm_etcd_i64(json_object_get(o, "code"), &code);
     int sent = !(rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
                  (rc == CURLE_OPERATION_TIMEDOUT && connect_us == 0));
     int transient = (rc != CURLE_OK && rc != CURLE_WRITE_ERROR) || status >= 500 ||
                     code == S_GRPC_UNAVAILABLE || code == S_GRPC_DEADLINE_EXCEEDED;
     if (rc == CURLE_OK && status == 200 && o && json_is_object(o)) {
-        s_store_up(e, op->endpoint);
+        pm_etcd_store_up(e, op->endpoint);
         pm_coord_result_t *r =
             op->req ? pm_coord_result_new(op->req->id, op->req->kind, PM_COORD_OK)
                     : pm_coord_result_new(op->relist_for->id, PM_COORD_RESYNC, PM_COORD_OK);
         if (!r) {
             json_decref(o);
-            s_op_unavailable(op, "out of memory");
+            pm_etcd_op_unavailable(op, "out of memory");
             return;
         }
         s_op_answer(op, o, r);
@@ -601,11 +495,11 @@ s_op_done(s_op_t *op, CURLcode rc)
             pm_coord_result_t *r = pm_coord_result_new(op->req->id, op->req->kind, PM_COORD_BAD);
             if (r)
                 pm_coord_result_msg(r, "%s", why);
-            s_deliver(e, r);
+            pm_etcd_deliver(e, r);
         } else if (op->relist_for) {
-            s_watch_fail(op->relist_for, why);
+            pm_etcd_watch_fail(op->relist_for, why);
         }
-        s_op_free(op);
+        pm_etcd_op_free(op);
         return;
     }
     /* Another endpoint, while there is one untried and time is left; a
@@ -613,20 +507,20 @@ s_op_done(s_op_t *op, CURLcode rc)
     if ((!op->write || !sent) && op->tried < e->n_ep && pm_mono_ms() < op->deadline) {
         pm_log_debug("PM-COORD-RETRY", "configuration store: %s; trying the next endpoint", why);
         op->endpoint = (op->endpoint + 1) % e->n_ep;
-        if (s_op_start(op) == 0)
+        if (pm_etcd_op_start(op) == 0)
             return;
     }
-    s_op_unavailable(op, why);
+    pm_etcd_op_unavailable(op, why);
 }
 
 /* A 200 answer: the result for the caller (or the relist of a watch). */
 static void
-s_op_answer(s_op_t *op, json_t *o, pm_coord_result_t *r)
+s_op_answer(pm_etcd_op_t *op, json_t *o, pm_coord_result_t *r)
 {
-    s_etcd_t *e = op->e;
+    pm_etcd_t *e = op->e;
     pm_coord_kind_t kind = op->req ? op->req->kind : PM_COORD_RESYNC;
     pm_coord_record_t rec;
-    if (s_header_rev(o, &r->revision)) {
+    if (pm_etcd_header_rev(o, &r->revision)) {
         r->status = PM_COORD_BAD;
         pm_coord_result_msg(r, "etcd: bad header");
         goto out;
@@ -690,7 +584,7 @@ s_op_answer(s_op_t *op, json_t *o, pm_coord_result_t *r)
         r->status = PM_COORD_CONFLICT;
     for (size_t i = 0; i < n; i++) {
         pm_coord_result_t scratch = {0};
-        if (s_kv(e, json_array_get(kvs, i), &rec, 1, &scratch)) {
+        if (pm_etcd_kv(e, json_array_get(kvs, i), &rec, 1, &scratch)) {
             if (r->status != PM_COORD_BAD)
                 memcpy(r->message, scratch.message, sizeof r->message);
             r->status = PM_COORD_BAD;
@@ -709,10 +603,10 @@ s_op_answer(s_op_t *op, json_t *o, pm_coord_result_t *r)
 out:
     if (r->status == PM_COORD_BAD)
         pm_log_warn("PM-COORD-BAD", "configuration store: %s", r->message);
-    s_watch_t *w = op->relist_for;
+    pm_etcd_watch_t *w = op->relist_for;
     if (w) {
         if (r->status != PM_COORD_OK && r->status != PM_COORD_BAD) {
-            s_watch_fail(w, r->message);
+            pm_etcd_watch_fail(w, r->message);
             pm_coord_result_destroy(&r);
         } else {
             /* Whatever could be decoded replaces the caller's view; the
@@ -722,282 +616,15 @@ out:
                         "revision %" PRId64,
                         r->n_records, r->revision);
             w->next_rev = r->revision + 1;
-            s_deliver(e, r);
+            pm_etcd_deliver(e, r);
             w->state = W_BACKOFF;
-            s_watch_start(w);
+            pm_etcd_watch_start(w);
         }
     } else {
-        s_deliver(e, r);
+        pm_etcd_deliver(e, r);
     }
     op->relist_for = NULL;
-    s_op_free(op);
-}
-
-/* ---- watches -------------------------------------------------------------- */
-
-static void
-s_watch_release(s_watch_t *w)
-{
-    if (w->easy) {
-        curl_multi_remove_handle(w->e->multi, w->easy);
-        curl_easy_cleanup(w->easy);
-        w->easy = NULL;
-    }
-    curl_slist_free_all(w->headers);
-    w->headers = NULL;
-    free(w->post);
-    w->post = NULL;
-    w->len = 0;
-}
-
-/* One whole message of the stream. 0, or -1 to tear the stream down (w->why). */
-static int
-s_watch_message(s_watch_t *w, const char *line, size_t len)
-{
-    s_etcd_t *e = w->e;
-    json_t *o = json_loadb(line, len, 0, NULL);
-    json_t *res = json_object_get(o, "result");
-    int rc = -1;
-    if (!json_is_object(res)) {
-        json_t *err = json_object_get(o, "error");
-        const char *m = json_is_object(err)   ? json_string_value(json_object_get(err, "message"))
-                        : json_is_string(err) ? json_string_value(err)
-                                              : NULL;
-        snprintf(w->why, sizeof w->why, "watch: %s%.150s",
-                 o && err ? "etcd: " : "malformed message", m ? m : "");
-        if (!o || !err) {
-            w->bad = 1;
-            pm_log_warn("PM-COORD-BAD",
-                        "configuration store: %s; restarting the watch in %" PRId64 " ms", w->why,
-                        w->backoff);
-            pm_coord_result_t *r = pm_coord_result_new(w->id, PM_COORD_WATCH, PM_COORD_BAD);
-            if (r)
-                pm_coord_result_msg(r, "%s", w->why);
-            s_deliver(e, r);
-        }
-        goto out;
-    }
-    int64_t hrev = 0, compact = 0;
-    if (s_header_rev(res, &hrev) || s_i64(json_object_get(res, "compact_revision"), &compact)) {
-        snprintf(w->why, sizeof w->why, "watch: malformed header");
-        goto out;
-    }
-    if (json_is_true(json_object_get(res, "canceled"))) {
-        if (compact > 0) {
-            w->compacted = 1;
-            snprintf(w->why, sizeof w->why,
-                     "watch: revision %" PRId64 " compacted (now %" PRId64 ")", w->next_rev,
-                     compact);
-        } else {
-            json_t *reason = json_object_get(res, "cancel_reason");
-            snprintf(w->why, sizeof w->why, "watch canceled by etcd: %.150s",
-                     json_is_string(reason) ? json_string_value(reason) : "");
-        }
-        goto out;
-    }
-    if (json_is_true(json_object_get(res, "created"))) {
-        if (w->state == W_CONNECTING) {
-            w->state = W_LIVE;
-            w->live_since = pm_mono_ms();
-            if (w->next_rev == 0)
-                w->next_rev = hrev + 1;
-            s_store_up(e, w->endpoint);
-            if (w->down_told)
-                pm_log_info("PM-COORD-WATCH-RESUMED",
-                            "configuration store watch resumed at %s "
-                            "from revision %" PRId64,
-                            e->endpoints[w->endpoint], w->next_rev);
-            w->down_told = 0;
-            w->fails = 0;
-            pm_coord_result_t *r = pm_coord_result_new(w->id, PM_COORD_WATCH, PM_COORD_OK);
-            if (r)
-                r->revision = hrev;
-            s_deliver(e, r);
-        }
-    }
-    json_t *events = json_object_get(res, "events");
-    if (events && !json_is_array(events)) {
-        snprintf(w->why, sizeof w->why, "watch: 'events' is not an array");
-        goto out;
-    }
-    for (size_t i = 0; i < json_array_size(events); i++) {
-        json_t *ev = json_array_get(events, i);
-        json_t *type = json_object_get(ev, "type");
-        int deleted = json_is_string(type) && strcmp(json_string_value(type), "DELETE") == 0;
-        if (type && !deleted &&
-            !(json_is_string(type) && !strcmp(json_string_value(type), "PUT"))) {
-            snprintf(w->why, sizeof w->why, "watch: unknown event type");
-            goto out;
-        }
-        pm_coord_result_t *r = pm_coord_result_new(w->id, PM_COORD_EVENT, PM_COORD_OK);
-        pm_coord_record_t rec;
-        if (!r) {
-            snprintf(w->why, sizeof w->why, "out of memory");
-            goto out;
-        }
-        r->deleted = deleted;
-        if (s_kv(e, json_object_get(ev, "kv"), &rec, !deleted, r)) {
-            /* A change we cannot read (its space, if known, is in records[0]):
-             * the caller hears of it; without a revision nothing can go on. */
-            int64_t mod = 0;
-            if (s_i64(json_object_get(json_object_get(ev, "kv"), "mod_revision"), &mod) ||
-                mod <= 0) {
-                snprintf(w->why, sizeof w->why, "watch: event without a revision");
-                pm_coord_result_destroy(&r);
-                goto out;
-            }
-            rec.revision = mod;
-            r->status = PM_COORD_BAD;
-            pm_log_warn("PM-COORD-BAD", "configuration store: %s", r->message);
-        }
-        r->revision = rec.revision;
-        if (rec.revision < w->next_rev) { /* delivered before the stream restarted */
-            pm_coord_result_destroy(&r);
-            continue;
-        }
-        if (pm_coord_result_add(r, &rec)) {
-            pm_coord_result_destroy(&r);
-            snprintf(w->why, sizeof w->why, "out of memory");
-            goto out;
-        }
-        w->next_rev = rec.revision + 1;
-        s_deliver(e, r);
-    }
-    /* A progress notification: everything up to hrev was sent. */
-    if (!json_array_size(events) && w->state == W_LIVE && hrev + 1 > w->next_rev &&
-        !json_is_true(json_object_get(res, "created")))
-        w->next_rev = hrev + 1;
-    rc = 0;
-out:
-    json_decref(o);
-    return rc;
-}
-
-static size_t
-s_on_stream(char *data, size_t size, size_t n, void *arg)
-{
-    s_watch_t *w = arg;
-    size_t len = size * n;
-    if (w->len + len > S_MAX_BODY) {
-        snprintf(w->why, sizeof w->why, "watch: a message larger than %d bytes", S_MAX_BODY);
-        return 0;
-    }
-    char *b = realloc(w->buf, w->len + len + 1);
-    if (!b)
-        return 0;
-    memcpy(b + w->len, data, len);
-    w->buf = b;
-    w->len += len;
-    size_t start = 0;
-    for (size_t i = 0; i < w->len; i++) {
-        if (w->buf[i] != '\n')
-            continue;
-        if (i > start && s_watch_message(w, w->buf + start, i - start) != 0)
-            return 0; /* ends the transfer: s_watch_done sees w->why */
-        start = i + 1;
-    }
-    memmove(w->buf, w->buf + start, w->len - start);
-    w->len -= start;
-    return len;
-}
-
-static void
-s_watch_start(s_watch_t *w)
-{
-    s_etcd_t *e = w->e;
-    s_watch_release(w);
-    w->compacted = 0;
-    w->bad = 0;
-    w->why[0] = 0;
-    char rev[32];
-    snprintf(rev, sizeof rev, "%" PRId64, w->next_rev);
-    json_t *o = json_pack("{s:{s:s, s:s, s:s}}", "create_request", "key", e->b64_key, "range_end",
-                          e->b64_end, "start_revision", rev);
-    w->post = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (w->post)
-        w->easy = s_easy(e, w->endpoint, "/v3/watch", w->post, &w->headers, w->errbuf);
-    if (!w->easy) {
-        s_watch_fail(w, "cannot start the watch");
-        return;
-    }
-    curl_easy_setopt(w->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) e->connect_timeout);
-    curl_easy_setopt(w->easy, CURLOPT_WRITEFUNCTION, s_on_stream);
-    curl_easy_setopt(w->easy, CURLOPT_WRITEDATA, w);
-    curl_easy_setopt(w->easy, CURLOPT_PRIVATE, NULL); /* marks a watch: see s_done */
-    curl_easy_setopt(w->easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    w->state = W_CONNECTING;
-    w->deadline = pm_mono_ms() + e->timeout;
-    if (curl_multi_add_handle(e->multi, w->easy) != CURLM_OK)
-        s_watch_fail(w, "cannot start the watch");
-}
-
-/* The stream broke (or never came up): back off and try the next endpoint;
- * once every endpoint failed in a row, tell the caller (once). */
-static void
-s_watch_fail(s_watch_t *w, const char *why)
-{
-    s_etcd_t *e = w->e;
-    s_watch_release(w);
-    w->fails++;
-    /* A stream that stayed up a while failed for a new reason: retry soon.
-     * One that keeps failing right after it came up backs off. */
-    if (w->state == W_LIVE && pm_mono_ms() - w->live_since >= S_BACKOFF_MAX_MS)
-        w->backoff = S_BACKOFF_MIN_MS;
-    if (!w->down_told && w->fails >= e->n_ep && !w->bad) {
-        s_store_down(e, why);
-        pm_log_warn("PM-COORD-WATCH-BROKEN",
-                    "configuration store watch broke: %s; restarting "
-                    "from revision %" PRId64,
-                    why, w->next_rev);
-        pm_coord_result_t *r = pm_coord_result_new(w->id, PM_COORD_WATCH, PM_COORD_UNAVAILABLE);
-        if (r)
-            pm_coord_result_msg(r, "%s", why);
-        s_deliver(e, r);
-        w->down_told = 1;
-    }
-    w->state = W_BACKOFF;
-    w->retry_at = pm_mono_ms() + w->backoff;
-    w->backoff = w->backoff * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS : w->backoff * 2;
-    /* The endpoint that answered last, unless that is the one that failed. */
-    w->endpoint = e->cur != w->endpoint ? e->cur : (w->endpoint + 1) % e->n_ep;
-}
-
-static void
-s_watch_done(s_watch_t *w, CURLcode rc)
-{
-    s_etcd_t *e = w->e;
-    long status = 0;
-    curl_easy_getinfo(w->easy, CURLINFO_RESPONSE_CODE, &status);
-    if (w->compacted) {
-        s_watch_release(w);
-        s_op_t *op = s_op_new(e);
-        if (op) {
-            op->relist_for = w;
-            op->endpoint = w->endpoint;
-            op->path = "/v3/kv/range";
-            op->post = s_range_all(e);
-        }
-        if (!op || !op->post) {
-            if (op)
-                s_op_free(op);
-            s_watch_fail(w, "out of memory");
-            return;
-        }
-        w->state = W_RELIST;
-        if (s_op_start(op) != 0)
-            s_op_unavailable(op, "cannot start the list");
-        return;
-    }
-    char why[400];
-    if (w->why[0])
-        snprintf(why, sizeof why, "%s: %s", e->endpoints[w->endpoint], w->why);
-    else if (rc != CURLE_OK)
-        snprintf(why, sizeof why, "%s: %s", e->endpoints[w->endpoint],
-                 w->errbuf[0] ? w->errbuf : curl_easy_strerror(rc));
-    else
-        snprintf(why, sizeof why, "%s: watch ended (HTTP %ld)", e->endpoints[w->endpoint], status);
-    s_watch_fail(w, why);
+    pm_etcd_op_free(op);
 }
 
 /* ---- the loop ------------------------------------------------------------- */
@@ -1007,7 +634,7 @@ s_on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     (void) easy;
     (void) socketp;
-    s_etcd_t *e = userp;
+    pm_etcd_t *e = userp;
     size_t i = 0;
     while (i < e->n_socks && e->socks[i].fd != fd)
         i++;
@@ -1030,13 +657,13 @@ static int
 s_on_timer(CURLM *multi, long timeout_ms, void *userp)
 {
     (void) multi;
-    s_etcd_t *e = userp;
+    pm_etcd_t *e = userp;
     e->timer_at = timeout_ms < 0 ? -1 : pm_mono_ms() + timeout_ms;
     return 0;
 }
 
-static void
-s_done(s_etcd_t *e)
+void
+pm_etcd_done(pm_etcd_t *e)
 {
     CURLMsg *msg;
     int left;
@@ -1048,12 +675,12 @@ s_done(s_etcd_t *e)
         char *priv = NULL;
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
         if (priv) {
-            s_op_done((s_op_t *) priv, rc);
+            s_op_done((pm_etcd_op_t *) priv, rc);
             continue;
         }
-        for (s_watch_t *w = e->watches; w; w = w->next)
+        for (pm_etcd_watch_t *w = e->watches; w; w = w->next)
             if (w->easy == easy) {
-                s_watch_done(w, rc);
+                pm_etcd_watch_done(w, rc);
                 break;
             }
     }
@@ -1068,16 +695,16 @@ s_min(int64_t a, int64_t b)
 static void *
 s_run(void *arg)
 {
-    s_etcd_t *e = arg;
+    pm_etcd_t *e = arg;
     zmq_pollitem_t items[1 + S_MAX_SOCKS];
     while (!e->stop) {
         int64_t now = pm_mono_ms();
         int64_t wake = now + 1000;
-        for (s_watch_t *w = e->watches; w; w = w->next) {
+        for (pm_etcd_watch_t *w = e->watches; w; w = w->next) {
             if (w->state == W_BACKOFF && w->retry_at <= now)
-                s_watch_start(w);
+                pm_etcd_watch_start(w);
             else if (w->state == W_CONNECTING && w->deadline <= now)
-                s_watch_fail(w, "watch not established in time");
+                pm_etcd_watch_fail(w, "watch not established in time");
             if (w->state == W_BACKOFF)
                 wake = s_min(wake, w->retry_at);
             else if (w->state == W_CONNECTING)
@@ -1087,7 +714,7 @@ s_run(void *arg)
             e->timer_at = -1;
             int running;
             curl_multi_socket_action(e->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-            s_done(e);
+            pm_etcd_done(e);
             continue;
         }
         if (e->timer_at >= 0)
@@ -1115,7 +742,7 @@ s_run(void *arg)
             int running;
             curl_multi_socket_action(e->multi, items[i].fd, flags, &running);
         }
-        s_done(e);
+        pm_etcd_done(e);
         if (items[0].revents & ZMQ_POLLIN) {
             pm_coord_req_t *req;
             while (zmq_recv(e->c->peer, &req, sizeof req, ZMQ_DONTWAIT) == (int) sizeof req) {
@@ -1134,7 +761,7 @@ s_run(void *arg)
 
 /* "etcd://H:P[,H:P...]" into e->endpoints. 0, or -1 with a message. */
 static int
-s_parse(s_etcd_t *e, const char *url, char *err, size_t errlen)
+s_parse(pm_etcd_t *e, const char *url, char *err, size_t errlen)
 {
     const char *p = url + 7;
     while (*p) {
@@ -1173,7 +800,7 @@ static void s_close(pm_coord_t *c);
 static int
 s_open(pm_coord_t *c, const pm_coord_config_t *cfg, char *err, size_t errlen)
 {
-    s_etcd_t *e = calloc(1, sizeof *e);
+    pm_etcd_t *e = calloc(1, sizeof *e);
     if (!e) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -1237,7 +864,7 @@ s_submit(pm_coord_t *c, pm_coord_req_t *req)
 static void
 s_close(pm_coord_t *c)
 {
-    s_etcd_t *e = c->impl;
+    pm_etcd_t *e = c->impl;
     if (!e)
         return;
     if (e->running) {
@@ -1246,11 +873,11 @@ s_close(pm_coord_t *c)
         pthread_join(e->thread, NULL);
     }
     while (e->ops)
-        s_op_free(e->ops);
+        pm_etcd_op_free(e->ops);
     while (e->watches) {
-        s_watch_t *w = e->watches;
+        pm_etcd_watch_t *w = e->watches;
         e->watches = w->next;
-        s_watch_release(w);
+        pm_etcd_watch_release(w);
         free(w->buf);
         free(w);
     }
