@@ -582,6 +582,12 @@ pm_mesh_is_up(pm_mesh_t *self, const char *node)
     return p && (p->state == PM_SWIM_ALIVE || p->state == PM_SWIM_SUSPECT);
 }
 
+int
+pm_mesh_knows(pm_mesh_t *self, const char *node)
+{
+    return zhashx_lookup(self->peers, node) != NULL;
+}
+
 const char *
 pm_mesh_place(pm_mesh_t *self, const char *function)
 {

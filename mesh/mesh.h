@@ -73,6 +73,8 @@ pm_route_t pm_mesh_route_space(pm_mesh_t *self, const char *space, const char **
 const char *pm_mesh_place(pm_mesh_t *self, const char *function);
 /* Whether member `node` is alive (or suspect). */
 int pm_mesh_is_up(pm_mesh_t *self, const char *node);
+/* Whether we have heard of node at all (alive, suspect, dead or left). */
+int pm_mesh_knows(pm_mesh_t *self, const char *node);
 /* Publishes this agent's functions and capacity (gossiped, rate-limited). */
 void pm_mesh_set_functions(pm_mesh_t *self, const pm_fn_cap_t *fns, size_t n);
 /* Starts serving space at epoch (a takeover): routed here from now on,

@@ -15,8 +15,15 @@ static int
 s_alive(void *arg, const char *node, uint64_t pid)
 {
     pm_agent_t *self = arg;
-    if (!pm_mesh_is_up(self->mesh, node))
-        return 0;
+    if (!pm_mesh_is_up(self->mesh, node)) {
+        /* Just started, a member we have not heard of is not known to be
+         * dead (gossip reaches a restarted agent late): until another
+         * member's full state has reached us, or we have waited long enough
+         * to be alone. Taking its spaces over now would be safe (CAS) but
+         * would take a live agent's primary from it. */
+        return !pm_mesh_knows(self->mesh, node) && !pm_mesh_synced(self->mesh) &&
+               self->now_mono < self->started_mono + PM_AGENT_YOUNG_MS;
+    }
     const char *primary = pm_mesh_primary_of(self->mesh, node);
     if (!primary || !*primary)
         return 1; /* its metadata has not reached us yet: take it to be that process */

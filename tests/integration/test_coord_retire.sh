@@ -138,6 +138,7 @@ expect_eq "a resolve acknowledged" 0 "$RC"
 pm 1 resolve "${IDS[1]}" "kept-2"
 MAXREC=0
 OVER=0
+P2=$(primary 2) # n2 runs all along: its primary stays its own
 for r in $(seq "$RESTARTS"); do
     if [ $((r % 2)) = 0 ]; then
         kill -9 "${MESH_PID[1]}"
@@ -167,6 +168,8 @@ expect_lt "... and settles at 3 ($NREC): not one per restart" "$NREC" 4
 expect_lt "n1's status lists as few spaces ($(spaces_known 1))" "$(spaces_known 1)" "$((BOUND + 1))"
 expect_lt "n2's status lists as few spaces ($(spaces_known 2))" "$(spaces_known 2)" "$((BOUND + 1))"
 expect_eq "the space holding the data is still recorded" 1 "$([ -n "$(record "$S0")" ] && echo 1)"
+expect_eq "n2, alive all along, still owns its primary $P2 at epoch 1 (a restarted n1 took nothing from it)" \
+    "n2 1" "$(rec_field "$P2" owner) $(rec_field "$P2" epoch)"
 DELETED=$(cat "$MESH_DIR"/n1.log "$MESH_DIR"/n2.log | grep -c "PM-COORD-DELETED.*retired" || true)
 expect_lt "old primaries were retired and deleted (PM-COORD-DELETED: $DELETED)" "$((RESTARTS * 2 / 3))" "$DELETED"
 for k in 1 2; do
