@@ -82,6 +82,23 @@ for k in 1 3; do
 done
 pm 2 then "$X" up
 expect_eq "a then on the moved space's promise through n2 is acknowledged" "0|" "$RC|$ERR"
+# A combinator through n2 lives with n2, in n2's space, which another agent
+# serves now (issue 15; scripts/chaos --mode stop lost 38 of these): it is
+# refused, or acknowledged and then readable through every agent; never
+# acknowledged and NOT_FOUND.
+pm 1 create
+A1=$OUT
+pm 2 all "$NEW" "$A1"
+if [ "$RC" = 0 ]; then
+    CB=$OUT
+    for k in 1 3; do
+        pm $k get "$CB"
+        expect_eq "the combinator n2 acknowledged reads pending through n$k" "0|pending" \
+            "$RC|$(json_get "$OUT" state)"
+    done
+else
+    expect_match "the combinator n2 cannot hold is refused with UNAVAILABLE" "UNAVAILABLE" "$ERR"
+fi
 # The worker n2 had before the pause still serves: n2 did not expire it for
 # a silence that was n2's own.
 pm 1 create
