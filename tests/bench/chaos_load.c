@@ -4,13 +4,20 @@
  * (the Makefile builds every tests/bench/NAME.c).
  *
  *   chaos_load worker --socket S --log FILE [--delay-ms N] [--seed N]
- *       serves `inc` (decimal input + 1) on the agent at S, reconnecting
- *       when the agent goes away; logs every invocation it ran.
+ *       serves `inc` (decimal input + 1) and `fix` (the rejection handler:
+ *       "e<N>" gives 2N, anything else fails) on the agent at S,
+ *       reconnecting when the agent goes away; logs every invocation it ran:
+ *       WALL_MS inv INVOCATION TARGET ATTEMPT INPUT OUTPUT ERR FUNCTION
+ *       (INPUT and OUTPUT "-" when the function failed).
  *   chaos_load load --sockets S1,S2,.. --log FILE [--duration-ms N]
  *                   [--threads N] [--seed N] [--race-pct P] [--sides FILE]
+ *                   [--only SCENARIO]
  *       creates promises, settles them from random agents as an outside
- *       system would, builds then-chains across agents and awaits them;
- *       logs every acknowledgement it received (the "ack log").
+ *       system would, builds then-chains across agents and awaits them,
+ *       makes combinators over inputs on several agents and then-chains
+ *       with a rejection handler; logs every acknowledgement it received
+ *       (the "ack log"). --only settle|await|chain|fanin|catch|deadline|race:
+ *       run that scenario alone (tests).
  *       --race-pct P: P% of the scenarios are races (default 0): one
  *       promise resolved at once through two agents with two different
  *       values (at most one may be acknowledged). --sides FILE: the agents
@@ -36,15 +43,30 @@
  *                                           of its resolves acknowledged
  *   WALL_MS AGENT resolve|reject|cancel ID VALUE     acknowledged settle
  *   WALL_MS AGENT refused STATE ID ERR      a settle answered with an error
- *   WALL_MS AGENT then SRC FUNCTION DST     acknowledged then
+ *   WALL_MS AGENT then SRC FUNCTION DST [ON_REJECT]
+ *                                           acknowledged then (ON_REJECT: its
+ *                                           rejection handler, if any)
+ *   WALL_MS AGENT combine KIND ID TIMEOUT_MS SENT_MS IN1,IN2,...
+ *       acknowledged combinator: KIND all|any|race|all-settled, its own
+ *       timeout (0: none), the wall ms its request was sent (its deadline
+ *       is later than SENT_MS + TIMEOUT_MS), its inputs in order (an id
+ *       twice is two inputs)
  *   WALL_MS AGENT await ID TIMEOUT WALL SETTLED_AT KIND OUTCOME VALUE
  *       an await that ended: its wall time, when (ms after it started) the
- *       promise's settle was acknowledged (-1: not by us), KIND await|chain
+ *       promise's settle was acknowledged (-1: not by us), KIND
+ *       await|chain|fanin (fanin: of a combinator; its VALUE is the value
+ *       or reason percent-escaped: "-" empty, "%2D" a lone "-", '%', space,
+ *       control and non-ASCII bytes as %XX; OUTCOME a state or an error)
  *   WALL_MS AGENT chain HEAD END LENGTH INPUT    all links and the head's
  *                                                settle acknowledged
+ *   WALL_MS AGENT catchchain HEAD END LENGTH INPUT
+ *       the same for then(HEAD, inc, on_reject fix), then(.., inc)...:
+ *       INPUT e<N> (HEAD rejected: END must read 2N + LENGTH - 1) or <N>
+ *       (resolved: N + LENGTH)
  *   WALL_MS AGENT stale ID STATE            a read right after an
  *                                           acknowledged settle saw STATE
- *   WALL_MS AGENT err OP ID ERR             any other failed operation
+ *   WALL_MS AGENT err OP ID ERR             any other failed operation (OP
+ *                                           create, then, combine)
  * AGENT is the 1-based index of the agent the client talked to. VALUE is "-"
  * when there is none.
  *
