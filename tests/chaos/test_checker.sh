@@ -220,6 +220,20 @@ run "$LOAD" check --sockets "$S" --log "$TMP/comb-race.acks" --replicas 1 --read
 expect_eq "race reading no input's outcome: the check fails" 1 "$RC"
 expect_match "... named" "$C = race\(.*\) reads .*not the outcome of any input" "$OUT"
 
+# One input unknown (its create is not in the log): the known one still
+# binds its place in the list.
+acks "$TMP/comb-part.acks" "$T 1 create $I2 0" "$T 2 resolve $I2 y2" \
+    "$T 3 combine all $C 0 $T $I1,$I2"
+run "$LOAD" check --sockets "$S" --log "$TMP/comb-part.acks" --replicas 1 --read-wait-ms 3000
+echo "$OUT" >"$TMP/comb-part.report"
+expect_eq "all with one input unknown, the known one in its place: the check passes" 0 "$RC"
+expect_eq "... judged in part" 1 "$(figure "$TMP/comb-part.report" "judged in part")"
+acks "$TMP/comb-partbad.acks" "$T 1 create $I2 0" "$T 2 resolve $I2 y2" \
+    "$T 3 combine all $C 0 $T $I2,$I1"
+run "$LOAD" check --sockets "$S" --log "$TMP/comb-partbad.acks" --replicas 1 --read-wait-ms 3000
+expect_eq "all with one input unknown, the known one's value out of place: the check fails" 1 "$RC"
+expect_match "... named" "$C = all\($I2=resolved:y2,$I1=\?:\?\) reads resolved" "$OUT"
+
 # An acknowledged combinator that does not exist: lost.
 acks "$TMP/comb-lost.acks" "${IN[@]}" "$T 3 combine any ${C}9 0 $T $I1,$I2"
 run "$LOAD" check --sockets "$S" --log "$TMP/comb-lost.acks" --replicas 1 --read-wait-ms 2000
