@@ -161,15 +161,18 @@ COMBS=$(grep -c ' combine ' "$TMP/fanin.acks" || true)
 expect_lt "... it made combinators (got $COMBS)" 5 "$COMBS"
 KINDS=$(grep -o ' combine [a-z-]*' "$TMP/fanin.acks" | sort -u | wc -l)
 expect_eq "... of every kind" 4 "$KINDS"
-expect_lt "... and on-reject thens" 3 "$(grep -c ' then [^ ]* inc [^ ]* fix$' "$TMP/fanin.acks" || true)"
+expect_lt "... and on-reject thens" 3 \
+    "$(grep -c ' then [^ ]* inc [^ ]* fix$' "$TMP/fanin.acks" || true)"
 run "$LOAD" check --sockets "$S" --log "$TMP/fanin.acks" --inv "$TMP/w.inv" --replicas 1 \
     --read-wait-ms 8000
 echo "$OUT" >"$TMP/fanin.report"
 expect_eq "check of the load's combinators and on-reject chains passes" 0 "$RC"
 expect_eq "... report: combinators" "$COMBS" "$(figure "$TMP/fanin.report" "combinators (all/any")"
 expect_eq "... every one judged" "$COMBS" "$(figure "$TMP/fanin.report" "judged (every input")"
-expect_eq "... every one awaited" "$COMBS" "$(figure "$TMP/fanin.report" "awaits on combinators ended")"
-expect_lt "... handlers ran on rejected sources" 0 "$(figure "$TMP/fanin.report" "handler ran with its reason")"
+expect_eq "... every one awaited" "$COMBS" \
+    "$(figure "$TMP/fanin.report" "awaits on combinators ended")"
+expect_lt "... handlers ran on rejected sources" 0 \
+    "$(figure "$TMP/fanin.report" "handler ran with its reason")"
 
 # cmk [FLAGS]: a promise of the agent (sets P); cset ID resolve|reject VALUE.
 cmk() {
@@ -182,7 +185,8 @@ cset() {
 }
 # settled ID: waits until ID is no longer pending.
 settled() {
-    need "$1 settles" 10 bash -c "! \"$PMESH\" --socket \"$S\" get \"$1\" | grep -q '\"state\":\"pending\"'"
+    need "$1 settles" 10 bash -c \
+        "! \"$PMESH\" --socket \"$S\" get \"$1\" | grep -q '\"state\":\"pending\"'"
 }
 # acks FILE LINE...: an ack log of those lines.
 acks() {
@@ -333,8 +337,10 @@ echo "$OUT" >"$TMP/catch-bad.report"
 expect_eq "a then on a rejected source that ran inc, not the handler: the check fails" 1 "$RC"
 expect_eq "... counted under on-reject thens that ran inc" 1 \
     "$(figure "$TMP/catch-bad.report" "on-reject thens that ran inc")"
-expect_match "... named, from the worker's log" "$KI = then\($K2, inc, on_reject fix\): the worker ran inc" "$OUT"
+expect_match "... named, from the worker's log" \
+    "$KI = then\($K2, inc, on_reject fix\): the worker ran inc" "$OUT"
 run "$LOAD" check --sockets "$S" --log "$TMP/catch-bad.acks" --replicas 1 --read-wait-ms 3000
 expect_eq "... and without the worker's log, from what it reads" 1 "$RC"
-expect_match "... named" "$KI = then\($K2, inc, on_reject fix\) reads rejected .*the main function ran" "$OUT"
+expect_match "... named" \
+    "$KI = then\($K2, inc, on_reject fix\) reads rejected .*the main function ran" "$OUT"
 finish
