@@ -272,6 +272,17 @@ pm_fanins_do(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now)
     for (size_t i = 0; i < m->id_count; i++)
         if (!*m->ids[i])
             return PM_ERR_BAD_REQUEST;
+    /* Our space was taken over while we were cut off (paused, fenced, not
+     * restarted): a combinator made here would live in a space another
+     * agent serves, acknowledged and then NOT_FOUND everywhere (creates are
+     * routed to the new owner; a combinator lives with the agent its client
+     * talks to, so it is refused instead). */
+    if (self->replica && !pm_mesh_owns(self->mesh, self->space, NULL)) {
+        pm_agent_reply_err(self, s, m->req_id, PM_ERR_UNAVAILABLE,
+                           "this agent's id space was taken over while it was cut off: it "
+                           "cannot hold a combinator; make it through another agent");
+        return PM_OK;
+    }
     char id[PM_WIRE_MAX_NAME + 1];
     pm_prom_t *q;
     err = pm_req_create_new(self, m->new_id, !m->new_id || pm_req_minted_by(s, m->new_id),

@@ -183,11 +183,17 @@ pm_then_do(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now)
      * own lease. Either way the id cannot clash with ours. (A peer mints in
      * the source's space: ours, under its own lease; or one we took over,
      * whose former owner's clients mint there.) */
+    /* (A local client whose source lives in a space we took over mints
+     * <that space>~<its lease><n>, as for a remote owner: relay.c takes the
+     * same form.) */
+    size_t plen = pm_id_space_len(p->id);
     int ok = !m->new_id ||
              (s->peer ? (pm_id_nested_in(m->new_id, self->space, strlen(self->space)) ||
                          (pm_id_same_space(m->new_id, p->id) &&
                           pm_req_owned_space(self, m->new_id)))
-                      : pm_req_minted_by(s, m->new_id));
+                      : (pm_req_minted_by(s, m->new_id) ||
+                         (pm_id_same_space(m->new_id, p->id) &&
+                          pm_req_minted_by(s, m->new_id + plen + 1))));
     char id[PM_WIRE_MAX_NAME + 1];
     const char *new_id = m->new_id;
     char nested[PM_WIRE_MAX_NAME + 1];

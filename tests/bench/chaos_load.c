@@ -4,13 +4,20 @@
  * (the Makefile builds every tests/bench/NAME.c).
  *
  *   chaos_load worker --socket S --log FILE [--delay-ms N] [--seed N]
- *       serves `inc` (decimal input + 1) on the agent at S, reconnecting
- *       when the agent goes away; logs every invocation it ran.
+ *       serves `inc` (decimal input + 1) and `fix` (the rejection handler:
+ *       "e<N>" gives 2N, anything else fails) on the agent at S,
+ *       reconnecting when the agent goes away; logs every invocation it ran:
+ *       WALL_MS inv INVOCATION TARGET ATTEMPT INPUT OUTPUT ERR FUNCTION
+ *       (INPUT and OUTPUT "-" when the function failed).
  *   chaos_load load --sockets S1,S2,.. --log FILE [--duration-ms N]
  *                   [--threads N] [--seed N] [--race-pct P] [--sides FILE]
+ *                   [--only SCENARIO]
  *       creates promises, settles them from random agents as an outside
- *       system would, builds then-chains across agents and awaits them;
- *       logs every acknowledgement it received (the "ack log").
+ *       system would, builds then-chains across agents and awaits them,
+ *       makes combinators over inputs on several agents and then-chains
+ *       with a rejection handler; logs every acknowledgement it received
+ *       (the "ack log"). --only settle|await|chain|fanin|catch|deadline|race:
+ *       run that scenario alone (tests).
  *       --race-pct P: P% of the scenarios are races (default 0): one
  *       promise resolved at once through two agents with two different
  *       values (at most one may be acknowledged). --sides FILE: the agents
@@ -36,15 +43,30 @@
  *                                           of its resolves acknowledged
  *   WALL_MS AGENT resolve|reject|cancel ID VALUE     acknowledged settle
  *   WALL_MS AGENT refused STATE ID ERR      a settle answered with an error
- *   WALL_MS AGENT then SRC FUNCTION DST     acknowledged then
+ *   WALL_MS AGENT then SRC FUNCTION DST [ON_REJECT]
+ *                                           acknowledged then (ON_REJECT: its
+ *                                           rejection handler, if any)
+ *   WALL_MS AGENT combine KIND ID TIMEOUT_MS SENT_MS IN1,IN2,...
+ *       acknowledged combinator: KIND all|any|race|all-settled, its own
+ *       timeout (0: none), the wall ms its request was sent (its deadline
+ *       is later than SENT_MS + TIMEOUT_MS), its inputs in order (an id
+ *       twice is two inputs)
  *   WALL_MS AGENT await ID TIMEOUT WALL SETTLED_AT KIND OUTCOME VALUE
  *       an await that ended: its wall time, when (ms after it started) the
- *       promise's settle was acknowledged (-1: not by us), KIND await|chain
+ *       promise's settle was acknowledged (-1: not by us), KIND
+ *       await|chain|fanin (fanin: of a combinator; its VALUE is the value
+ *       or reason percent-escaped: "-" empty, "%2D" a lone "-", '%', space,
+ *       control and non-ASCII bytes as %XX; OUTCOME a state or an error)
  *   WALL_MS AGENT chain HEAD END LENGTH INPUT    all links and the head's
  *                                                settle acknowledged
+ *   WALL_MS AGENT catchchain HEAD END LENGTH INPUT
+ *       the same for then(HEAD, inc, on_reject fix), then(.., inc)...:
+ *       INPUT e<N> (HEAD rejected: END must read 2N + LENGTH - 1) or <N>
+ *       (resolved: N + LENGTH)
  *   WALL_MS AGENT stale ID STATE            a read right after an
  *                                           acknowledged settle saw STATE
- *   WALL_MS AGENT err OP ID ERR             any other failed operation
+ *   WALL_MS AGENT err OP ID ERR             any other failed operation (OP
+ *                                           create, then, combine)
  * AGENT is the 1-based index of the agent the client talked to. VALUE is "-"
  * when there is none.
  *
@@ -56,9 +78,11 @@
 #include "pmesh.h"
 
 #include <czmq.h>
+#include <jansson.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -83,6 +107,8 @@
 #define S_RECONNECT_MS 300
 /* Promises each actor keeps for races during a split. */
 #define S_RACE_POOL 16
+/* Combinators with more inputs than this are not judged by the checker. */
+#define S_COMB_MAX 64
 /* Timeout of every chain's final await. */
 #define S_CHAIN_AWAIT_MS 15000
 
@@ -164,7 +190,7 @@ static int s_log_fd = -1;
 static void
 s_logf(const char *fmt, ...)
 {
-    char line[2048];
+    char line[8192];
     int n = snprintf(line, sizeof line, "%" PRId64 " ", s_wall_ms());
     va_list ap;
     va_start(ap, fmt);
@@ -175,6 +201,31 @@ s_logf(const char *fmt, ...)
     line[n++] = '\n';
     if (write(s_log_fd, line, (size_t) n) < 0)
         perror("chaos_load: log");
+}
+
+/* A value or reason as one field of the ack log: "-" when empty, "%2D" for
+ * a literal "-", else the bytes with '%', space, control bytes and bytes
+ * >= 0x7f percent-escaped (%XX). s_unesc reverses it. */
+static void
+s_esc(const void *data, size_t n, char *out, size_t cap)
+{
+    const unsigned char *b = data;
+    size_t o = 0;
+    if (!n || !b) {
+        snprintf(out, cap, "-");
+        return;
+    }
+    if (n == 1 && b[0] == '-') {
+        snprintf(out, cap, "%%2D");
+        return;
+    }
+    for (size_t i = 0; i < n && o + 4 < cap; i++) {
+        if (b[i] <= ' ' || b[i] >= 0x7f || b[i] == '%')
+            o += (size_t) snprintf(out + o, cap - o, "%%%02X", b[i]);
+        else
+            out[o++] = (char) b[i];
+    }
+    out[o] = 0;
 }
 
 /* ================================================================ worker */
@@ -188,21 +239,37 @@ s_on_signal(int sig)
     s_stop = 1;
 }
 
+/* fix, the rejection handler of the load's on-reject chains: "e<N>" (the
+ * reason the load rejects with) gives 2N; anything else fails. The main
+ * function inc fails on that input, so which of the two ran shows. */
+static int
+s_fix(const char *in, char *out, size_t cap)
+{
+    char *end = NULL;
+    if (in[0] != 'e' || !in[1])
+        return -1;
+    errno = 0;
+    long long n = strtoll(in + 1, &end, 10);
+    if (*end || errno)
+        return -1;
+    return snprintf(out, cap, "%lld", 2 * n);
+}
+
 static int
 s_worker_main(const char *sock, int delay_ms, uint64_t seed)
 {
-    const char *fns[] = {"inc"};
+    const char *fns[] = {"inc", "fix"};
     pm_worker_t *w = NULL;
     uint64_t rng = seed | 1;
     int64_t served = 0;
     while (!s_stop) {
         if (!w) {
-            if (pm_worker_new(sock, fns, 1, 8, &w) != PM_OK) {
+            if (pm_worker_new(sock, fns, 2, 8, &w) != PM_OK) {
                 w = NULL;
                 s_sleep_ms(200);
                 continue;
             }
-            fprintf(stderr, "chaos worker: serving inc on %s\n", sock);
+            fprintf(stderr, "chaos worker: serving inc and fix on %s\n", sock);
         }
         pm_invocation_t *inv = NULL;
         int rc = pm_worker_next(w, 500, &inv);
@@ -212,21 +279,28 @@ s_worker_main(const char *sock, int delay_ms, uint64_t seed)
             pm_worker_destroy(&w);
             continue;
         }
-        char *end = NULL;
-        errno = 0;
-        long long n = strtoll((const char *) inv->input, &end, 10);
+        const char *in = inv->input ? (const char *) inv->input : "";
         char out[32];
-        int len = 0, numeric = inv->input_len && end && *end == 0 && errno == 0;
-        if (numeric)
-            len = snprintf(out, sizeof out, "%lld", n + 1);
+        int len = -1;
+        if (!strcmp(inv->function, "fix")) {
+            len = s_fix(in, out, sizeof out);
+        } else {
+            char *end = NULL;
+            errno = 0;
+            long long n = strtoll(in, &end, 10);
+            if (inv->input_len && end && *end == 0 && errno == 0)
+                len = snprintf(out, sizeof out, "%lld", n + 1);
+        }
         /* A short random delay keeps invocations in flight long enough for
          * a kill to land in the middle of one now and then. */
         if (delay_ms > 0)
             s_sleep_ms(s_below(&rng, delay_ms));
-        rc = numeric ? pm_worker_complete(w, inv, out, (size_t) len)
-                     : pm_worker_fail(w, inv, "input is not a number");
-        s_logf("inv %s %s %u %s %s %s", inv->invocation_id, inv->target_id, inv->attempt,
-               numeric ? (const char *) inv->input : "-", numeric ? out : "-", pm_err_name(rc));
+        rc = len >= 0 ? pm_worker_complete(w, inv, out, (size_t) len)
+                      : pm_worker_fail(w, inv,
+                                       !strcmp(inv->function, "fix") ? "fix: unexpected input"
+                                                                     : "input is not a number");
+        s_logf("inv %s %s %u %s %s %s %s", inv->invocation_id, inv->target_id, inv->attempt,
+               len >= 0 ? in : "-", len >= 0 ? out : "-", pm_err_name(rc), inv->function);
         served++;
         pm_invocation_destroy(&inv);
         if (s_conn_err(rc))
@@ -242,6 +316,7 @@ s_worker_main(const char *sock, int delay_ms, uint64_t seed)
 typedef struct {
     atomic_long scenarios, creates, settles, thens, awaits, chains, conflicts_refused, errors;
     atomic_long races, races_split, races_two_acked;
+    atomic_long combines, catches;
 } s_totals_t;
 
 static s_totals_t s_tot;
@@ -250,6 +325,8 @@ static int s_nsocks;
 static int64_t s_end_mono;
 static int s_race_pct;
 static const char *s_sides_file;
+/* --only NAME: every scenario is NAME (tests); NULL: the mix. */
+static const char *s_only;
 
 typedef struct {
     pm_client_t *c;
@@ -363,11 +440,13 @@ s_settle(s_actor_t *a, const char *id, int state, const char *value, int avoid, 
     return -1;
 }
 
-/* Creates a promise on a random agent; caller frees. NULL if not acknowledged. */
+/* Creates a promise through agent k (a random one if k < 0 or k cannot be
+ * reached); caller frees. NULL if not acknowledged. */
 static char *
-s_create(s_actor_t *a, int64_t timeout_ms, int *agent)
+s_create_at(s_actor_t *a, int k, int64_t timeout_ms, int *agent)
 {
-    int k = s_pick(a, -1);
+    if (k < 0 || !s_client(a, k))
+        k = s_pick(a, -1);
     if (k < 0)
         return NULL;
     pm_create_opts_t o = {.timeout_ms = timeout_ms};
@@ -386,6 +465,13 @@ s_create(s_actor_t *a, int64_t timeout_ms, int *agent)
     if (agent)
         *agent = k;
     return id;
+}
+
+/* Creates a promise on a random agent; caller frees. NULL if not acknowledged. */
+static char *
+s_create(s_actor_t *a, int64_t timeout_ms, int *agent)
+{
+    return s_create_at(a, -1, timeout_ms, agent);
 }
 
 /* Reads id right after an acknowledged settle: anything still pending is a
@@ -527,6 +613,7 @@ s_await_finish(s_await_job_t *j, int64_t settled_at, const char *kind)
 {
     pthread_join(j->thread, NULL);
     const char *outcome, *value = "-";
+    char esc[4096];
     pm_result_t *r = j->res;
     if (j->rc == S_NO_REPLY)
         outcome = "NO_REPLY";
@@ -534,7 +621,17 @@ s_await_finish(s_await_job_t *j, int64_t settled_at, const char *kind)
         outcome = pm_err_name(j->rc);
     else if (r->err != PM_OK)
         outcome = pm_err_name(r->err);
-    else if (r->promise) {
+    else if (r->promise && !strcmp(kind, "fanin")) {
+        /* A combinator's value (JSON) or reason, escaped: compared with
+         * what it reads back. */
+        outcome = s_state_tag(r->promise->state);
+        if (r->promise->state == PM_STATE_RESOLVED)
+            s_esc(r->promise->value, r->promise->value_len, esc, sizeof esc);
+        else
+            s_esc(r->promise->reason, r->promise->reason ? strlen(r->promise->reason) : 0, esc,
+                  sizeof esc);
+        value = esc;
+    } else if (r->promise) {
         outcome = s_state_tag(r->promise->state);
         if (r->promise->state == PM_STATE_RESOLVED)
             value = r->promise->value_len ? (const char *) r->promise->value : "-";
@@ -805,6 +902,254 @@ s_scenario_race(s_actor_t *a)
     free(id);
 }
 
+/* One reply awaited on the actor's client for agent k. */
+typedef struct {
+    int k;
+    uint64_t req;
+    int err; /* PM_OK, a pm_err or S_NO_REPLY; S_WAITING until it came */
+} s_pend_t;
+
+#define S_WAITING 1
+
+/* Waits for the replies to p[0..m), each sent on a->conns[p[i].k] (several
+ * may share a client), at most ms in all. A client that lost its connection
+ * or left a reply unanswered is dropped (a late reply must not be read as
+ * another's). */
+static void
+s_collect(s_actor_t *a, s_pend_t *p, int m, int64_t ms)
+{
+    int64_t limit = s_mono_ms() + ms;
+    for (int i = 0; i < m; i++) {
+        while (p[i].err == S_WAITING) {
+            int k = p[i].k, fail = 0;
+            pm_client_t *c = a->conns[k].c;
+            int64_t left = limit - s_mono_ms();
+            pm_result_t *r = NULL;
+            int rc = !c ? PM_ERR_UNREACHABLE : left <= 0 ? S_NO_REPLY : pm_recv(c, (int) left, &r);
+            if (rc == PM_ERR_WAIT_TIMEOUT)
+                continue;
+            if (rc != PM_OK)
+                fail = rc;
+            for (int j = 0; j < m; j++) {
+                if (p[j].k != k || p[j].err != S_WAITING)
+                    continue;
+                if (fail)
+                    p[j].err = fail;
+                else if (p[j].req == r->req_id)
+                    p[j].err = r->err;
+            }
+            pm_result_destroy(&r);
+            if (fail && c)
+                s_drop(a, k);
+        }
+    }
+}
+
+/* A combinator: 2-5 inputs on different agents, one of them sometimes
+ * given twice; all / any / race / all-settled at random, one in four with a
+ * timeout of its own, made on another agent; an await of it from yet
+ * another; then the inputs settled in a random order from agents other than
+ * their owners (resolved, rejected, canceled, or left to a timeout of their
+ * own). Half of the time the inputs are promises created (acknowledged)
+ * through their agents and the combinator is made after; the other half
+ * they are pipelined: each input is then(p_i, inc) on a promise p_i of
+ * agent i, sent from the combinator's client (it lives in p_i's space), and
+ * the combinator is sent on the same connection before any then was
+ * answered, so it subscribes to inputs that exist at their owners only
+ * because requests to one owner travel one FIFO channel (proto/PROTOCOL.md
+ * 5a); the load settles the p_i (a number, so inc runs). The checker works
+ * out from what the inputs read what the combinator must read. */
+static void
+s_scenario_fanin(s_actor_t *a)
+{
+    static const int kinds[4] = {PM_COMBINE_ALL, PM_COMBINE_ANY, PM_COMBINE_RACE,
+                                 PM_COMBINE_ALL_SETTLED};
+    int n = 2 + (int) s_below(&a->rng, 4);
+    int perm[S_MAX_AGENTS] = {0};
+    for (int i = 0; i < s_nsocks; i++)
+        perm[i] = i;
+    for (int i = s_nsocks - 1; i > 0; i--) {
+        int j = (int) s_below(&a->rng, i + 1), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    int kc = perm[n % s_nsocks], kw = perm[(n + 1) % s_nsocks];
+    if (kw == kc && s_nsocks > 1)
+        kw = (kc + 1) % s_nsocks;
+    int kind = kinds[s_below(&a->rng, 4)];
+    int64_t ctimeout = s_below(&a->rng, 4) == 0 ? 300 + s_below(&a->rng, 2700) : 0;
+    int pipelined = (int) s_below(&a->rng, 2);
+    char *src[6] = {0}, *ids[6] = {0}, *cid = NULL;
+    int plan[6], owner[6], ok = 1;
+    int64_t itimeout[6];
+    for (int i = 0; i < n && ok; i++) {
+        int64_t r = s_below(&a->rng, 100);
+        plan[i] = r < 65 ? PM_STATE_RESOLVED
+                  : r < 85 ? PM_STATE_REJECTED
+                  : r < 90 ? PM_STATE_CANCELED
+                           : PM_STATE_TIMEDOUT; /* nobody settles it */
+        itimeout[i] = plan[i] == PM_STATE_TIMEDOUT ? 300 + s_below(&a->rng, 1200) : 0;
+        owner[i] = -1;
+        src[i] = s_create_at(a, perm[i % s_nsocks], itimeout[i], &owner[i]);
+        ok = src[i] != NULL;
+    }
+    if (ok && !s_client(a, kc))
+        ok = 0;
+    const char *ins[6];
+    int nin = n, cerr = PM_ERR_UNREACHABLE;
+    int64_t sent = s_wall_ms(); /* the combinator's deadline is after sent + ctimeout */
+    if (ok && pipelined) {
+        s_pend_t pend[7];
+        int m = 0;
+        pm_client_t *c = a->conns[kc].c;
+        for (int i = 0; i < n && ok; i++) {
+            uint64_t req = 0;
+            int err = pm_send_then(c, src[i], "inc", 0, &ids[i], &req);
+            if (err == PM_OK)
+                pend[m++] = (s_pend_t){kc, req, S_WAITING};
+            else
+                ok = 0;
+        }
+        uint64_t req = 0;
+        for (int i = 0; i < n; i++)
+            ins[i] = ids[i];
+        if (ok && s_below(&a->rng, 5) == 0)
+            ins[nin++] = ids[s_below(&a->rng, n)]; /* a duplicate counts on its own */
+        if (ok && (cerr = pm_send_combine(c, kind, ins, (size_t) nin, ctimeout, &cid, &req)) ==
+                      PM_OK)
+            pend[m++] = (s_pend_t){kc, req, S_WAITING};
+        s_collect(a, pend, m, 20000);
+        for (int i = 0; i < n && i < m; i++) {
+            if (pend[i].err == PM_OK) {
+                s_logf("%d then %s inc %s", kc + 1, src[i], ids[i]);
+                atomic_fetch_add(&s_tot.thens, 1);
+            } else {
+                s_logf("%d err then %s %s", kc + 1, src[i],
+                       pend[i].err == S_NO_REPLY ? "NO_REPLY" : pm_err_name(pend[i].err));
+                atomic_fetch_add(&s_tot.errors, 1);
+            }
+        }
+        if (ok)
+            cerr = pend[m - 1].err;
+    } else if (ok) {
+        for (int i = 0; i < n; i++)
+            ins[i] = src[i];
+        if (s_below(&a->rng, 5) == 0)
+            ins[nin++] = src[s_below(&a->rng, n)];
+        cerr = pm_combine(a->conns[kc].c, kind, ins, (size_t) nin, ctimeout, &cid);
+    }
+    if (!ok || cerr != PM_OK) {
+        if (cid || cerr != PM_ERR_UNREACHABLE || ok)
+            s_logf("%d err combine %s %s", kc + 1, cid ? cid : "-",
+                   cerr == S_NO_REPLY ? "NO_REPLY" : pm_err_name(cerr));
+        atomic_fetch_add(&s_tot.errors, 1);
+        if (s_conn_err(cerr) || cerr == S_NO_REPLY)
+            s_drop(a, kc);
+    } else {
+        char list[6 * 300];
+        size_t off = 0;
+        for (int i = 0; i < nin; i++)
+            off += (size_t) snprintf(list + off, sizeof list - off, "%s%s", i ? "," : "",
+                                     ins[i]);
+        s_logf("%d combine %s %s %" PRId64 " %" PRId64 " %s", kc + 1, pm_combinator_name(kind),
+               cid, ctimeout, sent, list);
+        atomic_fetch_add(&s_tot.combines, 1);
+    }
+    s_await_job_t j;
+    int64_t tw = ctimeout + 3000 + s_below(&a->rng, 3000);
+    int awaiting = cerr == PM_OK && s_await_start(&j, a, kw, cid, tw) == 0;
+    /* The outside systems answer in their own order. */
+    int order[6];
+    for (int i = 0; i < n; i++)
+        order[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        int x = (int) s_below(&a->rng, i + 1), t = order[i];
+        order[i] = order[x];
+        order[x] = t;
+    }
+    for (int o = 0; o < n; o++) {
+        int i = order[o];
+        if (!src[i] || plan[i] == PM_STATE_TIMEDOUT)
+            continue;
+        s_sleep_ms(s_below(&a->rng, 150));
+        char value[256];
+        if (plan[i] == PM_STATE_RESOLVED && pipelined)
+            snprintf(value, sizeof value, "%" PRId64, s_below(&a->rng, 1000000000));
+        else
+            snprintf(value, sizeof value, "%c%s",
+                     plan[i] == PM_STATE_RESOLVED   ? 'v'
+                     : plan[i] == PM_STATE_REJECTED ? 'r'
+                                                    : '-',
+                     plan[i] == PM_STATE_CANCELED ? "" : src[i] + 1);
+        s_settle(a, src[i], plan[i], value, owner[i], 0);
+    }
+    if (awaiting)
+        s_await_finish(&j, -1, "fanin");
+    for (int i = 0; i < n; i++) {
+        free(src[i]);
+        free(ids[i]);
+    }
+    free(cid);
+}
+
+/* then(p, inc, on_reject = fix) from one agent, sometimes then(.., inc)
+ * after it from another, an await of the end from a third, then p
+ * rejected with "e<N>" (four in five) or resolved with N: a rejected
+ * source must run the handler (the target reads 2N; inc would fail on
+ * that input), a resolved one the main function (N + 1). */
+static void
+s_scenario_catch(s_actor_t *a)
+{
+    int owner = -1;
+    char *head = s_create(a, 0, &owner);
+    if (!head)
+        return;
+    int len = 1 + (int) s_below(&a->rng, 2);
+    char *ids[3] = {head, NULL, NULL};
+    int intact = 1;
+    for (int i = 1; i <= len && intact; i++) {
+        int k = s_pick(a, -1);
+        char *nid = NULL;
+        int err = k < 0    ? PM_ERR_UNREACHABLE
+                  : i == 1 ? pm_then_catch(a->conns[k].c, ids[0], "inc", "fix", 0, &nid)
+                           : pm_then(a->conns[k].c, ids[i - 1], "inc", 0, &nid);
+        if (err == PM_OK) {
+            s_logf("%d then %s inc %s%s", k + 1, ids[i - 1], nid, i == 1 ? " fix" : "");
+            atomic_fetch_add(&s_tot.thens, 1);
+            if (i == 1)
+                atomic_fetch_add(&s_tot.catches, 1);
+            ids[i] = nid;
+        } else {
+            s_logf("%d err then %s %s", k + 1, ids[i - 1], pm_err_name(err));
+            atomic_fetch_add(&s_tot.errors, 1);
+            if (k >= 0 && s_conn_err(err))
+                s_drop(a, k);
+            free(nid);
+            intact = 0;
+            len = i - 1;
+        }
+    }
+    const char *end = ids[len];
+    s_await_job_t j;
+    int awaiting = 0;
+    if (len)
+        awaiting = s_await_start(&j, a, (int) s_below(&a->rng, s_nsocks), end,
+                                 S_CHAIN_AWAIT_MS) == 0;
+    int reject = s_below(&a->rng, 5) != 0;
+    char value[64];
+    snprintf(value, sizeof value, "%s%" PRId64, reject ? "e" : "", s_below(&a->rng, 1000000000));
+    int64_t settled = s_settle(a, head, reject ? PM_STATE_REJECTED : PM_STATE_RESOLVED, value,
+                               -1, 0);
+    if (settled >= 0 && intact && len) {
+        s_logf("%d catchchain %s %s %d %s", owner + 1, head, end, len, value);
+        atomic_fetch_add(&s_tot.chains, 1);
+    }
+    if (awaiting)
+        s_await_finish(&j, settled, "chain");
+    for (int i = 0; i < 3; i++)
+        free(ids[i]);
+}
+
 /* A promise with a short timeout that nobody settles: it must end timed out,
  * even when its owner dies before the deadline. */
 static void
@@ -812,6 +1157,28 @@ s_scenario_deadline(s_actor_t *a)
 {
     char *id = s_create(a, 300 + s_below(&a->rng, 2700), NULL);
     free(id);
+}
+
+static const struct {
+    const char *name;
+    void (*run)(s_actor_t *a);
+} s_scenarios[] = {
+    {"settle", s_scenario_settle}, {"await", s_scenario_await},
+    {"chain", s_scenario_chain},   {"fanin", s_scenario_fanin},
+    {"catch", s_scenario_catch},   {"deadline", s_scenario_deadline},
+    {"race", s_scenario_race},
+};
+
+static int
+s_scenario_named(s_actor_t *a, const char *name)
+{
+    for (size_t i = 0; i < sizeof s_scenarios / sizeof s_scenarios[0]; i++)
+        if (!strcmp(name, s_scenarios[i].name)) {
+            if (a)
+                s_scenarios[i].run(a);
+            return 0;
+        }
+    return -1;
 }
 
 static void *
@@ -825,14 +1192,20 @@ s_actor(void *arg)
         int cut[S_MAX_AGENTS], pct = s_race_pct;
         if (pct > 0 && pct < 50 && s_read_sides(cut, S_MAX_AGENTS) > 0)
             pct = 50;
-        if (pct > 0 && s_below(&a->rng, 100) < pct)
+        if (s_only)
+            s_scenario_named(a, s_only);
+        else if (pct > 0 && s_below(&a->rng, 100) < pct)
             s_scenario_race(a);
-        else if (r < 40)
+        else if (r < 35)
             s_scenario_settle(a);
-        else if (r < 60)
+        else if (r < 53)
             s_scenario_await(a);
-        else if (r < 92)
+        else if (r < 80)
             s_scenario_chain(a);
+        else if (r < 90)
+            s_scenario_fanin(a);
+        else if (r < 94)
+            s_scenario_catch(a);
         else
             s_scenario_deadline(a);
         atomic_fetch_add(&s_tot.scenarios, 1);
@@ -863,12 +1236,13 @@ s_load_main(int threads, int64_t duration_ms, uint64_t seed)
     free(actors);
     printf("load: %ld scenarios, %ld creates, %ld settles, %ld thens, %ld awaits, %ld chains, "
            "%ld conflicting settles refused, %ld failed operations, %ld races (%ld across a "
-           "split, %ld with both resolves acknowledged)\n",
+           "split, %ld with both resolves acknowledged), %ld combinators, %ld on-reject thens\n",
            atomic_load(&s_tot.scenarios), atomic_load(&s_tot.creates),
            atomic_load(&s_tot.settles), atomic_load(&s_tot.thens), atomic_load(&s_tot.awaits),
            atomic_load(&s_tot.chains), atomic_load(&s_tot.conflicts_refused),
            atomic_load(&s_tot.errors), atomic_load(&s_tot.races), atomic_load(&s_tot.races_split),
-           atomic_load(&s_tot.races_two_acked));
+           atomic_load(&s_tot.races_two_acked), atomic_load(&s_tot.combines),
+           atomic_load(&s_tot.catches));
     return 0;
 }
 
@@ -887,6 +1261,8 @@ typedef struct {
     int try_state;     /* the outcome we tried to give it (0: none) */
     char *try_value;
     char *then_src;    /* for a then target */
+    char *on_reject;   /* for a then target: its rejection handler (NULL: none) */
+    struct s_comb *comb; /* for a combinator: its kind and inputs */
     int race;          /* resolves raced: values race_value[0..race) were sent */
     char *race_value[2];
     int race_split;    /* one resolve went to each side of a split */
@@ -932,7 +1308,19 @@ s_same_outcome(int s1, const char *v1, int s2, const char *v2)
 typedef struct {
     char *head, *end, *input;
     int len;
+    int catch_; /* catchchain: the first link has on_reject fix */
 } s_chain_t;
+
+/* An acknowledged combinator (combine line). */
+typedef struct s_comb {
+    char *id;
+    int kind;
+    int64_t timeout;  /* its own (0: none) */
+    int64_t sent;     /* wall ms the request was sent: its deadline is later than sent + timeout */
+    int agent;
+    int n;
+    char **ins;
+} s_comb_t;
 
 typedef struct {
     int agent;
@@ -951,6 +1339,8 @@ typedef struct {
 
 static s_rec_t **s_races;
 static size_t s_nraces, s_capraces;
+static s_comb_t **s_combs;
+static size_t s_ncombs, s_capcombs;
 static s_chain_t *s_chains;
 static size_t s_nchains, s_capchains;
 static s_await_rec_t *s_awaits;
@@ -991,7 +1381,7 @@ s_load_log(const char *path)
         fprintf(stderr, "chaos check: cannot read %s: %s\n", path, strerror(errno));
         return -1;
     }
-    char line[4096];
+    char line[16384];
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = 0;
         char *fld[12] = {0};
@@ -1017,6 +1407,26 @@ s_load_log(const char *path)
             r->acked = 1;
             r->acked_at = wall;
             r->then_src = strdup(fld[3]);
+            if (n >= 7)
+                r->on_reject = strdup(fld[6]);
+        } else if (!strcmp(op, "combine") && n >= 8) {
+            s_rec_t *r = s_rec(fld[4]);
+            s_comb_t *c = calloc(1, sizeof *c);
+            c->id = r->id;
+            c->kind = pm_combinator_parse(fld[3]);
+            c->timeout = strtoll(fld[5], NULL, 10);
+            c->sent = strtoll(fld[6], NULL, 10);
+            c->agent = agent;
+            for (char *save = NULL, *t = strtok_r(fld[7], ",", &save); t;
+                 t = strtok_r(NULL, ",", &save)) {
+                c->ins = realloc(c->ins, (size_t) (c->n + 1) * sizeof *c->ins);
+                c->ins[c->n++] = strdup(t);
+            }
+            r->acked = 1;
+            r->acked_at = wall;
+            r->comb = c;
+            S_PUSH(s_combs, s_ncombs, s_capcombs);
+            s_combs[s_ncombs++] = c;
         } else if (!strcmp(op, "try") && n >= 6) {
             s_rec_t *r = s_rec(fld[4]);
             r->try_state = s_parse_state(fld[3]);
@@ -1047,9 +1457,10 @@ s_load_log(const char *path)
             r->race_acked = atoi(fld[4]);
             S_PUSH(s_races, s_nraces, s_capraces);
             s_races[s_nraces++] = r;
-        } else if (!strcmp(op, "chain") && n >= 7) {
+        } else if ((!strcmp(op, "chain") || !strcmp(op, "catchchain")) && n >= 7) {
             S_PUSH(s_chains, s_nchains, s_capchains);
             s_chain_t *c = &s_chains[s_nchains++];
+            c->catch_ = !strcmp(op, "catchchain");
             c->head = strdup(fld[3]);
             c->end = strdup(fld[4]);
             c->len = atoi(fld[5]);
@@ -1136,12 +1547,281 @@ s_split_during(int64_t from, int64_t to)
     return split_at >= 0 && split_at <= to;
 }
 
+/* ---- combinators: what their inputs determine ---------------------------- */
+
+/* Reverses s_esc into out (NUL-terminated). */
+static void
+s_unesc(const char *in, char *out, size_t cap)
+{
+    size_t o = 0;
+    if (!strcmp(in, "-")) {
+        out[0] = 0;
+        return;
+    }
+    for (size_t i = 0; in[i] && o + 1 < cap; i++) {
+        unsigned v;
+        if (in[i] == '%' && sscanf(in + i + 1, "%2x", &v) == 1) {
+            out[o++] = (char) v;
+            i += 2;
+        } else {
+            out[o++] = in[i];
+        }
+    }
+    out[o] = 0;
+}
+
+static int
+s_failed(int state)
+{
+    return state == PM_STATE_REJECTED || state == PM_STATE_CANCELED || state == PM_STATE_TIMEDOUT;
+}
+
+/* One input of a combinator as it reads back (single assignment: what the
+ * combinator must have heard). 1 when it is known (read, settled): *st, *data
+ * and *at, the wall ms by which it was certainly settled (its acknowledged
+ * settle, or its own deadline when nobody settled it; INT64_MAX when we
+ * cannot tell, e.g. a then target). 0 when unknown (never acknowledged,
+ * unreadable, pending). */
+static int
+s_input(const char *id, int *st, const char **data, int64_t *at)
+{
+    s_rec_t *r = zhashx_lookup(s_recs, id);
+    if (!r || !r->acked || r->read_err != PM_OK || r->read_state <= PM_STATE_PENDING)
+        return 0;
+    *st = r->read_state;
+    *data = r->read_value ? r->read_value : "";
+    if (r->ack_state)
+        *at = r->ack_wall;
+    else if (r->timeout && r->read_state == PM_STATE_TIMEDOUT && !r->try_state)
+        *at = r->acked_at + r->timeout;
+    else
+        *at = INT64_MAX;
+    return 1;
+}
+
+/* Reads every input of c: how many are unknown (st[i] 0, data[i] NULL for
+ * those; st/data/at filled for the others); -1 when c has too many inputs
+ * to judge. */
+static int
+s_comb_read(const s_comb_t *c, int *st, const char **data, int64_t *at)
+{
+    if (c->n > S_COMB_MAX)
+        return -1;
+    int unknown = 0;
+    for (int i = 0; i < c->n; i++)
+        if (!s_input(c->ins[i], &st[i], &data[i], &at[i])) {
+            st[i] = 0;
+            data[i] = NULL;
+            at[i] = INT64_MAX;
+            unknown++;
+        }
+    return unknown;
+}
+
+/* Reads every input of c: 1 when all are known (st/data/at filled). */
+static int
+s_comb_inputs(const s_comb_t *c, int *st, const char **data, int64_t *at)
+{
+    return s_comb_read(c, st, data, at) == 0;
+}
+
+/* By when (wall ms) the inputs certainly decided c, INT64_MAX if we cannot
+ * tell: all: the first failure, else the last resolve; any: the first
+ * resolve, else the last failure; race: the first settle; all-settled: the
+ * last settle. Also, with a timeout of its own, its deadline (at the latest
+ * sent + timeout + 1 s: a create takes less). */
+static int64_t
+s_comb_decided(const s_comb_t *c, const int *st, const int64_t *at)
+{
+    int64_t first_fail = INT64_MAX, first_ok = INT64_MAX, first = INT64_MAX, last = 0;
+    int nfail = 0, nok = 0;
+    for (int i = 0; i < c->n; i++) {
+        if (at[i] < first)
+            first = at[i];
+        if (at[i] > last)
+            last = at[i];
+        if (s_failed(st[i])) {
+            nfail++;
+            if (at[i] < first_fail)
+                first_fail = at[i];
+        } else {
+            nok++;
+            if (at[i] < first_ok)
+                first_ok = at[i];
+        }
+    }
+    int64_t d = INT64_MAX;
+    switch (c->kind) {
+    case PM_COMBINE_ALL:
+        d = nfail ? first_fail : last;
+        break;
+    case PM_COMBINE_ANY:
+        d = nok ? first_ok : last;
+        break;
+    case PM_COMBINE_RACE:
+        d = first;
+        break;
+    default:
+        d = last;
+        break;
+    }
+    if (c->timeout && c->sent + c->timeout + 1000 < d)
+        d = c->sent + c->timeout + 1000;
+    return d;
+}
+
+static int
+s_jstr_is(const json_t *j, const char *v)
+{
+    return json_is_string(j) && !strcmp(json_string_value(j), v);
+}
+
+/* {"id": ID, "state": STATE, "reason": R} of input i. */
+static int
+s_jfail_is(const json_t *o, const char *id, int st, const char *reason)
+{
+    return json_is_object(o) && s_jstr_is(json_object_get(o, "id"), id) &&
+           s_jstr_is(json_object_get(o, "state"), pm_state_name(st)) &&
+           s_jstr_is(json_object_get(o, "reason"), reason);
+}
+
+/* Whether c reading (state, value) is what its inputs (st, data) determine
+ * (proto/PROTOCOL.md 5a). 0 with why filled when it is not. An input not
+ * known (st[i] 0: never acknowledged, unreadable, pending) may have been
+ * heard as anything (even NOT_FOUND as a rejection): only the known ones are
+ * held to what they read. A combinator with a timeout of its own may also
+ * read timed out (when is judged apart). */
+static int
+s_comb_judge(const s_comb_t *c, const int *st, const char **data, int state, const char *value,
+             char *why, size_t cap)
+{
+    int n = c->n, ok = 0, nfail = 0, nunk = 0;
+    for (int i = 0; i < n; i++) {
+        nfail += s_failed(st[i]);
+        nunk += !st[i];
+    }
+    if (state == PM_STATE_TIMEDOUT && c->timeout)
+        return 1;
+    json_t *j = NULL;
+    if ((c->kind == PM_COMBINE_ALL || c->kind == PM_COMBINE_ALL_SETTLED) &&
+        state == PM_STATE_RESOLVED)
+        j = json_loads(value, JSON_DECODE_ANY, NULL);
+    if ((c->kind == PM_COMBINE_ALL || c->kind == PM_COMBINE_ANY) && state == PM_STATE_REJECTED)
+        j = json_loads(value, JSON_DECODE_ANY, NULL);
+    switch (c->kind) {
+    case PM_COMBINE_ALL:
+        if (state == PM_STATE_RESOLVED) {
+            ok = !nfail && json_is_array(j) && json_array_size(j) == (size_t) n;
+            for (int i = 0; ok && i < n; i++)
+                ok = !st[i] ? json_is_string(json_array_get(j, (size_t) i)) ||
+                                  json_is_object(json_array_get(j, (size_t) i))
+                            : s_jstr_is(json_array_get(j, (size_t) i), data[i]);
+            if (!ok)
+                snprintf(why, cap, "%s", nfail ? "resolved although an input failed"
+                                               : "not the inputs' values in order");
+        } else if (state == PM_STATE_REJECTED) {
+            for (int i = 0; !ok && i < n; i++)
+                ok = !st[i] ? json_is_object(j) && s_jstr_is(json_object_get(j, "id"), c->ins[i])
+                            : s_failed(st[i]) && s_jfail_is(j, c->ins[i], st[i], data[i]);
+            if (!ok)
+                snprintf(why, cap, "%s", nfail || nunk
+                                             ? "the reason names no failed input as it reads"
+                                             : "rejected although every input resolved");
+        } else {
+            snprintf(why, cap, "all settles resolved or rejected only");
+        }
+        break;
+    case PM_COMBINE_ANY:
+        if (state == PM_STATE_RESOLVED) {
+            ok = nunk > 0;
+            for (int i = 0; !ok && i < n; i++)
+                ok = st[i] == PM_STATE_RESOLVED && !strcmp(data[i], value);
+            if (!ok)
+                snprintf(why, cap, "not the value of a resolved input");
+        } else if (state == PM_STATE_REJECTED) {
+            ok = nfail + nunk == n && json_is_array(j) && json_array_size(j) == (size_t) n;
+            for (int i = 0; ok && i < n; i++)
+                ok = !st[i] ? json_is_object(json_array_get(j, (size_t) i))
+                            : s_jfail_is(json_array_get(j, (size_t) i), c->ins[i], st[i], data[i]);
+            if (!ok)
+                snprintf(why, cap, "%s", nfail + nunk < n ? "rejected although an input resolved"
+                                                          : "not every input's failure in order");
+        } else {
+            snprintf(why, cap, "any settles resolved or rejected only");
+        }
+        break;
+    case PM_COMBINE_RACE:
+        ok = nunk > 0;
+        for (int i = 0; !ok && i < n; i++)
+            ok = st[i] == state && !strcmp(data[i], value);
+        if (!ok)
+            snprintf(why, cap, "not the outcome of any input");
+        break;
+    case PM_COMBINE_ALL_SETTLED:
+        ok = state == PM_STATE_RESOLVED && json_is_array(j) && json_array_size(j) == (size_t) n;
+        for (int i = 0; ok && i < n; i++) {
+            json_t *o = json_array_get(j, (size_t) i);
+            ok = json_is_object(o) &&
+                 (!st[i] || (s_jstr_is(json_object_get(o, "state"), pm_state_name(st[i])) &&
+                             s_jstr_is(json_object_get(o, st[i] == PM_STATE_RESOLVED ? "value"
+                                                                                    : "reason"),
+                                       data[i])));
+        }
+        if (!ok)
+            snprintf(why, cap, "not every input's outcome in order");
+        break;
+    default:
+        snprintf(why, cap, "unknown kind");
+    }
+    json_decref(j);
+    return ok;
+}
+
+/* Inputs of c as text for a report: "ID=state:data,..." (bounded). */
+static const char *
+s_comb_desc(const s_comb_t *c, const int *st, const char **data, char *buf, size_t cap)
+{
+    size_t o = 0;
+    buf[0] = 0;
+    for (int i = 0; i < c->n && o + 1 < cap; i++)
+        o += (size_t) snprintf(buf + o, cap - o, "%s%s=%s:%.40s", i ? "," : "", c->ins[i],
+                               st && st[i] ? pm_state_name(st[i]) : "?",
+                               data && data[i] ? data[i] : "?");
+    return buf;
+}
+
+/* Whether a hit (kill, stop, split, etcd kill) was in force or happened at
+ * any moment of [from, to]: a combinator may then hear late. */
+static int
+s_hit_during(int64_t from, int64_t to)
+{
+    for (size_t i = 0; i < s_nevents; i++) {
+        s_event_t *e = &s_events[i];
+        if ((!strcmp(e->what, "kill") || !strcmp(e->what, "stop") ||
+             !strcmp(e->what, "etcdkill")) &&
+            e->at <= to && e->at >= from)
+            return 1;
+    }
+    for (int k = 1; k <= S_MAX_AGENTS; k++)
+        if (s_stopped_during(k, from, to))
+            return 1;
+    return s_split_during(from, to);
+}
+
 /* Whether a read of r can be taken as final. */
 static int
 s_settled_expected(const s_rec_t *r, int64_t now)
 {
     if (r->ack_state)
         return 1;
+    if (r->comb) {
+        int st[S_COMB_MAX];
+        const char *data[S_COMB_MAX];
+        int64_t at[S_COMB_MAX];
+        if (s_comb_inputs(r->comb, st, data, at))
+            return 1;
+        return r->comb->timeout && r->comb->sent + r->comb->timeout + 3000 < now;
+    }
     if (r->timeout && r->acked_at + r->timeout + 3000 < now && !r->try_state)
         return 1;
     if (r->then_src) {
@@ -1292,21 +1972,36 @@ s_read_desc(const s_rec_t *r, char *buf, size_t cap)
     return buf;
 }
 
-/* Worker invocation logs: invocations and targets invoked more than once. */
+/* Functions the workers ran per target (S_RAN_* bits), from their logs. */
+#define S_RAN_INC 1
+#define S_RAN_FIX 2
+static zhashx_t *s_ran;
+
+static int
+s_ran_on(const char *target)
+{
+    return s_ran ? (int) (intptr_t) zhashx_lookup(s_ran, target) : 0;
+}
+
+/* Worker invocation logs: invocations and targets invoked more than once;
+ * fills s_ran. */
 static void
 s_count_invocations(char **files, int n, long *invocations, long *targets, long *reruns)
 {
     zhashx_t *seen = zhashx_new();
+    s_ran = zhashx_new();
     for (int i = 0; i < n; i++) {
         FILE *f = fopen(files[i], "r");
         if (!f)
             continue;
         char line[1024];
         while (fgets(line, sizeof line, f)) {
-            char inv[256], target[256];
-            if (sscanf(line, "%*s inv %255s %255s", inv, target) != 2)
+            char inv[256], target[256], fn[64] = "inc";
+            if (sscanf(line, "%*s inv %255s %255s %*s %*s %*s %*s %63s", inv, target, fn) < 2)
                 continue;
             (*invocations)++;
+            int bits = s_ran_on(target) | (!strcmp(fn, "fix") ? S_RAN_FIX : S_RAN_INC);
+            zhashx_update(s_ran, target, (void *) (intptr_t) bits);
             if (zhashx_lookup(seen, target))
                 (*reruns)++;
             else {
@@ -1330,15 +2025,87 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
         s_load_events(events);
     s_readers_t rd = {.n = s_nsocks};
     s_read_all(&rd, read_wait_ms);
+    long invocations = 0, targets = 0, reruns = 0;
+    s_count_invocations(inv_files, ninv, &invocations, &targets, &reruns);
 
     s_count_t lost_settle = {0}, two_outcomes = {0}, lost_create = {0}, stuck = {0},
               wrong_chain = {0}, outlived = {0}, missed = {0}, deadline = {0}, unreadable = {0},
               exempt = {0}, chain_wait_timeout = {0};
+    s_count_t comb_lost = {0}, comb_wrong = {0}, comb_two = {0}, comb_stuck = {0},
+              comb_late = {0}, comb_missed = {0}, catch_wrong = {0};
     long acked_creates = 0, acked_thens = 0, acked_settles = 0, link_ok = 0, link_failed = 0;
-    char b1[512];
+    long comb_judged = 0, comb_unjudged = 0, comb_partly = 0, comb_by_state[6] = {0}, catches = 0,
+         catch_handled = 0, catch_main = 0;
+    int64_t check_wall = s_wall_ms();
+    char b1[512], b2[1024];
     for (size_t i = 0; i < s_nrec; i++) {
         s_rec_t *r = s_order[i];
         const char *rd_s = s_read_desc(r, b1, sizeof b1);
+        if (r->comb) {
+            /* A combinator: never lost; reads what its inputs determine; not
+             * pending once they decided it or its own deadline passed. */
+            s_comb_t *c = r->comb;
+            int st[S_COMB_MAX];
+            const char *data[S_COMB_MAX];
+            int64_t at[S_COMB_MAX];
+            if (r->read_err == PM_ERR_NOT_FOUND ||
+                (r->read_err == PM_ERR_OWNER_LOST && replicas >= 2)) {
+                s_count(&comb_lost, "%s (%s via n%d at %" PRId64 "): reads %s", r->id,
+                        pm_combinator_name(c->kind), c->agent, r->acked_at, rd_s);
+                continue;
+            }
+            if (r->read_err != PM_OK) {
+                s_count(&unreadable, "%s: %s", r->id, rd_s);
+                continue;
+            }
+            if (r->read_state >= PM_STATE_PENDING && r->read_state <= PM_STATE_TIMEDOUT)
+                comb_by_state[r->read_state]++;
+            char why[128];
+            int unknown = s_comb_read(c, st, data, at);
+            if (unknown != 0) {
+                /* Some input unknown: it may have been heard as anything;
+                 * the known ones still bind the outcome. */
+                if (unknown > 0 && r->read_state > PM_STATE_PENDING) {
+                    comb_partly++;
+                    if (!s_comb_judge(c, st, data, r->read_state, r->read_value, why, sizeof why))
+                        s_count(&comb_wrong, "%s = %s(%s) reads %s: %s", r->id,
+                                pm_combinator_name(c->kind),
+                                s_comb_desc(c, st, data, b2, sizeof b2), rd_s, why);
+                } else {
+                    comb_unjudged++;
+                }
+                if (r->read_state == PM_STATE_PENDING && c->timeout &&
+                    c->sent + c->timeout + 3000 < check_wall)
+                    s_count(&comb_stuck, "%s (%s, timeout %" PRId64 " ms, sent at %" PRId64
+                            "): still pending long after its own deadline", r->id,
+                            pm_combinator_name(c->kind), c->timeout, c->sent);
+                continue;
+            }
+            comb_judged++;
+            int64_t decided = s_comb_decided(c, st, at);
+            if (r->read_state == PM_STATE_PENDING) {
+                s_count(&comb_stuck, "%s = %s(%s): every input settled, still pending", r->id,
+                        pm_combinator_name(c->kind), s_comb_desc(c, st, data, b2, sizeof b2));
+            } else if (!s_comb_judge(c, st, data, r->read_state, r->read_value, why,
+                                     sizeof why)) {
+                s_count(&comb_wrong, "%s = %s(%s) reads %s: %s", r->id,
+                        pm_combinator_name(c->kind), s_comb_desc(c, st, data, b2, sizeof b2),
+                        rd_s, why);
+            } else if (r->read_state == PM_STATE_TIMEDOUT && decided != INT64_MAX &&
+                       decided + S_MISSED_MARGIN_MS < c->sent + c->timeout) {
+                /* Its own deadline came although the inputs decided it a
+                 * second or more before: it did not hear them in time. */
+                if (s_hit_during(decided - 10000, c->sent + c->timeout))
+                    s_count(&exempt, "%s: decided at %" PRId64 ", timed out at ~%" PRId64
+                            "; a hit meanwhile", r->id, decided, c->sent + c->timeout);
+                else
+                    s_count(&comb_late, "%s = %s(%s): decided by its inputs at %" PRId64
+                            ", timed out by its own deadline ~%" PRId64, r->id,
+                            pm_combinator_name(c->kind), s_comb_desc(c, st, data, b2, sizeof b2),
+                            decided, c->sent + c->timeout);
+            }
+            continue;
+        }
         if (r->acked && !r->then_src)
             acked_creates++;
         if (r->then_src)
@@ -1376,10 +2143,46 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
         }
         if (r->then_src) {
             s_rec_t *src = zhashx_lookup(s_recs, r->then_src);
+            catches += r->on_reject != NULL;
             if (!src || src->read_err != PM_OK)
                 continue; /* judged through its source's own checks */
             if (src->read_state == PM_STATE_PENDING)
                 continue; /* the source was never settled: nothing to run yet */
+            if (r->on_reject && s_failed(src->read_state)) {
+                /* then(p, inc, on_reject = fix) on a failed p: fix runs on
+                 * p's reason ("e<N>" gives 2N), never inc. */
+                char want[64];
+                int wl = s_fix(src->read_value ? src->read_value : "", want, sizeof want);
+                int ran = s_ran_on(r->id);
+                if (ran & S_RAN_INC) {
+                    catch_main++;
+                    s_count(&catch_wrong, "%s = then(%s, inc, on_reject %s): the worker ran inc "
+                            "although %s reads %s", r->id, src->id, r->on_reject, src->id,
+                            s_read_desc(src, b2, sizeof b2));
+                } else if (r->read_state == PM_STATE_PENDING) {
+                    s_count(&stuck, "%s = then(%s, inc, on_reject %s): source reads %s, target "
+                            "still pending", r->id, src->id, r->on_reject,
+                            s_read_desc(src, b2, sizeof b2));
+                } else if (wl >= 0 && r->read_state == PM_STATE_RESOLVED &&
+                           !strcmp(r->read_value, want)) {
+                    catch_handled++;
+                } else if (r->read_state == PM_STATE_REJECTED && r->read_value &&
+                           strstr(r->read_value, "not a number")) {
+                    catch_main++;
+                    s_count(&catch_wrong, "%s = then(%s, inc, on_reject %s) reads %s: the main "
+                            "function ran on %s's failure", r->id, src->id, r->on_reject, rd_s,
+                            src->id);
+                } else {
+                    s_count(&catch_wrong, "%s = then(%s, inc, on_reject %s) reads %s, expected "
+                            "resolved %s (the handler on %s's reason)", r->id, src->id,
+                            r->on_reject, rd_s, wl >= 0 ? want : "?", src->id);
+                }
+                continue;
+            }
+            if (r->on_reject && (s_ran_on(r->id) & S_RAN_FIX))
+                s_count(&catch_wrong, "%s = then(%s, inc, on_reject %s): the worker ran the "
+                        "handler although %s reads %s", r->id, src->id, r->on_reject, src->id,
+                        s_read_desc(src, b2, sizeof b2));
             if (r->read_state == PM_STATE_PENDING) {
                 s_count(&stuck, "%s = then(%s, inc): source reads %s, target still pending",
                         r->id, src->id, s_read_desc(src, b1, sizeof b1));
@@ -1428,12 +2231,36 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
                     " ms, still pending", r->id, r->acked_at, r->timeout);
     }
     /* Chains end to end. */
-    long chains_done = 0, chains_failed = 0, chains_pending = 0;
+    long chains_done = 0, chains_failed = 0, chains_pending = 0, catch_chains_done = 0;
     for (size_t i = 0; i < s_nchains; i++) {
         s_chain_t *c = &s_chains[i];
         s_rec_t *e = zhashx_lookup(s_recs, c->end);
         if (!e || e->read_err != PM_OK) {
             chains_pending++;
+            continue;
+        }
+        if (c->catch_) {
+            /* then(p, inc, on_reject = fix), then(.., inc)...: p rejected
+             * with e<N> ends at 2N + length - 1, resolved with N at N +
+             * length; it never fails. */
+            int rej = c->input[0] == 'e';
+            char want[64];
+            snprintf(want, sizeof want, "%lld",
+                     rej ? 2 * strtoll(c->input + 1, NULL, 10) + c->len - 1
+                         : strtoll(c->input, NULL, 10) + c->len);
+            if (e->read_state == PM_STATE_PENDING) {
+                chains_pending++;
+                s_count(&stuck, "on-reject chain %s..%s (%d links, input %s): end still pending",
+                        c->head, c->end, c->len, c->input);
+            } else if (e->read_state == PM_STATE_RESOLVED && !strcmp(want, e->read_value)) {
+                chains_done++;
+                catch_chains_done += rej;
+            } else {
+                s_count(&wrong_chain, "on-reject chain %s..%s (%d links, %s %s) reads %s, "
+                        "expected resolved %s", c->head, c->end, c->len,
+                        rej ? "head rejected" : "head resolved", c->input,
+                        s_read_desc(e, b1, sizeof b1), want);
+            }
             continue;
         }
         if (e->read_state == PM_STATE_RESOLVED && strcmp(c->input, "reject")) {
@@ -1456,7 +2283,7 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
         }
     }
     /* Awaits. */
-    long awaits_value = 0, awaits_timeout = 0, awaits_other = 0;
+    long awaits_value = 0, awaits_timeout = 0, awaits_other = 0, comb_awaits = 0;
     for (size_t i = 0; i < s_nawaits; i++) {
         s_await_rec_t *w = &s_awaits[i];
         int is_chain = !strcmp(w->kind, "chain");
@@ -1468,6 +2295,49 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
             else
                 s_count(&outlived, "%s via n%d: %s after %" PRId64 " ms, timeout %" PRId64 " ms",
                         w->id, w->agent, w->outcome, w->wall, w->timeout);
+        }
+        if (!strcmp(w->kind, "fanin")) {
+            /* An await on a combinator: the outcome it got is the one that
+             * reads back; it does not time out once the combinator was
+             * decided (by its inputs or its own deadline) a second before. */
+            comb_awaits++;
+            s_rec_t *r = zhashx_lookup(s_recs, w->id);
+            s_comb_t *c = r ? r->comb : NULL;
+            int ost = s_parse_state(w->outcome);
+            if (!strcmp(w->outcome, "WAIT_TIMEOUT")) {
+                awaits_timeout++;
+                int st[S_COMB_MAX];
+                const char *data[S_COMB_MAX];
+                int64_t at[S_COMB_MAX], decided = INT64_MAX;
+                if (c && s_comb_inputs(c, st, data, at))
+                    decided = s_comb_decided(c, st, at);
+                else if (c && c->timeout)
+                    decided = c->sent + c->timeout + 1000;
+                int64_t start = w->end_wall - w->wall;
+                if (decided != INT64_MAX && decided + S_MISSED_MARGIN_MS < start + w->timeout) {
+                    if (s_stopped_during(w->agent, decided, w->end_wall) ||
+                        s_split_during(decided, w->end_wall))
+                        s_count(&exempt, "%s via n%d: combinator decided at %" PRId64
+                                ", await timed out at %" PRId64 "; stopped / split meanwhile",
+                                w->id, w->agent, decided, w->end_wall);
+                    else
+                        s_count(&comb_missed, "%s via n%d: combinator decided at %" PRId64
+                                " (+%" PRId64 " ms), await timed out at +%" PRId64
+                                " ms (timeout %" PRId64 ")", w->id, w->agent, decided,
+                                decided - start, w->wall, w->timeout);
+                }
+            } else if (ost >= PM_STATE_RESOLVED) {
+                awaits_value++;
+                char got[4096];
+                s_unesc(w->value, got, sizeof got);
+                if (r && r->read_err == PM_OK && r->read_state > PM_STATE_PENDING &&
+                    !(ost == r->read_state && !strcmp(got, r->read_value ? r->read_value : "")))
+                    s_count(&comb_two, "%s via n%d: an await got %s %.200s, reads %s", w->id,
+                            w->agent, w->outcome, got, s_read_desc(r, b2, sizeof b2));
+            } else {
+                awaits_other++;
+            }
+            continue;
         }
         if (!strcmp(w->outcome, "WAIT_TIMEOUT")) {
             awaits_timeout++;
@@ -1537,8 +2407,6 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
         else
             races_none++;
     }
-    long invocations = 0, targets = 0, reruns = 0;
-    s_count_invocations(inv_files, ninv, &invocations, &targets, &reruns);
 
     printf("chaos report\n");
     printf(" operations acknowledged\n");
@@ -1549,14 +2417,28 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
     printf("  %-52s %8ld\n", "  with the promise settled", awaits_value);
     printf("  %-52s %8ld\n", "  with WAIT_TIMEOUT", awaits_timeout);
     printf("  %-52s %8ld\n", "  with another typed error (UNREACHABLE, ...)", awaits_other);
-    printf("  %-52s %8ld\n", "total", acked_creates + acked_thens + acked_settles +
-                                          (long) s_nawaits);
+    printf("  %-52s %8zu\n", "combinators", s_ncombs);
+    printf("  %-52s %8ld\n", "total", acked_creates + acked_thens + (long) s_ncombs +
+                                          acked_settles + (long) s_nawaits);
     printf("  %-52s %8zu\n", "promises read back", s_nrec);
     printf("  %-52s %8ld\n", "chains fully acknowledged", (long) s_nchains);
     printf("  %-52s %8ld\n", "  completed with the right value", chains_done);
     printf("  %-52s %8ld\n", "  failed with a typed error", chains_failed);
     printf("  %-52s %8ld\n", "continuation links that ran (source + 1)", link_ok);
     printf("  %-52s %8ld\n", "continuation links that propagated a failure", link_failed);
+    printf("  %-52s %8ld\n", "thens with on_reject (then ID inc --on-reject fix)", catches);
+    printf("  %-52s %8ld\n", "  source failed, handler ran with its reason", catch_handled);
+    printf("  %-52s %8ld\n", "  on-reject chains completed after a rejected head",
+           catch_chains_done);
+    printf("  %-52s %8zu\n", "combinators (all/any/race/all-settled)", s_ncombs);
+    printf("  %-52s %8ld\n", "  judged (every input read settled)", comb_judged);
+    printf("  %-52s %8ld\n", "  judged in part (settled; some input not known)",
+           comb_partly);
+    printf("  %-52s %8ld\n", "  not judged (pending; some input not known)", comb_unjudged);
+    printf("  %-52s %8ld / %ld / %ld / %ld\n", "  read resolved / rejected / canceled / timed out",
+           comb_by_state[PM_STATE_RESOLVED], comb_by_state[PM_STATE_REJECTED],
+           comb_by_state[PM_STATE_CANCELED], comb_by_state[PM_STATE_TIMEDOUT]);
+    printf("  %-52s %8ld\n", "  awaits on combinators ended", comb_awaits);
     if (s_nraces) {
         printf("  %-52s %8zu\n", "races (one promise, two resolves at once)", s_nraces);
         printf("  %-52s %8ld\n", "  one resolve on each side of a split", races_split);
@@ -1590,6 +2472,13 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
     s_print_count("hits after which backups were incomplete for 20 s",
                   &(s_count_t){.n = unrecovered}, 1);
     s_print_count("acknowledged promises no live agent can read", &unreadable, 1);
+    s_print_count("acknowledged combinators lost", &comb_lost, 1);
+    s_print_count("combinators reading what their inputs do not give", &comb_wrong, 1);
+    s_print_count("combinators with two outcomes (await vs read)", &comb_two, 1);
+    s_print_count("combinators decided, still pending (hung)", &comb_stuck, 1);
+    s_print_count("combinators timed out although decided in time", &comb_late, 1);
+    s_print_count("awaits on combinators that missed their outcome", &comb_missed, 1);
+    s_print_count("on-reject thens that ran inc, or not fix", &catch_wrong, 1);
     printf(" for information\n");
     s_print_count("reads right after an acked settle that missed it", &(s_count_t){.n = s_stale},
                   0);
@@ -1598,16 +2487,19 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
     s_print_count("chain awaits that timed out (chain slow)", &chain_wait_timeout, 0);
     s_print_count("awaits excused: own agent stopped / mesh split", &exempt, 0);
     long broken = lost_settle.n + two_outcomes.n + lost_create.n + stuck.n + wrong_chain.n +
-                  outlived.n + missed.n + deadline.n + crashes + unreadable.n;
+                  outlived.n + missed.n + deadline.n + crashes + unreadable.n + comb_lost.n +
+                  comb_wrong.n + comb_two.n + comb_stuck.n + comb_late.n + comb_missed.n +
+                  catch_wrong.n;
     /* The figures of issue 11 on one line: requests sent (acknowledged
      * creates, thens and awaits, settle attempts, failed creates/thens),
      * acknowledged, lost, conflicting, hung; and the hits. */
     printf("summary: operations %ld, acknowledged %ld, lost %ld, conflicting %ld, hung %ld, "
            "splits %ld, kills %ld, stops %ld, etcd kills %ld\n",
-           acked_creates + acked_thens + (long) s_nawaits + s_attempts,
-           acked_creates + acked_thens + acked_settles + (long) s_nawaits,
-           lost_settle.n + lost_create.n, two_outcomes.n, stuck.n + outlived.n, splits, kills,
-           stops, etcd_kills);
+           acked_creates + acked_thens + (long) s_ncombs + (long) s_nawaits + s_attempts,
+           acked_creates + acked_thens + (long) s_ncombs + acked_settles + (long) s_nawaits,
+           lost_settle.n + lost_create.n + comb_lost.n,
+           two_outcomes.n + comb_wrong.n + comb_two.n + catch_main,
+           stuck.n + outlived.n + comb_stuck.n, splits, kills, stops, etcd_kills);
     printf("result: %s (%ld broken invariant instance(s))\n", broken ? "FAIL" : "PASS", broken);
     for (int k = 0; k < rd.n; k++)
         pm_client_destroy(&rd.c[k]);
@@ -1623,6 +2515,7 @@ s_usage(void)
             "usage: chaos_load worker --socket S --log FILE [--delay-ms N] [--seed N]\n"
             "       chaos_load load --sockets S1,S2,.. --log FILE [--duration-ms N] "
             "[--threads N] [--seed N] [--race-pct P] [--sides FILE]\n"
+            "                       [--only settle|await|chain|fanin|catch|deadline|race]\n"
             "       chaos_load check --sockets S1,.. --log FILE [--events FILE] [--inv FILE]... "
             "[--replicas R] [--read-wait-ms N]\n");
     exit(64);
@@ -1668,6 +2561,8 @@ main(int argc, char **argv)
             s_race_pct = atoi(v);
         else if (!strcmp(a, "--sides"))
             s_sides_file = v;
+        else if (!strcmp(a, "--only") && s_scenario_named(NULL, v) == 0)
+            s_only = v;
         else
             s_usage();
         i++;

@@ -2,8 +2,9 @@
 # test_chaos.sh - the short chaos run of `make check`: scripts/chaos with 5
 # agents, --replicas 2, about 60 s of load while an agent is SIGKILLed every
 # 8 s and restarted on its data dir 2 s later (6 kills). Fails on any broken
-# invariant (see tests/chaos/README.md), on fewer than 5 kills, or when the
-# load did too little to mean anything.
+# invariant (see tests/chaos/README.md; combinators and on-reject chains
+# included), on fewer than 5 kills, or when the load did too little to mean
+# anything.
 #
 #   BUILD=build tests/chaos/test_chaos.sh          (CHAOS_SEED=N to repeat a run)
 . "$(dirname "$0")/../integration/lib.sh"
@@ -42,12 +43,32 @@ if [[ ${OPS:-} =~ ^[0-9]+$ ]] && [ "$OPS" -ge "$MIN_OPS" ]; then
 else
     not_ok "the load did at least $MIN_OPS acknowledged operations" "got: ${OPS:-none}"
 fi
+# Issue 15: the load made combinators and on-reject chains, and the checker
+# judged them (every input known).
+COMBS=$(figure "combinators (all/any")
+JUDGED=$(figure "judged (every input read settled)")
+if [[ ${COMBS:-} =~ ^[0-9]+$ ]] && [ "$COMBS" -ge 10 ] && [[ ${JUDGED:-} =~ ^[0-9]+$ ]] &&
+    [ "$JUDGED" -ge $((COMBS / 2)) ]; then
+    ok "the load made combinators and most were judged ($JUDGED of $COMBS)"
+else
+    not_ok "the load made combinators and most were judged" "got: ${JUDGED:-none} of ${COMBS:-none}"
+fi
+HANDLED=$(figure "handler ran with its reason")
+if [[ ${HANDLED:-} =~ ^[0-9]+$ ]] && [ "$HANDLED" -ge 3 ]; then
+    ok "on-reject handlers ran on rejected sources ($HANDLED)"
+else
+    not_ok "on-reject handlers ran on rejected sources" "got: ${HANDLED:-none}"
+fi
 for inv in "acknowledged settles lost" "promises with two different outcomes" \
     "acknowledged creates/thens lost" "chains neither completed nor failed" \
     "chains/continuations with a wrong result" "awaits that outlived their timeout" \
     "awaits that missed an acknowledged settle" "deadlines that never fired" \
     "agents that exited on their own" "hits after which backups were incomplete for 20 s" \
     "acknowledged promises no live agent can read" \
+    "acknowledged combinators lost" "combinators reading what their inputs do not give" \
+    "combinators with two outcomes" "combinators decided, still pending" \
+    "combinators timed out although decided in time" \
+    "awaits on combinators that missed their outcome" "on-reject thens that ran inc, or not fix" \
     "agents that did not exit 0 on SIGTERM"; do
     expect_eq "invariant: $inv = 0" 0 "$(figure "$inv")"
 done

@@ -82,6 +82,34 @@ for k in 1 3; do
 done
 pm 2 then "$X" up
 expect_eq "a then on the moved space's promise through n2 is acknowledged" "0|" "$RC|$ERR"
+# A client of the heir (which now serves n2's space) chains on a promise of
+# that space: it mints the new id as <n2's space>~<its lease>..., as for a
+# remote owner (scripts/chaos --mode partition got 266 BAD_REQUEST here).
+HEIR=
+for k in 1 3; do
+    grep -q "PM-TAKEOVER.*$SPACE" "$MESH_DIR/n$k.log" && HEIR=$k
+done
+pm "$HEIR" then "$NEW" up
+expect_eq "a then through the heir n$HEIR on a promise of the space it took over is acknowledged" \
+    "0|" "$RC|$ERR"
+expect_match "... its new id lives in that space" "^$SPACE~" "$OUT"
+# A combinator through n2 lives with n2, in n2's space, which another agent
+# serves now (issue 15; scripts/chaos --mode stop lost 38 of these): it is
+# refused, or acknowledged and then readable through every agent; never
+# acknowledged and NOT_FOUND.
+pm 1 create
+A1=$OUT
+pm 2 all "$NEW" "$A1"
+if [ "$RC" = 0 ]; then
+    CB=$OUT
+    for k in 1 3; do
+        pm $k get "$CB"
+        expect_eq "the combinator n2 acknowledged reads pending through n$k" "0|pending" \
+            "$RC|$(json_get "$OUT" state)"
+    done
+else
+    expect_match "the combinator n2 cannot hold is refused with UNAVAILABLE" "UNAVAILABLE" "$ERR"
+fi
 # The worker n2 had before the pause still serves: n2 did not expire it for
 # a silence that was n2's own.
 pm 1 create
