@@ -108,6 +108,14 @@ typedef struct node {
     int cut_from_store;               /* in a partition's minority */
     worker_t w;
     int wgen;
+    /* The node's client connection, as libpmesh keeps one: a HELLO opens a
+     * session, a keep-alive pings it (client_timeout / 4), and a restarted
+     * agent means a new connection (a new routing id). */
+    char crid[32];
+    uint64_t csession;
+    int64_t cping;
+    int cgen;
+    int dumped; /* -vv: its status was printed at its first silent request */
     int64_t worker_back; /* a dead worker is replaced at this time */
     uint64_t restarts;
 } node_t;
@@ -320,6 +328,8 @@ s_apply_store(world_t *w, node_t *n)
         pm_coord_mem_set_available(c, !w->store_down && !n->cut_from_store);
 }
 
+static void s_client_start(world_t *w, node_t *n);
+
 static int
 s_start(world_t *w, node_t *n)
 {
@@ -330,6 +340,7 @@ s_start(world_t *w, node_t *n)
         return -1;
     s_apply_store(w, n);
     n->worker_back = w->now + s_between(w, 10, 500);
+    s_client_start(w, n);
     return 0;
 }
 
@@ -376,6 +387,7 @@ s_kill(world_t *w, node_t *n, int torn)
     if (n->w.live)
         w->st.worker_deaths++;
     s_worker_clear(&n->w);
+    n->csession = 0;
     for (req_t *r = w->reqs; r; r = r->next)
         if (r->node == n->idx && r->deadline > w->now)
             r->deadline = w->now; /* the client hears the connection break */
@@ -496,6 +508,17 @@ s_req_free(world_t *w, req_t *r)
     free(r);
 }
 
+/* A new client connection to n's agent: HELLO, then keep-alive pings. */
+static void
+s_client_start(world_t *w, node_t *n)
+{
+    snprintf(n->crid, sizeof n->crid, "c%d.%d", n->idx, ++n->cgen);
+    n->csession = 0;
+    req_t *r = s_req(w, K_HELLO, n->idx, NULL, 5000);
+    pm_msg_t m = {.type = PM_MSG_HELLO, .req_id = r->id, .client_name = "sim-client"};
+    s_send(w, n, n->crid, &m);
+}
+
 static int
 s_live(world_t *w, int i)
 {
@@ -524,7 +547,7 @@ s_client_op(world_t *w)
         int i = s_pick_node(w, -1);
         if (i < 0)
             return;
-        snprintf(rid, sizeof rid, "c%d", i);
+        snprintf(rid, sizeof rid, "%s", w->nodes[i].crid);
         req_t *r = s_req(w, K_CREATE, i, NULL, 20000);
         pm_msg_t m = {.type = PM_MSG_CREATE, .req_id = r->id};
         if (s_rand(w, 10) == 0)
@@ -536,7 +559,7 @@ s_client_op(world_t *w)
     int i = s_pick_node(w, -1);
     if (i < 0)
         return;
-    snprintf(rid, sizeof rid, "c%d", i);
+    snprintf(rid, sizeof rid, "%s", w->nodes[i].crid);
     if (dice < 55) {
         req_t *r = s_req(w, K_SETTLE, i, p->id, 20000);
         int rej = s_rand(w, 4) == 0;
@@ -581,9 +604,7 @@ s_check_send(world_t *w, prom_t *p, int tries)
     req_t *r = s_req(w, K_CHECK, i, p->id, 10000);
     r->tries = tries;
     pm_msg_t m = {.type = PM_MSG_GET, .req_id = r->id, .id = p->id};
-    char rid[32];
-    snprintf(rid, sizeof rid, "k%d", i);
-    s_send(w, &w->nodes[i], rid, &m);
+    s_send(w, &w->nodes[i], w->nodes[i].crid, &m);
 }
 
 /* The final read of p (K_CHECK): V1, V2, V3. */
@@ -635,6 +656,12 @@ s_on_reply(world_t *w, node_t *n, req_t *r, const pm_msg_t *m)
     char how[96];
     snprintf(how, sizeof how, "%s %" PRIu64 " at %s", s_kind_name[r->kind], r->id, n->name);
     switch (r->kind) {
+    case K_HELLO:
+        if (!m->err) {
+            n->csession = m->session;
+            n->cping = w->now + 400;
+        }
+        break;
     case K_CREATE:
     case K_THEN:
         if (!m->err && m->id) {
@@ -736,6 +763,11 @@ s_workers_tick(world_t *w)
         node_t *n = &w->nodes[i];
         if (!n->agent || n->down_until)
             continue;
+        if (n->csession && w->now >= n->cping) {
+            pm_msg_t m = {.type = PM_MSG_PING, .session = n->csession};
+            s_send(w, n, n->crid, &m);
+            n->cping = w->now + 400;
+        }
         worker_t *wk = &n->w;
         if (!wk->live) {
             if (n->worker_back && w->now >= n->worker_back && i % 2 == 0) {
@@ -830,6 +862,14 @@ s_expire_reqs(world_t *w)
             w->st.silent++;
             s_log(w, "silent: %s %" PRIu64 " on %s at %s, sent at %.3f s", s_kind_name[r->kind],
                   r->id, r->pid, n->name, (double) r->sent / 1000.0);
+            if (w->o->verbose >= 2 && !n->dumped) {
+                n->dumped = 1;
+                s_enter(n);
+                char *json = pm_agent_sim_status(n->agent);
+                s_leave();
+                fprintf(stderr, "  status of %s: %s\n", n->name, json ? json : "?");
+                free(json);
+            }
         } else {
             w->st.unknown++;
         }
@@ -1177,6 +1217,8 @@ s_next_event(world_t *w, int64_t phase_end)
         node_t *n = &w->nodes[i];
         if (n->w.session)
             t = s_min64(t, n->w.next_ping);
+        if (n->csession)
+            t = s_min64(t, n->cping);
         if (!n->w.live && n->worker_back)
             t = s_min64(t, n->worker_back);
         for (struct inv *v = n->w.invs; v; v = v->next)
