@@ -22,6 +22,12 @@
 /* Long enough to find peers through the seeds (a join round trip and a sync,
  * ~1 s on a restarted seed); a lone agent then acknowledges on its own. */
 #define S_START_HOLD_MS 3000
+/* A counted backup acknowledges streamed records within milliseconds too;
+ * behind for this long with no progress, the records or its
+ * acknowledgements were lost (a connection torn down drops what was
+ * queued), and with nothing new to send it would never acknowledge again:
+ * the state is copied over again. */
+#define S_STALL_MS 2000
 
 typedef struct s_rec {
     char *space;
@@ -37,6 +43,7 @@ typedef struct s_backup {
     uint64_t counts_from; /* counted once acked >= this (end of its state transfer) */
     int counted;
     int64_t transfer_at;  /* when the state transfer was sent (monotonic ms) */
+    int64_t behind_since; /* counted, acked < produced, no progress since (0: not behind) */
 } s_backup_t;
 
 struct pm_replica {
@@ -234,6 +241,7 @@ s_transfer(pm_replica_t *self, s_backup_t *b)
     b->acked = 0; /* what it acknowledged before may have a hole behind it */
     b->counts_from = self->produced;
     b->transfer_at = self->now;
+    b->behind_since = 0;
     self->transfers++;
     s_announce(self); /* not an heir until it has everything */
     pm_log_info("PM-REPL-TRANSFER", "copying the state to new backup %s", b->name);
@@ -285,9 +293,23 @@ s_check_backups(pm_replica_t *self)
     /* A transfer not acknowledged within a second was lost (sent before the
      * backup knew us, or to a backup that restarted): send it again. */
     int64_t now = self->now;
-    for (size_t i = 0; i < self->n_backups; i++)
-        if (!self->backups[i].counted && now - self->backups[i].transfer_at > S_RETRANSFER_MS)
-            s_transfer(self, &self->backups[i]);
+    for (size_t i = 0; i < self->n_backups; i++) {
+        s_backup_t *b = &self->backups[i];
+        if (!b->counted) {
+            if (now - b->transfer_at > S_RETRANSFER_MS)
+                s_transfer(self, b);
+        } else if (b->acked >= self->produced) {
+            b->behind_since = 0;
+        } else if (!b->behind_since) {
+            b->behind_since = now;
+        } else if (now - b->behind_since > S_STALL_MS) {
+            pm_log_warn("PM-REPL-STALLED", "backup %s acknowledged nothing for %lld ms "
+                        "(LSN %llu of %llu); copying the state again", b->name,
+                        (long long) (now - b->behind_since), (unsigned long long) b->acked,
+                        (unsigned long long) self->produced);
+            s_transfer(self, b);
+        }
+    }
     if (self->n_backups >= want)
         return;
     const char *cand[S_MAX_BACKUPS + 1];
@@ -379,8 +401,10 @@ pm_replica_ack(pm_replica_t *self, const char *from, const pm_msg_t *m, int64_t 
                         (unsigned long long) self->produced);
             return;
         }
-        if (lsn > b->acked)
+        if (lsn > b->acked) {
             b->acked = lsn;
+            b->behind_since = lsn < self->produced ? self->now : 0;
+        }
         if (!b->counted && b->acked >= b->counts_from) {
             b->counted = 1;
             pm_log_info("PM-REPL-BACKUP-READY", "backup %s has the state; it counts now",

@@ -20,6 +20,7 @@
 #include "relay.h"
 #include "requests.h"
 #include "session.h"
+#include "stats.h"
 #include "takeover.h"
 #include "thens.h"
 #include "waiters.h"
@@ -652,4 +653,16 @@ pm_coord_t *
 pm_agent_sim_coord(pm_agent_t *self)
 {
     return self->isr ? pm_isr_coord(self->isr) : NULL;
+}
+
+char *
+pm_agent_sim_status(pm_agent_t *self)
+{
+    pm_stats_t st;
+    pm_req_stats(self, &st);
+    json_t *o = pm_stats_json(&st);
+    char *json = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    pm_stats_clear(&st);
+    return json;
 }

@@ -44,5 +44,9 @@ int64_t pm_agent_sim_timeout(pm_agent_t *self);
 const char *pm_agent_sim_space(const pm_agent_t *self);
 /* Its configuration store client (NULL: none); the simulator cuts it off. */
 pm_coord_t *pm_agent_sim_coord(pm_agent_t *self);
+/* Its status as `pmesh status` shows it (JSON, malloc'd; NULL if out of
+ * memory), read directly: a STATUS request's reply may be held behind
+ * replication, which is what the simulator wants to look at then. */
+char *pm_agent_sim_status(pm_agent_t *self);
 
 #endif

@@ -40,11 +40,12 @@ typedef enum {
     S_OP_SET,
     S_OP_TAKEOVER,
     S_OP_FORCE,
-    S_OP_DELETE
+    S_OP_DELETE,
+    S_OP_CLOSE /* rewrites the record as read, closing our failed takeover attempt */
 } s_op_t;
 
 static const char *const s_op_names[] = {"none", "get", "create", "set", "takeover", "force",
-                                         "delete"};
+                                         "delete", "close"};
 
 typedef struct s_space {
     pm_coord_record_t rec; /* the latest we know (rec.revision 0: none) */
@@ -529,6 +530,25 @@ s_on_result(pm_isr_t *self, pm_coord_result_t *res)
         }
         return;
     }
+    if (op == S_OP_CLOSE) {
+        /* Either rewrite moved the record past the revision our attempt
+         * compared against (it can never apply now), or the revision had
+         * moved already: the record as it is now is what we learn. */
+        if ((res->status == PM_COORD_OK || res->status == PM_COORD_CONFLICT) &&
+            res->n_records) {
+            s_done_waiting(self, s);
+            if (res->status == PM_COORD_OK)
+                pm_log_info("PM-COORD-CLOSED", "id space %s: our takeover attempt at epoch "
+                            "%llu did not happen; closed (it no longer fences %s's records)",
+                            s->rec.space, (unsigned long long) s->try_epoch, s->rec.owner);
+            s_learn(self, &res->records[0]);
+        } else if (res->status == PM_COORD_NOT_FOUND) {
+            s->refresh = 1;
+        } else {
+            s_wait(self, s, s_op_names[op], res->message);
+        }
+        return;
+    }
     char why[768];
     switch (res->status) {
     case PM_COORD_OK:
@@ -740,6 +760,23 @@ pm_isr_tick(pm_isr_t *self, int64_t mono)
             s->refresh = 0;
             s->op = S_OP_GET;
             s->req = pm_coord_get(self->coord, s->rec.space);
+            if (!s->req)
+                s->op = S_OP_NONE;
+            continue;
+        }
+        if (s->try_epoch && s->rec.revision == s->try_rev && !s_ours(self, &s->rec) &&
+            s_alive(self, s->rec.owner, s->rec.owner_pid)) {
+            /* Our takeover attempt's outcome was unknown and the record
+             * still reads as it was when we made it, with its owner alive
+             * again: the attempt fences that owner's records here (R4)
+             * until the record moves past that revision, and nothing else
+             * may ever move it (a stalled owner waits on us, its in-sync
+             * member). Rewriting the record as read, by CAS at that very
+             * revision, settles it: at most one of the two compares can
+             * hold, so once the rewrite applies the attempt never can. */
+            s->proposed = s->rec;
+            s->op = S_OP_CLOSE;
+            s->req = pm_coord_cas(self->coord, s->rec.revision, &s->rec);
             if (!s->req)
                 s->op = S_OP_NONE;
             continue;

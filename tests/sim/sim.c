@@ -68,6 +68,8 @@ typedef struct {
     int64_t settle_ms; /* after healing, before the check */
     int verbose, quiet_faults, no_faults;
     int break_ack; /* self-test: misremember one acknowledged settle (the checker must flag it) */
+    int break_reply; /* self-test: lose one answer of a live agent (L1 must flag it) */
+    int strict_liveness; /* L1-L3 fail the seed (else reported: open findings remain) */
     int log_level;
 } opts_t;
 
@@ -108,8 +110,19 @@ typedef struct node {
     int cut_from_store;               /* in a partition's minority */
     worker_t w;
     int wgen;
+    /* The node's client connection, as libpmesh keeps one: a HELLO opens a
+     * session, a keep-alive pings it (client_timeout / 4), and a restarted
+     * agent means a new connection (a new routing id). */
+    char crid[32];
+    uint64_t csession;
+    int64_t cping;
+    int cgen;
+    int dumped; /* -vv: its status was printed at its first silent request */
     int64_t worker_back; /* a dead worker is replaced at this time */
     uint64_t restarts;
+    int wiped;          /* down with its disk gone: restarts on an empty one (a replaced node) */
+    int64_t sync_us;    /* slow fsync: each sync takes this long (0: instant) */
+    int64_t ahead_us;   /* its clock ran ahead in a slow sync: it runs again once time catches up */
 } node_t;
 
 typedef struct prom {
@@ -120,11 +133,20 @@ typedef struct prom {
     char seen[OUTLEN];         /* the first outcome anyone observed; "" none */
     char seen_how[96];
     int checked;
+    /* Liveness (L2, L3) */
+    char then_of[PM_WIRE_MAX_NAME + 1]; /* a then's target: its source p */
+    int64_t timeout_ms, hb_ms;          /* its deadline, its heartbeat period (0: none) */
+    int64_t acked_at, last_hb;          /* sim ms: acknowledged; last heartbeat sent */
+    int final_ok;                       /* the read-back answered with the promise */
+    char final[OUTLEN];                 /* its outcome then ("" pending) */
+    int64_t final_at;
+    int recheck;                        /* L2/L3 suspect: read again after a while */
 } prom_t;
 
-enum { K_CREATE = 1, K_SETTLE, K_AWAIT, K_THEN, K_GET, K_CHECK, K_HELLO, K_REGISTER };
+enum { K_CREATE = 1, K_SETTLE, K_AWAIT, K_THEN, K_GET, K_CHECK, K_HELLO, K_REGISTER,
+       K_HEARTBEAT };
 static const char *s_kind_name[] = {"", "create", "settle", "await", "then", "get", "check",
-                                    "hello", "register"};
+                                    "hello", "register", "heartbeat"};
 
 typedef struct req {
     uint64_t id;
@@ -132,6 +154,7 @@ typedef struct req {
     char pid[PM_WIRE_MAX_NAME + 1]; /* the promise it is about */
     char out[OUTLEN];               /* settle: the outcome asked for */
     int64_t sent, deadline;         /* sim ms */
+    int64_t timeout_ms, hb_ms;      /* create: the promise's deadline and heartbeat period */
     int tries;
     struct req *next;
 } req_t;
@@ -145,14 +168,19 @@ typedef struct fault {
     struct fault *next;
 } fault_t;
 
-enum { F_KILL, F_PAUSE, F_PART2, F_PART1, F_LOSS, F_STORE, F_SLOWSTORE, F_COUNT };
+enum { F_KILL, F_PAUSE, F_PART2, F_PART1, F_LOSS, F_STORE, F_SLOWSTORE, F_JUMP, F_SLOWSYNC,
+       F_WIPE, F_COUNT };
 static const char *s_fault_name[] = {"kill", "pause", "split2", "split1", "loss", "store",
-                                     "slowstore"};
+                                     "slowstore", "jump", "slowsync", "wipe"};
 
 typedef struct stats {
     uint64_t faults[F_COUNT], torn;
     uint64_t ops[16], acks[16], errs[16], unknown;
     uint64_t violations, unreadable, silent, invocations, worker_deaths, checked;
+    uint64_t beyond_r;   /* seeds whose faults went beyond R at some point */
+    uint64_t lviol;      /* liveness failures (L1-L3) */
+    uint64_t lreported;  /* of them, reported only (without --strict-liveness) */
+    uint64_t deadlines, chains; /* L3, L2 cases checked */
     int64_t sim_ms;
     int64_t agent_ms;
 } stats_t;
@@ -182,6 +210,12 @@ typedef struct world {
     size_t log_len, log_cap;
     char first_violation[600];
     int checking;
+    int beyond_r;          /* the faults went beyond R (more than R-1 agents down or cut off
+                            * at once, or a wiped disk) */
+    int64_t jumped_back;   /* the largest backward clock jump (ms): deadlines may fire late */
+    int reply_broken;      /* --break-reply: done */
+    prom_t *hb[8];         /* promises with a heartbeat period that clients keep beating */
+    size_t n_hb;
 } world_t;
 
 static void
@@ -264,6 +298,25 @@ s_violation(world_t *w, const char *fmt, ...)
     s_log(w, "VIOLATION %s", line);
 }
 
+static void
+s_lviolation(world_t *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void
+s_lviolation(world_t *w, const char *fmt, ...)
+{
+    char line[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    w->st.lviol++;
+    if (w->o->strict_liveness) {
+        s_violation(w, "%s", line);
+    } else {
+        w->st.lreported++;
+        s_log(w, "LIVENESS %s", line);
+    }
+}
+
 static uint64_t
 s_rand(world_t *w, uint64_t n)
 {
@@ -320,6 +373,38 @@ s_apply_store(world_t *w, node_t *n)
         pm_coord_mem_set_available(c, !w->store_down && !n->cut_from_store);
 }
 
+static void s_client_start(world_t *w, node_t *n);
+
+/* The fake disk's fsync hook: a slow sync blocks the agent for sync_us (its
+ * clock moves on; it does not run again until the world's time catches up). */
+static int
+s_on_sync(void *arg, const char *path)
+{
+    (void) path;
+    node_t *n = arg;
+    if (n->sync_us) {
+        pm_clock_fake_advance(&n->clock, n->sync_us);
+        n->ahead_us += n->sync_us;
+    }
+    return 0;
+}
+
+/* Whether the faults in force go beyond what R copies survive: more than
+ * R-1 agents down, paused or on a split's minority side at once. */
+static void
+s_check_r(world_t *w)
+{
+    int affected = 0;
+    for (int i = 0; i < w->n; i++) {
+        node_t *n = &w->nodes[i];
+        affected += n->down_until || n->paused_until || n->cut_from_store > 0;
+    }
+    if (affected > w->r - 1 && !w->beyond_r) {
+        w->beyond_r = 1;
+        s_log(w, "beyond R: %d agents down or cut off at once (R = %d)", affected, w->r);
+    }
+}
+
 static int
 s_start(world_t *w, node_t *n)
 {
@@ -330,6 +415,7 @@ s_start(world_t *w, node_t *n)
         return -1;
     s_apply_store(w, n);
     n->worker_back = w->now + s_between(w, 10, 500);
+    s_client_start(w, n);
     return 0;
 }
 
@@ -376,6 +462,7 @@ s_kill(world_t *w, node_t *n, int torn)
     if (n->w.live)
         w->st.worker_deaths++;
     s_worker_clear(&n->w);
+    n->csession = 0;
     for (req_t *r = w->reqs; r; r = r->next)
         if (r->node == n->idx && r->deadline > w->now)
             r->deadline = w->now; /* the client hears the connection break */
@@ -496,6 +583,17 @@ s_req_free(world_t *w, req_t *r)
     free(r);
 }
 
+/* A new client connection to n's agent: HELLO, then keep-alive pings. */
+static void
+s_client_start(world_t *w, node_t *n)
+{
+    snprintf(n->crid, sizeof n->crid, "c%d.%d", n->idx, ++n->cgen);
+    n->csession = 0;
+    req_t *r = s_req(w, K_HELLO, n->idx, NULL, 5000);
+    pm_msg_t m = {.type = PM_MSG_HELLO, .req_id = r->id, .client_name = "sim-client"};
+    s_send(w, n, n->crid, &m);
+}
+
 static int
 s_live(world_t *w, int i)
 {
@@ -524,11 +622,14 @@ s_client_op(world_t *w)
         int i = s_pick_node(w, -1);
         if (i < 0)
             return;
-        snprintf(rid, sizeof rid, "c%d", i);
+        snprintf(rid, sizeof rid, "%s", w->nodes[i].crid);
         req_t *r = s_req(w, K_CREATE, i, NULL, 20000);
         pm_msg_t m = {.type = PM_MSG_CREATE, .req_id = r->id};
-        if (s_rand(w, 10) == 0)
-            m.timeout_ms = s_between(w, 500, 20000);
+        uint64_t d = s_rand(w, 20);
+        if (d < 2)
+            m.timeout_ms = r->timeout_ms = s_between(w, 500, 20000);
+        else if (d == 2)
+            m.heartbeat_ms = r->hb_ms = s_between(w, 300, 3000);
         s_send(w, &w->nodes[i], rid, &m);
         s_trace(w, "op %" PRIu64 " create at %d", r->id, i);
         return;
@@ -536,7 +637,7 @@ s_client_op(world_t *w)
     int i = s_pick_node(w, -1);
     if (i < 0)
         return;
-    snprintf(rid, sizeof rid, "c%d", i);
+    snprintf(rid, sizeof rid, "%s", w->nodes[i].crid);
     if (dice < 55) {
         req_t *r = s_req(w, K_SETTLE, i, p->id, 20000);
         int rej = s_rand(w, 4) == 0;
@@ -564,6 +665,13 @@ s_client_op(world_t *w)
         pm_msg_t m = {.type = PM_MSG_THEN, .req_id = r->id, .id = p->id, .function = "f"};
         s_send(w, &w->nodes[i], rid, &m);
         s_trace(w, "op %" PRIu64 " then %s at %d", r->id, p->id, i);
+    } else if (dice < 93 && w->n_hb) {
+        prom_t *h = w->hb[s_rand(w, w->n_hb)];
+        req_t *r = s_req(w, K_HEARTBEAT, i, h->id, 20000);
+        h->last_hb = w->now;
+        pm_msg_t m = {.type = PM_MSG_HEARTBEAT, .req_id = r->id, .id = h->id};
+        s_send(w, &w->nodes[i], rid, &m);
+        s_trace(w, "op %" PRIu64 " heartbeat %s at %d", r->id, h->id, i);
     } else {
         req_t *r = s_req(w, K_GET, i, p->id, 20000);
         pm_msg_t m = {.type = PM_MSG_GET, .req_id = r->id, .id = p->id};
@@ -581,9 +689,7 @@ s_check_send(world_t *w, prom_t *p, int tries)
     req_t *r = s_req(w, K_CHECK, i, p->id, 10000);
     r->tries = tries;
     pm_msg_t m = {.type = PM_MSG_GET, .req_id = r->id, .id = p->id};
-    char rid[32];
-    snprintf(rid, sizeof rid, "k%d", i);
-    s_send(w, &w->nodes[i], rid, &m);
+    s_send(w, &w->nodes[i], w->nodes[i].crid, &m);
 }
 
 /* The final read of p (K_CHECK): V1, V2, V3. */
@@ -604,15 +710,23 @@ s_check_reply(world_t *w, req_t *r, const pm_msg_t *m)
             s_check_send(w, p, r->tries + 1);
             return;
         }
+        p->final_ok = 0;
+        if (p->checked)
+            return;
         p->checked = 1;
         w->st.unreadable++;
         s_log(w, "unreadable %s: %s", p->id, pm_err_name(m->err));
         return;
     }
-    p->checked = 1;
-    w->st.checked++;
     char out[OUTLEN];
     s_outcome(m->promise, out, sizeof out);
+    p->final_ok = 1;
+    snprintf(p->final, sizeof p->final, "%s", out);
+    p->final_at = w->now;
+    if (p->checked) /* a second read (L2, L3) */
+        return;
+    p->checked = 1;
+    w->st.checked++;
     if (p->acked_out[0] && strcmp(out, p->acked_out) != 0)
         s_violation(w, "V2 acknowledged settle of %s was %s, reads back %s", p->id,
                     p->acked_out, out[0] ? out : "pending");
@@ -635,11 +749,28 @@ s_on_reply(world_t *w, node_t *n, req_t *r, const pm_msg_t *m)
     char how[96];
     snprintf(how, sizeof how, "%s %" PRIu64 " at %s", s_kind_name[r->kind], r->id, n->name);
     switch (r->kind) {
+    case K_HELLO:
+        if (!m->err) {
+            n->csession = m->session;
+            n->cping = w->now + 400;
+        }
+        break;
     case K_CREATE:
     case K_THEN:
         if (!m->err && m->id) {
             prom_t *q = s_prom(w, m->id, 1);
             q->acked = 1;
+            q->acked_at = w->now;
+            if (r->kind == K_THEN)
+                snprintf(q->then_of, sizeof q->then_of, "%s", r->pid);
+            q->timeout_ms = r->timeout_ms;
+            q->hb_ms = r->hb_ms;
+            if (q->hb_ms) {
+                if (w->n_hb < 8)
+                    w->hb[w->n_hb++] = q;
+                else
+                    w->hb[s_rand(w, 8)] = q;
+            }
             snprintf(q->acked_how, sizeof q->acked_how, "%s, acknowledged at %.3f s", how,
                      (double) w->now / 1000.0);
         }
@@ -736,6 +867,11 @@ s_workers_tick(world_t *w)
         node_t *n = &w->nodes[i];
         if (!n->agent || n->down_until)
             continue;
+        if (n->csession && w->now >= n->cping) {
+            pm_msg_t m = {.type = PM_MSG_PING, .session = n->csession};
+            s_send(w, n, n->crid, &m);
+            n->cping = w->now + 400;
+        }
         worker_t *wk = &n->w;
         if (!wk->live) {
             if (n->worker_back && w->now >= n->worker_back && i % 2 == 0) {
@@ -786,7 +922,12 @@ s_drain(world_t *w, node_t *n)
                         r = x;
                         break;
                     }
-                if (r) {
+                if (r && w->o->break_reply && !w->reply_broken && r->kind == K_GET &&
+                    !w->checking) {
+                    w->reply_broken = 1; /* self-test: this answer is lost */
+                    s_log(w, "self-test: the answer to get %" PRIu64 " at %s is lost", r->id,
+                          n->name);
+                } else if (r) {
                     s_on_reply(w, n, r, &m);
                     s_req_free(w, r);
                 }
@@ -828,8 +969,18 @@ s_expire_reqs(world_t *w)
         if (n->agent && !n->down_until && !n->paused_until && r->kind != K_HELLO &&
             r->kind != K_REGISTER) {
             w->st.silent++;
-            s_log(w, "silent: %s %" PRIu64 " on %s at %s, sent at %.3f s", s_kind_name[r->kind],
-                  r->id, r->pid, n->name, (double) r->sent / 1000.0);
+            s_lviolation(w, "L1 silent%s: %s %" PRIu64 " on %s at %s, sent at %.3f s, unanswered "
+                         "after %.1f s", w->beyond_r ? " (faults beyond R)" : "",
+                         s_kind_name[r->kind], r->id, r->pid, n->name,
+                         (double) r->sent / 1000.0, (double) (w->now - r->sent) / 1000.0);
+            if (w->o->verbose >= 2 && !n->dumped) {
+                n->dumped = 1;
+                s_enter(n);
+                char *json = pm_agent_sim_status(n->agent);
+                s_leave();
+                fprintf(stderr, "  status of %s: %s\n", n->name, json ? json : "?");
+                free(json);
+            }
         } else {
             w->st.unknown++;
         }
@@ -842,10 +993,12 @@ s_expire_reqs(world_t *w)
                 s_check_send(w, p, tries + 1);
                 continue;
             }
-            if (p) {
+            if (p && !p->checked) {
                 p->checked = 1;
                 w->st.unreadable++;
             }
+            if (p)
+                p->final_ok = 0;
         }
         s_req_free(w, r);
     }
@@ -859,7 +1012,15 @@ s_fault_end(world_t *w, fault_t *f)
     node_t *n = f->node >= 0 ? &w->nodes[f->node] : NULL;
     switch (f->kind) {
     case F_KILL:
+    case F_WIPE:
         n->down_until = 0;
+        if (n->wiped) { /* a replaced node: the same name on an empty disk */
+            n->wiped = 0;
+            pm_disk_fake_destroy(&n->disk);
+            n->disk = pm_disk_fake_new(w->seed * 7919ULL + (uint64_t) n->idx +
+                                       1000003ULL * (n->restarts + 1));
+            pm_disk_fake_on_sync(n->disk, s_on_sync, n);
+        }
         if (s_start(w, n) != 0)
             s_violation(w, "restart of %s failed (its WAL refused to open)", n->name);
         n->restarts++;
@@ -898,6 +1059,12 @@ s_fault_end(world_t *w, fault_t *f)
                 pm_coord_mem_set_delay(pm_agent_sim_coord(w->nodes[i].agent), 0);
         s_log(w, "store fast again");
         break;
+    case F_JUMP:
+        break;
+    case F_SLOWSYNC:
+        n->sync_us = 0;
+        s_log(w, "fsync fast again on %s", n->name);
+        break;
     }
 }
 
@@ -912,6 +1079,39 @@ s_fault_start(world_t *w)
     int i = (int) s_rand(w, (uint64_t) w->n);
     node_t *n = &w->nodes[i];
     switch (kind) {
+    case F_WIPE:
+        /* Rarer than the rest: a replaced node. */
+        if (!n->agent || n->down_until || s_rand(w, 3) != 0) {
+            free(f);
+            return;
+        }
+        f->node = i;
+        s_log(w, "kill %s and wipe its disk (a replaced node)", n->name);
+        s_kill(w, n, 0);
+        n->wiped = 1;
+        n->down_until = f->end;
+        w->beyond_r = 1;
+        break;
+    case F_JUMP: {
+        /* Real time steps (NTP, a VM resumed): forwards or back. */
+        int64_t ms = s_between(w, 200, 3000) * (s_rand(w, 2) ? 1 : -1);
+        pm_clock_fake_jump(&n->clock, ms);
+        if (-ms > w->jumped_back)
+            w->jumped_back = -ms;
+        f->node = i;
+        f->end = w->now;
+        s_log(w, "clock of %s jumps %+lld ms", n->name, (long long) ms);
+        break;
+    }
+    case F_SLOWSYNC:
+        if (n->sync_us) {
+            free(f);
+            return;
+        }
+        f->node = i;
+        n->sync_us = 1000 * s_between(w, 5, 150);
+        s_log(w, "fsync slow on %s (%lld ms each)", n->name, (long long) n->sync_us / 1000);
+        break;
     case F_KILL: {
         if (!n->agent || n->down_until) {
             free(f);
@@ -991,6 +1191,7 @@ s_fault_start(world_t *w)
     w->st.faults[kind]++;
     f->next = w->faults;
     w->faults = f;
+    s_check_r(w);
 }
 
 static void
@@ -1043,7 +1244,7 @@ s_round(world_t *w)
     int64_t dt = 50;
     for (int k = 0; k < w->n; k++) {
         node_t *n = &w->nodes[order[k]];
-        if (!n->agent || n->down_until || n->paused_until)
+        if (!n->agent || n->down_until || n->paused_until || n->ahead_us > 0)
             continue;
         s_step_node(w, n);
         w->st.agent_ms += 0; /* counted per advance below */
@@ -1065,7 +1266,14 @@ s_advance(world_t *w, int64_t dt)
 {
     w->now += dt;
     for (int i = 0; i < w->n; i++) {
-        pm_clock_fake_advance(&w->nodes[i].clock, dt * 1000);
+        node_t *n = &w->nodes[i];
+        int64_t us = dt * 1000;
+        if (n->ahead_us > 0) { /* its clock ran ahead in a slow sync */
+            int64_t c = n->ahead_us < us ? n->ahead_us : us;
+            n->ahead_us -= c;
+            us -= c;
+        }
+        pm_clock_fake_advance(&n->clock, us);
         if (w->nodes[i].agent && !w->nodes[i].down_until)
             w->st.agent_ms += dt;
     }
@@ -1109,6 +1317,7 @@ s_world_init(world_t *w, opts_t *o, uint64_t seed, void *zctx)
         pm_clock_fake_drift(&n->clock, s_between(w, -200, 200));
         pm_rand_seeded_init(&n->rand, seed * 1000003ULL + (uint64_t) i);
         n->disk = pm_disk_fake_new(seed * 7919ULL + (uint64_t) i);
+        pm_disk_fake_on_sync(n->disk, s_on_sync, n);
         pm_local_capture_init(&n->cap);
         n->cfg = pm_config_new();
         s_set(n, "bind", n->ep);
@@ -1177,6 +1386,8 @@ s_next_event(world_t *w, int64_t phase_end)
         node_t *n = &w->nodes[i];
         if (n->w.session)
             t = s_min64(t, n->w.next_ping);
+        if (n->csession)
+            t = s_min64(t, n->cping);
         if (!n->w.live && n->worker_back)
             t = s_min64(t, n->worker_back);
         for (struct inv *v = n->w.invs; v; v = v->next)
@@ -1210,6 +1421,62 @@ s_phase(world_t *w, int64_t phase_end, int ops, int faults)
             dt = 1;
         s_advance(w, dt);
     }
+}
+
+/* When p's deadline was due at the latest (sim ms; 0: none): its agent
+ * counts from creation (before our acknowledgement) and from the last
+ * heartbeat that reached it (no later than the last we sent). */
+static int64_t
+s_due(const prom_t *p)
+{
+    if (p->timeout_ms)
+        return p->acked_at + p->timeout_ms;
+    if (p->hb_ms)
+        return (p->last_hb > p->acked_at ? p->last_hb : p->acked_at) + p->hb_ms;
+    return 0;
+}
+
+/* L2, L3 over the final reads: suspects (pending though their deadline or
+ * their source's settlement is long past) are read again after a while;
+ * still pending then, they fail the seed. second: the evaluation after it. */
+static size_t
+s_liveness(world_t *w, int second)
+{
+    size_t suspects = 0;
+    /* Deadlines fire by the agents' real-time clocks: a clock stepped back
+     * fires them that much later; drift and detection add a little. */
+    int64_t bound = 5000 + w->jumped_back;
+    for (prom_t *p = zlistx_first(w->prom_list); p; p = zlistx_next(w->prom_list)) {
+        if (!p->final_ok || (second && !p->recheck))
+            continue;
+        int64_t due = s_due(p);
+        prom_t *src = p->then_of[0] ? s_prom(w, p->then_of, 0) : NULL;
+        int src_settled = src && src->final_ok && src->final[0];
+        if (!second) {
+            w->st.deadlines += due && p->final_at > due + bound;
+            w->st.chains += src_settled;
+        }
+        if (p->final[0])
+            continue;
+        int late = due && p->final_at > due + bound;
+        int stuck = src_settled;
+        if (!second) {
+            if (late || stuck) {
+                p->recheck = 1;
+                suspects++;
+            }
+            continue;
+        }
+        if (late)
+            s_lviolation(w, "L3 the deadline of %s (due by %.3f s) did not fire: still pending "
+                         "at %.3f s", p->id, (double) due / 1000.0,
+                         (double) p->final_at / 1000.0);
+        else if (stuck)
+            s_lviolation(w, "L2 the chain %s -> %s did not complete: %s is %s, %s still pending "
+                         "at %.3f s", src->id, p->id, src->id, src->final, p->id,
+                         (double) p->final_at / 1000.0);
+    }
+    return suspects;
 }
 
 typedef struct result {
@@ -1252,6 +1519,18 @@ s_run_seed(opts_t *o, uint64_t seed, void *zctx, result_t *res)
     int64_t check_end = w.now + 120000;
     while (w.reqs && w.now < check_end)
         s_phase(&w, w.now + 1000, 0, 0);
+    /* Liveness: the suspects are read again 10 s later. */
+    if (s_liveness(&w, 0)) {
+        s_phase(&w, w.now + 10000, 0, 0);
+        for (prom_t *p = zlistx_first(w.prom_list); p; p = zlistx_next(w.prom_list))
+            if (p->recheck)
+                s_check_send(&w, p, 0);
+        check_end = w.now + 120000;
+        while (w.reqs && w.now < check_end)
+            s_phase(&w, w.now + 1000, 0, 0);
+        s_liveness(&w, 1);
+    }
+    w.st.beyond_r = (uint64_t) w.beyond_r;
     w.st.sim_ms = w.now;
     s_trace(&w, "end %" PRIu64 " %" PRIu64, w.st.violations, w.st.checked);
     pm_memnet_stats_t ms;
@@ -1265,15 +1544,16 @@ s_run_seed(opts_t *o, uint64_t seed, void *zctx, result_t *res)
         printf("seed %" PRIu64 ": %d agents R=%d, %.1f s simulated, ops %" PRIu64 " created %" PRIu64
                " settled %" PRIu64 " thens %" PRIu64 " checked %" PRIu64 ", unreadable %" PRIu64
                ", silent %" PRIu64 ", faults k%" PRIu64 " p%" PRIu64 " s%" PRIu64 "/%" PRIu64
-               " l%" PRIu64 " st%" PRIu64 "/%" PRIu64 ", trace %016" PRIx64 ", %" PRIu64
-               " violations\n",
+               " l%" PRIu64 " st%" PRIu64 "/%" PRIu64 ", trace %016" PRIx64 ", liveness %" PRIu64
+               "%s, %" PRIu64 " violations\n",
                seed, w.n, w.r, (double) w.now / 1000.0,
                w.st.ops[K_CREATE] + w.st.ops[K_SETTLE] + w.st.ops[K_AWAIT] + w.st.ops[K_THEN] +
                    w.st.ops[K_GET],
                w.st.acks[K_CREATE], w.st.acks[K_SETTLE], w.st.acks[K_THEN], w.st.checked,
                w.st.unreadable, w.st.silent, w.st.faults[F_KILL], w.st.faults[F_PAUSE],
                w.st.faults[F_PART2], w.st.faults[F_PART1], w.st.faults[F_LOSS],
-               w.st.faults[F_STORE], w.st.faults[F_SLOWSTORE], w.hash, w.st.violations);
+               w.st.faults[F_STORE], w.st.faults[F_SLOWSTORE], w.hash, w.st.lviol,
+               w.beyond_r ? " (beyond R)" : "", w.st.violations);
     }
     if (fails) {
         printf("seed %" PRIu64 ": first violated invariant: %s\n", seed, w.first_violation);
@@ -1299,6 +1579,8 @@ s_usage(void)
             "  -v           a line per seed; -vv also every fault, request and answer (stderr)\n"
             "  --log-level  the agents' own log (0 error .. 3 debug; JSON lines on stderr)\n"
             "  --break-ack  self-test: misremember one acknowledged settle (must fail V2)\n"
+            "  --break-reply self-test: lose one answer of a live agent (must fail L1)\n"
+            "  --strict-liveness  L1-L3 failures fail the seed (default: counted, reported)\n"
             "  --seed S     run (replay) one seed\n"
             "  --seeds N    run N seeds, from --first (default 1)\n"
             "  prints one summary line: N seeds, V violations, ...; exit 0 only if V is 0\n");
@@ -1340,6 +1622,10 @@ main(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--break-ack")) {
             o.break_ack = 1;
+        } else if (!strcmp(a, "--break-reply")) {
+            o.break_reply = 1;
+        } else if (!strcmp(a, "--strict-liveness")) {
+            o.strict_liveness = 1;
         } else if (!strcmp(a, "--no-faults")) {
             o.no_faults = 1;
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -1383,6 +1669,11 @@ main(int argc, char **argv)
         tot.unreadable += res.st.unreadable;
         tot.silent += res.st.silent;
         tot.checked += res.st.checked;
+        tot.beyond_r += res.st.beyond_r;
+        tot.lviol += res.st.lviol;
+        tot.lreported += res.st.lreported;
+        tot.deadlines += res.st.deadlines;
+        tot.chains += res.st.chains;
         tot.torn += res.st.torn;
         tot.invocations += res.st.invocations;
         tot.worker_deaths += res.st.worker_deaths;
@@ -1399,16 +1690,20 @@ main(int argc, char **argv)
     double wall = (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9;
     double agent_min = (double) tot.agent_ms / 60000.0;
     printf("%" PRIu64 " seeds, %" PRIu64 " violations (%" PRIu64 " seeds failed), %" PRIu64
-           " promises checked, %" PRIu64 " unreadable, %" PRIu64 " silent; faults: %" PRIu64
-           " kills (%" PRIu64 " torn), %" PRIu64 " pauses, %" PRIu64 " two-way splits, %" PRIu64
+           " liveness failures (L1-L3), %" PRIu64 " promises checked, %" PRIu64 " unreadable, %" PRIu64
+           " silent, %" PRIu64 " deadlines and %" PRIu64 " chains checked, %" PRIu64
+           " seeds beyond R; faults: %" PRIu64 " kills (%" PRIu64 " torn), %" PRIu64
+           " wiped disks, %" PRIu64 " pauses, %" PRIu64 " two-way splits, %" PRIu64
            " one-way splits, %" PRIu64 " lossy spells, %" PRIu64 " store outages, %" PRIu64
-           " slow-store spells, %" PRIu64 " worker deaths; %.1f agent-minutes simulated in %.1f s"
+           " slow-store spells, %" PRIu64 " clock jumps, %" PRIu64 " slow-fsync spells, %" PRIu64
+           " worker deaths; %.1f agent-minutes simulated in %.1f s"
            " (%.0f agent-min per wall min); trace %016" PRIx64 "\n",
-           o.seeds, tot.violations, failed, tot.checked, tot.unreadable, tot.silent,
-           tot.faults[F_KILL], tot.torn, tot.faults[F_PAUSE], tot.faults[F_PART2],
-           tot.faults[F_PART1], tot.faults[F_LOSS], tot.faults[F_STORE], tot.faults[F_SLOWSTORE],
-           tot.worker_deaths, agent_min, wall, wall > 0 ? agent_min / (wall / 60.0) : 0.0,
-           hashes);
+           o.seeds, tot.violations, failed, tot.lviol, tot.checked, tot.unreadable, tot.silent,
+           tot.deadlines, tot.chains, tot.beyond_r, tot.faults[F_KILL], tot.torn,
+           tot.faults[F_WIPE], tot.faults[F_PAUSE], tot.faults[F_PART2], tot.faults[F_PART1],
+           tot.faults[F_LOSS], tot.faults[F_STORE], tot.faults[F_SLOWSTORE], tot.faults[F_JUMP],
+           tot.faults[F_SLOWSYNC], tot.worker_deaths, agent_min, wall,
+           wall > 0 ? agent_min / (wall / 60.0) : 0.0, hashes);
     zmq_ctx_term(zctx);
     return tot.violations ? 1 : 0;
 }

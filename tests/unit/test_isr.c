@@ -689,6 +689,43 @@ test_coord_failed_attempt_stops_fencing(void **state)
     pm_coord_mem_destroy(&store);
 }
 
+/* The same attempt, but nothing else moves the record: a keeps b recorded
+ * in sync (it waits on b, whose fence refuses its records). b closes its own
+ * attempt by rewriting the record as read at that revision, so the fence
+ * falls back to epoch 1 (pmesh-sim seeds 1 and 44: an owner stalled for
+ * good behind its only in-sync member's fence). */
+static void
+test_coord_failed_attempt_closed_by_rewrite(void **state)
+{
+    (void) state;
+    pm_coord_mem_t *store = pm_coord_mem_new();
+    s_model_t a, b;
+    s_two(store, &a, &b);
+    s_model_t *ms[] = {&a, &b};
+    pm_coord_record_t before = s_read(store, "a-1");
+    pm_coord_mem_set_available(pm_isr_coord(b.isr), 0);
+    s_set_alive("a", 0); /* in b's eyes */
+    pm_isr_member_down(b.isr, s_now);
+    s_pump(ms, 2, 3);
+    assert_int_equal(pm_isr_fence_epoch(b.isr, "a-1"), 2);
+    /* b hears the store and a again: nothing but b's own rewrite moves the
+     * record, and until it does, b fences a. */
+    s_set_alive("a", 1);
+    pm_coord_mem_set_available(pm_isr_coord(b.isr), 1);
+    s_pump(ms, 2, 300);
+    assert_int_equal(b.takes, 0);
+    assert_int_equal(pm_isr_fence_epoch(b.isr, "a-1"), 1);
+    pm_coord_record_t r = s_read(store, "a-1");
+    assert_string_equal(r.owner, "a");
+    assert_int_equal(r.epoch, 1);
+    assert_int_equal(r.n_in_sync, 1);
+    assert_string_equal(r.in_sync[0].node, "b");
+    assert_true(r.revision > before.revision);
+    s_stop(&a);
+    s_stop(&b);
+    pm_coord_mem_destroy(&store);
+}
+
 /* A backup's refusal or a gossiped claim makes the owner ask the store, and
  * only the store's answer makes it stop serving (R4). */
 static void
@@ -1130,6 +1167,7 @@ main(void)
         cmocka_unit_test(test_coord_race_backup_first),
         cmocka_unit_test(test_coord_heir_outside_set),
         cmocka_unit_test(test_coord_failed_attempt_stops_fencing),
+        cmocka_unit_test(test_coord_failed_attempt_closed_by_rewrite),
         cmocka_unit_test(test_coord_refresh_decides),
         cmocka_unit_test(test_coord_store_down),
         cmocka_unit_test(test_coord_shrink_waits),
