@@ -339,12 +339,13 @@ struct pm_coord {
     uint64_t next_id;
     pm_coord_stats_t stats;     /* counted by pm_coord_recv, on the caller's thread */
     _Atomic uint64_t failovers; /* counted by the etcd thread */
+    _Atomic uint64_t in_flight; /* results sent to sock and not yet received */
 };
 
 extern const pm_coord_backend_t pm_coord_etcd_backend;
 extern const pm_coord_backend_t pm_coord_mem_backend;
 /* Sends r to the caller (ownership passes). 0, or -1 (r freed). */
-int pm_coord_deliver(void *peer, pm_coord_result_t *r);
+int pm_coord_deliver(pm_coord_t *c, pm_coord_result_t *r);
 /* A new result (calloc'd); NULL when out of memory. */
 pm_coord_result_t *pm_coord_result_new(uint64_t req, pm_coord_kind_t kind, pm_coord_status_t st);
 /* Sets the result's message (printf). */

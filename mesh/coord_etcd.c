@@ -152,7 +152,7 @@ pm_etcd_deliver(pm_etcd_t *e, pm_coord_result_t *r)
         pm_log_error("PM-COORD-OOM", "out of memory delivering a coordination answer");
         abort();
     }
-    pm_coord_deliver(e->c->peer, r);
+    pm_coord_deliver(e->c, r);
 }
 
 void

@@ -173,7 +173,7 @@ s_flush(s_client_t *cl)
         cl->head = p->next;
         if (!cl->head)
             cl->tail = NULL;
-        pm_coord_deliver(cl->c->peer, p->r);
+        pm_coord_deliver(cl->c, p->r);
         free(p);
     }
 }
