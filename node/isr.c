@@ -24,15 +24,6 @@
 
 /* ---- the coordinator ------------------------------------------------------------------ */
 
-static int
-s_has(const pm_coord_member_t *v, size_t n, const pm_coord_member_t *m)
-{
-    for (size_t i = 0; i < n; i++)
-        if (v[i].pid == m->pid && strcmp(v[i].node, m->node) == 0)
-            return 1;
-    return 0;
-}
-
 typedef enum {
     S_OP_NONE,
     S_OP_GET,
@@ -232,7 +223,7 @@ s_fail_held(pm_isr_t *self, s_space_t *s, s_op_t op)
         return;
     int shrinks = 0;
     for (size_t i = 0; i < s->rec.n_in_sync; i++)
-        shrinks |= !s_has(s->proposed.in_sync, s->proposed.n_in_sync, &s->rec.in_sync[i]);
+        shrinks |= !pm_isr_rule_has(s->proposed.in_sync, s->proposed.n_in_sync, &s->rec.in_sync[i]);
     if (!shrinks)
         return;
     size_t n = self->env.fail_held(self->arg, PM_ERR_UNAVAILABLE,
@@ -647,7 +638,7 @@ s_reconcile(pm_isr_t *self, s_space_t *s)
         snprintf(m.node, sizeof m.node, "%s", name);
         if (!pid)
             continue;
-        int member = s_has(s->rec.in_sync, s->rec.n_in_sync, &m);
+        int member = pm_isr_rule_has(s->rec.in_sync, s->rec.n_in_sync, &m);
         if (member || (counted && acked >= need))
             want[n++] = m;
     }
@@ -677,7 +668,7 @@ s_gate(pm_isr_t *self)
             if (pass && !(s->op == S_OP_SET || s->confirm == S_OP_SET))
                 continue;
             for (size_t i = 0; i < r->n_in_sync && n < PM_COORD_MAX_INSYNC; i++)
-                if (!s_has(all, n, &r->in_sync[i]))
+                if (!pm_isr_rule_has(all, n, &r->in_sync[i]))
                     all[n++] = r->in_sync[i];
         }
     }

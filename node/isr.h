@@ -71,6 +71,8 @@ void pm_isr_rule_force(const pm_coord_record_t *cur, const char *node, uint64_t 
 /* R2: cur with the in-sync set want[0..n) (only the owner's own record). */
 void pm_isr_rule_set(const pm_coord_record_t *cur, const pm_coord_member_t *want, size_t n,
                      pm_coord_record_t *out);
+/* Whether m is one of v[0..n). */
+int pm_isr_rule_has(const pm_coord_member_t *v, size_t n, const pm_coord_member_t *m);
 /* Whether two in-sync sets hold the same members (order ignored). */
 int pm_isr_rule_same_set(const pm_coord_member_t *a, size_t na, const pm_coord_member_t *b,
                          size_t nb);

@@ -64,8 +64,8 @@ pm_isr_rule_set(const pm_coord_record_t *cur, const pm_coord_member_t *want, siz
         out->in_sync[i] = want[i];
 }
 
-static int
-s_has(const pm_coord_member_t *v, size_t n, const pm_coord_member_t *m)
+int
+pm_isr_rule_has(const pm_coord_member_t *v, size_t n, const pm_coord_member_t *m)
 {
     for (size_t i = 0; i < n; i++)
         if (v[i].pid == m->pid && strcmp(v[i].node, m->node) == 0)
@@ -80,7 +80,7 @@ pm_isr_rule_same_set(const pm_coord_member_t *a, size_t na, const pm_coord_membe
     if (na != nb)
         return 0;
     for (size_t i = 0; i < na; i++)
-        if (!s_has(b, nb, &a[i]))
+        if (!pm_isr_rule_has(b, nb, &a[i]))
             return 0;
     return 1;
 }
