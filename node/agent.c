@@ -497,6 +497,9 @@ s_poll_timeout(pm_agent_t *self, int64_t real, int64_t mono)
     pm_timer_t *r = pm_timers_peek(self->relay_timers);
     if (r && r->at - mono < t)
         t = r->at - mono;
+    pm_timer_t *f = self->fanin_timers ? pm_timers_peek(self->fanin_timers) : NULL;
+    if (f && f->at - mono < t)
+        t = f->at - mono;
     if (self->mesh) {
         int64_t mt = pm_mesh_timeout(self->mesh);
         if (mt < t)
@@ -518,6 +521,7 @@ s_timers(pm_agent_t *self)
     pm_waiter_fire_timeouts(self, mono);
     if (self->journal)
         pm_journal_expire(self->journal, mono, s_expire_held, self);
+    pm_fanins_fire(self, mono);
     pm_timer_t *t;
     while ((t = pm_timers_pop_due(self->relay_timers, mono)))
         pm_relay_expired(self, pm_container_of(t, pm_relay_t, timer));

@@ -184,6 +184,7 @@ struct pm_agent {
     zhashx_t *combs;       /* q id -> pm_comb_t (owned): combinators we own (fanins.c) */
     zhashx_t *comb_subs;   /* input id -> pm_fanin_sub_t list: inputs heard over the mesh */
     size_t max_fanin;      /* inputs per combinator (max_fanin_inputs) */
+    pm_timers_t *fanin_timers; /* combinator inputs not found yet, asked again (fanins.c) */
     /* Spaces we served before a restart (our old primary, and spaces we had
      * taken over or resumed), not yet resumed: each is served again at the
      * end of the grace period unless another agent serves it by then. */

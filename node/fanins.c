@@ -14,7 +14,17 @@ typedef struct pm_fanin_sub {
     pm_watch_t watch;
     pm_comb_t *comb;
     size_t i;
+    pm_timer_t retry; /* not found yet: asked again then (agent's fanin_timers) */
 } pm_fanin_sub_t;
+
+/* An input not found at its owner may not exist *yet*: a pipelined then or
+ * create that mints it can reach its owner after the combinator's
+ * subscription (a takeover parks both, and re-sends them in no particular
+ * order). It is asked again, 100 ms doubling to 1.6 s, and counts as
+ * NOT_FOUND only once this long has passed since the combinator started. */
+#define S_NOT_FOUND_WAIT_MS 10000
+#define S_RETRY_MIN_MS 100
+#define S_RETRY_MAX_MS 1600
 
 /* The subscribers of one remote input id. */
 typedef struct s_subs {
@@ -27,6 +37,7 @@ struct pm_comb {
     pm_agent_t *agent;
     pm_fanin_t *f;
     pm_fanin_sub_t *subs; /* f->n */
+    int64_t started;      /* monotonic ms: when this process started it */
     int busy;             /* subscribing: a settlement now only marks it dead */
     int dead;
     char q[];
@@ -37,8 +48,10 @@ s_comb_destructor(void **item)
 {
     pm_comb_t *c = *item;
     pm_watch_cancel(&c->watch);
-    for (size_t i = 0; i < c->f->n; i++)
+    for (size_t i = 0; i < c->f->n; i++) {
         pm_watch_cancel(&c->subs[i].watch);
+        pm_timers_cancel(c->agent->fanin_timers, &c->subs[i].retry);
+    }
     pm_fanin_destroy(&c->f);
     free(c->subs);
     free(c);
@@ -64,6 +77,9 @@ s_init(pm_agent_t *self)
     self->comb_subs = zhashx_new();
     if (!self->combs || !self->comb_subs)
         pm_oom("combinator tables");
+    self->fanin_timers = pm_timers_new();
+    if (!self->fanin_timers)
+        pm_oom("combinator timers");
     zhashx_set_destructor(self->combs, s_comb_destructor);
     zhashx_set_destructor(self->comb_subs, s_subs_destructor);
     if (!self->max_fanin)
@@ -128,6 +144,23 @@ s_hear_err(pm_agent_t *self, pm_comb_t *c, size_t i, int err, const char *messag
     s_hear(self, c, i, PM_STATE_REJECTED, why, (size_t) n);
 }
 
+/* Input i was not found: asked again later, or NOT_FOUND once the wait is
+ * over (S_NOT_FOUND_WAIT_MS). */
+static void
+s_not_found(pm_agent_t *self, pm_comb_t *c, size_t i, const char *message)
+{
+    int64_t waited = self->now_mono - c->started;
+    if (waited >= S_NOT_FOUND_WAIT_MS) {
+        s_hear_err(self, c, i, PM_ERR_NOT_FOUND, message);
+        return;
+    }
+    int64_t delay = S_RETRY_MIN_MS;
+    while (delay < S_RETRY_MAX_MS && delay < waited)
+        delay *= 2;
+    if (pm_timers_set(self->fanin_timers, &c->subs[i].retry, self->now_mono + delay) != 0)
+        pm_oom("combinator retry");
+}
+
 static void
 s_hear_prom(pm_agent_t *self, pm_comb_t *c, size_t i, const pm_prom_t *p)
 {
@@ -147,7 +180,7 @@ s_watch_local(pm_agent_t *self, pm_comb_t *c, size_t i)
 {
     pm_prom_t *p = pm_store_get(self->store, c->f->ids[i]);
     if (!p)
-        s_hear_err(self, c, i, PM_ERR_NOT_FOUND, NULL);
+        s_not_found(self, c, i, NULL);
     else if (p->state == PM_STATE_PENDING)
         pm_store_watch(p, &c->subs[i].watch, s_local_fired);
     else
@@ -238,6 +271,7 @@ s_start(pm_agent_t *self, pm_prom_t *q, int kind, const char *const *ids, size_t
     c->agent = self;
     c->f = pm_fanin_new(kind, ids, n, self->max_value_bytes);
     c->subs = pm_xcalloc(n, sizeof *c->subs, "combinator subscriptions");
+    c->started = self->now_mono;
     zhashx_insert(self->combs, c->q, c);
     pm_store_watch(q, &c->watch, s_q_settled);
     c->busy = 1;
@@ -367,6 +401,8 @@ pm_fanins_heard(pm_agent_t *self, const char *pid, const pm_msg_t *reply, int er
                    p->reason ? strlen(p->reason) : 0);
         else if (p)
             s_hear(self, sub->comb, sub->i, p->state, p->value, p->value_len);
+        else if (err == PM_ERR_NOT_FOUND)
+            s_not_found(self, sub->comb, sub->i, reply ? reply->message : NULL);
         else
             s_hear_err(self, sub->comb, sub->i, err, reply ? reply->message : NULL);
     }
@@ -390,8 +426,26 @@ pm_fanins_local(pm_agent_t *self, const char *pid)
 }
 
 void
+pm_fanins_fire(pm_agent_t *self, int64_t mono)
+{
+    if (!self->fanin_timers)
+        return;
+    pm_timer_t *t;
+    while ((t = pm_timers_pop_due(self->fanin_timers, mono))) {
+        pm_fanin_sub_t *sub = pm_container_of(t, pm_fanin_sub_t, retry);
+        pm_comb_t *c = sub->comb;
+        c->busy = 1;
+        s_subscribe(self, c, sub->i);
+        c->busy = 0;
+        if (c->dead)
+            zhashx_delete(self->combs, c->q);
+    }
+}
+
+void
 pm_fanins_destroy_all(pm_agent_t *self)
 {
-    zhashx_destroy(&self->combs);
+    zhashx_destroy(&self->combs); /* cancels their retry timers: the heap goes after */
     zhashx_destroy(&self->comb_subs);
+    pm_timers_destroy(&self->fanin_timers);
 }

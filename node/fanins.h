@@ -32,6 +32,8 @@ void pm_fanins_heard(pm_agent_t *self, const char *pid, const pm_msg_t *reply, i
 /* Input pid's space is served here now: its subscribers watch it locally. */
 void pm_fanins_local(pm_agent_t *self, const char *pid);
 /* Frees every combinator (agent teardown; the store must still exist). */
+/* Inputs not found yet are asked again when due (called every loop). */
+void pm_fanins_fire(pm_agent_t *self, int64_t mono);
 void pm_fanins_destroy_all(pm_agent_t *self);
 
 #endif

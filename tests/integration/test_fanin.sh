@@ -173,6 +173,25 @@ expect_eq "its input settling later changes nothing" "timedout" "$(field 5 "$C" 
 pm 5 all
 expect_eq "all without ids is a usage error" 64 "$RC"
 
+# ---- an input that does not exist (yet) ---------------------------------------------
+# A pipelined input may reach its owner after the combinator's subscription:
+# not found is asked again for 10 s before it counts. One that never comes
+# rejects then, naming it.
+mk 2; X2=$P
+GHOST="${X2%.*}.zz9" # in n2's space, never minted
+t0=$(now_ms)
+pm 5 all-settled "$X2" "$GHOST"
+G=$OUT
+pm 2 resolve "$X2" here
+sleep 2 # the passing of time is under test: not found is not final at once
+expect_eq "an input not found yet leaves the combinator pending (2 s later)" pending \
+    "$(field 5 "$G" state)"
+settled_on 5 "$G" 20
+GT=$(($(now_ms) - t0))
+expect_eq "... it settles once the wait is over" resolved "$(field 5 "$G" state)"
+expect_match "... the missing input counts as NOT_FOUND" "NOT_FOUND" "$(field 5 "$G" value)"
+expect_lt "... after about 10 s ($GT ms)" 9000 "$GT"
+
 # ---- nested combinators, then on a combinator, on another agent ---------------------
 
 mk 1; M1=$P
