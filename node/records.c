@@ -15,7 +15,10 @@
 static int
 s_replace_stale(pm_store_t *store, pm_prom_t *q)
 {
-    if (!q->passive || q->watches || q->state == PM_STATE_PENDING)
+    /* (Also an active one: records of a space we still serve come only from
+     * an owner at a newer epoch, so we are the stale one, and everything we
+     * acknowledged there is in its state.) */
+    if (q->watches || q->state == PM_STATE_PENDING)
         return 0;
     return pm_store_drop(store, q->id) == PM_OK;
 }

@@ -53,7 +53,7 @@ fi
 # 2. Regression seeds, each a bug the simulator found (tests/sim/README.md):
 # 2 = use after free of relay timers in pm_agent_destroy (under ASan);
 # 7, 8, 10, 18, 20 = a fenced agent minted then-targets in the space it lost.
-for s in 2 7 8 10 18 20 36 114 132 144 156 1000 1024 1034; do
+for s in 2 7 8 10 18 20 36 114 132 144 156 1000 1024 1034 2240 2662 3727; do
     if [ "$s" = 7 ]; then rc=$ra; out=$tmp/a; else
         "$SIM" --seed "$s" >"$tmp/r$s" 2>&1
         rc=$?
