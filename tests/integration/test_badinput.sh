@@ -213,7 +213,8 @@ skip_valgrind() {
         skip "$c" "$1"
     done
 }
-if ldd "$PMESHD" 2>/dev/null | grep -q libasan; then
+# (grep without -q: an early exit would SIGPIPE ldd, and pipefail would call that no match)
+if ldd "$PMESHD" 2>/dev/null | grep libasan >/dev/null; then
     skip_valgrind "pmeshd is built with ASan (ASan checks this run instead)"
 elif command -v valgrind >/dev/null 2>&1; then
     VSOCK=$TMP/agent-vg.sock
