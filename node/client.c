@@ -1426,12 +1426,11 @@ pm_list(pm_client_t *self, const pm_list_opts_t *opts, pm_promise_list_t **list_
 }
 
 static int
-s_json_call(pm_client_t *self, pm_msg_type_t type, char **json_p)
+s_json_call(pm_client_t *self, pm_msg_t *m, char **json_p)
 {
     *json_p = NULL;
-    pm_msg_t m = {.type = type};
     pm_msg_t r;
-    int err = s_call_raw(self, &m, PM_OP_STATUS, S_CALL_TIMEOUT_MS, &r);
+    int err = s_call_raw(self, m, PM_OP_STATUS, S_CALL_TIMEOUT_MS, &r);
     if (err)
         return err;
     *json_p = s_dup(r.json);
@@ -1442,7 +1441,7 @@ s_json_call(pm_client_t *self, pm_msg_type_t type, char **json_p)
 int
 pm_status(pm_client_t *self, char **json_p)
 {
-    return s_json_call(self, PM_MSG_STATUS, json_p);
+    return s_json_call(self, &(pm_msg_t){.type = PM_MSG_STATUS}, json_p);
 }
 
 int
@@ -1467,7 +1466,7 @@ pm_client_stats(pm_client_t *self, uint8_t **buf_p, size_t *len_p)
 int
 pm_members(pm_client_t *self, char **json_p)
 {
-    return s_json_call(self, PM_MSG_MEMBERS, json_p);
+    return s_json_call(self, &(pm_msg_t){.type = PM_MSG_MEMBERS}, json_p);
 }
 
 int
@@ -1477,13 +1476,7 @@ pm_space_force_owner(pm_client_t *self, const char *space, int accept_data_loss,
     if (!space || !*space || !accept_data_loss)
         return PM_ERR_BAD_REQUEST;
     pm_msg_t m = {.type = PM_MSG_FORCE_OWNER, .space = space, .accept_data_loss = 1};
-    pm_msg_t r;
-    int err = s_call_raw(self, &m, PM_OP_STATUS, S_CALL_TIMEOUT_MS, &r);
-    if (err)
-        return err;
-    *json_p = s_dup(r.json);
-    pm_wire_release(&r);
-    return *json_p ? PM_OK : PM_ERR_INTERNAL;
+    return s_json_call(self, &m, json_p);
 }
 
 /* ---- workers -------------------------------------------------------------- */
