@@ -604,6 +604,45 @@ test_round_trip_replies(void **state)
     free(ids);
 }
 
+/* The decoder unpacks into an arena: a value far larger than its inline
+ * buffer and its chunk size, then small objects after it, all intact. */
+static void
+test_arena_large_value(void **state)
+{
+    (void) state;
+    enum { BIG = 3 << 20 };
+    uint8_t *value = malloc(BIG);
+    assert_non_null(value);
+    for (size_t i = 0; i < BIG; i++)
+        value[i] = (uint8_t) (i * 131 + 7);
+    pm_label_t labels[3] = {{"a", "1"}, {"bb", "22"}, {"ccc", "333"}};
+    pm_msg_t settle = {.type = PM_MSG_SETTLE, .req_id = 9, .id = "n1~big", .state = PM_STATE_RESOLVED,
+                       .value = value, .value_len = BIG};
+    pm_wire_promise_t one = {.id = "n1~big", .state = PM_STATE_RESOLVED, .value = value,
+                             .value_len = BIG, .label_count = 3, .labels = labels};
+    pm_msg_t reply = {.type = PM_MSG_REPLY, .req_id = 10, .promise = &one};
+    pm_msg_t *ms[2] = {&settle, &reply};
+    for (int k = 0; k < 2; k++) {
+        size_t len;
+        uint8_t *buf = pm_wire_encode(ms[k], &len);
+        assert_non_null(buf);
+        pm_msg_t out;
+        assert_int_equal(pm_wire_decode(buf, len, &out), PM_OK);
+        const uint8_t *v = k ? out.promise->value : out.value;
+        size_t vlen = k ? out.promise->value_len : out.value_len;
+        assert_int_equal(vlen, BIG);
+        assert_memory_equal(v, value, BIG);
+        if (k) {
+            assert_int_equal(out.promise->label_count, 3);
+            assert_string_equal(out.promise->labels[2].key, "ccc");
+            assert_string_equal(out.promise->labels[2].value, "333");
+        }
+        pm_wire_release(&out);
+        free(buf);
+    }
+    free(value);
+}
+
 /* Empty strings and absent optional fields: the decoder maps "" to NULL for
  * the optional ones, and keeps "" for the rest. */
 static void
@@ -1016,6 +1055,7 @@ main(void)
         cmocka_unit_test(test_empty_strings),
         cmocka_unit_test(test_encode_refuses_unknown_type),
         cmocka_unit_test(test_wrong_version),
+        cmocka_unit_test(test_arena_large_value),
         cmocka_unit_test(test_truncated_frames),
         cmocka_unit_test(test_garbage),
         cmocka_unit_test(test_no_body_and_unknown_body),
