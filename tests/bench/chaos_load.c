@@ -1533,18 +1533,22 @@ s_stopped_during(int k, int64_t from, int64_t to)
 static int
 s_split_during(int64_t from, int64_t to)
 {
+    /* Splits may overlap (scripts/chaos --overlap): in force from the first
+     * split until as many heals as splits. */
     int64_t split_at = -1;
+    int depth = 0;
     for (size_t i = 0; i < s_nevents; i++) {
         s_event_t *e = &s_events[i];
-        if (!strcmp(e->what, "split"))
-            split_at = e->at;
-        else if (!strcmp(e->what, "heal") && split_at >= 0) {
+        if (!strcmp(e->what, "split")) {
+            if (depth++ == 0)
+                split_at = e->at;
+        } else if (!strcmp(e->what, "heal") && depth > 0 && --depth == 0) {
             if (split_at <= to && e->at >= from)
                 return 1;
             split_at = -1;
         }
     }
-    return split_at >= 0 && split_at <= to;
+    return depth > 0 && split_at <= to;
 }
 
 /* ---- combinators: what their inputs determine ---------------------------- */
