@@ -76,15 +76,21 @@ s_observe(pm_agent_t *self, int type, int64_t t0_us)
 }
 
 /* A reply that shows no state (an await that ended with the promise still
- * pending, or the agent cannot serve the request): nothing it says can be
- * undone by a crash, so it need not wait behind changes not yet durable.
- * An await's timeout must not wait for backups a split has cut off. */
+ * pending, or the agent cannot serve the request; a session's hello or a
+ * worker's registration): nothing it says can be undone by a crash, so it
+ * need not wait behind changes not yet durable. An await's timeout must not
+ * wait for backups a split has cut off, nor a worker's registration for a
+ * store that is down (its hello held, it would never serve). */
 static int
-s_reveals_nothing(const pm_msg_t *m)
+s_reveals_nothing(const pm_agent_t *self, const pm_session_t *s, const pm_msg_t *m)
 {
-    return m->type == PM_MSG_REPLY &&
-           (m->err == PM_ERR_WAIT_TIMEOUT || m->err == PM_ERR_UNAVAILABLE ||
-            m->err == PM_ERR_OWNER_LOST || m->err == PM_ERR_UNREACHABLE);
+    if (m->type != PM_MSG_REPLY)
+        return 0;
+    if (m->err == PM_ERR_WAIT_TIMEOUT || m->err == PM_ERR_UNAVAILABLE ||
+        m->err == PM_ERR_OWNER_LOST || m->err == PM_ERR_UNREACHABLE)
+        return 1;
+    return s == self->cur_session && m->req_id == self->cur_req &&
+           (self->cur_type == PM_MSG_HELLO || self->cur_type == PM_MSG_REGISTER);
 }
 
 void
@@ -93,7 +99,7 @@ pm_agent_send(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m)
     /* The reply to the request being dispatched is timed when it leaves. */
     int timed = m->type == PM_MSG_REPLY && s == self->cur_session && m->req_id == self->cur_req;
     if (self->journal && (m->type == PM_MSG_REPLY || m->type == PM_MSG_REPLICATE_ACK) &&
-        !s_reveals_nothing(m) && pm_journal_must_hold(self->journal)) {
+        !s_reveals_nothing(self, s, m) && pm_journal_must_hold(self->journal)) {
         /* Acknowledge nothing before the records it acknowledges are durable
          * (here, and for a reply at the backups too). */
         pm_msg_t copy = *m;
@@ -313,6 +319,11 @@ s_handle(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now, int6
     }
     switch (m->type) {
     case PM_MSG_HELLO: {
+        /* A client that says hello hears client_timeout_ms and pings well
+         * within it (libpmesh, the Python and Node SDKs): its silence means
+         * death from now on, also before its first ping (a worker that dies
+         * holding its first invocation would otherwise hold it for ever). */
+        s->pinged = 1;
         pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .node = self->node,
                       .mint_prefix = s->mint, .session = s->id,
                       .max_value = self->max_value_bytes,
@@ -531,6 +542,7 @@ s_timers(pm_agent_t *self)
         pm_mesh_tick(self->mesh);
     }
     pm_takeover_housekeeping(self, mono);
+    pm_place_tick(self, mono);
     if (self->isr)
         pm_isr_tick(self->isr, mono);
     if (self->replica) {

@@ -63,6 +63,14 @@
  * itself did not run (SIGSTOP, a frozen VM, swapping). */
 #define PM_AGENT_STALL_MS 1000
 
+/* An invocation's result its target's owner did not take is sent again for
+ * this long (relay.c, s_fire_again). */
+#define PM_RELAY_FIRE_GIVEUP_MS 120000
+
+/* A placed invocation whose target is still pending is sent to its member
+ * again this often (place.c); the member runs one per target at a time. */
+#define PM_PLACE_RESEND_MS 5000
+
 typedef struct pm_session pm_session_t;
 typedef struct pm_waiter pm_waiter_t;
 typedef struct pm_then pm_then_t;
@@ -116,6 +124,9 @@ typedef struct pm_relay {
     int unknown;      /* parked because, just started, we had not heard of its space */
     uint64_t session; /* PM_RELAY_OP: whom to answer */
     uint64_t req_id;  /* PM_RELAY_OP: the client's req_id */
+    int64_t born;     /* mono ms it was made */
+    int attempts;     /* PM_RELAY_FIRE: times sent again */
+    int retry;        /* PM_RELAY_FIRE: its timer sends it again */
     char node[PM_WIRE_MAX_NAME + 1];
     char pid[];       /* the promise it is about */
 } pm_relay_t;
@@ -148,6 +159,7 @@ typedef struct pm_deleg {
     uint8_t *input;
     size_t input_len;
     char *inv_id;
+    int64_t sent_at; /* mono ms it was last sent */
     struct pm_deleg *next, *prev;
     char target[];
 } pm_deleg_t;
@@ -205,7 +217,7 @@ struct pm_agent {
     zhashx_t *rwaits;    /* promise id -> pm_rwait_t (owned) */
     pm_deleg_t *delegs;
     uint64_t next_deleg;
-    uint64_t relayed, relay_timeouts, owner_lost;
+    uint64_t relayed, relay_timeouts, owner_lost, fire_retries, inv_resent;
     uint64_t refused_not_served; /* peer requests on spaces we do not serve */
     uint64_t held_expired;       /* held replies answered at their await's timeout */
     zhashx_t *sessions;  /* key -> pm_session_t (owned) */
@@ -216,6 +228,7 @@ struct pm_agent {
     int64_t started_mono;
     int64_t started_real;
     int64_t last_sweep;
+    int64_t place_scan; /* mono ms placed invocations were last looked at (place.c) */
     int64_t last_loop; /* monotonic ms of the last loop iteration (stall detection) */
     int stopping;
     pm_op_counts_t ops[PM_MSG_TYPE_COUNT];

@@ -19,9 +19,11 @@ pm_place_settle_anywhere(void *arg, const char *target, int state, const void *d
     pm_route_t route = self->mesh ? pm_relay_route_of(self, target, &node) : PM_ROUTE_LOCAL;
     if (route == PM_ROUTE_LOCAL)
         return pm_store_settle(self->store, target, state, data, len, self->now_real, NULL);
-    if (route != PM_ROUTE_REMOTE)
-        return route == PM_ROUTE_LOST ? PM_ERR_OWNER_LOST : PM_ERR_NOT_FOUND;
-    pm_relay_t *r = pm_relay_new(self, PM_RELAY_FIRE, node, target);
+    if (route == PM_ROUTE_UNKNOWN)
+        return PM_ERR_NOT_FOUND;
+    /* Its owner is dead and nobody took over yet: the result is parked
+     * (relay.c) until somebody serves the space. */
+    pm_relay_t *r = pm_relay_new(self, PM_RELAY_FIRE, route == PM_ROUTE_REMOTE ? node : "", target);
     pm_msg_t m = {.type = PM_MSG_SETTLE, .id = target, .state = state};
     if (state == PM_STATE_RESOLVED) {
         m.value = data;
@@ -35,7 +37,17 @@ pm_place_settle_anywhere(void *arg, const char *target, int state, const void *d
         snprintf(reason, sizeof reason, "%.*s", (int) len, (const char *) data);
         m.reason = reason;
     }
-    return pm_relay_send(self, r, &m);
+    if (route == PM_ROUTE_REMOTE)
+        return pm_relay_send(self, r, &m);
+    pm_msg_t copy = m;
+    copy.req_id = r->id;
+    copy.from = self->node;
+    size_t flen;
+    if (!(r->frame = pm_wire_encode(&copy, &flen)))
+        pm_oom("encoding a parked result");
+    r->frame_len = flen;
+    pm_relay_park(self, r);
+    return PM_OK;
 }
 
 int
@@ -107,6 +119,7 @@ s_delegate(pm_agent_t *self, const char *node, const char *function, const uint8
         return -1;
     }
     PM_STEPTRACE_MARK("inv_sent", input, len);
+    d->sent_at = self->now_mono;
     pm_store_watch(q, &d->watch, s_deleg_done);
     d->next = self->delegs;
     if (self->delegs)
@@ -114,6 +127,33 @@ s_delegate(pm_agent_t *self, const char *node, const char *function, const uint8
     self->delegs = d;
     pm_log_debug("PM-INVOKE-PLACED", "%s for %s placed on %s", function, target, node);
     return 0;
+}
+
+/* Once a second: placed invocations whose targets are still pending, sent again to their
+ * member every PM_PLACE_RESEND_MS: the invocation or its result may have
+ * been lost on the way (a connection reset, a member that dropped frames of
+ * one it had just declared dead), and the member's death, which places it
+ * again, may never come. The member ignores it while it holds one for that
+ * target (workers.c); a result that is on its way makes it moot. */
+void
+pm_place_tick(pm_agent_t *self, int64_t mono)
+{
+    if (!self->mesh || mono - self->place_scan < 1000)
+        return;
+    self->place_scan = mono;
+    /* Queued here for a function nobody here serves (its worker died and
+     * none came back): to a member with room for it, once one has. */
+    pm_workers_offer_unserved(self->workers, pm_place_take_unserved, self);
+    for (pm_deleg_t *d = self->delegs; d; d = d->next) {
+        if (mono - d->sent_at < PM_PLACE_RESEND_MS || !pm_mesh_is_up(self->mesh, d->node))
+            continue;
+        pm_msg_t m = {.type = PM_MSG_INVOKE, .invocation_id = d->inv_id, .function = d->function,
+                      .value = d->input, .value_len = d->input_len, .target_id = d->target,
+                      .attempt = 1};
+        if (pm_mesh_send(self->mesh, d->node, &m) == 0)
+            self->inv_resent++;
+        d->sent_at = mono;
+    }
 }
 
 /* Runs function on input to settle target: on a local worker if one serves

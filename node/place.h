@@ -24,6 +24,9 @@ void pm_place_deleg_free(pm_deleg_t *d);
 void pm_place_invoke(pm_agent_t *self, const char *function, const uint8_t *input, size_t len,
                      const char *target);
 /* Workers hook: places a queued invocation no local worker serves on a member. */
+/* Sends placed invocations whose targets are still pending again (every
+ * PM_PLACE_RESEND_MS). */
+void pm_place_tick(pm_agent_t *self, int64_t mono);
 int pm_place_take_unserved(void *arg, const char *function, const uint8_t *input, size_t len,
                            const char *target);
 

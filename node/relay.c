@@ -46,6 +46,7 @@ pm_relay_new(pm_agent_t *self, pm_relay_kind_t kind, const char *node, const cha
     pm_relay_t *r = pm_xcalloc(1, sizeof *r + plen + 1, "relay");
     r->id = ++self->next_relay;
     r->kind = kind;
+    r->born = self->now_mono;
     snprintf(r->node, sizeof r->node, "%s", node);
     if (pid)
         memcpy(r->pid, pid, plen + 1);
@@ -66,6 +67,57 @@ s_relay_free(pm_agent_t *self, pm_relay_t *r)
     zhashx_delete(self->relays, k);
 }
 
+/* An invocation's result (a relayed settle) that its target's owner did not
+ * take: it answered UNAVAILABLE or OWNER_LOST (taking a space over, the
+ * store out of reach), or nothing in time, or nobody serves the space right
+ * now. Dropping it would leave the chain hanging for as long as the worker's
+ * agent lives (the owner re-places an invocation only when that agent dies),
+ * so it is sent again after a backoff (100 ms doubling to 3.2 s), to
+ * wherever the space is served then, for up to PM_RELAY_FIRE_GIVEUP_MS. A
+ * settle sent twice is harmless: the second hears ALREADY_SETTLED.
+ * Returns 1 when r is kept for that. */
+static int
+s_fire_again(pm_agent_t *self, pm_relay_t *r)
+{
+    if (r->kind != PM_RELAY_FIRE || !r->frame || self->now_mono - r->born > PM_RELAY_FIRE_GIVEUP_MS)
+        return 0;
+    int64_t wait = (int64_t) 100 << (r->attempts < 5 ? r->attempts : 5);
+    r->attempts++;
+    r->retry = 1;
+    self->fire_retries++;
+    pm_timers_set(self->relay_timers, &r->timer, self->now_mono + wait);
+    return 1;
+}
+
+/* The retry timer of a result: to the space's owner now, here, or parked. */
+static void
+s_fire_resend(pm_agent_t *self, pm_relay_t *r)
+{
+    r->retry = 0;
+    const char *node = NULL;
+    pm_route_t route = pm_relay_route_of(self, r->pid, &node);
+    if (route == PM_ROUTE_REMOTE) {
+        uint8_t *buf = pm_xmalloc(r->frame_len, "re-sent result");
+        memcpy(buf, r->frame, r->frame_len);
+        snprintf(r->node, sizeof r->node, "%s", node);
+        r->parked = 0;
+        pm_timers_set(self->relay_timers, &r->timer, self->now_mono + self->forward_timeout);
+        if (pm_mesh_send_raw(self->mesh, node, PM_MSG_SETTLE, buf, r->frame_len) != 0 &&
+            !s_fire_again(self, r))
+            s_relay_free(self, r);
+        return;
+    }
+    if (route == PM_ROUTE_LOCAL) {
+        pm_msg_t m;
+        if (pm_wire_decode(r->frame, r->frame_len, &m) == PM_OK && m.type == PM_MSG_SETTLE)
+            pm_req_settle(self, &m, self->now_real);
+        pm_wire_release(&m);
+        s_relay_free(self, r);
+        return;
+    }
+    pm_relay_park(self, r); /* a takeover is coming: unparked when it is announced */
+}
+
 /* Sends m to node as relay r (m's req_id becomes the relay's). */
 int
 pm_relay_send(pm_agent_t *self, pm_relay_t *r, const pm_msg_t *m)
@@ -77,12 +129,14 @@ pm_relay_send(pm_agent_t *self, pm_relay_t *r, const pm_msg_t *m)
     uint8_t *buf = pm_wire_encode(&copy, &len);
     if (!buf)
         pm_oom("encoding a relayed request");
-    if (self->replica) { /* kept to send again if the owner dies */
+    if (self->replica || r->kind == PM_RELAY_FIRE) { /* kept to send again */
         r->frame = pm_xmalloc(len, "relayed request");
         memcpy(r->frame, buf, len);
         r->frame_len = len;
     }
     if (pm_mesh_send_raw(self->mesh, r->node, m->type, buf, len) != 0) {
+        if (s_fire_again(self, r))
+            return PM_OK;
         s_relay_free(self, r);
         return PM_ERR_OWNER_LOST;
     }
@@ -133,8 +187,15 @@ pm_relay_on_peer_reply(pm_agent_t *self, const char *from, pm_msg_t *m)
         }
         pm_waiter_rwait_finish(self, r->pid, m, 0);
     } else if (m->err && m->err != PM_ERR_ALREADY_SETTLED && m->err != PM_ERR_TIMED_OUT) {
-        pm_log_warn("PM-RELAY-FAILED", "%s answered %s to a relayed settle", from,
-                    pm_err_name(m->err));
+        int again = m->err == PM_ERR_UNAVAILABLE || m->err == PM_ERR_OWNER_LOST ||
+                    m->err == PM_ERR_UNREACHABLE;
+        if (again && s_fire_again(self, r)) {
+            pm_log_info("PM-RELAY-RETRY", "%s answered %s to a relayed settle of %s; sending "
+                        "it again (attempt %d)", from, pm_err_name(m->err), r->pid, r->attempts + 1);
+            return;
+        }
+        pm_log_warn("PM-RELAY-FAILED", "%s answered %s to a relayed settle of %s", from,
+                    pm_err_name(m->err), r->pid);
     }
     s_relay_free(self, r);
 }
@@ -157,7 +218,13 @@ pm_relay_fail(pm_agent_t *self, pm_relay_t *r, int err)
 void
 pm_relay_expired(pm_agent_t *self, pm_relay_t *r)
 {
+    if (r->retry) {
+        s_fire_resend(self, r);
+        return;
+    }
     self->relay_timeouts++;
+    if (r->kind == PM_RELAY_FIRE && s_fire_again(self, r))
+        return; /* not answered in time, or parked with no takeover yet */
     if (r->parked && r->unknown) {
         /* Still nobody serves that space now that we know the mesh. */
         pm_relay_fail(self, r, PM_ERR_NOT_FOUND);
@@ -176,9 +243,23 @@ pm_relay_expired(pm_agent_t *self, pm_relay_t *r)
         if (s)
             pm_agent_reply_err(self, s, r->req_id, PM_ERR_UNREACHABLE, why);
     } else {
-        pm_log_warn("PM-RELAY-TIMEOUT", "settle relayed to %s was not acknowledged", r->node);
+        pm_log_warn("PM-RELAY-TIMEOUT", "settle of %s relayed to %s was not acknowledged",
+                    r->pid, r->node);
     }
     s_relay_free(self, r);
+}
+
+/* When relay r gives up if nothing happens before: wait ms from now, but a
+ * client's request (PM_RELAY_OP) ends within 1.5 x forward_timeout of its
+ * arrival however often it is parked and sent again (its owner died, a
+ * takeover came, the new owner did not answer either): the client hears a
+ * typed error in bounded time, not three full timeouts later. */
+static int64_t
+s_until(pm_agent_t *self, const pm_relay_t *r, int64_t wait)
+{
+    int64_t until = self->now_mono + wait;
+    int64_t cap = r->born + self->forward_timeout + self->forward_timeout / 2;
+    return r->kind == PM_RELAY_OP && cap < until ? cap : until;
 }
 
 void
@@ -189,7 +270,7 @@ pm_relay_park(pm_agent_t *self, pm_relay_t *r)
     self->parked++;
     /* A takeover is announced within detection + one gossip round; wait up
      * to forward_timeout for it before giving up with OWNER_LOST. */
-    pm_timers_set(self->relay_timers, &r->timer, self->now_mono + self->forward_timeout);
+    pm_timers_set(self->relay_timers, &r->timer, s_until(self, r, self->forward_timeout));
 }
 
 /* With a configuration store: parked requests on a space that nobody can
@@ -253,7 +334,7 @@ pm_relay_unpark(pm_agent_t *self)
             memcpy(buf, r->frame, r->frame_len);
             snprintf(r->node, sizeof r->node, "%s", node);
             r->parked = 0;
-            pm_timers_set(self->relay_timers, &r->timer, self->now_mono + self->forward_timeout);
+            pm_timers_set(self->relay_timers, &r->timer, s_until(self, r, self->forward_timeout));
             if (r->kind == PM_RELAY_SUB)
                 pm_timers_cancel(self->relay_timers, &r->timer);
             pm_mesh_send_raw(self->mesh, node, PM_MSG_REPLY, buf, r->frame_len);

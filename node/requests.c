@@ -189,6 +189,8 @@ pm_req_stats(pm_agent_t *self, pm_stats_t *out)
     out->inv_failed = ws.failed;
     out->inv_retried = ws.retried;
     out->inv_dropped = ws.dropped;
+    out->inv_duplicates = ws.duplicates;
+    out->inv_resent = self->inv_resent;
     out->inv_not_holder = ws.not_holder;
     out->err_bad_frames = self->bad_frames;
     out->err_replies_dropped = self->replies_dropped;
@@ -200,6 +202,7 @@ pm_req_stats(pm_agent_t *self, pm_stats_t *out)
         out->mesh_relayed = self->relayed;
         out->mesh_relay_timeouts = self->relay_timeouts;
         out->mesh_owner_lost = self->owner_lost;
+        out->mesh_result_retries = self->fire_retries;
         out->mesh_refused_not_served = self->refused_not_served;
     }
     if (self->journal)

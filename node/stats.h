@@ -84,6 +84,10 @@ enum {
       "event=\"retried\"", 1, "")                                                                  \
     X(inv_dropped, CORE, "invocations.dropped", INT, COUNTER, "pmesh_invocation_events_total",    \
       "event=\"dropped\"", 1, "")                                                                  \
+    X(inv_duplicates, CORE, "invocations.duplicates", INT, COUNTER,                               \
+      "pmesh_invocation_events_total", "event=\"duplicate\"", 1, "")                               \
+    X(inv_resent, CORE, "invocations.resent", INT, COUNTER, "pmesh_invocation_events_total",      \
+      "event=\"resent\"", 1, "")                                                                   \
     X(inv_not_holder, CORE, "invocations.not_holder", INT, COUNTER,                               \
       "pmesh_invocation_events_total", "event=\"not_holder\"", 1, "")                              \
     X(err_bad_frames, CORE, "errors.bad_frames", INT, COUNTER, "pmesh_errors_total",              \
@@ -131,6 +135,8 @@ enum {
       "event=\"relay_timeouts\"", 1, "")                                                           \
     X(mesh_owner_lost, MESH, "mesh.owner_lost", INT, COUNTER, "pmesh_mesh_events_total",          \
       "event=\"owner_lost\"", 1, "")                                                               \
+    X(mesh_result_retries, MESH, "mesh.result_retries", INT, COUNTER, "pmesh_mesh_events_total",  \
+      "event=\"result_retries\"", 1, "")                                                           \
     X(mesh_refused_not_served, MESH, "mesh.refused_not_served", INT, COUNTER,                     \
       "pmesh_mesh_events_total", "event=\"refused_not_served\"", 1, "")                            \
     X(mesh_untrusted_updates, MESH, "mesh.untrusted_updates", INT, COUNTER,                       \

@@ -58,6 +58,7 @@ struct pm_workers {
     zhashx_t *funcs;   /* name -> s_func_t */
     zhashx_t *workers; /* "%p" of who -> s_worker_t */
     zhashx_t *invs;    /* id -> s_inv_t */
+    zhashx_t *targets; /* target id -> s_inv_t: one invocation per target at a time */
     pm_workers_stats_t stats;
 };
 
@@ -115,6 +116,7 @@ pm_workers_new(const char *id_space, const pm_workers_hooks_t *hooks, void *arg)
     self->funcs = zhashx_new();
     self->workers = zhashx_new();
     self->invs = zhashx_new(); /* borrows: invocations are owned by queues / workers */
+    self->targets = zhashx_new(); /* borrows too */
     zhashx_set_destructor(self->funcs, s_func_destroy);
     zhashx_set_destructor(self->workers, s_worker_destroy);
     return self;
@@ -127,6 +129,7 @@ pm_workers_destroy(pm_workers_t **self_p)
         return;
     pm_workers_t *self = *self_p;
     zhashx_destroy(&self->invs);
+    zhashx_destroy(&self->targets);
     zhashx_destroy(&self->workers);
     zhashx_destroy(&self->funcs);
     free(self->space);
@@ -201,6 +204,8 @@ s_unlink(s_inv_t **head, s_inv_t **tail, s_inv_t *inv)
 static void
 s_forget_inv(pm_workers_t *self, s_inv_t *inv)
 {
+    if (zhashx_lookup(self->targets, inv->target) == inv)
+        zhashx_delete(self->targets, inv->target);
     zhashx_delete(self->invs, inv->id);
     s_inv_free(&inv);
 }
@@ -308,6 +313,13 @@ pm_workers_invoke(pm_workers_t *self, const char *function, const uint8_t *input
                   const char *target_id)
 {
     PM_STEPTRACE_MARK("wk_invoke", input, len);
+    /* The target's owner sends a placed invocation again when it has heard
+     * nothing for a while (place.c): one already queued or running here
+     * for that target is enough (a target settles once). */
+    if (zhashx_lookup(self->targets, target_id)) {
+        self->stats.duplicates++;
+        return PM_OK;
+    }
     /* An invocation dropped here would leave its target pending for ever. */
     s_inv_t *inv = pm_xcalloc(1, sizeof *inv, "invocation");
     char id[PM_WIRE_MAX_NAME + 32];
@@ -320,6 +332,7 @@ pm_workers_invoke(pm_workers_t *self, const char *function, const uint8_t *input
     inv->input_len = len;
     inv->func = s_func_get(self, function, 1);
     zhashx_insert(self->invs, inv->id, inv);
+    zhashx_insert(self->targets, inv->target, inv);
     s_push(&inv->func->head, &inv->func->tail, inv, 0);
     self->stats.queued++;
     self->stats.invoked++;

@@ -41,6 +41,7 @@ typedef struct pm_workers_stats {
     uint64_t failed;    /* worker answered with an error */
     uint64_t retried;   /* re-queued after a worker vanished */
     uint64_t dropped;   /* target settled before a worker took it */
+    uint64_t duplicates; /* an invocation for a target already queued or running here */
     uint64_t not_holder;
     size_t queued;
     size_t inflight;

@@ -429,6 +429,36 @@ test_result_settles_target(void **state)
     assert_int_equal(s_settles_of("huge"), 2); /* resolve refused, then the rejection */
 }
 
+/* The owner sends a placed invocation again when it hears nothing for a
+ * while: one queued or running here for that target is enough; once it is
+ * answered, a new one for the target is taken (the owner's next attempt). */
+static void
+test_one_invocation_per_target(void **state)
+{
+    (void) state;
+    s_target("t");
+    s_invoke("f", "t", NULL); /* queued: nobody serves f yet */
+    s_invoke("f", "t", NULL);
+    pm_workers_stats_t st = s_stats();
+    assert_int_equal(st.invoked, 1);
+    assert_int_equal(st.duplicates, 1);
+    assert_int_equal(st.queued, 1);
+    s_register(W1, "f", 4);
+    assert_int_equal(s_ctx.n_sent, 1);
+    s_invoke("f", "t", NULL); /* running */
+    assert_int_equal(s_ctx.n_sent, 1);
+    assert_int_equal(s_stats().duplicates, 2);
+    assert_int_equal(s_result(W1, s_ctx.sent[0].inv_id, 0, NULL, 0, "boom"), PM_OK);
+    /* The target was rejected: a later invocation is dropped at dispatch,
+     * but it is taken, not refused as a duplicate. */
+    s_invoke("f", "t", NULL);
+    st = s_stats();
+    assert_int_equal(st.invoked, 2);
+    assert_int_equal(st.duplicates, 2);
+    assert_int_equal(st.dropped, 1);
+    assert_int_equal(s_settles_of("t"), 1);
+}
+
 static void
 test_not_holder(void **state)
 {
@@ -632,7 +662,8 @@ test_destroy_with_work_in_flight(void **state)
         s_target(t);
         s_invoke("f", t, "input");
     }
-    s_invoke("nobody", "t0", "input");
+    s_target("tx");
+    s_invoke("nobody", "tx", "input");
     assert_int_equal(s_stats().inflight, 2);
     assert_int_equal(s_stats().queued, 5);
     /* Teardown destroys with 2 held and 5 queued: valgrind checks nothing leaks. */
@@ -649,6 +680,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_round_robin, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_queue_until_worker_registers, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_result_settles_target, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_one_invocation_per_target, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_not_holder, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_forget_requeues, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_forget_keeps_order, s_setup, s_teardown),
