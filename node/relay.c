@@ -250,15 +250,16 @@ pm_relay_expired(pm_agent_t *self, pm_relay_t *r)
 }
 
 /* When relay r gives up if nothing happens before: wait ms from now, but a
- * client's request (PM_RELAY_OP) ends within 1.5 x forward_timeout of its
- * arrival however often it is parked and sent again (its owner died, a
- * takeover came, the new owner did not answer either): the client hears a
- * typed error in bounded time, not three full timeouts later. */
+ * client's request (PM_RELAY_OP) ends within forward_timeout of its arrival
+ * ("how long an operation relayed to a promise's owner may take") however
+ * often it is parked and sent again (its owner died, a takeover came, the
+ * new owner did not answer either): the client hears a typed error in
+ * bounded time, not three full timeouts later. */
 static int64_t
 s_until(pm_agent_t *self, const pm_relay_t *r, int64_t wait)
 {
     int64_t until = self->now_mono + wait;
-    int64_t cap = r->born + self->forward_timeout + self->forward_timeout / 2;
+    int64_t cap = r->born + self->forward_timeout;
     return r->kind == PM_RELAY_OP && cap < until ? cap : until;
 }
 
