@@ -54,6 +54,7 @@ def before(pid, point, t, key=None):
 
 
 rows = collections.defaultdict(list)
+skipped = 0
 FAN = ["owner: settle recorded -> REPLICATE sent (end of the loop iteration)",
        "mesh owner -> backup (REPLICATE arrives)",
        "backup -> its ACK arrives at the owner",
@@ -90,7 +91,10 @@ for (pid, point), marks in list(by.items()):
         t_rel = after(op, "j_release", t_ack) if t_ack else None
         t_wk = after(pid, "wk_sent", t_set)
         ts = [t_rec, t_rs, t_br, t_ack, t_rel, t_heard, t_set, t_wk]
-        if None in ts or t_wk - t_set > 5e6:
+        # (a trial whose marks do not follow one another was matched wrongly:
+        # e.g. the ACK of a later batch; left out)
+        if None in ts or t_wk - t_set > 5e6 or any(b < a for a, b in zip(ts, ts[1:])):
+            skipped += 1
             continue
         for name, a, b in zip(FAN, ts, ts[1:]):
             rows[name].append((b - a) / 1000.0)
@@ -107,7 +111,8 @@ for (pid, point), marks in list(by.items()):
         t_in, hp = after_any("wk_invoke", t_sent, notpid=pid)
         t_wk = after(hp, "wk_sent", t_in) if t_in else None
         ts = [t_rec, t_place, t_sent, t_in, t_wk]
-        if None in ts or t_wk - t_rec > 5e6:
+        if None in ts or t_wk - t_rec > 5e6 or any(b < a for a, b in zip(ts, ts[1:])):
+            skipped += 1
             continue
         for name, a, b in zip(HOP, ts, ts[1:]):
             rows[name].append((b - a) / 1000.0)
@@ -117,3 +122,5 @@ for name in FAN + HOP:
     if v:
         print("%-60s n=%3d p50 %7.1f  mean %7.1f" % (name, len(v), statistics.median(v),
                                                        statistics.mean(v)))
+if skipped:
+    print("(%d trial(s) left out: marks missing or out of order)" % skipped)
