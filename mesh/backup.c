@@ -5,6 +5,7 @@
 
 #include "base.h"
 #include "spaces.h"
+#include "steptrace.h"
 
 #include <czmq.h>
 #include <stdlib.h>
@@ -88,6 +89,7 @@ pm_backup_check(pm_backup_t *self, const char *from, const pm_msg_t *m,
                 const pm_backup_claims_t *claims, int64_t now_ms, pm_backup_verdict_t *v)
 {
     memset(v, 0, sizeof *v);
+    PM_STEPTRACE_MARK("b_recv", "", 0);
     if (claims && m->record_count &&
         pm_spaces_fence(claims->self_node, claims->owned, claims->mine, claims->known, from,
                         m->epoch, &v->fence_epoch)) {

@@ -6,6 +6,7 @@
 #include "base.h"
 #include "log.h"
 #include "stats.h"
+#include "steptrace.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -344,6 +345,7 @@ pm_replica_flush(pm_replica_t *self, int64_t now_ms)
     s_check_backups(self);
     if (!self->n)
         return;
+    PM_STEPTRACE_MARK("r_send", "", 0);
     for (size_t i = 0; i < self->n_backups; i++)
         s_send_runs(self, self->backups[i].name, self->queue, self->n,
                     self->produced - self->n, 0);
@@ -379,6 +381,7 @@ pm_replica_ack(pm_replica_t *self, const char *from, const pm_msg_t *m, int64_t 
     if (m->stream != self->stream)
         return; /* meant for an earlier process of ours */
     uint64_t lsn = m->lsn;
+    PM_STEPTRACE_MARK("r_ack", "", 0);
     for (size_t i = 0; i < self->n_backups; i++) {
         s_backup_t *b = &self->backups[i];
         if (strcmp(b->name, from) != 0)

@@ -109,8 +109,12 @@ pm_agent_send(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m)
         uint8_t *buf = pm_wire_encode(&copy, &len);
         if (!buf)
             pm_oom("encoding a held reply");
-        pm_journal_hold_ex(self->journal, s->id, s->peer, buf, len,
-                           m->type == PM_MSG_REPLICATE_ACK, timed ? self->cur_type : 0,
+        /* tag: the request type to time (> 0), or -type of a mesh message
+         * that is not a reply (a backup's acknowledgement), so that the
+         * mesh counts it under its own type when it is released. */
+        int ack = m->type == PM_MSG_REPLICATE_ACK;
+        pm_journal_hold_ex(self->journal, s->id, s->peer, buf, len, ack,
+                           ack ? -PM_MSG_REPLICATE_ACK : timed ? self->cur_type : 0,
                            self->cur_t0_us, self->send_deadline);
         return;
     }
@@ -137,10 +141,11 @@ pm_agent_journal_send(void *arg, uint64_t session, const char *peer, uint8_t *bu
                int64_t t0_us)
 {
     pm_agent_t *self = arg;
-    if (tag)
+    if (tag > 0)
         s_observe(self, tag, t0_us);
     if (peer) {
-        if (!self->mesh || pm_mesh_send_raw(self->mesh, peer, PM_MSG_REPLY, buf, len) != 0)
+        int type = tag < 0 ? -tag : PM_MSG_REPLY;
+        if (!self->mesh || pm_mesh_send_raw(self->mesh, peer, type, buf, len) != 0)
             self->replies_dropped++;
         return;
     }

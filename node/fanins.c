@@ -7,6 +7,7 @@
 #include "relay.h"
 #include "requests.h"
 #include "waiters.h"
+#include "steptrace.h"
 
 /* One input's subscription: its watch is on the local input promise, or on
  * the list of subscribers of a remote input (comb_subs). */
@@ -105,6 +106,7 @@ s_settle(pm_agent_t *self, pm_comb_t *c, pm_fanin_outcome_t *o)
 {
     char q[PM_WIRE_MAX_NAME + 1];
     snprintf(q, sizeof q, "%s", c->q);
+    PM_STEPTRACE_MARK("f_settle", q, strlen(q));
     int err;
     if (o->state == PM_STATE_TIMEDOUT) /* race: as its first input settled */
         err = pm_store_apply_settle(self->store, q, o->state, o->data, o->len, self->now_real);
@@ -388,6 +390,7 @@ pm_fanins_heard(pm_agent_t *self, const char *pid, const pm_msg_t *reply, int er
     s_subs_t *e = zhashx_lookup(self->comb_subs, pid);
     if (!e)
         return;
+    PM_STEPTRACE_MARK("f_heard", pid, strlen(pid));
     const pm_wire_promise_t *p = reply && !reply->err ? reply->promise : NULL;
     if (reply && reply->err)
         err = reply->err;

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "records.h"
 #include "stats.h"
+#include "steptrace.h"
 #include "wal.h"
 
 #include <jansson.h>
@@ -112,6 +113,7 @@ s_release(pm_journal_t *self, uint64_t durable)
                 q->tail = NULL;
             self->held--;
             self->released++;
+            PM_STEPTRACE_MARK(k ? "j_release_ack" : "j_release", "", 0);
             self->send(self->arg, h->session, h->peer, h->buf, h->len, h->tag, h->t0_us);
             free(h->peer);
             free(h);
@@ -154,6 +156,9 @@ s_append(pm_journal_t *self, const pm_rec_t *rec, int snapshot)
         pm_oom("encoding a WAL record");
     if (self->record_hook && !snapshot)
         self->record_hook(self->record_arg, rec, buf, len);
+    if (!snapshot && rec->promise.id)
+        PM_STEPTRACE_MARK(rec->kind == PM_REC_SETTLE ? "j_settle" : "j_rec", rec->promise.id,
+                          strlen(rec->promise.id));
     if (!self->wal) {
         self->mem_lsn++;
         free(buf);
@@ -453,6 +458,7 @@ pm_journal_hold_ex(pm_journal_t *self, uint64_t session, const char *peer, uint8
     h->session = session;
     h->buf = buf;
     h->len = len;
+    PM_STEPTRACE_MARK(wal_only ? "j_hold_ack" : "j_hold", "", 0);
     s_queue_t *q = &self->q[wal_only ? 1 : 0];
     if (q->tail)
         q->tail->next = h;

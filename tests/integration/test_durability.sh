@@ -284,6 +284,18 @@ expect_match "n2 replicates to a backup" "^n[13]$" "$BACKUP"
 # The third agent: neither the owner nor its backup.
 [ "$BACKUP" = n1 ] && THIRD=3 || THIRD=1
 BK=${BACKUP#n}
+# With a WAL a backup's acknowledgements wait for its fsync (held by its
+# journal); released, they are still counted as what they are, not as
+# replies. n2 streamed a record batch for each of the 7 changes above, each
+# acknowledged once (only the end of a state transfer is acknowledged
+# unheld: nothing to make durable).
+_acks_counted() { stat_at_least "${MESH_SOCK[$BK]}" mesh.sent.replicate_ack.messages 6; }
+if wait_for 10 _acks_counted; then
+    ok "the backup's held acknowledgements are counted as replicate_ack"
+else
+    not_ok "the backup's held acknowledgements are counted as replicate_ack" \
+        "replicate_ack=$(agent_stat "${MESH_SOCK[$BK]}" mesh.sent.replicate_ack.messages) reply=$(agent_stat "${MESH_SOCK[$BK]}" mesh.sent.reply.messages)"
+fi
 W_OWNER=$(mstat $OWNER clients.waiters)
 timed_bg aw $THIRD await "$W" --timeout 30s
 need_waiters_on $OWNER $((W_OWNER + 1)) # n$THIRD's subscription, held at the owner
