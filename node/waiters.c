@@ -71,6 +71,23 @@ pm_waiter_new(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono
     return w;
 }
 
+/* Whether peer session s has a waiter on p for its subscription req_id
+ * already. Another member sends its subscription again until we answer
+ * (relay.c), so a repeat must not add a second waiter; the watches of one
+ * promise are few (one per subscribing member, plus local awaits). */
+static int
+s_subscribed(const pm_prom_t *p, const pm_session_t *s, uint64_t req_id)
+{
+    for (pm_watch_t *x = p->watches; x; x = x->next) {
+        if (x->fn != pm_waiter_fired)
+            continue;
+        const pm_waiter_t *w = pm_container_of(x, pm_waiter_t, watch);
+        if (w->session == s && w->req_id == req_id)
+            return 1;
+    }
+    return 0;
+}
+
 int
 pm_waiter_do_await(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono)
 {
@@ -85,6 +102,8 @@ pm_waiter_do_await(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t
         pm_agent_reply_err(self, s, m->req_id, PM_ERR_WAIT_TIMEOUT, NULL);
         return PM_OK; /* a poll, not a failure */
     }
+    if (s->peer && s_subscribed(p, s, m->req_id))
+        return PM_OK; /* a subscription sent again: it has its waiter (answered once) */
     int err = PM_OK;
     pm_waiter_t *w = pm_waiter_new(self, s, m, mono, &err);
     if (w)
