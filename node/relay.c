@@ -168,6 +168,17 @@ pm_relay_fail(pm_agent_t *self, pm_relay_t *r, int err)
 static void
 s_sub_resend(pm_agent_t *self, pm_relay_t *r)
 {
+    pm_rwait_t *rw = zhashx_lookup(self->rwaits, r->pid);
+    if (!(rw && rw->watches) && !pm_fanins_listening(self, r->pid)) {
+        /* Nobody listens any more (the awaits timed out, the combinators
+         * ended): the subscription ends here. The owner's waiter answers
+         * once, when the promise settles, and that answer is dropped. */
+        pm_fanins_heard(self, r->pid, NULL, PM_ERR_WAIT_TIMEOUT); /* (forgets its empty list) */
+        if (rw)
+            zhashx_delete(self->rwaits, r->pid);
+        s_relay_free(self, r);
+        return;
+    }
     const char *node = NULL;
     pm_route_t route = pm_relay_route_of(self, r->pid, &node);
     if (route == PM_ROUTE_REMOTE && r->frame) {

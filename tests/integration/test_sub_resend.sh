@@ -87,6 +87,22 @@ A2=$(mesh_count 2 sent await)
 sleep 1.5
 expect_eq "... and n2 stops sending it" "$A2" "$(mesh_count 2 sent await)"
 
+# ---- nobody listens any more: the subscription ends ----------------------------------
+
+pm 1 create
+P=$OUT
+S2=$(mesh_count 2 sent await)
+pm 2 await "$P" --timeout 1200ms
+expect_match "an await of 1.2 s on a promise nobody settles times out" 'WAIT_TIMEOUT' "$RC $OUT $ERR"
+expect_lt "... its subscription was sent again meanwhile" $((S2 + 1)) "$(mesh_count 2 sent await)"
+# The next resend (<= 500 ms later) finds no waiter and ends it; from then
+# on the count must not move.
+sleep 0.7
+A2=$(mesh_count 2 sent await)
+sleep 1.5
+expect_eq "... and once the await is over, it is not sent any more" "$A2" \
+    "$(mesh_count 2 sent await)"
+
 # ---- combinators share the subscription: each input heard once ---------------------
 
 if "$PMESH" --help 2>&1 | grep -q 'all\b'; then
