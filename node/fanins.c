@@ -412,6 +412,13 @@ pm_fanins_heard(pm_agent_t *self, const char *pid, const pm_msg_t *reply, int er
     zhashx_delete(self->comb_subs, pid);
 }
 
+int
+pm_fanins_listening(pm_agent_t *self, const char *pid)
+{
+    s_subs_t *e = self->comb_subs ? zhashx_lookup(self->comb_subs, pid) : NULL;
+    return e && e->head;
+}
+
 void
 pm_fanins_local(pm_agent_t *self, const char *pid)
 {

@@ -29,6 +29,8 @@ int pm_fanins_is_combinator(pm_agent_t *self, const char *id);
 /* The remote-await subscription of input pid ended: with the owner's reply
  * (the settled promise, or an error), or with err when reply is NULL. */
 void pm_fanins_heard(pm_agent_t *self, const char *pid, const pm_msg_t *reply, int err);
+/* Whether a combinator still waits on the remote-await subscription of pid. */
+int pm_fanins_listening(pm_agent_t *self, const char *pid);
 /* Input pid's space is served here now: its subscribers watch it locally. */
 void pm_fanins_local(pm_agent_t *self, const char *pid);
 /* Frees every combinator (agent teardown; the store must still exist). */

@@ -53,8 +53,11 @@ pm_relay_new(pm_agent_t *self, pm_relay_kind_t kind, const char *node, const cha
     char k[24];
     snprintf(k, sizeof k, "%llx", (unsigned long long) r->id);
     zhashx_insert(self->relays, k, r);
-    if (kind != PM_RELAY_SUB) /* a subscription lasts as long as the promise is pending */
-        pm_timers_set(self->relay_timers, &r->timer, self->now_mono + self->forward_timeout);
+    /* A subscription lasts as long as the promise is pending: its timer
+     * sends it again (pm_relay_expired), it never ends it. */
+    pm_timers_set(self->relay_timers, &r->timer,
+                  self->now_mono +
+                      (kind == PM_RELAY_SUB ? PM_RELAY_SUB_RESEND_MS : self->forward_timeout));
     return r;
 }
 
@@ -129,7 +132,9 @@ pm_relay_send(pm_agent_t *self, pm_relay_t *r, const pm_msg_t *m)
     uint8_t *buf = pm_wire_encode(&copy, &len);
     if (!buf)
         pm_oom("encoding a relayed request");
-    if (self->replica || r->kind == PM_RELAY_FIRE) { /* kept to send again */
+    if (self->replica || r->kind == PM_RELAY_SUB || r->kind == PM_RELAY_FIRE) {
+        /* Kept to send again if the owner dies (or, a subscription, until
+         * the owner answers; a result, until the owner takes it). */
         r->frame = pm_xmalloc(len, "relayed request");
         memcpy(r->frame, buf, len);
         r->frame_len = len;
@@ -215,11 +220,63 @@ pm_relay_fail(pm_agent_t *self, pm_relay_t *r, int err)
     s_relay_free(self, r);
 }
 
+/* A subscription not answered yet is sent again, to whoever serves its
+ * space now (the store's record, or gossip): the owner may never have had
+ * it, or have dropped it (it took us for dead and closed our session), or
+ * the space may have moved. The owner keeps one waiter per subscription
+ * (pm_waiter_do_await) and answers it once; a second answer finds the relay
+ * gone and is dropped (pm_relay_on_peer_reply). */
+static void
+s_sub_resend(pm_agent_t *self, pm_relay_t *r)
+{
+    pm_rwait_t *rw = zhashx_lookup(self->rwaits, r->pid);
+    if (!(rw && rw->watches) && !pm_fanins_listening(self, r->pid)) {
+        /* Nobody listens any more (the awaits timed out, the combinators
+         * ended): the subscription ends here. The owner's waiter answers
+         * once, when the promise settles, and that answer is dropped. */
+        pm_fanins_heard(self, r->pid, NULL, PM_ERR_WAIT_TIMEOUT); /* (forgets its empty list) */
+        if (rw)
+            zhashx_delete(self->rwaits, r->pid);
+        s_relay_free(self, r);
+        return;
+    }
+    const char *node = NULL;
+    pm_route_t route = pm_relay_route_of(self, r->pid, &node);
+    if (route == PM_ROUTE_REMOTE && r->frame) {
+        if (strcmp(node, r->node) != 0) {
+            pm_log_info("PM-RELAY-REROUTED", "subscription to %s moves from %s to %s", r->pid,
+                        r->node, node);
+            snprintf(r->node, sizeof r->node, "%s", node);
+        }
+        pm_timers_set(self->relay_timers, &r->timer, self->now_mono + PM_RELAY_SUB_RESEND_MS);
+        uint8_t *buf = pm_xmalloc(r->frame_len, "re-sent subscription");
+        memcpy(buf, r->frame, r->frame_len);
+        pm_mesh_send_raw(self->mesh, node, PM_MSG_AWAIT, buf, r->frame_len);
+        return;
+    }
+    if (route == PM_ROUTE_REMOTE) { /* (no frame: cannot happen; keep it alive) */
+        pm_timers_set(self->relay_timers, &r->timer, self->now_mono + PM_RELAY_SUB_RESEND_MS);
+        return;
+    }
+    /* Served here now, or its owner is gone: it waits for where the space
+     * goes (or runs here), as a subscription whose owner went down does. */
+    if (!r->frame) {
+        pm_timers_set(self->relay_timers, &r->timer, self->now_mono + PM_RELAY_SUB_RESEND_MS);
+        return;
+    }
+    pm_relay_park(self, r);
+    pm_relay_unpark(self);
+}
+
 void
 pm_relay_expired(pm_agent_t *self, pm_relay_t *r)
 {
     if (r->retry) {
         s_fire_resend(self, r);
+        return;
+    }
+    if (r->kind == PM_RELAY_SUB && !r->parked) {
+        s_sub_resend(self, r);
         return;
     }
     self->relay_timeouts++;
@@ -335,9 +392,9 @@ pm_relay_unpark(pm_agent_t *self)
             memcpy(buf, r->frame, r->frame_len);
             snprintf(r->node, sizeof r->node, "%s", node);
             r->parked = 0;
-            pm_timers_set(self->relay_timers, &r->timer, s_until(self, r, self->forward_timeout));
-            if (r->kind == PM_RELAY_SUB)
-                pm_timers_cancel(self->relay_timers, &r->timer);
+            pm_timers_set(self->relay_timers, &r->timer,
+                          r->kind == PM_RELAY_SUB ? self->now_mono + PM_RELAY_SUB_RESEND_MS
+                                                  : s_until(self, r, self->forward_timeout));
             pm_mesh_send_raw(self->mesh, node, PM_MSG_REPLY, buf, r->frame_len);
             continue;
         }

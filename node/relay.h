@@ -9,9 +9,18 @@
 
 #include "agent_priv.h"
 
+/* A subscription (PM_RELAY_SUB: an await or a combinator's input on a
+ * promise another member owns) is sent again this often until the owner
+ * answers: the request, or the owner's state of it, may have been lost (a
+ * cut link drops what was queued; an owner that took us for dead closed our
+ * session and its waiters with it). The owner keeps one waiter per
+ * subscription however often it hears it. */
+#define PM_RELAY_SUB_RESEND_MS 500
+
 /* zhashx destructor of the relays table. */
 void pm_relay_destructor(void **item);
-/* A relay of kind to node about promise pid (filed; its timer set unless a subscription). */
+/* A relay of kind to node about promise pid (filed; its timer set: for a
+ * subscription, the next resend). */
 pm_relay_t *pm_relay_new(pm_agent_t *self, pm_relay_kind_t kind, const char *node,
                          const char *pid);
 /* Sends m to node as relay r (m's req_id becomes the relay's). */

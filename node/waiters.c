@@ -71,6 +71,23 @@ pm_waiter_new(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono
     return w;
 }
 
+/* Whether peer session s has a waiter on p for its subscription req_id
+ * already. Another member sends its subscription again until we answer
+ * (relay.c), so a repeat must not add a second waiter; the watches of one
+ * promise are few (one per subscribing member, plus local awaits). */
+static int
+s_subscribed(const pm_prom_t *p, const pm_session_t *s, uint64_t req_id)
+{
+    for (pm_watch_t *x = p->watches; x; x = x->next) {
+        if (x->fn != pm_waiter_fired)
+            continue;
+        const pm_waiter_t *w = pm_container_of(x, pm_waiter_t, watch);
+        if (w->session == s && w->req_id == req_id)
+            return 1;
+    }
+    return 0;
+}
+
 int
 pm_waiter_do_await(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono)
 {
@@ -85,6 +102,8 @@ pm_waiter_do_await(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t
         pm_agent_reply_err(self, s, m->req_id, PM_ERR_WAIT_TIMEOUT, NULL);
         return PM_OK; /* a poll, not a failure */
     }
+    if (s->peer && s_subscribed(p, s, m->req_id))
+        return PM_OK; /* a subscription sent again: it has its waiter (answered once) */
     int err = PM_OK;
     pm_waiter_t *w = pm_waiter_new(self, s, m, mono, &err);
     if (w)
@@ -97,6 +116,30 @@ pm_waiter_rwait_destructor(void **item)
 {
     free(*item);
     *item = NULL;
+}
+
+/* Sends the owner's answer to a subscription on to local waiter w. It is
+ * not held behind our own journal: what it shows is the owner's, and the
+ * owner answered only once that was durable at it and its in-sync backups
+ * (it holds its replies); nothing here acknowledges it. Held, it waited for
+ * our own replication, which a split's heal can leave catching up for
+ * seconds, and ended as WAIT_TIMEOUT although the settle was acknowledged
+ * long before (issue 11; pmesh-sim seed 62). */
+static void
+s_send_owners_answer(pm_agent_t *self, pm_waiter_t *w, const pm_msg_t *m)
+{
+    if (w->session->peer) { /* (a peer's waiter on a promise we relay: none today) */
+        int64_t was = self->send_deadline;
+        self->send_deadline = w->timer.idx ? w->timer.at : 0;
+        pm_agent_send(self, w->session, m);
+        self->send_deadline = was;
+        return;
+    }
+    size_t len;
+    uint8_t *buf = pm_wire_encode(m, &len);
+    if (!buf)
+        pm_oom("encoding an owner's answer");
+    pm_agent_journal_send(self, w->session->id, NULL, buf, len, 0, 0);
 }
 
 /* Answers every local waiter of a remote promise with the owner's reply (or
@@ -114,10 +157,7 @@ pm_waiter_rwait_finish(pm_agent_t *self, const char *pid, const pm_msg_t *reply,
             pm_msg_t copy = *reply;
             copy.req_id = w->req_id;
             copy.from = NULL;
-            int64_t was = self->send_deadline;
-            self->send_deadline = w->timer.idx ? w->timer.at : 0;
-            pm_agent_send(self, w->session, &copy);
-            self->send_deadline = was;
+            s_send_owners_answer(self, w, &copy);
         } else {
             pm_agent_reply_err(self, w->session, w->req_id, err, NULL);
         }

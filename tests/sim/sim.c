@@ -25,6 +25,10 @@
  *      outcome observed is one too).
  * Reported, not failed: reads that still end in a typed error after healing
  * (unreadable), and requests never answered (silent).
+ * Liveness (L1-L4, failed with --strict-liveness): see s_liveness, and L4
+ * (s_await_missed): an await that ends WAIT_TIMEOUT although its promise's
+ * settle was acknowledged, with every fault healed, more than 1 s before
+ * the await's timeout.
  *
  * Determinism: everything is driven from the seed; the trace (every fault,
  * request and answer) is hashed (FNV-1a) and printed, so two runs of one
@@ -137,6 +141,7 @@ typedef struct prom {
     char then_of[PM_WIRE_MAX_NAME + 1]; /* a then's target: its source p */
     int64_t timeout_ms, hb_ms;          /* its deadline, its heartbeat period (0: none) */
     int64_t acked_at, last_hb;          /* sim ms: acknowledged; last heartbeat sent */
+    int64_t settled_at;                 /* sim ms: its first settle acknowledged (0: none) */
     int final_ok;                       /* the read-back answered with the promise */
     char final[OUTLEN];                 /* its outcome then ("" pending) */
     int64_t final_at;
@@ -213,6 +218,7 @@ typedef struct world {
     int beyond_r;          /* the faults went beyond R (more than R-1 agents down or cut off
                             * at once, or a wiped disk) */
     int64_t jumped_back;   /* the largest backward clock jump (ms): deadlines may fire late */
+    int64_t calm_since;    /* sim ms since when no fault is in force (INT64_MAX: one is) */
     int reply_broken;      /* --break-reply: done */
     prom_t *hb[8];         /* promises with a heartbeat period that clients keep beating */
     size_t n_hb;
@@ -657,6 +663,7 @@ s_client_op(world_t *w)
     } else if (dice < 75) {
         int64_t t = s_between(w, 100, 4000);
         req_t *r = s_req(w, K_AWAIT, i, p->id, t + 20000);
+        r->timeout_ms = t;
         pm_msg_t m = {.type = PM_MSG_AWAIT, .req_id = r->id, .id = p->id, .timeout_ms = t};
         s_send(w, &w->nodes[i], rid, &m);
         s_trace(w, "op %" PRIu64 " await %s at %d", r->id, p->id, i);
@@ -733,6 +740,27 @@ s_check_reply(world_t *w, req_t *r, const pm_msg_t *m)
     s_observe(w, p, out, "final read");
 }
 
+
+/* L4: an await that timed out although its promise's settle was
+ * acknowledged more than 1 s before the await's timeout, every fault healed
+ * before that settle and none since: the owner settled it where the network
+ * carried everything, so the awaiting agent should have heard (issue 11:
+ * its subscription, lost at a one-way split's heal, was never sent again). */
+#define S_L4_MARGIN_MS 1000
+static void
+s_await_missed(world_t *w, const req_t *r, const prom_t *p, const node_t *n)
+{
+    int64_t due = r->sent + r->timeout_ms;
+    if (!p->settled_at || p->settled_at >= due - S_L4_MARGIN_MS || w->faults ||
+        w->calm_since > p->settled_at)
+        return;
+    s_lviolation(w, "L4 await %" PRIu64 " of %s on %s timed out at %.3f s (sent at %.3f s, "
+                 "timeout %" PRId64 " ms) although its settle was acknowledged at %.3f s, "
+                 "every fault healed since %.3f s", r->id, p->id, n->name,
+                 (double) w->now / 1000.0, (double) r->sent / 1000.0, r->timeout_ms,
+                 (double) p->settled_at / 1000.0, (double) w->calm_since / 1000.0);
+}
+
 static void
 s_on_reply(world_t *w, node_t *n, req_t *r, const pm_msg_t *m)
 {
@@ -783,6 +811,8 @@ s_on_reply(world_t *w, node_t *n, req_t *r, const pm_msg_t *m)
                 s_violation(w, "V3 %s: settle %s acknowledged, and settle %s before (%s)",
                             p->id, r->out, p->acked_out, how);
             snprintf(p->acked_out, sizeof p->acked_out, "%s", r->out);
+            if (!p->settled_at)
+                p->settled_at = w->now;
             s_observe(w, p, r->out, how);
         } else if (m->err == PM_ERR_ALREADY_SETTLED && p->seen[0] && !strcmp(p->seen, r->out)) {
             s_violation(w, "V3 %s: settle %s refused ALREADY_SETTLED, but %s was observed (%s)",
@@ -790,6 +820,9 @@ s_on_reply(world_t *w, node_t *n, req_t *r, const pm_msg_t *m)
         }
         break;
     case K_AWAIT:
+        if (p && m->err == PM_ERR_WAIT_TIMEOUT)
+            s_await_missed(w, r, p, n);
+        /* fall through */
     case K_GET:
         if (p && !m->err && out[0])
             s_observe(w, p, out, how);
@@ -1191,6 +1224,7 @@ s_fault_start(world_t *w)
     w->st.faults[kind]++;
     f->next = w->faults;
     w->faults = f;
+    w->calm_since = INT64_MAX;
     s_check_r(w);
 }
 
@@ -1207,6 +1241,8 @@ s_faults_tick(world_t *w, int heal_all)
         s_fault_end(w, f);
         free(f);
     }
+    if (!w->faults && w->calm_since == INT64_MAX)
+        w->calm_since = w->now;
 }
 
 /* ---- one seed ---------------------------------------------------------------------- */
@@ -1580,7 +1616,7 @@ s_usage(void)
             "  --log-level  the agents' own log (0 error .. 3 debug; JSON lines on stderr)\n"
             "  --break-ack  self-test: misremember one acknowledged settle (must fail V2)\n"
             "  --break-reply self-test: lose one answer of a live agent (must fail L1)\n"
-            "  --strict-liveness  L1-L3 failures fail the seed (default: counted, reported)\n"
+            "  --strict-liveness  L1-L4 failures fail the seed (default: counted, reported)\n"
             "  --seed S     run (replay) one seed\n"
             "  --seeds N    run N seeds, from --first (default 1)\n"
             "  prints one summary line: N seeds, V violations, ...; exit 0 only if V is 0\n");
@@ -1690,7 +1726,7 @@ main(int argc, char **argv)
     double wall = (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9;
     double agent_min = (double) tot.agent_ms / 60000.0;
     printf("%" PRIu64 " seeds, %" PRIu64 " violations (%" PRIu64 " seeds failed), %" PRIu64
-           " liveness failures (L1-L3), %" PRIu64 " promises checked, %" PRIu64 " unreadable, %" PRIu64
+           " liveness failures (L1-L4), %" PRIu64 " promises checked, %" PRIu64 " unreadable, %" PRIu64
            " silent, %" PRIu64 " deadlines and %" PRIu64 " chains checked, %" PRIu64
            " seeds beyond R; faults: %" PRIu64 " kills (%" PRIu64 " torn), %" PRIu64
            " wiped disks, %" PRIu64 " pauses, %" PRIu64 " two-way splits, %" PRIu64

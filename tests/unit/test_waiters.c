@@ -6,7 +6,8 @@
  * continuation runs its function on the source's value (also when the
  * source had settled already) and a failed source rejects its target. The
  * last case drives waiters.c directly on a virtual clock (no loop thread):
- * a wait ends exactly at its deadline, never before.
+ * a wait ends exactly at its deadline, never before; and another member's
+ * subscription sent again is one waiter (issue 11).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -299,6 +300,63 @@ test_deadlines_on_a_virtual_clock(void **state)
     rmdir(dir);
 }
 
+/* Issue 11: another member sends its subscription (an AWAIT without end,
+ * from its peer session) again until it is answered; the owner keeps one
+ * waiter per subscription (member, req_id) however often it hears it, so it
+ * is answered once and the member's waiters cannot pile up to the limit. */
+static void
+test_subscription_sent_again_is_one_waiter(void **state)
+{
+    (void) state;
+    char dir[128], sock[192], err[256];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/pm-waiters-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    assert_non_null(mkdtemp(dir));
+    snprintf(sock, sizeof sock, "%s/agent.sock", dir);
+    pm_config_t *cfg = pm_config_new();
+    assert_int_equal(pm_config_set(cfg, "max_waiters_per_client", "3", err, sizeof err), 0);
+    pm_agent_t *a = pm_agent_new(cfg, "t", sock); /* no loop: this test is the loop */
+    assert_non_null(a);
+    pm_session_t *peer = pm_session_peer(a, "n9");
+    pm_session_t *cl = pm_session_get(a, (const uint8_t *) "x", 1, 0);
+    pm_create_args_t ca = {.id = "t-s~1"};
+    pm_prom_t *p;
+    assert_int_equal(pm_store_create(a->store, &ca, 1, &p, NULL), PM_OK);
+
+    pm_msg_t m = {.type = PM_MSG_AWAIT, .id = "t-s~1", .req_id = 7, .timeout_ms = -1};
+    for (int i = 0; i < 5; i++) /* the subscription and four resends */
+        assert_int_equal(pm_waiter_do_await(a, peer, &m, 1000 + i * 500), PM_OK);
+    assert_int_equal(peer->n_waiters, 1);
+    size_t watches = 0;
+    for (pm_watch_t *w = p->watches; w; w = w->next)
+        watches++;
+    assert_int_equal(watches, 1);
+    /* another subscription of that member (another relay id) is another waiter */
+    m.req_id = 8;
+    assert_int_equal(pm_waiter_do_await(a, peer, &m, 4000), PM_OK);
+    assert_int_equal(peer->n_waiters, 2);
+    /* a client's awaits are its own, never merged */
+    pm_msg_t c = {.type = PM_MSG_AWAIT, .id = "t-s~1", .req_id = 7, .timeout_ms = 60000};
+    assert_int_equal(pm_waiter_do_await(a, cl, &c, 4000), PM_OK);
+    assert_int_equal(pm_waiter_do_await(a, cl, &c, 4000), PM_OK);
+    assert_int_equal(cl->n_waiters, 2);
+    /* the member's session closed (taken for dead): its subscriptions go, and
+     * the next resend is a new waiter in the new session */
+    pm_session_close(a, peer, "member down");
+    peer = pm_session_peer(a, "n9");
+    m.req_id = 7;
+    assert_int_equal(pm_waiter_do_await(a, peer, &m, 5000), PM_OK);
+    assert_int_equal(pm_waiter_do_await(a, peer, &m, 5500), PM_OK);
+    assert_int_equal(peer->n_waiters, 1);
+    pm_session_close(a, peer, "test");
+    pm_session_close(a, cl, "test");
+    assert_null(p->watches);
+
+    pm_agent_destroy(&a);
+    pm_config_destroy(&cfg);
+    rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -308,6 +366,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_await_refused_at_the_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_continuations, setup, teardown),
         cmocka_unit_test(test_deadlines_on_a_virtual_clock),
+        cmocka_unit_test(test_subscription_sent_again_is_one_waiter),
     };
     return cmocka_run_group_tests_name("waiters and continuations", tests, NULL, NULL);
 }
