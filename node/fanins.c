@@ -219,13 +219,7 @@ s_watch_remote(pm_agent_t *self, pm_comb_t *c, size_t i, const char *node, int u
             pm_waiter_rwait_finish(self, id, NULL, err);
         return;
     }
-    sub.req_id = r->id;
-    sub.from = self->node;
-    size_t len;
-    if (!(r->frame = pm_wire_encode(&sub, &len)))
-        pm_oom("encoding a parked subscription");
-    r->frame_len = len;
-    pm_relay_park(self, r);
+    pm_relay_park_msg(self, r, &sub);
     if (unknown) {
         r->unknown = 1;
         int64_t until = self->started_mono + PM_AGENT_YOUNG_MS;

@@ -40,14 +40,7 @@ pm_place_settle_anywhere(void *arg, const char *target, int state, const void *d
     }
     if (route == PM_ROUTE_REMOTE)
         return pm_relay_send(self, r, &m);
-    pm_msg_t copy = m;
-    copy.req_id = r->id;
-    copy.from = self->node;
-    size_t flen;
-    if (!(r->frame = pm_wire_encode(&copy, &flen)))
-        pm_oom("encoding a parked result");
-    r->frame_len = flen;
-    pm_relay_park(self, r);
+    pm_relay_park_msg(self, r, &m);
     return PM_OK;
 }
 

@@ -121,17 +121,25 @@ s_fire_resend(pm_agent_t *self, pm_relay_t *r)
     pm_relay_park(self, r); /* a takeover is coming: unparked when it is announced */
 }
 
-/* Sends m to node as relay r (m's req_id becomes the relay's). */
-int
-pm_relay_send(pm_agent_t *self, pm_relay_t *r, const pm_msg_t *m)
+/* m as relay r sends it: its req_id the relay's, from us. */
+static uint8_t *
+s_encode_as(pm_agent_t *self, const pm_relay_t *r, const pm_msg_t *m, size_t *len)
 {
     pm_msg_t copy = *m;
     copy.req_id = r->id;
     copy.from = self->node;
-    size_t len;
-    uint8_t *buf = pm_wire_encode(&copy, &len);
+    uint8_t *buf = pm_wire_encode(&copy, len);
     if (!buf)
         pm_oom("encoding a relayed request");
+    return buf;
+}
+
+/* Sends m to node as relay r (m's req_id becomes the relay's). */
+int
+pm_relay_send(pm_agent_t *self, pm_relay_t *r, const pm_msg_t *m)
+{
+    size_t len;
+    uint8_t *buf = s_encode_as(self, r, m, &len);
     if (self->replica || r->kind == PM_RELAY_SUB || r->kind == PM_RELAY_FIRE) {
         /* Kept to send again if the owner dies (or, a subscription, until
          * the owner answers; a result, until the owner takes it). */
@@ -318,6 +326,13 @@ s_until(pm_agent_t *self, const pm_relay_t *r, int64_t wait)
     int64_t until = self->now_mono + wait;
     int64_t cap = r->born + self->forward_timeout;
     return r->kind == PM_RELAY_OP && cap < until ? cap : until;
+}
+
+void
+pm_relay_park_msg(pm_agent_t *self, pm_relay_t *r, const pm_msg_t *m)
+{
+    r->frame = s_encode_as(self, r, m, &r->frame_len);
+    pm_relay_park(self, r);
 }
 
 void

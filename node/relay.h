@@ -36,6 +36,9 @@ void pm_relay_fail(pm_agent_t *self, pm_relay_t *r, int err);
 /* A relay's timer fired: the owner did not answer, or nobody took its space over. */
 void pm_relay_expired(pm_agent_t *self, pm_relay_t *r);
 /* Parks r until its space is served somewhere (pm_relay_unpark), or forward_timeout. */
+/* Parks relay r with m (as r sends it: its req_id, from us) kept to be sent
+ * when the space is served somewhere (pm_relay_unpark). */
+void pm_relay_park_msg(pm_agent_t *self, pm_relay_t *r, const pm_msg_t *m);
 void pm_relay_park(pm_agent_t *self, pm_relay_t *r);
 /* Parked requests whose space is now served somewhere go there. */
 void pm_relay_unpark(pm_agent_t *self);

@@ -224,21 +224,45 @@ test_continuations(void **state)
     pm_worker_destroy(&w);
 }
 
+/* An agent driven by the test itself (no loop), with 3 waiters per client,
+ * in a fresh directory; s_lone_agent_end stops it and removes the directory. */
+typedef struct s_lone {
+    char dir[128], sock[192];
+    pm_config_t *cfg;
+    pm_agent_t *agent;
+} s_lone_t;
+
+static pm_agent_t *
+s_lone_agent(s_lone_t *l)
+{
+    char err[256];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(l->dir, sizeof l->dir, "%s/pm-waiters-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    assert_non_null(mkdtemp(l->dir));
+    snprintf(l->sock, sizeof l->sock, "%s/agent.sock", l->dir);
+    l->cfg = pm_config_new();
+    assert_int_equal(pm_config_set(l->cfg, "max_waiters_per_client", "3", err, sizeof err), 0);
+    l->agent = pm_agent_new(l->cfg, "t", l->sock);
+    assert_non_null(l->agent);
+    return l->agent;
+}
+
+static void
+s_lone_agent_end(s_lone_t *l)
+{
+    pm_agent_destroy(&l->agent);
+    pm_config_destroy(&l->cfg);
+    rmdir(l->dir);
+}
+
 /* ---- waiters.c on a virtual clock ------------------------------------------ */
 
 static void
 test_deadlines_on_a_virtual_clock(void **state)
 {
     (void) state;
-    char dir[128], sock[192], err[256];
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/pm-waiters-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(dir));
-    snprintf(sock, sizeof sock, "%s/agent.sock", dir);
-    pm_config_t *cfg = pm_config_new();
-    assert_int_equal(pm_config_set(cfg, "max_waiters_per_client", "3", err, sizeof err), 0);
-    pm_agent_t *a = pm_agent_new(cfg, "t", sock); /* no loop: this test is the loop */
-    assert_non_null(a);
+    s_lone_t lone;
+    pm_agent_t *a = s_lone_agent(&lone);
     /* a session whose replies go nowhere: each reply shows as one dropped */
     pm_session_t *s = pm_session_get(a, (const uint8_t *) "x", 1, 0);
     pm_create_args_t ca = {.id = "t-v~1"};
@@ -295,9 +319,7 @@ test_deadlines_on_a_virtual_clock(void **state)
     pm_waiter_fire_timeouts(a, INT64_MAX / 2); /* its timer went with it */
     assert_int_equal(a->waiters_timed_out, 3);
 
-    pm_agent_destroy(&a);
-    pm_config_destroy(&cfg);
-    rmdir(dir);
+    s_lone_agent_end(&lone);
 }
 
 /* Issue 11: another member sends its subscription (an AWAIT without end,
@@ -308,15 +330,8 @@ static void
 test_subscription_sent_again_is_one_waiter(void **state)
 {
     (void) state;
-    char dir[128], sock[192], err[256];
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/pm-waiters-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(dir));
-    snprintf(sock, sizeof sock, "%s/agent.sock", dir);
-    pm_config_t *cfg = pm_config_new();
-    assert_int_equal(pm_config_set(cfg, "max_waiters_per_client", "3", err, sizeof err), 0);
-    pm_agent_t *a = pm_agent_new(cfg, "t", sock); /* no loop: this test is the loop */
-    assert_non_null(a);
+    s_lone_t lone;
+    pm_agent_t *a = s_lone_agent(&lone);
     pm_session_t *peer = pm_session_peer(a, "n9");
     pm_session_t *cl = pm_session_get(a, (const uint8_t *) "x", 1, 0);
     pm_create_args_t ca = {.id = "t-s~1"};
@@ -352,9 +367,7 @@ test_subscription_sent_again_is_one_waiter(void **state)
     pm_session_close(a, cl, "test");
     assert_null(p->watches);
 
-    pm_agent_destroy(&a);
-    pm_config_destroy(&cfg);
-    rmdir(dir);
+    s_lone_agent_end(&lone);
 }
 
 int
