@@ -314,6 +314,9 @@ int64_t pm_coord_mem_revision(const pm_coord_mem_t *self);
  * state is kept. The caller takes clients off the store for the outage. */
 void pm_coord_mem_seed(pm_coord_mem_t *self, uint64_t seed);
 void pm_coord_mem_hang(pm_coord_mem_t *self);
+/* Hangs at the next write (CREATE, CAS, DELETE: that one included). */
+void pm_coord_mem_arm(pm_coord_mem_t *self);
+int pm_coord_mem_hung(const pm_coord_mem_t *self);
 void pm_coord_mem_crash(pm_coord_mem_t *self, int64_t timeout_ms);
 typedef struct pm_coord_mem_crash_stats {
     uint64_t crashes;

@@ -75,6 +75,7 @@ struct pm_coord_mem {
     s_client_t **clients;
     size_t n_clients;
     int hung;         /* crashing: requests applied (or not), answers held */
+    int armed;        /* hangs at the next write */
     uint64_t rng;     /* the hang's coin (pm_coord_mem_seed) */
     pm_coord_mem_crash_stats_t crash;
 };
@@ -351,6 +352,10 @@ s_submit(pm_coord_t *c, pm_coord_req_t *req)
     pm_coord_mem_t *st = cl->store;
     pm_coord_kind_t kind = req->kind;
     cl->asked += (uint64_t) s_is_answer(kind);
+    if (st->armed && (kind == PM_COORD_CREATE || kind == PM_COORD_CAS || kind == PM_COORD_DELETE)) {
+        st->armed = 0;
+        st->hung = 1;
+    }
     if (kind == PM_COORD_WATCH) {
         cl->watches = s_xrealloc(cl->watches, (cl->n_watches + 1) * sizeof *cl->watches);
         s_watch_t *w = &cl->watches[cl->n_watches++];
@@ -555,6 +560,18 @@ pm_coord_mem_hang(pm_coord_mem_t *self)
     self->hung = 1;
 }
 
+void
+pm_coord_mem_arm(pm_coord_mem_t *self)
+{
+    self->armed = 1;
+}
+
+int
+pm_coord_mem_hung(const pm_coord_mem_t *self)
+{
+    return self->hung;
+}
+
 static int
 s_is_answer(pm_coord_kind_t k)
 {
@@ -566,6 +583,7 @@ void
 pm_coord_mem_crash(pm_coord_mem_t *self, int64_t timeout_ms)
 {
     self->hung = 0;
+    self->armed = 0;
     self->crash.crashes++;
     for (size_t i = 0; i < self->n_clients; i++) {
         s_client_t *cl = self->clients[i];

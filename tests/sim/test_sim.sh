@@ -80,8 +80,10 @@ else
 fi
 kinds_ok=1
 for k in "kills" "wiped disks" "pauses" "two-way splits" "one-way splits" "lossy spells" \
-    "store outages" "slow-store spells" "clock jumps" "slow-fsync spells"; do
-    n=$(echo "$sum" | grep -o "[0-9]* $k" | grep -o '^[0-9]*' || true)
+    "store outages" "slow-store spells" "clock jumps" "slow-fsync spells" "delay spells" \
+    "reorder spells" "duplication spells" "store crashes" "frames: [0-9]* delayed" \
+    "reordered" "duplicated"; do
+    n=$(echo "$sum" | grep -o "[0-9]* $k" | grep -o '^[0-9]*' | head -1 || true)
     if [ -z "$n" ] || [ "$n" -eq 0 ]; then
         kinds_ok=0
         echo "# no $k injected"
