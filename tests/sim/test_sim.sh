@@ -81,7 +81,7 @@ fi
 kinds_ok=1
 for k in "kills" "wiped disks" "pauses" "two-way splits" "one-way splits" "lossy spells" \
     "store outages" "slow-store spells" "clock jumps" "slow-fsync spells" "delay spells" \
-    "reorder spells" "duplication spells" "store crashes" "frames: [0-9]* delayed" \
+    "reorder spells" "duplication spells" "store crashes" "delayed" \
     "reordered" "duplicated"; do
     n=$(echo "$sum" | grep -o "[0-9]* $k" | grep -o '^[0-9]*' | head -1 || true)
     if [ -z "$n" ] || [ "$n" -eq 0 ]; then
