@@ -67,6 +67,7 @@ typedef struct {
     int64_t load_ms;   /* load and faults */
     int64_t settle_ms; /* after healing, before the check */
     int verbose, quiet_faults, no_faults;
+    unsigned fault_mask; /* --faults: the kinds drawn (0: every kind) */
     int break_ack; /* self-test: misremember one acknowledged settle (the checker must flag it) */
     int break_reply; /* self-test: lose one answer of a live agent (L1 must flag it) */
     int strict_liveness; /* L1-L3 fail the seed (else reported: open findings remain) */
@@ -1133,6 +1134,13 @@ static void
 s_fault_start(world_t *w)
 {
     int kind = (int) s_rand(w, F_COUNT);
+    if (w->o->fault_mask) { /* --faults: the kind-th of those chosen */
+        int on = __builtin_popcount(w->o->fault_mask);
+        int k = kind % on;
+        for (kind = 0; kind < F_COUNT; kind++)
+            if ((w->o->fault_mask >> kind & 1) && k-- == 0)
+                break;
+    }
     fault_t *f = calloc(1, sizeof *f);
     f->kind = kind;
     f->node = -1;
@@ -1702,6 +1710,8 @@ s_usage(void)
             "  --break-ack  self-test: misremember one acknowledged settle (must fail V2)\n"
             "  --break-reply self-test: lose one answer of a live agent (must fail L1)\n"
             "  --strict-liveness  L1-L3 failures fail the seed (default: counted, reported)\n"
+            "  --faults K,...  only these fault kinds: kill pause split2 split1 loss store\n"
+            "               slowstore jump slowsync wipe delay reorder dup storecrash\n"
             "  --seed S     run (replay) one seed\n"
             "  --seeds N    run N seeds, from --first (default 1)\n"
             "  prints one summary line: N seeds, V violations, ...; exit 0 only if V is 0\n");
@@ -1749,6 +1759,21 @@ main(int argc, char **argv)
             o.strict_liveness = 1;
         } else if (!strcmp(a, "--no-faults")) {
             o.no_faults = 1;
+        } else if (!strcmp(a, "--faults") && v) {
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", v);
+            for (char *save = NULL, *t = strtok_r(buf, ",", &save); t;
+                 t = strtok_r(NULL, ",", &save)) {
+                int k = 0;
+                while (k < F_COUNT && strcmp(s_fault_name[k], t))
+                    k++;
+                if (k == F_COUNT) {
+                    fprintf(stderr, "pmesh-sim: --faults: no kind %s\n", t);
+                    return 2;
+                }
+                o.fault_mask |= 1u << k;
+            }
+            i++;
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             s_usage();
             return 0;
