@@ -856,6 +856,11 @@ s_worker_frame(world_t *w, node_t *n, const pm_msg_t *m)
         return;
     if (r->kind == K_HELLO && !m->err) {
         wk->session = m->session;
+        /* As libpmesh: its keep-alive thread starts at the hello and pings
+         * at once, before the worker registers (a worker session that never
+         * pinged is one without keep-alive, which the agent never expires). */
+        pm_msg_t ping = {.type = PM_MSG_PING, .session = wk->session};
+        s_send(w, n, wk->rid, &ping);
         wk->next_ping = w->now + 300;
         req_t *q = s_req(w, K_REGISTER, n->idx, NULL, 5000);
         const char *fns[] = {"f"};
