@@ -114,6 +114,8 @@ typedef struct pm_relay {
     size_t frame_len;
     int parked;       /* its owner died; waiting for a takeover to be announced */
     int unknown;      /* parked because, just started, we had not heard of its space */
+    int64_t retry_until; /* PM_RELAY_FIRE answered UNAVAILABLE: sent again until then (0: not) */
+    int retry;        /* its timer is the next try, not its expiry */
     uint64_t session; /* PM_RELAY_OP: whom to answer */
     uint64_t req_id;  /* PM_RELAY_OP: the client's req_id */
     char node[PM_WIRE_MAX_NAME + 1];

@@ -14,6 +14,8 @@
 #include "session.h"
 #include "waiters.h"
 
+#define S_FIRE_RETRY_MS 250 /* a relayed settle answered UNAVAILABLE is sent again after */
+
 pm_route_t
 pm_relay_route_of(pm_agent_t *self, const char *id, const char **node)
 {
@@ -132,9 +134,52 @@ pm_relay_on_peer_reply(pm_agent_t *self, const char *from, pm_msg_t *m)
             return;
         }
         pm_waiter_rwait_finish(self, r->pid, m, 0);
+    } else if (m->err == PM_ERR_UNAVAILABLE && r->frame) {
+        /* An invocation's result the owner cannot acknowledge now (its
+         * in-sync set is being recorded, or the store is out of reach):
+         * nothing else would send it again, and the chain would stay
+         * pending. Sent again every S_FIRE_RETRY_MS for up to forward_timeout
+         * (settling is idempotent: ALREADY_SETTLED ends it). */
+        if (!r->retry_until)
+            r->retry_until = self->now_mono + self->forward_timeout;
+        if (self->now_mono < r->retry_until) {
+            r->retry = 1;
+            pm_timers_set(self->relay_timers, &r->timer, self->now_mono + S_FIRE_RETRY_MS);
+            return;
+        }
+        pm_log_warn("PM-RELAY-FAILED", "%s answered %s to a relayed settle", from,
+                    pm_err_name(m->err));
     } else if (m->err && m->err != PM_ERR_ALREADY_SETTLED && m->err != PM_ERR_TIMED_OUT) {
         pm_log_warn("PM-RELAY-FAILED", "%s answered %s to a relayed settle", from,
                     pm_err_name(m->err));
+    }
+    s_relay_free(self, r);
+}
+
+/* The next try of a relayed settle answered UNAVAILABLE: to where its
+ * promise lives now (here, if we took its space over). */
+static void
+s_fire_retry(pm_agent_t *self, pm_relay_t *r)
+{
+    r->retry = 0;
+    const char *node = NULL;
+    pm_route_t route = pm_relay_route_of(self, r->pid, &node);
+    if (route == PM_ROUTE_REMOTE) {
+        uint8_t *buf = pm_xmalloc(r->frame_len, "re-sent settle");
+        memcpy(buf, r->frame, r->frame_len);
+        snprintf(r->node, sizeof r->node, "%s", node);
+        int64_t until = self->now_mono + self->forward_timeout;
+        pm_timers_set(self->relay_timers, &r->timer, until < r->retry_until ? until : r->retry_until);
+        pm_mesh_send_raw(self->mesh, node, PM_MSG_SETTLE, buf, r->frame_len);
+        return;
+    }
+    pm_msg_t m;
+    if (route == PM_ROUTE_LOCAL && pm_wire_decode(r->frame, r->frame_len, &m) == PM_OK) {
+        if (m.type == PM_MSG_SETTLE)
+            pm_req_settle(self, &m, self->now_real);
+        pm_wire_release(&m);
+    } else {
+        pm_log_warn("PM-RELAY-FAILED", "a relayed settle of %s has nowhere to go", r->pid);
     }
     s_relay_free(self, r);
 }
@@ -157,6 +202,10 @@ pm_relay_fail(pm_agent_t *self, pm_relay_t *r, int err)
 void
 pm_relay_expired(pm_agent_t *self, pm_relay_t *r)
 {
+    if (r->retry) {
+        s_fire_retry(self, r);
+        return;
+    }
     self->relay_timeouts++;
     if (r->parked && r->unknown) {
         /* Still nobody serves that space now that we know the mesh. */
@@ -185,6 +234,7 @@ void
 pm_relay_park(pm_agent_t *self, pm_relay_t *r)
 {
     r->parked = 1;
+    r->retry = 0; /* unparked, it is sent where its space went */
     r->node[0] = 0;
     self->parked++;
     /* A takeover is announced within detection + one gossip round; wait up
