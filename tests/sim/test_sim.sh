@@ -78,6 +78,17 @@ else
     grep -E 'first violated' "$tmp/w8" | head -2
 fi
 
+# A relayed settle (an invocation's result) answered UNAVAILABLE is sent
+# again: before, it was dropped and the chain stayed pending (seed 5014, L2).
+"$SIM" --seed 5014 --faults kill,split2,split1,pause,storecrash,dup,reorder,delay \
+    --strict-liveness >"$tmp/f5014" 2>&1
+if [ $? -eq 0 ] && grep -q '^seed 5014: .*liveness 0, 0 violations' "$tmp/f5014"; then
+    ok "regression seed 5014 (new fault kinds): every chain completes (strict liveness)"
+else
+    notok "regression seed 5014 (new fault kinds): every chain completes (strict liveness)"
+    grep -E 'first violated' "$tmp/f5014" | head -2
+fi
+
 "$SIM" --seeds "$SEEDS" --first "$FIRST" >"$tmp/batch" 2>&1
 rc=$?
 sum=$(tail -1 "$tmp/batch")
