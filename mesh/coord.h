@@ -307,6 +307,28 @@ int64_t pm_coord_mem_put_raw(pm_coord_mem_t *self, const char *space, const char
 void pm_coord_mem_compact(pm_coord_mem_t *self, int64_t rev);
 /* The store's current revision. */
 int64_t pm_coord_mem_revision(const pm_coord_mem_t *self);
+/* The store's crash (coord_mem.c explains the model). hang: from now on
+ * requests are applied (writes: one chance in two, drawn from the seed) but
+ * not answered. crash: every answer not yet delivered becomes UNAVAILABLE,
+ * delivered at once or timeout_ms later (drawn); watch news is let out; the
+ * state is kept. The caller takes clients off the store for the outage. */
+void pm_coord_mem_seed(pm_coord_mem_t *self, uint64_t seed);
+void pm_coord_mem_hang(pm_coord_mem_t *self);
+/* Hangs at the next write (CREATE, CAS, DELETE: that one included). */
+void pm_coord_mem_arm(pm_coord_mem_t *self);
+int pm_coord_mem_hung(const pm_coord_mem_t *self);
+void pm_coord_mem_crash(pm_coord_mem_t *self, int64_t timeout_ms);
+typedef struct pm_coord_mem_crash_stats {
+    uint64_t crashes;
+    uint64_t answers_lost; /* answers replaced by UNAVAILABLE */
+    uint64_t writes_lost;  /* of them, writes that were applied */
+    uint64_t timed_out;    /* of them, delivered after the client's timeout */
+} pm_coord_mem_crash_stats_t;
+void pm_coord_mem_crash_stats(const pm_coord_mem_t *self, pm_coord_mem_crash_stats_t *out);
+/* Requests of client not answered exactly once so far: asked - answered -
+ * answers still queued (0 when every request has one answer, given or on its
+ * way; > 0 one was dropped; < 0 one was answered twice). */
+int64_t pm_coord_mem_unbalanced(const pm_coord_t *client);
 
 /* ---- backends (coord.c dispatches; not for callers) ----
  * coord.c owns the ZeroMQ PAIR: `sock` is the caller's end, `peer` the

@@ -6,10 +6,24 @@
  * single-threaded: requests are applied when made; answers wait in a FIFO
  * per client until the store's virtual clock reaches their delivery time, and
  * are then put on the client's socket. Test hooks cut a client off, delay
- * its answers, and write behind its back.
+ * its answers, write behind its back, and crash the store (below).
+ *
+ * The store's crash (the simulator, issue 14). etcd is replicated: a crash
+ * of its leader loses no acknowledged write, and a write the leader applied
+ * stays applied even when its answer never left. So a crash is modelled as:
+ * a hang (pm_coord_mem_hang: requests are applied, or with one chance in two
+ * not, but nothing is answered), then the crash itself (pm_coord_mem_crash):
+ * every answer not yet delivered is replaced by UNAVAILABLE, at once (the
+ * connection was reset) or after the client's request timeout (it hung and
+ * the client gave up), never both and never the original; the state is kept
+ * (a restart with its data). The caller then takes the clients off the store
+ * (pm_coord_mem_set_available) for the outage and back on at the restart.
+ * The dangerous case is an applied CAS whose answer was lost: its client sees
+ * UNAVAILABLE and must re-read, not assume that it failed.
  */
 #include "coord.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +43,7 @@ typedef struct s_change {
 typedef struct s_pending {
     pm_coord_result_t *r;
     int64_t due;
+    int oob; /* a timeout's answer: later answers do not wait for it */
     struct s_pending *next;
 } s_pending_t;
 
@@ -46,6 +61,7 @@ typedef struct s_client {
     s_pending_t *head, *tail;
     s_watch_t *watches;
     size_t n_watches;
+    uint64_t asked, answered; /* requests (not watches), answers delivered */
 } s_client_t;
 
 struct pm_coord_mem {
@@ -58,6 +74,10 @@ struct pm_coord_mem {
     int64_t now;
     s_client_t **clients;
     size_t n_clients;
+    int hung;         /* crashing: requests applied (or not), answers held */
+    int armed;        /* hangs at the next write */
+    uint64_t rng;     /* the hang's coin (pm_coord_mem_seed) */
+    pm_coord_mem_crash_stats_t crash;
 };
 
 static void
@@ -165,14 +185,27 @@ s_decode(const char *space, const char *value, int64_t rev, pm_coord_record_t *r
 
 /* ---- delivery ------------------------------------------------------------- */
 
+static int s_is_answer(pm_coord_kind_t k);
+
+/* Delivers what is due, in order; only a timeout's answer (oob) that is not
+ * due yet lets the answers behind it pass. */
 static void
 s_flush(s_client_t *cl)
 {
-    while (cl->head && cl->head->due <= cl->store->now) {
-        s_pending_t *p = cl->head;
-        cl->head = p->next;
-        if (!cl->head)
-            cl->tail = NULL;
+    s_pending_t **pp = &cl->head, *prev = NULL;
+    while (*pp) {
+        s_pending_t *p = *pp;
+        if (p->due > cl->store->now) {
+            if (!p->oob)
+                break;
+            prev = p;
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        if (cl->tail == p)
+            cl->tail = prev;
+        cl->answered += (uint64_t) s_is_answer(p->r->kind);
         pm_coord_deliver(cl->c, p->r);
         free(p);
     }
@@ -187,7 +220,7 @@ s_enqueue(s_client_t *cl, pm_coord_result_t *r)
     if (!p)
         s_oom();
     p->r = r;
-    p->due = cl->store->now + cl->delay;
+    p->due = cl->store->hung ? INT64_MAX : cl->store->now + cl->delay;
     if (cl->tail)
         cl->tail->next = p;
     else
@@ -318,6 +351,11 @@ s_submit(pm_coord_t *c, pm_coord_req_t *req)
     s_client_t *cl = c->impl;
     pm_coord_mem_t *st = cl->store;
     pm_coord_kind_t kind = req->kind;
+    cl->asked += (uint64_t) s_is_answer(kind);
+    if (st->armed && (kind == PM_COORD_CREATE || kind == PM_COORD_CAS || kind == PM_COORD_DELETE)) {
+        st->armed = 0;
+        st->hung = 1;
+    }
     if (kind == PM_COORD_WATCH) {
         cl->watches = s_xrealloc(cl->watches, (cl->n_watches + 1) * sizeof *cl->watches);
         s_watch_t *w = &cl->watches[cl->n_watches++];
@@ -344,6 +382,19 @@ s_submit(pm_coord_t *c, pm_coord_req_t *req)
         s_enqueue(cl, r);
         free(req);
         return;
+    }
+    if (st->hung && kind != PM_COORD_GET && kind != PM_COORD_LIST) {
+        /* The crashing leader may never commit it (one chance in two). */
+        st->rng = st->rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        if ((st->rng >> 33) & 1) {
+            pm_coord_result_t *r = pm_coord_result_new(req->id, kind, PM_COORD_UNAVAILABLE);
+            if (!r)
+                s_oom();
+            pm_coord_result_msg(r, "store crashed (not applied)");
+            s_enqueue(cl, r); /* held; the crash answers it */
+            free(req);
+            return;
+        }
     }
     if (kind == PM_COORD_LIST) {
         s_enqueue(cl, s_list(st, req->id, kind));
@@ -493,4 +544,92 @@ pm_coord_mem_compact(pm_coord_mem_t *self, int64_t rev)
     }
     self->n_hist = keep;
     self->compacted = rev;
+}
+
+/* ---- the store's crash ------------------------------------------------------ */
+
+void
+pm_coord_mem_seed(pm_coord_mem_t *self, uint64_t seed)
+{
+    self->rng = seed;
+}
+
+void
+pm_coord_mem_hang(pm_coord_mem_t *self)
+{
+    self->hung = 1;
+}
+
+void
+pm_coord_mem_arm(pm_coord_mem_t *self)
+{
+    self->armed = 1;
+}
+
+int
+pm_coord_mem_hung(const pm_coord_mem_t *self)
+{
+    return self->hung;
+}
+
+static int
+s_is_answer(pm_coord_kind_t k)
+{
+    return k == PM_COORD_GET || k == PM_COORD_CREATE || k == PM_COORD_CAS ||
+           k == PM_COORD_DELETE || k == PM_COORD_LIST;
+}
+
+void
+pm_coord_mem_crash(pm_coord_mem_t *self, int64_t timeout_ms)
+{
+    self->hung = 0;
+    self->armed = 0;
+    self->crash.crashes++;
+    for (size_t i = 0; i < self->n_clients; i++) {
+        s_client_t *cl = self->clients[i];
+        for (s_pending_t *p = cl->head; p; p = p->next) {
+            if (!s_is_answer(p->r->kind)) {
+                /* Watch news of what was committed: it got out first. */
+                if (p->due == INT64_MAX)
+                    p->due = self->now;
+                continue;
+            }
+            if (p->r->status == PM_COORD_UNAVAILABLE && p->oob)
+                continue; /* already a failure */
+            int applied = p->r->status == PM_COORD_OK && p->r->kind != PM_COORD_GET &&
+                          p->r->kind != PM_COORD_LIST;
+            self->crash.answers_lost++;
+            self->crash.writes_lost += (uint64_t) applied;
+            pm_coord_result_t *r = pm_coord_result_new(p->r->req, p->r->kind, PM_COORD_UNAVAILABLE);
+            if (!r)
+                s_oom();
+            pm_coord_result_msg(r, "store crashed%s", applied ? "" : " (not applied)");
+            pm_coord_result_destroy(&p->r);
+            p->r = r;
+            self->rng = self->rng * 6364136223846793005ULL + 1442695040888963407ULL;
+            int reset = (self->rng >> 33) & 1;
+            self->crash.timed_out += (uint64_t) !reset;
+            p->due = self->now + (reset ? 0 : (timeout_ms > 0 ? timeout_ms : 2000));
+            p->oob = 1;
+        }
+        s_flush(cl);
+    }
+}
+
+void
+pm_coord_mem_crash_stats(const pm_coord_mem_t *self, pm_coord_mem_crash_stats_t *out)
+{
+    *out = self->crash;
+}
+
+int64_t
+pm_coord_mem_unbalanced(const pm_coord_t *client)
+{
+    const s_client_t *cl = client->impl;
+    if (!cl)
+        return 0;
+    int64_t queued = 0;
+    for (const s_pending_t *p = cl->head; p; p = p->next)
+        queued += s_is_answer(p->r->kind);
+    return (int64_t) cl->asked - (int64_t) cl->answered - queued;
 }

@@ -71,6 +71,7 @@ typedef struct {
     int64_t load_ms;   /* load and faults */
     int64_t settle_ms; /* after healing, before the check */
     int verbose, quiet_faults, no_faults;
+    unsigned fault_mask; /* --faults: the kinds drawn (0: every kind) */
     int break_ack; /* self-test: misremember one acknowledged settle (the checker must flag it) */
     int break_reply; /* self-test: lose one answer of a live agent (L1 must flag it) */
     int strict_liveness; /* L1-L3 fail the seed (else reported: open findings remain) */
@@ -170,13 +171,18 @@ typedef struct fault {
     int node;                /* kill, pause, store (one node) */
     uint8_t cut[MAXN][MAXN]; /* partition: links it cuts */
     int minority[MAXN];
+    uint32_t permille;       /* loss, reorder, dup */
+    int64_t delay;           /* delay, reorder: frames late by up to this (ms) */
+    int64_t crash_at;        /* store crash: it hangs until then, then crashes (0: done) */
+    int armed;               /* store crash: waiting for a write to hang on */
     struct fault *next;
 } fault_t;
 
 enum { F_KILL, F_PAUSE, F_PART2, F_PART1, F_LOSS, F_STORE, F_SLOWSTORE, F_JUMP, F_SLOWSYNC,
-       F_WIPE, F_COUNT };
+       F_WIPE, F_DELAY, F_REORDER, F_DUP, F_CRASH, F_COUNT };
 static const char *s_fault_name[] = {"kill", "pause", "split2", "split1", "loss", "store",
-                                     "slowstore", "jump", "slowsync", "wipe"};
+                                     "slowstore", "jump", "slowsync", "wipe", "delay",
+                                     "reorder", "dup", "storecrash"};
 
 typedef struct stats {
     uint64_t faults[F_COUNT], torn;
@@ -186,6 +192,8 @@ typedef struct stats {
     uint64_t lviol;      /* liveness failures (L1-L3) */
     uint64_t lreported;  /* of them, reported only (without --strict-liveness) */
     uint64_t deadlines, chains; /* L3, L2 cases checked */
+    uint64_t delayed, reordered, duplicated;   /* frames (memnet) */
+    uint64_t crash_answers, crash_writes;      /* store crashes: answers lost, applied writes */
     int64_t sim_ms;
     int64_t agent_ms;
 } stats_t;
@@ -881,6 +889,11 @@ s_worker_frame(world_t *w, node_t *n, const pm_msg_t *m)
         return;
     if (r->kind == K_HELLO && !m->err) {
         wk->session = m->session;
+        /* As libpmesh: its keep-alive thread starts at the hello and pings
+         * at once, before the worker registers (a worker session that never
+         * pinged is one without keep-alive, which the agent never expires). */
+        pm_msg_t ping = {.type = PM_MSG_PING, .session = wk->session};
+        s_send(w, n, wk->rid, &ping);
         wk->next_ping = w->now + 300;
         req_t *q = s_req(w, K_REGISTER, n->idx, NULL, 5000);
         const char *fns[] = {"f"};
@@ -1039,6 +1052,49 @@ s_expire_reqs(world_t *w)
 
 /* ---- faults ----------------------------------------------------------------------- */
 
+/* The network's spells from the faults in force (overlapping spells: the
+ * strongest of each kind holds). */
+static void
+s_apply_net(world_t *w)
+{
+    uint32_t loss = 0, reorder = 0, dup = 0;
+    int64_t delay = 0;
+    for (fault_t *f = w->faults; f; f = f->next) {
+        if (f->kind == F_LOSS && f->permille > loss)
+            loss = f->permille;
+        if (f->kind == F_REORDER && f->permille > reorder)
+            reorder = f->permille;
+        if (f->kind == F_DUP && f->permille > dup)
+            dup = f->permille;
+        if ((f->kind == F_DELAY || f->kind == F_REORDER) && f->delay > delay)
+            delay = f->delay;
+    }
+    pm_memnet_loss(w->net, loss);
+    pm_memnet_reorder(w->net, reorder);
+    pm_memnet_dup(w->net, dup);
+    pm_memnet_delay(w->net, delay);
+}
+
+/* The store crashes after its hang: answers not delivered become
+ * UNAVAILABLE (at once, or after the clients' 2 s timeout); what it applied
+ * stays; it is down until the fault ends (a restart with its data). */
+static void
+s_store_crash(world_t *w, fault_t *f)
+{
+    f->crash_at = 0;
+    pm_coord_mem_crash_stats_t a, b;
+    pm_coord_mem_crash_stats(w->store, &a);
+    pm_coord_mem_crash(w->store, 2000);
+    pm_coord_mem_crash_stats(w->store, &b);
+    w->store_down++;
+    for (int i = 0; i < w->n; i++)
+        s_apply_store(w, &w->nodes[i]);
+    w->st.crash_answers += b.answers_lost - a.answers_lost;
+    w->st.crash_writes += b.writes_lost - a.writes_lost;
+    s_log(w, "store crashed: %" PRIu64 " answers lost (%" PRIu64 " of applied writes)",
+          b.answers_lost - a.answers_lost, b.writes_lost - a.writes_lost);
+}
+
 static void
 s_fault_end(world_t *w, fault_t *f)
 {
@@ -1077,8 +1133,19 @@ s_fault_end(world_t *w, fault_t *f)
         s_log(w, "heal %s", s_fault_name[f->kind]);
         break;
     case F_LOSS:
-        pm_memnet_loss(w->net, 0);
-        s_log(w, "loss off");
+    case F_DELAY:
+    case F_REORDER:
+    case F_DUP:
+        s_apply_net(w);
+        s_log(w, "%s spell over", s_fault_name[f->kind]);
+        break;
+    case F_CRASH:
+        if (f->crash_at)
+            s_store_crash(w, f);
+        w->store_down--;
+        for (int i = 0; i < w->n; i++)
+            s_apply_store(w, &w->nodes[i]);
+        s_log(w, "store restarted (its data kept)");
         break;
     case F_STORE:
         w->store_down--;
@@ -1105,6 +1172,13 @@ static void
 s_fault_start(world_t *w)
 {
     int kind = (int) s_rand(w, F_COUNT);
+    if (w->o->fault_mask) { /* --faults: the kind-th of those chosen */
+        int on = __builtin_popcount(w->o->fault_mask);
+        int k = kind % on;
+        for (kind = 0; kind < F_COUNT; kind++)
+            if ((w->o->fault_mask >> kind & 1) && k-- == 0)
+                break;
+    }
     fault_t *f = calloc(1, sizeof *f);
     f->kind = kind;
     f->node = -1;
@@ -1200,12 +1274,37 @@ s_fault_start(world_t *w)
               dir == 2 ? "both ways " : dir == 0 ? "outgoing of " : "incoming of ", who);
         break;
     }
-    case F_LOSS: {
-        uint32_t pm = (uint32_t) s_between(w, 5, 50);
-        pm_memnet_loss(w->net, pm);
-        s_log(w, "loss %u permille", pm);
+    case F_LOSS:
+        f->permille = (uint32_t) s_between(w, 5, 50);
+        s_log(w, "loss %u permille", f->permille);
         break;
-    }
+    case F_DELAY:
+        f->delay = s_between(w, 1, 300);
+        s_log(w, "delay: frames late by up to %lld ms", (long long) f->delay);
+        break;
+    case F_REORDER:
+        f->delay = s_between(w, 5, 200);
+        f->permille = (uint32_t) s_between(w, 20, 200);
+        s_log(w, "reorder: links reconnect (%u permille of frames), late by up to %lld ms",
+              f->permille, (long long) f->delay);
+        break;
+    case F_DUP:
+        f->permille = (uint32_t) s_between(w, 10, 100);
+        s_log(w, "duplicates: %u permille of frames twice", f->permille);
+        break;
+    case F_CRASH:
+        /* One store, one crash at a time. */
+        for (fault_t *g = w->faults; g; g = g->next)
+            if (g->kind == F_CRASH) {
+                free(f);
+                return;
+            }
+        /* It crashes in the middle of a write: it hangs at the next one
+         * (or at the spell's end), then crashes 1-400 ms later. */
+        f->armed = 1;
+        pm_coord_mem_arm(w->store);
+        s_log(w, "store armed to crash at its next write");
+        break;
     case F_STORE:
         w->store_down++;
         for (int a = 0; a < w->n; a++)
@@ -1225,6 +1324,8 @@ s_fault_start(world_t *w)
     f->next = w->faults;
     w->faults = f;
     w->calm_since = INT64_MAX;
+    if (kind == F_LOSS || kind == F_DELAY || kind == F_REORDER || kind == F_DUP)
+        s_apply_net(w);
     s_check_r(w);
 }
 
@@ -1233,6 +1334,17 @@ s_faults_tick(world_t *w, int heal_all)
 {
     for (fault_t **pp = &w->faults; *pp;) {
         fault_t *f = *pp;
+        if (f->armed && (pm_coord_mem_hung(w->store) || f->end <= w->now || heal_all)) {
+            f->armed = 0;
+            if (!pm_coord_mem_hung(w->store))
+                pm_coord_mem_hang(w->store);
+            f->crash_at = w->now + s_between(w, 1, 400);
+            f->end = f->crash_at + s_between(w, 300, 3000);
+            s_log(w, "store hangs (applies, or not, and answers nothing), crashes in %lld ms",
+                  (long long) (f->crash_at - w->now));
+        }
+        if (f->crash_at && f->crash_at <= w->now)
+            s_store_crash(w, f);
         if (f->end > w->now && !heal_all) {
             pp = &f->next;
             continue;
@@ -1314,6 +1426,7 @@ s_advance(world_t *w, int64_t dt)
             w->st.agent_ms += dt;
     }
     pm_coord_mem_advance(w->store, dt);
+    pm_memnet_set_now(w->net, w->now);
 }
 
 static const pm_resolve_entry_t s_no_names[] = {{"localhost", "127.0.0.1"}};
@@ -1334,6 +1447,7 @@ s_world_init(world_t *w, opts_t *o, uint64_t seed, void *zctx)
     w->net = pm_memnet_new(seed ^ 0x9e3779b97f4a7c15ULL);
     pm_memnet_use(w->net);
     w->store = pm_coord_mem_new();
+    pm_coord_mem_seed(w->store, seed * 2654435761ULL + 17);
     pm_agent_coord_mem = w->store;
     pm_resolve_table_init(&w->names, s_no_names, 1);
     pm_resolve_use(&w->names.resolve);
@@ -1414,8 +1528,12 @@ s_next_event(world_t *w, int64_t phase_end)
     int64_t t = phase_end;
     t = s_min64(t, w->next_op);
     t = s_min64(t, w->next_fault);
-    for (fault_t *f = w->faults; f; f = f->next)
+    for (fault_t *f = w->faults; f; f = f->next) {
         t = s_min64(t, f->end);
+        if (f->crash_at)
+            t = s_min64(t, f->crash_at);
+    }
+    t = s_min64(t, pm_memnet_next_due(w->net)); /* late frames */
     for (req_t *r = w->reqs; r; r = r->next)
         t = s_min64(t, r->deadline);
     for (int i = 0; i < w->n; i++) {
@@ -1566,12 +1684,25 @@ s_run_seed(opts_t *o, uint64_t seed, void *zctx, result_t *res)
             s_phase(&w, w.now + 1000, 0, 0);
         s_liveness(&w, 1);
     }
+    /* Every store request of a live agent had exactly one answer (given or
+     * on its way): a crash fails it or lets it complete, never both. */
+    for (int i = 0; i < w.n; i++) {
+        pm_coord_t *c = w.nodes[i].agent ? pm_agent_sim_coord(w.nodes[i].agent) : NULL;
+        int64_t u = c ? pm_coord_mem_unbalanced(c) : 0;
+        if (u)
+            s_violation(&w, "store: %s's requests: %lld %s", w.nodes[i].name,
+                        (long long) (u > 0 ? u : -u),
+                        u > 0 ? "never answered" : "answered twice");
+    }
     w.st.beyond_r = (uint64_t) w.beyond_r;
     w.st.sim_ms = w.now;
     s_trace(&w, "end %" PRIu64 " %" PRIu64, w.st.violations, w.st.checked);
     pm_memnet_stats_t ms;
     pm_memnet_stats(w.net, &ms);
     s_hash(&w, &ms, sizeof ms);
+    w.st.delayed = ms.delayed;
+    w.st.reordered = ms.reordered;
+    w.st.duplicated = ms.duplicated;
     res->hash = w.hash;
     res->violations = w.st.violations;
     res->st = w.st;
@@ -1580,7 +1711,8 @@ s_run_seed(opts_t *o, uint64_t seed, void *zctx, result_t *res)
         printf("seed %" PRIu64 ": %d agents R=%d, %.1f s simulated, ops %" PRIu64 " created %" PRIu64
                " settled %" PRIu64 " thens %" PRIu64 " checked %" PRIu64 ", unreadable %" PRIu64
                ", silent %" PRIu64 ", faults k%" PRIu64 " p%" PRIu64 " s%" PRIu64 "/%" PRIu64
-               " l%" PRIu64 " st%" PRIu64 "/%" PRIu64 ", trace %016" PRIx64 ", liveness %" PRIu64
+               " l%" PRIu64 " st%" PRIu64 "/%" PRIu64 " d%" PRIu64 " r%" PRIu64 " u%" PRIu64
+               " sc%" PRIu64 ", trace %016" PRIx64 ", liveness %" PRIu64
                "%s, %" PRIu64 " violations\n",
                seed, w.n, w.r, (double) w.now / 1000.0,
                w.st.ops[K_CREATE] + w.st.ops[K_SETTLE] + w.st.ops[K_AWAIT] + w.st.ops[K_THEN] +
@@ -1588,7 +1720,9 @@ s_run_seed(opts_t *o, uint64_t seed, void *zctx, result_t *res)
                w.st.acks[K_CREATE], w.st.acks[K_SETTLE], w.st.acks[K_THEN], w.st.checked,
                w.st.unreadable, w.st.silent, w.st.faults[F_KILL], w.st.faults[F_PAUSE],
                w.st.faults[F_PART2], w.st.faults[F_PART1], w.st.faults[F_LOSS],
-               w.st.faults[F_STORE], w.st.faults[F_SLOWSTORE], w.hash, w.st.lviol,
+               w.st.faults[F_STORE], w.st.faults[F_SLOWSTORE], w.st.faults[F_DELAY],
+               w.st.faults[F_REORDER], w.st.faults[F_DUP], w.st.faults[F_CRASH], w.hash,
+               w.st.lviol,
                w.beyond_r ? " (beyond R)" : "", w.st.violations);
     }
     if (fails) {
@@ -1617,6 +1751,8 @@ s_usage(void)
             "  --break-ack  self-test: misremember one acknowledged settle (must fail V2)\n"
             "  --break-reply self-test: lose one answer of a live agent (must fail L1)\n"
             "  --strict-liveness  L1-L4 failures fail the seed (default: counted, reported)\n"
+            "  --faults K,...  only these fault kinds: kill pause split2 split1 loss store\n"
+            "               slowstore jump slowsync wipe delay reorder dup storecrash\n"
             "  --seed S     run (replay) one seed\n"
             "  --seeds N    run N seeds, from --first (default 1)\n"
             "  prints one summary line: N seeds, V violations, ...; exit 0 only if V is 0\n");
@@ -1664,6 +1800,21 @@ main(int argc, char **argv)
             o.strict_liveness = 1;
         } else if (!strcmp(a, "--no-faults")) {
             o.no_faults = 1;
+        } else if (!strcmp(a, "--faults") && v) {
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", v);
+            for (char *save = NULL, *t = strtok_r(buf, ",", &save); t;
+                 t = strtok_r(NULL, ",", &save)) {
+                int k = 0;
+                while (k < F_COUNT && strcmp(s_fault_name[k], t))
+                    k++;
+                if (k == F_COUNT) {
+                    fprintf(stderr, "pmesh-sim: --faults: no kind %s\n", t);
+                    return 2;
+                }
+                o.fault_mask |= 1u << k;
+            }
+            i++;
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             s_usage();
             return 0;
@@ -1711,6 +1862,11 @@ main(int argc, char **argv)
         tot.deadlines += res.st.deadlines;
         tot.chains += res.st.chains;
         tot.torn += res.st.torn;
+        tot.delayed += res.st.delayed;
+        tot.reordered += res.st.reordered;
+        tot.duplicated += res.st.duplicated;
+        tot.crash_answers += res.st.crash_answers;
+        tot.crash_writes += res.st.crash_writes;
         tot.invocations += res.st.invocations;
         tot.worker_deaths += res.st.worker_deaths;
         tot.sim_ms += res.st.sim_ms;
@@ -1732,13 +1888,18 @@ main(int argc, char **argv)
            " wiped disks, %" PRIu64 " pauses, %" PRIu64 " two-way splits, %" PRIu64
            " one-way splits, %" PRIu64 " lossy spells, %" PRIu64 " store outages, %" PRIu64
            " slow-store spells, %" PRIu64 " clock jumps, %" PRIu64 " slow-fsync spells, %" PRIu64
-           " worker deaths; %.1f agent-minutes simulated in %.1f s"
+           " delay spells, %" PRIu64 " reorder spells, %" PRIu64 " duplication spells, %" PRIu64
+           " store crashes (%" PRIu64 " answers lost, %" PRIu64 " of applied writes), %" PRIu64
+           " worker deaths; frames: %" PRIu64 " delayed, %" PRIu64 " reordered, %" PRIu64
+           " duplicated; %.1f agent-minutes simulated in %.1f s"
            " (%.0f agent-min per wall min); trace %016" PRIx64 "\n",
            o.seeds, tot.violations, failed, tot.lviol, tot.checked, tot.unreadable, tot.silent,
            tot.deadlines, tot.chains, tot.beyond_r, tot.faults[F_KILL], tot.torn,
            tot.faults[F_WIPE], tot.faults[F_PAUSE], tot.faults[F_PART2], tot.faults[F_PART1],
            tot.faults[F_LOSS], tot.faults[F_STORE], tot.faults[F_SLOWSTORE], tot.faults[F_JUMP],
-           tot.faults[F_SLOWSYNC], tot.worker_deaths, agent_min, wall,
+           tot.faults[F_SLOWSYNC], tot.faults[F_DELAY], tot.faults[F_REORDER],
+           tot.faults[F_DUP], tot.faults[F_CRASH], tot.crash_answers, tot.crash_writes,
+           tot.worker_deaths, tot.delayed, tot.reordered, tot.duplicated, agent_min, wall,
            wall > 0 ? agent_min / (wall / 60.0) : 0.0, hashes);
     zmq_ctx_term(zctx);
     return tot.violations ? 1 : 0;

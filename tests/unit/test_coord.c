@@ -555,6 +555,74 @@ test_delete(void **state)
     pm_coord_mem_destroy(&store);
 }
 
+/* The store's crash: what it applied before crashing stays applied though
+ * the answer is lost (UNAVAILABLE, at once or after the timeout, never the
+ * original and never twice); watch news of it gets out; the state survives. */
+static void
+test_crash_keeps_applied_writes(void **state)
+{
+    (void) state;
+    pm_coord_mem_t *store = pm_coord_mem_new();
+    pm_coord_t *a = s_client(store), *b = s_client(store);
+    pm_coord_record_t r0 = s_rec("s", "a", 1, 1, "b:2");
+    pm_coord_create(a, &r0);
+    pm_coord_result_t *r = s_next(a);
+    int64_t rev = r->records[0].revision;
+    pm_coord_result_destroy(&r);
+    uint64_t wid = pm_coord_watch(b, rev + 1);
+    r = s_next(b);
+    assert_int_equal(r->req, wid);
+    pm_coord_result_destroy(&r);
+    int applied = 0, tries = 0;
+    pm_coord_mem_seed(store, 42);
+    /* Until one CAS is applied in a hang (one chance in two each time). */
+    while (!applied && tries++ < 40) {
+        pm_coord_mem_hang(store);
+        pm_coord_record_t t = s_rec("s", "a", 1, 1, "");
+        t.epoch = (uint64_t) (10 + tries);
+        int64_t before = pm_coord_mem_revision(store);
+        uint64_t id = pm_coord_cas(a, before, &t);
+        uint64_t gid = pm_coord_get(a, "s");
+        s_none(a); /* hung: nothing answers */
+        applied = pm_coord_mem_revision(store) > before;
+        pm_coord_mem_crash(store, 1500);
+        /* Each answer once: UNAVAILABLE now, or after the timeout. */
+        int got = 0;
+        for (int ms = 0; ms <= 1500 && got < 2; ms += 100) {
+            while (pm_coord_recv(a, &r) == 0 && r) {
+                assert_true(r->req == id || r->req == gid);
+                assert_int_equal(r->status, PM_COORD_UNAVAILABLE);
+                got++;
+                pm_coord_result_destroy(&r);
+            }
+            pm_coord_mem_advance(store, 100);
+        }
+        assert_int_equal(got, 2);
+        s_none(a);
+        assert_int_equal(pm_coord_mem_unbalanced(a), 0);
+        if (applied) { /* the watch saw it; the record holds it */
+            r = s_next(b);
+            assert_int_equal(r->kind, PM_COORD_EVENT);
+            assert_int_equal(r->records[0].epoch, t.epoch);
+            pm_coord_result_destroy(&r);
+        }
+        s_none(b);
+    }
+    assert_true(applied);
+    r = s_call_get(a, "s"); /* a re-read shows what the lost answer hid */
+    assert_int_equal(r->status, PM_COORD_OK);
+    assert_int_equal(r->records[0].epoch, (uint64_t) (10 + tries));
+    pm_coord_result_destroy(&r);
+    pm_coord_mem_crash_stats_t cs;
+    pm_coord_mem_crash_stats(store, &cs);
+    assert_int_equal(cs.crashes, (uint64_t) tries);
+    assert_int_equal(cs.writes_lost, 1);
+    assert_int_equal(cs.answers_lost, 2 * (uint64_t) tries);
+    pm_coord_destroy(&a);
+    pm_coord_destroy(&b);
+    pm_coord_mem_destroy(&store);
+}
+
 /* Cut off: requests answer UNAVAILABLE and change nothing, the watch says it
  * broke; changes made meanwhile arrive, in order, once it is back. */
 static void
@@ -847,6 +915,7 @@ main(void)
         cmocka_unit_test(test_watch_in_order),
         cmocka_unit_test(test_delete),
         cmocka_unit_test(test_unavailable_then_recovery),
+        cmocka_unit_test(test_crash_keeps_applied_writes),
         cmocka_unit_test(test_delay),
         cmocka_unit_test(test_compaction_resync),
         cmocka_unit_test(test_bad_data),

@@ -87,6 +87,90 @@ test_memnet_rules(void **state)
     pm_memnet_destroy(&net);
 }
 
+/* Delay keeps a link's order; only a reconnect (reorder) or a restarted
+ * sender lets later frames overtake; duplicates arrive twice. */
+static void
+test_memnet_delay_reorder_dup(void **state)
+{
+    (void) state;
+    pm_memnet_t *net = pm_memnet_new(3);
+    pm_memnet_port_t *a = pm_memnet_bind(net, "tcp://a:1");
+    pm_memnet_port_t *b = pm_memnet_bind(net, "tcp://b:1");
+    pm_memnet_set_now(net, 1000);
+    pm_memnet_delay(net, 100);
+    char s[16];
+    for (int i = 0; i < 200; i++) {
+        snprintf(s, sizeof s, "%d", i);
+        pm_memnet_send(a, "tcp://b:1", s_buf(s), strlen(s) + 1);
+    }
+    /* Nothing is due before its time; the rest in order, by 1100 at the latest. */
+    assert_true(pm_memnet_next_due(net) >= 1000);
+    size_t len;
+    int next = 0;
+    for (int64_t t = 1000; t <= 1100; t++) {
+        pm_memnet_set_now(net, t);
+        uint8_t *m;
+        while ((m = pm_memnet_recv(b, &len))) {
+            assert_int_equal(atoi((char *) m), next);
+            next++;
+            free(m);
+        }
+    }
+    assert_int_equal(next, 200);
+    assert_int_equal(pm_memnet_next_due(net), INT64_MAX);
+    pm_memnet_stats_t st;
+    pm_memnet_stats(net, &st);
+    assert_int_equal(st.reordered, 0);
+    assert_true(st.delayed > 150);
+    /* Reconnects: some frames overtake earlier ones; every frame arrives once. */
+    pm_memnet_reorder(net, 100);
+    for (int i = 0; i < 200; i++) {
+        snprintf(s, sizeof s, "%d", i);
+        pm_memnet_send(a, "tcp://b:1", s_buf(s), strlen(s) + 1);
+    }
+    pm_memnet_set_now(net, 1300);
+    assert_int_equal(pm_memnet_waiting(b), 200);
+    int seen[200] = {0}, inversions = 0, prev = -1;
+    uint8_t *m;
+    while ((m = pm_memnet_recv(b, &len))) {
+        int v = atoi((char *) m);
+        seen[v]++;
+        inversions += v < prev;
+        prev = v;
+        free(m);
+    }
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(seen[i], 1);
+    assert_true(inversions > 0);
+    pm_memnet_stats(net, &st);
+    assert_true(st.reordered > 0 && st.reconnects > 5);
+    /* Duplicates: about what was asked, each copy the original's bytes. */
+    pm_memnet_reorder(net, 0);
+    pm_memnet_dup(net, 200);
+    for (int i = 0; i < 500; i++)
+        pm_memnet_send(a, "tcp://b:1", s_buf("dup"), 4);
+    pm_memnet_set_now(net, 1600);
+    pm_memnet_stats(net, &st);
+    assert_true(st.duplicated > 60 && st.duplicated < 140);
+    assert_int_equal(pm_memnet_waiting(b), 500 + st.duplicated);
+    while ((m = pm_memnet_recv(b, &len))) {
+        assert_string_equal((char *) m, "dup");
+        free(m);
+    }
+    /* A restarted sender: new connections, its new frames may overtake. */
+    pm_memnet_dup(net, 0);
+    pm_memnet_delay(net, 0);
+    pm_memnet_send(a, "tcp://b:1", s_buf("late"), 5);
+    pm_memnet_unbind(&a); /* killed: what it sent is still on the wire */
+    assert_int_equal(pm_memnet_waiting(b), 1);
+    a = pm_memnet_bind(net, "tcp://a:1");
+    pm_memnet_send(a, "tcp://b:1", s_buf("new"), 4);
+    assert_int_equal(pm_memnet_waiting(b), 2);
+    pm_memnet_unbind(&a);
+    pm_memnet_unbind(&b); /* frees what waits, due or not */
+    pm_memnet_destroy(&net);
+}
+
 /* A transport created while a network is current binds there: no socket. */
 static void
 test_transport_on_memnet(void **state)
@@ -306,6 +390,7 @@ main(void)
     pm_log_setup(-1, PM_LOG_TEXT, "test"); /* a refused bind is one of the cases */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_memnet_rules),
+        cmocka_unit_test(test_memnet_delay_reorder_dup),
         cmocka_unit_test(test_transport_on_memnet),
         cmocka_unit_test(test_meshes_join_detect_heal),
     };
