@@ -14,7 +14,10 @@ FIRST=${SIM_CHECK_FIRST:-1}
 # Seeds that still fail: open bugs the simulator found, not fixed yet
 # (tests/sim/README.md, "Open findings"). Run and shown as skipped; when one
 # starts to hold, the test says so (move it to the regression list).
-KNOWN_OPEN=""
+# 130 = a then's function ran on a settle its source's owner applied but
+# never replicated (the space moved): the stale result settles the target
+# at the heir (V6; tests/sim/README.md).
+KNOWN_OPEN="130"
 if [ ! -x "$SIM" ]; then
     echo "test_sim.sh: no $SIM; build first (make BUILD=$BUILD)" >&2
     exit 1
@@ -72,10 +75,20 @@ done
 rc=$?
 sum=$(tail -1 "$tmp/batch")
 echo "# $sum"
+# A seed of the batch that is a known open finding fails as described: it
+# is shown (and run again below); any other failing seed fails the test.
+failed=$(grep -o '^seed [0-9]*: first violated' "$tmp/batch" | grep -o '[0-9]*' | tr '\n' ' ')
+unknown=""
+for s in $failed; do
+    case " $KNOWN_OPEN " in *" $s "*) ;; *) unknown="$unknown $s" ;; esac
+done
 if [ "$rc" -eq 0 ] && echo "$sum" | grep -q "^$SEEDS seeds, 0 violations"; then
     ok "$SEEDS seeds, 0 violations"
+elif [ -n "$failed" ] && [ -z "$unknown" ]; then
+    ok "$SEEDS seeds, no violation but in the known open seeds ($failed) # TODO open findings"
+    grep -E 'first violated' "$tmp/batch" | cut -c1-300
 else
-    notok "$SEEDS seeds, 0 violations"
+    notok "$SEEDS seeds, 0 violations (failed:${unknown:- ?})"
     grep -E 'first violated' "$tmp/batch" | head -5
 fi
 kinds_ok=1
@@ -104,6 +117,26 @@ if [ "$rc" -eq 1 ] && grep -q 'first violated invariant: V2' "$tmp/self" &&
 else
     notok "a changed acknowledgement fails the seed (rc $rc)"
     tail -5 "$tmp/self"
+fi
+
+# 4a. Combinators are judged (issue 15): the batch judged some, and the
+# checker is not blind to a combinator reading what its inputs do not give
+# (self-test: one judged combinator misread) nor to on_reject handlers.
+combs=$(echo "$sum" | grep -o '[0-9]* judged' | grep -o '^[0-9]*' || echo 0)
+catches=$(echo "$sum" | grep -o '[0-9]* on_reject handlers checked' | grep -o '^[0-9]*' || echo 0)
+if [ "${combs:-0}" -gt 0 ] && [ "${catches:-0}" -gt 0 ]; then
+    ok "combinators judged by their inputs: $combs; on_reject handlers checked: $catches"
+else
+    notok "combinators judged (${combs:-0}) and on_reject handlers checked (${catches:-0})"
+fi
+"$SIM" --seed 3 --break-fanin >"$tmp/self3" 2>&1
+rc=$?
+if [ "$rc" -eq 1 ] && grep -q 'first violated invariant: V4' "$tmp/self3" &&
+    grep -q 'self-test: combinator' "$tmp/self3"; then
+    ok "a combinator misread fails the seed (V4, exit 1)"
+else
+    notok "a combinator misread fails the seed (rc $rc)"
+    tail -5 "$tmp/self3"
 fi
 
 # 4b. Liveness is checked too: an answer lost on its way from a live agent
