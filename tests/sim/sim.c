@@ -2191,11 +2191,21 @@ s_liveness(world_t *w, int second)
             s_lviolation(w, "L3 the deadline of %s (due by %.3f s) did not fire: still pending "
                          "at %.3f s", p->id, (double) due / 1000.0,
                          (double) p->final_at / 1000.0);
-        else if (decided)
-            s_lviolation(w, "L4 the combinator %s (%s of %d inputs) is decided by its inputs "
-                         "as they read, still pending at %.3f s", p->id,
-                         pm_combinator_name(p->comb->kind), p->comb->n,
+        else if (decided) {
+            char desc[600];
+            size_t o = 0;
+            desc[0] = 0;
+            for (int i = 0; i < p->comb->n && o + 1 < sizeof desc; i++) {
+                prom_t *x = s_prom(w, p->comb->ids[i], 0);
+                o += (size_t) snprintf(desc + o, sizeof desc - o, "%s%s=%s", i ? "," : "",
+                                       p->comb->ids[i], x && x->final_ok && x->final[0]
+                                                            ? x->final : "?");
+            }
+            s_lviolation(w, "L4 the combinator %s = %s(%s) is decided by its inputs as they "
+                         "read, still pending at %.3f s", p->id,
+                         pm_combinator_name(p->comb->kind), desc,
                          (double) p->final_at / 1000.0);
+        }
         else if (stuck)
             s_lviolation(w, "L2 the chain %s -> %s did not complete: %s is %s, %s still pending "
                          "at %.3f s", src->id, p->id, src->id, src->final, p->id,
