@@ -182,9 +182,7 @@ pm_agent_fail_held(void *arg, uint64_t session, const char *peer, uint8_t *buf, 
     pm_agent_t *self = ctx->self;
     pm_msg_t m;
     if (!peer && session == PM_AGENT_HELD_INVOKE) {
-        /* An invocation whose settlement may not survive: not run here (the
-         * agent that serves the space next runs the continuation). */
-        free(buf);
+        pm_then_held_failed(self, buf, len); /* dropped, or held again */
         return;
     }
     if (pm_wire_decode(buf, len, &m) == PM_OK && m.type == PM_MSG_REPLY) {

@@ -69,10 +69,31 @@ s_place(pm_agent_t *self, const char *function, const uint8_t *input, size_t len
 }
 
 void
+pm_then_held_failed(pm_agent_t *self, uint8_t *buf, size_t len)
+{
+    pm_msg_t m = {0};
+    int keep = 0;
+    if (!self->stopping && pm_wire_decode(buf, len, &m) == PM_OK &&
+        m.type == PM_MSG_INVOKE) {
+        const pm_prom_t *q = pm_store_get(self->store, m.target_id);
+        char space[PM_WIRE_MAX_NAME + 1];
+        keep = q && !q->passive && q->state == PM_STATE_PENDING &&
+               (!self->mesh || (pm_id_space(m.target_id, space, sizeof space) &&
+                                pm_mesh_owns(self->mesh, space, NULL)));
+    }
+    pm_wire_release(&m);
+    if (keep)
+        pm_journal_hold_ex(self->journal, PM_AGENT_HELD_INVOKE, NULL, buf, len, 0, 0, 0, 0);
+    else
+        free(buf);
+}
+
+void
 pm_then_place_held(pm_agent_t *self, const uint8_t *buf, size_t len)
 {
-    pm_msg_t m;
-    if (pm_wire_decode(buf, len, &m) == PM_OK && m.type == PM_MSG_INVOKE)
+    pm_msg_t m = {0};
+    /* Stopping: not placed (a restart runs the continuation again). */
+    if (!self->stopping && pm_wire_decode(buf, len, &m) == PM_OK && m.type == PM_MSG_INVOKE)
         pm_place_invoke(self, m.function, m.value, m.value_len, m.target_id);
     pm_wire_release(&m);
 }
