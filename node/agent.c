@@ -143,6 +143,11 @@ pm_agent_journal_send(void *arg, uint64_t session, const char *peer, uint8_t *bu
     pm_agent_t *self = arg;
     if (tag > 0)
         s_observe(self, tag, t0_us);
+    if (!peer && session == PM_AGENT_HELD_INVOKE) { /* thens.c: durable now */
+        pm_then_place_held(self, buf, len);
+        free(buf);
+        return;
+    }
     if (peer) {
         int type = tag < 0 ? -tag : PM_MSG_REPLY;
         if (!self->mesh || pm_mesh_send_raw(self->mesh, peer, type, buf, len) != 0)
@@ -187,6 +192,10 @@ pm_agent_fail_held(void *arg, uint64_t session, const char *peer, uint8_t *buf, 
     const pm_fail_ctx_t *ctx = arg;
     pm_agent_t *self = ctx->self;
     pm_msg_t m;
+    if (!peer && session == PM_AGENT_HELD_INVOKE) {
+        pm_then_held_failed(self, buf, len); /* dropped, or held again */
+        return;
+    }
     if (pm_wire_decode(buf, len, &m) == PM_OK && m.type == PM_MSG_REPLY) {
         pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m.req_id, .err = ctx->err,
                       .from = peer ? self->node : NULL, .message = ctx->message};

@@ -355,6 +355,7 @@ pm_agent_destroy(pm_agent_t **self_p)
     if (!self_p || !*self_p)
         return;
     pm_agent_t *self = *self_p;
+    self->stopping = 1; /* the journal's close releases held messages: no invocation then */
     if (self->sessions) {
         pm_session_t *s;
         while ((s = zhashx_first(self->sessions)))

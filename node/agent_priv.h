@@ -269,6 +269,9 @@ zlistx_t *pm_agent_xlist(void);
 void pm_agent_bad_frame(pm_agent_t *self, const char *why);
 void pm_agent_send(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m);
 void pm_agent_fail_held(void *arg, uint64_t session, const char *peer, uint8_t *buf, size_t len);
+/* The session id of an invocation held in the journal (thens.c): placed
+ * when released, dropped when failed. */
+#define PM_AGENT_HELD_INVOKE UINT64_MAX
 /* The reactor's callbacks (agent.c), wired in by the setup (agent_new.c). */
 void pm_agent_clock(pm_agent_t *self);
 void pm_agent_journal_send(void *arg, uint64_t session, const char *peer, uint8_t *buf,

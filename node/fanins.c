@@ -163,6 +163,24 @@ s_not_found(pm_agent_t *self, pm_comb_t *c, size_t i, const char *message)
         pm_oom("combinator retry");
 }
 
+/* Input i could not be heard for a while (its owner unreachable, its space
+ * unavailable or being taken over, ...): that is no outcome of the input,
+ * which may well settle (or have settled) with one of its own, so it is
+ * asked again (the same backoff as a missing input, without the deadline:
+ * the combinator's own timeout bounds the wait). Hearing such an error as a
+ * rejection would make the combinator read an outcome its inputs do not
+ * give (found by the simulator, tests/sim: seeds 107, 116, 117). */
+static void
+s_retry(pm_agent_t *self, pm_comb_t *c, size_t i)
+{
+    int64_t waited = self->now_mono - c->started;
+    int64_t delay = S_RETRY_MIN_MS;
+    while (delay < S_RETRY_MAX_MS && delay < waited)
+        delay *= 2;
+    if (pm_timers_set(self->fanin_timers, &c->subs[i].retry, self->now_mono + delay) != 0)
+        pm_oom("combinator retry");
+}
+
 static void
 s_hear_prom(pm_agent_t *self, pm_comb_t *c, size_t i, const pm_prom_t *p)
 {
@@ -400,8 +418,10 @@ pm_fanins_heard(pm_agent_t *self, const char *pid, const pm_msg_t *reply, int er
             s_hear(self, sub->comb, sub->i, p->state, p->value, p->value_len);
         else if (err == PM_ERR_NOT_FOUND)
             s_not_found(self, sub->comb, sub->i, reply ? reply->message : NULL);
-        else
+        else if (err == PM_ERR_BAD_REQUEST)
             s_hear_err(self, sub->comb, sub->i, err, reply ? reply->message : NULL);
+        else
+            s_retry(self, sub->comb, sub->i);
     }
     zhashx_delete(self->comb_subs, pid);
 }

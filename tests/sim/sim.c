@@ -22,10 +22,19 @@
  *      shows that outcome);
  *   V3 no promise shows two outcomes (acknowledged settles, awaits and reads
  *      of any agent at any time agree; an ALREADY_SETTLED answer to the very
- *      outcome observed is one too).
+ *      outcome observed is one too); combinators included;
+ *   V4 a combinator (all / any / race / all-settled, issue 15) reads the
+ *      outcome its inputs determine, as they read back (single assignment:
+ *      what it must have heard); an input that cannot be read may have been
+ *      heard as anything, the others still bind it;
+ *   V5 an acknowledged combinator is never lost;
+ *   V6 a then runs its main function only on a resolved source and its
+ *      on_reject handler only on a failed one, each on that source's value
+ *      or reason.
  * Reported, not failed: reads that still end in a typed error after healing
  * (unreadable), and requests never answered (silent).
- * Liveness (L1-L4, failed with --strict-liveness): see s_liveness, and L4
+ * Liveness (L1-L5, failed with --strict-liveness): see s_liveness (L5: a
+ * combinator its inputs decided still pending, s_fanin_judge), and L4
  * (s_await_missed): an await that ends WAIT_TIMEOUT although its promise's
  * settle was acknowledged, with every fault healed, more than 1 s before
  * the await's timeout.
@@ -49,6 +58,7 @@
 
 #include <czmq.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +71,8 @@ extern struct pm_coord_mem *pm_agent_coord_mem; /* agent.c: the store of mem:// 
 #define MAXN 7
 #define MAXW 4    /* workers per node over a run (generations) */
 #define OUTLEN 96 /* an outcome as text */
+#define MAXIN 7   /* a combinator's inputs in the load (2-5, a duplicate, nested) */
+#define IDLEN (PM_WIRE_MAX_NAME + 1)
 
 /* ---- options ---------------------------------------------------------------- */
 
@@ -74,7 +86,8 @@ typedef struct {
     unsigned fault_mask; /* --faults: the kinds drawn (0: every kind) */
     int break_ack; /* self-test: misremember one acknowledged settle (the checker must flag it) */
     int break_reply; /* self-test: lose one answer of a live agent (L1 must flag it) */
-    int strict_liveness; /* L1-L3 fail the seed (else reported: open findings remain) */
+    int break_fanin; /* self-test: misread one judged combinator (V4 must flag it) */
+    int strict_liveness; /* L1-L5 fail the seed (else reported) */
     int log_level;
 } opts_t;
 
@@ -122,6 +135,8 @@ typedef struct node {
     uint64_t csession;
     int64_t cping;
     int cgen;
+    char mint[IDLEN];   /* its HELLO's mint prefix: ids this connection may mint */
+    uint64_t next_mint;
     int dumped; /* -vv: its status was printed at its first silent request */
     int64_t worker_back; /* a dead worker is replaced at this time */
     uint64_t restarts;
@@ -147,12 +162,44 @@ typedef struct prom {
     char final[OUTLEN];                 /* its outcome then ("" pending) */
     int64_t final_at;
     int recheck;                        /* L2/L3 suspect: read again after a while */
+    /* Combinators (V4, V5) and on_reject (V6) */
+    int want_read;      /* a pipelined input never acknowledged: read back to judge its
+                         * combinator (NOT_FOUND is no violation) */
+    int fstate;         /* the last read-back: state, and its whole value or reason */
+    char *fdata;
+    struct comb *comb;  /* a combinator: its kind and inputs */
+    int on_reject;      /* a then with the handler g */
 } prom_t;
 
+/* A combinator as the client asked for it. */
+typedef struct comb {
+    int kind, n;
+    char ids[MAXIN][IDLEN];
+} comb_t;
+
 enum { K_CREATE = 1, K_SETTLE, K_AWAIT, K_THEN, K_GET, K_CHECK, K_HELLO, K_REGISTER,
-       K_HEARTBEAT };
+       K_HEARTBEAT, K_COMBINE };
 static const char *s_kind_name[] = {"", "create", "settle", "await", "then", "get", "check",
-                                    "hello", "register", "heartbeat"};
+                                    "hello", "register", "heartbeat", "combine"};
+
+/* A scenario of several requests (fan-in, catch): the next step when the
+ * last one's answers are in (or expired). */
+enum { SC_FANIN = 1, SC_CATCH };
+enum { P_RES, P_REJ, P_TWICE, P_TIMEOUT };
+typedef struct scen {
+    struct scen *next;
+    int type, phase, pending;
+    int64_t next_at;      /* phase 4: the next settle */
+    int kind, n, pipelined, nested, chain;
+    int64_t ctimeout;
+    int nc;               /* the combinator's agent (catch: the then's) */
+    int owner[MAXIN], plan[MAXIN], order[MAXIN];
+    char src[MAXIN][IDLEN]; /* the inputs as created (catch: the source) */
+    char ins[MAXIN][IDLEN]; /* the combinator's inputs */
+    int nin;
+    char comb[IDLEN];       /* the combinator (catch: the then's target) */
+    int settled;
+} scen_t;
 
 typedef struct req {
     uint64_t id;
@@ -162,6 +209,10 @@ typedef struct req {
     int64_t sent, deadline;         /* sim ms */
     int64_t timeout_ms, hb_ms;      /* create: the promise's deadline and heartbeat period */
     int tries;
+    scen_t *sc;                     /* part of a scenario */
+    int slot;                       /* its input */
+    comb_t *comb;                   /* combine: what it asks for (to the promise on ack) */
+    int on_reject;                  /* then: with the handler g */
     struct req *next;
 } req_t;
 
@@ -189,11 +240,12 @@ typedef struct stats {
     uint64_t ops[16], acks[16], errs[16], unknown;
     uint64_t violations, unreadable, silent, invocations, worker_deaths, checked;
     uint64_t beyond_r;   /* seeds whose faults went beyond R at some point */
-    uint64_t lviol;      /* liveness failures (L1-L3) */
+    uint64_t lviol;      /* liveness failures (L1-L5) */
     uint64_t lreported;  /* of them, reported only (without --strict-liveness) */
     uint64_t deadlines, chains; /* L3, L2 cases checked */
     uint64_t delayed, reordered, duplicated;   /* frames (memnet) */
     uint64_t crash_answers, crash_writes;      /* store crashes: answers lost, applied writes */
+    uint64_t combs, comb_judged, comb_partly, catches; /* V4, V6 cases checked */
     int64_t sim_ms;
     int64_t agent_ms;
 } stats_t;
@@ -230,6 +282,7 @@ typedef struct world {
     int reply_broken;      /* --break-reply: done */
     prom_t *hb[8];         /* promises with a heartbeat period that clients keep beating */
     size_t n_hb;
+    scen_t *scens;         /* fan-in and catch scenarios */
 } world_t;
 
 static void
@@ -511,16 +564,35 @@ s_pick(world_t *w)
     return p;
 }
 
+/* FNV-1a of bytes: a long outcome is compared whole (V3) by its hash. */
+static uint64_t
+s_fnv(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
+
 static void
 s_outcome(const pm_wire_promise_t *v, char *out, size_t cap)
 {
     switch (v->state) {
     case PM_STATE_RESOLVED:
-        snprintf(out, cap, "resolved:%.*s", (int) (v->value_len > 60 ? 60 : v->value_len),
-                 v->value ? (const char *) v->value : "");
+        if (v->value_len > 60) /* a combinator's list: its start and the hash of all of it */
+            snprintf(out, cap, "resolved:%.40s#%016" PRIx64, (const char *) v->value,
+                     s_fnv(v->value, v->value_len));
+        else
+            snprintf(out, cap, "resolved:%.*s", (int) v->value_len,
+                     v->value ? (const char *) v->value : "");
         break;
     case PM_STATE_REJECTED:
-        snprintf(out, cap, "rejected:%.60s", v->reason ? v->reason : "");
+        if (v->reason && strlen(v->reason) > 60)
+            snprintf(out, cap, "rejected:%.40s#%016" PRIx64, v->reason,
+                     s_fnv(v->reason, strlen(v->reason)));
+        else
+            snprintf(out, cap, "rejected:%.60s", v->reason ? v->reason : "");
         break;
     case PM_STATE_CANCELED:
         snprintf(out, cap, "canceled");
@@ -594,6 +666,7 @@ s_req_free(world_t *w, req_t *r)
             *pp = r->next;
             break;
         }
+    free(r->comb);
     free(r);
 }
 
@@ -603,6 +676,8 @@ s_client_start(world_t *w, node_t *n)
 {
     snprintf(n->crid, sizeof n->crid, "c%d.%d", n->idx, ++n->cgen);
     n->csession = 0;
+    n->mint[0] = 0;
+    n->next_mint = 0;
     req_t *r = s_req(w, K_HELLO, n->idx, NULL, 5000);
     pm_msg_t m = {.type = PM_MSG_HELLO, .req_id = r->id, .client_name = "sim-client"};
     s_send(w, n, n->crid, &m);
@@ -625,10 +700,373 @@ s_pick_node(world_t *w, int other_than)
     return -1;
 }
 
+/* ---- scenarios: combinators and on_reject (issue 15) --------------------------- */
+
+/* A live node other than those in avoid[0..na-1]; any live one if none. */
+static int
+s_pick_node_not(world_t *w, const int *avoid, int na)
+{
+    for (int tries = 0; tries < 20; tries++) {
+        int i = (int) s_rand(w, (uint64_t) w->n), bad = !s_live(w, i);
+        for (int k = 0; k < na && !bad; k++)
+            bad = avoid[k] == i;
+        if (!bad)
+            return i;
+    }
+    return s_pick_node(w, -1);
+}
+
+/* An id the connection to c may mint for then(src): in src's owner's space
+ * (as libpmesh mints it, so the then can be pipelined). */
+static void
+s_then_nid(node_t *c, const char *src, char *out, size_t cap)
+{
+    const char *tilde = strchr(src, '~');
+    const char *mine = strchr(c->mint, '~');
+    size_t olen = tilde ? (size_t) (tilde - src) : 0;
+    unsigned long long k = ++c->next_mint;
+    if (!tilde || !mine ||
+        ((size_t) (mine - c->mint) == olen && strncmp(src, c->mint, olen) == 0))
+        snprintf(out, cap, "%s%llx", c->mint, k);
+    else
+        snprintf(out, cap, "%.*s~%s%llx", (int) olen, src, c->mint, k);
+}
+
+static req_t *
+s_sc_req(world_t *w, scen_t *sc, int kind, int node, const char *pid, int64_t t, int slot)
+{
+    req_t *r = s_req(w, kind, node, pid, t);
+    r->sc = sc;
+    r->slot = slot;
+    sc->pending++;
+    return r;
+}
+
+/* A settle from node i, as an outside system would (not tracked by the
+ * scenario: the ordinary path logs its acknowledgement). */
+static void
+s_send_settle(world_t *w, int i, const char *pid, int rej, const char *v)
+{
+    req_t *r = s_req(w, K_SETTLE, i, pid, 20000);
+    snprintf(r->out, sizeof r->out, "%s:%s", rej ? "rejected" : "resolved", v);
+    pm_msg_t m = {.type = PM_MSG_SETTLE, .req_id = r->id, .id = pid,
+                  .state = rej ? PM_STATE_REJECTED : PM_STATE_RESOLVED};
+    if (rej)
+        m.reason = v;
+    else {
+        m.value = (const uint8_t *) v;
+        m.value_len = strlen(v);
+    }
+    s_send(w, &w->nodes[i], w->nodes[i].crid, &m);
+    s_trace(w, "op %" PRIu64 " settle %s %s at %d", r->id, pid, r->out, i);
+}
+
+static void
+s_send_await(world_t *w, int i, const char *pid, int64_t t)
+{
+    req_t *r = s_req(w, K_AWAIT, i, pid, t + 20000);
+    pm_msg_t m = {.type = PM_MSG_AWAIT, .req_id = r->id, .id = pid, .timeout_ms = t};
+    s_send(w, &w->nodes[i], w->nodes[i].crid, &m);
+    s_trace(w, "op %" PRIu64 " await %s at %d", r->id, pid, i);
+}
+
+/* combine(kind, ids) at node i; sc may be NULL. The id is minted by the
+ * connection when it can (as libpmesh does), else by the agent. */
+static void
+s_send_combine(world_t *w, scen_t *sc, int i, int kind, char (*ids)[IDLEN], int n,
+               int64_t timeout)
+{
+    node_t *c = &w->nodes[i];
+    req_t *r = sc ? s_sc_req(w, sc, K_COMBINE, i, NULL, 20000, -1)
+                  : s_req(w, K_COMBINE, i, NULL, 20000);
+    r->timeout_ms = timeout;
+    r->comb = calloc(1, sizeof *r->comb);
+    if (!r->comb)
+        abort();
+    r->comb->kind = kind;
+    r->comb->n = n;
+    const char *ptr[MAXIN];
+    for (int k = 0; k < n; k++) {
+        snprintf(r->comb->ids[k], IDLEN, "%s", ids[k]);
+        ptr[k] = r->comb->ids[k];
+    }
+    char nid[IDLEN] = "";
+    if (c->mint[0])
+        snprintf(nid, sizeof nid, "%s%llx", c->mint, (unsigned long long) ++c->next_mint);
+    pm_msg_t m = {.type = PM_MSG_COMBINE, .req_id = r->id, .combinator = kind,
+                  .id_count = (size_t) n, .ids = ptr, .new_id = nid[0] ? nid : NULL,
+                  .timeout_ms = timeout};
+    s_send(w, c, c->crid, &m);
+    s_trace(w, "op %" PRIu64 " combine %s %s of %d at %d", r->id, pm_combinator_name(kind),
+            nid, n, i);
+}
+
+static scen_t *
+s_scen_new(world_t *w, int type)
+{
+    scen_t *sc = calloc(1, sizeof *sc);
+    if (!sc)
+        abort();
+    sc->type = type;
+    sc->next = w->scens;
+    w->scens = sc;
+    return sc;
+}
+
+/* Phase 4: the inputs are settled one by one, 0-150 ms apart, in a random
+ * order, from agents other than their owners. */
+static void
+s_scen_settling(world_t *w, scen_t *sc)
+{
+    for (int i = 0; i < sc->n; i++)
+        sc->order[i] = i;
+    for (int i = sc->n - 1; i > 0; i--) {
+        int j = (int) s_rand(w, (uint64_t) i + 1), t = sc->order[i];
+        sc->order[i] = sc->order[j];
+        sc->order[j] = t;
+    }
+    sc->phase = 4;
+    sc->settled = 0;
+    sc->next_at = w->now + s_between(w, 0, 150);
+}
+
+/* A fan-in: 2-5 inputs created on different agents (a tenth with a short
+ * timeout that nobody settles); then a combinator over them (all / any /
+ * race / all-settled, a fourth with a timeout of its own, one in five with
+ * a duplicate input) on another agent; a third of the time pipelined: its
+ * inputs are then(p_i, f) with ids minted by the combinator's connection,
+ * sent with it before any answer, so it subscribes to inputs that may not
+ * exist yet at their owners; a fourth of the time a nested combinator over
+ * it and one input; an await of it from yet another agent; then the inputs
+ * settled from other agents (some rejected, some resolved twice from two
+ * agents with different values). */
+static void
+s_fanin_start(world_t *w)
+{
+    int nc = s_pick_node(w, -1);
+    if (nc < 0)
+        return;
+    scen_t *sc = s_scen_new(w, SC_FANIN);
+    sc->nc = nc;
+    sc->n = 2 + (int) s_rand(w, 4);
+    sc->kind = PM_COMBINE_ALL + (int) s_rand(w, 4);
+    sc->ctimeout = s_rand(w, 4) == 0 ? s_between(w, 300, 3000) : 0;
+    sc->pipelined = s_rand(w, 3) == 0;
+    sc->nested = s_rand(w, 4) == 0;
+    int avoid[MAXIN + 1] = {nc};
+    for (int i = 0; i < sc->n; i++) {
+        int o = s_pick_node_not(w, avoid, i + 1 < w->n ? i + 1 : 1);
+        if (o < 0)
+            o = nc;
+        avoid[i + 1] = sc->owner[i] = o;
+        uint64_t d = s_rand(w, 100);
+        sc->plan[i] = d < 55 ? P_RES : d < 75 ? P_REJ : d < 90 ? P_TWICE : P_TIMEOUT;
+        req_t *r = s_sc_req(w, sc, K_CREATE, o, NULL, 20000, i);
+        pm_msg_t m = {.type = PM_MSG_CREATE, .req_id = r->id};
+        if (sc->plan[i] == P_TIMEOUT)
+            m.timeout_ms = r->timeout_ms = s_between(w, 300, 1500);
+        s_send(w, &w->nodes[o], w->nodes[o].crid, &m);
+        s_trace(w, "op %" PRIu64 " create (fan-in input %d) at %d", r->id, i, o);
+    }
+    sc->phase = 1;
+}
+
+/* then(p, f, on_reject g) on one agent, sometimes then(.., f) after it on
+ * another, an await of the end from a third; then p rejected (four in
+ * five) or resolved from a fourth: g (never f) must run on a failure. */
+static void
+s_catch_start(world_t *w)
+{
+    int a = s_pick_node(w, -1);
+    if (a < 0)
+        return;
+    scen_t *sc = s_scen_new(w, SC_CATCH);
+    sc->n = 1;
+    sc->owner[0] = a;
+    sc->plan[0] = s_rand(w, 5) ? P_REJ : P_RES;
+    sc->chain = (int) s_rand(w, 2);
+    req_t *r = s_sc_req(w, sc, K_CREATE, a, NULL, 20000, 0);
+    pm_msg_t m = {.type = PM_MSG_CREATE, .req_id = r->id};
+    s_send(w, &w->nodes[a], w->nodes[a].crid, &m);
+    s_trace(w, "op %" PRIu64 " create (catch) at %d", r->id, a);
+    sc->phase = 1;
+}
+
+/* Every answer of the phase is in: the next phase. */
+static void
+s_scen_next(world_t *w, scen_t *sc)
+{
+    if (sc->type == SC_CATCH) {
+        if (sc->phase == 1) {
+            if (!sc->src[0][0]) {
+                sc->phase = 9;
+                return;
+            }
+            int b = s_pick_node(w, sc->owner[0]);
+            if (b < 0)
+                b = sc->owner[0];
+            sc->nc = b;
+            req_t *r = s_sc_req(w, sc, K_THEN, b, sc->src[0], 20000, 0);
+            r->on_reject = 1;
+            pm_msg_t m = {.type = PM_MSG_THEN, .req_id = r->id, .id = sc->src[0],
+                          .function = "f", .on_reject = "g"};
+            s_send(w, &w->nodes[b], w->nodes[b].crid, &m);
+            s_trace(w, "op %" PRIu64 " then %s f on_reject g at %d", r->id, sc->src[0], b);
+            sc->phase = 2;
+            return;
+        }
+        if (sc->comb[0]) {
+            const char *end = sc->comb;
+            if (sc->chain) {
+                int c = s_pick_node(w, sc->nc);
+                if (c >= 0) {
+                    req_t *r = s_req(w, K_THEN, c, sc->comb, 20000);
+                    pm_msg_t m = {.type = PM_MSG_THEN, .req_id = r->id, .id = sc->comb,
+                                  .function = "f"};
+                    s_send(w, &w->nodes[c], w->nodes[c].crid, &m);
+                    s_trace(w, "op %" PRIu64 " then %s f at %d", r->id, sc->comb, c);
+                }
+            }
+            int d = s_pick_node(w, sc->nc);
+            if (d >= 0)
+                s_send_await(w, d, end, 8000);
+        }
+        s_scen_settling(w, sc);
+        return;
+    }
+    if (sc->phase == 1) {
+        /* The inputs that were created, in order. */
+        int k = 0;
+        for (int i = 0; i < sc->n; i++)
+            if (sc->src[i][0]) {
+                if (k != i) {
+                    memcpy(sc->src[k], sc->src[i], IDLEN);
+                    sc->owner[k] = sc->owner[i];
+                    sc->plan[k] = sc->plan[i];
+                }
+                k++;
+            }
+        sc->n = k;
+        int nc = s_live(w, sc->nc) ? sc->nc : s_pick_node(w, -1);
+        if (!k || nc < 0) {
+            sc->phase = 9;
+            return;
+        }
+        sc->nc = nc;
+        node_t *c = &w->nodes[nc];
+        int pipe = sc->pipelined && c->mint[0];
+        for (int i = 0; i < k; i++) {
+            if (!pipe) {
+                memcpy(sc->ins[i], sc->src[i], IDLEN);
+                continue;
+            }
+            s_then_nid(c, sc->src[i], sc->ins[i], IDLEN);
+            prom_t *q = s_prom(w, sc->ins[i], 1);
+            q->want_read = 1;
+            req_t *r = s_sc_req(w, sc, K_THEN, nc, sc->src[i], 20000, i);
+            pm_msg_t m = {.type = PM_MSG_THEN, .req_id = r->id, .id = sc->src[i],
+                          .function = "f", .new_id = sc->ins[i]};
+            s_send(w, c, c->crid, &m);
+            s_trace(w, "op %" PRIu64 " then %s f -> %s (pipelined) at %d", r->id, sc->src[i],
+                    sc->ins[i], nc);
+        }
+        sc->nin = k;
+        if (s_rand(w, 5) == 0) /* a duplicate counts on its own */
+            memcpy(sc->ins[sc->nin++], sc->ins[s_rand(w, (uint64_t) k)], IDLEN);
+        s_send_combine(w, sc, nc, sc->kind, sc->ins, sc->nin, sc->ctimeout);
+        sc->phase = 2;
+        return;
+    }
+    if (sc->phase == 2 && sc->comb[0]) {
+        int a = s_pick_node(w, sc->nc);
+        if (a >= 0)
+            s_send_await(w, a, sc->comb, sc->ctimeout ? sc->ctimeout + s_between(w, 500, 3000)
+                                                      : s_between(w, 2000, 8000));
+        if (sc->nested) {
+            int b = s_pick_node(w, -1);
+            char ids[2][IDLEN];
+            int first = (int) s_rand(w, 2);
+            memcpy(ids[first], sc->comb, IDLEN);
+            memcpy(ids[!first], sc->ins[s_rand(w, (uint64_t) sc->nin)], IDLEN);
+            if (b >= 0)
+                s_send_combine(w, NULL, b, PM_COMBINE_ALL + (int) s_rand(w, 4), ids, 2,
+                               s_rand(w, 4) == 0 ? s_between(w, 300, 3000) : 0);
+        }
+    }
+    if (sc->phase == 2)
+        s_scen_settling(w, sc);
+}
+
+/* An answer (m; NULL: none came) to a request of sc. */
+static void
+s_scen_reply(world_t *w, req_t *r, const pm_msg_t *m)
+{
+    scen_t *sc = r->sc;
+    int ok = m && !m->err && m->id;
+    if (ok && sc->phase == 1 && r->kind == K_CREATE && r->slot >= 0)
+        snprintf(sc->src[r->slot], IDLEN, "%s", m->id);
+    if (ok && sc->phase == 2 && (r->kind == K_COMBINE || sc->type == SC_CATCH))
+        snprintf(sc->comb, IDLEN, "%s", m->id);
+    if (--sc->pending == 0 && sc->phase < 4)
+        s_scen_next(w, sc);
+}
+
+/* Phase 4, when due: the next input settled (its plan). */
+static void
+s_scen_tick(world_t *w)
+{
+    for (scen_t *sc = w->scens; sc; sc = sc->next) {
+        if (sc->phase != 4 || w->now < sc->next_at)
+            continue;
+        if (sc->settled >= sc->n) {
+            sc->phase = 9;
+            continue;
+        }
+        int i = sc->order[sc->settled++];
+        sc->next_at = w->now + s_between(w, 0, 150);
+        char v[32];
+        int a = s_pick_node(w, sc->owner[i]);
+        if (a < 0)
+            continue;
+        switch (sc->plan[i]) {
+        case P_RES:
+            snprintf(v, sizeof v, "v%" PRIu64, s_rand(w, 3));
+            s_send_settle(w, a, sc->src[i], 0, v);
+            break;
+        case P_REJ:
+            snprintf(v, sizeof v, "e%" PRIu64, s_rand(w, 3));
+            s_send_settle(w, a, sc->src[i], 1, v);
+            break;
+        case P_TWICE: { /* two outside systems race, with different values */
+            int b = s_pick_node(w, a);
+            snprintf(v, sizeof v, "a%" PRIu64, s_rand(w, 3));
+            s_send_settle(w, a, sc->src[i], 0, v);
+            if (b >= 0) {
+                int rej = s_rand(w, 3) == 0;
+                snprintf(v, sizeof v, "%c%" PRIu64, rej ? 'x' : 'b', s_rand(w, 3));
+                s_send_settle(w, b, sc->src[i], rej, v);
+            }
+            break;
+        }
+        default: /* its own timeout settles it */
+            break;
+        }
+    }
+}
+
 /* One client operation, drawn from the seed. */
 static void
 s_client_op(world_t *w)
 {
+    uint64_t sdice = s_rand(w, 100);
+    if (sdice < 4) {
+        s_fanin_start(w);
+        return;
+    }
+    if (sdice < 6) {
+        s_catch_start(w);
+        return;
+    }
     uint64_t dice = s_rand(w, 100);
     prom_t *p = s_pick(w);
     char rid[32];
@@ -677,9 +1115,12 @@ s_client_op(world_t *w)
         s_trace(w, "op %" PRIu64 " await %s at %d", r->id, p->id, i);
     } else if (dice < 90) {
         req_t *r = s_req(w, K_THEN, i, p->id, 20000);
-        pm_msg_t m = {.type = PM_MSG_THEN, .req_id = r->id, .id = p->id, .function = "f"};
+        r->on_reject = s_rand(w, 4) == 0;
+        pm_msg_t m = {.type = PM_MSG_THEN, .req_id = r->id, .id = p->id, .function = "f",
+                      .on_reject = r->on_reject ? "g" : NULL};
         s_send(w, &w->nodes[i], rid, &m);
-        s_trace(w, "op %" PRIu64 " then %s at %d", r->id, p->id, i);
+        s_trace(w, "op %" PRIu64 " then %s at %d%s", r->id, p->id, i,
+                r->on_reject ? " on_reject g" : "");
     } else if (dice < 93 && w->n_hb) {
         prom_t *h = w->hb[s_rand(w, w->n_hb)];
         req_t *r = s_req(w, K_HEARTBEAT, i, h->id, 20000);
@@ -716,7 +1157,11 @@ s_check_reply(world_t *w, req_t *r, const pm_msg_t *m)
         return;
     if (m->err == PM_ERR_NOT_FOUND) {
         p->checked = 1;
-        s_violation(w, "V1 acknowledged %s is gone (NOT_FOUND at %s: %s); created by %s", p->id,
+        p->final_ok = 0;
+        if (!p->acked && !p->acked_out[0]) /* want_read: it may never have been made */
+            return;
+        s_violation(w, "%s acknowledged %s%s is gone (NOT_FOUND at %s: %s); created by %s",
+                    p->comb ? "V5" : "V1", p->comb ? "combinator " : "", p->id,
                     w->nodes[r->node].name, m->message ? m->message : "", p->acked_how);
         return;
     }
@@ -738,6 +1183,18 @@ s_check_reply(world_t *w, req_t *r, const pm_msg_t *m)
     p->final_ok = 1;
     snprintf(p->final, sizeof p->final, "%s", out);
     p->final_at = w->now;
+    p->fstate = m->promise->state;
+    free(p->fdata);
+    if (m->promise->state == PM_STATE_RESOLVED) {
+        p->fdata = malloc(m->promise->value_len + 1);
+        if (!p->fdata)
+            abort();
+        if (m->promise->value_len)
+            memcpy(p->fdata, m->promise->value, m->promise->value_len);
+        p->fdata[m->promise->value_len] = 0;
+    } else {
+        p->fdata = strdup(m->promise->reason ? m->promise->reason : "");
+    }
     if (p->checked) /* a second read (L2, L3) */
         return;
     p->checked = 1;
@@ -789,6 +1246,7 @@ s_on_reply(world_t *w, node_t *n, req_t *r, const pm_msg_t *m)
         if (!m->err) {
             n->csession = m->session;
             n->cping = w->now + 400;
+            snprintf(n->mint, sizeof n->mint, "%s", m->mint_prefix ? m->mint_prefix : "");
         }
         break;
     case K_CREATE:
@@ -799,6 +1257,7 @@ s_on_reply(world_t *w, node_t *n, req_t *r, const pm_msg_t *m)
             q->acked_at = w->now;
             if (r->kind == K_THEN)
                 snprintf(q->then_of, sizeof q->then_of, "%s", r->pid);
+            q->on_reject = r->on_reject;
             q->timeout_ms = r->timeout_ms;
             q->hb_ms = r->hb_ms;
             if (q->hb_ms) {
@@ -809,6 +1268,21 @@ s_on_reply(world_t *w, node_t *n, req_t *r, const pm_msg_t *m)
             }
             snprintf(q->acked_how, sizeof q->acked_how, "%s, acknowledged at %.3f s", how,
                      (double) w->now / 1000.0);
+        }
+        break;
+    case K_COMBINE:
+        if (!m->err && m->id) {
+            prom_t *q = s_prom(w, m->id, 1);
+            q->acked = 1;
+            q->acked_at = w->now;
+            q->timeout_ms = r->timeout_ms; /* its own deadline: L3 */
+            if (!q->comb) {
+                q->comb = r->comb;
+                r->comb = NULL;
+            }
+            snprintf(q->acked_how, sizeof q->acked_how, "%s %s of %d inputs, acknowledged at "
+                     "%.3f s", how, q->comb ? pm_combinator_name(q->comb->kind) : "?",
+                     q->comb ? q->comb->n : 0, (double) w->now / 1000.0);
         }
         break;
     case K_SETTLE:
@@ -839,6 +1313,8 @@ s_on_reply(world_t *w, node_t *n, req_t *r, const pm_msg_t *m)
         s_check_reply(w, r, m);
         break;
     }
+    if (r->sc)
+        s_scen_reply(w, r, m);
 }
 
 /* ---- workers ------------------------------------------------------------------ */
@@ -872,7 +1348,9 @@ s_worker_frame(world_t *w, node_t *n, const pm_msg_t *m)
         }
         struct inv *v = calloc(1, sizeof *v);
         snprintf(v->id, sizeof v->id, "%s", m->invocation_id);
-        snprintf(v->out, sizeof v->out, "r:%.*s", (int) (m->value_len > 40 ? 40 : m->value_len),
+        /* "<function>:<its input>": V6 tells the handler g from f. */
+        snprintf(v->out, sizeof v->out, "%s:%.*s", m->function ? m->function : "?",
+                 (int) (m->value_len > 40 ? 40 : m->value_len),
                  m->value ? (const char *) m->value : "");
         v->due = w->now + s_between(w, 1, 300);
         v->next = wk->invs;
@@ -896,9 +1374,9 @@ s_worker_frame(world_t *w, node_t *n, const pm_msg_t *m)
         s_send(w, n, wk->rid, &ping);
         wk->next_ping = w->now + 300;
         req_t *q = s_req(w, K_REGISTER, n->idx, NULL, 5000);
-        const char *fns[] = {"f"};
+        const char *fns[] = {"f", "g"};
         pm_msg_t reg = {.type = PM_MSG_REGISTER, .req_id = q->id, .functions = fns,
-                        .function_count = 1, .concurrency = 4};
+                        .function_count = 2, .concurrency = 4};
         s_send(w, n, wk->rid, &reg);
     } else if (r->kind == K_REGISTER && !m->err) {
         wk->registered = 1;
@@ -1031,6 +1509,8 @@ s_expire_reqs(world_t *w)
             w->st.unknown++;
         }
         s_trace(w, "expired %" PRIu64, r->id);
+        if (r->sc)
+            s_scen_reply(w, r, NULL);
         if (r->kind == K_CHECK) {
             prom_t *p = s_prom(w, r->pid, 0);
             if (p && r->tries < 8) {
@@ -1510,8 +1990,16 @@ s_world_free(world_t *w)
         w->faults = f->next;
         free(f);
     }
-    for (prom_t *p = zlistx_first(w->prom_list); p; p = zlistx_next(w->prom_list))
+    while (w->scens) {
+        scen_t *sc = w->scens;
+        w->scens = sc->next;
+        free(sc);
+    }
+    for (prom_t *p = zlistx_first(w->prom_list); p; p = zlistx_next(w->prom_list)) {
+        free(p->fdata);
+        free(p->comb);
         free(p);
+    }
     zlistx_destroy(&w->prom_list);
     zhashx_destroy(&w->proms);
     pm_agent_coord_mem = NULL;
@@ -1536,6 +2024,10 @@ s_next_event(world_t *w, int64_t phase_end)
     t = s_min64(t, pm_memnet_next_due(w->net)); /* late frames */
     for (req_t *r = w->reqs; r; r = r->next)
         t = s_min64(t, r->deadline);
+    if (!w->checking)
+        for (scen_t *sc = w->scens; sc; sc = sc->next)
+            if (sc->phase == 4)
+                t = s_min64(t, sc->next_at);
     for (int i = 0; i < w->n; i++) {
         node_t *n = &w->nodes[i];
         if (n->w.session)
@@ -1559,12 +2051,14 @@ s_phase(world_t *w, int64_t phase_end, int ops, int faults)
             s_faults_tick(w, 0);
         if (ops && w->now >= w->next_op) {
             s_client_op(w);
-            w->next_op = w->now + s_between(w, 1, 60);
+            w->next_op = w->now + s_between(w, 1, 90); /* scenarios add ~50% requests */
         }
         if (faults && w->now >= w->next_fault) {
             s_fault_start(w);
             w->next_fault = w->now + s_between(w, 200, 4000);
         }
+        if (!w->checking)
+            s_scen_tick(w);
         s_workers_tick(w);
         s_expire_reqs(w);
         int64_t dt = s_round(w);
@@ -1574,6 +2068,232 @@ s_phase(world_t *w, int64_t phase_end, int ops, int faults)
         if (dt < 1)
             dt = 1;
         s_advance(w, dt);
+    }
+}
+
+/* ---- combinators and on_reject: V4, V6 ------------------------------------------- */
+
+static int
+s_failed(int state)
+{
+    return state == PM_STATE_REJECTED || state == PM_STATE_CANCELED || state == PM_STATE_TIMEDOUT;
+}
+
+/* Input i of c as it reads back (single assignment: what c must have heard):
+ * 1 with *st, *data when it read settled; 0 when unknown (unreadable, never
+ * made, pending). */
+static int
+s_comb_input(world_t *w, const comb_t *c, int i, int *st, const char **data)
+{
+    prom_t *x = s_prom(w, c->ids[i], 0);
+    if (!x || !x->final_ok || !x->final[0] || !x->fdata)
+        return 0;
+    *st = x->fstate;
+    *data = x->fdata;
+    return 1;
+}
+
+static int
+s_jstr_is(const json_t *j, const char *v)
+{
+    return json_is_string(j) && !strcmp(json_string_value(j), v);
+}
+
+/* {"id": ID, "state": STATE, "reason": R} of an input. */
+static int
+s_jfail_is(const json_t *o, const char *id, int st, const char *reason)
+{
+    return json_is_object(o) && s_jstr_is(json_object_get(o, "id"), id) &&
+           s_jstr_is(json_object_get(o, "state"), pm_state_name(st)) &&
+           s_jstr_is(json_object_get(o, "reason"), reason);
+}
+
+/* Whether c reading (state, value) is what its inputs (st, data; st[i] 0:
+ * unknown, may have been heard as anything) determine (proto/PROTOCOL.md);
+ * why filled when not. A combinator with a timeout of its own may also read
+ * timed out (L3 judges when). The rules of tests/bench/chaos_load.c. */
+static int
+s_comb_judge(const comb_t *c, int own_timeout, const int *st, const char **data, int state,
+             const char *value, char *why, size_t cap)
+{
+    int n = c->n, ok = 0, nfail = 0, nunk = 0;
+    for (int i = 0; i < n; i++) {
+        nfail += s_failed(st[i]);
+        nunk += !st[i];
+    }
+    if (state == PM_STATE_TIMEDOUT && own_timeout)
+        return 1;
+    json_t *j = NULL;
+    if (((c->kind == PM_COMBINE_ALL || c->kind == PM_COMBINE_ALL_SETTLED) &&
+         state == PM_STATE_RESOLVED) ||
+        ((c->kind == PM_COMBINE_ALL || c->kind == PM_COMBINE_ANY) && state == PM_STATE_REJECTED))
+        j = json_loads(value, JSON_DECODE_ANY, NULL);
+    switch (c->kind) {
+    case PM_COMBINE_ALL:
+        if (state == PM_STATE_RESOLVED) {
+            ok = !nfail && json_is_array(j) && json_array_size(j) == (size_t) n;
+            for (int i = 0; ok && i < n; i++)
+                ok = !st[i] ? json_is_string(json_array_get(j, (size_t) i)) ||
+                                  json_is_object(json_array_get(j, (size_t) i))
+                            : s_jstr_is(json_array_get(j, (size_t) i), data[i]);
+            if (!ok)
+                snprintf(why, cap, "%s", nfail ? "resolved although an input failed"
+                                               : "not the inputs' values in order");
+        } else if (state == PM_STATE_REJECTED) {
+            for (int i = 0; !ok && i < n; i++)
+                ok = !st[i] ? json_is_object(j) && s_jstr_is(json_object_get(j, "id"), c->ids[i])
+                            : s_failed(st[i]) && s_jfail_is(j, c->ids[i], st[i], data[i]);
+            if (!ok)
+                snprintf(why, cap, "%s", nfail || nunk
+                                             ? "the reason names no failed input as it reads"
+                                             : "rejected although every input resolved");
+        } else {
+            snprintf(why, cap, "all settles resolved or rejected only");
+        }
+        break;
+    case PM_COMBINE_ANY:
+        if (state == PM_STATE_RESOLVED) {
+            ok = nunk > 0;
+            for (int i = 0; !ok && i < n; i++)
+                ok = st[i] == PM_STATE_RESOLVED && !strcmp(data[i], value);
+            if (!ok)
+                snprintf(why, cap, "not the value of a resolved input");
+        } else if (state == PM_STATE_REJECTED) {
+            ok = nfail + nunk == n && json_is_array(j) && json_array_size(j) == (size_t) n;
+            for (int i = 0; ok && i < n; i++)
+                ok = !st[i] ? json_is_object(json_array_get(j, (size_t) i))
+                            : s_jfail_is(json_array_get(j, (size_t) i), c->ids[i], st[i],
+                                         data[i]);
+            if (!ok)
+                snprintf(why, cap, "%s", nfail + nunk < n ? "rejected although an input resolved"
+                                                          : "not every input's failure in order");
+        } else {
+            snprintf(why, cap, "any settles resolved or rejected only");
+        }
+        break;
+    case PM_COMBINE_RACE:
+        ok = nunk > 0;
+        for (int i = 0; !ok && i < n; i++)
+            ok = st[i] == state && !strcmp(data[i], value);
+        if (!ok)
+            snprintf(why, cap, "not the outcome of any input");
+        break;
+    case PM_COMBINE_ALL_SETTLED:
+        ok = state == PM_STATE_RESOLVED && json_is_array(j) && json_array_size(j) == (size_t) n;
+        for (int i = 0; ok && i < n; i++) {
+            json_t *o = json_array_get(j, (size_t) i);
+            ok = json_is_object(o) &&
+                 (!st[i] || (s_jstr_is(json_object_get(o, "state"), pm_state_name(st[i])) &&
+                             s_jstr_is(json_object_get(o, st[i] == PM_STATE_RESOLVED ? "value"
+                                                                                    : "reason"),
+                                       data[i])));
+        }
+        if (!ok)
+            snprintf(why, cap, "not every input's outcome in order");
+        break;
+    default:
+        snprintf(why, cap, "unknown kind");
+    }
+    json_decref(j);
+    return ok;
+}
+
+/* Whether the inputs that read settled already decide c (all: a failure,
+ * or every input resolved; any: a resolve, or every input failed; race:
+ * any settled; all-settled: every input settled). L5 when c reads pending. */
+static int
+s_comb_decided(world_t *w, const comb_t *c)
+{
+    int nok = 0, nfail = 0;
+    for (int i = 0; i < c->n; i++) {
+        int st;
+        const char *d;
+        if (s_comb_input(w, c, i, &st, &d)) {
+            nfail += s_failed(st);
+            nok += st == PM_STATE_RESOLVED;
+        }
+    }
+    switch (c->kind) {
+    case PM_COMBINE_ALL:
+        return nfail > 0 || nok == c->n;
+    case PM_COMBINE_ANY:
+        return nok > 0 || nfail == c->n;
+    case PM_COMBINE_RACE:
+        return nok + nfail > 0;
+    default:
+        return nok + nfail == c->n;
+    }
+}
+
+/* V4 over every combinator that read settled, V6 over every then that read
+ * resolved (by f or g) on a settled source. */
+static void
+s_fanin_judge(world_t *w)
+{
+    int broke = !w->o->break_fanin;
+    for (prom_t *p = zlistx_first(w->prom_list); p; p = zlistx_next(w->prom_list)) {
+        if (p->comb && p->acked) {
+            w->st.combs++;
+            if (!p->final_ok || !p->final[0] || !p->fdata)
+                continue;
+            comb_t *c = p->comb;
+            int st[MAXIN];
+            const char *data[MAXIN];
+            int unknown = 0;
+            for (int i = 0; i < c->n; i++)
+                if (!s_comb_input(w, c, i, &st[i], &data[i])) {
+                    st[i] = 0;
+                    data[i] = NULL;
+                    unknown++;
+                }
+            if (unknown)
+                w->st.comb_partly++;
+            else
+                w->st.comb_judged++;
+            if (!broke && !unknown && p->fstate != PM_STATE_TIMEDOUT) {
+                broke = 1; /* self-test: misread it (V4 must flag it) */
+                size_t len = strlen(p->fdata);
+                char *x = realloc(p->fdata, len + 2);
+                if (!x)
+                    abort();
+                memcpy(x + len, "x", 2);
+                p->fdata = x;
+                s_log(w, "self-test: combinator %s misread as %s", p->id, p->fdata);
+            }
+            char why[128];
+            if (!s_comb_judge(c, p->timeout_ms > 0, st, data, p->fstate, p->fdata, why,
+                              sizeof why)) {
+                char desc[600];
+                size_t o = 0;
+                desc[0] = 0;
+                for (int i = 0; i < c->n && o + 1 < sizeof desc; i++)
+                    o += (size_t) snprintf(desc + o, sizeof desc - o, "%s%s=%s:%.40s",
+                                           i ? "," : "", c->ids[i],
+                                           st[i] ? pm_state_name(st[i]) : "?",
+                                           data[i] ? data[i] : "?");
+                s_violation(w, "V4 %s = %s(%s) reads %s:%.120s: %s; %s", p->id,
+                            pm_combinator_name(c->kind), desc, pm_state_name(p->fstate),
+                            p->fdata, why, p->acked_how);
+            }
+        }
+        if (!p->then_of[0] || !p->final_ok || p->fstate != PM_STATE_RESOLVED || !p->fdata)
+            continue;
+        prom_t *src = s_prom(w, p->then_of, 0);
+        if (!src || !src->final_ok || !src->final[0] || !src->fdata)
+            continue;
+        int fail = s_failed(src->fstate);
+        const char *v = p->fdata;
+        char want[64];
+        if (fail && !p->on_reject)
+            snprintf(want, sizeof want, "a rejection"); /* the chain stops */
+        else
+            snprintf(want, sizeof want, "%s:%.40s", fail ? "g" : "f", src->fdata);
+        if (p->on_reject && fail)
+            w->st.catches++;
+        if (strcmp(v, want) != 0 && (!strncmp(v, "f:", 2) || !strncmp(v, "g:", 2)))
+            s_violation(w, "V6 %s = then(%s, f%s) reads resolved %.60s; %s reads %s: expected "
+                        "%s", p->id, src->id, p->on_reject ? ", on_reject g" : "", v, src->id,
+                        src->final, want);
     }
 }
 
@@ -1606,6 +2326,7 @@ s_liveness(world_t *w, int second)
         int64_t due = s_due(p);
         prom_t *src = p->then_of[0] ? s_prom(w, p->then_of, 0) : NULL;
         int src_settled = src && src->final_ok && src->final[0];
+        int decided = p->comb && !p->final[0] && s_comb_decided(w, p->comb);
         if (!second) {
             w->st.deadlines += due && p->final_at > due + bound;
             w->st.chains += src_settled;
@@ -1613,7 +2334,7 @@ s_liveness(world_t *w, int second)
         if (p->final[0])
             continue;
         int late = due && p->final_at > due + bound;
-        int stuck = src_settled;
+        int stuck = src_settled || decided;
         if (!second) {
             if (late || stuck) {
                 p->recheck = 1;
@@ -1625,6 +2346,21 @@ s_liveness(world_t *w, int second)
             s_lviolation(w, "L3 the deadline of %s (due by %.3f s) did not fire: still pending "
                          "at %.3f s", p->id, (double) due / 1000.0,
                          (double) p->final_at / 1000.0);
+        else if (decided) {
+            char desc[600];
+            size_t o = 0;
+            desc[0] = 0;
+            for (int i = 0; i < p->comb->n && o + 1 < sizeof desc; i++) {
+                prom_t *x = s_prom(w, p->comb->ids[i], 0);
+                o += (size_t) snprintf(desc + o, sizeof desc - o, "%s%s=%s", i ? "," : "",
+                                       p->comb->ids[i], x && x->final_ok && x->final[0]
+                                                            ? x->final : "?");
+            }
+            s_lviolation(w, "L5 the combinator %s = %s(%s) is decided by its inputs as they "
+                         "read, still pending at %.3f s", p->id,
+                         pm_combinator_name(p->comb->kind), desc,
+                         (double) p->final_at / 1000.0);
+        }
         else if (stuck)
             s_lviolation(w, "L2 the chain %s -> %s did not complete: %s is %s, %s still pending "
                          "at %.3f s", src->id, p->id, src->id, src->final, p->id,
@@ -1668,7 +2404,7 @@ s_run_seed(opts_t *o, uint64_t seed, void *zctx, result_t *res)
                 break;
             }
     for (prom_t *p = zlistx_first(w.prom_list); p; p = zlistx_next(w.prom_list))
-        if (p->acked || p->acked_out[0])
+        if (p->acked || p->acked_out[0] || p->want_read)
             s_check_send(&w, p, 0);
     int64_t check_end = w.now + 120000;
     while (w.reqs && w.now < check_end)
@@ -1694,6 +2430,7 @@ s_run_seed(opts_t *o, uint64_t seed, void *zctx, result_t *res)
                         (long long) (u > 0 ? u : -u),
                         u > 0 ? "never answered" : "answered twice");
     }
+    s_fanin_judge(&w);
     w.st.beyond_r = (uint64_t) w.beyond_r;
     w.st.sim_ms = w.now;
     s_trace(&w, "end %" PRIu64 " %" PRIu64, w.st.violations, w.st.checked);
@@ -1750,7 +2487,8 @@ s_usage(void)
             "  --log-level  the agents' own log (0 error .. 3 debug; JSON lines on stderr)\n"
             "  --break-ack  self-test: misremember one acknowledged settle (must fail V2)\n"
             "  --break-reply self-test: lose one answer of a live agent (must fail L1)\n"
-            "  --strict-liveness  L1-L4 failures fail the seed (default: counted, reported)\n"
+            "  --break-fanin self-test: misread one combinator's outcome (must fail V4)\n"
+            "  --strict-liveness  L1-L5 failures fail the seed (default: counted, reported)\n"
             "  --faults K,...  only these fault kinds: kill pause split2 split1 loss store\n"
             "               slowstore jump slowsync wipe delay reorder dup storecrash\n"
             "  --seed S     run (replay) one seed\n"
@@ -1796,6 +2534,8 @@ main(int argc, char **argv)
             o.break_ack = 1;
         } else if (!strcmp(a, "--break-reply")) {
             o.break_reply = 1;
+        } else if (!strcmp(a, "--break-fanin")) {
+            o.break_fanin = 1;
         } else if (!strcmp(a, "--strict-liveness")) {
             o.strict_liveness = 1;
         } else if (!strcmp(a, "--no-faults")) {
@@ -1861,6 +2601,10 @@ main(int argc, char **argv)
         tot.lreported += res.st.lreported;
         tot.deadlines += res.st.deadlines;
         tot.chains += res.st.chains;
+        tot.combs += res.st.combs;
+        tot.comb_judged += res.st.comb_judged;
+        tot.comb_partly += res.st.comb_partly;
+        tot.catches += res.st.catches;
         tot.torn += res.st.torn;
         tot.delayed += res.st.delayed;
         tot.reordered += res.st.reordered;
@@ -1882,8 +2626,10 @@ main(int argc, char **argv)
     double wall = (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9;
     double agent_min = (double) tot.agent_ms / 60000.0;
     printf("%" PRIu64 " seeds, %" PRIu64 " violations (%" PRIu64 " seeds failed), %" PRIu64
-           " liveness failures (L1-L4), %" PRIu64 " promises checked, %" PRIu64 " unreadable, %" PRIu64
+           " liveness failures (L1-L5), %" PRIu64 " promises checked, %" PRIu64 " unreadable, %" PRIu64
            " silent, %" PRIu64 " deadlines and %" PRIu64 " chains checked, %" PRIu64
+           " combinators (%" PRIu64 " judged, %" PRIu64 " partly), %" PRIu64
+           " on_reject handlers checked, %" PRIu64
            " seeds beyond R; faults: %" PRIu64 " kills (%" PRIu64 " torn), %" PRIu64
            " wiped disks, %" PRIu64 " pauses, %" PRIu64 " two-way splits, %" PRIu64
            " one-way splits, %" PRIu64 " lossy spells, %" PRIu64 " store outages, %" PRIu64
@@ -1894,7 +2640,8 @@ main(int argc, char **argv)
            " duplicated; %.1f agent-minutes simulated in %.1f s"
            " (%.0f agent-min per wall min); trace %016" PRIx64 "\n",
            o.seeds, tot.violations, failed, tot.lviol, tot.checked, tot.unreadable, tot.silent,
-           tot.deadlines, tot.chains, tot.beyond_r, tot.faults[F_KILL], tot.torn,
+           tot.deadlines, tot.chains, tot.combs, tot.comb_judged, tot.comb_partly, tot.catches,
+           tot.beyond_r, tot.faults[F_KILL], tot.torn,
            tot.faults[F_WIPE], tot.faults[F_PAUSE], tot.faults[F_PART2], tot.faults[F_PART1],
            tot.faults[F_LOSS], tot.faults[F_STORE], tot.faults[F_SLOWSTORE], tot.faults[F_JUMP],
            tot.faults[F_SLOWSYNC], tot.faults[F_DELAY], tot.faults[F_REORDER],
