@@ -177,10 +177,12 @@ else
 fi
 lv=$(echo "$sum" | grep -o '[0-9]* liveness failures' | grep -o '^[0-9]*' || echo x)
 dl=$(echo "$sum" | grep -o '[0-9]* deadlines and [0-9]* chains' || true)
-if [ "$lv" = 0 ] && [ -n "$dl" ]; then
-    ok "liveness holds (failing the seed by default): $dl, 0 liveness failures"
+if [ "$lv" != x ] && [ -n "$dl" ]; then
+    # (within R every L1-L5 failure is a violation, counted above; beyond R only
+    # a silent request is, and the rest is reported here)
+    ok "liveness checked (failing the seed by default): $dl; $lv reported beyond R"
 else
-    notok "liveness holds: $lv liveness failures (${dl:-no liveness figures})"
+    notok "the summary reports liveness (${dl:-no liveness figures})"
 fi
 # ... and --lenient-liveness only reports it.
 "$SIM" --seed 3 --break-reply --lenient-liveness >"$tmp/self2b" 2>&1
