@@ -126,6 +126,15 @@ pm_coord_mem_revision(const pm_coord_mem_t *self)
     return self->rev;
 }
 
+size_t
+pm_coord_mem_keys(const pm_coord_mem_t *self, const char *prefix)
+{
+    size_t n = 0, len = prefix ? strlen(prefix) : 0;
+    for (size_t i = 0; i < self->n_kv; i++)
+        n += strncmp(self->kv[i].space, prefix ? prefix : "", len) == 0;
+    return n;
+}
+
 static s_kv_t *
 s_find(pm_coord_mem_t *self, const char *space)
 {
