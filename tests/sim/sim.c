@@ -1894,6 +1894,15 @@ s_storm_count(world_t *w, uint64_t *spaces, uint64_t *keys)
     free(js);
 }
 
+/* A kill or restart of the storm is a fault like the others for L4 (an
+ * await may time out while n0's spaces move: it is the owner of many). */
+static void
+s_storm_unsettle(world_t *w)
+{
+    if (w->calm_since != INT64_MAX)
+        w->calm_since = w->now;
+}
+
 static void
 s_storm_tick(world_t *w)
 {
@@ -1910,6 +1919,7 @@ s_storm_tick(world_t *w)
         w->st.storm_restarts++;
         w->storm_last = w->now;
         w->storm_next = w->now + s_between(w, 300, 1500);
+        s_storm_unsettle(w);
         return;
     }
     if (w->st.storm_restarts >= w->o->restarts)
@@ -1937,6 +1947,7 @@ s_storm_tick(world_t *w)
     w->storm_next = w->now + s_between(w, 10, 300);
     n->down_until = w->storm_next;
     s_check_r(w);
+    s_storm_unsettle(w);
 }
 
 /* Whether the storm still has restarts to do (or its agent down). */
