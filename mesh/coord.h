@@ -307,6 +307,9 @@ int64_t pm_coord_mem_put_raw(pm_coord_mem_t *self, const char *space, const char
 void pm_coord_mem_compact(pm_coord_mem_t *self, int64_t rev);
 /* The store's current revision. */
 int64_t pm_coord_mem_revision(const pm_coord_mem_t *self);
+/* How many keys (space records) the store holds whose space starts with
+ * prefix (NULL or "": all of them). */
+size_t pm_coord_mem_keys(const pm_coord_mem_t *self, const char *prefix);
 /* The store's crash (coord_mem.c explains the model). hang: from now on
  * requests are applied (writes: one chance in two, drawn from the seed) but
  * not answered. crash: every answer not yet delivered becomes UNAVAILABLE,

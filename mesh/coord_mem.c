@@ -126,6 +126,15 @@ pm_coord_mem_revision(const pm_coord_mem_t *self)
     return self->rev;
 }
 
+size_t
+pm_coord_mem_keys(const pm_coord_mem_t *self, const char *prefix)
+{
+    size_t n = 0, len = prefix ? strlen(prefix) : 0;
+    for (size_t i = 0; i < self->n_kv; i++)
+        n += strncmp(self->kv[i].space, prefix ? prefix : "", len) == 0;
+    return n;
+}
+
 static s_kv_t *
 s_find(pm_coord_mem_t *self, const char *space)
 {
@@ -267,10 +276,18 @@ s_pump(s_client_t *cl, s_watch_t *w)
         w->next_rev = st->rev + 1;
         return;
     }
-    for (size_t i = 0; i < st->n_hist; i++) {
+    /* The history is in revision order: start at the first change not yet
+     * delivered (a scan from the start made every pump O(history)). */
+    size_t lo = 0, hi = st->n_hist;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (st->hist[mid].rev < w->next_rev)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t i = lo; i < st->n_hist; i++) {
         s_change_t *ch = &st->hist[i];
-        if (ch->rev < w->next_rev)
-            continue;
         pm_coord_result_t *r = pm_coord_result_new(w->id, PM_COORD_EVENT, PM_COORD_OK);
         if (!r)
             s_oom();

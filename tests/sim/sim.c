@@ -68,7 +68,7 @@
 
 extern struct pm_coord_mem *pm_agent_coord_mem; /* agent.c: the store of mem:// */
 
-#define MAXN 7
+#define MAXN 128 /* --nodes (the default draws 3..7; --scale: 64) */
 #define MAXW 4    /* workers per node over a run (generations) */
 #define OUTLEN 96 /* an outcome as text */
 #define MAXIN 7   /* a combinator's inputs in the load (2-5, a duplicate, nested) */
@@ -89,6 +89,8 @@ typedef struct {
     int break_fanin; /* self-test: misread one judged combinator (V4 must flag it) */
     int strict_liveness; /* L1-L5 fail the seed (else reported) */
     int log_level;
+    int scale;           /* --scale: 64 agents, R=2 unless --nodes/--replicas say otherwise */
+    uint64_t restarts;   /* --restarts N: one agent killed and restarted N times (storm) */
 } opts_t;
 
 /* ---- the world ------------------------------------------------------------- */
@@ -248,6 +250,10 @@ typedef struct stats {
     uint64_t combs, comb_judged, comb_partly, catches; /* V4, V6 cases checked */
     int64_t sim_ms;
     int64_t agent_ms;
+    /* --restarts: the restart storm (s_storm_end) */
+    uint64_t storm_restarts, storm_acks, storm_errs, storm_probes_ok;
+    uint64_t storm_spaces, storm_spaces_max, storm_keys, storm_keys_max, store_keys;
+    uint64_t storm_seen_alive, storm_seen_by; /* agents that see it alive, of those asked */
 } stats_t;
 
 typedef struct world {
@@ -283,6 +289,13 @@ typedef struct world {
     prom_t *hb[8];         /* promises with a heartbeat period that clients keep beating */
     size_t n_hb;
     scen_t *scens;         /* fan-in and catch scenarios */
+    int op_gap;            /* ops every 1..op_gap ms (90; the storm's long tail: 400) */
+    /* --restarts: the restart storm on one agent (s_storm_tick) */
+    int storm;             /* its node (-1: none) */
+    int storm_down;        /* the storm has it down now */
+    int64_t storm_next;    /* the storm's next kill or restart (sim ms) */
+    int64_t storm_last;    /* its last restart (sim ms) */
+    int storm_probing;     /* its probe creates are out (s_storm_probe) */
 } world_t;
 
 static void
@@ -1243,6 +1256,14 @@ s_on_reply(world_t *w, node_t *n, req_t *r, const pm_msg_t *m)
         w->st.errs[r->kind]++;
     else
         w->st.acks[r->kind]++;
+    if (r->node == w->storm && r->kind != K_HELLO) {
+        if (m->err)
+            w->st.storm_errs++;
+        else
+            w->st.storm_acks++;
+        if (w->storm_probing && r->kind == K_CREATE && !m->err)
+            w->st.storm_probes_ok++;
+    }
     prom_t *p = r->pid[0] ? s_prom(w, r->pid, 0) : NULL;
     char how[96];
     snprintf(how, sizeof how, "%s %" PRIu64 " at %s", s_kind_name[r->kind], r->id, n->name);
@@ -1732,7 +1753,7 @@ s_fault_start(world_t *w)
         for (int c = 0; c < k; c++)
             f->minority[s_rand(w, (uint64_t) w->n)] = 1;
         int dir = kind == F_PART2 ? 2 : (int) s_rand(w, 2); /* 0: out, 1: in, 2: both */
-        char who[64] = "";
+        char who[512] = "";
         for (int a = 0; a < w->n; a++) {
             if (f->minority[a]) {
                 strncat(who, w->nodes[a].name, sizeof who - strlen(who) - 2);
@@ -1842,6 +1863,105 @@ s_faults_tick(world_t *w, int heal_all)
         w->calm_since = w->now;
 }
 
+
+/* ---- the restart storm (--restarts N, issue 14: id spaces do not pile up) ----------
+ *
+ * One agent (n0) is killed (clean or torn) and restarted N times while the
+ * load goes on: down 10-300 ms, up 0.3-1.5 s. Each restart is a new process
+ * with a new primary id space; the spaces it served before go to an heir or
+ * come back to it, and must be given back (retired) or merged, not kept for
+ * ever. At the end (s_storm_end): it still serves (probe creates at it are
+ * acknowledged), every agent sees it alive, and the spaces it holds (its
+ * "ours" records in status.coordination.spaces, what it announces) and the
+ * store's records of its spaces stay bounded. */
+#define S_STORM_SPACES_MAX 32 /* bounded: independent of the number of restarts */
+
+/* The storm node's spaces as its status shows them (ours), and the store's
+ * keys of its spaces (n0-...). */
+static void
+s_storm_count(world_t *w, uint64_t *spaces, uint64_t *keys)
+{
+    node_t *n = &w->nodes[w->storm];
+    char prefix[24];
+    snprintf(prefix, sizeof prefix, "%s-", n->name);
+    *keys = pm_coord_mem_keys(w->store, prefix);
+    *spaces = 0;
+    if (!n->agent)
+        return;
+    s_enter(n);
+    char *js = pm_agent_sim_status(n->agent);
+    s_leave();
+    json_t *o = js ? json_loads(js, 0, NULL) : NULL;
+    json_t *sp = json_object_get(json_object_get(o, "coordination"), "spaces");
+    for (size_t i = 0; i < json_array_size(sp); i++)
+        *spaces += json_is_true(json_object_get(json_array_get(sp, i), "ours"));
+    json_decref(o);
+    free(js);
+}
+
+/* A kill or restart of the storm is a fault like the others for L4 (an
+ * await may time out while n0's spaces move: it is the owner of many). */
+static void
+s_storm_unsettle(world_t *w)
+{
+    if (w->calm_since != INT64_MAX)
+        w->calm_since = w->now;
+}
+
+static void
+s_storm_tick(world_t *w)
+{
+    if (w->storm < 0 || w->now < w->storm_next)
+        return;
+    node_t *n = &w->nodes[w->storm];
+    if (w->storm_down) {
+        w->storm_down = 0;
+        n->down_until = 0;
+        if (s_start(w, n) != 0)
+            s_violation(w, "storm: restart %" PRIu64 " of %s failed (its WAL refused to open)",
+                        w->st.storm_restarts + 1, n->name);
+        n->restarts++;
+        w->st.storm_restarts++;
+        w->storm_last = w->now;
+        w->storm_next = w->now + s_between(w, 300, 1500);
+        s_storm_unsettle(w);
+        return;
+    }
+    if (w->st.storm_restarts >= w->o->restarts)
+        return;
+    if (!n->agent || n->down_until || n->paused_until) { /* a fault has it: later */
+        w->storm_next = w->now + 100;
+        return;
+    }
+    /* Its counts at the end of a life (up 0.3-1.5 s: what it resumed). */
+    if (w->st.storm_restarts % 10 == 0) {
+        uint64_t sp, k;
+        s_storm_count(w, &sp, &k);
+        if (sp > w->st.storm_spaces_max)
+            w->st.storm_spaces_max = sp;
+        if (k > w->st.storm_keys_max)
+            w->st.storm_keys_max = k;
+        if (w->st.storm_restarts % 100 == 0)
+            s_log(w, "storm: after %" PRIu64 " restarts of %s: %" PRIu64 " spaces its own, %"
+                  PRIu64 " records of its spaces in the store", w->st.storm_restarts, n->name,
+                  sp, k);
+    }
+    int torn = (int) s_rand(w, 2);
+    s_kill(w, n, torn);
+    w->storm_down = 1;
+    w->storm_next = w->now + s_between(w, 10, 300);
+    n->down_until = w->storm_next;
+    s_check_r(w);
+    s_storm_unsettle(w);
+}
+
+/* Whether the storm still has restarts to do (or its agent down). */
+static int
+s_storm_on(const world_t *w)
+{
+    return w->storm >= 0 && (w->storm_down || w->st.storm_restarts < w->o->restarts);
+}
+
 /* ---- one seed ---------------------------------------------------------------------- */
 
 static void
@@ -1929,6 +2049,9 @@ s_world_init(world_t *w, opts_t *o, uint64_t seed, void *zctx)
     if (w->r > w->n)
         w->r = w->n;
     w->zctx = zctx;
+    w->op_gap = 90;
+    w->storm = o->restarts ? 0 : -1;
+    w->storm_next = INT64_MAX;
     w->net = pm_memnet_new(seed ^ 0x9e3779b97f4a7c15ULL);
     pm_memnet_use(w->net);
     w->store = pm_coord_mem_new();
@@ -2021,6 +2144,8 @@ s_next_event(world_t *w, int64_t phase_end)
     int64_t t = phase_end;
     t = s_min64(t, w->next_op);
     t = s_min64(t, w->next_fault);
+    if (s_storm_on(w))
+        t = s_min64(t, w->storm_next);
     for (fault_t *f = w->faults; f; f = f->next) {
         t = s_min64(t, f->end);
         if (f->crash_at)
@@ -2054,9 +2179,11 @@ s_phase(world_t *w, int64_t phase_end, int ops, int faults)
     while (w->now < phase_end) {
         if (faults)
             s_faults_tick(w, 0);
+        if (ops && s_storm_on(w))
+            s_storm_tick(w);
         if (ops && w->now >= w->next_op) {
             s_client_op(w);
-            w->next_op = w->now + s_between(w, 1, 90); /* scenarios add ~50% requests */
+            w->next_op = w->now + s_between(w, 1, w->op_gap); /* scenarios add ~50% requests */
         }
         if (faults && w->now >= w->next_fault) {
             s_fault_start(w);
@@ -2374,6 +2501,86 @@ s_liveness(world_t *w, int second)
     return suspects;
 }
 
+/* Brings the storm's agent back if the storm left it down. */
+static void
+s_storm_finish(world_t *w)
+{
+    if (w->storm >= 0 && w->storm_down) {
+        w->storm_next = w->now;
+        s_storm_tick(w);
+    }
+}
+
+/* After the settle: probe creates at the storm's agent, as its clients
+ * would send them; they must be acknowledged (it still serves). */
+#define S_STORM_PROBES 5
+static void
+s_storm_probe(world_t *w)
+{
+    node_t *n = &w->nodes[w->storm];
+    if (!n->agent)
+        return;
+    w->storm_probing = 1;
+    for (int k = 0; k < S_STORM_PROBES; k++) {
+        req_t *r = s_req(w, K_CREATE, n->idx, NULL, 10000);
+        pm_msg_t m = {.type = PM_MSG_CREATE, .req_id = r->id};
+        s_send(w, n, n->crid, &m);
+    }
+    s_phase(w, w->now + 10000, 0, 0);
+    w->storm_probing = 0;
+}
+
+/* The storm's verdict: it serves, gossip carries it, its spaces and the
+ * store's records of them stay bounded. */
+static void
+s_storm_end(world_t *w)
+{
+    node_t *n = &w->nodes[w->storm];
+    s_storm_count(w, &w->st.storm_spaces, &w->st.storm_keys);
+    if (w->st.storm_spaces > w->st.storm_spaces_max)
+        w->st.storm_spaces_max = w->st.storm_spaces;
+    if (w->st.storm_keys > w->st.storm_keys_max)
+        w->st.storm_keys_max = w->st.storm_keys;
+    w->st.store_keys = pm_coord_mem_keys(w->store, NULL);
+    for (int i = 0; i < w->n; i++) {
+        node_t *x = &w->nodes[i];
+        if (i == w->storm || !x->agent)
+            continue;
+        s_enter(x);
+        char *js = pm_agent_sim_status(x->agent);
+        s_leave();
+        json_t *o = js ? json_loads(js, 0, NULL) : NULL;
+        json_t *alive = json_object_get(json_object_get(json_object_get(o, "mesh"), "members"),
+                                        "alive");
+        w->st.storm_seen_by++;
+        if (json_integer_value(alive) == w->n)
+            w->st.storm_seen_alive++;
+        else
+            s_violation(w, "storm: %s sees %lld of %d agents alive after %" PRIu64
+                        " restarts of %s (gossip must carry it)", x->name,
+                        (long long) json_integer_value(alive), w->n, w->st.storm_restarts,
+                        n->name);
+        json_decref(o);
+        free(js);
+    }
+    s_log(w, "storm: %" PRIu64 " restarts of %s; %" PRIu64 " requests there answered, %" PRIu64
+          " errors; probes %" PRIu64 "/%d acknowledged; its spaces %" PRIu64 " (max %" PRIu64
+          "), its store records %" PRIu64 " (max %" PRIu64 "), store keys %" PRIu64,
+          w->st.storm_restarts, n->name, w->st.storm_acks, w->st.storm_errs,
+          w->st.storm_probes_ok, S_STORM_PROBES, w->st.storm_spaces, w->st.storm_spaces_max,
+          w->st.storm_keys, w->st.storm_keys_max, w->st.store_keys);
+    if (!n->agent || w->st.storm_probes_ok == 0)
+        s_violation(w, "storm: %s no longer serves after %" PRIu64 " restarts: %" PRIu64
+                    " of %d probe creates acknowledged", n->name, w->st.storm_restarts,
+                    w->st.storm_probes_ok, S_STORM_PROBES);
+    if (w->st.storm_spaces > S_STORM_SPACES_MAX || w->st.storm_keys > S_STORM_SPACES_MAX)
+        s_violation(w, "storm: %s's id spaces pile up after %" PRIu64 " restarts: it holds %"
+                    PRIu64 " (max %" PRIu64 "), the store %" PRIu64 " records of them (max %"
+                    PRIu64 "); bound %d", n->name, w->st.storm_restarts, w->st.storm_spaces,
+                    w->st.storm_spaces_max, w->st.storm_keys, w->st.storm_keys_max,
+                    S_STORM_SPACES_MAX);
+}
+
 typedef struct result {
     uint64_t hash, violations;
     stats_t st;
@@ -2394,11 +2601,26 @@ s_run_seed(opts_t *o, uint64_t seed, void *zctx, result_t *res)
     s_phase(&w, 5000, 0, 0);
     w.next_op = w.now;
     w.next_fault = o->no_faults ? INT64_MAX : w.now + s_between(&w, 500, 3000);
+    if (w.storm >= 0)
+        w.storm_next = w.now + s_between(&w, 500, 2000);
     s_phase(&w, w.now + o->load_ms, 1, !o->no_faults);
+    if (w.storm >= 0) {
+        /* The storm's tail: the load goes on (sparser), the faults in force
+         * run out and no new ones start, until the N restarts are done. */
+        w.op_gap = 400;
+        w.next_fault = INT64_MAX;
+        int64_t cap = w.now + (int64_t) o->restarts * 3000 + 60000;
+        while (s_storm_on(&w) && w.now < cap)
+            s_phase(&w, w.now + 1000, 1, 1);
+        w.op_gap = 90;
+        s_storm_finish(&w);
+    }
     /* Heal everything; the load stops; requests in flight finish. */
     s_faults_tick(&w, 1);
     s_log(&w, "healed");
     s_phase(&w, w.now + o->settle_ms, 0, 0);
+    if (w.storm >= 0)
+        s_storm_probe(&w);
     /* Read back every acknowledged promise. */
     w.checking = 1;
     if (o->break_ack)
@@ -2436,6 +2658,8 @@ s_run_seed(opts_t *o, uint64_t seed, void *zctx, result_t *res)
                         u > 0 ? "never answered" : "answered twice");
     }
     s_fanin_judge(&w);
+    if (w.storm >= 0)
+        s_storm_end(&w);
     w.st.beyond_r = (uint64_t) w.beyond_r;
     w.st.sim_ms = w.now;
     s_trace(&w, "end %" PRIu64 " %" PRIu64, w.st.violations, w.st.checked);
@@ -2484,7 +2708,12 @@ s_usage(void)
     fprintf(stderr,
             "usage: pmesh-sim [--seed S | --seeds N [--first S]] [--nodes N] [--replicas R]\n"
             "                 [--load MS] [--settle MS] [--no-faults] [-v]... [--log-level L]\n"
-            "  --nodes N    agents (1..7; default 3..7 from the seed)\n"
+            "  --nodes N    agents (1..%d; default 3..7 from the seed)\n"
+            "  --scale      scale mode: 64 agents (or --nodes), R=2 (or --replicas)\n"
+            "  --restarts N restart storm: agent n0 killed and restarted N times while\n"
+            "               the load goes on (the usual faults for --load, then the load\n"
+            "               only); fails if it stops serving, drops out of the gossip,\n"
+            "               or its id spaces (or their store records) exceed %d\n"
             "  --replicas R copies of each promise (default 2..3 from the seed)\n"
             "  --load MS    simulated ms of load and faults (default 30000)\n"
             "  --settle MS  simulated ms after healing, before the read-back (default 15000)\n"
@@ -2499,7 +2728,8 @@ s_usage(void)
             "               slowstore jump slowsync wipe delay reorder dup storecrash\n"
             "  --seed S     run (replay) one seed\n"
             "  --seeds N    run N seeds, from --first (default 1)\n"
-            "  prints one summary line: N seeds, V violations, ...; exit 0 only if V is 0\n");
+            "  prints one summary line: N seeds, V violations, ...; exit 0 only if V is 0\n",
+            MAXN, S_STORM_SPACES_MAX);
 }
 
 int
@@ -2547,6 +2777,11 @@ main(int argc, char **argv)
             o.strict_liveness = 1;
         } else if (!strcmp(a, "--lenient-liveness")) {
             o.strict_liveness = 0;
+        } else if (!strcmp(a, "--scale")) {
+            o.scale = 1;
+        } else if (!strcmp(a, "--restarts") && v) {
+            o.restarts = strtoull(v, NULL, 0);
+            i++;
         } else if (!strcmp(a, "--no-faults")) {
             o.no_faults = 1;
         } else if (!strcmp(a, "--faults") && v) {
@@ -2575,6 +2810,12 @@ main(int argc, char **argv)
             s_usage();
             return 2;
         }
+    }
+    if (o.scale) { /* 64 agents, two copies (unless said otherwise) */
+        if (!o.nodes)
+            o.nodes = 64;
+        if (!o.replicas)
+            o.replicas = 2;
     }
     if (o.nodes && (o.nodes < 1 || o.nodes > MAXN)) {
         fprintf(stderr, "pmesh-sim: --nodes must be 1..%d\n", MAXN);
@@ -2624,6 +2865,22 @@ main(int argc, char **argv)
         tot.worker_deaths += res.st.worker_deaths;
         tot.sim_ms += res.st.sim_ms;
         tot.agent_ms += res.st.agent_ms;
+        tot.storm_restarts += res.st.storm_restarts;
+        tot.storm_acks += res.st.storm_acks;
+        tot.storm_errs += res.st.storm_errs;
+        tot.storm_probes_ok += res.st.storm_probes_ok;
+        tot.storm_seen_alive += res.st.storm_seen_alive;
+        tot.storm_seen_by += res.st.storm_seen_by;
+        if (res.st.storm_spaces_max > tot.storm_spaces_max)
+            tot.storm_spaces_max = res.st.storm_spaces_max;
+        if (res.st.storm_keys_max > tot.storm_keys_max)
+            tot.storm_keys_max = res.st.storm_keys_max;
+        if (res.st.storm_spaces > tot.storm_spaces)
+            tot.storm_spaces = res.st.storm_spaces;
+        if (res.st.storm_keys > tot.storm_keys)
+            tot.storm_keys = res.st.storm_keys;
+        if (res.st.store_keys > tot.store_keys)
+            tot.store_keys = res.st.store_keys;
         for (int k = 0; k < F_COUNT; k++)
             tot.faults[k] += res.st.faults[k];
         for (int k = 0; k < 16; k++) {
@@ -2657,6 +2914,16 @@ main(int argc, char **argv)
            tot.faults[F_DUP], tot.faults[F_CRASH], tot.crash_answers, tot.crash_writes,
            tot.worker_deaths, tot.delayed, tot.reordered, tot.duplicated, agent_min, wall,
            wall > 0 ? agent_min / (wall / 60.0) : 0.0, hashes);
+    if (o.restarts)
+        printf("restart storm: %" PRIu64 " restarts of n0 in %" PRIu64 " seeds; %" PRIu64
+               " requests there answered, %" PRIu64 " errors; probes %" PRIu64 "/%" PRIu64
+               " acknowledged; seen alive by %" PRIu64 "/%" PRIu64 " agents; its id spaces at "
+               "the end %" PRIu64 " (max %" PRIu64 " over the run), the store's records of "
+               "them %" PRIu64 " (max %" PRIu64 "), store keys %" PRIu64 " (largest seed "
+               "each)\n", tot.storm_restarts, o.seeds, tot.storm_acks, tot.storm_errs,
+               tot.storm_probes_ok, (uint64_t) S_STORM_PROBES * o.seeds, tot.storm_seen_alive,
+               tot.storm_seen_by, tot.storm_spaces, tot.storm_spaces_max, tot.storm_keys,
+               tot.storm_keys_max, tot.store_keys);
     zmq_ctx_term(zctx);
     return tot.violations ? 1 : 0;
 }

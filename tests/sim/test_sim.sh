@@ -207,6 +207,38 @@ for s in 38 225; do
     fi
 done
 
+# 4d. The restart storm (issue 14's scale mode, short): n0 killed and
+# restarted 60 times while the load goes on. It must still serve (probe
+# creates acknowledged) and be seen alive by every agent, and no invariant
+# but the pile-up of its id spaces may fail. The pile-up (every restart
+# leaves a space holding promises behind; tests/sim/README.md, "The restart
+# storm") is an open finding: shown as skipped while the checker flags it,
+# ok once the spaces stay bounded.
+"$SIM" --seed 1 --nodes 3 --restarts 60 >"$tmp/storm" 2>&1
+line=$(grep '^restart storm:' "$tmp/storm")
+if echo "$line" | grep -q '^restart storm: 60 restarts of n0' &&
+    echo "$line" | grep -q 'probes [1-9][0-9]*/5 acknowledged' &&
+    echo "$line" | grep -q 'seen alive by 2/2 agents'; then
+    other=$(grep 'VIOLATION' "$tmp/storm" | grep -v "id spaces pile up" | head -3)
+    spaces=$(echo "$line" | grep -o 'its id spaces at the end [0-9]*' | grep -o '[0-9]*$')
+    if [ -n "$other" ]; then
+        notok "restart storm: no violation but the spaces' pile-up"
+        echo "$other"
+    elif grep -q 'first violated invariant: storm: n0.s id spaces pile up' "$tmp/storm"; then
+        echo "ok - restart storm: n0 serves and is seen alive after 60 restarts # SKIP known open: its id spaces pile up ($spaces after 60 restarts)"
+        skip=$((skip + 1))
+    elif grep -q '^1 seeds, 0 violations' "$tmp/storm"; then
+        ok "restart storm: n0 serves, is seen alive and holds $spaces id spaces after 60 restarts"
+    else
+        notok "restart storm: the run ended without its verdict"
+        tail -3 "$tmp/storm"
+    fi
+else
+    notok "restart storm: n0 serves and is seen alive after 60 restarts"
+    echo "${line:-no storm line}"
+    grep -m3 'VIOLATION' "$tmp/storm"
+fi
+
 # 5. The open findings: still failing as described, or fixed.
 for s in $KNOWN_OPEN; do
     "$SIM" --seed "$s" >"$tmp/k$s" 2>&1
