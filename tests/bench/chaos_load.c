@@ -76,6 +76,7 @@
  * WALL_MS etcdkill 0, WALL_MS etcdstart 0.
  */
 #include "pmesh.h"
+#include "../common/comb_judge.h"
 
 #include <czmq.h>
 #include <jansson.h>
@@ -1674,21 +1675,6 @@ s_comb_decided(const s_comb_t *c, const int *st, const int64_t *at)
     return d;
 }
 
-static int
-s_jstr_is(const json_t *j, const char *v)
-{
-    return json_is_string(j) && !strcmp(json_string_value(j), v);
-}
-
-/* {"id": ID, "state": STATE, "reason": R} of input i. */
-static int
-s_jfail_is(const json_t *o, const char *id, int st, const char *reason)
-{
-    return json_is_object(o) && s_jstr_is(json_object_get(o, "id"), id) &&
-           s_jstr_is(json_object_get(o, "state"), pm_state_name(st)) &&
-           s_jstr_is(json_object_get(o, "reason"), reason);
-}
-
 /* Whether c reading (state, value) is what its inputs (st, data) determine
  * (proto/PROTOCOL.md 5a). 0 with why filled when it is not. An input not
  * known (st[i] 0: never acknowledged, unreadable, pending) may have been
@@ -1699,86 +1685,8 @@ static int
 s_comb_judge(const s_comb_t *c, const int *st, const char **data, int state, const char *value,
              char *why, size_t cap)
 {
-    int n = c->n, ok = 0, nfail = 0, nunk = 0;
-    for (int i = 0; i < n; i++) {
-        nfail += s_failed(st[i]);
-        nunk += !st[i];
-    }
-    if (state == PM_STATE_TIMEDOUT && c->timeout)
-        return 1;
-    json_t *j = NULL;
-    if ((c->kind == PM_COMBINE_ALL || c->kind == PM_COMBINE_ALL_SETTLED) &&
-        state == PM_STATE_RESOLVED)
-        j = json_loads(value, JSON_DECODE_ANY, NULL);
-    if ((c->kind == PM_COMBINE_ALL || c->kind == PM_COMBINE_ANY) && state == PM_STATE_REJECTED)
-        j = json_loads(value, JSON_DECODE_ANY, NULL);
-    switch (c->kind) {
-    case PM_COMBINE_ALL:
-        if (state == PM_STATE_RESOLVED) {
-            ok = !nfail && json_is_array(j) && json_array_size(j) == (size_t) n;
-            for (int i = 0; ok && i < n; i++)
-                ok = !st[i] ? json_is_string(json_array_get(j, (size_t) i)) ||
-                                  json_is_object(json_array_get(j, (size_t) i))
-                            : s_jstr_is(json_array_get(j, (size_t) i), data[i]);
-            if (!ok)
-                snprintf(why, cap, "%s", nfail ? "resolved although an input failed"
-                                               : "not the inputs' values in order");
-        } else if (state == PM_STATE_REJECTED) {
-            for (int i = 0; !ok && i < n; i++)
-                ok = !st[i] ? json_is_object(j) && s_jstr_is(json_object_get(j, "id"), c->ins[i])
-                            : s_failed(st[i]) && s_jfail_is(j, c->ins[i], st[i], data[i]);
-            if (!ok)
-                snprintf(why, cap, "%s", nfail || nunk
-                                             ? "the reason names no failed input as it reads"
-                                             : "rejected although every input resolved");
-        } else {
-            snprintf(why, cap, "all settles resolved or rejected only");
-        }
-        break;
-    case PM_COMBINE_ANY:
-        if (state == PM_STATE_RESOLVED) {
-            ok = nunk > 0;
-            for (int i = 0; !ok && i < n; i++)
-                ok = st[i] == PM_STATE_RESOLVED && !strcmp(data[i], value);
-            if (!ok)
-                snprintf(why, cap, "not the value of a resolved input");
-        } else if (state == PM_STATE_REJECTED) {
-            ok = nfail + nunk == n && json_is_array(j) && json_array_size(j) == (size_t) n;
-            for (int i = 0; ok && i < n; i++)
-                ok = !st[i] ? json_is_object(json_array_get(j, (size_t) i))
-                            : s_jfail_is(json_array_get(j, (size_t) i), c->ins[i], st[i], data[i]);
-            if (!ok)
-                snprintf(why, cap, "%s", nfail + nunk < n ? "rejected although an input resolved"
-                                                          : "not every input's failure in order");
-        } else {
-            snprintf(why, cap, "any settles resolved or rejected only");
-        }
-        break;
-    case PM_COMBINE_RACE:
-        ok = nunk > 0;
-        for (int i = 0; !ok && i < n; i++)
-            ok = st[i] == state && !strcmp(data[i], value);
-        if (!ok)
-            snprintf(why, cap, "not the outcome of any input");
-        break;
-    case PM_COMBINE_ALL_SETTLED:
-        ok = state == PM_STATE_RESOLVED && json_is_array(j) && json_array_size(j) == (size_t) n;
-        for (int i = 0; ok && i < n; i++) {
-            json_t *o = json_array_get(j, (size_t) i);
-            ok = json_is_object(o) &&
-                 (!st[i] || (s_jstr_is(json_object_get(o, "state"), pm_state_name(st[i])) &&
-                             s_jstr_is(json_object_get(o, st[i] == PM_STATE_RESOLVED ? "value"
-                                                                                    : "reason"),
-                                       data[i])));
-        }
-        if (!ok)
-            snprintf(why, cap, "not every input's outcome in order");
-        break;
-    default:
-        snprintf(why, cap, "unknown kind");
-    }
-    json_decref(j);
-    return ok;
+    return pm_comb_judge(c->kind, c->n, (const char *const *) c->ins, c->timeout != 0, st, data,
+                         state, value, why, cap);
 }
 
 /* Inputs of c as text for a report: "ID=state:data,..." (bounded). */
