@@ -146,23 +146,6 @@ s_hear_err(pm_agent_t *self, pm_comb_t *c, size_t i, int err, const char *messag
     s_hear(self, c, i, PM_STATE_REJECTED, why, (size_t) n);
 }
 
-/* Input i was not found: asked again later, or NOT_FOUND once the wait is
- * over (S_NOT_FOUND_WAIT_MS). */
-static void
-s_not_found(pm_agent_t *self, pm_comb_t *c, size_t i, const char *message)
-{
-    int64_t waited = self->now_mono - c->started;
-    if (waited >= S_NOT_FOUND_WAIT_MS) {
-        s_hear_err(self, c, i, PM_ERR_NOT_FOUND, message);
-        return;
-    }
-    int64_t delay = S_RETRY_MIN_MS;
-    while (delay < S_RETRY_MAX_MS && delay < waited)
-        delay *= 2;
-    if (pm_timers_set(self->fanin_timers, &c->subs[i].retry, self->now_mono + delay) != 0)
-        pm_oom("combinator retry");
-}
-
 /* Input i could not be heard for a while (its owner unreachable, its space
  * unavailable or being taken over, ...): that is no outcome of the input,
  * which may well settle (or have settled) with one of its own, so it is
@@ -179,6 +162,18 @@ s_retry(pm_agent_t *self, pm_comb_t *c, size_t i)
         delay *= 2;
     if (pm_timers_set(self->fanin_timers, &c->subs[i].retry, self->now_mono + delay) != 0)
         pm_oom("combinator retry");
+}
+
+/* Input i was not found: asked again later, or NOT_FOUND once the wait is
+ * over (S_NOT_FOUND_WAIT_MS). */
+static void
+s_not_found(pm_agent_t *self, pm_comb_t *c, size_t i, const char *message)
+{
+    if (self->now_mono - c->started >= S_NOT_FOUND_WAIT_MS) {
+        s_hear_err(self, c, i, PM_ERR_NOT_FOUND, message);
+        return;
+    }
+    s_retry(self, c, i);
 }
 
 static void

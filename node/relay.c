@@ -70,6 +70,16 @@ s_relay_free(pm_agent_t *self, pm_relay_t *r)
     zhashx_delete(self->relays, k);
 }
 
+/* Sends relay r's kept frame again, to node (the mesh takes a copy's
+ * ownership; r keeps its own for the next time). */
+static int
+s_send_frame(pm_agent_t *self, const pm_relay_t *r, const char *node, int type)
+{
+    uint8_t *buf = pm_xmalloc(r->frame_len, "re-sent request");
+    memcpy(buf, r->frame, r->frame_len);
+    return pm_mesh_send_raw(self->mesh, node, type, buf, r->frame_len);
+}
+
 /* An invocation's result (a relayed settle) that its target's owner did not
  * take: it answered UNAVAILABLE or OWNER_LOST (taking a space over, the
  * store out of reach), or nothing in time, or nobody serves the space right
@@ -100,13 +110,10 @@ s_fire_resend(pm_agent_t *self, pm_relay_t *r)
     const char *node = NULL;
     pm_route_t route = pm_relay_route_of(self, r->pid, &node);
     if (route == PM_ROUTE_REMOTE) {
-        uint8_t *buf = pm_xmalloc(r->frame_len, "re-sent result");
-        memcpy(buf, r->frame, r->frame_len);
         snprintf(r->node, sizeof r->node, "%s", node);
         r->parked = 0;
         pm_timers_set(self->relay_timers, &r->timer, self->now_mono + self->forward_timeout);
-        if (pm_mesh_send_raw(self->mesh, node, PM_MSG_SETTLE, buf, r->frame_len) != 0 &&
-            !s_fire_again(self, r))
+        if (s_send_frame(self, r, node, PM_MSG_SETTLE) != 0 && !s_fire_again(self, r))
             s_relay_free(self, r);
         return;
     }
@@ -257,9 +264,7 @@ s_sub_resend(pm_agent_t *self, pm_relay_t *r)
             snprintf(r->node, sizeof r->node, "%s", node);
         }
         pm_timers_set(self->relay_timers, &r->timer, self->now_mono + PM_RELAY_SUB_RESEND_MS);
-        uint8_t *buf = pm_xmalloc(r->frame_len, "re-sent subscription");
-        memcpy(buf, r->frame, r->frame_len);
-        pm_mesh_send_raw(self->mesh, node, PM_MSG_AWAIT, buf, r->frame_len);
+        s_send_frame(self, r, node, PM_MSG_AWAIT);
         return;
     }
     if (route == PM_ROUTE_REMOTE) { /* (no frame: cannot happen; keep it alive) */
@@ -403,14 +408,12 @@ pm_relay_unpark(pm_agent_t *self)
         const char *node = NULL;
         pm_route_t route = pm_relay_route_of(self, r->pid, &node);
         if (route == PM_ROUTE_REMOTE && r->frame) {
-            uint8_t *buf = pm_xmalloc(r->frame_len, "re-sent request");
-            memcpy(buf, r->frame, r->frame_len);
             snprintf(r->node, sizeof r->node, "%s", node);
             r->parked = 0;
             pm_timers_set(self->relay_timers, &r->timer,
                           r->kind == PM_RELAY_SUB ? self->now_mono + PM_RELAY_SUB_RESEND_MS
                                                   : s_until(self, r, self->forward_timeout));
-            pm_mesh_send_raw(self->mesh, node, PM_MSG_REPLY, buf, r->frame_len);
+            s_send_frame(self, r, node, PM_MSG_REPLY);
             continue;
         }
         /* Served here now (we took it over): run it as if the client had
