@@ -15,6 +15,7 @@
 #include "fanins.h"
 #include "isr_agent.h"
 #include "localsock.h"
+#include "mint.h"
 #include "place.h"
 #include "rand.h"
 #include "relay.h"
@@ -299,10 +300,16 @@ s_handle(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now, int6
                            "nothing was done");
         return PM_OK;
     }
+    char create_sp[PM_WIRE_MAX_NAME + 1];
     if (self->replica && !s->peer && m->type == PM_MSG_CREATE &&
-        !pm_mesh_owns(self->mesh, self->space, NULL)) {
-        /* Our space was taken over while we were cut off (fenced, not
-         * restarted): new promises in it are the new owner's to create. */
+        !pm_mesh_owns(self->mesh,
+                      m->id && pm_id_space(m->id, create_sp, sizeof create_sp) ? create_sp
+                                                                               : self->mint,
+                      NULL)) {
+        /* The space new ids go to was taken over while we were cut off
+         * (fenced, not restarted), or is not ours again yet after a restart
+         * (mint.h), or a client's lease is in a space we mint in no more:
+         * new promises in it are its owner's to create. */
         if (m->id && !pm_req_minted_by(s, m->id))
             return PM_ERR_BAD_REQUEST;
         char id[PM_WIRE_MAX_NAME + 1];
@@ -319,7 +326,7 @@ s_handle(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now, int6
     if (self->isr && (m->type == PM_MSG_CREATE || m->type == PM_MSG_SETTLE ||
                       m->type == PM_MSG_THEN || m->type == PM_MSG_COMBINE)) {
         char space[PM_WIRE_MAX_NAME + 1], why[320];
-        const char *sp = self->space;
+        const char *sp = self->mint;
         if ((m->type != PM_MSG_CREATE && m->type != PM_MSG_COMBINE) || m->id) {
             if (!m->id || !pm_id_space(m->id, space, sizeof space))
                 return PM_ERR_BAD_REQUEST;
@@ -557,8 +564,10 @@ s_timers(pm_agent_t *self)
     }
     pm_takeover_housekeeping(self, mono);
     pm_place_tick(self, mono);
-    if (self->isr)
+    if (self->isr) {
         pm_isr_tick(self->isr, mono);
+        pm_mint_tick(self, mono);
+    }
     if (self->replica) {
         pm_takeover_check_probation(self, mono);
         pm_replica_flush(self->replica, mono);

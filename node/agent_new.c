@@ -8,6 +8,7 @@
 #include "fanins.h"
 #include "isr_agent.h"
 #include "localsock.h"
+#include "mint.h"
 #include "place.h"
 #include "rand.h"
 #include "relay.h"
@@ -174,9 +175,14 @@ s_new(const pm_config_t *cfg, const char *node, const char *socket_path, void *s
         for (size_t i = 0; i < st.claimed_count && !coordinated; i++)
             pm_claims_add(&self->probation, st.claimed[i].space, st.claimed[i].epoch);
     }
-    if (self->journal) {
+    if (self->journal)
         pm_journal_set_record_hook(self->journal, pm_takeover_on_record, self);
-        pm_journal_generation(self->journal, self->space, self->generation);
+    /* With a store and a synced data dir, new ids go to the space the
+     * process before us minted in, once it is ours again (mint.h). */
+    pm_mint_start(self, &st,
+                  coordinated && cfg->data_dir && *cfg->data_dir && cfg->fsync != 2,
+                  cfg->takeover_grace);
+    if (self->journal) {
         pm_store_set_listener(self->store, pm_agent_store_changed, self);
     }
     self->rthens = zhashx_new();
@@ -227,6 +233,8 @@ s_new(const pm_config_t *cfg, const char *node, const char *socket_path, void *s
                                       .mem = pm_agent_coord_mem, .zmq_ctx = self->ctx,
                                       .node = node, .primary = self->space, .pid = boot,
                                       .prev = prev, .min_in_sync = min,
+                                      .mint = self->mint_pending ? self->mint : NULL,
+                                      .mint_prev = self->mint_prev,
                                       .ca_file = cfg->coordination_ca_file,
                                       .cert_file = cfg->coordination_cert_file,
                                       .key_file = cfg->coordination_key_file};

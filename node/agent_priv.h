@@ -175,7 +175,12 @@ struct pm_agent {
     int64_t now_mono, now_real;
     char *node;
     char *socket_path;
-    char space[128]; /* node (<= 63) + "-" + boot tag */
+    char space[128]; /* our primary: node (<= 63) + "-" + boot tag */
+    char mint[128];  /* where new ids go: space, or a resumed one (mint.h) */
+    int mint_pending;   /* mint is not ours yet: resumed once the store says so */
+    uint64_t mint_prev; /* the last process of our data dir that served mint (0: us/none) */
+    int64_t mint_until; /* ... or given up at this time */
+    uint64_t mint_moves; /* times new ids went back to our primary */
     size_t max_value_bytes;
     int64_t client_timeout;
     size_t max_waiters;

@@ -320,7 +320,11 @@ pm_fanins_do(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now)
      * agent serves, acknowledged and then NOT_FOUND everywhere (creates are
      * routed to the new owner; a combinator lives with the agent its client
      * talks to, so it is refused instead). */
-    if (self->replica && !pm_mesh_owns(self->mesh, self->space, NULL)) {
+    char sp[PM_WIRE_MAX_NAME + 1];
+    if (self->replica &&
+        !pm_mesh_owns(self->mesh,
+                      m->new_id && pm_id_space(m->new_id, sp, sizeof sp) ? sp : self->mint,
+                      NULL)) {
         pm_agent_reply_err(self, s, m->req_id, PM_ERR_UNAVAILABLE,
                            "this agent's id space was taken over while it was cut off: it "
                            "cannot hold a combinator; make it through another agent");

@@ -79,6 +79,8 @@ struct pm_isr {
     uint64_t pid;
     char prefix[256];
     uint64_t prev; /* the process whose WAL we replayed (0: none, or not durable) */
+    char mint[PM_COORD_NAME_MAX]; /* mint.h: the space we mint in again ("": none) */
+    uint64_t mint_prev; /* the last process of our data dir that served it (0: none) */
     int min_in_sync;
     zhashx_t *spaces; /* name -> s_space_t (owned) */
     zhashx_t *tombs;  /* name -> s_tomb_t (owned): records deleted (R7) */
@@ -132,6 +134,10 @@ pm_isr_new(const pm_isr_config_t *cfg, const pm_isr_env_t *env, void *arg, char 
     self->coord = c;
     self->pid = cfg->pid;
     self->prev = cfg->prev;
+    if (cfg->mint && cfg->mint_prev) {
+        snprintf(self->mint, sizeof self->mint, "%s", cfg->mint);
+        self->mint_prev = cfg->mint_prev;
+    }
     self->min_in_sync = cfg->min_in_sync;
     self->store_up = 1;
     self->list_backoff = S_BACKOFF_MS;
@@ -679,13 +685,27 @@ s_gate(pm_isr_t *self)
     self->env.gate(self->arg, nodes, pids, n);
 }
 
+/* R3 for us: the process before us on our data dir stands in for us; for
+ * the space we mint in again (mint.h), so does the last process of our data
+ * dir that served it (its WAL is in ours: the processes between us resumed
+ * and replayed it, none of them served the space). */
+static int
+s_rule_takeover(pm_isr_t *self, const s_space_t *s, pm_coord_record_t *next)
+{
+    if (pm_isr_rule_takeover(&s->rec, self->node, self->pid, self->prev, next) == 0)
+        return 0;
+    return self->mint_prev && strcmp(s->rec.space, self->mint) == 0
+               ? pm_isr_rule_takeover(&s->rec, self->node, self->pid, self->mint_prev, next)
+               : -1;
+}
+
 static void
 s_try_takeover(pm_isr_t *self, s_space_t *s, int force)
 {
     pm_coord_record_t next;
     if (force)
         pm_isr_rule_force(&s->rec, self->node, self->pid, &next);
-    else if (pm_isr_rule_takeover(&s->rec, self->node, self->pid, self->prev, &next) != 0)
+    else if (s_rule_takeover(self, s, &next) != 0)
         return;
     /* From this attempt on, the old epoch's records are refused here, until
      * the record moves past the revision the attempt was made from. */
@@ -776,7 +796,7 @@ pm_isr_tick(pm_isr_t *self, int64_t mono)
             s_reconcile(self, s);
         } else if (!s_alive(self, s->rec.owner, s->rec.owner_pid)) {
             pm_coord_record_t next;
-            if (pm_isr_rule_takeover(&s->rec, self->node, self->pid, self->prev, &next) == 0)
+            if (s_rule_takeover(self, s, &next) == 0)
                 s_try_takeover(self, s, 0);
         }
     }
@@ -886,6 +906,24 @@ pm_isr_live_owner(pm_isr_t *self, const char *space)
         !s_alive(self, s->rec.owner, s->rec.owner_pid))
         return NULL;
     return s->rec.owner;
+}
+
+int
+pm_isr_resumable(pm_isr_t *self, const char *space)
+{
+    if (!self->listed)
+        return -1;
+    s_space_t *s = zhashx_lookup(self->spaces, space);
+    if (!s || !s->rec.revision)
+        return 0;
+    if (s_ours(self, &s->rec))
+        return 1;
+    if (s->op == S_OP_TAKEOVER || s->confirm == S_OP_TAKEOVER)
+        return 2;
+    if (s_alive(self, s->rec.owner, s->rec.owner_pid))
+        return 3;
+    pm_coord_record_t next;
+    return s_rule_takeover(self, s, &next) == 0 ? 2 : 0;
 }
 
 int

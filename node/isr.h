@@ -117,6 +117,8 @@ typedef struct pm_isr_config {
     const char *primary; /* our new primary id space (R5 creates its record) */
     uint64_t pid;       /* our process id (not 0) */
     uint64_t prev;      /* the process before us on our data dir (0: none) */
+    const char *mint;   /* mint.h: the space we mint in again (NULL: none) ... */
+    uint64_t mint_prev; /* ... and the last process of our data dir that served it */
     int min_in_sync;    /* recorded backups needed to accept writes */
     const char *ca_file, *cert_file, *key_file; /* the store's TLS (NULL: none) */
 } pm_isr_config_t;
@@ -149,6 +151,12 @@ void pm_isr_refresh(pm_isr_t *self, const char *space, const char *why);
  * routing hint fresher than gossip: the watch hears a takeover at once);
  * NULL: none known, or not alive. Borrowed until the next call. */
 const char *pm_isr_live_owner(pm_isr_t *self, const char *space);
+/* Whether space may be ours to serve (mint.c: a restarted agent's mint
+ * space): 1 the store records us its owner; 2 not yet, but we may take it
+ * over (R3) and will try; 3 another live process owns it (an heir took it
+ * over while we were down); 0 not ours (no record, deleted, or we may not
+ * take it over); -1 the store has not been read yet. */
+int pm_isr_resumable(pm_isr_t *self, const char *space);
 /* A write to space (which we serve) is refused: PM_ERR_UNAVAILABLE with the
  * reason in msg; 0: go ahead. */
 int pm_isr_write_check(pm_isr_t *self, const char *space, char *msg, size_t msglen);

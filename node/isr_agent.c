@@ -43,6 +43,10 @@ s_take(void *arg, const char *space, uint64_t epoch, const char *why)
     pm_agent_t *self = arg;
     pm_takeover_take_space(self, space, epoch, why);
     pm_relay_unpark(self); /* requests parked here for it run now */
+    /* A space taken over is often empty (a restarted predecessor's primary,
+     * mint.h): look at once, not a retire_interval later, so that an agent
+     * that restarts often does not gather them. */
+    self->next_retire = self->now_mono;
 }
 
 static void

@@ -44,6 +44,8 @@ typedef struct s_held {
 
 struct pm_journal {
     pm_wal_t *wal; /* NULL: no data dir; only replication gates */
+    char *gen_space, *gen_mint; /* the last generation record (a snapshot repeats it) */
+    uint64_t generation, gen_mint_pid;
     uint64_t mem_lsn; /* records "appended" without a WAL */
     uint64_t repl_produced, repl_acked;
     int snapshot_failed;
@@ -141,6 +143,8 @@ pm_journal_close(pm_journal_t **self_p)
             free(h->buf);
             free(h);
         }
+    free(self->gen_space);
+    free(self->gen_mint);
     free(self);
     *self_p = NULL;
 }
@@ -234,11 +238,42 @@ pm_journal_snapshot_cont(pm_journal_t *self, const pm_rec_t *rec)
     s_append(self, rec, 1);
 }
 
-void
-pm_journal_generation(pm_journal_t *self, const char *space, uint64_t generation)
+/* A generation record: target names the mint space when it is not space,
+ * and epoch then the last process of this data dir that served it. */
+static pm_rec_t
+s_generation_rec(const char *space, const char *mint, uint64_t mint_pid, uint64_t generation)
 {
-    pm_rec_t rec = {.kind = PM_REC_GENERATION, .space = space, .generation = generation};
+    int other = mint && strcmp(mint, space) != 0;
+    return (pm_rec_t){.kind = PM_REC_GENERATION, .space = space, .generation = generation,
+                      .target = other ? mint : NULL, .epoch = other ? mint_pid : 0};
+}
+
+void
+pm_journal_generation(pm_journal_t *self, const char *space, const char *mint,
+                      uint64_t mint_pid, uint64_t generation)
+{
+    free(self->gen_space);
+    free(self->gen_mint);
+    self->gen_space = pm_xstrdup(space, "generation");
+    self->gen_mint = pm_xstrdup(mint ? mint : space, "generation");
+    self->generation = generation;
+    self->gen_mint_pid = mint_pid;
+    pm_rec_t rec = s_generation_rec(space, mint, mint_pid, generation);
     s_append(self, &rec, 0);
+}
+
+int
+pm_journal_sync(pm_journal_t *self)
+{
+    if (self->failed)
+        return -1;
+    if (self->wal && pm_wal_sync(self->wal) != 0) {
+        self->failed = 1;
+        pm_log_error("PM-WAL-IO", "cannot write the WAL: %s; acknowledgements stop",
+                     pm_wal_error(self->wal));
+        return -1;
+    }
+    return 0;
 }
 
 void
@@ -333,8 +368,12 @@ s_replay_one(void *arg, uint64_t lsn, const uint8_t *buf, size_t len)
             s_claim_set(r->st, rec.space, rec.epoch, 0);
             break;
         }
-        if (rec.space)
+        if (rec.space) {
             snprintf(r->st->space, sizeof r->st->space, "%s", rec.space);
+            int other = rec.target && *rec.target;
+            snprintf(r->st->mint, sizeof r->st->mint, "%s", other ? rec.target : rec.space);
+            r->st->mint_pid = other ? rec.epoch : 0;
+        }
         if (rec.generation > r->st->generation)
             r->st->generation = rec.generation;
         break;
@@ -559,10 +598,10 @@ pm_journal_readable(pm_journal_t *self)
 /* ---- compaction ----------------------------------------------------------- */
 
 int
-pm_journal_maybe_compact(pm_journal_t *self, pm_store_t *store, const char *space,
-                         uint64_t generation, pm_journal_extra_fn *extra, void *arg)
+pm_journal_maybe_compact(pm_journal_t *self, pm_store_t *store, pm_journal_extra_fn *extra,
+                         void *arg)
 {
-    if (!self->wal)
+    if (!self->wal || !self->gen_space)
         return 0;
     uint64_t log = pm_wal_log_bytes(self->wal);
     uint64_t live = (uint64_t) pm_store_count(store, 0) * S_RECORD_ESTIMATE;
@@ -572,7 +611,8 @@ pm_journal_maybe_compact(pm_journal_t *self, pm_store_t *store, const char *spac
     self->snapshot_failed = 0;
     if (pm_wal_snapshot_begin(self->wal) != 0)
         goto fail;
-    pm_rec_t gen = {.kind = PM_REC_GENERATION, .space = space, .generation = generation};
+    pm_rec_t gen =
+        s_generation_rec(self->gen_space, self->gen_mint, self->gen_mint_pid, self->generation);
     s_append(self, &gen, 1);
     for (pm_prom_t *p = pm_store_oldest(store); p; p = p->newer)
         pm_records_of_promise(p, s_snapshot_record, self);

@@ -39,6 +39,8 @@ typedef struct pm_journal_claim {
 /* What replay found besides the promises (which it put in the store). */
 typedef struct pm_journal_state {
     char space[PM_WIRE_MAX_NAME + 1]; /* the agent's id space; "" on a new data dir */
+    char mint[PM_WIRE_MAX_NAME + 1];  /* the space it minted ids in (its own, or resumed) */
+    uint64_t mint_pid;                /* resumed: the last process here that served it */
     uint64_t generation;              /* starts so far, this one included */
     pm_journal_claim_t *claimed;      /* spaces it served (took over or resumed) */
     size_t claimed_count;
@@ -71,8 +73,16 @@ void pm_journal_store_event(pm_journal_t *self, pm_store_event_t ev, const pm_pr
 void pm_journal_then(pm_journal_t *self, const char *p, const char *function, const char *q);
 /* Records a continuation or a combinator (a THEN or COMBINE record). */
 void pm_journal_cont(pm_journal_t *self, const pm_rec_t *rec);
-/* Records this start: space and generation. */
-void pm_journal_generation(pm_journal_t *self, const char *space, uint64_t generation);
+/* Records this start: our primary space, the space we mint ids in (mint:
+ * the primary itself, or a space resumed from the process before us on this
+ * data dir; mint.h) with the last process of this data dir that served it
+ * (mint_pid), and the generation. Recorded again when the mint space
+ * changes; a snapshot carries the last one. */
+void pm_journal_generation(pm_journal_t *self, const char *space, const char *mint,
+                           uint64_t mint_pid, uint64_t generation);
+/* Makes everything appended so far durable before returning (not with
+ * fsync never). 0, or -1 when the WAL failed. */
+int pm_journal_sync(pm_journal_t *self);
 /* Records that this agent serves space at epoch (a takeover or a resumed
  * space): a restart resumes it unless somebody else serves it by then. */
 void pm_journal_claim(pm_journal_t *self, const char *space, uint64_t epoch);
@@ -127,8 +137,8 @@ typedef int(pm_journal_extra_fn)(void *arg, pm_journal_t *j);
  * promise of store, the generation, and (through extra) every pending
  * continuation and claimed space as a snapshot. Returns 1 if it compacted,
  * 0 if not needed, -1 on error. */
-int pm_journal_maybe_compact(pm_journal_t *self, pm_store_t *store, const char *space,
-                             uint64_t generation, pm_journal_extra_fn *extra, void *arg);
+int pm_journal_maybe_compact(pm_journal_t *self, pm_store_t *store, pm_journal_extra_fn *extra,
+                             void *arg);
 /* From inside pm_journal_extra_fn: adds one continuation to the snapshot. */
 void pm_journal_snapshot_then(pm_journal_t *self, const char *p, const char *function,
                               const char *q);

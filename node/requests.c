@@ -7,6 +7,7 @@
 
 #include "fanins.h"
 #include "isr.h"
+#include "mint.h"
 #include "stats.h"
 
 int
@@ -22,8 +23,8 @@ int
 pm_req_owned_space(pm_agent_t *self, const char *id)
 {
     char space[PM_WIRE_MAX_NAME + 1];
-    return self->mesh && pm_id_space(id, space, sizeof space) &&
-           strcmp(space, self->space) != 0 && pm_mesh_owns(self->mesh, space, NULL);
+    return self->mesh && pm_id_space(id, space, sizeof space) && !pm_mint_is_ours(self, space) &&
+           pm_mesh_owns(self->mesh, space, NULL);
 }
 
 int
@@ -37,7 +38,7 @@ pm_req_serves(pm_agent_t *self, const char *id)
 void
 pm_req_mint(pm_agent_t *self, char *out, size_t cap)
 {
-    pm_id_mint(out, cap, self->space, self->generation, ++self->next_seq);
+    pm_id_mint(out, cap, self->mint, self->generation, ++self->next_seq);
 }
 
 int

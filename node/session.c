@@ -56,7 +56,7 @@ pm_session_get(pm_agent_t *self, const uint8_t *rid, size_t len, int64_t now)
     s->rid_len = len;
     s_register(self, s);
     /* The generation keeps leases of this run apart from the last run's. */
-    s->mint_len = (size_t) pm_id_lease(s->mint, sizeof s->mint, self->space, self->generation,
+    s->mint_len = (size_t) pm_id_lease(s->mint, sizeof s->mint, self->mint, self->generation,
                                        s->id);
     s->last_seen = now;
     return s;

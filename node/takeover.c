@@ -10,6 +10,7 @@
 #include "isr.h"
 
 #include "fanins.h"
+#include "mint.h"
 #include "place.h"
 #include "relay.h"
 #include "session.h"
@@ -94,7 +95,7 @@ s_retire_empty(pm_agent_t *self)
             zhashx_insert(used, space, (void *) "");
     zlistx_t *empty = pm_agent_xlist();
     for (size_t i = 0; i < n; i++)
-        if (pm_spaces_retire(strcmp(spaces[i], self->space) == 0,
+        if (pm_spaces_retire(pm_mint_is_ours(self, spaces[i]),
                              zhashx_lookup(used, spaces[i]) != NULL,
                              s_space_is_live_primary(self, spaces[i])))
             zlistx_add_end(empty, pm_xstrdup(spaces[i], "retiring spaces"));
@@ -126,8 +127,7 @@ pm_takeover_housekeeping(pm_agent_t *self, int64_t mono)
     pm_store_expire(self->store, self->now_real - self->retention, 100000);
     if (self->journal && mono >= self->next_compact) {
         self->next_compact = mono + 5000;
-        pm_journal_maybe_compact(self->journal, self->store, self->space, self->generation,
-                                 s_snapshot_extra, self);
+        pm_journal_maybe_compact(self->journal, self->store, s_snapshot_extra, self);
     }
     if (self->mesh && mono >= self->next_retire) {
         self->next_retire = mono + self->retire_interval;

@@ -247,6 +247,7 @@ pm_then_do(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now)
     size_t plen = pm_id_space_len(p->id);
     int ok = !m->new_id ||
              (s->peer ? (pm_id_nested_in(m->new_id, self->space, strlen(self->space)) ||
+                         pm_id_nested_in(m->new_id, self->mint, strlen(self->mint)) ||
                          (pm_id_same_space(m->new_id, p->id) &&
                           pm_req_owned_space(self, m->new_id)))
                       : (pm_req_minted_by(s, m->new_id) ||
@@ -255,8 +256,8 @@ pm_then_do(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now)
     char id[PM_WIRE_MAX_NAME + 1];
     const char *new_id = m->new_id;
     char nested[PM_WIRE_MAX_NAME + 1];
-    if (!new_id && self->replica && !pm_mesh_owns(self->mesh, self->space, NULL)) {
-        /* Our primary space was taken over while we were cut off (fenced,
+    if (!new_id && self->replica && !pm_mesh_owns(self->mesh, self->mint, NULL)) {
+        /* The space we mint in was taken over while we were cut off (fenced,
          * not restarted): a q minted there would live only here, and the
          * space's owner would never hear of it (pmesh-sim seed 7). Mint it
          * in p's space, which we serve, nested under our own space: nobody

@@ -469,6 +469,20 @@ pm_wal_flush(pm_wal_t *self)
     return 0;
 }
 
+int
+pm_wal_sync(pm_wal_t *self)
+{
+    if (s_usable(self) != 0 || s_write_pending(self) != 0)
+        return -1;
+    if (self->mode == PM_FSYNC_NEVER) {
+        self->durable = self->written;
+        return 0;
+    }
+    /* An fsync under way in batch mode covers less than this one: it ends
+     * later, below what durable already says, and changes nothing. */
+    return self->durable < self->written ? s_sync_segment(self) : 0;
+}
+
 void
 pm_wal_readable(pm_wal_t *self)
 {

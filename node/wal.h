@@ -87,6 +87,10 @@ uint64_t pm_wal_append(pm_wal_t *self, const void *rec, size_t len);
  * failed write (disk full) is cut back to the last whole record and retried by
  * the next flush; a failed fsync is permanent (the WAL refuses all later work). */
 int pm_wal_flush(pm_wal_t *self);
+/* Writes and fsyncs everything appended so far before returning, in any
+ * mode but never (there: written only). For the rare record that must be
+ * durable before the agent goes on (a start's generation). 0, or -1. */
+int pm_wal_sync(pm_wal_t *self);
 
 /* Last LSN appended. */
 uint64_t pm_wal_appended(const pm_wal_t *self);

@@ -981,6 +981,8 @@ pm_wire_rec_decode(const void *buf, size_t len, pm_rec_t *out)
         return PM_ERR_BAD_REQUEST;
     if (out->kind == PM_REC_THEN && (!out->function || !out->target))
         return PM_ERR_BAD_REQUEST;
+    if (out->kind == PM_REC_GENERATION && out->target && !s_name_ok(out->target))
+        return PM_ERR_BAD_REQUEST;
     if (out->kind == PM_REC_COMBINE &&
         (out->combinator < 1 || out->combinator > 4 || !out->input_count ||
          out->input_count > PM_WIRE_MAX_IDS))

@@ -292,7 +292,7 @@ test_replay_equals_replication(void **state)
     pm_journal_state_free(&st);
     pm_journal_set_record_hook(j, s_hook, NULL);
     pm_store_set_listener(owner, s_store_changed, j);
-    pm_journal_generation(j, "n1-a", 1);
+    pm_journal_generation(j, "n1-a", NULL, 0, 1);
     s_populate(owner, 1000);
     pm_journal_then(j, "n1-a~1.1", "f", "n1-a~1.2");
     assert_int_equal(pm_store_drop(owner, "n1-a~1.4"), PM_OK);

@@ -1,0 +1,87 @@
+/*
+ * mint.c - the id space new ids go to: our primary, or the space the
+ * process before us on this data dir minted in, resumed (mint.h).
+ */
+
+#include "mint.h"
+
+#include "isr.h"
+#include "replica.h"
+
+static void
+s_record(pm_agent_t *self)
+{
+    /* Pending, the space is still the last server's of our data dir; once
+     * resumed, ours. */
+    uint64_t served_by = self->mint_pending ? self->mint_prev : pm_replica_pid_of(self->space);
+    pm_journal_generation(self->journal, self->space, self->mint, served_by, self->generation);
+    /* Ids and leases of this generation go out only after it is durable:
+     * a start that lost it would mint the same ids again. */
+    if (pm_journal_sync(self->journal) != 0)
+        pm_log_error("PM-MINT-SYNC", "the generation record of id space %s is not durable: "
+                     "acknowledgements stop", self->mint);
+}
+
+void
+pm_mint_start(pm_agent_t *self, const pm_journal_state_t *st, int resumable, int64_t grace)
+{
+    snprintf(self->mint, sizeof self->mint, "%s", self->space);
+    if (resumable && st->mint[0] && strcmp(st->mint, self->space) != 0) {
+        snprintf(self->mint, sizeof self->mint, "%.100s", st->mint);
+        self->mint_pending = 1;
+        /* The process before us minted there: it served it, or (it never
+         * got it back) the one it names did. */
+        self->mint_prev = st->mint_pid ? st->mint_pid : pm_replica_pid_of(st->space);
+        self->mint_until = self->now_mono + grace;
+        pm_log_info("PM-MINT-RESUME", "new ids go to id space %s again (generation %llu), once "
+                    "the configuration store records us its owner; our primary is %s",
+                    self->mint, (unsigned long long) self->generation, self->space);
+    }
+    if (self->journal)
+        s_record(self);
+}
+
+/* New ids go to our primary from now on. */
+static void
+s_give_up(pm_agent_t *self, const char *why)
+{
+    pm_log_info("PM-MINT-PRIMARY", "new ids go to our primary %s, not to %s: %s", self->space,
+                self->mint, why);
+    snprintf(self->mint, sizeof self->mint, "%s", self->space);
+    self->mint_pending = 0;
+    self->mint_moves++;
+    if (self->journal)
+        s_record(self);
+}
+
+void
+pm_mint_tick(pm_agent_t *self, int64_t mono)
+{
+    if (!self->isr || strcmp(self->mint, self->space) == 0)
+        return;
+    int r = pm_isr_resumable(self->isr, self->mint);
+    int served = pm_mesh_owns(self->mesh, self->mint, NULL);
+    if (self->mint_pending) {
+        if (r == 1 && served) {
+            self->mint_pending = 0;
+            pm_log_info("PM-MINT-RESUMED", "id space %s is ours again: new ids go there "
+                        "(generation %llu)", self->mint, (unsigned long long) self->generation);
+            if (self->journal)
+                s_record(self); /* the next start resumes it from us */
+        } else if (r == 0 || r == 3) {
+            s_give_up(self, r == 3 ? "an heir took it over while we were down"
+                                   : "the configuration store gives it to no process of ours");
+        } else if (mono >= self->mint_until) {
+            s_give_up(self, "it was not resumed within the grace period");
+        }
+        return;
+    }
+    if (r != 1 || !served)
+        s_give_up(self, "it moved to another owner");
+}
+
+int
+pm_mint_is_ours(const pm_agent_t *self, const char *space)
+{
+    return strcmp(space, self->space) == 0 || strcmp(space, self->mint) == 0;
+}
