@@ -33,9 +33,10 @@ pm_waiter_free(pm_agent_t *self, pm_waiter_t *w)
  * our answer (relay.c). A resend that crosses our answer (our answer held
  * until the settle is on our backups, or on its way) used to be answered
  * again: a second settlement message the member drops (issue 15: 1.000-1.008
- * messages per input). So we remember for 2 x sub_resend which peer
- * subscriptions we answered (peer, req_id, promise) and drop a repeat within
- * that window, counting it (clients.sub_repeats_dropped).
+ * messages per input). So we remember for a window (s_window: 2 x
+ * sub_resend, at least PM_WAITER_REPEAT_MIN_MS) which peer subscriptions we
+ * answered (peer, req_id, promise) and drop a repeat within it, counting it
+ * (mesh.sub_repeats_dropped).
  *
  * Nothing can be missed: the repeat asks for the outcome of a promise that
  * is settled (a repeat on a pending promise finds its waiter, s_subscribed),
@@ -43,14 +44,28 @@ pm_waiter_free(pm_agent_t *self, pm_waiter_t *w)
  * answer carries. If that answer arrives, the member's relay ends and it
  * sends nothing more. If it is lost (a cut link, its peer session closed
  * before the answer left, the member restarted), the member's relay lives
- * on and sends the subscription every sub_resend; the window closes 2 x
- * sub_resend after our answer, and the first repeat after it is answered
- * again (and remembered again): a lost answer is recovered within
- * 2 x sub_resend plus one resend period, never dropped for good. The memory
- * is ours only (not journalled): an heir that took the space over, or we
- * after a restart, answer the first repeat. An answer held for longer than
- * the window (a backup slow to acknowledge) can still be followed by a
- * second one: harmless, as before (the member drops it). */
+ * on and sends the subscription every sub_resend; the window closes after
+ * our answer, and the first repeat after it is answered again (and
+ * remembered again): a lost answer is recovered within the window plus one
+ * resend period, never dropped for good. The memory is ours only (not
+ * journalled): an heir that took the space over, or we after a restart,
+ * answer the first repeat. An answer held for longer than the window (a
+ * backup slow to acknowledge) can still be followed by a second one:
+ * harmless, as before (the member drops it).
+ *
+ * The window is at least twice the resend period (so the one resend that
+ * crosses an answer falls inside it), and at least 1 s whatever the period:
+ * the answer's hold is the replication round trip (and fsyncs), which does
+ * not shrink with a short period (bench-fanin --sub-resend 10ms at load 5:
+ * 1.002 messages per input with a 20 ms window). */
+#define PM_WAITER_REPEAT_MIN_MS 1000
+
+static int64_t
+s_window(const pm_agent_t *self)
+{
+    int64_t w = 2 * pm_relay_sub_resend_ms(self);
+    return w > PM_WAITER_REPEAT_MIN_MS ? w : PM_WAITER_REPEAT_MIN_MS;
+}
 
 static void
 s_until_free(void **item)
@@ -103,7 +118,7 @@ static void
 s_answer_remember(pm_agent_t *self, const char *peer, uint64_t req_id, const char *pid,
                   int64_t mono)
 {
-    int64_t window = 2 * pm_relay_sub_resend_ms(self);
+    int64_t window = s_window(self);
     s_answers_prune(self, mono, window);
     if (!self->sub_answers) {
         if (!(self->sub_answers = zhashx_new()))
