@@ -278,6 +278,7 @@ s_new(const pm_config_t *cfg, const char *node, const char *socket_path, void *s
     zhashx_set_destructor(self->relays, pm_relay_destructor);
     zhashx_set_destructor(self->rwaits, pm_waiter_rwait_destructor);
     self->forward_timeout = cfg->forward_timeout;
+    self->sub_resend = cfg->sub_resend;
     if (cfg->token_secret_file && *cfg->token_secret_file) {
         char err[512];
         if (pm_token_load_secret(cfg->token_secret_file, &self->token_key, &self->token_key_len,
@@ -402,6 +403,7 @@ pm_agent_destroy(pm_agent_t **self_p)
     pm_timers_destroy(&self->relay_timers);
     zhashx_destroy(&self->relays);
     zhashx_destroy(&self->rwaits);
+    zhashx_destroy(&self->sub_answers);
     zhashx_destroy(&self->by_id);
     zhashx_destroy(&self->sessions);
     pm_timers_destroy(&self->timers);

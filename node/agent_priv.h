@@ -216,6 +216,7 @@ struct pm_agent {
     int64_t next_expire, next_compact, next_retire, retire_interval;
     uint64_t retired;
     int64_t forward_timeout;
+    int64_t sub_resend; /* ms: PM_RELAY_SUB_RESEND_MS unless configured (sub_resend) */
     zhashx_t *relays;    /* "%llx" relay id -> pm_relay_t (owned) */
     pm_timers_t *relay_timers;
     uint64_t next_relay;
@@ -223,6 +224,10 @@ struct pm_agent {
     pm_deleg_t *delegs;
     uint64_t next_deleg;
     uint64_t relayed, relay_timeouts, owner_lost, fire_retries, inv_resent;
+    uint64_t sub_resends;        /* subscriptions sent again (relay.c) */
+    uint64_t sub_repeats_dropped; /* repeats of a subscription answered just before (waiters.c) */
+    zhashx_t *sub_answers;       /* subscriptions answered lately (waiters.c; NULL: none yet) */
+    int64_t sub_answers_prune;   /* mono ms of the next sweep of sub_answers */
     uint64_t refused_not_served; /* peer requests on spaces we do not serve */
     uint64_t held_expired;       /* held replies answered at their await's timeout */
     zhashx_t *sessions;  /* key -> pm_session_t (owned) */

@@ -89,6 +89,15 @@ const s_key_t pm_config_keys[] = {
     {.key = "forward_timeout", .type = S_DURATION, .offset = S_AT(forward_timeout),
      .def = "10s", .min = 100, .max = 600000,
      .doc = "how long an operation relayed to a promise's owner may take"},
+    /* 500 ms: a subscription whose request or waiter was lost (a cut link,
+     * an owner that took us for dead) is back within half a second. An owner
+     * does not answer a repeat within max(2 x this period, 1 s) of its answer
+     * again (waiters.c): how long a lost answer may wait for a resend. */
+    {.key = "sub_resend", .type = S_DURATION, .offset = S_AT(sub_resend), .def = "500ms",
+     .min = 10, .max = 60000,
+     .doc = "an await or combinator input on another member's promise is sent again this "
+            "often until its owner answers; the owner answers a repeat at most once per "
+            "max(2 x this, 1s)"},
     {.key = "data_dir", .type = S_STRING, .offset = S_AT(data_dir), .meta = "DIR",
      .doc = "directory of the write-ahead log; unset: promises do not survive a restart"},
     /* batch: an acknowledgement waits for the fsync that covers it, and one

@@ -39,6 +39,12 @@ pm_relay_destructor(void **item)
     *item = NULL;
 }
 
+int64_t
+pm_relay_sub_resend_ms(const pm_agent_t *self)
+{
+    return self->sub_resend > 0 ? self->sub_resend : PM_RELAY_SUB_RESEND_MS;
+}
+
 pm_relay_t *
 pm_relay_new(pm_agent_t *self, pm_relay_kind_t kind, const char *node, const char *pid)
 {
@@ -57,7 +63,7 @@ pm_relay_new(pm_agent_t *self, pm_relay_kind_t kind, const char *node, const cha
      * sends it again (pm_relay_expired), it never ends it. */
     pm_timers_set(self->relay_timers, &r->timer,
                   self->now_mono +
-                      (kind == PM_RELAY_SUB ? PM_RELAY_SUB_RESEND_MS : self->forward_timeout));
+                      (kind == PM_RELAY_SUB ? pm_relay_sub_resend_ms(self) : self->forward_timeout));
     return r;
 }
 
@@ -78,6 +84,19 @@ s_send_frame(pm_agent_t *self, const pm_relay_t *r, const char *node, int type)
     uint8_t *buf = pm_xmalloc(r->frame_len, "re-sent request");
     memcpy(buf, r->frame, r->frame_len);
     return pm_mesh_send_raw(self->mesh, node, type, buf, r->frame_len);
+}
+
+/* The type of relay r's kept frame (for the mesh's per-type counters: an
+ * unparked request is a request, not a reply). */
+static int
+s_frame_type(const pm_relay_t *r)
+{
+    pm_msg_t m;
+    int type = PM_MSG_REPLY;
+    if (pm_wire_decode(r->frame, r->frame_len, &m) == PM_OK)
+        type = m.type;
+    pm_wire_release(&m);
+    return type;
 }
 
 /* An invocation's result (a relayed settle) that its target's owner did not
@@ -263,18 +282,21 @@ s_sub_resend(pm_agent_t *self, pm_relay_t *r)
                         r->node, node);
             snprintf(r->node, sizeof r->node, "%s", node);
         }
-        pm_timers_set(self->relay_timers, &r->timer, self->now_mono + PM_RELAY_SUB_RESEND_MS);
+        pm_timers_set(self->relay_timers, &r->timer, self->now_mono + pm_relay_sub_resend_ms(self));
+        self->sub_resends++;
+        pm_log_debug("PM-RELAY-RESUB", "subscription to %s not answered yet: sent to %s again",
+                     r->pid, node);
         s_send_frame(self, r, node, PM_MSG_AWAIT);
         return;
     }
     if (route == PM_ROUTE_REMOTE) { /* (no frame: cannot happen; keep it alive) */
-        pm_timers_set(self->relay_timers, &r->timer, self->now_mono + PM_RELAY_SUB_RESEND_MS);
+        pm_timers_set(self->relay_timers, &r->timer, self->now_mono + pm_relay_sub_resend_ms(self));
         return;
     }
     /* Served here now, or its owner is gone: it waits for where the space
      * goes (or runs here), as a subscription whose owner went down does. */
     if (!r->frame) {
-        pm_timers_set(self->relay_timers, &r->timer, self->now_mono + PM_RELAY_SUB_RESEND_MS);
+        pm_timers_set(self->relay_timers, &r->timer, self->now_mono + pm_relay_sub_resend_ms(self));
         return;
     }
     pm_relay_park(self, r);
@@ -411,9 +433,9 @@ pm_relay_unpark(pm_agent_t *self)
             snprintf(r->node, sizeof r->node, "%s", node);
             r->parked = 0;
             pm_timers_set(self->relay_timers, &r->timer,
-                          r->kind == PM_RELAY_SUB ? self->now_mono + PM_RELAY_SUB_RESEND_MS
+                          r->kind == PM_RELAY_SUB ? self->now_mono + pm_relay_sub_resend_ms(self)
                                                   : s_until(self, r, self->forward_timeout));
-            s_send_frame(self, r, node, PM_MSG_REPLY);
+            s_send_frame(self, r, node, s_frame_type(r));
             continue;
         }
         /* Served here now (we took it over): run it as if the client had

@@ -14,8 +14,13 @@
  * answers: the request, or the owner's state of it, may have been lost (a
  * cut link drops what was queued; an owner that took us for dead closed our
  * session and its waiters with it). The owner keeps one waiter per
- * subscription however often it hears it. */
+ * subscription however often it hears it, and does not answer a repeat
+ * that comes within max(2 x this period, 1 s) of its answer again
+ * (waiters.c). The default of the sub_resend key. */
 #define PM_RELAY_SUB_RESEND_MS 500
+
+/* The resend period of a subscription here: sub_resend, or the default. */
+int64_t pm_relay_sub_resend_ms(const pm_agent_t *self);
 
 /* zhashx destructor of the relays table. */
 void pm_relay_destructor(void **item);

@@ -137,6 +137,10 @@ enum {
       "event=\"owner_lost\"", 1, "")                                                               \
     X(mesh_result_retries, MESH, "mesh.result_retries", INT, COUNTER, "pmesh_mesh_events_total",  \
       "event=\"result_retries\"", 1, "")                                                           \
+    X(mesh_sub_resends, MESH, "mesh.sub_resends", INT, COUNTER, "pmesh_mesh_events_total",        \
+      "event=\"sub_resends\"", 1, "")                                                              \
+    X(mesh_sub_repeats_dropped, MESH, "mesh.sub_repeats_dropped", INT, COUNTER,                   \
+      "pmesh_mesh_events_total", "event=\"sub_repeats_dropped\"", 1, "")                           \
     X(mesh_refused_not_served, MESH, "mesh.refused_not_served", INT, COUNTER,                     \
       "pmesh_mesh_events_total", "event=\"refused_not_served\"", 1, "")                            \
     X(mesh_untrusted_updates, MESH, "mesh.untrusted_updates", INT, COUNTER,                       \

@@ -26,11 +26,137 @@ pm_waiter_free(pm_agent_t *self, pm_waiter_t *w)
     free(w);
 }
 
+/* ---- a subscription answered once ----------------------------------------------------
+ *
+ * Another member sends its subscription (an AWAIT with no end, from its
+ * relay: the same req_id each time) again every sub_resend until it hears
+ * our answer (relay.c). A resend that crosses our answer (our answer held
+ * until the settle is on our backups, or on its way) used to be answered
+ * again: a second settlement message the member drops (issue 15: 1.000-1.008
+ * messages per input). So we remember for a window (s_window: 2 x
+ * sub_resend, at least PM_WAITER_REPEAT_MIN_MS) which peer subscriptions we
+ * answered (peer, req_id, promise) and drop a repeat within it, counting it
+ * (mesh.sub_repeats_dropped).
+ *
+ * Nothing can be missed: the repeat asks for the outcome of a promise that
+ * is settled (a repeat on a pending promise finds its waiter, s_subscribed),
+ * and a settled outcome never changes, so it asks for exactly what our
+ * answer carries. If that answer arrives, the member's relay ends and it
+ * sends nothing more. If it is lost (a cut link, its peer session closed
+ * before the answer left, the member restarted), the member's relay lives
+ * on and sends the subscription every sub_resend; the window closes after
+ * our answer, and the first repeat after it is answered again (and
+ * remembered again): a lost answer is recovered within the window plus one
+ * resend period, never dropped for good. The memory is ours only (not
+ * journalled): an heir that took the space over, or we after a restart,
+ * answer the first repeat. An answer held for longer than the window (a
+ * backup slow to acknowledge) can still be followed by a second one:
+ * harmless, as before (the member drops it).
+ *
+ * The window is at least twice the resend period (so the one resend that
+ * crosses an answer falls inside it), and at least 1 s whatever the period:
+ * the answer's hold is the replication round trip (and fsyncs), which does
+ * not shrink with a short period (bench-fanin --sub-resend 10ms at load 5:
+ * 1.002 messages per input with a 20 ms window). */
+#define PM_WAITER_REPEAT_MIN_MS 1000
+
+static int64_t
+s_window(const pm_agent_t *self)
+{
+    int64_t w = 2 * pm_relay_sub_resend_ms(self);
+    return w > PM_WAITER_REPEAT_MIN_MS ? w : PM_WAITER_REPEAT_MIN_MS;
+}
+
+static void
+s_until_free(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+/* The key of peer's subscription req_id on pid (malloc'd). */
+static char *
+s_answer_key(const char *peer, uint64_t req_id, const char *pid)
+{
+    size_t n = strlen(peer) + strlen(pid) + 24;
+    char *k = pm_xmalloc(n, "subscription key");
+    snprintf(k, n, "%s %llx %s", peer, (unsigned long long) req_id, pid);
+    return k;
+}
+
+/* Forgets the answers whose window closed (at most once per window). */
+static void
+s_answers_prune(pm_agent_t *self, int64_t mono, int64_t window)
+{
+    if (!self->sub_answers || mono < self->sub_answers_prune)
+        return;
+    self->sub_answers_prune = mono + window;
+    zlistx_t *gone = NULL;
+    for (int64_t *until = zhashx_first(self->sub_answers); until;
+         until = zhashx_next(self->sub_answers)) {
+        if (*until > mono)
+            continue;
+        if (!gone) {
+            gone = zlistx_new();
+            if (!gone)
+                pm_oom("pruning answered subscriptions");
+            zlistx_set_duplicator(gone, (zlistx_duplicator_fn *) strdup);
+            zlistx_set_destructor(gone, (zlistx_destructor_fn *) zstr_free);
+        }
+        zlistx_add_end(gone, (void *) zhashx_cursor(self->sub_answers));
+    }
+    if (!gone)
+        return;
+    for (const char *k = zlistx_first(gone); k; k = zlistx_next(gone))
+        zhashx_delete(self->sub_answers, k);
+    zlistx_destroy(&gone);
+}
+
+/* We answer peer's subscription req_id on pid at mono: a repeat within the
+ * window is dropped. */
+static void
+s_answer_remember(pm_agent_t *self, const char *peer, uint64_t req_id, const char *pid,
+                  int64_t mono)
+{
+    int64_t window = s_window(self);
+    s_answers_prune(self, mono, window);
+    if (!self->sub_answers) {
+        if (!(self->sub_answers = zhashx_new()))
+            pm_oom("answered subscriptions");
+        zhashx_set_destructor(self->sub_answers, s_until_free);
+        self->sub_answers_prune = mono + window;
+    }
+    char *k = s_answer_key(peer, req_id, pid);
+    int64_t *until = zhashx_lookup(self->sub_answers, k);
+    if (!until) {
+        until = pm_xmalloc(sizeof *until, "answered subscription");
+        zhashx_insert(self->sub_answers, k, until);
+    }
+    *until = mono + window;
+    free(k);
+}
+
+/* Whether we answered peer's subscription req_id on pid within the window
+ * before mono. */
+static int
+s_answered_lately(pm_agent_t *self, const char *peer, uint64_t req_id, const char *pid,
+                  int64_t mono)
+{
+    if (!self->sub_answers)
+        return 0;
+    char *k = s_answer_key(peer, req_id, pid);
+    const int64_t *until = zhashx_lookup(self->sub_answers, k);
+    free(k);
+    return until && *until > mono;
+}
+
 void
 pm_waiter_fired(pm_watch_t *watch, pm_prom_t *p)
 {
     pm_waiter_t *w = (pm_waiter_t *) watch;
     pm_agent_t *self = w->agent;
+    if (w->session->peer) /* (a peer's waiter is its subscription: do_await) */
+        s_answer_remember(self, w->session->peer, w->req_id, p->id, self->now_mono);
     int64_t was = self->send_deadline;
     self->send_deadline = w->timer.idx ? w->timer.at : 0;
     pm_agent_reply_promise(self, w->session, w->req_id, p);
@@ -95,6 +221,13 @@ pm_waiter_do_await(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t
     if (!p)
         return PM_ERR_NOT_FOUND;
     if (p->state != PM_STATE_PENDING) {
+        if (s->peer && m->timeout_ms < 0) { /* another member's subscription */
+            if (s_answered_lately(self, s->peer, m->req_id, p->id, mono)) {
+                self->sub_repeats_dropped++;
+                return PM_OK; /* a repeat that crossed our answer (see above) */
+            }
+            s_answer_remember(self, s->peer, m->req_id, p->id, mono);
+        }
         pm_agent_reply_promise(self, s, m->req_id, p);
         return PM_OK;
     }

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -28,6 +29,7 @@
 #include "config.h"
 #include "log.h"
 #include "pmesh.h"
+#include "relay.h"
 #include "session.h"
 #include "waiters.h"
 
@@ -247,6 +249,35 @@ s_lone_agent(s_lone_t *l)
     return l->agent;
 }
 
+/* As s_lone_agent, with a mesh on a free loopback port (no peers: a reply
+ * to another member goes nowhere and shows as one dropped). */
+static pm_agent_t *
+s_lone_agent_mesh(s_lone_t *l, const char *sub_resend)
+{
+    char err[256];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(l->dir, sizeof l->dir, "%s/pm-waiters-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    assert_non_null(mkdtemp(l->dir));
+    snprintf(l->sock, sizeof l->sock, "%s/agent.sock", l->dir);
+    l->agent = NULL;
+    l->cfg = NULL;
+    for (int attempt = 0; attempt < 20 && !l->agent; attempt++) {
+        uint16_t r = 0;
+        assert_int_equal(getrandom(&r, sizeof r, 0), (ssize_t) sizeof r);
+        char ep[64];
+        snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", 20000 + r % 30000);
+        pm_config_destroy(&l->cfg);
+        l->cfg = pm_config_new();
+        assert_int_equal(pm_config_set(l->cfg, "bind", ep, err, sizeof err), 0);
+        assert_int_equal(pm_config_set(l->cfg, "insecure", "true", err, sizeof err), 0);
+        if (sub_resend)
+            assert_int_equal(pm_config_set(l->cfg, "sub_resend", sub_resend, err, sizeof err), 0);
+        l->agent = pm_agent_new(l->cfg, "t", l->sock);
+    }
+    assert_non_null(l->agent);
+    return l->agent;
+}
+
 static void
 s_lone_agent_end(s_lone_t *l)
 {
@@ -370,6 +401,127 @@ test_subscription_sent_again_is_one_waiter(void **state)
     s_lone_agent_end(&lone);
 }
 
+/* Issue 15: a resend that crosses the owner's answer (the answer held until
+ * the settle is on the backups, or on its way) is not answered a second
+ * time within 2 x sub_resend of the answer (1 s at least); after that window a repeat is
+ * answered again, so an answer that was lost is recovered by a later
+ * resend. Replies to the peer go nowhere here (no mesh): each shows as one
+ * dropped reply. */
+static void
+test_subscription_answered_once(void **state)
+{
+    (void) state;
+    s_lone_t lone;
+    pm_agent_t *a = s_lone_agent_mesh(&lone, NULL);
+    assert_int_equal(pm_relay_sub_resend_ms(a), 500); /* the default: window 1 s */
+    pm_session_t *peer = pm_session_peer(a, "n9");
+    pm_create_args_t ca = {.id = "t-o~1"};
+    pm_prom_t *p;
+    assert_int_equal(pm_store_create(a->store, &ca, 1, &p, NULL), PM_OK);
+    uint64_t replies = a->replies_dropped;
+
+    pm_msg_t m = {.type = PM_MSG_AWAIT, .id = "t-o~1", .req_id = 7, .timeout_ms = -1};
+    assert_int_equal(pm_waiter_do_await(a, peer, &m, 1000), PM_OK);
+    assert_int_equal(a->replies_dropped, replies); /* pending: a waiter, no answer */
+    /* settled at t=1200: the waiter answers the member (once) */
+    a->now_mono = 1200;
+    assert_int_equal(pm_store_settle(a->store, "t-o~1", PM_STATE_RESOLVED, "v", 1, 5, NULL),
+                     PM_OK);
+    assert_int_equal(peer->n_waiters, 0);
+    assert_int_equal(a->replies_dropped, replies + 1);
+    /* the resend that crossed that answer (sent at 1500, before the member
+     * heard it): not answered again, counted */
+    assert_int_equal(pm_waiter_do_await(a, peer, &m, 1500), PM_OK);
+    assert_int_equal(a->replies_dropped, replies + 1);
+    assert_int_equal(a->sub_repeats_dropped, 1);
+    /* nor the next one inside the window (1200 + 2 x 500) */
+    assert_int_equal(pm_waiter_do_await(a, peer, &m, 2199), PM_OK);
+    assert_int_equal(a->replies_dropped, replies + 1);
+    assert_int_equal(a->sub_repeats_dropped, 2);
+    /* the member still resends after the window: our answer was lost; it is
+     * answered again, and that answer opens a new window */
+    assert_int_equal(pm_waiter_do_await(a, peer, &m, 2200), PM_OK);
+    assert_int_equal(a->replies_dropped, replies + 2);
+    assert_int_equal(pm_waiter_do_await(a, peer, &m, 2700), PM_OK);
+    assert_int_equal(a->replies_dropped, replies + 2);
+    assert_int_equal(a->sub_repeats_dropped, 3);
+    assert_int_equal(pm_waiter_do_await(a, peer, &m, 3200), PM_OK);
+    assert_int_equal(a->replies_dropped, replies + 3);
+    /* another subscription of that member (another relay id), another
+     * member's with the same relay id, and a poll: answered, each once */
+    m.req_id = 8;
+    assert_int_equal(pm_waiter_do_await(a, peer, &m, 3300), PM_OK);
+    assert_int_equal(a->replies_dropped, replies + 4);
+    pm_session_t *other = pm_session_peer(a, "n8");
+    m.req_id = 7;
+    assert_int_equal(pm_waiter_do_await(a, other, &m, 3300), PM_OK);
+    assert_int_equal(a->replies_dropped, replies + 5);
+    m.timeout_ms = 0;
+    assert_int_equal(pm_waiter_do_await(a, peer, &m, 3300), PM_OK);
+    assert_int_equal(pm_waiter_do_await(a, peer, &m, 3300), PM_OK);
+    assert_int_equal(a->replies_dropped, replies + 7);
+    /* a client's awaits are never dropped */
+    pm_session_t *cl = pm_session_get(a, (const uint8_t *) "x", 1, 0);
+    pm_msg_t c = {.type = PM_MSG_AWAIT, .id = "t-o~1", .req_id = 7, .timeout_ms = -1};
+    assert_int_equal(pm_waiter_do_await(a, cl, &c, 3300), PM_OK);
+    assert_int_equal(pm_waiter_do_await(a, cl, &c, 3300), PM_OK);
+    assert_int_equal(a->replies_dropped, replies + 9);
+    assert_int_equal(a->sub_repeats_dropped, 3);
+    /* answered subscriptions are forgotten after their window (the sweep
+     * runs when a later one is remembered) */
+    assert_non_null(a->sub_answers);
+    pm_create_args_t cb = {.id = "t-o~2"};
+    assert_int_equal(pm_store_create(a->store, &cb, 1, &p, NULL), PM_OK);
+    assert_int_equal(pm_store_settle(a->store, "t-o~2", PM_STATE_RESOLVED, "w", 1, 5, NULL),
+                     PM_OK);
+    m.id = "t-o~2";
+    m.timeout_ms = -1;
+    assert_int_equal(pm_waiter_do_await(a, peer, &m, 9000), PM_OK);
+    assert_int_equal(zhashx_size(a->sub_answers), 1);
+    pm_session_close(a, peer, "test");
+    pm_session_close(a, other, "test");
+    pm_session_close(a, cl, "test");
+
+    s_lone_agent_end(&lone);
+}
+
+/* The resend period is the sub_resend key; the owner's window for repeats
+ * is twice that, 1 s at least. */
+static void
+test_sub_resend_key(void **state)
+{
+    (void) state;
+    char err[256];
+    pm_config_t *cfg = pm_config_new();
+    assert_int_not_equal(pm_config_set(cfg, "sub_resend", "5ms", err, sizeof err), 0);
+    pm_config_destroy(&cfg);
+    struct {
+        const char *period;
+        int64_t ms, window;
+    } cases[] = {{"2s", 2000, 4000}, {"100ms", 100, 1000}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        s_lone_t lone;
+        pm_agent_t *a = s_lone_agent_mesh(&lone, cases[i].period);
+        assert_int_equal(pm_relay_sub_resend_ms(a), cases[i].ms);
+        pm_session_t *peer = pm_session_peer(a, "n9");
+        pm_create_args_t ca = {.id = "t-k~1"};
+        pm_prom_t *p;
+        assert_int_equal(pm_store_create(a->store, &ca, 1, &p, NULL), PM_OK);
+        assert_int_equal(pm_store_settle(a->store, "t-k~1", PM_STATE_RESOLVED, "v", 1, 5, NULL),
+                         PM_OK);
+        uint64_t replies = a->replies_dropped;
+        pm_msg_t m = {.type = PM_MSG_AWAIT, .id = "t-k~1", .req_id = 3, .timeout_ms = -1};
+        assert_int_equal(pm_waiter_do_await(a, peer, &m, 1000), PM_OK); /* answered */
+        assert_int_equal(pm_waiter_do_await(a, peer, &m, 1000 + cases[i].window - 1), PM_OK);
+        assert_int_equal(a->replies_dropped, replies + 1);
+        assert_int_equal(a->sub_repeats_dropped, 1);
+        assert_int_equal(pm_waiter_do_await(a, peer, &m, 1000 + cases[i].window), PM_OK);
+        assert_int_equal(a->replies_dropped, replies + 2);
+        pm_session_close(a, peer, "test");
+        s_lone_agent_end(&lone);
+    }
+}
+
 int
 main(void)
 {
@@ -380,6 +532,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_continuations, setup, teardown),
         cmocka_unit_test(test_deadlines_on_a_virtual_clock),
         cmocka_unit_test(test_subscription_sent_again_is_one_waiter),
+        cmocka_unit_test(test_subscription_answered_once),
+        cmocka_unit_test(test_sub_resend_key),
     };
     return cmocka_run_group_tests_name("waiters and continuations", tests, NULL, NULL);
 }
