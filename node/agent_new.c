@@ -174,6 +174,8 @@ s_new(const pm_config_t *cfg, const char *node, const char *socket_path, void *s
             pm_claims_add(&self->probation, st.space, 1);
         for (size_t i = 0; i < st.claimed_count && !coordinated; i++)
             pm_claims_add(&self->probation, st.claimed[i].space, st.claimed[i].epoch);
+        for (size_t i = 0; i < st.claimed_count; i++)
+            pm_claims_add(&self->served_before, st.claimed[i].space, st.claimed[i].epoch);
     }
     if (self->journal)
         pm_journal_set_record_hook(self->journal, pm_takeover_on_record, self);
@@ -393,6 +395,7 @@ pm_agent_destroy(pm_agent_t **self_p)
     pm_replica_destroy(&self->replica);
     zhashx_destroy(&self->rthens);
     pm_claims_free(&self->probation);
+    pm_claims_free(&self->served_before);
     pm_backup_destroy(&self->backup);
     if (self->token_key)
         sodium_memzero(self->token_key, self->token_key_len);

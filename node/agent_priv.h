@@ -206,6 +206,10 @@ struct pm_agent {
      * taken over or resumed), not yet resumed: each is served again at the
      * end of the grace period unless another agent serves it by then. */
     pm_claims_t probation;
+    /* The spaces our previous process served (its WAL's claims) and their
+     * epochs: records of them from an owner at an older epoch are stale,
+     * even before the store or the gossip tell us of a newer one. */
+    pm_claims_t served_before;
     int64_t probation_until;
     int64_t probation_alone; /* resume without a sync after this (nobody came) */
     uint64_t takeovers, parked;

@@ -220,6 +220,10 @@ int pm_disk_fake_file(pm_disk_fake_t *self, const char *dir, const char *name, u
  * synced bytes (damage at rest). -1 if no such file or off is past its end. */
 int pm_disk_fake_corrupt(pm_disk_fake_t *self, const char *dir, const char *name, size_t off,
                          uint8_t x);
+/* Bytes written past the synced length, summed over the files named now
+ * whose name starts with prefix (NULL: every file): what a power cut would
+ * lose of them (a torn one keeps a prefix of it). */
+uint64_t pm_disk_fake_unsynced(pm_disk_fake_t *self, const char *prefix);
 /* Counters, for assertions: syncs (datasync + dirsync) and bytes written. */
 uint64_t pm_disk_fake_syncs(const pm_disk_fake_t *self);
 uint64_t pm_disk_fake_written(const pm_disk_fake_t *self);

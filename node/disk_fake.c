@@ -961,6 +961,23 @@ pm_disk_fake_corrupt(pm_disk_fake_t *self, const char *dir, const char *name, si
 }
 
 uint64_t
+pm_disk_fake_unsynced(pm_disk_fake_t *self, const char *prefix)
+{
+    uint64_t n = 0;
+    size_t plen = prefix ? strlen(prefix) : 0;
+    pthread_mutex_lock(&self->mu);
+    for (size_t i = 0; i < self->ndirs; i++) {
+        const s_names_t *ns = &self->dirs[i]->now;
+        for (size_t k = 0; k < ns->n; k++)
+            if (ns->e[k].ino->len > ns->e[k].ino->synced_len &&
+                (!plen || !strncmp(ns->e[k].name, prefix, plen)))
+                n += ns->e[k].ino->len - ns->e[k].ino->synced_len;
+    }
+    pthread_mutex_unlock(&self->mu);
+    return n;
+}
+
+uint64_t
 pm_disk_fake_syncs(const pm_disk_fake_t *self)
 {
     return self->syncs;

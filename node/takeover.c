@@ -189,6 +189,14 @@ pm_takeover_on_replicate(pm_agent_t *self, const char *from, const pm_msg_t *m)
      * over at) fences older records too. */
     if (self->isr && pm_isr_fence_epoch(self->isr, m->space) > known)
         known = pm_isr_fence_epoch(self->isr, m->space);
+    /* So does the epoch our previous process served it at (its WAL): a
+     * restarted owner that does not know yet of the newer epoch must not
+     * take a stale owner's state over the newer copy it holds (tests/sim
+     * seed 5943 --fsync batch: an acknowledged settle replaced). */
+    for (size_t i = 0; i < self->served_before.n; i++)
+        if (!strcmp(self->served_before.v[i].space, m->space) &&
+            self->served_before.v[i].epoch > known)
+            known = self->served_before.v[i].epoch;
     int owned = pm_mesh_owns(self->mesh, m->space, &mine);
     pm_session_t *peer = pm_session_peer(self, from);
     /* Fenced (its sender lost the space), or only what follows on what we

@@ -166,7 +166,51 @@ s_fsync_thread(void *arg)
     return NULL;
 }
 
-/* Asks the fsync thread to cover everything written so far. */
+/* --- the syncer seam (wal.h): batch mode without the thread ----------------- */
+
+static const pm_wal_syncer_t *s_syncer; /* NULL in production */
+
+const pm_wal_syncer_t *
+pm_wal_syncer_use(const pm_wal_syncer_t *s)
+{
+    const pm_wal_syncer_t *prev = s_syncer;
+    s_syncer = s;
+    return prev;
+}
+
+/* The syncer's request in flight, if its time has come: runs it, as the
+ * thread's answer would be consumed by pm_wal_readable. */
+static void
+s_syncer_poll(pm_wal_t *self)
+{
+    if (!self->inflight || pm_mono_us() < self->sync_due)
+        return;
+    int err = self->sync_fault;
+    if (!err) {
+        int rc = self->syncer->sync ? self->syncer->sync(self->syncer->arg, self->disk, self->sync_fd)
+                                    : pm_disk_datasync(self->disk, self->sync_fd);
+        if (rc != 0)
+            err = errno ? errno : EIO;
+    }
+    pm_disk_close(self->disk, self->sync_fd);
+    self->sync_fd = -1;
+    self->sync_fault = 0;
+    self->inflight = false;
+    if (err) {
+        char name[40];
+        pm_wal_seg_name(name, sizeof name, self->seg_base);
+        pm_wal_fail(self, "fdatasync %s/%s: %s", self->dir, name, strerror(err));
+        pm_log_error("PM-WAL-FSYNC-FAIL", "%s; the WAL refuses further writes", self->error);
+        self->failed = true;
+        return;
+    }
+    self->stats.fsyncs++;
+    pm_hist_add(&self->fsync_hist, (double) (pm_mono_us() - self->sync_at) / 1000.0);
+    if (self->sync_lsn > self->durable)
+        self->durable = self->sync_lsn;
+}
+
+/* Asks the fsync thread (or the syncer) to cover everything written so far. */
 static int
 s_request_fsync(pm_wal_t *self)
 {
@@ -174,6 +218,16 @@ s_request_fsync(pm_wal_t *self)
     if (fd < 0) {
         pm_wal_fail(self, "dup for fsync: %s", strerror(errno));
         return -1;
+    }
+    if (self->syncer) {
+        self->sync_fd = fd;
+        self->sync_fault = self->fault_fsync;
+        self->fault_fsync = 0;
+        self->sync_lsn = self->written;
+        self->sync_at = pm_mono_us();
+        self->sync_due = self->syncer->start(self->syncer->arg);
+        self->inflight = true;
+        return 0;
     }
     struct s_fsync_req req = {
         .disk = self->disk, .fd = fd, .fault = self->fault_fsync, .lsn = self->written};
@@ -304,7 +358,9 @@ pm_wal_open(const char *dir, pm_fsync_mode_t mode, void *zmq_ctx, char *err, siz
     }
     self->mode = mode;
     self->disk = pm_disk_current();
-    self->dir_fd = self->lock_fd = self->seg_fd = self->snap_fd = -1;
+    self->dir_fd = self->lock_fd = self->seg_fd = self->snap_fd = self->sync_fd = -1;
+    if (mode == PM_FSYNC_BATCH)
+        self->syncer = s_syncer;
     if (s_mkdirs(self->disk, dir, err, errlen) != 0)
         goto fail;
     self->dir_fd = pm_disk_open_dir(self->disk, dir);
@@ -314,7 +370,7 @@ pm_wal_open(const char *dir, pm_fsync_mode_t mode, void *zmq_ctx, char *err, siz
     }
     if (s_lock(self, err, errlen) != 0)
         goto fail;
-    if (mode == PM_FSYNC_BATCH && s_start_thread(self, zmq_ctx, err, errlen) != 0)
+    if (mode == PM_FSYNC_BATCH && !self->syncer && s_start_thread(self, zmq_ctx, err, errlen) != 0)
         goto fail;
     return self;
 fail:
@@ -339,6 +395,11 @@ pm_wal_close(pm_wal_t **self_p)
     }
     if (self->sock)
         zmq_close(self->sock);
+    if (self->sync_fd >= 0) { /* the syncer's request dies with the process */
+        pm_disk_close(self->disk, self->sync_fd);
+        self->sync_fd = -1;
+        self->inflight = false;
+    }
     if (self->seg_fd >= 0 && !self->failed) {
         if (s_write_pending(self) != 0 || s_sync_segment(self) != 0)
             pm_log_error("PM-WAL-CLOSE-FAIL", "records after lsn %" PRIu64 " may be lost: %s",
@@ -453,6 +514,13 @@ pm_wal_flush(pm_wal_t *self)
 {
     if (s_usable(self) != 0)
         return -1;
+    if (self->syncer) {
+        /* The syncer's fsync in flight first: it covers what was written before
+         * this flush, not what this one writes (the thread may lag as much). */
+        s_syncer_poll(self);
+        if (self->failed)
+            return -1;
+    }
     if (s_write_pending(self) != 0)
         return -1;
     switch (self->mode) {

@@ -142,6 +142,30 @@ const struct pm_hist *pm_wal_fsync_hist(const pm_wal_t *self);
 const char *pm_wal_mode_name(pm_fsync_mode_t mode);
 int pm_wal_mode_parse(const char *s, pm_fsync_mode_t *out);
 
+/*
+ * The batch mode's fsync seam, for the deterministic simulator (tests/sim,
+ * issue 14). Production never installs one: batch mode then runs its fsync
+ * thread as described above. With a syncer current at pm_wal_open, batch
+ * mode starts no thread and pm_wal_socket is NULL: an fsync asked for (on a
+ * dup of the segment's fd, as for the thread) is pending until pm_mono_us()
+ * reaches the time start() returned; the first pm_wal_flush after that runs
+ * it (sync(), or pm_disk_datasync if NULL) and advances pm_wal_durable to
+ * what was written when it was asked for, then asks for the next one if
+ * more was written meanwhile. A crash before that loses what it would have
+ * covered, as a real power cut during the thread's fdatasync does.
+ */
+struct pm_disk;
+typedef struct pm_wal_syncer {
+    /* An fsync is asked for now: the pm_mono_us() at which it completes. */
+    int64_t (*start)(void *arg);
+    /* Runs it: 0, or -1 with errno set. NULL: pm_disk_datasync. */
+    int (*sync)(void *arg, const struct pm_disk *disk, int fd);
+    void *arg;
+} pm_wal_syncer_t;
+/* Installs s for the WALs opened from now on (NULL: the thread); borrowed.
+ * Returns the previous one. */
+const pm_wal_syncer_t *pm_wal_syncer_use(const pm_wal_syncer_t *s);
+
 /* CRC32C of n bytes (the checksum in every frame). */
 uint32_t pm_wal_crc32c(const void *p, size_t n);
 

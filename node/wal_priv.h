@@ -28,6 +28,13 @@ struct pm_wal {
     pthread_t thread;
     bool thread_up;
     bool inflight; /* an fsync request is out */
+    /* batch mode under a syncer (wal.h; the simulator): no thread, the
+     * request in flight waits here until its time */
+    const pm_wal_syncer_t *syncer;
+    int sync_fd;          /* its dup of the segment fd (-1: none) */
+    int sync_fault;       /* test hook: report this errno instead of syncing */
+    uint64_t sync_lsn;    /* written when it was asked for */
+    int64_t sync_at, sync_due; /* pm_mono_us: asked for, completes */
 
     bool replayed;
     bool failed;        /* sticky: after a failed fsync nothing is known about the page cache */

@@ -54,6 +54,7 @@
 #include "pmesh.h"
 #include "rand.h"
 #include "resolve.h"
+#include "wal.h"
 #include "wire.h"
 #include "../common/comb_judge.h"
 
@@ -92,7 +93,11 @@ typedef struct {
     int log_level;
     int scale;           /* --scale: 64 agents, R=2 unless --nodes/--replicas say otherwise */
     uint64_t restarts;   /* --restarts N: one agent killed and restarted N times (storm) */
+    int fsync;           /* --fsync: F_ALWAYS, F_BATCH, or F_MIXED (the default) */
 } opts_t;
+
+/* --fsync: every agent always, every agent batch, or drawn (s_draw_fsync). */
+enum { F_ALWAYS, F_BATCH, F_MIXED };
 
 /* ---- the world ------------------------------------------------------------- */
 
@@ -146,6 +151,13 @@ typedef struct node {
     int wiped;          /* down with its disk gone: restarts on an empty one (a replaced node) */
     int64_t sync_us;    /* slow fsync: each sync takes this long (0: instant) */
     int64_t ahead_us;   /* its clock ran ahead in a slow sync: it runs again once time catches up */
+    /* fsync batch (group commit): the WAL's fsync "thread" is the syncer
+     * (s_syncer): a request completes at fsync_due (sim ms, 0: none) */
+    int batch;
+    pm_rand_seeded_t srng; /* how long each background fsync takes */
+    int64_t fsync_due;
+    int in_bg_sync;        /* the background fsync runs: the sync hook does not block */
+    struct fault *kill_armed; /* a kill waiting for its next fsync in flight (s_kill_now) */
 } node_t;
 
 typedef struct prom {
@@ -228,7 +240,9 @@ typedef struct fault {
     uint32_t permille;       /* loss, reorder, dup */
     int64_t delay;           /* delay, reorder: frames late by up to this (ms) */
     int64_t crash_at;        /* store crash: it hangs until then, then crashes (0: done) */
-    int armed;               /* store crash: waiting for a write to hang on */
+    int armed;               /* store crash: waiting for a write to hang on; kill: for an
+                              * fsync in flight (s_kill_now) */
+    int torn;                /* kill: a torn power cut */
     struct fault *next;
 } fault_t;
 
@@ -255,6 +269,12 @@ typedef struct stats {
     uint64_t storm_restarts, storm_acks, storm_errs, storm_probes_ok;
     uint64_t storm_spaces, storm_spaces_max, storm_keys, storm_keys_max, store_keys;
     uint64_t storm_seen_alive, storm_seen_by; /* agents that see it alive, of those asked */
+    /* fsync batch (group commit) */
+    uint64_t agents, batch_agents, batch_seeds;
+    uint64_t bg_fsyncs;          /* background fsyncs asked for (the syncer's) */
+    uint64_t kills_unsynced;     /* kills (power cuts) with bytes written but not fsynced */
+    uint64_t kills_in_flight;    /* kills with a group fsync in flight */
+    uint64_t unsynced_bytes;     /* those bytes (a torn cut keeps a prefix of them) */
 } stats_t;
 
 typedef struct world {
@@ -418,10 +438,13 @@ s_between(world_t *w, int64_t lo, int64_t hi)
 /* ---- contexts -------------------------------------------------------------- */
 
 static int s_log_level = -1;
+static world_t *s_w;      /* the world being run (the syncer's callbacks) */
+static node_t *s_current; /* the agent whose context is current */
 
 static void
 s_enter(node_t *n)
 {
+    s_current = n;
     if (s_log_level >= 0)
         pm_log_setup(s_log_level, PM_LOG_JSON, n->name);
     pm_clock_use(&n->clock.clock);
@@ -433,6 +456,7 @@ s_enter(node_t *n)
 static void
 s_leave(void)
 {
+    s_current = NULL;
     pm_clock_use(NULL);
     pm_rand_use(NULL);
     pm_local_out_use(NULL);
@@ -468,12 +492,47 @@ s_on_sync(void *arg, const char *path)
 {
     (void) path;
     node_t *n = arg;
-    if (n->sync_us) {
+    if (n->sync_us && !n->in_bg_sync) {
         pm_clock_fake_advance(&n->clock, n->sync_us);
         n->ahead_us += n->sync_us;
     }
     return 0;
 }
+
+/* The batch mode's fsync thread, simulated (wal.h, pm_wal_syncer_t): a
+ * request takes 0.1-3 ms of the agent's clock (a quarter of them 3-20 ms),
+ * or the slow-sync spell's
+ * 5-150 ms, during which the agent runs on (its appends wait for the next
+ * fsync, their replies are held); the sync itself runs at the first step
+ * after that, and a kill before it loses what it would have covered. */
+static int64_t
+s_syncer_start(void *arg)
+{
+    (void) arg;
+    node_t *n = s_current;
+    uint64_t r = pm_rand_seeded_next(&n->srng);
+    int64_t us = n->sync_us       ? n->sync_us
+                 : (r >> 32) % 4 ? 100 + (int64_t) (r % 2901)    /* 0.1-3 ms */
+                                  : 3000 + (int64_t) (r % 17001); /* a slower one: 3-20 ms */
+    /* The world steps in ms and the agent's clock drifts: one ms of slack. */
+    n->fsync_due = s_w->now + (us + 999) / 1000 + 1;
+    s_w->st.bg_fsyncs++;
+    return pm_mono_us() + us;
+}
+
+static int
+s_syncer_sync(void *arg, const struct pm_disk *disk, int fd)
+{
+    (void) arg;
+    node_t *n = s_current;
+    n->in_bg_sync = 1;
+    int rc = pm_disk_datasync(disk, fd);
+    n->in_bg_sync = 0;
+    n->fsync_due = 0;
+    return rc;
+}
+
+static const pm_wal_syncer_t s_syncer = {s_syncer_start, s_syncer_sync, NULL};
 
 /* Whether the faults in force go beyond what R copies survive: more than
  * R-1 agents down, paused or on a split's minority side at once. */
@@ -533,6 +592,14 @@ s_worker_clear(worker_t *wk)
 static void
 s_kill(world_t *w, node_t *n, int torn)
 {
+    uint64_t unsynced = pm_disk_fake_unsynced(n->disk, "wal-"); /* the log's segments */
+    if (unsynced && n->batch) {
+        w->st.kills_unsynced++;
+        w->st.unsynced_bytes += unsynced;
+        s_log(w, "%s loses %" PRIu64 " bytes of its log written but not fsynced%s", n->name, unsynced,
+              torn ? " (torn: a prefix may stay)" : "");
+    }
+    n->fsync_due = 0;
     pm_disk_fake_crash(n->disk, torn ? PM_DISK_CRASH_TORN : PM_DISK_CRASH_CLEAN);
     s_apply_cuts(w, n->idx);
     n->cap.refuse = 1;
@@ -1602,6 +1669,24 @@ s_store_crash(world_t *w, fault_t *f)
           b.answers_lost - a.answers_lost, b.writes_lost - a.writes_lost);
 }
 
+/* An armed kill (F_KILL, f->armed) fires: at its agent's step that left an
+ * fsync in flight (s_round), or when the arming ran out (s_faults_tick). */
+static void
+s_kill_now(world_t *w, fault_t *f)
+{
+    node_t *n = &w->nodes[f->node];
+    s_log(w, "kill %s (%s)%s", n->name, f->torn ? "torn" : "clean",
+          n->fsync_due > w->now ? " with an fsync in flight" : "");
+    w->st.kills_in_flight += n->fsync_due > w->now;
+    s_kill(w, n, f->torn);
+    w->st.torn += (uint64_t) f->torn;
+    f->armed = 0;
+    f->end = w->now + f->delay;
+    n->down_until = f->end;
+    n->kill_armed = NULL;
+    s_check_r(w);
+}
+
 static void
 s_fault_end(world_t *w, fault_t *f)
 {
@@ -1609,6 +1694,12 @@ s_fault_end(world_t *w, fault_t *f)
     switch (f->kind) {
     case F_KILL:
     case F_WIPE:
+        if (f->armed) { /* an armed kill that never fired: nothing to restart */
+            n->kill_armed = NULL;
+            w->st.faults[F_KILL]--; /* counted when armed; it never happened */
+            s_log(w, "kill of %s disarmed", n->name);
+            break;
+        }
         n->down_until = 0;
         if (n->wiped) { /* a replaced node: the same name on an empty disk */
             n->wiped = 0;
@@ -1695,7 +1786,7 @@ s_fault_start(world_t *w)
     switch (kind) {
     case F_WIPE:
         /* Rarer than the rest: a replaced node. */
-        if (!n->agent || n->down_until || s_rand(w, 3) != 0) {
+        if (!n->agent || n->down_until || n->kill_armed || s_rand(w, 3) != 0) {
             free(f);
             return;
         }
@@ -1727,12 +1818,25 @@ s_fault_start(world_t *w)
         s_log(w, "fsync slow on %s (%lld ms each)", n->name, (long long) n->sync_us / 1000);
         break;
     case F_KILL: {
-        if (!n->agent || n->down_until) {
+        if (!n->agent || n->down_until || n->kill_armed) {
             free(f);
             return;
         }
         int torn = (int) s_rand(w, 2);
         f->node = i;
+        if (n->batch && i != w->storm && s_rand(w, 2)) {
+            /* Half the kills of a batch agent wait (up to 2 s) for the moment
+             * its fsync is in flight: records written, maybe replicated or
+             * answered by peers, not yet durable here. */
+            f->armed = 1;
+            f->torn = torn;
+            f->delay = f->end - w->now; /* how long it stays down once killed */
+            f->end = w->now + 2000;
+            n->kill_armed = f;
+            s_log(w, "kill %s (%s) armed: at its next fsync in flight", n->name,
+                  torn ? "torn" : "clean");
+            break;
+        }
         s_log(w, "kill %s (%s)", n->name, torn ? "torn" : "clean");
         s_kill(w, n, torn);
         w->st.torn += (uint64_t) torn;
@@ -1841,7 +1945,10 @@ s_faults_tick(world_t *w, int heal_all)
 {
     for (fault_t **pp = &w->faults; *pp;) {
         fault_t *f = *pp;
-        if (f->armed && (pm_coord_mem_hung(w->store) || f->end <= w->now || heal_all)) {
+        if (f->kind == F_KILL && f->armed && f->end <= w->now && !heal_all)
+            s_kill_now(w, f); /* (healing: it never fires, s_fault_end) */
+        if (f->kind == F_CRASH && f->armed &&
+            (pm_coord_mem_hung(w->store) || f->end <= w->now || heal_all)) {
             f->armed = 0;
             if (!pm_coord_mem_hung(w->store))
                 pm_coord_mem_hang(w->store);
@@ -2001,6 +2108,11 @@ s_round(world_t *w)
         if (!n->agent || n->down_until || n->paused_until || n->ahead_us > 0)
             continue;
         s_step_node(w, n);
+        if (n->kill_armed && n->fsync_due > w->now) {
+            fault_t *f = n->kill_armed;
+            s_kill_now(w, f);
+            continue;
+        }
         w->st.agent_ms += 0; /* counted per advance below */
         s_enter(n);
         dt = s_min64(dt, pm_agent_sim_timeout(n->agent));
@@ -2037,6 +2149,23 @@ s_advance(world_t *w, int64_t dt)
 
 static const pm_resolve_entry_t s_no_names[] = {{"localhost", "127.0.0.1"}};
 
+/* Each agent's fsync mode. --fsync mixed (the default) draws it from the
+ * seed, on a random source of its own so that the rest of the seed's
+ * schedule is drawn as before: a third of the seeds run every agent with
+ * always (these replay exactly as before batch mode was simulated), a third
+ * every agent with batch, a third a mix drawn per agent. */
+static void
+s_draw_fsync(world_t *w)
+{
+    pm_rand_seeded_t r;
+    pm_rand_seeded_init(&r, w->seed * 0x9e3779b97f4a7c15ULL + 0x5bd1e995ULL);
+    int how = w->o->fsync;
+    if (how == F_MIXED)
+        how = (int) (pm_rand_seeded_next(&r) % 3); /* 0 always, 1 batch, 2 per agent */
+    for (int i = 0; i < w->n; i++)
+        w->nodes[i].batch = how == F_BATCH ? 1 : how == 2 ? (int) (pm_rand_seeded_next(&r) & 1) : 0;
+}
+
 static void
 s_world_init(world_t *w, opts_t *o, uint64_t seed, void *zctx)
 {
@@ -2065,6 +2194,7 @@ s_world_init(world_t *w, opts_t *o, uint64_t seed, void *zctx)
     char seeds[MAXN][64];
     for (int i = 0; i < w->n; i++)
         snprintf(seeds[i], sizeof seeds[i], "tcp://10.0.0.%d:7001", i + 1);
+    s_draw_fsync(w);
     for (int i = 0; i < w->n; i++) {
         node_t *n = &w->nodes[i];
         n->idx = i;
@@ -2085,7 +2215,8 @@ s_world_init(world_t *w, opts_t *o, uint64_t seed, void *zctx)
             if (j != i)
                 s_set(n, "seeds", seeds[j]);
         s_set(n, "data_dir", n->dir);
-        s_set(n, "fsync", "always");
+        s_set(n, "fsync", n->batch ? "batch" : "always");
+        pm_rand_seeded_init(&n->srng, seed * 0x2545f4914f6cdd1dULL + 77 + (uint64_t) i);
         char r[8];
         snprintf(r, sizeof r, "%d", w->r);
         s_set(n, "replicas", r);
@@ -2169,6 +2300,8 @@ s_next_event(world_t *w, int64_t phase_end)
             t = s_min64(t, n->worker_back);
         for (struct inv *v = n->w.invs; v; v = v->next)
             t = s_min64(t, v->due);
+        if (n->fsync_due > w->now && n->agent)
+            t = s_min64(t, n->fsync_due);
     }
     return t;
 }
@@ -2501,7 +2634,18 @@ s_run_seed(opts_t *o, uint64_t seed, void *zctx, result_t *res)
 {
     static world_t w;
     s_world_init(&w, o, seed, zctx);
+    s_w = &w;
     s_log(&w, "seed %" PRIu64 ": %d agents, replicas %d", seed, w.n, w.r);
+    w.st.agents = (uint64_t) w.n;
+    char batch[MAXN * 6] = "";
+    for (int i = 0; i < w.n; i++)
+        if (w.nodes[i].batch) {
+            w.st.batch_agents++;
+            snprintf(batch + strlen(batch), sizeof batch - strlen(batch), " %s", w.nodes[i].name);
+        }
+    w.st.batch_seeds = w.st.batch_agents > 0;
+    if (batch[0]) /* (logged only then: an all-always seed replays as before) */
+        s_log(&w, "fsync batch (group commit) on%s; always on the rest", batch);
     for (int i = 0; i < w.n; i++)
         if (s_start(&w, &w.nodes[i]) != 0) {
             fprintf(stderr, "pmesh-sim: seed %" PRIu64 ": agent %d did not start\n", seed, i);
@@ -2584,13 +2728,13 @@ s_run_seed(opts_t *o, uint64_t seed, void *zctx, result_t *res)
     res->st = w.st;
     int fails = w.st.violations > 0;
     if (o->verbose || fails) {
-        printf("seed %" PRIu64 ": %d agents R=%d, %.1f s simulated, ops %" PRIu64 " created %" PRIu64
+        printf("seed %" PRIu64 ": %d agents R=%d (%" PRIu64 " fsync batch), %.1f s simulated, ops %" PRIu64 " created %" PRIu64
                " settled %" PRIu64 " thens %" PRIu64 " checked %" PRIu64 ", unreadable %" PRIu64
                ", silent %" PRIu64 ", faults k%" PRIu64 " p%" PRIu64 " s%" PRIu64 "/%" PRIu64
                " l%" PRIu64 " st%" PRIu64 "/%" PRIu64 " d%" PRIu64 " r%" PRIu64 " u%" PRIu64
                " sc%" PRIu64 ", trace %016" PRIx64 ", liveness %" PRIu64
                "%s, %" PRIu64 " violations\n",
-               seed, w.n, w.r, (double) w.now / 1000.0,
+               seed, w.n, w.r, w.st.batch_agents, (double) w.now / 1000.0,
                w.st.ops[K_CREATE] + w.st.ops[K_SETTLE] + w.st.ops[K_AWAIT] + w.st.ops[K_THEN] +
                    w.st.ops[K_GET],
                w.st.acks[K_CREATE], w.st.acks[K_SETTLE], w.st.acks[K_THEN], w.st.checked,
@@ -2636,6 +2780,9 @@ s_usage(void)
             "               (the default fails the seed; --strict-liveness says so)\n"
             "  --faults K,...  only these fault kinds: kill pause split2 split1 loss store\n"
             "               slowstore jump slowsync wipe delay reorder dup storecrash\n"
+            "  --fsync M    the agents' WAL: always, batch (group commit, its fsync thread\n"
+            "               simulated), or mixed (default: per seed all always, all batch,\n"
+            "               or drawn per agent)\n"
             "  --seed S     run (replay) one seed\n"
             "  --seeds N    run N seeds, from --first (default 1)\n"
             "  prints one summary line: N seeds, V violations, ...; exit 0 only if V is 0\n",
@@ -2646,7 +2793,7 @@ int
 main(int argc, char **argv)
 {
     opts_t o = {.seed = 0, .seeds = 0, .load_ms = 30000, .settle_ms = 15000, .log_level = -1,
-                .strict_liveness = 1};
+                .strict_liveness = 1, .fsync = F_MIXED};
     uint64_t first = 1;
     int one = 0;
     for (int i = 1; i < argc; i++) {
@@ -2691,6 +2838,18 @@ main(int argc, char **argv)
             o.scale = 1;
         } else if (!strcmp(a, "--restarts") && v) {
             o.restarts = strtoull(v, NULL, 0);
+            i++;
+        } else if (!strcmp(a, "--fsync") && v) {
+            if (!strcmp(v, "always"))
+                o.fsync = F_ALWAYS;
+            else if (!strcmp(v, "batch"))
+                o.fsync = F_BATCH;
+            else if (!strcmp(v, "mixed"))
+                o.fsync = F_MIXED;
+            else {
+                fprintf(stderr, "pmesh-sim: --fsync always|batch|mixed\n");
+                return 2;
+            }
             i++;
         } else if (!strcmp(a, "--no-faults")) {
             o.no_faults = 1;
@@ -2742,6 +2901,7 @@ main(int argc, char **argv)
     pm_log_setup(o.log_level, PM_LOG_TEXT, "sim");
     s_log_level = o.log_level;
     void *zctx = zmq_ctx_new();
+    pm_wal_syncer_use(&s_syncer); /* batch-mode WALs: the fsync thread simulated */
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     stats_t tot = {0};
@@ -2766,6 +2926,13 @@ main(int argc, char **argv)
         tot.comb_partly += res.st.comb_partly;
         tot.catches += res.st.catches;
         tot.torn += res.st.torn;
+        tot.agents += res.st.agents;
+        tot.batch_agents += res.st.batch_agents;
+        tot.batch_seeds += res.st.batch_seeds;
+        tot.bg_fsyncs += res.st.bg_fsyncs;
+        tot.kills_unsynced += res.st.kills_unsynced;
+        tot.kills_in_flight += res.st.kills_in_flight;
+        tot.unsynced_bytes += res.st.unsynced_bytes;
         tot.delayed += res.st.delayed;
         tot.reordered += res.st.reordered;
         tot.duplicated += res.st.duplicated;
@@ -2813,7 +2980,9 @@ main(int argc, char **argv)
            " delay spells, %" PRIu64 " reorder spells, %" PRIu64 " duplication spells, %" PRIu64
            " store crashes (%" PRIu64 " answers lost, %" PRIu64 " of applied writes), %" PRIu64
            " worker deaths; frames: %" PRIu64 " delayed, %" PRIu64 " reordered, %" PRIu64
-           " duplicated; %.1f agent-minutes simulated in %.1f s"
+           " duplicated; fsync batch: %" PRIu64 " of %" PRIu64 " agents in %" PRIu64
+           " seeds, %" PRIu64 " group fsyncs, %" PRIu64 " kills with one in flight, %" PRIu64
+           " with unsynced bytes (%" PRIu64 " bytes); %.1f agent-minutes simulated in %.1f s"
            " (%.0f agent-min per wall min); trace %016" PRIx64 "\n",
            o.seeds, tot.violations, failed, tot.lviol, tot.checked, tot.unreadable, tot.silent,
            tot.deadlines, tot.chains, tot.combs, tot.comb_judged, tot.comb_partly, tot.catches,
@@ -2822,7 +2991,9 @@ main(int argc, char **argv)
            tot.faults[F_LOSS], tot.faults[F_STORE], tot.faults[F_SLOWSTORE], tot.faults[F_JUMP],
            tot.faults[F_SLOWSYNC], tot.faults[F_DELAY], tot.faults[F_REORDER],
            tot.faults[F_DUP], tot.faults[F_CRASH], tot.crash_answers, tot.crash_writes,
-           tot.worker_deaths, tot.delayed, tot.reordered, tot.duplicated, agent_min, wall,
+           tot.worker_deaths, tot.delayed, tot.reordered, tot.duplicated, tot.batch_agents,
+           tot.agents, tot.batch_seeds, tot.bg_fsyncs, tot.kills_in_flight, tot.kills_unsynced, tot.unsynced_bytes,
+           agent_min, wall,
            wall > 0 ? agent_min / (wall / 60.0) : 0.0, hashes);
     if (o.restarts)
         printf("restart storm: %" PRIu64 " restarts of n0 in %" PRIu64 " seeds; %" PRIu64

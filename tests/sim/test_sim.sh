@@ -3,8 +3,10 @@
 # determinism (one seed twice, the same trace), the regression seeds of the
 # bugs it found, a batch of fresh seeds with every fault kind, and a
 # self-test that the checker flags a changed acknowledgement and a lost
-# answer (L1). One process, no sockets, no background processes (nothing to
-# stop). ~1.5 minutes.
+# answer (L1). Agents run the WAL with fsync always or batch (group commit,
+# its fsync thread simulated), drawn per seed (--fsync mixed, the default).
+# One process, no sockets, no background processes (nothing to stop).
+# ~1.5 minutes.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
@@ -14,7 +16,13 @@ FIRST=${SIM_CHECK_FIRST:-1}
 # Seeds that still fail: open bugs the simulator found, not fixed yet
 # (tests/sim/README.md, "Open findings"). Run and shown as skipped; when one
 # starts to hold, the test says so (move it to the regression list).
-KNOWN_OPEN=""
+# 378 (L5, within R; fsync batch on every agent): an all-settled combinator
+# made at n0 just before n0 was paused (and the store crashed) stays
+# pending although its inputs read back settled; as the open seed 29.
+# 2717 (L2, within R; fsync batch on every agent): a then's target q in
+# n3's space stays pending after its source timed out; n3 was killed (a
+# clean cut, nothing unsynced lost), n4 took q's space over and n3 took p's.
+KNOWN_OPEN="378 2717"
 if [ ! -x "$SIM" ]; then
     echo "test_sim.sh: no $SIM; build first (make BUILD=$BUILD)" >&2
     exit 1
@@ -41,6 +49,19 @@ else
     notok "seed 7 replays identically"
     diff "$tmp/a" "$tmp/b" | head -20
 fi
+# Batch mode (group commit) replays bit for bit too: its fsync thread is
+# simulated on the agent's clock and the seed's schedule.
+"$SIM" --seed 7 --fsync batch >"$tmp/ba" 2>&1
+"$SIM" --seed 7 --fsync batch >"$tmp/bb" 2>&1
+ba=$(grep '^seed 7:' "$tmp/ba" | head -1)
+bb=$(grep '^seed 7:' "$tmp/bb" | head -1)
+if [ -n "$ba" ] && [ "$ba" = "$bb" ] && echo "$ba" | grep -q '(7 fsync batch)' &&
+    [ "$(echo "$ba" | grep -o 'trace [0-9a-f]*')" != "$(echo "$la" | grep -o 'trace [0-9a-f]*')" ]; then
+    ok "seed 7 with fsync batch replays identically ($(echo "$ba" | grep -o 'trace [0-9a-f]*'))"
+else
+    notok "seed 7 with fsync batch replays identically (and differs from always)"
+    diff "$tmp/ba" "$tmp/bb" | head -5
+fi
 # A different seed is a different run.
 "$SIM" --seed 8 >"$tmp/c" 2>&1
 lc=$(grep '^seed 8:' "$tmp/c" | grep -o 'trace [0-9a-f]*')
@@ -50,7 +71,8 @@ else
     notok "seed 8 differs from seed 7"
 fi
 
-# 2. Regression seeds, each a bug the simulator found (tests/sim/README.md):
+# 2. Regression seeds, each a bug the simulator found (tests/sim/README.md),
+# found with fsync always and run so (their schedules as they were found):
 # 2 = use after free of relay timers in pm_agent_destroy (under ASan);
 # 7, 8, 10, 18, 20 = a fenced agent minted then-targets in the space it lost.
 # 130, 241, 1139 (within R) = a then's function ran on a settle never
@@ -61,7 +83,7 @@ fi
 for s in 2 7 8 10 18 20 36 107 114 116 117 130 132 144 156 241 1000 1024 1034 1139 2240 \
     2662 3727; do
     if [ "$s" = 7 ]; then rc=$ra; out=$tmp/a; else
-        "$SIM" --seed "$s" >"$tmp/r$s" 2>&1
+        "$SIM" --seed "$s" --fsync always >"$tmp/r$s" 2>&1
         rc=$?
         out=$tmp/r$s
     fi
@@ -73,10 +95,25 @@ for s in 2 7 8 10 18 20 36 107 114 116 117 130 132 144 156 241 1000 1024 1034 11
     fi
 done
 
+# 2a. Regression seeds found with fsync batch (group commit; run so):
+# 5943 = a restarted owner took a stale owner's records (epoch 2, sent at a
+# heal) over its own newer copy before it knew any epoch of the space, and
+# resumed from them: an acknowledged settle replaced (V2, V3, V6; takeover.c
+# fences with the epochs its WAL's claims say its previous process served).
+for s in 5943; do
+    "$SIM" --seed "$s" --fsync batch >"$tmp/rb$s" 2>&1
+    if [ $? -eq 0 ] && grep -q "^seed $s: .* 0 violations" "$tmp/rb$s"; then
+        ok "regression seed $s (fsync batch) holds every invariant"
+    else
+        notok "regression seed $s (fsync batch) holds every invariant"
+        grep -E 'first violated|VIOLATION|ERROR|Sanitizer' "$tmp/rb$s" | head -5
+    fi
+done
+
 # 3. A batch of fresh seeds with overlapping faults of every kind.
 # The simulated worker pings at its hello, as libpmesh does: without it a
 # worker dying in the round it registered was never expired (seed 8, L2).
-"$SIM" --seed 8 --no-faults --strict-liveness >"$tmp/w8" 2>&1
+"$SIM" --seed 8 --fsync always --no-faults --strict-liveness >"$tmp/w8" 2>&1
 if [ $? -eq 0 ] && grep -q '^seed 8: .*liveness 0[^,]*, 0 violations' "$tmp/w8"; then
     ok "regression seed 8 without faults: every chain completes (strict liveness)"
 else
@@ -86,7 +123,7 @@ fi
 
 # A relayed settle (an invocation's result) answered UNAVAILABLE is sent
 # again: before, it was dropped and the chain stayed pending (seed 5014, L2).
-"$SIM" --seed 5014 --faults kill,split2,split1,pause,storecrash,dup,reorder,delay \
+"$SIM" --seed 5014 --fsync always --faults kill,split2,split1,pause,storecrash,dup,reorder,delay \
     --strict-liveness >"$tmp/f5014" 2>&1
 if [ $? -eq 0 ] && grep -q '^seed 5014: .*liveness 0[^,]*, 0 violations' "$tmp/f5014"; then
     ok "regression seed 5014 (new fault kinds): every chain completes (strict liveness)"
@@ -126,6 +163,17 @@ for k in "kills" "wiped disks" "pauses" "two-way splits" "one-way splits" "lossy
         echo "# no $k injected"
     fi
 done
+# Batch mode ran, and its window was hit: kills while a group fsync was in
+# flight, losing log bytes written but not yet fsynced.
+bline=$(echo "$sum" | grep -o 'fsync batch: [^;]*;' || true)
+bagents=$(echo "$bline" | grep -o 'batch: [0-9]*' | grep -o '[0-9]*$' || true)
+bflight=$(echo "$bline" | grep -o '[0-9]* kills with one in flight' | grep -o '^[0-9]*' || true)
+bbytes=$(echo "$bline" | grep -o '([0-9]* bytes)' | grep -o '[0-9]*' || true)
+if [ "${bagents:-0}" -gt 0 ] && [ "${bflight:-0}" -gt 0 ] && [ "${bbytes:-0}" -gt 0 ]; then
+    ok "fsync batch exercised: ${bline%;}"
+else
+    notok "fsync batch exercised (${bline:-no fsync batch figures})"
+fi
 checked=$(echo "$sum" | grep -o '[0-9]* promises checked' | grep -o '^[0-9]*' || echo 0)
 if [ "$kinds_ok" = 1 ] && [ "$checked" -gt 0 ]; then
     ok "every fault kind injected, $checked promises read back"
@@ -167,7 +215,9 @@ fi
 
 # 4b. Liveness is checked too: an answer lost on its way from a live agent
 # (self-test) is an L1 failure, and fails the seed (the default; --strict-liveness says so).
-"$SIM" --seed 3 --break-reply --strict-liveness >"$tmp/self2" 2>&1
+# (fsync always: with batch, seed 3's schedule kills that agent before the
+# lost answer's bound, and a broken connection is no silence.)
+"$SIM" --seed 3 --fsync always --break-reply --strict-liveness >"$tmp/self2" 2>&1
 rc=$?
 if [ "$rc" -eq 1 ] && grep -q 'first violated invariant: L1 silent' "$tmp/self2"; then
     ok "a lost answer fails the seed (L1 silent, exit 1)"
@@ -185,7 +235,7 @@ else
     notok "the summary reports liveness (${dl:-no liveness figures})"
 fi
 # ... and --lenient-liveness only reports it.
-"$SIM" --seed 3 --break-reply --lenient-liveness >"$tmp/self2b" 2>&1
+"$SIM" --seed 3 --fsync always --break-reply --lenient-liveness >"$tmp/self2b" 2>&1
 rc=$?
 if [ "$rc" -eq 0 ] && grep -q ' 0 violations (0 seeds failed), 1 liveness failures' "$tmp/self2b"; then
     ok "--lenient-liveness reports a lost answer without failing the seed"
@@ -198,7 +248,7 @@ fi
 # Seeds 38 and 225 did that before subscriptions were sent again (an await's
 # subscription lost on a cut link just before the heal, never resent).
 for s in 38 225; do
-    "$SIM" --seed "$s" --strict-liveness >"$tmp/l4-$s" 2>&1
+    "$SIM" --seed "$s" --fsync always --strict-liveness >"$tmp/l4-$s" 2>&1
     if grep -q "^seed $s: " "$tmp/l4-$s" && ! grep -q 'L4 await' "$tmp/l4-$s"; then
         ok "regression seed $s: no await misses an acknowledged settle (L4)"
     else
@@ -231,7 +281,7 @@ fi
 # 5. The open findings: still failing as described, or fixed.
 for s in $KNOWN_OPEN; do
     "$SIM" --seed "$s" >"$tmp/k$s" 2>&1
-    why=$(grep -o 'first violated invariant: V[0-9][^;(]*' "$tmp/k$s" | head -1 | cut -c27-100)
+    why=$(grep -o 'first violated invariant: [VL][0-9][^;(]*' "$tmp/k$s" | head -1 | cut -c27-100)
     if [ -n "$why" ]; then
         echo "ok - known open seed $s # SKIP still fails: $why"
         skip=$((skip + 1))

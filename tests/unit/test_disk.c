@@ -436,6 +436,92 @@ test_wal_batch_slow_fsync(void **state)
     pm_disk_fake_destroy(&f);
 }
 
+/* Batch mode under a syncer (wal.h; the simulator's seam): no thread, no
+ * socket; one fsync in flight at a time, completed by the first flush once
+ * the clock reaches the time the syncer chose; durable advances only then,
+ * and a power cut before it loses what was written since the last one. */
+typedef struct {
+    int starts, syncs;
+    int64_t us; /* each fsync takes this long */
+} s_syncer_t;
+
+static int64_t
+s_syncer_start(void *arg)
+{
+    s_syncer_t *sy = arg;
+    sy->starts++;
+    return pm_mono_us() + sy->us;
+}
+
+static int
+s_syncer_sync(void *arg, const struct pm_disk *disk, int fd)
+{
+    s_syncer_t *sy = arg;
+    sy->syncs++;
+    return pm_disk_datasync(disk, fd);
+}
+
+static void
+test_wal_batch_syncer(void **state)
+{
+    (void) state;
+    pm_disk_fake_t *f = pm_disk_fake_new(11);
+    const pm_disk_t *prev = pm_disk_use(pm_disk_fake_disk(f));
+    pm_clock_fake_t clk;
+    pm_clock_fake_init(&clk, 1000000, 1700000000000LL);
+    pm_clock_use(&clk.clock);
+    s_syncer_t sy = {.us = 5000};
+    pm_wal_syncer_t syncer = {s_syncer_start, s_syncer_sync, &sy};
+    assert_null(pm_wal_syncer_use(&syncer));
+    s_check_t chk = {.salt = 4};
+    pm_wal_t *w = s_open(PM_FSYNC_BATCH, NULL, &chk, NULL); /* no context needed */
+    assert_null(pm_wal_socket(w));
+    uint8_t rec[512];
+    for (uint64_t k = 1; k <= 3; k++)
+        pm_wal_append(w, rec, s_rec(4, k, rec, sizeof rec));
+    assert_int_equal(pm_wal_flush(w), 0);
+    assert_int_equal(sy.starts, 1);
+    assert_true(pm_wal_durable(w) == 0);
+    assert_true(pm_disk_fake_unsynced(f, "wal-") > 0);
+    assert_true(pm_disk_fake_unsynced(f, "nothing-") == 0);
+    for (uint64_t k = 4; k <= 5; k++)
+        pm_wal_append(w, rec, s_rec(4, k, rec, sizeof rec));
+    assert_int_equal(pm_wal_flush(w), 0);
+    assert_int_equal(sy.starts, 1); /* one in flight: 4-5 wait for the next */
+    pm_clock_fake_advance(&clk, 4999);
+    assert_int_equal(pm_wal_flush(w), 0);
+    assert_true(pm_wal_durable(w) == 0 && sy.syncs == 0);
+    pm_clock_fake_advance(&clk, 1);
+    assert_int_equal(pm_wal_flush(w), 0);
+    assert_true(pm_wal_durable(w) == 3); /* what was written when it was asked for */
+    assert_int_equal(sy.syncs, 1);
+    assert_int_equal(sy.starts, 2); /* and the next one for 4-5 */
+    pm_clock_fake_advance(&clk, 5000);
+    assert_int_equal(pm_wal_flush(w), 0);
+    assert_true(pm_wal_durable(w) == 5);
+    assert_int_equal(sy.starts, 2);
+    pm_wal_stats_t st;
+    pm_wal_stats(w, &st);
+    assert_true(st.fsyncs == 2);
+    /* 6-7 written, their fsync in flight: a power cut loses them. */
+    for (uint64_t k = 6; k <= 7; k++)
+        pm_wal_append(w, rec, s_rec(4, k, rec, sizeof rec));
+    assert_int_equal(pm_wal_flush(w), 0);
+    assert_int_equal(sy.starts, 3);
+    assert_true(pm_wal_durable(w) == 5 && pm_disk_fake_unsynced(f, "wal-") > 0);
+    pm_disk_fake_crash(f, PM_DISK_CRASH_CLEAN);
+    pm_wal_close(&w);
+    assert_ptr_equal(pm_wal_syncer_use(NULL), &syncer);
+    s_check_t c = {.salt = 4};
+    w = s_open(PM_FSYNC_ALWAYS, NULL, &c, NULL);
+    assert_int_equal(c.bad, 0);
+    assert_true(c.seen == 5 && pm_wal_appended(w) == 5);
+    pm_wal_close(&w);
+    pm_clock_use(NULL);
+    pm_disk_use(prev);
+    pm_disk_fake_destroy(&f);
+}
+
 /* A disk that fills up mid-record: the flush fails, the partial record is cut
  * back, nothing is acknowledged; with room again the same records go out, and
  * recovery (also after a torn crash) reads each exactly once. */
@@ -511,6 +597,7 @@ main(void)
         cmocka_unit_test(test_fake_faults),
         cmocka_unit_test(test_wal_crash_recovers_acked),
         cmocka_unit_test(test_wal_batch_slow_fsync),
+        cmocka_unit_test(test_wal_batch_syncer),
         cmocka_unit_test(test_wal_disk_full),
         cmocka_unit_test(test_wal_corruption_refused),
     };
