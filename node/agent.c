@@ -144,11 +144,6 @@ pm_agent_journal_send(void *arg, uint64_t session, const char *peer, uint8_t *bu
     pm_agent_t *self = arg;
     if (tag > 0)
         s_observe(self, tag, t0_us);
-    if (!peer && session == PM_AGENT_HELD_INVOKE) { /* thens.c: durable now */
-        pm_then_place_held(self, buf, len);
-        free(buf);
-        return;
-    }
     if (peer) {
         int type = tag < 0 ? -tag : PM_MSG_REPLY;
         if (!self->mesh || pm_mesh_send_raw(self->mesh, peer, type, buf, len) != 0)
@@ -193,10 +188,6 @@ pm_agent_fail_held(void *arg, uint64_t session, const char *peer, uint8_t *buf, 
     const pm_fail_ctx_t *ctx = arg;
     pm_agent_t *self = ctx->self;
     pm_msg_t m;
-    if (!peer && session == PM_AGENT_HELD_INVOKE) {
-        pm_then_held_failed(self, buf, len); /* dropped, or held again */
-        return;
-    }
     if (pm_wire_decode(buf, len, &m) == PM_OK && m.type == PM_MSG_REPLY) {
         pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m.req_id, .err = ctx->err,
                       .from = peer ? self->node : NULL, .message = ctx->message};
@@ -266,10 +257,14 @@ pm_agent_on_peer_message(void *arg, const char *from, pm_msg_t *m)
                             pm_replica_acked(self->replica));
         }
     } else if (m->type == PM_MSG_INVOKE) {
+        /* Its result goes back to `from`, who placed it (place.c). */
+        pm_workers_origin_t o = {.node = from, .inv_id = m->invocation_id};
         int err = pm_workers_invoke(self->workers, m->function, m->value, m->value_len,
-                                    m->target_id);
+                                    m->target_id, &o);
         if (err)
             pm_log(PM_LOG_ERROR, "PM-INVOKE-FAILED", m->target_id, "%s", pm_err_name(err));
+    } else if (m->type == PM_MSG_RESULT) {
+        pm_place_on_result(self, from, m); /* of an invocation we placed on `from` */
     } else {
         pm_session_t *s = pm_session_peer(self, from);
         if (s)

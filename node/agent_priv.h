@@ -149,17 +149,24 @@ typedef struct pm_rwait {
     char id[];
 } pm_rwait_t;
 
-/* An invocation this agent placed on another member's workers; kept until
- * its target settles so it can be placed again if that member dies. */
+/* An invocation this agent placed (on a local worker, or on another
+ * member's: placed again if that member dies); kept until its target
+ * settles. Its result settles the target only through it (place.c). */
 typedef struct pm_deleg {
     pm_watch_t watch; /* on the target promise */
     pm_agent_t *agent;
-    char node[PM_WIRE_MAX_NAME + 1];
+    char node[PM_WIRE_MAX_NAME + 1]; /* the member it runs on; "": here */
     char *function;
     uint8_t *input;
     size_t input_len;
     char *inv_id;
     int64_t sent_at; /* mono ms it was last sent */
+    /* The guard of its result: everything appended when it was placed (the
+     * input's settle record among it), and the epochs of the target's and
+     * the source's id spaces then (src_space NULL: the same space). */
+    pm_journal_pos_t pos;
+    uint64_t epoch, src_epoch;
+    char *src_space;
     struct pm_deleg *next, *prev;
     char target[];
 } pm_deleg_t;
@@ -232,6 +239,7 @@ struct pm_agent {
     uint64_t sub_repeats_dropped; /* repeats of a subscription answered just before (waiters.c) */
     zhashx_t *sub_answers;       /* subscriptions answered lately (waiters.c; NULL: none yet) */
     int64_t sub_answers_prune;   /* mono ms of the next sweep of sub_answers */
+    uint64_t results_refused; /* invocation results refused or dropped (place.c) */
     uint64_t refused_not_served; /* peer requests on spaces we do not serve */
     uint64_t held_expired;       /* held replies answered at their await's timeout */
     zhashx_t *sessions;  /* key -> pm_session_t (owned) */
@@ -283,9 +291,6 @@ zlistx_t *pm_agent_xlist(void);
 void pm_agent_bad_frame(pm_agent_t *self, const char *why);
 void pm_agent_send(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m);
 void pm_agent_fail_held(void *arg, uint64_t session, const char *peer, uint8_t *buf, size_t len);
-/* The session id of an invocation held in the journal (thens.c): placed
- * when released, dropped when failed. */
-#define PM_AGENT_HELD_INVOKE UINT64_MAX
 /* The reactor's callbacks (agent.c), wired in by the setup (agent_new.c). */
 void pm_agent_clock(pm_agent_t *self);
 void pm_agent_journal_send(void *arg, uint64_t session, const char *peer, uint8_t *buf,

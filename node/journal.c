@@ -36,6 +36,8 @@ typedef struct s_held {
     int64_t deadline; /* monotonic ms after which its asker no longer waits (0: none) */
     int tag;
     int64_t t0_us;
+    pm_journal_hold_fn *fn; /* an own hold (queue 2): fn(item, how) instead of a send */
+    void *item;
     uint64_t session;
     char *peer;
     uint8_t *buf;
@@ -56,8 +58,10 @@ struct pm_journal {
     /* Two queues, one per release condition, each in LSN order: replies
      * wait for the WAL and the backups; a backup's own acknowledgements wait
      * for its WAL only. One FIFO for both would put acknowledgements behind
-     * replies that wait for other agents' acknowledgements: a circle. */
-    s_queue_t q[2];
+     * replies that wait for other agents' acknowledgements: a circle. A
+     * third holds the owner's own holds (pm_journal_hold_at), in position
+     * order: nothing is sent for them, so they need not wait behind replies. */
+    s_queue_t q[3];
     size_t held;
     int64_t next_deadline; /* the earliest deadline held (0: none, or not known to be) */
     int failed;
@@ -106,7 +110,7 @@ s_release(pm_journal_t *self, uint64_t durable)
                  "a reply is released only when its records are durable locally");
     PM_INVARIANT(self->repl_acked <= self->repl_produced,
                  "a reply is released only when its records are on the counted backups");
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         s_queue_t *q = &self->q[k];
         while (q->head && q->head->lsn <= durable && q->head->rseq <= self->repl_acked) {
             s_held_t *h = q->head;
@@ -115,6 +119,13 @@ s_release(pm_journal_t *self, uint64_t durable)
                 q->tail = NULL;
             self->held--;
             self->released++;
+            if (h->fn) {
+                /* fn may hold again or append records: h is off the queue. */
+                PM_STEPTRACE_MARK("j_release_own", "", 0);
+                h->fn(h->item, PM_JOURNAL_RELEASED);
+                free(h);
+                continue;
+            }
             PM_STEPTRACE_MARK(k ? "j_release_ack" : "j_release", "", 0);
             self->send(self->arg, h->session, h->peer, h->buf, h->len, h->tag, h->t0_us);
             free(h->peer);
@@ -133,6 +144,13 @@ pm_journal_close(pm_journal_t **self_p)
     /* Going: deliver what is durable here and (for replies) at the backups;
      * replies the backups have not acknowledged are not acknowledgements
      * (pm_journal_fail_unreplicated answers them first). */
+    /* Own holds are not released while closing: their owner is going. */
+    for (s_held_t *h = self->q[2].head, *next; h; h = next) {
+        next = h->next;
+        h->fn(h->item, PM_JOURNAL_CLOSED);
+        free(h);
+    }
+    self->q[2].head = self->q[2].tail = NULL;
     if (!self->failed)
         s_release(self, UINT64_MAX);
     for (int k = 0; k < 2; k++)
@@ -455,6 +473,53 @@ pm_journal_must_hold(const pm_journal_t *self)
            self->repl_acked < self->repl_produced || self->failed;
 }
 
+/* Whether a is at or before b. */
+static int
+s_before(const s_held_t *a, const s_held_t *b)
+{
+    return a->lsn < b->lsn || (a->lsn == b->lsn && a->rseq <= b->rseq);
+}
+
+pm_journal_pos_t
+pm_journal_pos(const pm_journal_t *self)
+{
+    return (pm_journal_pos_t){.lsn = s_appended(self), .rseq = self->repl_produced};
+}
+
+int
+pm_journal_covered(const pm_journal_t *self, pm_journal_pos_t pos)
+{
+    return !self->failed && pos.lsn <= s_durable(self) && pos.rseq <= self->repl_acked;
+}
+
+void
+pm_journal_hold_at(pm_journal_t *self, pm_journal_pos_t pos, pm_journal_hold_fn *fn, void *item)
+{
+    s_held_t *h = pm_xcalloc(1, sizeof *h, "held result");
+    h->lsn = pos.lsn;
+    h->rseq = pos.rseq;
+    h->fn = fn;
+    h->item = item;
+    /* In position order (both coordinates only grow, so one order serves
+     * both): usually at the tail, as positions are taken as time goes. */
+    s_queue_t *q = &self->q[2];
+    if (!q->tail || s_before(q->tail, h)) {
+        if (q->tail)
+            q->tail->next = h;
+        else
+            q->head = h;
+        q->tail = h;
+    } else {
+        s_held_t **at = &q->head;
+        while (s_before(*at, h)) /* stops at the tail at the latest */
+            at = &(*at)->next;
+        h->next = *at;
+        *at = h;
+    }
+    self->held++;
+    PM_STEPTRACE_MARK("j_hold_own", "", 0);
+}
+
 void
 pm_journal_repl(pm_journal_t *self, uint64_t produced, uint64_t acked)
 {
@@ -507,12 +572,11 @@ pm_journal_hold_ex(pm_journal_t *self, uint64_t session, const char *peer, uint8
     self->held++;
 }
 
-size_t
-pm_journal_fail_unreplicated(pm_journal_t *self, pm_journal_fail_fn *fail, void *arg)
+/* Takes off queue q its tail not covered by the backups' acknowledgements
+ * (q is in replication order). */
+static s_held_t *
+s_unreplicated_tail(pm_journal_t *self, s_queue_t *q)
 {
-    /* Queue 0 is in replication order: the replies not yet covered by the
-     * backups' acknowledgements are its tail. */
-    s_queue_t *q = &self->q[0];
     s_held_t **at = &q->head, *last = NULL;
     while (*at && (*at)->rseq <= self->repl_acked) {
         last = *at;
@@ -521,6 +585,15 @@ pm_journal_fail_unreplicated(pm_journal_t *self, pm_journal_fail_fn *fail, void 
     s_held_t *h = *at;
     *at = NULL;
     q->tail = last;
+    return h;
+}
+
+size_t
+pm_journal_fail_unreplicated(pm_journal_t *self, pm_journal_fail_fn *fail, void *arg)
+{
+    /* Queue 0 is in replication order: the replies not yet covered by the
+     * backups' acknowledgements are its tail. */
+    s_held_t *h = s_unreplicated_tail(self, &self->q[0]);
     size_t n = 0;
     while (h) {
         s_held_t *next = h->next;
@@ -528,6 +601,17 @@ pm_journal_fail_unreplicated(pm_journal_t *self, pm_journal_fail_fn *fail, void 
         n++;
         fail(arg, h->session, h->peer, h->buf, h->len);
         free(h->peer);
+        free(h);
+        h = next;
+    }
+    /* The own holds likewise (their fn may hold again: the tail is off the
+     * queue first). */
+    h = s_unreplicated_tail(self, &self->q[2]);
+    while (h) {
+        s_held_t *next = h->next;
+        self->held--;
+        n++;
+        h->fn(h->item, PM_JOURNAL_FAILED);
         free(h);
         h = next;
     }

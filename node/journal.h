@@ -104,8 +104,9 @@ void pm_journal_hold_ex(pm_journal_t *self, uint64_t session, const char *peer, 
 /* Hands every held reply that still waits for the backups' acknowledgement
  * to fail (buf is handed over), instead of ever sending it: after a space
  * moved away, or when stopping, those changes may never reach the agent that
- * serves their space next, so they must not be acknowledged. Returns how
- * many. */
+ * serves their space next, so they must not be acknowledged. Own holds
+ * (pm_journal_hold_at) not covered by the backups go to their fn with
+ * PM_JOURNAL_FAILED. Returns how many. */
 typedef void(pm_journal_fail_fn)(void *arg, uint64_t session, const char *peer, uint8_t *buf,
                                  size_t len);
 size_t pm_journal_fail_unreplicated(pm_journal_t *self, pm_journal_fail_fn *fail, void *arg);
@@ -115,6 +116,26 @@ size_t pm_journal_fail_unreplicated(pm_journal_t *self, pm_journal_fail_fn *fail
  * answer that cannot be made durable in time is not given. Returns how
  * many. */
 size_t pm_journal_expire(pm_journal_t *self, int64_t now, pm_journal_fail_fn *fail, void *arg);
+/* A position in the journal: what was appended so far, and what was
+ * produced for the backups so far. Both only grow. */
+typedef struct pm_journal_pos {
+    uint64_t lsn, rseq;
+} pm_journal_pos_t;
+/* The position after everything appended so far. */
+pm_journal_pos_t pm_journal_pos(const pm_journal_t *self);
+/* Whether everything up to pos is durable here and acknowledged by the
+ * counted backups (and the journal has not failed). */
+int pm_journal_covered(const pm_journal_t *self, pm_journal_pos_t pos);
+/* A hold of the owner's own (not a message): fn(item, how) runs once, with
+ * PM_JOURNAL_RELEASED when pos is covered, PM_JOURNAL_FAILED when
+ * pm_journal_fail_unreplicated fails what is not at the backups yet (fn
+ * may hold again), or PM_JOURNAL_CLOSED when the journal closes with it
+ * held (fn must only free item: its owner is going). Released in position
+ * order; not bound to the order of replies (nothing is sent for it). */
+enum { PM_JOURNAL_RELEASED, PM_JOURNAL_FAILED, PM_JOURNAL_CLOSED };
+typedef void(pm_journal_hold_fn)(void *item, int how);
+void pm_journal_hold_at(pm_journal_t *self, pm_journal_pos_t pos, pm_journal_hold_fn *fn,
+                        void *item);
 /* Replication watermarks: records produced for backups so far, and how far
  * every backup has acknowledged. Releases what is now covered. */
 void pm_journal_repl(pm_journal_t *self, uint64_t produced, uint64_t acked);

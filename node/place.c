@@ -1,8 +1,49 @@
 /*
  * place.c - placement of invocations: on a local worker if one serves the
- * function, else on the member with the most free capacity for it; an
- * invocation placed elsewhere is kept until its target settles so it can be
- * placed again if that member dies. Results settle targets wherever they live.
+ * function, else on the member with the most free capacity for it; every
+ * invocation this agent places is kept (pm_deleg_t) until its target
+ * settles, so it can be placed again if that member dies, and its result
+ * settles the target only through it (the guard below).
+ *
+ * The guard of a result (issues 11 and 16). A then's function is invoked
+ * as soon as its source settles here, while the settle's record is still on
+ * its way to the WAL and the backups; what waits is the function's result.
+ *
+ *   R1. The result goes back to the agent that placed the invocation (a
+ *       member's agent sends it to the placer as a Result carrying the
+ *       placer's invocation id and target), never to whoever serves the
+ *       target's space now. An agent applies only a result of an
+ *       invocation it placed and still keeps (same id, same target, from
+ *       the member it placed it on): anything else is refused.
+ *   R2. It applies it only while it serves the target's space, and the
+ *       source's if it served that too, in the epochs it placed it in.
+ *   R3. It applies it only once its journal position at placement (every
+ *       record appended by then, the source's settle among them) is
+ *       durable here and acknowledged by the counted backups; until then
+ *       the result is held in the journal (pm_journal_hold_at). A hold the
+ *       journal fails (the in-sync set changed, the space moved, stopping)
+ *       is held again from the current position if R2 still holds, else
+ *       dropped.
+ *   R4. A placement whose spaces are not served here is not made.
+ *
+ * Why no target is settled from an outcome the space's next owner does not
+ * hold: a target is settled here only by R1-R3, so at that moment this
+ * agent serves the spaces in the placement's epoch and the source's settle
+ * is in its WAL and at every counted backup. Any next owner of the space
+ * (at a higher epoch) is chosen among those backups (issue 11: only an
+ * in-sync member takes over) or is this agent restarted from its WAL, so it
+ * holds the source's outcome, which is the input the function ran on (a
+ * promise settles once). The target's own settle is then an ordinary
+ * change: replicated, and acknowledged to nobody before it is durable
+ * (journal.c). If instead the space moves or this agent stops before R3
+ * releases the result, the result is dropped (R2, or the journal's fail):
+ * the next owner runs the continuation from its own copy (thens.c,
+ * pm_then_revive): if its copy has the source settled, on that outcome;
+ * if not, when it settles there. A result that reaches the next owner,
+ * or any agent but the placer, is refused by R1, as the next owner did not
+ * place it. A placer that restarted has no record of the invocations of
+ * its previous run (ids carry its generation), so R1 refuses their
+ * results too.
  */
 
 #include "place.h"
@@ -11,37 +52,28 @@
 #include "requests.h"
 #include "steptrace.h"
 
-/* Settles a target wherever it lives (invocation results). */
-int
-pm_place_settle_anywhere(void *arg, const char *target, int state, const void *data, size_t len)
+/* Whether this agent serves id's space; *epoch gets its epoch (0 without a
+ * mesh: a single agent serves everything it holds). */
+static int
+s_serves(pm_agent_t *self, const char *id, char *space, size_t cap, uint64_t *epoch)
 {
-    pm_agent_t *self = arg;
-    const char *node = NULL;
-    pm_route_t route = self->mesh ? pm_relay_route_of(self, target, &node) : PM_ROUTE_LOCAL;
-    if (route == PM_ROUTE_LOCAL)
-        return pm_store_settle(self->store, target, state, data, len, self->now_real, NULL);
-    if (route == PM_ROUTE_UNKNOWN)
-        return PM_ERR_NOT_FOUND;
-    /* Its owner is dead and nobody took over yet: the result is parked
-     * (relay.c) until somebody serves the space. */
-    pm_relay_t *r = pm_relay_new(self, PM_RELAY_FIRE, route == PM_ROUTE_REMOTE ? node : "", target);
-    pm_msg_t m = {.type = PM_MSG_SETTLE, .id = target, .state = state};
-    if (state == PM_STATE_RESOLVED) {
-        m.value = data;
-        m.value_len = len;
-    } else {
-        m.reason = data; /* reasons are NUL-terminated text */
-    }
-    PM_STEPTRACE_MARK("settle_send", data, len);
-    char reason[1024];
-    if (state != PM_STATE_RESOLVED) {
-        snprintf(reason, sizeof reason, "%.*s", (int) len, (const char *) data);
-        m.reason = reason;
-    }
-    if (route == PM_ROUTE_REMOTE)
-        return pm_relay_send(self, r, &m);
-    pm_relay_park_msg(self, r, &m);
-    return PM_OK;
+    *epoch = 0;
+    if (!self->mesh)
+        return 1;
+    return pm_id_space(id, space, cap) && pm_mesh_owns(self->mesh, space, epoch);
+}
+
+/* R2: this agent still serves d's spaces in the epochs it placed d in. */
+static int
+s_still_placer(pm_agent_t *self, const pm_deleg_t *d)
+{
+    if (!self->mesh)
+        return 1;
+    char space[PM_WIRE_MAX_NAME + 1];
+    uint64_t e;
+    if (!s_serves(self, d->target, space, sizeof space, &e) || e != d->epoch)
+        return 0;
+    return !d->src_space || (pm_mesh_owns(self->mesh, d->src_space, &e) && e == d->src_epoch);
 }
 
 int
@@ -68,6 +100,7 @@ pm_place_deleg_unlink(pm_agent_t *self, pm_deleg_t *d)
         self->delegs = d->next;
     if (d->next)
         d->next->prev = d->prev;
+    d->next = d->prev = NULL;
 }
 
 void
@@ -76,6 +109,7 @@ pm_place_deleg_free(pm_deleg_t *d)
     free(d->function);
     free(d->input);
     free(d->inv_id);
+    free(d->src_space);
     free(d);
 }
 
@@ -88,43 +122,260 @@ s_deleg_done(pm_watch_t *watch, pm_prom_t *p)
     pm_place_deleg_free(d);
 }
 
-/* Places an invocation on member `node`; kept until its target settles. */
-static int
-s_delegate(pm_agent_t *self, const char *node, const char *function, const uint8_t *input,
-           size_t len, const char *target)
+/* The invocation inv_id this agent placed for target and still keeps: one
+ * of the target's watches (few per promise). */
+static pm_deleg_t *
+s_find(pm_agent_t *self, const char *target, const char *inv_id)
 {
+    pm_prom_t *q = target ? pm_store_get(self->store, target) : NULL;
+    if (!q || !inv_id)
+        return NULL;
+    for (pm_watch_t *w = q->watches; w; w = w->next)
+        if (w->fn == s_deleg_done && strcmp(((pm_deleg_t *) w)->inv_id, inv_id) == 0)
+            return (pm_deleg_t *) w;
+    return NULL;
+}
+
+/* Sends d to member node; 0, or -1 if it cannot be sent. */
+static int
+s_send_invoke(pm_agent_t *self, pm_deleg_t *d, const char *node)
+{
+    pm_msg_t m = {.type = PM_MSG_INVOKE, .invocation_id = d->inv_id, .function = d->function,
+                  .value = d->input, .value_len = d->input_len, .target_id = d->target,
+                  .attempt = 1};
+    PM_STEPTRACE_MARK("inv_send", d->input, d->input_len);
+    if (pm_mesh_send(self->mesh, node, &m) != 0)
+        return -1;
+    PM_STEPTRACE_MARK("inv_sent", d->input, d->input_len);
+    snprintf(d->node, sizeof d->node, "%s", node);
+    d->sent_at = self->now_mono;
+    pm_log_debug("PM-INVOKE-PLACED", "%s for %s placed on %s", d->function, d->target, node);
+    return 0;
+}
+
+/* Runs function on input to settle target, guarded as the header says;
+ * source: the promise whose outcome input is (NULL: not known, the
+ * target's space alone is checked). */
+void
+pm_place_then(pm_agent_t *self, const char *source, const char *function, const uint8_t *input,
+              size_t len, const char *target)
+{
+    PM_STEPTRACE_MARK("place", input, len);
     pm_prom_t *q = pm_store_get(self->store, target);
     if (!q || q->state != PM_STATE_PENDING)
-        return -1; /* only the owner of the target places; others queue */
+        return; /* settled meanwhile: nothing waits for a result */
+    char space[PM_WIRE_MAX_NAME + 1], sspace[PM_WIRE_MAX_NAME + 1];
+    uint64_t epoch, sepoch = 0;
+    int src_other = source && pm_id_space(source, sspace, sizeof sspace) &&
+                    pm_id_space(target, space, sizeof space) && strcmp(space, sspace) != 0;
+    /* R4: the target's owner places (a copy kept as a backup, or left from
+     * when we served the space, does not). A source of another space is
+     * guarded too when it is ours; when it is not (a continuation revived
+     * by the target's new owner, its source's space served elsewhere), its
+     * outcome here came from its owner's replication stream. */
+    if (src_other && (!self->mesh || !pm_mesh_owns(self->mesh, sspace, &sepoch)))
+        src_other = 0;
+    if (!s_serves(self, target, space, sizeof space, &epoch)) {
+        pm_log(PM_LOG_DEBUG, "PM-INVOKE-NOT-PLACED", target,
+               "%s: its id space is not served here (its owner runs it)", function);
+        return;
+    }
     size_t tlen = strlen(target);
     pm_deleg_t *d = pm_xcalloc(1, sizeof *d + tlen + 1, "placed invocation");
     memcpy(d->target, target, tlen + 1);
     d->agent = self;
-    snprintf(d->node, sizeof d->node, "%s", node);
     d->function = pm_xstrdup(function, "placed invocation");
     d->input = pm_xmalloc(len, "placed invocation");
-    char iid[PM_WIRE_MAX_NAME + 32];
-    pm_id_tagged(iid, sizeof iid, self->space, 'd', ++self->next_deleg);
-    d->inv_id = pm_xstrdup(iid, "placed invocation");
     if (len)
         memcpy(d->input, input, len);
     d->input_len = len;
-    pm_msg_t m = {.type = PM_MSG_INVOKE, .invocation_id = iid, .function = function,
-                  .value = input, .value_len = len, .target_id = target, .attempt = 1};
-    PM_STEPTRACE_MARK("inv_send", input, len);
-    if (pm_mesh_send(self->mesh, node, &m) != 0) {
-        pm_place_deleg_free(d);
-        return -1;
+    /* Unique across this agent's runs: a result of a previous run's
+     * invocation finds no record (R1). */
+    char iid[PM_WIRE_MAX_NAME + 48];
+    if (!self->next_deleg)
+        self->next_deleg = self->generation << 32;
+    pm_id_tagged(iid, sizeof iid, self->space, 'd', ++self->next_deleg);
+    d->inv_id = pm_xstrdup(iid, "placed invocation");
+    if (self->journal)
+        d->pos = pm_journal_pos(self->journal);
+    d->epoch = epoch;
+    if (src_other) {
+        d->src_space = pm_xstrdup(sspace, "placed invocation");
+        d->src_epoch = sepoch;
     }
-    PM_STEPTRACE_MARK("inv_sent", input, len);
     d->sent_at = self->now_mono;
     pm_store_watch(q, &d->watch, s_deleg_done);
     d->next = self->delegs;
     if (self->delegs)
         self->delegs->prev = d;
     self->delegs = d;
-    pm_log_debug("PM-INVOKE-PLACED", "%s for %s placed on %s", function, target, node);
-    return 0;
+    if (self->mesh && !pm_workers_serves(self->workers, function)) {
+        const char *node = pm_mesh_place(self->mesh, function);
+        if (node && s_send_invoke(self, d, node) == 0)
+            return;
+    }
+    pm_workers_origin_t o = {.node = NULL, .inv_id = d->inv_id};
+    int err = pm_workers_invoke(self->workers, function, input, len, target, &o);
+    if (err != PM_OK)
+        pm_log(PM_LOG_ERROR, "PM-INVOKE-FAILED", target, "%s", pm_err_name(err));
+}
+
+void
+pm_place_invoke(pm_agent_t *self, const char *function, const uint8_t *input, size_t len,
+                const char *target)
+{
+    pm_place_then(self, NULL, function, input, len, target);
+}
+
+/* ---- results -------------------------------------------------------------- */
+
+/* Settles d's target with a result (R1-R3 hold). */
+static void
+s_apply(pm_agent_t *self, pm_deleg_t *d, int state, const void *data, size_t len)
+{
+    PM_STEPTRACE_MARK("result_apply", data, len);
+    int err = pm_store_settle(self->store, d->target, state, data, len, self->now_real, NULL);
+    if (err == PM_ERR_VALUE_TOO_LARGE) {
+        char why[160];
+        snprintf(why, sizeof why, "VALUE_TOO_LARGE: %s returned %zu bytes", d->function, len);
+        err = pm_store_settle(self->store, d->target, PM_STATE_REJECTED, why, strlen(why),
+                              self->now_real, NULL);
+    }
+    /* (d is freed by now if the target settled: its watch ran.) */
+    (void) err;
+}
+
+/* A result held until its placement's position is covered (R3). */
+typedef struct s_held_result {
+    pm_agent_t *agent;
+    char *from;
+    char *inv_id;
+    char *target;
+    int state;
+    uint8_t *data;
+    size_t len;
+} s_held_result_t;
+
+static void
+s_held_free(s_held_result_t *h)
+{
+    free(h->from);
+    free(h->inv_id);
+    free(h->target);
+    free(h->data);
+    free(h);
+}
+
+static void
+s_held_fn(void *item, int how)
+{
+    s_held_result_t *h = item;
+    if (how == PM_JOURNAL_CLOSED) {
+        s_held_free(h);
+        return;
+    }
+    pm_agent_t *self = h->agent;
+    pm_deleg_t *d = self->stopping ? NULL : s_find(self, h->target, h->inv_id);
+    if (d && strcmp(d->node, h->from) == 0 && s_still_placer(self, d)) {
+        if (how == PM_JOURNAL_RELEASED) {
+            s_apply(self, d, h->state, h->data, h->len);
+        } else {
+            /* The journal fails every space's unreplicated holds when one
+             * space moves or the in-sync set changes: ours still stands,
+             * and waits for what is appended now (covering d->pos). */
+            pm_journal_hold_at(self->journal, pm_journal_pos(self->journal), s_held_fn, h);
+            return;
+        }
+    } else {
+        self->results_refused++;
+        pm_log(PM_LOG_DEBUG, "PM-RESULT-DROPPED", h->target,
+               "result of %s dropped: its placement no longer stands here (the next owner "
+               "runs the continuation from its copy)", h->inv_id);
+    }
+    s_held_free(h);
+}
+
+/* A result of invocation inv_id for target, from member `from` ("": a local
+ * worker). PM_ERR_NOT_HOLDER when refused (R1, R2). */
+static int
+s_result(pm_agent_t *self, const char *from, const char *inv_id, const char *target, int state,
+         const void *data, size_t len)
+{
+    pm_deleg_t *d = s_find(self, target, inv_id);
+    if (!d || strcmp(d->node, from) != 0 || !s_still_placer(self, d)) {
+        self->results_refused++;
+        pm_log(PM_LOG_DEBUG, "PM-RESULT-REFUSED", target ? target : "?",
+               "result of %s from %s refused: %s", inv_id ? inv_id : "?", *from ? from : "here",
+               d && strcmp(d->node, from) == 0 ? "this agent no longer serves its id space in "
+                                                 "the epoch it placed it in"
+                                               : "no invocation this agent placed there waits for it "
+                                                 "(its target settled, or it was placed again)");
+        return PM_ERR_NOT_HOLDER;
+    }
+    if (!self->journal || pm_journal_covered(self->journal, d->pos)) {
+        s_apply(self, d, state, data, len);
+        return PM_OK;
+    }
+    s_held_result_t *h = pm_xcalloc(1, sizeof *h, "held result");
+    h->agent = self;
+    h->from = pm_xstrdup(from, "held result");
+    h->inv_id = pm_xstrdup(inv_id, "held result");
+    h->target = pm_xstrdup(target, "held result");
+    h->state = state;
+    h->data = pm_xmalloc(len + 1, "held result");
+    if (len)
+        memcpy(h->data, data, len);
+    h->data[len] = 0;
+    h->len = len;
+    pm_journal_hold_at(self->journal, d->pos, s_held_fn, h);
+    return PM_OK;
+}
+
+/* Workers hook: a local worker answered. The result goes to the placer: to
+ * this agent's guard, or back to the member that placed it. */
+int
+pm_place_settle_anywhere(void *arg, const pm_workers_origin_t *origin, const char *function,
+                         const char *target, int state, const void *data, size_t len)
+{
+    pm_agent_t *self = arg;
+    (void) function;
+    if (!origin || !origin->inv_id) /* placed without a record: settles directly */
+        return pm_store_settle(self->store, target, state, data, len, self->now_real, NULL);
+    if (!origin->node)
+        return s_result(self, "", origin->inv_id, target, state, data, len) == PM_OK
+                   ? PM_OK
+                   : PM_ERR_NOT_FOUND;
+    if (!self->mesh)
+        return PM_ERR_NOT_FOUND;
+    if (state == PM_STATE_RESOLVED && len > self->max_value_bytes)
+        return PM_ERR_VALUE_TOO_LARGE; /* workers.c rejects the target instead */
+    pm_msg_t m = {.type = PM_MSG_RESULT, .invocation_id = origin->inv_id, .target_id = target,
+                  .ok = state == PM_STATE_RESOLVED};
+    char reason[1024];
+    if (state == PM_STATE_RESOLVED) {
+        m.value = data;
+        m.value_len = len;
+    } else {
+        snprintf(reason, sizeof reason, "%.*s", (int) len, (const char *) data);
+        m.reason = reason;
+    }
+    PM_STEPTRACE_MARK("settle_send", data, len);
+    /* Not sent (the placer is gone): the next owner runs it from its copy;
+     * lost on the way: the placer sends the invocation again. */
+    if (pm_mesh_send(self->mesh, origin->node, &m) != 0)
+        pm_log(PM_LOG_DEBUG, "PM-RESULT-UNSENT", target, "to %s", origin->node);
+    return PM_OK;
+}
+
+void
+pm_place_on_result(pm_agent_t *self, const char *from, const pm_msg_t *m)
+{
+    int state = m->ok ? PM_STATE_RESOLVED : PM_STATE_REJECTED;
+    const char *why = m->reason && *m->reason ? m->reason : "worker failed";
+    const void *data = m->ok ? (const void *) m->value : why;
+    size_t len = m->ok ? (m->value ? m->value_len : 0) : strlen(why);
+    PM_STEPTRACE_MARK("result_in", data, len);
+    s_result(self, from, m->invocation_id, m->target_id, state, data, len);
 }
 
 /* Once a second: placed invocations whose targets are still pending, sent again to their
@@ -132,7 +383,8 @@ s_delegate(pm_agent_t *self, const char *node, const char *function, const uint8
  * been lost on the way (a connection reset, a member that dropped frames of
  * one it had just declared dead), and the member's death, which places it
  * again, may never come. The member ignores it while it holds one for that
- * target (workers.c); a result that is on its way makes it moot. */
+ * placement (workers.c); a result that is on its way makes it moot. One
+ * whose spaces moved on is forgotten (R2: its result would be refused). */
 void
 pm_place_tick(pm_agent_t *self, int64_t mono)
 {
@@ -142,41 +394,34 @@ pm_place_tick(pm_agent_t *self, int64_t mono)
     /* Queued here for a function nobody here serves (its worker died and
      * none came back): to a member with room for it, once one has. */
     pm_workers_offer_unserved(self->workers, pm_place_take_unserved, self);
-    for (pm_deleg_t *d = self->delegs; d; d = d->next) {
-        if (mono - d->sent_at < PM_PLACE_RESEND_MS || !pm_mesh_is_up(self->mesh, d->node))
+    for (pm_deleg_t *d = self->delegs, *next; d; d = next) {
+        next = d->next;
+        if (!s_still_placer(self, d)) {
+            pm_place_deleg_unlink(self, d);
+            pm_place_deleg_free(d);
             continue;
-        pm_msg_t m = {.type = PM_MSG_INVOKE, .invocation_id = d->inv_id, .function = d->function,
-                      .value = d->input, .value_len = d->input_len, .target_id = d->target,
-                      .attempt = 1};
-        if (pm_mesh_send(self->mesh, d->node, &m) == 0)
+        }
+        if (!d->node[0] || mono - d->sent_at < PM_PLACE_RESEND_MS ||
+            !pm_mesh_is_up(self->mesh, d->node))
+            continue;
+        char node[sizeof d->node];
+        snprintf(node, sizeof node, "%s", d->node);
+        if (s_send_invoke(self, d, node) == 0)
             self->inv_resent++;
         d->sent_at = mono;
     }
 }
 
-/* Runs function on input to settle target: on a local worker if one serves
- * it, else on the member with the most free capacity for it, else queued
- * here until some worker serves it. */
-void
-pm_place_invoke(pm_agent_t *self, const char *function, const uint8_t *input, size_t len,
-         const char *target)
-{
-    PM_STEPTRACE_MARK("place", input, len);
-    if (self->mesh && !pm_workers_serves(self->workers, function)) {
-        const char *node = pm_mesh_place(self->mesh, function);
-        if (node && s_delegate(self, node, function, input, len, target) == 0)
-            return;
-    }
-    int err = pm_workers_invoke(self->workers, function, input, len, target);
-    if (err != PM_OK)
-        pm_log(PM_LOG_ERROR, "PM-INVOKE-FAILED", target, "%s", pm_err_name(err));
-}
-
 int
-pm_place_take_unserved(void *arg, const char *function, const uint8_t *input, size_t len,
-                const char *target)
+pm_place_take_unserved(void *arg, const pm_workers_origin_t *origin, const char *function,
+                       const uint8_t *input, size_t len, const char *target)
 {
+    (void) input;
+    (void) len;
     pm_agent_t *self = arg;
+    pm_deleg_t *d = s_find(self, target, origin ? origin->inv_id : NULL);
+    if (!d || !s_still_placer(self, d))
+        return 1; /* nothing waits for it here any more */
     const char *node = pm_mesh_place(self->mesh, function);
-    return node && s_delegate(self, node, function, input, len, target) == 0;
+    return node && s_send_invoke(self, d, node) == 0;
 }

@@ -40,62 +40,16 @@ s_then_done(pm_watch_t *watch, pm_prom_t *q)
     pm_then_free(t);
 }
 
-/* Runs function on the source's outcome, once the records that settled the
- * source are durable here and at the backups, like the reply that
- * acknowledges them: an invocation shows the outcome to a worker, whose
- * result settles the target wherever it lives. Placed at once, a settle
- * this agent applied but never replicated (cut off or paused with it
- * queued; its space moved meanwhile, its reply failed UNREACHABLE) ran f on
- * an outcome the heir's copy does not have, and the stale result settled
- * the target there: the simulator's V6, seeds 130, 241 and more (tests/sim).
- * Held, the invocation is dropped with the unreplicated records, and the
- * heir runs the continuation from its own copy (pm_then_revive). */
+/* Runs function on the source's outcome at once: the invocation overlaps
+ * the durability of the settle that fired it, and its result is what waits
+ * (place.c: it settles the target only when that settle is durable here and
+ * at the backups, and only while this agent still serves the spaces in the
+ * epoch it placed it in). */
 static void
-s_place(pm_agent_t *self, const char *function, const uint8_t *input, size_t len,
-        const char *target)
+s_place(pm_agent_t *self, const char *source, const char *function, const uint8_t *input,
+        size_t len, const char *target)
 {
-    if (!self->journal || !pm_journal_must_hold(self->journal)) {
-        pm_place_invoke(self, function, input, len, target);
-        return;
-    }
-    pm_msg_t m = {.type = PM_MSG_INVOKE, .invocation_id = "held", .function = function,
-                  .value = input, .value_len = input ? len : 0, .target_id = target,
-                  .attempt = 1};
-    size_t n;
-    uint8_t *buf = pm_wire_encode(&m, &n);
-    if (!buf)
-        pm_oom("holding an invocation");
-    pm_journal_hold_ex(self->journal, PM_AGENT_HELD_INVOKE, NULL, buf, n, 0, 0, 0, 0);
-}
-
-void
-pm_then_held_failed(pm_agent_t *self, uint8_t *buf, size_t len)
-{
-    pm_msg_t m = {0};
-    int keep = 0;
-    if (!self->stopping && pm_wire_decode(buf, len, &m) == PM_OK &&
-        m.type == PM_MSG_INVOKE) {
-        const pm_prom_t *q = pm_store_get(self->store, m.target_id);
-        char space[PM_WIRE_MAX_NAME + 1];
-        keep = q && !q->passive && q->state == PM_STATE_PENDING &&
-               (!self->mesh || (pm_id_space(m.target_id, space, sizeof space) &&
-                                pm_mesh_owns(self->mesh, space, NULL)));
-    }
-    pm_wire_release(&m);
-    if (keep)
-        pm_journal_hold_ex(self->journal, PM_AGENT_HELD_INVOKE, NULL, buf, len, 0, 0, 0, 0);
-    else
-        free(buf);
-}
-
-void
-pm_then_place_held(pm_agent_t *self, const uint8_t *buf, size_t len)
-{
-    pm_msg_t m = {0};
-    /* Stopping: not placed (a restart runs the continuation again). */
-    if (!self->stopping && pm_wire_decode(buf, len, &m) == PM_OK && m.type == PM_MSG_INVOKE)
-        pm_place_invoke(self, m.function, m.value, m.value_len, m.target_id);
-    pm_wire_release(&m);
+    pm_place_then(self, source, function, input, len, target);
 }
 
 static void
@@ -104,10 +58,10 @@ s_then_fired(pm_watch_t *watch, pm_prom_t *p)
     pm_then_t *t = (pm_then_t *) watch;
     pm_agent_t *self = t->agent;
     if (p->state == PM_STATE_RESOLVED) {
-        s_place(self, t->function, p->data, p->data_len, t->target);
+        s_place(self, p->id, t->function, p->data, p->data_len, t->target);
     } else if (t->on_reject) {
         /* The chain recovers: the handler gets the reason as its input. */
-        s_place(self, t->on_reject, p->data, p->data ? p->data_len : 0, t->target);
+        s_place(self, p->id, t->on_reject, p->data, p->data ? p->data_len : 0, t->target);
     } else {
         /* The chain stops here: say which link failed and why. */
         char why[512];

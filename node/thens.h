@@ -17,15 +17,6 @@ void pm_then_unlink(pm_agent_t *self, pm_then_t *t);
  * their invocation may have been lost with the last run; rejected when the
  * source failed. */
 void pm_then_revive(pm_agent_t *self, const pm_cont_t *c);
-/* The journal released an invocation held until the settlement that fired
- * it was durable and replicated (buf: an encoded INVOKE; borrowed). */
-void pm_then_place_held(pm_agent_t *self, const uint8_t *buf, size_t len);
-/* The journal failed it (changes not replicated when a space moved, the
- * agent was fenced or stops; buf handed over): dropped when its target's
- * space is no longer served here (the next owner runs the continuation
- * from its copy), else held again until this agent's records are
- * replicated (the journal fails every space's unreplicated messages). */
-void pm_then_held_failed(pm_agent_t *self, uint8_t *buf, size_t len);
 /* The record of a registered continuation (borrows from t). */
 pm_rec_t pm_then_rec(const pm_then_t *t);
 /* Continuations from the WAL whose target still waits: those of spaces we

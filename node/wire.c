@@ -304,6 +304,7 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         result.value.data = (uint8_t *) m->value;
         result.value.len = m->value ? m->value_len : 0;
         result.reason = s_str(m->reason);
+        result.target_id = s_str(m->target_id);
         break;
     case PM_MSG_MEMBERS:
         env.body_case = PMESH__ENVELOPE__BODY_MEMBERS;
@@ -687,7 +688,9 @@ s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
         m->value = env->result->value.data;
         m->value_len = env->result->value.len;
         m->reason = env->result->reason;
-        return s_name_ok(m->invocation_id) ? 0 : -1;
+        m->target_id = s_opt(env->result->target_id);
+        return s_name_ok(m->invocation_id) && (!m->target_id || s_name_ok(m->target_id)) ? 0
+                                                                                       : -1;
     case PMESH__ENVELOPE__BODY_MEMBERS:
         m->type = PM_MSG_MEMBERS;
         return 0;

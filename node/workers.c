@@ -45,6 +45,9 @@ struct s_inv {
     uint8_t *input;
     size_t input_len;
     char *target;
+    char *origin_node; /* NULL: placed here */
+    char *origin_inv;  /* NULL: none */
+    char *key;         /* in pm_workers.targets: origin (node/id), or the target */
     uint32_t attempt;
     s_worker_t *worker; /* NULL while queued */
     s_inv_t *next, *prev; /* queue or worker's held list */
@@ -58,7 +61,8 @@ struct pm_workers {
     zhashx_t *funcs;   /* name -> s_func_t */
     zhashx_t *workers; /* "%p" of who -> s_worker_t */
     zhashx_t *invs;    /* id -> s_inv_t */
-    zhashx_t *targets; /* target id -> s_inv_t: one invocation per target at a time */
+    zhashx_t *targets; /* s_inv_t.key -> s_inv_t: one invocation per origin id (or
+                        * target) at a time */
     pm_workers_stats_t stats;
 };
 
@@ -71,6 +75,9 @@ s_inv_free(s_inv_t **inv_p)
     free(inv->id);
     free(inv->input);
     free(inv->target);
+    free(inv->origin_node);
+    free(inv->origin_inv);
+    free(inv->key);
     free(inv);
     *inv_p = NULL;
 }
@@ -204,8 +211,8 @@ s_unlink(s_inv_t **head, s_inv_t **tail, s_inv_t *inv)
 static void
 s_forget_inv(pm_workers_t *self, s_inv_t *inv)
 {
-    if (zhashx_lookup(self->targets, inv->target) == inv)
-        zhashx_delete(self->targets, inv->target);
+    if (zhashx_lookup(self->targets, inv->key) == inv)
+        zhashx_delete(self->targets, inv->key);
     zhashx_delete(self->invs, inv->id);
     s_inv_free(&inv);
 }
@@ -310,13 +317,26 @@ pm_workers_register(pm_workers_t *self, void *who, const char *const *functions,
 
 int
 pm_workers_invoke(pm_workers_t *self, const char *function, const uint8_t *input, size_t len,
-                  const char *target_id)
+                  const char *target_id, const pm_workers_origin_t *origin)
 {
     PM_STEPTRACE_MARK("wk_invoke", input, len);
-    /* The target's owner sends a placed invocation again when it has heard
-     * nothing for a while (place.c): one already queued or running here
-     * for that target is enough (a target settles once). */
-    if (zhashx_lookup(self->targets, target_id)) {
+    /* The placer sends a placed invocation again when it has heard nothing
+     * for a while (place.c): one already queued or running here for that
+     * placement is enough. Another placement for the same target (an heir
+     * placing the continuation from its own copy) runs too: its result goes
+     * to its own placer, and the target settles once. */
+    const char *onode = origin ? origin->node : NULL;
+    const char *oinv = origin ? origin->inv_id : NULL;
+    char *key;
+    if (oinv) {
+        size_t n = (onode ? strlen(onode) : 0) + strlen(oinv) + 2;
+        key = pm_xmalloc(n, "invocation");
+        snprintf(key, n, "%s/%s", onode ? onode : "", oinv);
+    } else {
+        key = pm_xstrdup(target_id, "invocation");
+    }
+    if (zhashx_lookup(self->targets, key)) {
+        free(key);
         self->stats.duplicates++;
         return PM_OK;
     }
@@ -326,13 +346,18 @@ pm_workers_invoke(pm_workers_t *self, const char *function, const uint8_t *input
     pm_id_tagged(id, sizeof id, self->space, 'i', ++self->next_inv);
     inv->id = pm_xstrdup(id, "invocation");
     inv->target = pm_xstrdup(target_id, "invocation");
+    inv->key = key;
+    if (onode)
+        inv->origin_node = pm_xstrdup(onode, "invocation");
+    if (oinv)
+        inv->origin_inv = pm_xstrdup(oinv, "invocation");
     inv->input = pm_xmalloc(len, "invocation");
     if (len)
         memcpy(inv->input, input, len);
     inv->input_len = len;
     inv->func = s_func_get(self, function, 1);
     zhashx_insert(self->invs, inv->id, inv);
-    zhashx_insert(self->targets, inv->target, inv);
+    zhashx_insert(self->targets, inv->key, inv);
     s_push(&inv->func->head, &inv->func->tail, inv, 0);
     self->stats.queued++;
     self->stats.invoked++;
@@ -366,23 +391,26 @@ pm_workers_result(pm_workers_t *self, void *who, const pm_msg_t *r)
     s_worker_t *w = inv->worker;
     s_release(self, inv);
     int err;
+    pm_workers_origin_t o = {.node = inv->origin_node, .inv_id = inv->origin_inv};
+    const char *fn = inv->func->name;
     if (r->ok) {
         self->stats.completed++;
         inv->func->completed++;
-        err = self->hooks.settle(self->arg, inv->target, PM_STATE_RESOLVED, r->value,
+        err = self->hooks.settle(self->arg, &o, fn, inv->target, PM_STATE_RESOLVED, r->value,
                                  r->value_len);
         if (err == PM_ERR_VALUE_TOO_LARGE) {
             char why[160];
             snprintf(why, sizeof why, "VALUE_TOO_LARGE: %s returned %zu bytes",
                      inv->func->name, r->value_len);
-            err = self->hooks.settle(self->arg, inv->target, PM_STATE_REJECTED, why,
+            err = self->hooks.settle(self->arg, &o, fn, inv->target, PM_STATE_REJECTED, why,
                                      strlen(why));
         }
     } else {
         self->stats.failed++;
         inv->func->failed++;
         const char *why = r->reason && *r->reason ? r->reason : "worker failed";
-        err = self->hooks.settle(self->arg, inv->target, PM_STATE_REJECTED, why, strlen(why));
+        err = self->hooks.settle(self->arg, &o, fn, inv->target, PM_STATE_REJECTED, why,
+                                 strlen(why));
     }
     if (err != PM_OK && err != PM_ERR_ALREADY_SETTLED && err != PM_ERR_TIMED_OUT &&
         err != PM_ERR_NOT_FOUND)
@@ -458,7 +486,12 @@ pm_workers_offer_unserved(pm_workers_t *self, pm_workers_take_fn *take, void *ar
             continue;
         for (s_inv_t *inv = f->head; inv;) {
             s_inv_t *next = inv->next;
-            if (take(arg, f->name, inv->input, inv->input_len, inv->target)) {
+            /* Only what this agent placed: a member's invocation waits here
+             * for a worker (its placer sends it again, and places it anew
+             * if we die). */
+            pm_workers_origin_t o = {.node = inv->origin_node, .inv_id = inv->origin_inv};
+            if (!inv->origin_node &&
+                take(arg, &o, f->name, inv->input, inv->input_len, inv->target)) {
                 s_unlink(&f->head, &f->tail, inv);
                 self->stats.queued--;
                 s_forget_inv(self, inv);

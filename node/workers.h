@@ -21,18 +21,31 @@
 
 typedef struct pm_workers pm_workers_t;
 
+/* Who placed an invocation: the member (node, NULL: this agent) and its id
+ * there (inv_id; NULL: none, the result settles the target directly). Its
+ * result goes back to whoever placed it (place.c says why). */
+typedef struct pm_workers_origin {
+    const char *node;
+    const char *inv_id;
+} pm_workers_origin_t;
+
 /* What the worker table needs from its owner: sending to a worker session,
- * settling a target (which may live on another agent), and whether a target
- * still waits for a result (true when unknown). */
+ * handing a result to the invocation's origin (settle: which may refuse it
+ * or hold it; PM_ERR_VALUE_TOO_LARGE makes the table reject the target
+ * instead), and whether a target still waits for a result (true when
+ * unknown). */
 typedef struct pm_workers_hooks {
     void (*send)(void *arg, void *who, const pm_msg_t *msg);
-    int (*settle)(void *arg, const char *target, int state, const void *data, size_t len);
+    int (*settle)(void *arg, const pm_workers_origin_t *origin, const char *function,
+                  const char *target, int state, const void *data, size_t len);
     int (*pending)(void *arg, const char *target);
 } pm_workers_hooks_t;
 
-/* Offered a queued invocation nobody here serves; returns 1 to take it. */
-typedef int(pm_workers_take_fn)(void *arg, const char *function, const uint8_t *input,
-                                 size_t len, const char *target);
+/* Offered a queued invocation nobody here serves and this agent placed
+ * (origin->node NULL); returns 1 to take it. */
+typedef int(pm_workers_take_fn)(void *arg, const pm_workers_origin_t *origin,
+                                 const char *function, const uint8_t *input, size_t len,
+                                 const char *target);
 
 typedef struct pm_workers_stats {
     uint64_t invoked;   /* invocations created */
@@ -41,7 +54,8 @@ typedef struct pm_workers_stats {
     uint64_t failed;    /* worker answered with an error */
     uint64_t retried;   /* re-queued after a worker vanished */
     uint64_t dropped;   /* target settled before a worker took it */
-    uint64_t duplicates; /* an invocation for a target already queued or running here */
+    uint64_t duplicates; /* an invocation already queued or running here (its origin's id,
+                          * or its target) */
     uint64_t not_holder;
     size_t queued;
     size_t inflight;
@@ -56,9 +70,13 @@ void pm_workers_destroy(pm_workers_t **self_p);
  * again adds functions and replaces the concurrency. */
 int pm_workers_register(pm_workers_t *self, void *who, const char *const *functions, size_t n,
                         uint32_t concurrency);
-/* Queues an invocation of `function` with input that settles target_id. */
+/* Queues an invocation of `function` with input that settles target_id;
+ * origin (NULL: placed here, no id) says where its result goes. One
+ * invocation per origin id is queued or running at a time (its placer
+ * sends it again when it hears nothing: place.c), or, without an id, one
+ * per target. */
 int pm_workers_invoke(pm_workers_t *self, const char *function, const uint8_t *input, size_t len,
-                      const char *target_id);
+                      const char *target_id, const pm_workers_origin_t *origin);
 /* A worker's answer. PM_ERR_NOT_HOLDER if `who` does not hold that invocation
  * (unknown, already answered, or given to another worker). */
 int pm_workers_result(pm_workers_t *self, void *who, const pm_msg_t *result);

@@ -118,6 +118,90 @@ test_unreplicated_replies_fail(void **state)
     assert_int_equal(o.n_sent, 1);
 }
 
+/* Own holds (pm_journal_hold_at): what each saw, in order. */
+typedef struct s_own {
+    pm_journal_t *j;
+    int id;
+    int rehold; /* on FAILED: hold again from the current position */
+} s_own_t;
+static int s_own_log[32], s_own_how[32];
+static size_t s_own_n;
+
+static void
+s_own_fn(void *item, int how)
+{
+    s_own_t *h = item;
+    assert_true(s_own_n < 32);
+    s_own_log[s_own_n] = h->id;
+    s_own_how[s_own_n++] = how;
+    if (how == PM_JOURNAL_FAILED && h->rehold) {
+        h->rehold = 0;
+        pm_journal_hold_at(h->j, pm_journal_pos(h->j), s_own_fn, h);
+    }
+}
+
+/* A result held at its placement's position: released once that position
+ * (not later ones) is covered by the backups, in position order, apart from
+ * replies; failed with the unreplicated replies, and then held again or
+ * dropped; closed without a release. */
+static void
+test_own_holds(void **state)
+{
+    (void) state;
+    s_out_t o = {0};
+    char err[128];
+    s_own_n = 0;
+    pm_journal_t *j = pm_journal_open(NULL, 0, NULL, s_send, &o, err, sizeof err);
+    assert_non_null(j);
+    s_append(j);
+    pm_journal_repl(j, 1, 0);
+    pm_journal_pos_t p1 = pm_journal_pos(j); /* the source's settle: record 1 */
+    assert_false(pm_journal_covered(j, p1));
+    s_append(j);
+    pm_journal_repl(j, 2, 0);
+    pm_journal_pos_t p2 = pm_journal_pos(j);
+    s_own_t a = {j, 1, 0}, b = {j, 2, 0};
+    pm_journal_hold_at(j, p2, s_own_fn, &b); /* held later at an earlier position */
+    pm_journal_hold_at(j, p1, s_own_fn, &a);
+    s_hold(j, 5, 0); /* a reply at position 2 */
+    assert_true(pm_journal_must_hold(j));
+    pm_journal_repl(j, 2, 1); /* record 1 at the backups: a, not b, not the reply */
+    assert_true(pm_journal_covered(j, p1));
+    assert_int_equal(s_own_n, 1);
+    assert_int_equal(s_own_log[0], 1);
+    assert_int_equal(s_own_how[0], PM_JOURNAL_RELEASED);
+    assert_int_equal(o.n_sent, 0);
+    pm_journal_repl(j, 2, 2);
+    assert_int_equal(s_own_n, 2);
+    assert_int_equal(s_own_log[1], 2);
+    assert_int_equal(o.n_sent, 1);
+    /* Not covered yet when the in-sync set changes: failed; one holds
+     * again (and is released later), one is dropped. */
+    s_append(j);
+    pm_journal_repl(j, 3, 2);
+    s_own_t c = {j, 3, 1}, d = {j, 4, 0};
+    pm_journal_hold_at(j, pm_journal_pos(j), s_own_fn, &c);
+    pm_journal_hold_at(j, pm_journal_pos(j), s_own_fn, &d);
+    assert_int_equal(pm_journal_fail_unreplicated(j, s_fail, &o), 2);
+    assert_int_equal(s_own_n, 4);
+    assert_int_equal(s_own_how[2], PM_JOURNAL_FAILED);
+    assert_int_equal(s_own_how[3], PM_JOURNAL_FAILED);
+    pm_journal_repl(j, 3, 3);
+    assert_int_equal(s_own_n, 5);
+    assert_int_equal(s_own_log[4], 3);
+    assert_int_equal(s_own_how[4], PM_JOURNAL_RELEASED);
+    /* Held at close: closed, never released. */
+    s_append(j);
+    pm_journal_repl(j, 4, 3);
+    s_own_t e = {j, 5, 0};
+    pm_journal_hold_at(j, pm_journal_pos(j), s_own_fn, &e);
+    pm_journal_close(&j);
+    assert_int_equal(s_own_n, 6);
+    assert_int_equal(s_own_log[5], 5);
+    assert_int_equal(s_own_how[5], PM_JOURNAL_CLOSED);
+    assert_int_equal(o.n_failed, 0);
+}
+
 static int
 s_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -161,6 +245,7 @@ main(void)
         cmocka_unit_test(test_replies_wait_for_the_backups),
         cmocka_unit_test(test_unreplicated_replies_fail),
         cmocka_unit_test(test_replies_wait_for_the_wal),
+        cmocka_unit_test(test_own_holds),
     };
     return cmocka_run_group_tests_name("journal", tests, NULL, NULL);
 }

@@ -39,6 +39,7 @@ typedef struct {
     char data[256];
     size_t len;
     int rc;
+    char onode[64], oinv[64]; /* its origin ("": none) */
 } s_settled_t;
 
 /* One fake owner per test (reset by s_setup). */
@@ -76,12 +77,17 @@ s_send(void *arg, void *who, const pm_msg_t *m)
 }
 
 static int
-s_settle(void *arg, const char *target, int state, const void *data, size_t len)
+s_settle(void *arg, const pm_workers_origin_t *origin, const char *function, const char *target,
+         int state, const void *data, size_t len)
 {
     assert_ptr_equal(arg, &s_ctx);
+    assert_non_null(origin);
+    assert_non_null(function);
     assert_true(s_ctx.n_settled < 256);
     s_settled_t *s = &s_ctx.settled[s_ctx.n_settled++];
     snprintf(s->target, sizeof s->target, "%s", target);
+    snprintf(s->onode, sizeof s->onode, "%s", origin->node ? origin->node : "");
+    snprintf(s->oinv, sizeof s->oinv, "%s", origin->inv_id ? origin->inv_id : "");
     s->state = state;
     s->len = len;
     memcpy(s->data, data, len < sizeof s->data ? len : sizeof s->data);
@@ -141,7 +147,7 @@ static void
 s_invoke(const char *fn, const char *target, const char *input)
 {
     assert_int_equal(pm_workers_invoke(s_ctx.workers, fn, (const uint8_t *) input,
-                                       input ? strlen(input) : 0, target),
+                                       input ? strlen(input) : 0, target, NULL),
                      PM_OK);
 }
 
@@ -226,7 +232,7 @@ test_invoke_dispatches_to_free_slot(void **state)
     s_target("t1");
     s_target("t2");
     const uint8_t input[] = {'i', 0, 'n', 0xfe};
-    assert_int_equal(pm_workers_invoke(s_ctx.workers, "resize", input, sizeof input, "t1"), PM_OK);
+    assert_int_equal(pm_workers_invoke(s_ctx.workers, "resize", input, sizeof input, "t1", NULL), PM_OK);
     assert_int_equal(s_ctx.n_sent, 1);
     s_sent_t *s = &s_ctx.sent[0];
     assert_ptr_equal(s->who, W1);
@@ -618,8 +624,10 @@ test_settled_target_dropped_at_dispatch(void **state)
 static int s_take_calls;
 
 static int
-s_take(void *arg, const char *function, const uint8_t *input, size_t len, const char *target)
+s_take(void *arg, const pm_workers_origin_t *origin, const char *function, const uint8_t *input,
+       size_t len, const char *target)
 {
+    assert_null(origin->node);
     assert_ptr_equal(arg, &s_take_calls);
     s_take_calls++;
     assert_string_equal(function, "remote");
@@ -649,6 +657,78 @@ test_offer_unserved(void **state)
     s_register(W2, "remote", 5);
     assert_int_equal(s_ctx.n_sent, 2);
     assert_string_equal(s_ctx.sent[1].target, "leave-me");
+}
+
+/* A placed invocation carries its origin (the member that placed it and its
+ * id there): a resend of the same placement is a duplicate, another
+ * placement for the same target (an heir's) runs too, and each result goes
+ * to its own origin. */
+static void
+test_origin_per_placement(void **state)
+{
+    (void) state;
+    s_target("t");
+    pm_workers_origin_t a = {.node = "n1", .inv_id = "n1-x-d1"};
+    pm_workers_origin_t a2 = {.node = "n1", .inv_id = "n1-x-d1"};
+    pm_workers_origin_t b = {.node = "n3", .inv_id = "n3-y-d7"};
+    pm_workers_origin_t local = {.node = NULL, .inv_id = "me-d2"};
+    assert_int_equal(pm_workers_invoke(s_ctx.workers, "f", (const uint8_t *) "in", 2, "t", &a),
+                     PM_OK);
+    assert_int_equal(pm_workers_invoke(s_ctx.workers, "f", (const uint8_t *) "in", 2, "t", &a2),
+                     PM_OK); /* the placer's resend */
+    assert_int_equal(s_stats().duplicates, 1);
+    assert_int_equal(pm_workers_invoke(s_ctx.workers, "f", (const uint8_t *) "in", 2, "t", &b),
+                     PM_OK); /* the heir's own placement */
+    assert_int_equal(pm_workers_invoke(s_ctx.workers, "f", (const uint8_t *) "in", 2, "t",
+                                       &local),
+                     PM_OK);
+    assert_int_equal(s_stats().invoked, 3);
+    assert_int_equal(s_stats().duplicates, 1);
+    s_register(W1, "f", 4);
+    assert_int_equal(s_ctx.n_sent, 3);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(s_result(W1, s_ctx.sent[i].inv_id, 1, "v", 1, NULL), PM_OK);
+    assert_int_equal(s_ctx.n_settled, 3);
+    assert_string_equal(s_ctx.settled[0].onode, "n1");
+    assert_string_equal(s_ctx.settled[0].oinv, "n1-x-d1");
+    assert_string_equal(s_ctx.settled[1].onode, "n3");
+    assert_string_equal(s_ctx.settled[1].oinv, "n3-y-d7");
+    assert_string_equal(s_ctx.settled[2].onode, "");
+    assert_string_equal(s_ctx.settled[2].oinv, "me-d2");
+    /* Answered: the same placement sent again runs again (its result may
+     * have been lost on the way back). */
+    assert_int_equal(pm_workers_invoke(s_ctx.workers, "f", (const uint8_t *) "in", 2, "u", &a),
+                     PM_OK);
+    assert_int_equal(s_stats().invoked, 4);
+}
+
+/* Only what this agent placed is offered for placement on a member: a
+ * member's invocation waits here for a worker. */
+static int s_take_any;
+static int
+s_take_all(void *arg, const pm_workers_origin_t *origin, const char *function,
+           const uint8_t *input, size_t len, const char *target)
+{
+    (void) arg, (void) function, (void) input, (void) len, (void) target;
+    assert_null(origin->node);
+    s_take_any++;
+    return 1;
+}
+
+static void
+test_offer_only_own(void **state)
+{
+    (void) state;
+    s_target("m");
+    s_target("o");
+    pm_workers_origin_t member = {.node = "n1", .inv_id = "n1-x-d1"};
+    pm_workers_origin_t own = {.node = NULL, .inv_id = "me-d1"};
+    assert_int_equal(pm_workers_invoke(s_ctx.workers, "g", NULL, 0, "m", &member), PM_OK);
+    assert_int_equal(pm_workers_invoke(s_ctx.workers, "g", NULL, 0, "o", &own), PM_OK);
+    s_take_any = 0;
+    pm_workers_offer_unserved(s_ctx.workers, s_take_all, NULL);
+    assert_int_equal(s_take_any, 1);
+    assert_int_equal(s_stats().queued, 1);
 }
 
 static void
@@ -687,6 +767,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_settled_target_dropped_at_dispatch, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_offer_unserved, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_origin_per_placement, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_offer_only_own, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_destroy_with_work_in_flight, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name("workers", tests, NULL, NULL);
