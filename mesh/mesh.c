@@ -374,14 +374,47 @@ pm_mesh_publish_meta(pm_mesh_t *self, uint64_t now)
     uint8_t *buf = pm_wire_meta_encode(&meta, &len);
     if (!buf)
         return;
+    /* Too big: with a store, the longest prefix of our spaces that fits
+     * (bisection over the count; the list starts with our own). */
+    size_t fit = self->n_mine;
+    if (len > PM_SWIM_META_MAX && self->meta_trim) {
+        size_t lo = 1, hi = self->n_mine;
+        while (lo < hi) {
+            meta.space_count = (lo + hi + 1) / 2;
+            size_t l;
+            uint8_t *b = pm_wire_meta_encode(&meta, &l);
+            if (b && l <= PM_SWIM_META_MAX)
+                lo = meta.space_count;
+            else
+                hi = meta.space_count - 1;
+            free(b);
+        }
+        meta.space_count = fit = lo;
+        free(buf);
+        buf = pm_wire_meta_encode(&meta, &len);
+        if (!buf)
+            return;
+    }
+    if (fit < self->n_mine && self->n_mine - fit != self->meta_trimmed)
+        pm_log_warn("PM-MESH-META-TRIMMED", "announcing %zu of the %zu id spaces we serve: the "
+                    "rest do not fit in %d bytes of gossip; the configuration store routes "
+                    "requests for them", fit, self->n_mine, PM_SWIM_META_MAX);
+    self->meta_trimmed = self->n_mine - fit;
+    self->meta_spaces = 0;
     if (len > PM_SWIM_META_MAX)
         pm_log_warn("PM-MESH-META-TOO-BIG", "metadata of %zu bytes exceeds %d; not published",
                     len, PM_SWIM_META_MAX);
-    else
-        pm_swim_set_meta(self->swim, buf, len, now);
+    else if (pm_swim_set_meta(self->swim, buf, len, now) == 0)
+        self->meta_spaces = meta.space_count;
     free(buf);
     self->meta_dirty = 0;
     self->meta_at = now;
+}
+
+size_t
+pm_mesh_meta_spaces(const pm_mesh_t *self)
+{
+    return self->meta_spaces;
 }
 
 void
@@ -758,6 +791,7 @@ pm_mesh_new(void *ctx, const pm_config_t *cfg, const char *node, const char *spa
     self->hooks = *hooks;
     self->arg = arg;
     self->seed_refresh = cfg->seed_refresh;
+    self->meta_trim = cfg->coordination && *cfg->coordination;
     self->peers = zhashx_new();
     self->owners = zhashx_new();
     self->lost = zhashx_new();

@@ -80,6 +80,9 @@ void pm_mesh_set_functions(pm_mesh_t *self, const pm_fn_cap_t *fns, size_t n);
 /* Starts serving space at epoch (a takeover): routed here from now on,
  * announced at once. */
 void pm_mesh_claim(pm_mesh_t *self, const char *space, uint64_t epoch);
+/* How many served spaces the metadata last published names (0: none was
+ * published, e.g. too big without a configuration store). */
+size_t pm_mesh_meta_spaces(const pm_mesh_t *self);
 /* Stops serving space (it moved to a higher epoch elsewhere). */
 void pm_mesh_unclaim(pm_mesh_t *self, const char *space);
 /* Whether this agent serves space; *epoch (if not NULL) gets its epoch. */

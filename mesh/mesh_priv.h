@@ -65,6 +65,12 @@ struct pm_mesh {
     pm_fn_cap_t *fns; /* ours, published */
     size_t n_fns;
     int meta_dirty;
+    /* With a configuration store, gossip only hints at owners (the store
+     * routes the rest, relay.c): metadata too big for SWIM announces as many
+     * spaces as fit, our own first, instead of nothing. */
+    int meta_trim;
+    size_t meta_trimmed; /* spaces left out of the last metadata (logged on change) */
+    size_t meta_spaces;  /* spaces in the metadata last published (0: none published) */
     uint64_t meta_at;
     int left;
     uint64_t sent[PM_MESH_KINDS], recv[PM_MESH_KINDS];

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "memnet.h"
 #include "mesh.h"
+#include "mesh_priv.h"
 #include "rand.h"
 #include "resolve.h"
 #include "transport.h"
@@ -384,6 +385,52 @@ test_meshes_join_detect_heal(void **state)
     assert_int_equal(t1.sent, t2.sent);
 }
 
+/* Metadata that outgrows SWIM's 4 KiB: with a configuration store (which
+ * routes what gossip leaves out), the longest prefix of our served spaces
+ * that fits is announced, our own first; without one, nothing (gossip is
+ * the only routing there, and a partial list would mislead). */
+static void
+test_mesh_meta_trim(void **state)
+{
+    (void) state;
+    pm_memnet_t *net = pm_memnet_new(7);
+    pm_memnet_use(net);
+    pm_clock_fake_t clock;
+    pm_clock_fake_init(&clock, 1000000, 1700000000000LL);
+    pm_clock_use(&clock.clock);
+    size_t announced[2];
+    for (int coordinated = 0; coordinated < 2; coordinated++) {
+        pm_config_t *cfg = pm_config_new();
+        s_set(cfg, "bind", coordinated ? "tcp://10.0.0.9:7001" : "tcp://10.0.0.8:7001");
+        s_set(cfg, "insecure", "true");
+        if (coordinated)
+            s_set(cfg, "coordination", "mem://");
+        pm_mesh_hooks_t hooks = {0};
+        pm_mesh_t *m = pm_mesh_new(NULL, cfg, "a", "a-own", &hooks, NULL);
+        assert_non_null(m);
+        pm_mesh_publish_meta(m, 1);
+        assert_int_equal(pm_mesh_meta_spaces(m), 1); /* small: all of it */
+        for (int i = 0; i < 400; i++) {
+            char sp[32];
+            snprintf(sp, sizeof sp, "b-%08d", i);
+            pm_mesh_claim(m, sp, 2 + (uint64_t) i);
+        }
+        pm_mesh_publish_meta(m, 2);
+        announced[coordinated] = pm_mesh_meta_spaces(m);
+        const char *const *spaces;
+        const uint64_t *epochs;
+        assert_int_equal(pm_mesh_served(m, &spaces, &epochs), 401);
+        assert_string_equal(spaces[0], "a-own"); /* our own first: always announced */
+        pm_mesh_destroy(&m);
+        pm_config_destroy(&cfg);
+    }
+    assert_int_equal(announced[0], 0);
+    assert_true(announced[1] > 50 && announced[1] < 401);
+    pm_clock_use(NULL);
+    pm_memnet_use(NULL);
+    pm_memnet_destroy(&net);
+}
+
 int
 main(void)
 {
@@ -393,6 +440,7 @@ main(void)
         cmocka_unit_test(test_memnet_delay_reorder_dup),
         cmocka_unit_test(test_transport_on_memnet),
         cmocka_unit_test(test_meshes_join_detect_heal),
+        cmocka_unit_test(test_mesh_meta_trim),
     };
     return cmocka_run_group_tests_name("memnet", tests, NULL, NULL);
 }
