@@ -28,6 +28,22 @@
  *   the grace period), or it moves away later, new ids go to our primary
  *   again; sessions that hold a lease in the old mint space keep it, and
  *   their creates go to whoever serves that space.
+ *   The process before us may never have got the space back (killed while
+ *   it waited): the WAL then names the last process of this data dir that
+ *   served it (mint_prev), which R3 accepts like prev (isr.c s_rule_takeover):
+ *   its WAL is in ours, and nobody served the space since.
+ *   A space taken over is checked for emptiness at once (isr_agent.c), so
+ *   the predecessor's empty primary is retired within a second, not a
+ *   retire_interval later.
+ *   Open: when an heir took the space over while we were down (a restart
+ *   slower than failure detection), the space stays with the heir until
+ *   its promises expire. Giving it back once we are in sync for it (a CAS
+ *   by the heir, the record our own R3 would write) was tried and left
+ *   liveness failures in the simulator (pmesh-sim seeds 375: a chain not
+ *   completed within R; 353: requests unanswered beyond R; earlier 93 and
+ *   298), so it is not in. Such spaces no longer break the heir's gossip:
+ *   with a store, metadata too big for SWIM announces what fits and the
+ *   store routes the rest (mesh.c, PM-MESH-META-TRIMMED).
  */
 #ifndef PM_MINT_H
 #define PM_MINT_H
