@@ -114,9 +114,15 @@ pm_agent_send(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m)
          * that is not a reply (a backup's acknowledgement), so that the
          * mesh counts it under its own type when it is released. */
         int ack = m->type == PM_MSG_REPLICATE_ACK;
+        /* A reply waits at most its await's deadline, else
+         * held_reply_timeout: then it is answered UNAVAILABLE, never
+         * silence (a backup's acknowledgement has no asker waiting). */
+        int64_t deadline = self->send_deadline;
+        if (!deadline && !ack)
+            deadline = -(self->now_mono + self->held_reply_timeout);
         pm_journal_hold_ex(self->journal, s->id, s->peer, buf, len, ack,
                            ack ? -PM_MSG_REPLICATE_ACK : timed ? self->cur_type : 0,
-                           self->cur_t0_us, self->send_deadline);
+                           self->cur_t0_us, deadline);
         return;
     }
     if (timed)
@@ -176,6 +182,21 @@ s_expire_held(void *arg, uint64_t session, const char *peer, uint8_t *buf, size_
                              : "this agent could not confirm its answer within the await's "
                                "timeout (cut off from its backups, or its copy is out of date)"};
     pm_wire_release(&m);
+    self->held_expired++;
+    pm_agent_fail_held(&ctx, session, peer, buf, len);
+}
+
+/* A held reply outlived held_reply_timeout: its change is not durable on
+ * the backups yet, and may never be (a backup cut off while the store cannot
+ * record the smaller set): answered UNAVAILABLE rather than never. */
+static void
+s_expire_bound(void *arg, uint64_t session, const char *peer, uint8_t *buf, size_t len)
+{
+    pm_agent_t *self = arg;
+    pm_fail_ctx_t ctx = {self, PM_ERR_UNAVAILABLE,
+                         "this agent could not make its answer durable on its backups within "
+                         "held_reply_timeout (cut off from them): the change may or may not "
+                         "have happened"};
     self->held_expired++;
     pm_agent_fail_held(&ctx, session, peer, buf, len);
 }
@@ -547,7 +568,7 @@ s_timers(pm_agent_t *self)
     int64_t mono = self->now_mono;
     pm_waiter_fire_timeouts(self, mono);
     if (self->journal)
-        pm_journal_expire(self->journal, mono, s_expire_held, self);
+        pm_journal_expire(self->journal, mono, s_expire_held, s_expire_bound, self);
     pm_fanins_fire(self, mono);
     pm_timer_t *t;
     while ((t = pm_timers_pop_due(self->relay_timers, mono)))

@@ -280,6 +280,7 @@ s_new(const pm_config_t *cfg, const char *node, const char *socket_path, void *s
     zhashx_set_destructor(self->relays, pm_relay_destructor);
     zhashx_set_destructor(self->rwaits, pm_waiter_rwait_destructor);
     self->forward_timeout = cfg->forward_timeout;
+    self->held_reply_timeout = cfg->held_reply_timeout;
     self->sub_resend = cfg->sub_resend;
     if (cfg->token_secret_file && *cfg->token_secret_file) {
         char err[512];

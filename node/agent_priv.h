@@ -227,6 +227,7 @@ struct pm_agent {
     int64_t next_expire, next_compact, next_retire, retire_interval;
     uint64_t retired;
     int64_t forward_timeout;
+    int64_t held_reply_timeout; /* a held reply without an await's deadline fails after this */
     int64_t sub_resend; /* ms: PM_RELAY_SUB_RESEND_MS unless configured (sub_resend) */
     zhashx_t *relays;    /* "%llx" relay id -> pm_relay_t (owned) */
     pm_timers_t *relay_timers;

@@ -48,6 +48,7 @@ typedef struct pm_config {
     int64_t gossip_interval;        /* SWIM: ms between gossip rounds while updates wait */
     int64_t sync_interval;          /* SWIM: ms between full state syncs */
     int64_t forward_timeout;        /* ms an operation relayed to an owner may take */
+    int64_t held_reply_timeout;     /* ms a reply may be held for durability */
     int64_t sub_resend;             /* ms between resends of an unanswered subscription */
     char *data_dir;                 /* WAL directory; NULL: nothing survives a restart */
     int fsync;                      /* 0 always, 1 batch, 2 never (pm_fsync_mode_t) */

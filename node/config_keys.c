@@ -89,6 +89,15 @@ const s_key_t pm_config_keys[] = {
     {.key = "forward_timeout", .type = S_DURATION, .offset = S_AT(forward_timeout),
      .def = "10s", .min = 100, .max = 600000,
      .doc = "how long an operation relayed to a promise's owner may take"},
+    /* 10 s: a reply held until its change is durable here and on the
+     * in-sync backups is answered UNAVAILABLE ("may or may not have
+     * happened") when that takes longer, rather than never: a backup cut off
+     * while the configuration store cannot record the smaller set (pmesh-sim
+     * seed 1535) would otherwise hold it for as long as both last. */
+    {.key = "held_reply_timeout", .type = S_DURATION, .offset = S_AT(held_reply_timeout),
+     .def = "10s", .min = 100, .max = 600000,
+     .doc = "how long a reply may wait for its change to be durable on the backups before "
+            "it is answered UNAVAILABLE (the change may or may not have happened)"},
     /* 500 ms: a subscription whose request or waiter was lost (a cut link,
      * an owner that took us for dead) is back within half a second. An owner
      * does not answer a repeat within max(2 x this period, 1 s) of its answer

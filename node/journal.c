@@ -34,6 +34,7 @@ typedef struct s_held {
     uint64_t lsn;
     uint64_t rseq; /* replication sequence the message waits for (0: none) */
     int64_t deadline; /* monotonic ms after which its asker no longer waits (0: none) */
+    int bound;        /* the deadline is the agent's bound on holding, not the asker's */
     int tag;
     int64_t t0_us;
     pm_journal_hold_fn *fn; /* an own hold (queue 2): fn(item, how) instead of a send */
@@ -556,6 +557,10 @@ pm_journal_hold_ex(pm_journal_t *self, uint64_t session, const char *peer, uint8
     h->rseq = wal_only ? 0 : self->repl_produced;
     h->tag = tag;
     h->t0_us = t0_us;
+    /* A negative deadline is a bound (held_reply_timeout) at -deadline. */
+    h->bound = deadline < 0;
+    if (deadline < 0)
+        deadline = -deadline;
     h->deadline = deadline;
     if (deadline && (!self->next_deadline || deadline < self->next_deadline))
         self->next_deadline = deadline;
@@ -619,7 +624,8 @@ pm_journal_fail_unreplicated(pm_journal_t *self, pm_journal_fail_fn *fail, void 
 }
 
 size_t
-pm_journal_expire(pm_journal_t *self, int64_t now, pm_journal_fail_fn *fail, void *arg)
+pm_journal_expire(pm_journal_t *self, int64_t now, pm_journal_fail_fn *fail,
+                  pm_journal_fail_fn *fail_bound, void *arg)
 {
     if (!self->next_deadline || now < self->next_deadline)
         return 0;
@@ -640,7 +646,7 @@ pm_journal_expire(pm_journal_t *self, int64_t now, pm_journal_fail_fn *fail, voi
             *at = h->next;
             self->held--;
             n++;
-            fail(arg, h->session, h->peer, h->buf, h->len);
+            (h->bound ? fail_bound : fail)(arg, h->session, h->peer, h->buf, h->len);
             free(h->peer);
             free(h);
         }

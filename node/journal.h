@@ -111,11 +111,13 @@ typedef void(pm_journal_fail_fn)(void *arg, uint64_t session, const char *peer, 
                                  size_t len);
 size_t pm_journal_fail_unreplicated(pm_journal_t *self, pm_journal_fail_fn *fail, void *arg);
 /* Hands every held message whose deadline (monotonic ms, given to
- * pm_journal_hold_ex; 0: none) has passed by now to fail, instead of ever
- * sending it: its asker stops waiting then (an await's timeout), and an
- * answer that cannot be made durable in time is not given. Returns how
- * many. */
-size_t pm_journal_expire(pm_journal_t *self, int64_t now, pm_journal_fail_fn *fail, void *arg);
+ * pm_journal_hold_ex; 0: none; negative: a bound of the agent's own at
+ * -deadline, not its asker's) has passed by now to fail (fail_bound for a
+ * bound), instead of ever sending it: its asker stops waiting then (an
+ * await's timeout), and an answer that cannot be made durable in time is
+ * not given. Returns how many. */
+size_t pm_journal_expire(pm_journal_t *self, int64_t now, pm_journal_fail_fn *fail,
+                         pm_journal_fail_fn *fail_bound, void *arg);
 /* A position in the journal: what was appended so far, and what was
  * produced for the backups so far. Both only grow. */
 typedef struct pm_journal_pos {
