@@ -188,7 +188,7 @@ else
     expect_no_match "curl without a client certificate reads nothing" '"value"' "$OUT"
     # The agent itself, as the DaemonSet starts it: etcd over TLS with the
     # client certificate (coordination_ca_file / _cert_file / _key_file).
-    if "$PMESHD" --help 2>/dev/null | grep -q -- --coordination-ca-file; then
+    if "$PMESHD" --help 2>/dev/null | grep -- --coordination-ca-file >/dev/null; then
         AP=$((CP + 100))
         bg agent "$PMESHD" --node tls-a --socket "$TMP/tls.sock" --bind "tcp://127.0.0.1:$AP" \
             --insecure --replicas 2 --coordination "etcd://127.0.0.1:$CP" \

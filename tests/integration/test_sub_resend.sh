@@ -107,7 +107,7 @@ expect_eq "... and once the await is over, it is not sent any more" "$A2" \
 
 # ---- combinators share the subscription: each input heard once ---------------------
 
-if "$PMESH" --help 2>&1 | grep -q 'all\b'; then
+if "$PMESH" --help 2>&1 | grep 'all\b' >/dev/null; then
     pm 1 create
     A=$OUT
     pm 1 create
