@@ -18,9 +18,7 @@
  *   R2. It applies it only while it serves the target's space, and the
  *       source's if it served that too, in the epochs it placed it in.
  *   R3. It applies it only once its journal position at placement (every
- *       record appended by then, the source's settle among them; for a
- *       then started on a source settled before, the position before the
- *       then's own records: thens.c) is
+ *       record appended by then, the source's settle among them) is
  *       durable here and acknowledged by the counted backups; until then
  *       the result is held in the journal (pm_journal_hold_at). A hold the
  *       journal fails (the in-sync set changed, the space moved, stopping)
@@ -159,8 +157,8 @@ s_send_invoke(pm_agent_t *self, pm_deleg_t *d, const char *node)
  * source: the promise whose outcome input is (NULL: not known, the
  * target's space alone is checked). */
 void
-pm_place_then(pm_agent_t *self, const char *source, const pm_journal_pos_t *pos,
-              const char *function, const uint8_t *input, size_t len, const char *target)
+pm_place_then(pm_agent_t *self, const char *source, const char *function, const uint8_t *input,
+              size_t len, const char *target)
 {
     PM_STEPTRACE_MARK("place", input, len);
     pm_prom_t *q = pm_store_get(self->store, target);
@@ -199,7 +197,7 @@ pm_place_then(pm_agent_t *self, const char *source, const pm_journal_pos_t *pos,
     pm_id_tagged(iid, sizeof iid, self->space, 'd', ++self->next_deleg);
     d->inv_id = pm_xstrdup(iid, "placed invocation");
     if (self->journal)
-        d->pos = pos ? *pos : pm_journal_pos(self->journal);
+        d->pos = pm_journal_pos(self->journal);
     d->epoch = epoch;
     if (src_other) {
         d->src_space = pm_xstrdup(sspace, "placed invocation");
@@ -226,7 +224,7 @@ void
 pm_place_invoke(pm_agent_t *self, const char *function, const uint8_t *input, size_t len,
                 const char *target)
 {
-    pm_place_then(self, NULL, NULL, function, input, len, target);
+    pm_place_then(self, NULL, function, input, len, target);
 }
 
 /* ---- results -------------------------------------------------------------- */

@@ -28,11 +28,9 @@ void pm_place_deleg_free(pm_deleg_t *d);
 /* Runs function on input (the outcome of promise source) to settle target:
  * on a local worker if one serves it, else on the member with the most free
  * capacity for it, else queued here until some worker serves it. Only if
- * this agent serves the target's id space. pos: a journal position at or
- * after the source's settle record (NULL: the position now); the result
- * waits for it to be durable and replicated. */
-void pm_place_then(pm_agent_t *self, const char *source, const pm_journal_pos_t *pos,
-                   const char *function, const uint8_t *input, size_t len, const char *target);
+ * this agent serves the target's and the source's id spaces. */
+void pm_place_then(pm_agent_t *self, const char *source, const char *function,
+                   const uint8_t *input, size_t len, const char *target);
 /* The same with the source not known (placing again after a member died). */
 void pm_place_invoke(pm_agent_t *self, const char *function, const uint8_t *input, size_t len,
                      const char *target);

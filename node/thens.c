@@ -45,18 +45,11 @@ s_then_done(pm_watch_t *watch, pm_prom_t *q)
  * (place.c: it settles the target only when that settle is durable here and
  * at the backups, and only while this agent still serves the spaces in the
  * epoch it placed it in). */
-/* Set by pm_then_do while it starts a then on a source that settled before:
- * the journal position before the then's own records (the source's settle
- * is before it), so the result waits for what it was computed from, not for
- * the new target's creation. NULL: the position now (a source that settled
- * just now: its settle is the last record). */
-static __thread const pm_journal_pos_t *s_pos_hint;
-
 static void
 s_place(pm_agent_t *self, const char *source, const char *function, const uint8_t *input,
         size_t len, const char *target)
 {
-    pm_place_then(self, source, s_pos_hint, function, input, len, target);
+    pm_place_then(self, source, function, input, len, target);
 }
 
 static void
@@ -231,8 +224,6 @@ pm_then_do(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now)
         ok = 1;
     }
     pm_prom_t *q;
-    pm_journal_pos_t before = self->journal ? pm_journal_pos(self->journal)
-                                            : (pm_journal_pos_t){0, 0};
     int err = pm_req_create_new(self, new_id, ok, m->timeout_ms, now, id, sizeof id, &q);
     if (err)
         return err;
@@ -243,8 +234,6 @@ pm_then_do(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now)
     }
     pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .id = id, .created = 1};
     pm_agent_send(self, s, &r);
-    s_pos_hint = p->state != PM_STATE_PENDING && self->journal ? &before : NULL;
     s_then_start(t, p);
-    s_pos_hint = NULL;
     return PM_OK;
 }
