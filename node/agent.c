@@ -590,8 +590,13 @@ s_timers(pm_agent_t *self)
         pm_journal_repl(self->journal, pm_replica_produced(self->replica),
                         pm_replica_acked(self->replica));
     }
-    if (self->journal)
-        pm_journal_flush(self->journal);
+    /* 1: a result it released settled a target (place.c): its records go to
+     * the backups now, not at the next wake-up. */
+    if (self->journal && pm_journal_flush(self->journal) == 1 && self->replica) {
+        pm_replica_flush(self->replica, mono);
+        pm_journal_repl(self->journal, pm_replica_produced(self->replica),
+                        pm_replica_acked(self->replica));
+    }
     if (mono - self->last_sweep >= PM_AGENT_SWEEP_MS) {
         pm_session_sweep(self, mono);
         self->last_sweep = mono;

@@ -667,8 +667,20 @@ pm_journal_flush(pm_journal_t *self)
                      pm_wal_error(self->wal));
         return -1;
     }
+    uint64_t before = s_appended(self);
     s_release(self, s_durable(self));
-    return 0;
+    if (s_appended(self) == before)
+        return 0;
+    /* What it released appended records (an own hold: a result settling
+     * its target): written now rather than at the next wake-up, which may
+     * be far (the next step of a chain waits for them). */
+    if (self->wal && pm_wal_flush(self->wal) != 0) {
+        self->failed = 1;
+        pm_log_error("PM-WAL-IO", "cannot write the WAL: %s; acknowledgements stop",
+                     pm_wal_error(self->wal));
+        return -1;
+    }
+    return 1;
 }
 
 void *

@@ -146,8 +146,9 @@ typedef void(pm_journal_record_fn)(void *arg, const pm_rec_t *rec, const uint8_t
                                     size_t len);
 void pm_journal_set_record_hook(pm_journal_t *self, pm_journal_record_fn *fn, void *arg);
 /* Once per loop iteration: writes appended records, starts or completes an
- * fsync, and releases held messages that are now durable. -1 on an I/O
- * error (the agent must stop acknowledging). */
+ * fsync, and releases held messages that are now durable. 0; 1 when what it
+ * released appended records (written already; the caller sends them to the
+ * backups now); -1 on an I/O error (the agent must stop acknowledging). */
 int pm_journal_flush(pm_journal_t *self);
 /* The fsync thread's socket (poll for ZMQ_POLLIN), or NULL. */
 void *pm_journal_socket(pm_journal_t *self);
