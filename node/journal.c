@@ -281,18 +281,25 @@ pm_journal_generation(pm_journal_t *self, const char *space, const char *mint,
     s_append(self, &rec, 0);
 }
 
+/* A WAL call's outcome rc: on an error the journal fails for good (the
+ * kernel may have dropped what it had not written): logged, -1. */
+static int
+s_wal_io(pm_journal_t *self, int rc)
+{
+    if (rc == 0)
+        return 0;
+    self->failed = 1;
+    pm_log_error("PM-WAL-IO", "cannot write the WAL: %s; acknowledgements stop",
+                 pm_wal_error(self->wal));
+    return -1;
+}
+
 int
 pm_journal_sync(pm_journal_t *self)
 {
     if (self->failed)
         return -1;
-    if (self->wal && pm_wal_sync(self->wal) != 0) {
-        self->failed = 1;
-        pm_log_error("PM-WAL-IO", "cannot write the WAL: %s; acknowledgements stop",
-                     pm_wal_error(self->wal));
-        return -1;
-    }
-    return 0;
+    return self->wal ? s_wal_io(self, pm_wal_sync(self->wal)) : 0;
 }
 
 void
@@ -661,12 +668,8 @@ pm_journal_flush(pm_journal_t *self)
 {
     if (self->failed)
         return -1;
-    if (self->wal && pm_wal_flush(self->wal) != 0) {
-        self->failed = 1;
-        pm_log_error("PM-WAL-IO", "cannot write the WAL: %s; acknowledgements stop",
-                     pm_wal_error(self->wal));
+    if (self->wal && s_wal_io(self, pm_wal_flush(self->wal)) != 0)
         return -1;
-    }
     uint64_t before = s_appended(self);
     s_release(self, s_durable(self));
     if (s_appended(self) == before)
@@ -674,12 +677,8 @@ pm_journal_flush(pm_journal_t *self)
     /* What it released appended records (an own hold: a result settling
      * its target): written now rather than at the next wake-up, which may
      * be far (the next step of a chain waits for them). */
-    if (self->wal && pm_wal_flush(self->wal) != 0) {
-        self->failed = 1;
-        pm_log_error("PM-WAL-IO", "cannot write the WAL: %s; acknowledgements stop",
-                     pm_wal_error(self->wal));
+    if (self->wal && s_wal_io(self, pm_wal_flush(self->wal)) != 0)
         return -1;
-    }
     return 1;
 }
 
