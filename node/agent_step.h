@@ -10,8 +10,9 @@
  *   - no signalfd, no zmq_poll: pm_agent_sim_step runs one loop iteration
  *     without waiting (mesh inbox, store answers, then every timer);
  *   - the mesh binds in the current in-memory network (memnet.h), the WAL on
- *     the current disk (disk.h; run it with fsync "always": the batch mode's
- *     fsync thread is not simulated), the clock and randomness are the
+ *     the current disk (disk.h; in batch mode through the syncer the
+ *     simulator installs instead of the fsync thread, wal.h), the clock and
+ *     randomness are the
  *     current ones (clock.h, rand.h): the caller makes this agent's context
  *     current before every call here, pm_agent_destroy included;
  *   - coordination "mem://" uses pm_agent_coord_mem (agent_priv.h), the
