@@ -210,6 +210,25 @@ finish() {
 
 # ---- time and JSON --------------------------------------------------------------
 
+# free_ports N: a base port B such that B..B+N-1 are free on every 127.0.0.x
+# (nothing listening, connected or in TIME-WAIT), below Linux's ephemeral
+# range (32768-60999) so that no outgoing connection takes one meanwhile.
+free_ports() {
+    local n=$1 p i k busy
+    for i in $(seq 100); do
+        p=$((20000 + RANDOM % 12000))
+        busy=0
+        for k in $(seq 0 $((n - 1))); do
+            if ss -Htan "( sport = :$((p + k)) or dport = :$((p + k)) )" 2>/dev/null | grep -q .; then
+                busy=1
+                break
+            fi
+        done
+        [ "$busy" = 0 ] && { echo "$p"; return 0; }
+    done
+    echo $((20000 + RANDOM % 12000))
+}
+
 now_ms() {
     echo $(($(date +%s%N) / 1000000))
 }

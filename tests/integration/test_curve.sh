@@ -5,7 +5,7 @@
 # neither keys nor --insecure is refused at start (exit 78).
 . "$(dirname "$0")/lib.sh"
 
-PORT=$((35000 + $$ % 5000))
+PORT=$(free_ports 6)
 "$PMESHD" --keygen "$TMP/keys" >/dev/null
 "$PMESHD" --keygen "$TMP/other" >/dev/null
 expect_eq "--keygen writes a 0600 secret key" 600 "$(stat -c %a "$TMP/keys/mesh.key")"

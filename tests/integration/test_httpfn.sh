@@ -5,7 +5,7 @@
 # an HTTP function from another agent of the mesh.
 . "$(dirname "$0")/lib.sh"
 
-PORT=$((30000 + $$ % 5000))
+PORT=$(free_ports 4)
 DEAD_PORT=$((PORT + 1)) # nothing listens here
 (cd "$TMP" && exec python3 "$OLDPWD/tests/integration/fake_faas.py" "$PORT" 2) \
     >"$TMP/faas.out" 2>"$TMP/faas.log" &
