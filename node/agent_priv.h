@@ -63,10 +63,6 @@
  * itself did not run (SIGSTOP, a frozen VM, swapping). */
 #define PM_AGENT_STALL_MS 1000
 
-/* An invocation's result its target's owner did not take is sent again for
- * this long (relay.c, s_fire_again). */
-#define PM_RELAY_FIRE_GIVEUP_MS 120000
-
 /* A placed invocation whose target is still pending is sent to its member
  * again this often (place.c); the member runs one per target at a time. */
 #define PM_PLACE_RESEND_MS 5000
@@ -112,7 +108,7 @@ struct pm_then {
 
 /* A request relayed to the owner of its promise; answered when the owner's
  * reply comes back, the owner is lost, or forward_timeout passes. */
-typedef enum { PM_RELAY_OP = 1, PM_RELAY_SUB, PM_RELAY_FIRE } pm_relay_kind_t;
+typedef enum { PM_RELAY_OP = 1, PM_RELAY_SUB } pm_relay_kind_t;
 
 typedef struct pm_relay {
     pm_timer_t timer;
@@ -125,8 +121,6 @@ typedef struct pm_relay {
     uint64_t session; /* PM_RELAY_OP: whom to answer */
     uint64_t req_id;  /* PM_RELAY_OP: the client's req_id */
     int64_t born;     /* mono ms it was made */
-    int attempts;     /* PM_RELAY_FIRE: times sent again */
-    int retry;        /* PM_RELAY_FIRE: its timer sends it again */
     char node[PM_WIRE_MAX_NAME + 1];
     char pid[];       /* the promise it is about */
 } pm_relay_t;
@@ -235,7 +229,7 @@ struct pm_agent {
     zhashx_t *rwaits;    /* promise id -> pm_rwait_t (owned) */
     pm_deleg_t *delegs;
     uint64_t next_deleg;
-    uint64_t relayed, relay_timeouts, owner_lost, fire_retries, inv_resent;
+    uint64_t relayed, relay_timeouts, owner_lost, inv_resent;
     uint64_t sub_resends;        /* subscriptions sent again (relay.c) */
     uint64_t sub_repeats_dropped; /* repeats of a subscription answered just before (waiters.c) */
     zhashx_t *sub_answers;       /* subscriptions answered lately (waiters.c; NULL: none yet) */

@@ -99,54 +99,6 @@ s_frame_type(const pm_relay_t *r)
     return type;
 }
 
-/* An invocation's result (a relayed settle) that its target's owner did not
- * take: it answered UNAVAILABLE or OWNER_LOST (taking a space over, the
- * store out of reach), or nothing in time, or nobody serves the space right
- * now. Dropping it would leave the chain hanging for as long as the worker's
- * agent lives (the owner re-places an invocation only when that agent dies),
- * so it is sent again after a backoff (100 ms doubling to 3.2 s), to
- * wherever the space is served then, for up to PM_RELAY_FIRE_GIVEUP_MS. A
- * settle sent twice is harmless: the second hears ALREADY_SETTLED.
- * Returns 1 when r is kept for that. */
-static int
-s_fire_again(pm_agent_t *self, pm_relay_t *r)
-{
-    if (r->kind != PM_RELAY_FIRE || !r->frame || self->now_mono - r->born > PM_RELAY_FIRE_GIVEUP_MS)
-        return 0;
-    int64_t wait = (int64_t) 100 << (r->attempts < 5 ? r->attempts : 5);
-    r->attempts++;
-    r->retry = 1;
-    self->fire_retries++;
-    pm_timers_set(self->relay_timers, &r->timer, self->now_mono + wait);
-    return 1;
-}
-
-/* The retry timer of a result: to the space's owner now, here, or parked. */
-static void
-s_fire_resend(pm_agent_t *self, pm_relay_t *r)
-{
-    r->retry = 0;
-    const char *node = NULL;
-    pm_route_t route = pm_relay_route_of(self, r->pid, &node);
-    if (route == PM_ROUTE_REMOTE) {
-        snprintf(r->node, sizeof r->node, "%s", node);
-        r->parked = 0;
-        pm_timers_set(self->relay_timers, &r->timer, self->now_mono + self->forward_timeout);
-        if (s_send_frame(self, r, node, PM_MSG_SETTLE) != 0 && !s_fire_again(self, r))
-            s_relay_free(self, r);
-        return;
-    }
-    if (route == PM_ROUTE_LOCAL) {
-        pm_msg_t m;
-        if (pm_wire_decode(r->frame, r->frame_len, &m) == PM_OK && m.type == PM_MSG_SETTLE)
-            pm_req_settle(self, &m, self->now_real);
-        pm_wire_release(&m);
-        s_relay_free(self, r);
-        return;
-    }
-    pm_relay_park(self, r); /* a takeover is coming: unparked when it is announced */
-}
-
 /* m as relay r sends it: its req_id the relay's, from us. */
 static uint8_t *
 s_encode_as(pm_agent_t *self, const pm_relay_t *r, const pm_msg_t *m, size_t *len)
@@ -166,16 +118,14 @@ pm_relay_send(pm_agent_t *self, pm_relay_t *r, const pm_msg_t *m)
 {
     size_t len;
     uint8_t *buf = s_encode_as(self, r, m, &len);
-    if (self->replica || r->kind == PM_RELAY_SUB || r->kind == PM_RELAY_FIRE) {
+    if (self->replica || r->kind == PM_RELAY_SUB) {
         /* Kept to send again if the owner dies (or, a subscription, until
-         * the owner answers; a result, until the owner takes it). */
+         * the owner answers). */
         r->frame = pm_xmalloc(len, "relayed request");
         memcpy(r->frame, buf, len);
         r->frame_len = len;
     }
     if (pm_mesh_send_raw(self->mesh, r->node, m->type, buf, len) != 0) {
-        if (s_fire_again(self, r))
-            return PM_OK;
         s_relay_free(self, r);
         return PM_ERR_OWNER_LOST;
     }
@@ -225,16 +175,6 @@ pm_relay_on_peer_reply(pm_agent_t *self, const char *from, pm_msg_t *m)
             return;
         }
         pm_waiter_rwait_finish(self, r->pid, m, 0);
-    } else if (m->err && m->err != PM_ERR_ALREADY_SETTLED && m->err != PM_ERR_TIMED_OUT) {
-        int again = m->err == PM_ERR_UNAVAILABLE || m->err == PM_ERR_OWNER_LOST ||
-                    m->err == PM_ERR_UNREACHABLE;
-        if (again && s_fire_again(self, r)) {
-            pm_log_info("PM-RELAY-RETRY", "%s answered %s to a relayed settle of %s; sending "
-                        "it again (attempt %d)", from, pm_err_name(m->err), r->pid, r->attempts + 1);
-            return;
-        }
-        pm_log_warn("PM-RELAY-FAILED", "%s answered %s to a relayed settle of %s", from,
-                    pm_err_name(m->err), r->pid);
     }
     s_relay_free(self, r);
 }
@@ -306,17 +246,11 @@ s_sub_resend(pm_agent_t *self, pm_relay_t *r)
 void
 pm_relay_expired(pm_agent_t *self, pm_relay_t *r)
 {
-    if (r->retry) {
-        s_fire_resend(self, r);
-        return;
-    }
     if (r->kind == PM_RELAY_SUB && !r->parked) {
         s_sub_resend(self, r);
         return;
     }
     self->relay_timeouts++;
-    if (r->kind == PM_RELAY_FIRE && s_fire_again(self, r))
-        return; /* not answered in time, or parked with no takeover yet */
     if (r->parked && r->unknown) {
         /* Still nobody serves that space now that we know the mesh. */
         pm_relay_fail(self, r, PM_ERR_NOT_FOUND);
@@ -447,8 +381,6 @@ pm_relay_unpark(pm_agent_t *self)
                 m.req_id = r->req_id;
                 m.from = NULL;
                 pm_agent_dispatch(self, s, &m);
-            } else if (r->kind == PM_RELAY_FIRE && m.type == PM_MSG_SETTLE) {
-                pm_req_settle(self, &m, self->now_real);
             } else if (r->kind == PM_RELAY_SUB) {
                 pm_rwait_t *rw = zhashx_lookup(self->rwaits, r->pid);
                 pm_prom_t *p = pm_store_get(self->store, r->pid);

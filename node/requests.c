@@ -203,7 +203,6 @@ pm_req_stats(pm_agent_t *self, pm_stats_t *out)
         out->mesh_relayed = self->relayed;
         out->mesh_relay_timeouts = self->relay_timeouts;
         out->mesh_owner_lost = self->owner_lost;
-        out->mesh_result_retries = self->fire_retries;
         out->mesh_sub_resends = self->sub_resends;
         out->mesh_sub_repeats_dropped = self->sub_repeats_dropped;
         out->mesh_refused_not_served = self->refused_not_served;

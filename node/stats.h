@@ -135,8 +135,6 @@ enum {
       "event=\"relay_timeouts\"", 1, "")                                                           \
     X(mesh_owner_lost, MESH, "mesh.owner_lost", INT, COUNTER, "pmesh_mesh_events_total",          \
       "event=\"owner_lost\"", 1, "")                                                               \
-    X(mesh_result_retries, MESH, "mesh.result_retries", INT, COUNTER, "pmesh_mesh_events_total",  \
-      "event=\"result_retries\"", 1, "")                                                           \
     X(mesh_sub_resends, MESH, "mesh.sub_resends", INT, COUNTER, "pmesh_mesh_events_total",        \
       "event=\"sub_resends\"", 1, "")                                                              \
     X(mesh_sub_repeats_dropped, MESH, "mesh.sub_repeats_dropped", INT, COUNTER,                   \
