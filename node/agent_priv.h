@@ -180,8 +180,7 @@ struct pm_agent {
     char mint[128];  /* where new ids go: space, or a resumed one (mint.h) */
     int mint_pending;   /* mint is not ours yet: resumed once the store says so */
     uint64_t mint_prev; /* the last process of our data dir that served mint (0: us/none) */
-    int64_t mint_until; /* ... or given up at this time */
-    uint64_t mint_moves; /* times new ids went back to our primary */
+    int64_t mint_until; /* ... or given up at this time; once ours, checked again then */
     size_t max_value_bytes;
     int64_t client_timeout;
     size_t max_waiters;

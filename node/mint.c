@@ -49,7 +49,6 @@ s_give_up(pm_agent_t *self, const char *why)
                 self->mint, why);
     snprintf(self->mint, sizeof self->mint, "%s", self->space);
     self->mint_pending = 0;
-    self->mint_moves++;
     if (self->journal)
         s_record(self);
 }
@@ -57,13 +56,17 @@ s_give_up(pm_agent_t *self, const char *why)
 void
 pm_mint_tick(pm_agent_t *self, int64_t mono)
 {
-    if (!self->isr || strcmp(self->mint, self->space) == 0)
+    /* Once ours, looked at once a second, not every loop turn: until then a
+     * create in a space we no longer serve is routed anyway (agent.c). */
+    if (!self->isr || strcmp(self->mint, self->space) == 0 ||
+        (!self->mint_pending && mono < self->mint_until))
         return;
     int r = pm_isr_resumable(self->isr, self->mint);
     int served = pm_mesh_owns(self->mesh, self->mint, NULL);
     if (self->mint_pending) {
         if (r == 1 && served) {
             self->mint_pending = 0;
+            self->mint_until = mono + 1000;
             pm_log_info("PM-MINT-RESUMED", "id space %s is ours again: new ids go there "
                         "(generation %llu)", self->mint, (unsigned long long) self->generation);
             if (self->journal)
@@ -76,6 +79,7 @@ pm_mint_tick(pm_agent_t *self, int64_t mono)
         }
         return;
     }
+    self->mint_until = mono + 1000;
     if (r != 1 || !served)
         s_give_up(self, "it moved to another owner");
 }
