@@ -58,6 +58,10 @@ typedef struct s_space {
     uint64_t force_session, force_req;
     char force_was[PM_COORD_NAME_MAX];
     uint64_t force_was_epoch;
+    /* The record's owner process, not the one its node runs as far as we
+     * know, since when (PM_ISR_OTHER_GRACE_MS). */
+    uint64_t other_pid;
+    int64_t other_since;
 } s_space_t;
 
 /* R7: what stays of a deleted record, for the rest of this process: the
@@ -185,13 +189,35 @@ s_ours(pm_isr_t *self, const pm_coord_record_t *r)
     return r->revision && r->owner_pid == self->pid && strcmp(r->owner, self->node) == 0;
 }
 
-/* Whether (node, pid) is the process alive there now. */
+/* Whether (node, pid) is the process alive there now, as far as we know. */
 static int
-s_alive(pm_isr_t *self, const char *node, uint64_t pid)
+s_proc_alive(pm_isr_t *self, const char *node, uint64_t pid)
 {
     if (strcmp(node, self->node) == 0)
         return pid == self->pid;
-    return self->env.alive(self->arg, node, pid);
+    return self->env.alive(self->arg, node, pid) == PM_ISR_ALIVE;
+}
+
+/* Whether the owner recorded for s is the process alive there now. A
+ * process we have not heard of on a node that runs another one may be its
+ * successor, just started: it counts as alive for PM_ISR_OTHER_GRACE_MS from
+ * when we first saw it recorded (taking its spaces would be safe, by CAS,
+ * but would take a live agent's spaces from it). */
+static int
+s_alive(pm_isr_t *self, s_space_t *s)
+{
+    const char *node = s->rec.owner;
+    uint64_t pid = s->rec.owner_pid;
+    if (strcmp(node, self->node) == 0)
+        return pid == self->pid;
+    int k = self->env.alive(self->arg, node, pid);
+    if (k != PM_ISR_OTHER)
+        return k == PM_ISR_ALIVE;
+    if (s->other_pid != pid) {
+        s->other_pid = pid;
+        s->other_since = self->now;
+    }
+    return self->now < s->other_since + PM_ISR_OTHER_GRACE_MS;
 }
 
 void
@@ -776,7 +802,7 @@ pm_isr_tick(pm_isr_t *self, int64_t mono)
             continue;
         }
         if (s->try_epoch && s->rec.revision == s->try_rev && !s_ours(self, &s->rec) &&
-            s_alive(self, s->rec.owner, s->rec.owner_pid)) {
+            s_alive(self, s)) {
             /* Our takeover attempt's outcome was unknown and the record
              * still reads as it was when we made it, with its owner alive
              * again: the attempt fences that owner's records here (R4)
@@ -794,7 +820,7 @@ pm_isr_tick(pm_isr_t *self, int64_t mono)
         }
         if (s_ours(self, &s->rec)) {
             s_reconcile(self, s);
-        } else if (!s_alive(self, s->rec.owner, s->rec.owner_pid)) {
+        } else if (!s_alive(self, s)) {
             pm_coord_record_t next;
             if (s_rule_takeover(self, s, &next) == 0)
                 s_try_takeover(self, s, 0);
@@ -903,7 +929,7 @@ pm_isr_live_owner(pm_isr_t *self, const char *space)
 {
     s_space_t *s = zhashx_lookup(self->spaces, space);
     if (!s || !s->rec.revision || !s->rec.owner[0] ||
-        !s_alive(self, s->rec.owner, s->rec.owner_pid))
+        !s_alive(self, s))
         return NULL;
     return s->rec.owner;
 }
@@ -920,7 +946,7 @@ pm_isr_resumable(pm_isr_t *self, const char *space)
         return 1;
     if (s->op == S_OP_TAKEOVER || s->confirm == S_OP_TAKEOVER)
         return 2;
-    if (s_alive(self, s->rec.owner, s->rec.owner_pid))
+    if (s_alive(self, s))
         return 3;
     pm_coord_record_t next;
     return s_rule_takeover(self, s, &next) == 0 ? 2 : 0;
@@ -970,10 +996,10 @@ int
 pm_isr_route_check(pm_isr_t *self, const char *space, char *msg, size_t msglen)
 {
     s_space_t *s = zhashx_lookup(self->spaces, space);
-    if (!s || !s->rec.revision || s_alive(self, s->rec.owner, s->rec.owner_pid))
+    if (!s || !s->rec.revision || s_alive(self, s))
         return 0;
     for (size_t i = 0; i < s->rec.n_in_sync; i++)
-        if (s_alive(self, s->rec.in_sync[i].node, s->rec.in_sync[i].pid))
+        if (s_proc_alive(self, s->rec.in_sync[i].node, s->rec.in_sync[i].pid))
             return 0; /* it takes over: wait for it */
     snprintf(msg, msglen, "id space %s: its owner %s is down and no member of its in-sync set "
              "(%zu recorded) is alive; it waits for one to come back (or pmesh space "

@@ -79,10 +79,21 @@ int pm_isr_rule_same_set(const pm_coord_member_t *a, size_t na, const pm_coord_m
 
 /* ---- the agent's coordinator ---- */
 
+enum { PM_ISR_GONE = 0, PM_ISR_ALIVE = 1, PM_ISR_OTHER = 2 };
+
+/* How long an owner process that we do not know, on a node that runs
+ * another one, counts as alive: a restarted agent resumes its spaces by R3
+ * at once, and the news of its new process reaches the other members by
+ * gossip a little later; until then an heir must not take them from it. */
+#define PM_ISR_OTHER_GRACE_MS 3000
+
 /* What the coordinator asks of, and does to, the agent (isr_agent.c binds
  * it to the mesh, the replica and the journal; unit tests to a model). */
 typedef struct pm_isr_env {
-    /* Whether process pid runs on node now (alive, and that process). */
+    /* What we know of process pid on node: PM_ISR_ALIVE (it runs there),
+     * PM_ISR_GONE (node is down) or PM_ISR_OTHER (node runs a process we
+     * know, another one: pid is an older process, or a newer one whose news
+     * has not reached us yet). */
     int (*alive)(void *arg, const char *node, uint64_t pid);
     /* Whether we serve space now (and at which epoch). */
     int (*serves)(void *arg, const char *space, uint64_t *epoch);

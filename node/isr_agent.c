@@ -22,12 +22,14 @@ s_alive(void *arg, const char *node, uint64_t pid)
          * to be alone. Taking its spaces over now would be safe (CAS) but
          * would take a live agent's primary from it. */
         return !pm_mesh_knows(self->mesh, node) && !pm_mesh_synced(self->mesh) &&
-               self->now_mono < self->started_mono + PM_AGENT_YOUNG_MS;
+                       self->now_mono < self->started_mono + PM_AGENT_YOUNG_MS
+                   ? PM_ISR_ALIVE
+                   : PM_ISR_GONE;
     }
     const char *primary = pm_mesh_primary_of(self->mesh, node);
     if (!primary || !*primary)
-        return 1; /* its metadata has not reached us yet: take it to be that process */
-    return pm_replica_pid_of(primary) == pid;
+        return PM_ISR_ALIVE; /* its metadata has not reached us yet: take it to be that process */
+    return pm_replica_pid_of(primary) == pid ? PM_ISR_ALIVE : PM_ISR_OTHER;
 }
 
 static int

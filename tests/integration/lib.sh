@@ -80,7 +80,11 @@ _lib_cleanup() {
     elif [ "$FAILED" -gt 0 ]; then
         _lib_dump_logs
     fi
-    rm -rf "$TMP"
+    if [ -n "${KEEP_TMP:-}" ]; then
+        echo "# kept $TMP (KEEP_TMP)"
+    else
+        rm -rf "$TMP"
+    fi
     exit "$rc"
 }
 trap _lib_cleanup EXIT

@@ -362,8 +362,10 @@ m_alive(void *arg, const char *node, uint64_t pid)
     (void) arg;
     for (size_t i = 0; i < 4; i++)
         if (s_world[i].node && strcmp(s_world[i].node, node) == 0)
-            return s_world[i].pid == pid;
-    return 0;
+            return s_world[i].pid == pid ? PM_ISR_ALIVE
+                   : s_world[i].pid      ? PM_ISR_OTHER
+                                         : PM_ISR_GONE;
+    return PM_ISR_GONE;
 }
 
 static void
@@ -906,6 +908,51 @@ test_coord_restart(void **state)
     }
 }
 
+/* A restarted agent resumes its space (R3, as the next process on its data
+ * dir) before the news of its new process reaches b: b, which knows another
+ * process on that node, leaves the space to the one it has not heard of for
+ * PM_ISR_OTHER_GRACE_MS, and does not take it once the news arrives; past
+ * the grace, with no news, it takes the space (that process may have died
+ * unheard of). */
+static void
+test_coord_restart_news_late(void **state)
+{
+    (void) state;
+    for (int heard = 0; heard < 2; heard++) {
+        pm_coord_mem_t *store = pm_coord_mem_new();
+        s_model_t a, b, a2;
+        s_two(store, &a, &b);
+        s_model_t *ms[] = {&a, &b, &a2};
+        s_stop(&a);
+        s_start(&a2, store, "a", 11, 1);
+        a2.n_backups = 1;
+        a2.b_node[0] = "b";
+        a2.b_pid[0] = 2;
+        a2.b_counted[0] = 1;
+        a2.produced = a2.b_acked[0] = 5;
+        s_set_alive("a", 1); /* in b's eyes: a runs process 1 still */
+        s_pump(ms, 3, 5);
+        pm_coord_record_t r = s_read(store, "a-1");
+        assert_int_equal(a2.takes, 1);
+        assert_string_equal(r.owner, "a");
+        assert_int_equal(r.owner_pid, 11);
+        assert_int_equal(r.n_in_sync, 1);
+        s_pump(ms, 3, (PM_ISR_OTHER_GRACE_MS - 500) / 10);
+        assert_int_equal(b.takes, 0);
+        assert_int_equal(s_read(store, "a-1").owner_pid, 11);
+        if (heard)
+            s_set_alive("a", 11);
+        s_pump(ms, 3, 100);
+        r = s_read(store, "a-1");
+        assert_int_equal(b.takes, heard ? 0 : 2); /* a-1, and a2's primary a-11 */
+        assert_string_equal(r.owner, heard ? "a" : "b");
+        assert_int_equal(r.epoch, heard ? 2 : 3);
+        s_stop(&a2);
+        s_stop(&b);
+        pm_coord_mem_destroy(&store);
+    }
+}
+
 /* Like the agent's retirement: it stops serving space, then retires it. */
 static void
 s_retire(s_model_t *m, const char *space)
@@ -1172,6 +1219,7 @@ main(void)
         cmocka_unit_test(test_coord_store_down),
         cmocka_unit_test(test_coord_shrink_waits),
         cmocka_unit_test(test_coord_restart),
+        cmocka_unit_test(test_coord_restart_news_late),
         cmocka_unit_test(test_coord_retire_deletes),
         cmocka_unit_test(test_coord_retire_store_down),
         cmocka_unit_test(test_coord_force),
