@@ -18,7 +18,7 @@ fi
 CTL=$BIN/coordctl
 [ -x "$CTL" ] || { echo "no $CTL; build first (make all)" >&2; exit 1; }
 
-PORT=$((35000 + $$ % 4000))
+PORT=$(free_ports 5) # PORT..PORT+4
 PEER=$((PORT + 1))
 DEAD=$((PORT + 2)) # nothing listens here
 EP=127.0.0.1:$PORT

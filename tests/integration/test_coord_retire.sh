@@ -29,7 +29,7 @@ fi
 RESTARTS=${RESTARTS:-30}
 BOUND=4 # n2's primary, n1's primary, the space holding the data, one being retired
 
-EPORT=$((43000 + $$ % 4000))
+EPORT=$(free_ports 2)
 EP=127.0.0.1:$EPORT
 PREFIX=/pmesh/retire$$
 export ETCDCTL_API=3

@@ -30,7 +30,7 @@ if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; th
     exit 0
 fi
 
-EPORT=$((39000 + $$ % 4000))
+EPORT=$(free_ports 2)
 EP=127.0.0.1:$EPORT
 URL=etcd://$EP
 PREFIX=/pmesh/takeover$$
