@@ -294,6 +294,12 @@ void pm_coord_mem_advance(pm_coord_mem_t *self, int64_t ms);
  * answer UNAVAILABLE and are not applied, its watches break; back on, they
  * resume from where they were. */
 void pm_coord_mem_set_available(pm_coord_t *client, int up);
+/* This client's watches deliver nothing for ms (virtual), then all they
+ * held, at once; its requests are answered meanwhile. Like an etcd watch
+ * stream whose TCP connection stalls after a split heals (retransmissions
+ * backed off): the store is reachable, the watch is seconds behind, and
+ * nothing tells the client. */
+void pm_coord_mem_stall_watch(pm_coord_t *client, int64_t ms);
 /* Answers to this client are delivered ms after the request (virtual). */
 void pm_coord_mem_set_delay(pm_coord_t *client, int64_t ms);
 /* A concurrent writer: stores rec unconditionally (NULL-safe fields) and

@@ -58,6 +58,7 @@ typedef struct s_client {
     pm_coord_mem_t *store;
     int up;
     int64_t delay;
+    int64_t stall_until; /* its watches deliver nothing before this (virtual ms) */
     s_pending_t *head, *tail;
     s_watch_t *watches;
     size_t n_watches;
@@ -269,7 +270,7 @@ static void
 s_pump(s_client_t *cl, s_watch_t *w)
 {
     pm_coord_mem_t *st = cl->store;
-    if (!cl->up || w->broken)
+    if (!cl->up || w->broken || st->now < cl->stall_until)
         return;
     if (w->next_rev <= st->compacted) {
         s_enqueue(cl, s_list(st, w->id, PM_COORD_RESYNC));
@@ -475,8 +476,15 @@ void
 pm_coord_mem_advance(pm_coord_mem_t *self, int64_t ms)
 {
     self->now += ms;
-    for (size_t i = 0; i < self->n_clients; i++)
-        s_flush(self->clients[i]);
+    for (size_t i = 0; i < self->n_clients; i++) {
+        s_client_t *cl = self->clients[i];
+        if (cl->stall_until && self->now >= cl->stall_until) {
+            cl->stall_until = 0; /* the stream moves again: what it held comes now */
+            for (size_t j = 0; j < cl->n_watches; j++)
+                s_pump(cl, &cl->watches[j]);
+        }
+        s_flush(cl);
+    }
 }
 
 void
@@ -507,6 +515,13 @@ pm_coord_mem_set_available(pm_coord_t *client, int up)
             s_pump(cl, w);
         }
     }
+}
+
+void
+pm_coord_mem_stall_watch(pm_coord_t *client, int64_t ms)
+{
+    s_client_t *cl = client->impl;
+    cl->stall_until = cl->store->now + (ms < 1 ? 1 : ms);
 }
 
 void

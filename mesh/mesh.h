@@ -95,6 +95,9 @@ int pm_mesh_synced(pm_mesh_t *self);
 size_t pm_mesh_served(pm_mesh_t *self, const char *const **spaces, const uint64_t **epochs);
 /* The highest epoch any member announced for space (0: none). */
 uint64_t pm_mesh_epoch(pm_mesh_t *self, const char *space);
+/* The epoch of the claim pm_mesh_route_space routes by (another member's
+ * announcement; 0: none). */
+uint64_t pm_mesh_owner_epoch(pm_mesh_t *self, const char *space);
 /* Member `node`'s primary id space and every space it served, with epochs,
  * as last announced (also after it died). Borrowed until the next tick;
  * returns the number of spaces. */

@@ -88,6 +88,13 @@ pm_mesh_epoch(pm_mesh_t *self, const char *space)
     return le > e ? le : e;
 }
 
+uint64_t
+pm_mesh_owner_epoch(pm_mesh_t *self, const char *space)
+{
+    pm_mesh_owner_t *o = zhashx_lookup(self->owners, space);
+    return o ? o->epoch : 0;
+}
+
 size_t
 pm_mesh_spaces_of(pm_mesh_t *self, const char *node, const char **primary,
                   const char *const **spaces, const uint64_t **epochs)

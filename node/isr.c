@@ -925,12 +925,13 @@ pm_isr_refresh(pm_isr_t *self, const char *space, const char *why)
 }
 
 const char *
-pm_isr_live_owner(pm_isr_t *self, const char *space)
+pm_isr_live_owner(pm_isr_t *self, const char *space, uint64_t *epoch)
 {
     s_space_t *s = zhashx_lookup(self->spaces, space);
-    if (!s || !s->rec.revision || !s->rec.owner[0] ||
-        !s_alive(self, s))
+    if (!s || !s->rec.revision || !s->rec.owner[0] || !s_alive(self, s))
         return NULL;
+    if (epoch)
+        *epoch = s->rec.epoch;
     return s->rec.owner;
 }
 

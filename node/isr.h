@@ -159,9 +159,11 @@ uint64_t pm_isr_fence_epoch(pm_isr_t *self, const char *space);
  * record now (R4 drops it if the store names another owner). why: logged. */
 void pm_isr_refresh(pm_isr_t *self, const char *space, const char *why);
 /* The owner the store records for space, if that process is alive (a
- * routing hint fresher than gossip: the watch hears a takeover at once);
- * NULL: none known, or not alive. Borrowed until the next call. */
-const char *pm_isr_live_owner(pm_isr_t *self, const char *space);
+ * routing hint usually fresher than gossip: the watch hears a takeover at
+ * once, but not while its stream is stalled, as after a split), and its
+ * epoch in *epoch (if not NULL); NULL: none known, or not alive. Borrowed
+ * until the next call. */
+const char *pm_isr_live_owner(pm_isr_t *self, const char *space, uint64_t *epoch);
 /* Whether space may be ours to serve (mint.c: a restarted agent's mint
  * space): 1 the store records us its owner; 2 not yet, but we may take it
  * over (R3) and will try; 3 another live process owns it (an heir took it

@@ -22,9 +22,14 @@ pm_relay_route_of(pm_agent_t *self, const char *id, const char **node)
     if (route == PM_ROUTE_LOCAL || !self->isr || !pm_id_space(id, space, sizeof space))
         return route;
     /* The store is the authority (R4): gossip may still name the owner
-     * before the last takeover, or none yet. */
-    const char *owner = pm_isr_live_owner(self->isr, space);
-    if (!owner || strcmp(owner, self->node) == 0)
+     * before the last takeover, or none yet. But an owner announced at a
+     * newer epoch than the record we hold won a later CAS (an agent serves
+     * a space it took over only once the store recorded it): our record is
+     * stale (the watch's stream stalls across a split), gossip is right. */
+    uint64_t epoch = 0;
+    const char *owner = pm_isr_live_owner(self->isr, space, &epoch);
+    if (!owner || strcmp(owner, self->node) == 0 ||
+        (route == PM_ROUTE_REMOTE && pm_mesh_owner_epoch(self->mesh, space) > epoch))
         return route;
     *node = owner;
     return PM_ROUTE_REMOTE;
@@ -153,6 +158,9 @@ pm_relay_on_peer_reply(pm_agent_t *self, const char *from, pm_msg_t *m)
     pm_relay_t *r = zhashx_lookup(self->relays, k);
     if (!r || strcmp(r->node, from) != 0)
         return; /* late (timed out) or not ours: nothing waits for it */
+    char space[PM_WIRE_MAX_NAME + 1];
+    if (m->err == PM_ERR_OWNER_LOST && self->isr && pm_id_space(r->pid, space, sizeof space))
+        pm_isr_refresh(self->isr, space, "the member we took for its owner does not serve it");
     if (r->kind == PM_RELAY_OP) {
         pm_session_t *s = pm_session_by_id(self, r->session);
         if (s) {
@@ -163,15 +171,21 @@ pm_relay_on_peer_reply(pm_agent_t *self, const char *from, pm_msg_t *m)
         }
     } else if (r->kind == PM_RELAY_SUB) {
         if (m->err == PM_ERR_OWNER_LOST && self->replica && r->frame) {
-            /* Its space moved on from that agent: subscribe where it went
-             * (once we know a different place: sent back to the agent that
-             * just refused it, it would bounce until gossip or the store
-             * tell us more; a member event unparks it then). */
-            pm_relay_park(self, r);
+            /* Its space moved on from that agent: subscribe where it went.
+             * If we know no other place yet (our record of the space is
+             * stale), the store is asked again and the subscription is
+             * sent again at its next resend, to wherever the space is by
+             * then; parked, it would wait for a member event that may not
+             * come (a healed split brings none). */
             const char *node = NULL;
-            if (pm_relay_route_of(self, r->pid, &node) != PM_ROUTE_REMOTE ||
-                strcmp(node, from) != 0)
-                pm_relay_unpark(self);
+            if (pm_relay_route_of(self, r->pid, &node) == PM_ROUTE_REMOTE &&
+                strcmp(node, from) == 0) {
+                pm_timers_set(self->relay_timers, &r->timer,
+                              self->now_mono + pm_relay_sub_resend_ms(self));
+                return;
+            }
+            pm_relay_park(self, r);
+            pm_relay_unpark(self);
             return;
         }
         pm_waiter_rwait_finish(self, r->pid, m, 0);

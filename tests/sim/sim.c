@@ -261,6 +261,7 @@ typedef struct stats {
     uint64_t lreported;  /* of them, reported only (--lenient-liveness) */
     uint64_t deadlines, chains; /* L3, L2 cases checked */
     uint64_t delayed, reordered, duplicated;   /* frames (memnet) */
+    uint64_t watch_stalls;                     /* store watches stalled at a heal */
     uint64_t crash_answers, crash_writes;      /* store crashes: answers lost, applied writes */
     uint64_t combs, comb_judged, comb_partly, catches; /* V4, V6 cases checked */
     int64_t sim_ms;
@@ -286,6 +287,8 @@ typedef struct world {
     pm_coord_mem_t *store;
     void *zctx;
     pm_rand_seeded_t rng; /* the simulator's own choices */
+    pm_rand_seeded_t wrng; /* watch stalls at a heal (a stream of its own: the schedule
+                            * of every other fault stays as it was) */
     pm_resolve_table_t names;
     int64_t now;          /* sim ms */
     uint8_t cuts[MAXN][MAXN]; /* how many faults cut i -> j */
@@ -481,6 +484,23 @@ s_apply_store(world_t *w, node_t *n)
     pm_coord_t *c = n->agent ? pm_agent_sim_coord(n->agent) : NULL;
     if (c)
         pm_coord_mem_set_available(c, !w->store_down && !n->cut_from_store);
+}
+
+/* At a heal, half the time, the healed agent's store watch stays silent
+ * for 0.3-3.3 s more (its stream's TCP retransmissions backed off across the
+ * split) while its requests to the store work: its records of the spaces
+ * are stale and nothing tells it so. */
+static void
+s_stall_watch(world_t *w, node_t *n)
+{
+    pm_coord_t *c = n->agent ? pm_agent_sim_coord(n->agent) : NULL;
+    uint64_t r = pm_rand_seeded_next(&w->wrng);
+    if (!c || n->cut_from_store || w->store_down || (r & 1))
+        return;
+    int64_t ms = 300 + (int64_t) ((r >> 1) % 3000);
+    pm_coord_mem_stall_watch(c, ms);
+    w->st.watch_stalls++;
+    s_log(w, "watch of %s stalls %lld ms", n->name, (long long) ms);
 }
 
 static void s_client_start(world_t *w, node_t *n);
@@ -1725,6 +1745,7 @@ s_fault_end(world_t *w, fault_t *f)
             if (f->minority[i]) {
                 w->nodes[i].cut_from_store--;
                 s_apply_store(w, &w->nodes[i]);
+                s_stall_watch(w, &w->nodes[i]);
             }
         }
         s_apply_cuts(w, -1);
@@ -2174,6 +2195,7 @@ s_world_init(world_t *w, opts_t *o, uint64_t seed, void *zctx)
     w->seed = seed;
     w->hash = 1469598103934665603ULL;
     pm_rand_seeded_init(&w->rng, seed);
+    pm_rand_seeded_init(&w->wrng, seed * 0x9e3779b97f4a7c15ULL + 0x57a11);
     w->n = o->nodes ? o->nodes : 3 + (int) s_rand(w, 5);
     w->r = o->replicas ? o->replicas : 2 + (int) s_rand(w, 2);
     if (w->r > w->n)
@@ -2936,6 +2958,7 @@ main(int argc, char **argv)
         tot.delayed += res.st.delayed;
         tot.reordered += res.st.reordered;
         tot.duplicated += res.st.duplicated;
+        tot.watch_stalls += res.st.watch_stalls;
         tot.crash_answers += res.st.crash_answers;
         tot.crash_writes += res.st.crash_writes;
         tot.invocations += res.st.invocations;
@@ -2976,7 +2999,8 @@ main(int argc, char **argv)
            " seeds beyond R; faults: %" PRIu64 " kills (%" PRIu64 " torn), %" PRIu64
            " wiped disks, %" PRIu64 " pauses, %" PRIu64 " two-way splits, %" PRIu64
            " one-way splits, %" PRIu64 " lossy spells, %" PRIu64 " store outages, %" PRIu64
-           " slow-store spells, %" PRIu64 " clock jumps, %" PRIu64 " slow-fsync spells, %" PRIu64
+           " slow-store spells, %" PRIu64 " watch stalls, %" PRIu64 " clock jumps, %" PRIu64
+           " slow-fsync spells, %" PRIu64
            " delay spells, %" PRIu64 " reorder spells, %" PRIu64 " duplication spells, %" PRIu64
            " store crashes (%" PRIu64 " answers lost, %" PRIu64 " of applied writes), %" PRIu64
            " worker deaths; frames: %" PRIu64 " delayed, %" PRIu64 " reordered, %" PRIu64
@@ -2988,7 +3012,8 @@ main(int argc, char **argv)
            tot.deadlines, tot.chains, tot.combs, tot.comb_judged, tot.comb_partly, tot.catches,
            tot.beyond_r, tot.faults[F_KILL], tot.torn,
            tot.faults[F_WIPE], tot.faults[F_PAUSE], tot.faults[F_PART2], tot.faults[F_PART1],
-           tot.faults[F_LOSS], tot.faults[F_STORE], tot.faults[F_SLOWSTORE], tot.faults[F_JUMP],
+           tot.faults[F_LOSS], tot.faults[F_STORE], tot.faults[F_SLOWSTORE], tot.watch_stalls,
+           tot.faults[F_JUMP],
            tot.faults[F_SLOWSYNC], tot.faults[F_DELAY], tot.faults[F_REORDER],
            tot.faults[F_DUP], tot.faults[F_CRASH], tot.crash_answers, tot.crash_writes,
            tot.worker_deaths, tot.delayed, tot.reordered, tot.duplicated, tot.batch_agents,
