@@ -94,15 +94,18 @@ done
 # heal) over its own newer copy before it knew any epoch of the space, and
 # resumed from them: an acknowledged settle replaced (V2, V3, V6; takeover.c
 # fences with the epochs its WAL's claims say its previous process served).
-for s in 5943; do
-    "$SIM" --seed "$s" --fsync batch >"$tmp/rb$s" 2>&1
-    if [ $? -eq 0 ] && grep -q "^seed $s: .* 0 violations" "$tmp/rb$s"; then
-        ok "regression seed $s (fsync batch) holds every invariant"
+# regress SEED MODE: seed SEED run with --fsync MODE holds every invariant.
+regress() {
+    local s=$1 mode=$2
+    "$SIM" --seed "$s" --fsync "$mode" >"$tmp/r-$mode-$s" 2>&1
+    if [ $? -eq 0 ] && grep -q "^seed $s: .* 0 violations" "$tmp/r-$mode-$s"; then
+        ok "regression seed $s (fsync $mode) holds every invariant"
     else
-        notok "regression seed $s (fsync batch) holds every invariant"
-        grep -E 'first violated|VIOLATION|ERROR|Sanitizer' "$tmp/rb$s" | head -5
+        notok "regression seed $s (fsync $mode) holds every invariant"
+        grep -E 'first violated|VIOLATION|ERROR|Sanitizer' "$tmp/r-$mode-$s" | head -5
     fi
-done
+}
+regress 5943 batch
 
 # 2b. Seeds of the mixed mode (fsync drawn per seed; here batch on every
 # agent) once open findings, holding since the result guard and the id-space
@@ -111,15 +114,8 @@ done
 # (and the store crashed) stayed pending although its inputs read settled;
 # 2717 (L2) = a then's target q stayed pending after its source timed out
 # (n3 killed, n4 took q's space, n3 took p's).
-for s in 378 2717; do
-    "$SIM" --seed "$s" >"$tmp/rm$s" 2>&1
-    if [ $? -eq 0 ] && grep -q "^seed $s: .* 0 violations" "$tmp/rm$s"; then
-        ok "regression seed $s (mixed) holds every invariant"
-    else
-        notok "regression seed $s (mixed) holds every invariant"
-        grep -E 'first violated|VIOLATION|ERROR|Sanitizer' "$tmp/rm$s" | head -5
-    fi
-done
+regress 378 mixed
+regress 2717 mixed
 
 # 3. A batch of fresh seeds with overlapping faults of every kind.
 # The simulated worker pings at its hello, as libpmesh does: without it a
