@@ -48,6 +48,7 @@
 #include "config.h"
 #include "coord.h"
 #include "disk.h"
+#include "fanin.h"
 #include "localsock.h"
 #include "log.h"
 #include "memnet.h"
@@ -1288,6 +1289,18 @@ s_check_reply(world_t *w, req_t *r, const pm_msg_t *m)
     if (p->acked_out[0] && strcmp(out, p->acked_out) != 0)
         s_violation(w, "V2 acknowledged settle of %s was %s, reads back %s", p->id,
                     p->acked_out, out[0] ? out : "pending");
+    /* An id a combinator waited for in vain reads rejected NOT_FOUND for
+     * good (its owner recorded it as never made, fanins.c): its legitimate
+     * outcome when its create or then was never acknowledged (a pipelined
+     * input, want_read), but an acknowledged one was lost at its owner
+     * before the combinator's final lookup (V1). (A race over such an
+     * input reads its reason too: combinators are judged by V4.) */
+    if (p->acked && !p->comb && m->promise->state == PM_STATE_REJECTED &&
+        m->promise->reason &&
+        !strncmp(m->promise->reason, PM_FANIN_NOT_FOUND_PREFIX " (",
+                 strlen(PM_FANIN_NOT_FOUND_PREFIX) + 2))
+        s_violation(w, "V1 acknowledged %s reads as never made (%s); created by %s", p->id,
+                    m->promise->reason, p->acked_how);
     s_observe(w, p, out, "final read");
 }
 
