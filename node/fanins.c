@@ -229,7 +229,9 @@ s_not_found_unowned(pm_agent_t *self, pm_comb_t *c, size_t i, const char *messag
  * records in order, so an heir makes the same choice (it has the tombstone
  * if anyone heard of it; if it has neither, nobody heard of either). A late
  * then or create that minted id and was answered UNAVAILABLE ("may or may
- * not have happened") is refused when it is re-sent, without effect.
+ * not have happened") is refused when it is re-sent, without effect. (Like
+ * every settled promise, the record is kept for `retention`, 24 h by
+ * default, far beyond any re-send: forward_timeout bounds those.)
  */
 int
 pm_fanins_tombstone(pm_agent_t *self, const char *id, pm_prom_t **out)
