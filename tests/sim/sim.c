@@ -26,7 +26,9 @@
  *   V4 a combinator (all / any / race / all-settled, issue 15) reads the
  *      outcome its inputs determine, as they read back (single assignment:
  *      what it must have heard); an input that cannot be read may have been
- *      heard as anything, the others still bind it;
+ *      heard as anything, the others still bind it; but an input heard as
+ *      NOT_FOUND must not read back NOT_FOUND (its owner records a missing
+ *      input as rejected NOT_FOUND before a combinator hears it, fanins.c);
  *   V5 an acknowledged combinator is never lost;
  *   V6 a then runs its main function only on a resolved source and its
  *      on_reject handler only on a failed one, each on that source's value
@@ -181,6 +183,7 @@ typedef struct prom {
     /* Combinators (V4, V5) and on_reject (V6) */
     int want_read;      /* a pipelined input never acknowledged: read back to judge its
                          * combinator (NOT_FOUND is no violation) */
+    int gone;           /* the final read answered NOT_FOUND */
     int fstate;         /* the last read-back: state, and its whole value or reason */
     char *fdata;
     struct comb *comb;  /* a combinator: its kind and inputs */
@@ -1245,6 +1248,7 @@ s_check_reply(world_t *w, req_t *r, const pm_msg_t *m)
     if (m->err == PM_ERR_NOT_FOUND) {
         p->checked = 1;
         p->final_ok = 0;
+        p->gone = 1;
         if (!p->acked && !p->acked_out[0]) /* want_read: it may never have been made */
             return;
         s_violation(w, "%s acknowledged %s%s is gone (NOT_FOUND at %s: %s); created by %s",
@@ -2447,6 +2451,20 @@ s_fanin_judge(world_t *w)
                 memcpy(x + len, "x", 2);
                 p->fdata = x;
                 s_log(w, "self-test: combinator %s misread as %s", p->id, p->fdata);
+            }
+            /* An input it heard as NOT_FOUND must read back as its owner
+             * recorded it then (rejected NOT_FOUND, fanins.c): an input
+             * that reads back NOT_FOUND was never recorded as missing, so
+             * a late mint could still make it (seed 3439), and the
+             * combinator decided from a plain "not found". */
+            for (int i = 0; i < c->n; i++) {
+                prom_t *x = s_prom(w, c->ids[i], 0);
+                char heard[IDLEN + 16];
+                snprintf(heard, sizeof heard, "%s NOT_FOUND", c->ids[i]);
+                if (x && x->gone && strstr(p->fdata, heard))
+                    s_violation(w, "V4 %s = %s(..) heard input %s as NOT_FOUND, which reads "
+                                "back NOT_FOUND (not recorded at its owner): %.120s; %s", p->id,
+                                pm_combinator_name(c->kind), c->ids[i], p->fdata, p->acked_how);
             }
             char why[128];
             if (!s_comb_judge(c, p->timeout_ms > 0, st, data, p->fstate, p->fdata, why,
