@@ -156,13 +156,7 @@ s_not_found_wait(const pm_agent_t *self)
     return self->fanin_not_found_wait > 0 ? self->fanin_not_found_wait : S_NOT_FOUND_WAIT_MS;
 }
 
-/* Input i could not be heard for a while (its owner unreachable, its space
- * unavailable or being taken over, ...): that is no outcome of the input,
- * which may well settle (or have settled) with one of its own, so it is
- * asked again (the same backoff as a missing input, without the deadline:
- * the combinator's own timeout bounds the wait). Hearing such an error as a
- * rejection would make the combinator read an outcome its inputs do not
- * give (found by the simulator, tests/sim: seeds 107, 116, 117). */
+/* Input i is looked up again delay ms from now (pm_fanins_fire). */
 static void
 s_retry_in(pm_agent_t *self, pm_comb_t *c, size_t i, int64_t delay)
 {
@@ -170,6 +164,13 @@ s_retry_in(pm_agent_t *self, pm_comb_t *c, size_t i, int64_t delay)
         pm_oom("combinator retry");
 }
 
+/* Input i could not be heard for a while (its owner unreachable, its space
+ * unavailable or being taken over, ...): that is no outcome of the input,
+ * which may well settle (or have settled) with one of its own, so it is
+ * asked again (the same backoff as a missing input, without the deadline:
+ * the combinator's own timeout bounds the wait). Hearing such an error as a
+ * rejection would make the combinator read an outcome its inputs do not
+ * give (found by the simulator, tests/sim: seeds 107, 116, 117). */
 static void
 s_retry(pm_agent_t *self, pm_comb_t *c, size_t i)
 {

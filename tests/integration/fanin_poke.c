@@ -75,7 +75,8 @@ s_late(int argc, char **argv)
     const char *src = then ? argv[4] : NULL;
     const char *st = src ? strchr(src, '~') : NULL;
     const char *lt = strchr(lease, '~');
-    if (src && st && lt && !(st - src == lt - lease && strncmp(src, lease, (size_t) (st - src)) == 0))
+    int own = st && lt && st - src == lt - lease && !strncmp(src, lease, (size_t) (st - src));
+    if (src && st && lt && !own)
         snprintf(ghost, sizeof ghost, "%.*s~%s3", (int) (st - src), src, lease);
     else
         snprintf(ghost, sizeof ghost, "%s3", lease);
