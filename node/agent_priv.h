@@ -222,6 +222,7 @@ struct pm_agent {
     int64_t forward_timeout;
     int64_t held_reply_timeout; /* a held reply without an await's deadline fails after this */
     int64_t sub_resend; /* ms: PM_RELAY_SUB_RESEND_MS unless configured (sub_resend) */
+    int64_t fanin_not_found_wait; /* ms (fanin_not_found_wait; 0: the default, fanins.c) */
     zhashx_t *relays;    /* "%llx" relay id -> pm_relay_t (owned) */
     pm_timers_t *relay_timers;
     uint64_t next_relay;

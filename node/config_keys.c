@@ -107,6 +107,14 @@ const s_key_t pm_config_keys[] = {
      .doc = "an await or combinator input on another member's promise is sent again this "
             "often until its owner answers; the owner answers a repeat at most once per "
             "max(2 x this, 1s)"},
+    /* 10 s: a pipelined then or create that mints an input can reach the
+     * input's owner after the combinator's subscription (a takeover parks
+     * both and sends them again in no particular order). Past this wait the
+     * combinator asks the owner for a final answer (fanins.c). */
+    {.key = "fanin_not_found_wait", .type = S_DURATION, .offset = S_AT(fanin_not_found_wait),
+     .def = "10s", .min = 1, .max = 3600000,
+     .doc = "how long a combinator waits for an input that does not exist (yet) before its "
+            "owner records it as rejected NOT_FOUND, for good"},
     {.key = "data_dir", .type = S_STRING, .offset = S_AT(data_dir), .meta = "DIR",
      .doc = "directory of the write-ahead log; unset: promises do not survive a restart"},
     /* batch: an acknowledgement waits for the fsync that covers it, and one

@@ -61,6 +61,14 @@
  * subscriptions of one combinator cost one relay per remote input. */
 #define PM_FANIN_MAX_INPUTS 1000
 
+/* The reason an input a combinator waited for in vain is rejected with, at
+ * its owner, for good (fanins.c: pm_fanins_tombstone). The simulator's
+ * checker knows it by this prefix (tests/sim). */
+#define PM_FANIN_NOT_FOUND_PREFIX "NOT_FOUND: no promise with that id"
+#define PM_FANIN_NOT_FOUND_REASON                                                              \
+    PM_FANIN_NOT_FOUND_PREFIX " (a combinator waited for it in vain: it is recorded as never "  \
+                              "made)"
+
 typedef struct pm_fanin_input {
     int state;     /* 0: not heard yet; else the input's final PM_STATE_* */
     uint8_t *data; /* value (resolved) or reason; owned; NULL when empty */

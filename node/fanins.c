@@ -16,13 +16,17 @@ typedef struct pm_fanin_sub {
     pm_comb_t *comb;
     size_t i;
     pm_timer_t retry; /* not found yet: asked again then (agent's fanin_timers) */
+    int final;        /* its wait is over: the next lookup at its owner is final */
 } pm_fanin_sub_t;
 
 /* An input not found at its owner may not exist *yet*: a pipelined then or
  * create that mints it can reach its owner after the combinator's
  * subscription (a takeover parks both, and re-sends them in no particular
- * order). It is asked again, 100 ms doubling to 1.6 s, and counts as
- * NOT_FOUND only once this long has passed since the combinator started. */
+ * order). It is asked again, 100 ms doubling to 1.6 s, until this long has
+ * passed since the combinator started (fanin_not_found_wait). Then its owner
+ * is asked for a final answer (pm_fanins_tombstone): no time bound can tell
+ * "not made" from "not made yet" (clocks and delays are unbounded), only the
+ * owner, who serializes the input's creation with that answer, can. */
 #define S_NOT_FOUND_WAIT_MS 10000
 #define S_RETRY_MIN_MS 100
 #define S_RETRY_MAX_MS 1600
@@ -146,6 +150,20 @@ s_hear_err(pm_agent_t *self, pm_comb_t *c, size_t i, int err, const char *messag
     s_hear(self, c, i, PM_STATE_REJECTED, why, (size_t) n);
 }
 
+static int64_t
+s_not_found_wait(const pm_agent_t *self)
+{
+    return self->fanin_not_found_wait > 0 ? self->fanin_not_found_wait : S_NOT_FOUND_WAIT_MS;
+}
+
+/* Input i is looked up again delay ms from now (pm_fanins_fire). */
+static void
+s_retry_in(pm_agent_t *self, pm_comb_t *c, size_t i, int64_t delay)
+{
+    if (pm_timers_set(self->fanin_timers, &c->subs[i].retry, self->now_mono + delay) != 0)
+        pm_oom("combinator retry");
+}
+
 /* Input i could not be heard for a while (its owner unreachable, its space
  * unavailable or being taken over, ...): that is no outcome of the input,
  * which may well settle (or have settled) with one of its own, so it is
@@ -160,20 +178,82 @@ s_retry(pm_agent_t *self, pm_comb_t *c, size_t i)
     int64_t delay = S_RETRY_MIN_MS;
     while (delay < S_RETRY_MAX_MS && delay < waited)
         delay *= 2;
-    if (pm_timers_set(self->fanin_timers, &c->subs[i].retry, self->now_mono + delay) != 0)
-        pm_oom("combinator retry");
+    s_retry_in(self, c, i, delay);
 }
 
-/* Input i was not found: asked again later, or NOT_FOUND once the wait is
- * over (S_NOT_FOUND_WAIT_MS). */
+/* Input i was not found at its owner (a plain answer, which says nothing
+ * final: it may be made later): asked again later; once the wait is over
+ * (fanin_not_found_wait), at once and for a final answer. An owner that
+ * answers a final lookup NOT_FOUND again (it could not record it: a pmesh
+ * that ignores the flag) is asked again with the backoff: a combinator is
+ * never decided from a plain "not found" (its own timeout bounds it). */
 static void
-s_not_found(pm_agent_t *self, pm_comb_t *c, size_t i, const char *message)
+s_not_found(pm_agent_t *self, pm_comb_t *c, size_t i)
 {
-    if (self->now_mono - c->started >= S_NOT_FOUND_WAIT_MS) {
+    if (!c->subs[i].final && self->now_mono - c->started >= s_not_found_wait(self)) {
+        c->subs[i].final = 1;
+        s_retry_in(self, c, i, 0);
+        return;
+    }
+    s_retry(self, c, i);
+}
+
+/* Input i's space is served by nobody we know of (relay.c gave up waiting
+ * to hear of it): there is no owner to ask for a final answer, so it is
+ * NOT_FOUND once the wait is over, as the id of an unknown space. */
+static void
+s_not_found_unowned(pm_agent_t *self, pm_comb_t *c, size_t i, const char *message)
+{
+    if (self->now_mono - c->started >= s_not_found_wait(self)) {
         s_hear_err(self, c, i, PM_ERR_NOT_FOUND, message);
         return;
     }
     s_retry(self, c, i);
+}
+
+/*
+ * Makes "no promise id" final at its owner (us): q is created as an ordinary
+ * promise and rejected at once with PM_FANIN_NOT_FOUND_REASON, through the store
+ * like any create and settle, so both are journalled and replicated, and
+ * every reply that shows them (the answer to the combinator's final lookup,
+ * the combinator's own outcome) is held until they are durable here and at
+ * the in-sync backups (agent.c). If id exists, *out is it, unchanged.
+ *
+ * Why this is sound: the owner of id's space is the one place that can
+ * mint id (a create with that id, a then or combinator whose new id it is:
+ * each goes to that owner and finds its store), and it runs one request at
+ * a time, so "mint id" and "id is not found" are ordered there: whichever
+ * comes first wins, and the other finds id existing (the store refuses a
+ * second create of an id: BAD_REQUEST, and a then or combinator then
+ * registers nothing, so no continuation ever runs into it). Both are
+ * durable before anyone hears of them, and a takeover replays the owner's
+ * records in order, so an heir makes the same choice (it has the tombstone
+ * if anyone heard of it; if it has neither, nobody heard of either). A late
+ * then or create that minted id and was answered UNAVAILABLE ("may or may
+ * not have happened") is refused when it is re-sent, without effect. (Like
+ * every settled promise, the record is kept for `retention`, 24 h by
+ * default, far beyond any re-send: forward_timeout bounds those.)
+ */
+int
+pm_fanins_tombstone(pm_agent_t *self, const char *id, pm_prom_t **out)
+{
+    pm_prom_t *p = pm_store_get(self->store, id);
+    if (p) {
+        *out = p;
+        return PM_OK;
+    }
+    pm_create_args_t a = {.id = id};
+    int err = pm_store_create(self->store, &a, self->now_real, &p, NULL);
+    if (err)
+        return err;
+    err = pm_store_settle(self->store, id, PM_STATE_REJECTED, PM_FANIN_NOT_FOUND_REASON,
+                          strlen(PM_FANIN_NOT_FOUND_REASON), self->now_real, NULL);
+    if (err)
+        return err;
+    pm_log_info("PM-COMBINE-NOT-FOUND", "%s: a combinator's final lookup found no such promise: "
+                "recorded as rejected NOT_FOUND", id);
+    *out = pm_store_get(self->store, id);
+    return *out ? PM_OK : PM_ERR_INTERNAL;
 }
 
 static void
@@ -189,13 +269,20 @@ s_local_fired(pm_watch_t *watch, pm_prom_t *p)
     s_hear_prom(sub->comb->agent, sub->comb, sub->i, p);
 }
 
-/* Input i is ours: watch it, or hear it now. */
+/* Input i is ours: watch it, or hear it now. Missing once the wait is over,
+ * it is recorded here as never made (pm_fanins_tombstone), as its owner
+ * would for another agent's combinator, and heard as such. */
 static void
 s_watch_local(pm_agent_t *self, pm_comb_t *c, size_t i)
 {
     pm_prom_t *p = pm_store_get(self->store, c->f->ids[i]);
-    if (!p)
-        s_not_found(self, c, i, NULL);
+    if (!p && self->now_mono - c->started < s_not_found_wait(self)) {
+        s_retry(self, c, i);
+        return;
+    }
+    int err = p ? PM_OK : pm_fanins_tombstone(self, c->f->ids[i], &p);
+    if (err) /* an id no promise can have (too long, ...): never made, for good */
+        s_hear_err(self, c, i, PM_ERR_NOT_FOUND, NULL);
     else if (p->state == PM_STATE_PENDING)
         pm_store_watch(p, &c->subs[i].watch, s_local_fired);
     else
@@ -208,6 +295,9 @@ s_watch_local(pm_agent_t *self, pm_comb_t *c, size_t i)
 static void
 s_watch_remote(pm_agent_t *self, pm_comb_t *c, size_t i, const char *node, int unknown)
 {
+    /* (An await's subscription already there, not final, may be answered
+     * NOT_FOUND: s_not_found asks again, with the final flag, once it is
+     * gone.) */
     const char *id = c->f->ids[i];
     s_subs_t *e = zhashx_lookup(self->comb_subs, id);
     if (!e) {
@@ -225,7 +315,7 @@ s_watch_remote(pm_agent_t *self, pm_comb_t *c, size_t i, const char *node, int u
     memcpy(rw->id, id, n + 1);
     rw->relay = r->id;
     zhashx_insert(self->rwaits, rw->id, rw);
-    pm_msg_t sub = {.type = PM_MSG_AWAIT, .id = id, .timeout_ms = -1};
+    pm_msg_t sub = {.type = PM_MSG_AWAIT, .id = id, .timeout_ms = -1, .final = c->subs[i].final};
     if (node) {
         int err = pm_relay_send(self, r, &sub); /* frees r on failure */
         if (err)
@@ -415,8 +505,10 @@ pm_fanins_heard(pm_agent_t *self, const char *pid, const pm_msg_t *reply, int er
                    p->reason ? strlen(p->reason) : 0);
         else if (p)
             s_hear(self, sub->comb, sub->i, p->state, p->value, p->value_len);
+        else if (err == PM_ERR_NOT_FOUND && reply)
+            s_not_found(self, sub->comb, sub->i); /* its owner's answer */
         else if (err == PM_ERR_NOT_FOUND)
-            s_not_found(self, sub->comb, sub->i, reply ? reply->message : NULL);
+            s_not_found_unowned(self, sub->comb, sub->i, NULL);
         else if (err == PM_ERR_BAD_REQUEST)
             s_hear_err(self, sub->comb, sub->i, err, reply ? reply->message : NULL);
         else

@@ -29,6 +29,12 @@ int pm_fanins_is_combinator(pm_agent_t *self, const char *id);
 /* The remote-await subscription of input pid ended: with the owner's reply
  * (the settled promise, or an error), or with err when reply is NULL. */
 void pm_fanins_heard(pm_agent_t *self, const char *pid, const pm_msg_t *reply, int err);
+/* "No promise id" made final here, its owner (a combinator's final lookup,
+ * from another agent's subscription or our own combinator): id is created
+ * rejected NOT_FOUND through the store (journalled, replicated, its replies
+ * held until durable) unless it exists; *out is the promise either way.
+ * Why this is sound: fanins.c. */
+int pm_fanins_tombstone(pm_agent_t *self, const char *id, pm_prom_t **out);
 /* Whether a combinator still waits on the remote-await subscription of pid. */
 int pm_fanins_listening(pm_agent_t *self, const char *pid);
 /* Input pid's space is served here now: its subscribers watch it locally. */

@@ -38,7 +38,11 @@ pm_req_serves(pm_agent_t *self, const char *id)
 void
 pm_req_mint(pm_agent_t *self, char *out, size_t cap)
 {
-    pm_id_mint(out, cap, self->mint, self->generation, ++self->next_seq);
+    /* (An id a combinator gave up on before we minted it was recorded as
+     * never made, fanins.c: skipped, never minted onto.) */
+    do
+        pm_id_mint(out, cap, self->mint, self->generation, ++self->next_seq);
+    while (pm_store_get(self->store, out));
 }
 
 int

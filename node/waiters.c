@@ -218,6 +218,13 @@ int
 pm_waiter_do_await(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono)
 {
     pm_prom_t *p = pm_store_get(self->store, m->id);
+    /* Another member's combinator gave up waiting for it: its final lookup
+     * records it as never made (fanins.c), and is answered with that. */
+    if (!p && s->peer && m->final) {
+        int err = pm_fanins_tombstone(self, m->id, &p);
+        if (err)
+            return err;
+    }
     if (!p)
         return PM_ERR_NOT_FOUND;
     if (p->state != PM_STATE_PENDING) {

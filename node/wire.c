@@ -241,6 +241,7 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         env.await = &await;
         await.id = s_str(m->id);
         await.timeout_ms = m->timeout_ms;
+        await.final = m->final != 0;
         break;
     case PM_MSG_THEN:
         env.body_case = PMESH__ENVELOPE__BODY_THEN;
@@ -609,6 +610,7 @@ s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
         m->type = PM_MSG_AWAIT;
         m->id = env->await->id;
         m->timeout_ms = env->await->timeout_ms;
+        m->final = env->await->final != 0;
         return s_name_ok(m->id) ? 0 : -1;
     case PMESH__ENVELOPE__BODY_THEN:
         m->type = PM_MSG_THEN;

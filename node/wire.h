@@ -92,6 +92,7 @@ typedef struct pm_msg {
     size_t value_len;
     const char *reason;        /* settle, result */
     int64_t timeout_ms;        /* create, await (< 0: none), then, combine */
+    int final;                 /* await, agent -> agent: a combinator's final lookup (fanins.h) */
     int64_t heartbeat_ms;      /* create */
     const char *key;           /* create */
     int want_token;            /* create */

@@ -183,14 +183,55 @@ t0=$(now_ms)
 pm 5 all-settled "$X2" "$GHOST"
 G=$OUT
 pm 2 resolve "$X2" here
+# The same wait, for ids a client mints (fanin_poke late-*): a combinator
+# over the id its next then or create will mint, which is sent only once the
+# combinator settled (the late mint of seed 3439 of the simulator, where the
+# then was parked and re-sent after the combinator gave up). Its owner
+# records the id as never made (rejected NOT_FOUND) before the combinator
+# hears it, and the late then / create is refused: the combinator's outcome
+# stays the outcome of its input. late-then: combinator on n5, the id in
+# n2's space (the owner answers the combinator's final lookup);
+# late-create: combinator on n2 over n2's own id (the local path).
+poke_bg() {
+    local name=$1
+    shift
+    bg "$name" bash -c '"$@"; echo "$?" >"$0"' "$TMP/$name.done" "$POKE" "$@"
+}
+poke_bg late1 late-then "${MESH_SOCK[5]}" ident "$X2"
+poke_bg late2 late-create "${MESH_SOCK[2]}"
 sleep 2 # the passing of time is under test: not found is not final at once
 expect_eq "an input not found yet leaves the combinator pending (2 s later)" pending \
     "$(field 5 "$G" state)"
+pm 2 get "$GHOST"
+expect_match "... and its owner has not recorded it yet (NOT_FOUND at n2)" "^pmesh: NOT_FOUND: " "$ERR"
 settled_on 5 "$G" 20
 GT=$(($(now_ms) - t0))
 expect_eq "... it settles once the wait is over" resolved "$(field 5 "$G" state)"
 expect_match "... the missing input counts as NOT_FOUND" "NOT_FOUND" "$(field 5 "$G" value)"
 expect_lt "... after about 10 s ($GT ms)" 9000 "$GT"
+expect_eq "... and now reads rejected at its owner, for good" rejected "$(field 2 "$GHOST" state)"
+expect_match "... with reason NOT_FOUND" "^NOT_FOUND: " "$(field 2 "$GHOST" reason)"
+expect_eq "... the same through another agent" rejected "$(field 4 "$GHOST" state)"
+expect_match "... the combinator read it with that very outcome" \
+    '"state":"rejected","reason":"NOT_FOUND: no promise with that id' "$(field 5 "$G" value)"
+expect_eq "n2 logged recording it as never made" 1 "$(log_count 2 "PM-COMBINE-NOT-FOUND.*$GHOST")"
+wait_done 30 late1 late2 || true
+for l in late1 late2; do
+    expect_eq "$l: the helper ran to its end (exit 0)" 0 "$(cat "$TMP/$l.done" 2>/dev/null)"
+    [ "$(cat "$TMP/$l.done" 2>/dev/null)" = 0 ] || cat "$TMP/$l.out" "$TMP/$l.log" >&2
+    expect_match "$l: the combinator read its input as rejected NOT_FOUND" \
+        "^combinator rejected NOT_FOUND: no promise with that id" "$(grep '^combinator ' "$TMP/$l.out")"
+    expect_eq "$l: the late mint of that id is refused" "late BAD_REQUEST" \
+        "$(grep '^late ' "$TMP/$l.out")"
+    expect_match "$l: the id still reads rejected NOT_FOUND afterwards" \
+        "^ghost rejected NOT_FOUND: no promise with that id" "$(grep '^ghost [a-z]* ' "$TMP/$l.out")"
+done
+L1=$(sed -n 's/^ghost \([^ ]*\)$/\1/p' "$TMP/late1.out")
+expect_match "late1's id lives in n2's space" "^${X2%%~*}~" "$L1"
+expect_eq "n2 recorded late1's id (the combinator's final lookup from n5)" 1 \
+    "$(log_count 2 "PM-COMBINE-NOT-FOUND.*$L1")"
+expect_eq "no continuation ran into it (ident ran for no late then)" 0 \
+    "$(grep -c "$L1" "$TMP/w-id.log" 2>/dev/null || true)"
 
 # ---- nested combinators, then on a combinator, on another agent ---------------------
 

@@ -26,7 +26,9 @@
  *   V4 a combinator (all / any / race / all-settled, issue 15) reads the
  *      outcome its inputs determine, as they read back (single assignment:
  *      what it must have heard); an input that cannot be read may have been
- *      heard as anything, the others still bind it;
+ *      heard as anything, the others still bind it; but an input heard as
+ *      NOT_FOUND must not read back NOT_FOUND (its owner records a missing
+ *      input as rejected NOT_FOUND before a combinator hears it, fanins.c);
  *   V5 an acknowledged combinator is never lost;
  *   V6 a then runs its main function only on a resolved source and its
  *      on_reject handler only on a failed one, each on that source's value
@@ -48,6 +50,7 @@
 #include "config.h"
 #include "coord.h"
 #include "disk.h"
+#include "fanin.h"
 #include "localsock.h"
 #include "log.h"
 #include "memnet.h"
@@ -180,6 +183,7 @@ typedef struct prom {
     /* Combinators (V4, V5) and on_reject (V6) */
     int want_read;      /* a pipelined input never acknowledged: read back to judge its
                          * combinator (NOT_FOUND is no violation) */
+    int gone;           /* the final read answered NOT_FOUND */
     int fstate;         /* the last read-back: state, and its whole value or reason */
     char *fdata;
     struct comb *comb;  /* a combinator: its kind and inputs */
@@ -1264,6 +1268,7 @@ s_check_reply(world_t *w, req_t *r, const pm_msg_t *m)
     if (m->err == PM_ERR_NOT_FOUND) {
         p->checked = 1;
         p->final_ok = 0;
+        p->gone = 1;
         if (!p->acked && !p->acked_out[0]) /* want_read: it may never have been made */
             return;
         s_violation(w, "%s acknowledged %s%s is gone (NOT_FOUND at %s: %s); created by %s",
@@ -1308,6 +1313,18 @@ s_check_reply(world_t *w, req_t *r, const pm_msg_t *m)
     if (p->acked_out[0] && strcmp(out, p->acked_out) != 0)
         s_violation(w, "V2 acknowledged settle of %s was %s, reads back %s", p->id,
                     p->acked_out, out[0] ? out : "pending");
+    /* An id a combinator waited for in vain reads rejected NOT_FOUND for
+     * good (its owner recorded it as never made, fanins.c): its legitimate
+     * outcome when its create or then was never acknowledged (a pipelined
+     * input, want_read), but an acknowledged one was lost at its owner
+     * before the combinator's final lookup (V1). (A race over such an
+     * input reads its reason too: combinators are judged by V4.) */
+    if (p->acked && !p->comb && m->promise->state == PM_STATE_REJECTED &&
+        m->promise->reason &&
+        !strncmp(m->promise->reason, PM_FANIN_NOT_FOUND_PREFIX " (",
+                 strlen(PM_FANIN_NOT_FOUND_PREFIX) + 2))
+        s_violation(w, "V1 acknowledged %s reads as never made (%s); created by %s", p->id,
+                    m->promise->reason, p->acked_how);
     s_observe(w, p, out, "final read");
 }
 
@@ -2456,6 +2473,20 @@ s_fanin_judge(world_t *w)
                 memcpy(x + len, "x", 2);
                 p->fdata = x;
                 s_log(w, "self-test: combinator %s misread as %s", p->id, p->fdata);
+            }
+            /* An input it heard as NOT_FOUND must read back as its owner
+             * recorded it then (rejected NOT_FOUND, fanins.c): an input
+             * that reads back NOT_FOUND was never recorded as missing, so
+             * a late mint could still make it (seed 3439), and the
+             * combinator decided from a plain "not found". */
+            for (int i = 0; i < c->n; i++) {
+                prom_t *x = s_prom(w, c->ids[i], 0);
+                char heard[IDLEN + 16];
+                snprintf(heard, sizeof heard, "%s NOT_FOUND", c->ids[i]);
+                if (x && x->gone && strstr(p->fdata, heard))
+                    s_violation(w, "V4 %s = %s(..) heard input %s as NOT_FOUND, which reads "
+                                "back NOT_FOUND (not recorded at its owner): %.120s; %s", p->id,
+                                pm_combinator_name(c->kind), c->ids[i], p->fdata, p->acked_how);
             }
             char why[128];
             if (!s_comb_judge(c, p->timeout_ms > 0, st, data, p->fstate, p->fdata, why,

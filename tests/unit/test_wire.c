@@ -110,6 +110,7 @@ s_msg_eq(const pm_msg_t *a, const pm_msg_t *b)
     s_bytes_eq(a->value, a->value_len, b->value, b->value_len, "value");
     s_str_eq(a->reason, b->reason, "reason");
     assert_int_equal(a->timeout_ms, b->timeout_ms);
+    assert_int_equal(a->final, b->final);
     assert_int_equal(a->heartbeat_ms, b->heartbeat_ms);
     s_str_eq(a->key, b->key, "key");
     s_labels_eq(a->labels, a->label_count, b->labels, b->label_count);
@@ -261,6 +262,9 @@ test_round_trip_requests(void **state)
     await.timeout_ms = -1; /* forever: negative must survive */
     s_round_trip_release(&await);
     await.timeout_ms = INT64_MIN;
+    s_round_trip_release(&await);
+    await.timeout_ms = -1;
+    await.final = 1; /* a combinator's final lookup (fanins.c) */
     s_round_trip_release(&await);
 
     pm_msg_t then = {.type = PM_MSG_THEN, .req_id = 9, .id = "src", .function = "resize",
