@@ -17,6 +17,17 @@
 #define S_PEER_HWM 100000
 /* Reconnect quickly: a restarted peer should get its queue within ~100 ms. */
 #define S_RECONNECT_MS 100
+/* A connection whose sent data has gone unacknowledged this long is dropped
+ * and made again (TCP_USER_TIMEOUT), and a connect that hangs is given up
+ * after S_CONNECT_TIMEOUT_MS and tried again. Without them, across a split
+ * TCP backs its retransmissions off (0.2, 0.4, ... 3.2 s): after the heal a
+ * peer's frames, subscription resends included, arrived seconds late (chaos
+ * partition run, an await that missed its settle); now a fresh connection
+ * comes up within about a second. What was queued and not yet written stays
+ * queued for it; what was in flight on the dead connection is lost, as on
+ * any broken link (the protocol resends what matters). */
+#define S_TCP_MAXRT_MS 1500
+#define S_CONNECT_TIMEOUT_MS 750
 /* On close, a moment for what is queued (the leave announcement) to go out;
  * channels to dead peers are dropped with pm_transport_forget, not lingered. */
 #define S_LINGER_MS 200
@@ -116,10 +127,13 @@ s_peer(pm_transport_t *self, const char *endpoint)
     sock = zmq_socket(self->ctx, ZMQ_DEALER);
     if (!sock)
         return NULL;
-    int linger = S_LINGER_MS, hwm = S_PEER_HWM, rc = S_RECONNECT_MS;
+    int linger = S_LINGER_MS, hwm = S_PEER_HWM, rc = S_RECONNECT_MS, maxrt = S_TCP_MAXRT_MS,
+        cto = S_CONNECT_TIMEOUT_MS;
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(sock, ZMQ_RECONNECT_IVL, &rc, sizeof rc);
+    zmq_setsockopt(sock, ZMQ_TCP_MAXRT, &maxrt, sizeof maxrt);
+    zmq_setsockopt(sock, ZMQ_CONNECT_TIMEOUT, &cto, sizeof cto);
     if (self->curve)
         pm_auth_apply(sock, &self->keys, 0);
     if (zmq_connect(sock, endpoint) < 0) {
