@@ -7,6 +7,7 @@
  */
 #include "isr_agent.h"
 
+#include "place.h"
 #include "relay.h"
 #include "session.h"
 #include "takeover.h"
@@ -57,6 +58,15 @@ s_drop(void *arg, const char *space)
     pm_agent_t *self = arg;
     pm_mesh_unclaim(self->mesh, space);
     pm_takeover_on_moved(self, space);
+    pm_relay_unpark(self); /* requests parked here for it go where it went */
+}
+
+/* R8: we gave space back, drained: results of invocations whose source is
+ * in it still settle their targets here. */
+static void
+s_handed_back(void *arg, const char *space)
+{
+    pm_place_source_moved(arg, space);
 }
 
 static int
@@ -146,4 +156,5 @@ const pm_isr_env_t pm_isr_agent_env = {
     .gate = s_gate,
     .fail_held = s_fail_held,
     .forced = s_forced,
+    .handed_back = s_handed_back,
 };
