@@ -28,6 +28,9 @@
  * accepted again), and the space is not handed back again before this. */
 #define S_HANDBACK_MS 3000
 #define S_HANDBACK_RETRY_MS 1000
+/* R8: how often what depends on a space is counted while it waits (a scan
+ * of the agent's promises). */
+#define S_HANDBACK_DEPS_MS 100
 
 /* ---- the coordinator ------------------------------------------------------------------ */
 
@@ -77,7 +80,7 @@ typedef struct s_space {
     int hb;
     char hb_node[PM_COORD_NAME_MAX];
     uint64_t hb_pid, hb_lsn;
-    int64_t hb_since, hb_retry_at;
+    int64_t hb_since, hb_retry_at, hb_deps_at;
     /* A record naming us owner that we did not write (a hand-back, or an
      * operator's force) came while a change of ours was under way: served
      * once that change has settled (pm_isr_tick). */
@@ -421,8 +424,6 @@ s_learn_ex(pm_isr_t *self, const pm_coord_record_t *r, int mine_op)
         pm_log_info("PM-COORD-HANDBACK", "id space %s given back to %s (its home, in sync) at "
                     "epoch %llu: we stop serving it", r->space, r->owner,
                     (unsigned long long) r->epoch);
-        if (self->env.handed_back)
-            self->env.handed_back(self->arg, r->space);
         self->env.drop(self->arg, r->space);
     } else if (!s_ours(self, r) && self->env.serves(self->arg, r->space, &mine)) {
         self->moved++;
@@ -773,6 +774,11 @@ s_hb_start(pm_isr_t *self, s_space_t *s)
             to = &s->rec.in_sync[i];
     if (!to || s_reconcile(self, s, 1))
         return 0; /* no home process in sync, or the set must change first (R2) */
+    if (self->env.dependants && self->env.dependants(self->arg, s->rec.space)) {
+        /* Something here would be orphaned by the move: not now. */
+        s->hb_retry_at = self->now + S_HANDBACK_RETRY_MS;
+        return 0;
+    }
     s->hb = 1;
     snprintf(s->hb_node, sizeof s->hb_node, "%s", to->node);
     s->hb_pid = to->pid;
@@ -808,6 +814,14 @@ s_hb_drain(pm_isr_t *self, s_space_t *s)
     }
     if (self->env.acked(self->arg) < s->hb_lsn)
         return; /* the drain goes on */
+    if (self->env.dependants && self->now < s->hb_deps_at)
+        return;
+    if (self->env.dependants && self->env.dependants(self->arg, s->rec.space)) {
+        /* A continuation or placement on the space is still running (its
+         * source settled before the drain): it finishes first. */
+        s->hb_deps_at = self->now + S_HANDBACK_DEPS_MS;
+        return;
+    }
     pm_coord_record_t next;
     if (pm_isr_rule_handback(&s->rec, s->hb_node, s->hb_pid, self->node, self->pid, &next) != 0) {
         s_hb_end(self, s, "the rule refuses it");

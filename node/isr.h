@@ -75,11 +75,17 @@
  *      dropped: writes are refused during the drain rather than accepted
  *      and lost; what the drain acknowledged is at the new owner, which
  *      revives continuations and re-places invocations from its copy
- *      (at-least-once, as after R3); a result of an invocation we placed
- *      whose source is in the space still settles its target in a space we
- *      keep, as its source's settle is acknowledged (place.c
- *      pm_place_source_moved); requests parked or relayed here go to the
- *      new owner. Why live: the home agent's next loop serves the space,
+ *      (at-least-once, as after R3); requests parked or relayed here go to
+ *      the new owner. What would be orphaned by the move holds it up: a
+ *      drain starts, and its CAS is sent, only while nothing here depends
+ *      on the space but what follows it (env.dependants: a continuation
+ *      here whose source is in the space and whose target is not, or an
+ *      invocation placed on such a source, or a combinator watching an
+ *      input in it, would watch a copy nobody settles any more once the
+ *      space is served elsewhere; awaits hear OWNER_LOST and follow it,
+ *      the space's own continuations and placements are its next owner's);
+ *      new continuations on the space's promises are refused during the
+ *      drain, so none appears while the CAS is under way. Why live: the home agent's next loop serves the space,
  *      its R2 records its own backups, and mint.c resumes minting there
  *      (a restarted agent waits takeover_grace for the hand-back before it
  *      mints in its primary, and takes the space up again if it comes back
@@ -173,9 +179,13 @@ typedef struct pm_isr_env {
      * JSON of the outcome, or an error (PM_ERR_*) and text its reason.
      * NULL: no answer is sent. */
     void (*forced)(void *arg, uint64_t session, uint64_t req, int err, const char *text);
-    /* R8: we handed space back (the CAS succeeded), every record of it up
-     * to the drain is acknowledged; called just before drop. NULL: none. */
-    void (*handed_back)(void *arg, const char *space);
+    /* R8: how many things here depend on space and would be orphaned if
+     * it moved now: invocations placed on a source in it, continuations
+     * whose source is in it and whose target is not, and other watches on
+     * its pending promises than awaits (which hear OWNER_LOST and follow
+     * the space) and its own continuations and placements (which its next
+     * owner runs from its copy). 0: it may be handed back. NULL: none. */
+    size_t (*dependants)(void *arg, const char *space);
 } pm_isr_env_t;
 
 typedef struct pm_isr_config {

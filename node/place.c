@@ -16,9 +16,7 @@
  *       invocation it placed and still keeps (same id, same target, from
  *       the member it placed it on): anything else is refused.
  *   R2. It applies it only while it serves the target's space, and the
- *       source's if it served that too, in the epochs it placed it in
- *       (unless it handed the source's space back with the source's settle
- *       acknowledged: pm_place_source_moved).
+ *       source's if it served that too, in the epochs it placed it in.
  *   R3. It applies it only once its journal position at placement (every
  *       record appended by then, the source's settle among them) is
  *       durable here and acknowledged by the counted backups; until then
@@ -76,22 +74,6 @@ s_still_placer(pm_agent_t *self, const pm_deleg_t *d)
     if (!s_serves(self, d->target, space, sizeof space, &e) || e != d->epoch)
         return 0;
     return !d->src_space || (pm_mesh_owns(self->mesh, d->src_space, &e) && e == d->src_epoch);
-}
-
-void
-pm_place_source_moved(pm_agent_t *self, const char *space)
-{
-    for (pm_deleg_t *d = self->delegs; d; d = d->next) {
-        if (!d->src_space || strcmp(d->src_space, space) != 0 ||
-            (self->journal && !pm_journal_covered(self->journal, d->pos)))
-            continue;
-        /* The source's settle is acknowledged by every in-sync member of
-         * its space, the new owner among them: a promise settles once, so
-         * the input the function ran on stands wherever the space goes. */
-        free(d->src_space);
-        d->src_space = NULL;
-        d->src_epoch = 0;
-    }
 }
 
 int

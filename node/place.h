@@ -38,11 +38,6 @@ void pm_place_invoke(pm_agent_t *self, const char *function, const uint8_t *inpu
  * PM_PLACE_RESEND_MS), forgets those whose spaces moved on, and offers
  * queued ones no local worker serves to members. */
 void pm_place_tick(pm_agent_t *self, int64_t mono);
-/* We handed space back (isr.h R8), its records acknowledged up to the
- * drain: invocations we placed on a source in it whose position is covered
- * (the source's settle is at the new owner) no longer depend on serving it
- * (R2 guards their target's space only). */
-void pm_place_source_moved(pm_agent_t *self, const char *space);
 /* Workers hook: places a queued invocation no local worker serves on a member. */
 int pm_place_take_unserved(void *arg, const pm_workers_origin_t *origin, const char *function,
                            const uint8_t *input, size_t len, const char *target);
