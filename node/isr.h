@@ -85,7 +85,13 @@
  *      space is served elsewhere; awaits hear OWNER_LOST and follow it,
  *      the space's own continuations and placements are its next owner's);
  *      new continuations on the space's promises are refused during the
- *      drain, so none appears while the CAS is under way. Why live: the home agent's next loop serves the space,
+ *      drain, so none appears while the CAS is under way. What the heir
+ *      itself still writes into the space during the drain (a timeout, a
+ *      continuation's result) may not reach the new owner: it is never
+ *      acknowledged then (R1), and the new owner times the promise out or
+ *      runs the continuation again from its copy. (Open: a combinator made
+ *      here during the CAS itself, with an input in the space, is not
+ *      held up.) Why live: the home agent's next loop serves the space,
  *      its R2 records its own backups, and mint.c resumes minting there
  *      (a restarted agent waits takeover_grace for the hand-back before it
  *      mints in its primary, and takes the space up again if it comes back
