@@ -14,7 +14,11 @@
  * takeover, an heir outside the set that does not try, the store down (the
  * healthy owner writes on, the takeover waits, counted, and happens once the
  * store is back, after a re-read), held replies failed when a shrink cannot
- * be recorded, and a restarted agent that finds a newer epoch.
+ * be recorded, and a restarted agent that finds a newer epoch; the
+ * hand-back (R8): its rule, and an heir that drains a space (writes to it
+ * refused, the record unchanged until what was produced before the drain
+ * is acknowledged) and then gives it to its home node's new process by
+ * CAS, or abandons the drain when that process dies.
  */
 #include <setjmp.h>
 #include <stdarg.h>
