@@ -931,14 +931,18 @@ pm_isr_tick(pm_isr_t *self, int64_t mono)
              * was under way (R8 racing our takeover attempt): serve it. */
             s->given = 0;
             if (s_ours(self, &s->rec) && !self->env.serves(self->arg, s->rec.space, NULL)) {
-                if (s->rec.n_in_sync)
+                if (s->rec.n_in_sync) {
                     self->given_back++;
-                else
+                    pm_log_info("PM-COORD-HANDED-BACK", "id space %s was given back to us at "
+                                "epoch %llu: we serve it from our copy (an in-sync member's)",
+                                s->rec.space, (unsigned long long) s->rec.epoch);
+                } else {
                     self->forced++;
-                pm_log_info("PM-COORD-HANDED-BACK", "id space %s is ours at epoch %llu (%s): we "
-                            "serve it from our copy", s->rec.space,
-                            (unsigned long long) s->rec.epoch,
-                            s->rec.n_in_sync ? "given back by its owner" : "forced by an operator");
+                    pm_log_error("PM-COORD-FORCED", "id space %s was forced to us at epoch %llu "
+                                 "with an empty in-sync set: we serve it from our copy, and what "
+                                 "its lost owner acknowledged that we lack is lost", s->rec.space,
+                                 (unsigned long long) s->rec.epoch);
+                }
                 self->env.take(self->arg, s->rec.space, s->rec.epoch,
                                s->rec.n_in_sync ? "given back by its owner (R8)"
                                                 : "forced by an operator");
