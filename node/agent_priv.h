@@ -181,6 +181,7 @@ struct pm_agent {
     int mint_pending;   /* mint is not ours yet: resumed once the store says so */
     uint64_t mint_prev; /* the last process of our data dir that served mint (0: us/none) */
     int64_t mint_until; /* ... or given up at this time; once ours, checked again then */
+    char mint_back[128]; /* a resumed mint space given up: minted in again if it becomes ours */
     size_t max_value_bytes;
     int64_t client_timeout;
     size_t max_waiters;

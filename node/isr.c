@@ -1,9 +1,12 @@
 /*
- * isr.c - see isr.h.
+ * isr.c - see isr.h: it states the rules R1-R8 (R8, the hand-back of a
+ * space to its home node's restarted agent, with its drain, and why it is
+ * safe and live) and this file applies them.
  */
 #include "isr.h"
 
 #include "base.h"
+#include "ids.h"
 #include "log.h"
 #include "pmesh.h"
 #include "stats.h"
@@ -21,6 +24,13 @@
 /* How often the spaces are looked at when nothing changed (a backup caught
  * up, a member died): far below failure detection, and off the hot loop. */
 #define S_SCAN_MS 10
+/* R8: a drain that has not finished in this long is abandoned (writes are
+ * accepted again), and the space is not handed back again before this. */
+#define S_HANDBACK_MS 3000
+#define S_HANDBACK_RETRY_MS 1000
+/* R8: how often what depends on a space is counted while it waits (a scan
+ * of the agent's promises). */
+#define S_HANDBACK_DEPS_MS 100
 
 /* ---- the coordinator ------------------------------------------------------------------ */
 
@@ -32,11 +42,12 @@ typedef enum {
     S_OP_TAKEOVER,
     S_OP_FORCE,
     S_OP_DELETE,
-    S_OP_CLOSE /* rewrites the record as read, closing our failed takeover attempt */
+    S_OP_CLOSE, /* rewrites the record as read, closing our failed takeover attempt */
+    S_OP_HANDBACK /* R8: gives the space to its home node's process, after the drain */
 } s_op_t;
 
 static const char *const s_op_names[] = {"none", "get", "create", "set", "takeover", "force",
-                                         "delete", "close"};
+                                         "delete", "close", "handback"};
 
 typedef struct s_space {
     pm_coord_record_t rec; /* the latest we know (rec.revision 0: none) */
@@ -62,6 +73,18 @@ typedef struct s_space {
      * know, since when (PM_ISR_OTHER_GRACE_MS). */
     uint64_t other_pid;
     int64_t other_since;
+    /* R8: 0 no hand-back; 1 draining (writes refused) until the gate has
+     * acknowledged hb_lsn; 2 its CAS is under way (or its outcome is being
+     * read again). To (hb_node, hb_pid), since hb_since; not tried again
+     * before hb_retry_at. */
+    int hb;
+    char hb_node[PM_COORD_NAME_MAX];
+    uint64_t hb_pid, hb_lsn;
+    int64_t hb_since, hb_retry_at, hb_deps_at;
+    /* A record naming us owner that we did not write (a hand-back, or an
+     * operator's force) came while a change of ours was under way: served
+     * once that change has settled (pm_isr_tick). */
+    int given;
 } s_space_t;
 
 /* R7: what stays of a deleted record, for the rest of this process: the
@@ -97,6 +120,10 @@ struct pm_isr {
     int dirty;         /* a record or a request changed: scan and recompute the gate */
     uint64_t retries, waits, takeovers, forced, set_changes, refused_writes, moved, refreshes;
     uint64_t deleted; /* records of spaces we retired, deleted by us (R7) */
+    /* R8: the space we are handing back ("": none; one at a time); spaces
+     * handed back by us, given back to us, hand-backs abandoned. */
+    char hb_space[PM_COORD_NAME_MAX];
+    uint64_t handed_back, given_back, handbacks_abandoned;
 };
 
 static s_space_t *
@@ -330,6 +357,8 @@ s_forget(pm_isr_t *self, s_space_t *s, int64_t rev)
         t->epoch = epoch;
     if (rev > t->rev)
         t->rev = rev;
+    if (strcmp(self->hb_space, name) == 0)
+        self->hb_space[0] = 0;
     zhashx_delete(self->spaces, name); /* frees s */
     self->dirty = 1;
 }
@@ -355,8 +384,27 @@ s_learn_ex(pm_isr_t *self, const pm_coord_record_t *r, int mine_op)
         return;
     uint64_t was = s->rec.revision ? s->rec.epoch : 0;
     s->rec = *r;
-    if (!mine_op && s_ours(self, r) && r->epoch > was && s->op == S_OP_NONE &&
-        s->confirm == S_OP_NONE && was && !self->env.serves(self->arg, r->space, NULL)) {
+    int given = !mine_op && s_ours(self, r) && r->epoch > was && was &&
+                !self->env.serves(self->arg, r->space, NULL);
+    if (given && (s->op != S_OP_NONE || s->confirm != S_OP_NONE)) {
+        /* Our own change is under way (a takeover attempt racing the
+         * hand-back): once it has settled, the record decides (tick). */
+        s->given = 1;
+        return;
+    }
+    if (given && r->n_in_sync) {
+        /* Not our CAS, and the old owner kept in sync: R8, the space's
+         * owner (an heir) gave it back to us, its in-sync member. */
+        self->given_back++;
+        pm_log_info("PM-COORD-HANDED-BACK", "id space %s was given back to us by %s at epoch "
+                    "%llu: we serve it from our copy (an in-sync member's)", r->space,
+                    r->in_sync[r->n_in_sync - 1].node, (unsigned long long) r->epoch);
+        self->env.take(self->arg, r->space, r->epoch, "given back by its owner (R8)");
+        s->base_lsn = self->env.produced(self->arg);
+        s->retire = 0;
+        return;
+    }
+    if (given) {
         /* Not our CAS: an operator's `pmesh space force-owner`. */
         self->forced++;
         pm_log_error("PM-COORD-FORCED", "id space %s was forced to us at epoch %llu with an "
@@ -368,7 +416,16 @@ s_learn_ex(pm_isr_t *self, const pm_coord_record_t *r, int mine_op)
         return;
     }
     uint64_t mine = 0;
-    if (!s_ours(self, r) && self->env.serves(self->arg, r->space, &mine)) {
+    if (!s_ours(self, r) && s->hb == 2 && r->owner_pid == s->hb_pid &&
+        strcmp(r->owner, s->hb_node) == 0 && r->epoch == s->proposed.epoch &&
+        self->env.serves(self->arg, r->space, NULL)) {
+        /* R8: our hand-back happened (its answer, or the watch first). */
+        self->handed_back++;
+        pm_log_info("PM-COORD-HANDBACK", "id space %s given back to %s (its home, in sync) at "
+                    "epoch %llu: we stop serving it", r->space, r->owner,
+                    (unsigned long long) r->epoch);
+        self->env.drop(self->arg, r->space);
+    } else if (!s_ours(self, r) && self->env.serves(self->arg, r->space, &mine)) {
         self->moved++;
         pm_log_error("PM-COORD-MOVED", "id space %s is owned by %s at epoch %llu in the "
                      "configuration store (we served it at epoch %llu): we stop serving it",
@@ -652,9 +709,9 @@ s_cas(pm_isr_t *self, s_space_t *s, s_op_t op, const pm_coord_record_t *rec)
 
 /* R2 for a space we own: the wanted set is the backups of ours (same
  * process) that are recorded or hold everything acknowledged and all of this
- * space. */
-static void
-s_reconcile(pm_isr_t *self, s_space_t *s)
+ * space. 1 if the set must change (dry: nothing is sent). */
+static int
+s_reconcile(pm_isr_t *self, s_space_t *s, int dry)
 {
     pm_coord_member_t want[PM_COORD_MAX_INSYNC];
     size_t n = 0;
@@ -675,10 +732,108 @@ s_reconcile(pm_isr_t *self, s_space_t *s)
             want[n++] = m;
     }
     if (pm_isr_rule_same_set(want, n, s->rec.in_sync, s->rec.n_in_sync))
-        return;
+        return 0;
+    if (dry)
+        return 1;
     pm_coord_record_t next;
     pm_isr_rule_set(&s->rec, want, n, &next);
     s_cas(self, s, S_OP_SET, &next);
+    return 1;
+}
+
+/* R8: the hand-back of s ends (done, failed or abandoned); why: logged when
+ * it was abandoned while we still own the space. */
+static void
+s_hb_end(pm_isr_t *self, s_space_t *s, const char *why)
+{
+    if (why && s_ours(self, &s->rec)) {
+        self->handbacks_abandoned++;
+        pm_log_info("PM-COORD-HANDBACK-ABANDONED", "id space %s: not given back to %s now (%s); "
+                    "writes accepted again, tried again later", s->rec.space, s->hb_node, why);
+    }
+    s->hb = 0;
+    s->hb_retry_at = self->now + S_HANDBACK_RETRY_MS;
+    if (strcmp(self->hb_space, s->rec.space) == 0)
+        self->hb_space[0] = 0;
+}
+
+/* R8: a space we own whose home node's current process is a recorded
+ * in-sync member starts its drain. 1 if it did. */
+static int
+s_hb_start(pm_isr_t *self, s_space_t *s)
+{
+    char home[PM_COORD_NAME_MAX];
+    if (self->hb_space[0] || !self->store_up || s->retire || self->now < s->hb_retry_at ||
+        strcmp(s->rec.space, self->primary) == 0 ||
+        !pm_space_node(s->rec.space, home, sizeof home) || strcmp(home, self->node) == 0)
+        return 0;
+    const pm_coord_member_t *to = NULL;
+    for (size_t i = 0; i < s->rec.n_in_sync && !to; i++)
+        if (strcmp(s->rec.in_sync[i].node, home) == 0 &&
+            s_proc_alive(self, s->rec.in_sync[i].node, s->rec.in_sync[i].pid))
+            to = &s->rec.in_sync[i];
+    if (!to || s_reconcile(self, s, 1))
+        return 0; /* no home process in sync, or the set must change first (R2) */
+    if (self->env.dependants && self->env.dependants(self->arg, s->rec.space)) {
+        /* Something here would be orphaned by the move: not now. */
+        s->hb_retry_at = self->now + S_HANDBACK_RETRY_MS;
+        return 0;
+    }
+    s->hb = 1;
+    snprintf(s->hb_node, sizeof s->hb_node, "%s", to->node);
+    s->hb_pid = to->pid;
+    s->hb_lsn = self->env.produced(self->arg);
+    s->hb_since = self->now;
+    snprintf(self->hb_space, sizeof self->hb_space, "%s", s->rec.space);
+    pm_log_info("PM-COORD-HANDBACK-DRAIN", "id space %s: its home %s (process %llu) is in sync; "
+                "refusing writes to it until everything produced for it is acknowledged, then "
+                "giving it back", s->rec.space, to->node, (unsigned long long) to->pid);
+    return 1;
+}
+
+/* R8: a draining space: CAS once the gate has acknowledged everything
+ * produced before the drain; abandoned if it cannot finish. */
+static void
+s_hb_drain(pm_isr_t *self, s_space_t *s)
+{
+    const char *why = NULL;
+    if (!self->store_up)
+        why = "the configuration store is down";
+    else if (!pm_isr_rule_member(&s->rec, s->hb_node, s->hb_pid))
+        why = "its home process left the in-sync set";
+    else if (!s_proc_alive(self, s->hb_node, s->hb_pid))
+        why = "its home process is no longer alive";
+    else if (s_reconcile(self, s, 1))
+        why = "the in-sync set must change first";
+    else if (self->now >= s->hb_since + S_HANDBACK_MS)
+        why = "the drain did not finish in time";
+    if (why) {
+        s_hb_end(self, s, why);
+        s_reconcile(self, s, 0);
+        return;
+    }
+    if (self->env.acked(self->arg) < s->hb_lsn)
+        return; /* the drain goes on */
+    if (self->env.dependants && self->now < s->hb_deps_at)
+        return;
+    if (self->env.dependants && self->env.dependants(self->arg, s->rec.space)) {
+        /* A continuation or placement on the space is still running (its
+         * source settled before the drain): it finishes first. */
+        s->hb_deps_at = self->now + S_HANDBACK_DEPS_MS;
+        return;
+    }
+    pm_coord_record_t next;
+    if (pm_isr_rule_handback(&s->rec, s->hb_node, s->hb_pid, self->node, self->pid, &next) != 0) {
+        s_hb_end(self, s, "the rule refuses it");
+        return;
+    }
+    pm_log_info("PM-COORD-HANDBACK-CAS", "id space %s: drained (everything produced for it is "
+                "acknowledged by its in-sync set); giving it to %s at epoch %llu", s->rec.space,
+                s->hb_node, (unsigned long long) next.epoch);
+    s->hb = 2;
+    s_cas(self, s, S_OP_HANDBACK, &next);
+    if (s->op == S_OP_NONE)
+        s_hb_end(self, s, "cannot send the change");
 }
 
 /* The gate (R1): every member recorded for a space we own, and every member
@@ -763,8 +918,38 @@ pm_isr_tick(pm_isr_t *self, int64_t mono)
     self->dirty = 0;
     self->next_scan = mono + S_SCAN_MS;
     for (s_space_t *s = zhashx_first(self->spaces); s; s = zhashx_next(self->spaces)) {
-        if (s->op != S_OP_NONE || mono < s->retry_at)
+        if (s->op != S_OP_NONE)
             continue;
+        /* R8: a hand-back whose CAS settled (given, or failed), or a drain
+         * of a space no longer ours, is over. */
+        if (s->hb && s->confirm == S_OP_NONE && (s->hb == 2 || !s_ours(self, &s->rec)))
+            s_hb_end(self, s, s->hb == 2 ? "its record changed meanwhile" : NULL);
+        if (mono < s->retry_at)
+            continue;
+        if (s->given && s->confirm == S_OP_NONE) {
+            /* A record naming us owner, not ours, came while our own change
+             * was under way (R8 racing our takeover attempt): serve it. */
+            s->given = 0;
+            if (s_ours(self, &s->rec) && !self->env.serves(self->arg, s->rec.space, NULL)) {
+                if (s->rec.n_in_sync) {
+                    self->given_back++;
+                    pm_log_info("PM-COORD-HANDED-BACK", "id space %s was given back to us at "
+                                "epoch %llu: we serve it from our copy (an in-sync member's)",
+                                s->rec.space, (unsigned long long) s->rec.epoch);
+                } else {
+                    self->forced++;
+                    pm_log_error("PM-COORD-FORCED", "id space %s was forced to us at epoch %llu "
+                                 "with an empty in-sync set: we serve it from our copy, and what "
+                                 "its lost owner acknowledged that we lack is lost", s->rec.space,
+                                 (unsigned long long) s->rec.epoch);
+                }
+                self->env.take(self->arg, s->rec.space, s->rec.epoch,
+                               s->rec.n_in_sync ? "given back by its owner (R8)"
+                                                : "forced by an operator");
+                s->base_lsn = self->env.produced(self->arg);
+                s->retire = 0;
+            }
+        }
         if (s->confirm != S_OP_NONE) { /* re-read after an unknown outcome */
             s->op = S_OP_GET;
             s->req = pm_coord_get(self->coord, s->rec.space);
@@ -819,7 +1004,10 @@ pm_isr_tick(pm_isr_t *self, int64_t mono)
             continue;
         }
         if (s_ours(self, &s->rec)) {
-            s_reconcile(self, s);
+            if (s->hb)
+                s_hb_drain(self, s);
+            else if (!s_reconcile(self, s, 0))
+                s_hb_start(self, s);
         } else if (!s_alive(self, s)) {
             pm_coord_record_t next;
             if (s_rule_takeover(self, s, &next) == 0)
@@ -953,6 +1141,12 @@ pm_isr_resumable(pm_isr_t *self, const char *space)
     return s_rule_takeover(self, s, &next) == 0 ? 2 : 0;
 }
 
+const char *
+pm_isr_handing_back(pm_isr_t *self)
+{
+    return self->hb_space[0] ? self->hb_space : NULL;
+}
+
 int
 pm_isr_write_check(pm_isr_t *self, const char *space, char *msg, size_t msglen)
 {
@@ -960,6 +1154,14 @@ pm_isr_write_check(pm_isr_t *self, const char *space, char *msg, size_t msglen)
     if (!s || !s_ours(self, &s->rec)) {
         snprintf(msg, msglen, "id space %s: its ownership is not recorded in the configuration "
                  "store yet (%s)", space, self->store_up ? "reading it" : "the store is down");
+        self->refused_writes++;
+        return PM_ERR_UNAVAILABLE;
+    }
+    if (s->hb) {
+        /* R8: draining; a write now is refused rather than accepted and
+         * then lost with the move. */
+        snprintf(msg, msglen, "id space %s is being given back to its home agent %s: nothing "
+                 "was done; try again (its new owner serves it in a moment)", space, s->hb_node);
         self->refused_writes++;
         return PM_ERR_UNAVAILABLE;
     }

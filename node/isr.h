@@ -35,6 +35,68 @@
  *      owner cut off before the deletion). No record is ever created again
  *      for a space whose record once existed: create is only for our new
  *      primary, once. Why safe: coord.h, R7.
+ *   R8 hand-back: an heir gives a space back to its home node's restarted
+ *      agent. When: we own the space (an heir: the space's home node, its
+ *      name's prefix, is another node), that node's current process (alive,
+ *      the process its primary names) is a recorded in-sync member of it,
+ *      the store is reachable, and no other hand-back of ours is under way
+ *      (one at a time). How: (1) drain: from now on writes to the space
+ *      (create, settle, then, combine) are refused here with UNAVAILABLE
+ *      ("being handed back"; the client tries again and reaches the new
+ *      owner), and we remember what we have produced for the backups so far
+ *      (drain LSN); (2) once the gate has acknowledged it (every recorded
+ *      in-sync member, the new owner among them, holds every record of the
+ *      space produced before the drain: acknowledged writes, registered
+ *      continuations, pending invocations and placements), CAS the record
+ *      from the revision we know to epoch + 1 with the home process as
+ *      owner, our in-sync set without it, plus us (pm_isr_rule_handback:
+ *      the record the home agent's own R3 would write, with the old owner
+ *      kept in sync); (3) on success we drop the space as R4 drops a moved
+ *      one (takeover.c pm_takeover_on_moved: held replies of unreplicated
+ *      changes fail, awaits hear OWNER_LOST and re-subscribe, continuations
+ *      of the space are the new owner's), and parked and relayed requests
+ *      follow the store's record to the new owner. The drain is abandoned
+ *      (writes accepted again) when the set must change (R2), the home
+ *      process leaves the set or dies, the store is down, or it takes
+ *      longer than S_HANDBACK_MS; tried again later. The home agent serves
+ *      the space as soon as it learns a record naming it owner that it did
+ *      not write (PM-COORD-HANDED-BACK; also when the record arrives while
+ *      its own takeover attempt is under way), and its mint space
+ *      (mint.h) is resumed then (pm_isr_resumable answers 1).
+ *      Why safe. Nothing acknowledged is lost: an acknowledgement needs
+ *      every recorded in-sync member (R1), the new owner is one, and it
+ *      holds every record it acknowledged in the copy it serves from (it
+ *      applies an owner's records in order and refuses the old epoch's once
+ *      it knows the new one, so what it acknowledged it holds; what it
+ *      refused is never acknowledged, and fails here at the drop). No two
+ *      owners: the CAS moves the epoch; our records of the old epoch are
+ *      refused by every member that knows the new one (R4), and we stop
+ *      serving at the CAS's answer or the watch. Nothing in flight is
+ *      dropped: writes are refused during the drain rather than accepted
+ *      and lost; what the drain acknowledged is at the new owner, which
+ *      revives continuations and re-places invocations from its copy
+ *      (at-least-once, as after R3); requests parked or relayed here go to
+ *      the new owner. What would be orphaned by the move holds it up: a
+ *      drain starts, and its CAS is sent, only while nothing here depends
+ *      on the space but what follows it (env.dependants: a continuation
+ *      here whose source is in the space and whose target is not, or an
+ *      invocation placed on such a source, or a combinator watching an
+ *      input in it, would watch a copy nobody settles any more once the
+ *      space is served elsewhere; awaits hear OWNER_LOST and follow it,
+ *      the space's own continuations and placements are its next owner's);
+ *      new continuations on the space's promises are refused during the
+ *      drain, so none appears while the CAS is under way. What the heir
+ *      itself still writes into the space during the drain (a timeout, a
+ *      continuation's result) may not reach the new owner: it is never
+ *      acknowledged then (R1), and the new owner times the promise out or
+ *      runs the continuation again from its copy. (Open: a combinator made
+ *      here during the CAS itself, with an input in the space, is not
+ *      held up.) Why live: the home agent's next loop serves the space,
+ *      its R2 records its own backups, and mint.c resumes minting there
+ *      (a restarted agent waits takeover_grace for the hand-back before it
+ *      mints in its primary, and takes the space up again if it comes back
+ *      later). A hand-back that cannot finish is abandoned, never blocks
+ *      the space (writes resume) and is retried.
  *   Force: pmesh space force-owner is a request to the agent (pm_isr_force):
  *      it re-reads the record and CASes from that revision to epoch + 1
  *      with us as owner and an empty in-sync set, with its own store client
@@ -64,6 +126,12 @@ int pm_isr_rule_member(const pm_coord_record_t *r, const char *node, uint64_t pi
  * the new process holds it too (not with fsync never: then prev is 0). */
 int pm_isr_rule_takeover(const pm_coord_record_t *cur, const char *node, uint64_t pid,
                          uint64_t prev, pm_coord_record_t *out);
+/* R8: the record that gives cur's space, owned by (me, me_pid), to its
+ * in-sync member (node, pid) at cur->epoch + 1: as R3 would write it for
+ * (node, pid), with (me, me_pid) kept in sync. 0 and *out, or -1 when
+ * (me, me_pid) is not the owner or (node, pid) not a recorded member. */
+int pm_isr_rule_handback(const pm_coord_record_t *cur, const char *node, uint64_t pid,
+                         const char *me, uint64_t me_pid, pm_coord_record_t *out);
 /* The operator's override: (node, pid) owns cur's space at epoch + 1 with an
  * empty in-sync set, in sync or not (what it lacks is lost). */
 void pm_isr_rule_force(const pm_coord_record_t *cur, const char *node, uint64_t pid,
@@ -117,6 +185,13 @@ typedef struct pm_isr_env {
      * JSON of the outcome, or an error (PM_ERR_*) and text its reason.
      * NULL: no answer is sent. */
     void (*forced)(void *arg, uint64_t session, uint64_t req, int err, const char *text);
+    /* R8: how many things here depend on space and would be orphaned if
+     * it moved now: invocations placed on a source in it, continuations
+     * whose source is in it and whose target is not, and other watches on
+     * its pending promises than awaits (which hear OWNER_LOST and follow
+     * the space) and its own continuations and placements (which its next
+     * owner runs from its copy). 0: it may be handed back. NULL: none. */
+    size_t (*dependants)(void *arg, const char *space);
 } pm_isr_env_t;
 
 typedef struct pm_isr_config {
@@ -173,6 +248,9 @@ int pm_isr_resumable(pm_isr_t *self, const char *space);
 /* A write to space (which we serve) is refused: PM_ERR_UNAVAILABLE with the
  * reason in msg; 0: go ahead. */
 int pm_isr_write_check(pm_isr_t *self, const char *space, char *msg, size_t msglen);
+/* R8: the space we are handing back (draining, or its CAS under way), or
+ * NULL. Borrowed. */
+const char *pm_isr_handing_back(pm_isr_t *self);
 /* A request on a space owned elsewhere that cannot be served: its owner is
  * not alive and neither is any recorded in-sync member. PM_ERR_UNAVAILABLE
  * with the reason in msg, or 0. */

@@ -10,6 +10,7 @@
 #include "relay.h"
 #include "session.h"
 #include "takeover.h"
+#include "waiters.h"
 
 static int
 s_alive(void *arg, const char *node, uint64_t pid)
@@ -57,6 +58,54 @@ s_drop(void *arg, const char *space)
     pm_agent_t *self = arg;
     pm_mesh_unclaim(self->mesh, space);
     pm_takeover_on_moved(self, space);
+    pm_relay_unpark(self); /* requests parked here for it go where it went */
+}
+
+/* R8: what here depends on space and would be orphaned by its move (isr.h
+ * env.dependants): placements on a source in it, continuations whose
+ * source is in it and whose target is not, and watches on its pending
+ * promises other than awaits and the space's own continuations and
+ * placements (a combinator elsewhere watching an input in it). */
+static size_t
+s_dependants(void *arg, const char *space)
+{
+    pm_agent_t *self = arg;
+    char prefix[PM_WIRE_MAX_NAME + 2];
+    pm_id_space_prefix(prefix, sizeof prefix, space);
+    size_t plen = strlen(prefix), n = 0;
+    zhashx_t *own = zhashx_new(); /* watches that follow the space: key = pointer */
+    if (!own)
+        pm_oom("hand-back");
+    char key[32];
+    for (pm_deleg_t *d = self->delegs; d; d = d->next) {
+        if (d->src_space && strcmp(d->src_space, space) == 0)
+            n++;
+        if (strncmp(d->target, prefix, plen) == 0) {
+            snprintf(key, sizeof key, "%p", (void *) &d->watch);
+            zhashx_insert(own, key, d);
+        }
+    }
+    for (pm_then_t *t = self->thens; t; t = t->next) {
+        int src_in = strncmp(t->source, prefix, plen) == 0;
+        int tgt_in = strncmp(t->target, prefix, plen) == 0;
+        if (src_in && !tgt_in)
+            n++;
+        else if (src_in || tgt_in) {
+            snprintf(key, sizeof key, "%p", (void *) &t->watch);
+            zhashx_insert(own, key, t);
+        }
+    }
+    for (pm_prom_t *p = n ? NULL : pm_store_oldest(self->store); p && !n; p = p->newer) {
+        if (p->state != PM_STATE_PENDING || !p->watches || strncmp(p->id, prefix, plen) != 0)
+            continue;
+        for (pm_watch_t *w = p->watches; w && !n; w = w->next) {
+            snprintf(key, sizeof key, "%p", (void *) w);
+            if (w->fn != pm_waiter_fired && !zhashx_lookup(own, key))
+                n++;
+        }
+    }
+    zhashx_destroy(&own);
+    return n;
 }
 
 static int
@@ -146,4 +195,5 @@ const pm_isr_env_t pm_isr_agent_env = {
     .gate = s_gate,
     .fail_held = s_fail_held,
     .forced = s_forced,
+    .dependants = s_dependants,
 };

@@ -85,3 +85,25 @@ pm_isr_rule_same_set(const pm_coord_member_t *a, size_t na, const pm_coord_membe
     return 1;
 }
 
+
+int
+pm_isr_rule_handback(const pm_coord_record_t *cur, const char *node, uint64_t pid,
+                     const char *me, uint64_t me_pid, pm_coord_record_t *out)
+{
+    /* Only the owner gives its space away, and only to a recorded in-sync
+     * member of the space that is another process than the owner. */
+    if (cur->owner_pid != me_pid || strcmp(cur->owner, me) != 0 ||
+        (pid == me_pid && strcmp(node, me) == 0) || !pm_isr_rule_member(cur, node, pid))
+        return -1;
+    if (pm_isr_rule_takeover(cur, node, pid, 0, out) != 0)
+        return -1;
+    /* We hold every record of the space (we owned it): we stay in sync,
+     * until the new owner's set changes (R2) drop us if we do not follow. */
+    if (out->n_in_sync < PM_COORD_MAX_INSYNC) {
+        pm_coord_member_t *m = &out->in_sync[out->n_in_sync++];
+        memset(m, 0, sizeof *m);
+        snprintf(m->node, sizeof m->node, "%s", me);
+        m->pid = me_pid;
+    }
+    return 0;
+}

@@ -41,12 +41,15 @@ pm_mint_start(pm_agent_t *self, const pm_journal_state_t *st, int resumable, int
         s_record(self);
 }
 
-/* New ids go to our primary from now on. */
+/* New ids go to our primary from now on; back: the space may still come
+ * back to us (an heir gives it back, isr.h R8), then we mint there again. */
 static void
-s_give_up(pm_agent_t *self, const char *why)
+s_give_up(pm_agent_t *self, const char *why, int back)
 {
     pm_log_info("PM-MINT-PRIMARY", "new ids go to our primary %s, not to %s: %s", self->space,
                 self->mint, why);
+    if (back)
+        snprintf(self->mint_back, sizeof self->mint_back, "%s", self->mint);
     snprintf(self->mint, sizeof self->mint, "%s", self->space);
     self->mint_pending = 0;
     if (self->journal)
@@ -56,10 +59,32 @@ s_give_up(pm_agent_t *self, const char *why)
 void
 pm_mint_tick(pm_agent_t *self, int64_t mono)
 {
+    if (!self->isr)
+        return;
+    if (strcmp(self->mint, self->space) == 0) {
+        /* A mint space we gave up (an heir held it): once it is ours again
+         * (given back, R8), new ids go there again, under this generation
+         * (made durable first, as at start). Looked at once a second. */
+        if (!self->mint_back[0] || mono < self->mint_until)
+            return;
+        self->mint_until = mono + 1000;
+        int r = pm_isr_resumable(self->isr, self->mint_back);
+        if (r == 1 && pm_mesh_owns(self->mesh, self->mint_back, NULL)) {
+            snprintf(self->mint, sizeof self->mint, "%s", self->mint_back);
+            self->mint_back[0] = 0;
+            pm_log_info("PM-MINT-RESUMED", "id space %s is ours again (given back): new ids go "
+                        "there (generation %llu)", self->mint,
+                        (unsigned long long) self->generation);
+            if (self->journal)
+                s_record(self);
+        } else if (r == 0) {
+            self->mint_back[0] = 0; /* never ours again (deleted, or not ours to take) */
+        }
+        return;
+    }
     /* Once ours, looked at once a second, not every loop turn: until then a
      * create in a space we no longer serve is routed anyway (agent.c). */
-    if (!self->isr || strcmp(self->mint, self->space) == 0 ||
-        (!self->mint_pending && mono < self->mint_until))
+    if (!self->mint_pending && mono < self->mint_until)
         return;
     int r = pm_isr_resumable(self->isr, self->mint);
     int served = pm_mesh_owns(self->mesh, self->mint, NULL);
@@ -71,17 +96,23 @@ pm_mint_tick(pm_agent_t *self, int64_t mono)
                         "(generation %llu)", self->mint, (unsigned long long) self->generation);
             if (self->journal)
                 s_record(self); /* the next start resumes it from us */
-        } else if (r == 0 || r == 3) {
-            s_give_up(self, r == 3 ? "an heir took it over while we were down"
-                                   : "the configuration store gives it to no process of ours");
+        } else if (r == 0) {
+            s_give_up(self, "the configuration store gives it to no process of ours", 0);
         } else if (mono >= self->mint_until) {
-            s_give_up(self, "it was not resumed within the grace period");
+            /* An heir that took it over while we were down gives it back
+             * once we are in sync for it (R8): until the grace ends, creates
+             * go to it; after, we mint in our primary and take the space up
+             * again if it still comes back. */
+            s_give_up(self, r == 3 ? "an heir took it over while we were down and has not "
+                                     "given it back within the grace period"
+                                   : "it was not resumed within the grace period", 1);
+            self->mint_until = mono + 1000;
         }
         return;
     }
     self->mint_until = mono + 1000;
     if (r != 1 || !served)
-        s_give_up(self, "it moved to another owner");
+        s_give_up(self, "it moved to another owner", r != 0);
 }
 
 int

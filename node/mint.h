@@ -35,15 +35,18 @@
  *   A space taken over is checked for emptiness at once (isr_agent.c), so
  *   the predecessor's empty primary is retired within a second, not a
  *   retire_interval later.
- *   Open: when an heir took the space over while we were down (a restart
- *   slower than failure detection), the space stays with the heir until
- *   its promises expire. Giving it back once we are in sync for it (a CAS
- *   by the heir, the record our own R3 would write) was tried and left
- *   liveness failures in the simulator (pmesh-sim seeds 375: a chain not
- *   completed within R; 353: requests unanswered beyond R; earlier 93 and
- *   298), so it is not in. Such spaces no longer break the heir's gossip:
- *   with a store, metadata too big for SWIM announces what fits and the
- *   store routes the rest (mesh.c, PM-MESH-META-TRIMMED).
+ *   When an heir took the space over while we were down (a restart slower
+ *   than failure detection), it gives it back once our new process is
+ *   recorded in sync for it (isr.h R8: a drain, then a CAS to the record
+ *   our own R3 would write). Until takeover_grace has passed, creates in it
+ *   go to the heir (routed like any create in a space not ours yet); once
+ *   the store records us its owner and we serve it, it is resumed
+ *   (PM-MINT-RESUMED). If the grace passes first, new ids go to our
+ *   primary, and the space is taken up again (mint_back) when it comes
+ *   back later: ids stay unique, as only processes of this data dir mint
+ *   there and the generation record naming it is made durable before the
+ *   first id (a generation is one start: its sequence runs on across the
+ *   switch).
  */
 #ifndef PM_MINT_H
 #define PM_MINT_H

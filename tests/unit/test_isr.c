@@ -14,7 +14,11 @@
  * takeover, an heir outside the set that does not try, the store down (the
  * healthy owner writes on, the takeover waits, counted, and happens once the
  * store is back, after a re-read), held replies failed when a shrink cannot
- * be recorded, and a restarted agent that finds a newer epoch.
+ * be recorded, and a restarted agent that finds a newer epoch; the
+ * hand-back (R8): its rule, and an heir that drains a space (writes to it
+ * refused, the record unchanged until what was produced before the drain
+ * is acknowledged) and then gives it to its home node's new process by
+ * CAS, or abandons the drain when that process dies.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -483,8 +487,9 @@ m_forced(void *arg, uint64_t session, uint64_t req, int err, const char *text)
     snprintf(m->forced_text, sizeof m->forced_text, "%s", text);
 }
 
-static const pm_isr_env_t s_env = {m_alive,    m_serves, m_take,      m_drop,  m_backup,
-                                   m_produced, m_acked,  m_gate, m_fail_held, m_forced};
+static const pm_isr_env_t s_env = {m_alive,    m_serves, m_take, m_drop,      m_backup,
+                                   m_produced, m_acked,  m_gate, m_fail_held, m_forced,
+                                   NULL};
 
 static int64_t s_now;
 
@@ -1198,6 +1203,139 @@ test_coord_force(void **state)
     pm_coord_mem_destroy(&store);
 }
 
+/* R8, the hand-back: a dies, b takes a-1 over; a restarts as process 11 on
+ * its data dir and becomes b's backup, recorded in sync for a-1. Once b
+ * hears of a's new process, it drains a-1: writes to it are refused (its
+ * other spaces write on), the record does not move until the gate has
+ * acknowledged everything produced before the drain; then one CAS gives
+ * a-1 to a's new process at epoch 3 with b kept in sync, b stops serving
+ * it, a serves it, and a write that reaches b after the move is refused
+ * (never acknowledged by b). If a's new process dies during the drain, the
+ * drain is abandoned: writes are accepted again and the record stays. */
+static void
+test_coord_handback(void **state)
+{
+    (void) state;
+    for (int dies = 0; dies < 2; dies++) {
+        pm_coord_mem_t *store = pm_coord_mem_new();
+        s_model_t a, b, a2;
+        s_two(store, &a, &b);
+        s_model_t *ms[] = {&a, &b, &a2};
+        s_set_alive("a", 0);
+        s_stop(&a);
+        pm_isr_member_down(b.isr, s_now);
+        s_pump(ms, 2, 5);
+        assert_int_equal(b.takes, 1);
+        assert_string_equal(s_read(store, "a-1").owner, "b");
+        s_start(&a2, store, "a", 11, 1);
+        s_set_alive("a", 1); /* b has not heard of process 11 yet */
+        b.n_backups = 1;
+        b.b_node[0] = "a";
+        b.b_pid[0] = 11;
+        b.b_counted[0] = 1;
+        b.produced = b.b_acked[0] = 20;
+        s_pump(ms, 3, 5);
+        pm_coord_record_t r = s_read(store, "a-1");
+        assert_string_equal(r.owner, "b");
+        assert_int_equal(r.epoch, 2);
+        assert_true(pm_isr_rule_member(&r, "a", 11));
+        assert_int_equal(pm_isr_resumable(a2.isr, "a-1"), 3);
+        assert_null(pm_isr_handing_back(b.isr));
+        char msg[256];
+        assert_int_equal(pm_isr_write_check(b.isr, "a-1", msg, sizeof msg), 0);
+        /* More produced, not yet at a's process; then b hears of it. */
+        b.produced = 25;
+        s_set_alive("a", 11);
+        s_pump(ms, 3, 20);
+        assert_non_null(pm_isr_handing_back(b.isr));
+        assert_string_equal(pm_isr_handing_back(b.isr), "a-1");
+        assert_int_equal(pm_isr_write_check(b.isr, "a-1", msg, sizeof msg), PM_ERR_UNAVAILABLE);
+        assert_non_null(strstr(msg, "being given back"));
+        assert_int_equal(pm_isr_write_check(b.isr, "b-2", msg, sizeof msg), 0);
+        r = s_read(store, "a-1");
+        assert_string_equal(r.owner, "b"); /* drain first: nothing moved */
+        assert_int_equal(r.epoch, 2);
+        assert_int_equal(b.drops, 0);
+        assert_int_equal(a2.takes, 0);
+        if (dies) {
+            s_set_alive("a", 0);
+            s_pump(ms, 3, 5);
+            assert_null(pm_isr_handing_back(b.isr));
+            assert_int_equal(pm_isr_write_check(b.isr, "a-1", msg, sizeof msg), 0);
+            b.b_acked[0] = 25;
+            s_pump(ms, 3, 20);
+            r = s_read(store, "a-1");
+            assert_string_equal(r.owner, "b");
+            assert_int_equal(r.epoch, 2);
+            assert_int_equal(b.drops, 0);
+        } else {
+            /* Produced during the drain (not a write: b refuses those) does
+             * not hold it up; what was produced before it does. */
+            b.produced = 27;
+            b.b_acked[0] = 24;
+            s_pump(ms, 3, 5);
+            assert_string_equal(s_read(store, "a-1").owner, "b");
+            b.b_acked[0] = 25;
+            s_model_t *only_b[] = {&b};
+            s_pump(only_b, 1, 3);
+            r = s_read(store, "a-1"); /* as b wrote it */
+            assert_string_equal(r.owner, "a");
+            assert_int_equal(r.owner_pid, 11);
+            assert_int_equal(r.epoch, 3);
+            assert_true(pm_isr_rule_member(&r, "b", 2));
+            assert_false(pm_isr_rule_member(&r, "a", 11));
+            assert_int_equal(b.drops, 1);
+            s_pump(ms, 3, 5);
+            assert_false(m_serves(&b, "a-1", NULL));
+            assert_int_equal(a2.takes, 1);
+            assert_int_equal(a2.took_epoch, 3);
+            assert_true(m_serves(&a2, "a-1", NULL));
+            assert_int_equal(pm_isr_resumable(a2.isr, "a-1"), 1);
+            assert_null(pm_isr_handing_back(b.isr));
+            /* A write reaching b now is refused: a-1 is not b's. */
+            assert_int_equal(pm_isr_write_check(b.isr, "a-1", msg, sizeof msg),
+                             PM_ERR_UNAVAILABLE);
+            assert_null(strstr(msg, "being given back"));
+            /* And b gives back nothing of its own. */
+            s_pump(ms, 3, 50);
+            assert_string_equal(s_read(store, "b-2").owner, "b");
+            assert_int_equal(s_read(store, "a-1").epoch, 3);
+        }
+        s_stop(&a2);
+        s_stop(&b);
+        pm_coord_mem_destroy(&store);
+    }
+}
+
+/* The rule R8: only the owner gives, only to a recorded in-sync member
+ * (another process), which owns the space at epoch + 1; the giver stays in
+ * sync, the other members too. */
+static void
+test_handback_rule(void **state)
+{
+    (void) state;
+    pm_coord_record_t cur, out;
+    memset(&cur, 0, sizeof cur);
+    snprintf(cur.space, sizeof cur.space, "a-1");
+    snprintf(cur.owner, sizeof cur.owner, "b");
+    cur.owner_pid = 2;
+    cur.epoch = 4;
+    cur.revision = 9;
+    cur.in_sync[cur.n_in_sync++] = s_m("a", 11);
+    cur.in_sync[cur.n_in_sync++] = s_m("c", 3);
+    assert_int_equal(pm_isr_rule_handback(&cur, "a", 11, "b", 2, &out), 0);
+    assert_string_equal(out.owner, "a");
+    assert_int_equal(out.owner_pid, 11);
+    assert_int_equal(out.epoch, 5);
+    assert_int_equal(out.n_in_sync, 2);
+    assert_true(pm_isr_rule_member(&out, "c", 3));
+    assert_true(pm_isr_rule_member(&out, "b", 2));
+    /* Not a member (a's older process), not the owner, or to itself. */
+    assert_int_equal(pm_isr_rule_handback(&cur, "a", 1, "b", 2, &out), -1);
+    assert_int_equal(pm_isr_rule_handback(&cur, "a", 11, "c", 3, &out), -1);
+    assert_int_equal(pm_isr_rule_handback(&cur, "b", 2, "b", 2, &out), -1);
+}
+
 int
 main(void)
 {
@@ -1223,6 +1361,8 @@ main(void)
         cmocka_unit_test(test_coord_retire_deletes),
         cmocka_unit_test(test_coord_retire_store_down),
         cmocka_unit_test(test_coord_force),
+        cmocka_unit_test(test_handback_rule),
+        cmocka_unit_test(test_coord_handback),
     };
     return cmocka_run_group_tests_name("isr", tests, NULL, NULL);
 }
