@@ -26,6 +26,7 @@
 #define S_SCAN_MS 10
 /* R8: a drain that has not finished in this long is abandoned (writes are
  * accepted again), and the space is not handed back again before this. */
+#define S_OWNERS_SEEN 8
 #define S_HANDBACK_MS 3000
 #define S_HANDBACK_RETRY_MS 1000
 /* R8: how often what depends on a space is counted while it waits (a scan
@@ -80,6 +81,15 @@ typedef struct s_space {
     int hb;
     char hb_node[PM_COORD_NAME_MAX];
     uint64_t hb_pid, hb_lsn;
+    /* The owner processes recorded for the space as far as we have seen
+     * (the last S_OWNERS_SEEN, as the watch brought them): never the
+     * target of a hand-back. Such a process may be alive (fenced, cut off)
+     * and still serve the space at its old epoch with its own copy; named
+     * owner at a newer epoch it went on serving that copy (pmesh-sim seeds
+     * 4710, 5966: its writes refused by its backups for good, reads
+     * silent), and its copy may hold writes it never had acknowledged. */
+    pm_coord_member_t owners_seen[S_OWNERS_SEEN];
+    size_t n_owners_seen;
     int64_t hb_since, hb_retry_at, hb_deps_at;
     /* A record naming us owner that we did not write (a hand-back, or an
      * operator's force) came while a change of ours was under way: served
@@ -363,6 +373,21 @@ s_forget(pm_isr_t *self, s_space_t *s, int64_t rev)
     self->dirty = 1;
 }
 
+/* Remembers r's owner process among those s has had (R8). */
+static void
+s_owner_seen(s_space_t *s, const pm_coord_record_t *r)
+{
+    pm_coord_member_t m = {.pid = r->owner_pid};
+    snprintf(m.node, sizeof m.node, "%s", r->owner);
+    if (!r->owner[0] || pm_isr_rule_has(s->owners_seen, s->n_owners_seen, &m))
+        return;
+    if (s->n_owners_seen == S_OWNERS_SEEN) {
+        memmove(s->owners_seen, s->owners_seen + 1, (S_OWNERS_SEEN - 1) * sizeof m);
+        s->n_owners_seen--;
+    }
+    s->owners_seen[s->n_owners_seen++] = m;
+}
+
 /* A record of a space we did not know, or a newer one: R4. mine: it is
  * the answer to our own write (not an operator's force). */
 static void
@@ -384,6 +409,7 @@ s_learn_ex(pm_isr_t *self, const pm_coord_record_t *r, int mine_op)
         return;
     uint64_t was = s->rec.revision ? s->rec.epoch : 0;
     s->rec = *r;
+    s_owner_seen(s, r);
     int given = !mine_op && s_ours(self, r) && r->epoch > was && was &&
                 !self->env.serves(self->arg, r->space, NULL);
     if (given && (s->op != S_OP_NONE || s->confirm != S_OP_NONE)) {
@@ -770,6 +796,7 @@ s_hb_start(pm_isr_t *self, s_space_t *s)
     const pm_coord_member_t *to = NULL;
     for (size_t i = 0; i < s->rec.n_in_sync && !to; i++)
         if (strcmp(s->rec.in_sync[i].node, home) == 0 &&
+            !pm_isr_rule_has(s->owners_seen, s->n_owners_seen, &s->rec.in_sync[i]) &&
             s_proc_alive(self, s->rec.in_sync[i].node, s->rec.in_sync[i].pid))
             to = &s->rec.in_sync[i];
     if (!to || s_reconcile(self, s, 1))

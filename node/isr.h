@@ -38,9 +38,12 @@
  *   R8 hand-back: an heir gives a space back to its home node's restarted
  *      agent. When: we own the space (an heir: the space's home node, its
  *      name's prefix, is another node), that node's current process (alive,
- *      the process its primary names) is a recorded in-sync member of it,
- *      the store is reachable, and no other hand-back of ours is under way
- *      (one at a time). How: (1) drain: from now on writes to the space
+ *      the process its primary names) is a recorded in-sync member of it
+ *      and was never recorded its owner as far as we have seen (a process
+ *      that owned it may be alive, fenced or cut off, still serving it at
+ *      its old epoch from its own copy: named owner again it would go on
+ *      serving that copy), the store is reachable, and no other hand-back
+ *      of ours is under way (one at a time). How: (1) drain: from now on writes to the space
  *      (create, settle, then, combine) are refused here with UNAVAILABLE
  *      ("being handed back"; the client tries again and reaches the new
  *      owner), and we remember what we have produced for the backups so far

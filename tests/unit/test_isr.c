@@ -1310,6 +1310,42 @@ test_coord_handback(void **state)
 /* The rule R8: only the owner gives, only to a recorded in-sync member
  * (another process), which owns the space at epoch + 1; the giver stays in
  * sync, the other members too. */
+/* R8 never gives a space back to a process that owned it before: a (process
+ * 1), cut off, is taken for dead and b takes a-1 over; a comes back, the same
+ * process (still serving a-1 at epoch 1 as far as it knows), and becomes b's
+ * backup, recorded in sync: b keeps a-1 (pmesh-sim seeds 4710, 5966: named
+ * owner at a newer epoch, such a process went on serving its old copy). */
+static void
+test_coord_no_handback_to_old_owner(void **state)
+{
+    (void) state;
+    pm_coord_mem_t *store = pm_coord_mem_new();
+    s_model_t a, b;
+    s_two(store, &a, &b);
+    s_model_t *only_b[] = {&b};
+    s_set_alive("a", 0);
+    pm_isr_member_down(b.isr, s_now);
+    s_pump(only_b, 1, 5);
+    assert_int_equal(b.takes, 1);
+    assert_string_equal(s_read(store, "a-1").owner, "b");
+    s_set_alive("a", 1); /* back, the same process */
+    b.n_backups = 1;
+    b.b_node[0] = "a";
+    b.b_pid[0] = 1;
+    b.b_counted[0] = 1;
+    b.produced = b.b_acked[0] = 20;
+    s_pump(only_b, 1, 50);
+    pm_coord_record_t r = s_read(store, "a-1");
+    assert_string_equal(r.owner, "b");
+    assert_int_equal(r.epoch, 2);
+    assert_true(pm_isr_rule_member(&r, "a", 1));
+    assert_null(pm_isr_handing_back(b.isr));
+    assert_int_equal(b.drops, 0);
+    s_stop(&a);
+    s_stop(&b);
+    pm_coord_mem_destroy(&store);
+}
+
 static void
 test_handback_rule(void **state)
 {
@@ -1358,6 +1394,7 @@ main(void)
         cmocka_unit_test(test_coord_shrink_waits),
         cmocka_unit_test(test_coord_restart),
         cmocka_unit_test(test_coord_restart_news_late),
+        cmocka_unit_test(test_coord_no_handback_to_old_owner),
         cmocka_unit_test(test_coord_retire_deletes),
         cmocka_unit_test(test_coord_retire_store_down),
         cmocka_unit_test(test_coord_force),
