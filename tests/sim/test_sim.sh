@@ -122,6 +122,14 @@ regress 2717 mixed
 # rejected NOT_FOUND before the combinator hears it, and a late mint of it is
 # refused: fanins.c). With fsync always its schedule does not show the bug.
 regress 3439 mixed
+# 4710, 5966 (mixed, beyond R) = an heir handed a space back (R8) to the home
+# node's same process that had owned it, alive but cut off and taken for dead
+# by an earlier heir, still serving the space at its old epoch: named owner
+# again it went on serving its old copy, its backups refused its records for
+# good and hundreds of reads went unanswered (L1 silent; isr.c: R8 never
+# hands a space to a process it saw recorded as its owner).
+regress 4710 mixed
+regress 5966 mixed
 
 # 3. A batch of fresh seeds with overlapping faults of every kind.
 # The simulated worker pings at its hello, as libpmesh does: without it a
