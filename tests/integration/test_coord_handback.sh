@@ -12,6 +12,7 @@
 # of that space's promises go through n2 (retried while refused): every
 # acknowledged create and resolve is readable through both agents after.
 . "$(dirname "$0")/mesh_lib.sh"
+. "$(dirname "$0")/coord_lib.sh"
 
 if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
     echo "# SKIP: etcd or etcdctl not installed (scripts/deps installs etcd-server etcd-client)"
@@ -31,31 +32,9 @@ bg etcd etcd --name t --data-dir "$TMP/etcd-data" \
 ectl() { timeout -k 2 10 etcdctl --endpoints "http://$EP" --dial-timeout 2s "$@"; }
 wait_for 30 ectl endpoint health || { echo "etcd did not come up" >&2; _lib_dump_logs >&2; exit 1; }
 
-record() { ectl get --print-value-only "$PREFIX/spaces/$1" 2>/dev/null; }
-rec_field() { json_get "$(record "$1")" "$2"; }
 _owner_is() { [ "$(rec_field "$1" owner)" = "$2" ] && [ "$(rec_field "$1" epoch)" = "$3" ]; }
-_ready() { [ "$(mstat "$1" coordination.ready)" = true ]; }
-primary() { # K: nK's current primary (ours at epoch 1)
-    "$PMESH" --socket "${MESH_SOCK[$1]}" status 2>/dev/null | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-print([s["space"] for s in d["coordination"]["spaces"] if s["ours"] and s["epoch"] == 1][0])' 2>/dev/null
-}
-create_ok() { # K: creates a promise through nK, retrying while refused; OUT = id
-    local i
-    for i in $(seq 100); do
-        pm "$1" create --timeout 100m
-        [ "$RC" = 0 ] && return 0
-        sleep 0.2
-    done
-    return 1
-}
 
-MESH_COUNT=$((MESH_COUNT + 1))
-MESH_DIR=$TMP/mesh-$MESH_COUNT
-mkdir -p "$MESH_DIR"
-: >"$MESH_DIR/pids"
-MESH_PORT=$(_free_port)
+coord_mesh_dir
 for k in 1 2; do
     MESH_SOCK[$k]=$MESH_DIR/n$k.sock
     cmd=("$PMESHD" --node "n$k" --socket "$MESH_DIR/n$k.sock"

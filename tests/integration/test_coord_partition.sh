@@ -12,6 +12,7 @@
 #     split is there.
 # Skipped (said so) where namespaces cannot be made.
 . "$(dirname "$0")/mesh_lib.sh"
+. "$(dirname "$0")/coord_lib.sh"
 
 if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
     echo "# SKIP: etcd or etcdctl not installed (scripts/deps installs etcd-server etcd-client)"
@@ -58,8 +59,6 @@ ectl() { timeout -k 2 10 ip netns exec "$NS_A" etcdctl --endpoints "$EP" --dial-
 export ETCDCTL_API=3
 wait_for 30 ectl endpoint health || { echo "etcd did not come up" >&2; _lib_dump_logs >&2; exit 1; }
 
-record() { ectl get --print-value-only "$PREFIX/spaces/$1" 2>/dev/null; }
-rec_field() { json_get "$(record "$1")" "$2"; }
 in_sync_nodes() {
     python3 -c 'import json,sys
 try: print(",".join(m["node"] for m in json.loads(sys.argv[1])["in_sync"]))
@@ -67,26 +66,6 @@ except Exception: print("?")' "$(record "$1")"
 }
 _in_sync_any() { [ -n "$(in_sync_nodes "$1")" ] && [ "$(in_sync_nodes "$1")" != "?" ]; }
 _owner_is() { [ "$(rec_field "$1" owner)" = "$2" ]; }
-primary() {
-    "$PMESH" --socket "${MESH_SOCK[$1]}" status 2>/dev/null | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-print([s["space"] for s in d["coordination"]["spaces"] if s["ours"] and s["epoch"] == 1][0])' 2>/dev/null
-}
-check_fn() {
-    local name=$1
-    shift
-    if "$@"; then ok "$name"; else not_ok "$name" "command: $*" "last stderr: ${ERR:-}"; fi
-}
-create_ok() {
-    local i
-    for i in $(seq 60); do
-        pm "$1" create --timeout 10m
-        [ "$RC" = 0 ] && return 0
-        sleep 0.2
-    done
-    return 1
-}
 
 NSOF=("" "$NS_A" "$NS_A" "$NS_B")
 "$PMESHD" --keygen "$TMP/keys" >/dev/null
@@ -105,7 +84,7 @@ S3=$(primary 3)
 check_fn "p3's space has a backup in sync" wait_for 15 _in_sync_any "$S3"
 BK=$(in_sync_nodes "$S3")
 expect_match "... on side A" "^p[12]$" "$BK"
-check_fn "p3 accepts writes before the split" create_ok 3
+check_fn "p3 accepts writes before the split" create_ok 3 60 10m
 P3=$OUT
 pm 3 resolve "$P3" "before-split"
 expect_eq "... and acknowledges a resolve" 0 "$RC"
@@ -121,9 +100,9 @@ echo "# minority refusing writes $(($(now_ms) - T0)) ms after the cut: $ERR"
 check_fn "the majority takes p3's space over (its backup $BK, by CAS)" wait_for 15 _owner_is "$S3" "$BK"
 expect_eq "... at epoch 2" 2 "$(rec_field "$S3" epoch)"
 B=${BK#p}
-check_fn "the majority writes on (p1)" create_ok 1
+check_fn "the majority writes on (p1)" create_ok 1 60 10m
 PA1=$OUT
-check_fn "the majority writes on (p2)" create_ok 2
+check_fn "the majority writes on (p2)" create_ok 2 60 10m
 pm "$B" resolve "$PA1" "during-split"
 expect_eq "... and acknowledges a resolve" 0 "$RC"
 pm "$B" get "$P3"

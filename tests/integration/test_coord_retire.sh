@@ -19,6 +19,7 @@
 #      store client without the certificate is refused by etcd, so nobody
 #      else could have made that change.
 . "$(dirname "$0")/mesh_lib.sh"
+. "$(dirname "$0")/coord_lib.sh"
 
 if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
     echo "# SKIP: etcd or etcdctl not installed (scripts/deps installs etcd-server etcd-client)"
@@ -79,8 +80,6 @@ start_etcd() {
 ectl() { timeout -k 2 10 etcdctl --endpoints "$SCHEME://$EP" --dial-timeout 2s "${ECTL_TLS[@]}" "$@"; }
 start_etcd
 
-record() { ectl get --print-value-only "$PREFIX/spaces/$1" 2>/dev/null; }
-rec_field() { json_get "$(record "$1")" "$2"; }
 n_records() { ectl get --prefix --keys-only "$PREFIX/spaces/" 2>/dev/null | grep -c .; }
 _records_le() { [ "$(n_records)" -le "$1" ]; }
 # spaces_known K: how many id spaces nK's coordinator knows (status).
@@ -88,28 +87,8 @@ spaces_known() {
     "$PMESH" --socket "${MESH_SOCK[$1]}" status 2>/dev/null |
         python3 -c 'import json,sys; print(len(json.load(sys.stdin)["coordination"]["spaces"]))' 2>/dev/null
 }
-primary() { # K: nK's current primary (ours at epoch 1)
-    "$PMESH" --socket "${MESH_SOCK[$1]}" status 2>/dev/null | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-print([s["space"] for s in d["coordination"]["spaces"] if s["ours"] and s["epoch"] == 1][0])' 2>/dev/null
-}
-_ready() { [ "$(mstat "$1" coordination.ready)" = true ]; }
-create_ok() { # K: creates a promise through nK, retrying while UNAVAILABLE; OUT = id
-    local i
-    for i in $(seq 100); do
-        pm "$1" create --timeout 100m
-        [ "$RC" = 0 ] && return 0
-        sleep 0.2
-    done
-    return 1
-}
 
-MESH_COUNT=$((MESH_COUNT + 1))
-MESH_DIR=$TMP/mesh-$MESH_COUNT
-mkdir -p "$MESH_DIR"
-: >"$MESH_DIR/pids"
-MESH_PORT=$(_free_port)
+coord_mesh_dir
 write_cmd() { # K DATA_DIR
     MESH_SOCK[$1]=$MESH_DIR/n$1.sock
     local cmd=("$PMESHD" --node "n$1" --socket "$MESH_DIR/n$1.sock"

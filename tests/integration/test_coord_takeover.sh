@@ -22,6 +22,7 @@
 #   7. a mesh with replicas 2 and neither a store nor --unsafe-no-coordination
 #      is refused at start.
 . "$(dirname "$0")/mesh_lib.sh"
+. "$(dirname "$0")/coord_lib.sh"
 
 if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
     echo "# SKIP: etcd or etcdctl not installed (scripts/deps installs etcd-server etcd-client)"
@@ -48,19 +49,8 @@ wait_for 30 etcdctl --endpoints "$EP" --dial-timeout 1s endpoint health ||
 }
 start_etcd
 
-# check_fn NAME CMD...: ok if CMD (a shell function too) succeeds.
-check_fn() {
-    local name=$1
-    shift
-    if "$@"; then ok "$name"; else not_ok "$name" "command: $*" "last stderr: ${ERR:-}"; fi
-}
-# record SPACE: the space's record in etcd (JSON), or nothing.
-record() {
-    timeout -k 2 10 etcdctl --endpoints "$EP" get --print-value-only "$PREFIX/spaces/$1" 2>/dev/null
-}
-rec_field() { # SPACE FIELD
-    json_get "$(record "$1")" "$2"
-}
+# etcdctl against the test's store (record, rec_field: coord_lib.sh).
+ectl() { timeout -k 2 10 etcdctl --endpoints "$EP" "$@"; }
 in_sync_count() {
     python3 -c 'import json,sys
 try: print(len(json.loads(sys.argv[1])["in_sync"]))
@@ -68,30 +58,10 @@ except Exception: print(-1)' "$(record "$1")"
 }
 _in_sync_ge() { [ "$(in_sync_count "$1")" -ge "$2" ]; }
 _owner_is() { [ "$(rec_field "$1" owner)" = "$2" ]; }
-primary() { # K: nK's id space
-    "$PMESH" --socket "${MESH_SOCK[$1]}" status 2>/dev/null | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-print([s["space"] for s in d["coordination"]["spaces"] if s["ours"] and s["epoch"] == 1][0])' 2>/dev/null
-}
-# create_ok K: creates a promise through nK, retrying while UNAVAILABLE; OUT = id.
-create_ok() {
-    local i
-    for i in $(seq 50); do
-        pm "$1" create --timeout 10m
-        [ "$RC" = 0 ] && return 0
-        sleep 0.2
-    done
-    return 1
-}
 
 # The agents as mesh-up would start them, each with a data dir (mesh_restart
 # starts one from its command line and adds it to the PIDs stopped at exit).
-MESH_COUNT=$((MESH_COUNT + 1))
-MESH_DIR=$TMP/mesh-$MESH_COUNT
-mkdir -p "$MESH_DIR"
-: >"$MESH_DIR/pids"
-MESH_PORT=$(_free_port)
+coord_mesh_dir
 HPORT=$(_free_port)
 for k in 1 2 3; do
     MESH_SOCK[$k]=$MESH_DIR/n$k.sock
@@ -117,10 +87,10 @@ expect_match "n1 knows its id space" "^n1-" "$S1"
 expect_eq "its record in etcd names n1 as owner at epoch 1" "n1 1" \
     "$(rec_field "$S1" owner) $(rec_field "$S1" epoch)"
 check_fn "... and records a backup in sync once it caught up" wait_for 15 _in_sync_ge "$S1" 1
-check_fn "a write on n1 is accepted then" create_ok 1
+check_fn "a write on n1 is accepted then" create_ok 1 50 10m
 ACKED=()
 for i in 1 2 3 4 5; do
-    create_ok 1
+    create_ok 1 50 10m
     ACKED+=("$OUT")
 done
 pm 1 resolve "${ACKED[0]}" "acked-value"
@@ -166,7 +136,7 @@ check_fn "with its only backup gone, n$B refuses writes with UNAVAILABLE" wait_f
 expect_match "... saying why" "backups? recorded in sync, min_in_sync is 1" "$ERR"
 expect_eq "... after recording the smaller in-sync set" 0 "$(in_sync_count "$SB")"
 mesh_restart 1 # a new process on n1's data dir: a new backup
-check_fn "once the new backup caught up, writes are accepted again" create_ok "$B"
+check_fn "once the new backup caught up, writes are accepted again" create_ok "$B" 50 10m
 expect_eq "... and it is recorded in sync" 1 "$(in_sync_count "$SB")"
 
 # ---- 4. owner and its only backup killed together: the space waits ------------------------
@@ -204,7 +174,7 @@ check_fn "n1's new space has a backup in sync" wait_for 15 _in_sync_ge "$S1N" 1
 check_fn "n$OTHER's new space has a backup in sync" wait_for 15 _in_sync_ge "$SO" 1
 kill -9 "$ETCD_PID"
 wait_exit "$ETCD_PID" 5 || true
-check_fn "with the store down, n1 (owner and backup healthy) still accepts writes" create_ok 1
+check_fn "with the store down, n1 (owner and backup healthy) still accepts writes" create_ok 1 50 10m
 ID5=$OUT
 expect_eq "... without waiting for the store" 0 "$RC"
 kill -9 "${MESH_PID[$OTHER]}"

@@ -1,0 +1,45 @@
+# coord_lib.sh - helpers of the tests that run a mesh against a real etcd
+# (test_coord_*.sh). Source it after mesh_lib.sh; the test defines
+# `ectl ARGS...` (etcdctl against its store, with its TLS or namespace) and
+# PREFIX (the mesh's key prefix) before it calls record or rec_field.
+
+# check_fn NAME CMD...: ok if CMD (a shell function too) succeeds.
+check_fn() {
+    local name=$1
+    shift
+    if "$@"; then ok "$name"; else not_ok "$name" "command: $*" "last stderr: ${ERR:-}"; fi
+}
+# record SPACE: the store's record of SPACE (JSON), or nothing.
+record() { ectl get --print-value-only "$PREFIX/spaces/$1" 2>/dev/null; }
+# rec_field SPACE FIELD: one field of it ("<bad json>" without a record).
+rec_field() { json_get "$(record "$1")" "$2"; }
+# _ready K: nK's coordinator has read the store.
+_ready() { [ "$(mstat "$1" coordination.ready)" = true ]; }
+# primary K: nK's current primary (the space it owns at epoch 1).
+primary() {
+    "$PMESH" --socket "${MESH_SOCK[$1]}" status 2>/dev/null | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print([s["space"] for s in d["coordination"]["spaces"] if s["ours"] and s["epoch"] == 1][0])' 2>/dev/null
+}
+# create_ok K [TRIES [TIMEOUT]]: creates a promise through nK, retrying every
+# 200 ms while it is refused (UNAVAILABLE while the store records a change);
+# OUT = its id.
+create_ok() {
+    local i
+    for i in $(seq "${2:-100}"); do
+        pm "$1" create --timeout "${3:-100m}"
+        [ "$RC" = 0 ] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+# coord_mesh_dir: a new mesh directory (MESH_DIR, its empty pids file) and a
+# free port (MESH_PORT) for agents the test starts itself.
+coord_mesh_dir() {
+    MESH_COUNT=$((MESH_COUNT + 1))
+    MESH_DIR=$TMP/mesh-$MESH_COUNT
+    mkdir -p "$MESH_DIR"
+    : >"$MESH_DIR/pids"
+    MESH_PORT=$(_free_port)
+}
