@@ -1,8 +1,17 @@
-# coord_lib.sh - helpers of the tests that run a mesh against a real etcd
-# (test_coord_*.sh). Source it after mesh_lib.sh; the test defines
+# coord_lib.sh - helpers of the tests that run against a real etcd
+# (test_coord_*.sh). Source it after lib.sh or mesh_lib.sh; the test defines
 # `ectl ARGS...` (etcdctl against its store, with its TLS or namespace) and
 # PREFIX (the mesh's key prefix) before it calls record or rec_field.
 
+# coord_need_etcd: the test is skipped (exit 0, said so) without etcd.
+coord_need_etcd() {
+    if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
+        echo "# SKIP: etcd or etcdctl not installed (scripts/deps installs etcd-server etcd-client)"
+        FINISHED=1
+        echo "0 passed, 0 failed (skipped)"
+        exit 0
+    fi
+}
 # check_fn NAME CMD...: ok if CMD (a shell function too) succeeds.
 check_fn() {
     local name=$1

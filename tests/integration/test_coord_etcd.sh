@@ -8,13 +8,9 @@
 # hung etcd (SIGSTOP: UNAVAILABLE at the timeout), fail-over from a dead
 # endpoint, compaction (RESYNC), and the CAS round-trip latency.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/coord_lib.sh"
 
-if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
-    echo "# SKIP: etcd or etcdctl not installed (scripts/deps installs etcd-server etcd-client)"
-    FINISHED=1
-    echo "0 passed, 0 failed (skipped)"
-    exit 0
-fi
+coord_need_etcd
 CTL=$BIN/coordctl
 [ -x "$CTL" ] || { echo "no $CTL; build first (make all)" >&2; exit 1; }
 

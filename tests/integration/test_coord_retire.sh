@@ -21,12 +21,7 @@
 . "$(dirname "$0")/mesh_lib.sh"
 . "$(dirname "$0")/coord_lib.sh"
 
-if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
-    echo "# SKIP: etcd or etcdctl not installed (scripts/deps installs etcd-server etcd-client)"
-    FINISHED=1
-    echo "0 passed, 0 failed (skipped)"
-    exit 0
-fi
+coord_need_etcd
 RESTARTS=${RESTARTS:-30}
 BOUND=4 # n2's primary, n1's primary, the space holding the data, one being retired
 
