@@ -178,6 +178,27 @@ pm_wal_syncer_use(const pm_wal_syncer_t *s)
     return prev;
 }
 
+/* An fsync (the thread's or the syncer's) has ended: err, or everything up
+ * to lsn is durable, after ms. */
+static void
+s_fsync_done(pm_wal_t *self, int err, uint64_t lsn, double ms)
+{
+    self->inflight = false;
+    if (err) {
+        char name[40];
+        pm_wal_seg_name(name, sizeof name, self->seg_base);
+        pm_wal_fail(self, "fdatasync %s/%s: %s", self->dir, name, strerror(err));
+        if (!self->failed)
+            pm_log_error("PM-WAL-FSYNC-FAIL", "%s; the WAL refuses further writes", self->error);
+        self->failed = true;
+        return;
+    }
+    self->stats.fsyncs++;
+    pm_hist_add(&self->fsync_hist, ms);
+    if (lsn > self->durable)
+        self->durable = lsn;
+}
+
 /* The syncer's request in flight, if its time has come: runs it, as the
  * thread's answer would be consumed by pm_wal_readable. */
 static void
@@ -195,19 +216,7 @@ s_syncer_poll(pm_wal_t *self)
     pm_disk_close(self->disk, self->sync_fd);
     self->sync_fd = -1;
     self->sync_fault = 0;
-    self->inflight = false;
-    if (err) {
-        char name[40];
-        pm_wal_seg_name(name, sizeof name, self->seg_base);
-        pm_wal_fail(self, "fdatasync %s/%s: %s", self->dir, name, strerror(err));
-        pm_log_error("PM-WAL-FSYNC-FAIL", "%s; the WAL refuses further writes", self->error);
-        self->failed = true;
-        return;
-    }
-    self->stats.fsyncs++;
-    pm_hist_add(&self->fsync_hist, (double) (pm_mono_us() - self->sync_at) / 1000.0);
-    if (self->sync_lsn > self->durable)
-        self->durable = self->sync_lsn;
+    s_fsync_done(self, err, self->sync_lsn, (double) (pm_mono_us() - self->sync_at) / 1000.0);
 }
 
 /* Asks the fsync thread (or the syncer) to cover everything written so far. */
@@ -559,23 +568,8 @@ pm_wal_readable(pm_wal_t *self)
     struct s_fsync_rep rep;
     int n;
     while ((n = zmq_recv(self->sock, &rep, sizeof rep, ZMQ_DONTWAIT)) >= 0) {
-        if (n != (int) sizeof rep)
-            continue;
-        self->inflight = false;
-        if (rep.err) {
-            char name[40];
-            pm_wal_seg_name(name, sizeof name, self->seg_base);
-            pm_wal_fail(self, "fdatasync %s/%s: %s", self->dir, name, strerror(rep.err));
-            if (!self->failed)
-                pm_log_error("PM-WAL-FSYNC-FAIL", "%s; the WAL refuses further writes",
-                             self->error);
-            self->failed = true;
-            continue;
-        }
-        self->stats.fsyncs++;
-        pm_hist_add(&self->fsync_hist, rep.us / 1000.0);
-        if (rep.lsn > self->durable)
-            self->durable = rep.lsn;
+        if (n == (int) sizeof rep)
+            s_fsync_done(self, rep.err, rep.lsn, rep.us / 1000.0);
     }
     if (!self->failed && !self->inflight && self->durable < self->written)
         s_request_fsync(self);
