@@ -43,6 +43,16 @@ create_ok() {
     done
     return 1
 }
+# create_many K N: N creates through nK (create_ok each); IDS = the ids made,
+# fewer than N if one was refused for good.
+create_many() {
+    local i
+    IDS=()
+    for i in $(seq "$2"); do
+        create_ok "$1" || break
+        IDS+=("$OUT")
+    done
+}
 # coord_mesh_dir: a new mesh directory (MESH_DIR, its empty pids file) and a
 # free port (MESH_PORT) for agents the test starts itself.
 coord_mesh_dir() {

@@ -47,11 +47,7 @@ expect_match "n1 records its id space" "^n1-" "$S"
 
 # Promises in n1's space: two resolved, the rest pending (resolved later
 # through n2, across the hand-back).
-IDS=()
-for i in $(seq 12); do
-    create_ok 1 || break
-    IDS+=("$OUT")
-done
+create_many 1 12
 expect_eq "twelve creates acknowledged by n1 (n2 recorded in sync)" 12 "${#IDS[@]}"
 expect_eq "... all in n1's space $S" "$S" "$(printf '%s\n' "${IDS[@]%%~*}" | sort -u)"
 pm 1 resolve "${IDS[0]}" "before-1"

@@ -103,11 +103,7 @@ expect_eq "n1 read the store over $SCHEME" true "$(mstat 1 coordination.ready)"
 # ---- 1. restarts: records do not pile up ------------------------------------------------
 S0=$(primary 1)
 expect_match "n1 records its id space" "^n1-" "$S0"
-IDS=()
-for i in $(seq 6); do
-    create_ok 1 || break
-    IDS+=("$OUT")
-done
+create_many 1 6
 expect_eq "six creates acknowledged by n1 (its backup n2 recorded in sync)" 6 "${#IDS[@]}"
 pm 1 resolve "${IDS[0]}" "kept-1"
 expect_eq "a resolve acknowledged" 0 "$RC"
