@@ -158,6 +158,14 @@ pm_relay_on_peer_reply(pm_agent_t *self, const char *from, pm_msg_t *m)
     pm_relay_t *r = zhashx_lookup(self->relays, k);
     if (!r || strcmp(r->node, from) != 0)
         return; /* late (timed out) or not ours: nothing waits for it */
+    if (m->tentative) {
+        /* An early copy of a subscription's answer (not durable yet): only
+         * combinators may start their continuation on it; the relay waits
+         * for the durable answer (waiters.c, fanins.c). */
+        if (r->kind == PM_RELAY_SUB && !m->err && m->promise)
+            pm_fanins_tentative(self, r->pid, m);
+        return;
+    }
     char space[PM_WIRE_MAX_NAME + 1];
     if (m->err == PM_ERR_OWNER_LOST && self->isr && pm_id_space(r->pid, space, sizeof space))
         pm_isr_refresh(self->isr, space, "the member we took for its owner does not serve it");
