@@ -322,6 +322,7 @@ void
 pm_relay_park(pm_agent_t *self, pm_relay_t *r)
 {
     r->parked = 1;
+    r->unknown = 0; /* (sent once, its space was known: it waits for a takeover now) */
     r->node[0] = 0;
     self->parked++;
     /* A takeover is announced within detection + one gossip round; wait up
@@ -467,6 +468,16 @@ s_park_request(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mon
     return PM_OK;
 }
 
+/* Whether id's space is one we served before our restart and have not
+ * decided about yet (takeover.c, probation): resumed by us, or it moved. */
+static int
+s_on_probation(pm_agent_t *self, const char *id)
+{
+    char space[PM_WIRE_MAX_NAME + 1];
+    return self->probation.n && pm_id_space(id, space, sizeof space) &&
+           pm_claims_has(&self->probation, space);
+}
+
 /* Whether id's space ("<node>-<tag>~...") is named after a live member. */
 static int
 s_space_of_live_member(pm_agent_t *self, const char *id)
@@ -500,6 +511,14 @@ pm_relay_route(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mon
         return 1;
     }
     case PM_ROUTE_UNKNOWN: {
+        /* A space of ours on probation: it is ours again or served
+         * elsewhere once takeover_grace has passed (pm_relay_unpark then);
+         * until then it waits, as for a takeover. Not NOT_FOUND: its
+         * promises exist (in our WAL, and wherever it moved). */
+        if (self->replica && s_on_probation(self, m->id)) {
+            *err = s_park_request(self, s, m, mono, 0);
+            return 1;
+        }
         /* Gossip has not told us of the space, but the store may have: a
          * space whose owner and in-sync members are all gone is
          * UNAVAILABLE (it waits for one of them), not unknown. */
