@@ -4,11 +4,16 @@
  * (the Makefile builds every tests/bench/NAME.c).
  *
  *   chaos_load worker --socket S --log FILE [--delay-ms N] [--seed N]
+ *                     [--wrong-tag N]
  *       serves `inc` (decimal input + 1) and `fix` (the rejection handler:
- *       "e<N>" gives 2N, anything else fails) on the agent at S,
+ *       "e<N>" gives 2N, anything else fails), `tag` ("tag:" + its input)
+ *       and `tagfix` ("fix:" + its input; the two never fail: the function
+ *       and handler of thens on combinators) on the agent at S,
  *       reconnecting when the agent goes away; logs every invocation it ran:
  *       WALL_MS inv INVOCATION TARGET ATTEMPT INPUT OUTPUT ERR FUNCTION
- *       (INPUT and OUTPUT "-" when the function failed).
+ *       (INPUT and OUTPUT "-" when the function failed; percent-escaped like
+ *       an await's VALUE for tag and tagfix). --wrong-tag N: the first N tag
+ *       invocations answer "tag:" alone (the checker's self-test).
  *   chaos_load load --sockets S1,S2,.. --log FILE [--duration-ms N]
  *                   [--threads N] [--seed N] [--race-pct P] [--sides FILE]
  *                   [--only SCENARIO]
@@ -46,6 +51,11 @@
  *   WALL_MS AGENT then SRC FUNCTION DST [ON_REJECT]
  *                                           acknowledged then (ON_REJECT: its
  *                                           rejection handler, if any)
+ *   WALL_MS AGENT then CID tag DST tagfix   the same for the then the fan-in
+ *       scenario chains (half of the time) on a combinator CID right after
+ *       its combine was acknowledged, from CID's own agent (early starts,
+ *       issue 15): DST must read resolved "tag:" + CID's final value, or
+ *       "fix:" + CID's final reason when CID failed
  *   WALL_MS AGENT combine KIND ID TIMEOUT_MS SENT_MS IN1,IN2,...
  *       acknowledged combinator: KIND all|any|race|all-settled, its own
  *       timeout (0: none), the wall ms its request was sent (its deadline
@@ -256,21 +266,41 @@ s_fix(const char *in, char *out, size_t cap)
     return snprintf(out, cap, "%lld", 2 * n);
 }
 
+/* tag / tagfix, the function and rejection handler of the thens the load
+ * chains on combinators: "tag:" + the combinator's value, "fix:" + its
+ * reason (any bytes; never fail), so a target shows which ran and on what.
+ * out (malloc'd) gets the result; its length is returned. */
+static size_t
+s_tag(const char *prefix, const void *in, size_t n, char **out)
+{
+    size_t pl = strlen(prefix);
+    *out = malloc(pl + n + 1);
+    memcpy(*out, prefix, pl);
+    if (n)
+        memcpy(*out + pl, in, n);
+    (*out)[pl + n] = 0;
+    return pl + n;
+}
+
+/* --wrong-tag N: the first N `tag` invocations answer a wrong value (the
+ * checker's self-test: the row of thens on combinators must count them). */
+static int s_wrong_tag;
+
 static int
 s_worker_main(const char *sock, int delay_ms, uint64_t seed)
 {
-    const char *fns[] = {"inc", "fix"};
+    const char *fns[] = {"inc", "fix", "tag", "tagfix"};
     pm_worker_t *w = NULL;
     uint64_t rng = seed | 1;
     int64_t served = 0;
     while (!s_stop) {
         if (!w) {
-            if (pm_worker_new(sock, fns, 2, 8, &w) != PM_OK) {
+            if (pm_worker_new(sock, fns, 4, 8, &w) != PM_OK) {
                 w = NULL;
                 s_sleep_ms(200);
                 continue;
             }
-            fprintf(stderr, "chaos worker: serving inc and fix on %s\n", sock);
+            fprintf(stderr, "chaos worker: serving inc, fix, tag and tagfix on %s\n", sock);
         }
         pm_invocation_t *inv = NULL;
         int rc = pm_worker_next(w, 500, &inv);
@@ -281,16 +311,26 @@ s_worker_main(const char *sock, int delay_ms, uint64_t seed)
             continue;
         }
         const char *in = inv->input ? (const char *) inv->input : "";
-        char out[32];
+        char buf[32], *out = buf, *tagged = NULL;
         int len = -1;
-        if (!strcmp(inv->function, "fix")) {
-            len = s_fix(in, out, sizeof out);
+        int tag = !strcmp(inv->function, "tag"), tagfix = !strcmp(inv->function, "tagfix");
+        if (tag || tagfix) {
+            len = (int) s_tag(tag ? "tag:" : "fix:", inv->input, inv->input_len, &tagged);
+            out = tagged;
+            if (tag && s_wrong_tag > 0) {
+                s_wrong_tag--;
+                len = (int) strlen(strcpy(out, "tag:"));
+                fprintf(stderr, "chaos worker: --wrong-tag: answered tag with \"tag:\" on %s\n",
+                        inv->target_id);
+            }
+        } else if (!strcmp(inv->function, "fix")) {
+            len = s_fix(in, out, sizeof buf);
         } else {
             char *end = NULL;
             errno = 0;
             long long n = strtoll(in, &end, 10);
             if (inv->input_len && end && *end == 0 && errno == 0)
-                len = snprintf(out, sizeof out, "%lld", n + 1);
+                len = snprintf(out, sizeof buf, "%lld", n + 1);
         }
         /* A short random delay keeps invocations in flight long enough for
          * a kill to land in the middle of one now and then. */
@@ -300,8 +340,21 @@ s_worker_main(const char *sock, int delay_ms, uint64_t seed)
                       : pm_worker_fail(w, inv,
                                        !strcmp(inv->function, "fix") ? "fix: unexpected input"
                                                                      : "input is not a number");
-        s_logf("inv %s %s %u %s %s %s %s", inv->invocation_id, inv->target_id, inv->attempt,
-               len >= 0 ? in : "-", len >= 0 ? out : "-", pm_err_name(rc), inv->function);
+        if (tag || tagfix) {
+            /* Any bytes: escaped to one field each (s_esc). */
+            size_t ci = 3 * inv->input_len + 8, co = 3 * (size_t) len + 8;
+            char *ein = malloc(ci), *eout = malloc(co);
+            s_esc(inv->input, inv->input_len, ein, ci);
+            s_esc(out, (size_t) len, eout, co);
+            s_logf("inv %s %s %u %s %s %s %s", inv->invocation_id, inv->target_id, inv->attempt,
+                   ein, eout, pm_err_name(rc), inv->function);
+            free(ein);
+            free(eout);
+        } else {
+            s_logf("inv %s %s %u %s %s %s %s", inv->invocation_id, inv->target_id, inv->attempt,
+                   len >= 0 ? in : "-", len >= 0 ? out : "-", pm_err_name(rc), inv->function);
+        }
+        free(tagged);
         served++;
         pm_invocation_destroy(&inv);
         if (s_conn_err(rc))
@@ -317,7 +370,7 @@ s_worker_main(const char *sock, int delay_ms, uint64_t seed)
 typedef struct {
     atomic_long scenarios, creates, settles, thens, awaits, chains, conflicts_refused, errors;
     atomic_long races, races_split, races_two_acked;
-    atomic_long combines, catches;
+    atomic_long combines, catches, comb_thens;
 } s_totals_t;
 
 static s_totals_t s_tot;
@@ -1055,6 +1108,25 @@ s_scenario_fanin(s_actor_t *a)
         s_logf("%d combine %s %s %" PRId64 " %" PRId64 " %s", kc + 1, pm_combinator_name(kind),
                cid, ctimeout, sent, list);
         atomic_fetch_add(&s_tot.combines, 1);
+        /* Half of the time a then chained on it (early starts, issue 15):
+         * its agent starts tag on the inputs' tentative outcomes; the
+         * target must end as tag (or tagfix) on the combinator's final
+         * outcome. */
+        if (s_below(&a->rng, 2) == 0) {
+            char *tid = NULL;
+            int terr = pm_then_catch(a->conns[kc].c, cid, "tag", "tagfix", 0, &tid);
+            if (terr == PM_OK) {
+                s_logf("%d then %s tag %s tagfix", kc + 1, cid, tid);
+                atomic_fetch_add(&s_tot.thens, 1);
+                atomic_fetch_add(&s_tot.comb_thens, 1);
+            } else {
+                s_logf("%d err then %s %s", kc + 1, cid, pm_err_name(terr));
+                atomic_fetch_add(&s_tot.errors, 1);
+                if (s_conn_err(terr))
+                    s_drop(a, kc);
+            }
+            free(tid);
+        }
     }
     s_await_job_t j;
     int64_t tw = ctimeout + 3000 + s_below(&a->rng, 3000);
@@ -1237,13 +1309,13 @@ s_load_main(int threads, int64_t duration_ms, uint64_t seed)
     free(actors);
     printf("load: %ld scenarios, %ld creates, %ld settles, %ld thens, %ld awaits, %ld chains, "
            "%ld conflicting settles refused, %ld failed operations, %ld races (%ld across a "
-           "split, %ld with both resolves acknowledged), %ld combinators, %ld on-reject thens\n",
+           "split, %ld with both resolves acknowledged), %ld combinators, %ld on-reject thens, %ld thens on combinators\n",
            atomic_load(&s_tot.scenarios), atomic_load(&s_tot.creates),
            atomic_load(&s_tot.settles), atomic_load(&s_tot.thens), atomic_load(&s_tot.awaits),
            atomic_load(&s_tot.chains), atomic_load(&s_tot.conflicts_refused),
            atomic_load(&s_tot.errors), atomic_load(&s_tot.races), atomic_load(&s_tot.races_split),
            atomic_load(&s_tot.races_two_acked), atomic_load(&s_tot.combines),
-           atomic_load(&s_tot.catches));
+           atomic_load(&s_tot.catches), atomic_load(&s_tot.comb_thens));
     return 0;
 }
 
@@ -1887,6 +1959,8 @@ s_read_desc(const s_rec_t *r, char *buf, size_t cap)
 /* Functions the workers ran per target (S_RAN_* bits), from their logs. */
 #define S_RAN_INC 1
 #define S_RAN_FIX 2
+#define S_RAN_TAG 4
+#define S_RAN_TAGFIX 8
 static zhashx_t *s_ran;
 
 static int
@@ -1912,7 +1986,10 @@ s_count_invocations(char **files, int n, long *invocations, long *targets, long 
             if (sscanf(line, "%*s inv %255s %255s %*s %*s %*s %*s %63s", inv, target, fn) < 2)
                 continue;
             (*invocations)++;
-            int bits = s_ran_on(target) | (!strcmp(fn, "fix") ? S_RAN_FIX : S_RAN_INC);
+            int bits = s_ran_on(target) | (!strcmp(fn, "fix")      ? S_RAN_FIX
+                                            : !strcmp(fn, "tag")    ? S_RAN_TAG
+                                            : !strcmp(fn, "tagfix") ? S_RAN_TAGFIX
+                                                                    : S_RAN_INC);
             zhashx_update(s_ran, target, (void *) (intptr_t) bits);
             if (zhashx_lookup(seen, target))
                 (*reruns)++;
@@ -1944,7 +2021,9 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
               wrong_chain = {0}, outlived = {0}, missed = {0}, deadline = {0}, unreadable = {0},
               exempt = {0}, chain_wait_timeout = {0};
     s_count_t comb_lost = {0}, comb_wrong = {0}, comb_two = {0}, comb_stuck = {0},
-              comb_late = {0}, comb_missed = {0}, catch_wrong = {0};
+              comb_late = {0}, comb_missed = {0}, catch_wrong = {0}, comb_then_wrong = {0};
+    long comb_thens = 0, comb_then_tag = 0, comb_then_fix = 0, comb_then_unjudged = 0,
+         comb_then_both = 0;
     long acked_creates = 0, acked_thens = 0, acked_settles = 0, link_ok = 0, link_failed = 0;
     long comb_judged = 0, comb_unjudged = 0, comb_partly = 0, comb_by_state[6] = {0}, catches = 0,
          catch_handled = 0, catch_main = 0;
@@ -2055,6 +2134,49 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
         }
         if (r->then_src) {
             s_rec_t *src = zhashx_lookup(s_recs, r->then_src);
+            if (src && src->comb) {
+                /* then(C, tag, on_reject tagfix) on a combinator (early
+                 * starts, issue 15): its function may have started on the
+                 * inputs' tentative outcomes, but the target must read tag
+                 * on C's final value ("tag:" + value), or tagfix on C's
+                 * final reason when C failed ("fix:" + reason). */
+                int st[S_COMB_MAX];
+                const char *data[S_COMB_MAX];
+                int64_t at[S_COMB_MAX];
+                comb_thens++;
+                int ran = s_ran_on(r->id);
+                comb_then_both += (ran & S_RAN_TAG) && (ran & S_RAN_TAGFIX);
+                if (src->read_err != PM_OK || src->read_state == PM_STATE_PENDING ||
+                    s_comb_read(src->comb, st, data, at) != 0) {
+                    /* C unreadable or pending (judged by its own checks), or
+                     * an input of C not known: C may have heard anything. */
+                    comb_then_unjudged++;
+                    continue;
+                }
+                int failed = s_failed(src->read_state);
+                const char *sv = src->read_value ? src->read_value : "";
+                size_t wl = strlen(sv) + 5;
+                char *want = malloc(wl);
+                snprintf(want, wl, "%s%s", failed ? "fix:" : "tag:", sv);
+                if (r->read_state == PM_STATE_PENDING) {
+                    s_count(&stuck, "%s = then(%s, tag, on_reject tagfix): the combinator reads "
+                            "%s, target still pending", r->id, src->id,
+                            s_read_desc(src, b2, sizeof b2));
+                } else if (r->read_state == PM_STATE_RESOLVED && r->read_value &&
+                           !strcmp(r->read_value, want)) {
+                    if (failed)
+                        comb_then_fix++;
+                    else
+                        comb_then_tag++;
+                } else {
+                    s_count(&comb_then_wrong, "%s = then(%s, tag, on_reject tagfix) reads %s, "
+                            "expected resolved %.80s (%s on the combinator's final %s)", r->id,
+                            src->id, rd_s, want, failed ? "tagfix" : "tag",
+                            s_read_desc(src, b2, sizeof b2));
+                }
+                free(want);
+                continue;
+            }
             catches += r->on_reject != NULL;
             if (!src || src->read_err != PM_OK)
                 continue; /* judged through its source's own checks */
@@ -2342,6 +2464,12 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
     printf("  %-52s %8ld\n", "  source failed, handler ran with its reason", catch_handled);
     printf("  %-52s %8ld\n", "  on-reject chains completed after a rejected head",
            catch_chains_done);
+    printf("  %-52s %8ld\n", "thens on combinators (then C tag --on-reject tagfix)",
+           comb_thens);
+    printf("  %-52s %8ld\n", "  combinator resolved, tag ran on its value", comb_then_tag);
+    printf("  %-52s %8ld\n", "  combinator failed, tagfix ran on its reason", comb_then_fix);
+    printf("  %-52s %8ld\n", "  not judged (combinator or an input not known)",
+           comb_then_unjudged);
     printf("  %-52s %8zu\n", "combinators (all/any/race/all-settled)", s_ncombs);
     printf("  %-52s %8ld\n", "  judged (every input read settled)", comb_judged);
     printf("  %-52s %8ld\n", "  judged in part (settled; some input not known)",
@@ -2391,6 +2519,7 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
     s_print_count("combinators timed out although decided in time", &comb_late, 1);
     s_print_count("awaits on combinators that missed their outcome", &comb_missed, 1);
     s_print_count("on-reject thens that ran inc, or not fix", &catch_wrong, 1);
+    s_print_count("thens on combinators that ran on another outcome", &comb_then_wrong, 1);
     printf(" for information\n");
     s_print_count("reads right after an acked settle that missed it", &(s_count_t){.n = s_stale},
                   0);
@@ -2398,10 +2527,12 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
         printf("      e.g. %s\n", s_stale_examples[i]);
     s_print_count("chain awaits that timed out (chain slow)", &chain_wait_timeout, 0);
     s_print_count("awaits excused: own agent stopped / mesh split", &exempt, 0);
+    s_print_count("thens on combinators where both tag and tagfix ran",
+                  &(s_count_t){.n = comb_then_both}, 0);
     long broken = lost_settle.n + two_outcomes.n + lost_create.n + stuck.n + wrong_chain.n +
                   outlived.n + missed.n + deadline.n + crashes + unreadable.n + comb_lost.n +
                   comb_wrong.n + comb_two.n + comb_stuck.n + comb_late.n + comb_missed.n +
-                  catch_wrong.n;
+                  catch_wrong.n + comb_then_wrong.n;
     /* The figures of issue 11 on one line: requests sent (acknowledged
      * creates, thens and awaits, settle attempts, failed creates/thens),
      * acknowledged, lost, conflicting, hung; and the hits. */
@@ -2410,7 +2541,7 @@ s_check_main(const char *log, const char *events, char **inv_files, int ninv, in
            acked_creates + acked_thens + (long) s_ncombs + (long) s_nawaits + s_attempts,
            acked_creates + acked_thens + (long) s_ncombs + acked_settles + (long) s_nawaits,
            lost_settle.n + lost_create.n + comb_lost.n,
-           two_outcomes.n + comb_wrong.n + comb_two.n + catch_main,
+           two_outcomes.n + comb_wrong.n + comb_two.n + catch_main + comb_then_wrong.n,
            stuck.n + outlived.n + comb_stuck.n, splits, kills, stops, etcd_kills);
     printf("result: %s (%ld broken invariant instance(s))\n", broken ? "FAIL" : "PASS", broken);
     for (int k = 0; k < rd.n; k++)
@@ -2424,7 +2555,8 @@ static void
 s_usage(void)
 {
     fprintf(stderr,
-            "usage: chaos_load worker --socket S --log FILE [--delay-ms N] [--seed N]\n"
+            "usage: chaos_load worker --socket S --log FILE [--delay-ms N] [--seed N] "
+            "[--wrong-tag N]\n"
             "       chaos_load load --sockets S1,S2,.. --log FILE [--duration-ms N] "
             "[--threads N] [--seed N] [--race-pct P] [--sides FILE]\n"
             "                       [--only settle|await|chain|fanin|catch|deadline|race]\n"
@@ -2459,6 +2591,8 @@ main(int argc, char **argv)
             inv[ninv++] = (char *) v;
         else if (!strcmp(a, "--threads"))
             threads = atoi(v);
+        else if (!strcmp(a, "--wrong-tag"))
+            s_wrong_tag = atoi(v);
         else if (!strcmp(a, "--delay-ms"))
             delay_ms = atoi(v);
         else if (!strcmp(a, "--replicas"))

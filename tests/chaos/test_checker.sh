@@ -22,7 +22,12 @@
 #    combinator, an await that timed out although the inputs had decided it,
 #    a combinator timed out by its own deadline although decided in time,
 #    and a then on a rejected source that ran inc instead of the on_reject
-#    handler: each fails the check under its own line; the true logs pass.
+#    handler: each fails the check under its own line; the true logs pass;
+#  - thens on combinators (early starts): the load's are all judged right;
+#    then(C, tag, on_reject tagfix) targets logged on another combinator
+#    (tag / tagfix ran on another outcome) fail under their own row; and a
+#    worker that answers one tag wrong (--wrong-tag 1, on an agent of its
+#    own) fails the load's check under that row.
 #
 # A few seconds; no namespaces (scripts/chaos --mode partition runs races
 # across real splits: tests/chaos/README.md).
@@ -173,6 +178,18 @@ expect_eq "... every one awaited" "$COMBS" \
     "$(figure "$TMP/fanin.report" "awaits on combinators ended")"
 expect_lt "... handlers ran on rejected sources" 0 \
     "$(figure "$TMP/fanin.report" "handler ran with its reason")"
+# Thens on combinators (early starts): every one judged and right.
+CTHENS=$(grep -c ' then [^ ]* tag [^ ]* tagfix$' "$TMP/fanin.acks" || true)
+expect_lt "... it chained thens on combinators (got $CTHENS)" 2 "$CTHENS"
+expect_eq "... report: thens on combinators" "$CTHENS" \
+    "$(figure "$TMP/fanin.report" "thens on combinators (then C tag")"
+expect_eq "... every one judged: tag on its value or tagfix on its reason" "$CTHENS" \
+    "$(($(figure "$TMP/fanin.report" "tag ran on its value") + \
+        $(figure "$TMP/fanin.report" "tagfix ran on its reason")))"
+expect_lt "... tagfix ran on failed combinators" 0 \
+    "$(figure "$TMP/fanin.report" "tagfix ran on its reason")"
+expect_eq "... none on another outcome" 0 \
+    "$(figure "$TMP/fanin.report" "thens on combinators that ran on another")"
 
 # cmk [FLAGS]: a promise of the agent (sets P); cset ID resolve|reject VALUE.
 cmk() {
@@ -343,4 +360,67 @@ run "$LOAD" check --sockets "$S" --log "$TMP/catch-bad.acks" --replicas 1 --read
 expect_eq "... and without the worker's log, from what it reads" 1 "$RC"
 expect_match "... named" \
     "$KI = then\($K2, inc, on_reject fix\) reads rejected .*the main function ran" "$OUT"
+
+# then(C, tag, on_reject tagfix) on real combinators: on the resolved all
+# (C) tag runs on its value, on a race of a rejected input (CR) tagfix on
+# its reason; both true logs pass. The target of one logged as the then of
+# the other (the function ran on another outcome) fails under its row.
+cmk; R1=$P
+run "$PMESH" --socket "$S" race "$R1"
+CR=$OUT
+run "$PMESH" --socket "$S" then "$C" tag --on-reject tagfix
+TC=$OUT
+run "$PMESH" --socket "$S" then "$CR" tag --on-reject tagfix
+TR=$OUT
+cset "$R1" reject why7
+settled "$TC"
+settled "$TR"
+run "$PMESH" --socket "$S" get "$TC"
+expect_eq "tag ran on the all's value" 'tag:["x1","y2"]' "$(json_get "$OUT" value)"
+run "$PMESH" --socket "$S" get "$TR"
+expect_eq "tagfix ran on the race's reason" 'fix:why7' "$(json_get "$OUT" value)"
+CIN=("${IN[@]}" "$T 1 create $R1 0" "$T 2 reject $R1 why7" "$T 3 combine all $C 0 $T $I1,$I2"
+    "$T 3 combine race $CR 0 $T $R1")
+acks "$TMP/cthen-good.acks" "${CIN[@]}" "$T 3 then $C tag $TC tagfix" "$T 3 then $CR tag $TR tagfix"
+run "$LOAD" check --sockets "$S" --log "$TMP/cthen-good.acks" --replicas 1 --read-wait-ms 3000
+echo "$OUT" >"$TMP/cthen-good.report"
+expect_eq "thens on combinators that ran on their final outcomes: the check passes" 0 "$RC"
+expect_eq "... one tag on a value" 1 "$(figure "$TMP/cthen-good.report" "tag ran on its value")"
+expect_eq "... one tagfix on a reason" 1 \
+    "$(figure "$TMP/cthen-good.report" "tagfix ran on its reason")"
+acks "$TMP/cthen-bad.acks" "${CIN[@]}" "$T 3 then $C tag $TR tagfix" "$T 3 then $CR tag $TC tagfix"
+run "$LOAD" check --sockets "$S" --log "$TMP/cthen-bad.acks" --replicas 1 --read-wait-ms 3000
+echo "$OUT" >"$TMP/cthen-bad.report"
+expect_eq "thens on combinators that read another outcome's result: the check fails" 1 "$RC"
+expect_eq "... counted under thens on combinators that ran on another outcome" 2 \
+    "$(figure "$TMP/cthen-bad.report" "thens on combinators that ran on another")"
+expect_match "... named" "$TR = then\($C, tag, on_reject tagfix\) reads resolved fix:why7, expected resolved tag:" "$OUT"
+expect_match "... summary: conflicting 2" "summary: .* conflicting 2," "$OUT"
+# An input of the combinator not known (its create is not in the log): not
+# judged, whatever the target reads.
+acks "$TMP/cthen-unk.acks" "$T 1 create $I2 0" "$T 2 resolve $I2 y2" \
+    "$T 3 combine all $C 0 $T $I1,$I2" "$T 3 then $C tag $TR tagfix"
+run "$LOAD" check --sockets "$S" --log "$TMP/cthen-unk.acks" --replicas 1 --read-wait-ms 3000
+echo "$OUT" >"$TMP/cthen-unk.report"
+expect_eq "a then on a combinator with an input not known: the check passes" 0 "$RC"
+expect_eq "... not judged" 1 "$(figure "$TMP/cthen-unk.report" "not judged (combinator or an")"
+
+# A deliberately broken worker (--wrong-tag 1: its first tag answers "tag:"
+# alone) on an agent of its own: the load's thens on combinators catch it.
+start_agent 2 --replicas 1
+S2=$AGENT_SOCK
+bg bworker "$LOAD" worker --socket "$S2" --log "$TMP/wb.inv" --delay-ms 0 --wrong-tag 1
+wait_for 10 grep -q "serving" "$TMP/bworker.log" ||
+    not_ok "the broken worker started" "$(cat "$TMP/bworker.log")"
+run "$LOAD" load --sockets "$S2,$S2,$S2" --log "$TMP/broken.acks" --duration-ms 2500 \
+    --threads 3 --seed 14 --only fanin
+expect_eq "load --only fanin against the broken worker exits 0" 0 "$RC"
+need "the broken worker answered a tag wrong" 10 grep -q "wrong-tag" "$TMP/bworker.log"
+run "$LOAD" check --sockets "$S2" --log "$TMP/broken.acks" --inv "$TMP/wb.inv" --replicas 1 \
+    --read-wait-ms 8000
+echo "$OUT" >"$TMP/broken.report"
+expect_eq "a worker that answered one tag wrong: the check fails" 1 "$RC"
+expect_eq "... counted under thens on combinators that ran on another outcome" 1 \
+    "$(figure "$TMP/broken.report" "thens on combinators that ran on another")"
+expect_match "... named" "reads resolved tag:, expected resolved tag:" "$OUT"
 finish
