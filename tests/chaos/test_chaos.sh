@@ -2,9 +2,9 @@
 # test_chaos.sh - the short chaos run of `make check`: scripts/chaos with 5
 # agents, --replicas 2, about 60 s of load while an agent is SIGKILLed every
 # 8 s and restarted on its data dir 2 s later (6 kills). Fails on any broken
-# invariant (see tests/chaos/README.md; combinators and on-reject chains
-# included), on fewer than 5 kills, or when the load did too little to mean
-# anything.
+# invariant (see tests/chaos/README.md; combinators, on-reject chains and
+# thens on combinators included), on fewer than 5 kills, when the load did
+# too little to mean anything, or when no then on a combinator started early.
 #
 #   BUILD=build tests/chaos/test_chaos.sh          (CHAOS_SEED=N to repeat a run)
 . "$(dirname "$0")/../integration/lib.sh"
@@ -59,6 +59,23 @@ if [[ ${HANDLED:-} =~ ^[0-9]+$ ]] && [ "$HANDLED" -ge 3 ]; then
 else
     not_ok "on-reject handlers ran on rejected sources" "got: ${HANDLED:-none}"
 fi
+# Early starts (issue 15): thens chained on combinators were judged, and
+# the agents started some of them early (on tentative outcomes).
+CTHENS=$(figure "thens on combinators (then C tag")
+CTAG=$(figure "combinator resolved, tag ran on its value")
+CFIX=$(figure "combinator failed, tagfix ran on its reason")
+if [[ ${CTHENS:-} =~ ^[0-9]+$ && ${CTAG:-} =~ ^[0-9]+$ && ${CFIX:-} =~ ^[0-9]+$ ]] &&
+    [ "$CTHENS" -ge 5 ] && [ $((CTAG + CFIX)) -ge $((CTHENS / 2)) ]; then
+    ok "thens on combinators judged ($CTAG tag + $CFIX tagfix of $CTHENS)"
+else
+    not_ok "thens on combinators judged" "got: ${CTAG:-none} + ${CFIX:-none} of ${CTHENS:-none}"
+fi
+EARLY=$(figure "fanin.early_starts")
+if [[ ${EARLY:-} =~ ^[0-9]+$ ]] && [ "$EARLY" -ge 1 ]; then
+    ok "the agents started thens on combinators early ($EARLY)"
+else
+    not_ok "the agents started thens on combinators early" "got: ${EARLY:-none}"
+fi
 for inv in "acknowledged settles lost" "promises with two different outcomes" \
     "acknowledged creates/thens lost" "chains neither completed nor failed" \
     "chains/continuations with a wrong result" "awaits that outlived their timeout" \
@@ -69,6 +86,7 @@ for inv in "acknowledged settles lost" "promises with two different outcomes" \
     "combinators with two outcomes" "combinators decided, still pending" \
     "combinators timed out although decided in time" \
     "awaits on combinators that missed their outcome" "on-reject thens that ran inc, or not fix" \
+    "thens on combinators that ran on another outcome" \
     "agents that did not exit 0 on SIGTERM"; do
     expect_eq "invariant: $inv = 0" 0 "$(figure "$inv")"
 done
