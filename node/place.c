@@ -16,7 +16,8 @@
  *       invocation it placed and still keeps (same id, same target, from
  *       the member it placed it on): anything else is refused.
  *   R2. It applies it only while it serves the target's space, and the
- *       source's if it served that too, in the epochs it placed it in.
+ *       source's if it served that too (until R5), in the epochs it placed
+ *       it in.
  *   R3. It applies it only once its journal position at placement (every
  *       record appended by then, the source's settle among them) is
  *       durable here and acknowledged by the counted backups; until then
@@ -28,8 +29,9 @@
  *   R5. Once R2 and R3 have held together for a placement whose source is
  *       in another space (its position covered while this agent served
  *       both spaces in their epochs), the source's half of R2 has done its
- *       work and is no longer checked (s_src_secured): only the target's
- *       space must still be served in its epoch.
+ *       work and is no longer checked (a journal hold at the placement's
+ *       position, s_src_fn, clears d->src_space): only the target's space
+ *       must still be served in its epoch.
  *
  * Why R5 is safe, and why it is needed (pmesh-sim seed 8732). R2 checks the
  * source's space because the source's outcome the function ran on must be
