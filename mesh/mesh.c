@@ -544,6 +544,102 @@ s_receive_swim(pm_mesh_t *self, const pm_msg_t *m)
     }
 }
 
+/* ---- frames from members we do not know yet ----------------------------- */
+
+/* How long a frame from a sender whose address we have not learnt waits for
+ * it. A new or restarted agent is known to its seed from its first SWIM
+ * message and to everyone else within a gossip round or two (~100 ms here);
+ * 5 s is far past that on a loaded box, and below forward_timeout (10 s),
+ * which the asker waits before it calls the owner unreachable. */
+#define S_EARLY_HOLD_MS 5000
+/* Bounds on what is held for all such senders together (each held frame is
+ * at most a frame's size): beyond them a flood, dropped. */
+#define S_EARLY_MAX_FRAMES 4096
+#define S_EARLY_MAX_BYTES (64u << 20)
+
+static void
+s_early_free(pm_mesh_early_t *e)
+{
+    free(e->from);
+    free(e->buf);
+    free(e);
+}
+
+/* Holds frame buf (m is its decoding) from a sender whose address we do not
+ * know: a member that just started and asked us something before its
+ * membership reached us. Delivered now, our answer would go nowhere (we
+ * cannot reach it), and it would wait forward_timeout for nothing; held,
+ * it is delivered as soon as SWIM tells us where the sender is. Takes buf. */
+static void
+s_early_hold(pm_mesh_t *self, const pm_msg_t *m, uint8_t *buf, size_t len)
+{
+    if (self->n_early >= S_EARLY_MAX_FRAMES || self->early_bytes + len > S_EARLY_MAX_BYTES) {
+        if (s_rate_ok(++self->unknown_peer))
+            pm_log_warn("PM-PEER-UNKNOWN", "%s from %s, which is not a member we know of; "
+                        "dropped (%zu frames of such senders held already)",
+                        pm_wire_type_name(m->type), m->from, self->n_early);
+        free(buf);
+        return;
+    }
+    pm_mesh_early_t *e = pm_xcalloc(1, sizeof *e, "early frame");
+    e->from = pm_xstrdup(m->from, "early frame");
+    e->buf = buf;
+    e->len = len;
+    e->at = (uint64_t) pm_mono_ms();
+    *self->early_tail = e;
+    self->early_tail = &e->next;
+    self->n_early++;
+    self->early_bytes += len;
+    pm_log_debug("PM-PEER-EARLY", "%s from %s, whose address we have not learnt yet: held "
+                 "until its membership reaches us", pm_wire_type_name(m->type), m->from);
+}
+
+/* Delivers, oldest first, the held frames of senders we now know where to
+ * reach (the rest keep their order and wait). */
+static void
+s_early_flush(pm_mesh_t *self)
+{
+    pm_mesh_early_t **pp = &self->early;
+    while (*pp) {
+        pm_mesh_early_t *e = *pp;
+        if (!s_endpoint_of(self, e->from)) {
+            pp = &e->next;
+            continue;
+        }
+        *pp = e->next;
+        self->n_early--;
+        self->early_bytes -= e->len;
+        pm_msg_t m;
+        if (pm_wire_decode(e->buf, e->len, &m) == PM_OK && self->hooks.message) {
+            pm_log_debug("PM-PEER-EARLY", "%s from %s delivered after %llu ms, now that it "
+                         "is a member", pm_wire_type_name(m.type), e->from,
+                         (unsigned long long) ((uint64_t) pm_mono_ms() - e->at));
+            self->hooks.message(self->arg, m.from, &m);
+        }
+        pm_wire_release(&m);
+        s_early_free(e);
+    }
+    self->early_tail = pp;
+}
+
+/* Drops held frames whose sender has not become a member in time. */
+static void
+s_early_expire(pm_mesh_t *self, uint64_t now)
+{
+    while (self->early && now - self->early->at >= S_EARLY_HOLD_MS) {
+        pm_mesh_early_t *e = self->early;
+        self->early = e->next;
+        self->n_early--;
+        self->early_bytes -= e->len;
+        if (s_rate_ok(++self->unknown_peer))
+            pm_log_warn("PM-PEER-UNKNOWN", "frame from %s, which did not become a member "
+                        "within %d ms; dropped", e->from, S_EARLY_HOLD_MS);
+        s_early_free(e);
+    }
+    if (!self->early)
+        self->early_tail = &self->early;
+}
+
 void
 pm_mesh_readable(pm_mesh_t *self)
 {
@@ -563,16 +659,22 @@ pm_mesh_readable(pm_mesh_t *self)
             self->recv_bytes[k] += len;
             if (m.type == PM_MSG_SWIM) {
                 s_receive_swim(self, &m);
+                if (self->early)
+                    s_early_flush(self); /* it may have told us of a sender held */
             } else if (!pm_mesh_is_up(self, m.from) && !self->curve) {
                 /* Without CURVE anyone can send: only live members are
                  * heard. With it, every peer that got through the handshake
                  * holds the mesh key; one we have not heard of yet is a
                  * member that just started (its first frames can come
-                 * before the gossip that announces it). */
+                 * before the gossip that announces it): its frames wait
+                 * until we know where to answer it. */
                 self->unknown_peer++;
                 if (self->unknown_peer <= 10 || self->unknown_peer % 1000 == 0)
                     pm_log_warn("PM-PEER-UNKNOWN", "%s from %s, which is not a live member; "
                                 "dropped", pm_wire_type_name(m.type), m.from);
+            } else if (self->curve && !s_endpoint_of(self, m.from)) {
+                s_early_hold(self, &m, buf, len);
+                buf = NULL;
             } else if (self->hooks.message) {
                 self->hooks.message(self->arg, m.from, &m);
             }
@@ -755,6 +857,10 @@ pm_mesh_tick(pm_mesh_t *self)
     if (self->n_seeds && now >= self->next_resolve)
         s_resolve_seeds(self, now);
     pm_swim_tick(self->swim, now);
+    if (self->early) {
+        s_early_flush(self);
+        s_early_expire(self, now);
+    }
 }
 
 int64_t
@@ -785,6 +891,7 @@ pm_mesh_new(void *ctx, const pm_config_t *cfg, const char *node, const char *spa
     pm_mesh_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
+    self->early_tail = &self->early;
     self->node = strdup(node);
     self->space = strdup(space);
     self->advertise = strdup(cfg->advertise && *cfg->advertise ? cfg->advertise : cfg->bind);
@@ -871,6 +978,11 @@ pm_mesh_destroy(pm_mesh_t **self_p)
     if (!self_p || !*self_p)
         return;
     pm_mesh_t *self = *self_p;
+    while (self->early) {
+        pm_mesh_early_t *e = self->early;
+        self->early = e->next;
+        s_early_free(e);
+    }
     pm_swim_destroy(&self->swim);
     pm_transport_destroy(&self->transport);
     zhashx_destroy(&self->peers);

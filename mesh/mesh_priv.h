@@ -33,6 +33,15 @@ typedef struct pm_mesh_peer {
     size_t n_backups;
 } pm_mesh_peer_t;
 
+/* A frame from a sender we cannot answer yet (mesh.c, s_early_hold). */
+typedef struct pm_mesh_early {
+    struct pm_mesh_early *next;
+    char *from;
+    uint8_t *buf;
+    size_t len;
+    uint64_t at; /* monotonic ms it arrived */
+} pm_mesh_early_t;
+
 /* Who serves a space, and at which epoch. */
 typedef struct pm_mesh_owner {
     char *node;
@@ -77,6 +86,11 @@ struct pm_mesh {
     uint64_t sent_bytes[PM_MESH_KINDS], recv_bytes[PM_MESH_KINDS];
     uint64_t unknown_peer, bad_frames, untrusted, swim_dropped;
     uint64_t last_stranger_join;
+    /* Frames (oldest first) from members whose address we have not learnt
+     * yet: delivered once SWIM tells us where they are, so that what we
+     * answer reaches them; dropped after a bound. */
+    pm_mesh_early_t *early, **early_tail;
+    size_t n_early, early_bytes;
     int curve;
     uint64_t place_rng;
 };

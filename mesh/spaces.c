@@ -87,6 +87,15 @@ pm_claims_add(pm_claims_t *c, const char *space, uint64_t epoch)
 }
 
 int
+pm_claims_has(const pm_claims_t *c, const char *space)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->v[i].space, space) == 0)
+            return 1;
+    return 0;
+}
+
+int
 pm_claims_drop(pm_claims_t *c, const char *space)
 {
     for (size_t i = 0; i < c->n; i++)

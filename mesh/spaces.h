@@ -109,6 +109,8 @@ typedef struct pm_claims {
 
 /* Adds space at epoch, or raises its epoch if it is there (never lowers it). */
 void pm_claims_add(pm_claims_t *c, const char *space, uint64_t epoch);
+/* Whether space is in the set. */
+int pm_claims_has(const pm_claims_t *c, const char *space);
 /* Removes space if present; 1 if it was. */
 int pm_claims_drop(pm_claims_t *c, const char *space);
 /* Takes one claim out (the caller owns out->space); 0 when empty. */

@@ -585,7 +585,10 @@ s_timers(pm_agent_t *self)
         pm_mint_tick(self, mono);
     }
     if (self->replica) {
+        size_t probation = self->probation.n;
         pm_takeover_check_probation(self, mono);
+        if (self->probation.n < probation)
+            pm_relay_unpark(self); /* requests parked on a space it decided about */
         pm_replica_flush(self->replica, mono);
         pm_journal_repl(self->journal, pm_replica_produced(self->replica),
                         pm_replica_acked(self->replica));

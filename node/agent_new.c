@@ -283,6 +283,7 @@ s_new(const pm_config_t *cfg, const char *node, const char *socket_path, void *s
     self->held_reply_timeout = cfg->held_reply_timeout;
     self->sub_resend = cfg->sub_resend;
     self->fanin_not_found_wait = cfg->fanin_not_found_wait;
+    self->fanin_early = cfg->fanin_early;
     if (cfg->token_secret_file && *cfg->token_secret_file) {
         char err[512];
         if (pm_token_load_secret(cfg->token_secret_file, &self->token_key, &self->token_key_len,

@@ -91,6 +91,7 @@ struct pm_waiter {
     pm_agent_t *agent;
     pm_session_t *session;
     uint64_t req_id;
+    int tentative; /* a combinator's subscription: an early answer is welcome (waiters.c) */
     pm_waiter_t *next, *prev;
 };
 
@@ -161,6 +162,12 @@ typedef struct pm_deleg {
     pm_journal_pos_t pos;
     uint64_t epoch, src_epoch;
     char *src_space;
+    /* Started early (place.c, pm_place_early): its source, a combinator, is
+     * not settled yet; pos is not set. A result that comes meanwhile is kept
+     * here (has_res) until the source settles as expected or otherwise. */
+    int early, has_res, res_state;
+    uint8_t *res;
+    size_t res_len;
     struct pm_deleg *next, *prev;
     char target[];
 } pm_deleg_t;
@@ -224,6 +231,7 @@ struct pm_agent {
     int64_t held_reply_timeout; /* a held reply without an await's deadline fails after this */
     int64_t sub_resend; /* ms: PM_RELAY_SUB_RESEND_MS unless configured (sub_resend) */
     int64_t fanin_not_found_wait; /* ms (fanin_not_found_wait; 0: the default, fanins.c) */
+    int fanin_early;              /* fanin_early: combinators take tentative answers */
     zhashx_t *relays;    /* "%llx" relay id -> pm_relay_t (owned) */
     pm_timers_t *relay_timers;
     uint64_t next_relay;
@@ -236,6 +244,10 @@ struct pm_agent {
     zhashx_t *sub_answers;       /* subscriptions answered lately (waiters.c; NULL: none yet) */
     int64_t sub_answers_prune;   /* mono ms of the next sweep of sub_answers */
     uint64_t results_refused; /* invocation results refused or dropped (place.c) */
+    uint64_t fanin_tentative_sent; /* early answers to combinators' subscriptions (waiters.c) */
+    uint64_t fanin_early_starts;   /* continuations of combinators started early (place.c) */
+    uint64_t fanin_early_kept;     /* ... kept when the combinator settled as expected */
+    uint64_t fanin_early_dropped;  /* ... dropped: it settled otherwise, or never here */
     uint64_t refused_not_served; /* peer requests on spaces we do not serve */
     uint64_t held_expired;       /* held replies answered at their await's timeout */
     zhashx_t *sessions;  /* key -> pm_session_t (owned) */

@@ -115,6 +115,14 @@ const s_key_t pm_config_keys[] = {
      .def = "10s", .min = 1, .max = 3600000,
      .doc = "how long a combinator waits for an input that does not exist (yet) before its "
             "owner records it as rejected NOT_FOUND, for good"},
+    /* true: an input's owner sends a combinator's agent the outcome at once
+     * (marked tentative) as well as once durable, and the combinator's
+     * continuation starts on it; its result still waits for the durable
+     * answers (fanins.c, place.c). One more mesh message per input. */
+    {.key = "fanin_early", .type = S_BOOL, .offset = S_AT(fanin_early), .def = "true",
+     .doc = "start a combinator's continuation on its inputs' outcomes before they are "
+            "durable (its result waits until they are); false: one mesh message per input, "
+            "the continuation starts one replication round trip later"},
     {.key = "data_dir", .type = S_STRING, .offset = S_AT(data_dir), .meta = "DIR",
      .doc = "directory of the write-ahead log; unset: promises do not survive a restart"},
     /* batch: an acknowledgement waits for the fsync that covers it, and one

@@ -31,6 +31,27 @@ pm_fanin_new(int kind, const char *const *ids, size_t n, size_t max_value)
     return self;
 }
 
+pm_fanin_t *
+pm_fanin_clone(const pm_fanin_t *self)
+{
+    pm_fanin_t *c = pm_fanin_new(self->kind, (const char *const *) self->ids, self->n,
+                                 self->max_value);
+    for (size_t i = 0; i < self->n; i++) {
+        const pm_fanin_input_t *in = &self->in[i];
+        c->in[i].state = in->state;
+        c->in[i].len = in->len;
+        if (in->data) {
+            c->in[i].data = pm_xmalloc(in->len + 1, "combinator input outcome");
+            memcpy(c->in[i].data, in->data, in->len + 1);
+        }
+    }
+    c->heard = self->heard;
+    c->resolved = self->resolved;
+    c->failed = self->failed;
+    c->done = self->done;
+    return c;
+}
+
 void
 pm_fanin_destroy(pm_fanin_t **self_p)
 {

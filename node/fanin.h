@@ -101,6 +101,9 @@ int pm_fanin_check(int kind, size_t n, size_t max);
  * stops the process. */
 pm_fanin_t *pm_fanin_new(int kind, const char *const *ids, size_t n, size_t max_value);
 void pm_fanin_destroy(pm_fanin_t **self_p);
+/* A copy of self with everything heard so far (a combinator's early guess:
+ * fanins.c feeds it tentative outcomes too). Caller owns it. */
+pm_fanin_t *pm_fanin_clone(const pm_fanin_t *self);
 
 /* Input i settled with state (value or reason in data/len). Returns 1 when
  * the combinator settles now (*out filled), 0 when not (yet, or the slot was

@@ -5,6 +5,7 @@
 
 #include "fanin.h"
 #include "relay.h"
+#include "thens.h"
 #include "requests.h"
 #include "waiters.h"
 #include "steptrace.h"
@@ -45,6 +46,11 @@ struct pm_comb {
     int64_t started;      /* monotonic ms: when this process started it */
     int busy;             /* subscribing: a settlement now only marks it dead */
     int dead;
+    /* Its early guess: what it heard plus the tentative outcomes of inputs
+     * whose settle is not durable yet (pm_fanins_tentative); once that
+     * decides, q's continuations are started early (once). */
+    pm_fanin_t *early;
+    int early_done;
     char q[];
 };
 
@@ -58,6 +64,7 @@ s_comb_destructor(void **item)
         pm_timers_cancel(c->agent->fanin_timers, &c->subs[i].retry);
     }
     pm_fanin_destroy(&c->f);
+    pm_fanin_destroy(&c->early);
     free(c->subs);
     free(c);
     *item = NULL;
@@ -128,14 +135,42 @@ s_settle(pm_agent_t *self, pm_comb_t *c, pm_fanin_outcome_t *o)
     }
 }
 
+/* Input i of c is heard in c's early guess (tentatively, or for good):
+ * once the guess decides, the functions of q's continuations are started
+ * on it (thens.c, pm_then_early), before q settles. That shows nothing:
+ * their results wait until q settled with exactly that outcome, which only
+ * durable inputs decide (place.c); a guess an input's real outcome
+ * contradicts (its owner died before making it durable) starts a function
+ * for nothing, and q's real outcome starts it again. */
+static void
+s_hear_early(pm_agent_t *self, pm_comb_t *c, size_t i, int state, const void *data, size_t len)
+{
+    if (c->early_done)
+        return;
+    if (!c->early)
+        c->early = pm_fanin_clone(c->f);
+    pm_fanin_outcome_t o = {0};
+    if (pm_fanin_hear(c->early, i, state, data, len, &o) != 1)
+        return;
+    c->early_done = 1;
+    pm_prom_t *q = pm_store_get(self->store, c->q);
+    if (q && q->state == PM_STATE_PENDING)
+        pm_then_early(self, q, o.state, (const uint8_t *) o.data, o.data ? o.len : 0);
+    free(o.data);
+}
+
 /* Input i of c settled (the first outcome heard for it wins). c may be
  * freed on return. */
 static void
 s_hear(pm_agent_t *self, pm_comb_t *c, size_t i, int state, const void *data, size_t len)
 {
     pm_fanin_outcome_t o = {0};
-    if (pm_fanin_hear(c->f, i, state, data, len, &o) == 1)
+    if (pm_fanin_hear(c->f, i, state, data, len, &o) == 1) {
         s_settle(self, c, &o);
+        return;
+    }
+    if (c->early)
+        s_hear_early(self, c, i, state, data, len);
 }
 
 /* An input that cannot be heard (missing, its owner lost) fails with why. */
@@ -315,7 +350,8 @@ s_watch_remote(pm_agent_t *self, pm_comb_t *c, size_t i, const char *node, int u
     memcpy(rw->id, id, n + 1);
     rw->relay = r->id;
     zhashx_insert(self->rwaits, rw->id, rw);
-    pm_msg_t sub = {.type = PM_MSG_AWAIT, .id = id, .timeout_ms = -1, .final = c->subs[i].final};
+    pm_msg_t sub = {.type = PM_MSG_AWAIT, .id = id, .timeout_ms = -1, .final = c->subs[i].final,
+                    .tentative_ok = self->fanin_early};
     if (node) {
         int err = pm_relay_send(self, r, &sub); /* frees r on failure */
         if (err)
@@ -515,6 +551,24 @@ pm_fanins_heard(pm_agent_t *self, const char *pid, const pm_msg_t *reply, int er
             s_retry(self, sub->comb, sub->i);
     }
     zhashx_delete(self->comb_subs, pid);
+}
+
+void
+pm_fanins_tentative(pm_agent_t *self, const char *pid, const pm_msg_t *reply)
+{
+    s_subs_t *e = self->comb_subs ? zhashx_lookup(self->comb_subs, pid) : NULL;
+    const pm_wire_promise_t *p = reply->promise;
+    if (!e || !p || p->state == PM_STATE_PENDING)
+        return;
+    PM_STEPTRACE_MARK("f_tentative", pid, strlen(pid));
+    for (pm_watch_t *w = e->head; w; w = w->next) {
+        pm_fanin_sub_t *sub = (pm_fanin_sub_t *) w;
+        if (p->state != PM_STATE_RESOLVED)
+            s_hear_early(self, sub->comb, sub->i, p->state, p->reason,
+                         p->reason ? strlen(p->reason) : 0);
+        else
+            s_hear_early(self, sub->comb, sub->i, p->state, p->value, p->value_len);
+    }
 }
 
 int

@@ -35,6 +35,10 @@ void pm_fanins_heard(pm_agent_t *self, const char *pid, const pm_msg_t *reply, i
  * held until durable) unless it exists; *out is the promise either way.
  * Why this is sound: fanins.c. */
 int pm_fanins_tombstone(pm_agent_t *self, const char *id, pm_prom_t **out);
+/* An early copy of the owner's answer to the remote-await subscription of
+ * pid (Reply.tentative: the settle is not durable yet): heard in each
+ * subscribed combinator's early guess only (fanins.c, s_hear_early). */
+void pm_fanins_tentative(pm_agent_t *self, const char *pid, const pm_msg_t *reply);
 /* Whether a combinator still waits on the remote-await subscription of pid. */
 int pm_fanins_listening(pm_agent_t *self, const char *pid);
 /* Input pid's space is served here now: its subscribers watch it locally. */

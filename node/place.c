@@ -133,6 +133,7 @@ pm_place_deleg_unlink(pm_agent_t *self, pm_deleg_t *d)
 void
 pm_place_deleg_free(pm_deleg_t *d)
 {
+    free(d->res);
     free(d->function);
     free(d->input);
     free(d->inv_id);
@@ -163,6 +164,59 @@ s_find(pm_agent_t *self, const char *target, const char *inv_id)
     return NULL;
 }
 
+/* The invocation started early for target q (pm_place_early), if any. */
+static pm_deleg_t *
+s_early_of(pm_prom_t *q)
+{
+    for (pm_watch_t *w = q->watches; w; w = w->next)
+        if (w->fn == s_deleg_done && ((pm_deleg_t *) w)->early)
+            return (pm_deleg_t *) w;
+    return NULL;
+}
+
+static void s_guard(pm_agent_t *self, pm_deleg_t *d, const char *from, int state,
+                    const void *data, size_t len);
+
+/* The source of early invocation d settled, and its then places function on
+ * input now, in the spaces' epochs given: if that is what d was started
+ * with, d stands for it from here on (its guard position is now, after the
+ * source's settle record) and a result it kept meanwhile goes through the
+ * guard; 1. Otherwise d is dropped (its result will be refused) and 0. */
+static int
+s_adopt(pm_agent_t *self, pm_deleg_t *d, const char *function, const uint8_t *input,
+        size_t len, uint64_t epoch, const char *src_space, uint64_t src_epoch)
+{
+    int same = strcmp(d->function, function) == 0 && d->input_len == len &&
+               (!len || memcmp(d->input, input, len) == 0) && d->epoch == epoch &&
+               !d->src_space == !src_space &&
+               (!src_space || (strcmp(d->src_space, src_space) == 0 && d->src_epoch == src_epoch));
+    if (!same) {
+        self->fanin_early_dropped++;
+        pm_log(PM_LOG_DEBUG, "PM-EARLY-DROPPED", d->target,
+               "%s started early on a guess its source's outcome did not confirm: started again",
+               d->function);
+        pm_place_deleg_unlink(self, d);
+        pm_place_deleg_free(d);
+        return 0;
+    }
+    self->fanin_early_kept++;
+    d->early = 0;
+    if (self->journal)
+        d->pos = pm_journal_pos(self->journal);
+    if (d->has_res) {
+        uint8_t *res = d->res;
+        size_t res_len = d->res_len;
+        int state = d->res_state;
+        char from[sizeof d->node];
+        snprintf(from, sizeof from, "%s", d->node);
+        d->res = NULL;
+        d->has_res = 0;
+        s_guard(self, d, from, state, res, res_len); /* (may free d) */
+        free(res);
+    }
+    return 1;
+}
+
 /* Sends d to member node; 0, or -1 if it cannot be sent. */
 static int
 s_send_invoke(pm_agent_t *self, pm_deleg_t *d, const char *node)
@@ -184,10 +238,11 @@ static void s_src_watch(pm_agent_t *self, pm_deleg_t *d);
 
 /* Runs function on input to settle target, guarded as the header says;
  * source: the promise whose outcome input is (NULL: not known, the
- * target's space alone is checked). */
-void
-pm_place_then(pm_agent_t *self, const char *source, const char *function, const uint8_t *input,
-              size_t len, const char *target)
+ * target's space alone is checked). early: source is not settled yet, and
+ * input is what it is expected to settle with (pm_place_early). */
+static void
+s_place(pm_agent_t *self, const char *source, const char *function, const uint8_t *input,
+        size_t len, const char *target, int early)
 {
     PM_STEPTRACE_MARK("place", input, len);
     pm_prom_t *q = pm_store_get(self->store, target);
@@ -209,6 +264,17 @@ pm_place_then(pm_agent_t *self, const char *source, const char *function, const 
                "%s: its id space is not served here (its owner runs it)", function);
         return;
     }
+    pm_deleg_t *e = s_early_of(q);
+    if (e && early)
+        return; /* started early already */
+    if (e && s_adopt(self, e, function, input, len, epoch, src_other ? sspace : NULL, sepoch))
+        return;
+    if (early) {
+        self->fanin_early_starts++;
+        pm_log(PM_LOG_DEBUG, "PM-EARLY-START", target,
+               "%s started before its source %s settled, on its expected outcome", function,
+               source ? source : "?");
+    }
     size_t tlen = strlen(target);
     pm_deleg_t *d = pm_xcalloc(1, sizeof *d + tlen + 1, "placed invocation");
     memcpy(d->target, target, tlen + 1);
@@ -225,7 +291,8 @@ pm_place_then(pm_agent_t *self, const char *source, const char *function, const 
         self->next_deleg = self->generation << 32;
     pm_id_tagged(iid, sizeof iid, self->space, 'd', ++self->next_deleg);
     d->inv_id = pm_xstrdup(iid, "placed invocation");
-    if (self->journal)
+    d->early = early;
+    if (self->journal && !early)
         d->pos = pm_journal_pos(self->journal);
     d->epoch = epoch;
     if (src_other) {
@@ -252,10 +319,24 @@ pm_place_then(pm_agent_t *self, const char *source, const char *function, const 
 }
 
 void
+pm_place_then(pm_agent_t *self, const char *source, const char *function, const uint8_t *input,
+              size_t len, const char *target)
+{
+    s_place(self, source, function, input, len, target, 0);
+}
+
+void
+pm_place_early(pm_agent_t *self, const char *source, const char *function,
+               const uint8_t *input, size_t len, const char *target)
+{
+    s_place(self, source, function, input, len, target, 1);
+}
+
+void
 pm_place_invoke(pm_agent_t *self, const char *function, const uint8_t *input, size_t len,
                 const char *target)
 {
-    pm_place_then(self, NULL, function, input, len, target);
+    s_place(self, NULL, function, input, len, target, 0);
 }
 
 /* ---- results -------------------------------------------------------------- */
@@ -390,15 +471,38 @@ s_result(pm_agent_t *self, const char *from, const char *inv_id, const char *tar
                                                  "(its target settled, or it was placed again)");
         return PM_ERR_NOT_HOLDER;
     }
+    if (d->early) {
+        /* Its source has not settled: kept until it does (s_adopt). */
+        if (!d->has_res) {
+            d->res = pm_xmalloc(len + 1, "early result");
+            if (len)
+                memcpy(d->res, data, len);
+            d->res[len] = 0;
+            d->res_len = len;
+            d->res_state = state;
+            d->has_res = 1;
+        }
+        return PM_OK;
+    }
+    s_guard(self, d, from, state, data, len);
+    return PM_OK;
+}
+
+/* R3: applies a result of d (R1 and R2 checked) once d's position is
+ * covered, holding it in the journal until then. */
+static void
+s_guard(pm_agent_t *self, pm_deleg_t *d, const char *from, int state, const void *data,
+        size_t len)
+{
     if (!self->journal || pm_journal_covered(self->journal, d->pos)) {
         s_apply(self, d, state, data, len);
-        return PM_OK;
+        return;
     }
     s_held_result_t *h = pm_xcalloc(1, sizeof *h, "held result");
     h->agent = self;
     h->from = pm_xstrdup(from, "held result");
-    h->inv_id = pm_xstrdup(inv_id, "held result");
-    h->target = pm_xstrdup(target, "held result");
+    h->inv_id = pm_xstrdup(d->inv_id, "held result");
+    h->target = pm_xstrdup(d->target, "held result");
     h->state = state;
     h->data = pm_xmalloc(len + 1, "held result");
     if (len)
@@ -406,7 +510,6 @@ s_result(pm_agent_t *self, const char *from, const char *inv_id, const char *tar
     h->data[len] = 0;
     h->len = len;
     pm_journal_hold_at(self->journal, d->pos, s_held_fn, h);
-    return PM_OK;
 }
 
 /* Workers hook: a local worker answered. The result goes to the placer: to
@@ -482,7 +585,7 @@ pm_place_tick(pm_agent_t *self, int64_t mono)
             pm_place_deleg_free(d);
             continue;
         }
-        if (!d->node[0] || mono - d->sent_at < PM_PLACE_RESEND_MS ||
+        if (!d->node[0] || d->has_res || mono - d->sent_at < PM_PLACE_RESEND_MS ||
             !pm_mesh_is_up(self->mesh, d->node))
             continue;
         char node[sizeof d->node];

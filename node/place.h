@@ -31,6 +31,14 @@ void pm_place_deleg_free(pm_deleg_t *d);
  * this agent serves the target's and the source's id spaces. */
 void pm_place_then(pm_agent_t *self, const char *source, const char *function,
                    const uint8_t *input, size_t len, const char *target);
+/* The same, started early: source (a combinator) is not settled yet and is
+ * expected to settle with input (its early guess, fanins.c). The result
+ * is kept until the source settles: if its then places exactly this again
+ * (same function, input and epochs), this invocation stands for it and the
+ * result goes through the guard from the source's settle on; if not, it is
+ * dropped and the then's own placement runs. */
+void pm_place_early(pm_agent_t *self, const char *source, const char *function,
+                    const uint8_t *input, size_t len, const char *target);
 /* The same with the source not known (placing again after a member died). */
 void pm_place_invoke(pm_agent_t *self, const char *function, const uint8_t *input, size_t len,
                      const char *target);

@@ -158,6 +158,14 @@ pm_relay_on_peer_reply(pm_agent_t *self, const char *from, pm_msg_t *m)
     pm_relay_t *r = zhashx_lookup(self->relays, k);
     if (!r || strcmp(r->node, from) != 0)
         return; /* late (timed out) or not ours: nothing waits for it */
+    if (m->tentative) {
+        /* An early copy of a subscription's answer (not durable yet): only
+         * combinators may start their continuation on it; the relay waits
+         * for the durable answer (waiters.c, fanins.c). */
+        if (r->kind == PM_RELAY_SUB && !m->err && m->promise)
+            pm_fanins_tentative(self, r->pid, m);
+        return;
+    }
     char space[PM_WIRE_MAX_NAME + 1];
     if (m->err == PM_ERR_OWNER_LOST && self->isr && pm_id_space(r->pid, space, sizeof space))
         pm_isr_refresh(self->isr, space, "the member we took for its owner does not serve it");
@@ -314,6 +322,7 @@ void
 pm_relay_park(pm_agent_t *self, pm_relay_t *r)
 {
     r->parked = 1;
+    r->unknown = 0; /* (sent once, its space was known: it waits for a takeover now) */
     r->node[0] = 0;
     self->parked++;
     /* A takeover is announced within detection + one gossip round; wait up
@@ -459,6 +468,16 @@ s_park_request(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mon
     return PM_OK;
 }
 
+/* Whether id's space is one we served before our restart and have not
+ * decided about yet (takeover.c, probation): resumed by us, or it moved. */
+static int
+s_on_probation(pm_agent_t *self, const char *id)
+{
+    char space[PM_WIRE_MAX_NAME + 1];
+    return self->probation.n && pm_id_space(id, space, sizeof space) &&
+           pm_claims_has(&self->probation, space);
+}
+
 /* Whether id's space ("<node>-<tag>~...") is named after a live member. */
 static int
 s_space_of_live_member(pm_agent_t *self, const char *id)
@@ -492,6 +511,14 @@ pm_relay_route(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mon
         return 1;
     }
     case PM_ROUTE_UNKNOWN: {
+        /* A space of ours on probation: it is ours again or served
+         * elsewhere once takeover_grace has passed (pm_relay_unpark then);
+         * until then it waits, as for a takeover. Not NOT_FOUND: its
+         * promises exist (in our WAL, and wherever it moved). */
+        if (self->replica && s_on_probation(self, m->id)) {
+            *err = s_park_request(self, s, m, mono, 0);
+            return 1;
+        }
         /* Gossip has not told us of the space, but the store may have: a
          * space whose owner and in-sync members are all gone is
          * UNAVAILABLE (it waits for one of them), not unknown. */

@@ -196,6 +196,10 @@ pm_req_stats(pm_agent_t *self, pm_stats_t *out)
     out->inv_dropped = ws.dropped;
     out->inv_duplicates = ws.duplicates;
     out->inv_resent = self->inv_resent;
+    out->fanin_tentative_sent = self->fanin_tentative_sent;
+    out->fanin_early_starts = self->fanin_early_starts;
+    out->fanin_early_kept = self->fanin_early_kept;
+    out->fanin_early_dropped = self->fanin_early_dropped;
     out->inv_not_holder = ws.not_holder;
     out->err_bad_frames = self->bad_frames;
     out->err_replies_dropped = self->replies_dropped;

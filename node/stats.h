@@ -90,6 +90,15 @@ enum {
       "event=\"resent\"", 1, "")                                                                   \
     X(inv_not_holder, CORE, "invocations.not_holder", INT, COUNTER,                               \
       "pmesh_invocation_events_total", "event=\"not_holder\"", 1, "")                              \
+    X(fanin_tentative_sent, CORE, "fanin.tentative_sent", INT, COUNTER,                           \
+      "pmesh_fanin_events_total", "event=\"tentative_sent\"", 1,                                  \
+      "Combinator events: early answers sent, early starts made, kept and dropped.")             \
+    X(fanin_early_starts, CORE, "fanin.early_starts", INT, COUNTER, "pmesh_fanin_events_total",   \
+      "event=\"early_starts\"", 1, "")                                                             \
+    X(fanin_early_kept, CORE, "fanin.early_kept", INT, COUNTER, "pmesh_fanin_events_total",       \
+      "event=\"early_kept\"", 1, "")                                                               \
+    X(fanin_early_dropped, CORE, "fanin.early_dropped", INT, COUNTER,                             \
+      "pmesh_fanin_events_total", "event=\"early_dropped\"", 1, "")                                \
     X(err_bad_frames, CORE, "errors.bad_frames", INT, COUNTER, "pmesh_errors_total",              \
       "kind=\"bad_frames\"", 1, "Bad frames from clients and replies the agent could not deliver.") \
     X(err_replies_dropped, CORE, "errors.replies_dropped", INT, COUNTER, "pmesh_errors_total",    \

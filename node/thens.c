@@ -81,6 +81,19 @@ s_then_fired(pm_watch_t *watch, pm_prom_t *p)
     pm_then_free(t);
 }
 
+void
+pm_then_early(pm_agent_t *self, pm_prom_t *q, int state, const uint8_t *data, size_t len)
+{
+    for (pm_watch_t *w = q->watches; w; w = w->next) {
+        if (w->fn != s_then_fired)
+            continue;
+        pm_then_t *t = (pm_then_t *) w;
+        const char *fn = state == PM_STATE_RESOLVED ? t->function : t->on_reject;
+        if (fn)
+            pm_place_early(self, q->id, fn, data, len, t->target);
+    }
+}
+
 /* A continuation (src -> function -> q), registered with the agent. */
 static pm_then_t *
 s_then_new(pm_agent_t *self, const char *src, const char *function, const char *on_reject,

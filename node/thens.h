@@ -29,6 +29,11 @@ size_t pm_then_restore(pm_agent_t *self, const pm_journal_state_t *st);
 void pm_then_rthen_destructor(void **item);
 /* Keeps a continuation or combinator of a space we back up for a takeover (copied). */
 void pm_then_rthen_add(pm_agent_t *self, const pm_cont_t *c);
+/* q (pending, a combinator) is expected to settle with state and data (its
+ * early guess, fanins.c): the functions of q's continuations start now
+ * (place.c, pm_place_early); a continuation that would only reject its
+ * target waits for q to settle. */
+void pm_then_early(pm_agent_t *self, pm_prom_t *q, int state, const uint8_t *data, size_t len);
 /* THEN: creates the target promise and chains function on source m->id. */
 int pm_then_do(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now);
 

@@ -150,13 +150,34 @@ s_answered_lately(pm_agent_t *self, const char *peer, uint64_t req_id, const cha
     return until && *until > mono;
 }
 
+/* A combinator's subscription on p, whose settle is not durable yet: its
+ * outcome goes to the combinator's agent at once, marked tentative, ahead of
+ * the ordinary answer that follows once the settle is durable here and at
+ * the backups (held in the journal). The combinator's agent only starts its
+ * continuation's function on it (fanins.c, place.c): nothing computed from
+ * it becomes visible before the durable answer came (PROTOCOL.md 5a, early starts). */
+static void
+s_send_tentative(pm_agent_t *self, pm_waiter_t *w, pm_prom_t *p)
+{
+    if (!w->tentative || !self->mesh || !self->journal || !pm_journal_must_hold(self->journal))
+        return;
+    pm_wire_promise_t v;
+    pm_records_view(p, &v);
+    pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = w->req_id, .promise = &v, .id = p->id,
+                  .tentative = 1, .from = self->node};
+    if (pm_mesh_send(self->mesh, w->session->peer, &r) == 0)
+        self->fanin_tentative_sent++;
+}
+
 void
 pm_waiter_fired(pm_watch_t *watch, pm_prom_t *p)
 {
     pm_waiter_t *w = (pm_waiter_t *) watch;
     pm_agent_t *self = w->agent;
-    if (w->session->peer) /* (a peer's waiter is its subscription: do_await) */
+    if (w->session->peer) { /* (a peer's waiter is its subscription: do_await) */
         s_answer_remember(self, w->session->peer, w->req_id, p->id, self->now_mono);
+        s_send_tentative(self, w, p);
+    }
     int64_t was = self->send_deadline;
     self->send_deadline = w->timer.idx ? w->timer.at : 0;
     pm_agent_reply_promise(self, w->session, w->req_id, p);
@@ -246,8 +267,10 @@ pm_waiter_do_await(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t
         return PM_OK; /* a subscription sent again: it has its waiter (answered once) */
     int err = PM_OK;
     pm_waiter_t *w = pm_waiter_new(self, s, m, mono, &err);
-    if (w)
+    if (w) {
+        w->tentative = s->peer && m->tentative_ok;
         pm_store_watch(p, &w->watch, pm_waiter_fired);
+    }
     return err;
 }
 

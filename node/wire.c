@@ -242,6 +242,7 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         await.id = s_str(m->id);
         await.timeout_ms = m->timeout_ms;
         await.final = m->final != 0;
+        await.tentative_ok = m->tentative_ok != 0;
         break;
     case PM_MSG_THEN:
         env.body_case = PMESH__ENVELOPE__BODY_THEN;
@@ -377,6 +378,7 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         reply.mint_prefix = s_str(m->mint_prefix);
         reply.session = m->session;
         reply.created = m->created != 0;
+        reply.tentative = m->tentative != 0;
         reply.max_value = m->max_value;
         reply.client_timeout_ms = m->client_timeout_ms;
         reply.stats.data = (uint8_t *) m->stats.data;
@@ -611,6 +613,7 @@ s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
         m->id = env->await->id;
         m->timeout_ms = env->await->timeout_ms;
         m->final = env->await->final != 0;
+        m->tentative_ok = env->await->tentative_ok != 0;
         return s_name_ok(m->id) ? 0 : -1;
     case PMESH__ENVELOPE__BODY_THEN:
         m->type = PM_MSG_THEN;
@@ -753,6 +756,7 @@ s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
         m->mint_prefix = r->mint_prefix;
         m->session = r->session;
         m->created = r->created;
+        m->tentative = r->tentative;
         m->max_value = r->max_value;
         m->client_timeout_ms = r->client_timeout_ms;
         m->token = s_opt(r->token);

@@ -93,6 +93,8 @@ typedef struct pm_msg {
     const char *reason;        /* settle, result */
     int64_t timeout_ms;        /* create, await (< 0: none), then, combine */
     int final;                 /* await, agent -> agent: a combinator's final lookup (fanins.h) */
+    int tentative_ok;          /* await, agent -> agent: a combinator takes an early answer */
+    int tentative;             /* reply, agent -> agent: that early answer (not durable yet) */
     int64_t heartbeat_ms;      /* create */
     const char *key;           /* create */
     int want_token;            /* create */

@@ -168,6 +168,13 @@ s_counters_read(pm_client_t *c, s_counters_t *out)
         snprintf(out->kind[out->n], sizeof out->kind[0], "%s", k);
         out->sent[out->n++] = json_integer_value(json_object_get(v, "messages"));
     }
+    /* The early (tentative) copies among the replies (fanin_early): shown
+     * as "of_reply_tentative", not added to the total a second time. */
+    json_t *tent = json_object_get(json_object_get(root, "fanin"), "tentative_sent");
+    if (tent && out->n < S_MAX_KINDS) {
+        snprintf(out->kind[out->n], sizeof out->kind[0], "of_reply_tentative");
+        out->sent[out->n++] = json_integer_value(tent);
+    }
     json_decref(root);
 }
 
@@ -222,7 +229,8 @@ s_delta_print(const char *tag, const s_delta_t *d, double per)
 {
     int64_t total = 0;
     for (size_t i = 0; i < d->n; i++)
-        total += d->msgs[i];
+        if (strncmp(d->kind[i], "of_", 3) != 0) /* a part of another kind */
+            total += d->msgs[i];
     printf("%s_msgs total=%.3f", tag, (double) total / per);
     for (size_t i = 0; i < d->n; i++)
         printf(" %s=%.3f", d->kind[i], (double) d->msgs[i] / per);

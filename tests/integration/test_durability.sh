@@ -17,8 +17,11 @@
 # killed backup is replaced (status replication.backups changes, the new one
 # counts). An agent that took a space over and its backup killed together:
 # the agent restarted alone resumes that space (the takeover is in its WAL)
-# with what it acknowledged. Three agents, --replicas 1: the same kill fails requests and
-# waiters with OWNER_LOST promptly, and the restarted owner serves them again.
+# with what it acknowledged. An owner restarted after its backup died with it
+# (nobody took its space over) resumes it after takeover_grace; a get through
+# it at once waits for that and answers, never NOT_FOUND. Three agents,
+# --replicas 1: the same kill fails requests and waiters with OWNER_LOST
+# promptly, and the restarted owner serves them again.
 #
 #   BUILD=build tests/integration/test_durability.sh
 . "$(dirname "$0")/mesh_lib.sh"
@@ -473,6 +476,45 @@ fi
 expect_eq "... (no second claim of it)" 0 "$(log_count 2 "PM-TAKEOVER.*$S2")"
 get_until 2 "$R" 10 || true
 expect_eq "... and reads the settle through it" "0|resolved|after the takeover" \
+    "$RC|$(json_get "$OUT" state)|$(json_get "$OUT" value)"
+mesh_down
+
+# ====== three agents, --replicas 2: the owner restarted while nobody took its space
+# over (its backup died with it; the third agent is no heir) resumes it after
+# takeover_grace. Requests through it in the meantime wait for that decision:
+# its promises exist (in its WAL), so never NOT_FOUND.
+
+dmesh_up 3 --replicas 2
+pm 2 create
+P=$OUT
+pm 2 resolve "$P" "kept"
+pm 2 create
+Q=$OUT
+read -r BACKUP _ <<<"$(backup_of 2)"
+BK=${BACKUP#n}
+[ "$BK" = 1 ] && T=3 || T=1
+S2=$(mstat 2 id_space)
+kill -KILL "${MESH_PID[2]}" "${MESH_PID[$BK]}"
+need "n2 and its backup n$BK are gone" 5 eval "gone ${MESH_PID[2]} && gone ${MESH_PID[$BK]}"
+wait_state "$T" n2 dead 15 || true
+wait_state "$T" "n$BK" dead 15 || true
+# Its seed n1 may be the backup killed with it: it also lists n$T (as a
+# deployment lists several seeds), so that it meets the mesh.
+printf ' --seed %q' "${MESH_EP[$T]}" >>"$MESH_DIR/n2.cmd"
+mesh_restart 2
+# At once: n2 has not decided about S2 yet (takeover_grace).
+T0=$(now_ms)
+pm 2 get "$P"
+GOT_MS=$(($(now_ms) - T0))
+expect_eq "n2 restarted, its space on probation: a get through it at once answers (not NOT_FOUND)" \
+    "0|resolved|kept" "$RC|$(json_get "$OUT" state)|$(json_get "$OUT" value)"
+expect_lt "... within forward_timeout (${GOT_MS} ms)" "$GOT_MS" 10000
+expect_eq "... once n2 resumed S2 (nobody took it over)" 1 \
+    "$(log_count 2 "PM-TAKEOVER.*$S2.*nobody took it over")"
+pm 2 resolve "$Q" "after the restart"
+expect_eq "a settle of its pending promise through n2 is acknowledged" 0 "$RC"
+pm "$T" get "$Q"
+expect_eq "... and reads so through n$T" "0|resolved|after the restart" \
     "$RC|$(json_get "$OUT" state)|$(json_get "$OUT" value)"
 mesh_down
 

@@ -92,6 +92,8 @@ typedef struct {
     int break_ack; /* self-test: misremember one acknowledged settle (the checker must flag it) */
     int break_reply; /* self-test: lose one answer of a live agent (L1 must flag it) */
     int break_fanin; /* self-test: misread one judged combinator (V4 must flag it) */
+    int no_fanin_then; /* the fan-in load chains no then on its combinators (the load before
+                        * early starts: the regression seeds' schedules as they were found) */
     int strict_liveness; /* L1-L5 fail the seed (else reported) */
     int log_level;
     int scale;           /* --scale: 64 agents, R=2 unless --nodes/--replicas say otherwise */
@@ -268,6 +270,7 @@ typedef struct stats {
     uint64_t watch_stalls;                     /* store watches stalled at a heal */
     uint64_t crash_answers, crash_writes;      /* store crashes: answers lost, applied writes */
     uint64_t combs, comb_judged, comb_partly, catches; /* V4, V6 cases checked */
+    uint64_t early[3]; /* continuations started early: started, kept, dropped (place.c) */
     int64_t sim_ms;
     int64_t agent_ms;
     /* --restarts: the restart storm (s_storm_end) */
@@ -293,6 +296,7 @@ typedef struct world {
     pm_rand_seeded_t rng; /* the simulator's own choices */
     pm_rand_seeded_t wrng; /* watch stalls at a heal (a stream of its own: the schedule
                             * of every other fault stays as it was) */
+    pm_rand_seeded_t frng; /* a then chained on a combinator (a stream of its own) */
     pm_resolve_table_t names;
     int64_t now;          /* sim ms */
     uint8_t cuts[MAXN][MAXN]; /* how many faults cut i -> j */
@@ -611,6 +615,8 @@ s_worker_clear(worker_t *wk)
     memset(wk, 0, sizeof *wk);
 }
 
+static void s_collect_early(world_t *w, pm_agent_t *a);
+
 /* Kills the process: the disk keeps what was synced (and, torn, a prefix of
  * the rest); nothing it would still send leaves. */
 static void
@@ -628,6 +634,7 @@ s_kill(world_t *w, node_t *n, int torn)
     s_apply_cuts(w, n->idx);
     n->cap.refuse = 1;
     s_enter(n);
+    s_collect_early(w, n->agent);
     pm_agent_destroy(&n->agent);
     s_leave();
     n->cap.refuse = 0;
@@ -672,6 +679,21 @@ s_pick(world_t *w)
     for (size_t i = 0; i < k; i++)
         p = zlistx_next(w->prom_list);
     return p;
+}
+
+/* Adds an agent's early-start counters (fanin.*) to the seed's, before it
+ * goes (killed, or at the end). */
+static void
+s_collect_early(world_t *w, pm_agent_t *a)
+{
+    char *js = pm_agent_sim_status(a);
+    json_t *root = js ? json_loads(js, 0, NULL) : NULL;
+    json_t *f = root ? json_object_get(root, "fanin") : NULL;
+    const char *keys[3] = {"early_starts", "early_kept", "early_dropped"};
+    for (int k = 0; f && k < 3; k++)
+        w->st.early[k] += (uint64_t) json_integer_value(json_object_get(f, keys[k]));
+    json_decref(root);
+    free(js);
 }
 
 /* FNV-1a of bytes: a long outcome is compared whole (V3) by its hash. */
@@ -1088,6 +1110,18 @@ s_scen_next(world_t *w, scen_t *sc)
         return;
     }
     if (sc->phase == 2 && sc->comb[0]) {
+        /* then(comb, f, on_reject g) where the combinator lives, half the
+         * time: its function may start before comb settles, on the
+         * tentative outcomes of its inputs (fanins.c), and must still run
+         * on comb's real outcome (V6). */
+        if (!w->o->no_fanin_then && s_live(w, sc->nc) && pm_rand_seeded_next(&w->frng) % 2) {
+            req_t *r = s_req(w, K_THEN, sc->nc, sc->comb, 20000);
+            r->on_reject = 1;
+            pm_msg_t m = {.type = PM_MSG_THEN, .req_id = r->id, .id = sc->comb,
+                          .function = "f", .on_reject = "g"};
+            s_send(w, &w->nodes[sc->nc], w->nodes[sc->nc].crid, &m);
+            s_trace(w, "op %" PRIu64 " then %s f on_reject g at %d", r->id, sc->comb, sc->nc);
+        }
         int a = s_pick_node(w, sc->nc);
         if (a >= 0)
             s_send_await(w, a, sc->comb, sc->ctimeout ? sc->ctimeout + s_between(w, 500, 3000)
@@ -2213,6 +2247,7 @@ s_world_init(world_t *w, opts_t *o, uint64_t seed, void *zctx)
     w->hash = 1469598103934665603ULL;
     pm_rand_seeded_init(&w->rng, seed);
     pm_rand_seeded_init(&w->wrng, seed * 0x9e3779b97f4a7c15ULL + 0x57a11);
+    pm_rand_seeded_init(&w->frng, seed * 0x9e3779b97f4a7c15ULL + 0xfa41);
     w->n = o->nodes ? o->nodes : 3 + (int) s_rand(w, 5);
     w->r = o->replicas ? o->replicas : 2 + (int) s_rand(w, 2);
     if (w->r > w->n)
@@ -2273,6 +2308,7 @@ s_world_free(world_t *w)
         if (n->agent) {
             n->cap.refuse = 1;
             s_enter(n);
+            s_collect_early(w, n->agent);
             pm_agent_destroy(&n->agent);
             s_leave();
         }
@@ -2829,6 +2865,8 @@ s_usage(void)
             "  --break-ack  self-test: misremember one acknowledged settle (must fail V2)\n"
             "  --break-reply self-test: lose one answer of a live agent (must fail L1)\n"
             "  --break-fanin self-test: misread one combinator's outcome (must fail V4)\n"
+            "  --no-fanin-then the fan-in load chains no then on its combinators (the load\n"
+            "               the regression seeds were found with, before early starts)\n"
             "  --lenient-liveness L1-L5 failures are counted and reported, not failed\n"
             "               (the default fails the seed; --strict-liveness says so)\n"
             "  --faults K,...  only these fault kinds: kill pause split2 split1 loss store\n"
@@ -2883,6 +2921,8 @@ main(int argc, char **argv)
             o.break_reply = 1;
         } else if (!strcmp(a, "--break-fanin")) {
             o.break_fanin = 1;
+        } else if (!strcmp(a, "--no-fanin-then")) {
+            o.no_fanin_then = 1;
         } else if (!strcmp(a, "--strict-liveness")) {
             o.strict_liveness = 1;
         } else if (!strcmp(a, "--lenient-liveness")) {
@@ -2978,6 +3018,8 @@ main(int argc, char **argv)
         tot.comb_judged += res.st.comb_judged;
         tot.comb_partly += res.st.comb_partly;
         tot.catches += res.st.catches;
+        for (int k = 0; k < 3; k++)
+            tot.early[k] += res.st.early[k];
         tot.torn += res.st.torn;
         tot.agents += res.st.agents;
         tot.batch_agents += res.st.batch_agents;
@@ -3026,7 +3068,8 @@ main(int argc, char **argv)
            " liveness failures (L1-L5), %" PRIu64 " promises checked, %" PRIu64 " unreadable, %" PRIu64
            " silent, %" PRIu64 " deadlines and %" PRIu64 " chains checked, %" PRIu64
            " combinators (%" PRIu64 " judged, %" PRIu64 " partly), %" PRIu64
-           " on_reject handlers checked, %" PRIu64
+           " on_reject handlers checked, %" PRIu64 " early starts (%" PRIu64 " kept, %" PRIu64
+           " dropped), %" PRIu64
            " seeds beyond R; faults: %" PRIu64 " kills (%" PRIu64 " torn), %" PRIu64
            " wiped disks, %" PRIu64 " pauses, %" PRIu64 " two-way splits, %" PRIu64
            " one-way splits, %" PRIu64 " lossy spells, %" PRIu64 " store outages, %" PRIu64
@@ -3041,7 +3084,7 @@ main(int argc, char **argv)
            " (%.0f agent-min per wall min); trace %016" PRIx64 "\n",
            o.seeds, tot.violations, failed, tot.lviol, tot.checked, tot.unreadable, tot.silent,
            tot.deadlines, tot.chains, tot.combs, tot.comb_judged, tot.comb_partly, tot.catches,
-           tot.beyond_r, tot.faults[F_KILL], tot.torn,
+           tot.early[0], tot.early[1], tot.early[2], tot.beyond_r, tot.faults[F_KILL], tot.torn,
            tot.faults[F_WIPE], tot.faults[F_PAUSE], tot.faults[F_PART2], tot.faults[F_PART1],
            tot.faults[F_LOSS], tot.faults[F_STORE], tot.faults[F_SLOWSTORE], tot.watch_stalls,
            tot.faults[F_JUMP],

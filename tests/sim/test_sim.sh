@@ -65,6 +65,10 @@ else
     notok "seed 8 differs from seed 7"
 fi
 
+# The regression seeds below were found before the fan-in load chained a
+# then on its combinators (early starts, issue 15): they run with that load
+# (--no-fanin-then), so their schedules stay as they were found.
+OLD_LOAD=--no-fanin-then
 # 2. Regression seeds, each a bug the simulator found (tests/sim/README.md),
 # found with fsync always and run so (their schedules as they were found):
 # 2 = use after free of relay timers in pm_agent_destroy (under ASan);
@@ -77,7 +81,7 @@ fi
 for s in 2 7 8 10 18 20 36 107 114 116 117 130 132 144 156 241 1000 1024 1034 1139 2240 \
     2662 3727; do
     if [ "$s" = 7 ]; then rc=$ra; out=$tmp/a; else
-        "$SIM" --seed "$s" --fsync always >"$tmp/r$s" 2>&1
+        "$SIM" --seed "$s" --fsync always $OLD_LOAD >"$tmp/r$s" 2>&1
         rc=$?
         out=$tmp/r$s
     fi
@@ -97,7 +101,7 @@ done
 # regress SEED MODE: seed SEED run with --fsync MODE holds every invariant.
 regress() {
     local s=$1 mode=$2
-    "$SIM" --seed "$s" --fsync "$mode" >"$tmp/r-$mode-$s" 2>&1
+    "$SIM" --seed "$s" --fsync "$mode" $OLD_LOAD >"$tmp/r-$mode-$s" 2>&1
     if [ $? -eq 0 ] && grep -q "^seed $s: .* 0 violations" "$tmp/r-$mode-$s"; then
         ok "regression seed $s (fsync $mode) holds every invariant"
     else

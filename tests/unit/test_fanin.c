@@ -70,6 +70,32 @@ test_all_resolves_in_input_order(void **state)
     assert_null(f);
 }
 
+/* The early guess (fanins.c): a clone carries what was heard, decides on
+ * its own, and leaves the original undecided. */
+static void
+test_clone_guesses_without_deciding(void **state)
+{
+    (void) state;
+    pm_fanin_t *f = s_new(PM_COMBINE_ALL, 3);
+    pm_fanin_outcome_t o;
+    assert_int_equal(s_hear(f, 0, PM_STATE_RESOLVED, "one", &o), 0);
+    pm_fanin_t *g = pm_fanin_clone(f);
+    assert_int_equal(g->heard, 1);
+    assert_int_equal(s_hear(g, 0, PM_STATE_RESOLVED, "other", &o), 0); /* heard before */
+    assert_int_equal(s_hear(g, 1, PM_STATE_RESOLVED, "two", &o), 0);
+    assert_int_equal(s_hear(g, 2, PM_STATE_RESOLVED, "three", &o), 1);
+    assert_string_equal(o.data, "[\"one\",\"two\",\"three\"]");
+    free(o.data);
+    /* The original heard only the first; the guess's inputs are its own. */
+    assert_int_equal(f->heard, 1);
+    assert_int_equal(f->done, 0);
+    assert_int_equal(s_hear(f, 1, PM_STATE_REJECTED, "no", &o), 1);
+    assert_int_equal(o.state, PM_STATE_REJECTED);
+    free(o.data);
+    pm_fanin_destroy(&g);
+    pm_fanin_destroy(&f);
+}
+
 static void
 test_all_rejects_on_first_failure(void **state)
 {
@@ -300,6 +326,7 @@ main(void)
         cmocka_unit_test(test_check),
         cmocka_unit_test(test_all_resolves_in_input_order),
         cmocka_unit_test(test_all_rejects_on_first_failure),
+        cmocka_unit_test(test_clone_guesses_without_deciding),
         cmocka_unit_test(test_any),
         cmocka_unit_test(test_race),
         cmocka_unit_test(test_all_settled),

@@ -6,7 +6,10 @@
  * random source (the per-agent "current context" switched before each step,
  * as the simulator will), seeds found through a table of names. They join,
  * detect a node cut off within SWIM's bound in simulated time, take it back
- * when the link heals, and the same seed replays the same run.
+ * when the link heals, and the same seed replays the same run. With CURVE, a
+ * frame from a member whose address we have not learnt yet waits for its
+ * membership and is then answered; one from a sender that never joins is
+ * dropped after a bound.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,7 +20,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "auth.h"
 #include "clock.h"
 #include "config.h"
 #include "log.h"
@@ -27,6 +32,7 @@
 #include "rand.h"
 #include "resolve.h"
 #include "transport.h"
+#include "wire.h"
 
 /* --- the network itself ---------------------------------------------------------- */
 
@@ -431,6 +437,136 @@ test_mesh_meta_trim(void **state)
     pm_memnet_destroy(&net);
 }
 
+/* --- a frame from a member we have not heard of yet ----------------------------------- */
+
+typedef struct {
+    pm_mesh_t *mesh;
+    int got;        /* frames delivered (not SWIM) */
+    char from[16];  /* the last one's sender */
+    int answered;   /* our reply to a GET could be sent */
+    int replies;    /* replies that reached us */
+} s_hooked_t;
+
+/* A member answering every GET with a REPLY to its sender, as an agent does. */
+static void
+s_on_message(void *arg, const char *from, pm_msg_t *m)
+{
+    s_hooked_t *h = arg;
+    h->got++;
+    snprintf(h->from, sizeof h->from, "%s", from);
+    if (m->type == PM_MSG_GET) {
+        pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id};
+        h->answered += pm_mesh_send(h->mesh, from, &r) == 0;
+    } else if (m->type == PM_MSG_REPLY) {
+        h->replies++;
+    }
+}
+
+/* Sends a GET from `from` to `to` through mesh `via`'s port, as a member
+ * that has not joined (its SWIM has not reached `to`) would. */
+static void
+s_send_get(pm_mesh_t *via, const char *from, const char *to)
+{
+    pm_msg_t m = {.type = PM_MSG_GET, .req_id = 7, .id = "a.1~1", .from = from};
+    size_t len;
+    uint8_t *buf = pm_wire_encode(&m, &len);
+    assert_non_null(buf);
+    assert_int_equal(pm_mesh_transmit(via, to, buf, len), 0);
+}
+
+/* Runs both meshes for ms of simulated time, 1 ms at a time. */
+static void
+s_step(pm_clock_fake_t *clocks, pm_mesh_t **meshes, int ms)
+{
+    for (int t = 0; t < ms; t++)
+        for (int i = 0; i < 2; i++) {
+            pm_clock_fake_advance(&clocks[i], 1000);
+            pm_clock_use(&clocks[i].clock);
+            pm_mesh_readable(meshes[i]);
+            pm_mesh_tick(meshes[i]);
+        }
+}
+
+/* A just-started agent asks a member that has not heard of it yet (its
+ * seed gossips it on later): the frame is held until SWIM tells the member
+ * where the sender is, then delivered, and the answer reaches the sender.
+ * Delivered at once, the answer went nowhere and the asker's relay waited
+ * forward_timeout for it (a just-restarted agent's get: UNREACHABLE). A
+ * sender that never becomes a member: its frame is dropped after the bound,
+ * counted in mesh.unknown_peer, never delivered. */
+static void
+test_mesh_early_frame_waits_for_membership(void **state)
+{
+    (void) state;
+    char dir[] = "/tmp/pmesh-memnet-keys.XXXXXX", err[256];
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(pm_auth_generate_keys(dir, err, sizeof err), 0);
+    pm_memnet_t *net = pm_memnet_new(3);
+    pm_memnet_use(net);
+    pm_clock_fake_t clocks[2];
+    pm_rand_seeded_t rnd;
+    pm_rand_seeded_init(&rnd, 3);
+    pm_rand_use(&rnd.rand);
+    static const char *eps[2] = {"tcp://10.0.0.1:7001", "tcp://10.0.0.2:7001"};
+    static const char *names[2] = {"a", "x"};
+    pm_config_t *cfg[2];
+    pm_mesh_t *mesh[2];
+    s_hooked_t hooked[2];
+    memset(hooked, 0, sizeof hooked);
+    for (int i = 0; i < 2; i++) {
+        pm_clock_fake_init(&clocks[i], 1000000 * (i + 1), 1700000000000LL);
+        pm_clock_use(&clocks[i].clock);
+        cfg[i] = pm_config_new();
+        s_set(cfg[i], "bind", eps[i]);
+        s_set(cfg[i], "mesh_key_dir", dir);
+        pm_mesh_hooks_t hooks = {.message = s_on_message};
+        char space[16];
+        snprintf(space, sizeof space, "%s.1", names[i]);
+        mesh[i] = hooked[i].mesh = pm_mesh_new(NULL, cfg[i], names[i], space, &hooks, &hooked[i]);
+        assert_non_null(mesh[i]);
+    }
+    /* x asks a before a has heard of it. */
+    s_send_get(mesh[1], "x", eps[0]);
+    pm_clock_use(&clocks[0].clock);
+    pm_mesh_readable(mesh[0]);
+    assert_int_equal(hooked[0].got, 0); /* held: a could not answer it */
+    s_step(clocks, mesh, 100);
+    assert_int_equal(hooked[0].got, 0); /* still: nothing told a of x */
+    /* x joins through a (as through its seed). */
+    pm_clock_use(&clocks[1].clock);
+    assert_int_equal(pm_swim_join(mesh[1]->swim, eps[0], (uint64_t) pm_mono_ms()), 0);
+    s_step(clocks, mesh, 200);
+    assert_int_equal(hooked[0].got, 1);
+    assert_string_equal(hooked[0].from, "x");
+    assert_int_equal(hooked[0].answered, 1);
+    assert_int_equal(hooked[1].replies, 1); /* the answer reached the asker */
+    assert_int_equal(mesh[0]->unknown_peer, 0);
+    /* A sender that never joins. */
+    s_send_get(mesh[1], "ghost", eps[0]);
+    s_step(clocks, mesh, 1000);
+    assert_int_equal(hooked[0].got, 1);
+    assert_int_equal(mesh[0]->n_early, 1);
+    s_step(clocks, mesh, 5000);
+    assert_int_equal(hooked[0].got, 1); /* never delivered */
+    assert_int_equal(mesh[0]->n_early, 0);
+    assert_int_equal(mesh[0]->unknown_peer, 1);
+    for (int i = 0; i < 2; i++) {
+        pm_clock_use(&clocks[i].clock);
+        pm_mesh_destroy(&mesh[i]);
+        pm_config_destroy(&cfg[i]);
+    }
+    pm_clock_use(NULL);
+    pm_rand_use(NULL);
+    pm_memnet_use(NULL);
+    pm_memnet_destroy(&net);
+    char path[128];
+    snprintf(path, sizeof path, "%s/mesh.key", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/mesh.pub", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -441,6 +577,7 @@ main(void)
         cmocka_unit_test(test_transport_on_memnet),
         cmocka_unit_test(test_meshes_join_detect_heal),
         cmocka_unit_test(test_mesh_meta_trim),
+        cmocka_unit_test(test_mesh_early_frame_waits_for_membership),
     };
     return cmocka_run_group_tests_name("memnet", tests, NULL, NULL);
 }

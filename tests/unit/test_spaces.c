@@ -123,8 +123,12 @@ test_probation_list(void **state)
     }
     assert_int_equal(ea, 4);
     assert_int_equal(eb, 3);
+    assert_true(pm_claims_has(&c, "a-1"));
+    assert_false(pm_claims_has(&c, "a-"));
     assert_true(pm_claims_drop(&c, "a-1"));
     assert_false(pm_claims_drop(&c, "a-1"));
+    assert_false(pm_claims_has(&c, "a-1"));
+    assert_true(pm_claims_has(&c, "b-1"));
     pm_claim_t out;
     assert_true(pm_claims_pop(&c, &out));
     assert_string_equal(out.space, "b-1");
