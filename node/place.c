@@ -176,6 +176,7 @@ s_early_of(pm_prom_t *q)
 
 static void s_guard(pm_agent_t *self, pm_deleg_t *d, const char *from, int state,
                     const void *data, size_t len);
+static void s_src_watch(pm_agent_t *self, pm_deleg_t *d);
 
 /* The source of early invocation d settled, and its then places function on
  * input now, in the spaces' epochs given: if that is what d was started
@@ -201,8 +202,11 @@ s_adopt(pm_agent_t *self, pm_deleg_t *d, const char *function, const uint8_t *in
     }
     self->fanin_early_kept++;
     d->early = 0;
-    if (self->journal)
+    if (self->journal) {
         d->pos = pm_journal_pos(self->journal);
+        if (d->src_space)
+            s_src_watch(self, d); /* R5, from the position it has now */
+    }
     if (d->has_res) {
         uint8_t *res = d->res;
         size_t res_len = d->res_len;
@@ -233,8 +237,6 @@ s_send_invoke(pm_agent_t *self, pm_deleg_t *d, const char *node)
     pm_log_debug("PM-INVOKE-PLACED", "%s for %s placed on %s", d->function, d->target, node);
     return 0;
 }
-
-static void s_src_watch(pm_agent_t *self, pm_deleg_t *d);
 
 /* Runs function on input to settle target, guarded as the header says;
  * source: the promise whose outcome input is (NULL: not known, the
@@ -305,8 +307,8 @@ s_place(pm_agent_t *self, const char *source, const char *function, const uint8_
     if (self->delegs)
         self->delegs->prev = d;
     self->delegs = d;
-    if (d->src_space && self->journal)
-        s_src_watch(self, d); /* R5 */
+    if (d->src_space && self->journal && !early)
+        s_src_watch(self, d); /* R5 (an early one's starts when it is adopted) */
     if (self->mesh && !pm_workers_serves(self->workers, function)) {
         const char *node = pm_mesh_place(self->mesh, function);
         if (node && s_send_invoke(self, d, node) == 0)
@@ -372,7 +374,7 @@ s_src_fn(void *item, int how)
     pm_agent_t *self = h->agent;
     pm_deleg_t *d = how == PM_JOURNAL_CLOSED || self->stopping ? NULL
                                                                 : s_find(self, h->target, h->inv_id);
-    if (d && d->src_space && s_still_placer(self, d)) {
+    if (d && !d->early && d->src_space && s_still_placer(self, d)) {
         if (how == PM_JOURNAL_FAILED) {
             /* Failed for another space's move or a change of the in-sync
              * set: ours still stands and waits for what is appended now. */

@@ -12,7 +12,10 @@
  *     dropped and its result refused (R2), q untouched;
  *   - after R5, q settled otherwise: the result is refused (one outcome);
  *   - after R5, the target's space moved: the placement is dropped and its
- *     result refused.
+ *     result refused;
+ *   - a placement started early (its source not settled yet, fanins.c)
+ *     keeps the source's guard until it is adopted, then R5 applies from
+ *     its position at adoption.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -247,6 +250,43 @@ test_target_moves_after_covered(void **state)
     assert_int_equal(a->results_refused, refused + 1);
 }
 
+static void
+test_early_placement_guarded_until_adopted(void **state)
+{
+    fx_t *fx = *state;
+    pm_agent_t *a = fx->a;
+    s_create(a, S_P);
+    s_create(a, S_Q);
+    pm_place_early(a, S_P, "g", (const uint8_t *) "v", 1, S_Q);
+    pm_deleg_t *d = a->delegs;
+    assert_non_null(d);
+    assert_true(d->early);
+    assert_non_null(d->src_space);
+    /* Everything appended so far durable: the source has not settled, so
+     * nothing of it is covered and the source's guard stays. */
+    for (int i = 0; i < 50; i++) {
+        assert_true(pm_journal_flush(a->journal) >= 0);
+        usleep(200);
+    }
+    assert_non_null(d->src_space);
+    /* p settles as guessed and its then places the same: adopted */
+    assert_int_equal(pm_store_settle(a->store, S_P, PM_STATE_RESOLVED, "v", 1, a->now_real, NULL),
+                     PM_OK);
+    pm_place_then(a, S_P, "g", (const uint8_t *) "v", 1, S_Q);
+    assert_ptr_equal(a->delegs, d);
+    assert_false(d->early);
+    assert_non_null(d->src_space);
+    s_cover(a, d); /* R5 from the position at adoption */
+    char inv[128];
+    snprintf(inv, sizeof inv, "%s", d->inv_id);
+    s_move(a, S_SRC);
+    assert_ptr_equal(a->delegs, d);
+    assert_int_equal(s_result(a, inv, "g:v"), PM_OK);
+    pm_prom_t *q = pm_store_get(a->store, S_Q);
+    assert_int_equal(q->state, PM_STATE_RESOLVED);
+    assert_memory_equal(q->data, "g:v", 3);
+}
+
 int
 main(void)
 {
@@ -255,6 +295,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_source_moves_before_covered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_target_settled_otherwise, setup, teardown),
         cmocka_unit_test_setup_teardown(test_target_moves_after_covered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_early_placement_guarded_until_adopted, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
