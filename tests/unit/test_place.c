@@ -15,7 +15,10 @@
  *     result refused;
  *   - a placement started early (its source not settled yet, fanins.c)
  *     keeps the source's guard until it is adopted, then R5 applies from
- *     its position at adoption.
+ *     its position at adoption;
+ *   - an early placement whose member goes down is dropped, not placed
+ *     again as a placement of its own (takeover.c; pmesh-sim seed 8685,
+ *     V6): the then places its function when the source settles.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -36,6 +39,7 @@
 #include "journal.h"
 #include "log.h"
 #include "place.h"
+#include "mesh.h"
 #include "takeover.h"
 
 #define S_SRC "s1-aaaaaaaa"
@@ -287,6 +291,36 @@ test_early_placement_guarded_until_adopted(void **state)
     assert_memory_equal(q->data, "g:v", 3);
 }
 
+static void
+test_early_placement_on_a_member_that_dies(void **state)
+{
+    fx_t *fx = *state;
+    pm_agent_t *a = fx->a;
+    s_create(a, S_P);
+    s_create(a, S_Q);
+    pm_place_early(a, S_P, "g", (const uint8_t *) "guess", 5, S_Q);
+    pm_deleg_t *d = a->delegs;
+    assert_non_null(d);
+    assert_true(d->early);
+    snprintf(d->node, sizeof d->node, "n9"); /* as if placed on member n9 */
+    uint64_t dropped = a->fanin_early_dropped;
+    pm_takeover_on_member(a, PM_MESH_DOWN, "n9");
+    assert_null(a->delegs); /* the guess is not placed again on its own */
+    assert_int_equal(a->fanin_early_dropped, dropped + 1);
+    /* the source settles otherwise: its then places g on that outcome, the
+     * only placement for q */
+    assert_int_equal(pm_store_settle(a->store, S_P, PM_STATE_REJECTED, "other", 5, a->now_real,
+                                     NULL),
+                     PM_OK);
+    pm_place_then(a, S_P, "g", (const uint8_t *) "other", 5, S_Q);
+    d = a->delegs;
+    assert_non_null(d);
+    assert_null(d->next);
+    assert_false(d->early);
+    assert_int_equal(d->input_len, 5);
+    assert_memory_equal(d->input, "other", 5);
+}
+
 int
 main(void)
 {
@@ -296,6 +330,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_target_settled_otherwise, setup, teardown),
         cmocka_unit_test_setup_teardown(test_target_moves_after_covered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_early_placement_guarded_until_adopted, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_early_placement_on_a_member_that_dies, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
