@@ -16,7 +16,8 @@
  *       invocation it placed and still keeps (same id, same target, from
  *       the member it placed it on): anything else is refused.
  *   R2. It applies it only while it serves the target's space, and the
- *       source's if it served that too, in the epochs it placed it in.
+ *       source's if it served that too (until R5), in the epochs it placed
+ *       it in.
  *   R3. It applies it only once its journal position at placement (every
  *       record appended by then, the source's settle among them) is
  *       durable here and acknowledged by the counted backups; until then
@@ -25,6 +26,32 @@
  *       is held again from the current position if R2 still holds, else
  *       dropped.
  *   R4. A placement whose spaces are not served here is not made.
+ *   R5. Once R2 and R3 have held together for a placement whose source is
+ *       in another space (its position covered while this agent served
+ *       both spaces in their epochs), the source's half of R2 has done its
+ *       work and is no longer checked (a journal hold at the placement's
+ *       position, s_src_fn, clears d->src_space): only the target's space
+ *       must still be served in its epoch.
+ *
+ * Why R5 is safe, and why it is needed (pmesh-sim seed 8732). R2 checks the
+ * source's space because the source's outcome the function ran on must be
+ * one its space's next owner holds. Once the position is covered while we
+ * served the source's space in the epoch, it is: the settle is at every
+ * counted backup of that epoch, and the next owner is one of them (the
+ * argument below, the same that lets R3 apply a result). That is a fact
+ * about the past that no later move of the source's space undoes, so
+ * refusing the result afterwards protects nothing. The target is still
+ * settled only here, only once (a store settle), only while we serve its
+ * space in the placement's epoch, and only through the placement we keep
+ * (R1: a result finds no placement once the target settled otherwise, or
+ * once it was placed again). Without R5 nobody ran the continuation when
+ * the source's space moved and the target's did not: we dropped the
+ * placement (R2), our then had fired already and only waited for the
+ * target, and the source's new owner revives only continuations whose
+ * target is in the space it took (takeover.c), as only a target's owner may
+ * settle it (R4). A placement whose source space moves before its position
+ * is covered is still dropped (the source's settle may be lost with the
+ * move); that case is not covered by R5.
  *
  * Why no target is settled from an outcome the space's next owner does not
  * hold: a target is settled here only by R1-R3, so at that moment this
@@ -149,6 +176,7 @@ s_early_of(pm_prom_t *q)
 
 static void s_guard(pm_agent_t *self, pm_deleg_t *d, const char *from, int state,
                     const void *data, size_t len);
+static void s_src_watch(pm_agent_t *self, pm_deleg_t *d);
 
 /* The source of early invocation d settled, and its then places function on
  * input now, in the spaces' epochs given: if that is what d was started
@@ -174,8 +202,11 @@ s_adopt(pm_agent_t *self, pm_deleg_t *d, const char *function, const uint8_t *in
     }
     self->fanin_early_kept++;
     d->early = 0;
-    if (self->journal)
+    if (self->journal) {
         d->pos = pm_journal_pos(self->journal);
+        if (d->src_space)
+            s_src_watch(self, d); /* R5, from the position it has now */
+    }
     if (d->has_res) {
         uint8_t *res = d->res;
         size_t res_len = d->res_len;
@@ -276,6 +307,8 @@ s_place(pm_agent_t *self, const char *source, const char *function, const uint8_
     if (self->delegs)
         self->delegs->prev = d;
     self->delegs = d;
+    if (d->src_space && self->journal && !early)
+        s_src_watch(self, d); /* R5 (an early one's starts when it is adopted) */
     if (self->mesh && !pm_workers_serves(self->workers, function)) {
         const char *node = pm_mesh_place(self->mesh, function);
         if (node && s_send_invoke(self, d, node) == 0)
@@ -324,6 +357,53 @@ s_apply(pm_agent_t *self, pm_deleg_t *d, int state, const void *data, size_t len
     }
     /* (d is freed by now if the target settled: its watch ran.) */
     (void) err;
+}
+
+/* R5: a placement whose source is in another space, waiting for its
+ * position to be covered (a hold of the journal's) while R2 still holds. */
+typedef struct s_src_hold {
+    pm_agent_t *agent;
+    char *inv_id;
+    char target[];
+} s_src_hold_t;
+
+static void
+s_src_fn(void *item, int how)
+{
+    s_src_hold_t *h = item;
+    pm_agent_t *self = h->agent;
+    pm_deleg_t *d = how == PM_JOURNAL_CLOSED || self->stopping ? NULL
+                                                                : s_find(self, h->target, h->inv_id);
+    if (d && !d->early && d->src_space && s_still_placer(self, d)) {
+        if (how == PM_JOURNAL_FAILED) {
+            /* Failed for another space's move or a change of the in-sync
+             * set: ours still stands and waits for what is appended now. */
+            pm_journal_hold_at(self->journal, pm_journal_pos(self->journal), s_src_fn, h);
+            return;
+        }
+        /* Covered while we serve both spaces in their epochs: every later
+         * owner of the source's space holds the outcome it ran on. */
+        pm_log(PM_LOG_DEBUG, "PM-INVOKE-SOURCE-DURABLE", d->target,
+               "%s: the settle of its source (space %s, epoch %llu) is at the backups; only "
+               "the target's space guards its result from now on", d->inv_id, d->src_space,
+               (unsigned long long) d->src_epoch);
+        free(d->src_space);
+        d->src_space = NULL;
+    }
+    free(h->inv_id);
+    free(h);
+}
+
+/* Starts R5 for d (a source in another space; with a journal). */
+static void
+s_src_watch(pm_agent_t *self, pm_deleg_t *d)
+{
+    size_t n = strlen(d->target);
+    s_src_hold_t *h = pm_xcalloc(1, sizeof *h + n + 1, "placed invocation");
+    h->agent = self;
+    h->inv_id = pm_xstrdup(d->inv_id, "placed invocation");
+    memcpy(h->target, d->target, n + 1);
+    pm_journal_hold_at(self->journal, d->pos, s_src_fn, h);
 }
 
 /* A result held until its placement's position is covered (R3). */
@@ -500,6 +580,9 @@ pm_place_tick(pm_agent_t *self, int64_t mono)
     for (pm_deleg_t *d = self->delegs, *next; d; d = next) {
         next = d->next;
         if (!s_still_placer(self, d)) {
+            pm_log(PM_LOG_DEBUG, "PM-INVOKE-FORGOTTEN", d->target,
+                   "%s (%s): this agent no longer serves its id spaces in the epochs it placed "
+                   "it in", d->inv_id, d->function);
             pm_place_deleg_unlink(self, d);
             pm_place_deleg_free(d);
             continue;

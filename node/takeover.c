@@ -571,6 +571,19 @@ pm_takeover_on_member(void *arg, pm_mesh_event_t ev, const char *name)
     while (redo) {
         pm_deleg_t *d = redo;
         redo = d->next;
+        if (d->early) {
+            /* Started early on its source's expected outcome (place.c): not
+             * placed again here, as that would make the guess a placement
+             * of its own, settling the target even when the source settles
+             * otherwise (pmesh-sim seed 8685, V6: g ran on a combinator's
+             * guessed rejection, the combinator timed out). Its then places
+             * it when the source settles. */
+            self->fanin_early_dropped++;
+            pm_log(PM_LOG_DEBUG, "PM-EARLY-DROPPED", d->target, "%s was started early on %s, "
+                   "which is down: placed when its source settles", d->function, name);
+            pm_place_deleg_free(d);
+            continue;
+        }
         pm_log(PM_LOG_WARN, "PM-INVOKE-RETRY", d->target, "%s was placed on %s, which is down; "
                "placing it again", d->function, name);
         pm_place_invoke(self, d->function, d->input, d->input_len, d->target);

@@ -134,6 +134,21 @@ regress 3439 mixed
 # hands a space to a process it saw recorded as its owner).
 regress 4710 mixed
 regress 5966 mixed
+# 8732 (mixed, within R) = a then p -> q across id spaces (p in a space n2
+# had taken over, q in n2's own): n2 placed the on_reject handler g, was
+# paused, and p's space moved to n1 at epoch 3 while q's stayed at n2; n2
+# then forgot its placement (its result guard checked p's space too), its
+# worker had died holding g, and nobody ran g again: q pending for good (L2;
+# place.c R5: once the placement's position is covered, only the target's
+# space guards its result).
+regress 8732 mixed
+# 8685 (mixed, V6) = a then's on_reject handler g started early on its
+# source combinator's guessed rejection (fan-in early starts) was placed on
+# n4; n4 went down and the placer placed it again as a placement of its own,
+# which settled the target although the combinator then timed out
+# (takeover.c: an early placement whose member dies is dropped; the then
+# places g when its source settles).
+regress 8685 mixed
 
 # 3. A batch of fresh seeds with overlapping faults of every kind.
 # The simulated worker pings at its hello, as libpmesh does: without it a
