@@ -570,6 +570,7 @@ s_timers(pm_agent_t *self)
     if (self->journal)
         pm_journal_expire(self->journal, mono, s_expire_held, s_expire_bound, self);
     pm_fanins_fire(self, mono);
+    pm_then_tick(self, mono);
     pm_timer_t *t;
     while ((t = pm_timers_pop_due(self->relay_timers, mono)))
         pm_relay_expired(self, pm_container_of(t, pm_relay_t, timer));

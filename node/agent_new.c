@@ -381,6 +381,7 @@ pm_agent_destroy(pm_agent_t **self_p)
         pm_then_unlink(self, t);
         pm_then_free(t);
     }
+    pm_then_destroy_remote(self);
     pm_fanins_destroy_all(self);
     while (self->delegs) {
         pm_deleg_t *d = self->delegs;

@@ -12,6 +12,7 @@
 #include "fanins.h"
 #include "requests.h"
 #include "session.h"
+#include "thens.h"
 #include "waiters.h"
 
 pm_route_t
@@ -226,11 +227,13 @@ static void
 s_sub_resend(pm_agent_t *self, pm_relay_t *r)
 {
     pm_rwait_t *rw = zhashx_lookup(self->rwaits, r->pid);
-    if (!(rw && rw->watches) && !pm_fanins_listening(self, r->pid)) {
+    if (!(rw && rw->watches) && !pm_fanins_listening(self, r->pid) &&
+        !pm_then_listening(self, r->pid)) {
         /* Nobody listens any more (the awaits timed out, the combinators
          * ended): the subscription ends here. The owner's waiter answers
          * once, when the promise settles, and that answer is dropped. */
         pm_fanins_heard(self, r->pid, NULL, PM_ERR_WAIT_TIMEOUT); /* (forgets its empty list) */
+        pm_then_heard(self, r->pid, NULL, PM_ERR_WAIT_TIMEOUT);
         if (rw)
             zhashx_delete(self->rwaits, r->pid);
         s_relay_free(self, r);
@@ -421,6 +424,7 @@ pm_relay_unpark(pm_agent_t *self)
                     }
                 }
                 pm_fanins_local(self, r->pid); /* and its combinators watch it here */
+                pm_then_local(self, r->pid);   /* and its thens */
                 if (rw)
                     zhashx_delete(self->rwaits, r->pid);
             }

@@ -440,6 +440,8 @@ pm_takeover_on_moved(void *arg, const char *space)
         pm_then_free(t);
     }
     pm_fanins_drop_space(self, prefix);
+    /* Ours whose source is in it hear the source from its new owner. */
+    pm_then_source_moved(self, prefix);
     if (self->journal) {
         pm_journal_release(self->journal, space);
         /* Changes the backups have not acknowledged may not be at the new

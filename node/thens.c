@@ -8,7 +8,9 @@
 
 #include "fanins.h"
 #include "place.h"
+#include "relay.h"
 #include "requests.h"
+#include "waiters.h"
 
 void
 pm_then_free(pm_then_t *t)
@@ -94,6 +96,209 @@ pm_then_early(pm_agent_t *self, pm_prom_t *q, int state, const uint8_t *data, si
     }
 }
 
+/* ---- sources served elsewhere ----------------------------------------------
+ *
+ * A then whose source's id space moved to another agent while its target's
+ * stayed here cannot watch our copy of the source: that copy is passive and
+ * never hears the source settle or time out at its new owner, so the target
+ * stayed pending for good (pmesh-sim seed 7972; also why R5 in place.c does
+ * not cover a source whose space moves before it settles). It subscribes to
+ * the source at its owner instead, sharing the one remote-await
+ * subscription per id of waiters.c with awaits and combinators, and fires
+ * on the owner's answer, which the owner sends only once the outcome is
+ * durable there and at its backups. An error answer (the owner unreachable,
+ * the space being taken over, a not-found from an owner that has not
+ * received it yet) is no outcome: it subscribes again a second later (the
+ * target's own timeout bounds the wait). */
+#define S_RSRC_RETRY_MS 1000
+
+typedef struct s_rsrc {
+    pm_watch_t *head; /* the thens' watches */
+    int64_t retry_at; /* mono ms; 0: subscribed */
+    char id[];
+} s_rsrc_t;
+
+static void
+s_rsrc_destructor(void **item)
+{
+    s_rsrc_t *e = *item;
+    while (e->head)
+        pm_watch_cancel(e->head);
+    free(e);
+    *item = NULL;
+}
+
+static void
+s_rsrc_subscribe(pm_agent_t *self, s_rsrc_t *e)
+{
+    const char *id = e->id;
+    if (zhashx_lookup(self->rwaits, id))
+        return; /* an await or a combinator subscribed already: its answer comes here too */
+    const char *node = NULL;
+    pm_route_t route = pm_relay_route_of(self, id, &node);
+    if (route == PM_ROUTE_LOCAL) {
+        pm_then_local(self, id);
+        return;
+    }
+    pm_relay_t *r = pm_relay_new(self, PM_RELAY_SUB, node && route == PM_ROUTE_REMOTE ? node : "",
+                                 id);
+    size_t n = strlen(id);
+    pm_rwait_t *rw = pm_xcalloc(1, sizeof *rw + n + 1, "remote await");
+    memcpy(rw->id, id, n + 1);
+    rw->relay = r->id;
+    zhashx_insert(self->rwaits, rw->id, rw);
+    pm_msg_t sub = {.type = PM_MSG_AWAIT, .id = id, .timeout_ms = -1};
+    if (route == PM_ROUTE_REMOTE) {
+        int err = pm_relay_send(self, r, &sub); /* frees r on failure */
+        if (err)
+            pm_waiter_rwait_finish(self, id, NULL, err);
+        return;
+    }
+    pm_relay_park_msg(self, r, &sub); /* until its space's owner is known */
+}
+
+/* t (not watching) waits for its source at the source's owner. */
+static void
+s_watch_source_remote(pm_agent_t *self, pm_then_t *t)
+{
+    if (!self->then_rsrcs) {
+        self->then_rsrcs = zhashx_new();
+        if (!self->then_rsrcs)
+            pm_oom("remote sources");
+        zhashx_set_destructor(self->then_rsrcs, s_rsrc_destructor);
+    }
+    s_rsrc_t *e = zhashx_lookup(self->then_rsrcs, t->source);
+    int fresh = !e;
+    if (fresh) {
+        size_t n = strlen(t->source);
+        e = pm_xcalloc(1, sizeof *e + n + 1, "remote source");
+        memcpy(e->id, t->source, n + 1);
+        zhashx_insert(self->then_rsrcs, e->id, e);
+    }
+    pm_watch_link(&e->head, &t->watch, s_then_fired);
+    pm_log(PM_LOG_DEBUG, "PM-THEN-REMOTE-SOURCE", t->target,
+           "its source %s is served elsewhere: subscribed to it there", t->source);
+    if (fresh)
+        s_rsrc_subscribe(self, e);
+}
+
+void
+pm_then_source_moved(pm_agent_t *self, const char *prefix)
+{
+    size_t plen = strlen(prefix);
+    for (pm_then_t *t = self->thens; t; t = t->next) {
+        if (t->watch.fn != s_then_fired || !t->watch.pprev ||
+            strncmp(t->source, prefix, plen) != 0 || !pm_req_serves(self, t->target))
+            continue;
+        pm_watch_cancel(&t->watch);
+        s_watch_source_remote(self, t);
+    }
+}
+
+void
+pm_then_heard(pm_agent_t *self, const char *pid, const pm_msg_t *reply, int err)
+{
+    s_rsrc_t *e = self->then_rsrcs ? zhashx_lookup(self->then_rsrcs, pid) : NULL;
+    if (!e)
+        return;
+    if (!e->head) {
+        zhashx_delete(self->then_rsrcs, pid);
+        return;
+    }
+    const pm_wire_promise_t *w = reply && !reply->err ? reply->promise : NULL;
+    if (!w || w->state == PM_STATE_PENDING) {
+        (void) err;
+        e->retry_at = self->now_mono + S_RSRC_RETRY_MS;
+        return;
+    }
+    /* The owner's outcome, as the watch of a local promise would see it. */
+    const void *data = w->state == PM_STATE_RESOLVED ? (const void *) w->value : w->reason;
+    size_t len = w->state == PM_STATE_RESOLVED ? (w->value ? w->value_len : 0)
+                                               : (w->reason ? strlen(w->reason) : 0);
+    size_t n = strlen(pid);
+    pm_prom_t *p = pm_xcalloc(1, sizeof *p + n + 1, "remote source");
+    memcpy(p->id, pid, n + 1);
+    p->id_len = (uint16_t) n;
+    p->state = (uint8_t) w->state;
+    p->data = pm_xmalloc(len + 1, "remote source");
+    if (len)
+        memcpy(p->data, data, len);
+    p->data[len] = 0;
+    p->data_len = (uint32_t) len;
+    while (e->head) {
+        pm_watch_t *x = e->head;
+        pm_watch_cancel(x);
+        s_then_fired(x, p);
+    }
+    zhashx_delete(self->then_rsrcs, pid);
+    free(p->data);
+    free(p);
+}
+
+int
+pm_then_listening(pm_agent_t *self, const char *pid)
+{
+    s_rsrc_t *e = self->then_rsrcs ? zhashx_lookup(self->then_rsrcs, pid) : NULL;
+    return e && e->head;
+}
+
+void
+pm_then_local(pm_agent_t *self, const char *pid)
+{
+    s_rsrc_t *e = self->then_rsrcs ? zhashx_lookup(self->then_rsrcs, pid) : NULL;
+    if (!e)
+        return;
+    pm_prom_t *p = pm_store_get(self->store, pid);
+    if (!p) {
+        e->retry_at = self->now_mono + S_RSRC_RETRY_MS;
+        return;
+    }
+    /* (Watched here as routing says, not through s_then_start's check.) */
+    while (e->head) {
+        pm_then_t *t = (pm_then_t *) e->head;
+        pm_watch_cancel(&t->watch);
+        if (p->state == PM_STATE_PENDING)
+            pm_store_watch(p, &t->watch, s_then_fired);
+        else
+            s_then_fired(&t->watch, p);
+    }
+    zhashx_delete(self->then_rsrcs, pid);
+}
+
+void
+pm_then_tick(pm_agent_t *self, int64_t mono)
+{
+    if (!self->then_rsrcs || !zhashx_size(self->then_rsrcs))
+        return;
+    zlistx_t *due = NULL;
+    for (s_rsrc_t *e = zhashx_first(self->then_rsrcs); e; e = zhashx_next(self->then_rsrcs))
+        if (e->retry_at && mono >= e->retry_at) {
+            if (!due)
+                due = pm_agent_xlist();
+            zlistx_add_end(due, e->id);
+        }
+    if (!due)
+        return;
+    for (const char *id = zlistx_first(due); id; id = zlistx_next(due)) {
+        s_rsrc_t *e = zhashx_lookup(self->then_rsrcs, id);
+        if (!e)
+            continue;
+        if (!e->head) {
+            zhashx_delete(self->then_rsrcs, id);
+            continue;
+        }
+        e->retry_at = 0;
+        s_rsrc_subscribe(self, e);
+    }
+    zlistx_destroy(&due);
+}
+
+void
+pm_then_destroy_remote(pm_agent_t *self)
+{
+    zhashx_destroy(&self->then_rsrcs);
+}
+
 /* A continuation (src -> function -> q), registered with the agent. */
 static pm_then_t *
 s_then_new(pm_agent_t *self, const char *src, const char *function, const char *on_reject,
@@ -114,11 +319,16 @@ s_then_new(pm_agent_t *self, const char *src, const char *function, const char *
     return t;
 }
 
-/* Chains t on its source p: watches it while pending, runs at once if not. */
+/* Chains t on its source p: watches it while pending, runs at once if not.
+ * A pending p whose space another agent serves (a continuation revived
+ * from the WAL or a backed-up copy after that space moved on) is our copy,
+ * which never hears it settle: t waits for it at its owner. */
 static void
 s_then_start(pm_then_t *t, pm_prom_t *p)
 {
-    if (p->state == PM_STATE_PENDING)
+    if (p->state == PM_STATE_PENDING && t->agent->mesh && !pm_req_serves(t->agent, p->id))
+        s_watch_source_remote(t->agent, t);
+    else if (p->state == PM_STATE_PENDING)
         pm_store_watch(p, &t->watch, s_then_fired);
     else
         s_then_fired(&t->watch, p);

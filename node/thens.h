@@ -34,6 +34,21 @@ void pm_then_rthen_add(pm_agent_t *self, const pm_cont_t *c);
  * (place.c, pm_place_early); a continuation that would only reject its
  * target waits for q to settle. */
 void pm_then_early(pm_agent_t *self, pm_prom_t *q, int state, const uint8_t *data, size_t len);
+/* The id space of prefix moved to another agent: the thens on a source in
+ * it whose targets we still serve subscribe to the source at its new owner
+ * instead of watching our passive copy (thens.c). */
+void pm_then_source_moved(pm_agent_t *self, const char *prefix);
+/* The remote-await subscription of pid ended (waiters.c): its thens fire on
+ * the owner's answer, or subscribe again later on an error. */
+void pm_then_heard(pm_agent_t *self, const char *pid, const pm_msg_t *reply, int err);
+/* Whether a then still waits on the remote-await subscription of pid. */
+int pm_then_listening(pm_agent_t *self, const char *pid);
+/* Pid's space is served here now: its thens watch it here. */
+void pm_then_local(pm_agent_t *self, const char *pid);
+/* Subscriptions of remote sources that failed are made again when due. */
+void pm_then_tick(pm_agent_t *self, int64_t mono);
+/* Frees the remote sources' table (teardown, after the thens). */
+void pm_then_destroy_remote(pm_agent_t *self);
 /* THEN: creates the target promise and chains function on source m->id. */
 int pm_then_do(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now);
 

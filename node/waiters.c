@@ -8,6 +8,7 @@
 
 #include "fanins.h"
 #include "relay.h"
+#include "thens.h"
 
 #include "waiters.h"
 
@@ -311,6 +312,7 @@ void
 pm_waiter_rwait_finish(pm_agent_t *self, const char *pid, const pm_msg_t *reply, int err)
 {
     pm_fanins_heard(self, pid, reply, err); /* combinators subscribed to it hear it too */
+    pm_then_heard(self, pid, reply, err);   /* and thens whose source's space moved away */
     pm_rwait_t *rw = zhashx_lookup(self->rwaits, pid);
     if (!rw)
         return;
