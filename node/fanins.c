@@ -344,28 +344,9 @@ s_watch_remote(pm_agent_t *self, pm_comb_t *c, size_t i, const char *node, int u
     pm_watch_link(&e->head, &c->subs[i].watch, NULL);
     if (zhashx_lookup(self->rwaits, id))
         return; /* an await (or another combinator) subscribed already */
-    pm_relay_t *r = pm_relay_new(self, PM_RELAY_SUB, node ? node : "", id);
-    size_t n = strlen(id);
-    pm_rwait_t *rw = pm_xcalloc(1, sizeof *rw + n + 1, "remote await");
-    memcpy(rw->id, id, n + 1);
-    rw->relay = r->id;
-    zhashx_insert(self->rwaits, rw->id, rw);
     pm_msg_t sub = {.type = PM_MSG_AWAIT, .id = id, .timeout_ms = -1, .final = c->subs[i].final,
                     .tentative_ok = self->fanin_early};
-    if (node) {
-        int err = pm_relay_send(self, r, &sub); /* frees r on failure */
-        if (err)
-            pm_waiter_rwait_finish(self, id, NULL, err);
-        return;
-    }
-    pm_relay_park_msg(self, r, &sub);
-    if (unknown) {
-        r->unknown = 1;
-        int64_t until = self->started_mono + PM_AGENT_YOUNG_MS;
-        if (until < self->now_mono + PM_AGENT_UNKNOWN_WAIT_MS)
-            until = self->now_mono + PM_AGENT_UNKNOWN_WAIT_MS;
-        pm_timers_set(self->relay_timers, &r->timer, until);
-    }
+    pm_waiter_subscribe(self, &sub, node, unknown);
 }
 
 static void

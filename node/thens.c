@@ -140,21 +140,9 @@ s_rsrc_subscribe(pm_agent_t *self, s_rsrc_t *e)
         pm_then_local(self, id);
         return;
     }
-    pm_relay_t *r = pm_relay_new(self, PM_RELAY_SUB, node && route == PM_ROUTE_REMOTE ? node : "",
-                                 id);
-    size_t n = strlen(id);
-    pm_rwait_t *rw = pm_xcalloc(1, sizeof *rw + n + 1, "remote await");
-    memcpy(rw->id, id, n + 1);
-    rw->relay = r->id;
-    zhashx_insert(self->rwaits, rw->id, rw);
     pm_msg_t sub = {.type = PM_MSG_AWAIT, .id = id, .timeout_ms = -1};
-    if (route == PM_ROUTE_REMOTE) {
-        int err = pm_relay_send(self, r, &sub); /* frees r on failure */
-        if (err)
-            pm_waiter_rwait_finish(self, id, NULL, err);
-        return;
-    }
-    pm_relay_park_msg(self, r, &sub); /* until its space's owner is known */
+    pm_waiter_subscribe(self, &sub, route == PM_ROUTE_REMOTE ? node : NULL,
+                        route == PM_ROUTE_UNKNOWN);
 }
 
 /* t (not watching) waits for its source at the source's owner. */

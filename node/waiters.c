@@ -331,6 +331,32 @@ pm_waiter_rwait_finish(pm_agent_t *self, const char *pid, const pm_msg_t *reply,
     zhashx_delete(self->rwaits, pid);
 }
 
+void
+pm_waiter_subscribe(pm_agent_t *self, const pm_msg_t *sub, const char *node, int unknown)
+{
+    const char *id = sub->id;
+    pm_relay_t *r = pm_relay_new(self, PM_RELAY_SUB, node ? node : "", id);
+    size_t n = strlen(id);
+    pm_rwait_t *rw = pm_xcalloc(1, sizeof *rw + n + 1, "remote await");
+    memcpy(rw->id, id, n + 1);
+    rw->relay = r->id;
+    zhashx_insert(self->rwaits, rw->id, rw);
+    if (node) {
+        int err = pm_relay_send(self, r, sub); /* frees r on failure */
+        if (err)
+            pm_waiter_rwait_finish(self, id, NULL, err);
+        return;
+    }
+    pm_relay_park_msg(self, r, sub);
+    if (unknown) {
+        r->unknown = 1;
+        int64_t until = self->started_mono + PM_AGENT_YOUNG_MS;
+        if (until < self->now_mono + PM_AGENT_UNKNOWN_WAIT_MS)
+            until = self->now_mono + PM_AGENT_UNKNOWN_WAIT_MS;
+        pm_timers_set(self->relay_timers, &r->timer, until);
+    }
+}
+
 /* An await on a promise another member owns: one subscription there, however
  * many local waiters there are. */
 int

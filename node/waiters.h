@@ -24,6 +24,11 @@ void pm_waiter_rwait_destructor(void **item);
 void pm_waiter_rwait_finish(pm_agent_t *self, const char *pid, const pm_msg_t *reply, int err);
 /* An await on a promise another member owns: one subscription there, however
  * many local waiters there are. */
+/* Opens the one subscription on remote promise sub->id (an AWAIT with no
+ * end; none must be open yet): sent to node, or, node NULL, parked until
+ * the space's owner is known (unknown: not heard of yet, given up after a
+ * while). Its answer ends it through pm_waiter_rwait_finish. */
+void pm_waiter_subscribe(pm_agent_t *self, const pm_msg_t *sub, const char *node, int unknown);
 int pm_waiter_remote_await(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, const char *node,
                            int64_t mono);
 /* Answers WAIT_TIMEOUT to every waiter whose wait ended by mono. */
