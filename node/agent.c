@@ -548,6 +548,9 @@ s_poll_timeout(pm_agent_t *self, int64_t real, int64_t mono)
     pm_timer_t *f = self->fanin_timers ? pm_timers_peek(self->fanin_timers) : NULL;
     if (f && f->at - mono < t)
         t = f->at - mono;
+    pm_timer_t *h = self->then_timers ? pm_timers_peek(self->then_timers) : NULL;
+    if (h && h->at - mono < t)
+        t = h->at - mono;
     if (self->mesh) {
         int64_t mt = pm_mesh_timeout(self->mesh);
         if (mt < t)

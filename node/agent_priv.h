@@ -207,6 +207,7 @@ struct pm_agent {
     int replicas;
     zhashx_t *rthens;      /* q id -> pm_rthen_t: continuations of spaces we back up */
     zhashx_t *then_rsrcs;  /* source id -> thens on it whose source is served elsewhere (thens.c) */
+    pm_timers_t *then_timers; /* ... their subscriptions made again after an error (thens.c) */
     zhashx_t *combs;       /* q id -> pm_comb_t (owned): combinators we own (fanins.c) */
     zhashx_t *comb_subs;   /* input id -> pm_fanin_sub_t list: inputs heard over the mesh */
     size_t max_fanin;      /* inputs per combinator (max_fanin_inputs) */

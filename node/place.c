@@ -359,6 +359,18 @@ s_apply(pm_agent_t *self, pm_deleg_t *d, int state, const void *data, size_t len
     (void) err;
 }
 
+/* A copy of a result's len bytes, NUL-terminated (a reason is read as a
+ * string). */
+static uint8_t *
+s_result_copy(const void *data, size_t len, const char *what)
+{
+    uint8_t *b = pm_xmalloc(len + 1, what);
+    if (len)
+        memcpy(b, data, len);
+    b[len] = 0;
+    return b;
+}
+
 /* R5: a placement whose source is in another space, waiting for its
  * position to be covered (a hold of the journal's) while R2 still holds. */
 typedef struct s_src_hold {
@@ -476,10 +488,7 @@ s_result(pm_agent_t *self, const char *from, const char *inv_id, const char *tar
     if (d->early) {
         /* Its source has not settled: kept until it does (s_adopt). */
         if (!d->has_res) {
-            d->res = pm_xmalloc(len + 1, "early result");
-            if (len)
-                memcpy(d->res, data, len);
-            d->res[len] = 0;
+            d->res = s_result_copy(data, len, "early result");
             d->res_len = len;
             d->res_state = state;
             d->has_res = 1;
@@ -506,10 +515,7 @@ s_guard(pm_agent_t *self, pm_deleg_t *d, const char *from, int state, const void
     h->inv_id = pm_xstrdup(d->inv_id, "held result");
     h->target = pm_xstrdup(d->target, "held result");
     h->state = state;
-    h->data = pm_xmalloc(len + 1, "held result");
-    if (len)
-        memcpy(h->data, data, len);
-    h->data[len] = 0;
+    h->data = s_result_copy(data, len, "held result");
     h->len = len;
     pm_journal_hold_at(self->journal, d->pos, s_held_fn, h);
 }

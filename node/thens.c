@@ -113,8 +113,9 @@ pm_then_early(pm_agent_t *self, pm_prom_t *q, int state, const uint8_t *data, si
 #define S_RSRC_RETRY_MS 1000
 
 typedef struct s_rsrc {
-    pm_watch_t *head; /* the thens' watches */
-    int64_t retry_at; /* mono ms; 0: subscribed */
+    pm_watch_t *head;  /* the thens' watches */
+    pm_timer_t retry;  /* armed: subscribed again then (agent's then_timers) */
+    pm_agent_t *agent;
     char id[];
 } s_rsrc_t;
 
@@ -124,8 +125,17 @@ s_rsrc_destructor(void **item)
     s_rsrc_t *e = *item;
     while (e->head)
         pm_watch_cancel(e->head);
+    pm_timers_cancel(e->agent->then_timers, &e->retry);
     free(e);
     *item = NULL;
+}
+
+/* e is subscribed again a second from now (pm_then_tick). */
+static void
+s_rsrc_retry(pm_agent_t *self, s_rsrc_t *e)
+{
+    if (pm_timers_set(self->then_timers, &e->retry, self->now_mono + S_RSRC_RETRY_MS) != 0)
+        pm_oom("remote source retry");
 }
 
 static void
@@ -151,7 +161,8 @@ s_watch_source_remote(pm_agent_t *self, pm_then_t *t)
 {
     if (!self->then_rsrcs) {
         self->then_rsrcs = zhashx_new();
-        if (!self->then_rsrcs)
+        self->then_timers = pm_timers_new();
+        if (!self->then_rsrcs || !self->then_timers)
             pm_oom("remote sources");
         zhashx_set_destructor(self->then_rsrcs, s_rsrc_destructor);
     }
@@ -160,6 +171,7 @@ s_watch_source_remote(pm_agent_t *self, pm_then_t *t)
     if (fresh) {
         size_t n = strlen(t->source);
         e = pm_xcalloc(1, sizeof *e + n + 1, "remote source");
+        e->agent = self;
         memcpy(e->id, t->source, n + 1);
         zhashx_insert(self->then_rsrcs, e->id, e);
     }
@@ -186,6 +198,7 @@ pm_then_source_moved(pm_agent_t *self, const char *prefix)
 void
 pm_then_heard(pm_agent_t *self, const char *pid, const pm_msg_t *reply, int err)
 {
+    (void) err; /* any error is no outcome: asked again */
     s_rsrc_t *e = self->then_rsrcs ? zhashx_lookup(self->then_rsrcs, pid) : NULL;
     if (!e)
         return;
@@ -195,8 +208,7 @@ pm_then_heard(pm_agent_t *self, const char *pid, const pm_msg_t *reply, int err)
     }
     const pm_wire_promise_t *w = reply && !reply->err ? reply->promise : NULL;
     if (!w || w->state == PM_STATE_PENDING) {
-        (void) err;
-        e->retry_at = self->now_mono + S_RSRC_RETRY_MS;
+        s_rsrc_retry(self, e);
         return;
     }
     /* The owner's outcome, as the watch of a local promise would see it. */
@@ -238,7 +250,7 @@ pm_then_local(pm_agent_t *self, const char *pid)
         return;
     pm_prom_t *p = pm_store_get(self->store, pid);
     if (!p) {
-        e->retry_at = self->now_mono + S_RSRC_RETRY_MS;
+        s_rsrc_retry(self, e);
         return;
     }
     /* (Watched here as routing says, not through s_then_start's check.) */
@@ -256,35 +268,23 @@ pm_then_local(pm_agent_t *self, const char *pid)
 void
 pm_then_tick(pm_agent_t *self, int64_t mono)
 {
-    if (!self->then_rsrcs || !zhashx_size(self->then_rsrcs))
+    if (!self->then_timers)
         return;
-    zlistx_t *due = NULL;
-    for (s_rsrc_t *e = zhashx_first(self->then_rsrcs); e; e = zhashx_next(self->then_rsrcs))
-        if (e->retry_at && mono >= e->retry_at) {
-            if (!due)
-                due = pm_agent_xlist();
-            zlistx_add_end(due, e->id);
-        }
-    if (!due)
-        return;
-    for (const char *id = zlistx_first(due); id; id = zlistx_next(due)) {
-        s_rsrc_t *e = zhashx_lookup(self->then_rsrcs, id);
-        if (!e)
-            continue;
-        if (!e->head) {
-            zhashx_delete(self->then_rsrcs, id);
-            continue;
-        }
-        e->retry_at = 0;
-        s_rsrc_subscribe(self, e);
+    pm_timer_t *t;
+    while ((t = pm_timers_pop_due(self->then_timers, mono))) {
+        s_rsrc_t *e = pm_container_of(t, s_rsrc_t, retry);
+        if (e->head)
+            s_rsrc_subscribe(self, e); /* (may forget e: pm_then_local) */
+        else
+            zhashx_delete(self->then_rsrcs, e->id);
     }
-    zlistx_destroy(&due);
 }
 
 void
 pm_then_destroy_remote(pm_agent_t *self)
 {
-    zhashx_destroy(&self->then_rsrcs);
+    zhashx_destroy(&self->then_rsrcs); /* cancels their retry timers: the heap goes after */
+    pm_timers_destroy(&self->then_timers);
 }
 
 /* A continuation (src -> function -> q), registered with the agent. */
