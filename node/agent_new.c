@@ -100,6 +100,10 @@ s_new(const pm_config_t *cfg, const char *node, const char *socket_path, void *s
      * one. */
     self->next_relay = pm_rand_u64() >> 1;
     self->started_real = pm_real_ms();
+    /* Session ids differ from the last run's (a worker that reconnects to a
+     * restarted agent tells its new session from the old one by its id:
+     * pm_worker_session). */
+    self->next_session = ((uint64_t) self->started_real & 0xfffff) << 24;
     pm_agent_clock(self);
 
     pm_store_limits_t limits = {.max_value_bytes = self->max_value_bytes,
@@ -284,6 +288,7 @@ s_new(const pm_config_t *cfg, const char *node, const char *socket_path, void *s
     self->sub_resend = cfg->sub_resend;
     self->fanin_not_found_wait = cfg->fanin_not_found_wait;
     self->fanin_early = cfg->fanin_early;
+    self->chain_forward = cfg->chain_forward;
     if (cfg->token_secret_file && *cfg->token_secret_file) {
         char err[512];
         if (pm_token_load_secret(cfg->token_secret_file, &self->token_key, &self->token_key_len,

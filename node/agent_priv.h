@@ -162,10 +162,18 @@ typedef struct pm_deleg {
     pm_journal_pos_t pos;
     uint64_t epoch, src_epoch;
     char *src_space;
+    /* Its source is in its target's space (R6, place.c): the result needs
+     * no hold, the target's settle record follows the source's. */
+    int same_space;
     /* Started early (place.c, pm_place_early): its source, a combinator, is
      * not settled yet; pos is not set. A result that comes meanwhile is kept
      * here (has_res) until the source settles as expected or otherwise. */
     int early, has_res, res_state;
+    /* Started early by the member it was placed on (chain forwarding,
+     * place.c): the source is the target of an invocation placed there, and
+     * the input is that invocation's result, not known here (input_known 0)
+     * until the member says it started it. */
+    int chained, input_known;
     uint8_t *res;
     size_t res_len;
     struct pm_deleg *next, *prev;
@@ -234,6 +242,7 @@ struct pm_agent {
     int64_t sub_resend; /* ms: PM_RELAY_SUB_RESEND_MS unless configured (sub_resend) */
     int64_t fanin_not_found_wait; /* ms (fanin_not_found_wait; 0: the default, fanins.c) */
     int fanin_early;              /* fanin_early: combinators take tentative answers */
+    int chain_forward;            /* chain_forward: continuations ride with invocations */
     zhashx_t *relays;    /* "%llx" relay id -> pm_relay_t (owned) */
     pm_timers_t *relay_timers;
     uint64_t next_relay;
@@ -250,6 +259,10 @@ struct pm_agent {
     uint64_t fanin_early_starts;   /* continuations of combinators started early (place.c) */
     uint64_t fanin_early_kept;     /* ... kept when the combinator settled as expected */
     uint64_t fanin_early_dropped;  /* ... dropped: it settled otherwise, or never here */
+    uint64_t chain_forwarded; /* continuations handed on with an invocation (place.c) */
+    uint64_t chain_started;   /* ... started here on a result, for the member that placed them */
+    uint64_t chain_kept;      /* ... kept when their source settled with that result */
+    uint64_t chain_dropped;   /* ... dropped: not started, or the source settled otherwise */
     uint64_t refused_not_served; /* peer requests on spaces we do not serve */
     uint64_t held_expired;       /* held replies answered at their await's timeout */
     zhashx_t *sessions;  /* key -> pm_session_t (owned) */

@@ -52,6 +52,7 @@ typedef struct pm_config {
     int64_t sub_resend;             /* ms between resends of an unanswered subscription */
     int64_t fanin_not_found_wait;   /* ms a combinator waits for a missing input to appear */
     bool fanin_early;               /* start a combinator's continuation on tentative inputs */
+    bool chain_forward;             /* hand a chain's continuations on with an invocation */
     char *data_dir;                 /* WAL directory; NULL: nothing survives a restart */
     int fsync;                      /* 0 always, 1 batch, 2 never (pm_fsync_mode_t) */
     int64_t retention;              /* ms a settled promise is kept */

@@ -123,6 +123,13 @@ const s_key_t pm_config_keys[] = {
      .doc = "start a combinator's continuation on its inputs' outcomes before they are "
             "durable (its result waits until they are); false: one mesh message per input, "
             "the continuation starts one replication round trip later"},
+    /* true: an invocation placed on a member carries the continuations
+     * chained after its target; the member starts each on the previous
+     * one's result if one of its workers serves it (place.c). */
+    {.key = "chain_forward", .type = S_BOOL, .offset = S_AT(chain_forward), .def = "true",
+     .doc = "hand the continuations chained after an invocation's target on with it, so the "
+            "member running it starts the next step on its result without a round trip to "
+            "the owner (results still settle only through the owner)"},
     {.key = "data_dir", .type = S_STRING, .offset = S_AT(data_dir), .meta = "DIR",
      .doc = "directory of the write-ahead log; unset: promises do not survive a restart"},
     /* batch: an acknowledgement waits for the fsync that covers it, and one

@@ -26,6 +26,10 @@
  *       is held again from the current position if R2 still holds, else
  *       dropped.
  *   R4. A placement whose spaces are not served here is not made.
+ *   R6. R3 holds only a result whose source is in another space (or not
+ *       known): a result whose source is in its target's space is applied
+ *       at once (d->same_space), as the target's settle record then follows
+ *       the source's in this agent's one stream (below).
  *   R5. Once R2 and R3 have held together for a placement whose source is
  *       in another space (its position covered while this agent served
  *       both spaces in their epochs), the source's half of R2 has done its
@@ -53,6 +57,22 @@
  * is covered is still dropped (the source's settle may be lost with the
  * move); that case is not covered by R5.
  *
+ * Why R6 is safe (issue 16: a chain step no longer waits for a durability
+ * round). A source in the target's space is one this agent serves, so its
+ * settle is a record of this agent's journal and replication stream: written
+ * when it settled here, or streamed as part of the space's state when the
+ * space was taken over or resumed here (takeover.c; a backup counts only
+ * once it holds the state), in either case before a result placed from it
+ * can arrive. The target's settle is a record appended after it in the same
+ * stream, which the WAL and every backup hold as a prefix (a backup that
+ * misses a record asks for the whole state rather than acknowledge over a
+ * hole). So whatever holds the target's settle holds the source's: nothing
+ * shows the target (replies and answers are held until its own record is
+ * covered) before the outcome it was computed from is durable here and at
+ * the counted backups, and a next owner that lacks the source's settle lacks
+ * the target's too and runs the continuation from its copy. A source in
+ * another space may move with its own history (R5), so its result waits.
+ *
  * Why no target is settled from an outcome the space's next owner does not
  * hold: a target is settled here only by R1-R3, so at that moment this
  * agent serves the spaces in the placement's epoch and the source's settle
@@ -78,6 +98,7 @@
 #include "relay.h"
 #include "requests.h"
 #include "steptrace.h"
+#include "thens.h"
 
 /* Whether this agent serves id's space; *epoch gets its epoch (0 without a
  * mesh: a single agent serves everything it holds). */
@@ -187,20 +208,29 @@ static int
 s_adopt(pm_agent_t *self, pm_deleg_t *d, const char *function, const uint8_t *input,
         size_t len, uint64_t epoch, const char *src_space, uint64_t src_epoch)
 {
-    int same = strcmp(d->function, function) == 0 && d->input_len == len &&
+    int same = (!d->chained || d->input_known) && strcmp(d->function, function) == 0 &&
+               d->input_len == len &&
                (!len || memcmp(d->input, input, len) == 0) && d->epoch == epoch &&
                !d->src_space == !src_space &&
                (!src_space || (strcmp(d->src_space, src_space) == 0 && d->src_epoch == src_epoch));
     if (!same) {
-        self->fanin_early_dropped++;
+        if (d->chained)
+            self->chain_dropped++;
+        else
+            self->fanin_early_dropped++;
         pm_log(PM_LOG_DEBUG, "PM-EARLY-DROPPED", d->target,
-               "%s started early on a guess its source's outcome did not confirm: started again",
-               d->function);
+               "%s %s: started again", d->function,
+               d->chained && !d->input_known
+                   ? "was handed on with the invocation of its source but not started there"
+                   : "started early on a guess its source's outcome did not confirm");
         pm_place_deleg_unlink(self, d);
         pm_place_deleg_free(d);
         return 0;
     }
-    self->fanin_early_kept++;
+    if (d->chained)
+        self->chain_kept++;
+    else
+        self->fanin_early_kept++;
     d->early = 0;
     if (self->journal) {
         d->pos = pm_journal_pos(self->journal);
@@ -223,11 +253,12 @@ s_adopt(pm_agent_t *self, pm_deleg_t *d, const char *function, const uint8_t *in
 
 /* Sends d to member node; 0, or -1 if it cannot be sent. */
 static int
-s_send_invoke(pm_agent_t *self, pm_deleg_t *d, const char *node)
+s_send_invoke(pm_agent_t *self, pm_deleg_t *d, const char *node, const pm_wire_step_t *steps,
+              size_t n_steps)
 {
     pm_msg_t m = {.type = PM_MSG_INVOKE, .invocation_id = d->inv_id, .function = d->function,
                   .value = d->input, .value_len = d->input_len, .target_id = d->target,
-                  .attempt = 1};
+                  .attempt = 1, .steps = steps, .step_count = n_steps};
     PM_STEPTRACE_MARK("inv_send", d->input, d->input_len);
     if (pm_mesh_send(self->mesh, node, &m) != 0)
         return -1;
@@ -236,6 +267,169 @@ s_send_invoke(pm_agent_t *self, pm_deleg_t *d, const char *node)
     d->sent_at = self->now_mono;
     pm_log_debug("PM-INVOKE-PLACED", "%s for %s placed on %s", d->function, d->target, node);
     return 0;
+}
+
+/* A copy of a result's len bytes, NUL-terminated (a reason is read as a
+ * string). */
+static uint8_t *
+s_result_copy(const void *data, size_t len, const char *what)
+{
+    uint8_t *b = pm_xmalloc(len + 1, what);
+    if (len)
+        memcpy(b, data, len);
+    b[len] = 0;
+    return b;
+}
+
+/* A placed invocation of function on input for pending q, in q's space's
+ * epoch, linked and watching q (the caller sets how it is guarded). */
+static pm_deleg_t *
+s_deleg_new(pm_agent_t *self, pm_prom_t *q, const char *function, const uint8_t *input,
+            size_t len, uint64_t epoch)
+{
+    size_t tlen = strlen(q->id);
+    pm_deleg_t *d = pm_xcalloc(1, sizeof *d + tlen + 1, "placed invocation");
+    memcpy(d->target, q->id, tlen + 1);
+    d->agent = self;
+    d->function = pm_xstrdup(function, "placed invocation");
+    if (len) {
+        d->input = pm_xmalloc(len, "placed invocation");
+        memcpy(d->input, input, len);
+    }
+    d->input_len = len;
+    /* Unique across this agent's runs: a result of a previous run's
+     * invocation finds no record (R1). */
+    char iid[PM_WIRE_MAX_NAME + 48];
+    if (!self->next_deleg)
+        self->next_deleg = self->generation << 32;
+    pm_id_tagged(iid, sizeof iid, self->space, 'd', ++self->next_deleg);
+    d->inv_id = pm_xstrdup(iid, "placed invocation");
+    d->epoch = epoch;
+    d->sent_at = self->now_mono;
+    pm_store_watch(q, &d->watch, s_deleg_done);
+    d->next = self->delegs;
+    if (self->delegs)
+        self->delegs->prev = d;
+    self->delegs = d;
+    return d;
+}
+
+/* ---- chain forwarding (issue 16) ------------------------------------------
+ *
+ * A chain step used to be two round trips: the owner invokes f on a member,
+ * the member's worker answers, the result goes back to the owner, the
+ * owner's then fires and invokes the next function on a member. Now an
+ * invocation placed on a member carries the continuations chained after its
+ * target (the thens on it, and on their targets, in the same space, up to
+ * PM_WIRE_MAX_STEPS), each with an invocation id minted here; the member
+ * starts each one whose function one of its own workers serves as soon as
+ * its source's invocation resolves, and says so with that result. Here each
+ * is a placement started early (like a combinator's, pm_place_early) whose
+ * input is learned from that result: when its source settles and its then
+ * places exactly that (same function, that value as input, same epoch), the
+ * member's invocation stands for it (s_adopt) and its result goes through
+ * the guard (R1-R6: to this agent only, from that member only, in the
+ * space's epoch); otherwise it is dropped and the then places anew. So the
+ * member never settles anything: the owner still applies every step, in
+ * order, and a member that dies or an owner that moves loses only work. */
+typedef struct s_chain {
+    pm_agent_t *self;
+    const char *node;
+    size_t n;
+    pm_wire_step_t steps[PM_WIRE_MAX_STEPS];
+    pm_deleg_t *made[PM_WIRE_MAX_STEPS];
+} s_chain_t;
+
+static void
+s_chain_each(void *arg, const char *source, const char *function, const char *target)
+{
+    s_chain_t *c = arg;
+    pm_agent_t *self = c->self;
+    if (c->n == PM_WIRE_MAX_STEPS || !function || !pm_id_same_space(source, target))
+        return;
+    pm_prom_t *q = pm_store_get(self->store, target);
+    char space[PM_WIRE_MAX_NAME + 1];
+    uint64_t epoch;
+    if (!q || q->state != PM_STATE_PENDING || s_early_of(q) ||
+        !s_serves(self, target, space, sizeof space, &epoch))
+        return;
+    pm_deleg_t *d = s_deleg_new(self, q, function, NULL, 0, epoch);
+    d->early = d->chained = d->same_space = 1;
+    snprintf(d->node, sizeof d->node, "%s", c->node);
+    c->steps[c->n] = (pm_wire_step_t){.source = source, .function = d->function,
+                                      .target_id = d->target, .invocation_id = d->inv_id};
+    c->made[c->n++] = d;
+}
+
+/* Sends d to member node, with the continuations chained after its target
+ * when chain is set; 0, or -1 if it cannot be sent. */
+static int
+s_send_placed(pm_agent_t *self, pm_deleg_t *d, const char *node, int chain)
+{
+    s_chain_t c = {.self = self, .node = node};
+    pm_prom_t *q = chain ? pm_store_get(self->store, d->target) : NULL;
+    if (q) {
+        pm_then_each_on(q, s_chain_each, &c);
+        for (size_t i = 0; i < c.n && c.n < PM_WIRE_MAX_STEPS; i++) {
+            pm_prom_t *t = pm_store_get(self->store, c.steps[i].target_id);
+            if (t)
+                pm_then_each_on(t, s_chain_each, &c);
+        }
+    }
+    if (s_send_invoke(self, d, node, c.steps, c.n) == 0) {
+        self->chain_forwarded += c.n;
+        return 0;
+    }
+    for (size_t i = 0; i < c.n; i++) {
+        pm_place_deleg_unlink(self, c.made[i]);
+        pm_place_deleg_free(c.made[i]);
+    }
+    return -1;
+}
+
+/* The member that ran an invocation we placed started some of the
+ * continuations handed on with it on its result (data, len): that result
+ * is their input. */
+static void
+s_chain_started(pm_agent_t *self, const char *from, const pm_msg_t *m, const void *data,
+                size_t len)
+{
+    for (size_t i = 0; i < m->step_count; i++) {
+        pm_deleg_t *d = s_find(self, m->steps[i].target_id, m->steps[i].invocation_id);
+        if (!d || !d->chained || d->input_known || strcmp(d->node, from) != 0)
+            continue;
+        free(d->input);
+        d->input = NULL;
+        if (len)
+            d->input = s_result_copy(data, len, "placed invocation");
+        d->input_len = len;
+        d->input_known = 1;
+        d->sent_at = self->now_mono;
+    }
+}
+
+/* A member's side: the invocation of origin resolved with data: starts the
+ * continuations handed on with it whose source is target and whose function
+ * a local worker serves (their results go to the same placer); fills
+ * started with them and returns how many. */
+static size_t
+s_chain_start(pm_agent_t *self, const pm_workers_origin_t *origin, const char *target,
+              const void *data, size_t len, pm_wire_step_t *started)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < origin->n_next && self->chain_forward; i++) {
+        const pm_wire_step_t *st = &origin->next[i];
+        if (strcmp(st->source, target) != 0 || !pm_workers_serves(self->workers, st->function))
+            continue;
+        pm_workers_origin_t o = {.node = origin->node, .inv_id = st->invocation_id,
+                                 .next = origin->next + i + 1, .n_next = origin->n_next - i - 1};
+        if (pm_workers_invoke(self->workers, st->function, data, len, st->target_id, &o) != PM_OK)
+            continue;
+        self->chain_started++;
+        started[n++] = (pm_wire_step_t){.target_id = st->target_id,
+                                        .invocation_id = st->invocation_id};
+    }
+    return n;
 }
 
 /* Runs function on input to settle target, guarded as the header says;
@@ -277,41 +471,20 @@ s_place(pm_agent_t *self, const char *source, const char *function, const uint8_
                "%s started before its source %s settled, on its expected outcome", function,
                source ? source : "?");
     }
-    size_t tlen = strlen(target);
-    pm_deleg_t *d = pm_xcalloc(1, sizeof *d + tlen + 1, "placed invocation");
-    memcpy(d->target, target, tlen + 1);
-    d->agent = self;
-    d->function = pm_xstrdup(function, "placed invocation");
-    d->input = pm_xmalloc(len, "placed invocation");
-    if (len)
-        memcpy(d->input, input, len);
-    d->input_len = len;
-    /* Unique across this agent's runs: a result of a previous run's
-     * invocation finds no record (R1). */
-    char iid[PM_WIRE_MAX_NAME + 48];
-    if (!self->next_deleg)
-        self->next_deleg = self->generation << 32;
-    pm_id_tagged(iid, sizeof iid, self->space, 'd', ++self->next_deleg);
-    d->inv_id = pm_xstrdup(iid, "placed invocation");
+    pm_deleg_t *d = s_deleg_new(self, q, function, input, len, epoch);
     d->early = early;
     if (self->journal && !early)
         d->pos = pm_journal_pos(self->journal);
-    d->epoch = epoch;
+    d->same_space = source && pm_id_same_space(source, target);
     if (src_other) {
         d->src_space = pm_xstrdup(sspace, "placed invocation");
         d->src_epoch = sepoch;
     }
-    d->sent_at = self->now_mono;
-    pm_store_watch(q, &d->watch, s_deleg_done);
-    d->next = self->delegs;
-    if (self->delegs)
-        self->delegs->prev = d;
-    self->delegs = d;
     if (d->src_space && self->journal && !early)
         s_src_watch(self, d); /* R5 (an early one's starts when it is adopted) */
     if (self->mesh && !pm_workers_serves(self->workers, function)) {
         const char *node = pm_mesh_place(self->mesh, function);
-        if (node && s_send_invoke(self, d, node) == 0)
+        if (node && s_send_placed(self, d, node, !early && self->chain_forward) == 0)
             return;
     }
     pm_workers_origin_t o = {.node = NULL, .inv_id = d->inv_id};
@@ -357,18 +530,6 @@ s_apply(pm_agent_t *self, pm_deleg_t *d, int state, const void *data, size_t len
     }
     /* (d is freed by now if the target settled: its watch ran.) */
     (void) err;
-}
-
-/* A copy of a result's len bytes, NUL-terminated (a reason is read as a
- * string). */
-static uint8_t *
-s_result_copy(const void *data, size_t len, const char *what)
-{
-    uint8_t *b = pm_xmalloc(len + 1, what);
-    if (len)
-        memcpy(b, data, len);
-    b[len] = 0;
-    return b;
 }
 
 /* R5: a placement whose source is in another space, waiting for its
@@ -505,7 +666,7 @@ static void
 s_guard(pm_agent_t *self, pm_deleg_t *d, const char *from, int state, const void *data,
         size_t len)
 {
-    if (!self->journal || pm_journal_covered(self->journal, d->pos)) {
+    if (!self->journal || d->same_space || pm_journal_covered(self->journal, d->pos)) {
         s_apply(self, d, state, data, len);
         return;
     }
@@ -538,8 +699,12 @@ pm_place_settle_anywhere(void *arg, const pm_workers_origin_t *origin, const cha
         return PM_ERR_NOT_FOUND;
     if (state == PM_STATE_RESOLVED && len > self->max_value_bytes)
         return PM_ERR_VALUE_TOO_LARGE; /* workers.c rejects the target instead */
+    pm_wire_step_t started[PM_WIRE_MAX_STEPS];
+    size_t n_started = state == PM_STATE_RESOLVED && origin->n_next
+                           ? s_chain_start(self, origin, target, data, len, started)
+                           : 0;
     pm_msg_t m = {.type = PM_MSG_RESULT, .invocation_id = origin->inv_id, .target_id = target,
-                  .ok = state == PM_STATE_RESOLVED};
+                  .ok = state == PM_STATE_RESOLVED, .steps = started, .step_count = n_started};
     char reason[1024];
     if (state == PM_STATE_RESOLVED) {
         m.value = data;
@@ -564,6 +729,8 @@ pm_place_on_result(pm_agent_t *self, const char *from, const pm_msg_t *m)
     const void *data = m->ok ? (const void *) m->value : why;
     size_t len = m->ok ? (m->value ? m->value_len : 0) : strlen(why);
     PM_STEPTRACE_MARK("result_in", data, len);
+    if (m->step_count && m->ok)
+        s_chain_started(self, from, m, data, len);
     s_result(self, from, m->invocation_id, m->target_id, state, data, len);
 }
 
@@ -593,12 +760,13 @@ pm_place_tick(pm_agent_t *self, int64_t mono)
             pm_place_deleg_free(d);
             continue;
         }
-        if (!d->node[0] || d->has_res || mono - d->sent_at < PM_PLACE_RESEND_MS ||
+        if (!d->node[0] || d->has_res || (d->chained && !d->input_known) ||
+            mono - d->sent_at < PM_PLACE_RESEND_MS ||
             !pm_mesh_is_up(self->mesh, d->node))
             continue;
         char node[sizeof d->node];
         snprintf(node, sizeof node, "%s", d->node);
-        if (s_send_invoke(self, d, node) == 0)
+        if (s_send_invoke(self, d, node, NULL, 0) == 0)
             self->inv_resent++;
         d->sent_at = mono;
     }
@@ -615,5 +783,5 @@ pm_place_take_unserved(void *arg, const pm_workers_origin_t *origin, const char 
     if (!d || !s_still_placer(self, d))
         return 1; /* nothing waits for it here any more */
     const char *node = pm_mesh_place(self->mesh, function);
-    return node && s_send_invoke(self, d, node) == 0;
+    return node && s_send_invoke(self, d, node, NULL, 0) == 0;
 }

@@ -99,6 +99,15 @@ enum {
       "event=\"early_kept\"", 1, "")                                                               \
     X(fanin_early_dropped, CORE, "fanin.early_dropped", INT, COUNTER,                             \
       "pmesh_fanin_events_total", "event=\"early_dropped\"", 1, "")                                \
+    X(chain_forwarded, CORE, "chain.forwarded", INT, COUNTER, "pmesh_chain_events_total",         \
+      "event=\"forwarded\"", 1,                                                                    \
+      "Chained continuations: handed on with an invocation, started by the member, kept, dropped.") \
+    X(chain_started, CORE, "chain.started", INT, COUNTER, "pmesh_chain_events_total",             \
+      "event=\"started\"", 1, "")                                                                  \
+    X(chain_kept, CORE, "chain.kept", INT, COUNTER, "pmesh_chain_events_total",                   \
+      "event=\"kept\"", 1, "")                                                                     \
+    X(chain_dropped, CORE, "chain.dropped", INT, COUNTER, "pmesh_chain_events_total",             \
+      "event=\"dropped\"", 1, "")                                                                  \
     X(err_bad_frames, CORE, "errors.bad_frames", INT, COUNTER, "pmesh_errors_total",              \
       "kind=\"bad_frames\"", 1, "Bad frames from clients and replies the agent could not deliver.") \
     X(err_replies_dropped, CORE, "errors.replies_dropped", INT, COUNTER, "pmesh_errors_total",    \

@@ -580,7 +580,10 @@ pm_takeover_on_member(void *arg, pm_mesh_event_t ev, const char *name)
              * otherwise (pmesh-sim seed 8685, V6: g ran on a combinator's
              * guessed rejection, the combinator timed out). Its then places
              * it when the source settles. */
-            self->fanin_early_dropped++;
+            if (d->chained)
+                self->chain_dropped++;
+            else
+                self->fanin_early_dropped++;
             pm_log(PM_LOG_DEBUG, "PM-EARLY-DROPPED", d->target, "%s was started early on %s, "
                    "which is down: placed when its source settles", d->function, name);
             pm_place_deleg_free(d);

@@ -96,6 +96,19 @@ pm_then_early(pm_agent_t *self, pm_prom_t *q, int state, const uint8_t *data, si
     }
 }
 
+size_t
+pm_then_each_on(pm_prom_t *p, pm_then_each_fn *each, void *arg)
+{
+    size_t n = 0;
+    for (pm_watch_t *w = p->watches; w; w = w->next)
+        if (w->fn == s_then_fired) {
+            pm_then_t *t = (pm_then_t *) w;
+            each(arg, p->id, t->function, t->target);
+            n++;
+        }
+    return n;
+}
+
 /* ---- sources served elsewhere ----------------------------------------------
  *
  * A then whose source's id space moved to another agent while its target's

@@ -34,6 +34,11 @@ void pm_then_rthen_add(pm_agent_t *self, const pm_cont_t *c);
  * (place.c, pm_place_early); a continuation that would only reject its
  * target waits for q to settle. */
 void pm_then_early(pm_agent_t *self, pm_prom_t *q, int state, const uint8_t *data, size_t len);
+/* Calls each(arg, source, function, target) for every then watching
+ * pending p (its function is what runs when p resolves); returns how many. */
+typedef void(pm_then_each_fn)(void *arg, const char *source, const char *function,
+                              const char *target);
+size_t pm_then_each_on(pm_prom_t *p, pm_then_each_fn *each, void *arg);
 /* The id space of prefix moved to another agent: the thens on a source in
  * it whose targets we still serve subscribe to the source at its new owner
  * instead of watching our passive copy (thens.c). */

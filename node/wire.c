@@ -195,6 +195,23 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
     }
     size_t lused = 0;
     void *scratch_swim = NULL;
+    Pmesh__ChainStep *sstore = NULL, **sptrs = NULL;
+    if (m->step_count && (m->type == PM_MSG_INVOKE || m->type == PM_MSG_RESULT)) {
+        sstore = malloc(m->step_count * (sizeof *sstore + sizeof *sptrs));
+        if (!sstore) {
+            free(scratch);
+            return NULL;
+        }
+        sptrs = (Pmesh__ChainStep **) (sstore + m->step_count);
+        for (size_t i = 0; i < m->step_count; i++) {
+            pmesh__chain_step__init(&sstore[i]);
+            sstore[i].source = s_str(m->steps[i].source);
+            sstore[i].function = s_str(m->steps[i].function);
+            sstore[i].target_id = s_str(m->steps[i].target_id);
+            sstore[i].invocation_id = s_str(m->steps[i].invocation_id);
+            sptrs[i] = &sstore[i];
+        }
+    }
     long buf_len = 0;
     Pmesh__Replicate repl = PMESH__REPLICATE__INIT;
     Pmesh__ReplicateAck rack = PMESH__REPLICATE_ACK__INIT;
@@ -297,6 +314,8 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         invoke.input.len = m->value ? m->value_len : 0;
         invoke.target_id = s_str(m->target_id);
         invoke.attempt = m->attempt;
+        invoke.n_next = sptrs ? m->step_count : 0;
+        invoke.next = sptrs;
         break;
     case PM_MSG_RESULT:
         env.body_case = PMESH__ENVELOPE__BODY_RESULT;
@@ -307,6 +326,8 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         result.value.len = m->value ? m->value_len : 0;
         result.reason = s_str(m->reason);
         result.target_id = s_str(m->target_id);
+        result.n_started = sptrs ? m->step_count : 0;
+        result.started = sptrs;
         break;
     case PM_MSG_MEMBERS:
         env.body_case = PMESH__ENVELOPE__BODY_MEMBERS;
@@ -399,6 +420,7 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         break;
     default:
         free(scratch);
+        free(sstore);
         return NULL;
     }
     (void) buf_len;
@@ -408,6 +430,7 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         *len = pmesh__envelope__pack(&env, buf);
     free(scratch);
     free(scratch_swim);
+    free(sstore);
     free(recs);
     return buf;
 }
@@ -509,6 +532,30 @@ s_labels_in(s_priv_t *pv, Pmesh__Label **in, size_t n, const pm_label_t **out)
         l[i].value = in[i]->value;
     }
     *out = l;
+    return 0;
+}
+
+/* Chained continuations of an invoke (full: every field named) or those
+ * started on a result (target and invocation id). */
+static int
+s_steps_in(s_priv_t *pv, Pmesh__ChainStep **in, size_t n, int full, pm_msg_t *m)
+{
+    if (n > PM_WIRE_MAX_STEPS)
+        return -1;
+    pm_wire_step_t *st = n ? s_alloc(pv, n * sizeof *st) : NULL;
+    if (n && !st)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const Pmesh__ChainStep *c = in[i];
+        if (!*c->target_id || !*c->invocation_id || !s_name_ok(c->target_id) ||
+            !s_name_ok(c->invocation_id) || !s_name_ok(c->source) || !s_name_ok(c->function) ||
+            (full && (!*c->source || !*c->function)))
+            return -1;
+        st[i] = (pm_wire_step_t){.source = s_opt(c->source), .function = s_opt(c->function),
+                                 .target_id = c->target_id, .invocation_id = c->invocation_id};
+    }
+    m->steps = st;
+    m->step_count = n;
     return 0;
 }
 
@@ -683,6 +730,8 @@ s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
         m->value_len = env->invoke->input.len;
         m->target_id = env->invoke->target_id;
         m->attempt = env->invoke->attempt;
+        if (s_steps_in(pv, env->invoke->next, env->invoke->n_next, 1, m) != 0)
+            return -1;
         return s_name_ok(m->invocation_id) && s_name_ok(m->function) && s_name_ok(m->target_id)
                    ? 0
                    : -1;
@@ -694,6 +743,8 @@ s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
         m->value_len = env->result->value.len;
         m->reason = env->result->reason;
         m->target_id = s_opt(env->result->target_id);
+        if (s_steps_in(pv, env->result->started, env->result->n_started, 0, m) != 0)
+            return -1;
         return s_name_ok(m->invocation_id) && (!m->target_id || s_name_ok(m->target_id)) ? 0
                                                                                        : -1;
     case PMESH__ENVELOPE__BODY_MEMBERS:

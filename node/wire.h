@@ -74,6 +74,18 @@ typedef struct pm_wire_promise {
     const pm_label_t *labels;
 } pm_wire_promise_t;
 
+/* At most this many continuations ride with one invocation (place.c). */
+#define PM_WIRE_MAX_STEPS 32
+
+/* A continuation chained after an invocation's target (invoke), or one
+ * started on its result (result: target_id and invocation_id). */
+typedef struct pm_wire_step {
+    const char *source;
+    const char *function;
+    const char *target_id;
+    const char *invocation_id;
+} pm_wire_step_t;
+
 typedef struct pm_msg {
     pm_msg_type_t type;
     uint64_t req_id;
@@ -110,6 +122,8 @@ typedef struct pm_msg {
     const char *invocation_id; /* invoke, result */
     const char *target_id;     /* invoke */
     uint32_t attempt;          /* invoke */
+    size_t step_count;         /* invoke, agent -> agent: continuations chained after */
+    const pm_wire_step_t *steps; /* target_id; result: those started on it (place.c) */
     int ok;                    /* result */
     uint64_t session;          /* ping; hello reply */
     const char *client_name;   /* hello */

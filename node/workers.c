@@ -48,6 +48,8 @@ struct s_inv {
     char *origin_node; /* NULL: placed here */
     char *origin_inv;  /* NULL: none */
     char *key;         /* in pm_workers.targets: origin (node/id), or the target */
+    pm_wire_step_t *steps; /* the origin's chained continuations (one block) */
+    size_t n_steps;
     uint32_t attempt;
     s_worker_t *worker; /* NULL while queued */
     s_inv_t *next, *prev; /* queue or worker's held list */
@@ -66,6 +68,31 @@ struct pm_workers {
     pm_workers_stats_t stats;
 };
 
+/* One block: the steps, then their strings. */
+static pm_wire_step_t *
+s_steps_copy(const pm_wire_step_t *in, size_t n)
+{
+    size_t bytes = n * sizeof *in;
+    for (size_t i = 0; i < n; i++)
+        bytes += strlen(in[i].source) + strlen(in[i].function) + strlen(in[i].target_id) +
+                 strlen(in[i].invocation_id) + 4;
+    pm_wire_step_t *out = pm_xmalloc(bytes, "chained continuations");
+    char *at = (char *) (out + n);
+    for (size_t i = 0; i < n; i++) {
+        const char *src[4] = {in[i].source, in[i].function, in[i].target_id, in[i].invocation_id};
+        const char *dst[4];
+        for (int k = 0; k < 4; k++) {
+            size_t len = strlen(src[k]) + 1;
+            memcpy(at, src[k], len);
+            dst[k] = at;
+            at += len;
+        }
+        out[i] = (pm_wire_step_t){.source = dst[0], .function = dst[1], .target_id = dst[2],
+                                  .invocation_id = dst[3]};
+    }
+    return out;
+}
+
 static void
 s_inv_free(s_inv_t **inv_p)
 {
@@ -78,6 +105,7 @@ s_inv_free(s_inv_t **inv_p)
     free(inv->origin_node);
     free(inv->origin_inv);
     free(inv->key);
+    free(inv->steps);
     free(inv);
     *inv_p = NULL;
 }
@@ -351,6 +379,10 @@ pm_workers_invoke(pm_workers_t *self, const char *function, const uint8_t *input
         inv->origin_node = pm_xstrdup(onode, "invocation");
     if (oinv)
         inv->origin_inv = pm_xstrdup(oinv, "invocation");
+    if (origin && origin->n_next) {
+        inv->steps = s_steps_copy(origin->next, origin->n_next);
+        inv->n_steps = origin->n_next;
+    }
     inv->input = pm_xmalloc(len, "invocation");
     if (len)
         memcpy(inv->input, input, len);
@@ -391,7 +423,8 @@ pm_workers_result(pm_workers_t *self, void *who, const pm_msg_t *r)
     s_worker_t *w = inv->worker;
     s_release(self, inv);
     int err;
-    pm_workers_origin_t o = {.node = inv->origin_node, .inv_id = inv->origin_inv};
+    pm_workers_origin_t o = {.node = inv->origin_node, .inv_id = inv->origin_inv,
+                             .next = inv->steps, .n_next = inv->n_steps};
     const char *fn = inv->func->name;
     if (r->ok) {
         self->stats.completed++;

@@ -27,6 +27,10 @@ typedef struct pm_workers pm_workers_t;
 typedef struct pm_workers_origin {
     const char *node;
     const char *inv_id;
+    /* Continuations the placer chained after the target (place.c): kept
+     * with the invocation and handed back with its result. */
+    const pm_wire_step_t *next;
+    size_t n_next;
 } pm_workers_origin_t;
 
 /* What the worker table needs from its owner: sending to a worker session,
