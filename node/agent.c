@@ -279,8 +279,9 @@ pm_agent_on_peer_message(void *arg, const char *from, pm_msg_t *m)
         }
     } else if (m->type == PM_MSG_INVOKE) {
         /* Its result goes back to `from`, who placed it (place.c). */
-        pm_workers_origin_t o = {.node = from, .inv_id = m->invocation_id, .next = m->steps,
-                                 .n_next = m->step_count};
+        pm_workers_origin_t o = {.node = from, .inv_id = m->invocation_id,
+                                 .next = self->chain_forward ? m->steps : NULL,
+                                 .n_next = self->chain_forward ? m->step_count : 0};
         int err = pm_workers_invoke(self->workers, m->function, m->value, m->value_len,
                                     m->target_id, &o);
         if (err)

@@ -103,7 +103,6 @@ s_new(const pm_config_t *cfg, const char *node, const char *socket_path, void *s
     /* Session ids differ from the last run's (a worker that reconnects to a
      * restarted agent tells its new session from the old one by its id:
      * pm_worker_session). */
-    self->next_session = ((uint64_t) self->started_real & 0xfffff) << 24;
     pm_agent_clock(self);
 
     pm_store_limits_t limits = {.max_value_bytes = self->max_value_bytes,
@@ -159,6 +158,10 @@ s_new(const pm_config_t *cfg, const char *node, const char *socket_path, void *s
             goto fail;
         }
         self->generation = st.generation + 1;
+        /* Session ids differ from the last run's, so a worker that
+         * reconnects tells its new session from the old one by its id
+         * (pm_worker_session); small, as leases carry them. */
+        self->next_session = (self->generation - 1) % 4096 * 65536;
     }
     int coordinated = replicated && cfg->coordination && *cfg->coordination;
     uint64_t boot = 0;

@@ -78,6 +78,17 @@ typedef struct s_idset {
     size_t cap, n, used; /* used: live + deleted */
 } s_idset_t;
 
+/* Continuations the agent handed on with an invocation this worker holds
+ * (chain forwarding, proto/PROTOCOL.md 7a): when the invocation resolves,
+ * each whose source is its target and whose function this worker serves
+ * is started here at once, on the result, without waiting for the agent. */
+typedef struct s_chain {
+    struct s_chain *next;
+    char *inv_id;
+    pm_wire_step_t *steps; /* one block (pm_wire_steps_copy) */
+    size_t n;
+} s_chain_t;
+
 struct pm_client {
     void *ctx;
     void *sock;    /* NULL while disconnected */
@@ -100,6 +111,7 @@ struct pm_client {
     pthread_t pinger;
     int pinger_running;
     void *pinger_ctl; /* inproc PAIR: any message stops the pinger */
+    s_chain_t *chains; /* workers: continuations handed on (few: one per held invocation) */
     /* workers: what to register again after a reconnect */
     char **functions;
     size_t function_count;
@@ -113,6 +125,7 @@ struct pm_client {
 struct pm_worker {
     pm_client_t *client;
 };
+
 
 /* ---- request ids awaiting replies ----------------------------------------- */
 
@@ -347,6 +360,111 @@ pm_invocation_destroy(pm_invocation_t **self_p)
     *self_p = NULL;
 }
 
+static void
+s_chain_free(s_chain_t *ch)
+{
+    free(ch->inv_id);
+    free(ch->steps);
+    free(ch);
+}
+
+static void
+s_chains_clear(pm_client_t *self)
+{
+    while (self->chains) {
+        s_chain_t *ch = self->chains;
+        self->chains = ch->next;
+        s_chain_free(ch);
+    }
+}
+
+/* Keeps the continuations handed on with invocation inv_id. */
+static void
+s_chain_add(pm_client_t *self, const char *inv_id, const pm_wire_step_t *steps, size_t n)
+{
+    s_chain_t *ch = calloc(1, sizeof *ch);
+    if (!ch)
+        return; /* not started here then: the agent starts them */
+    ch->inv_id = strdup(inv_id);
+    ch->steps = pm_wire_steps_copy(steps, n);
+    ch->n = n;
+    if (!ch->inv_id || !ch->steps) {
+        s_chain_free(ch);
+        return;
+    }
+    ch->next = self->chains;
+    self->chains = ch;
+}
+
+/* Takes the continuations handed on with invocation inv_id off the list
+ * (NULL: none). */
+static s_chain_t *
+s_chain_take(pm_client_t *self, const char *inv_id)
+{
+    for (s_chain_t **at = &self->chains; *at; at = &(*at)->next)
+        if (strcmp((*at)->inv_id, inv_id) == 0) {
+            s_chain_t *ch = *at;
+            *at = ch->next;
+            return ch;
+        }
+    return NULL;
+}
+
+static int
+s_serves(const pm_client_t *self, const char *function)
+{
+    for (size_t i = 0; i < self->function_count; i++)
+        if (strcmp(self->functions[i], function) == 0)
+            return 1;
+    return 0;
+}
+
+/* inv resolved with value: queues, for pm_worker_next, each continuation
+ * handed on with it that this worker serves and whose source is inv's
+ * target (under the placer's invocation id, with the steps after it), and
+ * fills started with them (the Result says so, and the agent takes them as
+ * held by this worker). Returns how many. */
+static size_t
+s_chain_start(pm_client_t *self, const pm_invocation_t *inv, const void *value, size_t len,
+              pm_wire_step_t *started, size_t cap)
+{
+    s_chain_t *ch = s_chain_take(self, inv->invocation_id);
+    if (!ch)
+        return 0;
+    size_t n = 0;
+    for (size_t i = 0; i < ch->n && n < cap; i++) {
+        const pm_wire_step_t *st = &ch->steps[i];
+        if (strcmp(st->source, inv->target_id) != 0 || !s_serves(self, st->function))
+            continue;
+        pm_invocation_t *x = calloc(1, sizeof *x);
+        if (!x)
+            continue;
+        x->invocation_id = strdup(st->invocation_id);
+        x->function = strdup(st->function);
+        x->target_id = strdup(st->target_id);
+        x->input = malloc(len + 1);
+        if (x->input) {
+            if (len)
+                memcpy(x->input, value, len);
+            x->input[len] = 0;
+        }
+        x->input_len = len;
+        x->attempt = 1;
+        x->session = self->session;
+        if (!x->invocation_id || !x->function || !x->target_id || !x->input ||
+            s_push(&self->invocations, x) != 0) {
+            pm_invocation_destroy(&x);
+            continue;
+        }
+        if (i + 1 < ch->n)
+            s_chain_add(self, st->invocation_id, ch->steps + i + 1, ch->n - i - 1);
+        started[n++] = (pm_wire_step_t){.target_id = x->target_id,
+                                        .invocation_id = x->invocation_id};
+    }
+    s_chain_free(ch);
+    return n;
+}
+
 /* ---- sending and receiving ------------------------------------------------ */
 
 static void
@@ -457,6 +575,7 @@ s_lost(pm_client_t *self, const char *why)
     void *inv;
     while ((inv = s_pop(&self->invocations)))
         pm_invocation_destroy((pm_invocation_t **) &inv);
+    s_chains_clear(self);
     s_set_error(self, PM_ERR_UNREACHABLE, why);
     if (!self->connecting) { /* (a connection lost while connecting backs off) */
         self->retry_at = pm_mono_ms();
@@ -535,8 +654,12 @@ s_accept(pm_client_t *self, const pm_msg_t *m)
         inv->attempt = m->attempt;
         inv->session = self->session;
         if (!inv->invocation_id || !inv->function || !inv->target_id || !inv->input ||
-            s_push(&self->invocations, inv) != 0)
+            s_push(&self->invocations, inv) != 0) {
             pm_invocation_destroy(&inv);
+            return;
+        }
+        if (m->step_count && self->functions)
+            s_chain_add(self, inv->invocation_id, m->steps, m->step_count);
         return;
     }
     if (m->type != PM_MSG_REPLY)
@@ -975,6 +1098,7 @@ pm_client_destroy(pm_client_t **self_p)
         pm_result_destroy((pm_result_t **) &r);
     while ((r = s_pop(&self->invocations)))
         pm_invocation_destroy((pm_invocation_t **) &r);
+    s_chains_clear(self);
     free(self->results.items);
     free(self->invocations.items);
     free(self->outstanding.slots);
@@ -1596,12 +1720,21 @@ s_answer(pm_worker_t *self, const pm_invocation_t *inv, int ok, const void *valu
         s_set_error(c, PM_ERR_NOT_HOLDER, "the invocation came on a session that has ended");
         return PM_ERR_NOT_HOLDER;
     }
+    pm_wire_step_t started[PM_WIRE_MAX_STEPS];
+    size_t n_started = 0;
+    s_chain_t *ch;
+    if (ok && (!c->max_value || len <= c->max_value))
+        n_started = s_chain_start(c, inv, value, value ? len : 0, started, PM_WIRE_MAX_STEPS);
+    else if ((ch = s_chain_take(c, inv->invocation_id)))
+        s_chain_free(ch); /* failed (or too large to start anything on) */
     pm_msg_t m = {.type = PM_MSG_RESULT,
                   .invocation_id = inv->invocation_id,
                   .ok = ok,
                   .value = value,
                   .value_len = value ? len : 0,
-                  .reason = reason};
+                  .reason = reason,
+                  .steps = started,
+                  .step_count = n_started};
     if (wait)
         return s_call(c, &m, 0, S_CALL_TIMEOUT_MS, NULL);
     /* Not waited for: sent with req_id 0, which the agent does not answer

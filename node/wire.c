@@ -862,6 +862,36 @@ pm_wire_decode(const void *buf, size_t len, pm_msg_t *m)
     return PM_OK;
 }
 
+pm_wire_step_t *
+pm_wire_steps_copy(const pm_wire_step_t *in, size_t n)
+{
+    size_t bytes = n * sizeof *in;
+    for (size_t i = 0; i < n; i++) {
+        const char *f[4] = {in[i].source, in[i].function, in[i].target_id, in[i].invocation_id};
+        for (int k = 0; k < 4; k++)
+            bytes += f[k] ? strlen(f[k]) + 1 : 0;
+    }
+    pm_wire_step_t *out = malloc(bytes ? bytes : 1);
+    if (!out)
+        return NULL;
+    char *at = (char *) (out + n);
+    for (size_t i = 0; i < n; i++) {
+        const char *f[4] = {in[i].source, in[i].function, in[i].target_id, in[i].invocation_id};
+        const char *g[4] = {NULL, NULL, NULL, NULL};
+        for (int k = 0; k < 4; k++) {
+            if (!f[k])
+                continue;
+            size_t len = strlen(f[k]) + 1;
+            memcpy(at, f[k], len);
+            g[k] = at;
+            at += len;
+        }
+        out[i] = (pm_wire_step_t){.source = g[0], .function = g[1], .target_id = g[2],
+                                  .invocation_id = g[3]};
+    }
+    return out;
+}
+
 void
 pm_wire_release(pm_msg_t *m)
 {

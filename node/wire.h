@@ -229,6 +229,10 @@ typedef struct pm_rec {
 
 /* Packs a record; caller frees. */
 uint8_t *pm_wire_rec_encode(const pm_rec_t *rec, size_t *len);
+/* A copy of n steps in one malloc'd block (the strings after the array;
+ * NULL fields stay NULL); NULL when out of memory. free() releases it. */
+pm_wire_step_t *pm_wire_steps_copy(const pm_wire_step_t *steps, size_t n);
+
 /* Unpacks and validates; pointers borrow until pm_wire_rec_release. */
 int pm_wire_rec_decode(const void *buf, size_t len, pm_rec_t *rec);
 void pm_wire_rec_release(pm_rec_t *rec);

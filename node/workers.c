@@ -68,31 +68,6 @@ struct pm_workers {
     pm_workers_stats_t stats;
 };
 
-/* One block: the steps, then their strings. */
-static pm_wire_step_t *
-s_steps_copy(const pm_wire_step_t *in, size_t n)
-{
-    size_t bytes = n * sizeof *in;
-    for (size_t i = 0; i < n; i++)
-        bytes += strlen(in[i].source) + strlen(in[i].function) + strlen(in[i].target_id) +
-                 strlen(in[i].invocation_id) + 4;
-    pm_wire_step_t *out = pm_xmalloc(bytes, "chained continuations");
-    char *at = (char *) (out + n);
-    for (size_t i = 0; i < n; i++) {
-        const char *src[4] = {in[i].source, in[i].function, in[i].target_id, in[i].invocation_id};
-        const char *dst[4];
-        for (int k = 0; k < 4; k++) {
-            size_t len = strlen(src[k]) + 1;
-            memcpy(at, src[k], len);
-            dst[k] = at;
-            at += len;
-        }
-        out[i] = (pm_wire_step_t){.source = dst[0], .function = dst[1], .target_id = dst[2],
-                                  .invocation_id = dst[3]};
-    }
-    return out;
-}
-
 static void
 s_inv_free(s_inv_t **inv_p)
 {
@@ -283,7 +258,9 @@ s_dispatch(pm_workers_t *self, s_func_t *f)
                       .value = inv->input,
                       .value_len = inv->input_len,
                       .target_id = inv->target,
-                      .attempt = inv->attempt};
+                      .attempt = inv->attempt,
+                      .steps = inv->steps,
+                      .step_count = inv->n_steps};
         PM_STEPTRACE_MARK("wk_dispatch", inv->input, inv->input_len);
         self->hooks.send(self->arg, w->who, &m);
         PM_STEPTRACE_MARK("wk_sent", inv->input, inv->input_len);
@@ -380,7 +357,9 @@ pm_workers_invoke(pm_workers_t *self, const char *function, const uint8_t *input
     if (oinv)
         inv->origin_inv = pm_xstrdup(oinv, "invocation");
     if (origin && origin->n_next) {
-        inv->steps = s_steps_copy(origin->next, origin->n_next);
+        inv->steps = pm_wire_steps_copy(origin->next, origin->n_next);
+        if (!inv->steps)
+            pm_oom("chained continuations");
         inv->n_steps = origin->n_next;
     }
     inv->input = pm_xmalloc(len, "invocation");
@@ -411,6 +390,71 @@ s_release(pm_workers_t *self, s_inv_t *inv)
     self->stats.inflight--;
 }
 
+/* Whether worker w registered function. */
+static int
+s_worker_serves(const s_worker_t *w, const char *function)
+{
+    for (size_t i = 0; i < w->n_funcs; i++)
+        if (strcmp(w->funcs[i]->name, function) == 0)
+            return 1;
+    return 0;
+}
+
+/* Worker w answered inv with value r->value and started, itself, some of
+ * the continuations chained after inv's target (r->steps: libpmesh runs a
+ * step it serves at once, PROTOCOL.md 7a). Each one that was handed on
+ * with inv (same invocation id, source inv's target) and that w serves
+ * becomes an invocation w holds, under the placer's invocation id, as if it
+ * had been dispatched to w in the slot inv leaves. */
+static void
+s_adopt_started(pm_workers_t *self, const s_inv_t *inv, s_worker_t *w, const pm_msg_t *r)
+{
+    for (size_t k = 0; k < r->step_count && inv->origin_node; k++) {
+        size_t i = 0;
+        while (i < inv->n_steps &&
+               strcmp(inv->steps[i].invocation_id, r->steps[k].invocation_id) != 0)
+            i++;
+        if (i == inv->n_steps)
+            continue;
+        const pm_wire_step_t *st = &inv->steps[i];
+        size_t n = strlen(inv->origin_node) + strlen(st->invocation_id) + 2;
+        char *key = pm_xmalloc(n, "invocation");
+        snprintf(key, n, "%s/%s", inv->origin_node, st->invocation_id);
+        if (strcmp(st->source, inv->target) != 0 || !s_worker_serves(w, st->function) ||
+            zhashx_lookup(self->targets, key) || zhashx_lookup(self->invs, st->invocation_id)) {
+            free(key);
+            continue;
+        }
+        s_inv_t *x = pm_xcalloc(1, sizeof *x, "invocation");
+        x->id = pm_xstrdup(st->invocation_id, "invocation");
+        x->target = pm_xstrdup(st->target_id, "invocation");
+        x->key = key;
+        x->origin_node = pm_xstrdup(inv->origin_node, "invocation");
+        x->origin_inv = pm_xstrdup(st->invocation_id, "invocation");
+        x->input = pm_xmalloc(r->value_len, "invocation");
+        if (r->value_len)
+            memcpy(x->input, r->value, r->value_len);
+        x->input_len = r->value_len;
+        if (i + 1 < inv->n_steps) {
+            x->steps = pm_wire_steps_copy(inv->steps + i + 1, inv->n_steps - i - 1);
+            if (!x->steps)
+                pm_oom("chained continuations");
+            x->n_steps = inv->n_steps - i - 1;
+        }
+        x->func = s_func_get(self, st->function, 1);
+        x->attempt = 1;
+        zhashx_insert(self->invs, x->id, x);
+        zhashx_insert(self->targets, x->key, x);
+        s_push(&w->held, NULL, x, 1);
+        x->worker = w;
+        w->inflight++;
+        self->stats.inflight++;
+        self->stats.invoked++;
+        self->stats.dispatched++;
+        x->func->invoked++;
+    }
+}
+
 int
 pm_workers_result(pm_workers_t *self, void *who, const pm_msg_t *r)
 {
@@ -422,6 +466,8 @@ pm_workers_result(pm_workers_t *self, void *who, const pm_msg_t *r)
     }
     s_worker_t *w = inv->worker;
     s_release(self, inv);
+    if (r->ok && r->step_count)
+        s_adopt_started(self, inv, w, r);
     int err;
     pm_workers_origin_t o = {.node = inv->origin_node, .inv_id = inv->origin_inv,
                              .next = inv->steps, .n_next = inv->n_steps};

@@ -92,6 +92,8 @@ typedef struct {
     int break_ack; /* self-test: misremember one acknowledged settle (the checker must flag it) */
     int break_reply; /* self-test: lose one answer of a live agent (L1 must flag it) */
     int break_fanin; /* self-test: misread one judged combinator (V4 must flag it) */
+    int no_then_chains; /* no then is chained at once on a then's new target (the load
+                         * before chain forwarding, which such chains exercise) */
     int no_fanin_then; /* the fan-in load chains no then on its combinators (the load before
                         * early starts: the regression seeds' schedules as they were found) */
     int strict_liveness; /* L1-L5 fail the seed (else reported) */
@@ -118,11 +120,16 @@ typedef struct worker {
     char rid[32];
     uint64_t session;
     int registered;
+    int chains; /* starts the continuations handed on with an invocation itself, as
+                 * libpmesh does (odd generations; even ones leave them to the agent) */
     int64_t next_ping;
     struct inv {
         char id[PM_WIRE_MAX_NAME + 1];
+        char target[PM_WIRE_MAX_NAME + 1];
         char out[OUTLEN];
         int64_t due;
+        pm_wire_step_t *steps; /* handed on with it (one block) */
+        size_t n_steps;
         struct inv *next;
     } *invs;
 } worker_t;
@@ -271,6 +278,7 @@ typedef struct stats {
     uint64_t crash_answers, crash_writes;      /* store crashes: answers lost, applied writes */
     uint64_t combs, comb_judged, comb_partly, catches; /* V4, V6 cases checked */
     uint64_t early[3]; /* continuations started early: started, kept, dropped (place.c) */
+    uint64_t chain[4]; /* chained continuations: forwarded, started, kept, dropped (place.c) */
     int64_t sim_ms;
     int64_t agent_ms;
     /* --restarts: the restart storm (s_storm_end) */
@@ -610,6 +618,7 @@ s_worker_clear(worker_t *wk)
     while (wk->invs) {
         struct inv *v = wk->invs;
         wk->invs = v->next;
+        free(v->steps);
         free(v);
     }
     memset(wk, 0, sizeof *wk);
@@ -692,6 +701,10 @@ s_collect_early(world_t *w, pm_agent_t *a)
     const char *keys[3] = {"early_starts", "early_kept", "early_dropped"};
     for (int k = 0; f && k < 3; k++)
         w->st.early[k] += (uint64_t) json_integer_value(json_object_get(f, keys[k]));
+    json_t *c = root ? json_object_get(root, "chain") : NULL;
+    const char *ckeys[4] = {"forwarded", "started", "kept", "dropped"};
+    for (int k = 0; c && k < 4; k++)
+        w->st.chain[k] += (uint64_t) json_integer_value(json_object_get(c, ckeys[k]));
     json_decref(root);
     free(js);
 }
@@ -1198,6 +1211,18 @@ s_scen_tick(world_t *w)
     }
 }
 
+/* How many thens lead to q (q a then's target of a then's target ...). */
+static int
+s_then_depth(world_t *w, prom_t *q)
+{
+    int d = 0;
+    while (q && q->then_of[0] && d < 8) {
+        d++;
+        q = s_prom(w, q->then_of, 0);
+    }
+    return d;
+}
+
 /* One client operation, drawn from the seed. */
 static void
 s_client_op(world_t *w)
@@ -1422,6 +1447,20 @@ s_on_reply(world_t *w, node_t *n, req_t *r, const pm_msg_t *m)
             q->acked_at = w->now;
             if (r->kind == K_THEN)
                 snprintf(q->then_of, sizeof q->then_of, "%s", r->pid);
+            /* Half the time a then is chained at once on the new target
+             * (chains up to 4 long): built before its source settles, so
+             * the invocation of its first step carries the rest (chain
+             * forwarding, place.c). Its own stream: the main draws stay. */
+            if (r->kind == K_THEN && !w->o->no_then_chains && s_live(w, r->node) &&
+                s_then_depth(w, q) < 4 && pm_rand_seeded_next(&w->frng) % 2) {
+                req_t *c = s_req(w, K_THEN, r->node, q->id, 20000);
+                c->on_reject = pm_rand_seeded_next(&w->frng) % 4 == 0;
+                pm_msg_t tm = {.type = PM_MSG_THEN, .req_id = c->id, .id = q->id, .function = "f",
+                               .on_reject = c->on_reject ? "g" : NULL};
+                s_send(w, n, n->crid, &tm);
+                s_trace(w, "op %" PRIu64 " then %s at %d (chained)%s", c->id, q->id, r->node,
+                        c->on_reject ? " on_reject g" : "");
+            }
             q->on_reject = r->on_reject;
             q->timeout_ms = r->timeout_ms;
             q->hb_ms = r->hb_ms;
@@ -1490,6 +1529,7 @@ s_worker_start(world_t *w, node_t *n)
     s_worker_clear(&n->w);
     n->w.live = 1;
     snprintf(n->w.rid, sizeof n->w.rid, "w%d.%d", n->idx, ++n->wgen);
+    n->w.chains = n->wgen % 2;
     req_t *r = s_req(w, K_HELLO, n->idx, NULL, 5000);
     pm_msg_t m = {.type = PM_MSG_HELLO, .req_id = r->id, .client_name = "sim-worker"};
     s_send(w, n, n->w.rid, &m);
@@ -1513,6 +1553,11 @@ s_worker_frame(world_t *w, node_t *n, const pm_msg_t *m)
         }
         struct inv *v = calloc(1, sizeof *v);
         snprintf(v->id, sizeof v->id, "%s", m->invocation_id);
+        snprintf(v->target, sizeof v->target, "%s", m->target_id ? m->target_id : "");
+        if (m->step_count) {
+            v->steps = pm_wire_steps_copy(m->steps, m->step_count);
+            v->n_steps = v->steps ? m->step_count : 0;
+        }
         /* "<function>:<its input>": V6 tells the handler g from f. */
         snprintf(v->out, sizeof v->out, "%s:%.*s", m->function ? m->function : "?",
                  (int) (m->value_len > 40 ? 40 : m->value_len),
@@ -1580,11 +1625,45 @@ s_workers_tick(world_t *w)
                 pp = &v->next;
                 continue;
             }
+            /* A worker that chains starts each continuation handed on with
+             * v whose source is v's target, on v's result, and says so. */
+            pm_wire_step_t started[PM_WIRE_MAX_STEPS];
+            size_t ns = 0;
+            struct inv *born = NULL;
+            for (size_t i = 0; wk->chains && i < v->n_steps; i++) {
+                const pm_wire_step_t *st = &v->steps[i];
+                if (strcmp(st->source, v->target) != 0 ||
+                    (strcmp(st->function, "f") != 0 && strcmp(st->function, "g") != 0))
+                    continue;
+                struct inv *x = calloc(1, sizeof *x);
+                snprintf(x->id, sizeof x->id, "%s", st->invocation_id);
+                snprintf(x->target, sizeof x->target, "%s", st->target_id);
+                snprintf(x->out, sizeof x->out, "%s:%.*s", st->function,
+                         (int) (strlen(v->out) > 40 ? 40 : strlen(v->out)), v->out);
+                x->due = w->now + s_between(w, 1, 300);
+                if (i + 1 < v->n_steps) {
+                    x->steps = pm_wire_steps_copy(st + 1, v->n_steps - i - 1);
+                    x->n_steps = x->steps ? v->n_steps - i - 1 : 0;
+                }
+                x->next = born;
+                born = x;
+                started[ns++] = (pm_wire_step_t){.target_id = x->target,
+                                                 .invocation_id = x->id};
+            }
             pm_msg_t m = {.type = PM_MSG_RESULT, .invocation_id = v->id, .ok = 1,
-                          .value = (const uint8_t *) v->out, .value_len = strlen(v->out)};
+                          .value = (const uint8_t *) v->out, .value_len = strlen(v->out),
+                          .steps = started, .step_count = ns};
             s_send(w, n, wk->rid, &m);
             *pp = v->next;
+            free(v->steps);
             free(v);
+            while (born) { /* (after the result: started ones are due later) */
+                struct inv *x = born;
+                born = x->next;
+                x->next = *pp;
+                *pp = x;
+                pp = &x->next;
+            }
         }
     }
 }
@@ -2865,6 +2944,8 @@ s_usage(void)
             "  --break-ack  self-test: misremember one acknowledged settle (must fail V2)\n"
             "  --break-reply self-test: lose one answer of a live agent (must fail L1)\n"
             "  --break-fanin self-test: misread one combinator's outcome (must fail V4)\n"
+            "  --no-then-chains no then is chained at once on a then's target (the load\n"
+            "               the regression seeds were found with, before chain forwarding)\n"
             "  --no-fanin-then the fan-in load chains no then on its combinators (the load\n"
             "               the regression seeds were found with, before early starts)\n"
             "  --lenient-liveness L1-L5 failures are counted and reported, not failed\n"
@@ -2923,6 +3004,8 @@ main(int argc, char **argv)
             o.break_fanin = 1;
         } else if (!strcmp(a, "--no-fanin-then")) {
             o.no_fanin_then = 1;
+        } else if (!strcmp(a, "--no-then-chains")) {
+            o.no_then_chains = 1;
         } else if (!strcmp(a, "--strict-liveness")) {
             o.strict_liveness = 1;
         } else if (!strcmp(a, "--lenient-liveness")) {
@@ -3020,6 +3103,8 @@ main(int argc, char **argv)
         tot.catches += res.st.catches;
         for (int k = 0; k < 3; k++)
             tot.early[k] += res.st.early[k];
+        for (int k = 0; k < 4; k++)
+            tot.chain[k] += res.st.chain[k];
         tot.torn += res.st.torn;
         tot.agents += res.st.agents;
         tot.batch_agents += res.st.batch_agents;
@@ -3069,7 +3154,8 @@ main(int argc, char **argv)
            " silent, %" PRIu64 " deadlines and %" PRIu64 " chains checked, %" PRIu64
            " combinators (%" PRIu64 " judged, %" PRIu64 " partly), %" PRIu64
            " on_reject handlers checked, %" PRIu64 " early starts (%" PRIu64 " kept, %" PRIu64
-           " dropped), %" PRIu64
+           " dropped), %" PRIu64 " chained steps handed on (%" PRIu64 " started by members, %" PRIu64
+           " kept, %" PRIu64 " dropped), %" PRIu64
            " seeds beyond R; faults: %" PRIu64 " kills (%" PRIu64 " torn), %" PRIu64
            " wiped disks, %" PRIu64 " pauses, %" PRIu64 " two-way splits, %" PRIu64
            " one-way splits, %" PRIu64 " lossy spells, %" PRIu64 " store outages, %" PRIu64
@@ -3084,7 +3170,8 @@ main(int argc, char **argv)
            " (%.0f agent-min per wall min); trace %016" PRIx64 "\n",
            o.seeds, tot.violations, failed, tot.lviol, tot.checked, tot.unreadable, tot.silent,
            tot.deadlines, tot.chains, tot.combs, tot.comb_judged, tot.comb_partly, tot.catches,
-           tot.early[0], tot.early[1], tot.early[2], tot.beyond_r, tot.faults[F_KILL], tot.torn,
+           tot.early[0], tot.early[1], tot.early[2], tot.chain[0], tot.chain[1], tot.chain[2],
+           tot.chain[3], tot.beyond_r, tot.faults[F_KILL], tot.torn,
            tot.faults[F_WIPE], tot.faults[F_PAUSE], tot.faults[F_PART2], tot.faults[F_PART1],
            tot.faults[F_LOSS], tot.faults[F_STORE], tot.faults[F_SLOWSTORE], tot.watch_stalls,
            tot.faults[F_JUMP],

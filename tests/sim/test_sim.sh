@@ -66,9 +66,11 @@ else
 fi
 
 # The regression seeds below were found before the fan-in load chained a
-# then on its combinators (early starts, issue 15): they run with that load
-# (--no-fanin-then), so their schedules stay as they were found.
-OLD_LOAD=--no-fanin-then
+# then on its combinators (early starts, issue 15) and before thens were
+# chained at once on a then's target (chain forwarding, issue 16): they run
+# with that load (--no-fanin-then --no-then-chains), so their schedules stay
+# as they were found.
+OLD_LOAD="--no-fanin-then --no-then-chains"
 # 2. Regression seeds, each a bug the simulator found (tests/sim/README.md),
 # found with fsync always and run so (their schedules as they were found):
 # 2 = use after free of relay timers in pm_agent_destroy (under ASan);
@@ -152,14 +154,14 @@ regress 8732 mixed
 # which settled the target although the combinator then timed out
 # (takeover.c: an early placement whose member dies is dropped; the then
 # places g when its source settles).
-regress 8685 mixed ""
+regress 8685 mixed --no-then-chains
 # 7972 (mixed, within R; the load with thens on combinators) = a then p -> q
 # made at n3 while n3 served p's space (taken from n2); n3 was killed, p's
 # space went to n0 at epoch 3 and p timed out there; n3 restarted, resumed
 # q's space and revived the then on its own passive copy of p, which never
 # heard the timeout: q pending for good (L2; thens.c: a then whose source's
 # space is served elsewhere subscribes to the source at its owner).
-regress 7972 mixed ""
+regress 7972 mixed --no-then-chains
 
 # 3. A batch of fresh seeds with overlapping faults of every kind.
 # The simulated worker pings at its hello, as libpmesh does: without it a
