@@ -350,9 +350,19 @@ s_chain_each(void *arg, const char *source, const char *function, const char *ta
     pm_prom_t *q = pm_store_get(self->store, target);
     char space[PM_WIRE_MAX_NAME + 1];
     uint64_t epoch;
-    if (!q || q->state != PM_STATE_PENDING || s_early_of(q) ||
-        !s_serves(self, target, space, sizeof space, &epoch))
+    if (!q || q->state != PM_STATE_PENDING || !s_serves(self, target, space, sizeof space, &epoch))
         return;
+    pm_deleg_t *old = s_early_of(q);
+    if (old && old->chained && !old->input_known) {
+        /* Handed on with an earlier placement whose member never started
+         * the step before it (so it cannot start this one): hand it on
+         * again with this one. */
+        self->chain_dropped++;
+        pm_place_deleg_unlink(self, old);
+        pm_place_deleg_free(old);
+    } else if (old) {
+        return; /* started early already (a combinator's, or a member's) */
+    }
     pm_deleg_t *d = s_deleg_new(self, q, function, NULL, 0, epoch);
     d->early = d->chained = d->same_space = 1;
     snprintf(d->node, sizeof d->node, "%s", c->node);

@@ -702,6 +702,69 @@ test_origin_per_placement(void **state)
     assert_int_equal(s_stats().invoked, 4);
 }
 
+/* Chain forwarding: a worker that starts a continuation handed on with an
+ * invocation (Result.started) holds it under the placer's id; one not
+ * handed on, of a function it does not serve, or whose source is not the
+ * invocation's target is not taken. */
+static void
+test_worker_started_steps(void **state)
+{
+    (void) state;
+    s_target("t1");
+    s_target("t2");
+    s_target("t3");
+    s_target("u2");
+    pm_wire_step_t next[4] = {
+        {.source = "t1", .function = "f", .target_id = "t2", .invocation_id = "n1-d2"},
+        {.source = "t2", .function = "f", .target_id = "t3", .invocation_id = "n1-d3"},
+        {.source = "t1", .function = "h", .target_id = "u2", .invocation_id = "n1-d9"},
+        {.source = "t1", .function = "f", .target_id = "u2", .invocation_id = "n1-d8"},
+    };
+    pm_workers_origin_t o = {.node = "n1", .inv_id = "n1-d1", .next = next, .n_next = 3};
+    s_register(W1, "f", 1);
+    assert_int_equal(pm_workers_invoke(s_ctx.workers, "f", (const uint8_t *) "a", 1, "t1", &o),
+                     PM_OK);
+    assert_int_equal(s_ctx.n_sent, 1);
+    /* The worker resolves t1 with "a." and says it started d2 (handed on),
+     * d9 (h: not its function) and d8 (never handed on). */
+    pm_wire_step_t started[3] = {{.target_id = "t2", .invocation_id = "n1-d2"},
+                                 {.target_id = "u2", .invocation_id = "n1-d9"},
+                                 {.target_id = "u2", .invocation_id = "n1-d8"}};
+    pm_msg_t r = {.type = PM_MSG_RESULT, .invocation_id = s_ctx.sent[0].inv_id, .ok = 1,
+                  .value = (const uint8_t *) "a.", .value_len = 2, .steps = started,
+                  .step_count = 3};
+    assert_int_equal(pm_workers_result(s_ctx.workers, W1, &r), PM_OK);
+    assert_int_equal(s_ctx.n_settled, 1);
+    assert_int_equal(s_stats().inflight, 1); /* d2, in the slot t1 left */
+    assert_int_equal(s_ctx.n_sent, 1);       /* nothing dispatched: it holds d2 */
+    assert_int_equal(s_result(W1, "n1-d9", 1, "x", 1, NULL), PM_ERR_NOT_HOLDER);
+    assert_int_equal(s_result(W1, "n1-d8", 1, "x", 1, NULL), PM_ERR_NOT_HOLDER);
+    assert_int_equal(s_result(W2, "n1-d2", 1, "x", 1, NULL), PM_ERR_NOT_HOLDER);
+    /* Its answer goes to the placer under the placer's id, and d3 rides on. */
+    pm_wire_step_t started3[1] = {{.target_id = "t3", .invocation_id = "n1-d3"}};
+    pm_msg_t r2 = {.type = PM_MSG_RESULT, .invocation_id = "n1-d2", .ok = 1,
+                   .value = (const uint8_t *) "a..", .value_len = 3, .steps = started3,
+                   .step_count = 1};
+    assert_int_equal(pm_workers_result(s_ctx.workers, W1, &r2), PM_OK);
+    assert_int_equal(s_ctx.n_settled, 2);
+    assert_string_equal(s_ctx.settled[1].target, "t2");
+    assert_string_equal(s_ctx.settled[1].onode, "n1");
+    assert_string_equal(s_ctx.settled[1].oinv, "n1-d2");
+    assert_string_equal(s_ctx.settled[1].data, "a..");
+    /* A worker that dies holding a started step: it goes back to the queue
+     * with its input and is handed out again. */
+    pm_workers_forget(s_ctx.workers, W1);
+    s_register(W2, "f", 1);
+    assert_int_equal(s_ctx.n_sent, 2);
+    assert_string_equal(s_ctx.sent[1].inv_id, "n1-d3");
+    assert_string_equal(s_ctx.sent[1].target, "t3");
+    assert_int_equal(s_ctx.sent[1].input_len, 3);
+    assert_memory_equal(s_ctx.sent[1].input, "a..", 3);
+    assert_int_equal(s_result(W2, "n1-d3", 1, "a...", 4, NULL), PM_OK);
+    assert_int_equal(s_ctx.n_settled, 3);
+    assert_string_equal(s_ctx.settled[2].oinv, "n1-d3");
+}
+
 /* Only what this agent placed is offered for placement on a member: a
  * member's invocation waits here for a worker. */
 static int s_take_any;
@@ -770,6 +833,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_origin_per_placement, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_offer_only_own, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_destroy_with_work_in_flight, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_worker_started_steps, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name("workers", tests, NULL, NULL);
 }
