@@ -18,7 +18,17 @@
  *     its position at adoption;
  *   - an early placement whose member goes down is dropped, not placed
  *     again as a placement of its own (takeover.c; pmesh-sim seed 8685,
- *     V6): the then places its function when the source settles.
+ *     V6): the then places its function when the source settles;
+ *   - R6 (issue 16): a result whose source is in its target's space is
+ *     applied at once, its position not covered; a source in another space
+ *     still holds it until the position is covered (R3);
+ *   - chain forwarding (issue 16): a chained record (a continuation handed
+ *     on with its source's invocation to member n9, set up here as
+ *     s_chain_each makes it) is dropped when its source settles and the
+ *     member never said it started it (input unknown), or started it on
+ *     another input; it is adopted when the member's result for the source
+ *     said it started it on exactly what the then places, and its own
+ *     result then settles the target at once.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -41,11 +51,15 @@
 #include "place.h"
 #include "mesh.h"
 #include "takeover.h"
+#include "wire.h"
 
 #define S_SRC "s1-aaaaaaaa"
 #define S_TGT "t1-bbbbbbbb"
 #define S_P S_SRC "~1.1"
 #define S_Q S_TGT "~1.1"
+/* Two more promises in the target's space. */
+#define S_X S_TGT "~1.2"
+#define S_Y S_TGT "~1.3"
 
 typedef struct fx {
     char dir[128], sock[192], data[200];
@@ -321,6 +335,219 @@ test_early_placement_on_a_member_that_dies(void **state)
     assert_memory_equal(d->input, "other", 5);
 }
 
+/* R6: the source x is in q's space. */
+static void
+test_same_space_result_applied_at_once(void **state)
+{
+    fx_t *fx = *state;
+    pm_agent_t *a = fx->a;
+    s_create(a, S_X);
+    s_create(a, S_Q);
+    assert_int_equal(pm_store_settle(a->store, S_X, PM_STATE_RESOLVED, "v", 1, a->now_real, NULL),
+                     PM_OK);
+    pm_place_then(a, S_X, "g", (const uint8_t *) "v", 1, S_Q);
+    pm_deleg_t *d = a->delegs;
+    assert_non_null(d);
+    assert_null(d->next);
+    assert_true(d->same_space);
+    assert_null(d->src_space); /* the target's space alone guards it */
+    pm_journal_pos_t pos = d->pos;
+    char inv[128];
+    snprintf(inv, sizeof inv, "%s", d->inv_id);
+    assert_false(pm_journal_covered(a->journal, pos)); /* nothing flushed: x's settle not durable */
+    assert_int_equal(s_result(a, inv, "g:v"), PM_OK);
+    pm_prom_t *q = pm_store_get(a->store, S_Q);
+    assert_int_equal(q->state, PM_STATE_RESOLVED); /* at once, no journal hold */
+    assert_int_equal(q->data_len, 3);
+    assert_memory_equal(q->data, "g:v", 3);
+    assert_false(pm_journal_covered(a->journal, pos));
+    assert_null(a->delegs);
+}
+
+/* R3 still holds a source in another space. */
+static void
+test_other_space_result_held_until_covered(void **state)
+{
+    fx_t *fx = *state;
+    pm_agent_t *a = fx->a;
+    pm_deleg_t *d = s_place(a);
+    assert_false(d->same_space);
+    char inv[128];
+    snprintf(inv, sizeof inv, "%s", d->inv_id);
+    assert_false(pm_journal_covered(a->journal, d->pos));
+    assert_int_equal(s_result(a, inv, "g:e1"), PM_OK);
+    pm_prom_t *q = pm_store_get(a->store, S_Q);
+    assert_int_equal(q->state, PM_STATE_PENDING); /* held until p's settle is durable */
+    assert_ptr_equal(a->delegs, d);
+    for (int i = 0; i < 500 && q->state == PM_STATE_PENDING; i++) {
+        assert_true(pm_journal_flush(a->journal) >= 0);
+        if (q->state == PM_STATE_PENDING)
+            usleep(1000);
+    }
+    assert_int_equal(q->state, PM_STATE_RESOLVED);
+    assert_int_equal(q->data_len, 4);
+    assert_memory_equal(q->data, "g:e1", 4);
+    assert_null(a->delegs);
+}
+
+/* A chained record for q whose source is x, on member n9, as s_chain_each
+ * makes it when x's invocation is sent there: early, chained, input not
+ * known. */
+static pm_deleg_t *
+s_chained(pm_agent_t *a)
+{
+    pm_place_early(a, S_X, "g", NULL, 0, S_Q);
+    pm_prom_t *q = pm_store_get(a->store, S_Q);
+    pm_deleg_t *d = NULL;
+    for (pm_deleg_t *e = a->delegs; e; e = e->next)
+        if (strcmp(e->target, S_Q) == 0)
+            d = e;
+    assert_non_null(q);
+    assert_non_null(d);
+    assert_true(d->early);
+    assert_true(d->same_space);
+    d->chained = 1;
+    d->input_known = 0;
+    snprintf(d->node, sizeof d->node, "n9");
+    return d;
+}
+
+/* y resolved with "v", and g placed for x on it, on member n9; x's
+ * invocation id goes to inv_x. */
+static void
+s_source_on_n9(pm_agent_t *a, char *inv_x, size_t cap)
+{
+    s_create(a, S_Y);
+    s_create(a, S_X);
+    s_create(a, S_Q);
+    assert_int_equal(pm_store_settle(a->store, S_Y, PM_STATE_RESOLVED, "v", 1, a->now_real, NULL),
+                     PM_OK);
+    pm_place_then(a, S_Y, "g", (const uint8_t *) "v", 1, S_X);
+    pm_deleg_t *dx = a->delegs;
+    assert_non_null(dx);
+    assert_string_equal(dx->target, S_X);
+    snprintf(dx->node, sizeof dx->node, "n9");
+    snprintf(inv_x, cap, "%s", dx->inv_id);
+}
+
+/* n9's result for invocation inv (target) with value, saying it started
+ * the chained invocation started_inv for started_target on it (none if
+ * NULL). */
+static void
+s_member_result(pm_agent_t *a, const char *inv, const char *target, const char *value,
+                const char *started_target, const char *started_inv)
+{
+    pm_wire_step_t st = {.target_id = started_target, .invocation_id = started_inv};
+    pm_msg_t m = {.type = PM_MSG_RESULT, .invocation_id = inv, .target_id = target, .ok = 1,
+                  .value = (const uint8_t *) value, .value_len = strlen(value),
+                  .steps = started_inv ? &st : NULL, .step_count = started_inv ? 1 : 0};
+    pm_place_on_result(a, "n9", &m);
+}
+
+static void
+test_chained_input_unknown_dropped(void **state)
+{
+    fx_t *fx = *state;
+    pm_agent_t *a = fx->a;
+    char inv_x[128], inv_q[128];
+    s_source_on_n9(a, inv_x, sizeof inv_x);
+    pm_deleg_t *d = s_chained(a);
+    snprintf(inv_q, sizeof inv_q, "%s", d->inv_id);
+    uint64_t dropped = a->chain_dropped, kept = a->chain_kept,
+             early_dropped = a->fanin_early_dropped;
+    /* n9 answers x without starting q's step (no worker of its own for g),
+     * with an empty value: the very input the record was made with (none),
+     * so only input_known tells them apart */
+    s_member_result(a, inv_x, S_X, "", NULL, NULL);
+    pm_prom_t *x = pm_store_get(a->store, S_X);
+    assert_int_equal(x->state, PM_STATE_RESOLVED); /* R6: at once */
+    assert_false(d->input_known);
+    /* x's then places g on its value: the chained record is not adopted */
+    pm_place_then(a, S_X, "g", (const uint8_t *) "", 0, S_Q);
+    assert_int_equal(a->chain_dropped, dropped + 1);
+    assert_int_equal(a->chain_kept, kept);
+    assert_int_equal(a->fanin_early_dropped, early_dropped);
+    pm_deleg_t *n = a->delegs;
+    assert_non_null(n);
+    assert_null(n->next); /* the only placement for q: a new one */
+    assert_string_equal(n->target, S_Q);
+    assert_string_not_equal(n->inv_id, inv_q);
+    assert_false(n->early);
+    assert_false(n->chained);
+    assert_int_equal(n->input_len, 0);
+    /* a late result of the dropped one is refused */
+    uint64_t refused = a->results_refused;
+    s_member_result(a, inv_q, S_Q, ".", NULL, NULL);
+    assert_int_equal(a->results_refused, refused + 1);
+    assert_int_equal(pm_store_get(a->store, S_Q)->state, PM_STATE_PENDING);
+}
+
+static void
+test_chained_other_input_dropped(void **state)
+{
+    fx_t *fx = *state;
+    pm_agent_t *a = fx->a;
+    char inv_x[128], inv_q[128];
+    s_source_on_n9(a, inv_x, sizeof inv_x);
+    pm_deleg_t *d = s_chained(a);
+    snprintf(inv_q, sizeof inv_q, "%s", d->inv_id);
+    uint64_t dropped = a->chain_dropped, kept = a->chain_kept;
+    s_member_result(a, inv_x, S_X, "v.", S_Q, inv_q);
+    assert_true(d->input_known);
+    /* x settled otherwise meanwhile (say it was placed again elsewhere and
+     * that result came first): its then places g on another input */
+    pm_place_then(a, S_X, "g", (const uint8_t *) "w", 1, S_Q);
+    assert_int_equal(a->chain_dropped, dropped + 1);
+    assert_int_equal(a->chain_kept, kept);
+    pm_deleg_t *n = a->delegs;
+    assert_non_null(n);
+    assert_null(n->next);
+    assert_string_not_equal(n->inv_id, inv_q);
+    assert_int_equal(n->input_len, 1);
+    assert_memory_equal(n->input, "w", 1);
+}
+
+static void
+test_chained_input_learned_kept(void **state)
+{
+    fx_t *fx = *state;
+    pm_agent_t *a = fx->a;
+    char inv_x[128], inv_q[128];
+    s_source_on_n9(a, inv_x, sizeof inv_x);
+    pm_deleg_t *d = s_chained(a);
+    snprintf(inv_q, sizeof inv_q, "%s", d->inv_id);
+    uint64_t dropped = a->chain_dropped, kept = a->chain_kept;
+    /* a result from another member does not teach q's record anything */
+    pm_wire_step_t st = {.target_id = S_Q, .invocation_id = inv_q};
+    pm_msg_t m = {.type = PM_MSG_RESULT, .invocation_id = inv_x, .target_id = S_X, .ok = 1,
+                  .value = (const uint8_t *) "v.", .value_len = 2, .steps = &st,
+                  .step_count = 1};
+    pm_place_on_result(a, "n8", &m);
+    assert_false(d->input_known);
+    assert_int_equal(pm_store_get(a->store, S_X)->state, PM_STATE_PENDING); /* R1: refused */
+    /* n9 answers x and says it started q's step on that value */
+    s_member_result(a, inv_x, S_X, "v.", S_Q, inv_q);
+    assert_true(d->input_known);
+    assert_int_equal(d->input_len, 2);
+    assert_memory_equal(d->input, "v.", 2);
+    pm_prom_t *x = pm_store_get(a->store, S_X);
+    assert_int_equal(x->state, PM_STATE_RESOLVED); /* R6: at once */
+    /* n9's result for q may come before x's then runs here: kept */
+    s_member_result(a, inv_q, S_Q, "v..", NULL, NULL);
+    pm_prom_t *q = pm_store_get(a->store, S_Q);
+    assert_int_equal(q->state, PM_STATE_PENDING);
+    assert_true(d->has_res);
+    /* x's then places g on its value: the member's invocation stands for
+     * it, and its kept result settles q at once (R6, nothing flushed) */
+    pm_place_then(a, S_X, "g", (const uint8_t *) "v.", 2, S_Q);
+    assert_int_equal(a->chain_kept, kept + 1);
+    assert_int_equal(a->chain_dropped, dropped);
+    assert_int_equal(q->state, PM_STATE_RESOLVED);
+    assert_int_equal(q->data_len, 3);
+    assert_memory_equal(q->data, "v..", 3);
+    assert_null(a->delegs);
+}
+
 int
 main(void)
 {
@@ -333,6 +560,12 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_early_placement_on_a_member_that_dies, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_same_space_result_applied_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_space_result_held_until_covered, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_chained_input_unknown_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chained_other_input_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chained_input_learned_kept, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
