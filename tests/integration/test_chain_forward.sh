@@ -163,6 +163,10 @@ expect_eq "2: the chain with a step on n$B resolves" 0 "$RC"
 expect_eq "2: every step ran once, in order, the other one on n$B too" "c2-$(dots 4)+$(dots 5)" "$OUT"
 expect_at_least "2: n1 dropped the chained record n$H could not start" 1 chain.dropped 1
 expect_at_least "2: n1 kept the 3 steps n$H started before it" 1 chain.kept $((kept0 + 3))
+# After the break the rest is handed on again with the next placement (the
+# records n$H never started are replaced, place.c s_chain_each): the last
+# 4 steps, after the one placed on n$H again, are kept too.
+expect_at_least "2: ... and the 4 after the break, handed on again" 1 chain.kept $((kept0 + 7))
 
 # ---- 3. R6: applied at once, visible only once durable --------------------------
 # Nine steps on nH, then one (last) on a worker of n1's own, which writes
