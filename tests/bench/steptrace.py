@@ -5,7 +5,8 @@
       joins the marks a PM_STEPTRACE build (node/steptrace.h) wrote to DIR
       and prints the per-hop table, p50 and mean in microseconds.
   steptrace.py run [--build build/trace] [--chains 300] [--steps 10]
-                   [--fsync batch|never] [--replicas 2] [--inflight 1] [--perf] [--keep]
+                   [--fsync batch|never] [--replicas 2] [--inflight 1] [--perf]
+                   [--no-chain-forward] [--keep]
       runs the set-up of `scripts/bench-mesh --chain-step` from a trace build
       (three agents on 127.0.0.1-3, CURVE, a WAL each; a pmesh_chain worker,
       concurrency 32, on n2 and n3; the caller on n1), 50 untraced warm-up
@@ -15,7 +16,9 @@
       agents' and workers' CPU per step (/proc). --inflight N > 1: no join
       (the marks of concurrent chains overlap); --perf records the three
       agents with `perf record -g` during the measured run (kept with
-      --keep: perf report -i DIR/perf.PID.data).
+      --keep: perf report -i DIR/perf.PID.data). --no-chain-forward runs
+      the agents with --chain-forward=false (every step through the owner:
+      the old join).
 
 A step's input value v keys the marks before its function runs, its output
 v + suffix the marks after it (and the next step's). Only chains whose
@@ -159,12 +162,19 @@ OLD_HOPS = [
 ]
 
 
-def join_old(marks, suffix):
+def base_of(key, suffix):
+    while suffix and key.endswith(suffix):
+        key = key[:-len(suffix)]
+    return key
+
+
+def join_old(marks, bases, suffix):
     """The path before chain forwarding: every step through the owner."""
     rows = collections.defaultdict(list)
     total = []
+    bases = set(bases)
     for key, m in marks.items():
-        if "place" not in m:
+        if "place" not in m or base_of(key, suffix) not in bases:
             continue
         mo = marks.get(key + suffix, {})
         vals = []
@@ -195,7 +205,7 @@ def join(d, suffix=".", steps=10):
     if forwarded:
         join_forwarded(marks, bases, suffix, steps)
     else:
-        join_old(marks, suffix)
+        join_old(marks, bases, suffix)
 
 
 # ---- run: the bench-mesh --chain-step set-up from a trace build ------------------------
@@ -265,6 +275,7 @@ def run(argv):
             subprocess.run([b + "/pmeshd", "--keygen", tmp + "/keys"], check=True, capture_output=True)
             sec = ["--mesh-key-dir", tmp + "/keys"]
         coord = ["--unsafe-no-coordination"] if "--unsafe-no-coordination" in helptext else []
+        fwd = ["--chain-forward=false"] if "--no-chain-forward" in argv else []
         for i in (1, 2, 3):
             os.mkdir("%s/n%d.data" % (tmp, i))
             seed = [] if i == 1 else ["--seed", "tcp://127.0.0.1:%d" % port]
@@ -273,7 +284,7 @@ def run(argv):
                 [b + "/pmeshd", "--node", "n%d" % i, "--socket", sock(i), "--bind",
                  "tcp://127.0.0.%d:%d" % (i, port)] + seed + sec + coord +
                 ["--data-dir", "%s/n%d.data" % (tmp, i), "--fsync", opt["--fsync"],
-                 "--replicas", opt["--replicas"], "--log-level", "warn"],
+                 "--replicas", opt["--replicas"], "--log-level", "warn"] + fwd,
                 stdout=log, stderr=subprocess.STDOUT, env=env_t)))
         subprocess.run([b + "/mesh_bench", "converge", "--expect", "3", "--timeout-ms", "30000"] +
                        [sock(i) for i in (1, 2, 3)], check=True, stdout=subprocess.DEVNULL)
@@ -324,9 +335,9 @@ def run(argv):
             p.wait(timeout=60)
         stop_all()
         n_steps = int(opt["--chains"]) * int(opt["--steps"])
-        print("steptrace run: %s, fsync %s, replicas %s, %s %s-step chains, %s in flight; load %s -> %s" %
+        print("steptrace run: %s, fsync %s, replicas %s, %s %s-step chains, %s in flight%s; load %s -> %s" %
               (opt["--build"], opt["--fsync"], opt["--replicas"], opt["--chains"], opt["--steps"],
-               inflight, " ".join(load0), " ".join(load1)))
+               inflight, ", --chain-forward=false" if fwd else "", " ".join(load0), " ".join(load1)))
         print("peers_chain: " + out.splitlines()[-1] if out else "peers_chain: (no output)")
         print("CPU per step: agents (n1+n2+n3) %.0f us, workers %.0f us" %
               ((c1 - c0) * 1000.0 / n_steps, (w1 - w0) * 1000.0 / n_steps))
