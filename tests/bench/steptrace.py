@@ -244,15 +244,31 @@ def run(argv):
         if a in opt:
             opt[a] = argv[i + 1]
     b = os.path.join(opt["--build"], "bin")
+    for x in ("pmeshd", "pmesh", "pmesh_chain", "peers_chain", "mesh_bench"):
+        if not os.access(os.path.join(b, x), os.X_OK):
+            sys.exit("steptrace: %s/%s is missing; run: make all BUILD=%s (a trace build: "
+                     "CFLAGS='-O2 -g -DPM_STEPTRACE')" % (b, x, opt["--build"]))
     tmp = tempfile.mkdtemp(prefix="pmst.")
     marks = os.path.join(tmp, "marks")
     os.mkdir(marks)
     env_t = dict(os.environ, PM_STEPTRACE_DIR=marks)
     env_n = {k: v for k, v in os.environ.items() if k != "PM_STEPTRACE_DIR"}
     procs = []  # (name, Popen): stopped by pid, workers first
+    perf = []  # perf record processes: stopped by pid (SIGINT writes their data)
 
     def sock(i):
         return os.path.join(tmp, "n%d.sock" % i)
+
+    def stop_perf():
+        for p in perf:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        perf.clear()
 
     def stop_all():
         for name, p in reversed(procs):
@@ -268,8 +284,8 @@ def run(argv):
 
     try:
         port = free_port()
-        helptext = subprocess.run([b + "/pmeshd", "--help"], capture_output=True, text=True).stdout + \
-            subprocess.run([b + "/pmeshd", "--help"], capture_output=True, text=True).stderr
+        h = subprocess.run([b + "/pmeshd", "--help"], capture_output=True, text=True)
+        helptext = h.stdout + h.stderr
         sec = []
         if "--mesh-key-dir" in helptext:
             subprocess.run([b + "/pmeshd", "--keygen", tmp + "/keys"], check=True, capture_output=True)
@@ -317,22 +333,23 @@ def run(argv):
             subprocess.run(pc + ["--count", "500"], check=True, stdout=subprocess.DEVNULL, env=env_n)
         agents = [p for n, p in procs if n.startswith("n")]
         workers = [p for n, p in procs if n.startswith("worker")]
-        perf = []
         if "--perf" in argv:  # the agents, for the measured run (perf record -g -p PID)
             for p in agents:
                 perf.append(subprocess.Popen(["perf", "record", "-g", "-q", "-o",
                                               "%s/perf.%d.data" % (tmp, p.pid), "-p", str(p.pid)],
                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            time.sleep(1)  # (perf attaches)
+            t0 = time.monotonic()  # until each perf has attached (its data file exists)
+            while not all(os.path.exists("%s/perf.%d.data" % (tmp, p.pid)) for p in agents):
+                if time.monotonic() - t0 > 20:
+                    sys.exit("steptrace: perf record did not start")
+                time.sleep(0.05)
         load0 = open("/proc/loadavg").read().split()[:3]
         c0, w0 = cpu_ms(agents), cpu_ms(workers)
         out = subprocess.run(pc + ["--count", opt["--chains"]], check=True, capture_output=True,
                              text=True, env=env_t).stdout.strip()
         c1, w1 = cpu_ms(agents), cpu_ms(workers)
         load1 = open("/proc/loadavg").read().split()[:3]
-        for p in perf:
-            p.send_signal(signal.SIGINT)
-            p.wait(timeout=60)
+        stop_perf()
         stop_all()
         n_steps = int(opt["--chains"]) * int(opt["--steps"])
         print("steptrace run: %s, fsync %s, replicas %s, %s %s-step chains, %s in flight%s; load %s -> %s" %
@@ -345,9 +362,20 @@ def run(argv):
             join(marks, ".", int(opt["--steps"]))
         for i, p in enumerate(agents):
             f = "%s/perf.%d.data" % (tmp, p.pid)
-            if os.path.exists(f):
-                print("perf n%d (pid %d): %s" % (i + 1, p.pid, f))
+            if not os.path.exists(f):
+                continue
+            print("perf n%d (pid %d): %s" % (i + 1, p.pid, f if keep else "(--keep keeps it)"))
+            r = subprocess.run(["perf", "report", "-i", f, "--no-children", "--sort", "dso",
+                                "--stdio", "-g", "none"], capture_output=True, text=True)
+            for line in [x for x in r.stdout.splitlines() if x.strip() and not x.startswith("#")][:8]:
+                print("    " + line.strip())
+    except (subprocess.CalledProcessError, SystemExit):
+        for f in sorted(glob.glob(os.path.join(tmp, "*.log"))):
+            tail = open(f, errors="replace").read().splitlines()[-5:]
+            print("steptrace: %s:\n  %s" % (os.path.basename(f), "\n  ".join(tail)), file=sys.stderr)
+        raise
     finally:
+        stop_perf()
         stop_all()
         if keep:
             print("steptrace: kept " + tmp, file=sys.stderr)
