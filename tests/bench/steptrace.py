@@ -36,23 +36,47 @@ Two paths are told apart by the marks present:
     worker; the relay to n1 runs beside it.
   * the path before: every step goes n1 -> member -> worker -> member -> n1.
 """
-import collections, glob, json, os, signal, socket, statistics, subprocess, sys, tempfile, time
+import bisect, collections, glob, json, os, signal, socket, statistics, subprocess, sys, tempfile, time
+
+
+# Keyless marks (the journal's holds and releases, node/journal.c) by the
+# process that made them: pid -> point -> sorted t_ns; and the pid of each
+# keyed point's process (the last seen).
+KEYLESS = collections.defaultdict(lambda: collections.defaultdict(list))
+PID_OF = {}
 
 
 def load(d):
     """key -> point -> earliest t_ns (a point may fire twice for one key,
     e.g. wk_invoke on a started step the worker's agent already holds)."""
     marks = collections.defaultdict(dict)
+    KEYLESS.clear()
+    PID_OF.clear()
     for f in glob.glob(os.path.join(d, "*")):
+        pid = os.path.basename(f).split(".")[0]
         for line in open(f, errors="replace"):
             parts = line.split()
+            if len(parts) == 2:
+                KEYLESS[pid][parts[0]].append(int(parts[1]))
+                continue
             if len(parts) != 3:
                 continue
+            PID_OF[parts[0]] = pid
             point, t, key = parts[0], int(parts[1]), parts[2]
             m = marks[key]
             if point not in m or t < m[point]:
                 m[point] = t
+    for pts in KEYLESS.values():
+        for v in pts.values():
+            v.sort()
     return marks
+
+
+def last_before(pid, point, t):
+    """The last keyless mark `point` of process pid at or before t, or None."""
+    v = KEYLESS.get(pid, {}).get(point, [])
+    i = bisect.bisect_right(v, t)
+    return v[i - 1] if i else None
 
 
 def stats(v):
@@ -133,6 +157,13 @@ def join_forwarded(marks, bases, suffix, steps):
         add("end: mesh n2 -> n1", d(last, "settle_send", "result_in"))
         add("end: n1 finds the placement", d(last, "result_in", "result_apply"))
         add("end: n1 settles; held until durable on n1 and backup; REPLY", d(last, "result_apply", "d_end"))
+        # (the await's reply: the last the owner's journal released before the
+        # await returned; the replies held with it go in the same release)
+        owner = PID_OF.get("result_apply")
+        rel = last_before(owner, "j_release", last["d_end"]) if "d_end" in last else None
+        if rel is not None and "result_apply" in last and rel >= last["result_apply"]:
+            add("end:   of which the settle -> the reply released (durable)", (rel - last["result_apply"]) / 1000.0)
+            add("end:   of which the REPLY n1 -> driver (ipc, libpmesh)", (last["d_end"] - rel) / 1000.0)
         end.append(d(last, "w_sent", "d_end"))
         worker_all.append((last["w_sent"] - first["w_got"]) / 1000.0
                           if "w_sent" in last and "w_got" in first else None)
