@@ -25,6 +25,7 @@
 #include "clock.h"
 #include "pmesh.h"
 #include "stats.h"
+#include "steptrace.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -460,6 +461,7 @@ s_chain_start(pm_client_t *self, const pm_invocation_t *inv, const void *value, 
             s_chain_add(self, st->invocation_id, ch->steps + i + 1, ch->n - i - 1);
         started[n++] = (pm_wire_step_t){.target_id = x->target_id,
                                         .invocation_id = x->invocation_id};
+        PM_STEPTRACE_MARK("l_chain", value, len);
     }
     s_chain_free(ch);
     return n;
@@ -638,6 +640,7 @@ static void
 s_accept(pm_client_t *self, const pm_msg_t *m)
 {
     if (m->type == PM_MSG_INVOKE) {
+        PM_STEPTRACE_MARK("l_invoke", m->value, m->value_len);
         pm_invocation_t *inv = calloc(1, sizeof *inv);
         if (!inv)
             return;
@@ -1720,6 +1723,7 @@ s_answer(pm_worker_t *self, const pm_invocation_t *inv, int ok, const void *valu
         s_set_error(c, PM_ERR_NOT_HOLDER, "the invocation came on a session that has ended");
         return PM_ERR_NOT_HOLDER;
     }
+    PM_STEPTRACE_MARK("l_answer", value, value ? len : 0);
     pm_wire_step_t started[PM_WIRE_MAX_STEPS];
     size_t n_started = 0;
     s_chain_t *ch;

@@ -227,6 +227,7 @@ s_adopt(pm_agent_t *self, pm_deleg_t *d, const char *function, const uint8_t *in
         pm_place_deleg_free(d);
         return 0;
     }
+    PM_STEPTRACE_MARK(d->chained ? "adopt_chained" : "adopt_early", input, len);
     if (d->chained)
         self->chain_kept++;
     else
@@ -415,6 +416,7 @@ s_chain_started(pm_agent_t *self, const char *from, const pm_msg_t *m, const voi
         d->input_len = len;
         d->input_known = 1;
         d->sent_at = self->now_mono;
+        PM_STEPTRACE_MARK("chain_started", data, len);
     }
 }
 

@@ -452,6 +452,7 @@ s_adopt_started(pm_workers_t *self, const s_inv_t *inv, s_worker_t *w, const pm_
         self->stats.invoked++;
         self->stats.dispatched++;
         x->func->invoked++;
+        PM_STEPTRACE_MARK("wk_adopt", r->value, r->value_len);
     }
 }
 
