@@ -361,6 +361,35 @@ pm_invocation_destroy(pm_invocation_t **self_p)
     *self_p = NULL;
 }
 
+/* Queues an invocation for pm_worker_next (on the current session); NULL
+ * (nothing queued) when out of memory. */
+static pm_invocation_t *
+s_invocation_queue(pm_client_t *self, const char *id, const char *function, const char *target,
+                   const void *input, size_t len, uint32_t attempt)
+{
+    pm_invocation_t *inv = calloc(1, sizeof *inv);
+    if (!inv)
+        return NULL;
+    inv->invocation_id = s_dup(id);
+    inv->function = s_dup(function);
+    inv->target_id = s_dup(target);
+    inv->input = malloc(len + 1);
+    if (inv->input) {
+        if (len)
+            memcpy(inv->input, input, len);
+        inv->input[len] = 0;
+    }
+    inv->input_len = len;
+    inv->attempt = attempt;
+    inv->session = self->session;
+    if (!inv->invocation_id || !inv->function || !inv->target_id || !inv->input ||
+        s_push(&self->invocations, inv) != 0) {
+        pm_invocation_destroy(&inv);
+        return NULL;
+    }
+    return inv;
+}
+
 static void
 s_chain_free(s_chain_t *ch)
 {
@@ -437,26 +466,10 @@ s_chain_start(pm_client_t *self, const pm_invocation_t *inv, const void *value, 
         const pm_wire_step_t *st = &ch->steps[i];
         if (strcmp(st->source, inv->target_id) != 0 || !s_serves(self, st->function))
             continue;
-        pm_invocation_t *x = calloc(1, sizeof *x);
+        pm_invocation_t *x = s_invocation_queue(self, st->invocation_id, st->function,
+                                                st->target_id, value, len, 1);
         if (!x)
             continue;
-        x->invocation_id = strdup(st->invocation_id);
-        x->function = strdup(st->function);
-        x->target_id = strdup(st->target_id);
-        x->input = malloc(len + 1);
-        if (x->input) {
-            if (len)
-                memcpy(x->input, value, len);
-            x->input[len] = 0;
-        }
-        x->input_len = len;
-        x->attempt = 1;
-        x->session = self->session;
-        if (!x->invocation_id || !x->function || !x->target_id || !x->input ||
-            s_push(&self->invocations, x) != 0) {
-            pm_invocation_destroy(&x);
-            continue;
-        }
         if (i + 1 < ch->n)
             s_chain_add(self, st->invocation_id, ch->steps + i + 1, ch->n - i - 1);
         started[n++] = (pm_wire_step_t){.target_id = x->target_id,
@@ -641,26 +654,11 @@ s_accept(pm_client_t *self, const pm_msg_t *m)
 {
     if (m->type == PM_MSG_INVOKE) {
         PM_STEPTRACE_MARK("l_invoke", m->value, m->value_len);
-        pm_invocation_t *inv = calloc(1, sizeof *inv);
+        pm_invocation_t *inv = s_invocation_queue(self, m->invocation_id, m->function,
+                                                  m->target_id, m->value, m->value_len,
+                                                  m->attempt);
         if (!inv)
             return;
-        inv->invocation_id = s_dup(m->invocation_id);
-        inv->function = s_dup(m->function);
-        inv->target_id = s_dup(m->target_id);
-        inv->input = malloc(m->value_len + 1);
-        if (inv->input) {
-            if (m->value_len)
-                memcpy(inv->input, m->value, m->value_len);
-            inv->input[m->value_len] = 0;
-        }
-        inv->input_len = m->value_len;
-        inv->attempt = m->attempt;
-        inv->session = self->session;
-        if (!inv->invocation_id || !inv->function || !inv->target_id || !inv->input ||
-            s_push(&self->invocations, inv) != 0) {
-            pm_invocation_destroy(&inv);
-            return;
-        }
         if (m->step_count && self->functions)
             s_chain_add(self, inv->invocation_id, m->steps, m->step_count);
         return;
