@@ -372,25 +372,35 @@ s_chain_each(void *arg, const char *source, const char *function, const char *ta
     c->made[c->n++] = d;
 }
 
+/* The continuations chained after d's target, to hand on with d to node
+ * ("": a local worker), each kept as a placement started early there. */
+static void
+s_chain_build(pm_agent_t *self, const pm_deleg_t *d, const char *node, s_chain_t *c)
+{
+    *c = (s_chain_t){.self = self, .node = node};
+    pm_prom_t *q = self->chain_forward ? pm_store_get(self->store, d->target) : NULL;
+    if (!q)
+        return;
+    pm_then_each_on(q, s_chain_each, c);
+    for (size_t i = 0; i < c->n && c->n < PM_WIRE_MAX_STEPS; i++) {
+        pm_prom_t *t = pm_store_get(self->store, c->steps[i].target_id);
+        if (t)
+            pm_then_each_on(t, s_chain_each, c);
+    }
+    self->chain_forwarded += c->n;
+}
+
 /* Sends d to member node, with the continuations chained after its target
  * when chain is set; 0, or -1 if it cannot be sent. */
 static int
 s_send_placed(pm_agent_t *self, pm_deleg_t *d, const char *node, int chain)
 {
-    s_chain_t c = {.self = self, .node = node};
-    pm_prom_t *q = chain ? pm_store_get(self->store, d->target) : NULL;
-    if (q) {
-        pm_then_each_on(q, s_chain_each, &c);
-        for (size_t i = 0; i < c.n && c.n < PM_WIRE_MAX_STEPS; i++) {
-            pm_prom_t *t = pm_store_get(self->store, c.steps[i].target_id);
-            if (t)
-                pm_then_each_on(t, s_chain_each, &c);
-        }
-    }
-    if (s_send_invoke(self, d, node, c.steps, c.n) == 0) {
-        self->chain_forwarded += c.n;
+    s_chain_t c = {.n = 0};
+    if (chain)
+        s_chain_build(self, d, node, &c);
+    if (s_send_invoke(self, d, node, c.steps, c.n) == 0)
         return 0;
-    }
+    self->chain_forwarded -= c.n;
     for (size_t i = 0; i < c.n; i++) {
         pm_place_deleg_unlink(self, c.made[i]);
         pm_place_deleg_free(c.made[i]);
@@ -402,11 +412,11 @@ s_send_placed(pm_agent_t *self, pm_deleg_t *d, const char *node, int chain)
  * continuations handed on with it on its result (data, len): that result
  * is their input. */
 static void
-s_chain_started(pm_agent_t *self, const char *from, const pm_msg_t *m, const void *data,
-                size_t len)
+s_chain_started(pm_agent_t *self, const char *from, const pm_wire_step_t *steps, size_t n,
+                const void *data, size_t len)
 {
-    for (size_t i = 0; i < m->step_count; i++) {
-        pm_deleg_t *d = s_find(self, m->steps[i].target_id, m->steps[i].invocation_id);
+    for (size_t i = 0; i < n; i++) {
+        pm_deleg_t *d = s_find(self, steps[i].target_id, steps[i].invocation_id);
         if (!d || !d->chained || d->input_known || strcmp(d->node, from) != 0)
             continue;
         free(d->input);
@@ -499,7 +509,14 @@ s_place(pm_agent_t *self, const char *source, const char *function, const uint8_
         if (node && s_send_placed(self, d, node, !early && self->chain_forward) == 0)
             return;
     }
-    pm_workers_origin_t o = {.node = NULL, .inv_id = d->inv_id};
+    /* On a local worker (or queued here for one): the chain rides along all
+     * the same, so a worker that chains runs the next step without waiting
+     * for this agent. */
+    s_chain_t c = {.n = 0};
+    if (!early)
+        s_chain_build(self, d, "", &c);
+    pm_workers_origin_t o = {.node = NULL, .inv_id = d->inv_id, .next = c.steps,
+                             .n_next = c.n};
     int err = pm_workers_invoke(self->workers, function, input, len, target, &o);
     if (err != PM_OK)
         pm_log(PM_LOG_ERROR, "PM-INVOKE-FAILED", target, "%s", pm_err_name(err));
@@ -703,10 +720,16 @@ pm_place_settle_anywhere(void *arg, const pm_workers_origin_t *origin, const cha
     (void) function;
     if (!origin || !origin->inv_id) /* placed without a record: settles directly */
         return pm_store_settle(self->store, target, state, data, len, self->now_real, NULL);
-    if (!origin->node)
+    if (!origin->node) {
+        if (state == PM_STATE_RESOLVED && origin->n_next) {
+            pm_wire_step_t started[PM_WIRE_MAX_STEPS];
+            size_t n = s_chain_start(self, origin, target, data, len, started);
+            s_chain_started(self, "", started, n, data, len);
+        }
         return s_result(self, "", origin->inv_id, target, state, data, len) == PM_OK
                    ? PM_OK
                    : PM_ERR_NOT_FOUND;
+    }
     if (!self->mesh)
         return PM_ERR_NOT_FOUND;
     if (state == PM_STATE_RESOLVED && len > self->max_value_bytes)
@@ -742,7 +765,7 @@ pm_place_on_result(pm_agent_t *self, const char *from, const pm_msg_t *m)
     size_t len = m->ok ? (m->value ? m->value_len : 0) : strlen(why);
     PM_STEPTRACE_MARK("result_in", data, len);
     if (m->step_count && m->ok)
-        s_chain_started(self, from, m, data, len);
+        s_chain_started(self, from, m->steps, m->step_count, data, len);
     s_result(self, from, m->invocation_id, m->target_id, state, data, len);
 }
 

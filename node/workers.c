@@ -409,7 +409,7 @@ s_worker_serves(const s_worker_t *w, const char *function)
 static void
 s_adopt_started(pm_workers_t *self, const s_inv_t *inv, s_worker_t *w, const pm_msg_t *r)
 {
-    for (size_t k = 0; k < r->step_count && inv->origin_node; k++) {
+    for (size_t k = 0; k < r->step_count && inv->origin_inv; k++) {
         size_t i = 0;
         while (i < inv->n_steps &&
                strcmp(inv->steps[i].invocation_id, r->steps[k].invocation_id) != 0)
@@ -417,9 +417,10 @@ s_adopt_started(pm_workers_t *self, const s_inv_t *inv, s_worker_t *w, const pm_
         if (i == inv->n_steps)
             continue;
         const pm_wire_step_t *st = &inv->steps[i];
-        size_t n = strlen(inv->origin_node) + strlen(st->invocation_id) + 2;
+        const char *onode = inv->origin_node ? inv->origin_node : "";
+        size_t n = strlen(onode) + strlen(st->invocation_id) + 2;
         char *key = pm_xmalloc(n, "invocation");
-        snprintf(key, n, "%s/%s", inv->origin_node, st->invocation_id);
+        snprintf(key, n, "%s/%s", onode, st->invocation_id);
         if (strcmp(st->source, inv->target) != 0 || !s_worker_serves(w, st->function) ||
             zhashx_lookup(self->targets, key) || zhashx_lookup(self->invs, st->invocation_id)) {
             free(key);
@@ -429,7 +430,8 @@ s_adopt_started(pm_workers_t *self, const s_inv_t *inv, s_worker_t *w, const pm_
         x->id = pm_xstrdup(st->invocation_id, "invocation");
         x->target = pm_xstrdup(st->target_id, "invocation");
         x->key = key;
-        x->origin_node = pm_xstrdup(inv->origin_node, "invocation");
+        if (inv->origin_node)
+            x->origin_node = pm_xstrdup(inv->origin_node, "invocation");
         x->origin_inv = pm_xstrdup(st->invocation_id, "invocation");
         x->input = pm_xmalloc(r->value_len, "invocation");
         if (r->value_len)
