@@ -168,6 +168,24 @@ expect_at_least "2: n1 kept the 3 steps n$H started before it" 1 chain.kept $((k
 # 4 steps, after the one placed on n$H again, are kept too.
 expect_at_least "2: ... and the 4 after the break, handed on again" 1 chain.kept $((kept0 + 7))
 
+# ---- 2b. a chain on the owner's own worker: forwarded to it all the same ---------
+# The worker (libpmesh) runs each next step on its own result without the
+# round trip to its agent; n1 adopts each one as from a member.
+chain_worker w-loc 1 loc 8 ,
+fwd0=$(stat_of 1 chain.forwarded) kept0=$(stat_of 1 chain.kept)
+started0=$(stat_of 1 chain.started)
+# shellcheck disable=SC2046
+build_chain $(steps 10 loc)
+pm 1 resolve "$P" c6-
+pm 1 await "$LAST" --timeout 20s
+expect_eq "2b: a chain on n1's own worker resolves" 0 "$RC"
+expect_eq "2b: every step ran once, in order" "c6-,,,,,,,,,," "$OUT"
+expect_at_least "2b: n1 handed its 9 chained steps on to its own worker" 1 chain.forwarded \
+    $((fwd0 + 9))
+expect_at_least "2b: ... which started them (chain.started)" 1 chain.started $((started0 + 9))
+expect_at_least "2b: ... and n1 kept all 9" 1 chain.kept $((kept0 + 9))
+kill "$WORKER_PID" 2>/dev/null || true
+
 # ---- 3. R6: applied at once, visible only once durable --------------------------
 # Nine steps on nH, then one (last) on a worker of n1's own, which writes
 # the input it gets to a file; n1's backup nB is stopped, so none of n1's
