@@ -55,9 +55,18 @@ pm_records_apply(pm_store_t *store, const pm_rec_t *rec, int passive)
     int err;
     switch (rec->kind) {
     case PM_REC_CREATE: {
-        /* Ids are minted once: one that exists is this record applied before
-         * (or a copy's stale outcome, which the owner's settle replaces). */
-        if (pm_store_get(store, p->id))
+        /* Ids are minted once: one that exists is this record applied before,
+         * or a passive copy's stale outcome. An owner sends a promise's
+         * CREATE again only when it streams its state (a state transfer, or
+         * a space it took over), followed at once by the SETTLE if it has
+         * it settled; so a copy settled where the owner's state has it
+         * pending holds an outcome nobody acknowledged (pmesh-sim seed 4752:
+         * a deposed owner kept a then's target settled from a value the new
+         * owner never had, and took the space over again with it). It goes
+         * pending again, and a SETTLE that follows settles it as the owner
+         * has it. */
+        pm_prom_t *q = pm_store_get(store, p->id);
+        if (q && !(passive && q->state != PM_STATE_PENDING && s_replace_stale(store, q)))
             return PM_RECORD_REDUNDANT;
         err = s_create(store, p, passive);
         break;

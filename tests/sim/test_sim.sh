@@ -162,6 +162,14 @@ regress 8685 mixed --no-then-chains
 # heard the timeout: q pending for good (L2; thens.c: a then whose source's
 # space is served elsewhere subscribes to the source at its owner).
 regress 7972 mixed --no-then-chains
+# 4752 (mixed, V6; the load with chained thens) = n0, cut off (outgoing),
+# applied p = then(x, f) and q = then(p, f) from a chained step at once
+# (R6), never acknowledged; n2 took the space over, p was settled v1 there;
+# n0, n2's backup from then on, kept its own q settled from p's lost value
+# (a create record of a promise the copy held settled changed nothing), took
+# the space over again and n3 after it: q read f:f:v2 with p v1. A copy's
+# settled promise whose owner streams it pending goes pending (records.c).
+regress 4752 mixed ""
 
 # 3. A batch of fresh seeds with overlapping faults of every kind.
 # The simulated worker pings at its hello, as libpmesh does: without it a
