@@ -195,6 +195,8 @@ s_new(const pm_config_t *cfg, const char *node, const char *socket_path, void *s
         pm_store_set_listener(self->store, pm_agent_store_changed, self);
     }
     self->rthens = zhashx_new();
+    self->stale_tail = zhashx_new();
+    zhashx_set_destructor(self->stale_tail, pm_takeover_stale_destructor);
     if (!self->rthens)
         goto fail;
     zhashx_set_destructor(self->rthens, pm_then_rthen_destructor);
@@ -406,6 +408,7 @@ pm_agent_destroy(pm_agent_t **self_p)
     pm_isr_destroy(&self->isr);
     pm_replica_destroy(&self->replica);
     zhashx_destroy(&self->rthens);
+    zhashx_destroy(&self->stale_tail);
     pm_claims_free(&self->probation);
     pm_claims_free(&self->served_before);
     pm_backup_destroy(&self->backup);

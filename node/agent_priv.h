@@ -214,6 +214,9 @@ struct pm_agent {
     pm_backup_t *backup;   /* what we hold of other owners' streams; NULL: no mesh */
     int replicas;
     zhashx_t *rthens;      /* q id -> pm_rthen_t: continuations of spaces we back up */
+    zhashx_t *stale_tail;  /* owner node -> pm_bytes_t: the create record a message of
+                            * its ended with, of a promise our copy holds settled
+                            * (takeover.c: decided by its next message) */
     zhashx_t *then_rsrcs;  /* source id -> thens on it whose source is served elsewhere (thens.c) */
     pm_timers_t *then_timers; /* ... their subscriptions made again after an error (thens.c) */
     zhashx_t *combs;       /* q id -> pm_comb_t (owned): combinators we own (fanins.c) */

@@ -63,12 +63,15 @@ pm_records_apply(pm_store_t *store, const pm_rec_t *rec, int passive)
          * pending holds an outcome nobody acknowledged (pmesh-sim seed 4752:
          * a deposed owner kept a then's target settled from a value the new
          * owner never had, and took the space over again with it). It goes
-         * pending again, and a SETTLE that follows settles it as the owner
-         * has it. */
+         * pending again, but only when the caller knows that no SETTLE
+         * follows (PM_RECORDS_PENDING_AT_OWNER: the next record of the same
+         * message is another one): a transfer cut between the two must not
+         * take an acknowledged outcome back. */
         pm_prom_t *q = pm_store_get(store, p->id);
-        if (q && !(passive && q->state != PM_STATE_PENDING && s_replace_stale(store, q)))
+        if (q && !(passive == PM_RECORDS_PENDING_AT_OWNER && q->state != PM_STATE_PENDING &&
+                   s_replace_stale(store, q)))
             return PM_RECORD_REDUNDANT;
-        err = s_create(store, p, passive);
+        err = s_create(store, p, passive != 0);
         break;
     }
     case PM_REC_SETTLE: {

@@ -25,12 +25,13 @@
  * `passive` records come from the space's owner (a replication stream,
  * fenced to the newest epoch): they are the truth, so a settle record
  * replaces the outcome of a passive copy settled otherwise (an outcome
- * nobody acknowledged, kept from when this agent served the space), and a
- * create record of a promise the copy holds settled makes it pending again
- * (the owner streams its state: a settle record follows when it has it
- * settled). In the WAL replay (not passive) the first settle wins, as it
- * did live. */
+ * nobody acknowledged, kept from when this agent served the space). In the
+ * WAL replay (not passive) the first settle wins, as it did live. */
 int pm_records_apply(pm_store_t *store, const pm_rec_t *rec, int passive);
+/* `passive` for a create record whose promise the owner is known to hold
+ * pending (no settle record follows it): a copy settled otherwise goes
+ * pending again (takeover.c). */
+#define PM_RECORDS_PENDING_AT_OWNER 2
 
 /* Fills v with a view of p (pointers borrow from p). */
 void pm_records_view(const pm_prom_t *p, pm_wire_promise_t *v);

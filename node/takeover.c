@@ -152,9 +152,42 @@ pm_takeover_on_record(void *arg, const pm_rec_t *rec, const uint8_t *buf, size_t
     }
 }
 
-/* Applies one replicated record to our (passive) copy. */
+/* Whether next (the record after a create of id in the same message; NULL:
+ * none) shows that the owner holds id pending: an owner streams a promise's
+ * create and, if it has it settled, its settle right after it. */
+static int
+s_pending_at_owner(const char *id, const pm_bytes_t *next)
+{
+    pm_rec_t n;
+    if (!next || pm_wire_rec_decode(next->data, next->len, &n) != PM_OK) {
+        if (next)
+            pm_wire_rec_release(&n);
+        return 0;
+    }
+    int pending = !(n.kind == PM_REC_SETTLE && n.promise.id && strcmp(n.promise.id, id) == 0);
+    pm_wire_rec_release(&n);
+    return pending;
+}
+
+/* A create record a message ended with (agent->stale_tail). */
+typedef struct s_tail {
+    uint64_t stream, xfer; /* the message's */
+    size_t len;
+    uint8_t buf[];
+} s_tail_t;
+
+void
+pm_takeover_stale_destructor(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+/* Applies one replicated record to our (passive) copy; next: the record
+ * after it in the same message (NULL: none). */
 static void
-s_apply_record(pm_agent_t *self, const uint8_t *buf, size_t len)
+s_apply_record(pm_agent_t *self, const pm_msg_t *msg, const uint8_t *buf, size_t len,
+               const pm_bytes_t *next)
 {
     pm_rec_t rec;
     if (pm_wire_rec_decode(buf, len, &rec) != PM_OK) {
@@ -171,9 +204,22 @@ s_apply_record(pm_agent_t *self, const uint8_t *buf, size_t len)
         if (self->journal) /* so a restart of ours still knows it */
             pm_journal_cont(self->journal, &rec);
     } else {
-        /* A record that does not apply (a settle the copy has with another
-         * outcome) leaves the copy as it is, as the WAL replay does. */
-        pm_records_apply(self->store, &rec, 1);
+        /* A record that does not apply leaves the copy as it is, as the WAL
+         * replay does, but for a stale outcome of our copy (records.h). */
+        pm_prom_t *q = rec.kind == PM_REC_CREATE ? pm_store_get(self->store, p->id) : NULL;
+        int stale = q && q->passive && q->state != PM_STATE_PENDING;
+        if (stale && !next && msg) {
+            /* The message ends here: its owner's next message of the same
+             * stream says whether a settle follows (on_replicate). */
+            s_tail_t *t = pm_xmalloc(sizeof *t + len, "replicated record");
+            t->stream = msg->stream;
+            t->xfer = msg->full ? msg->xfer : 0;
+            t->len = len;
+            memcpy(t->buf, buf, len);
+            zhashx_update(self->stale_tail, msg->from ? msg->from : "", t);
+        }
+        int mode = stale && s_pending_at_owner(p->id, next) ? PM_RECORDS_PENDING_AT_OWNER : 1;
+        pm_records_apply(self->store, &rec, mode);
         if (rec.kind == PM_REC_SETTLE)
             zhashx_delete(self->rthens, p->id); /* its continuation is done */
     }
@@ -215,8 +261,29 @@ pm_takeover_on_replicate(pm_agent_t *self, const char *from, const pm_msg_t *m)
                     (unsigned long long) nack.epoch);
         return;
     }
-    for (size_t i = v.apply ? v.skip : m->record_count; i < m->record_count; i++)
-        s_apply_record(self, m->records[i].data, m->records[i].len);
+    size_t first = v.apply ? v.skip : m->record_count;
+    /* The create the owner's last message ended with: stale in our copy if
+     * this message, which follows it, does not start with its settle. */
+    s_tail_t *tail = zhashx_lookup(self->stale_tail, from);
+    if (tail) {
+        int same = tail->stream == m->stream && tail->xfer == (m->full ? m->xfer : 0);
+        if (same && first < m->record_count) {
+            s_apply_record(self, NULL, tail->buf, tail->len, &m->records[first]);
+        } else if (same && m->full && !m->record_count && v.ack) {
+            /* The transfer's end, complete: nothing follows it. */
+            pm_rec_t rec;
+            if (pm_wire_rec_decode(tail->buf, tail->len, &rec) == PM_OK &&
+                rec.kind == PM_REC_CREATE)
+                pm_records_apply(self->store, &rec, PM_RECORDS_PENDING_AT_OWNER);
+            pm_wire_rec_release(&rec);
+        }
+        zhashx_delete(self->stale_tail, from);
+    }
+    pm_msg_t src = *m;
+    src.from = from;
+    for (size_t i = first; i < m->record_count; i++)
+        s_apply_record(self, &src, m->records[i].data, m->records[i].len,
+                       i + 1 < m->record_count ? &m->records[i + 1] : NULL);
     if (!peer)
         return;
     if (v.resync) {

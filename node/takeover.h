@@ -35,4 +35,7 @@ void pm_takeover_check_probation(pm_agent_t *self, int64_t mono);
 /* Mesh hook: a member came, changed or went. */
 void pm_takeover_on_member(void *arg, pm_mesh_event_t ev, const char *name);
 
+/* zhashx destructor of agent->stale_tail items. */
+void pm_takeover_stale_destructor(void **item);
+
 #endif
