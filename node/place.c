@@ -72,6 +72,10 @@
  * the counted backups, and a next owner that lacks the source's settle lacks
  * the target's too and runs the continuation from its copy. A source in
  * another space may move with its own history (R5), so its result waits.
+ * That needs a deposed owner's copy to drop what it settled unacknowledged
+ * once the new owner's state has it pending (records.c, takeover.c;
+ * pmesh-sim seed 4752: such a copy kept a target settled from its source's
+ * lost value and took the space over again with it).
  *
  * Why no target is settled from an outcome the space's next owner does not
  * hold: a target is settled here only by R1-R3, so at that moment this
