@@ -36,22 +36,29 @@ state_on() {
     json_get "$OUT" state
 }
 
-# pick_roles: O (n1, the inputs' owner), B (the agent n1 replicates to) and
+# pick_roles: O (the inputs' owner), B (the agent O replicates to) and
 # H (an agent that is neither, and does not replicate to B either: its own
 # answers must not wait for B), where the combinator, its then and the
 # worker live.
 pick_roles() {
-    local k b deadline=$(($(now_ms) + 10000))
-    O=1 B="" H=""
+    # Any owner O whose backup B is not H's backup either (backups follow
+    # the random space names: with O fixed, every other agent could back up
+    # to B, and no H would do).
+    local o k b deadline=$(($(now_ms) + 10000))
+    O="" B="" H=""
     until [ -n "$H" ] || [ "$(now_ms)" -ge "$deadline" ]; do
-        b=$(backup_of 1)
-        B=${b#n}
-        for k in 2 3 4 5; do
-            b=$(backup_of "$k")
-            if [ -n "$B" ] && [ "$k" != "$B" ] && [ -n "$b" ] && [ "$b" != "n$B" ]; then
-                H=$k
-                break
-            fi
+        for o in 1 2 3 4 5; do
+            b=$(backup_of "$o")
+            B=${b#n}
+            [ -n "$B" ] || continue
+            for k in 1 2 3 4 5; do
+                [ "$k" != "$o" ] && [ "$k" != "$B" ] || continue
+                b=$(backup_of "$k")
+                if [ -n "$b" ] && [ "$b" != "n$B" ]; then
+                    O=$o H=$k
+                    break 2
+                fi
+            done
         done
         [ -n "$H" ] || sleep 0.2
     done
@@ -93,7 +100,7 @@ early_case() {
 
 mesh_up 5 --replicas 2 --unsafe-no-coordination
 pick_roles
-check "n1 replicates to n$B; the combinator goes to n$H, which does not" test -n "$H"
+check "n$O replicates to n$B; the combinator goes to n$H, which does not" test -n "$H"
 mesh_worker w-id "$H" ident 4 cat
 
 # ---- fanin_early (the default): the continuation starts early, its result waits ----
@@ -127,7 +134,7 @@ mesh_down
 # ---- fanin_early=false: one answer per input, nothing starts early ------------------
 mesh_up 5 --replicas 2 --unsafe-no-coordination --fanin-early=false
 pick_roles
-check "fanin_early=false: n1 replicates to n$B; the combinator goes to n$H, which does not" \
+check "fanin_early=false: n$O replicates to n$B; the combinator goes to n$H, which does not" \
     test -n "$H"
 mesh_worker w-id2 "$H" ident 4 cat
 STOP_UNTIL=$(($(now_ms) + 700))
