@@ -443,7 +443,7 @@ s_chain_start(pm_agent_t *self, const pm_workers_origin_t *origin, const char *t
               const void *data, size_t len, pm_wire_step_t *started)
 {
     size_t n = 0;
-    for (size_t i = 0; i < origin->n_next && self->chain_forward; i++) {
+    for (size_t i = 0; i < origin->n_next; i++) {
         const pm_wire_step_t *st = &origin->next[i];
         if (strcmp(st->source, target) != 0 || !pm_workers_serves(self->workers, st->function))
             continue;
@@ -510,7 +510,7 @@ s_place(pm_agent_t *self, const char *source, const char *function, const uint8_
         s_src_watch(self, d); /* R5 (an early one's starts when it is adopted) */
     if (self->mesh && !pm_workers_serves(self->workers, function)) {
         const char *node = pm_mesh_place(self->mesh, function);
-        if (node && s_send_placed(self, d, node, !early && self->chain_forward) == 0)
+        if (node && s_send_placed(self, d, node, !early) == 0)
             return;
     }
     /* On a local worker (or queued here for one): the chain rides along all

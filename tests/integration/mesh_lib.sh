@@ -143,6 +143,18 @@ mstat() {
     json_get "$("$PMESH" --socket "${MESH_SOCK[$1]}" status 2>/dev/null)" "$2"
 }
 
+# backup_of K: the node nK replicates to ("" if none yet).
+backup_of() {
+    python3 -c '
+import json, sys
+try:
+    bs = json.loads(sys.argv[1])["replication"]["backups"]
+    print(bs[0]["node"] if bs else "")
+except Exception:
+    print("")
+' "$("$PMESH" --socket "${MESH_SOCK[$1]}" status 2>/dev/null)"
+}
+
 # members K: nK's member table as JSON (pmesh members when the CLI has it,
 # else meshpoke).
 members() {

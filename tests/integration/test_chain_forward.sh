@@ -36,18 +36,6 @@ if [ ! -x "$CHAIN_BIN" ]; then
     finish
 fi
 
-# backup_of K: the node nK replicates to ("" if none yet).
-backup_of() {
-    python3 -c '
-import json, sys
-try:
-    bs = json.loads(sys.argv[1])["replication"]["backups"]
-    print(bs[0]["node"] if bs else "")
-except Exception:
-    print("")
-' "$("$PMESH" --socket "${MESH_SOCK[$1]}" status 2>/dev/null)"
-}
-
 # pick_roles: B (the agent n1 replicates to) and H (the other of n2, n3).
 pick_roles() {
     local b deadline=$(($(now_ms) + 10000))

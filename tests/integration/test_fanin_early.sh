@@ -18,18 +18,6 @@
 #   BUILD=build tests/integration/test_fanin_early.sh
 . "$(dirname "$0")/mesh_lib.sh"
 
-# backup_of K: the node nK replicates to ("" if none yet).
-backup_of() {
-    python3 -c '
-import json, sys
-try:
-    bs = json.loads(sys.argv[1])["replication"]["backups"]
-    print(bs[0]["node"] if bs else "")
-except Exception:
-    print("")
-' "$("$PMESH" --socket "${MESH_SOCK[$1]}" status 2>/dev/null)"
-}
-
 # state_on K ID: ID's state through nK.
 state_on() {
     pm "$1" get "$2"

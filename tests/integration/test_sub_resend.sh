@@ -146,16 +146,7 @@ mesh_down
 # each resend (PM-RELAY-RESUB, debug): its status may be held too (if its own
 # backup is the stopped one), its log is not.
 
-# backup_of K: the first backup agent nK replicates to ("" if none).
-backup_of() {
-    python3 -c '
-import json, sys
-try:
-    print(json.loads(sys.argv[1])["replication"]["backups"][0]["node"])
-except Exception:
-    print("")
-' "$("$PMESH" --socket "${MESH_SOCK[$1]}" status 2>/dev/null)"
-}
+# (backup_of K: mesh_lib.sh.)
 _has_backup() { [ -n "$(backup_of "$1")" ]; }
 _resubs_at_least() { [ "$(log_count "$1" PM-RELAY-RESUB)" -ge "$2" ]; }
 
