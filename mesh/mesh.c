@@ -277,9 +277,19 @@ s_count_out(pm_mesh_t *self, const pm_msg_t *m, size_t len)
     self->sent_bytes[k] += len;
 }
 
-/* Every frame leaves through here: the transport, or the seam's sender. */
+/* Every frame leaves through here: the outbox while corked (outbox.c), else
+ * at once. */
 static int
 s_transmit(pm_mesh_t *self, const char *endpoint, uint8_t *buf, size_t len)
+{
+    if (self->corked)
+        return pm_mesh_outbox_add(self, endpoint, buf, len);
+    return pm_mesh_transmit_now(self, endpoint, buf, len);
+}
+
+/* The transport, or the seam's sender. */
+int
+pm_mesh_transmit_now(pm_mesh_t *self, const char *endpoint, uint8_t *buf, size_t len)
 {
     if (self->sender)
         return self->sender(self->sender_arg, endpoint, buf, len);
@@ -640,46 +650,64 @@ s_early_expire(pm_mesh_t *self, uint64_t now)
         self->early_tail = &self->early;
 }
 
+/* One envelope from a peer (a frame, or one of a batch's: batch_from is then
+ * the batch's sender): counted, then heard, held or dropped. buf is
+ * borrowed (copied if held). */
+static void
+s_on_frame(pm_mesh_t *self, const uint8_t *buf, size_t len, const char *batch_from)
+{
+    pm_msg_t m;
+    int err = pm_wire_decode(buf, len, &m);
+    if (!err && batch_from && (m.type == PM_MSG_BATCH || !m.from || strcmp(m.from, batch_from)))
+        err = PM_ERR_BAD_REQUEST; /* a batch holds one sender's envelopes, no batch */
+    if (err || !m.from) {
+        if (s_rate_ok(++self->bad_frames))
+            pm_log_warn("PM-PEER-BAD-FRAME", "%s frame of %zu bytes on the mesh port%s "
+                        "(bad frames so far: %llu)", err ? pm_err_name(err) : "anonymous",
+                        len, batch_from ? " (in a batch)" : "",
+                        (unsigned long long) self->bad_frames);
+        pm_wire_release(&m);
+        return;
+    }
+    size_t k = s_kind(&m);
+    self->recv[k]++;
+    self->recv_bytes[k] += len;
+    if (m.type == PM_MSG_BATCH) {
+        for (size_t i = 0; i < m.record_count; i++) {
+            self->recv_bytes[k] -= m.records[i].len; /* counted by their own kinds */
+            s_on_frame(self, m.records[i].data, m.records[i].len, m.from);
+        }
+    } else if (m.type == PM_MSG_SWIM) {
+        s_receive_swim(self, &m);
+        if (self->early)
+            s_early_flush(self); /* it may have told us of a sender held */
+    } else if (!pm_mesh_is_up(self, m.from) && !self->curve) {
+        /* Without CURVE anyone can send: only live members are heard. With
+         * it, every peer that got through the handshake holds the mesh key;
+         * one we have not heard of yet is a member that just started (its
+         * first frames can come before the gossip that announces it): its
+         * frames wait until we know where to answer it. */
+        self->unknown_peer++;
+        if (self->unknown_peer <= 10 || self->unknown_peer % 1000 == 0)
+            pm_log_warn("PM-PEER-UNKNOWN", "%s from %s, which is not a live member; "
+                        "dropped", pm_wire_type_name(m.type), m.from);
+    } else if (self->curve && !s_endpoint_of(self, m.from)) {
+        uint8_t *copy = pm_xmalloc(len ? len : 1, "early frame");
+        memcpy(copy, buf, len);
+        s_early_hold(self, &m, copy, len);
+    } else if (self->hooks.message) {
+        self->hooks.message(self->arg, m.from, &m);
+    }
+    pm_wire_release(&m);
+}
+
 void
 pm_mesh_readable(pm_mesh_t *self)
 {
     size_t len;
     uint8_t *buf;
     for (int i = 0; i < 1024 && (buf = pm_transport_recv(self->transport, &len)); i++) {
-        pm_msg_t m;
-        int err = pm_wire_decode(buf, len, &m);
-        if (err || !m.from) {
-            if (s_rate_ok(++self->bad_frames))
-                pm_log_warn("PM-PEER-BAD-FRAME", "%s frame of %zu bytes on the mesh port "
-                            "(bad frames so far: %llu)", err ? pm_err_name(err) : "anonymous",
-                            len, (unsigned long long) self->bad_frames);
-        } else {
-            size_t k = s_kind(&m);
-            self->recv[k]++;
-            self->recv_bytes[k] += len;
-            if (m.type == PM_MSG_SWIM) {
-                s_receive_swim(self, &m);
-                if (self->early)
-                    s_early_flush(self); /* it may have told us of a sender held */
-            } else if (!pm_mesh_is_up(self, m.from) && !self->curve) {
-                /* Without CURVE anyone can send: only live members are
-                 * heard. With it, every peer that got through the handshake
-                 * holds the mesh key; one we have not heard of yet is a
-                 * member that just started (its first frames can come
-                 * before the gossip that announces it): its frames wait
-                 * until we know where to answer it. */
-                self->unknown_peer++;
-                if (self->unknown_peer <= 10 || self->unknown_peer % 1000 == 0)
-                    pm_log_warn("PM-PEER-UNKNOWN", "%s from %s, which is not a live member; "
-                                "dropped", pm_wire_type_name(m.type), m.from);
-            } else if (self->curve && !s_endpoint_of(self, m.from)) {
-                s_early_hold(self, &m, buf, len);
-                buf = NULL;
-            } else if (self->hooks.message) {
-                self->hooks.message(self->arg, m.from, &m);
-            }
-        }
-        pm_wire_release(&m);
+        s_on_frame(self, buf, len, NULL);
         free(buf);
     }
 }
@@ -983,6 +1011,7 @@ pm_mesh_destroy(pm_mesh_t **self_p)
         self->early = e->next;
         s_early_free(e);
     }
+    pm_mesh_outbox_free(self);
     pm_swim_destroy(&self->swim);
     pm_transport_destroy(&self->transport);
     zhashx_destroy(&self->peers);

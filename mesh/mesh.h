@@ -133,6 +133,12 @@ typedef int(pm_mesh_send_fn)(void *arg, const char *endpoint, uint8_t *buf, size
 void pm_mesh_set_sender(pm_mesh_t *self, pm_mesh_send_fn *fn, void *arg);
 int pm_mesh_transmit(pm_mesh_t *self, const char *endpoint, uint8_t *buf, size_t len);
 
+/* Corks the mesh: what is sent from now on waits, one queue per peer, until
+ * pm_mesh_uncork sends each queue as one frame (outbox.c). The agent corks
+ * it for each turn of its loop. */
+void pm_mesh_cork(pm_mesh_t *self);
+void pm_mesh_uncork(pm_mesh_t *self);
+
 /* Tells the mesh we are going: peers mark us left without suspicion. */
 void pm_mesh_leave(pm_mesh_t *self);
 

@@ -42,6 +42,13 @@ typedef struct pm_mesh_early {
     uint64_t at; /* monotonic ms it arrived */
 } pm_mesh_early_t;
 
+/* The frames for one endpoint sent while the mesh is corked (outbox.c). */
+typedef struct pm_mesh_outq {
+    char *endpoint;
+    pm_bytes_t *frames; /* each malloc'd, owned */
+    size_t n, cap, bytes;
+} pm_mesh_outq_t;
+
 /* Who serves a space, and at which epoch. */
 typedef struct pm_mesh_owner {
     char *node;
@@ -93,10 +100,24 @@ struct pm_mesh {
     size_t n_early, early_bytes;
     int curve;
     uint64_t place_rng;
+    /* Corked (pm_mesh_cork): frames wait in one queue per endpoint and leave
+     * as one batch each at pm_mesh_uncork (outbox.c). */
+    int corked;
+    pm_mesh_outq_t *outq;
+    size_t n_outq, cap_outq;
 };
 
 /* Publishes our metadata now (claims, backups, functions). */
 void pm_mesh_publish_meta(pm_mesh_t *self, uint64_t now);
+/* Hands one encoded frame (malloc'd, owned from here) to the transport or
+ * the seam's sender, now: 0, or -1 if it was dropped. */
+int pm_mesh_transmit_now(pm_mesh_t *self, const char *endpoint, uint8_t *buf, size_t len);
+/* outbox.c: queues a frame for endpoint while corked (0, or -1: dropped);
+ * sends every queue, each as one frame; frees the queues (unsent frames
+ * too). */
+int pm_mesh_outbox_add(pm_mesh_t *self, const char *endpoint, uint8_t *buf, size_t len);
+void pm_mesh_outbox_flush(pm_mesh_t *self);
+void pm_mesh_outbox_free(pm_mesh_t *self);
 /* Frees the list of our announced backups. */
 void pm_mesh_free_backups(pm_mesh_t *self);
 

@@ -612,6 +612,22 @@ s_timers(pm_agent_t *self)
     }
 }
 
+/* A turn of the loop: with mesh_batch, what it sends a peer waits until its
+ * end and leaves as one frame (mesh/outbox.c). */
+static void
+s_turn_begin(pm_agent_t *self)
+{
+    if (self->mesh && self->mesh_batch)
+        pm_mesh_cork(self->mesh);
+}
+
+static void
+s_turn_end(pm_agent_t *self)
+{
+    if (self->mesh && self->mesh_batch)
+        pm_mesh_uncork(self->mesh);
+}
+
 int
 pm_agent_run(pm_agent_t *self)
 {
@@ -643,6 +659,7 @@ pm_agent_run(pm_agent_t *self)
             break;
         }
         pm_agent_clock(self);
+        s_turn_begin(self);
         pm_session_check_stall(self, self->now_mono);
         if (items[0].revents & ZMQ_POLLIN)
             s_drain_router(self);
@@ -660,6 +677,7 @@ pm_agent_run(pm_agent_t *self)
             }
         }
         s_timers(self);
+        s_turn_end(self);
     }
     /* Every pending await hears that we are going, rather than hanging. */
     size_t told = 0;
@@ -689,13 +707,16 @@ pm_agent_sim_deliver(pm_agent_t *self, const uint8_t *rid, size_t rid_len, const
                      size_t len)
 {
     pm_agent_clock(self);
+    s_turn_begin(self);
     s_on_frame(self, rid, rid_len, buf, len);
+    s_turn_end(self);
 }
 
 void
 pm_agent_sim_step(pm_agent_t *self)
 {
     pm_agent_clock(self);
+    s_turn_begin(self);
     pm_session_check_stall(self, self->now_mono);
     if (self->mesh)
         pm_mesh_readable(self->mesh);
@@ -704,6 +725,7 @@ pm_agent_sim_step(pm_agent_t *self)
     if (self->isr)
         pm_isr_readable(self->isr, self->now_mono);
     s_timers(self);
+    s_turn_end(self);
 }
 
 int64_t

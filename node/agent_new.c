@@ -294,6 +294,7 @@ s_new(const pm_config_t *cfg, const char *node, const char *socket_path, void *s
     self->fanin_not_found_wait = cfg->fanin_not_found_wait;
     self->fanin_early = cfg->fanin_early;
     self->chain_forward = cfg->chain_forward;
+    self->mesh_batch = cfg->mesh_batch;
     if (cfg->token_secret_file && *cfg->token_secret_file) {
         char err[512];
         if (pm_token_load_secret(cfg->token_secret_file, &self->token_key, &self->token_key_len,

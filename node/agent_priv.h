@@ -246,6 +246,7 @@ struct pm_agent {
     int64_t fanin_not_found_wait; /* ms (fanin_not_found_wait; 0: the default, fanins.c) */
     int fanin_early;              /* fanin_early: combinators take tentative answers */
     int chain_forward;            /* chain_forward: continuations ride with invocations */
+    int mesh_batch;               /* mesh_batch: the mesh corked for each turn of the loop */
     zhashx_t *relays;    /* "%llx" relay id -> pm_relay_t (owned) */
     pm_timers_t *relay_timers;
     uint64_t next_relay;

@@ -53,6 +53,7 @@ typedef struct pm_config {
     int64_t fanin_not_found_wait;   /* ms a combinator waits for a missing input to appear */
     bool fanin_early;               /* start a combinator's continuation on tentative inputs */
     bool chain_forward;             /* hand a chain's continuations on with an invocation */
+    bool mesh_batch;                /* one frame per peer per turn of the loop (mesh/outbox.c) */
     char *data_dir;                 /* WAL directory; NULL: nothing survives a restart */
     int fsync;                      /* 0 always, 1 batch, 2 never (pm_fsync_mode_t) */
     int64_t retention;              /* ms a settled promise is kept */

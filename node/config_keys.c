@@ -130,6 +130,11 @@ const s_key_t pm_config_keys[] = {
      .doc = "hand the continuations chained after an invocation's target on with it, so the "
             "member running it starts the next step on its result without a round trip to "
             "the owner (results still settle only through the owner)"},
+    /* true: what one turn of the agent's loop sends one peer leaves as one
+     * frame (mesh/outbox.c). */
+    {.key = "mesh_batch", .type = S_BOOL, .offset = S_AT(mesh_batch), .def = "true",
+     .doc = "send what one turn of the agent's loop has for a peer as one frame (fewer "
+            "messages, encryptions and wake-ups under load; nothing waits for a timer)"},
     {.key = "data_dir", .type = S_STRING, .offset = S_AT(data_dir), .meta = "DIR",
      .doc = "directory of the write-ahead log; unset: promises do not survive a restart"},
     /* batch: an acknowledgement waits for the fsync that covers it, and one

@@ -4,8 +4,13 @@
  * Memory is the point of most choices here (target: < 300 bytes per pending
  * promise): the id lives inside the promise allocation, labels and keys sit
  * behind one optional pointer, the id index is an open-addressing table of
- * bare pointers, and each promise has at most one heap entry (its earliest
+ * pointers beside their ids' hashes (a probe reads the table, not the
+ * promise: under load a large store would otherwise cost a cache miss per
+ * probe), and each promise has at most one heap entry (its earliest
  * deadline).
+ *
+ * Settled promises also sit on a second list, in the order they settled, so
+ * retention (pm_store_expire) visits only those it drops, not the store.
  *
  * Settling fires watches, and watches may settle further promises (a then
  * chain rejecting link after link). To keep the stack flat however long the
@@ -23,8 +28,13 @@
  * could wrap, and no promise needs it. */
 #define S_MAX_DURATION (100LL * 365 * 24 * 3600 * 1000)
 
+typedef struct s_slot {
+    uint64_t h; /* s_hash of p's key */
+    pm_prom_t *p;
+} s_slot_t;
+
 typedef struct s_index {
-    pm_prom_t **slots;
+    s_slot_t *slots;
     size_t cap; /* power of two */
     size_t n;
 } s_index_t;
@@ -35,6 +45,7 @@ struct pm_store {
     s_index_t by_key;
     pm_timers_t *timers;
     pm_prom_t *oldest, *newest;
+    pm_prom_t *settled_oldest, *settled_newest; /* settled, in the order they did */
     uint64_t next_seq;
     size_t counts[PM_STATE_TIMEDOUT + 1];
     size_t total;
@@ -76,12 +87,13 @@ s_index_find(const s_index_t *ix, const char *key, s_keyof_fn *keyof)
     if (!ix->cap)
         return NULL;
     size_t mask = ix->cap - 1;
-    for (size_t i = s_hash(key) & mask;; i = (i + 1) & mask) {
-        pm_prom_t *p = ix->slots[i];
-        if (!p)
+    uint64_t h = s_hash(key);
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        const s_slot_t *s = &ix->slots[i];
+        if (!s->p)
             return NULL;
-        if (strcmp(keyof(p), key) == 0)
-            return p;
+        if (s->h == h && strcmp(keyof(s->p), key) == 0)
+            return s->p;
     }
 }
 
@@ -91,27 +103,27 @@ s_index_put(s_index_t *ix, pm_prom_t *p, s_keyof_fn *keyof)
     /* Grow at 70% load: linear probing degrades fast beyond that. */
     if ((ix->n + 1) * 10 > ix->cap * 7) {
         size_t cap = ix->cap ? ix->cap * 2 : 1024;
-        pm_prom_t **slots = calloc(cap, sizeof *slots);
+        s_slot_t *slots = calloc(cap, sizeof *slots);
         if (!slots)
             return -1;
         for (size_t i = 0; i < ix->cap; i++) {
-            pm_prom_t *q = ix->slots[i];
-            if (!q)
+            if (!ix->slots[i].p)
                 continue;
-            size_t j = s_hash(keyof(q)) & (cap - 1);
-            while (slots[j])
+            size_t j = ix->slots[i].h & (cap - 1);
+            while (slots[j].p)
                 j = (j + 1) & (cap - 1);
-            slots[j] = q;
+            slots[j] = ix->slots[i];
         }
         free(ix->slots);
         ix->slots = slots;
         ix->cap = cap;
     }
     size_t mask = ix->cap - 1;
-    size_t i = s_hash(keyof(p)) & mask;
-    while (ix->slots[i])
+    uint64_t h = s_hash(keyof(p));
+    size_t i = h & mask;
+    while (ix->slots[i].p)
         i = (i + 1) & mask;
-    ix->slots[i] = p;
+    ix->slots[i] = (s_slot_t){.h = h, .p = p};
     ix->n++;
     return 0;
 }
@@ -124,18 +136,18 @@ s_index_del(s_index_t *ix, const pm_prom_t *p, s_keyof_fn *keyof)
         return;
     size_t mask = ix->cap - 1;
     size_t i = s_hash(keyof(p)) & mask;
-    while (ix->slots[i] && ix->slots[i] != p)
+    while (ix->slots[i].p && ix->slots[i].p != p)
         i = (i + 1) & mask;
-    if (!ix->slots[i])
+    if (!ix->slots[i].p)
         return;
-    ix->slots[i] = NULL;
+    ix->slots[i] = (s_slot_t){0};
     ix->n--;
-    for (size_t j = (i + 1) & mask; ix->slots[j]; j = (j + 1) & mask) {
-        size_t home = s_hash(keyof(ix->slots[j])) & mask;
+    for (size_t j = (i + 1) & mask; ix->slots[j].p; j = (j + 1) & mask) {
+        size_t home = ix->slots[j].h & mask;
         /* Move slot j back to i if its home is not in (i, j]. */
         if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
             ix->slots[i] = ix->slots[j];
-            ix->slots[j] = NULL;
+            ix->slots[j] = (s_slot_t){0};
             i = j;
         }
     }
@@ -298,6 +310,12 @@ s_settle(pm_store_t *self, pm_prom_t *p, int state, const void *data, size_t len
     p->settled_ms = now;
     p->data = copy;
     p->data_len = (uint32_t) len;
+    p->settled_older = self->settled_newest;
+    if (self->settled_newest)
+        self->settled_newest->settled_newer = p;
+    else
+        self->settled_oldest = p;
+    self->settled_newest = p;
     s_tell(self, PM_STORE_SETTLED, p);
     s_fire(self, p);
     return PM_OK;
@@ -642,6 +660,16 @@ s_drop(pm_store_t *self, pm_prom_t *p)
         p->newer->older = p->older;
     else
         self->newest = p->older;
+    if (p->state != PM_STATE_PENDING) {
+        if (p->settled_older)
+            p->settled_older->settled_newer = p->settled_newer;
+        else
+            self->settled_oldest = p->settled_newer;
+        if (p->settled_newer)
+            p->settled_newer->settled_older = p->settled_older;
+        else
+            self->settled_newest = p->settled_older;
+    }
     self->counts[p->state]--;
     self->total--;
     s_prom_free(p);
@@ -663,9 +691,11 @@ size_t
 pm_store_expire(pm_store_t *self, int64_t before, size_t max)
 {
     size_t n = 0;
-    for (pm_prom_t *p = self->oldest, *next; p && n < max; p = next) {
-        next = p->newer;
-        if (p->state != PM_STATE_PENDING && p->settled_ms < before && !p->watches) {
+    for (pm_prom_t *p = self->settled_oldest, *next; p && n < max; p = next) {
+        next = p->settled_newer;
+        if (p->settled_ms >= before)
+            break; /* those after it settled later (or were restored with their time) */
+        if (!p->watches) {
             s_drop(self, p);
             n++;
         }

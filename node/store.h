@@ -52,7 +52,8 @@ struct pm_prom {
     uint8_t *data;          /* value if resolved, else reason (NUL-terminated); NULL if none */
     pm_watch_t *watches;
     pm_prom_extra_t *extra; /* NULL unless labels or a key */
-    pm_prom_t *older, *newer;
+    pm_prom_t *older, *newer;               /* every promise, in creation order */
+    pm_prom_t *settled_older, *settled_newer; /* settled ones, in the order they settled */
     char id[];
 };
 
@@ -119,7 +120,9 @@ size_t pm_store_passivate(pm_store_t *self, const char *prefix, int keep);
  * is pending. */
 int pm_store_drop(pm_store_t *self, const char *id);
 /* Drops up to max settled promises settled before `before`; returns how
- * many. Visits promises oldest first. */
+ * many. Visits settled promises in the order they settled and stops at the
+ * first settled at or after `before` (one restored with an older time after
+ * it waits for it: retention is a lower bound). */
 size_t pm_store_expire(pm_store_t *self, int64_t before, size_t max);
 /* The oldest promise (iterate with ->newer), or NULL. */
 pm_prom_t *pm_store_oldest(pm_store_t *self);

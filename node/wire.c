@@ -47,7 +47,7 @@ typedef struct s_priv {
 static const char *s_type_names[PM_MSG_TYPE_COUNT] = {
     "none", "hello", "create", "settle", "heartbeat", "get", "await", "then",
     "list", "status", "register", "invoke", "result", "ping", "bye", "swim", "members", "replicate", "replicate_ack", "reply",
-    "combine", "force_owner"};
+    "combine", "force_owner", "batch"};
 
 const char *
 pm_wire_type_name(pm_msg_type_t type)
@@ -145,6 +145,22 @@ s_swim_out(const pm_swim_msg_t *in, Pmesh__Envelope *env, void **scratch_p)
     return 0;
 }
 
+/* The records (replicate) or frames (batch) of m as protobuf-c's binary
+ * fields, borrowing the data; *out is malloc'd (NULL when n is 0). */
+static int
+s_bytes_out(const pm_bytes_t *in, size_t n, ProtobufCBinaryData **out)
+{
+    *out = NULL;
+    if (!n)
+        return 0;
+    *out = malloc(n * sizeof **out);
+    if (!*out)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        (*out)[i] = (ProtobufCBinaryData){.data = (uint8_t *) in[i].data, .len = in[i].len};
+    return 0;
+}
+
 uint8_t *
 pm_wire_encode(const pm_msg_t *m, size_t *len)
 {
@@ -170,6 +186,7 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
     Pmesh__ForceOwner force = PMESH__FORCE_OWNER__INIT;
     Pmesh__Reply reply = PMESH__REPLY__INIT;
     Pmesh__Promise one = PMESH__PROMISE__INIT;
+    Pmesh__Batch batch = PMESH__BATCH__INIT;
 
     /* Scratch for labels and promise lists, freed before returning. */
     void *scratch = NULL;
@@ -351,18 +368,21 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         repl.xfer = m->xfer;
         repl.count = m->count;
         repl.n_records = m->record_count;
-        if (m->record_count) {
-            recs = malloc(m->record_count * sizeof *recs);
-            if (!recs) {
-                free(scratch);
-                return NULL;
-            }
-            for (size_t i = 0; i < m->record_count; i++) {
-                recs[i].data = (uint8_t *) m->records[i].data;
-                recs[i].len = m->records[i].len;
-            }
+        if (s_bytes_out(m->records, m->record_count, &recs) != 0) {
+            free(scratch);
+            return NULL;
         }
         repl.records = recs;
+        break;
+    case PM_MSG_BATCH:
+        env.body_case = PMESH__ENVELOPE__BODY_BATCH;
+        env.batch = &batch;
+        batch.n_frames = m->record_count;
+        if (s_bytes_out(m->records, m->record_count, &recs) != 0) {
+            free(scratch);
+            return NULL;
+        }
+        batch.frames = recs;
         break;
     case PM_MSG_REPLICATE_ACK:
         env.body_case = PMESH__ENVELOPE__BODY_REPLICATE_ACK;
@@ -614,6 +634,20 @@ s_swim_in(s_priv_t *pv, const Pmesh__Swim *in, pm_msg_t *m)
     return 0;
 }
 
+/* m->records from protobuf-c's binary fields (borrowed from the arena). */
+static int
+s_bytes_in(s_priv_t *pv, const ProtobufCBinaryData *in, size_t n, pm_msg_t *m)
+{
+    pm_bytes_t *b = s_alloc(pv, n * sizeof *b);
+    if (!b && n)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        b[i] = (pm_bytes_t){.data = in[i].data, .len = in[i].len};
+    m->records = b;
+    m->record_count = n;
+    return 0;
+}
+
 static int
 s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
 {
@@ -768,17 +802,11 @@ s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
         m->count = r->count;
         if (!s_name_ok(m->space) || !*m->space)
             return -1;
-        pm_bytes_t *b = s_alloc(pv, r->n_records * sizeof *b);
-        if (!b)
-            return -1;
-        for (size_t i = 0; i < r->n_records; i++) {
-            b[i].data = r->records[i].data;
-            b[i].len = r->records[i].len;
-        }
-        m->records = b;
-        m->record_count = r->n_records;
-        return 0;
+        return s_bytes_in(pv, r->records, r->n_records, m);
     }
+    case PMESH__ENVELOPE__BODY_BATCH:
+        m->type = PM_MSG_BATCH;
+        return s_bytes_in(pv, env->batch->frames, env->batch->n_frames, m);
     case PMESH__ENVELOPE__BODY_REPLICATE_ACK:
         m->type = PM_MSG_REPLICATE_ACK;
         m->space = env->replicate_ack->space;

@@ -58,6 +58,7 @@ typedef enum pm_msg_type {
     PM_MSG_REPLY,
     PM_MSG_COMBINE, /* client -> agent: a combinator (all, any, race, all-settled) */
     PM_MSG_FORCE_OWNER, /* operator -> agent (local socket): pmesh space force-owner */
+    PM_MSG_BATCH,       /* agent -> agent: envelopes in one frame (records: each packed) */
     PM_MSG_TYPE_COUNT
 } pm_msg_type_t;
 
@@ -132,7 +133,7 @@ typedef struct pm_msg {
     const char *space;
     uint64_t epoch;
     uint64_t lsn;
-    size_t record_count;
+    size_t record_count;       /* replicate: packed records; batch: packed envelopes */
     const pm_bytes_t *records;
     int full;
     int fenced;

@@ -9,8 +9,8 @@
  *   meshpoke garbage ENDPOINT [ROUNDS]
  *       send malformed frames to a mesh port: random bytes, a truncated
  *       envelope, a wrong version, a multi-part message, an envelope with no
- *       `from`, an empty frame (6 per round, 1 round by default); prints how
- *       many were sent
+ *       `from`, an empty frame, a batch holding garbage, a batch holding a
+ *       batch (8 per round, 1 round by default); prints how many were sent
  *   meshpoke get ENDPOINT FROM ID
  *       send a well-formed GET for ID that claims to come from node FROM
  *   meshpoke settle ENDPOINT FROM ID VALUE
@@ -153,6 +153,37 @@ s_garbage_round(void *s)
     /* 6. an empty frame */
     zmq_send(s, "", 0, 0);
     sent++;
+    /* 7. a batch (from n2) whose one envelope is not protobuf */
+    env.from = "n2";
+    ProtobufCBinaryData frames[1] = {{.data = junk, .len = sizeof junk}};
+    Pmesh__Batch batch = PMESH__BATCH__INIT;
+    batch.n_frames = 1;
+    batch.frames = frames;
+    env.body_case = PMESH__ENVELOPE__BODY_BATCH;
+    env.batch = &batch;
+    s_send_env(s, &env);
+    sent++;
+    /* 8. a batch holding a batch (of that GET) */
+    Pmesh__Envelope inner = env;
+    Pmesh__Batch inner_batch = PMESH__BATCH__INIT;
+    Pmesh__Envelope get = env;
+    get.body_case = PMESH__ENVELOPE__BODY_GET;
+    get.get = &t;
+    size_t glen = pmesh__envelope__get_packed_size(&get);
+    uint8_t *gbuf = malloc(glen);
+    pmesh__envelope__pack(&get, gbuf);
+    ProtobufCBinaryData one[1] = {{.data = gbuf, .len = glen}};
+    inner_batch.n_frames = 1;
+    inner_batch.frames = one;
+    inner.batch = &inner_batch;
+    size_t ilen = pmesh__envelope__get_packed_size(&inner);
+    uint8_t *ibuf = malloc(ilen);
+    pmesh__envelope__pack(&inner, ibuf);
+    frames[0] = (ProtobufCBinaryData){.data = ibuf, .len = ilen};
+    s_send_env(s, &env);
+    sent++;
+    free(gbuf);
+    free(ibuf);
     return sent;
 }
 

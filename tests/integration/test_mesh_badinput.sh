@@ -3,7 +3,8 @@
 # agent's mesh port, sent with tests/integration/meshpoke.c (built here):
 #
 #  - malformed frames (random bytes, a truncated envelope, a wrong version, a
-#    multi-part message, no sender, empty), and a flood of them;
+#    multi-part message, no sender, empty, a batch holding garbage, a batch
+#    holding a batch), and a flood of them;
 #  - a well-formed request from a node that is not a member;
 #  - a SWIM message that fails validation;
 #  - a SWIM message from a member at a stale incarnation (carrying a rumor);
@@ -41,19 +42,19 @@ BAD0=$(mstat 1 mesh.bad_frames)
 LOG0=$(log_count 1 PM-PEER-BAD-FRAME)
 run "$MESHPOKE" garbage "$EP1"
 SENT=$OUT
-expect_eq "meshpoke sent 6 malformed frames" "0 6" "$RC $SENT"
-wait_stat 1 mesh.bad_frames $((BAD0 + 6)) 3 || true
-expect_eq "malformed frames: each counted in mesh.bad_frames" $((BAD0 + 6)) "$(mstat 1 mesh.bad_frames)"
-expect_eq "... each logged (PM-PEER-BAD-FRAME)" $((LOG0 + 6)) "$(log_count 1 PM-PEER-BAD-FRAME)"
+expect_eq "meshpoke sent 8 malformed frames (2 of them batches)" "0 8" "$RC $SENT"
+wait_stat 1 mesh.bad_frames $((BAD0 + 8)) 3 || true
+expect_eq "malformed frames: each counted in mesh.bad_frames" $((BAD0 + 8)) "$(mstat 1 mesh.bad_frames)"
+expect_eq "... each logged (PM-PEER-BAD-FRAME)" $((LOG0 + 8)) "$(log_count 1 PM-PEER-BAD-FRAME)"
 pm 1 status
 expect_eq "... n1 still answers" 0 "$RC"
 expect_eq "... and still sees 3 alive" 3 "$(mstat 1 mesh.members.alive)"
 
 # A flood: counted, the log rate-limited, the agent responsive.
 run "$MESHPOKE" garbage "$EP1" 500
-expect_eq "a flood of 3000 malformed frames is sent" "0 3000" "$RC $OUT"
-wait_stat 1 mesh.bad_frames $((BAD0 + 3006)) 5 || true
-expect_eq "... all counted" $((BAD0 + 3006)) "$(mstat 1 mesh.bad_frames)"
+expect_eq "a flood of 4000 malformed frames is sent" "0 4000" "$RC $OUT"
+wait_stat 1 mesh.bad_frames $((BAD0 + 4008)) 5 || true
+expect_eq "... all counted" $((BAD0 + 4008)) "$(mstat 1 mesh.bad_frames)"
 # Rate-limited per kind of fault (the first ten of each, then one in a
 # thousand): a few dozen lines for thousands of frames.
 expect_lt "... the log stays short (rate-limited: $(log_count 1 PM-PEER-BAD-FRAME) lines)" \

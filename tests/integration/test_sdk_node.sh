@@ -18,6 +18,9 @@ if [ ! -f "$SDK/node_modules/.package-lock.json" ] ||
     (cd "$SDK" && npm ci --no-audit --no-fund --loglevel=error) >"$TMP/npm.log" 2>&1 ||
         { cat "$TMP/npm.log"; not_ok "npm ci in sdk/js"; finish; }
 fi
+# npm ci copies the schema (the package's prepare step); a node_modules kept
+# from before a change of proto/pmesh.proto would leave the old copy.
+(cd "$SDK" && node scripts/copy-proto.cjs) || { not_ok "copy the schema into sdk/js"; finish; }
 
 run bash -c "cd '$SDK' && npx --no-install tsc --noEmit -p tsconfig.json"
 expect_eq "index.d.ts type-checks (tsc --noEmit)" 0 "$RC"

@@ -96,6 +96,8 @@ typedef struct {
                          * before chain forwarding, which such chains exercise) */
     int no_fanin_then; /* the fan-in load chains no then on its combinators (the load before
                         * early starts: the regression seeds' schedules as they were found) */
+    int no_mesh_batch; /* the agents send every mesh message as its own frame (mesh_batch
+                        * false: the schedules the regression seeds were found with) */
     int strict_liveness; /* L1-L5 fail the seed (else reported) */
     int log_level;
     int scale;           /* --scale: 64 agents, R=2 unless --nodes/--replicas say otherwise */
@@ -2376,6 +2378,8 @@ s_world_init(world_t *w, opts_t *o, uint64_t seed, void *zctx)
         s_set(n, "coordination", "mem://");
         s_set(n, "coordination_prefix", "/pmesh/sim");
         s_set(n, "retention", "24h");
+        if (w->o->no_mesh_batch)
+            s_set(n, "mesh_batch", "false");
     }
 }
 
@@ -2948,6 +2952,8 @@ s_usage(void)
             "               the regression seeds were found with, before chain forwarding)\n"
             "  --no-fanin-then the fan-in load chains no then on its combinators (the load\n"
             "               the regression seeds were found with, before early starts)\n"
+            "  --no-mesh-batch every mesh message its own frame (mesh_batch false: the\n"
+            "               schedules the regression seeds were found with)\n"
             "  --lenient-liveness L1-L5 failures are counted and reported, not failed\n"
             "               (the default fails the seed; --strict-liveness says so)\n"
             "  --faults K,...  only these fault kinds: kill pause split2 split1 loss store\n"
@@ -3006,6 +3012,8 @@ main(int argc, char **argv)
             o.no_fanin_then = 1;
         } else if (!strcmp(a, "--no-then-chains")) {
             o.no_then_chains = 1;
+        } else if (!strcmp(a, "--no-mesh-batch")) {
+            o.no_mesh_batch = 1;
         } else if (!strcmp(a, "--strict-liveness")) {
             o.strict_liveness = 1;
         } else if (!strcmp(a, "--lenient-liveness")) {

@@ -71,6 +71,11 @@ fi
 # with that load (--no-fanin-then --no-then-chains), so their schedules stay
 # as they were found.
 OLD_LOAD="--no-fanin-then --no-then-chains"
+# Every regression seed was found before an agent sent what one turn of its
+# loop has for a peer as one frame (mesh_batch): they run with every message
+# its own frame (--no-mesh-batch), the schedules they were found with. The
+# fresh seeds (section 3) run batched, as agents do.
+UNBATCHED="--no-mesh-batch"
 # 2. Regression seeds, each a bug the simulator found (tests/sim/README.md),
 # found with fsync always and run so (their schedules as they were found):
 # 2 = use after free of relay timers in pm_agent_destroy (under ASan);
@@ -83,7 +88,7 @@ OLD_LOAD="--no-fanin-then --no-then-chains"
 for s in 2 7 8 10 18 20 36 107 114 116 117 130 132 144 156 241 1000 1024 1034 1139 2240 \
     2662 3727; do
     if [ "$s" = 7 ]; then rc=$ra; out=$tmp/a; else
-        "$SIM" --seed "$s" --fsync always $OLD_LOAD >"$tmp/r$s" 2>&1
+        "$SIM" --seed "$s" --fsync always $OLD_LOAD $UNBATCHED >"$tmp/r$s" 2>&1
         rc=$?
         out=$tmp/r$s
     fi
@@ -107,7 +112,7 @@ regress() {
     local s=$1 mode=$2 load=$OLD_LOAD
     [ $# -ge 3 ] && load=$3
     # shellcheck disable=SC2086
-    "$SIM" --seed "$s" --fsync "$mode" $load >"$tmp/r-$mode-$s" 2>&1
+    "$SIM" --seed "$s" --fsync "$mode" $load $UNBATCHED >"$tmp/r-$mode-$s" 2>&1
     if [ $? -eq 0 ] && grep -q "^seed $s: .* 0 violations" "$tmp/r-$mode-$s"; then
         ok "regression seed $s (fsync $mode) holds every invariant"
     else
@@ -174,7 +179,7 @@ regress 4752 mixed ""
 # 3. A batch of fresh seeds with overlapping faults of every kind.
 # The simulated worker pings at its hello, as libpmesh does: without it a
 # worker dying in the round it registered was never expired (seed 8, L2).
-"$SIM" --seed 8 --fsync always --no-faults --strict-liveness >"$tmp/w8" 2>&1
+"$SIM" --seed 8 --fsync always --no-faults --strict-liveness $UNBATCHED >"$tmp/w8" 2>&1
 if [ $? -eq 0 ] && grep -q '^seed 8: .*liveness 0[^,]*, 0 violations' "$tmp/w8"; then
     ok "regression seed 8 without faults: every chain completes (strict liveness)"
 else
@@ -184,7 +189,7 @@ fi
 
 # A relayed settle (an invocation's result) answered UNAVAILABLE is sent
 # again: before, it was dropped and the chain stayed pending (seed 5014, L2).
-"$SIM" --seed 5014 --fsync always --faults kill,split2,split1,pause,storecrash,dup,reorder,delay \
+"$SIM" --seed 5014 --fsync always --faults kill,split2,split1,pause,storecrash,dup,reorder,delay $UNBATCHED \
     --strict-liveness >"$tmp/f5014" 2>&1
 if [ $? -eq 0 ] && grep -q '^seed 5014: .*liveness 0[^,]*, 0 violations' "$tmp/f5014"; then
     ok "regression seed 5014 (new fault kinds): every chain completes (strict liveness)"
@@ -310,7 +315,7 @@ fi
 # Seeds 38 and 225 did that before subscriptions were sent again (an await's
 # subscription lost on a cut link just before the heal, never resent).
 for s in 38 225; do
-    "$SIM" --seed "$s" --fsync always --strict-liveness >"$tmp/l4-$s" 2>&1
+    "$SIM" --seed "$s" --fsync always --strict-liveness $UNBATCHED >"$tmp/l4-$s" 2>&1
     if grep -q "^seed $s: " "$tmp/l4-$s" && ! grep -q 'L4 await' "$tmp/l4-$s"; then
         ok "regression seed $s: no await misses an acknowledged settle (L4)"
     else

@@ -606,7 +606,7 @@ test_help(void **state)
     size_t lines = 0;
     for (char *p = text; *p; p++)
         lines += *p == '\n';
-    assert_int_equal(lines, 53); /* one line per key */
+    assert_int_equal(lines, 54); /* one line per key */
     assert_non_null(strstr(text, "  --http-public ADDR:PORT "));
     assert_non_null(strstr(text, "  --http-api-keys-file PATH "));
     assert_non_null(strstr(text, "  --insecure-http "));

@@ -445,6 +445,8 @@ typedef struct {
     char from[16];  /* the last one's sender */
     int answered;   /* our reply to a GET could be sent */
     int replies;    /* replies that reached us */
+    uint64_t order[16]; /* req_ids of what was delivered (not SWIM), in order */
+    int n_order;
 } s_hooked_t;
 
 /* A member answering every GET with a REPLY to its sender, as an agent does. */
@@ -453,6 +455,8 @@ s_on_message(void *arg, const char *from, pm_msg_t *m)
 {
     s_hooked_t *h = arg;
     h->got++;
+    if (h->n_order < 16)
+        h->order[h->n_order++] = m->req_id;
     snprintf(h->from, sizeof h->from, "%s", from);
     if (m->type == PM_MSG_GET) {
         pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id};
@@ -567,6 +571,155 @@ test_mesh_early_frame_waits_for_membership(void **state)
     rmdir(dir);
 }
 
+/* --- a turn's frames to a peer as one (outbox.c) --------------------------------------- */
+
+static uint64_t
+s_sent(pm_memnet_t *net)
+{
+    pm_memnet_stats_t st;
+    pm_memnet_stats(net, &st);
+    return st.sent;
+}
+
+/* Corked, the messages to a peer leave at the uncork as one frame (a lone
+ * one as itself), in order, each delivered as if it had come alone; a frame
+ * too big to batch goes alone, after what was queued before it. A batch
+ * holding a batch, another sender's envelope or garbage: those are dropped
+ * and counted, the rest of it delivered. */
+static void
+test_mesh_batch(void **state)
+{
+    (void) state;
+    pm_memnet_t *net = pm_memnet_new(5);
+    pm_memnet_use(net);
+    pm_clock_fake_t clocks[2];
+    pm_rand_seeded_t rnd;
+    pm_rand_seeded_init(&rnd, 5);
+    pm_rand_use(&rnd.rand);
+    static const char *eps[2] = {"tcp://10.0.0.1:7001", "tcp://10.0.0.2:7001"};
+    static const char *names[2] = {"a", "b"};
+    pm_config_t *cfg[2];
+    pm_mesh_t *mesh[2];
+    s_hooked_t hooked[2];
+    memset(hooked, 0, sizeof hooked);
+    for (int i = 0; i < 2; i++) {
+        pm_clock_fake_init(&clocks[i], 1000000 * (i + 1), 1700000000000LL);
+        pm_clock_use(&clocks[i].clock);
+        cfg[i] = pm_config_new();
+        s_set(cfg[i], "bind", eps[i]);
+        s_set(cfg[i], "insecure", "true");
+        if (i)
+            s_set(cfg[i], "seeds", eps[0]);
+        pm_mesh_hooks_t hooks = {.message = s_on_message};
+        char space[16];
+        snprintf(space, sizeof space, "%s.1", names[i]);
+        mesh[i] = hooked[i].mesh = pm_mesh_new(NULL, cfg[i], names[i], space, &hooks, &hooked[i]);
+        assert_non_null(mesh[i]);
+    }
+    for (int t = 0; t < 5000 && !(pm_mesh_alive(mesh[0]) == 2 && pm_mesh_alive(mesh[1]) == 2); t++)
+        s_step(clocks, mesh, 1);
+    assert_int_equal(pm_mesh_alive(mesh[1]), 2);
+    pm_clock_use(&clocks[0].clock);
+
+    /* Three GETs in one turn: one frame, delivered as three, in order. */
+    pm_mesh_cork(mesh[0]);
+    uint64_t before = s_sent(net);
+    for (uint64_t r = 1; r <= 3; r++) {
+        pm_msg_t m = {.type = PM_MSG_GET, .req_id = r, .id = "b.1~1"};
+        assert_int_equal(pm_mesh_send(mesh[0], "b", &m), 0);
+    }
+    assert_int_equal(s_sent(net), before); /* nothing left yet */
+    pm_mesh_uncork(mesh[0]);
+    assert_int_equal(s_sent(net), before + 1);
+    pm_clock_use(&clocks[1].clock);
+    pm_mesh_readable(mesh[1]);
+    assert_int_equal(hooked[1].got, 3);
+    assert_int_equal(hooked[1].order[0], 1);
+    assert_int_equal(hooked[1].order[1], 2);
+    assert_int_equal(hooked[1].order[2], 3);
+    assert_int_equal(mesh[1]->recv[PM_MSG_BATCH], 1);
+    assert_int_equal(mesh[1]->recv[PM_MSG_GET], 3);
+    assert_int_equal(mesh[0]->sent[PM_MSG_GET], 3);
+    assert_int_equal(mesh[0]->sent[PM_MSG_BATCH], 1);
+    /* b answered each in the same turn, uncorked: three frames. */
+    pm_clock_use(&clocks[0].clock);
+    pm_mesh_readable(mesh[0]);
+    assert_int_equal(hooked[0].replies, 3);
+    assert_int_equal(mesh[0]->recv[PM_MSG_BATCH], 0);
+
+    /* A lone message goes as itself. */
+    pm_mesh_cork(mesh[0]);
+    pm_msg_t m4 = {.type = PM_MSG_GET, .req_id = 4, .id = "b.1~1"};
+    assert_int_equal(pm_mesh_send(mesh[0], "b", &m4), 0);
+    pm_mesh_uncork(mesh[0]);
+    pm_clock_use(&clocks[1].clock);
+    pm_mesh_readable(mesh[1]);
+    assert_int_equal(hooked[1].got, 4);
+    assert_int_equal(mesh[1]->recv[PM_MSG_BATCH], 1);
+
+    /* Too big to batch (300 KiB): alone, after the GET queued before it and
+     * before the one after. */
+    pm_clock_use(&clocks[0].clock);
+    size_t big_len = 300 * 1024;
+    uint8_t *big = calloc(1, big_len);
+    assert_non_null(big);
+    pm_mesh_cork(mesh[0]);
+    before = s_sent(net);
+    pm_msg_t m5 = {.type = PM_MSG_GET, .req_id = 5, .id = "b.1~1"};
+    pm_msg_t m6 = {.type = PM_MSG_SETTLE, .req_id = 6, .id = "b.1~1", .state = 2,
+                   .value = big, .value_len = big_len};
+    pm_msg_t m7 = {.type = PM_MSG_GET, .req_id = 7, .id = "b.1~1"};
+    assert_int_equal(pm_mesh_send(mesh[0], "b", &m5), 0);
+    assert_int_equal(pm_mesh_send(mesh[0], "b", &m6), 0);
+    assert_int_equal(s_sent(net), before + 2); /* the GET before it, then it */
+    assert_int_equal(pm_mesh_send(mesh[0], "b", &m7), 0);
+    pm_mesh_uncork(mesh[0]);
+    assert_int_equal(s_sent(net), before + 3);
+    free(big);
+    pm_clock_use(&clocks[1].clock);
+    pm_mesh_readable(mesh[1]);
+    assert_int_equal(hooked[1].got, 7);
+    assert_int_equal(hooked[1].order[4], 5);
+    assert_int_equal(hooked[1].order[5], 6);
+    assert_int_equal(hooked[1].order[6], 7);
+
+    /* A batch with a batch inside, another sender's envelope and garbage. */
+    pm_msg_t ok = {.type = PM_MSG_GET, .req_id = 8, .id = "b.1~1", .from = "a"};
+    pm_msg_t other = {.type = PM_MSG_GET, .req_id = 9, .id = "b.1~1", .from = "z"};
+    size_t l_ok, l_other, l_inner;
+    uint8_t *b_ok = pm_wire_encode(&ok, &l_ok), *b_other = pm_wire_encode(&other, &l_other);
+    pm_bytes_t one[1] = {{b_ok, l_ok}};
+    pm_msg_t inner = {.type = PM_MSG_BATCH, .from = "a", .records = one, .record_count = 1};
+    uint8_t *b_inner = pm_wire_encode(&inner, &l_inner);
+    pm_bytes_t frames[4] = {{b_inner, l_inner}, {b_other, l_other},
+                            {(const uint8_t *) "garbage!", 8}, {b_ok, l_ok}};
+    pm_msg_t outer = {.type = PM_MSG_BATCH, .from = "a", .records = frames, .record_count = 4};
+    size_t l_outer;
+    uint8_t *b_outer = pm_wire_encode(&outer, &l_outer);
+    assert_non_null(b_outer);
+    uint64_t bad = mesh[1]->bad_frames;
+    pm_clock_use(&clocks[0].clock);
+    assert_int_equal(pm_mesh_transmit(mesh[0], eps[1], b_outer, l_outer), 0);
+    pm_clock_use(&clocks[1].clock);
+    pm_mesh_readable(mesh[1]);
+    assert_int_equal(hooked[1].got, 8); /* only the last one */
+    assert_int_equal(hooked[1].order[7], 8);
+    assert_int_equal(mesh[1]->bad_frames, bad + 3);
+    free(b_ok);
+    free(b_other);
+    free(b_inner);
+
+    for (int i = 0; i < 2; i++) {
+        pm_clock_use(&clocks[i].clock);
+        pm_mesh_destroy(&mesh[i]);
+        pm_config_destroy(&cfg[i]);
+    }
+    pm_clock_use(NULL);
+    pm_rand_use(NULL);
+    pm_memnet_use(NULL);
+    pm_memnet_destroy(&net);
+}
+
 int
 main(void)
 {
@@ -578,6 +731,7 @@ main(void)
         cmocka_unit_test(test_meshes_join_detect_heal),
         cmocka_unit_test(test_mesh_meta_trim),
         cmocka_unit_test(test_mesh_early_frame_waits_for_membership),
+        cmocka_unit_test(test_mesh_batch),
     };
     return cmocka_run_group_tests_name("memnet", tests, NULL, NULL);
 }

@@ -843,9 +843,9 @@ test_no_body_and_unknown_body(void **state)
     assert_int_equal(req_id, 55);
     free(buf);
 
-    /* version 1, req_id 9, then an unknown field 31 (length-delimited, 2
-     * bytes; 29 is ForceOwner now), and an unknown varint field 99. */
-    const uint8_t unknown[] = {0x08, 0x01, 0x10, 0x09, 0xfa, 0x01, 0x02, 0x08, 0x01,
+    /* version 1, req_id 9, then an unknown field 40 (length-delimited, 2
+     * bytes; 29 is ForceOwner, 31 Batch now), and an unknown varint field 99. */
+    const uint8_t unknown[] = {0x08, 0x01, 0x10, 0x09, 0xc2, 0x02, 0x02, 0x08, 0x01,
                                0x98, 0x06, 0x05};
     req_id = 0;
     assert_int_equal(s_decode_bytes(unknown, sizeof unknown, &req_id), PM_ERR_BAD_REQUEST);
@@ -859,7 +859,7 @@ test_no_body_and_unknown_body(void **state)
     buf = s_pack(&env, &len);
     uint8_t *more = malloc(len + 4);
     memcpy(more, buf, len);
-    memcpy(more + len, "\xfa\x01\x01\x00", 4);
+    memcpy(more + len, "\xc2\x02\x01\x00", 4);
     pm_msg_t m;
     assert_int_equal(pm_wire_decode(more, len + 4, &m), PM_OK);
     assert_int_equal(m.type, PM_MSG_GET);
