@@ -138,7 +138,7 @@ pm_agent_send(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m)
     if (!buf)
         pm_oom("encoding a reply");
     /* Unroutable (client gone) or its queue is full: dropped, counted. */
-    if (pm_local_send(self->router, s->rid, s->rid_len, buf, len) != 0)
+    if (pm_local_out(self, s, buf, len) != 0)
         self->replies_dropped++;
 }
 
@@ -160,7 +160,7 @@ pm_agent_journal_send(void *arg, uint64_t session, const char *peer, uint8_t *bu
     if (!s) {
         free(buf);
         self->replies_dropped++;
-    } else if (pm_local_send(self->router, s->rid, s->rid_len, buf, len) != 0)
+    } else if (pm_local_out(self, s, buf, len) != 0)
         self->replies_dropped++;
 }
 
@@ -363,6 +363,7 @@ s_handle(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t now, int6
          * death from now on, also before its first ping (a worker that dies
          * holding its first invocation would otherwise hold it for ever). */
         s->pinged = 1;
+        s->batches = m->batches; /* localbatch.c */
         pm_msg_t r = {.type = PM_MSG_REPLY, .req_id = m->req_id, .node = self->node,
                       .mint_prefix = s->mint, .session = s->id,
                       .max_value = self->max_value_bytes,
@@ -612,11 +613,13 @@ s_timers(pm_agent_t *self)
     }
 }
 
-/* A turn of the loop: with mesh_batch, what it sends a peer waits until its
- * end and leaves as one frame (mesh/outbox.c). */
+/* A turn of the loop: what it sends a client that takes batches waits until
+ * its end and leaves as one frame (localbatch.c); with mesh_batch, what it
+ * sends a peer too (mesh/outbox.c). */
 static void
 s_turn_begin(pm_agent_t *self)
 {
+    self->turn_open = 1;
     if (self->mesh && self->mesh_batch)
         pm_mesh_cork(self->mesh);
 }
@@ -624,6 +627,8 @@ s_turn_begin(pm_agent_t *self)
 static void
 s_turn_end(pm_agent_t *self)
 {
+    self->turn_open = 0;
+    pm_local_flush(self);
     if (self->mesh && self->mesh_batch)
         pm_mesh_uncork(self->mesh);
 }

@@ -423,6 +423,7 @@ pm_agent_destroy(pm_agent_t **self_p)
     zhashx_destroy(&self->relays);
     zhashx_destroy(&self->rwaits);
     zhashx_destroy(&self->sub_answers);
+    pm_local_queues_free(self);
     zhashx_destroy(&self->by_id);
     zhashx_destroy(&self->sessions);
     pm_timers_destroy(&self->timers);

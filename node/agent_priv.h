@@ -68,6 +68,12 @@
 #define PM_PLACE_RESEND_MS 5000
 
 typedef struct pm_session pm_session_t;
+/* One session's frames held for the end of the turn (localbatch.c). */
+typedef struct pm_localq {
+    uint64_t session;
+    pm_bytes_t *frames; /* each malloc'd, owned */
+    size_t n, cap, bytes;
+} pm_localq_t;
 typedef struct pm_waiter pm_waiter_t;
 typedef struct pm_then pm_then_t;
 
@@ -81,6 +87,7 @@ struct pm_session {
     int64_t last_seen; /* monotonic ms */
     int pinged;        /* has a keep-alive thread: silence means death */
     char *peer;        /* set for another agent's session: replies go over the mesh */
+    int batches;       /* said in its hello: takes Batch envelopes (localbatch.c) */
     pm_waiter_t *waiters;
     size_t n_waiters;
 };
@@ -247,6 +254,12 @@ struct pm_agent {
     int fanin_early;              /* fanin_early: combinators take tentative answers */
     int chain_forward;            /* chain_forward: continuations ride with invocations */
     int mesh_batch;               /* mesh_batch: the mesh corked for each turn of the loop */
+    /* In a turn of the loop (agent.c s_turn_begin/end): what goes to a
+     * client that takes batches waits in lq, one queue per session, and
+     * leaves at the turn's end as one frame (localbatch.c). */
+    int turn_open;
+    struct pm_localq *lq;
+    size_t n_lq, cap_lq;
     zhashx_t *relays;    /* "%llx" relay id -> pm_relay_t (owned) */
     pm_timers_t *relay_timers;
     uint64_t next_relay;
@@ -310,6 +323,18 @@ typedef struct pm_fail_ctx {
     int err;
     const char *message;
 } pm_fail_ctx_t;
+
+/* ---- localbatch.c -------------------------------------------------------------- */
+/* A frame (buf malloc'd, handed over) to local session s: held for the end of
+ * the turn if s takes batches and a turn is open, else sent now. 0, or -1 if
+ * it was dropped (counted by the caller). */
+int pm_local_out(pm_agent_t *self, pm_session_t *s, uint8_t *buf, size_t len);
+/* Sends what the turn held, a frame per session (several as a Batch). */
+void pm_local_flush(pm_agent_t *self);
+/* The same for one session (it is closing: what it was sent goes first). */
+void pm_local_flush_session(pm_agent_t *self, uint64_t session);
+/* Frees the queues, dropping what they hold (the agent is going). */
+void pm_local_queues_free(pm_agent_t *self);
 
 /* ---- agent.c ----------------------------------------------------------------- */
 /* The shared in-memory configuration store of mem:// (tests); NULL: none. */

@@ -708,6 +708,36 @@ s_accept(pm_client_t *self, const pm_msg_t *m)
 /* Reads every message already on the socket. Returns 1 when the raw reply
  * (raw_req) was among them (it is in *raw then), else 0; *got is set when
  * anything was read. */
+/* One envelope from the agent (a frame, or one of a batch's): accepted, or
+ * kept in *raw when it is the raw reply wanted (returns 1; the caller
+ * releases it). A batch's envelopes each go through here in order; a batch
+ * inside a batch is dropped. */
+static int
+s_read_one(pm_client_t *self, const void *buf, size_t len, int in_batch, uint64_t raw_req,
+           pm_msg_t *raw, int *got_raw)
+{
+    pm_msg_t m;
+    int found = 0;
+    if (pm_wire_decode(buf, len, &m) == PM_OK) {
+        if (m.type == PM_MSG_BATCH && !in_batch) {
+            for (size_t i = 0; i < m.record_count; i++)
+                found |= s_read_one(self, m.records[i].data, m.records[i].len, 1, raw_req, raw,
+                                    got_raw);
+        } else if (m.type == PM_MSG_REPLY && raw && !*got_raw && m.req_id == raw_req) {
+            s_idset_del(&self->outstanding, m.req_id);
+            *raw = m; /* the caller releases it; protobuf-c copied what it decoded */
+            *got_raw = 1;
+            return 1;
+        } else if (m.type != PM_MSG_BATCH) {
+            if (m.type == PM_MSG_REPLY)
+                s_idset_del(&self->outstanding, m.req_id);
+            s_accept(self, &m);
+        }
+    }
+    pm_wire_release(&m);
+    return found;
+}
+
 static int
 s_read_all(pm_client_t *self, uint64_t raw_req, pm_msg_t *raw, int *got_raw, int *got)
 {
@@ -718,21 +748,12 @@ s_read_all(pm_client_t *self, uint64_t raw_req, pm_msg_t *raw, int *got_raw, int
             zmq_msg_close(&msg);
             return 0;
         }
-        pm_msg_t m;
-        if (pm_wire_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), &m) == PM_OK) {
-            if (m.type == PM_MSG_REPLY)
-                s_idset_del(&self->outstanding, m.req_id);
-            if (raw && !*got_raw && m.type == PM_MSG_REPLY && m.req_id == raw_req) {
-                *raw = m; /* the caller releases it */
-                *got_raw = 1;
-                zmq_msg_close(&msg); /* protobuf-c copied what it decoded */
-                return 1;
-            }
-            s_accept(self, &m);
-        }
-        pm_wire_release(&m);
+        int found = s_read_one(self, zmq_msg_data(&msg), zmq_msg_size(&msg), 0, raw_req, raw,
+                               got_raw);
         zmq_msg_close(&msg);
         *got = 1;
+        if (found)
+            return 1;
     }
 }
 
@@ -1013,7 +1034,7 @@ s_connect(pm_client_t *self)
         return PM_ERR_UNREACHABLE;
     }
     self->connecting = 1;
-    pm_msg_t hello = {.type = PM_MSG_HELLO, .client_name = "libpmesh"};
+    pm_msg_t hello = {.type = PM_MSG_HELLO, .client_name = "libpmesh", .batches = 1};
     pm_msg_t r;
     int err = s_call_raw(self, &hello, 0, S_CONNECT_TIMEOUT_MS, &r);
     if (!err) {

@@ -65,6 +65,7 @@ pm_session_get(pm_agent_t *self, const uint8_t *rid, size_t len, int64_t now)
 void
 pm_session_close(pm_agent_t *self, pm_session_t *s, const char *why)
 {
+    pm_local_flush_session(self, s->id); /* what it was sent leaves first */
     while (s->waiters)
         pm_waiter_free(self, s->waiters);
     if (pm_workers_is_worker(self->workers, s)) {

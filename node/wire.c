@@ -239,6 +239,7 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         env.body_case = PMESH__ENVELOPE__BODY_HELLO;
         env.hello = &hello;
         hello.client_name = s_str(m->client_name);
+        hello.batches = m->batches != 0;
         break;
     case PM_MSG_CREATE:
         env.body_case = PMESH__ENVELOPE__BODY_CREATE;
@@ -655,6 +656,7 @@ s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
     case PMESH__ENVELOPE__BODY_HELLO:
         m->type = PM_MSG_HELLO;
         m->client_name = env->hello->client_name;
+        m->batches = env->hello->batches;
         return s_name_ok(m->client_name) ? 0 : -1;
     case PMESH__ENVELOPE__BODY_CREATE:
         m->type = PM_MSG_CREATE;

@@ -128,6 +128,7 @@ typedef struct pm_msg {
     int ok;                    /* result */
     uint64_t session;          /* ping; hello reply */
     const char *client_name;   /* hello */
+    int batches;               /* hello: the client takes Batch envelopes */
     int accept_data_loss;      /* force_owner */
     /* replication; force_owner: space */
     const char *space;

@@ -117,6 +117,12 @@ raw worker "$AGENT_SOCK" worker
 expect_eq "status counts NOT_HOLDER answers" 2 "$(status_of invocations.not_holder)"
 expect_eq "status counts the two completed invocations (one answered with req_id 0)" 2 "$(status_of invocations.completed)"
 
+# ---- replies in batches to a client that takes them; a Batch from a client ----------
+
+raw batches "$AGENT_SOCK" batches
+alive_check "agent alive after the batches"
+BAD=$((BAD + $(number "$TMP/raw-batches.out" bad_frames)))
+
 # ---- 5000 waiters on one promise from five clients -----------------------------------
 
 run "$PMESH" create
