@@ -1037,8 +1037,12 @@ pm_wire_rec_encode(const pm_rec_t *in, size_t *len)
     Pmesh__Record rec = PMESH__RECORD__INIT;
     Pmesh__Promise p = PMESH__PROMISE__INIT;
     size_t nl = in->promise.label_count;
-    Pmesh__Label *ls = calloc(nl + 1, sizeof *ls);
-    Pmesh__Label **lp = calloc(nl + 1, sizeof *lp);
+    /* Most records carry a few labels or none (every WAL record and every
+     * replicated one goes through here): those on the stack. */
+    Pmesh__Label ls_few[8], *lp_few[8];
+    int few = nl <= 8;
+    Pmesh__Label *ls = few ? ls_few : calloc(nl + 1, sizeof *ls);
+    Pmesh__Label **lp = few ? lp_few : calloc(nl + 1, sizeof *lp);
     uint8_t *buf = NULL;
     if (!ls || !lp)
         goto out;
@@ -1061,8 +1065,10 @@ pm_wire_rec_encode(const pm_rec_t *in, size_t *len)
     if (buf)
         *len = pmesh__record__pack(&rec, buf);
 out:
-    free(ls);
-    free(lp);
+    if (!few) {
+        free(ls);
+        free(lp);
+    }
     return buf;
 }
 
