@@ -1141,6 +1141,55 @@ test_expire(void **state)
     pm_store_destroy(&st);
 }
 
+static void
+s_noop_watch(pm_watch_t *w, pm_prom_t *p)
+{
+    (void) w;
+    (void) p;
+}
+
+/* Retention follows the order promises settled in, not the order they were
+ * created in, and stops at the first one too young: it never walks the
+ * pending or the young (a store of a million promises was walked whole,
+ * once a second). One still watched is passed over, not a stop. */
+static void
+test_expire_settle_order(void **state)
+{
+    (void) state;
+    pm_store_t *st = s_new();
+    char id[16];
+    for (int i = 0; i < 6; i++) {
+        snprintf(id, sizeof id, "s%d", i);
+        s_create(st, id, 0, 0, 1);
+    }
+    /* settled in the order s5 (100), s0 (150), s3 (200), s1 (300); s2, s4 pending */
+    pm_store_settle(st, "s5", PM_STATE_CANCELED, "c", 1, 100, NULL);
+    pm_store_settle(st, "s0", PM_STATE_CANCELED, "c", 1, 150, NULL);
+    pm_store_settle(st, "s3", PM_STATE_CANCELED, "c", 1, 200, NULL);
+    pm_store_settle(st, "s1", PM_STATE_CANCELED, "c", 1, 300, NULL);
+    pm_watch_t w = {0};
+    pm_store_watch(pm_store_get(st, "s0"), &w, s_noop_watch); /* still watched */
+    assert_int_equal(pm_store_expire(st, 250, 1), 1); /* the first to settle goes first */
+    assert_null(pm_store_get(st, "s5"));
+    assert_non_null(pm_store_get(st, "s3"));
+    assert_int_equal(pm_store_expire(st, 250, 100), 1);
+    assert_non_null(pm_store_get(st, "s0")); /* watched: kept, and passed over */
+    assert_null(pm_store_get(st, "s3"));
+    assert_non_null(pm_store_get(st, "s1")); /* too young */
+    pm_watch_cancel(&w);
+    assert_int_equal(pm_store_expire(st, 250, 100), 1); /* s0 now */
+    assert_null(pm_store_get(st, "s0"));
+    /* Dropped by hand, a settled promise leaves the settle-order list too. */
+    assert_int_equal(pm_store_drop(st, "s1"), PM_OK);
+    assert_int_equal(pm_store_expire(st, INT64_MAX, 100), 0);
+    assert_non_null(pm_store_get(st, "s2"));
+    assert_non_null(pm_store_get(st, "s4"));
+    pm_store_settle(st, "s4", PM_STATE_CANCELED, "c", 1, 400, NULL);
+    assert_int_equal(pm_store_expire(st, INT64_MAX, 100), 1);
+    assert_int_equal(pm_store_count(st, 0), 1);
+    pm_store_destroy(&st);
+}
+
 /* ---- restoring and passive replicas ------------------------------------------- */
 
 static void
@@ -1272,6 +1321,7 @@ main(void)
         cmocka_unit_test(test_drop_keeps_index_right),
         cmocka_unit_test(test_drop_list_cursor_and_events),
         cmocka_unit_test(test_expire),
+        cmocka_unit_test(test_expire_settle_order),
         cmocka_unit_test(test_restore_times_and_passive),
         cmocka_unit_test(test_apply_settle_and_heartbeat),
         /* Last: these crash (UBSan: end the run) until store.c handles
