@@ -6,6 +6,7 @@
 #ifndef PM_MESH_PRIV_H
 #define PM_MESH_PRIV_H
 
+#include "frameq.h"
 #include "mesh.h"
 #include "swim.h"
 #include "transport.h"
@@ -45,8 +46,7 @@ typedef struct pm_mesh_early {
 /* The frames for one endpoint sent while the mesh is corked (outbox.c). */
 typedef struct pm_mesh_outq {
     char *endpoint;
-    pm_bytes_t *frames; /* each malloc'd, owned */
-    size_t n, cap, bytes;
+    pm_frameq_t q;
 } pm_mesh_outq_t;
 
 /* Who serves a space, and at which epoch. */

@@ -8,13 +8,13 @@
  * records it replicates), so the agent corks the mesh for the turn
  * (pm_mesh_cork) and uncorks it before it polls again: each endpoint's
  * frames then go as one Batch envelope (a lone frame as itself), in the
- * order they were sent. Nothing waits for a timer: a turn that sends one
- * message sends it at the end of that turn, as before.
+ * order they were sent (node/frameq.c). Nothing waits for a timer: a turn
+ * that sends one message sends it at the end of that turn, as before.
  *
  * The receiver applies a batch's envelopes one by one, exactly as if each had
  * come alone (mesh.c), so batching changes the count of frames, never what a
  * message means or the order of one channel's messages. A batch never holds
- * more than S_BATCH_MAX bytes (a bigger frame goes alone), far below a
+ * more than PM_FRAMEQ_MAX bytes (a bigger frame goes alone), far below a
  * peer's frame limit.
  */
 #include "mesh_priv.h"
@@ -24,9 +24,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-
-#define S_BATCH_MAX (256 * 1024)
-#define S_BATCH_OVERHEAD 16 /* per frame: tag and length prefix, generously */
 
 void
 pm_mesh_cork(pm_mesh_t *self)
@@ -57,45 +54,32 @@ s_queue(pm_mesh_t *self, const char *endpoint)
     return q;
 }
 
-/* Sends q's frames (one as itself, several as a batch) and empties it. */
+/* Sends what q holds as one frame (counted as a batch when it is one). */
 static void
 s_send_queue(pm_mesh_t *self, pm_mesh_outq_t *q)
 {
-    if (q->n == 1) {
-        pm_mesh_transmit_now(self, q->endpoint, (uint8_t *) q->frames[0].data, q->frames[0].len);
-    } else if (q->n > 1) {
-        pm_msg_t m = {.type = PM_MSG_BATCH, .from = self->node, .records = q->frames,
-                      .record_count = q->n};
-        size_t len;
-        uint8_t *buf = pm_wire_encode(&m, &len);
-        if (!buf)
-            pm_oom("batching frames to a peer");
+    size_t inner = q->q.bytes, len, count;
+    uint8_t *buf = pm_frameq_take(&q->q, self->node, &len, &count);
+    if (!buf)
+        return;
+    if (count > 1) { /* its envelopes are counted by their own kinds */
         self->sent[PM_MSG_BATCH]++;
-        self->sent_bytes[PM_MSG_BATCH] += len - q->bytes;
-        pm_mesh_transmit_now(self, q->endpoint, buf, len);
-        for (size_t i = 0; i < q->n; i++)
-            free((void *) q->frames[i].data);
+        self->sent_bytes[PM_MSG_BATCH] += len - inner;
     }
-    q->n = 0;
-    q->bytes = 0;
+    pm_mesh_transmit_now(self, q->endpoint, buf, len);
 }
 
 int
 pm_mesh_outbox_add(pm_mesh_t *self, const char *endpoint, uint8_t *buf, size_t len)
 {
     pm_mesh_outq_t *q = s_queue(self, endpoint);
-    if (len + S_BATCH_OVERHEAD > S_BATCH_MAX) { /* alone, after what was queued before it */
+    if (pm_frameq_alone(len)) { /* alone, after what was queued before it */
         s_send_queue(self, q);
         return pm_mesh_transmit_now(self, endpoint, buf, len);
     }
-    if (q->bytes + len + S_BATCH_OVERHEAD > S_BATCH_MAX)
+    if (pm_frameq_full(&q->q, len))
         s_send_queue(self, q);
-    if (q->n == q->cap) {
-        q->cap = q->cap ? q->cap * 2 : 16;
-        q->frames = pm_xrealloc(q->frames, q->cap * sizeof *q->frames, "mesh outbox");
-    }
-    q->frames[q->n++] = (pm_bytes_t){.data = buf, .len = len};
-    q->bytes += len + S_BATCH_OVERHEAD;
+    pm_frameq_push(&q->q, buf, len);
     return 0;
 }
 
@@ -109,11 +93,9 @@ pm_mesh_outbox_flush(pm_mesh_t *self)
 void
 pm_mesh_outbox_free(pm_mesh_t *self)
 {
-    for (size_t i = 0; i < self->n_outq; i++) {
-        for (size_t f = 0; f < self->outq[i].n; f++) /* never sent: the mesh is going */
-            free((void *) self->outq[i].frames[f].data);
+    for (size_t i = 0; i < self->n_outq; i++) { /* never sent: the mesh is going */
+        pm_frameq_free(&self->outq[i].q);
         free(self->outq[i].endpoint);
-        free(self->outq[i].frames);
     }
     free(self->outq);
     self->outq = NULL;

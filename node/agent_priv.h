@@ -16,6 +16,7 @@
 #include "agent.h"
 #include "base.h"
 #include "clock.h"
+#include "frameq.h"
 #include "hist.h"
 #include "ids.h"
 #include "journal.h"
@@ -71,8 +72,7 @@ typedef struct pm_session pm_session_t;
 /* One session's frames held for the end of the turn (localbatch.c). */
 typedef struct pm_localq {
     uint64_t session;
-    pm_bytes_t *frames; /* each malloc'd, owned */
-    size_t n, cap, bytes;
+    pm_frameq_t q;
 } pm_localq_t;
 typedef struct pm_waiter pm_waiter_t;
 typedef struct pm_then pm_then_t;

@@ -18,12 +18,8 @@
 #include "base.h"
 #include "localsock.h"
 #include "session.h"
-#include "wire.h"
 
 #include <stdlib.h>
-
-#define S_BATCH_MAX (256 * 1024)
-#define S_BATCH_OVERHEAD 16
 
 static pm_localq_t *
 s_queue(pm_agent_t *self, uint64_t session)
@@ -41,33 +37,22 @@ s_queue(pm_agent_t *self, uint64_t session)
     return q;
 }
 
-/* Sends q's frames to its session (one as itself, several as a batch) and
- * empties q. Frames of a session gone meanwhile are dropped, counted. */
+/* Sends what q holds to its session as one frame. Frames of a session gone
+ * meanwhile are dropped, counted. */
 static void
 s_send_queue(pm_agent_t *self, pm_localq_t *q)
 {
-    pm_session_t *s = q->n ? pm_session_by_id(self, q->session) : NULL;
-    if (q->n && !s) {
-        for (size_t i = 0; i < q->n; i++)
-            free((void *) q->frames[i].data);
-        self->replies_dropped += q->n;
-    } else if (q->n == 1) {
-        if (pm_local_send(self->router, s->rid, s->rid_len, (uint8_t *) q->frames[0].data,
-                          q->frames[0].len) != 0)
-            self->replies_dropped++;
-    } else if (q->n > 1) {
-        pm_msg_t m = {.type = PM_MSG_BATCH, .records = q->frames, .record_count = q->n};
-        size_t len;
-        uint8_t *buf = pm_wire_encode(&m, &len);
-        if (!buf)
-            pm_oom("batching frames to a client");
-        for (size_t i = 0; i < q->n; i++)
-            free((void *) q->frames[i].data);
-        if (pm_local_send(self->router, s->rid, s->rid_len, buf, len) != 0)
-            self->replies_dropped += q->n;
+    size_t len, count;
+    uint8_t *buf = pm_frameq_take(&q->q, NULL, &len, &count);
+    if (!buf)
+        return;
+    pm_session_t *s = pm_session_by_id(self, q->session);
+    if (!s) {
+        free(buf);
+        self->replies_dropped += count;
+    } else if (pm_local_send(self->router, s->rid, s->rid_len, buf, len) != 0) {
+        self->replies_dropped += count;
     }
-    q->n = 0;
-    q->bytes = 0;
 }
 
 int
@@ -76,30 +61,24 @@ pm_local_out(pm_agent_t *self, pm_session_t *s, uint8_t *buf, size_t len)
     if (!self->turn_open || !s->batches)
         return pm_local_send(self->router, s->rid, s->rid_len, buf, len);
     pm_localq_t *q = s_queue(self, s->id);
-    if (len + S_BATCH_OVERHEAD > S_BATCH_MAX) { /* alone, after what was queued before it */
+    if (pm_frameq_alone(len)) { /* alone, after what was queued before it */
         s_send_queue(self, q);
         return pm_local_send(self->router, s->rid, s->rid_len, buf, len);
     }
-    if (q->bytes + len + S_BATCH_OVERHEAD > S_BATCH_MAX)
+    if (pm_frameq_full(&q->q, len))
         s_send_queue(self, q);
-    if (q->n == q->cap) {
-        q->cap = q->cap ? q->cap * 2 : 16;
-        q->frames = pm_xrealloc(q->frames, q->cap * sizeof *q->frames, "local batches");
-    }
-    q->frames[q->n++] = (pm_bytes_t){.data = buf, .len = len};
-    q->bytes += len + S_BATCH_OVERHEAD;
+    pm_frameq_push(&q->q, buf, len);
     return 0;
 }
 
 void
 pm_local_flush(pm_agent_t *self)
 {
-    for (size_t i = 0; i < self->n_lq; i++)
+    for (size_t i = 0; i < self->n_lq; i++) {
         s_send_queue(self, &self->lq[i]);
-    /* The sessions of this turn only: the next starts with none. */
-    for (size_t i = 0; i < self->n_lq; i++)
-        free(self->lq[i].frames);
-    self->n_lq = 0;
+        pm_frameq_free(&self->lq[i].q);
+    }
+    self->n_lq = 0; /* the sessions of this turn only: the next starts with none */
 }
 
 void
@@ -113,11 +92,8 @@ pm_local_flush_session(pm_agent_t *self, uint64_t session)
 void
 pm_local_queues_free(pm_agent_t *self)
 {
-    for (size_t i = 0; i < self->n_lq; i++) {
-        for (size_t f = 0; f < self->lq[i].n; f++)
-            free((void *) self->lq[i].frames[f].data);
-        free(self->lq[i].frames);
-    }
+    for (size_t i = 0; i < self->n_lq; i++)
+        pm_frameq_free(&self->lq[i].q);
     free(self->lq);
     self->lq = NULL;
     self->n_lq = self->cap_lq = 0;
