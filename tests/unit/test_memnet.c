@@ -491,6 +491,65 @@ s_step(pm_clock_fake_t *clocks, pm_mesh_t **meshes, int ms)
         }
 }
 
+/* Two meshes on an in-memory network, each with its fake clock and a hook
+ * (s_on_message): with keys from key_dir (CURVE), else insecure with the
+ * second seeded by the first. */
+typedef struct {
+    pm_memnet_t *net;
+    pm_clock_fake_t clocks[2];
+    pm_rand_seeded_t rnd;
+    pm_config_t *cfg[2];
+    pm_mesh_t *mesh[2];
+    s_hooked_t hooked[2];
+} s_pair_t;
+
+static const char *s_pair_eps[2] = {"tcp://10.0.0.1:7001", "tcp://10.0.0.2:7001"};
+
+static void
+s_pair_start(s_pair_t *p, uint64_t seed, const char *name_a, const char *name_b,
+             const char *key_dir)
+{
+    memset(p, 0, sizeof *p);
+    const char *names[2] = {name_a, name_b};
+    p->net = pm_memnet_new(seed);
+    pm_memnet_use(p->net);
+    pm_rand_seeded_init(&p->rnd, seed);
+    pm_rand_use(&p->rnd.rand);
+    for (int i = 0; i < 2; i++) {
+        pm_clock_fake_init(&p->clocks[i], 1000000 * (i + 1), 1700000000000LL);
+        pm_clock_use(&p->clocks[i].clock);
+        p->cfg[i] = pm_config_new();
+        s_set(p->cfg[i], "bind", s_pair_eps[i]);
+        if (key_dir) {
+            s_set(p->cfg[i], "mesh_key_dir", key_dir);
+        } else {
+            s_set(p->cfg[i], "insecure", "true");
+            if (i)
+                s_set(p->cfg[i], "seeds", s_pair_eps[0]);
+        }
+        pm_mesh_hooks_t hooks = {.message = s_on_message};
+        char space[16];
+        snprintf(space, sizeof space, "%s.1", names[i]);
+        p->mesh[i] = p->hooked[i].mesh =
+            pm_mesh_new(NULL, p->cfg[i], names[i], space, &hooks, &p->hooked[i]);
+        assert_non_null(p->mesh[i]);
+    }
+}
+
+static void
+s_pair_stop(s_pair_t *p)
+{
+    for (int i = 0; i < 2; i++) {
+        pm_clock_use(&p->clocks[i].clock);
+        pm_mesh_destroy(&p->mesh[i]);
+        pm_config_destroy(&p->cfg[i]);
+    }
+    pm_clock_use(NULL);
+    pm_rand_use(NULL);
+    pm_memnet_use(NULL);
+    pm_memnet_destroy(&p->net);
+}
+
 /* A just-started agent asks a member that has not heard of it yet (its
  * seed gossips it on later): the frame is held until SWIM tells the member
  * where the sender is, then delivered, and the answer reaches the sender.
@@ -505,30 +564,12 @@ test_mesh_early_frame_waits_for_membership(void **state)
     char dir[] = "/tmp/pmesh-memnet-keys.XXXXXX", err[256];
     assert_non_null(mkdtemp(dir));
     assert_int_equal(pm_auth_generate_keys(dir, err, sizeof err), 0);
-    pm_memnet_t *net = pm_memnet_new(3);
-    pm_memnet_use(net);
-    pm_clock_fake_t clocks[2];
-    pm_rand_seeded_t rnd;
-    pm_rand_seeded_init(&rnd, 3);
-    pm_rand_use(&rnd.rand);
-    static const char *eps[2] = {"tcp://10.0.0.1:7001", "tcp://10.0.0.2:7001"};
-    static const char *names[2] = {"a", "x"};
-    pm_config_t *cfg[2];
-    pm_mesh_t *mesh[2];
-    s_hooked_t hooked[2];
-    memset(hooked, 0, sizeof hooked);
-    for (int i = 0; i < 2; i++) {
-        pm_clock_fake_init(&clocks[i], 1000000 * (i + 1), 1700000000000LL);
-        pm_clock_use(&clocks[i].clock);
-        cfg[i] = pm_config_new();
-        s_set(cfg[i], "bind", eps[i]);
-        s_set(cfg[i], "mesh_key_dir", dir);
-        pm_mesh_hooks_t hooks = {.message = s_on_message};
-        char space[16];
-        snprintf(space, sizeof space, "%s.1", names[i]);
-        mesh[i] = hooked[i].mesh = pm_mesh_new(NULL, cfg[i], names[i], space, &hooks, &hooked[i]);
-        assert_non_null(mesh[i]);
-    }
+    static s_pair_t pair;
+    s_pair_start(&pair, 3, "a", "x", dir);
+    const char *const *eps = s_pair_eps;
+    pm_clock_fake_t *clocks = pair.clocks;
+    pm_mesh_t **mesh = pair.mesh;
+    s_hooked_t *hooked = pair.hooked;
     /* x asks a before a has heard of it. */
     s_send_get(mesh[1], "x", eps[0]);
     pm_clock_use(&clocks[0].clock);
@@ -554,15 +595,7 @@ test_mesh_early_frame_waits_for_membership(void **state)
     assert_int_equal(hooked[0].got, 1); /* never delivered */
     assert_int_equal(mesh[0]->n_early, 0);
     assert_int_equal(mesh[0]->unknown_peer, 1);
-    for (int i = 0; i < 2; i++) {
-        pm_clock_use(&clocks[i].clock);
-        pm_mesh_destroy(&mesh[i]);
-        pm_config_destroy(&cfg[i]);
-    }
-    pm_clock_use(NULL);
-    pm_rand_use(NULL);
-    pm_memnet_use(NULL);
-    pm_memnet_destroy(&net);
+    s_pair_stop(&pair);
     char path[128];
     snprintf(path, sizeof path, "%s/mesh.key", dir);
     unlink(path);
@@ -590,32 +623,13 @@ static void
 test_mesh_batch(void **state)
 {
     (void) state;
-    pm_memnet_t *net = pm_memnet_new(5);
-    pm_memnet_use(net);
-    pm_clock_fake_t clocks[2];
-    pm_rand_seeded_t rnd;
-    pm_rand_seeded_init(&rnd, 5);
-    pm_rand_use(&rnd.rand);
-    static const char *eps[2] = {"tcp://10.0.0.1:7001", "tcp://10.0.0.2:7001"};
-    static const char *names[2] = {"a", "b"};
-    pm_config_t *cfg[2];
-    pm_mesh_t *mesh[2];
-    s_hooked_t hooked[2];
-    memset(hooked, 0, sizeof hooked);
-    for (int i = 0; i < 2; i++) {
-        pm_clock_fake_init(&clocks[i], 1000000 * (i + 1), 1700000000000LL);
-        pm_clock_use(&clocks[i].clock);
-        cfg[i] = pm_config_new();
-        s_set(cfg[i], "bind", eps[i]);
-        s_set(cfg[i], "insecure", "true");
-        if (i)
-            s_set(cfg[i], "seeds", eps[0]);
-        pm_mesh_hooks_t hooks = {.message = s_on_message};
-        char space[16];
-        snprintf(space, sizeof space, "%s.1", names[i]);
-        mesh[i] = hooked[i].mesh = pm_mesh_new(NULL, cfg[i], names[i], space, &hooks, &hooked[i]);
-        assert_non_null(mesh[i]);
-    }
+    static s_pair_t pair;
+    s_pair_start(&pair, 5, "a", "b", NULL);
+    const char *const *eps = s_pair_eps;
+    pm_memnet_t *net = pair.net;
+    pm_clock_fake_t *clocks = pair.clocks;
+    pm_mesh_t **mesh = pair.mesh;
+    s_hooked_t *hooked = pair.hooked;
     for (int t = 0; t < 5000 && !(pm_mesh_alive(mesh[0]) == 2 && pm_mesh_alive(mesh[1]) == 2); t++)
         s_step(clocks, mesh, 1);
     assert_int_equal(pm_mesh_alive(mesh[1]), 2);
@@ -708,16 +722,7 @@ test_mesh_batch(void **state)
     free(b_ok);
     free(b_other);
     free(b_inner);
-
-    for (int i = 0; i < 2; i++) {
-        pm_clock_use(&clocks[i].clock);
-        pm_mesh_destroy(&mesh[i]);
-        pm_config_destroy(&cfg[i]);
-    }
-    pm_clock_use(NULL);
-    pm_rand_use(NULL);
-    pm_memnet_use(NULL);
-    pm_memnet_destroy(&net);
+    s_pair_stop(&pair);
 }
 
 int
