@@ -190,6 +190,7 @@ s_member_down(pm_mesh_t *self, pm_mesh_peer_t *p, int was_up)
             zhashx_delete(self->owners, p->spaces[i]);
         }
     }
+    pm_mesh_outbox_drop(self, p->endpoint);
     pm_transport_forget(self->transport, p->endpoint);
     if (was_up && self->hooks.member)
         self->hooks.member(self->arg, PM_MESH_DOWN, p->name);
@@ -221,6 +222,7 @@ s_on_swim_event(pm_swim_event_t ev, const pm_swim_member_t *m, void *arg)
         return;
     int was_up = p->state == PM_SWIM_ALIVE || p->state == PM_SWIM_SUSPECT;
     if (strcmp(p->endpoint, m->endpoint) != 0) {
+        pm_mesh_outbox_drop(self, p->endpoint);
         pm_transport_forget(self->transport, p->endpoint);
         free(p->endpoint);
         p->endpoint = pm_xstrdup(m->endpoint, "member");

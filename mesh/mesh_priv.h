@@ -117,6 +117,9 @@ int pm_mesh_transmit_now(pm_mesh_t *self, const char *endpoint, uint8_t *buf, si
  * too). */
 int pm_mesh_outbox_add(pm_mesh_t *self, const char *endpoint, uint8_t *buf, size_t len);
 void pm_mesh_outbox_flush(pm_mesh_t *self);
+/* Drops what waits for endpoint (its member is dead or moved: as the
+ * transport drops what it still queues for it, pm_transport_forget). */
+void pm_mesh_outbox_drop(pm_mesh_t *self, const char *endpoint);
 void pm_mesh_outbox_free(pm_mesh_t *self);
 /* Frees the list of our announced backups. */
 void pm_mesh_free_backups(pm_mesh_t *self);

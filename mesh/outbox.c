@@ -91,6 +91,14 @@ pm_mesh_outbox_flush(pm_mesh_t *self)
 }
 
 void
+pm_mesh_outbox_drop(pm_mesh_t *self, const char *endpoint)
+{
+    for (size_t i = 0; i < self->n_outq; i++)
+        if (strcmp(self->outq[i].endpoint, endpoint) == 0)
+            pm_frameq_free(&self->outq[i].q);
+}
+
+void
 pm_mesh_outbox_free(pm_mesh_t *self)
 {
     for (size_t i = 0; i < self->n_outq; i++) { /* never sent: the mesh is going */

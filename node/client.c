@@ -705,9 +705,6 @@ s_accept(pm_client_t *self, const pm_msg_t *m)
  * then every request in flight has its UNREACHABLE result queued). Replies
  * that a caller wants raw (list, hello, status) go to *raw when raw_req
  * matches. */
-/* Reads every message already on the socket. Returns 1 when the raw reply
- * (raw_req) was among them (it is in *raw then), else 0; *got is set when
- * anything was read. */
 /* One envelope from the agent (a frame, or one of a batch's): accepted, or
  * kept in *raw when it is the raw reply wanted (returns 1; the caller
  * releases it). A batch's envelopes each go through here in order; a batch
@@ -738,6 +735,9 @@ s_read_one(pm_client_t *self, const void *buf, size_t len, int in_batch, uint64_
     return found;
 }
 
+/* Reads every message already on the socket. Returns 1 when the raw reply
+ * (raw_req) was among them (it is in *raw then), else 0; *got is set when
+ * anything was read. */
 static int
 s_read_all(pm_client_t *self, uint64_t raw_req, pm_msg_t *raw, int *got_raw, int *got)
 {

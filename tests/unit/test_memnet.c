@@ -697,6 +697,20 @@ test_mesh_batch(void **state)
     assert_int_equal(hooked[1].order[5], 6);
     assert_int_equal(hooked[1].order[6], 7);
 
+    /* What waits for a member that goes down (or moves) is dropped with its
+     * channel, as the transport drops what it still queues for it. */
+    pm_clock_use(&clocks[0].clock);
+    pm_mesh_cork(mesh[0]);
+    before = s_sent(net);
+    pm_msg_t m9 = {.type = PM_MSG_GET, .req_id = 99, .id = "b.1~1"};
+    assert_int_equal(pm_mesh_send(mesh[0], "b", &m9), 0);
+    pm_mesh_outbox_drop(mesh[0], eps[1]);
+    pm_mesh_uncork(mesh[0]);
+    assert_int_equal(s_sent(net), before);
+    pm_clock_use(&clocks[1].clock);
+    pm_mesh_readable(mesh[1]);
+    assert_int_equal(hooked[1].got, 7);
+
     /* A batch with a batch inside, another sender's envelope and garbage. */
     pm_msg_t ok = {.type = PM_MSG_GET, .req_id = 8, .id = "b.1~1", .from = "a"};
     pm_msg_t other = {.type = PM_MSG_GET, .req_id = 9, .id = "b.1~1", .from = "z"};
