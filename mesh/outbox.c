@@ -8,8 +8,9 @@
  * records it replicates), so the agent corks the mesh for the turn
  * (pm_mesh_cork) and uncorks it before it polls again: each endpoint's
  * frames then go as one Batch envelope (a lone frame as itself), in the
- * order they were sent (node/frameq.c). Nothing waits for a timer: a turn
- * that sends one message sends it at the end of that turn, as before.
+ * order they were sent (node/frameq.c). Nothing waits for a timer, only for
+ * the end of the turn that sent it (the rest of that turn's work: under
+ * load tens of microseconds; a turn that handles one message ends at once).
  *
  * The receiver applies a batch's envelopes one by one, exactly as if each had
  * come alone (mesh.c), so batching changes the count of frames, never what a
