@@ -26,6 +26,22 @@ function unreachable(message) {
   return new errors.Unreachable(message);
 }
 
+// The Envelope in a frame from the agent (where: '' or ' inside a batch'),
+// or ProtocolError; a batch inside a batch is one.
+function envelopeOf(body, where) {
+  let env;
+  try {
+    env = decode(body);
+  } catch (e) {
+    throw new errors.ProtocolError(`undecodable reply${where}: ` + e.message);
+  }
+  if (env.version !== WIRE_VERSION) {
+    throw new errors.ProtocolError(`reply${where} of wire version ${env.version} (this client speaks ${WIRE_VERSION})`);
+  }
+  if (where && env.batch) throw new errors.ProtocolError('a batch inside a batch from the agent');
+  return env;
+}
+
 class Connection {
   constructor(path, opts = {}) {
     this.path = path;
@@ -70,7 +86,7 @@ class Connection {
     this.sweeper.unref();
     let r;
     try {
-      r = await this.request('hello', {clientName: this.name}, this.connectTimeoutMs);
+      r = await this.request('hello', {clientName: this.name, batches: true}, this.connectTimeoutMs);
     } catch (e) {
       this.fail(e);
       throw e instanceof errors.Unreachable ? e : unreachable(`hello failed: ${e.message}`);
@@ -159,15 +175,17 @@ class Connection {
 
   _onFrame(body, frames) {
     if (frames !== 1) throw new errors.ProtocolError(`reply of ${frames} frames`);
-    let env;
-    try {
-      env = decode(body);
-    } catch (e) {
-      throw new errors.ProtocolError('undecodable reply: ' + e.message);
+    const env = envelopeOf(body, '');
+    if (!env.batch) {
+      this._onEnvelope(env);
+      return;
     }
-    if (env.version !== WIRE_VERSION) {
-      throw new errors.ProtocolError(`reply of wire version ${env.version} (this client speaks ${WIRE_VERSION})`);
-    }
+    // What one turn of the agent had for us (we say batches in our hello):
+    // each envelope as if it had come alone, in order (PROTOCOL.md 2).
+    for (const inner of env.batch.frames || []) this._onEnvelope(envelopeOf(inner, ' inside a batch'));
+  }
+
+  _onEnvelope(env) {
     const reply = env.reply;
     if (reply) {
       const id = num(env.reqId);

@@ -71,6 +71,44 @@ test('a reply of another wire version, or in two frames: ProtocolError', async (
   await c2.close();
 });
 
+const idReply = (reqId, id) => Envelope.encode({version: 1, reqId, reply: {id}}).finish();
+const batchOf = (...frames) => Envelope.encode({version: 1, batch: {frames}}).finish();
+
+test('a Batch from the agent is its envelopes, each as if it came alone', async () => {
+  const f = await fakeAgent('batch.sock', (env) => (env.hello ? hello(env) : env.create
+    ? batchOf(idReply(env.reqId + 1000, 'late'), idReply(env.reqId, 'fake-x~c1.1-9'))
+    : null));
+  const c = new pmesh.Client({socket: f.sock});
+  assert.equal(await c.create(), 'fake-x~c1.1-9');
+  await c.close();
+});
+
+test('a bad Batch (a batch inside, garbage inside, a request inside): ProtocolError', async () => {
+  const inner = [
+    (env) => batchOf(idReply(env.reqId, 'x')),
+    () => Buffer.from('not protobuf \xff\xff'),
+    () => Envelope.encode({version: 1, hello: {clientName: 'x'}}).finish(),
+  ];
+  for (const [i, bad] of inner.entries()) {
+    const f = await fakeAgent(`badbatch${i}.sock`, (env) => (env.hello ? hello(env) : env.create ? batchOf(bad(env)) : null));
+    const c = new pmesh.Client({socket: f.sock});
+    await assert.rejects(c.create(), pmesh.ProtocolError);
+    await c.close();
+  }
+});
+
+test('the hello asks for batches', async () => {
+  let asked;
+  const f = await fakeAgent('hello.sock', (env) => {
+    if (env.hello) asked = env.hello.batches;
+    return env.hello ? hello(env) : env.create ? idReply(env.reqId, 'fake-x~c1.1-1') : null;
+  });
+  const c = new pmesh.Client({socket: f.sock});
+  await c.create();
+  assert.equal(asked, true);
+  await c.close();
+});
+
 test('an agent that never answers: Unreachable within the connect timeout', async () => {
   const f = await fakeAgent('silent.sock', () => null);
   const c = new pmesh.Client({socket: f.sock, connectTimeout: 300});

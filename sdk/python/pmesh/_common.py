@@ -172,6 +172,7 @@ def req_hello(name):
     e = Envelope(version=WIRE_VERSION)
     e.hello.SetInParent()
     e.hello.client_name = name
+    e.hello.batches = True  # what one turn of the agent has for us may come as one frame
     return e
 
 
@@ -445,8 +446,7 @@ def mint_then_id(mint, counter, pid):
 
 # ---- replies -------------------------------------------------------------------
 
-def decode(frame):
-    """The Envelope in a frame from the agent, or ProtocolError."""
+def _envelope(frame, inside):
     try:
         e = Envelope.FromString(frame)
     except Exception:
@@ -455,9 +455,20 @@ def decode(frame):
         raise errors.ProtocolError("frame of %d bytes with envelope version %d from the agent"
                                    % (len(frame), e.version))
     kind = e.WhichOneof("body")
-    if kind not in ("reply", "invoke"):
-        raise errors.ProtocolError("unexpected %s message from the agent" % kind)
+    if kind not in ("reply", "invoke") and (inside or kind != "batch"):
+        raise errors.ProtocolError("unexpected %s message from the agent%s"
+                                   % (kind, " inside a batch" if inside else ""))
     return e
+
+
+def decode(frame):
+    """The Envelopes in a frame from the agent, in order: the frame's own, or
+    those of the Batch it carries (we say batches in our hello: PROTOCOL.md
+    section 2); ProtocolError when any of them is not a reply or invoke."""
+    e = _envelope(frame, False)
+    if e.WhichOneof("body") != "batch":
+        return (e,)
+    return tuple(_envelope(f, True) for f in e.batch.frames)
 
 
 def check(reply):

@@ -164,12 +164,14 @@ class Connection:
             if len(frames) != 1:
                 self._lost(errors.ProtocolError("reply of %d frames" % len(frames)))
             try:
-                e = w.decode(frames[0])
+                envs = w.decode(frames[0])
             except errors.ProtocolError as exc:
                 self._lost(exc)
-            if e.WhichOneof("body") == "reply" and e.req_id == rid:
-                return e
-            # a late reply to a call that gave up: dropped
+            for e in envs:
+                if e.WhichOneof("body") == "reply" and e.req_id == rid:
+                    return e
+            # a late reply to a call that gave up: dropped (one call is in
+            # flight at a time, so nothing after its reply is still wanted)
 
     def close(self, bye=False):
         if bye and not self.dead:

@@ -158,49 +158,49 @@ class _Conn:
                     break
                 # (a multi-frame message fails to decode: its first or its
                 # next frame is not an envelope)
-                e = w.decode(frame)
-                if e.WhichOneof("body") == "invoke":
-                    if self.on_invoke:
-                        self.on_invoke(self, e.invoke)
-                    continue
-                entry = pending.pop(e.req_id, None)
-                if entry is None:
-                    continue  # a reply to a request that gave up
-                op, kind, _ = entry
-                if op.done():
-                    continue
-                r = e.reply
-                if r.err:
-                    op.set_exception(errors.error_for(r.err, r.message))
-                elif kind == K_NONE:
-                    op.set_result(None)
-                elif kind == K_WAIT:
-                    p = r.promise
-                    if p.state == 2:
-                        op.set_result(p.value)
+                for e in w.decode(frame):  # the envelopes of a batch as if each came alone
+                    if e.WhichOneof("body") == "invoke":
+                        if self.on_invoke:
+                            self.on_invoke(self, e.invoke)
+                        continue
+                    entry = pending.pop(e.req_id, None)
+                    if entry is None:
+                        continue  # a reply to a request that gave up
+                    op, kind, _ = entry
+                    if op.done():
+                        continue
+                    r = e.reply
+                    if r.err:
+                        op.set_exception(errors.error_for(r.err, r.message))
+                    elif kind == K_NONE:
+                        op.set_result(None)
+                    elif kind == K_WAIT:
+                        p = r.promise
+                        if p.state == 2:
+                            op.set_result(p.value)
+                        else:
+                            op.set_exception(errors.Rejected(w.promise_from(p)))
+                    elif kind == K_ID:
+                        op.set_result(r.id)
+                    elif kind == K_VALUES or kind == K_OUTCOMES:
+                        p = w.promise_from(r.promise)
+                        try:
+                            op.set_result(w.wait_values(p) if kind == K_VALUES
+                                          else w.wait_outcomes(p))
+                        except errors.PmeshError as exc:
+                            op.set_exception(exc)
+                    elif kind == K_PROMISE:
+                        op.set_result(w.promise_from(r.promise))
+                    elif kind == K_CREATED:
+                        op.set_result(w.Created(r.id, r.token or None, r.created))
+                    elif kind == K_LIST:
+                        out = w.PromiseList(w.promise_from(p) for p in r.promises)
+                        out.cursor = r.cursor
+                        op.set_result(out)
+                    elif kind == K_JSON:
+                        op.set_result(json.loads(r.json or "null"))
                     else:
-                        op.set_exception(errors.Rejected(w.promise_from(p)))
-                elif kind == K_ID:
-                    op.set_result(r.id)
-                elif kind == K_VALUES or kind == K_OUTCOMES:
-                    p = w.promise_from(r.promise)
-                    try:
-                        op.set_result(w.wait_values(p) if kind == K_VALUES
-                                      else w.wait_outcomes(p))
-                    except errors.PmeshError as exc:
-                        op.set_exception(exc)
-                elif kind == K_PROMISE:
-                    op.set_result(w.promise_from(r.promise))
-                elif kind == K_CREATED:
-                    op.set_result(w.Created(r.id, r.token or None, r.created))
-                elif kind == K_LIST:
-                    out = w.PromiseList(w.promise_from(p) for p in r.promises)
-                    out.cursor = r.cursor
-                    op.set_result(out)
-                elif kind == K_JSON:
-                    op.set_result(json.loads(r.json or "null"))
-                else:
-                    op.set_result(e)
+                        op.set_result(e)
         except errors.ProtocolError as exc:
             self.fail(exc)
         except zmq.ZMQError as exc:

@@ -69,8 +69,20 @@ def test_pipelined_sequence_without_round_trips(agent, run_worker):
     run(main())
 
 
-def test_many_in_flight(agent):
+def test_many_in_flight(agent, monkeypatch):
     n = 2000
+    # The replies to a pipelined burst come batched (Hello.batches): count
+    # the frames the client reads against the envelopes in them.
+    from pmesh import _common as w
+    seen = {"frames": 0, "envelopes": 0}
+    decode = w.decode
+
+    def counting(frame):
+        envs = decode(frame)
+        seen["frames"] += 1
+        seen["envelopes"] += len(envs)
+        return envs
+    monkeypatch.setattr(w, "decode", counting)
 
     async def main():
         async with aio.Client(agent.sock) as c:
@@ -85,6 +97,8 @@ def test_many_in_flight(agent):
                 await r
             assert not c._conn.pending
     run(main())
+    assert seen["envelopes"] >= 3 * n
+    assert seen["frames"] < seen["envelopes"] / 2, seen
 
 
 def test_ops_before_connect_connect_by_themselves(agent):

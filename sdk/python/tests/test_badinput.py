@@ -128,6 +128,54 @@ def test_garbage_reply_aio(fake):
     asyncio.run(main())
 
 
+def batch_of(*envs):
+    b = w.Envelope(version=1)
+    b.batch.frames.extend(e if isinstance(e, bytes) else e.SerializeToString() for e in envs)
+    return b.SerializeToString()
+
+
+def id_reply(req_id, pid):
+    r = w.Envelope(version=1, req_id=req_id)
+    r.reply.id = pid
+    return r
+
+
+def test_batches_taken_apart(fake):
+    """A Batch from the agent (we say batches in our hello) is its envelopes,
+    each taken as if it had come alone: a late reply before ours is skipped."""
+    f = fake(hello_then(lambda e: batch_of(id_reply(e.req_id + 1000, "late"),
+                                           id_reply(e.req_id, "fake~c1.1-9"))))
+    assert pmesh.Client(f.path).create() == "fake~c1.1-9"
+
+    async def main():
+        c = aio.Client(f.path)
+        await c.connect()
+        assert await asyncio.wait_for(c.create(), 5) == "fake~c1.1-9"
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("inner", [
+    lambda e: batch_of(id_reply(e.req_id, "x")),  # a batch in a batch
+    lambda e: b"\x00garbage",                       # garbage inside
+    lambda e: w.req_hello("x"),                     # a request body
+])
+def test_bad_batches_are_protocol_errors(fake, inner):
+    f = fake(hello_then(lambda e: batch_of(inner(e))))
+    with pytest.raises(pmesh.ProtocolError):
+        pmesh.Client(f.path).create()
+
+    async def main():
+        c = aio.Client(f.path)
+        await c.connect()
+        with pytest.raises(pmesh.ProtocolError):
+            await asyncio.wait_for(c.create(), 5)
+    asyncio.run(main())
+
+
+def test_hello_asks_for_batches():
+    assert w.req_hello("x").hello.batches
+
+
 def test_silent_agent_is_unreachable(fake):
     f = fake(lambda body: None)
     t0 = time.monotonic()
