@@ -38,6 +38,15 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/pmesh-test.XXXXXX")
 # cleanup can stop them, e.g. a worker command that sleeps.
 CHILD_PIDS=$TMP/child.pids
 : >"$CHILD_PIDS"
+# python3 is Debian's (/usr/bin, the one scripts/deps gives python3-zmq and
+# python3-protobuf) for everything a test runs, also when a version
+# manager's shim comes first on PATH: a shim can take half a second to
+# start, inside steps a test times (a pause, a kill interval).
+if [ -x /usr/bin/python3 ] && [ "$(command -v python3)" != /usr/bin/python3 ]; then
+    mkdir -p "$TMP/bin"
+    ln -s /usr/bin/python3 "$TMP/bin/python3"
+    PATH=$TMP/bin:$PATH
+fi
 # Upper bound on any single foreground command, so a hang fails a check
 # instead of stalling the suite.
 CMD_TIMEOUT=${CMD_TIMEOUT:-30}
