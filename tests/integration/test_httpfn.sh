@@ -92,7 +92,15 @@ sleep 0.3 # one more sample after the last resolve
 touch "$TMP/many.done"
 wait "$SAMPLER" 2>/dev/null || true
 INFL=$(sort -n "$TMP/many.inflight" | tail -1)
-expect_lt "... with many of them in flight at once (peak inflight=${INFL:-none})" 50 "${INFL:-0}"
+# The calls can overlap only as fast as the 200 resolves come in: at most
+# 200 x 1 s / (the time they took) at once. Half of that, up to 50, is
+# "many" (one at a time would be 1); the CLI processes start slowly under a
+# sanitizer on a slow machine.
+ISSUE_MS=$((T1 - T0))
+MANY=$((100 * 1000 / (ISSUE_MS > 1 ? ISSUE_MS : 1)))
+MANY=$((MANY > 50 ? 50 : MANY < 5 ? 5 : MANY))
+expect_lt "... with many of them in flight at once (peak inflight=${INFL:-none}, resolves took ${ISSUE_MS} ms)" \
+    "$MANY" "${INFL:-0}"
 # Wait for the agent to count them completed (one bound for all, not an
 # await of up to a minute each), then read each continuation.
 need "the agent completes the calls of every acknowledged resolve" 90 \
