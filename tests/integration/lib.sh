@@ -43,9 +43,9 @@ CHILD_PIDS=$TMP/child.pids
 # manager's shim comes first on PATH: a shim can take half a second to
 # start, inside steps a test times (a pause, a kill interval).
 if [ -x /usr/bin/python3 ] && [ "$(command -v python3)" != /usr/bin/python3 ]; then
-    mkdir -p "$TMP/bin"
-    ln -s /usr/bin/python3 "$TMP/bin/python3"
-    PATH=$TMP/bin:$PATH
+    mkdir -p "$TMP/sys-python"
+    ln -s /usr/bin/python3 "$TMP/sys-python/python3"
+    PATH=$TMP/sys-python:$PATH
 fi
 # Upper bound on any single foreground command, so a hang fails a check
 # instead of stalling the suite.
