@@ -17,8 +17,13 @@ MIN_OPS=500
 
 SEED_ARGS=()
 [ -n "${CHAOS_SEED:-}" ] && SEED_ARGS=(--seed "$CHAOS_SEED")
+# A kill waits until the mesh converged and every state is on its backups
+# again; sanitized agents take longer to get there (here: 4 kills in 60 s),
+# so a sanitized run gets 90 s for its kills.
+DURATION=60s
+[ -n "${SANITIZE:-}" ] && DURATION=90s
 RC=0
-BUILD=$BUILD timeout -k 5 400 "$ROOT/scripts/chaos" --agents 5 --replicas 2 --duration 60s \
+BUILD=$BUILD timeout -k 5 400 "$ROOT/scripts/chaos" --agents 5 --replicas 2 --duration "$DURATION" \
     --interval 8s --pause 2s "${SEED_ARGS[@]}" >"$TMP/chaos.out" 2>&1 || RC=$?
 REPORT=$(cat "$TMP/chaos.out")
 sed 's/^/# /' "$TMP/chaos.out"
