@@ -174,6 +174,15 @@ s_peer_meta(pm_mesh_t *self, pm_mesh_peer_t *p, const pm_swim_member_t *m)
     pm_wire_meta_release(&meta);
 }
 
+/* Drops the channel to endpoint and what waits for it: the transport's
+ * queue, and what this turn's outbox holds (its member is dead or moved). */
+static void
+s_forget_endpoint(pm_mesh_t *self, const char *endpoint)
+{
+    pm_mesh_outbox_drop(self, endpoint);
+    pm_transport_forget(self->transport, endpoint);
+}
+
 /* A member is gone (dead, left, or restarted as a new process): the spaces
  * it served are lost until someone claims them, and whatever is queued for
  * it would reach its successor as stale traffic, so the channel goes too. */
@@ -190,8 +199,7 @@ s_member_down(pm_mesh_t *self, pm_mesh_peer_t *p, int was_up)
             zhashx_delete(self->owners, p->spaces[i]);
         }
     }
-    pm_mesh_outbox_drop(self, p->endpoint);
-    pm_transport_forget(self->transport, p->endpoint);
+    s_forget_endpoint(self, p->endpoint);
     if (was_up && self->hooks.member)
         self->hooks.member(self->arg, PM_MESH_DOWN, p->name);
 }
@@ -222,8 +230,7 @@ s_on_swim_event(pm_swim_event_t ev, const pm_swim_member_t *m, void *arg)
         return;
     int was_up = p->state == PM_SWIM_ALIVE || p->state == PM_SWIM_SUSPECT;
     if (strcmp(p->endpoint, m->endpoint) != 0) {
-        pm_mesh_outbox_drop(self, p->endpoint);
-        pm_transport_forget(self->transport, p->endpoint);
+        s_forget_endpoint(self, p->endpoint);
         free(p->endpoint);
         p->endpoint = pm_xstrdup(m->endpoint, "member");
     }
