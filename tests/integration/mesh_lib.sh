@@ -282,7 +282,9 @@ wait_fn() {
 }
 
 # app_received K: messages nK received over the mesh that are not SWIM
-# (requests, replies, invocations), summed over types.
+# (requests, replies, invocations), by type ("type=N ..."), so that two
+# readings compare equal only when no such message came, and a failed
+# comparison names the type that did.
 app_received() {
     python3 -c '
 import json, sys
@@ -290,6 +292,7 @@ try:
     r = json.loads(sys.argv[1])["mesh"]["received"]
 except Exception:
     print("<bad json>"); sys.exit(0)
-print(sum(v["messages"] for k, v in r.items() if not k.startswith("swim_")))
+print(" ".join("%s=%d" % (k, v["messages"]) for k, v in sorted(r.items())
+               if not k.startswith("swim_") and v["messages"]))
 ' "$("$PMESH" --socket "${MESH_SOCK[$1]}" status 2>/dev/null)"
 }
