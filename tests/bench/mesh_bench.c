@@ -311,6 +311,8 @@ s_delta_accumulate(s_delta_t *d, const s_counters_t *before, const s_counters_t 
                 d->swim_bytes += after[a].sent_bytes[i] - s_lookup_bytes(&before[a], k);
                 continue;
             }
+            if (strcmp(k, "batch") == 0)
+                continue; /* a frame: its envelopes are counted by their own types */
             d->op_sent += ds;
             int64_t f = a == focus ? ds + dr : 0;
             d->focus_touch += f;
