@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """steptrace.py - where a sequential chain step's time goes (bench/CHAIN-STEP.md).
 
-  steptrace.py DIR [--suffix .]
+  steptrace.py DIR [--suffix .] [--steps 10] [--concurrent]
       joins the marks a PM_STEPTRACE build (node/steptrace.h) wrote to DIR
-      and prints the per-hop table, p50 and mean in microseconds.
+      and prints the per-hop table, p50 and mean in microseconds
+      (--concurrent: the chains ran at once, as run --inflight N > 1).
   steptrace.py run [--build build/trace] [--chains 300] [--steps 10]
                    [--fsync batch|never] [--replicas 2] [--inflight 1] [--perf]
                    [--no-chain-forward] [--keep]
@@ -13,8 +14,12 @@
       chains, then --chains sequential chains (peers_chain --inflight 1)
       with PM_STEPTRACE_DIR set, stops every process it started by its pid
       (the marks are written at exit) and joins the marks. Also prints the
-      agents' and workers' CPU per step (/proc). --inflight N > 1: no join
-      (the marks of concurrent chains overlap); --perf records the three
+      agents' and workers' CPU per step (/proc). --inflight N > 1: chains
+      run N at once, each still joined by its own values (every chain's
+      head value is its own), so the table shows where a loaded chain's
+      time goes; only the split of the end's durability wait is left out
+      (it reads the journal's keyless release marks, which concurrent
+      chains share). --perf records the three
       agents with `perf record -g` during the measured run (kept with
       --keep: perf report -i DIR/perf.PID.data). --no-chain-forward runs
       the agents with --chain-forward=false (every step through the owner:
@@ -102,8 +107,9 @@ def d(m, a, b):
     return (m[b] - m[a]) / 1000.0 if a in m and b in m else None
 
 
-def join_forwarded(marks, bases, suffix, steps):
-    """Chain forwarding: per step k (input in_k, output out_k = in_k+suffix)."""
+def join_forwarded(marks, bases, suffix, steps, concurrent=False):
+    """Chain forwarding: per step k (input in_k, output out_k = in_k+suffix).
+    concurrent: chains ran at once (no split of the end's durability wait)."""
     H = collections.OrderedDict()
 
     def add(name, v):
@@ -160,7 +166,7 @@ def join_forwarded(marks, bases, suffix, steps):
         # (the await's reply: the last the owner's journal released before the
         # await returned; the replies held with it go in the same release)
         owner = PID_OF.get("result_apply")
-        rel = last_before(owner, "j_release", last["d_end"]) if "d_end" in last else None
+        rel = last_before(owner, "j_release", last["d_end"]) if "d_end" in last and not concurrent else None
         if rel is not None and "result_apply" in last and rel >= last["result_apply"]:
             add("end:   of which the settle -> the reply released (durable)", (rel - last["result_apply"]) / 1000.0)
             add("end:   of which the REPLY n1 -> driver (ipc, libpmesh)", (last["d_end"] - rel) / 1000.0)
@@ -229,12 +235,12 @@ def join_old(marks, bases, suffix):
         ("chain end: last SETTLE relayed -> await returns (durable)", tail)])
 
 
-def join(d, suffix=".", steps=10):
+def join(d, suffix=".", steps=10, concurrent=False):
     marks = load(d)
     bases = sorted(k for k, m in marks.items() if "d_start" in m)
     forwarded = any("l_chain" in m for m in marks.values())
     if forwarded:
-        join_forwarded(marks, bases, suffix, steps)
+        join_forwarded(marks, bases, suffix, steps, concurrent)
     else:
         join_old(marks, bases, suffix)
 
@@ -389,8 +395,7 @@ def run(argv):
         print("peers_chain: " + out.splitlines()[-1] if out else "peers_chain: (no output)")
         print("CPU per step: agents (n1+n2+n3) %.0f us, workers %.0f us" %
               ((c1 - c0) * 1000.0 / n_steps, (w1 - w0) * 1000.0 / n_steps))
-        if inflight == "1":
-            join(marks, ".", int(opt["--steps"]))
+        join(marks, ".", int(opt["--steps"]), inflight != "1")
         for i, p in enumerate(agents):
             f = "%s/perf.%d.data" % (tmp, p.pid)
             if not os.path.exists(f):
@@ -423,4 +428,4 @@ if __name__ == "__main__":
     else:
         suffix = sys.argv[sys.argv.index("--suffix") + 1] if "--suffix" in sys.argv else "."
         steps = int(sys.argv[sys.argv.index("--steps") + 1]) if "--steps" in sys.argv else 10
-        join(sys.argv[1], suffix, steps)
+        join(sys.argv[1], suffix, steps, "--concurrent" in sys.argv)

@@ -56,15 +56,6 @@ expect_fixture() {
     fi
 }
 
-# free_port: a TCP port nothing on any 127.0.0.x uses now.
-free_port() {
-    local p
-    for _ in $(seq 50); do
-        p=$((20000 + RANDOM % 40000))
-        if ! ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null | grep -q .; then
-            echo "$p"
-            return 0
-        fi
-    done
-    echo $((20000 + RANDOM % 40000))
-}
+# free_port: a TCP port nothing on any 127.0.0.x uses now (free_ports of
+# tests/integration/lib.sh: below the ephemeral range).
+free_port() { free_ports 1; }

@@ -223,23 +223,52 @@ finish() {
 
 # ---- time and JSON --------------------------------------------------------------
 
-# free_ports N: a base port B such that B..B+N-1 are free on every 127.0.0.x
-# (nothing listening, connected or in TIME-WAIT), below Linux's ephemeral
-# range (32768-60999) so that no outgoing connection takes one meanwhile.
+# Test ports come from 20000 up to below Linux's ephemeral range (32768-60999
+# by default; read from the kernel), so that no outgoing connection (curl,
+# ZeroMQ) takes one between the check and the bind.
+PORT_LO=20000
+PORT_HI=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[ "${PORT_HI:-0}" -gt $((PORT_LO + 1000)) ] 2>/dev/null || PORT_HI=32000
+
+# port_free P: nothing listens on, is connected from or to, or waits on P,
+# and this test has not handed P out already ($TMP/ports: a port handed out
+# is often not bound yet when the next is asked for).
+port_free() {
+    ! grep -qx "$1" "$TMP/ports" 2>/dev/null &&
+        ! ss -Htan "( sport = :$1 or dport = :$1 )" 2>/dev/null | grep -q .
+}
+
+# free_ports N: a base port B such that B..B+N-1 are free on every 127.0.0.x.
 free_ports() {
     local n=$1 p i k busy
     for i in $(seq 100); do
-        p=$((20000 + RANDOM % 12000))
+        p=$((PORT_LO + RANDOM % (PORT_HI - PORT_LO - n)))
         busy=0
         for k in $(seq 0 $((n - 1))); do
-            if ss -Htan "( sport = :$((p + k)) or dport = :$((p + k)) )" 2>/dev/null | grep -q .; then
+            if ! port_free $((p + k)); then
                 busy=1
                 break
             fi
         done
-        [ "$busy" = 0 ] && { echo "$p"; return 0; }
+        [ "$busy" = 0 ] && break
     done
-    echo $((20000 + RANDOM % 12000))
+    for k in $(seq 0 $((n - 1))); do echo $((p + k)) >>"$TMP/ports"; done
+    echo "$p"
+}
+
+# take_port: sets PORT to the next free port of this test's own run of them
+# (it starts at a place derived from the test's PID, and wraps around).
+NEXT_PORT=
+take_port() {
+    [ -n "$NEXT_PORT" ] || NEXT_PORT=$((PORT_LO + ($$ * 7 + RANDOM) % (PORT_HI - PORT_LO)))
+    while :; do
+        [ "$NEXT_PORT" -lt "$PORT_HI" ] || NEXT_PORT=$PORT_LO
+        port_free "$NEXT_PORT" && break
+        NEXT_PORT=$((NEXT_PORT + 1))
+    done
+    PORT=$NEXT_PORT
+    NEXT_PORT=$((NEXT_PORT + 1))
+    echo "$PORT" >>"$TMP/ports"
 }
 
 now_ms() {

@@ -54,18 +54,8 @@ build_meshpoke() {
 
 # ---- starting and stopping ---------------------------------------------------------
 
-_free_port() {
-    local p i
-    for i in $(seq 50); do
-        p=$((20000 + RANDOM % 40000))
-        # Nothing may listen on that port on any 127.0.0.x, nor be in TIME-WAIT.
-        if ! ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null | grep -q .; then
-            echo "$p"
-            return 0
-        fi
-    done
-    echo $((20000 + RANDOM % 40000))
-}
+# _free_port: a port nothing on any 127.0.0.x uses now (lib.sh free_ports).
+_free_port() { free_ports 1; }
 
 # mesh_up N [PMESHD FLAGS...]: starts agents n1..nN with scripts/mesh-up and
 # waits until each sees N alive (mesh-up does). Retries on another port if

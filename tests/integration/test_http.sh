@@ -16,17 +16,7 @@
 
 command -v curl >/dev/null || { echo "test_http.sh: curl is needed" >&2; exit 1; }
 
-# ---- ports: derived from $$, skipping any that something uses ------------------------
-
-port_free() {
-    ! ss -Htan "( sport = :$1 or dport = :$1 )" 2>/dev/null | grep -q .
-}
-NEXT_PORT=$((20000 + ($$ * 7) % 30000))
-take_port() {
-    while ! port_free "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
-    PORT=$NEXT_PORT
-    NEXT_PORT=$((NEXT_PORT + 1))
-}
+# ---- ports (lib.sh take_port: below the ephemeral range, skipping any in use) ----------
 take_port; H1=$PORT
 take_port; H2=$PORT
 take_port; H3=$PORT

@@ -16,15 +16,6 @@
 
 command -v curl >/dev/null || { echo "test_http_fanin.sh: curl is needed" >&2; exit 1; }
 
-port_free() {
-    ! ss -Htan "( sport = :$1 or dport = :$1 )" 2>/dev/null | grep -q .
-}
-NEXT_PORT=$((20000 + ($$ * 11) % 30000))
-take_port() {
-    while ! port_free "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
-    PORT=$NEXT_PORT
-    NEXT_PORT=$((NEXT_PORT + 1))
-}
 take_port; H1=$PORT
 take_port; H2=$PORT
 take_port; M1=$PORT
