@@ -55,7 +55,3 @@ expect_fixture() {
             "output: $(head -c 1500 "$out")"
     fi
 }
-
-# free_port: a TCP port nothing on any 127.0.0.x uses now (free_ports of
-# tests/integration/lib.sh: below the ephemeral range).
-free_port() { free_ports 1; }

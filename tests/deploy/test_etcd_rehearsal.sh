@@ -53,7 +53,7 @@ done
 # Ports per member: client, peer, metrics.
 declare -a CP PP MP PID
 for i in $(seq 0 $((N - 1))); do
-    CP[i]=$(free_port) PP[i]=$(free_port) MP[i]=$(free_port)
+    CP[i]=$(free_ports 1) PP[i]=$(free_ports 1) MP[i]=$(free_ports 1)
 done
 # args_of I: member I's args, as its pod gets them, mapped to this machine.
 args_of() {

@@ -145,7 +145,7 @@ if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; th
 else
     export ETCDCTL_API=3
     for _ in 1 2 3; do
-        CP=$(free_port) PP=$(free_port) MP=$(free_port)
+        CP=$(free_ports 1) PP=$(free_ports 1) MP=$(free_ports 1)
         bg etcd etcd --name m0 --data-dir "$TMP/etcd-data" \
             --listen-client-urls "https://127.0.0.1:$CP" --advertise-client-urls "https://localhost:$CP" \
             --listen-peer-urls "https://127.0.0.1:$PP" --initial-advertise-peer-urls "https://localhost:$PP" \

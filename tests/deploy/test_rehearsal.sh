@@ -29,8 +29,8 @@ decode token-secret "$MESH/token"
 
 # Start. A busy port is retried elsewhere (other suites run meshes too).
 for _ in 1 2 3; do
-    PORT=$(free_port)
-    HPORT=$(free_port)
+    PORT=$(free_ports 1)
+    HPORT=$(free_ports 1)
     rm -f "$MESH/pids"
     if BUILD=$BUILD "$SRC_DIR/scripts/mesh-up" 3 --config "$TMP/agent/pmesh.yaml" --dir "$MESH" \
         --port "$PORT" --http-port "$HPORT" >"$TMP/mesh-up.out" 2>"$TMP/mesh-up.err"; then

@@ -60,5 +60,5 @@ coord_mesh_dir() {
     MESH_DIR=$TMP/mesh-$MESH_COUNT
     mkdir -p "$MESH_DIR"
     : >"$MESH_DIR/pids"
-    MESH_PORT=$(_free_port)
+    MESH_PORT=$(free_ports 1)
 }

@@ -54,9 +54,6 @@ build_meshpoke() {
 
 # ---- starting and stopping ---------------------------------------------------------
 
-# _free_port: a port nothing on any 127.0.0.x uses now (lib.sh free_ports).
-_free_port() { free_ports 1; }
-
 # mesh_up N [PMESHD FLAGS...]: starts agents n1..nN with scripts/mesh-up and
 # waits until each sees N alive (mesh-up does). Retries on another port if
 # the port turns out to be taken. The mesh suites test the mesh's own
@@ -68,7 +65,7 @@ mesh_up() {
     MESH_COUNT=$((MESH_COUNT + 1))
     MESH_DIR=$TMP/mesh-$MESH_COUNT
     for try in 1 2 3; do
-        MESH_PORT=$(_free_port)
+        MESH_PORT=$(free_ports 1)
         rm -rf "$MESH_DIR"
         if BUILD=$BUILD MESH_UP_TIMEOUT=${MESH_UP_TIMEOUT:-20} "$MESH_UP" "$n" --dir "$MESH_DIR" \
             --port "$MESH_PORT" -- --replicas 1 "$@" >"$TMP/mesh-up.out" 2>"$TMP/mesh-up.err"; then

@@ -15,7 +15,7 @@
 . "$(dirname "$0")/coord_lib.sh"
 
 coord_need_etcd
-EPORT=$(_free_port)
+EPORT=$(free_ports 1)
 EP=127.0.0.1:$EPORT
 PREFIX=/pmesh/handback$$
 export ETCDCTL_API=3

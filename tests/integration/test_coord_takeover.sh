@@ -57,7 +57,7 @@ _owner_is() { [ "$(rec_field "$1" owner)" = "$2" ]; }
 # The agents as mesh-up would start them, each with a data dir (mesh_restart
 # starts one from its command line and adds it to the PIDs stopped at exit).
 coord_mesh_dir
-HPORT=$(_free_port)
+HPORT=$(free_ports 1)
 for k in 1 2 3; do
     MESH_SOCK[$k]=$MESH_DIR/n$k.sock
     cmd=("$PMESHD" --node "n$k" --socket "$MESH_DIR/n$k.sock"

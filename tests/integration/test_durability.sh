@@ -210,7 +210,7 @@ dmesh_up() {
         rm -rf "$MESH_DIR"
         mkdir -p "$MESH_DIR"
         : >"$MESH_DIR/pids"
-        MESH_PORT=$(_free_port)
+        MESH_PORT=$(free_ports 1)
         for k in $(seq "$n"); do
             local cmd=("$PMESHD" --node "n$k" --socket "$MESH_DIR/n$k.sock"
                 --bind "tcp://127.0.0.$k:$MESH_PORT" --seed "tcp://127.0.0.1:$MESH_PORT"
