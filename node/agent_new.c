@@ -293,6 +293,7 @@ s_new(const pm_config_t *cfg, const char *node, const char *socket_path, void *s
     self->sub_resend = cfg->sub_resend;
     self->fanin_not_found_wait = cfg->fanin_not_found_wait;
     self->fanin_early = cfg->fanin_early;
+    self->fanin_early_every = cfg->fanin_early_copies == PM_FANIN_COPIES_EVERY;
     self->chain_forward = cfg->chain_forward;
     self->mesh_batch = cfg->mesh_batch;
     if (cfg->token_secret_file && *cfg->token_secret_file) {

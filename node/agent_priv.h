@@ -98,7 +98,8 @@ struct pm_waiter {
     pm_agent_t *agent;
     pm_session_t *session;
     uint64_t req_id;
-    int tentative; /* a combinator's subscription: an early answer is welcome (waiters.c) */
+    unsigned tentative; /* a combinator's subscription: early answers wanted for these
+                         * outcomes (1 << state; fanin.h, waiters.c) */
     pm_waiter_t *next, *prev;
 };
 
@@ -252,6 +253,7 @@ struct pm_agent {
     int64_t sub_resend; /* ms: PM_RELAY_SUB_RESEND_MS unless configured (sub_resend) */
     int64_t fanin_not_found_wait; /* ms (fanin_not_found_wait; 0: the default, fanins.c) */
     int fanin_early;              /* fanin_early: combinators take tentative answers */
+    int fanin_early_every;        /* fanin_early_copies=every: of every outcome of every input */
     int chain_forward;            /* chain_forward: continuations ride with invocations */
     int mesh_batch;               /* mesh_batch: the mesh corked for each turn of the loop */
     /* In a turn of the loop (agent.c s_turn_begin/end): what goes to a
@@ -276,6 +278,7 @@ struct pm_agent {
     uint64_t fanin_early_starts;   /* continuations of combinators started early (place.c) */
     uint64_t fanin_early_kept;     /* ... kept when the combinator settled as expected */
     uint64_t fanin_early_dropped;  /* ... dropped: it settled otherwise, or never here */
+    uint64_t fanin_last_asked;     /* inputs waited for last: every early copy asked (fanins.c) */
     uint64_t chain_forwarded; /* continuations handed on with an invocation (place.c) */
     uint64_t chain_started;   /* ... started here on a result, for the member that placed them */
     uint64_t chain_kept;      /* ... kept when their source settled with that result */

@@ -24,6 +24,9 @@ typedef struct pm_config_list {
     size_t len;
 } pm_config_list_t;
 
+/* fanin_early_copies */
+enum { PM_FANIN_COPIES_DECISIVE = 0, PM_FANIN_COPIES_EVERY = 1 };
+
 typedef struct pm_config {
     char *node;                     /* NULL: pmeshd uses $NODE_NAME, else the hostname */
     char *socket;                   /* NULL: pmeshd uses $PMESH_SOCKET, else the default */
@@ -52,6 +55,7 @@ typedef struct pm_config {
     int64_t sub_resend;             /* ms between resends of an unanswered subscription */
     int64_t fanin_not_found_wait;   /* ms a combinator waits for a missing input to appear */
     bool fanin_early;               /* start a combinator's continuation on tentative inputs */
+    int fanin_early_copies;         /* 0 decisive, 1 every (PM_FANIN_COPIES_*) */
     bool chain_forward;             /* hand a chain's continuations on with an invocation */
     bool mesh_batch;                /* one frame per peer per turn of the loop (mesh/outbox.c) */
     char *data_dir;                 /* WAL directory; NULL: nothing survives a restart */

@@ -14,6 +14,7 @@ static const char *const s_log_levels[] = {"error", "warn", "info", "debug", NUL
 static const char *const s_log_formats[] = {"text", "json", NULL};
 /* Same order and numbers as pm_fsync_mode_t in wal.h. */
 static const char *const s_fsync_modes[] = {"always", "batch", "never", NULL};
+static const char *const s_fanin_copies[] = {"decisive", "every", NULL};
 
 #define S_AT(field) offsetof(pm_config_t, field)
 
@@ -123,6 +124,17 @@ const s_key_t pm_config_keys[] = {
      .doc = "start a combinator's continuation on its inputs' outcomes before they are "
             "durable (its result waits until they are); false: one mesh message per input, "
             "the continuation starts one replication round trip later"},
+    /* decisive: an input's owner sends an early copy only of the outcomes
+     * that would decide the combinator (a failure for all, a resolve for
+     * any, every one for race and for the input it waits for last):
+     * about one settlement message per input. every: of every outcome of
+     * every input, two messages each, but early starts also when the last
+     * inputs settle within a replication round trip of each other. */
+    {.key = "fanin_early_copies", .type = S_ENUM, .offset = S_AT(fanin_early_copies),
+     .def = "decisive", .words = s_fanin_copies,
+     .doc = "with fanin_early, which outcomes an input's owner sends early: decisive (those "
+            "that would decide the combinator, and every one of the input it waits for last: "
+            "one message per input plus one) or every (two messages per input)"},
     /* true: an invocation placed on a member carries the continuations
      * chained after its target; the member starts each on the previous
      * one's result if one of its workers serves it (place.c). */

@@ -334,3 +334,35 @@ pm_fanin_hear(pm_fanin_t *self, size_t i, int state, const void *data, size_t le
     }
     return -1;
 }
+
+unsigned
+pm_fanin_decides(int kind)
+{
+    switch (kind) {
+    case PM_COMBINE_ALL:
+        return PM_FANIN_FAILURES;
+    case PM_COMBINE_ANY:
+        return 1u << PM_STATE_RESOLVED;
+    case PM_COMBINE_RACE:
+        return PM_FANIN_EVERY;
+    default:
+        return 0;
+    }
+}
+
+long
+pm_fanin_last_pending(const pm_fanin_t *self)
+{
+    if (self->done || self->heard >= self->n || self->n - self->heard > PM_FANIN_LAST_SCAN)
+        return -1;
+    long first = -1;
+    for (size_t i = 0; i < self->n; i++) {
+        if (self->in[i].state)
+            continue;
+        if (first < 0)
+            first = (long) i;
+        else if (strcmp(self->ids[i], self->ids[first]) != 0)
+            return -1;
+    }
+    return first;
+}

@@ -112,6 +112,30 @@ pm_fanin_t *pm_fanin_clone(const pm_fanin_t *self);
 int pm_fanin_hear(pm_fanin_t *self, size_t i, int state, const void *data, size_t len,
                   pm_fanin_outcome_t *out);
 
+/* Early copies (fanins.c, waiters.c; PROTOCOL.md 5a). An input's owner
+ * may send a combinator's agent an input's outcome before it is durable,
+ * for an early start of the combinator's continuation; that costs a second
+ * settlement message, so it is asked only for the outcomes that would
+ * decide the combinator: a bit (1 << state) per outcome. */
+#define PM_FANIN_EVERY                                                                         \
+    ((1u << PM_STATE_RESOLVED) | (1u << PM_STATE_REJECTED) | (1u << PM_STATE_CANCELED) |       \
+     (1u << PM_STATE_TIMEDOUT))
+#define PM_FANIN_FAILURES (PM_FANIN_EVERY & ~(1u << PM_STATE_RESOLVED))
+
+/* The outcomes with which any input decides a combinator of kind, whatever
+ * was heard before: all, a failure; any, a resolve; race, every outcome;
+ * all-settled, none. */
+unsigned pm_fanin_decides(int kind);
+
+/* How many positions pm_fanin_last_pending looks at, at most. */
+#define PM_FANIN_LAST_SCAN 8
+
+/* The input whose outcome, whatever it is, decides self: the one id that
+ * every position not heard yet holds (once the others are heard, it is
+ * last). Its first such position, or -1 (several ids pending, none, self
+ * done, or more than PM_FANIN_LAST_SCAN positions pending: not looked at). */
+long pm_fanin_last_pending(const pm_fanin_t *self);
+
 /* Appends to *buf (malloc'd, grown as needed; *len its length) the JSON of
  * bytes: a string when valid UTF-8, else {"base64":"..."}. 0, or -1 when out
  * of memory. */

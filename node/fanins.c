@@ -35,6 +35,7 @@ typedef struct pm_fanin_sub {
 /* The subscribers of one remote input id. */
 typedef struct s_subs {
     pm_watch_t *head;
+    unsigned asked; /* the outcomes its owner was asked early copies of (fanin.h) */
     char id[];
 } s_subs_t;
 
@@ -159,6 +160,50 @@ s_hear_early(pm_agent_t *self, pm_comb_t *c, size_t i, int state, const void *da
     free(o.data);
 }
 
+/* The outcomes of input i that c wants an early copy of from its owner
+ * (fanin_early): every one with fanin_early_copies=every; else those that
+ * decide c (an early copy costs a second settlement message, and only
+ * the input that decides c starts its continuation): a failure for all, a
+ * resolve for any, every outcome for race and for the input c waits for
+ * last (s_ask_last), none for all-settled's others. */
+static unsigned
+s_early_states(const pm_agent_t *self, const pm_comb_t *c, size_t i)
+{
+    if (!self->fanin_early || c->early_done)
+        return 0;
+    if (self->fanin_early_every)
+        return PM_FANIN_EVERY;
+    long last = pm_fanin_last_pending(c->early ? c->early : c->f);
+    if (last >= 0 && strcmp(c->f->ids[last], c->f->ids[i]) == 0)
+        return PM_FANIN_EVERY;
+    return pm_fanin_decides(c->f->kind);
+}
+
+/* c heard an input (heard: its id): if one input is all c waits for now,
+ * whatever it settles with decides c, so its owner is asked for an early
+ * copy of every outcome (its subscription, sent again wider). So a
+ * combinator costs one settlement message per input and one more for its
+ * last, and its continuation still starts one mesh hop after the last
+ * input settles (PROTOCOL.md 5a). */
+static void
+s_ask_last(pm_agent_t *self, pm_comb_t *c, const char *heard)
+{
+    if (!self->fanin_early || self->fanin_early_every || c->early_done || !self->comb_subs)
+        return;
+    long last = pm_fanin_last_pending(c->early ? c->early : c->f);
+    if (last < 0)
+        return;
+    const char *id = c->f->ids[last];
+    if (heard && strcmp(id, heard) == 0)
+        return; /* its other positions are being heard now */
+    s_subs_t *e = zhashx_lookup(self->comb_subs, id);
+    if (!e || !(PM_FANIN_EVERY & ~e->asked))
+        return; /* ours (watched here), or asked already */
+    e->asked = PM_FANIN_EVERY;
+    self->fanin_last_asked++;
+    pm_waiter_widen(self, id, e->asked);
+}
+
 /* Input i of c settled (the first outcome heard for it wins). c may be
  * freed on return. */
 static void
@@ -171,6 +216,7 @@ s_hear(pm_agent_t *self, pm_comb_t *c, size_t i, int state, const void *data, si
     }
     if (c->early)
         s_hear_early(self, c, i, state, data, len);
+    s_ask_last(self, c, c->f->ids[i]);
 }
 
 /* An input that cannot be heard (missing, its owner lost) fails with why. */
@@ -342,10 +388,19 @@ s_watch_remote(pm_agent_t *self, pm_comb_t *c, size_t i, const char *node, int u
         zhashx_insert(self->comb_subs, e->id, e);
     }
     pm_watch_link(&e->head, &c->subs[i].watch, NULL);
-    if (zhashx_lookup(self->rwaits, id))
-        return; /* an await (or another combinator) subscribed already */
+    unsigned want = s_early_states(self, c, i);
+    if (zhashx_lookup(self->rwaits, id)) {
+        /* An await (or another combinator) subscribed already: it asks
+         * for what we want too. */
+        if (want & ~e->asked) {
+            e->asked |= want;
+            pm_waiter_widen(self, id, e->asked);
+        }
+        return;
+    }
+    e->asked = want;
     pm_msg_t sub = {.type = PM_MSG_AWAIT, .id = id, .timeout_ms = -1, .final = c->subs[i].final,
-                    .tentative_ok = self->fanin_early};
+                    .tentative_ok = want == PM_FANIN_EVERY, .tentative_states = want};
     pm_waiter_subscribe(self, &sub, node, unknown);
 }
 
@@ -549,6 +604,7 @@ pm_fanins_tentative(pm_agent_t *self, const char *pid, const pm_msg_t *reply)
                          p->reason ? strlen(p->reason) : 0);
         else
             s_hear_early(self, sub->comb, sub->i, p->state, p->value, p->value_len);
+        s_ask_last(self, sub->comb, pid);
     }
 }
 

@@ -9,6 +9,7 @@
 
 #include "isr.h"
 
+#include "fanin.h"
 #include "fanins.h"
 #include "requests.h"
 #include "session.h"
@@ -137,6 +138,33 @@ pm_relay_send(pm_agent_t *self, pm_relay_t *r, const pm_msg_t *m)
     }
     self->relayed++;
     return PM_OK;
+}
+
+/* Subscription r asks its owner for early copies of these outcomes from
+ * now on (wider than before): its kept frame says so, and goes now unless
+ * it is parked (it goes when the space is served somewhere). */
+void
+pm_relay_sub_widen(pm_agent_t *self, pm_relay_t *r, unsigned states)
+{
+    if (r->kind != PM_RELAY_SUB || !r->frame)
+        return;
+    pm_msg_t m;
+    if (pm_wire_decode(r->frame, r->frame_len, &m) != PM_OK || m.type != PM_MSG_AWAIT) {
+        pm_wire_release(&m);
+        return;
+    }
+    m.tentative_states = states;
+    m.tentative_ok = states == PM_FANIN_EVERY;
+    size_t len;
+    uint8_t *buf = pm_wire_encode(&m, &len);
+    pm_wire_release(&m);
+    if (!buf)
+        pm_oom("encoding a subscription");
+    free(r->frame);
+    r->frame = buf;
+    r->frame_len = len;
+    if (!r->parked && *r->node)
+        s_send_frame(self, r, r->node, PM_MSG_AWAIT);
 }
 
 /* Relays a client's request to the promise's owner; the owner's reply goes

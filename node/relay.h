@@ -30,6 +30,9 @@ pm_relay_t *pm_relay_new(pm_agent_t *self, pm_relay_kind_t kind, const char *nod
                          const char *pid);
 /* Sends m to node as relay r (m's req_id becomes the relay's). */
 int pm_relay_send(pm_agent_t *self, pm_relay_t *r, const pm_msg_t *m);
+/* Subscription r asks its owner for early copies of these outcomes (1 <<
+ * state, fanin.h) from now on: sent again now, unless parked. */
+void pm_relay_sub_widen(pm_agent_t *self, pm_relay_t *r, unsigned states);
 /* Relays a client's request to the promise's owner; the owner's reply goes
  * back to the client with the client's req_id. */
 int pm_relay_forward(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, const char *node);

@@ -200,6 +200,7 @@ pm_req_stats(pm_agent_t *self, pm_stats_t *out)
     out->fanin_early_starts = self->fanin_early_starts;
     out->fanin_early_kept = self->fanin_early_kept;
     out->fanin_early_dropped = self->fanin_early_dropped;
+    out->fanin_last_asked = self->fanin_last_asked;
     out->chain_forwarded = self->chain_forwarded;
     out->chain_started = self->chain_started;
     out->chain_kept = self->chain_kept;

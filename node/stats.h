@@ -92,13 +92,16 @@ enum {
       "pmesh_invocation_events_total", "event=\"not_holder\"", 1, "")                              \
     X(fanin_tentative_sent, CORE, "fanin.tentative_sent", INT, COUNTER,                           \
       "pmesh_fanin_events_total", "event=\"tentative_sent\"", 1,                                  \
-      "Combinator events: early answers sent, early starts made, kept and dropped.")             \
+      "Combinator events: early answers sent, early starts made, kept and dropped, inputs "         \
+      "waited for last asked for every early answer.")                                             \
     X(fanin_early_starts, CORE, "fanin.early_starts", INT, COUNTER, "pmesh_fanin_events_total",   \
       "event=\"early_starts\"", 1, "")                                                             \
     X(fanin_early_kept, CORE, "fanin.early_kept", INT, COUNTER, "pmesh_fanin_events_total",       \
       "event=\"early_kept\"", 1, "")                                                               \
     X(fanin_early_dropped, CORE, "fanin.early_dropped", INT, COUNTER,                             \
       "pmesh_fanin_events_total", "event=\"early_dropped\"", 1, "")                                \
+    X(fanin_last_asked, CORE, "fanin.last_asked", INT, COUNTER, "pmesh_fanin_events_total",       \
+      "event=\"last_asked\"", 1, "")                                                               \
     X(chain_forwarded, CORE, "chain.forwarded", INT, COUNTER, "pmesh_chain_events_total",         \
       "event=\"forwarded\"", 1,                                                                    \
       "Chained continuations: handed on with an invocation, started by the member, kept, dropped.") \

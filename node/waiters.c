@@ -6,6 +6,7 @@
 
 #include "waiters.h"
 
+#include "fanin.h"
 #include "fanins.h"
 #include "relay.h"
 #include "thens.h"
@@ -160,7 +161,8 @@ s_answered_lately(pm_agent_t *self, const char *peer, uint64_t req_id, const cha
 static void
 s_send_tentative(pm_agent_t *self, pm_waiter_t *w, pm_prom_t *p)
 {
-    if (!w->tentative || !self->mesh || !self->journal || !pm_journal_must_hold(self->journal))
+    if (!(w->tentative & (1u << p->state)) || !self->mesh || !self->journal ||
+        !pm_journal_must_hold(self->journal))
         return;
     pm_wire_promise_t v;
     pm_records_view(p, &v);
@@ -219,21 +221,30 @@ pm_waiter_new(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t mono
     return w;
 }
 
-/* Whether peer session s has a waiter on p for its subscription req_id
+/* Peer session s's waiter on p for its subscription req_id, if it has one
  * already. Another member sends its subscription again until we answer
  * (relay.c), so a repeat must not add a second waiter; the watches of one
  * promise are few (one per subscribing member, plus local awaits). */
-static int
+static pm_waiter_t *
 s_subscribed(const pm_prom_t *p, const pm_session_t *s, uint64_t req_id)
 {
     for (pm_watch_t *x = p->watches; x; x = x->next) {
         if (x->fn != pm_waiter_fired)
             continue;
-        const pm_waiter_t *w = pm_container_of(x, pm_waiter_t, watch);
+        pm_waiter_t *w = pm_container_of(x, pm_waiter_t, watch);
         if (w->session == s && w->req_id == req_id)
-            return 1;
+            return w;
     }
-    return 0;
+    return NULL;
+}
+
+/* The outcomes another member's subscription m wants an early copy of. */
+static unsigned
+s_tentative_states(const pm_msg_t *m)
+{
+    if (m->tentative_states)
+        return m->tentative_states & PM_FANIN_EVERY;
+    return m->tentative_ok ? PM_FANIN_EVERY : 0;
 }
 
 int
@@ -264,12 +275,18 @@ pm_waiter_do_await(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, int64_t
         pm_agent_reply_err(self, s, m->req_id, PM_ERR_WAIT_TIMEOUT, NULL);
         return PM_OK; /* a poll, not a failure */
     }
-    if (s->peer && s_subscribed(p, s, m->req_id))
-        return PM_OK; /* a subscription sent again: it has its waiter (answered once) */
-    int err = PM_OK;
-    pm_waiter_t *w = pm_waiter_new(self, s, m, mono, &err);
+    pm_waiter_t *w = s->peer ? s_subscribed(p, s, m->req_id) : NULL;
     if (w) {
-        w->tentative = s->peer && m->tentative_ok;
+        /* A subscription sent again: it has its waiter (answered once). It
+         * may want early copies of more outcomes now (its input became the
+         * last its combinator waits for: fanins.c). */
+        w->tentative |= s_tentative_states(m);
+        return PM_OK;
+    }
+    int err = PM_OK;
+    w = pm_waiter_new(self, s, m, mono, &err);
+    if (w) {
+        w->tentative = s->peer ? s_tentative_states(m) : 0;
         pm_store_watch(p, &w->watch, pm_waiter_fired);
     }
     return err;
@@ -355,6 +372,19 @@ pm_waiter_subscribe(pm_agent_t *self, const pm_msg_t *sub, const char *node, int
             until = self->now_mono + PM_AGENT_UNKNOWN_WAIT_MS;
         pm_timers_set(self->relay_timers, &r->timer, until);
     }
+}
+
+void
+pm_waiter_widen(pm_agent_t *self, const char *id, unsigned states)
+{
+    pm_rwait_t *rw = zhashx_lookup(self->rwaits, id);
+    if (!rw)
+        return;
+    char k[24];
+    snprintf(k, sizeof k, "%llx", (unsigned long long) rw->relay);
+    pm_relay_t *r = zhashx_lookup(self->relays, k);
+    if (r)
+        pm_relay_sub_widen(self, r, states);
 }
 
 /* An await on a promise another member owns: one subscription there, however

@@ -29,6 +29,10 @@ void pm_waiter_rwait_finish(pm_agent_t *self, const char *pid, const pm_msg_t *r
  * the space's owner is known (unknown: not heard of yet, given up after a
  * while). Its answer ends it through pm_waiter_rwait_finish. */
 void pm_waiter_subscribe(pm_agent_t *self, const pm_msg_t *sub, const char *node, int unknown);
+/* The open subscription on remote promise id asks its owner for early
+ * copies of these outcomes from now on (1 << state, fanin.h; a combinator
+ * whose input became the last it waits for: fanins.c). */
+void pm_waiter_widen(pm_agent_t *self, const char *id, unsigned states);
 int pm_waiter_remote_await(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, const char *node,
                            int64_t mono);
 /* Answers WAIT_TIMEOUT to every waiter whose wait ended by mono. */

@@ -278,6 +278,7 @@ pm_wire_encode(const pm_msg_t *m, size_t *len)
         await.timeout_ms = m->timeout_ms;
         await.final = m->final != 0;
         await.tentative_ok = m->tentative_ok != 0;
+        await.tentative_states = m->tentative_states;
         break;
     case PM_MSG_THEN:
         env.body_case = PMESH__ENVELOPE__BODY_THEN;
@@ -697,6 +698,7 @@ s_decode_body(s_priv_t *pv, const Pmesh__Envelope *env, pm_msg_t *m)
         m->timeout_ms = env->await->timeout_ms;
         m->final = env->await->final != 0;
         m->tentative_ok = env->await->tentative_ok != 0;
+        m->tentative_states = env->await->tentative_states;
         return s_name_ok(m->id) ? 0 : -1;
     case PMESH__ENVELOPE__BODY_THEN:
         m->type = PM_MSG_THEN;

@@ -107,6 +107,7 @@ typedef struct pm_msg {
     int64_t timeout_ms;        /* create, await (< 0: none), then, combine */
     int final;                 /* await, agent -> agent: a combinator's final lookup (fanins.h) */
     int tentative_ok;          /* await, agent -> agent: a combinator takes an early answer */
+    unsigned tentative_states; /* await, agent -> agent: for these outcomes (1 << state; 0: all) */
     int tentative;             /* reply, agent -> agent: that early answer (not durable yet) */
     int64_t heartbeat_ms;      /* create */
     const char *key;           /* create */

@@ -13,6 +13,12 @@
 #     has not been acknowledged (no value computed from an input is visible
 #     before that input is durable), then settles with the right value,
 #     and the early start is kept (fanin.early_kept);
+#   - early copies are asked for the outcomes that decide the combinator
+#     (fanin_early_copies=decisive, the default): I1's resolve (I2 still
+#     pending) gets none, I2's (the input waited for last: nH asks for it,
+#     fanin.last_asked) gets one; a rejection, which decides `all` whatever
+#     is pending, gets one, and the then's --on-reject function starts
+#     early; with fanin_early_copies=every both inputs' resolves get one;
 #   - with fanin_early=false the owner sends no early copy and nothing starts
 #     early.
 #   BUILD=build tests/integration/test_fanin_early.sh
@@ -64,6 +70,11 @@ early_case() {
     pm "$H" then "$C" ident; T=$OUT
     pm "$O" resolve "$I1" a
     need_waiters_on "$O" 1 # nH's subscription to I2
+    # With early copies, nH heard I1 and asked for every early copy of I2,
+    # the input it waits for last: that request is in before I2 settles.
+    [ -z "${LAST0:-}" ] ||
+        need "nH asked I2's owner for its early copies" 5 \
+            stat_at_least "${MESH_SOCK[$H]}" fanin.last_asked $((LAST0 + 1))
     kill -STOP "${MESH_PID[$B]}"
     timed_bg "$name" "$O" resolve "$I2" b
     SETTLED_EARLY=0
@@ -100,6 +111,8 @@ pm "$O" resolve "$J1" warm
 settled_on_h() { [ "$(state_on "$H" "$1")" = resolved ]; }
 need "a warm-up combinator's continuation completes" 10 settled_on_h "$JT"
 starts0=$(mstat "$H" fanin.early_starts)
+tent0=$(mstat "$O" fanin.tentative_sent)
+LAST0=$(mstat "$H" fanin.last_asked)
 
 STOP_UNTIL=$(($(now_ms) + 1500))
 early_case early1
@@ -113,14 +126,52 @@ pm "$H" get "$T"
 expect_eq "its value is computed from the inputs' durable outcomes" '["a","b"]' \
     "$(json_get "$OUT" value)"
 need "the owner sent nH an early (tentative) copy of I2's outcome" 5 \
-    stat_at_least "${MESH_SOCK[$O]}" fanin.tentative_sent 1
+    stat_at_least "${MESH_SOCK[$O]}" fanin.tentative_sent $((tent0 + 1))
+expect_eq "decisive copies: none of I1's resolve (I2 pending), one of I2's" $((tent0 + 1)) \
+    "$(mstat "$O" fanin.tentative_sent)"
 need "the early start is kept (the combinator settled as expected)" 5 \
     stat_at_least "${MESH_SOCK[$H]}" fanin.early_kept 1
 expect_eq "no early start was dropped" 0 "$(mstat "$H" fanin.early_dropped)"
+
+# A rejection decides `all` whatever is pending: its early copy goes at
+# once, and the then's --on-reject function starts on it.
+tent1=$(mstat "$O" fanin.tentative_sent)
+starts1=$(mstat "$H" fanin.early_starts)
+pm "$O" create; K1=$OUT
+pm "$O" create; K2=$OUT
+pm "$H" all "$K1" "$K2"; KC=$OUT
+pm "$H" then "$KC" ident --on-reject ident; KT=$OUT
+need_waiters_on "$O" 2
+pm "$O" reject "$K1" nope
+need "a rejection (K2 still pending) gets an early copy" 5 \
+    stat_at_least "${MESH_SOCK[$O]}" fanin.tentative_sent $((tent1 + 1))
+need "the --on-reject function starts early on it" 5 \
+    stat_at_least "${MESH_SOCK[$H]}" fanin.early_starts $((starts1 + 1))
+need "the then's target settles" 10 settled_on_h "$KT"
+pm "$H" get "$KC"
+expect_eq "the combinator is rejected" rejected "$(json_get "$OUT" state)"
+mesh_down
+
+# ---- fanin_early_copies=every: an early copy of every input's outcome -----------------
+mesh_up 5 --replicas 2 --unsafe-no-coordination --fanin-early-copies=every
+pick_roles
+check "every: n$O replicates to n$B; the combinator goes to n$H, which does not" test -n "$H"
+mesh_worker w-id3 "$H" ident 4 cat
+LAST0=""
+STOP_UNTIL=$(($(now_ms) + 1500))
+early_case every1
+expect_eq "every: the held resolve of I2 is acknowledged" 0 "$(done_rc every1)"
+need "every: the continuation's target settles" 10 settled_on_h "$T"
+need "every: early copies of both inputs' resolves" 5 \
+    stat_at_least "${MESH_SOCK[$O]}" fanin.tentative_sent 2
+expect_eq "every: exactly those two" 2 "$(mstat "$O" fanin.tentative_sent)"
+expect_eq "every: no input was asked for separately" 0 "$(mstat "$H" fanin.last_asked)"
+expect_eq "every: the target is never seen settled before the resolve" 0 "$SETTLED_EARLY"
 mesh_down
 
 # ---- fanin_early=false: one answer per input, nothing starts early ------------------
 mesh_up 5 --replicas 2 --unsafe-no-coordination --fanin-early=false
+LAST0=""
 pick_roles
 check "fanin_early=false: n$O replicates to n$B; the combinator goes to n$H, which does not" \
     test -n "$H"

@@ -2371,6 +2371,9 @@ s_world_init(world_t *w, opts_t *o, uint64_t seed, void *zctx)
                 s_set(n, "seeds", seeds[j]);
         s_set(n, "data_dir", n->dir);
         s_set(n, "fsync", n->batch ? "batch" : "always");
+        /* Early copies of every input's outcome on odd seeds, of the
+         * decisive ones (the default) on even seeds: both kept under load. */
+        s_set(n, "fanin_early_copies", (seed & 1) ? "every" : "decisive");
         pm_rand_seeded_init(&n->srng, seed * 0x2545f4914f6cdd1dULL + 77 + (uint64_t) i);
         char r[8];
         snprintf(r, sizeof r, "%d", w->r);

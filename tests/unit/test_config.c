@@ -81,6 +81,8 @@ s_assert_defaults(const pm_config_t *cfg)
     assert_int_equal(cfg->list_limit, 100);
     assert_int_equal(cfg->seeds.len, 0);
     assert_null(cfg->seeds.items);
+    assert_true(cfg->fanin_early);
+    assert_int_equal(cfg->fanin_early_copies, PM_FANIN_COPIES_DECISIVE);
 }
 
 static void
@@ -228,6 +230,9 @@ test_flow_style_and_other_enum_words(void **state)
     pm_config_destroy(&cfg);
     cfg = s_load_ok("log_level: warn\n");
     assert_int_equal(cfg->log_level, 1);
+    pm_config_destroy(&cfg);
+    cfg = s_load_ok("fanin_early_copies: every\n");
+    assert_int_equal(cfg->fanin_early_copies, PM_FANIN_COPIES_EVERY);
     pm_config_destroy(&cfg);
 }
 
@@ -383,6 +388,8 @@ test_error_wrong_type(void **state)
                         ":1:12: log_level: 'verbose' is not one of error|warn|info|debug");
     s_assert_load_error("log_format: \"JSON\"\n",
                         ":1:13: log_format: 'JSON' is not one of text|json");
+    s_assert_load_error("fanin_early_copies: all\n",
+                        ":1:21: fanin_early_copies: 'all' is not one of decisive|every");
     s_assert_load_error("seeds: a:1\n", ":1:8: seeds: expected a list, got a scalar");
     s_assert_load_error("seeds:\n  - a\n  - {b: 1}\n",
                         ":3:5: seeds: item 2 is a mapping, expected a string");
@@ -606,7 +613,7 @@ test_help(void **state)
     size_t lines = 0;
     for (char *p = text; *p; p++)
         lines += *p == '\n';
-    assert_int_equal(lines, 54); /* one line per key */
+    assert_int_equal(lines, 55); /* one line per key */
     assert_non_null(strstr(text, "  --http-public ADDR:PORT "));
     assert_non_null(strstr(text, "  --http-api-keys-file PATH "));
     assert_non_null(strstr(text, "  --insecure-http "));

@@ -214,6 +214,80 @@ test_duplicates_count_each(void **state)
     pm_fanin_destroy(&f);
 }
 
+/* Which outcomes decide a combinator whatever else was heard, and which
+ * input is the last it waits for (the early copies it asks for, fanins.c):
+ * checked against what pm_fanin_hear then does. */
+static void
+test_decisive_outcomes(void **state)
+{
+    (void) state;
+    unsigned res = 1u << PM_STATE_RESOLVED;
+    assert_int_equal(pm_fanin_decides(PM_COMBINE_ALL), PM_FANIN_FAILURES);
+    assert_int_equal(pm_fanin_decides(PM_COMBINE_ANY), res);
+    assert_int_equal(pm_fanin_decides(PM_COMBINE_RACE), PM_FANIN_EVERY);
+    assert_int_equal(pm_fanin_decides(PM_COMBINE_ALL_SETTLED), 0);
+    assert_int_equal(PM_FANIN_EVERY & PM_FANIN_FAILURES, PM_FANIN_FAILURES);
+    assert_false(PM_FANIN_FAILURES & res);
+    /* A failure decides all (and a resolve does not) from the first input on. */
+    pm_fanin_outcome_t o;
+    for (int st = PM_STATE_RESOLVED; st <= PM_STATE_TIMEDOUT; st++) {
+        pm_fanin_t *f = s_new(PM_COMBINE_ALL, 3);
+        int decided = s_hear(f, 0, st, "v", &o);
+        assert_int_equal(decided, (pm_fanin_decides(PM_COMBINE_ALL) >> st) & 1);
+        if (decided)
+            free(o.data);
+        pm_fanin_destroy(&f);
+        f = s_new(PM_COMBINE_ANY, 3);
+        decided = s_hear(f, 0, st, "v", &o);
+        assert_int_equal(decided, (pm_fanin_decides(PM_COMBINE_ANY) >> st) & 1);
+        if (decided)
+            free(o.data);
+        pm_fanin_destroy(&f);
+    }
+}
+
+static void
+test_last_pending(void **state)
+{
+    (void) state;
+    pm_fanin_outcome_t o;
+    pm_fanin_t *f = s_new(PM_COMBINE_ALL_SETTLED, 3);
+    assert_int_equal(pm_fanin_last_pending(f), -1); /* three ids pending */
+    assert_int_equal(s_hear(f, 1, PM_STATE_REJECTED, "no", &o), 0);
+    assert_int_equal(pm_fanin_last_pending(f), -1);
+    assert_int_equal(s_hear(f, 0, PM_STATE_RESOLVED, "a", &o), 0);
+    assert_int_equal(pm_fanin_last_pending(f), 2); /* whatever it says decides */
+    assert_int_equal(s_hear(f, 2, PM_STATE_CANCELED, "c", &o), 1);
+    free(o.data);
+    assert_int_equal(pm_fanin_last_pending(f), -1); /* done */
+    pm_fanin_destroy(&f);
+
+    /* Duplicates: the last id may hold several positions (the first is given). */
+    const char *ids[] = {"x~1", "y~2", "x~1"};
+    f = pm_fanin_new(PM_COMBINE_ALL, ids, 3, 0);
+    assert_int_equal(pm_fanin_last_pending(f), -1);
+    assert_int_equal(s_hear(f, 1, PM_STATE_RESOLVED, "y", &o), 0);
+    assert_int_equal(pm_fanin_last_pending(f), 0);
+    pm_fanin_destroy(&f);
+
+    /* One id only: last from the start. */
+    const char *one[] = {"z~1", "z~1"};
+    f = pm_fanin_new(PM_COMBINE_ANY, one, 2, 0);
+    assert_int_equal(pm_fanin_last_pending(f), 0);
+    pm_fanin_destroy(&f);
+
+    /* More positions pending than it looks at: not looked at. */
+    const char *many[PM_FANIN_LAST_SCAN + 2];
+    for (size_t i = 0; i < PM_FANIN_LAST_SCAN + 2; i++)
+        many[i] = "m~1";
+    f = pm_fanin_new(PM_COMBINE_ALL, many, PM_FANIN_LAST_SCAN + 2, 0);
+    assert_int_equal(pm_fanin_last_pending(f), -1);
+    assert_int_equal(s_hear(f, 0, PM_STATE_RESOLVED, "m", &o), 0);
+    assert_int_equal(s_hear(f, 1, PM_STATE_RESOLVED, "m", &o), 0);
+    assert_int_equal(pm_fanin_last_pending(f), 2);
+    pm_fanin_destroy(&f);
+}
+
 /* An outcome heard twice (a second subscription, a takeover) counts once,
  * and the first one heard wins. */
 static void
@@ -332,6 +406,8 @@ main(void)
         cmocka_unit_test(test_all_settled),
         cmocka_unit_test(test_duplicates_count_each),
         cmocka_unit_test(test_heard_twice_counts_once),
+        cmocka_unit_test(test_decisive_outcomes),
+        cmocka_unit_test(test_last_pending),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_json_encoding),
         cmocka_unit_test(test_value_too_large),

@@ -111,6 +111,8 @@ s_msg_eq(const pm_msg_t *a, const pm_msg_t *b)
     s_str_eq(a->reason, b->reason, "reason");
     assert_int_equal(a->timeout_ms, b->timeout_ms);
     assert_int_equal(a->final, b->final);
+    assert_int_equal(a->tentative_ok, b->tentative_ok);
+    assert_int_equal(a->tentative_states, b->tentative_states);
     assert_int_equal(a->heartbeat_ms, b->heartbeat_ms);
     s_str_eq(a->key, b->key, "key");
     s_labels_eq(a->labels, a->label_count, b->labels, b->label_count);
@@ -265,6 +267,12 @@ test_round_trip_requests(void **state)
     s_round_trip_release(&await);
     await.timeout_ms = -1;
     await.final = 1; /* a combinator's final lookup (fanins.c) */
+    s_round_trip_release(&await);
+    await.final = 0; /* a combinator's subscription asking early copies of failures */
+    await.tentative_states = (1u << PM_STATE_REJECTED) | (1u << PM_STATE_TIMEDOUT);
+    s_round_trip_release(&await);
+    await.tentative_ok = 1;
+    await.tentative_states = 0x3c;
     s_round_trip_release(&await);
 
     pm_msg_t then = {.type = PM_MSG_THEN, .req_id = 9, .id = "src", .function = "resize",
