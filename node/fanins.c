@@ -160,6 +160,16 @@ s_hear_early(pm_agent_t *self, pm_comb_t *c, size_t i, int state, const void *da
     free(o.data);
 }
 
+/* Whether combinators here ask for early copies at all: fanin_early, and
+ * answers are held somewhere (a WAL, or backups). An agent with neither
+ * (--replicas 1, no data dir) holds nothing, and its peers, configured
+ * alike, send no early copy: asking would cost a message for nothing. */
+static int
+s_early_wanted(const pm_agent_t *self)
+{
+    return self->fanin_early && self->journal;
+}
+
 /* The outcomes of input i that c wants an early copy of from its owner
  * (fanin_early): every one with fanin_early_copies=every; else those that
  * decide c (an early copy costs a second settlement message, and only
@@ -169,7 +179,7 @@ s_hear_early(pm_agent_t *self, pm_comb_t *c, size_t i, int state, const void *da
 static unsigned
 s_early_states(const pm_agent_t *self, const pm_comb_t *c, size_t i)
 {
-    if (!self->fanin_early || c->early_done)
+    if (!s_early_wanted(self) || c->early_done)
         return 0;
     if (self->fanin_early_every)
         return PM_FANIN_EVERY;
@@ -188,7 +198,7 @@ s_early_states(const pm_agent_t *self, const pm_comb_t *c, size_t i)
 static void
 s_ask_last(pm_agent_t *self, pm_comb_t *c, const char *heard)
 {
-    if (!self->fanin_early || self->fanin_early_every || c->early_done || !self->comb_subs)
+    if (!s_early_wanted(self) || self->fanin_early_every || c->early_done || !self->comb_subs)
         return;
     long last = pm_fanin_last_pending(c->early ? c->early : c->f);
     if (last < 0)
