@@ -52,6 +52,21 @@ pm_relay_sub_resend_ms(const pm_agent_t *self)
     return self->sub_resend > 0 ? self->sub_resend : PM_RELAY_SUB_RESEND_MS;
 }
 
+/* A relay's key in the relays table: its id in hex. */
+static void
+s_key(uint64_t id, char k[24])
+{
+    snprintf(k, 24, "%llx", (unsigned long long) id);
+}
+
+pm_relay_t *
+pm_relay_find(pm_agent_t *self, uint64_t id)
+{
+    char k[24];
+    s_key(id, k);
+    return zhashx_lookup(self->relays, k);
+}
+
 pm_relay_t *
 pm_relay_new(pm_agent_t *self, pm_relay_kind_t kind, const char *node, const char *pid)
 {
@@ -64,7 +79,7 @@ pm_relay_new(pm_agent_t *self, pm_relay_kind_t kind, const char *node, const cha
     if (pid)
         memcpy(r->pid, pid, plen + 1);
     char k[24];
-    snprintf(k, sizeof k, "%llx", (unsigned long long) r->id);
+    s_key(r->id, k);
     zhashx_insert(self->relays, k, r);
     /* A subscription lasts as long as the promise is pending: its timer
      * sends it again (pm_relay_expired), it never ends it. */
@@ -79,7 +94,7 @@ s_relay_free(pm_agent_t *self, pm_relay_t *r)
 {
     pm_timers_cancel(self->relay_timers, &r->timer);
     char k[24];
-    snprintf(k, sizeof k, "%llx", (unsigned long long) r->id);
+    s_key(r->id, k);
     zhashx_delete(self->relays, k);
 }
 
@@ -182,9 +197,7 @@ pm_relay_forward(pm_agent_t *self, pm_session_t *s, const pm_msg_t *m, const cha
 void
 pm_relay_on_peer_reply(pm_agent_t *self, const char *from, pm_msg_t *m)
 {
-    char k[24];
-    snprintf(k, sizeof k, "%llx", (unsigned long long) m->req_id);
-    pm_relay_t *r = zhashx_lookup(self->relays, k);
+    pm_relay_t *r = pm_relay_find(self, m->req_id);
     if (!r || strcmp(r->node, from) != 0)
         return; /* late (timed out) or not ours: nothing waits for it */
     if (m->tentative) {

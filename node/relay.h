@@ -28,6 +28,8 @@ void pm_relay_destructor(void **item);
  * subscription, the next resend). */
 pm_relay_t *pm_relay_new(pm_agent_t *self, pm_relay_kind_t kind, const char *node,
                          const char *pid);
+/* The relay with this id (a reply's req_id, a subscription's rw->relay), or NULL. */
+pm_relay_t *pm_relay_find(pm_agent_t *self, uint64_t id);
 /* Sends m to node as relay r (m's req_id becomes the relay's). */
 int pm_relay_send(pm_agent_t *self, pm_relay_t *r, const pm_msg_t *m);
 /* Subscription r asks its owner for early copies of these outcomes (1 <<

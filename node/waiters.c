@@ -380,9 +380,7 @@ pm_waiter_widen(pm_agent_t *self, const char *id, unsigned states)
     pm_rwait_t *rw = zhashx_lookup(self->rwaits, id);
     if (!rw)
         return;
-    char k[24];
-    snprintf(k, sizeof k, "%llx", (unsigned long long) rw->relay);
-    pm_relay_t *r = zhashx_lookup(self->relays, k);
+    pm_relay_t *r = pm_relay_find(self, rw->relay);
     if (r)
         pm_relay_sub_widen(self, r, states);
 }
